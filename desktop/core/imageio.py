@@ -1,0 +1,126 @@
+"""Reading images people give us, and writing result PNGs safely.
+
+Reading: Pillow's decompression-bomb guard is set to what Sfumato can use,
+text chunks are bounded, and every mode (CMYK, 16-bit, palette, greyscale)
+is converted to 8-bit RGB or RGBA. Failures raise ImageError with a sentence
+to show.
+
+Writing: a temporary file in the same folder, flushed and fsynced, then
+linked into place, so a crash never leaves a half-written PNG and an
+existing file is never overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, PngImagePlugin
+
+from .errors import SfumatoError
+
+MAX_PIXELS = 8192 * 8192  # generous for inputs; generation itself is capped at 4096x4096
+MAX_TEXT_CHUNK = 1 << 20
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+PngImagePlugin.MAX_TEXT_CHUNK = MAX_TEXT_CHUNK
+PngImagePlugin.MAX_TEXT_MEMORY = 8 * MAX_TEXT_CHUNK
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageError(SfumatoError):
+    pass
+
+
+def load_image(path: str | Path, *, keep_alpha: bool = True) -> np.ndarray:
+    """Open an image file as an HxWx3 (or HxWx4) uint8 array."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return to_array(image, keep_alpha=keep_alpha)
+    except FileNotFoundError:
+        raise ImageError(f"{path.name} does not exist.") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{path.name} is too large to open (over {MAX_PIXELS // 1_000_000} megapixels).") from None
+    except (Image.UnidentifiedImageError, SyntaxError):
+        raise ImageError(f"{path.name} is not an image Sfumato can read (PNG, JPEG, WebP, ...).") from None
+    except (OSError, ValueError) as error:
+        raise ImageError(f"{path.name} could not be read: it may be damaged or incomplete ({error}).") from None
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """Open a mask image as HxW uint8 (white = repaint). Transparent pixels count as black."""
+    array = load_image(path)
+    grey = (array[..., :3].astype(np.uint32) @ np.array([299, 587, 114], np.uint32) // 1000).astype(np.uint8)
+    if array.shape[2] == 4:
+        grey = (grey.astype(np.uint32) * array[..., 3] // 255).astype(np.uint8)
+    return grey
+
+
+def to_array(image: Image.Image, *, keep_alpha: bool = True) -> np.ndarray:
+    """Any Pillow image -> uint8 RGB or RGBA (16-bit is scaled, not clipped)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if wide.max() > 255 else 255.0
+        image = Image.fromarray((wide / top * 255.0 + 0.5).clip(0, 255).astype(np.uint8))
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    mode = "RGBA" if keep_alpha and has_alpha else "RGB"
+    return np.ascontiguousarray(np.asarray(image.convert(mode), dtype=np.uint8))
+
+
+def save_png(path: Path, image: np.ndarray, text: dict[str, str] | None = None) -> Path:
+    """Write `image` to `path` atomically, never replacing an existing file.
+
+    If `path` exists, a numbered variant ("name-2.png", ...) is used. Returns
+    the path written.
+    """
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            Image.fromarray(image).save(handle, format="PNG", pnginfo=info, compress_level=4)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return _link_unique(Path(temporary), path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _link_unique(temporary: Path, path: Path) -> Path:
+    for attempt in range(1, 10_000):
+        target = path if attempt == 1 else path.with_name(f"{path.stem}-{attempt}{path.suffix}")
+        try:
+            os.link(temporary, target)  # atomic, and fails instead of overwriting
+        except FileExistsError:
+            continue
+        except OSError:  # file systems without hard links
+            if target.exists():
+                continue
+            os.replace(temporary, target)
+        _fsync_dir(target.parent)
+        return target
+    raise ImageError(f"could not find a free file name for {path.name}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name == "posix":
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def output_path(folder: Path, seed: int, now: _dt.datetime | None = None) -> Path:
+    """Where the next result goes: <folder>/<YYYY-MM-DD>/<NNNNN>-<seed>.png."""
+    now = now or _dt.datetime.now()
+    day = folder / now.strftime("%Y-%m-%d")
+    numbers = [int(p.name[:5]) for p in day.glob("[0-9][0-9][0-9][0-9][0-9]-*.png")] if day.is_dir() else []
+    return day / f"{max(numbers, default=0) + 1:05d}-{seed}.png"

@@ -1,0 +1,457 @@
+"""Find model files and tell what they are without loading them.
+
+A safetensors file is identified from its JSON header alone (the tensor data is
+never read). A pickle checkpoint (.ckpt/.pt/.pth/.bin) is NEVER unpickled: its
+opcodes are listed with ``pickletools.genops``, which executes nothing, to
+collect the key strings. A diffusers folder is identified from its JSON configs.
+
+Families are told apart by key *structure* (which text encoders are present) and
+by the UNet's input channels, never by layer widths: Sfumato's tiny test models
+share the real key layout with tiny widths. Layer widths are only used where
+nothing else can tell (the base model of a LoRA or an embedding), and then only
+the exact real widths count.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import io
+import json
+import logging
+import os
+import pickletools
+import zipfile
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from desktop.core.safetensors_header import (
+    DTYPE_BITS,
+    ModelFileError,
+    SafetensorsHeader,
+    TensorInfo,
+    read_safetensors_header,
+    sniff,
+)
+
+__all__ = [
+    "DTYPE_BITS", "Family", "ModelFileError", "ModelInfo", "SafetensorsHeader", "TensorInfo",
+    "identify", "model_hash", "read_safetensors_header", "scan", "sidecar_config",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+MODEL_SUFFIXES = (".safetensors", ".ckpt")  # what scan() lists
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+MAX_PICKLE_BYTES = 64 * 2**20  # bound on the pickle bytes scanned for key names
+SCAN_DEPTH = 4
+
+UNET = "model.diffusion_model."  # the UNet of an original-layout (LDM/SGM) checkpoint
+CONV_IN = UNET + "input_blocks.0.0.weight"  # shape (width, in_channels, 3, 3)
+SD_PIPELINES = {f"StableDiffusion{task}Pipeline" for task in ("", "Img2Img", "Inpaint")}
+SDXL_PIPELINES = {f"StableDiffusionXL{task}Pipeline" for task in ("", "Img2Img", "Inpaint")}
+
+
+class Family(str, enum.Enum):
+    SD1 = "sd1"
+    SD2 = "sd2"
+    SDXL = "sdxl"
+    SDXL_REFINER = "sdxl-refiner"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    format: str  # "safetensors" | "ckpt" | "diffusers"
+    kind: str  # "checkpoint" | "lora" | "vae" | "embedding" | "unknown"
+    family: Family
+    inpaint: bool = False
+    size_bytes: int = 0
+    note: str = ""
+    prediction: str | None = None  # "epsilon" | "v_prediction" when the file says
+    config_dir: Path | None = None  # sidecar diffusers config folder, if any
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.format == "diffusers" else self.path.stem
+
+
+# ------------------------------------------------------------ identification
+
+
+@dataclass
+class _Guess:
+    kind: str = "unknown"
+    family: Family = Family.UNKNOWN
+    inpaint: bool = False
+    note: str = ""
+    prediction: str | None = None
+
+
+def identify(path) -> ModelInfo:
+    """Tell what a model file or diffusers folder is. Raises ModelFileError."""
+    path = Path(path)
+    if path.is_dir():
+        return _identify_diffusers(path)
+    suffix = path.suffix.lower()
+    if suffix in (".safetensors", ".sft"):
+        header = read_safetensors_header(path)
+        shapes = {k: t.shape for k, t in header.tensors.items()}
+        guess, fmt = _classify(shapes, header.metadata), "safetensors"
+    elif suffix in PICKLE_SUFFIXES:
+        guess, fmt = _identify_pickle(path), "ckpt"
+    elif not path.exists():
+        raise ModelFileError(path, "it does not exist.")
+    else:
+        raise ModelFileError(path, f"Sfumato does not know {suffix or 'extensionless'} files.")
+    config = sidecar_config(path)
+    if config is not None and guess.kind == "checkpoint" and guess.family is Family.UNKNOWN:
+        try:
+            side = _identify_diffusers(config)
+            guess.family, guess.inpaint = side.family, side.inpaint
+            guess.note = f"architecture read from {config.name}"
+        except ModelFileError as e:
+            guess.note = f"{guess.note}; its config folder is unusable: {e.reason}".lstrip("; ")
+    return ModelInfo(path, fmt, guess.kind, guess.family, guess.inpaint, path.stat().st_size,
+                     guess.note, guess.prediction, config)
+
+
+def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[str, str]) -> _Guess:
+    """Kind and family from tensor names (shapes are None where unknown)."""
+    keys = shapes.keys()
+
+    def has(*prefixes: str) -> bool:
+        return any(k.startswith(prefixes) for k in keys)
+
+    def contains(*parts: str) -> bool:
+        return any(p in k for k in keys for p in parts)
+
+    lora_parts = (".lora_down.", ".lora_up.", "lora_A", "lora_B", ".lora.down.", ".hada_w1", ".lokr_w1")
+    if has("lora_unet_", "lora_te") or contains(*lora_parts):
+        return _classify_lora(shapes, metadata, has, contains)
+    if contains("double_blocks.", "single_blocks."):
+        return _Guess("checkpoint", note=_unsupported("a Flux model"))
+    if contains("joint_blocks."):
+        return _Guess("checkpoint", note=_unsupported("a Stable Diffusion 3 model"))
+    if has(UNET + "input_blocks."):
+        return _classify_checkpoint(shapes, metadata, has)
+    if has(UNET):  # newer architectures (Z-Image, Lumina, Wan, ...) share the prefix
+        return _Guess("checkpoint", note=_unsupported("a model that is not SD 1.x, 2.x or SDXL"))
+    if {"emb_params", "string_to_param", "clip_l", "clip_g"} & keys:
+        return _classify_embedding(shapes)
+    if has("encoder.conv_in.", "decoder.conv_in.") or (
+        has("first_stage_model.") and not has("cond_stage_model.")
+    ):
+        return _Guess("vae", note="a VAE; its layout does not tell which family it was trained for")
+    if has("control_model.", "controlnet_"):
+        return _Guess(note=_unsupported("a ControlNet"))
+    if has("conv_in.", "down_blocks.", "time_embedding."):
+        return _Guess(note="looks like one part of a diffusers model; add the whole diffusers folder")
+    return _Guess(note="does not look like a Stable Diffusion checkpoint, LoRA, VAE or embedding")
+
+
+def _unsupported(what: str) -> str:
+    return f"looks like {what}, which Sfumato does not support"
+
+
+def _classify_checkpoint(shapes, metadata, has) -> _Guess:
+    guess = _Guess("checkpoint", prediction=_prediction(shapes, metadata))
+    if has("conditioner.embedders.1.model.") and has("conditioner.embedders.0.transformer."):
+        guess.family = Family.SDXL  # CLIP ViT-L + OpenCLIP bigG
+    elif has("conditioner.embedders.0.model.") and not has("conditioner.embedders.1."):
+        guess.family = Family.SDXL_REFINER  # OpenCLIP bigG only
+    elif has("cond_stage_model.model."):
+        guess.family = Family.SD2  # OpenCLIP ViT-H
+    elif has("cond_stage_model.transformer."):
+        guess.family = Family.SD1  # CLIP ViT-L
+    else:
+        guess.note = "has a UNet but no text encoder Sfumato knows, so its family can't be told"
+    if "edm_mean" in shapes:  # SDXL layout, but made for an EDM sampler
+        guess.family, guess.note = Family.UNKNOWN, _unsupported("Playground v2.5")
+    shape = shapes.get(CONV_IN)
+    channels = shape[1] if shape and len(shape) == 4 else None
+    guess.inpaint = channels == 9  # 4 latent + 4 masked-image latent + 1 mask
+    if channels not in (None, 4, 9):
+        what = {8: "an instruct-pix2pix model", 7: "an upscaler", 5: "a depth-to-image model"}
+        guess.family = Family.UNKNOWN
+        guess.note = _unsupported(f"{what.get(channels, 'an unusual model')} ({channels} input channels)")
+    return guess
+
+
+def _prediction(shapes, metadata) -> str | None:
+    if "v_pred" in shapes:  # a marker tensor some v-prediction checkpoints carry
+        return "v_prediction"
+    spec = metadata.get("modelspec.prediction_type", "").lower()
+    if spec in ("v", "v_prediction"):
+        return "v_prediction"
+    if spec in ("epsilon", "eps"):
+        return "epsilon"
+    if metadata.get("modelspec.architecture", "").endswith("-768-v"):
+        return "v_prediction"
+    return None
+
+
+def _classify_lora(shapes, metadata, has, contains) -> _Guess:
+    guess = _Guess("lora")
+    base = " ".join(metadata.get(k, "") for k in ("ss_base_model_version", "modelspec.architecture")).lower()
+    width = next(
+        (s[1] for k, s in shapes.items()
+         if s and len(s) == 2 and "attn2" in k and "to_k" in k and ("lora_down" in k or "lora_A" in k)),
+        None,
+    )  # fmt: skip
+    if "flux" in base or contains("double_blocks"):
+        guess.note = _unsupported("a LoRA for Flux")
+    elif "refiner" in base:
+        guess.family = Family.SDXL_REFINER
+    elif "sdxl" in base or "stable-diffusion-xl" in base:
+        guess.family = Family.SDXL
+    elif "sd_v2" in base or "stable-diffusion-v2" in base or metadata.get("ss_v2") == "True":
+        guess.family = Family.SD2
+    elif "sd_v1" in base or "stable-diffusion-v1" in base:
+        guess.family = Family.SD1
+    elif has("lora_te1_", "lora_te2_", "lora_unet_input_blocks_", "lora_unet_output_blocks_",
+             "lora_unet_middle_block_", "text_encoder_2."):
+        guess.family = Family.SDXL  # kohya names SDXL blocks in the original (SGM) layout
+    elif width in (768, 1024):  # cross-attention context width: real sizes only
+        guess.family = Family.SD1 if width == 768 else Family.SD2
+    else:
+        guess.note = "the LoRA does not say which model family it was trained for"
+    return guess
+
+
+def _classify_embedding(shapes) -> _Guess:
+    if "clip_g" in shapes:
+        return _Guess("embedding", Family.SDXL)
+    shape = shapes.get("emb_params") or shapes.get("string_to_param")
+    width = shape[-1] if shape else None
+    family = {768: Family.SD1, 1024: Family.SD2}.get(width, Family.UNKNOWN)
+    note = "" if family is not Family.UNKNOWN else "the embedding's width does not tell its model family"
+    return _Guess("embedding", family, note=note)
+
+
+def _identify_pickle(path: Path) -> _Guess:
+    """Family of a pickle checkpoint from the strings in its pickle, never unpickling it."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                member = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                if member is None:
+                    raise ModelFileError(path, "it is a ZIP archive but not a PyTorch checkpoint.")
+                with z.open(member) as pkl:
+                    data = pkl.read(MAX_PICKLE_BYTES)
+        elif head[:1] == b"\x80":
+            with path.open("rb") as f:
+                data = f.read(MAX_PICKLE_BYTES)
+        else:
+            sniffed = sniff(head)
+            what = f"it is actually {sniffed[0]}" if sniffed else "it is not a PyTorch checkpoint"
+            raise ModelFileError(path, f"{what}. Download it again.")
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ModelFileError(path, f"it could not be read ({e}).") from e
+
+    strings = _pickle_strings(data)
+    if not strings:
+        return _Guess(note="its pickle could not be read, so its family is unknown")
+    guess = _classify(dict.fromkeys(strings), {})
+    if guess.kind == "checkpoint" and guess.family is not Family.UNKNOWN:
+        # Shapes are not known without unpickling, so the 9-channel inpaint UNet
+        # can't be seen: the file name is the only hint.
+        guess.inpaint = "inpaint" in path.name.lower()
+        if guess.inpaint:
+            guess.note = "inpainting guessed from the file name"
+    return guess
+
+
+def _pickle_strings(data: bytes) -> set[str]:
+    """Every text string in the pickle(s) in data. genops parses, it executes nothing.
+
+    Legacy (non-zip) torch files hold several pickles in a row, so keep going
+    after each STOP. A truncated or damaged pickle keeps what was found so far.
+    """
+    strings: set[str] = set()
+    stream = io.BytesIO(data)
+    for _ in range(8):
+        start = stream.tell()
+        try:
+            for opcode, arg, _pos in pickletools.genops(stream):
+                if isinstance(arg, str) and ("UNICODE" in opcode.name or "STRING" in opcode.name):
+                    strings.add(arg)
+        except Exception:  # noqa: BLE001 - any parse error just ends the scan
+            break
+        if stream.tell() in (start, len(data)):
+            break
+    return strings
+
+
+def _identify_diffusers(folder: Path) -> ModelInfo:
+    index = _read_json(folder, "model_index.json")
+    cls = str(index.get("_class_name", ""))
+    unet = _read_json(folder, "unet/config.json")
+    try:
+        scheduler = _read_json(folder, "scheduler/scheduler_config.json")
+    except ModelFileError:
+        scheduler = {}
+    channels = unet.get("in_channels", 4)
+    family, note = Family.UNKNOWN, ""
+    if cls in SDXL_PIPELINES:
+        text_encoder = index.get("text_encoder")  # [null, null] in a refiner
+        has_text_encoder = isinstance(text_encoder, list) and any(text_encoder)
+        family = Family.SDXL if has_text_encoder else Family.SDXL_REFINER
+    elif cls in SD_PIPELINES:
+        # OpenCLIP ViT-H is 1024 wide; anything else (CLIP ViT-L, tiny test models) is SD1.
+        family = Family.SD2 if unet.get("cross_attention_dim") == 1024 else Family.SD1
+    else:
+        note = f"is a {cls or 'diffusers'} model, which Sfumato does not support"
+    if channels not in (4, 9) and family is not Family.UNKNOWN:
+        family, note = Family.UNKNOWN, f"has an unusual UNet with {channels} input channels"
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return ModelInfo(folder, "diffusers", "checkpoint", family, channels == 9, size, note,
+                     scheduler.get("prediction_type"))
+
+
+def _read_json(folder: Path, name: str) -> dict:
+    try:
+        value = json.loads((folder / name).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelFileError(folder, f"it has no {name}.") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ModelFileError(folder, f"its {name} could not be read ({e}).") from e
+    if not isinstance(value, dict):
+        raise ModelFileError(folder, f"its {name} is not a JSON object.")
+    return value
+
+
+def sidecar_config(path) -> Path | None:
+    """The diffusers config folder beside a single-file checkpoint (x/name.config)."""
+    path = Path(path)
+    config = path.with_name(path.stem + ".config")
+    return config if (config / "model_index.json").is_file() else None
+
+
+# ------------------------------------------------------------------- scanning
+
+
+def scan(folders: Iterable[Path]) -> list[ModelInfo]:
+    """Every model under the folders. Never raises for a bad file: it is listed
+    with kind "unknown" and the reason in its note."""
+    found: dict[Path, Path] = {}  # resolved -> as found, so links keep their names
+    for folder in folders:
+        folder = Path(folder)
+        if (folder / "model_index.json").is_file():
+            found.setdefault(folder.resolve(), folder)
+        else:
+            _walk(folder, SCAN_DEPTH, found)
+    models = [_identify_or_explain(p) for p in found.values()]
+    return sorted(models, key=lambda m: (m.name.lower(), str(m.path)))
+
+
+def _walk(folder: Path, depth: int, found: dict[Path, Path]) -> None:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            continue
+        if is_dir:
+            if entry.name.endswith(".config"):
+                continue
+            if (path / "model_index.json").is_file():
+                found.setdefault(path.resolve(), path)
+            elif depth > 0:
+                _walk(path, depth - 1, found)
+        elif path.suffix.lower() in MODEL_SUFFIXES:
+            found.setdefault(path.resolve(), path)
+
+
+def _identify_or_explain(path: Path) -> ModelInfo:
+    try:
+        return identify(path)
+    except Exception as e:  # noqa: BLE001 - one bad file must not break a scan
+        if not isinstance(e, ModelFileError):
+            log.warning("could not identify %s", path, exc_info=True)
+        try:
+            size = path.stat().st_size if path.is_file() else 0
+        except OSError:
+            size = 0
+        if path.is_dir():
+            fmt = "diffusers"
+        else:
+            fmt = "ckpt" if path.suffix.lower() in PICKLE_SUFFIXES else "safetensors"
+        return ModelInfo(path, fmt, "unknown", Family.UNKNOWN, size_bytes=size, note=str(e))
+
+
+# -------------------------------------------------------------------- hashing
+
+
+def model_hash(path, *, cache: MutableMapping[str, str] | str | os.PathLike | None = None) -> str:
+    """AUTOMATIC1111's "Model hash" (AutoV2): the first 10 hex digits of the file's sha256.
+
+    ``cache`` is a dict-like or a JSON file path; it stores the full sha256 under
+    (resolved path, size, mtime_ns), so a file is hashed once until it changes.
+    For a diffusers folder the UNet weights file is hashed.
+    """
+    path = Path(path)
+    target = _unet_weights(path) if path.is_dir() else path
+    try:
+        st = target.stat()
+    except OSError as e:
+        raise ModelFileError(path, f"it could not be read ({e.strerror or e}).") from e
+    key = f"{target.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    file = Path(cache) if isinstance(cache, (str, os.PathLike)) else None
+    store = _load_cache(file) if file is not None else cache
+    if store is not None and isinstance(store.get(key), str):
+        return store[key][:10]
+    digest = _sha256_file(target)
+    if store is not None:
+        store[key] = digest
+        if file is not None:
+            _save_cache(file, store)
+    return digest[:10]
+
+
+def _sha256_file(path: Path, chunk: int = 2**20) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _unet_weights(folder: Path) -> Path:
+    names = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+             "diffusion_pytorch_model.bin", "diffusion_pytorch_model.fp16.bin")
+    for name in names:
+        if (folder / "unet" / name).is_file():
+            return folder / "unet" / name
+    raise ModelFileError(folder, "it has no UNet weights to hash.")
+
+
+def _load_cache(file: Path) -> dict[str, str]:
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _save_cache(file: Path, data: Mapping[str, str]) -> None:
+    tmp = file.with_name(file.name + ".tmp")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(data, f, indent=0, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, file)
+    except OSError:
+        log.warning("could not write the model hash cache %s", file, exc_info=True)

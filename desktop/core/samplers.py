@@ -1,0 +1,51 @@
+"""The sampler and schedule names people know from AUTOMATIC1111.
+
+Pure data, so the prompt panel can list them without importing diffusers;
+desktop/engine/schedulers.py maps each name to a diffusers scheduler.
+"""
+
+from __future__ import annotations
+
+AUTOMATIC = "Automatic"
+KARRAS = "Karras"
+EXPONENTIAL = "Exponential"
+BETA = "Beta"
+_SIGMA_SCHEDULES = (KARRAS, EXPONENTIAL, BETA)
+
+#: sampler name -> the schedule types it supports (besides Automatic).
+SAMPLERS: dict[str, tuple[str, ...]] = {
+    "Euler": _SIGMA_SCHEDULES,
+    "Euler a": (),
+    "DPM++ 2M": _SIGMA_SCHEDULES,
+    "DPM++ 2M SDE": _SIGMA_SCHEDULES,
+    "DPM++ SDE": _SIGMA_SCHEDULES,
+    "DDIM": (),
+    "UniPC": _SIGMA_SCHEDULES,
+    "LMS": _SIGMA_SCHEDULES,
+    "Heun": _SIGMA_SCHEDULES,
+    "DPM2": _SIGMA_SCHEDULES,
+    "DPM2 a": _SIGMA_SCHEDULES,
+}
+
+SCHEDULES = (AUTOMATIC, *_SIGMA_SCHEDULES)
+DEFAULT_SAMPLER = "DPM++ 2M"
+DEFAULT_SCHEDULE = KARRAS
+
+
+def split_sampler_name(name: str, schedule: str = AUTOMATIC) -> tuple[str, str]:
+    """Normalise a sampler name, splitting a legacy suffix.
+
+    AUTOMATIC1111 before 1.9 wrote the schedule into the sampler name
+    ("DPM++ 2M Karras"); later versions write "Sampler: DPM++ 2M, Schedule
+    type: Karras". Both map to ("DPM++ 2M", "Karras"). Unknown names raise
+    ValueError naming the known ones.
+    """
+    name = name.strip()
+    lowered = {known.lower(): known for known in SAMPLERS}
+    if name.lower() in lowered:
+        return lowered[name.lower()], schedule
+    for suffix in _SIGMA_SCHEDULES:
+        base = name[: -len(suffix)].strip()
+        if name.lower().endswith(" " + suffix.lower()) and base.lower() in lowered:
+            return lowered[base.lower()], suffix
+    raise ValueError(f"unknown sampler {name!r}; known samplers: {', '.join(SAMPLERS)}")

@@ -1,0 +1,92 @@
+"""Typed settings with defaults and validation, stored as JSON in the config folder.
+
+A missing file gives the defaults; a corrupt one gives the defaults too, and
+`load()` reports why in `Settings.notice` so the app can say so. Unknown keys
+are ignored, bad values fall back to their default one by one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import paths
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+PREVIEW_METHODS = ("approximate", "taesd", "off")
+THEMES = ("system", "light", "dark")
+
+_CHOICES = {"device": DEVICES, "precision": PRECISIONS, "preview_method": PREVIEW_METHODS, "theme": THEMES}
+
+
+@dataclass
+class Settings:
+    device: str = "auto"
+    precision: str = "auto"
+    models_folders: list[str] = field(default_factory=list)
+    output_folder: str = ""  # empty: paths.output_dir()
+    preview_method: str = "approximate"
+    preview_every: int = 1
+    theme: str = "system"
+    notice: str = field(default="", compare=False, metadata={"stored": False})
+
+    def output_path(self) -> Path:
+        return Path(self.output_folder).expanduser() if self.output_folder else paths.output_dir()
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("stored", True)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Settings:
+        settings = cls()
+        for f in dataclasses.fields(cls):
+            if f.name in data and f.metadata.get("stored", True):
+                value = data[f.name]
+                if _valid(f.name, value, getattr(settings, f.name)):
+                    setattr(settings, f.name, value)
+        return settings
+
+
+def _valid(name: str, value: object, default: object) -> bool:
+    if name in _CHOICES:
+        return value in _CHOICES[name]
+    if name == "preview_every":
+        return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100
+    if isinstance(default, list):
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, type(default))
+
+
+def load(path: Path | None = None) -> Settings:
+    path = path or paths.settings_file()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        return Settings()
+    except (OSError, ValueError) as error:
+        settings = Settings()
+        settings.notice = f"The settings file {path} could not be read ({error}); the defaults are used."
+        return settings
+    return Settings.from_json(data)
+
+
+def save(settings: Settings, path: Path | None = None) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    path = path or paths.settings_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".settings-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(settings.to_json(), handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)

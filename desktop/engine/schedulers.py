@@ -1,0 +1,46 @@
+"""AUTOMATIC1111 sampler names -> diffusers schedulers."""
+
+from __future__ import annotations
+
+import diffusers
+
+from desktop.core.samplers import AUTOMATIC, BETA, EXPONENTIAL, KARRAS, SAMPLERS, split_sampler_name
+
+# sampler -> (scheduler class name, extra config)
+_SCHEDULERS: dict[str, tuple[str, dict]] = {
+    "Euler": ("EulerDiscreteScheduler", {}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    "DPM++ SDE": ("DPMSolverSDEScheduler", {}),
+    "DDIM": ("DDIMScheduler", {}),
+    "UniPC": ("UniPCMultistepScheduler", {}),
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+}
+assert _SCHEDULERS.keys() == SAMPLERS.keys()
+
+_SCHEDULE_FLAGS = {KARRAS: "use_karras_sigmas", EXPONENTIAL: "use_exponential_sigmas", BETA: "use_beta_sigmas"}
+
+
+def make_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMATIC, seed: int = 0):
+    """A new scheduler for `sampler`, keeping the model's training settings.
+
+    base_config is the model's own scheduler config (beta schedule, prediction
+    type, ...); sigma-schedule flags in it are reset so that "Automatic"
+    really means the sampler's default. `seed` seeds the Brownian noise of
+    DPM++ SDE, which does not draw from the pipeline's generator.
+    """
+    sampler, schedule = split_sampler_name(sampler, schedule)
+    class_name, extra = _SCHEDULERS[sampler]
+    config = {k: v for k, v in dict(base_config).items() if k not in _SCHEDULE_FLAGS.values()}
+    config.update(extra)
+    if schedule != AUTOMATIC:
+        if schedule not in SAMPLERS[sampler]:
+            raise ValueError(f"{sampler} does not support the {schedule} schedule")
+        config[_SCHEDULE_FLAGS[schedule]] = True
+    if class_name == "DPMSolverSDEScheduler":
+        config["noise_sampler_seed"] = seed
+    return getattr(diffusers, class_name).from_config(config)

@@ -1,0 +1,25 @@
+from desktop.core import settings
+
+
+def test_missing_file_gives_defaults():
+    assert settings.load() == settings.Settings()
+
+
+def test_round_trip(tmp_path):
+    saved = settings.Settings(device="cpu", models_folders=["/m"], preview_every=3)
+    settings.save(saved)
+    assert settings.load() == saved
+
+
+def test_corrupt_file_falls_back_with_a_notice():
+    path = settings.paths.settings_file()
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    loaded = settings.load()
+    assert loaded == settings.Settings()
+    assert "could not be read" in loaded.notice
+
+
+def test_bad_values_fall_back_one_by_one():
+    loaded = settings.Settings.from_json({"device": "quantum", "preview_every": 0, "theme": "dark", "extra": 1})
+    assert (loaded.device, loaded.preview_every, loaded.theme) == ("auto", 1, "dark")

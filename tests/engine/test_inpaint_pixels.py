@@ -1,0 +1,63 @@
+"""Pixel guarantees of inpainting, without a model."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from desktop.core.geometry import Bounds, Extent, Margins
+from desktop.engine import inpaint
+
+
+@settings(max_examples=40, deadline=None)
+@given(radius=st.integers(0, 12), x=st.integers(0, 40), y=st.integers(0, 40), size=st.integers(1, 20))
+def test_blur_never_reaches_past_its_radius(radius, x, y, size):
+    mask = np.zeros((64, 64), np.uint8)
+    mask[y : y + size, x : x + size] = 255
+    soft = inpaint.blur_mask(mask, radius)
+    reach = Bounds.of_mask(mask).pad(radius).clamp(Extent(64, 64))
+    outside = np.ones_like(mask, bool)
+    outside[reach.slices] = False
+    assert soft[outside].max(initial=0) == 0
+    assert (soft[mask > 0] > 0).all()
+
+
+def test_paste_back_keeps_unmasked_pixels_exactly():
+    rng = np.random.default_rng(0)
+    original = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    soft = np.zeros((32, 32), np.float32)
+    soft[8:16, 8:16] = 1.0
+    soft[16, 8:16] = 0.5
+    out = inpaint.paste_back(original, 255 - original, soft)
+    assert np.array_equal(out[soft == 0], original[soft == 0])
+    assert np.array_equal(out[8:16, 8:16], 255 - original[8:16, 8:16])
+
+
+def test_fill_spreads_surrounding_colour_into_the_hole():
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[:, :32] = (200, 0, 0)
+    image[:, 32:] = (0, 0, 200)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:44, 20:44] = 255
+    image[mask > 0] = (0, 255, 0)  # what was there must disappear
+    filled = inpaint.fill_masked(image, mask)
+    assert np.array_equal(filled[mask == 0], image[mask == 0])
+    assert filled[mask > 0][:, 1].max() == 0
+    assert filled[32, 21, 0] > filled[32, 21, 2] and filled[32, 42, 2] > filled[32, 42, 0]
+
+
+def test_outpaint_canvas_keeps_the_original_and_masks_the_margin():
+    image = np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    filled, mask, soft = inpaint.outpaint_canvas(image, Margins(16, 0, 5, 3), feather=4)
+    assert filled.shape == (48, 72, 3)  # 48+16+5=69 -> 72, 40+3=43 -> 48
+    assert np.array_equal(filled[:40, 16:64], image)
+    assert mask[:, :16].min() == 255 and mask[40:].min() == 255
+    assert soft[4:36, 21:59].max() == 0  # farther than the feather from the edge: untouched
+    assert 0 < soft[20, 17] < 1  # the seam is soft
+
+
+def test_crop_region_pads_and_matches_the_aspect():
+    mask = np.zeros((200, 300), bool)
+    mask[100:110, 100:120] = True
+    box = inpaint.crop_region(mask, 8, Extent(64, 32))
+    assert box.width == 2 * box.height
+    assert box.x <= 92 and box.right >= 128 and box.y <= 92 and box.bottom >= 118
