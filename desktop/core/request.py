@@ -129,8 +129,9 @@ class GenerationRequest:
         seed = self.seed if self.seed != RANDOM_SEED else random.randint(0, MAX_SEED)
         resolved = self.replace(sampler=sampler, schedule=schedule, seed=seed)
         if self.mode is Mode.OUTPAINT:
+            # The new area is painted from scratch; the original is protected by the mask.
             size = resolved.output_extent()
-            resolved = resolved.replace(width=size.width, height=size.height)
+            resolved = resolved.replace(width=size.width, height=size.height, strength=1.0)
         return resolved
 
     def validate(self) -> None:

@@ -33,6 +33,9 @@ class Settings:
     preview_method: str = "approximate"
     preview_every: int = 1
     theme: str = "system"
+    model: str = "demo"
+    last_request: dict = field(default_factory=dict)  # the prompt panel's values (GenerationRequest.to_dict())
+    batch_count: int = 1
     notice: str = field(default="", compare=False, metadata={"stored": False})
 
     def output_path(self) -> Path:
@@ -55,7 +58,7 @@ class Settings:
 def _valid(name: str, value: object, default: object) -> bool:
     if name in _CHOICES:
         return value in _CHOICES[name]
-    if name == "preview_every":
+    if name in ("preview_every", "batch_count"):
         return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100
     if isinstance(default, list):
         return isinstance(value, list) and all(isinstance(v, str) for v in value)

@@ -1,0 +1,308 @@
+"""AUTOMATIC1111's "parameters" text (its PNG text chunk): write it and read it.
+
+AUTOMATIC1111, Forge, Fooocus (A1111 scheme) and Civitai write::
+
+    <prompt: any number of lines>
+    Negative prompt: <negative prompt: any number of lines>
+    Steps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Model: name
+
+Reading (parse_infotext never raises and runs in linear time):
+- ``\\r\\n`` and ``\\r`` count as ``\\n``; the text is stripped.
+- One JSON object with a "prompt" or "negative_prompt" key is Fooocus's own
+  scheme: keys that mean the same as an A1111 key are renamed (_FOOOCUS_NAMES;
+  "resolution" "(w, h)" becomes "Size" "wxh"), others kept, non-text values as JSON.
+- The last line is the parameters line when it holds 3+ ``Key: value`` pairs
+  (A1111's rule; stray segments are dropped) or nothing but 1+ pairs, and does
+  not start with ``Negative prompt:`` (as a line or as its first key).
+- The first line starting with ``Negative prompt:`` opens the negative prompt;
+  the lines above are the prompt. Both are stripped; inner lines kept as written.
+- Key: a word character, then word characters, spaces, ``-`` ``/`` ``.``.
+  Value: a JSON string (decoded); else, when it starts with ``[`` or ``{`` and
+  the brackets balance, the bracketed text as written (Civitai's
+  ``Civitai resources: [...]``, ``Hashes: {...}``: inner commas stay); else the
+  text up to the next comma, stripped.
+
+Writing (parse_infotext(format_infotext(x)) == x, params order included):
+- A value is JSON-quoted when it contains ``,`` ``:`` or a line break, has
+  whitespace at either end, or starts with ``"`` ``[`` or ``{``.
+- An empty negative prompt is left out.
+- Escape rule: a prompt or negative prompt that would not read back the same
+  (whitespace at either end, a ``\\r``, a line starting ``Negative prompt:``,
+  a last line that reads as parameters, a JSON string or Fooocus object) is
+  written as one JSON string. Reading decodes a prompt or negative prompt that
+  is exactly one JSON string literal, so a foreign prompt ``"a cat"`` (quotes
+  included) reads as ``a cat``.
+- InfotextError for a key outside the key rule or ending in a space, a first
+  key ``Negative prompt`` (it would read as the negative), a value not str.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .request import GenerationRequest
+
+NEGATIVE_MARKER = "Negative prompt:"
+_KEY = re.compile(r"\s*(\w[\w \-/.]*):\s*")
+_WRITABLE_KEY = re.compile(r"\w(?:[\w \-/.]*[\w\-/.])?")
+_AFTER_VALUE = re.compile(r"\s*(?:,|$)")
+_RAW = re.compile(r"[^,]*")
+_BRACKET_OR_QUOTE = re.compile(r'[\[\]{}"]')
+_SIZE = re.compile(r"\s*(\d{1,9})\s*[x×]\s*(\d{1,9})\s*")
+_FOOOCUS_RESOLUTION = re.compile(r"\(\s*(\d{1,9})\s*,\s*(\d{1,9})\s*\)")
+_FOOOCUS_NAMES = {
+    "steps": "Steps", "guidance_scale": "CFG scale", "seed": "Seed", "sampler": "Sampler",
+    "scheduler": "Schedule type", "base_model": "Model", "base_model_hash": "Model hash", "vae": "VAE",
+    "clip_skip": "Clip skip", "version": "Version",
+}
+
+
+class InfotextError(ValueError):
+    """A key or value that cannot be written, or a value that does not read as asked."""
+
+
+@dataclass(frozen=True)
+class Infotext:
+    prompt: str = ""
+    negative_prompt: str = ""
+    params: dict[str, str] = field(default_factory=dict)  # in text order; values unquoted
+
+
+def format_infotext(info: Infotext) -> str:
+    """The parameters text for info; parse_infotext reads it back equal. Raises InfotextError."""
+    params = _params_text(info.params)
+    prompt, negative = info.prompt, info.negative_prompt
+    if parse_infotext(_join(prompt, negative, params)).prompt != info.prompt:
+        prompt = json.dumps(info.prompt, ensure_ascii=False)
+    if parse_infotext(_join(prompt, negative, params)).negative_prompt != info.negative_prompt:
+        negative = json.dumps(info.negative_prompt, ensure_ascii=False)
+    return _join(prompt, negative, params)
+
+
+def parse_infotext(text: str) -> Infotext:
+    """Read A1111 / Forge / Civitai / Fooocus parameters text. Never raises."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if text.startswith("{"):
+        fooocus = _from_fooocus_json(text)
+        if fooocus is not None:
+            return fooocus
+    lines = text.split("\n")
+    params = _params_line(lines[-1])
+    if params:
+        lines.pop()
+    marker = next((i for i, line in enumerate(lines) if line.lstrip().startswith(NEGATIVE_MARKER)), len(lines))
+    negative = ""
+    if marker < len(lines):
+        negative = "\n".join([lines[marker].lstrip()[len(NEGATIVE_MARKER) :], *lines[marker + 1 :]])
+    return Infotext(_section("\n".join(lines[:marker])), _section(negative), params or {})
+
+
+def parse_size(value: str) -> tuple[int, int]:
+    """Read "512x768" as (512, 768). Raises InfotextError for anything else."""
+    found = _SIZE.fullmatch(value)
+    if found is None:
+        raise InfotextError(f"not a size like 512x768: {value!r}")
+    return int(found[1]), int(found[2])
+
+
+def parse_hashes(value: str) -> dict[str, str]:
+    """Name -> hash from "Lora hashes"/"TI hashes" ("a: 1234, b: 5678") or Civitai's "Hashes" (a JSON object).
+
+    Raises InfotextError when the value is neither.
+    """
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            raise InfotextError(f"not a JSON object of hashes: {value!r}")
+        return {key: _as_text(digest) for key, digest in data.items()}
+    hashes = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, colon, digest = item.rpartition(":")
+        if not colon or not name.strip():
+            raise InfotextError(f"not a list of 'name: hash': {value!r}")
+        hashes[name.strip()] = digest.strip()
+    return hashes
+
+
+def from_request(request: GenerationRequest, seed: int, model_name: str, model_hash: str = "") -> Infotext:
+    """The infotext of one image of a resolved request, in A1111's keys and wording."""
+    params = {"Steps": str(request.steps), "Sampler": request.sampler, "Schedule type": request.schedule,
+              "CFG scale": _number(request.cfg_scale), "Seed": str(seed), "Size": f"{request.width}x{request.height}",
+              "Model hash": model_hash, "Model": model_name}
+    if request.schedule == "Automatic":  # A1111 leaves it out too
+        del params["Schedule type"]
+    if request.mode.value != "txt2img":
+        params["Denoising strength"] = _number(request.strength)
+    if request.mode.value in ("inpaint", "outpaint"):
+        params["Mask blur"] = str(request.mask_blur)
+    if request.mode.value == "inpaint":
+        params["Masked content"] = request.masked_content.value
+        params["Inpaint area"] = "Only masked" if request.inpaint_area.value == "only masked" else "Whole picture"
+        if params["Inpaint area"] == "Only masked":
+            params["Masked area padding"] = str(request.inpaint_padding)
+    params = {key: value for key, value in params.items() if value}  # no model name or hash: no entry
+    return Infotext(request.prompt, request.negative_prompt, params)
+
+
+# -- writing
+
+
+def _number(value: float) -> str:
+    """7.0 -> "7", 6.25 -> "6.25": exact, without a needless ".0"."""
+    return str(int(value)) if float(value).is_integer() else str(float(value))
+
+
+def _join(prompt: str, negative: str, params: str) -> str:
+    return "\n".join(part for part in (prompt, negative and f"{NEGATIVE_MARKER} {negative}", params) if part)
+
+
+def _params_text(params: dict[str, str]) -> str:
+    pieces = []
+    for key, value in params.items():
+        if not isinstance(key, str) or not _WRITABLE_KEY.fullmatch(key):
+            raise InfotextError(f"cannot write the parameter name {key!r}")
+        if not isinstance(value, str):
+            raise InfotextError(f"the value of {key!r} must be text, not {type(value).__name__}")
+        pieces.append(f"{key}: {_quoted_if_needed(value)}")
+    if next(iter(params), None) == NEGATIVE_MARKER[:-1]:
+        raise InfotextError("'Negative prompt' cannot be the first parameter: it would read as the negative prompt")
+    return ", ".join(pieces)
+
+
+def _quoted_if_needed(value: str) -> str:
+    plain = value == value.strip() and not any(c in value for c in ",:\n\r") and value[:1] not in ('"', "[", "{")
+    return value if plain else json.dumps(value, ensure_ascii=False)
+
+
+# -- reading
+
+
+def _section(text: str) -> str:
+    """A stripped prompt or negative prompt; one JSON string literal is decoded (the escape rule)."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"' and "\n" not in text:
+        decoded = _json_string(text)
+        if decoded is not None:
+            return decoded
+    return text
+
+
+def _json_string(text: str) -> str | None:
+    try:
+        decoded = json.loads(text, strict=False)
+    except ValueError:
+        return None
+    return decoded if isinstance(decoded, str) else None
+
+
+def _as_text(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _from_fooocus_json(text: str) -> Infotext | None:
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not {"prompt", "negative_prompt"} & data.keys():
+            return None
+        params = {}
+        for key, value in data.items():
+            value = _as_text(value)
+            size = _FOOOCUS_RESOLUTION.fullmatch(value) if key == "resolution" else None
+            if size:
+                params["Size"] = f"{size[1]}x{size[2]}"
+            elif key not in ("prompt", "negative_prompt"):
+                params[_FOOOCUS_NAMES.get(key, key)] = value
+        return Infotext(_as_text(data.get("prompt")), _as_text(data.get("negative_prompt")), params)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _params_line(line: str) -> dict[str, str] | None:
+    if line.lstrip().startswith(NEGATIVE_MARKER):
+        return None
+    scan = _PairScanner(line)
+    count = len(scan.pairs)
+    if not count or scan.pairs[0][0] == NEGATIVE_MARKER[:-1]:
+        return None  # nothing, or a line that would read back as the negative prompt
+    return dict(scan.pairs) if count >= 3 or not scan.stray else None
+
+
+class _PairScanner:
+    """Splits one line into (key, value) pairs and counts stray segments, in linear time.
+
+    Bracket matching spends one budget per line, so unbalanced brackets cannot
+    make it quadratic; once spent, values read as raw text.
+    """
+
+    def __init__(self, line: str):
+        self.line, self.quotes, self.budget = line, _unescaped_quotes(line), 2 * len(line) + 256
+        self.pairs: list[tuple[str, str]] = []
+        self.stray = at = 0
+        while at < len(line):
+            key = _KEY.match(line, at)
+            if key is None:
+                end = _RAW.match(line, at).end()
+                self.stray += bool(line[at:end].strip())
+                at = end + 1
+            else:
+                value, at = self._value(key.end())
+                self.pairs.append((key[1].strip(), value))
+
+    def _value(self, start: int) -> tuple[str, int]:
+        line, first = self.line, self.line[start : start + 1]
+        close = self._next_quote(start) if first == '"' else self._balance(start) if first in ("[", "{") else -1
+        after = _AFTER_VALUE.match(line, close + 1) if close >= 0 else None
+        if after is not None:
+            written = line[start : close + 1]
+            value = _json_string(written) if first == '"' else written
+            if value is not None:
+                return value, after.end()
+        end = _RAW.match(line, start).end()
+        return line[start:end].strip(), end + 1
+
+    def _next_quote(self, at: int) -> int:
+        i = bisect.bisect_right(self.quotes, at)
+        return self.quotes[i] if i < len(self.quotes) else -1
+
+    def _balance(self, start: int) -> int:
+        """Index of the bracket closing the one at start (skipping strings), or -1."""
+        depth, at = 0, start
+        while self.budget > 0 and (found := _BRACKET_OR_QUOTE.search(self.line, at)):
+            hit = found.start()
+            self.budget -= hit - at + 1
+            at = hit + 1
+            if self.line[hit] != '"':
+                depth += 1 if self.line[hit] in "[{" else -1
+                if depth == 0:
+                    return hit
+            elif self._next_quote(hit - 1) == hit:  # an unescaped quote opens a string: skip it
+                at = self._next_quote(hit) + 1
+                if at == 0:
+                    return -1
+                self.budget -= at - hit
+        return -1
+
+
+def _unescaped_quotes(line: str) -> list[int]:
+    """Positions of '"' not preceded by an odd run of backslashes (the backslash runs are disjoint)."""
+    found = []
+    at = line.find('"')
+    while at >= 0:
+        run = 0
+        while run < at and line[at - 1 - run] == "\\":
+            run += 1
+        if run % 2 == 0:
+            found.append(at)
+        at = line.find('"', at + 1)
+    return found

@@ -1,0 +1,37 @@
+"""Saving a generated image with its metadata.
+
+Each PNG carries the AUTOMATIC1111 `parameters` text (readable by A1111,
+Civitai and most tools) and Sfumato's own `sfumato` JSON chunk (the full
+request, so nothing is lost in translation).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from . import infotext
+from .imageio import output_path, save_png
+from .request import GenerationRequest
+
+METADATA_VERSION = 1
+
+
+def metadata_chunks(request: GenerationRequest, seed: int, model_name: str, model_hash: str = "") -> dict[str, str]:
+    text = infotext.format_infotext(infotext.from_request(request, seed, model_name, model_hash))
+    record = {
+        "version": METADATA_VERSION,
+        "request": {**request.to_dict(), "seed": seed, "batch_size": 1},
+        "model_name": model_name,
+        "model_hash": model_hash,
+    }
+    return {"parameters": text, "sfumato": json.dumps(record, ensure_ascii=False)}
+
+
+def save_result(
+    folder: Path, image: np.ndarray, request: GenerationRequest, seed: int, model_name: str, model_hash: str = ""
+) -> Path:
+    """Write one result under folder/<date>/ and return its path."""
+    return save_png(output_path(folder, seed), image, metadata_chunks(request, seed, model_name, model_hash))
