@@ -1,0 +1,47 @@
+"""Every test gets fresh Sfumato folders under tmp_path and no network.
+
+Tiny models are built once per session (desktop/engine/tiny.py) and shared
+read-only; tests that change a model copy it first.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.pop("SFUMATO_HOME", None)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def sfumato_home(tmp_path, monkeypatch):
+    home = tmp_path / "sfumato-home"
+    monkeypatch.setenv("SFUMATO_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """kind -> TinyModel for "sd1", "sd1-inpaint" and "sdxl", built lazily once."""
+    from desktop.engine import tiny
+
+    root = tmp_path_factory.mktemp("tiny-models")
+
+    class Models(dict):
+        def __missing__(self, kind):
+            self[kind] = tiny.build(root, kind)
+            return self[kind]
+
+    return Models()
+
+
+@pytest.fixture(scope="session")
+def cpu_manager():
+    """One ModelManager on the CPU (default precision) shared by the engine tests."""
+    from desktop.engine import devices
+    from desktop.engine.models import ModelManager
+
+    return ModelManager(devices.choose("cpu"))
