@@ -1,0 +1,181 @@
+"""Load models and keep one pipeline ready.
+
+A model reference is a single-file checkpoint (.safetensors, or a pickle
+.ckpt read with weights_only=True), a diffusers folder, a Hugging Face repo
+id ("owner/name"), or "demo" (the built-in tiny random-weight model).
+
+Single files need diffusers configs and a tokenizer: they come from a
+sidecar folder "<name>.config" beside the file when there is one, else from
+the configs bundled for the detected family (resources/configs), so a local
+file loads with the network off.
+
+txt2img, img2img and inpaint pipelines share the loaded weights (from_pipe);
+switching mode never reloads. A failed load leaves the previous model loaded.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import diffusers
+import torch
+
+from desktop.core import modelfiles, paths
+from desktop.core.errors import ModelLoadError, OutOfMemory
+from desktop.core.modelfiles import Family, ModelFileError, ModelInfo
+from desktop.core.progress import TaskState
+
+from . import bundled_configs, hub, tiny
+from .devices import DeviceChoice, empty_cache
+from .previews import taesd_dir
+
+_PIPELINES = {
+    "sd": {
+        "txt2img": diffusers.StableDiffusionPipeline,
+        "img2img": diffusers.StableDiffusionImg2ImgPipeline,
+        "inpaint": diffusers.StableDiffusionInpaintPipeline,
+    },
+    "sdxl": {
+        "txt2img": diffusers.StableDiffusionXLPipeline,
+        "img2img": diffusers.StableDiffusionXLImg2ImgPipeline,
+        "inpaint": diffusers.StableDiffusionXLInpaintPipeline,
+    },
+}
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DEMO = "demo"
+
+
+@dataclass
+class LoadedModel:
+    ref: str
+    info: ModelInfo
+    pipelines: dict = field(repr=False)  # "txt2img" | "img2img" | "inpaint" -> pipeline
+
+    @property
+    def family(self) -> str:
+        return self.info.family.value
+
+    @property
+    def inpaint_model(self) -> bool:
+        return self.info.inpaint
+
+    @property
+    def name(self) -> str:
+        return self.info.path.stem if self.info.path.suffix else self.info.path.name
+
+    @property
+    def scheduler_config(self) -> dict:
+        return dict(next(iter(self.pipelines.values())).scheduler.config)
+
+
+class ModelManager:
+    """Owns the one loaded model. Used only from the worker thread."""
+
+    def __init__(self, device: DeviceChoice):
+        self.device = device
+        self.current: LoadedModel | None = None
+
+    def load(self, ref: str, state: TaskState | None = None) -> LoadedModel:
+        """Make `ref` the loaded model (no-op when it already is)."""
+        state = state or TaskState()
+        if self.current is not None and self.current.ref == ref:
+            return self.current
+        path, info = self._resolve(ref, state)
+        state.status(f"Loading {path.name}...")
+        pipe = self._load_pipeline(path, info)
+        self.unload()
+        try:
+            pipe.to(self.device.device)
+        except torch.OutOfMemoryError:
+            del pipe
+            self.release_cache()
+            raise OutOfMemory(f"{path.name} does not fit in the memory of the {self.device.description}.")
+        kind = "inpaint" if info.inpaint else "txt2img"
+        self.current = LoadedModel(ref, info, {kind: pipe})
+        state.status(f"Ready: {path.name} on {self.device.description}")
+        return self.current
+
+    def pipeline(self, kind: str):
+        """The pipeline for "txt2img", "img2img" or "inpaint", sharing the loaded weights."""
+        if self.current is None:
+            raise RuntimeError("no model is loaded")
+        pipes = self.current.pipelines
+        if kind not in pipes:
+            group = "sdxl" if self.current.info.family is Family.SDXL else "sd"
+            base = next(iter(pipes.values()))
+            pipes[kind] = _PIPELINES[group][kind].from_pipe(base, dtype=self.device.dtype)
+            pipes[kind].set_progress_bar_config(disable=True)
+        return pipes[kind]
+
+    def unload(self) -> None:
+        self.current = None
+        self.release_cache()
+
+    def release_cache(self) -> None:
+        gc.collect()
+        empty_cache(self.device.device)
+
+    def taesd_path(self, family: str) -> Path:
+        return taesd_dir(paths.models_dir(), family)
+
+    # -- resolving and loading ------------------------------------------------
+
+    def _resolve(self, ref: str, state: TaskState) -> tuple[Path, ModelInfo]:
+        if ref == DEMO:
+            state.status("Preparing the demo model...")
+            path = tiny.build(paths.demo_model_dir(), "sd1").folder
+        elif Path(ref).expanduser().exists():
+            path = Path(ref).expanduser()
+        elif _REPO_ID.match(ref):
+            path = hub.download(ref, state)
+        else:
+            raise ModelLoadError(ref, "there is no such file or folder, and it is not a Hugging Face repo id.")
+        try:
+            info = modelfiles.identify(path)
+        except ModelFileError as error:
+            raise ModelLoadError(path, str(error)) from None
+        if info.kind != "checkpoint":
+            raise ModelLoadError(path, f"it is a {info.kind} file, not a full model checkpoint. {info.note}".strip())
+        if info.family not in (Family.SD1, Family.SD2, Family.SDXL):
+            hint = info.note or "Sfumato loads Stable Diffusion 1.x, 2.x and SDXL models."
+            raise ModelLoadError(path, f"Sfumato cannot tell what kind of model this is. {hint}")
+        return path, info
+
+    def _load_pipeline(self, path: Path, info: ModelInfo):
+        group = "sdxl" if info.family is Family.SDXL else "sd"
+        cls = _PIPELINES[group]["inpaint" if info.inpaint else "txt2img"]
+        extra = {"safety_checker": None, "requires_safety_checker": False} if group == "sd" else {}
+        try:
+            if path.is_dir():
+                pipe = cls.from_pretrained(path, dtype=self.device.dtype, local_files_only=True, **extra)
+            else:
+                config = modelfiles.sidecar_config(path) or self._bundled_config(info)
+                pipe = cls.from_single_file(
+                    str(path), config=str(config), dtype=self.device.dtype, local_files_only=True, **extra
+                )
+        except (ModelLoadError, OutOfMemory):
+            raise
+        except torch.OutOfMemoryError:
+            raise OutOfMemory(f"{path.name} does not fit in memory.") from None
+        except Exception as error:  # noqa: BLE001 - any loader failure becomes one clear message
+            raise ModelLoadError(path, _explain(error)) from error
+        pipe.set_progress_bar_config(disable=True)  # a windowed app has no stderr to draw bars on
+        return pipe
+
+    def _bundled_config(self, info: ModelInfo) -> Path:
+        return bundled_configs.cached_config(info.family.value + ("-inpaint" if info.inpaint else ""))
+
+
+def _explain(error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    lowered = text.lower()
+    if "size mismatch" in lowered or "shape" in lowered:
+        return "its weights do not match the architecture Sfumato detected. The file may be damaged or of a model type Sfumato does not support."
+    if "header" in lowered or "deserializ" in lowered or "incomplete" in lowered or "truncat" in lowered:
+        return "the file is damaged or incomplete. Download it again."
+    if "weights_only" in lowered or "unpickl" in lowered:
+        return "this .ckpt file contains code, not only weights, so it was not opened. Use a .safetensors version of the model."
+    return text

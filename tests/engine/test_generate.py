@@ -1,0 +1,153 @@
+"""Every mode end to end on the tiny models: what a user would check by eye."""
+
+import numpy as np
+import pytest
+
+from desktop.core.errors import Cancelled
+from desktop.core.geometry import Bounds, Extent, Margins
+from desktop.core.progress import TaskState
+from desktop.core.request import GenerationRequest, InpaintArea, MaskedContent, Mode
+from desktop.engine import generate
+
+
+@pytest.fixture
+def sd1(tiny_models):
+    return str(tiny_models["sd1"].folder)
+
+
+def run(manager, **fields):
+    fields = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 4, "seed": 1, **fields}
+    return generate.run(GenerationRequest(**fields), TaskState(), manager)
+
+
+def picture(seed=0, w=64, h=64):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def square_mask(w=64, h=64, box=(20, 20, 24, 24)):
+    mask = np.zeros((h, w), np.uint8)
+    mask[Bounds(*box).slices] = 255
+    return mask
+
+
+def outside(mask, blur):
+    """Pixels farther than `blur` from anything painted."""
+    reach = Bounds.of_mask(mask).pad(blur).clamp(Extent(mask.shape[1], mask.shape[0]))
+    keep = np.ones(mask.shape, bool)
+    keep[reach.slices] = False
+    return keep
+
+
+def test_txt2img_is_reproducible_per_seed(cpu_manager, sd1):
+    first = run(cpu_manager, model=sd1, seed=5)[0]
+    again = run(cpu_manager, model=sd1, seed=5)[0]
+    other = run(cpu_manager, model=sd1, seed=6)[0]
+    assert first.image.shape == (64, 64, 3) and first.image.dtype == np.uint8
+    assert first.image.std() > 1  # a picture, not a flat fill
+    assert np.array_equal(first.image, again.image)
+    assert not np.array_equal(first.image, other.image)
+
+
+def test_batch_images_use_seed_plus_index(cpu_manager, sd1):
+    batch = run(cpu_manager, model=sd1, seed=10, batch_size=2, width=72, height=64)
+    assert [r.seed for r in batch] == [10, 11]
+    assert batch[0].image.shape == (64, 72, 3)
+    single = run(cpu_manager, model=sd1, seed=11, width=72, height=64)[0]
+    # Batched matrix products may round differently from single ones; the picture is the same.
+    assert np.abs(batch[1].image.astype(int) - single.image.astype(int)).mean() < 2.0
+    assert not np.array_equal(batch[0].image, batch[1].image)
+
+
+def test_a_preview_arrives_after_every_step(cpu_manager, sd1):
+    steps = []
+    state = TaskState(on_step=lambda i, n, preview: steps.append((i, n, preview)))
+    generate.run(GenerationRequest(prompt="x", model=sd1, width=64, height=96, steps=5, seed=1), state, cpu_manager)
+    assert [(i, n) for i, n, _ in steps] == [(i, 5) for i in range(1, 6)]
+    assert all(p.shape == (12, 8, 3) and p.dtype == np.uint8 for _, _, p in steps)
+
+
+def test_cancel_stops_within_one_step_and_skips_the_decode(cpu_manager, sd1, monkeypatch):
+    run(cpu_manager, model=sd1)  # loaded
+    pipe = cpu_manager.pipeline("txt2img")
+    decodes = []
+    monkeypatch.setattr(pipe.vae, "decode", lambda *a, **k: decodes.append(1))
+    seen = []
+    state = TaskState()
+
+    def on_step(index, total, preview):
+        seen.append(index)
+        if index == 3:
+            state.cancel()
+
+    state._on_step = on_step
+    with pytest.raises(Cancelled) as caught:
+        generate.run(GenerationRequest(prompt="x", model=sd1, width=64, height=64, steps=20, seed=1), state, cpu_manager)
+    assert seen == [1, 2, 3] and caught.value.step == 4
+    assert decodes == []
+
+
+def test_img2img_follows_the_input_and_strength(cpu_manager, sd1):
+    steps = []
+    state = TaskState(on_step=lambda i, n, preview: steps.append(n))
+    request = GenerationRequest(prompt="x", model=sd1, mode=Mode.IMG2IMG, init_image=picture(3), strength=0.25,
+                                steps=8, width=64, height=64, seed=2)
+    first = generate.run(request, state, cpu_manager)[0].image
+    assert steps == [2, 2]  # strength 0.25 of 8 steps
+    same = generate.run(request, TaskState(), cpu_manager)[0].image
+    other = generate.run(request.replace(init_image=picture(4)), TaskState(), cpu_manager)[0].image
+    assert np.array_equal(first, same)
+    assert not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize("content", list(MaskedContent))
+def test_inpaint_keeps_every_pixel_outside_the_mask_and_blur(cpu_manager, sd1, content):
+    source, mask = picture(4), square_mask()
+    result = run(cpu_manager, model=sd1, mode=Mode.INPAINT, init_image=source, mask=mask, mask_blur=4,
+                 masked_content=content, strength=0.9)[0].image
+    keep = outside(mask, 4)
+    assert np.array_equal(result[keep], source[keep])
+    assert np.abs(result[mask > 0].astype(int) - source[mask > 0].astype(int)).mean() > 10
+
+
+def test_only_masked_inpaint_works_on_a_crop_and_pastes_back(cpu_manager, sd1):
+    source, mask = picture(5, 160, 120), square_mask(160, 120, (100, 70, 16, 16))
+    result = run(cpu_manager, model=sd1, mode=Mode.INPAINT, init_image=source, mask=mask, mask_blur=2,
+                 inpaint_area=InpaintArea.ONLY_MASKED, inpaint_padding=8, strength=1.0)[0].image
+    assert result.shape == source.shape
+    keep = outside(mask, 2)
+    assert np.array_equal(result[keep], source[keep])
+    assert not np.array_equal(result[mask > 0], source[mask > 0])
+
+
+def test_inpaint_with_a_9_channel_inpainting_model(cpu_manager, tiny_models):
+    model = str(tiny_models["sd1-inpaint"].folder)
+    source, mask = picture(6), square_mask()
+    result = run(cpu_manager, model=model, mode=Mode.INPAINT, init_image=source, mask=mask, mask_blur=0)[0].image
+    assert np.array_equal(result[mask == 0], source[mask == 0])
+    assert not np.array_equal(result[mask > 0], source[mask > 0])
+    # The inpainting model also does plain txt2img and img2img.
+    assert run(cpu_manager, model=model)[0].image.shape == (64, 64, 3)
+    assert run(cpu_manager, model=model, mode=Mode.IMG2IMG, init_image=source)[0].image.shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("kind", ["sd1", "sd1-inpaint"])
+def test_outpaint_grows_the_image_and_keeps_the_original(cpu_manager, tiny_models, kind):
+    source = picture(7, 64, 56)
+    result = run(cpu_manager, model=str(tiny_models[kind].folder), mode=Mode.OUTPAINT, init_image=source,
+                 expand=Margins(16, 0, 16, 8), mask_blur=4)[0]
+    assert result.image.shape == (64, 96, 3)
+    assert (result.request.width, result.request.height) == (96, 64)
+    inner = result.image[0:52, 20:76]  # the original, farther than the feather from its edges
+    assert np.array_equal(inner, source[0:52, 4:60])
+    margin = result.image[:, :16]
+    assert margin.std() > 1  # generated, not left empty
+
+
+def test_sdxl_txt2img_and_inpaint(cpu_manager, tiny_models):
+    model = str(tiny_models["sdxl"].folder)
+    image = run(cpu_manager, model=model, seed=3)[0].image
+    assert image.shape == (64, 64, 3)
+    source, mask = picture(8), square_mask()
+    result = run(cpu_manager, model=model, mode=Mode.INPAINT, init_image=source, mask=mask, mask_blur=2)[0].image
+    keep = outside(mask, 2)
+    assert np.array_equal(result[keep], source[keep])

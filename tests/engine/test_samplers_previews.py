@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+import torch
+
+from desktop.core.progress import TaskState
+from desktop.core.request import GenerationRequest
+from desktop.core.samplers import AUTOMATIC, SAMPLERS
+from desktop.engine import generate
+from desktop.engine.previews import Previewer
+
+CASES = [(s, AUTOMATIC) for s in SAMPLERS] + [(s, sched[0]) for s, sched in SAMPLERS.items() if sched]
+
+
+@pytest.mark.parametrize("sampler, schedule", CASES)
+def test_every_sampler_generates_reproducibly(cpu_manager, tiny_models, sampler, schedule):
+    request = GenerationRequest(prompt="p", model=str(tiny_models["sd1"].folder), width=64, height=64,
+                                steps=3, seed=4, sampler=sampler, schedule=schedule)
+    first = generate.run(request, TaskState(), cpu_manager)[0].image
+    again = generate.run(request, TaskState(), cpu_manager)[0].image
+    assert np.array_equal(first, again), "same seed, same sampler: same picture"
+    assert type(cpu_manager.pipeline("txt2img").scheduler).__name__ != "PNDMScheduler"
+
+
+def test_approximate_preview_is_latent_sized_rgb():
+    latents = torch.randn(2, 4, 12, 8)
+    preview = Previewer("sdxl")(latents)
+    assert preview.shape == (12, 8, 3) and preview.dtype == np.uint8
+    assert Previewer("sd1", "off")(latents) is None
+
+
+def test_taesd_preview_when_its_weights_are_on_disk(tmp_path):
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    tiny_decoder = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                                   num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    tiny_decoder.save_pretrained(tmp_path / "taesd")
+    preview = Previewer("sd1", "taesd", tmp_path / "taesd")(torch.randn(1, 4, 8, 6))
+    assert preview.shape == (64, 48, 3)
+    # No weights: falls back to the approximation instead of downloading.
+    assert Previewer("sd1", "taesd", tmp_path / "missing").method == "approximate"
