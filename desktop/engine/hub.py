@@ -73,7 +73,7 @@ def download(repo_id: str, state: TaskState, revision: str | None = None) -> Pat
     except RepositoryNotFoundError:
         raise ModelLoadError(repo_id, "there is no such repository on Hugging Face (or it is private).") from None
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError, *_transport_errors()) as error:
-        raise ModelLoadError(repo_id, f"the download failed ({error}). Check the connection and try again.") from None
+        raise ModelLoadError(repo_id, f"the download failed ({_first_line(error)}). Check the connection and try again.") from None
     folder = Path(folder)
     if not (folder / "model_index.json").is_file():
         raise ModelLoadError(repo_id, "the repository is not a diffusers model (it has no model_index.json).")
@@ -98,3 +98,8 @@ def _transport_errors() -> tuple[type[Exception], ...]:
     whose errors are OSErrors. Only clients that huggingface_hub already imported count.
     """
     return tuple(sys.modules[name].HTTPError for name in ("httpx2", "httpx") if name in sys.modules)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
