@@ -1,0 +1,313 @@
+"""The prompt panel: every value a generation needs, kept valid as it is typed.
+
+It builds a GenerationRequest (`request()`) and takes one back (`set_request()`,
+used to restore the last session and to reuse parameters).
+
+Signals:
+    generate_requested(): the user pressed Generate (or Ctrl+Enter in a prompt).
+    model_changed(str): another model was picked.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.core.geometry import multiple_of_8
+from desktop.core.request import MAX_BATCH, MAX_CFG, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, GenerationRequest, Mode
+from desktop.core.samplers import AUTOMATIC, SAMPLERS, SCHEDULES
+
+#: Sizes that suit each family (what it was trained at, and common aspect ratios).
+SIZE_PRESETS = {
+    "sd1": [(512, 512), (512, 768), (768, 512), (640, 448), (448, 640)],
+    "sd2": [(768, 768), (768, 1024), (1024, 768), (512, 512)],
+    "sdxl": [(1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (1344, 768), (768, 1344)],
+}
+
+
+class SizeSpinBox(QSpinBox):
+    """A pixel size: 64..4096 in steps of 8; a typed 100 becomes 104 instead of an error."""
+
+    def __init__(self):
+        super().__init__()
+        self.setRange(MIN_SIZE, MAX_SIZE)
+        self.setSingleStep(8)
+        self.setSuffix(" px")
+        self.setCorrectionMode(QSpinBox.CorrectionMode.CorrectToNearestValue)
+        self.setKeyboardTracking(False)
+
+    def fixup(self, text: str) -> str:
+        digits = "".join(c for c in text if c.isdigit())
+        if not digits:
+            return str(self.value())
+        return str(min(MAX_SIZE, max(MIN_SIZE, multiple_of_8(int(digits)))))
+
+    def validate(self, text: str, pos: int):
+        from PySide6.QtGui import QValidator
+
+        state, text, pos = super().validate(text, pos)
+        if state == QValidator.State.Acceptable and self.valueFromText(text) % 8:
+            state = QValidator.State.Intermediate
+        return state, text, pos
+
+
+class PromptEdit(QPlainTextEdit):
+    """Multi-line prompt; Ctrl+Enter asks to generate instead of adding a line."""
+
+    submitted = Signal()
+
+    def __init__(self, placeholder: str):
+        super().__init__()
+        self.setPlaceholderText(placeholder)
+        self.setTabChangesFocus(True)
+
+    def keyPressEvent(self, event):
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class PromptPanel(QWidget):
+    generate_requested = Signal()
+    model_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.last_seed: int | None = None
+        self._family = "sd1"
+        self._build()
+
+    # -- building -------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.prompt = PromptEdit("Describe the picture: subject, style, light...")
+        self.negative = PromptEdit("What to avoid (negative prompt)")
+        self.prompt.setMinimumHeight(90)
+        self.negative.setMaximumHeight(70)
+        for edit in (self.prompt, self.negative):
+            edit.submitted.connect(self.generate_requested)
+
+        self.model = QComboBox()
+        self.model.setToolTip("The model that paints. Add models in the Models window.")
+        self.model.currentIndexChanged.connect(lambda _: self.model_changed.emit(self.model_ref()))
+
+        self.sampler = QComboBox()
+        self.sampler.addItems(list(SAMPLERS))
+        self.schedule = QComboBox()
+        self.schedule.addItems(list(SCHEDULES))
+        self.sampler.currentTextChanged.connect(self._sampler_changed)
+
+        self.steps = QSpinBox()
+        self.steps.setRange(1, MAX_STEPS)
+        self.steps.setToolTip("Denoising steps: more is slower and usually finer (20-30 is typical)")
+        self.cfg = QDoubleSpinBox()
+        self.cfg.setRange(0.0, MAX_CFG)
+        self.cfg.setSingleStep(0.5)
+        self.cfg.setDecimals(1)
+        self.cfg.setToolTip("CFG scale: how strictly to follow the prompt (5-9 is typical)")
+
+        self.seed = QSpinBox()
+        self.seed.setRange(-1, MAX_SEED if MAX_SEED < 2**31 else 2**31 - 1)
+        self.seed.setSpecialValueText("Random")
+        self.seed.setToolTip("-1 (Random) picks a new seed each time; the same seed repeats a picture")
+        random_seed = QToolButton(text="Random")
+        random_seed.setToolTip("New random seed each time (Ctrl+R)")
+        random_seed.clicked.connect(lambda: self.seed.setValue(-1))
+        self.reuse_seed = QToolButton(text="Reuse")
+        self.reuse_seed.setToolTip("Use the seed of the last picture (Ctrl+Shift+R)")
+        self.reuse_seed.setEnabled(False)
+        self.reuse_seed.clicked.connect(self._reuse_seed)
+        QShortcut(QKeySequence("Ctrl+R"), self, activated=random_seed.click)
+        QShortcut(QKeySequence("Ctrl+Shift+R"), self, activated=self.reuse_seed.click)
+
+        self.width_box, self.height_box = SizeSpinBox(), SizeSpinBox()
+        self.width_box.valueChanged.connect(lambda v: self._keep_aspect(self.width_box, v))
+        self.height_box.valueChanged.connect(lambda v: self._keep_aspect(self.height_box, v))
+        self.aspect_lock = QCheckBox("Lock")
+        self.aspect_lock.setToolTip("Keep the aspect ratio when changing width or height")
+        self._aspect = 1.0
+        self.aspect_lock.toggled.connect(self._remember_aspect)
+        self.presets = QComboBox()
+        self.presets.setToolTip("Sizes the model was trained for")
+        self.presets.activated.connect(self._apply_preset)
+
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(1, MAX_BATCH)
+        self.batch_size.setToolTip("Pictures made together in one run (uses more memory)")
+        self.batch_count = QSpinBox()
+        self.batch_count.setRange(1, 100)
+        self.batch_count.setToolTip("Runs queued one after another")
+
+        self.strength = QDoubleSpinBox()
+        self.strength.setRange(0.0, 1.0)
+        self.strength.setSingleStep(0.05)
+        self.strength.setDecimals(2)
+        self.strength.setToolTip("Denoising strength: how much of an input image to repaint (img2img, inpaint)")
+        self.strength_label = QLabel("Strength")
+
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("generate")
+        self.generate_button.setToolTip("Generate (Ctrl+Enter)")
+        self.generate_button.setMinimumHeight(40)
+        self.generate_button.setStyleSheet(
+            "#generate { font-weight: bold; font-size: 11pt; color: palette(highlighted-text);"
+            " background: palette(highlight); border-radius: 4px; }"
+            "#generate:pressed { background: palette(dark); }"
+        )
+        self.generate_button.clicked.connect(self.generate_requested)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Model", self.model)
+        form.addRow("Sampler", self.sampler)
+        form.addRow("Schedule", self.schedule)
+        form.addRow("Steps", self.steps)
+        form.addRow("CFG scale", self.cfg)
+        form.addRow("Seed", _row(self.seed, random_seed, self.reuse_seed))
+        form.addRow("Width", _row(self.width_box, self.aspect_lock))
+        form.addRow("Height", self.height_box)
+        form.addRow("Presets", self.presets)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Batch count", self.batch_count)
+        form.addRow(self.strength_label, self.strength)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Prompt"))
+        layout.addWidget(self.prompt, 2)
+        layout.addWidget(QLabel("Negative prompt"))
+        layout.addWidget(self.negative, 1)
+        layout.addLayout(form)
+        layout.addWidget(self.generate_button)
+        self.set_request(GenerationRequest())
+        self.set_mode(Mode.TXT2IMG)
+
+    # -- models -------------------------------------------------------------------------
+
+    def set_models(self, models: list[tuple[str, str, str]], current: str) -> None:
+        """models: [(reference, label, family)], shown in order; selects `current` if present."""
+        self.model.blockSignals(True)
+        self.model.clear()
+        for ref, label, family in models:
+            self.model.addItem(label, (ref, family))
+        index = max(0, next((i for i, (ref, _, _) in enumerate(models) if ref == current), 0))
+        self.model.setCurrentIndex(index)
+        self.model.blockSignals(False)
+        self._update_presets()
+
+    def model_ref(self) -> str:
+        data = self.model.currentData()
+        return data[0] if data else "demo"
+
+    def family(self) -> str:
+        data = self.model.currentData()
+        return data[1] if data else "sd1"
+
+    def _update_presets(self) -> None:
+        self.presets.clear()
+        self.presets.addItem("Choose a size...")
+        for w, h in SIZE_PRESETS.get(self.family().removesuffix("-refiner"), SIZE_PRESETS["sd1"]):
+            self.presets.addItem(f"{w} x {h}", (w, h))
+
+    def _apply_preset(self, index: int) -> None:
+        size = self.presets.itemData(index)
+        if size:
+            locked = self.aspect_lock.isChecked()
+            self.aspect_lock.setChecked(False)
+            self.width_box.setValue(size[0])
+            self.height_box.setValue(size[1])
+            self.aspect_lock.setChecked(locked)
+        self.presets.setCurrentIndex(0)
+
+    # -- values -------------------------------------------------------------------------
+
+    def set_mode(self, mode: Mode) -> None:
+        uses_strength = mode in (Mode.IMG2IMG, Mode.INPAINT)
+        self.strength.setEnabled(uses_strength)
+        self.strength_label.setEnabled(uses_strength)
+
+    def request(self) -> GenerationRequest:
+        return GenerationRequest(
+            prompt=self.prompt.toPlainText(),
+            negative_prompt=self.negative.toPlainText(),
+            model=self.model_ref(),
+            sampler=self.sampler.currentText(),
+            schedule=self.schedule.currentText(),
+            steps=self.steps.value(),
+            cfg_scale=self.cfg.value(),
+            seed=self.seed.value(),
+            width=self.width_box.value(),
+            height=self.height_box.value(),
+            batch_size=self.batch_size.value(),
+            strength=self.strength.value(),
+        )
+
+    def set_request(self, request: GenerationRequest) -> None:
+        self.prompt.setPlainText(request.prompt)
+        self.negative.setPlainText(request.negative_prompt)
+        self.sampler.setCurrentText(request.sampler if request.sampler in SAMPLERS else "DPM++ 2M")
+        self._sampler_changed(self.sampler.currentText())
+        self.schedule.setCurrentText(request.schedule)
+        self.steps.setValue(request.steps)
+        self.cfg.setValue(request.cfg_scale)
+        self.seed.setValue(request.seed if request.seed <= self.seed.maximum() else -1)
+        locked = self.aspect_lock.isChecked()
+        self.aspect_lock.setChecked(False)
+        self.width_box.setValue(request.width)
+        self.height_box.setValue(request.height)
+        self.aspect_lock.setChecked(locked)
+        self.batch_size.setValue(request.batch_size)
+        self.strength.setValue(request.strength)
+
+    def remember_seed(self, seed: int) -> None:
+        self.last_seed = seed
+        self.reuse_seed.setEnabled(True)
+        self.reuse_seed.setToolTip(f"Use the seed of the last picture, {seed} (Ctrl+Shift+R)")
+
+    def _reuse_seed(self) -> None:
+        if self.last_seed is not None:
+            self.seed.setValue(self.last_seed)
+
+    def _sampler_changed(self, sampler: str) -> None:
+        supported = (AUTOMATIC, *SAMPLERS.get(sampler, ()))
+        current = self.schedule.currentText()
+        for row, name in enumerate(SCHEDULES):
+            self.schedule.model().item(row).setEnabled(name in supported)
+        if current not in supported:
+            self.schedule.setCurrentText(AUTOMATIC)
+
+    def _remember_aspect(self, locked: bool) -> None:
+        if locked:
+            self._aspect = self.width_box.value() / self.height_box.value()
+
+    def _keep_aspect(self, changed: QSpinBox, value: int) -> None:
+        if not self.aspect_lock.isChecked():
+            return
+        other = self.height_box if changed is self.width_box else self.width_box
+        target = value / self._aspect if changed is self.width_box else value * self._aspect
+        other.blockSignals(True)
+        other.setValue(min(MAX_SIZE, max(MIN_SIZE, multiple_of_8(round(target) - 4))))
+        other.blockSignals(False)
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QHBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for i, widget in enumerate(widgets):
+        layout.addWidget(widget, 1 if i == 0 else 0)
+    return box

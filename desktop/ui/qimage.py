@@ -1,0 +1,28 @@
+"""The only place that converts between numpy arrays and QImage.
+
+A QImage made from a numpy buffer borrows it, so every conversion copies at
+the boundary. Arrays are HxWx3 RGB or HxWx4 RGBA (straight alpha), uint8.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtGui import QImage
+
+
+def to_qimage(array: np.ndarray) -> QImage:
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"expected HxWx3 or HxWx4 uint8, got {array.shape} {array.dtype}")
+    array = np.ascontiguousarray(array)
+    h, w, channels = array.shape
+    fmt = QImage.Format.Format_RGB888 if channels == 3 else QImage.Format.Format_RGBA8888
+    return QImage(array.data, w, h, w * channels, fmt).copy()
+
+
+def from_qimage(image: QImage, alpha: bool = True) -> np.ndarray:
+    fmt = QImage.Format.Format_RGBA8888 if alpha else QImage.Format.Format_RGB888
+    channels = 4 if alpha else 3
+    converted = image.convertToFormat(fmt)
+    h, w = converted.height(), converted.width()
+    rows = np.frombuffer(converted.constBits(), np.uint8, count=converted.bytesPerLine() * h)
+    return rows.reshape(h, converted.bytesPerLine())[:, : w * channels].reshape(h, w, channels).copy()

@@ -1,0 +1,62 @@
+"""QueueView: the pending generations, each removable.
+
+Signals:
+    remove_requested(int): the user asked to drop the job with this id.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+
+from desktop.core.request import GenerationRequest
+
+
+def describe(request: GenerationRequest) -> str:
+    prompt = " ".join(request.prompt.split()) or "(no prompt)"
+    if len(prompt) > 48:
+        prompt = prompt[:47] + "…"
+    return f"{prompt}  ·  {request.width}x{request.height}, {request.steps} steps, x{request.batch_size}"
+
+
+class QueueView(QWidget):
+    remove_requested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.title = QLabel("Queue: empty")
+        self.list = QListWidget()
+        self.list.setToolTip("Waiting generations, oldest first")
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Remove the selected waiting generation (Delete)")
+        self.remove_button.setEnabled(False)
+        self.remove_button.clicked.connect(self._remove_selected)
+        self.list.itemSelectionChanged.connect(
+            lambda: self.remove_button.setEnabled(bool(self.list.selectedItems()))
+        )
+        QShortcut(QKeySequence.StandardKey.Delete, self.list, activated=self._remove_selected)
+        header = QHBoxLayout()
+        header.addWidget(self.title, 1)
+        header.addWidget(self.remove_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(header)
+        layout.addWidget(self.list)
+        self.list.hide()
+
+    def set_jobs(self, jobs: list[tuple[int, GenerationRequest]]) -> None:
+        self.list.clear()
+        for job_id, request in jobs:
+            item = QListWidgetItem(describe(request))
+            item.setData(Qt.ItemDataRole.UserRole, job_id)
+            self.list.addItem(item)
+        self.title.setText(f"Queue: {len(jobs)} waiting" if jobs else "Queue: empty")
+        self.list.setVisible(bool(jobs))
+
+    def job_ids(self) -> list[int]:
+        return [self.list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.list.count())]
+
+    def _remove_selected(self) -> None:
+        for item in self.list.selectedItems():
+            self.remove_requested.emit(item.data(Qt.ItemDataRole.UserRole))

@@ -1,0 +1,260 @@
+"""GenerationWorker: the one thread that owns torch, diffusers and the loaded model.
+
+The GUI thread calls submit(), remove(), cancel() and shutdown(); they only
+touch a locked queue and a threading.Event, so they return at once. The
+worker thread imports the engine on first use, runs one job at a time,
+saves each result to disk (PNG encoding stays off the GUI thread) and
+reports through signals, delivered to slots on the GUI thread.
+
+Signals:
+    status(str): what the engine is doing ("Loading model...", "Ready: ...").
+    device_ready(str): description of the device chosen.
+    model_loaded(str, str): model reference and its family ("sd1", "sdxl", ...).
+    model_failed(str, str): model reference and why it could not be loaded.
+    queue_changed(list): pending jobs as [(job_id, GenerationRequest)], oldest first.
+    job_started(int, object): job id and its resolved GenerationRequest.
+    step(int, int, int, object): job id, step (1-based), total steps, preview (HxWx3 uint8 or None).
+    job_finished(int, list): job id and [(image HxWx3 uint8, seed, saved Path)].
+    job_failed(int, str): job id and a message to show as it is.
+    job_cancelled(int): job id.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from desktop.core import modelfiles, paths
+from desktop.core.errors import Cancelled, SfumatoError
+from desktop.core.outputs import save_result
+from desktop.core.progress import TaskState
+from desktop.core.request import GenerationRequest
+from desktop.core.settings import Settings
+
+
+class _Runner(QObject):
+    """Lives on the worker thread: the queue, the engine, and the runs. See GenerationWorker."""
+
+    status = Signal(str)
+    device_ready = Signal(str)
+    model_loaded = Signal(str, str)
+    model_failed = Signal(str, str)
+    queue_changed = Signal(list)
+    job_started = Signal(int, object)
+    step = Signal(int, int, int, object)
+    job_finished = Signal(int, list)
+    job_failed = Signal(int, str)
+    job_cancelled = Signal(int)
+
+    _wake = Signal()
+    _preload = Signal(str)
+
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self._settings = settings
+        self._thread = QThread()
+        self._thread.setObjectName("generation-worker")
+        self._lock = threading.Lock()
+        self._pending: deque[tuple[int, GenerationRequest]] = deque()
+        self._ids = itertools.count(1)
+        self._current: TaskState | None = None
+        self._current_id = 0
+        self._stopping = False
+        self._models = None  # engine ModelManager, created in the worker thread
+        self.moveToThread(self._thread)
+        self._wake.connect(self._run_pending)
+        self._preload.connect(self._load_model)
+
+    # -- called from the GUI thread ---------------------------------------------
+
+    def submit(self, request: GenerationRequest) -> int:
+        """Queue a request; returns its job id."""
+        with self._lock:
+            job_id = next(self._ids)
+            self._pending.append((job_id, request))
+            pending = list(self._pending)
+        self.queue_changed.emit(pending)
+        self._wake.emit()
+        return job_id
+
+    def remove(self, job_id: int) -> bool:
+        """Drop a job that has not started. Returns False when it is not pending."""
+        with self._lock:
+            kept = deque(item for item in self._pending if item[0] != job_id)
+            removed = len(kept) != len(self._pending)
+            self._pending = kept
+            pending = list(kept)
+        if removed:
+            self.queue_changed.emit(pending)
+        return removed
+
+    def cancel(self) -> None:
+        """Stop the running job within one step; the next pending job then starts."""
+        with self._lock:
+            if self._current is not None:
+                self._current.cancel()
+
+    def preload(self, model: str) -> None:
+        """Start the engine and load `model` in the background (after the window shows)."""
+        self._preload.emit(model)
+
+    def pending(self) -> list[tuple[int, GenerationRequest]]:
+        with self._lock:
+            return list(self._pending)
+
+    def is_busy(self) -> bool:
+        with self._lock:
+            return self._current is not None or bool(self._pending)
+
+    def update_settings(self, settings: Settings) -> None:
+        with self._lock:
+            self._settings = settings
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._pending.clear()
+            if self._current is not None:
+                self._current.cancel()
+
+    # -- the worker thread ------------------------------------------------------------
+
+    def _manager(self):
+        if self._models is None:
+            self.status.emit("Starting the engine...")
+            from desktop.engine import devices
+            from desktop.engine.models import ModelManager
+
+            choice = devices.choose(self._settings.device, self._settings.precision)
+            self._models = ModelManager(choice)
+            self.device_ready.emit(choice.description)
+        return self._models
+
+    @Slot(str)
+    def _load_model(self, model: str) -> None:
+        state = TaskState(on_status=self.status.emit)
+        try:
+            loaded = self._manager().load(model, state)
+        except (SfumatoError, ValueError) as error:
+            self.model_failed.emit(model, str(error))
+            return
+        self.model_loaded.emit(loaded.ref, loaded.family)
+
+    @Slot()
+    def _run_pending(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping or not self._pending:
+                    self._current = None
+                    return
+                job_id, request = self._pending.popleft()
+                pending = list(self._pending)
+                state = TaskState(
+                    on_step=lambda i, n, preview, job=job_id: self.step.emit(job, i, n, preview),
+                    on_status=self.status.emit,
+                )
+                self._current, self._current_id = state, job_id
+                settings = self._settings
+            self.queue_changed.emit(pending)
+            self._run_one(job_id, request, state, settings)
+            with self._lock:
+                self._current = None
+
+    def _run_one(self, job_id: int, request: GenerationRequest, state: TaskState, settings: Settings) -> None:
+        try:
+            request = request.resolved()
+            models = self._manager()
+            from desktop.engine import generate
+
+            self.job_started.emit(job_id, request)
+            started = time.perf_counter()
+            results = generate.run(request, state, models, settings.preview_method, settings.preview_every)
+            loaded = models.current
+            self.model_loaded.emit(loaded.ref, loaded.family)
+            model_hash = modelfiles.model_hash(loaded.info.path, cache=paths.cache_dir() / "model-hashes.json")
+            saved = [
+                (r.image, r.seed, save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, model_hash))
+                for r in results
+            ]
+        except Cancelled:
+            self.job_cancelled.emit(job_id)
+            self.status.emit("Cancelled.")
+            return
+        except SfumatoError as error:
+            self.job_failed.emit(job_id, str(error))
+            return
+        except OSError as error:
+            self.job_failed.emit(job_id, f"The image could not be saved: {error.strerror or error}. "
+                                 "Check that the output folder exists and that the disk is not full.")
+            return
+        except Exception as error:  # noqa: BLE001 - the worker must survive anything and say what happened
+            self.job_failed.emit(job_id, f"Generation failed: {type(error).__name__}: {error}")
+            return
+        seconds = time.perf_counter() - started
+        self.job_finished.emit(job_id, saved)
+        self.status.emit(f"Done in {seconds:.1f} s: {len(saved)} image(s) saved to {Path(saved[0][2]).parent}")
+
+
+class GenerationWorker(QObject):
+    """The GUI thread's handle on the one thread that owns torch, diffusers and the model.
+
+    Its methods return at once. Its signals (listed in the module docstring)
+    are emitted on the GUI thread, so any slot or plain function may receive
+    them.
+    """
+
+    status = Signal(str)
+    device_ready = Signal(str)
+    model_loaded = Signal(str, str)
+    model_failed = Signal(str, str)
+    queue_changed = Signal(list)
+    job_started = Signal(int, object)
+    step = Signal(int, int, int, object)
+    job_finished = Signal(int, list)
+    job_failed = Signal(int, str)
+    job_cancelled = Signal(int)
+
+    def __init__(self, settings: Settings, parent: QObject | None = None):
+        super().__init__(parent)
+        self._runner = _Runner(settings)
+        for name in ("status", "device_ready", "model_loaded", "model_failed", "queue_changed", "job_started",
+                     "step", "job_finished", "job_failed", "job_cancelled"):
+            getattr(self._runner, name).connect(getattr(self, name))  # queued onto this (GUI) thread
+        self._thread = self._runner._thread
+        self._thread.start()
+
+    def submit(self, request: GenerationRequest) -> int:
+        """Queue a request; returns its job id."""
+        return self._runner.submit(request)
+
+    def remove(self, job_id: int) -> bool:
+        """Drop a job that has not started. Returns False when it is not pending."""
+        return self._runner.remove(job_id)
+
+    def cancel(self) -> None:
+        """Stop the running job within one step; the next pending job then starts."""
+        self._runner.cancel()
+
+    def preload(self, model: str) -> None:
+        """Start the engine and load `model` in the background (after the window shows)."""
+        self._runner.preload(model)
+
+    def pending(self) -> list[tuple[int, GenerationRequest]]:
+        return self._runner.pending()
+
+    def is_busy(self) -> bool:
+        return self._runner.is_busy()
+
+    def update_settings(self, settings: Settings) -> None:
+        self._runner.update_settings(settings)
+
+    def shutdown(self, timeout_ms: int = 30_000) -> bool:
+        """Cancel everything and stop the thread. Returns True when it stopped in time."""
+        self._runner.stop()
+        self._thread.quit()
+        return self._thread.wait(timeout_ms)

@@ -1,0 +1,134 @@
+"""The window as a person uses it: type, Ctrl+Enter, watch previews, cancel, queue, restart."""
+
+import shutil
+
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from desktop.core import settings as settings_store
+from desktop.core.infotext import parse_infotext
+from desktop.core.request import GenerationRequest
+
+TIMEOUT = 60_000
+
+
+def small(window, **fields):
+    """Set the panel to a quick generation."""
+    base = {"prompt": "", "steps": 4, "width": 64, "height": 64, "seed": 3, "sampler": "Euler a", "schedule": "Automatic"}
+    window.panel.set_request(GenerationRequest(**{**base, **fields}))
+
+
+def test_ctrl_enter_generates_with_previews_and_saves(make_window, qtbot):
+    window = make_window()
+    small(window)
+    previews = []
+    window.worker.step.connect(lambda job, i, n, preview: previews.append((i, n, preview is not None)))
+    qtbot.mouseClick(window.panel.prompt, Qt.MouseButton.LeftButton)
+    qtbot.keyClicks(window.panel.prompt, "a lighthouse, dusk")
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT) as shown:
+        qtbot.keyClick(window.panel.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert window.panel.prompt.toPlainText() == "a lighthouse, dusk"  # Ctrl+Enter added no line
+    assert previews == [(i, 4, True) for i in range(1, 5)]
+    (image, seed, path), = shown.args[0]
+    assert seed == 3 and window.results.count() == 1
+    assert window.view.image() is not None and window.view.image().width() == 64
+    info = parse_infotext(Image.open(path).text["parameters"])
+    assert info.prompt == "a lighthouse, dusk" and info.params["Seed"] == "3"
+    assert window.progress.text().startswith("Done") or window.progress.format() == "Done"
+    assert window.panel.reuse_seed.isEnabled()
+
+
+def test_escape_cancels_within_a_step_and_the_next_job_runs(make_window, qtbot):
+    window = make_window()
+    small(window, prompt="slow", steps=60, width=256, height=256)
+    steps = []
+    window.worker.step.connect(lambda job, i, n, preview: steps.append((job, i)))
+    first, = window.generate()
+    small(window, prompt="next")
+    second, = window.generate()
+    qtbot.waitUntil(lambda: len(steps) >= 2, timeout=TIMEOUT)
+    with qtbot.waitSignal(window.worker.job_cancelled, timeout=TIMEOUT) as cancelled:
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert cancelled.args == [first]
+    seen_at_cancel = len([s for s in steps if s[0] == first])
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        pass
+    assert len([s for s in steps if s[0] == first]) == seen_at_cancel
+    assert seen_at_cancel < 60
+    assert [i for job, i in steps if job == second] == [1, 2, 3, 4]
+
+
+def test_queue_shows_waiting_jobs_in_order_and_removes_one(make_window, qtbot):
+    window = make_window()
+    small(window, prompt="first", steps=40, width=256, height=256)
+    started = []
+    window.worker.job_started.connect(lambda job, request: started.append(request.prompt))
+    window.generate()
+    for prompt in ("second", "third", "fourth"):
+        small(window, prompt=prompt)
+        window.generate()
+    qtbot.waitUntil(lambda: window.queue.list.count() == 3, timeout=TIMEOUT)
+    texts = [window.queue.list.item(i).text() for i in range(3)]
+    assert [t.split()[0] for t in texts] == ["second", "third", "fourth"]
+    window.queue.list.setCurrentRow(1)
+    qtbot.mouseClick(window.queue.remove_button, Qt.MouseButton.LeftButton)
+    assert [window.queue.list.item(i).text().split()[0] for i in range(window.queue.list.count())] == ["second", "fourth"]
+    window.cancel()
+    qtbot.waitUntil(lambda: started == ["first", "second", "fourth"] and not window.worker.is_busy(), timeout=TIMEOUT)
+    assert window.queue.list.count() == 0
+
+
+def test_closing_during_a_generation_stops_the_worker(make_window, qtbot):
+    window = make_window()
+    small(window, prompt="long", steps=100, width=256, height=256)
+    steps = []
+    window.worker.step.connect(lambda *args: steps.append(args))
+    window.generate()
+    qtbot.waitUntil(lambda: len(steps) >= 1, timeout=TIMEOUT)
+    window.close()
+    assert window.worker._thread.isFinished()
+
+
+def test_panel_values_survive_a_restart(make_window, qtbot):
+    window = make_window()
+    small(window, prompt="keep me", steps=7, width=128, height=96, seed=1234, sampler="DDIM")
+    window.panel.negative.setPlainText("blurry")
+    window.panel.batch_count.setValue(3)
+    window.close()
+    again = make_window()
+    request = again.panel.request()
+    assert (request.prompt, request.negative_prompt, request.steps, request.seed) == ("keep me", "blurry", 7, 1234)
+    assert (request.width, request.height, request.sampler) == (128, 96, "DDIM")
+    assert again.panel.batch_count.value() == 3
+    assert settings_store.load().model == request.model
+
+
+def test_a_broken_model_shows_why_and_the_previous_one_keeps_working(make_window, qtbot, tiny_models, tmp_path):
+    window = make_window()
+    small(window, prompt="before")
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(tiny_models["sd1"].checkpoint.read_bytes()[:5000])
+    good = window.panel.model_ref()
+    window.panel.set_models([(good, "tiny", "sd1"), (str(broken), "broken", "sd1")], good)
+    with qtbot.waitSignal(window.worker.model_failed, timeout=TIMEOUT):
+        window.panel.model.setCurrentIndex(1)
+    assert window.error_banner.isVisible() and "broken.safetensors" in window.error_banner.text()
+    with qtbot.waitSignal(window.worker.job_failed, timeout=TIMEOUT):
+        window.generate()
+    window.panel.model.setCurrentIndex(0)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    assert not window.error_banner.isVisible()
+
+
+def test_invalid_values_cannot_be_entered(make_window, qtbot):
+    window = make_window()
+    box = window.panel.width_box
+    box.lineEdit().selectAll()
+    qtbot.keyClicks(box.lineEdit(), "100")
+    qtbot.keyClick(box.lineEdit(), Qt.Key.Key_Return)
+    assert box.value() % 8 == 0 and box.value() in (96, 104)
+    window.panel.steps.setValue(1000)
+    assert window.panel.steps.value() == 150
