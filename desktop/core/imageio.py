@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, PngImagePlugin
 
+from . import atomic
 from .errors import SfumatoError
 
 MAX_PIXELS = 8192 * 8192  # generous for inputs; generation itself is capped at 4096x4096
@@ -104,18 +105,9 @@ def _link_unique(temporary: Path, path: Path) -> Path:
             if target.exists():
                 continue
             os.replace(temporary, target)
-        _fsync_dir(target.parent)
+        atomic.fsync_dir(target.parent)
         return target
     raise ImageError(f"could not find a free file name for {path.name}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name == "posix":
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def output_path(folder: Path, seed: int, now: _dt.datetime | None = None) -> Path:

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from desktop.core import atomic
 from desktop.core.safetensors_header import (
     DTYPE_BITS,
     ModelFileError,
@@ -445,13 +446,7 @@ def _load_cache(file: Path) -> dict[str, str]:
 
 
 def _save_cache(file: Path, data: Mapping[str, str]) -> None:
-    tmp = file.with_name(file.name + ".tmp")
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(data, f, indent=0, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, file)
+        atomic.write_json(file, dict(data))
     except OSError:
         log.warning("could not write the model hash cache %s", file, exc_info=True)

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from desktop.core import paths
+from desktop.core import atomic, paths
 
 FAMILIES = ("sd1", "sd1-inpaint", "sd2", "sd2-inpaint", "sdxl", "sdxl-inpaint")
 
@@ -64,7 +64,7 @@ def assemble_config(family: str, dest: Path) -> Path:
             for name in TOKENIZER_FILES:
                 shutil.copyfile(configs_root() / TOKENIZER_DIR / name, folder / name)
         (built / STAMP).write_text(digest, encoding="utf-8")
-        _fsync_tree(built)
+        atomic.fsync_tree(built)
         _swap_into_place(built, dest, staging / "old", digest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -101,13 +101,6 @@ def _read_stamp(folder: Path) -> str | None:
         return (folder / STAMP).read_text(encoding="utf-8").strip()
     except OSError:
         return None
-
-
-def _fsync_tree(root: Path) -> None:
-    for path in root.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as f:
-                os.fsync(f.fileno())
 
 
 def _swap_into_place(built: Path, dest: Path, trash: Path, digest: str) -> None:

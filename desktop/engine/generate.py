@@ -89,7 +89,7 @@ def run(
             raise _out_of_memory(request, models) from error
         raise
     images = (np.clip(output.images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return [Result(prepared.finish(image), seed, request) for image, seed in zip(images, request.seeds)]
+    return [Result(prepared.finish(image), seed, request) for image, seed in zip(images, request.seeds, strict=True)]
 
 
 def _out_of_memory(request: GenerationRequest, models: ModelManager) -> OutOfMemory:

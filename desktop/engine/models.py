@@ -92,7 +92,7 @@ class ModelManager:
         except torch.OutOfMemoryError:
             del pipe
             self.release_cache()
-            raise OutOfMemory(f"{path.name} does not fit in the memory of the {self.device.description}.")
+            raise OutOfMemory(f"{path.name} does not fit in the memory of the {self.device.description}.") from None
         kind = "inpaint" if info.inpaint else "txt2img"
         self.current = LoadedModel(ref, info, {kind: pipe})
         state.status(f"Ready: {path.name} on {self.device.description}")

@@ -27,6 +27,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from desktop.core import atomic
+
 KINDS = ("sd1", "sd1-inpaint", "sdxl")
 
 # Bump whenever anything that ends up on disk changes (sizes, configs, tokenizer, init).
@@ -109,7 +111,7 @@ def build(root: Path, kind: str = "sd1") -> TinyModel:
     try:
         staged = paths(work, kind)
         _write_model(staged)
-        _fsync_tree(work)
+        atomic.fsync_tree(work)
         if not _is_current(root, model):  # another process may have finished meanwhile
             _install(staged, model, work)
             _write_stamp(root, model)
@@ -151,17 +153,7 @@ def _write_stamp(root: Path, model: TinyModel) -> None:
         "kind": model.kind,
         "checkpoint_bytes": model.checkpoint.stat().st_size,
     }
-    path = _stamp_path(root, model.kind)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=root)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(stamp, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_json(_stamp_path(root, model.kind), stamp)
 
 
 def _remove_stale_work(root: Path, kind: str) -> None:
@@ -187,13 +179,6 @@ def _install(staged: TinyModel, model: TinyModel, work: Path) -> None:
         if dst.is_dir() and not dst.is_symlink():
             os.replace(dst, trash / dst.name)  # a directory can only replace an empty one
         os.replace(src, dst)
-
-
-def _fsync_tree(top: Path) -> None:
-    for dirpath, _dirs, files in os.walk(top):
-        for name in files:
-            with open(os.path.join(dirpath, name), "rb+") as f:
-                os.fsync(f.fileno())
 
 
 # ---------------------------------------------------------------------------

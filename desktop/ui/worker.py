@@ -37,8 +37,8 @@ from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
 
-class _Runner(QObject):
-    """Lives on the worker thread: the queue, the engine, and the runs. See GenerationWorker."""
+class _WorkerSignals(QObject):
+    """The signals both sides share (see the module docstring)."""
 
     status = Signal(str)
     device_ready = Signal(str)
@@ -50,6 +50,12 @@ class _Runner(QObject):
     job_finished = Signal(int, list)
     job_failed = Signal(int, str)
     job_cancelled = Signal(int)
+    NAMES = ("status", "device_ready", "model_loaded", "model_failed", "queue_changed", "job_started", "step",
+             "job_finished", "job_failed", "job_cancelled")
+
+
+class _Runner(_WorkerSignals):
+    """Lives on the worker thread: the queue, the engine, and the runs. See GenerationWorker."""
 
     _wake = Signal()
     _preload = Signal(str)
@@ -200,7 +206,7 @@ class _Runner(QObject):
         self.status.emit(f"Done in {seconds:.1f} s: {len(saved)} image(s) saved to {Path(saved[0][2]).parent}")
 
 
-class GenerationWorker(QObject):
+class GenerationWorker(_WorkerSignals):
     """The GUI thread's handle on the one thread that owns torch, diffusers and the model.
 
     Its methods return at once. Its signals (listed in the module docstring)
@@ -208,22 +214,10 @@ class GenerationWorker(QObject):
     them.
     """
 
-    status = Signal(str)
-    device_ready = Signal(str)
-    model_loaded = Signal(str, str)
-    model_failed = Signal(str, str)
-    queue_changed = Signal(list)
-    job_started = Signal(int, object)
-    step = Signal(int, int, int, object)
-    job_finished = Signal(int, list)
-    job_failed = Signal(int, str)
-    job_cancelled = Signal(int)
-
     def __init__(self, settings: Settings, parent: QObject | None = None):
         super().__init__(parent)
         self._runner = _Runner(settings)
-        for name in ("status", "device_ready", "model_loaded", "model_failed", "queue_changed", "job_started",
-                     "step", "job_finished", "job_failed", "job_cancelled"):
+        for name in self.NAMES:
             getattr(self._runner, name).connect(getattr(self, name))  # queued onto this (GUI) thread
         self._thread = self._runner._thread
         self._thread.start()

@@ -1,6 +1,5 @@
 """The window as a person uses it: type, Ctrl+Enter, watch previews, cancel, queue, restart."""
 
-import shutil
 
 from PIL import Image
 from PySide6.QtCore import Qt
