@@ -8,7 +8,6 @@ installer check); it exits non-zero with the reason on any failure.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
