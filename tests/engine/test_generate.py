@@ -1,6 +1,7 @@
 """Every mode end to end on the tiny models: what a user would check by eye."""
 
 import numpy as np
+import torch
 import pytest
 
 from desktop.core.errors import Cancelled
@@ -151,3 +152,21 @@ def test_sdxl_txt2img_and_inpaint(cpu_manager, tiny_models):
     result = run(cpu_manager, model=model, mode=Mode.INPAINT, init_image=source, mask=mask, mask_blur=2)[0].image
     keep = outside(mask, 2)
     assert np.array_equal(result[keep], source[keep])
+
+
+def test_out_of_memory_says_what_to_lower_and_the_next_run_works(cpu_manager, sd1, monkeypatch):
+    from desktop.core.errors import OutOfMemory
+
+    run(cpu_manager, model=sd1)
+    unet = cpu_manager.pipeline("txt2img").unet
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(unet, "forward", exhausted)
+    with pytest.raises(OutOfMemory) as caught:
+        run(cpu_manager, model=sd1, width=128, height=96, batch_size=3)
+    message = str(caught.value)
+    assert "128x96" in message and "3 image" in message and "Lower the size or the batch size" in message
+    monkeypatch.undo()
+    assert run(cpu_manager, model=sd1)[0].image.shape == (64, 64, 3)
