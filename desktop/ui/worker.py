@@ -72,6 +72,7 @@ class _Runner(_WorkerSignals):
         self._current_id = 0
         self._stopping = False
         self._models = None  # engine ModelManager, created in the worker thread
+        self._engine_stale = False
         self.moveToThread(self._thread)
         self._wake.connect(self._run_pending)
         self._preload.connect(self._load_model)
@@ -119,7 +120,10 @@ class _Runner(_WorkerSignals):
 
     def update_settings(self, settings: Settings) -> None:
         with self._lock:
+            old = self._settings
             self._settings = settings
+            if (old.device, old.precision) != (settings.device, settings.precision):
+                self._engine_stale = True  # picked up by the worker thread before its next job
 
     def stop(self) -> None:
         with self._lock:
@@ -131,12 +135,19 @@ class _Runner(_WorkerSignals):
     # -- the worker thread ------------------------------------------------------------
 
     def _manager(self):
+        with self._lock:
+            stale, self._engine_stale = self._engine_stale, False
+        if stale and self._models is not None:
+            self._models.unload()  # device or precision changed: start over on the new one
+            self._models = None
         if self._models is None:
             self.status.emit("Starting the engine...")
             from desktop.engine import devices
             from desktop.engine.models import ModelManager
 
-            choice = devices.choose(self._settings.device, self._settings.precision)
+            with self._lock:
+                device, precision = self._settings.device, self._settings.precision
+            choice = devices.choose(device, precision)
             self._models = ModelManager(choice)
             self.device_ready.emit(choice.description)
         return self._models

@@ -131,3 +131,18 @@ def test_invalid_values_cannot_be_entered(make_window, qtbot):
     assert box.value() % 8 == 0 and box.value() in (96, 104)
     window.panel.steps.setValue(1000)
     assert window.panel.steps.value() == 150
+
+
+def test_changing_the_precision_restarts_the_engine_on_the_next_run(make_window, qtbot):
+    window = make_window()
+    small(window)
+    devices = []
+    window.worker.device_ready.connect(devices.append)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    settings = settings_store.load()
+    settings.precision = "fp32"
+    window.worker.update_settings(settings)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    assert devices and devices[-1].endswith("float32")
