@@ -32,12 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from desktop.ui.main_window import MainWindow
+    from desktop.ui.theme import apply_theme
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Sfumato")
     app.setOrganizationName("Sfumato")
-    app.setStyle("Fusion")
     settings = settings_store.load()
+    apply_theme(app, settings.theme)
     if args.smoke:
         settings.model = "demo"
     window = MainWindow(settings)

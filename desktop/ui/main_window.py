@@ -9,6 +9,8 @@ from pathlib import Path
 from PySide6.QtCore import QSize, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
     QFileDialog,
     QLabel,
     QListWidget,
@@ -32,6 +34,8 @@ from .image_view import ImageView
 from .prompt_panel import PromptPanel
 from .qimage import to_qimage
 from .queue_view import QueueView
+from .settings_dialog import SettingsDialog
+from .theme import apply_theme
 from .worker import GenerationWorker
 
 DEMO_LABEL = "Demo model (random weights)"
@@ -145,6 +149,9 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
         self._action(file_menu, "Open output folder", "Ctrl+Shift+O", lambda: self._open_folder(self.settings.output_path()))
+        file_menu.addSeparator()
+        settings_action = self._action(file_menu, "Settings...", "Ctrl+,", self.open_settings)
+        settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
         file_menu.addSeparator()
         self._action(file_menu, "Quit", QKeySequence.StandardKey.Quit, self.close)
         generate_menu = self.menuBar().addMenu("&Generate")
@@ -350,6 +357,21 @@ class MainWindow(QMainWindow):
             return
         qimage, seed, path = item.data(Qt.ItemDataRole.UserRole)
         self.view.set_image(qimage, f"Seed {seed} · {Path(path).name}")
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        old, new = self.settings, dialog.settings()
+        self.settings = new
+        self.worker.update_settings(new)  # previews, output folder, device: from the next job on
+        try:
+            settings_store.save(new)
+        except OSError as error:
+            self.show_error(f"Settings could not be saved: {error.strerror or error}")
+        apply_theme(QApplication.instance(), new.theme)
+        if new.models_folders != old.models_folders:
+            self._scan_models()
 
     def _open_folder(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -146,3 +146,27 @@ def test_changing_the_precision_restarts_the_engine_on_the_next_run(make_window,
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
         window.generate()
     assert devices and devices[-1].endswith("float32")
+
+
+def test_settings_from_the_menu_are_saved_and_applied(make_window, qtbot):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QDialogButtonBox
+
+    from desktop.ui.settings_dialog import SettingsDialog
+    from desktop.ui.theme import apply_theme, is_dark
+
+    window = make_window()
+
+    def choose_dark():
+        dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, SettingsDialog) and w.isVisible())
+        dialog.theme.setCurrentIndex(dialog.theme.findData("dark"))
+        qtbot.mouseClick(dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok),
+                         Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(200, choose_dark)
+    try:
+        window.open_settings()
+        assert settings_store.load().theme == "dark"
+        assert is_dark(QApplication.instance().palette())
+    finally:
+        apply_theme(QApplication.instance(), "light")

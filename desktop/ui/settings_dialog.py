@@ -1,0 +1,535 @@
+"""The Settings window: engine, folders, previews and appearance on one page.
+
+It edits a copy. `SettingsDialog(settings, parent)`; when it is accepted
+(`exec()` returns `QDialog.DialogCode.Accepted`, or on the `accepted` signal),
+`settings()` is the edited copy. The Settings it was given is never changed,
+and the fields it does not show (model, last_request, batch_count) are carried
+over as they were.
+
+No torch here: the device list is the fixed set of choices, and whether the
+chosen one exists is checked when the engine starts (in the worker thread).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Slot
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.core import paths
+from desktop.core.settings import Settings
+
+ENGINE_RESTART_NOTE = "Device and precision changes take effect from the next generation (the model is loaded again)."
+CPU_FP16_PROBLEM = "fp16 does not work on the CPU. Choose Automatic, bf16 or fp32."
+CHECK_DELAY_MS = 300  # wait for typing to pause before touching the disk
+
+_MESSAGE_STYLE = (
+    "QLabel { color: white; background: #a33a3a; border: 1px solid #7a2020;"
+    " border-radius: 3px; padding: 4px 6px; }"
+)
+_NOTE_STYLE = (
+    "QLabel { background: palette(alternate-base); border: 1px solid palette(mid);"
+    " border-radius: 3px; padding: 4px 6px; }"
+)
+
+_OWN_FOLDER_ROLE = Qt.ItemDataRole.UserRole + 1
+_PATH_ROLE = Qt.ItemDataRole.UserRole
+
+
+def _device_choices() -> list[tuple[str, str, str]]:
+    mac = sys.platform == "darwin"
+    return [
+        ("auto", "Automatic", "A CUDA GPU if there is one, else an Apple GPU (MPS), else the CPU."),
+        ("cuda", "CUDA GPU (NVIDIA)", "An NVIDIA graphics card through CUDA (also AMD cards with a ROCm build)."),
+        ("mps", "Apple MPS" if mac else "Apple MPS (Macs only)", "The GPU of an Apple silicon Mac (Metal)."),
+        ("cpu", "CPU", "The processor. Works everywhere, but a picture takes minutes instead of seconds."),
+    ]
+
+
+PRECISION_CHOICES = [
+    ("auto", "Automatic", "fp16 on GPUs (CUDA, MPS); bf16 on CPUs that support it, else fp32."),
+    ("fp16", "fp16 (half)", "Half precision: fast and half the memory. GPUs only."),
+    ("bf16", "bf16 (bfloat16)", "Half the memory with fp32's range; good on recent CPUs and GPUs."),
+    ("fp32", "fp32 (full)", "Full precision: the most memory and the slowest, but works everywhere."),
+]
+
+PREVIEW_CHOICES = [
+    ("approximate", "Approximate (fast)", "A rough colour preview straight from the latents; costs nothing."),
+    (
+        "taesd",
+        "TAESD (needs its weights)",
+        (
+            "A much closer preview from the tiny TAESD decoder. Needs its weights in "
+            "<models>/taesd (and <models>/taesdxl for SDXL); without them the approximation is used."
+        ),
+    ),
+    ("off", "Off", "No preview while a picture is made; the result appears at the end."),
+]
+
+THEME_CHOICES = [
+    ("system", "Follow the system", "Light or dark, as the operating system is set; follows it when it changes."),
+    ("light", "Light", "Dark text on light backgrounds."),
+    ("dark", "Dark", "Light text on dark backgrounds."),
+]
+
+
+def output_folder_problem(text: str) -> str | None:
+    """Why `text` cannot be the output folder, or None when it can.
+
+    Empty means the default folder. The check really creates the folder and a
+    temporary file in it, then removes both (and any folder it had to create),
+    so a folder that is about to be typed out leaves nothing behind.
+    """
+    text = text.strip()
+    if "\0" in text:
+        return "The folder name contains a NUL character."
+    try:
+        folder = Path(text).expanduser() if text else paths.output_dir()
+    except RuntimeError:  # "~someone" for an unknown user
+        return f"{Path(text).parts[0]} is not a known home folder."
+    if not folder.is_absolute():
+        return f"Enter a full path, for example {paths.output_dir()}."
+    created: list[Path] = []  # the folders this check makes, deepest first, removed again
+    try:
+        blocker = folder
+        while not blocker.exists() and blocker.parent != blocker:
+            created.append(blocker)
+            blocker = blocker.parent
+        if blocker.exists() and not blocker.is_dir():
+            return f"{blocker} is a file, not a folder, so the output folder cannot be made there."
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sfumato-write-test-"):
+            pass
+    except PermissionError:
+        return f"You do not have permission to write in {folder}."
+    except OSError as error:
+        return f"Sfumato cannot create or write to {folder}: {error.strerror or error}."
+    finally:
+        for made in created:
+            try:
+                made.rmdir()
+            except OSError:
+                pass
+    return None
+
+
+class _MessageLabel(QLabel):
+    """A word-wrapped label that asks for the height its text needs at the width it really has.
+
+    Top-level windows ignore height-for-width, so a plain wrapped QLabel gets
+    clipped or padded; this one reports a fixed height for its last known width
+    and asks for a new layout when that width changes.
+    """
+
+    def __init__(self, style: str):
+        super().__init__()
+        self._known_width = 440  # a guess until the layout has placed it
+        self.setWordWrap(True)
+        self.setStyleSheet(style)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.hide()
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(), self.heightForWidth(self._known_width))
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(super().minimumSizeHint().width(), self.heightForWidth(self._known_width))
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self.updateGeometry()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != self._known_width:
+            self._known_width = event.size().width()
+            if self.heightForWidth(self._known_width) != self.height():
+                self.updateGeometry()
+
+
+def _same_folder(a: str, b: str) -> bool:
+    def norm(p: str) -> str:
+        return os.path.normcase(os.path.abspath(os.path.expanduser(p)))
+
+    return norm(a) == norm(b)
+
+
+class SettingsDialog(QDialog):
+    """Edits a copy of Settings; read `settings()` after it was accepted."""
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self._original = settings
+        self._output_problem: str | None = None
+        self._labels: list[QLabel] = []
+        self._output_timer = QTimer(self)
+        self._output_timer.setSingleShot(True)
+        self._output_timer.setInterval(CHECK_DELAY_MS)
+        self._output_timer.timeout.connect(self._check_output_folder)
+        self._build()
+        self._load(settings)
+        self._check_output_folder()
+
+    # -- layout ----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._engine_group())
+        layout.addWidget(self._folders_group())
+        layout.addWidget(self._previews_group())
+        layout.addWidget(self._appearance_group())
+        layout.addStretch(1)
+        layout.addWidget(self._button_box())
+        width = max(label.sizeHint().width() for label in self._labels)
+        for label in self._labels:  # one label column across all the groups
+            label.setMinimumWidth(width)
+        self.setMinimumWidth(620)
+
+    def _form(self, title: str) -> tuple[QGroupBox, QFormLayout]:
+        group = QGroupBox(title)
+        form = QFormLayout(group)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        return group, form
+
+    def _row(self, form: QFormLayout, text: str, field: QWidget, buddy: QWidget | None = None) -> QLabel:
+        label = QLabel(text)
+        label.setBuddy(buddy or field)
+        label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self._labels.append(label)
+        form.addRow(label, field)
+        return label
+
+    @staticmethod
+    def _combo(choices: list[tuple[str, str, str]], tooltip: str) -> QComboBox:
+        combo = QComboBox()
+        for value, text, tip in choices:
+            combo.addItem(text, value)
+            combo.setItemData(combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        combo.setToolTip(tooltip)
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        return combo
+
+    def _engine_group(self) -> QGroupBox:
+        group, form = self._form("Engine")
+        self.device = self._combo(
+            _device_choices(),
+            "Where pictures are computed. Sfumato checks that the chosen device is there when the engine "
+            "starts, and says so if it is not.",
+        )
+        self.precision = self._combo(
+            PRECISION_CHOICES,
+            "The number format the model runs in.\nAutomatic: fp16 on GPUs, bf16 on CPUs that support it, "
+            "else fp32.",
+        )
+        self.engine_note = _MessageLabel(_NOTE_STYLE)
+        self.engine_problem = _MessageLabel(_MESSAGE_STYLE)
+        self._row(form, "&Device:", self.device)
+        self._row(form, "&Precision:", self.precision)
+        form.addRow("", self.engine_problem)
+        form.addRow("", self.engine_note)
+        self.device.currentIndexChanged.connect(self._engine_changed)
+        self.precision.currentIndexChanged.connect(self._engine_changed)
+        return group
+
+    def _folders_group(self) -> QGroupBox:
+        group, form = self._form("Folders")
+        self.models_list = QListWidget()
+        self.models_list.setToolTip(
+            "Folders searched for models (.safetensors, .ckpt, diffusers folders). "
+            "Sfumato's own models folder is always searched."
+        )
+        rows = 6  # a scroll bar appears beyond that
+        self.models_list.setFixedHeight(self.models_list.fontMetrics().lineSpacing() * rows + 8)
+        self.models_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # full path in the tooltip
+        self.models_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.add_folder_button = QPushButton("&Add folder...")
+        self.add_folder_button.setToolTip("Add a folder to search for models")
+        self.remove_folder_button = QPushButton("&Remove")
+        self.remove_folder_button.setToolTip("Stop searching the selected folder (Del). Its files stay where they are.")
+        for button in (self.add_folder_button, self.remove_folder_button):
+            button.setAutoDefault(False)  # Enter always means OK
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.add_folder_button)
+        buttons.addWidget(self.remove_folder_button)
+        buttons.addStretch(1)
+        models_field = QWidget()
+        models_row = QHBoxLayout(models_field)
+        models_row.setContentsMargins(0, 0, 0, 0)
+        models_row.addWidget(self.models_list, 1)
+        models_row.addLayout(buttons)
+        label = self._row(form, "Models &folders:", models_field, self.models_list)
+        label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
+        label.setContentsMargins(0, 4, 0, 0)
+
+        self.output_folder = QLineEdit()
+        self.output_folder.setPlaceholderText(str(paths.output_dir()))
+        self.output_folder.setClearButtonEnabled(True)
+        self.output_folder.setToolTip(
+            f"Where finished pictures are saved. Leave it empty for the default folder, {paths.output_dir()}."
+        )
+        self.browse_button = QPushButton("&Browse...")
+        self.browse_button.setToolTip("Choose the output folder")
+        self.browse_button.setAutoDefault(False)
+        self.output_error = _MessageLabel(_MESSAGE_STYLE)
+        output_field = QWidget()
+        output_column = QVBoxLayout(output_field)
+        output_column.setContentsMargins(0, 0, 0, 0)
+        output_row = QHBoxLayout()
+        output_row.addWidget(self.output_folder, 1)
+        output_row.addWidget(self.browse_button)
+        output_column.addLayout(output_row)
+        output_column.addWidget(self.output_error)
+        self._row(form, "O&utput folder:", output_field, self.output_folder)
+
+        self.add_folder_button.clicked.connect(self._add_models_folder)
+        self.remove_folder_button.clicked.connect(self._remove_models_folder)
+        self.models_list.currentItemChanged.connect(self._update_remove_button)
+        self.models_list.installEventFilter(self)  # Del removes the selected folder
+        self.browse_button.clicked.connect(self._browse_output_folder)
+        self.output_folder.textChanged.connect(self._output_folder_edited)
+        return group
+
+    def _previews_group(self) -> QGroupBox:
+        group, form = self._form("Previews")
+        self.preview_method = self._combo(PREVIEW_CHOICES, "How the picture is shown while it is being made.")
+        self.preview_every = QSpinBox()
+        self.preview_every.setRange(1, 100)
+        self.preview_every.setToolTip("Show a new preview after this many steps (1: after every step).")
+        self.preview_every.setAccelerated(True)
+        self.preview_every.setKeyboardTracking(False)  # the suffix changes on commit, not mid-typing
+        self.taesd_note = _MessageLabel(_NOTE_STYLE)
+        self._row(form, "Preview &method:", self.preview_method)
+        self._row(form, "Pre&view every:", self.preview_every)
+        form.addRow("", self.taesd_note)
+        self.preview_method.currentIndexChanged.connect(self._previews_changed)
+        self.preview_every.valueChanged.connect(self._preview_every_suffix)
+        return group
+
+    def _appearance_group(self) -> QGroupBox:
+        group, form = self._form("Appearance")
+        self.theme = self._combo(THEME_CHOICES, "Colours of Sfumato's windows.")
+        self._row(form, "&Theme:", self.theme)
+        return group
+
+    def _button_box(self) -> QDialogButtonBox:
+        Button = QDialogButtonBox.StandardButton
+        self.buttons = QDialogButtonBox(Button.Ok | Button.Cancel | Button.RestoreDefaults)
+        self.ok_button = self.buttons.button(Button.Ok)
+        self.ok_button.setToolTip("Use these settings (Enter)")
+        self.ok_button.setDefault(True)
+        self.cancel_button = self.buttons.button(Button.Cancel)
+        self.cancel_button.setToolTip("Close without changing anything (Esc)")
+        self.restore_button = self.buttons.button(Button.RestoreDefaults)
+        self.restore_button.setText("Re&store defaults")
+        self.restore_button.setToolTip("Put every value in this window back to its default; nothing changes until OK.")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.restore_button.clicked.connect(self.restore_defaults)
+        return self.buttons
+
+    # -- values ------------------------------------------------------------------------------
+
+    def _load(self, settings: Settings) -> None:
+        for combo, value in (
+            (self.device, settings.device),
+            (self.precision, settings.precision),
+            (self.preview_method, settings.preview_method),
+            (self.theme, settings.theme),
+        ):
+            combo.setCurrentIndex(max(0, combo.findData(value)))
+        self._fill_models_list(settings.models_folders)
+        self.output_folder.setText(settings.output_folder)
+        self.preview_every.setValue(settings.preview_every)
+        self._preview_every_suffix(self.preview_every.value())
+        self._engine_changed()
+        self._previews_changed()
+
+    def settings(self) -> Settings:
+        """The edited copy (every field the window does not show is as it was)."""
+        self.preview_every.interpretText()
+        edited = copy.deepcopy(self._original)
+        edited.device = self.device.currentData()
+        edited.precision = self.precision.currentData()
+        edited.models_folders = self.models_folders()
+        edited.output_folder = self.output_folder.text().strip()
+        edited.preview_method = self.preview_method.currentData()
+        edited.preview_every = self.preview_every.value()
+        edited.theme = self.theme.currentData()
+        return edited
+
+    @Slot()
+    def restore_defaults(self) -> None:
+        self._load(Settings())
+
+    def accept(self) -> None:
+        if self._output_timer.isActive():  # Enter pressed right after typing: check now
+            self._output_timer.stop()
+            self._check_output_folder()
+        if self._problems():
+            if self._output_problem:
+                self.output_folder.setFocus()
+            return
+        super().accept()
+
+    def _problems(self) -> list[str]:
+        found = [self._output_problem, self._engine_problem()]
+        return [problem for problem in found if problem]
+
+    def _update_ok(self) -> None:
+        problems = self._problems()
+        self.ok_button.setEnabled(not problems)
+        self.ok_button.setToolTip("Fix the problem shown above first" if problems else "Use these settings (Enter)")
+
+    # -- engine --------------------------------------------------------------------------------
+
+    def _engine_problem(self) -> str | None:
+        if self.device.currentData() == "cpu" and self.precision.currentData() == "fp16":
+            return CPU_FP16_PROBLEM
+        return None
+
+    @Slot()
+    def _engine_changed(self) -> None:
+        problem = self._engine_problem()
+        self.engine_problem.setText(problem or "")
+        self.engine_problem.setVisible(problem is not None)
+        changed = (self.device.currentData(), self.precision.currentData()) != (
+            self._original.device,
+            self._original.precision,
+        )
+        self.engine_note.setText(ENGINE_RESTART_NOTE)
+        self.engine_note.setVisible(changed and problem is None)
+        self._update_ok()
+
+    # -- models folders ----------------------------------------------------------------------
+
+    def _fill_models_list(self, folders: list[str]) -> None:
+        self.models_list.clear()
+        own = QListWidgetItem(f"{paths.models_dir()}  (Sfumato's folder)")
+        own.setData(_PATH_ROLE, str(paths.models_dir()))
+        own.setData(_OWN_FOLDER_ROLE, True)
+        own.setToolTip(f"{paths.models_dir()}\nSfumato's own models folder: always searched, cannot be removed.")
+        font = own.font()
+        font.setItalic(True)
+        own.setFont(font)
+        self.models_list.addItem(own)
+        for folder in folders:
+            self._append_folder(folder)
+        self.models_list.setCurrentRow(-1)
+        self._update_remove_button()
+
+    def _append_folder(self, folder: str) -> QListWidgetItem:
+        item = QListWidgetItem(folder if Path(folder).expanduser().is_dir() else f"{folder}  (not found)")
+        item.setData(_PATH_ROLE, folder)
+        item.setData(_OWN_FOLDER_ROLE, False)
+        item.setToolTip(folder)
+        self.models_list.addItem(item)
+        return item
+
+    def models_folders(self) -> list[str]:
+        """The folders the user added (Sfumato's own folder is implied, not stored)."""
+        items = (self.models_list.item(row) for row in range(self.models_list.count()))
+        return [item.data(_PATH_ROLE) for item in items if not item.data(_OWN_FOLDER_ROLE)]
+
+    @Slot()
+    def _add_models_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a models folder", str(Path.home()))
+        if not folder:
+            return
+        folder = str(Path(folder))
+        for row in range(self.models_list.count()):
+            if _same_folder(self.models_list.item(row).data(_PATH_ROLE), folder):
+                self.models_list.setCurrentRow(row)  # already there: show it
+                return
+        self.models_list.setCurrentItem(self._append_folder(folder))
+
+    @Slot()
+    def _remove_models_folder(self) -> None:
+        item = self.models_list.currentItem()
+        if item is None or item.data(_OWN_FOLDER_ROLE):
+            return
+        row = self.models_list.row(item)
+        self.models_list.takeItem(row)
+        self.models_list.setCurrentRow(min(row, self.models_list.count() - 1))
+        self._update_remove_button()
+
+    @Slot()
+    def _update_remove_button(self, *_) -> None:
+        item = self.models_list.currentItem()
+        self.remove_folder_button.setEnabled(item is not None and not item.data(_OWN_FOLDER_ROLE))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            watched is self.models_list
+            and event.type() == QEvent.Type.KeyPress
+            and event.matches(QKeySequence.StandardKey.Delete)
+        ):
+            self._remove_models_folder()
+            return True
+        return super().eventFilter(watched, event)
+
+    # -- output folder -----------------------------------------------------------------------
+
+    @Slot()
+    def _browse_output_folder(self) -> None:
+        start = self.output_folder.text().strip() or str(paths.output_dir())
+        folder = QFileDialog.getExistingDirectory(self, "Choose the output folder", start)
+        if folder:
+            self.output_folder.setText(str(Path(folder)))
+            self._output_timer.stop()
+            self._check_output_folder()
+
+    @Slot()
+    def _output_folder_edited(self) -> None:
+        self._output_timer.start()
+
+    @Slot()
+    def _check_output_folder(self) -> None:
+        self._output_problem = output_folder_problem(self.output_folder.text())
+        self.output_error.setText(self._output_problem or "")
+        self.output_error.setVisible(self._output_problem is not None)
+        self._update_ok()
+
+    # -- previews ----------------------------------------------------------------------------
+
+    @Slot()
+    def _previews_changed(self) -> None:
+        method = self.preview_method.currentData()
+        self.preview_every.setEnabled(method != "off")
+        models = paths.models_dir()
+        have_weights = any((models / name / "config.json").is_file() for name in ("taesd", "taesdxl"))
+        self.taesd_note.setText(
+            f"TAESD's weights were not found in {models / 'taesd'} (or taesdxl for SDXL). "
+            "Until they are there, previews use the approximation."
+        )
+        self.taesd_note.setVisible(method == "taesd" and not have_weights)
+
+    @Slot(int)
+    def _preview_every_suffix(self, value: int) -> None:
+        self.preview_every.setSuffix(" step" if value == 1 else " steps")
