@@ -35,7 +35,7 @@ def cache_dir() -> Path:
 
 def download(repo_id: str, state: TaskState, revision: str | None = None) -> Path:
     """Fetch (or resume) repo_id and return the local snapshot folder."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     class Progress(tqdm):
@@ -56,6 +56,8 @@ def download(repo_id: str, state: TaskState, revision: str | None = None) -> Pat
                 state.status(f"Downloading {repo_id}: {self.n / 2**20:.0f} of {self.total / 2**20:.0f} MB")
             return result
 
+    # Cancel is noticed between chunks: keep them small enough to stop within a moment on a slow link.
+    constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, 1 << 20)
     state.status(f"Downloading {repo_id}...")
     try:
         folder = snapshot_download(

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import diffusers
 import torch
+from diffusers.utils import logging as diffusers_logging
+from transformers.utils import logging as transformers_logging
 
 from desktop.core import modelfiles, paths
 from desktop.core.errors import ModelLoadError, OutOfMemory
@@ -44,6 +46,12 @@ _PIPELINES = {
         "inpaint": diffusers.StableDiffusionXLInpaintPipeline,
     },
 }
+# Their warnings and tqdm bars go to stderr, which a windowed app does not have;
+# anything the user must know is raised as an error with a message instead.
+for _logging in (diffusers_logging, transformers_logging):
+    _logging.set_verbosity_error()
+    _logging.disable_progress_bar()
+
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEMO = "demo"
 

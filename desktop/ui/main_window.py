@@ -11,7 +11,6 @@ from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence, QPixma
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
-    QFileDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -24,13 +23,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import modelfiles, paths
+from desktop.core import model_sources, paths
 from desktop.core import settings as settings_store
 from desktop.core.errors import InvalidRequest
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
 from .image_view import ImageView
+from .models_dialog import ModelsDialog
 from .prompt_panel import PromptPanel
 from .qimage import to_qimage
 from .queue_view import QueueView
@@ -42,7 +42,7 @@ DEMO_LABEL = "Demo model (random weights)"
 DEMO_NOTICE = (
     "You are using the built-in demo model. Its weights are random, so it paints noise, not pictures. "
     "To make real images, put a Stable Diffusion .safetensors file in the models folder "
-    "(Models > Open models folder) or add one with Models > Add model file."
+    "(Models > Open models folder), or add or download one in Models > Manage models (Ctrl+M)."
 )
 
 
@@ -158,7 +158,7 @@ class MainWindow(QMainWindow):
         self.generate_action = self._action(generate_menu, "Generate", "Ctrl+Return", self.generate)
         self.cancel_action = self._action(generate_menu, "Cancel", "Esc", self.cancel)
         models_menu = self.menuBar().addMenu("&Models")
-        self._action(models_menu, "Add model file...", "Ctrl+Shift+M", self.add_model_file)
+        self._action(models_menu, "Manage models...", "Ctrl+M", self.open_models_dialog)
         self._action(models_menu, "Open models folder", None, lambda: self._open_folder(paths.models_dir()))
         self._action(models_menu, "Rescan models", "F5", self._scan_models)
 
@@ -201,15 +201,10 @@ class MainWindow(QMainWindow):
             return GenerationRequest()
 
     def _scan_models(self) -> None:
-        folders = [paths.models_dir(), *map(Path, self.settings.models_folders)]
+        folders = list(self.settings.models_folders)
 
         def scan() -> None:  # header reads only, but never on the GUI thread
-            found = [
-                (str(info.path), info.name, info.family.value)
-                for info in modelfiles.scan(folders)
-                if info.kind == "checkpoint" and info.family.value in ("sd1", "sd2", "sdxl")
-                and paths.demo_model_dir() not in info.path.parents
-            ]
+            found = [(str(e.path), e.name, e.info.family.value) for e in model_sources.list_models(folders) if e.usable]
             self.models_scanned.emit(found)
 
         threading.Thread(target=scan, name="model-scan", daemon=True).start()
@@ -225,27 +220,19 @@ class MainWindow(QMainWindow):
         if self.panel.model_ref() != self.worker_model:
             self._model_changed(self.panel.model_ref())
 
-    def add_model_file(self) -> None:
-        """Pick a checkpoint anywhere: its folder joins the model folders and it is selected."""
-        name, _ = QFileDialog.getOpenFileName(
-            self, "Add a model file", str(Path.home()), "Stable Diffusion checkpoints (*.safetensors *.ckpt)"
-        )
-        if not name:
-            return
-        try:
-            info = modelfiles.identify(name)
-        except modelfiles.ModelFileError as error:
-            self.show_error(str(error))
-            return
-        if info.kind != "checkpoint" or info.family.value not in ("sd1", "sd2", "sdxl"):
-            self.show_error(f"{Path(name).name} is not a model Sfumato can use. {info.note}".strip())
-            return
-        folder = str(Path(name).parent)
-        if folder not in self.settings.models_folders:
-            self.settings.models_folders.append(folder)
-            settings_store.save(self.settings)
-        self._select_after_scan = str(Path(name))
-        self._scan_models()
+    def open_models_dialog(self) -> None:
+        dialog = ModelsDialog(self.settings, parent=self)
+        dialog.exec()
+        folders, chosen = dialog.folders(), dialog.chosen_model()
+        dialog.deleteLater()
+        changed = folders != self.settings.models_folders
+        if changed:  # folder edits are kept even when the window is closed without choosing
+            self.settings.models_folders = folders
+            self._save_settings()
+        if chosen:
+            self._select_after_scan = chosen
+        if chosen or changed:
+            self._scan_models()
 
     def _update_demo_banner(self) -> None:
         self.demo_banner.setVisible(self.panel.model_ref() == "demo")
@@ -278,10 +265,13 @@ class MainWindow(QMainWindow):
         self.settings.last_request = request.replace(model="demo").to_dict()
         self.settings.batch_count = self.panel.batch_count.value()
         self.settings.model = request.model
+        self._save_settings()
+
+    def _save_settings(self) -> None:
         try:
             settings_store.save(self.settings)
         except OSError as error:
-            self.statusBar().showMessage(f"Settings could not be saved: {error.strerror or error}", 10_000)
+            self.show_error(f"Settings could not be saved: {error.strerror or error}")
 
     @Slot(str)
     def _status(self, text: str) -> None:
@@ -365,10 +355,7 @@ class MainWindow(QMainWindow):
         old, new = self.settings, dialog.settings()
         self.settings = new
         self.worker.update_settings(new)  # previews, output folder, device: from the next job on
-        try:
-            settings_store.save(new)
-        except OSError as error:
-            self.show_error(f"Settings could not be saved: {error.strerror or error}")
+        self._save_settings()
         apply_theme(QApplication.instance(), new.theme)
         if new.models_folders != old.models_folders:
             self._scan_models()

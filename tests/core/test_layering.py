@@ -15,7 +15,7 @@ def imported_after(code: str) -> set[str]:
 
 
 def test_core_imports_neither_qt_nor_torch():
-    modules = "geometry request infotext modelfiles settings paths imageio outputs progress samplers errors"
+    modules = "geometry request infotext modelfiles model_sources atomic settings paths imageio outputs progress samplers errors"
     code = "\n".join(f"import desktop.core.{name}" for name in modules.split())
     assert imported_after(code) == set()
 

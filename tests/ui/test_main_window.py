@@ -1,6 +1,8 @@
 """The window as a person uses it: type, Ctrl+Enter, watch previews, cancel, queue, restart."""
 
 
+import shutil
+
 from PIL import Image
 from PySide6.QtCore import Qt
 
@@ -170,3 +172,17 @@ def test_settings_from_the_menu_are_saved_and_applied(make_window, qtbot):
         assert is_dark(QApplication.instance().palette())
     finally:
         apply_theme(QApplication.instance(), "light")
+
+
+def test_a_model_in_the_models_folder_is_found_and_preferred_over_the_demo(make_window, qtbot, tiny_models):
+    from desktop.core import paths
+
+    paths.models_dir().mkdir(parents=True)
+    shutil.copy(tiny_models["sd1"].checkpoint, paths.models_dir() / "painter.safetensors")
+    shutil.copytree(tiny_models["sd1"].config, paths.models_dir() / "painter.config")
+    window = make_window(model="demo")
+    qtbot.waitUntil(lambda: window.panel.model_ref().endswith("painter.safetensors"), timeout=TIMEOUT)
+    assert window.panel.model.currentText() == "painter"
+    assert not window.demo_banner.isVisible()
+    labels = [window.panel.model.itemText(i) for i in range(window.panel.model.count())]
+    assert labels == ["painter", "Demo model (random weights)"]
