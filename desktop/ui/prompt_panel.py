@@ -121,8 +121,9 @@ class PromptPanel(QWidget):
         self.cfg.setDecimals(1)
         self.cfg.setToolTip("CFG scale: how strictly to follow the prompt (5-9 is typical)")
 
-        self.seed = QSpinBox()
-        self.seed.setRange(-1, MAX_SEED if MAX_SEED < 2**31 else 2**31 - 1)
+        self.seed = QDoubleSpinBox()  # QSpinBox stops at 2**31 - 1; seeds go to 2**32 - 1
+        self.seed.setDecimals(0)
+        self.seed.setRange(-1, MAX_SEED)
         self.seed.setSpecialValueText("Random")
         self.seed.setToolTip("-1 (Random) picks a new seed each time; the same seed repeats a picture")
         random_seed = QToolButton(text="Random")
@@ -249,7 +250,7 @@ class PromptPanel(QWidget):
             schedule=self.schedule.currentText(),
             steps=self.steps.value(),
             cfg_scale=self.cfg.value(),
-            seed=self.seed.value(),
+            seed=int(self.seed.value()),
             width=self.width_box.value(),
             height=self.height_box.value(),
             batch_size=self.batch_size.value(),
@@ -264,7 +265,7 @@ class PromptPanel(QWidget):
         self.schedule.setCurrentText(request.schedule)
         self.steps.setValue(request.steps)
         self.cfg.setValue(request.cfg_scale)
-        self.seed.setValue(request.seed if request.seed <= self.seed.maximum() else -1)
+        self.seed.setValue(request.seed if -1 <= request.seed <= MAX_SEED else -1)
         locked = self.aspect_lock.isChecked()
         self.aspect_lock.setChecked(False)
         self.width_box.setValue(request.width)

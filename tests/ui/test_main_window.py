@@ -186,3 +186,14 @@ def test_a_model_in_the_models_folder_is_found_and_preferred_over_the_demo(make_
     assert not window.demo_banner.isVisible()
     labels = [window.panel.model.itemText(i) for i in range(window.panel.model.count())]
     assert labels == ["painter", "Demo model (random weights)"]
+
+
+def test_seeds_above_two_to_the_31_are_reused_exactly(make_window, qtbot):
+    window = make_window()
+    window.panel.remember_seed(3_630_596_309)
+    qtbot.mouseClick(window.panel.reuse_seed, Qt.MouseButton.LeftButton)
+    assert window.panel.request().seed == 3_630_596_309
+    window.panel.seed.clear()
+    qtbot.keyClicks(window.panel.seed, "4294967295")
+    qtbot.keyClick(window.panel.seed, Qt.Key.Key_Return)
+    assert window.panel.request().seed == 4_294_967_295
