@@ -205,7 +205,10 @@ class MainWindow(QMainWindow):
 
         def scan() -> None:  # header reads only, but never on the GUI thread
             found = [(str(e.path), e.name, e.info.family.value) for e in model_sources.list_models(folders) if e.usable]
-            self.models_scanned.emit(found)
+            try:
+                self.models_scanned.emit(found)
+            except RuntimeError:  # the window was closed while the scan ran
+                pass
 
         threading.Thread(target=scan, name="model-scan", daemon=True).start()
 
