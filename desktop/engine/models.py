@@ -61,6 +61,7 @@ class LoadedModel:
     ref: str
     info: ModelInfo
     pipelines: dict = field(repr=False)  # "txt2img" | "img2img" | "inpaint" -> pipeline
+    scheduler_config: dict = field(repr=False)  # the model's own, before any sampler replaced it
 
     @property
     def family(self) -> str:
@@ -73,10 +74,6 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return self.info.path.stem if self.info.path.suffix else self.info.path.name
-
-    @property
-    def scheduler_config(self) -> dict:
-        return dict(next(iter(self.pipelines.values())).scheduler.config)
 
 
 class ModelManager:
@@ -102,7 +99,7 @@ class ModelManager:
             self.release_cache()
             raise OutOfMemory(f"{path.name} does not fit in the memory of the {self.device.description}.") from None
         kind = "inpaint" if info.inpaint else "txt2img"
-        self.current = LoadedModel(ref, info, {kind: pipe})
+        self.current = LoadedModel(ref, info, {kind: pipe}, dict(pipe.scheduler.config))
         state.status(f"Ready: {path.name} on {self.device.description}")
         return self.current
 

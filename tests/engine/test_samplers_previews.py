@@ -39,3 +39,13 @@ def test_taesd_preview_when_its_weights_are_on_disk(tmp_path):
     assert preview.shape == (64, 48, 3)
     # No weights: falls back to the approximation instead of downloading.
     assert Previewer("sd1", "taesd", tmp_path / "missing").method == "approximate"
+
+
+def test_a_sampler_does_not_leak_settings_into_the_next(cpu_manager, tiny_models):
+    model = str(tiny_models["sd1"].folder)
+    request = GenerationRequest(prompt="p", model=model, width=64, height=64, steps=3, seed=4, sampler="Euler")
+    before = generate.run(request, TaskState(), cpu_manager)[0].image
+    generate.run(request.replace(sampler="DPM++ 2M SDE", schedule="Karras"), TaskState(), cpu_manager)
+    after = generate.run(request, TaskState(), cpu_manager)[0].image
+    assert np.array_equal(before, after)
+    assert "algorithm_type" not in cpu_manager.current.scheduler_config
