@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
-PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+from desktop.core.settings import DEVICES, PRECISIONS
+
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -28,6 +28,17 @@ class DeviceChoice:
 
 
 def cpu_has_bf16() -> bool:
+    """True when the CPU multiplies bf16 natively (AVX512-BF16 or AMX).
+
+    oneDNN also "supports" bf16 on plain AVX512 by emulation, which is slower
+    than fp32, so on Linux the CPU flags decide; elsewhere oneDNN's answer.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
+            flags = next((line for line in info if line.startswith("flags")), "").split()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        pass
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

@@ -56,7 +56,7 @@ def run(
         raise Cancelled(0)
     prepared = _prepare(request, loaded.inpaint_model)
     pipe = models.pipeline(prepared.pipeline)
-    pipe.scheduler = make_scheduler(loaded.scheduler_config, request.sampler, request.schedule, request.seed)
+    pipe.scheduler = make_scheduler(loaded.scheduler_config, request.sampler, request.schedule, request.seeds)
     previewer = Previewer(loaded.family, preview_method, models.taesd_path(loaded.family))
     state.status(f"Generating {request.batch_size} image(s), {request.width}x{request.height}")
 

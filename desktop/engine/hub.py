@@ -58,6 +58,13 @@ def download(repo_id: str, state: TaskState, revision: str | None = None) -> Pat
 
     # Cancel is noticed between chunks: keep them small enough to stop within a moment on a slow link.
     constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, 1 << 20)
+    try:  # already downloaded: no network needed to generate
+        folder = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir(), allow_patterns=ALLOW,
+                                        ignore_patterns=IGNORE, local_files_only=True))
+        if (folder / "model_index.json").is_file():
+            return folder
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        pass
     state.status(f"Downloading {repo_id}...")
     try:
         folder = snapshot_download(

@@ -98,6 +98,9 @@ class ModelManager:
             del pipe
             self.release_cache()
             raise OutOfMemory(f"{path.name} does not fit in the memory of the {self.device.description}.") from None
+        if info.prediction and pipe.scheduler.config.get("prediction_type") != info.prediction:
+            # v-prediction checkpoints say so in their keys or metadata; the bundled config may not match
+            pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=info.prediction)
         kind = "inpaint" if info.inpaint else "txt2img"
         self.current = LoadedModel(ref, info, {kind: pipe}, dict(pipe.scheduler.config))
         state.status(f"Ready: {path.name} on {self.device.description}")
@@ -142,11 +145,14 @@ class ModelManager:
             info = modelfiles.identify(path)
         except ModelFileError as error:
             raise ModelLoadError(path, str(error)) from None
+        if info.kind == "unknown":
+            raise ModelLoadError(path, _sentence(info.note or "it is not a Stable Diffusion model file."))
         if info.kind != "checkpoint":
-            raise ModelLoadError(path, f"it is a {info.kind} file, not a full model checkpoint. {info.note}".strip())
+            raise ModelLoadError(path, f"it is a {info.kind.upper() if info.kind == 'vae' else info.kind} file, "
+                                       "not a full model. Choose a Stable Diffusion checkpoint instead.")
         if info.family not in (Family.SD1, Family.SD2, Family.SDXL):
-            hint = info.note or "Sfumato loads Stable Diffusion 1.x, 2.x and SDXL models."
-            raise ModelLoadError(path, f"Sfumato cannot tell what kind of model this is. {hint}")
+            hint = _sentence(info.note) if info.note else "it is not a Stable Diffusion 1.x, 2.x or SDXL model."
+            raise ModelLoadError(path, f"{hint} Sfumato loads Stable Diffusion 1.x, 2.x and SDXL models.")
         return path, info
 
     def _load_pipeline(self, path: Path, info: ModelInfo):
@@ -184,3 +190,8 @@ def _explain(error: Exception) -> str:
     if "weights_only" in lowered or "unpickl" in lowered:
         return "this .ckpt file contains code, not only weights, so it was not opened. Use a .safetensors version of the model."
     return text
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."

@@ -25,13 +25,14 @@ assert _SCHEDULERS.keys() == SAMPLERS.keys()
 _SCHEDULE_FLAGS = {KARRAS: "use_karras_sigmas", EXPONENTIAL: "use_exponential_sigmas", BETA: "use_beta_sigmas"}
 
 
-def make_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMATIC, seed: int = 0):
+def make_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMATIC, seeds: list[int] | None = None):
     """A new scheduler for `sampler`, keeping the model's training settings.
 
     base_config is the model's own scheduler config (beta schedule, prediction
     type, ...); sigma-schedule flags in it are reset so that "Automatic"
-    really means the sampler's default. `seed` seeds the Brownian noise of
-    DPM++ SDE, which does not draw from the pipeline's generator.
+    really means the sampler's default. `seeds` (one per image) seed the
+    Brownian noise of DPM++ SDE, which does not draw from the pipeline's
+    generator, so image i of a batch equals a single run with its own seed.
     """
     sampler, schedule = split_sampler_name(sampler, schedule)
     class_name, extra = _SCHEDULERS[sampler]
@@ -42,5 +43,5 @@ def make_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMATIC, s
             raise ValueError(f"{sampler} does not support the {schedule} schedule")
         config[_SCHEDULE_FLAGS[schedule]] = True
     if class_name == "DPMSolverSDEScheduler":
-        config["noise_sampler_seed"] = seed
+        config["noise_sampler_seed"] = list(seeds) if seeds else 0
     return getattr(diffusers, class_name).from_config(config)

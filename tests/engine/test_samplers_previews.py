@@ -49,3 +49,32 @@ def test_a_sampler_does_not_leak_settings_into_the_next(cpu_manager, tiny_models
     after = generate.run(request, TaskState(), cpu_manager)[0].image
     assert np.array_equal(before, after)
     assert "algorithm_type" not in cpu_manager.current.scheduler_config
+
+
+EXPECTED = {"Euler": "EulerDiscreteScheduler", "Euler a": "EulerAncestralDiscreteScheduler",
+            "DPM++ 2M": "DPMSolverMultistepScheduler", "DPM++ 2M SDE": "DPMSolverMultistepScheduler",
+            "DPM++ SDE": "DPMSolverSDEScheduler", "DDIM": "DDIMScheduler", "UniPC": "UniPCMultistepScheduler",
+            "LMS": "LMSDiscreteScheduler", "Heun": "HeunDiscreteScheduler", "DPM2": "KDPM2DiscreteScheduler",
+            "DPM2 a": "KDPM2AncestralDiscreteScheduler"}
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_each_sampler_maps_to_its_scheduler(sampler):
+    from desktop.engine.schedulers import make_scheduler
+
+    base = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
+    scheduler = make_scheduler(base, sampler, "Automatic")
+    assert type(scheduler).__name__ == EXPECTED[sampler]
+    if "SDE" in sampler and sampler.startswith("DPM++ 2M"):
+        assert scheduler.config.algorithm_type == "sde-dpmsolver++"
+    if sampler in SAMPLERS and SAMPLERS[sampler]:
+        assert make_scheduler(base, sampler, "Karras").config.use_karras_sigmas
+
+
+def test_dpm_sde_batch_images_match_their_own_seed(cpu_manager, tiny_models):
+    model = str(tiny_models["sd1"].folder)
+    request = GenerationRequest(prompt="p", model=model, width=64, height=64, steps=3, seed=10, batch_size=2,
+                                sampler="DPM++ SDE")
+    batch = generate.run(request, TaskState(), cpu_manager)
+    alone = generate.run(request.replace(seed=11, batch_size=1), TaskState(), cpu_manager)[0].image
+    assert np.abs(batch[1].image.astype(int) - alone.astype(int)).mean() < 2.0
