@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from desktop.core.safetensors_header import human_size as _human_size
 from desktop.core import modelfiles, paths
 from desktop.core.modelfiles import Family, ModelInfo
 
@@ -260,12 +261,4 @@ def _missing_weights(folder: Path) -> list[str]:
 
 
 def human_size(size: int) -> str:
-    if size <= 0:
-        return ""
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            break
-        size /= 1024
-    if unit == "bytes":
-        return f"{size} bytes"
-    return f"{size:.1f} {unit}" if size < 10 else f"{size:.0f} {unit}"
+    return _human_size(size) if size > 0 else ""

@@ -23,7 +23,8 @@ def metadata_chunks(request: GenerationRequest, seed: int, model_name: str, mode
     text = infotext.format_infotext(infotext.from_request(request, seed, model_name, model_hash))
     record = {
         "version": METADATA_VERSION,
-        "request": {**request.to_dict(), "seed": seed, "batch_size": 1},
+        # The model's name, not its path: a shared picture must not reveal the user's folders.
+        "request": {**request.to_dict(), "seed": seed, "batch_size": 1, "model": model_name},
         "model_name": model_name,
         "model_hash": model_hash,
     }

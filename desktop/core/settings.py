@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +74,13 @@ def load(path: Path | None = None) -> Settings:
         return Settings()
     except (OSError, ValueError) as error:
         settings = Settings()
-        settings.notice = f"The settings file {path} could not be read ({error}); the defaults are used."
+        kept = path.with_name(path.name + ".bad")
+        try:
+            os.replace(path, kept)
+            where = f" It was kept as {kept.name}."
+        except OSError:
+            where = ""
+        settings.notice = f"The settings file {path} could not be read ({error}); the defaults are used.{where}"
         return settings
     return Settings.from_json(data)
 

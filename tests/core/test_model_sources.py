@@ -115,7 +115,7 @@ def test_parse_repo_id(text, repo):
 
 def test_human_size():
     assert [human_size(n) for n in (0, 512, 2048, 5 * 2**20, 2 * 2**30 + 2**29)] == [
-        "", "512 bytes", "2.0 KB", "5.0 MB", "2.5 GB"
+        "", "512 bytes", "2 KB", "5 MB", "2.5 GB"
     ]
 
 

@@ -23,3 +23,14 @@ def test_corrupt_file_falls_back_with_a_notice():
 def test_bad_values_fall_back_one_by_one():
     loaded = settings.Settings.from_json({"device": "quantum", "preview_every": 0, "theme": "dark", "extra": 1})
     assert (loaded.device, loaded.preview_every, loaded.theme) == ("auto", 1, "dark")
+
+
+def test_a_corrupt_file_is_kept_aside_not_overwritten():
+    path = settings.paths.settings_file()
+    path.parent.mkdir(parents=True)
+    path.write_text('{"models_folders": ["/my/models"],}')  # a hand edit with a trailing comma
+    loaded = settings.load()
+    settings.save(loaded)
+    kept = path.with_name("settings.json.bad")
+    assert kept.read_text() == '{"models_folders": ["/my/models"],}'
+    assert "settings.json.bad" in loaded.notice

@@ -128,7 +128,7 @@ def test_table_lists_models_with_family_format_and_greys_a_broken_copy(open_dial
         "tiny-diffusers": ("SD 1.x", "diffusers"),
         "half-downloaded": ("—", "safetensors"),
     }
-    assert shown["tiny-sd1"]["Size"] == "13 MB"
+    assert shown["tiny-sd1"]["Size"] == "13.2 MB"
     assert shown["tiny-sd1"]["Folder"] == "Sfumato models" and shown["tiny-sdxl"]["Folder"] == "Sfumato models"
     assert shown["tiny-diffusers"]["Folder"] == str(added)
     assert shown["tiny-sd1"]["Note"] == ""
