@@ -8,9 +8,12 @@ installer check); it exits non-zero with the reason on any failure.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 
+from desktop.core import paths
 from desktop.core import settings as settings_store
 
 
@@ -27,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sfumato")
     parser.add_argument("--smoke", action="store_true", help="generate once with the demo model, print timings, exit")
     args = parser.parse_args(argv)
+    if args.smoke and not os.environ.get(paths.HOME_ENV):
+        # A throwaway profile: the smoke run must not change the user's settings, outputs or model choice.
+        os.environ[paths.HOME_ENV] = tempfile.mkdtemp(prefix="sfumato-smoke-")
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
@@ -50,5 +56,4 @@ def main(argv: list[str] | None = None) -> int:
         from desktop.ui.smoke import SmokeRun
 
         smoke = SmokeRun(window, shown_s, torch_before_window)  # noqa: F841 - kept alive until exit
-        return app.exec()
     return app.exec()

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QAction, QDesktopServices, QIcon, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QDesktopServices, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
@@ -62,6 +62,8 @@ class MainWindow(QMainWindow):
         self.worker = GenerationWorker(settings)
         self._step_times: list[float] = []
         self._select_after_scan: str | None = None
+        self._closing = False
+        self._first_scan = True
         self.worker_model: str | None = None  # what the worker was last asked to load
         self._build()
         self._connect()
@@ -186,6 +188,7 @@ class MainWindow(QMainWindow):
         w.job_finished.connect(self._job_finished)
         w.job_failed.connect(self._job_failed)
         w.job_cancelled.connect(self._job_cancelled)
+        w.save_failed.connect(lambda job_id, message: self.show_error(message))
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -216,8 +219,11 @@ class MainWindow(QMainWindow):
     def _models_found(self, found: list) -> None:
         current = self._select_after_scan or self.panel.model_ref()
         self._select_after_scan = None
-        if current == "demo" and found:
-            current = found[0][0]  # a real model beats the demo
+        if current == "demo" and found and self._first_scan:
+            current = found[0][0]  # on start-up, a real model beats the demo
+        elif current != "demo" and current not in [ref for ref, _, _ in found] and self.worker_model == current:
+            self.show_error(f"The model {Path(current).name} was not found any more; another one is selected.")
+        self._first_scan = False
         self.panel.set_models([*found, ("demo", DEMO_LABEL, "sd1")], current)
         self._update_demo_banner()
         if self.panel.model_ref() != self.worker_model:
@@ -258,7 +264,11 @@ class MainWindow(QMainWindow):
             return []
         self.error_banner.hide()
         self._remember(request)
-        return [self.worker.submit(request) for _ in range(self.panel.batch_count.value())]
+        runs = range(self.panel.batch_count.value())
+        if request.seed == -1:
+            return [self.worker.submit(request) for _ in runs]
+        step = request.batch_size  # a fixed seed continues: run 2 starts where run 1's batch ended
+        return [self.worker.submit(request.replace(seed=(request.seed + i * step) % 2**32)) for i in runs]
 
     @Slot()
     def cancel(self) -> None:
@@ -311,19 +321,21 @@ class MainWindow(QMainWindow):
     @Slot(int, list)
     def _job_finished(self, job_id: int, saved: list) -> None:
         self._job_done("Done")
-        first = None
         for image, seed, path in saved:
             qimage = to_qimage(image)
-            item = QListWidgetItem(QIcon(QPixmap.fromImage(qimage.scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio,
-                                                                          Qt.TransformationMode.SmoothTransformation))), str(seed))
-            item.setData(Qt.ItemDataRole.UserRole, (qimage, seed, str(path)))
-            item.setToolTip(f"Seed {seed}\n{path}")
+            thumb = qimage.scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            item = QListWidgetItem(QIcon(QPixmap.fromImage(thumb)), str(seed))
+            # Saved pictures are reloaded from disk when clicked; only unsaved ones stay in memory.
+            item.setData(Qt.ItemDataRole.UserRole, (None if path else qimage, seed, path))
+            item.setToolTip(f"Seed {seed}\n{path or 'not saved'}")
             self.results.insertItem(0, item)
-            self.results.show()
-            first = first or item
             self.panel.remember_seed(seed)
-        if first is not None:
-            self.results.setCurrentItem(self.results.item(0))
+        if saved:
+            self.results.show()
+            self.view.set_image(to_qimage(saved[0][0]), self._caption(saved[0][1], saved[0][2]))
+            self.results.blockSignals(True)
+            self.results.setCurrentRow(len(saved) - 1)
+            self.results.blockSignals(False)
         self.results_shown.emit(saved)
 
     @Slot(int, str)
@@ -349,7 +361,16 @@ class MainWindow(QMainWindow):
         if item is None:
             return
         qimage, seed, path = item.data(Qt.ItemDataRole.UserRole)
-        self.view.set_image(qimage, f"Seed {seed} · {Path(path).name}")
+        if qimage is None:
+            qimage = QImage(str(path))
+            if qimage.isNull():
+                self.show_error(f"{Path(path).name} can no longer be read; it may have been moved or deleted.")
+                return
+        self.view.set_image(qimage, self._caption(seed, path))
+
+    @staticmethod
+    def _caption(seed: int, path) -> str:
+        return f"Seed {seed} · {Path(path).name}" if path else f"Seed {seed} · not saved"
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self)
@@ -370,7 +391,13 @@ class MainWindow(QMainWindow):
     # -- closing -------------------------------------------------------------------------------
 
     def closeEvent(self, event) -> None:
-        self._remember(self.panel.request())
-        self.statusBar().showMessage("Stopping...")
-        self.worker.shutdown()
+        if not self._closing:
+            self._closing = True
+            self._remember(self.panel.request())
+        if not self.worker.shutdown(timeout_ms=3000):
+            # A step, a VAE decode or a model load is still finishing: close when the thread ends.
+            self.statusBar().showMessage("Stopping: finishing the current step...")
+            self.worker.stopped.connect(self.close, Qt.ConnectionType.SingleShotConnection)
+            event.ignore()
+            return
         super().closeEvent(event)

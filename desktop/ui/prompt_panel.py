@@ -104,7 +104,7 @@ class PromptPanel(QWidget):
 
         self.model = QComboBox()
         self.model.setToolTip("The model that paints. Add models in the Models window.")
-        self.model.currentIndexChanged.connect(lambda _: self.model_changed.emit(self.model_ref()))
+        self.model.currentIndexChanged.connect(self._model_picked)
 
         self.sampler = QComboBox()
         self.sampler.addItems(list(SAMPLERS))
@@ -210,6 +210,10 @@ class PromptPanel(QWidget):
         self.model.blockSignals(False)
         self._update_presets()
 
+    def _model_picked(self, _index: int) -> None:
+        self._update_presets()
+        self.model_changed.emit(self.model_ref())
+
     def model_ref(self) -> str:
         data = self.model.currentData()
         return data[0] if data else "demo"
@@ -260,9 +264,9 @@ class PromptPanel(QWidget):
     def set_request(self, request: GenerationRequest) -> None:
         self.prompt.setPlainText(request.prompt)
         self.negative.setPlainText(request.negative_prompt)
-        self.sampler.setCurrentText(request.sampler if request.sampler in SAMPLERS else "DPM++ 2M")
-        self._sampler_changed(self.sampler.currentText())
         self.schedule.setCurrentText(request.schedule)
+        self.sampler.setCurrentText(request.sampler if request.sampler in SAMPLERS else "DPM++ 2M")
+        self._sampler_changed(self.sampler.currentText())  # falls back to Automatic if unsupported
         self.steps.setValue(request.steps)
         self.cfg.setValue(request.cfg_scale)
         self.seed.setValue(request.seed if -1 <= request.seed <= MAX_SEED else -1)

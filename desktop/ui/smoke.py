@@ -28,6 +28,7 @@ class SmokeRun(QObject):
         window.worker.step.connect(self._step)
         window.results_shown.connect(self._done)
         window.worker.job_failed.connect(lambda _, message: self._fail(message))
+        window.worker.model_failed.connect(lambda _, message: self._fail(message))
         window.worker.job_cancelled.connect(lambda _: self._fail("the generation was cancelled"))
         QTimer.singleShot(TIMEOUT_S * 1000, lambda: self._fail(f"no result within {TIMEOUT_S} s"))
         self._launched = time.perf_counter() - window_shown_s

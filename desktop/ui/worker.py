@@ -14,7 +14,8 @@ Signals:
     queue_changed(list): pending jobs as [(job_id, GenerationRequest)], oldest first.
     job_started(int, object): job id and its resolved GenerationRequest.
     step(int, int, int, object): job id, step (1-based), total steps, preview (HxWx3 uint8 or None).
-    job_finished(int, list): job id and [(image HxWx3 uint8, seed, saved Path)].
+    job_finished(int, list): job id and [(image HxWx3 uint8, seed, saved Path or None)].
+    save_failed(int, str): job id and why its pictures could not be written (they are still shown).
     job_failed(int, str): job id and a message to show as it is.
     job_cancelled(int): job id.
 """
@@ -50,8 +51,10 @@ class _WorkerSignals(QObject):
     job_finished = Signal(int, list)
     job_failed = Signal(int, str)
     job_cancelled = Signal(int)
+    save_failed = Signal(int, str)
+
     NAMES = ("status", "device_ready", "model_loaded", "model_failed", "queue_changed", "job_started", "step",
-             "job_finished", "job_failed", "job_cancelled")
+             "job_finished", "job_failed", "job_cancelled", "save_failed")
 
 
 class _Runner(_WorkerSignals):
@@ -69,10 +72,11 @@ class _Runner(_WorkerSignals):
         self._pending: deque[tuple[int, GenerationRequest]] = deque()
         self._ids = itertools.count(1)
         self._current: TaskState | None = None
-        self._current_id = 0
         self._stopping = False
         self._models = None  # engine ModelManager, created in the worker thread
         self._engine_stale = False
+        self._preload_target: str | None = None
+        self._current_is_preload = False
         self.moveToThread(self._thread)
         self._wake.connect(self._run_pending)
         self._preload.connect(self._load_model)
@@ -107,7 +111,11 @@ class _Runner(_WorkerSignals):
                 self._current.cancel()
 
     def preload(self, model: str) -> None:
-        """Start the engine and load `model` in the background (after the window shows)."""
+        """Start the engine and load `model` in the background; only the latest request counts."""
+        with self._lock:
+            self._preload_target = model
+            if self._current is not None and self._current_is_preload:
+                self._current.cancel()  # a download for a model no longer wanted
         self._preload.emit(model)
 
     def pending(self) -> list[tuple[int, GenerationRequest]]:
@@ -154,12 +162,22 @@ class _Runner(_WorkerSignals):
 
     @Slot(str)
     def _load_model(self, model: str) -> None:
-        state = TaskState(on_status=self.status.emit)
+        with self._lock:
+            if self._stopping or self._preload_target != model:
+                return  # superseded by a later choice, or closing
+            self._preload_target = None
+            state = TaskState(on_status=self.status.emit)
+            self._current, self._current_is_preload = state, True
         try:
             loaded = self._manager().load(model, state)
-        except (SfumatoError, ValueError) as error:
-            self.model_failed.emit(model, str(error))
+        except Cancelled:
             return
+        except Exception as error:  # noqa: BLE001 - say why, whatever it was; the app keeps working
+            self.model_failed.emit(model, _message(error))
+            return
+        finally:
+            with self._lock:
+                self._current, self._current_is_preload = None, False
         self.model_loaded.emit(loaded.ref, loaded.family)
 
     @Slot()
@@ -175,7 +193,7 @@ class _Runner(_WorkerSignals):
                     on_step=lambda i, n, preview, job=job_id: self.step.emit(job, i, n, preview),
                     on_status=self.status.emit,
                 )
-                self._current, self._current_id = state, job_id
+                self._current = state
                 settings = self._settings
             self.queue_changed.emit(pending)
             self._run_one(job_id, request, state, settings)
@@ -191,30 +209,49 @@ class _Runner(_WorkerSignals):
             self.job_started.emit(job_id, request)
             started = time.perf_counter()
             results = generate.run(request, state, models, settings.preview_method, settings.preview_every)
-            loaded = models.current
-            self.model_loaded.emit(loaded.ref, loaded.family)
-            model_hash = modelfiles.model_hash(loaded.info.path, cache=paths.cache_dir() / "model-hashes.json")
-            saved = [
-                (r.image, r.seed, save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, model_hash))
-                for r in results
-            ]
         except Cancelled:
             self.job_cancelled.emit(job_id)
             self.status.emit("Cancelled.")
             return
-        except SfumatoError as error:
-            self.job_failed.emit(job_id, str(error))
-            return
-        except OSError as error:
-            self.job_failed.emit(job_id, f"The image could not be saved: {error.strerror or error}. "
-                                 "Check that the output folder exists and that the disk is not full.")
-            return
         except Exception as error:  # noqa: BLE001 - the worker must survive anything and say what happened
-            self.job_failed.emit(job_id, f"Generation failed: {type(error).__name__}: {error}")
+            self.job_failed.emit(job_id, _message(error))
             return
+        loaded = models.current
+        self.model_loaded.emit(loaded.ref, loaded.family)
+        saved, problem = self._save(results, loaded, settings)
         seconds = time.perf_counter() - started
         self.job_finished.emit(job_id, saved)
-        self.status.emit(f"Done in {seconds:.1f} s: {len(saved)} image(s) saved to {Path(saved[0][2]).parent}")
+        if problem:
+            self.save_failed.emit(job_id, problem)
+        else:
+            self.status.emit(f"Done in {seconds:.1f} s: {len(saved)} image(s) saved to {Path(saved[0][2]).parent}")
+
+    def _save(self, results, loaded, settings: Settings) -> tuple[list, str]:
+        """Write each result; a failure is reported, never a reason to drop the pictures."""
+        try:
+            model_hash = modelfiles.model_hash(loaded.info.path, cache=paths.cache_dir() / "model-hashes.json")
+        except (OSError, SfumatoError):
+            model_hash = ""  # the pictures matter more than the hash in their metadata
+        saved, problem = [], ""
+        for r in results:
+            try:
+                path = save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, model_hash)
+            except OSError as error:
+                path = None
+                problem = (f"The pictures could not be saved to {settings.output_path()}: {error.strerror or error}. "
+                           "Check that the folder exists and the disk is not full (File > Settings sets the folder).")
+            saved.append((r.image, r.seed, path))
+        return saved, problem
+
+
+def _message(error: Exception) -> str:
+    if isinstance(error, SfumatoError):
+        return str(error)
+    if isinstance(error, ValueError) and "chosen but" in str(error):
+        return f"{error}. Set Device to Automatic in File > Settings, or install a PyTorch build for that device."
+    if isinstance(error, OSError):
+        return f"A file could not be read or written: {error}. Check the disk and the folder permissions."
+    return f"Generation failed ({type(error).__name__}: {error}). The app keeps working; try again or another model."
 
 
 class GenerationWorker(_WorkerSignals):
@@ -222,8 +259,10 @@ class GenerationWorker(_WorkerSignals):
 
     Its methods return at once. Its signals (listed in the module docstring)
     are emitted on the GUI thread, so any slot or plain function may receive
-    them.
+    them; `stopped()` is emitted once the thread has ended after shutdown().
     """
+
+    stopped = Signal()
 
     def __init__(self, settings: Settings, parent: QObject | None = None):
         super().__init__(parent)
@@ -231,6 +270,7 @@ class GenerationWorker(_WorkerSignals):
         for name in self.NAMES:
             getattr(self._runner, name).connect(getattr(self, name))  # queued onto this (GUI) thread
         self._thread = self._runner._thread
+        self._thread.finished.connect(self.stopped)
         self._thread.start()
 
     def submit(self, request: GenerationRequest) -> int:

@@ -12,7 +12,7 @@ def make_window(qtbot, tiny_models):
 
     def make(**overrides):
         settings = settings_store.load()
-        if not windows or "model" not in overrides:
+        if not windows and "model" not in overrides:
             settings.model = str(tiny_models["sd1"].folder)
         for key, value in overrides.items():
             setattr(settings, key, value)

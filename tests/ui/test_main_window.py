@@ -197,3 +197,44 @@ def test_seeds_above_two_to_the_31_are_reused_exactly(make_window, qtbot):
     qtbot.keyClicks(window.panel.seed, "4294967295")
     qtbot.keyClick(window.panel.seed, Qt.Key.Key_Return)
     assert window.panel.request().seed == 4_294_967_295
+
+
+def test_batch_count_with_a_fixed_seed_makes_different_pictures(make_window, qtbot):
+    window = make_window()
+    small(window, seed=100, batch_size=2)
+    window.panel.batch_count.setValue(3)
+    seeds = []
+    window.worker.job_started.connect(lambda job, request: seeds.append(request.seed))
+    window.generate()
+    qtbot.waitUntil(lambda: len(seeds) == 3 and not window.worker.is_busy(), timeout=TIMEOUT)
+    assert seeds == [100, 102, 104]
+
+
+def test_a_failed_save_keeps_the_pictures_and_says_why(make_window, qtbot, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    window = make_window(output_folder=str(blocker))
+    small(window)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT) as shown:
+        window.generate()
+    (image, seed, path), = shown.args[0]
+    assert path is None and image.shape == (64, 64, 3)
+    assert window.view.image() is not None and window.results.count() == 1
+    qtbot.waitUntil(window.error_banner.isVisible, timeout=TIMEOUT)
+    assert "could not be saved" in window.error_banner.text() and "disk is not full" in window.error_banner.text()
+
+
+def test_presets_follow_the_chosen_model(make_window):
+    window = make_window()
+    window.panel.set_models([("a", "small", "sd1"), ("b", "big", "sdxl")], "a")
+    assert window.panel.presets.itemText(1) == "512 x 512"
+    window.panel.model.setCurrentIndex(1)
+    assert window.panel.presets.itemText(1) == "1024 x 1024"
+
+
+def test_a_sampler_without_schedules_gets_automatic(make_window):
+    window = make_window()
+    window.panel.set_request(GenerationRequest(sampler="Euler a"))  # default schedule is Karras
+    request = window.panel.request()
+    assert (request.sampler, request.schedule) == ("Euler a", "Automatic")
+    request.validate()

@@ -22,6 +22,6 @@ def test_smoke_generates_through_the_window_and_reports(sfumato_home):
     assert figures["previews"] == 8
     assert 0 < figures["window_shown_s"] < figures["engine_ready_s"]
     assert 0 < figures["first_preview_s"] < figures["result_s"]
-    assert figures["max_ui_stall_ms"] >= 0
+    assert figures["max_ui_stall_ms"] < 500  # measured 4-7 ms; a blocked GUI thread shows as seconds
     info = parse_infotext(Image.open(figures["saved"]).text["parameters"])
     assert info.prompt == "a lighthouse on a cliff at dusk" and info.params["Steps"] == "8"
