@@ -22,7 +22,6 @@ from desktop.core.request import GenerationRequest, InpaintArea, MaskedContent, 
 
 from . import inpaint
 from .models import ModelManager
-from .previews import Previewer
 from .schedulers import make_scheduler
 
 
@@ -57,7 +56,7 @@ def run(
     prepared = _prepare(request, loaded.inpaint_model)
     pipe = models.pipeline(prepared.pipeline)
     pipe.scheduler = make_scheduler(loaded.scheduler_config, request.sampler, request.schedule, request.seeds)
-    previewer = Previewer(loaded.family, preview_method, models.taesd_path(loaded.family))
+    previewer = models.previewer(loaded.family, preview_method)
     state.status(f"Generating {request.batch_size} image(s), {request.width}x{request.height}")
 
     def on_step_end(pipe, index: int, timestep, tensors: dict) -> dict:

@@ -32,7 +32,7 @@ from desktop.core.progress import TaskState
 
 from . import bundled_configs, hub, tiny
 from .devices import DeviceChoice, empty_cache
-from .previews import taesd_dir
+from .previews import Previewer, taesd_dir
 
 _PIPELINES = {
     "sd": {
@@ -82,6 +82,8 @@ class ModelManager:
     def __init__(self, device: DeviceChoice):
         self.device = device
         self.current: LoadedModel | None = None
+        self._previewer: Previewer | None = None
+        self._previewer_key: tuple[str, str] | None = None
 
     def load(self, ref: str, state: TaskState | None = None) -> LoadedModel:
         """Make `ref` the loaded model (no-op when it already is)."""
@@ -126,8 +128,14 @@ class ModelManager:
         gc.collect()
         empty_cache(self.device.device)
 
-    def taesd_path(self, family: str) -> Path:
-        return taesd_dir(paths.models_dir(), family)
+    def previewer(self, family: str, method: str) -> Previewer:
+        """The preview maker for this family and method, kept between runs (TAESD loads once)."""
+        key = (family, method)
+        if self._previewer_key != key:
+            self._previewer = Previewer(family, method, taesd_dir(paths.models_dir(), family),
+                                        self.device.device, self.device.dtype)
+            self._previewer_key = key
+        return self._previewer
 
     # -- resolving and loading ------------------------------------------------
 

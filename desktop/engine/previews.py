@@ -4,7 +4,9 @@
 per model family (a well-known approximation; costs microseconds). "taesd"
 decodes with the tiny TAESD autoencoder when its weights are on disk
 (models/taesd for SD1/SD2, models/taesdxl for SDXL), giving a full-size,
-much closer preview for a few milliseconds.
+much closer preview: milliseconds on a GPU, but on a CPU a large share of a
+step, so pair it with "preview every N steps" there. It runs on the
+pipeline's device and is loaded once (ModelManager.previewer).
 """
 
 from __future__ import annotations
@@ -43,18 +45,27 @@ def taesd_dir(models_dir: Path, family: str) -> Path:
 class Previewer:
     """Turns the pipeline's current latents into an HxWx3 uint8 preview of the first image."""
 
-    def __init__(self, family: str, method: str = "approximate", taesd_path: Path | None = None):
+    def __init__(
+        self,
+        family: str,
+        method: str = "approximate",
+        taesd_path: Path | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
         if method not in METHODS:
             raise ValueError(f"unknown preview method {method!r}; choose one of {', '.join(METHODS)}")
         self.method = method
         self._decoder = None
+        self._device, self._dtype = torch.device(device), dtype
         if method == "taesd":
             if taesd_path is None or not (taesd_path / "config.json").is_file():
                 self.method = "approximate"  # weights not on disk: fall back, never download
             else:
                 from diffusers import AutoencoderTiny
 
-                self._decoder = AutoencoderTiny.from_pretrained(taesd_path, local_files_only=True).eval()
+                decoder = AutoencoderTiny.from_pretrained(taesd_path, local_files_only=True)
+                self._decoder = decoder.to(self._device, dtype).eval()
         factors, bias = _FACTORS.get(family.removesuffix("-refiner"), _FACTORS["sd1"])
         self._factors = torch.tensor(factors, dtype=torch.float32)
         self._bias = torch.tensor(bias, dtype=torch.float32)
@@ -63,10 +74,11 @@ class Previewer:
     def __call__(self, latents: torch.Tensor) -> np.ndarray | None:
         if self.method == "off":
             return None
-        first = latents[:1, :4].float().cpu()
-        if self._decoder is not None:
-            rgb = self._decoder.decode(first).sample[0].permute(1, 2, 0)
+        if self._decoder is not None:  # decoded where the latents are, then only the pixels move
+            first = latents[:1, :4].to(self._device, self._dtype)
+            rgb = self._decoder.decode(first).sample[0].permute(1, 2, 0).float().cpu()
         else:
+            first = latents[:1, :4].float().cpu()
             rgb = torch.einsum("chw,cr->hwr", first[0], self._factors) + self._bias
         rgb = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         return rgb.numpy()

@@ -78,3 +78,22 @@ def test_dpm_sde_batch_images_match_their_own_seed(cpu_manager, tiny_models):
     batch = generate.run(request, TaskState(), cpu_manager)
     alone = generate.run(request.replace(seed=11, batch_size=1), TaskState(), cpu_manager)[0].image
     assert np.abs(batch[1].image.astype(int) - alone.astype(int)).mean() < 2.0
+
+
+def test_taesd_is_loaded_once_and_used_for_runs(cpu_manager, tiny_models):
+    from diffusers import AutoencoderTiny
+
+    from desktop.core import paths
+
+    torch.manual_seed(0)
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                    num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1)).save_pretrained(
+        paths.models_dir() / "taesd")
+    cpu_manager._previewer_key = None  # this test's SFUMATO_HOME has the weights
+    previews = []
+    request = GenerationRequest(prompt="p", model=str(tiny_models["sd1"].folder), width=64, height=72, steps=2, seed=1)
+    generate.run(request, TaskState(on_step=lambda i, n, p: previews.append(p.shape)), cpu_manager, "taesd")
+    first = cpu_manager.previewer("sd1", "taesd")
+    generate.run(request, TaskState(), cpu_manager, "taesd")
+    assert cpu_manager.previewer("sd1", "taesd") is first and first.method == "taesd"
+    assert previews == [(72, 64, 3), (72, 64, 3)]
