@@ -86,9 +86,18 @@ class Bounds(NamedTuple):
         return Bounds(self.x - amount, self.y - amount, self.width + 2 * amount, self.height + 2 * amount)
 
     def clamp(self, extent: Extent) -> Bounds:
-        x0, y0 = max(self.x, 0), max(self.y, 0)
-        x1, y1 = min(self.right, extent.width), min(self.bottom, extent.height)
-        return Bounds(x0, y0, max(0, x1 - x0), max(0, y1 - y0))
+        return self.intersect(Bounds(0, 0, extent.width, extent.height))
+
+    def intersect(self, other: Bounds) -> Bounds:
+        """The overlap of two rectangles (empty, with zero size, when they do not meet)."""
+        x0, y0 = max(self.x, other.x), max(self.y, other.y)
+        return Bounds(x0, y0, max(0, min(self.right, other.right) - x0), max(0, min(self.bottom, other.bottom) - y0))
+
+    def translated(self, dx: int, dy: int) -> Bounds:
+        return Bounds(self.x + dx, self.y + dy, self.width, self.height)
+
+    def contains(self, other: Bounds) -> bool:
+        return self.x <= other.x and self.y <= other.y and other.right <= self.right and other.bottom <= self.bottom
 
     def union(self, other: Bounds) -> Bounds:
         if self.is_empty:

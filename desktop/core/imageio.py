@@ -16,6 +16,7 @@ import datetime as _dt
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, PngImagePlugin
@@ -39,18 +40,25 @@ class ImageError(SfumatoError):
 def load_image(path: str | Path, *, keep_alpha: bool = True) -> np.ndarray:
     """Open an image file as an HxWx3 (or HxWx4) uint8 array."""
     path = Path(path)
+    return decode_image(path, path.name, keep_alpha=keep_alpha)
+
+
+def decode_image(source: str | Path | BinaryIO, name: str, *, keep_alpha: bool = True) -> np.ndarray:
+    """Decode a file or a binary stream as an HxWx3 (or HxWx4) uint8 array; `name` is used in messages."""
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
+            if image.width * image.height > MAX_PIXELS:  # Pillow only warns below twice its limit
+                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
             image.load()
             return to_array(image, keep_alpha=keep_alpha)
     except FileNotFoundError:
-        raise ImageError(f"{path.name} does not exist.") from None
+        raise ImageError(f"{name} does not exist.") from None
     except Image.DecompressionBombError:
-        raise ImageError(f"{path.name} is too large to open (over {MAX_PIXELS // 1_000_000} megapixels).") from None
+        raise ImageError(f"{name} is too large to open (over {MAX_PIXELS // 1_000_000} megapixels).") from None
     except (Image.UnidentifiedImageError, SyntaxError):
-        raise ImageError(f"{path.name} is not an image Sfumato can read (PNG, JPEG, WebP, ...).") from None
+        raise ImageError(f"{name} is not an image Sfumato can read (PNG, JPEG, WebP, ...).") from None
     except (OSError, ValueError) as error:
-        raise ImageError(f"{path.name} could not be read: it may be damaged or incomplete ({error}).") from None
+        raise ImageError(f"{name} could not be read: it may be damaged or incomplete ({error}).") from None
 
 
 def load_mask(path: str | Path) -> np.ndarray:

@@ -184,6 +184,9 @@ class GenerationRequest:
             if not mask.any():
                 raise InvalidRequest("mask", "the mask is empty: paint where the image should change")
         if self.mode is Mode.OUTPAINT:
+            mask = self.mask
+            if mask is not None and (mask.dtype != np.uint8 or mask.shape != (h, w)):
+                raise InvalidRequest("mask", f"an outpaint mask must be 8-bit and the size of the image ({w}x{h})")
             if any(not isinstance(v, int) or v < 0 for v in self.expand):
                 raise InvalidRequest("expand", "margins must be whole numbers of pixels, 0 or more")
             has_empty = image.shape[2] == 4 and (image[..., 3] < 255).any()

@@ -113,7 +113,7 @@ def _prepare(request: GenerationRequest, inpaint_model: bool) -> _Prepared:
             return _Prepared("img2img", {"image": Image.fromarray(image), "strength": request.strength})
         return _full_mask_inpaint(image, request.strength, size)
     if request.mode is Mode.OUTPAINT:
-        filled, _, soft = inpaint.outpaint_canvas(request.init_image, request.expand, request.mask_blur)
+        filled, _, soft = inpaint.outpaint_canvas(request.init_image, request.expand, request.mask_blur, request.mask)
         return _masked(filled, filled, soft, request.strength)
     return _prepare_inpaint(request)
 

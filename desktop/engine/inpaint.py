@@ -116,13 +116,16 @@ def crop_region(mask: np.ndarray, padding: int, target: Extent) -> Bounds:
     return box.expand_to_aspect(target.width / target.height, extent)
 
 
-def outpaint_canvas(image: np.ndarray, margins: Margins, feather: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def outpaint_canvas(
+    image: np.ndarray, margins: Margins, feather: int, painted: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Grow an image for outpainting.
 
     Returns (filled RGB image, uint8 mask to generate with, float soft mask
     to paste back with). The result is image + margins, rounded up to a
     multiple of 8 on the right/bottom. Empty area (the margins, plus any
-    pixel of an RGBA input with alpha < 255) is filled from the edges and
+    pixel of an RGBA input with alpha < 255, plus the `painted` mask of the
+    image's size where it is 128 or more) is filled from the edges and
     masked; the mask reaches `feather` pixels into the original with a soft
     gradient so the seam blends.
     """
@@ -134,6 +137,8 @@ def outpaint_canvas(image: np.ndarray, margins: Margins, feather: int) -> tuple[
     rows, cols = slice(margins.top, margins.top + h), slice(margins.left, margins.left + w)
     rgb[rows, cols] = image[..., :3]
     empty[rows, cols] = 0 if image.shape[2] == 3 else np.where(image[..., 3] < 255, 255, 0)
+    if painted is not None:
+        empty[rows, cols] = np.maximum(empty[rows, cols], np.where(painted >= 128, 255, 0).astype(np.uint8))
     soft = np.maximum(empty.astype(np.float32) / 255.0, blur_mask(empty, feather))
     mask = (soft * 255 + 0.5).astype(np.uint8)
     return fill_masked(rgb, empty), mask, soft

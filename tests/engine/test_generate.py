@@ -144,6 +144,19 @@ def test_outpaint_grows_the_image_and_keeps_the_original(cpu_manager, tiny_model
     assert margin.std() > 1  # generated, not left empty
 
 
+def test_outpaint_of_a_transparent_area_with_a_painted_mask_repaints_both(cpu_manager, sd1):
+    source = np.dstack([picture(8), np.full((64, 64), 255, np.uint8)])
+    source[:, 48:, 3] = 0  # the right strip is empty (past the canvas edge)
+    painted = square_mask(box=(4, 4, 12, 12))
+    result = run(cpu_manager, model=sd1, mode=Mode.OUTPAINT, init_image=source, mask=painted, mask_blur=2)[0]
+    assert result.image.shape == (64, 64, 3)
+    keep = outside(painted, 2)
+    keep[:, 46:] = False  # the empty strip and its feather
+    assert np.array_equal(result.image[keep], source[..., :3][keep])
+    assert not np.array_equal(result.image[4:16, 4:16], source[4:16, 4:16, :3])
+    assert result.image[:, 48:].std() > 1
+
+
 def test_sdxl_txt2img_and_inpaint(cpu_manager, tiny_models):
     model = str(tiny_models["sdxl"].folder)
     image = run(cpu_manager, model=model, seed=3)[0].image

@@ -1,0 +1,59 @@
+"""What the generation frame holds decides the mode, and the request sent to the engine.
+
+- nothing visible in the frame: txt2img into it;
+- part of the frame empty (past the canvas edge, or transparent): outpaint,
+  the empty part masked and filled (plus any painted mask);
+- a mask painted inside the frame: inpaint;
+- otherwise: img2img of what the frame shows.
+
+Partly transparent pixels count as content, flattened over white as they
+look on paper.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .document import CanvasDocument
+from .geometry import Bounds, Margins
+from .request import GenerationRequest, Mode
+
+PAPER = 255
+
+
+def frame_mode(doc: CanvasDocument, frame: Bounds | None = None) -> Mode:
+    frame = frame or doc.frame
+    alpha = doc.composite(frame)[..., 3]
+    if not alpha.any():
+        return Mode.TXT2IMG
+    if not alpha.all():
+        return Mode.OUTPAINT
+    return Mode.INPAINT if doc.mask(frame).any() else Mode.IMG2IMG
+
+
+def frame_request(doc: CanvasDocument, base: GenerationRequest, frame: Bounds | None = None) -> GenerationRequest:
+    """`base` (the prompt panel's values) turned into a request for what the frame holds."""
+    frame = frame or doc.frame
+    pixels = doc.composite(frame)
+    alpha = pixels[..., 3]
+    size = {"width": frame.width, "height": frame.height, "expand": Margins()}
+    if not alpha.any():
+        return base.replace(mode=Mode.TXT2IMG, init_image=None, mask=None, **size)
+    rgb = _flatten(pixels)
+    mask = doc.mask(frame)
+    if not alpha.all():
+        image = np.dstack([rgb, np.where(alpha > 0, 255, 0).astype(np.uint8)])
+        return base.replace(mode=Mode.OUTPAINT, init_image=image, mask=mask if mask.any() else None, **size)
+    if mask.any():
+        return base.replace(mode=Mode.INPAINT, init_image=rgb, mask=mask, **size)
+    return base.replace(mode=Mode.IMG2IMG, init_image=rgb, mask=None, **size)
+
+
+def _flatten(rgba: np.ndarray) -> np.ndarray:
+    """RGB of straight-alpha pixels over white paper; opaque pixels come out unchanged."""
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    rgb = rgba[..., :3].astype(np.float32) * alpha + PAPER * (1.0 - alpha)
+    out = (rgb + 0.5).astype(np.uint8)
+    opaque = rgba[..., 3] == 255
+    out[opaque] = rgba[..., :3][opaque]
+    return out

@@ -1,0 +1,227 @@
+"""OpenRaster (.ora) files: a zip of stack.xml and one PNG per layer, as Krita, GIMP and MyPaint read.
+
+Written as the spec asks: `mimetype` first and uncompressed, `stack.xml`
+(topmost layer first), `data/*.png`, `mergedimage.png` and a thumbnail of at
+most 256 pixels. Sfumato's own facts ride in attributes of its namespace: the
+generation frame, and which layers are masks. A mask is saved as a hidden
+layer of white paint whose alpha is the mask, so other programs show it
+sensibly; Sfumato reads it back as a mask.
+
+Reading accepts what other programs write: nested stacks are flattened
+(their offsets, opacity and visibility applied to their layers). Sizes,
+layer counts and the XML are bounded, and every failure is an OraError with
+a sentence to show.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+from PIL import Image
+
+from . import atomic
+from .document import MAX_EXTENT, DocumentSnapshot, LayerData, default_frame, snap_frame
+from .errors import SfumatoError
+from .geometry import Bounds, Extent, Point
+from .imageio import ImageError, decode_image
+
+MIMETYPE = "image/openraster"
+NS = "https://sfumato.app/ns/ora"
+THUMBNAIL = 256
+MAX_LAYERS = 1000
+MAX_TOTAL_PIXELS = 512 * 2**20  # over all layers: 2 GiB of RGBA
+MAX_STACK_XML = 8 * 2**20
+
+ElementTree.register_namespace("sfumato", NS)
+
+
+class OraError(SfumatoError):
+    pass
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+def write(path: str | Path, snapshot: DocumentSnapshot, compress_level: int = 6) -> None:
+    """Save atomically: a crash leaves the previous file or the new one, never half of one."""
+    atomic.write_with(Path(path), lambda handle: _write_zip(handle, snapshot, compress_level))
+
+
+def _write_zip(handle, snapshot: DocumentSnapshot, compress_level: int) -> None:
+    with zipfile.ZipFile(handle, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("mimetype"), MIMETYPE, compress_type=zipfile.ZIP_STORED)
+        archive.writestr("stack.xml", stack_xml(snapshot), compress_type=zipfile.ZIP_DEFLATED)
+        for index, layer in enumerate(snapshot.layers):
+            archive.writestr(_src(index), _png(_layer_image(layer), compress_level))
+        merged = Image.fromarray(np.ascontiguousarray(snapshot.composite()))
+        archive.writestr("mergedimage.png", _png(merged, compress_level))
+        merged.thumbnail((THUMBNAIL, THUMBNAIL))
+        archive.writestr("Thumbnails/thumbnail.png", _png(merged, compress_level))
+
+
+def stack_xml(snapshot: DocumentSnapshot) -> bytes:
+    frame = snapshot.frame
+    image = ElementTree.Element("image", {
+        "version": "0.0.5", "w": str(snapshot.extent.width), "h": str(snapshot.extent.height),
+        "xres": "72", "yres": "72", f"{{{NS}}}frame": f"{frame.x} {frame.y} {frame.width} {frame.height}",
+    })
+    stack = ElementTree.SubElement(image, "stack")
+    for index in reversed(range(len(snapshot.layers))):  # OpenRaster lists the topmost layer first
+        layer = snapshot.layers[index]
+        visible = "visible" if layer.visible else "hidden"
+        attributes = {
+            "name": layer.name, "src": _src(index), "x": str(layer.offset.x), "y": str(layer.offset.y),
+            "opacity": f"{layer.opacity:.4g}", "visibility": visible, "composite-op": "svg:src-over",
+            "edit-locked": "true" if layer.locked else "false",
+        }
+        if index == snapshot.active:
+            attributes["selected"] = "true"
+        if layer.kind == "mask":
+            attributes.update({"visibility": "hidden", f"{{{NS}}}kind": "mask", f"{{{NS}}}visibility": visible})
+        ElementTree.SubElement(stack, "layer", attributes)
+    return ElementTree.tostring(image, encoding="utf-8", xml_declaration=True)
+
+
+def _src(index: int) -> str:
+    return f"data/layer{index:03d}.png"
+
+
+def _layer_image(layer: LayerData) -> Image.Image:
+    if layer.kind == "mask":
+        pixels = np.empty(layer.pixels.shape + (4,), np.uint8)
+        pixels[..., :3] = 255
+        pixels[..., 3] = layer.pixels
+        return Image.fromarray(pixels)
+    return Image.fromarray(np.ascontiguousarray(layer.pixels))
+
+
+def _png(image: Image.Image, compress_level: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def read(path: str | Path) -> DocumentSnapshot:
+    """Open an .ora file. Raises OraError saying what is wrong with it."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return _read_zip(archive, path.name)
+    except FileNotFoundError:
+        raise OraError(f"{path.name} does not exist.") from None
+    except (zipfile.BadZipFile, EOFError):
+        raise OraError(f"{path.name} is not an OpenRaster file: it is not a zip archive, or it is damaged.") from None
+    except OSError as error:
+        raise OraError(f"{path.name} could not be read: {error.strerror or error}.") from None
+
+
+def _read_zip(archive: zipfile.ZipFile, name: str) -> DocumentSnapshot:
+    def fail(why: str) -> OraError:
+        return OraError(f"{name} is not an OpenRaster file Sfumato can open: {why}.")
+
+    try:
+        info = archive.getinfo("stack.xml")
+    except KeyError:
+        raise fail("it has no stack.xml") from None
+    if info.file_size > MAX_STACK_XML:
+        raise fail("its stack.xml is too large")
+    try:
+        root = ElementTree.fromstring(archive.read(info))
+    except ElementTree.ParseError as error:
+        raise fail(f"its stack.xml is not valid XML ({error})") from None
+    except (zipfile.BadZipFile, ValueError, RuntimeError, OSError) as error:  # CRC errors, encrypted members
+        raise fail(f"its stack.xml cannot be unpacked ({error})") from None
+    if root.tag != "image":
+        raise fail("stack.xml does not start with <image>")
+    extent = Extent(_int(root, "w", 0), _int(root, "h", 0))
+    if not (1 <= extent.width <= MAX_EXTENT and 1 <= extent.height <= MAX_EXTENT):
+        raise fail(f"its size {extent.width}x{extent.height} is outside 1 to {MAX_EXTENT} pixels")
+    top = root.find("stack")
+    if top is None:
+        raise fail("stack.xml has no <stack>")
+    entries: list[tuple[ElementTree.Element, Point, float, bool]] = []
+    _collect(top, Point(0, 0), 1.0, True, entries, depth=0)
+    if len(entries) > MAX_LAYERS:
+        raise fail(f"it has {len(entries)} layers; Sfumato opens up to {MAX_LAYERS}")
+    layers, active, total = [], None, 0
+    for element, origin, opacity, visible in reversed(entries):  # bottom first
+        layer = _read_layer(archive, element, origin, opacity, visible, fail)
+        total += layer.pixels.shape[0] * layer.pixels.shape[1]
+        if total > MAX_TOTAL_PIXELS:
+            raise fail("its layers together are too large to open")
+        if element.get("selected") == "true":
+            active = len(layers)
+        layers.append(layer)
+    return DocumentSnapshot(extent, _frame(root.get(f"{{{NS}}}frame"), extent), tuple(layers), active)
+
+
+def _collect(stack, origin: Point, opacity: float, visible: bool, out: list, depth: int) -> None:
+    """Layers of a stack and its nested stacks, topmost first, with the stacks' offsets applied."""
+    if depth > 32:
+        raise OraError("The file's layer groups are nested too deeply.")
+    for child in stack:
+        x = origin.x + _int(child, "x", 0)
+        y = origin.y + _int(child, "y", 0)
+        child_opacity = opacity * _opacity(child)
+        child_visible = visible and child.get("visibility", "visible") != "hidden"
+        if child.tag == "stack":
+            _collect(child, Point(x, y), child_opacity, child_visible, out, depth + 1)
+        elif child.tag == "layer":
+            out.append((child, Point(x, y), child_opacity, child_visible))
+            if len(out) > MAX_LAYERS:
+                return
+
+
+def _read_layer(archive, element, origin: Point, opacity: float, visible: bool, fail) -> LayerData:
+    src = element.get("src", "")
+    try:
+        data = archive.open(src)
+    except (KeyError, ValueError):
+        raise fail(f"the layer {element.get('name', src)!r} points to {src!r}, which is missing") from None
+    try:
+        with data:
+            pixels = decode_image(data, src)
+    except ImageError as error:
+        raise fail(str(error).rstrip(".")) from None
+    except (zipfile.BadZipFile, RuntimeError, OSError) as error:
+        raise fail(f"{src} cannot be unpacked ({error})") from None
+    name = element.get("name") or Path(src).stem
+    locked = element.get("edit-locked") == "true"
+    if element.get(f"{{{NS}}}kind") == "mask":
+        alpha = pixels[..., 3] if pixels.shape[2] == 4 else pixels[..., 0]
+        visible = element.get(f"{{{NS}}}visibility", "visible") != "hidden"
+        return LayerData("mask", name, np.ascontiguousarray(alpha), visible, 1.0, locked, origin)
+    if pixels.shape[2] == 3:
+        pixels = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
+    return LayerData("image", name, pixels, visible, opacity, locked, origin)
+
+
+def _frame(text: str | None, extent: Extent) -> Bounds:
+    try:
+        x, y, w, h = (int(v) for v in (text or "").split())
+        return snap_frame(Bounds(x, y, w, h))
+    except ValueError:
+        return default_frame(extent, Extent(512, 512))
+
+
+def _int(element, key: str, default: int) -> int:
+    try:
+        value = int(float(element.get(key, default)))
+    except (TypeError, ValueError):
+        return default
+    return max(-MAX_EXTENT * 4, min(MAX_EXTENT * 4, value))
+
+
+def _opacity(element) -> float:
+    try:
+        value = float(element.get("opacity", 1.0))
+    except (TypeError, ValueError):
+        return 1.0
+    return min(1.0, max(0.0, value)) if value == value else 1.0

@@ -1,0 +1,311 @@
+"""CanvasDocument: compositing, strokes, layers, frame and canvas size, each undone exactly."""
+
+import numpy as np
+import pytest
+
+from desktop.core.brush import Brush
+from desktop.core.document import CanvasDocument, LayerNotEditable, snap_frame
+from desktop.core.geometry import Bounds, Extent, Point
+from desktop.core.history import History
+from desktop.core.layers import ImageLayer, MaskLayer
+
+
+def solid(h, w, rgba):
+    return np.broadcast_to(np.array(rgba, np.uint8), (h, w, 4)).copy()
+
+
+def state(doc):
+    """Everything a user could see or save, to compare before and after undo."""
+    return (
+        doc.extent, doc.frame, [(type(l), l.name, l.visible, l.opacity, l.locked, l.offset, l.pixels.copy())
+                                for l in doc.layers],
+        doc.composite().copy(),
+    )
+
+
+def assert_same(a, b):
+    assert a[0] == b[0] and a[1] == b[1] and len(a[2]) == len(b[2])
+    for x, y in zip(a[2], b[2]):
+        assert x[:6] == y[:6]
+        np.testing.assert_array_equal(x[6], y[6])
+    np.testing.assert_array_equal(a[3], b[3])
+
+
+def test_new_document_is_empty_with_a_paint_layer_and_a_mask():
+    doc = CanvasDocument.new(Extent(128, 96))
+    assert [type(l) for l in doc.layers] == [ImageLayer, MaskLayer]
+    assert doc.active is doc.layers[0]
+    assert doc.frame == Bounds(0, 0, 128, 96)
+    assert not doc.composite().any() and not doc.mask().any()
+    assert not doc.modified
+
+
+def test_composite_is_straight_alpha_over_with_opacity_and_visibility():
+    doc = CanvasDocument.new(Extent(64, 64))
+    doc.add_layer(ImageLayer(solid(64, 64, (200, 0, 0, 255)), "red"), 0)
+    blue = doc.add_layer(ImageLayer(solid(32, 32, (0, 0, 200, 255)), "blue", offset=Point(16, 16)))
+    doc.set_property(blue, "opacity", 0.5)
+    out = doc.composite()
+    assert tuple(out[0, 0]) == (200, 0, 0, 255)
+    r, g, b, a = out[20, 20]
+    assert a == 255 and abs(int(r) - 100) <= 1 and abs(int(b) - 100) <= 1
+    doc.set_property(blue, "visible", False)
+    assert tuple(doc.composite()[20, 20]) == (200, 0, 0, 255)
+
+
+def test_composite_only_recomputes_the_touched_rectangle():
+    doc = CanvasDocument.new(Extent(256, 256))
+    seen = []
+    doc.pixels_changed.connect(seen.append)
+    stroke = doc.begin_stroke(doc.layers[0], Brush(size=10, colour=(255, 255, 255)))
+    box = stroke.to(100, 100)
+    stroke.finish()
+    assert seen == [box] and box.width < 20 and box.height < 20
+    assert tuple(doc.composite()[100, 100]) == (255, 255, 255, 255)
+
+
+def test_a_stroke_is_one_undo_step_and_undo_restores_every_pixel():
+    doc = CanvasDocument.new(Extent(300, 200))
+    doc.add_layer(ImageLayer(np.random.default_rng(1).integers(0, 256, (200, 300, 4), dtype=np.uint8), "noise"), 0)
+    before = state(doc)
+    stroke = doc.begin_stroke(doc.layers[0], Brush(size=25, hardness=0.3, opacity=0.6, colour=(10, 200, 30)))
+    for x in range(20, 290, 7):
+        stroke.to(x, 100 + 60 * np.sin(x / 30))
+    stroke.finish()
+    after = state(doc)
+    assert doc.history.undo_label == "Brush stroke" and len(doc.history) == 2
+    assert doc.undo() == "Brush stroke"
+    assert_same(state(doc), before)
+    doc.redo()
+    assert_same(state(doc), after)
+
+
+def test_stroke_opacity_does_not_build_up_where_it_crosses_itself():
+    doc = CanvasDocument.new(Extent(100, 100))
+    layer = doc.layers[0]
+    stroke = doc.begin_stroke(layer, Brush(size=20, hardness=1.0, opacity=0.5, colour=(255, 0, 0)))
+    for x, y in [(10, 50), (90, 50), (50, 10), (50, 90)]:
+        stroke.to(x, y)
+    stroke.finish()
+    assert layer.pixels[50, 50, 3] == layer.pixels[50, 20, 3] == 128
+
+
+def test_mask_brush_and_eraser():
+    doc = CanvasDocument.new(Extent(100, 100))
+    mask = doc.target_mask()
+    stroke = doc.begin_stroke(mask, Brush(size=30, hardness=1.0))
+    stroke.to(50, 50)
+    stroke.finish()
+    assert doc.mask()[50, 50] == 255 and doc.mask()[50, 80] == 0
+    assert not doc.composite().any(), "masks are never composited into the picture"
+    stroke = doc.begin_stroke(mask, Brush(size=10, hardness=1.0, erase=True))
+    stroke.to(50, 50)
+    stroke.finish()
+    assert doc.mask()[50, 50] == 0 and doc.mask()[50, 60] == 255
+    doc.undo()
+    assert doc.mask()[50, 50] == 255
+
+
+def test_hardness_softens_the_edge():
+    hard, soft = CanvasDocument.new(Extent(64, 64)), CanvasDocument.new(Extent(64, 64))
+    for doc, hardness in ((hard, 1.0), (soft, 0.0)):
+        s = doc.begin_stroke(doc.layers[0], Brush(size=40, hardness=hardness, colour=(255, 255, 255)))
+        s.to(32, 32)
+        s.finish()
+    assert hard.layers[0].pixels[32, 45, 3] == 255
+    assert 0 < soft.layers[0].pixels[32, 45, 3] < 128
+
+
+def test_painting_a_locked_or_hidden_layer_is_refused():
+    doc = CanvasDocument.new(Extent(64, 64))
+    layer = doc.layers[0]
+    doc.set_property(layer, "locked", True)
+    with pytest.raises(LayerNotEditable, match="locked"):
+        doc.begin_stroke(layer, Brush())
+    doc.set_property(layer, "locked", False)
+    doc.set_property(layer, "visible", False)
+    with pytest.raises(LayerNotEditable, match="hidden"):
+        doc.begin_stroke(layer, Brush())
+
+
+def test_a_small_layer_grows_to_take_a_stroke_anywhere_on_the_canvas():
+    doc = CanvasDocument.new(Extent(200, 200))
+    small = doc.add_layer(ImageLayer(solid(64, 64, (0, 255, 0, 255)), "result", offset=Point(64, 64)))
+    before = state(doc)
+    stroke = doc.begin_stroke(small, Brush(size=10, hardness=1.0, colour=(255, 0, 0)))
+    stroke.to(10, 10)
+    stroke.finish()
+    assert small.bounds == Bounds(0, 0, 200, 200)
+    assert tuple(doc.composite()[10, 10]) == (255, 0, 0, 255)
+    doc.undo()
+    assert_same(state(doc), before)
+
+
+def test_layer_operations_undo_and_redo_in_order():
+    doc = CanvasDocument.new(Extent(64, 64))
+    doc.add_layer(ImageLayer(solid(64, 64, (50, 60, 70, 255)), "base"), 0)
+    start = state(doc)
+    top = doc.new_layer()
+    doc.set_property(top, "name", "  ink   layer ")
+    s = doc.begin_stroke(top, Brush(size=8, colour=(255, 255, 255)))
+    s.to(30, 30)
+    s.finish()
+    copy = doc.duplicate_layer(top)
+    doc.move_layer(copy, 0)
+    doc.set_property(copy, "offset", (5, 7))
+    doc.set_property(top, "opacity", 0.25)
+    doc.new_layer("mask")
+    doc.remove_layer(doc.layers[1])
+    end = state(doc)
+    assert top.name == "ink layer" and copy.name == "ink layer copy"
+    steps = 0
+    while doc.undo():
+        steps += 1
+    assert steps == 10  # the nine edits above and the layer added before them
+    doc.redo()
+    assert_same(state(doc), start)
+    while doc.redo():
+        pass
+    assert_same(state(doc), end)
+
+
+def test_set_property_does_nothing_when_unchanged_and_validates():
+    doc = CanvasDocument.new(Extent(64, 64))
+    layer = doc.layers[0]
+    calls = []
+    doc.layers_changed.connect(lambda: calls.append(1))
+    doc.set_property(layer, "opacity", 1.0)
+    assert calls == [] and len(doc.history) == 0
+    doc.set_property(layer, "opacity", 7)
+    assert layer.opacity == 1.0
+    with pytest.raises(ValueError):
+        doc.set_property(layer, "name", "   ")
+    with pytest.raises(ValueError):
+        doc.set_property(layer, "colour", 3)
+
+
+def test_merge_down_bakes_opacity_and_undoes():
+    doc = CanvasDocument.new(Extent(64, 64))
+    base = doc.add_layer(ImageLayer(solid(64, 64, (0, 0, 0, 255)), "base"), 0)
+    top = doc.add_layer(ImageLayer(solid(16, 16, (255, 255, 255, 255)), "top", offset=Point(80, 0)), 1)
+    doc.set_property(top, "offset", (8, 8))
+    doc.set_property(top, "opacity", 0.5)
+    seen = doc.composite().copy()
+    before = state(doc)
+    merged = doc.merge_down(top)
+    assert merged is base and top not in doc.layers and base.opacity == 1.0
+    np.testing.assert_array_equal(doc.composite(), seen)
+    doc.undo()
+    assert_same(state(doc), before)
+    with pytest.raises(LayerNotEditable):
+        doc.merge_down(doc.layers[0])
+
+
+def test_accepting_a_result_past_the_edge_grows_the_canvas_in_one_undo_step():
+    doc = CanvasDocument.new(Extent(128, 128))
+    doc.add_layer(ImageLayer(solid(128, 128, (9, 9, 9, 255)), "photo"), 0)
+    doc.set_frame(Bounds(-64, 64, 128, 128))
+    before = state(doc)
+    shifts = []
+    doc.extent_changed.connect(lambda extent, shift: shifts.append(shift))
+    layer = doc.accept_result(solid(128, 128, (1, 2, 3, 255))[..., :3], doc.frame, "Result")
+    assert doc.extent == Extent(192, 192) and shifts == [Point(64, 0)]
+    assert doc.frame == Bounds(0, 64, 128, 128) and layer.offset == Point(0, 64)
+    assert tuple(doc.composite()[0, 100]) == (9, 9, 9, 255), "the old picture moved right by 64"
+    assert tuple(doc.composite()[100, 10]) == (1, 2, 3, 255)
+    assert doc.undo() == "Accept result"
+    assert_same(state(doc), before)
+
+
+def test_resize_canvas_keeps_layer_pixels_past_the_edge():
+    doc = CanvasDocument.new(Extent(100, 100))
+    doc.add_layer(ImageLayer(solid(100, 100, (5, 5, 5, 255)), "p"), 0)
+    doc.resize_canvas(-20, 0, 0, 0)
+    assert doc.extent == Extent(80, 100) and doc.layers[0].offset == Point(-20, 0)
+    doc.resize_canvas(20, 0, 0, 0)
+    assert tuple(doc.composite()[0, 0]) == (5, 5, 5, 255)
+    with pytest.raises(ValueError):
+        doc.resize_canvas(-100, 0, 0, 0)
+
+
+def test_frame_must_be_multiples_of_8_and_snaps():
+    doc = CanvasDocument.new(Extent(100, 100))
+    with pytest.raises(ValueError):
+        doc.set_frame(Bounds(3, 0, 64, 64))
+    with pytest.raises(ValueError):
+        doc.set_frame(Bounds(0, 0, 32, 64))
+    assert snap_frame(Bounds(3, -5, 30, 5000)) == Bounds(0, -8, 64, 4096)
+    doc.set_frame(Bounds(-16, 8, 512, 64))
+    doc.undo()
+    assert doc.frame == Bounds(0, 0, 96, 96)
+
+
+def test_history_is_bounded_by_memory_and_a_new_edit_clears_redo():
+    doc = CanvasDocument(Extent(256, 256), max_history_bytes=1_700_000)
+    doc.add_layer(ImageLayer.blank(Extent(256, 256), "a"))
+    for i in range(12):
+        s = doc.begin_stroke(doc.layers[0], Brush(size=60, colour=(i, i, i)))
+        s.to(128, 128)
+        s.finish()
+    assert doc.history.nbytes <= 1_700_000 and len(doc.history) == 3  # 512 KiB a stroke
+    doc.undo()
+    assert doc.history.redo_label
+    s = doc.begin_stroke(doc.layers[0], Brush())
+    s.to(5, 5)
+    s.finish()
+    assert doc.history.redo_label is None
+
+
+def test_modified_follows_undo_back_to_the_saved_state():
+    doc = CanvasDocument.new(Extent(64, 64))
+    assert not doc.modified
+    doc.new_layer()
+    assert doc.modified
+    doc.history.mark_clean()
+    assert not doc.modified
+    doc.undo()
+    assert doc.modified
+    doc.redo()
+    assert not doc.modified
+
+
+def test_snapshot_is_a_still_picture_while_painting_goes_on():
+    doc = CanvasDocument.new(Extent(64, 64))
+    s = doc.begin_stroke(doc.layers[0], Brush(size=10, colour=(255, 0, 0)))
+    s.to(10, 10)
+    s.finish()
+    snap = doc.snapshot()
+    frozen = snap.layers[0].pixels.copy()
+    s = doc.begin_stroke(doc.layers[0], Brush(size=10, colour=(0, 255, 0)))
+    s.to(40, 40)
+    s.finish()
+    doc.undo()
+    doc.undo()
+    np.testing.assert_array_equal(snap.layers[0].pixels, frozen)
+    again = CanvasDocument.from_snapshot(snap)
+    np.testing.assert_array_equal(again.composite(), snap.composite())
+    assert [l.name for l in again.layers] == ["Layer 1", "Mask"] and again.active is again.layers[0]
+
+
+def test_undo_after_a_snapshot_between_strokes_restores_exactly():
+    doc = CanvasDocument.new(Extent(64, 64))
+    base = doc.add_layer(ImageLayer(solid(64, 64, (0, 0, 0, 255)), "b"), 0)
+    top = doc.add_layer(ImageLayer(solid(64, 64, (0, 0, 0, 0)), "t"), 1)
+    doc.merge_down(top)
+    merged_state = state(doc)
+    s = doc.begin_stroke(base, Brush(size=10, colour=(255, 255, 255)))
+    s.to(20, 20)
+    s.finish()
+    doc.snapshot()
+    s = doc.begin_stroke(base, Brush(size=10, colour=(255, 0, 255)))
+    s.to(40, 40)
+    s.finish()
+    for _ in range(3):
+        doc.undo()
+    doc.redo()
+    assert_same(state(doc), merged_state)
+
+
+def test_history_alone_starts_clean():
+    history = History()
+    assert not history.modified and history.undo_label is None and history.nbytes == 0
