@@ -187,7 +187,10 @@ class CanvasDocument:
             self._set_active(layer)
 
     def add_layer(self, layer: Layer, index: int | None = None, label: str = "Add layer") -> Layer:
-        index = len(self.layers) if index is None else max(0, min(index, len(self.layers)))
+        """Add `layer` at `index` (default: just above the active layer) and make it active."""
+        if index is None:
+            index = self.index(self.active) + 1 if self.active is not None else len(self.layers)
+        index = max(0, min(index, len(self.layers)))
         self._insert_layer(layer, index)
         self._set_active(layer)
         self.history.push(edits.InsertLayer(label, layer, index))
@@ -197,9 +200,8 @@ class CanvasDocument:
         """A blank layer the size of the canvas, above the active one (masks go to the top)."""
         if kind == "mask":
             name = _unique_name(self, "Mask")
-            return self.add_layer(MaskLayer.blank(self.extent, name), label="New mask layer")
-        index = self.index(self.active) + 1 if self.active is not None else len(self.layers)
-        return self.add_layer(ImageLayer.blank(self.extent, _unique_name(self, "Layer")), index, "New layer")
+            return self.add_layer(MaskLayer.blank(self.extent, name), len(self.layers), "New mask layer")
+        return self.add_layer(ImageLayer.blank(self.extent, _unique_name(self, "Layer")), label="New layer")
 
     def remove_layer(self, layer: Layer) -> None:
         index = self.index(layer)
@@ -307,6 +309,11 @@ class CanvasDocument:
     def begin_stroke(self, layer: Layer, brush: Brush) -> StrokeSession:
         self._check_editable(layer)
         return StrokeSession(self, layer, brush)
+
+    def begin_move(self, layer: Layer) -> MoveSession:
+        if layer.locked:
+            raise LayerNotEditable(f"{layer.name} is locked. Unlock it in the Layers panel to move it.")
+        return MoveSession(self, layer)
 
     def undo(self) -> str | None:
         edit = self.history.undo(self)
@@ -439,6 +446,22 @@ class StrokeSession:
             return
         parts = [e for e in (self._grow, edit) if e is not None]
         self.doc.history.push(parts[0] if len(parts) == 1 else edits.Compound(parts[-1].label, parts))
+
+
+class MoveSession:
+    """Dragging a layer: the offset follows the pointer, one undo step at the end."""
+
+    def __init__(self, doc: CanvasDocument, layer: Layer):
+        self.doc, self.layer, self.start = doc, layer, layer.offset
+
+    def to(self, dx: int, dy: int) -> None:
+        offset = Point(self.start.x + int(dx), self.start.y + int(dy))
+        if offset != self.layer.offset:
+            self.doc._set_property(self.layer, "offset", offset)
+
+    def finish(self) -> None:
+        if self.layer.offset != self.start:
+            self.doc.history.push(edits.SetProperty("Move layer", self.layer, "offset", self.start, self.layer.offset))
 
 
 def _as_visible(layer: Layer, opacity: float | None = None) -> LayerData:

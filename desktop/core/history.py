@@ -201,9 +201,18 @@ class History:
     def __len__(self) -> int:
         return len(self._undo)
 
-    def mark_clean(self) -> None:
-        """The document was saved as it is now."""
-        self._clean = self._top()
+    def token(self) -> int | None:
+        """Names the current state, to mark it clean later (a save that ran in the background)."""
+        return self._top()
+
+    def mark_clean(self, token: int | None | str = "now") -> None:
+        """The document was saved as it is now (or as it was when `token()` returned `token`)."""
+        self._clean = self._top() if token == "now" else token
+        self.changed.emit()
+
+    def mark_modified(self) -> None:
+        """Nothing on disk matches this state (a document recovered from an autosave)."""
+        self._clean = -1
         self.changed.emit()
 
     @property

@@ -1,4 +1,10 @@
-"""The main window: prompt panel, the picture (live preview, then results), queue, status."""
+"""The main window: prompt panel, the canvas with its tools and layers, the queue and the status bar.
+
+Generate turns the prompt panel's values and what the canvas frame holds
+into one request (desktop/core/frame.py decides the mode); the worker runs
+it; the live preview is painted into the frame and the results are staged
+there, to accept as layers.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,13 @@ import threading
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QAction, QDesktopServices, QIcon, QImage, QKeySequence, QPixmap
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
+    QDockWidget,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
     QProgressBar,
     QPushButton,
@@ -23,16 +28,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import model_sources, paths
+from desktop.core import autosave, model_sources, paths
 from desktop.core import settings as settings_store
+from desktop.core.document import CanvasDocument
 from desktop.core.errors import InvalidRequest
+from desktop.core.frame import frame_mode
+from desktop.core.geometry import Bounds, Extent
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
-from .image_view import ImageView
+from .canvas.files import CanvasFiles
+from .canvas.generation import CanvasGeneration
+from .canvas.layers_panel import LayersPanel
+from .canvas.tool_bar import ToolBar
+from .canvas.tools import Tool, ToolState
+from .canvas.view import CanvasView
 from .models_dialog import ModelsDialog
-from .prompt_panel import PromptPanel
-from .qimage import to_qimage
+from .prompt_panel import MODE_TEXT, PromptPanel
 from .queue_view import QueueView
 from .settings_dialog import SettingsDialog
 from .theme import apply_theme
@@ -48,7 +60,7 @@ DEMO_NOTICE = (
 
 class MainWindow(QMainWindow):
     """Signals:
-    results_shown(list): [(image, seed, path)] of a finished job, after it is on screen.
+    results_shown(list): [(image, seed, path)] of a finished job, once staged on the canvas.
     models_scanned(list): internal; [(ref, label, family)] found by the background scan.
     """
 
@@ -65,6 +77,7 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._first_scan = True
         self.worker_model: str | None = None  # what the worker was last asked to load
+        self.doc: CanvasDocument | None = None
         self._build()
         self._connect()
         request = self._restored_request()
@@ -72,9 +85,12 @@ class MainWindow(QMainWindow):
         self.panel.batch_count.setValue(settings.batch_count)
         known = [] if settings.model == "demo" else [(settings.model, Path(settings.model).stem, "sd1")]
         self.panel.set_models([*known, ("demo", DEMO_LABEL, "sd1")], settings.model)
+        self.files.set_document(CanvasDocument.new(Extent(request.width, request.height)))
         self._scan_models()
         if settings.notice:
             self.statusBar().showMessage(settings.notice, 15_000)
+        if autosave.exists():
+            QTimer.singleShot(0, self.files.offer_restore)
 
     # -- layout ------------------------------------------------------------------------
 
@@ -102,17 +118,20 @@ class MainWindow(QMainWindow):
         )
         self.error_banner.clicked.connect(self.error_banner.hide)
         self.error_banner.hide()
-        self.view = ImageView()
-        self.results = QListWidget()
-        self.results.setViewMode(QListWidget.ViewMode.IconMode)
-        self.results.setFlow(QListWidget.Flow.LeftToRight)
-        self.results.setWrapping(False)
-        self.results.setIconSize(QSize(96, 96))
-        self.results.setFixedHeight(136)
-        self.results.setMovement(QListWidget.Movement.Static)
-        self.results.setToolTip("Pictures made in this session; click one to show it")
-        self.results.currentItemChanged.connect(self._show_result_item)
-        self.results.hide()  # until there is something to show
+
+        self.tools = ToolState(self)
+        self.canvas = CanvasView(self.tools)
+        self.tool_bar = ToolBar(self.tools)
+        self.generation = CanvasGeneration(self.canvas, self)
+        self.files = CanvasFiles(self, lambda: Extent(self.panel.width_box.value(), self.panel.height_box.value()))
+        self.layers = LayersPanel()
+        layers_dock = QDockWidget("Layers", self)
+        layers_dock.setObjectName("layersDock")
+        layers_dock.setWidget(self.layers)
+        layers_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                                | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        layers_dock.setMinimumWidth(230)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, layers_dock)
 
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the running generation (Esc)")
@@ -120,13 +139,16 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.cancel)
         self.queue = QueueView()
         self.queue.setMaximumHeight(130)
+        self._mode_timer = QTimer(self, singleShot=True, interval=120)
+        self._mode_timer.timeout.connect(self._update_mode)
 
         centre = QWidget()
         layout = QVBoxLayout(centre)
+        layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.demo_banner)
         layout.addWidget(self.error_banner)
-        layout.addWidget(self.view, 1)
-        layout.addWidget(self.results)
+        layout.addWidget(self.tool_bar)
+        layout.addWidget(self.canvas, 1)
         layout.addWidget(self.cancel_button, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(self.queue)
 
@@ -146,23 +168,62 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.device_label)
         self.statusBar().addPermanentWidget(self.progress)
         self._build_menus()
-        self.resize(1280, 860)
+        screen = QApplication.primaryScreen()
+        room = screen.availableGeometry().size() if screen else None
+        self.resize(min(1440, room.width() - 40) if room else 1440, min(920, room.height() - 60) if room else 920)
 
     def _build_menus(self) -> None:
-        file_menu = self.menuBar().addMenu("&File")
-        self._action(file_menu, "Open output folder", "Ctrl+Shift+O", lambda: self._open_folder(self.settings.output_path()))
-        file_menu.addSeparator()
-        settings_action = self._action(file_menu, "Settings...", "Ctrl+,", self.open_settings)
+        bar = self.menuBar()
+        menu = bar.addMenu("&File")
+        self._action(menu, "New", QKeySequence.StandardKey.New, self.files.new)
+        self._action(menu, "Open...", QKeySequence.StandardKey.Open, lambda: self.files.open())
+        self._action(menu, "Save", QKeySequence.StandardKey.Save, lambda: self.files.save())
+        self._action(menu, "Save as...", "Ctrl+Shift+S", lambda: self.files.save_as())
+        menu.addSeparator()
+        self._action(menu, "Import picture as layer...", "Ctrl+Shift+I", lambda: self.files.import_layer())
+        self._action(menu, "Export picture...", "Ctrl+Shift+E", lambda: self.files.export())
+        menu.addSeparator()
+        self._action(menu, "Open output folder", "Ctrl+Shift+O", lambda: self._open_folder(self.settings.output_path()))
+        settings_action = self._action(menu, "Settings...", "Ctrl+,", self.open_settings)
         settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
-        file_menu.addSeparator()
-        self._action(file_menu, "Quit", QKeySequence.StandardKey.Quit, self.close)
-        generate_menu = self.menuBar().addMenu("&Generate")
-        self.generate_action = self._action(generate_menu, "Generate", "Ctrl+Return", self.generate)
-        self.cancel_action = self._action(generate_menu, "Cancel", "Esc", self.cancel)
-        models_menu = self.menuBar().addMenu("&Models")
-        self._action(models_menu, "Manage models...", "Ctrl+M", self.open_models_dialog)
-        self._action(models_menu, "Open models folder", None, lambda: self._open_folder(paths.models_dir()))
-        self._action(models_menu, "Rescan models", "F5", self._scan_models)
+        menu.addSeparator()
+        self._action(menu, "Quit", QKeySequence.StandardKey.Quit, self.close)
+
+        menu = bar.addMenu("&Edit")
+        self.undo_action = self._action(menu, "Undo", QKeySequence.StandardKey.Undo, self.undo)
+        self.redo_action = self._action(menu, "Redo", QKeySequence.StandardKey.Redo, self.redo)
+        self.redo_action.setShortcuts([QKeySequence(QKeySequence.StandardKey.Redo), QKeySequence("Ctrl+Y")])
+        menu.addSeparator()
+        self._action(menu, "Paste as layer", QKeySequence.StandardKey.Paste, self.files.paste)
+
+        menu = bar.addMenu("&View")
+        self._action(menu, "Zoom in", QKeySequence.StandardKey.ZoomIn, self.canvas.zoom_in)
+        self._action(menu, "Zoom out", QKeySequence.StandardKey.ZoomOut, self.canvas.zoom_out)
+        self._action(menu, "Fit picture", "Ctrl+0", self.canvas.fit)
+        self._action(menu, "Actual pixels (100%)", "Ctrl+1", self.canvas.actual_size)
+
+        menu = bar.addMenu("&Layer")
+        self._action(menu, "New layer", "Ctrl+Shift+N", lambda: self.layers._new("image"))
+        self._action(menu, "New mask layer", None, lambda: self.layers._new("mask"))
+        self._action(menu, "Duplicate layer", "Ctrl+J", self.layers.duplicate)
+        self._action(menu, "Delete layer", None, self.layers.delete)
+        self._action(menu, "Merge down", "Ctrl+E", self.layers.merge_down)
+        self._action(menu, "Clear layer", "Shift+Del", self.clear_layer)
+
+        menu = bar.addMenu("&Tools")
+        for tool in Tool:
+            self._action(menu, tool.label, tool.shortcut, lambda _=False, t=tool: self.tools.set_tool(t))
+        menu.addSeparator()
+        self._action(menu, "Smaller brush", "[", lambda: self.tools.resize_brush(-1))
+        self._action(menu, "Larger brush", "]", lambda: self.tools.resize_brush(1))
+
+        menu = bar.addMenu("&Generate")
+        self.generate_action = self._action(menu, "Generate", "Ctrl+Return", self.generate)
+        self.cancel_action = self._action(menu, "Cancel", "Esc", self.cancel)
+        menu = bar.addMenu("&Models")
+        self._action(menu, "Manage models...", "Ctrl+M", self.open_models_dialog)
+        self._action(menu, "Open models folder", None, lambda: self._open_folder(paths.models_dir()))
+        self._action(menu, "Rescan models", "F5", self._scan_models)
 
     def _action(self, menu, text, shortcut, slot) -> QAction:
         action = QAction(text, self)
@@ -176,8 +237,21 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         self.panel.generate_requested.connect(self.generate)
         self.panel.model_changed.connect(self._model_changed)
-        self.queue.remove_requested.connect(self.worker.remove)
+        self.panel.size_changed.connect(self._panel_size_changed)
+        self.queue.remove_requested.connect(self._remove_job)
         self.models_scanned.connect(self._models_found)
+        self.files.document_changed.connect(self._document_changed)
+        self.files.title_changed.connect(lambda name: self.setWindowTitle(f"{name} — Sfumato"))
+        self.files.error.connect(self.show_error)
+        self.files.status.connect(lambda text: self.statusBar().showMessage(text, 8_000))
+        self.canvas.message.connect(lambda text: self.statusBar().showMessage(text, 8_000))
+        self.canvas.zoom_changed.connect(self.tool_bar.set_zoom)
+        self.canvas.files_dropped.connect(self.files.drop_files)
+        self.canvas.image_dropped.connect(self.files.drop_image)
+        self.tool_bar.fit_requested.connect(self.canvas.fit)
+        self.tool_bar.actual_size_requested.connect(self.canvas.actual_size)
+        self.layers.message.connect(lambda text: self.statusBar().showMessage(text, 8_000))
+        self.generation.accepted.connect(lambda _layer: self.files.autosave_now())
         w = self.worker
         w.status.connect(self._status)
         w.device_ready.connect(lambda text: self.device_label.setText(f"Device: {text}"))
@@ -189,6 +263,67 @@ class MainWindow(QMainWindow):
         w.job_failed.connect(self._job_failed)
         w.job_cancelled.connect(self._job_cancelled)
         w.save_failed.connect(lambda job_id, message: self.show_error(message))
+
+    # -- the document ----------------------------------------------------------------------
+
+    @Slot(object)
+    def _document_changed(self, doc: CanvasDocument) -> None:
+        if self.doc is not None:
+            for event in (self.doc.pixels_changed, self.doc.layers_changed, self.doc.frame_changed):
+                event.disconnect(self._schedule_mode)
+            self.doc.frame_changed.disconnect(self._frame_changed)
+            self.doc.history.changed.disconnect(self._history_changed)
+        self.doc = doc
+        self.canvas.set_document(doc)
+        self.layers.set_document(doc)
+        self.generation.set_document(doc)
+        for event in (doc.pixels_changed, doc.layers_changed, doc.frame_changed):
+            event.connect(self._schedule_mode)
+        doc.frame_changed.connect(self._frame_changed)
+        doc.history.changed.connect(self._history_changed)
+        self._frame_changed(doc.frame)
+        self._history_changed()
+        self._update_mode()
+
+    def _schedule_mode(self, *_args) -> None:
+        self._mode_timer.start()
+
+    def _update_mode(self) -> None:
+        mode = frame_mode(self.doc)
+        self.panel.set_mode(mode)
+        self.canvas.set_frame_caption(MODE_TEXT[mode][0])
+
+    def _frame_changed(self, frame: Bounds) -> None:
+        self.panel.set_size(frame.width, frame.height)
+
+    @Slot(int, int)
+    def _panel_size_changed(self, width: int, height: int) -> None:
+        if self.doc is None:  # restoring the panel at start-up, before the first document
+            return
+        frame = self.doc.frame
+        if (width, height) != (frame.width, frame.height):
+            self.doc.set_frame(Bounds(frame.x, frame.y, width, height))
+
+    def _history_changed(self) -> None:
+        history = self.doc.history
+        for action, label, verb in ((self.undo_action, history.undo_label, "Undo"),
+                                    (self.redo_action, history.redo_label, "Redo")):
+            action.setEnabled(label is not None)
+            action.setText(f"{verb} {label.lower()}" if label else verb)
+
+    def undo(self) -> None:
+        label = self.doc.undo()
+        if label:
+            self.statusBar().showMessage(f"Undone: {label}", 4_000)
+
+    def redo(self) -> None:
+        label = self.doc.redo()
+        if label:
+            self.statusBar().showMessage(f"Redone: {label}", 4_000)
+
+    def clear_layer(self) -> None:
+        if self.doc.active is not None:
+            self.layers._run(lambda: self.doc.clear_layer(self.doc.active))
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -256,23 +391,35 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def generate(self) -> list[int]:
-        request = self.panel.request()
+        """Queue what the frame holds with the panel's values (batch count times); returns the job ids."""
+        request = self.generation.request(self.panel.request())
         try:
             request.validate()
         except InvalidRequest as error:
             self.show_error(f"Cannot generate: {error}")
             return []
         self.error_banner.hide()
-        self._remember(request)
+        self._remember(self.panel.request())
         runs = range(self.panel.batch_count.value())
         if request.seed == -1:
-            return [self.worker.submit(request) for _ in runs]
-        step = request.batch_size  # a fixed seed continues: run 2 starts where run 1's batch ended
-        return [self.worker.submit(request.replace(seed=(request.seed + i * step) % 2**32)) for i in runs]
+            requests = [request for _ in runs]
+        else:  # a fixed seed continues: run 2 starts where run 1's batch ended
+            requests = [request.replace(seed=(request.seed + i * request.batch_size) % 2**32) for i in runs]
+        jobs = []
+        for each in requests:
+            job_id = self.worker.submit(each)
+            self.generation.submitted(job_id, each)
+            jobs.append(job_id)
+        return jobs
 
     @Slot()
     def cancel(self) -> None:
         self.worker.cancel()
+
+    @Slot(int)
+    def _remove_job(self, job_id: int) -> None:
+        if self.worker.remove(job_id):
+            self.generation.ended(job_id)
 
     def _remember(self, request: GenerationRequest) -> None:
         self.settings.last_request = request.replace(model="demo").to_dict()
@@ -316,61 +463,36 @@ class MainWindow(QMainWindow):
                 text += f" · {rate} · ETA {per_step * (total - index):.0f} s"
         self.progress.setFormat(text)
         if preview is not None:
-            self.view.set_image(to_qimage(preview), f"Preview · step {index}/{total}")
+            self.generation.preview(job_id, preview)
 
     @Slot(int, list)
     def _job_finished(self, job_id: int, saved: list) -> None:
         self._job_done("Done")
-        for image, seed, path in saved:
-            qimage = to_qimage(image)
-            thumb = qimage.scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
-            item = QListWidgetItem(QIcon(QPixmap.fromImage(thumb)), str(seed))
-            # Saved pictures are reloaded from disk when clicked; only unsaved ones stay in memory.
-            item.setData(Qt.ItemDataRole.UserRole, (None if path else qimage, seed, path))
-            item.setToolTip(f"Seed {seed}\n{path or 'not saved'}")
-            self.results.insertItem(0, item)
+        self.generation.finished(job_id, saved)
+        for _image, seed, _path in saved:
             self.panel.remember_seed(seed)
-        if saved:
-            self.results.show()
-            self.view.set_image(to_qimage(saved[0][0]), self._caption(saved[0][1], saved[0][2]))
-            self.results.blockSignals(True)
-            self.results.setCurrentRow(len(saved) - 1)
-            self.results.blockSignals(False)
         self.results_shown.emit(saved)
 
     @Slot(int, str)
     def _job_failed(self, job_id: int, message: str) -> None:
+        self.generation.ended(job_id)
         self._job_done("Failed")
         self.show_error(message)
 
     def show_error(self, message: str) -> None:
-        """Say what went wrong above the picture, without a modal box; a click dismisses it."""
+        """Say what went wrong above the canvas, without a modal box; a click dismisses it."""
         self.error_banner.setText(message)
         self.error_banner.show()
         self.statusBar().showMessage(message, 10_000)
 
     @Slot(int)
     def _job_cancelled(self, job_id: int) -> None:
+        self.generation.ended(job_id)
         self._job_done("Cancelled")
 
     def _job_done(self, text: str) -> None:
         self.cancel_button.setEnabled(bool(self.worker.pending()))
         self.progress.setFormat(text)
-
-    def _show_result_item(self, item: QListWidgetItem | None, _previous=None) -> None:
-        if item is None:
-            return
-        qimage, seed, path = item.data(Qt.ItemDataRole.UserRole)
-        if qimage is None:
-            qimage = QImage(str(path))
-            if qimage.isNull():
-                self.show_error(f"{Path(path).name} can no longer be read; it may have been moved or deleted.")
-                return
-        self.view.set_image(qimage, self._caption(seed, path))
-
-    @staticmethod
-    def _caption(seed: int, path) -> str:
-        return f"Seed {seed} · {Path(path).name}" if path else f"Seed {seed} · not saved"
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self)
@@ -392,8 +514,12 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         if not self._closing:
+            if not self.files.confirm_discard("close Sfumato"):
+                event.ignore()
+                return
             self._closing = True
             self._remember(self.panel.request())
+            self.files.closing()
         if not self.worker.shutdown(timeout_ms=3000):
             # A step, a VAE decode or a model load is still finishing: close when the thread ends.
             self.statusBar().showMessage("Stopping: finishing the current step...")

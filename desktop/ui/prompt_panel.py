@@ -6,6 +6,7 @@ used to restore the last session and to reuse parameters).
 Signals:
     generate_requested(): the user pressed Generate (or Ctrl+Enter in a prompt).
     model_changed(str): another model was picked.
+    size_changed(int, int): the user changed the width or height (the canvas frame follows).
 """
 
 from __future__ import annotations
@@ -28,7 +29,18 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.geometry import multiple_of_8
-from desktop.core.request import MAX_BATCH, MAX_CFG, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, GenerationRequest, Mode
+from desktop.core.request import (
+    MAX_BATCH,
+    MAX_CFG,
+    MAX_SEED,
+    MAX_SIZE,
+    MAX_STEPS,
+    MIN_SIZE,
+    GenerationRequest,
+    InpaintArea,
+    MaskedContent,
+    Mode,
+)
 from desktop.core.samplers import AUTOMATIC, SAMPLERS, SCHEDULES
 
 #: Sizes that suit each family (what it was trained at, and common aspect ratios).
@@ -82,9 +94,19 @@ class PromptEdit(QPlainTextEdit):
         super().keyPressEvent(event)
 
 
+#: What each mode does, shown above the Generate button (the canvas frame decides the mode).
+MODE_TEXT = {
+    Mode.TXT2IMG: ("Text to image", "The frame is empty: a new picture is made in it."),
+    Mode.IMG2IMG: ("Image to image", "The frame's picture is repainted; Strength says how much."),
+    Mode.INPAINT: ("Inpaint", "Only the masked part of the frame is repainted."),
+    Mode.OUTPAINT: ("Outpaint", "The empty part of the frame is filled, blending into the picture."),
+}
+
+
 class PromptPanel(QWidget):
     generate_requested = Signal()
     model_changed = Signal(str)
+    size_changed = Signal(int, int)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -137,8 +159,12 @@ class PromptPanel(QWidget):
         QShortcut(QKeySequence("Ctrl+Shift+R"), self, activated=self.reuse_seed.click)
 
         self.width_box, self.height_box = SizeSpinBox(), SizeSpinBox()
+        self.width_box.setToolTip("Width of the generation frame on the canvas")
+        self.height_box.setToolTip("Height of the generation frame on the canvas")
         self.width_box.valueChanged.connect(lambda v: self._keep_aspect(self.width_box, v))
         self.height_box.valueChanged.connect(lambda v: self._keep_aspect(self.height_box, v))
+        for box in (self.width_box, self.height_box):
+            box.valueChanged.connect(self._size_edited)
         self.aspect_lock = QCheckBox("Lock")
         self.aspect_lock.setToolTip("Keep the aspect ratio when changing width or height")
         self._aspect = 1.0
@@ -160,6 +186,42 @@ class PromptPanel(QWidget):
         self.strength.setDecimals(2)
         self.strength.setToolTip("Denoising strength: how much of an input image to repaint (img2img, inpaint)")
         self.strength_label = QLabel("Strength")
+
+        self.mask_blur = QSpinBox()
+        self.mask_blur.setRange(0, 64)
+        self.mask_blur.setSuffix(" px")
+        self.mask_blur.setToolTip("Soften the mask's edge by this many pixels so the repainted part blends in")
+        self.masked_content = QComboBox()
+        for content, tip in ((MaskedContent.ORIGINAL, "Start from what is there"),
+                             (MaskedContent.FILL, "Start from colours spread in from around the mask"),
+                             (MaskedContent.LATENT_NOISE, "Start from noise: ignore what is there")):
+            self.masked_content.addItem(content.value.capitalize(), content)
+            self.masked_content.setItemData(self.masked_content.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.masked_content.setToolTip("What the masked area starts from")
+        self.inpaint_area = QComboBox()
+        self.inpaint_area.addItem("Whole frame", InpaintArea.WHOLE)
+        self.inpaint_area.addItem("Only masked", InpaintArea.ONLY_MASKED)
+        self.inpaint_area.setToolTip("Only masked: generate at full size around the mask alone, for more detail")
+        self.inpaint_padding = QSpinBox()
+        self.inpaint_padding.setRange(0, 256)
+        self.inpaint_padding.setSuffix(" px")
+        self.inpaint_padding.setToolTip("Only masked: how much of the surroundings the model sees around the mask")
+        self.inpaint_area.currentIndexChanged.connect(
+            lambda: self.inpaint_padding.setEnabled(self.inpaint_area.currentData() == InpaintArea.ONLY_MASKED))
+        self.inpaint_box = QWidget()
+        inpaint_form = QFormLayout(self.inpaint_box)
+        inpaint_form.setContentsMargins(0, 0, 0, 0)
+        inpaint_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        inpaint_form.addRow("Mask blur", self.mask_blur)
+        inpaint_form.addRow("Masked content", self.masked_content)
+        inpaint_form.addRow("Inpaint area", self.inpaint_area)
+        inpaint_form.addRow("Padding", self.inpaint_padding)
+
+        self.mode_label = QLabel()
+        self.mode_label.setObjectName("modeLabel")
+        self.mode_label.setWordWrap(True)
+        self.mode_label.setStyleSheet("#modeLabel { padding: 4px; border-radius: 4px;"
+                                      " background: palette(alternate-base); }")
 
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("generate")
@@ -193,6 +255,8 @@ class PromptPanel(QWidget):
         layout.addWidget(QLabel("Negative prompt"))
         layout.addWidget(self.negative, 1)
         layout.addLayout(form)
+        layout.addWidget(self.inpaint_box)
+        layout.addWidget(self.mode_label)
         layout.addWidget(self.generate_button)
         self.set_request(GenerationRequest())
         self.set_mode(Mode.TXT2IMG)
@@ -241,9 +305,30 @@ class PromptPanel(QWidget):
     # -- values -------------------------------------------------------------------------
 
     def set_mode(self, mode: Mode) -> None:
+        """Show what Generate will do; only the settings that apply to it can be changed."""
+        self.mode = mode
         uses_strength = mode in (Mode.IMG2IMG, Mode.INPAINT)
         self.strength.setEnabled(uses_strength)
         self.strength_label.setEnabled(uses_strength)
+        self.inpaint_box.setVisible(mode in (Mode.INPAINT, Mode.OUTPAINT))
+        for widget in (self.masked_content, self.inpaint_area, self.inpaint_padding):
+            widget.setEnabled(mode is Mode.INPAINT)
+        self.inpaint_padding.setEnabled(mode is Mode.INPAINT and self.inpaint_area.currentData() == InpaintArea.ONLY_MASKED)
+        title, text = MODE_TEXT[mode]
+        self.mode_label.setText(f"<b>{title}</b>: {text}")
+
+    def set_size(self, width: int, height: int) -> None:
+        """Show the frame's size (without emitting size_changed, and without the aspect lock)."""
+        locked = self.aspect_lock.isChecked()
+        self.aspect_lock.setChecked(False)
+        for box, value in ((self.width_box, width), (self.height_box, height)):
+            box.blockSignals(True)
+            box.setValue(value)
+            box.blockSignals(False)
+        self.aspect_lock.setChecked(locked)
+
+    def _size_edited(self, _value: int) -> None:
+        self.size_changed.emit(self.width_box.value(), self.height_box.value())
 
     def request(self) -> GenerationRequest:
         return GenerationRequest(
@@ -259,6 +344,10 @@ class PromptPanel(QWidget):
             height=self.height_box.value(),
             batch_size=self.batch_size.value(),
             strength=self.strength.value(),
+            mask_blur=self.mask_blur.value(),
+            masked_content=MaskedContent(self.masked_content.currentData()),  # Qt hands str-enums back as str
+            inpaint_area=InpaintArea(self.inpaint_area.currentData()),
+            inpaint_padding=self.inpaint_padding.value(),
         )
 
     def set_request(self, request: GenerationRequest) -> None:
@@ -277,6 +366,10 @@ class PromptPanel(QWidget):
         self.aspect_lock.setChecked(locked)
         self.batch_size.setValue(request.batch_size)
         self.strength.setValue(request.strength)
+        self.mask_blur.setValue(min(request.mask_blur, self.mask_blur.maximum()))
+        self.masked_content.setCurrentIndex(max(0, self.masked_content.findData(request.masked_content)))
+        self.inpaint_area.setCurrentIndex(max(0, self.inpaint_area.findData(request.inpaint_area)))
+        self.inpaint_padding.setValue(min(request.inpaint_padding, self.inpaint_padding.maximum()))
 
     def remember_seed(self, seed: int) -> None:
         self.last_seed = seed

@@ -26,3 +26,12 @@ def from_qimage(image: QImage, alpha: bool = True) -> np.ndarray:
     h, w = converted.height(), converted.width()
     rows = np.frombuffer(converted.constBits(), np.uint8, count=converted.bytesPerLine() * h)
     return rows.reshape(h, converted.bytesPerLine())[:, : w * channels].reshape(h, w, channels).copy()
+
+
+def overlay_qimage(mask: np.ndarray, rgb: tuple[int, int, int], opacity: float) -> QImage:
+    """A mask (HxW uint8) as a translucent colour overlay: alpha = mask x opacity."""
+    h, w = mask.shape
+    pixels = np.empty((h, w, 4), np.uint8)
+    pixels[..., :3] = rgb
+    pixels[..., 3] = (mask.astype(np.uint16) * int(opacity * 256) >> 8).astype(np.uint8)
+    return to_qimage(pixels)

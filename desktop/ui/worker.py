@@ -240,6 +240,9 @@ class _Runner(_WorkerSignals):
                 path = None
                 problem = (f"The pictures could not be saved to {settings.output_path()}: {error.strerror or error}. "
                            "Check that the folder exists and the disk is not full (File > Settings sets the folder).")
+            except Exception as error:  # noqa: BLE001 - a bug in the metadata must not lose the pictures
+                path = None
+                problem = f"The pictures could not be saved ({type(error).__name__}: {error}); they are still shown."
             saved.append((r.image, r.seed, path))
         return saved, problem
 

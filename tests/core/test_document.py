@@ -309,3 +309,18 @@ def test_undo_after_a_snapshot_between_strokes_restores_exactly():
 def test_history_alone_starts_clean():
     history = History()
     assert not history.modified and history.undo_label is None and history.nbytes == 0
+
+
+def test_dragging_a_layer_is_one_undo_step():
+    doc = CanvasDocument.new(Extent(64, 64))
+    layer = doc.add_layer(ImageLayer(solid(8, 8, (255, 0, 0, 255)), "dot"))
+    move = doc.begin_move(layer)
+    for d in range(1, 20):
+        move.to(d, d // 2)
+    move.finish()
+    assert layer.offset == Point(19, 9) and tuple(doc.composite()[9, 19]) == (255, 0, 0, 255)
+    assert doc.undo() == "Move layer" and layer.offset == Point(0, 0)
+    assert not doc.composite()[9, 19].any()
+    doc.set_property(layer, "locked", True)
+    with pytest.raises(LayerNotEditable):
+        doc.begin_move(layer)

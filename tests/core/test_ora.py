@@ -61,7 +61,7 @@ def test_the_file_follows_the_openraster_layout(tmp_path):
         assert root.get("version")
         stack = root.find("stack")
         layers = stack.findall("layer")
-        assert [l.get("name") for l in layers] == ["pätch <&>", "Mask", "Layer 1", "noise"], "topmost first"
+        assert [l.get("name") for l in layers] == ["Mask", "Layer 1", "pätch <&>", "noise"], "topmost first"
         for layer in layers:
             assert layer.get("src") in archive.namelist()
             assert layer.get("visibility") in ("visible", "hidden")
@@ -69,7 +69,7 @@ def test_the_file_follows_the_openraster_layout(tmp_path):
             assert layer.get("composite-op") == "svg:src-over"
             int(layer.get("x")), int(layer.get("y"))
             assert Image.open(io.BytesIO(archive.read(layer.get("src")))).format == "PNG"
-        assert layers[1].get("visibility") == "hidden", "masks are hidden for other programs"
+        assert layers[0].get("visibility") == "hidden", "masks are hidden for other programs"
         assert [l.get("selected") for l in layers].count("true") == 1
         merged = Image.open(io.BytesIO(archive.read("mergedimage.png")))
         assert merged.size == (96, 80)

@@ -20,6 +20,8 @@ def make_window(qtbot, tiny_models):
         qtbot.addWidget(window)
         window.show()
         qtbot.waitExposed(window)
+        window.activateWindow()  # keys go to the focused widget, as for a person at the screen
+        qtbot.waitUntil(window.isActiveWindow, timeout=5000)
         window.start_engine()
         windows.append(window)
         return window
@@ -28,3 +30,18 @@ def make_window(qtbot, tiny_models):
     for window in windows:
         window.close()
         assert window.worker._thread.isFinished(), "the worker thread is still running after close"
+
+
+@pytest.fixture(autouse=True)
+def answer_dialogs(monkeypatch):
+    """Modal questions would wait forever offscreen: unsaved changes are discarded, autosaves not restored.
+
+    Tests that want another answer set `answers[...]`.
+    """
+    from desktop.ui.canvas.files import CanvasFiles
+
+    answers = {"save_changes": "discard", "restore": False, "path": None}
+    monkeypatch.setattr(CanvasFiles, "ask_save_changes", lambda self, action: answers["save_changes"])
+    monkeypatch.setattr(CanvasFiles, "ask_restore", lambda self, when: answers["restore"])
+    monkeypatch.setattr(CanvasFiles, "choose_path", lambda self, purpose: answers["path"])
+    return answers

@@ -31,8 +31,9 @@ def test_ctrl_enter_generates_with_previews_and_saves(make_window, qtbot):
     assert window.panel.prompt.toPlainText() == "a lighthouse, dusk"  # Ctrl+Enter added no line
     assert previews == [(i, 4, True) for i in range(1, 5)]
     (image, seed, path), = shown.args[0]
-    assert seed == 3 and window.results.count() == 1
-    assert window.view.image() is not None and window.view.image().width() == 64
+    assert seed == 3 and len(window.generation.staged) == 1
+    staged, frame = window.canvas.picture("staged")
+    assert staged.width() == 64 and (frame.width, frame.height) == (64, 64)
     info = parse_infotext(Image.open(path).text["parameters"])
     assert info.prompt == "a lighthouse, dusk" and info.params["Seed"] == "3"
     assert window.progress.text().startswith("Done") or window.progress.format() == "Done"
@@ -219,7 +220,7 @@ def test_a_failed_save_keeps_the_pictures_and_says_why(make_window, qtbot, tmp_p
         window.generate()
     (image, seed, path), = shown.args[0]
     assert path is None and image.shape == (64, 64, 3)
-    assert window.view.image() is not None and window.results.count() == 1
+    assert window.canvas.picture("staged") is not None and len(window.generation.staged) == 1
     qtbot.waitUntil(window.error_banner.isVisible, timeout=TIMEOUT)
     assert "could not be saved" in window.error_banner.text() and "disk is not full" in window.error_banner.text()
 

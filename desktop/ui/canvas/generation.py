@@ -1,0 +1,154 @@
+"""CanvasGeneration: generations as seen on the canvas.
+
+Each job remembers the frame it was asked for; its live preview is painted
+there, and its results are staged there (a strip to step through, accept or
+discard). Accepting makes the result a new layer, growing the canvas when
+the frame reached past it: one undo step. If the canvas grows to the left or
+top meanwhile, the waiting frames move with the picture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtCore import Qt
+
+from desktop.core.document import CanvasDocument
+from desktop.core.frame import frame_request
+from desktop.core.geometry import Bounds, Extent, Point
+from desktop.core.layers import Layer
+from desktop.core.request import GenerationRequest
+
+from ..qimage import to_qimage
+from .staging import StagingBar
+from .view import CanvasView
+
+
+@dataclass(frozen=True)
+class StagedResult:
+    image: np.ndarray  # HxWx3 uint8, the frame's size
+    seed: int
+    path: Path | None
+    frame: Bounds
+    prompt: str
+
+
+class CanvasGeneration(QObject):
+    """Signals:
+    staging_changed(int): how many results wait on the canvas.
+    accepted(object): the Layer a result became.
+    """
+
+    staging_changed = Signal(int)
+    accepted = Signal(object)
+
+    def __init__(self, view: CanvasView, parent: QObject | None = None):
+        super().__init__(parent)
+        self.view = view
+        self.doc: CanvasDocument | None = None
+        self.bar = StagingBar(view)
+        self.staged: list[StagedResult] = []
+        self.current = 0
+        self._frames: dict[int, tuple[Bounds, str]] = {}  # job id -> (frame, prompt)
+        self.bar.step_requested.connect(self.step)
+        self.bar.accept_requested.connect(self.accept)
+        self.bar.discard_requested.connect(self.discard)
+        self.bar.discard_all_requested.connect(self.discard_all)
+        view.view_changed.connect(self._place_bar)
+        for keys, slot in ((("Return", "Enter"), self.accept), (("Delete",), self.discard),
+                           (("Left",), lambda: self.step(-1)), (("Right",), lambda: self.step(1))):
+            for key in keys:
+                shortcut = QShortcut(QKeySequence(key), view, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                shortcut.activated.connect(lambda s=slot: self.staged and s())
+
+    def set_document(self, doc: CanvasDocument) -> None:
+        if self.doc is not None:
+            self.doc.extent_changed.disconnect(self._extent_changed)
+        self.doc = doc
+        doc.extent_changed.connect(self._extent_changed)
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def request(self, base: GenerationRequest) -> GenerationRequest:
+        """The request for what the frame holds now (see desktop/core/frame.py)."""
+        return frame_request(self.doc, base)
+
+    def submitted(self, job_id: int, request: GenerationRequest) -> None:
+        self._frames[job_id] = (self.doc.frame, request.prompt)
+
+    def preview(self, job_id: int, image: np.ndarray) -> None:
+        if job_id in self._frames:
+            self.view.set_picture("preview", to_qimage(image), self._frames[job_id][0])
+
+    def ended(self, job_id: int) -> None:
+        """The job failed, was cancelled or removed: forget it and its preview."""
+        self._frames.pop(job_id, None)
+        self.view.set_picture("preview", None)
+
+    def finished(self, job_id: int, saved: list) -> None:
+        """Stage [(image, seed, path)] on the frame the job was asked for."""
+        frame, prompt = self._frames.pop(job_id, (self.doc.frame, ""))
+        self.view.set_picture("preview", None)
+        first_new = len(self.staged)
+        for image, seed, path in saved:
+            if image.shape[:2] != (frame.height, frame.width):
+                frame = Bounds(frame.x, frame.y, image.shape[1], image.shape[0])
+            self.staged.append(StagedResult(image, seed, Path(path) if path else None, frame, prompt))
+        if saved:
+            self._show(first_new)
+
+    # -- the staging strip -----------------------------------------------------------------------
+
+    def step(self, direction: int) -> None:
+        if self.staged:
+            self._show(max(0, min(len(self.staged) - 1, self.current + direction)))
+
+    def accept(self) -> Layer | None:
+        """The shown result becomes a new layer (one undo step); the other waiting results are dropped."""
+        if not self.staged:
+            return None
+        result = self.staged[self.current]
+        words = " ".join(result.prompt.split())
+        name = f"Seed {result.seed}" + (f": {words[:40]}" if words else "")
+        layer = self.doc.accept_result(result.image, result.frame, name)
+        self.staged.clear()
+        self._show(0)
+        self.accepted.emit(layer)
+        return layer
+
+    def discard(self) -> None:
+        if self.staged:
+            del self.staged[self.current]
+            self._show(min(self.current, len(self.staged) - 1))
+
+    def discard_all(self) -> None:
+        self.staged.clear()
+        self._show(0)
+
+    def _show(self, index: int) -> None:
+        self.current = max(0, index)
+        if self.staged:
+            result = self.staged[self.current]
+            self.view.set_picture("staged", to_qimage(result.image), result.frame)
+            self.bar.show_state(self.current, len(self.staged), result.seed)
+        else:
+            self.view.set_picture("staged", None)
+            self.bar.show_state(0, 0, None)
+        self._place_bar()
+        self.staging_changed.emit(len(self.staged))
+
+    def _place_bar(self) -> None:
+        if self.staged:
+            self.bar.place_under(self.view.widget_rect(self.staged[self.current].frame))
+
+    def _extent_changed(self, _extent: Extent, shift: Point) -> None:
+        if shift == (0, 0):
+            return
+        self.staged = [replace(r, frame=r.frame.translated(*shift)) for r in self.staged]
+        self._frames = {job: (frame.translated(*shift), prompt) for job, (frame, prompt) in self._frames.items()}
+        if self.staged:
+            self._show(self.current)

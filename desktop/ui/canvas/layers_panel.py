@@ -1,0 +1,317 @@
+"""The Layers panel: a thin Qt adapter over the document's layer list (row 0 is the topmost layer).
+
+Visibility is the row's check box, a double-click renames, a drag reorders;
+the buttons add, duplicate, delete, move, merge and lock; the slider sets
+the active layer's opacity. Every action is an undo step of the document.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QAbstractListModel, QByteArray, QMimeData, QModelIndex, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QSizePolicy,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.core.document import CanvasDocument, LayerNotEditable
+from desktop.core.layers import Layer, MaskLayer
+
+from ..qimage import to_qimage
+
+MIME = "application/x-sfumato-layer-row"
+THUMB = 36
+
+
+class LayersModel(QAbstractListModel):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.doc: CanvasDocument | None = None
+        self._thumbs: dict[int, QIcon] = {}
+        self._thumb_timer = QTimer(self, singleShot=True, interval=300)
+        self._thumb_timer.timeout.connect(self._refresh_thumbnails)
+
+    def set_document(self, doc: CanvasDocument) -> None:
+        if self.doc is not None:
+            self.doc.layers_changed.disconnect(self._reset)
+            self.doc.pixels_changed.disconnect(self._pixels_changed)
+        self.beginResetModel()
+        self.doc = doc
+        self._thumbs.clear()
+        self.endResetModel()
+        doc.layers_changed.connect(self._reset)
+        doc.pixels_changed.connect(self._pixels_changed)
+
+    def _reset(self) -> None:
+        self.beginResetModel()
+        self.endResetModel()
+
+    def _pixels_changed(self, _box) -> None:
+        self._thumb_timer.start()
+
+    def _refresh_thumbnails(self) -> None:
+        self._thumbs.clear()
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1), [Qt.ItemDataRole.DecorationRole])
+
+    def layer(self, row: int) -> Layer:
+        return self.doc.layers[len(self.doc.layers) - 1 - row]
+
+    def row(self, layer: Layer) -> int:
+        return len(self.doc.layers) - 1 - self.doc.index(layer)
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() or self.doc is None else len(self.doc.layers)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        layer = self.layer(index.row())
+        if role == Qt.ItemDataRole.DisplayRole:
+            extras = [f"{round(layer.opacity * 100)}%"] if layer.opacity < 1 else []
+            extras += ["locked"] if layer.locked else []
+            return layer.name + (f"  ({', '.join(extras)})" if extras else "")
+        if role == Qt.ItemDataRole.EditRole:
+            return layer.name
+        if role == Qt.ItemDataRole.CheckStateRole:
+            return Qt.CheckState.Checked if layer.visible else Qt.CheckState.Unchecked
+        if role == Qt.ItemDataRole.DecorationRole:
+            if layer.id not in self._thumbs:
+                self._thumbs[layer.id] = _thumbnail(layer)
+            return self._thumbs[layer.id]
+        if role == Qt.ItemDataRole.FontRole and isinstance(layer, MaskLayer):
+            font = QFont()
+            font.setItalic(True)
+            return font
+        if role == Qt.ItemDataRole.ToolTipRole:
+            kind = "Mask: white is where the next generation repaints" if isinstance(layer, MaskLayer) else "Image layer"
+            b = layer.bounds
+            return f"{layer.name}\n{kind}\n{b.width} x {b.height} at {b.x}, {b.y}"
+        return None
+
+    def setData(self, index: QModelIndex, value, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if not index.isValid():
+            return False
+        layer = self.layer(index.row())
+        try:
+            if role == Qt.ItemDataRole.EditRole:
+                self.doc.set_property(layer, "name", value)
+            elif role == Qt.ItemDataRole.CheckStateRole:
+                self.doc.set_property(layer, "visible", Qt.CheckState(value) == Qt.CheckState.Checked)
+            else:
+                return False
+        except ValueError:
+            return False
+        return True
+
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.ItemIsDropEnabled
+        return (Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsEditable
+                | Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsDragEnabled)
+
+    def supportedDropActions(self) -> Qt.DropAction:
+        return Qt.DropAction.MoveAction
+
+    def mimeTypes(self) -> list[str]:
+        return [MIME]
+
+    def mimeData(self, indexes) -> QMimeData:
+        data = QMimeData()
+        data.setData(MIME, QByteArray(str(indexes[0].row()).encode()))
+        return data
+
+    def move_row(self, source: int, before: int) -> None:
+        """Move the layer shown at row `source` so that it is shown just above row `before`."""
+        if before > source:
+            before -= 1
+        self.doc.move_layer(self.layer(source), len(self.doc.layers) - 1 - before)
+
+
+class LayerList(QListView):
+    """The list: reordering by drag is done here, as one document edit (not Qt's remove-and-insert)."""
+
+    def __init__(self, model: LayersModel):
+        super().__init__()
+        self.setModel(model)
+        self.setIconSize(QSize(THUMB, THUMB))
+        self.setSpacing(1)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)  # only our own rows are accepted (MIME)
+        self.setDefaultDropAction(Qt.DropAction.MoveAction)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed)
+        self.setToolTip("Drag to reorder; double-click to rename; the box shows or hides a layer")
+
+    def dropEvent(self, event) -> None:
+        data = event.mimeData()
+        if not data.hasFormat(MIME):
+            event.ignore()
+            return
+        source = int(bytes(data.data(MIME)).decode())
+        index = self.indexAt(event.position().toPoint())
+        if index.isValid():
+            rect = self.visualRect(index)
+            before = index.row() + (1 if event.position().y() > rect.center().y() else 0)
+        else:
+            before = self.model().rowCount()
+        self.model().move_row(source, before)
+        event.setDropAction(Qt.DropAction.CopyAction)  # the move is done: Qt must not remove the dragged row
+        event.accept()
+
+
+class LayersPanel(QWidget):
+    """Signals:
+    message(str): why an action could not be done (a locked layer, nothing to merge onto...).
+    """
+
+    message = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.doc: CanvasDocument | None = None
+        self.model = LayersModel(self)
+        self.list = LayerList(self.model)
+        self.list.selectionModel().currentChanged.connect(self._row_chosen)
+        self.model.modelReset.connect(self._show_active)
+
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setToolTip("Opacity of the active layer")
+        self.opacity_label = QLabel("100%")
+        self.opacity_label.setMinimumWidth(36)
+        self.opacity.valueChanged.connect(self._opacity_moved)
+        self.opacity.sliderReleased.connect(self._opacity_set)
+
+        self.buttons: dict[str, QToolButton] = {}
+        top_row, bottom_row = QHBoxLayout(), QHBoxLayout()
+        for row, key, text, tip, slot in (
+            (top_row, "new", "New", "New layer above the active one (Ctrl+Shift+N)", lambda: self._new("image")),
+            (top_row, "mask", "Mask", "New mask layer", lambda: self._new("mask")),
+            (top_row, "duplicate", "Copy", "Duplicate the active layer (Ctrl+J)", self.duplicate),
+            (top_row, "delete", "Delete", "Delete the active layer", self.delete),
+            (bottom_row, "up", "Up", "Move the active layer up", lambda: self._step(1)),
+            (bottom_row, "down", "Down", "Move the active layer down", lambda: self._step(-1)),
+            (bottom_row, "merge", "Merge", "Merge the active layer into the one below (Ctrl+E)", self.merge_down),
+            (bottom_row, "lock", "Lock", "Lock the active layer against changes", self._toggle_lock),
+        ):
+            button = QToolButton(text=text)
+            button.setToolTip(tip)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+            button.clicked.connect(slot)
+            row.addWidget(button)
+            self.buttons[key] = button
+        self.buttons["lock"].setCheckable(True)
+
+        opacity_row = QHBoxLayout()
+        opacity_row.addWidget(QLabel("Opacity"))
+        opacity_row.addWidget(self.opacity, 1)
+        opacity_row.addWidget(self.opacity_label)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.list, 1)
+        layout.addLayout(opacity_row)
+        layout.addLayout(top_row)
+        layout.addLayout(bottom_row)
+
+    def set_document(self, doc: CanvasDocument) -> None:
+        if self.doc is not None:
+            self.doc.active_changed.disconnect(self._show_active)
+        self.doc = doc
+        self.model.set_document(doc)
+        doc.active_changed.connect(self._show_active)
+        self._show_active()
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def _run(self, action) -> None:
+        try:
+            action()
+        except (LayerNotEditable, ValueError) as error:
+            self.message.emit(str(error))
+
+    def _new(self, kind: str) -> None:
+        self._run(lambda: self.doc.new_layer(kind))
+
+    def duplicate(self) -> None:
+        if self.doc.active is not None:
+            self._run(lambda: self.doc.duplicate_layer(self.doc.active))
+
+    def delete(self) -> None:
+        if self.doc.active is not None:
+            self._run(lambda: self.doc.remove_layer(self.doc.active))
+
+    def merge_down(self) -> None:
+        if self.doc.active is not None:
+            self._run(lambda: self.doc.merge_down(self.doc.active))
+
+    def _step(self, direction: int) -> None:
+        if self.doc.active is not None:
+            self.doc.move_layer(self.doc.active, self.doc.index(self.doc.active) + direction)
+
+    def _toggle_lock(self) -> None:
+        if self.doc.active is not None:
+            self.doc.set_property(self.doc.active, "locked", self.buttons["lock"].isChecked())
+
+    def _opacity_moved(self, value: int) -> None:
+        self.opacity_label.setText(f"{value}%")
+        if not self.opacity.isSliderDown():  # clicks and keys apply at once; a drag applies on release
+            self._opacity_set()
+
+    def _opacity_set(self) -> None:
+        if self.doc is not None and self.doc.active is not None:
+            self.doc.set_property(self.doc.active, "opacity", self.opacity.value() / 100)
+
+    # -- keeping the widgets in step with the document --------------------------------------------
+
+    def _row_chosen(self, current: QModelIndex, _previous=None) -> None:
+        if current.isValid() and self.doc is not None:
+            self.doc.set_active(self.model.layer(current.row()))
+
+    def _show_active(self, *_args) -> None:
+        layer = self.doc.active if self.doc is not None else None
+        if layer is not None:
+            index = self.model.index(self.model.row(layer))
+            if self.list.currentIndex() != index:
+                self.list.setCurrentIndex(index)
+        self.opacity.blockSignals(True)
+        self.opacity.setValue(round((layer.opacity if layer else 1.0) * 100))
+        self.opacity.blockSignals(False)
+        self.opacity_label.setText(f"{self.opacity.value()}%")
+        self.opacity.setEnabled(layer is not None and not isinstance(layer, MaskLayer))
+        self.buttons["lock"].setChecked(bool(layer and layer.locked))
+        for key in ("duplicate", "delete", "up", "down", "merge", "lock"):
+            self.buttons[key].setEnabled(layer is not None)
+
+
+def _thumbnail(layer: Layer) -> QIcon:
+    """A small picture of the layer on a checkerboard (masks in white on black)."""
+    pixels = layer.pixels
+    step = max(1, max(pixels.shape[:2]) // (THUMB * 2))
+    small = np.ascontiguousarray(pixels[::step, ::step])
+    if isinstance(layer, MaskLayer):
+        small = np.dstack([small, small, small])
+    image = to_qimage(small).scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                                    Qt.TransformationMode.SmoothTransformation)
+    canvas = QPixmap(THUMB, THUMB)
+    canvas.fill(QColor(0, 0, 0, 0))
+    painter = QPainter(canvas)
+    x, y = (THUMB - image.width()) // 2, (THUMB - image.height()) // 2
+    for i in range(0, image.width(), 6):
+        for j in range(0, image.height(), 6):
+            shade = 255 if (i // 6 + j // 6) % 2 else 210
+            painter.fillRect(x + i, y + j, min(6, image.width() - i), min(6, image.height() - j),
+                             QColor(shade, shade, shade))
+    painter.drawImage(x, y, image)
+    painter.setPen(QColor(120, 120, 120))
+    painter.drawRect(x, y, image.width() - 1, image.height() - 1)
+    painter.end()
+    return QIcon(canvas)

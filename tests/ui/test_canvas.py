@@ -1,0 +1,356 @@
+"""The canvas as a person uses it: drag to paint a mask, zoom and pan, generate into the frame, accept."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QColor, QDragEnterEvent, QDragMoveEvent, QDropEvent, QWheelEvent
+from PySide6.QtWidgets import QApplication
+
+from desktop.core.document import CanvasDocument
+from desktop.core.geometry import Bounds, Extent
+from desktop.core.request import GenerationRequest, Mode
+from desktop.ui.canvas.tools import Tool
+
+TIMEOUT = 60_000
+
+
+def quick(window, **fields):
+    base = {"prompt": "a red door", "steps": 3, "seed": 7, "sampler": "Euler a", "schedule": "Automatic",
+            "mask_blur": 2}
+    request = GenerationRequest(**{**base, **fields})
+    window.panel.set_request(request.replace(width=window.doc.frame.width, height=window.doc.frame.height))
+
+
+def photo(w=96, h=80, seed=4):
+    pixels = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return pixels
+
+
+def open_photo(window, pixels):
+    window.files.set_document(CanvasDocument.from_image(pixels, "photo"), name="photo")
+    window.canvas.fit()
+    return window.doc
+
+
+def at(window, x, y) -> QPoint:
+    """The widget position of document point (x, y)."""
+    return window.canvas.to_widget(QPointF(x + 0.5, y + 0.5)).toPoint()
+
+
+def drag(qtbot, widget, points, button=Qt.MouseButton.LeftButton):
+    qtbot.mousePress(widget, button, pos=points[0])
+    for point in points[1:]:
+        qtbot.mouseMove(widget, point)
+    qtbot.mouseRelease(widget, button, pos=points[-1])
+
+
+def wheel(widget, pos: QPoint, steps: int):
+    event = QWheelEvent(QPointF(pos), QPointF(widget.mapToGlobal(pos)), QPoint(0, 0), QPoint(0, 120 * steps),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, event)
+
+
+def drop(widget, pos: QPoint, data: QMimeData, action=Qt.DropAction.CopyAction):
+    """What the window system sends when something is dragged onto `widget` and let go at `pos`."""
+    buttons, keys = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    QApplication.sendEvent(widget, QDragEnterEvent(QPointF(pos), action, data, buttons, keys))
+    QApplication.sendEvent(widget, QDragMoveEvent(QPointF(pos), action, data, buttons, keys))
+    QApplication.sendEvent(widget, QDropEvent(QPointF(pos), action, data, buttons, keys))
+
+
+def choose_tool(qtbot, window, tool: Tool):
+    qtbot.mouseClick(window.tool_bar.buttons[tool], Qt.MouseButton.LeftButton)
+    assert window.tools.tool is tool
+
+
+def test_a_drag_paints_the_mask_under_the_stroke_and_ctrl_z_removes_it(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo())
+    qtbot.mouseClick(window.canvas, Qt.MouseButton.RightButton, pos=QPoint(3, 3))  # focus the canvas
+    assert window.canvas.hasFocus()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_M)  # the Mask tool's shortcut
+    assert window.tools.tool is Tool.MASK
+    window.tools.set_brush(size=12, hardness=1.0)
+    path = [at(window, x, 40) for x in range(20, 76, 4)]
+    drag(qtbot, window.canvas, path)
+    mask = doc.mask()
+    assert mask[40, 20:76].min() == 255, "painted all along the drag"
+    assert mask[5, 5] == 0 and mask[40, 90] == 0
+    assert not np.array_equal(doc.composite(), np.zeros_like(doc.composite())), "the photo is untouched"
+    qtbot.waitUntil(lambda: window.panel.mode is Mode.INPAINT, timeout=2000)
+    assert "Inpaint" in window.panel.mode_label.text()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert not doc.mask().any()
+    qtbot.waitUntil(lambda: window.panel.mode is Mode.IMG2IMG, timeout=2000)
+
+
+def test_brush_and_eraser_paint_the_active_layer_in_the_chosen_colour(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, np.full((64, 64, 3), 255, np.uint8))
+    choose_tool(qtbot, window, Tool.BRUSH)
+    window.tools.set_brush(size=8, hardness=1.0, opacity=1.0)
+    window.tools.set_colour(QColor("red"))
+    drag(qtbot, window.canvas, [at(window, 10, 10), at(window, 30, 10)])
+    assert tuple(doc.composite()[10, 20]) == (255, 0, 0, 255)
+    choose_tool(qtbot, window, Tool.ERASER)
+    drag(qtbot, window.canvas, [at(window, 20, 10), at(window, 20, 11)])
+    assert doc.composite()[10, 20, 3] == 0
+    choose_tool(qtbot, window, Tool.PICKER)
+    qtbot.mouseClick(window.canvas, Qt.MouseButton.LeftButton, pos=at(window, 40, 40))
+    assert window.tools.colour.name() == "#ffffff"
+
+
+def test_wheel_zoom_and_middle_drag_pan_keep_the_painted_point_under_the_cursor(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo(128, 128))
+    canvas = window.canvas
+    pointer = at(window, 50, 60)
+    before = canvas.to_document(QPointF(pointer))
+    zoom = canvas.zoom
+    wheel(canvas, pointer, 3)
+    assert canvas.zoom == pytest.approx(zoom * 1.2**3)
+    after = canvas.to_document(QPointF(pointer))
+    assert abs(after.x() - before.x()) < 0.01 and abs(after.y() - before.y()) < 0.01
+    drag(qtbot, canvas, [pointer, pointer + QPoint(40, 25)], Qt.MouseButton.MiddleButton)
+    moved = pointer + QPoint(40, 25)
+    assert abs(canvas.to_document(QPointF(moved)).x() - before.x()) < 0.01
+    window.tools.set_tool(Tool.MASK)
+    window.tools.set_brush(size=4, hardness=1.0)
+    drag(qtbot, canvas, [moved, moved])
+    assert doc.mask()[60, 50] == 255
+    canvas.fit()
+    assert canvas.to_document(QPointF(0, 0)).x() < 0, "fit shows the whole picture with a margin"
+
+
+def test_space_drag_pans_instead_of_painting(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo())
+    canvas = window.canvas
+    window.tools.set_tool(Tool.MASK)
+    canvas.setFocus()
+    start = canvas.to_document(QPointF(100, 100))
+    qtbot.keyPress(canvas, Qt.Key.Key_Space)
+    drag(qtbot, canvas, [QPoint(100, 100), QPoint(130, 100)])
+    qtbot.keyRelease(canvas, Qt.Key.Key_Space)
+    assert not doc.mask().any()
+    assert canvas.to_document(QPointF(130, 100)).x() == pytest.approx(start.x())
+
+
+def test_inpaint_from_the_canvas_leaves_unmasked_pixels_unchanged(make_window, qtbot):
+    window = make_window()
+    pixels = photo(64, 64)
+    doc = open_photo(window, pixels)
+    quick(window)
+    window.tools.set_tool(Tool.MASK)
+    window.tools.set_brush(size=10, hardness=1.0)
+    drag(qtbot, window.canvas, [at(window, 20, 30), at(window, 40, 30)])
+    painted = doc.mask() > 0
+    qtbot.waitUntil(lambda: window.panel.mode is Mode.INPAINT, timeout=2000)
+    previews = []
+    window.worker.step.connect(lambda job, i, n, p: previews.append(window.canvas.picture("preview")))
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        qtbot.mouseClick(window.panel.generate_button, Qt.MouseButton.LeftButton)
+    assert previews and all(p is None or p[1] == doc.frame for p in previews)
+    assert window.generation.bar.isVisible()
+    layers = len(doc.layers)
+    qtbot.mouseClick(window.generation.bar.accept, Qt.MouseButton.LeftButton)
+    assert len(doc.layers) == layers + 1 and not window.generation.bar.isVisible()
+    keep = np.ones(painted.shape, bool)
+    reach = Bounds.of_mask(painted).pad(2 + 1)
+    keep[reach.slices] = False
+    result = doc.composite()
+    assert np.array_equal(result[keep][:, :3], pixels[keep])
+    assert not np.array_equal(result[painted][:, :3], pixels[painted]), "the masked part was repainted"
+
+
+def test_moving_the_frame_past_the_edge_and_generating_grows_the_document(make_window, qtbot):
+    window = make_window()
+    pixels = photo(64, 64)
+    doc = open_photo(window, pixels)
+    quick(window)
+    choose_tool(qtbot, window, Tool.FRAME)
+    centre = at(window, 32, 32)
+    step = window.canvas.zoom * 24
+    drag(qtbot, window.canvas, [centre, centre + QPoint(round(step / 2), 0), centre + QPoint(round(step), 0)])
+    assert doc.frame == Bounds(24, 0, 64, 64)
+    qtbot.waitUntil(lambda: window.panel.mode is Mode.OUTPAINT, timeout=2000)
+    assert "Outpaint" in window.canvas._frame_caption
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    window.canvas.setFocus()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Return)  # accept
+    assert doc.extent == Extent(88, 64)
+    np.testing.assert_array_equal(doc.composite()[:, :20, :3], pixels[:, :20])
+    assert doc.composite()[:, 70:, 3].min() == 255, "the new strip is painted"
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert doc.extent == Extent(64, 64) and len(doc.layers) == 2
+
+
+def test_accept_adds_an_undoable_layer_and_results_can_be_stepped_and_discarded(make_window, qtbot):
+    window = make_window()
+    doc = window.doc
+    quick(window, batch_size=3, width=64, height=64)
+    window.panel.set_size(64, 64)
+    window.panel.size_changed.emit(64, 64)
+    assert doc.frame.width == 64
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    generation = window.generation
+    assert len(generation.staged) == 3 and generation.current == 0
+    assert "1 of 3" in generation.bar.label.text()
+    qtbot.mouseClick(generation.bar.next, Qt.MouseButton.LeftButton)
+    assert generation.current == 1 and "seed 8" in generation.bar.label.text()
+    qtbot.mouseClick(generation.bar.discard, Qt.MouseButton.LeftButton)
+    assert len(generation.staged) == 2 and generation.staged[generation.current].seed == 9
+    staged = generation.staged[generation.current].image
+    qtbot.mouseClick(generation.bar.accept, Qt.MouseButton.LeftButton)
+    layer = doc.active
+    assert layer.name.startswith("Seed 9") and layer.bounds == Bounds(0, 0, 64, 64)
+    np.testing.assert_array_equal(doc.composite(Bounds(0, 0, 64, 64))[..., :3], staged)
+    assert generation.staged == [] and window.canvas.picture("staged") is None
+    window.undo()
+    assert layer not in doc.layers and not doc.composite().any()
+    window.redo()
+    assert layer in doc.layers
+
+
+def test_frame_size_follows_the_panel_and_the_panel_follows_the_frame(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo(256, 256))
+    window.panel.width_box.setValue(128)
+    assert doc.frame.width == 128
+    doc.set_frame(Bounds(16, 16, 192, 64))
+    assert (window.panel.width_box.value(), window.panel.height_box.value()) == (192, 64)
+    window.panel.set_request(GenerationRequest(width=96, height=80))
+    assert (doc.frame.width, doc.frame.height) == (96, 80)
+
+
+def test_dropping_a_png_file_imports_it(make_window, qtbot, tmp_path):
+    window = make_window()
+    doc = open_photo(window, photo(128, 128))
+    path = tmp_path / "drop.png"
+    Image.new("RGBA", (20, 10), (0, 255, 0, 255)).save(path)
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(path))])
+    drop(window.canvas, at(window, 64, 64), data)
+    qtbot.waitUntil(lambda: len(doc.layers) == 3, timeout=10_000)
+    layer = doc.active
+    assert layer.name == "drop" and layer.bounds.extent == Extent(20, 10)
+    assert abs(layer.bounds.x + 10 - 64.5) <= 1 and abs(layer.bounds.y + 5 - 64.5) <= 1, "centred where dropped"
+    assert tuple(doc.composite()[64, 64]) == (0, 255, 0, 255)
+
+
+def test_a_picture_dropped_on_a_blank_canvas_becomes_the_document(make_window, qtbot, tmp_path):
+    window = make_window()
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(photo(120, 88)).save(path)
+    window.files.drop_files([str(path)], QPointF(5, 5))
+    qtbot.waitUntil(lambda: window.doc.extent == Extent(120, 88), timeout=10_000)
+    assert window.doc.frame == Bounds(0, 0, 120, 88)
+    assert [l.name for l in window.doc.layers] == ["photo", "Mask"]
+
+
+def test_a_broken_picture_says_why_and_keeps_the_document(make_window, qtbot, tmp_path):
+    window = make_window()
+    doc = open_photo(window, photo())
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    window.files.import_layer(path)
+    qtbot.waitUntil(window.error_banner.isVisible, timeout=10_000)
+    assert "broken.png" in window.error_banner.text() and window.doc is doc and len(doc.layers) == 2
+
+
+def test_layers_panel_hides_renames_reorders_and_locks(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo(64, 64))
+    panel = window.layers
+    qtbot.mouseClick(panel.buttons["new"], Qt.MouseButton.LeftButton)
+    assert [l.name for l in doc.layers] == ["photo", "Layer 1", "Mask"] and doc.active.name == "Layer 1"
+    row = panel.model.row(doc.layers[0])
+    index = panel.model.index(row)
+    panel.model.setData(index, Qt.CheckState.Unchecked.value, Qt.ItemDataRole.CheckStateRole)
+    assert not doc.layers[0].visible and not doc.composite().any()
+    panel.model.setData(index, "  the photo ", Qt.ItemDataRole.EditRole)
+    assert doc.layers[0].name == "the photo"
+    # Drag "the photo" (bottom row) above "Mask" (top row).
+    mime = panel.model.mimeData([index])
+    target = panel.list.visualRect(panel.model.index(0)).topLeft() + QPoint(5, 2)
+    drop(panel.list.viewport(), target, mime, Qt.DropAction.MoveAction)
+    assert [l.name for l in doc.layers] == ["Layer 1", "Mask", "the photo"]
+    doc.set_active(doc.layers[0])
+    qtbot.mouseClick(panel.buttons["lock"], Qt.MouseButton.LeftButton)
+    assert doc.layers[0].locked
+    window.tools.set_tool(Tool.BRUSH)
+    messages = []
+    window.canvas.message.connect(messages.append)
+    drag(qtbot, window.canvas, [at(window, 10, 10), at(window, 20, 10)])
+    assert messages and "locked" in messages[0]
+    for _ in range(5):
+        window.undo()
+    assert [l.name for l in doc.layers] == ["photo", "Mask"] and doc.layers[0].visible
+
+
+def test_opacity_slider_and_merge_down(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, np.zeros((64, 64, 3), np.uint8))
+    panel = window.layers
+    window.files.add_picture(np.full((64, 64, 3), 255, np.uint8), "white")
+    top = doc.active
+    panel.opacity.setValue(50)
+    assert top.opacity == 0.5 and 126 <= doc.composite()[0, 0, 0] <= 129
+    assert [l.name for l in doc.layers] == ["photo", "white", "Mask"]
+    seen = doc.composite().copy()
+    qtbot.mouseClick(panel.buttons["merge"], Qt.MouseButton.LeftButton)
+    assert len(doc.layers) == 2 and doc.active.name == "photo"
+    np.testing.assert_array_equal(doc.composite(), seen)
+
+
+def test_save_and_open_an_ora_file(make_window, qtbot, tmp_path, answer_dialogs):
+    window = make_window()
+    doc = open_photo(window, photo())
+    window.tools.set_tool(Tool.MASK)
+    drag(qtbot, window.canvas, [at(window, 30, 30), at(window, 50, 30)])
+    assert window.windowTitle().startswith("photo *")
+    answer_dialogs["path"] = str(tmp_path / "work")
+    window.files.save()
+    path = tmp_path / "work.ora"
+    qtbot.waitUntil(lambda: not doc.modified, timeout=10_000)
+    assert path.is_file() and window.windowTitle().startswith("work —")
+    window.files.new()
+    assert window.doc is not doc and window.doc.extent == Extent(96, 80)
+    window.files.open(path)
+    qtbot.waitUntil(lambda: window.files.path == path, timeout=10_000)
+    np.testing.assert_array_equal(window.doc.composite(), doc.composite())
+    np.testing.assert_array_equal(window.doc.mask(), doc.mask())
+
+
+def test_closing_with_unsaved_changes_asks_and_cancel_keeps_the_window(make_window, qtbot, answer_dialogs):
+    window = make_window()
+    open_photo(window, photo())
+    window.layers.buttons["new"].click()
+    answer_dialogs["save_changes"] = "cancel"
+    window.close()
+    assert window.isVisible()
+    answer_dialogs["save_changes"] = "discard"
+
+
+def test_an_autosave_is_offered_back_after_a_crash(make_window, qtbot, answer_dialogs):
+    from desktop.core import autosave
+
+    window = make_window()
+    doc = open_photo(window, photo())
+    window.tools.set_tool(Tool.MASK)
+    drag(qtbot, window.canvas, [at(window, 30, 30), at(window, 50, 30)])
+    window.files.autosave_now()
+    qtbot.waitUntil(autosave.exists, timeout=10_000)
+    composite, mask = doc.composite().copy(), doc.mask().copy()
+    window.files.autosave_timer.stop()
+    window.files.closing = lambda: None  # as if the app crashed: the autosave stays
+    window.close()
+    answer_dialogs["restore"] = True
+    again = make_window()
+    qtbot.waitUntil(lambda: again.files.name == "Recovered", timeout=10_000)
+    np.testing.assert_array_equal(again.doc.composite(), composite)
+    np.testing.assert_array_equal(again.doc.mask(), mask)
+    assert again.doc.modified
