@@ -29,6 +29,7 @@ def _seconds_since_process_start() -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sfumato")
     parser.add_argument("--smoke", action="store_true", help="generate once with the demo model, print timings, exit")
+    parser.add_argument("picture", nargs="?", help="a picture or an .ora file to open")
     args = parser.parse_args(argv)
     if args.smoke and not os.environ.get(paths.HOME_ENV):
         # A throwaway profile: the smoke run must not change the user's settings, outputs or model choice.
@@ -52,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     shown_s = _seconds_since_process_start()
     torch_before_window = "torch" in sys.modules
     QTimer.singleShot(0, window.start_engine)
+    if args.picture and not args.smoke:
+        window.files.open(args.picture)
     if args.smoke:
         from desktop.ui.smoke import SmokeRun
 

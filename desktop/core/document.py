@@ -359,11 +359,11 @@ class CanvasDocument:
 
     def _write(self, layer: Layer, patches: list[tuple[Bounds, np.ndarray]]) -> None:
         pixels = layer.writable()
-        dirty = Bounds(0, 0, 0, 0)
         for box, values in patches:
             pixels[box.slices] = values
-            dirty = dirty.union(box)
-        self._pixels_changed(layer, dirty.translated(*layer.offset))
+        # Recomposite patch by patch: the union of a long diagonal stroke's tiles is most of the canvas.
+        for box, _ in patches:
+            self._pixels_changed(layer, box.translated(*layer.offset))
 
     def _set_frame(self, frame: Bounds) -> None:
         self.frame = frame

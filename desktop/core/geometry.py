@@ -127,3 +127,15 @@ class Bounds(NamedTuple):
         if rows.size == 0:
             return Bounds(0, 0, 0, 0)
         return Bounds(int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1))
+
+
+def only_masked_area(mask: np.ndarray, reach: int, target: Extent) -> Bounds:
+    """The area "only masked" inpainting works on (and its preview is shown in).
+
+    The mask's bounding box grown by `reach` (mask blur + padding), kept in the
+    image, then widened to the aspect ratio of the generation size so the crop
+    is not distorted when scaled.
+    """
+    extent = Extent(mask.shape[1], mask.shape[0])
+    box = Bounds.of_mask(mask).pad(reach).clamp(extent)
+    return box.expand_to_aspect(target.width / target.height, extent)

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from desktop.core.errors import Cancelled, OutOfMemory
-from desktop.core.geometry import Bounds, Extent
+from desktop.core.geometry import Bounds, Extent, only_masked_area
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest, InpaintArea, MaskedContent, Mode
 
@@ -127,7 +127,7 @@ def _prepare_inpaint(request: GenerationRequest) -> _Prepared:
         return _masked(original, _masked_content(request, original, mask), soft, request.strength)
 
     soft_full = inpaint.blur_mask(mask, request.mask_blur)
-    box = inpaint.crop_region(soft_full > 0, request.inpaint_padding, request.extent)
+    box = only_masked_area(mask, request.mask_blur + request.inpaint_padding, request.extent)
     crop_image = _resize(original[box.slices], request.extent)
     crop_mask = _resize(mask[box.slices], request.extent)
     crop_soft = inpaint.blur_mask(crop_mask, request.mask_blur)

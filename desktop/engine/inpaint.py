@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from desktop.core.geometry import Bounds, Extent, Margins, multiple_of_8
+from desktop.core.geometry import Margins, multiple_of_8
 
 
 def blur_mask(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -103,17 +103,6 @@ def paste_back(original: np.ndarray, generated: np.ndarray, soft_mask: np.ndarra
     keep = soft_mask <= 0.0
     out[keep] = original[keep]
     return out
-
-
-def crop_region(mask: np.ndarray, padding: int, target: Extent) -> Bounds:
-    """The area "only masked" inpainting works on.
-
-    The mask's bounding box, grown by `padding`, then widened to the aspect
-    ratio of the generation size so the crop is not distorted when scaled.
-    """
-    extent = Extent(mask.shape[1], mask.shape[0])
-    box = Bounds.of_mask(mask).pad(padding).clamp(extent)
-    return box.expand_to_aspect(target.width / target.height, extent)
 
 
 def outpaint_canvas(

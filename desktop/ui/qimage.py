@@ -7,6 +7,7 @@ the boundary. Arrays are HxWx3 RGB or HxWx4 RGBA (straight alpha), uint8.
 from __future__ import annotations
 
 import numpy as np
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
 
@@ -35,3 +36,14 @@ def overlay_qimage(mask: np.ndarray, rgb: tuple[int, int, int], opacity: float) 
     pixels[..., :3] = rgb
     pixels[..., 3] = (mask.astype(np.uint16) * int(opacity * 256) >> 8).astype(np.uint8)
     return to_qimage(pixels)
+
+
+def masked_qimage(array: np.ndarray, mask: np.ndarray) -> QImage:
+    """An RGB picture scaled to the mask's size, transparent where the mask is 0 (a preview over a picture)."""
+    h, w = mask.shape
+    image = to_qimage(array).scaled(w, h, Qt.AspectRatioMode.IgnoreAspectRatio,
+                                    Qt.TransformationMode.SmoothTransformation)
+    image = image.convertToFormat(QImage.Format.Format_ARGB32)
+    mask = np.ascontiguousarray(mask)
+    image.setAlphaChannel(QImage(mask.data, w, h, w, QImage.Format.Format_Alpha8).copy())
+    return image

@@ -6,7 +6,7 @@ import pytest
 from desktop.core.brush import Brush
 from desktop.core.document import CanvasDocument
 from desktop.core.frame import frame_mode, frame_request
-from desktop.core.geometry import Bounds, Extent, Point
+from desktop.core.geometry import Bounds, Extent, Point, only_masked_area
 from desktop.core.layers import ImageLayer
 from desktop.core.request import GenerationRequest, Mode
 
@@ -86,3 +86,11 @@ def test_frame_on_a_moved_layer_reads_the_layer_where_it_is_shown():
     assert frame_mode(doc) is Mode.IMG2IMG
     doc.set_frame(Bounds(0, 0, 64, 64))
     assert frame_mode(doc) is Mode.TXT2IMG
+
+
+def test_only_masked_area_pads_and_matches_the_aspect():
+    mask = np.zeros((200, 300), np.uint8)
+    mask[100:110, 100:120] = 255
+    box = only_masked_area(mask, 8, Extent(64, 32))
+    assert box.width == 2 * box.height
+    assert box.x <= 92 and box.right >= 128 and box.y <= 92 and box.bottom >= 118

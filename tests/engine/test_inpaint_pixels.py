@@ -53,11 +53,3 @@ def test_outpaint_canvas_keeps_the_original_and_masks_the_margin():
     assert mask[:, :16].min() == 255 and mask[40:].min() == 255
     assert soft[4:36, 21:59].max() == 0  # farther than the feather from the edge: untouched
     assert 0 < soft[20, 17] < 1  # the seam is soft
-
-
-def test_crop_region_pads_and_matches_the_aspect():
-    mask = np.zeros((200, 300), bool)
-    mask[100:110, 100:120] = True
-    box = inpaint.crop_region(mask, 8, Extent(64, 32))
-    assert box.width == 2 * box.height
-    assert box.x <= 92 and box.right >= 128 and box.y <= 92 and box.bottom >= 118

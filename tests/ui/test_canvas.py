@@ -354,3 +354,21 @@ def test_an_autosave_is_offered_back_after_a_crash(make_window, qtbot, answer_di
     np.testing.assert_array_equal(again.doc.composite(), composite)
     np.testing.assert_array_equal(again.doc.mask(), mask)
     assert again.doc.modified
+
+
+def test_the_preview_of_only_masked_inpainting_is_drawn_in_its_crop(make_window, qtbot):
+    from desktop.core.request import InpaintArea
+
+    window = make_window()
+    doc = open_photo(window, photo(128, 128))
+    quick(window, inpaint_area=InpaintArea.ONLY_MASKED, inpaint_padding=8, mask_blur=2, steps=2)
+    window.tools.set_tool(Tool.MASK)
+    window.tools.set_brush(size=10, hardness=1.0)
+    drag(qtbot, window.canvas, [at(window, 100, 100), at(window, 110, 100)])
+    regions = []
+    window.worker.step.connect(lambda *args: regions.append(window.canvas.picture("preview")[1]))
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    region = regions[-1]
+    assert doc.frame.contains(region) and region.width < 128 and region.x > 64
+    assert doc.mask()[region.slices].any()

@@ -13,17 +13,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtCore import Qt
 
 from desktop.core.document import CanvasDocument
 from desktop.core.frame import frame_request
-from desktop.core.geometry import Bounds, Extent, Point
+from desktop.core.geometry import Bounds, Extent, Point, only_masked_area
 from desktop.core.layers import Layer
-from desktop.core.request import GenerationRequest
+from desktop.core.request import GenerationRequest, InpaintArea, Mode
 
-from ..qimage import to_qimage
+from ..qimage import masked_qimage, to_qimage
 from .staging import StagingBar
 from .view import CanvasView
 
@@ -35,6 +34,26 @@ class StagedResult:
     path: Path | None
     frame: Bounds
     prompt: str
+
+
+@dataclass(frozen=True)
+class _JobArea:
+    frame: Bounds  # where the results go
+    prompt: str
+    region: Bounds  # where the preview is drawn: the frame, or the crop of "only masked" inpainting
+    mask: np.ndarray | None  # the preview shows only where this is not 0 (inpaint and outpaint)
+
+
+def _preview_area(request: GenerationRequest, frame: Bounds) -> tuple[Bounds, np.ndarray | None]:
+    if request.mode is Mode.INPAINT:
+        if request.inpaint_area is InpaintArea.ONLY_MASKED:
+            box = only_masked_area(request.mask, request.mask_blur + request.inpaint_padding, request.extent)
+            return box.translated(frame.x, frame.y), request.mask[box.slices]
+        return frame, request.mask
+    if request.mode is Mode.OUTPAINT:
+        empty = np.where(request.init_image[..., 3] < 255, 255, 0).astype(np.uint8)
+        return frame, empty if request.mask is None else np.maximum(empty, request.mask)
+    return frame, None
 
 
 class CanvasGeneration(QObject):
@@ -53,7 +72,8 @@ class CanvasGeneration(QObject):
         self.bar = StagingBar(view)
         self.staged: list[StagedResult] = []
         self.current = 0
-        self._frames: dict[int, tuple[Bounds, str]] = {}  # job id -> (frame, prompt)
+        self._frames: dict[int, _JobArea] = {}
+        self._previewing: int | None = None
         self.bar.step_requested.connect(self.step)
         self.bar.accept_requested.connect(self.accept)
         self.bar.discard_requested.connect(self.discard)
@@ -78,21 +98,33 @@ class CanvasGeneration(QObject):
         return frame_request(self.doc, base)
 
     def submitted(self, job_id: int, request: GenerationRequest) -> None:
-        self._frames[job_id] = (self.doc.frame, request.prompt)
+        """Remember where the job paints: its frame, and for a mask, only there (the preview too)."""
+        frame = self.doc.frame
+        self._frames[job_id] = _JobArea(frame, request.prompt, *_preview_area(request, frame))
 
     def preview(self, job_id: int, image: np.ndarray) -> None:
-        if job_id in self._frames:
-            self.view.set_picture("preview", to_qimage(image), self._frames[job_id][0])
+        area = self._frames.get(job_id)
+        if area is None:
+            return
+        self._previewing = job_id
+        picture = to_qimage(image) if area.mask is None else masked_qimage(image, area.mask)
+        self.view.set_picture("preview", picture, area.region)
 
     def ended(self, job_id: int) -> None:
         """The job failed, was cancelled or removed: forget it and its preview."""
         self._frames.pop(job_id, None)
-        self.view.set_picture("preview", None)
+        self._clear_preview(job_id)
+
+    def _clear_preview(self, job_id: int) -> None:
+        if self._previewing == job_id:
+            self._previewing = None
+            self.view.set_picture("preview", None)
 
     def finished(self, job_id: int, saved: list) -> None:
         """Stage [(image, seed, path)] on the frame the job was asked for."""
-        frame, prompt = self._frames.pop(job_id, (self.doc.frame, ""))
-        self.view.set_picture("preview", None)
+        area = self._frames.pop(job_id, None)
+        frame, prompt = (area.frame, area.prompt) if area else (self.doc.frame, "")
+        self._clear_preview(job_id)
         first_new = len(self.staged)
         for image, seed, path in saved:
             if image.shape[:2] != (frame.height, frame.width):
@@ -149,6 +181,7 @@ class CanvasGeneration(QObject):
         if shift == (0, 0):
             return
         self.staged = [replace(r, frame=r.frame.translated(*shift)) for r in self.staged]
-        self._frames = {job: (frame.translated(*shift), prompt) for job, (frame, prompt) in self._frames.items()}
+        self._frames = {job: _JobArea(a.frame.translated(*shift), a.prompt, a.region.translated(*shift), a.mask)
+                        for job, a in self._frames.items()}
         if self.staged:
             self._show(self.current)

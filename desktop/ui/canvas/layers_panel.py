@@ -78,7 +78,8 @@ class LayersModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             extras = [f"{round(layer.opacity * 100)}%"] if layer.opacity < 1 else []
             extras += ["locked"] if layer.locked else []
-            return layer.name + (f"  ({', '.join(extras)})" if extras else "")
+            name = layer.name if len(layer.name) <= 26 else layer.name[:25] + "…"  # the full name is in the tooltip
+            return name + (f"  ({', '.join(extras)})" if extras else "")
         if role == Qt.ItemDataRole.EditRole:
             return layer.name
         if role == Qt.ItemDataRole.CheckStateRole:
@@ -144,6 +145,7 @@ class LayerList(QListView):
         self.setModel(model)
         self.setIconSize(QSize(THUMB, THUMB))
         self.setSpacing(1)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)  # only our own rows are accepted (MIME)
         self.setDefaultDropAction(Qt.DropAction.MoveAction)
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)

@@ -273,8 +273,9 @@ class CanvasView(QWidget):
         metrics = painter.fontMetrics()
         box = QRectF(rect.left(), rect.top() - metrics.height() - 6, metrics.horizontalAdvance(caption) + 12,
                      metrics.height() + 4)
-        if box.top() < 0:
-            box.moveTop(rect.top() + 4)
+        if box.top() < 0:  # no room above the frame: inside it, and on screen
+            box.moveTop(max(rect.top() + 4, 4))
+        box.moveLeft(max(box.left(), 4))
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor(20, 60, 90, 200))
         painter.drawRoundedRect(box, 3, 3)
