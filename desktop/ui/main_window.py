@@ -203,12 +203,12 @@ class MainWindow(QMainWindow):
         self._action(menu, "Actual pixels (100%)", "Ctrl+1", self.canvas.actual_size)
 
         menu = bar.addMenu("&Layer")
-        self._action(menu, "New layer", "Ctrl+Shift+N", lambda: self.layers._new("image"))
-        self._action(menu, "New mask layer", None, lambda: self.layers._new("mask"))
+        self._action(menu, "New layer", "Ctrl+Shift+N", lambda: self.layers.new_layer("image"))
+        self._action(menu, "New mask layer", None, lambda: self.layers.new_layer("mask"))
         self._action(menu, "Duplicate layer", "Ctrl+J", self.layers.duplicate)
         self._action(menu, "Delete layer", None, self.layers.delete)
         self._action(menu, "Merge down", "Ctrl+E", self.layers.merge_down)
-        self._action(menu, "Clear layer", "Shift+Del", self.clear_layer)
+        self._action(menu, "Clear layer", "Shift+Del", self.layers.clear)
 
         menu = bar.addMenu("&Tools")
         for tool in Tool:
@@ -252,6 +252,7 @@ class MainWindow(QMainWindow):
         self.tool_bar.actual_size_requested.connect(self.canvas.actual_size)
         self.layers.message.connect(lambda text: self.statusBar().showMessage(text, 8_000))
         self.generation.accepted.connect(lambda _layer: self.files.autosave_now())
+        self.generation.failed.connect(self.show_error)
         w = self.worker
         w.status.connect(self._status)
         w.device_ready.connect(lambda text: self.device_label.setText(f"Device: {text}"))
@@ -320,10 +321,6 @@ class MainWindow(QMainWindow):
         label = self.doc.redo()
         if label:
             self.statusBar().showMessage(f"Redone: {label}", 4_000)
-
-    def clear_layer(self) -> None:
-        if self.doc.active is not None:
-            self.layers._run(lambda: self.doc.clear_layer(self.doc.active))
 
     # -- start-up ------------------------------------------------------------------------
 

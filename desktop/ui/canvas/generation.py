@@ -64,6 +64,7 @@ class CanvasGeneration(QObject):
 
     staging_changed = Signal(int)
     accepted = Signal(object)
+    failed = Signal(str)
 
     def __init__(self, view: CanvasView, parent: QObject | None = None):
         super().__init__(parent)
@@ -146,7 +147,11 @@ class CanvasGeneration(QObject):
         result = self.staged[self.current]
         words = " ".join(result.prompt.split())
         name = f"Seed {result.seed}" + (f": {words[:40]}" if words else "")
-        layer = self.doc.accept_result(result.image, result.frame, name)
+        try:
+            layer = self.doc.accept_result(result.image, result.frame, name)
+        except ValueError as error:  # the canvas would grow past its largest size
+            self.failed.emit(f"This result cannot be placed there: {error}. Move the frame closer to the picture.")
+            return None
         self.staged.clear()
         self._show(0)
         self.accepted.emit(layer)

@@ -195,13 +195,15 @@ class LayersPanel(QWidget):
         self.buttons: dict[str, QToolButton] = {}
         top_row, bottom_row = QHBoxLayout(), QHBoxLayout()
         for row, key, text, tip, slot in (
-            (top_row, "new", "New", "New layer above the active one (Ctrl+Shift+N)", lambda: self._new("image")),
-            (top_row, "mask", "Mask", "New mask layer", lambda: self._new("mask")),
+            (top_row, "new", "New", "New layer above the active one (Ctrl+Shift+N)", lambda: self.new_layer("image")),
+            (top_row, "mask", "Mask", "New mask layer", lambda: self.new_layer("mask")),
             (top_row, "duplicate", "Copy", "Duplicate the active layer (Ctrl+J)", self.duplicate),
             (top_row, "delete", "Delete", "Delete the active layer", self.delete),
             (bottom_row, "up", "Up", "Move the active layer up", lambda: self._step(1)),
             (bottom_row, "down", "Down", "Move the active layer down", lambda: self._step(-1)),
             (bottom_row, "merge", "Merge", "Merge the active layer into the one below (Ctrl+E)", self.merge_down),
+            (bottom_row, "clear", "Clear", "Erase everything on the active layer, e.g. the mask (Shift+Delete)",
+             self.clear),
             (bottom_row, "lock", "Lock", "Lock the active layer against changes", self._toggle_lock),
         ):
             button = QToolButton(text=text)
@@ -240,7 +242,7 @@ class LayersPanel(QWidget):
         except (LayerNotEditable, ValueError) as error:
             self.message.emit(str(error))
 
-    def _new(self, kind: str) -> None:
+    def new_layer(self, kind: str) -> None:
         self._run(lambda: self.doc.new_layer(kind))
 
     def duplicate(self) -> None:
@@ -254,6 +256,10 @@ class LayersPanel(QWidget):
     def merge_down(self) -> None:
         if self.doc.active is not None:
             self._run(lambda: self.doc.merge_down(self.doc.active))
+
+    def clear(self) -> None:
+        if self.doc.active is not None:
+            self._run(lambda: self.doc.clear_layer(self.doc.active))
 
     def _step(self, direction: int) -> None:
         if self.doc.active is not None:
@@ -290,7 +296,7 @@ class LayersPanel(QWidget):
         self.opacity_label.setText(f"{self.opacity.value()}%")
         self.opacity.setEnabled(layer is not None and not isinstance(layer, MaskLayer))
         self.buttons["lock"].setChecked(bool(layer and layer.locked))
-        for key in ("duplicate", "delete", "up", "down", "merge", "lock"):
+        for key in ("duplicate", "delete", "up", "down", "merge", "clear", "lock"):
             self.buttons[key].setEnabled(layer is not None)
 
 
