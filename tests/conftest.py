@@ -7,11 +7,14 @@ read-only; tests that change a model copy it first.
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.pop("SFUMATO_HOME", None)
+# The system trash of these tests (gallery deletes go there through Send2Trash), not the user's.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="sfumato-tests-data-")
 
 import pytest  # noqa: E402
 

@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_with(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Atomically replace `path` with what `write(handle)` writes."""
+def write_with(path: Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
+    """Atomically replace `path` with what `write(handle)` writes.
+
+    `durable=False` skips the fsyncs, for caches that can be made again: still
+    never half a file, but a power cut may lose the newest one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -23,15 +27,17 @@ def write_with(path: Path, write: Callable[[BinaryIO], None]) -> None:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    write_with(path, lambda handle: handle.write(data))
+def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    write_with(path, lambda handle: handle.write(data), durable)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -1,0 +1,138 @@
+"""Exporting gallery pictures: PNG, JPEG or WebP, resized or not, with their metadata or with none.
+
+Kept metadata goes where other tools look for it: the PNG `parameters` text
+chunk (and Sfumato's own chunk), or the EXIF UserComment of a JPEG or WebP,
+as AUTOMATIC1111 writes it. Stripped means stripped: no text, EXIF, XMP or
+ICC data at all. File names come from a template (`{date}-{seed}-{prompt}`)
+and are made safe on every system.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import string
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+from .. import atomic
+from .. import imageio  # noqa: F401 - Pillow's size limits
+from .index import ImageRecord
+from .metadata import EXIF_IFD, USER_COMMENT, encode_user_comment
+
+FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
+FIELDS = ("date", "time", "seed", "prompt", "model", "width", "height", "index", "name")
+DEFAULT_TEMPLATE = "{date}-{seed}-{prompt}"
+MAX_NAME = 120  # characters before the extension: far from every system's limit
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    folder: Path
+    format: str = "PNG"  # PNG, JPEG or WEBP
+    quality: int = 95  # JPEG and WebP
+    max_side: int | None = None  # shrink larger pictures to fit this (never enlarged)
+    template: str = DEFAULT_TEMPLATE
+    keep_metadata: bool = True
+
+
+def check_template(template: str) -> None:
+    """Raise ValueError naming what is wrong with a file-name template."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as error:
+        raise ValueError(f"the file name template is not valid ({error}); write fields like {{seed}}") from None
+    unknown = [n for n in names if n not in FIELDS]
+    if unknown:
+        raise ValueError(f"the file name template has unknown fields {', '.join(unknown)}; "
+                         f"use {', '.join('{' + f + '}' for f in FIELDS)}")
+
+
+def file_stem(template: str, record: ImageRecord, index: int) -> str:
+    """The template filled in for one picture, made safe as a file name (without extension)."""
+    when = _dt.datetime.fromtimestamp(record.created)
+    values = {
+        "date": when.strftime("%Y-%m-%d"), "time": when.strftime("%H%M%S"),
+        "seed": "" if record.seed is None else str(record.seed), "prompt": " ".join(record.prompt.split())[:80],
+        "model": record.model, "width": str(record.width), "height": str(record.height), "index": f"{index:04d}",
+        "name": Path(record.path).stem,
+    }
+    return safe_name(template.format(**values))
+
+
+def safe_name(name: str) -> str:
+    """A file name every OS accepts: no separators or control characters, no "..", no reserved names, capped."""
+    name = _UNSAFE.sub("_", name)
+    name = re.sub(r"\s+", " ", name).strip(" .-_")
+    name = re.sub(r"\.{2,}", ".", name)
+    if name.split(".")[0].upper() in _RESERVED:
+        name = f"_{name}"
+    if len(name) > MAX_NAME:
+        name = name[:MAX_NAME].rstrip(" .-_")
+    return name or "picture"
+
+
+def export(items: Sequence[tuple[ImageRecord, Path]], options: ExportOptions,
+           progress: Callable[[int, int], None] | None = None) -> list[Path]:
+    """Write each (record, picture file) to options.folder; returns the paths written."""
+    check_template(options.template)
+    suffix = FORMATS[options.format]
+    options.folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    taken: set[str] = set()
+    for number, (record, source) in enumerate(items, 1):
+        stem = file_stem(options.template, record, number)
+        target = options.folder / f"{stem}{suffix}"
+        count = 1
+        while target.name.lower() in taken or target.exists():
+            count += 1
+            target = options.folder / f"{stem}-{count}{suffix}"
+        taken.add(target.name.lower())
+        with Image.open(source) as image:
+            image.load()
+            chunks = {k: v for k, v in getattr(image, "text", {}).items() if k in ("parameters", "sfumato")}
+            picture = _prepared(image, options)
+        parameters = chunks.get("parameters") or record.parameters
+        atomic.write_with(target, lambda handle: _save(picture, handle, options, parameters, chunks))
+        written.append(target)
+        if progress is not None:
+            progress(number, len(items))
+    return written
+
+
+def _prepared(image: Image.Image, options: ExportOptions) -> Image.Image:
+    """The pixels only (nothing of the source's metadata comes along), resized and in a mode the format takes."""
+    alpha = image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+    picture = image.convert("RGBA" if alpha and options.format != "JPEG" else "RGB")
+    if alpha and options.format == "JPEG":
+        flat = Image.new("RGB", image.size, (255, 255, 255))
+        flat.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        picture = flat
+    if options.max_side and max(picture.size) > options.max_side:
+        picture.thumbnail((options.max_side, options.max_side), Image.Resampling.LANCZOS)
+    picture.info.clear()
+    return picture
+
+
+def _save(picture: Image.Image, handle, options: ExportOptions, parameters: str, chunks: dict) -> None:
+    if options.format == "PNG":
+        info = None
+        if options.keep_metadata:
+            info = PngImagePlugin.PngInfo()
+            if parameters:
+                info.add_text("parameters", parameters)
+            if "sfumato" in chunks:
+                info.add_text("sfumato", chunks["sfumato"])
+        picture.save(handle, format="PNG", pnginfo=info, compress_level=6)
+        return
+    extra = {}
+    if options.keep_metadata and parameters:
+        exif = Image.Exif()
+        exif.get_ifd(EXIF_IFD)[USER_COMMENT] = encode_user_comment(parameters)
+        extra["exif"] = exif.tobytes()
+    picture.save(handle, format=options.format, quality=options.quality, **extra)

@@ -1,0 +1,265 @@
+"""The gallery's SQLite index: records of the picture files, searchable.
+
+The PNG files are the truth; this is a cache of what they say, rebuilt from
+them when it is missing or damaged. One connection shared by the threads
+that use it (the GUI, the worker that adds results, the thumbnailer), behind
+a lock; WAL with synchronous=FULL, a busy timeout, numbered migrations, and
+FTS5 full-text search over the prompt, the negative prompt and the model.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from ..errors import SfumatoError
+
+SCHEMA_VERSION = 1
+
+MIGRATIONS = {
+    1: """
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL UNIQUE,          -- relative to the output folder, with / separators
+            mtime_ns INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            created REAL NOT NULL,              -- seconds since the epoch
+            width INTEGER NOT NULL DEFAULT 0,
+            height INTEGER NOT NULL DEFAULT 0,
+            prompt TEXT NOT NULL DEFAULT '',
+            negative_prompt TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL DEFAULT '',
+            seed INTEGER,
+            sampler TEXT NOT NULL DEFAULT '',
+            steps INTEGER,
+            cfg_scale REAL,
+            parameters TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL DEFAULT '',
+            favourite INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX images_created ON images (created DESC, id DESC);
+        CREATE INDEX images_favourite ON images (favourite, created DESC);
+        CREATE INDEX images_model ON images (model);
+        CREATE VIRTUAL TABLE images_text USING fts5 (
+            prompt, negative_prompt, model, content='images', content_rowid='id', tokenize='unicode61'
+        );
+        CREATE TRIGGER images_text_insert AFTER INSERT ON images BEGIN
+            INSERT INTO images_text (rowid, prompt, negative_prompt, model)
+            VALUES (new.id, new.prompt, new.negative_prompt, new.model);
+        END;
+        CREATE TRIGGER images_text_delete AFTER DELETE ON images BEGIN
+            INSERT INTO images_text (images_text, rowid, prompt, negative_prompt, model)
+            VALUES ('delete', old.id, old.prompt, old.negative_prompt, old.model);
+        END;
+        CREATE TRIGGER images_text_update AFTER UPDATE OF prompt, negative_prompt, model ON images BEGIN
+            INSERT INTO images_text (images_text, rowid, prompt, negative_prompt, model)
+            VALUES ('delete', old.id, old.prompt, old.negative_prompt, old.model);
+            INSERT INTO images_text (rowid, prompt, negative_prompt, model)
+            VALUES (new.id, new.prompt, new.negative_prompt, new.model);
+        END;
+    """,
+}
+
+
+class GalleryIndexError(SfumatoError):
+    """The index cannot be used (the store rebuilds it)."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    path: str
+    mtime_ns: int
+    size: int
+    created: float
+    width: int
+    height: int
+    prompt: str
+    negative_prompt: str
+    model: str
+    seed: int | None
+    sampler: str
+    steps: int | None
+    cfg_scale: float | None
+    parameters: str
+    source: str
+    favourite: bool
+
+
+COLUMNS = [f.name for f in fields(ImageRecord)]
+SORTS = {"newest": "created DESC, id DESC", "oldest": "created ASC, id ASC", "seed": "seed ASC, id DESC"}
+
+
+@dataclass(frozen=True)
+class Query:
+    """What the gallery shows: a full-text search and filters."""
+
+    text: str = ""
+    favourites: bool = False
+    model: str = ""
+    since: float | None = None  # seconds since the epoch, inclusive
+    until: float | None = None  # exclusive
+    sort: str = "newest"
+
+
+class GalleryIndex:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA busy_timeout = 10000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._migrate()
+            self._db.execute("SELECT count(*) FROM images").fetchone()
+        except sqlite3.DatabaseError as error:
+            self.close()
+            raise GalleryIndexError(f"The gallery index {self.path.name} cannot be used: {error}") from None
+
+    def close(self) -> None:
+        with self._lock:
+            db = getattr(self, "_db", None)
+            if db is not None:
+                db.close()
+                self._db = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic change: everything inside commits together, or nothing does."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"it was made by a newer Sfumato (schema {version})")
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction() as db:
+                for statement in _statements(MIGRATIONS[number]):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def upsert(self, rows: Sequence[dict]) -> None:
+        """Insert or update records by path (a row: ImageRecord's fields without id)."""
+        if not rows:
+            return
+        names = [c for c in COLUMNS if c != "id"]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in names if c not in ("path", "favourite"))
+        sql = (f"INSERT INTO images ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
+               f"ON CONFLICT(path) DO UPDATE SET {updates}")
+        with self.transaction() as db:
+            db.executemany(sql, [[row.get(c) for c in names] for row in rows])
+
+    def remove_paths(self, paths: Sequence[str]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM images WHERE path = ?", [(p,) for p in paths])
+
+    def set_favourite(self, ids: Sequence[int], favourite: bool) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE images SET favourite = ? WHERE id = ?", [(int(favourite), i) for i in ids])
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def search(self, query: Query) -> list[int]:
+        """The ids matching `query`, in its order."""
+        where, args = [], []
+        terms = _fts_terms(query.text)
+        if terms:
+            where.append("id IN (SELECT rowid FROM images_text WHERE images_text MATCH ?)")
+            args.append(terms)
+        if query.favourites:
+            where.append("favourite = 1")
+        if query.model:
+            where.append("model = ?")
+            args.append(query.model)
+        if query.since is not None:
+            where.append("created >= ?")
+            args.append(query.since)
+        if query.until is not None:
+            where.append("created < ?")
+            args.append(query.until)
+        sql = "SELECT id FROM images" + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql += f" ORDER BY {SORTS.get(query.sort, SORTS['newest'])}"
+        with self._lock:
+            return [row[0] for row in self._db.execute(sql, args)]
+
+    def records(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        out: dict[int, ImageRecord] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start:start + 500])
+                sql = f"SELECT {', '.join(COLUMNS)} FROM images WHERE id IN ({', '.join('?' * len(chunk))})"
+                for row in self._db.execute(sql, chunk):
+                    out[row["id"]] = _record(row)
+        return out
+
+    def by_path(self, path: str) -> ImageRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM images WHERE path = ?", (path,)).fetchone()
+        return _record(row) if row else None
+
+    def stamps(self) -> dict[str, tuple[int, int]]:
+        """path -> (mtime_ns, size) of every record: what a refresh compares with the files."""
+        with self._lock:
+            return {row[0]: (row[1], row[2]) for row in self._db.execute("SELECT path, mtime_ns, size FROM images")}
+
+    def models(self) -> list[str]:
+        with self._lock:
+            return [row[0] for row in self._db.execute(
+                "SELECT DISTINCT model FROM images WHERE model != '' ORDER BY model COLLATE NOCASE")]
+
+    def favourites(self) -> list[str]:
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT path FROM images WHERE favourite = 1 ORDER BY path")]
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM images").fetchone()[0]
+
+    def check(self) -> bool:
+        """True when SQLite finds the file sound."""
+        with self._lock:
+            try:
+                return self._db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            except sqlite3.DatabaseError:
+                return False
+
+
+def _record(row: sqlite3.Row) -> ImageRecord:
+    values = dict(row)
+    values["favourite"] = bool(values["favourite"])
+    return ImageRecord(**values)
+
+
+def _fts_terms(text: str) -> str:
+    """A search box's words as an FTS5 query: every word must appear (as a prefix), quotes escaped."""
+    words = [w for w in text.replace('"', " ").split() if w]
+    return " AND ".join(f'"{w}"*' for w in words[:32])
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (triggers keep their inner semicolons)."""
+    out, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        text = "\n".join(current).strip()
+        if text.endswith(";") and sqlite3.complete_statement(text):
+            out.append(text)
+            current = []
+    if "\n".join(current).strip():
+        out.append("\n".join(current))
+    return out

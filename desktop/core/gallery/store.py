@@ -1,0 +1,311 @@
+"""GalleryStore: the pictures in the output folder, and the index that makes them findable.
+
+The files are the truth. The index (index.py) sits beside them in the output
+folder and is rebuilt from them when it is missing or damaged; `refresh()`
+picks up files added or removed outside the app. Favourites are kept in the
+index and in a small JSON file beside it, so a rebuilt index keeps them.
+
+Deleting moves pictures into a holding folder first, so the app can undo it
+while it is open; the held pictures go to the system trash (Send2Trash) when
+the store closes, or at the next start if the app did not close normally.
+
+Thread-safe: the worker adds results, a background thread refreshes, the
+GUI reads, all through the index's lock.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import atomic
+from ..imageio import save_png
+from ..outputs import metadata_chunks, output_path
+from ..request import GenerationRequest
+from .index import GalleryIndex, GalleryIndexError, ImageRecord, Query
+from .metadata import read_image_meta
+from .thumbnails import make_thumbnail, thumbnail_path
+
+INDEX_NAME = ".sfumato-gallery.sqlite"
+FAVOURITES_NAME = ".sfumato-favourites.json"
+HOLDING_NAME = ".sfumato-deleted"
+PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+
+
+def _send_to_trash(path: Path) -> None:
+    from send2trash import send2trash
+
+    send2trash(str(path))
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """One deletion that can still be undone: where the files wait, and their records."""
+
+    holding: Path
+    records: tuple[ImageRecord, ...]
+
+
+class GalleryStore:
+    def __init__(self, folder: Path, thumbnails: Path, trash: Callable[[Path], None] = _send_to_trash):
+        self.folder = Path(folder)
+        self.thumbnails = Path(thumbnails)
+        self._trash = trash
+        self._deleted: list[Deleted] = []
+        self._refresh_lock = threading.Lock()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.notice = ""  # what happened at opening, to tell the user (a rebuilt index)
+        self.index = self._open_index()
+        self._finish_old_deletions()
+
+    # -- opening --------------------------------------------------------------------------------
+
+    def _open_index(self) -> GalleryIndex:
+        path = self.folder / INDEX_NAME
+        existed = path.exists()
+        try:
+            index = GalleryIndex(path)
+            if index.check():
+                if not existed:
+                    self._rebuild_into(index)
+                return index
+            index.close()
+            reason = "it is damaged"
+        except GalleryIndexError as error:
+            reason = str(error)
+        kept = path.with_name(f"{path.name}.bad-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(f"{path}{suffix}", f"{kept}{suffix}")
+            except FileNotFoundError:
+                pass
+        index = GalleryIndex(path)
+        count = self._rebuild_into(index)
+        self.notice = f"The gallery index could not be used ({reason}); it was rebuilt from your {count} pictures."
+        return index
+
+    def _rebuild_into(self, index: GalleryIndex) -> int:
+        self.index = index
+        added, _ = self.refresh()
+        favourites = self._stored_favourites()
+        if favourites:
+            ids = [r.id for r in (index.by_path(p) for p in favourites) if r is not None]
+            index.set_favourite(ids, True)
+        return added
+
+    def close(self) -> None:
+        """Send the pictures deleted in this session to the system trash, and close the index."""
+        for batch in self._deleted:
+            self._empty(batch.holding)
+        self._deleted.clear()
+        self.index.close()
+
+    # -- adding ---------------------------------------------------------------------------------
+
+    def add_result(self, image: np.ndarray, request: GenerationRequest, seed: int, model_name: str,
+                   model_hash: str = "") -> ImageRecord:
+        """Save a generated picture (PNG with its metadata, never overwriting) and index it."""
+        path = save_png(output_path(self.folder, seed), image, metadata_chunks(request, seed, model_name, model_hash))
+        return self.index_files([path])[0]
+
+    def import_files(self, files: Iterable[Path]) -> tuple[list[ImageRecord], list[str]]:
+        """Copy pictures from elsewhere into today's folder and index them; returns (records, problems)."""
+        day = self.folder / _dt.date.today().isoformat()
+        copied, problems = [], []
+        for source in map(Path, files):
+            if source.suffix.lower() not in PICTURE_SUFFIXES:
+                problems.append(f"{source.name} is not a PNG, JPEG or WebP picture.")
+                continue
+            try:
+                read_image_meta(source)  # refuse what is not a readable picture before copying it
+                target = _free_name(day / source.name)
+                day.mkdir(parents=True, exist_ok=True)
+                atomic.write_with(target, lambda handle, s=source: _copy_into(s, handle))
+                copied.append(target)
+            except (OSError, ValueError, SyntaxError) as error:
+                problems.append(f"{source.name} could not be imported: {error}")
+        return self.index_files(copied), problems
+
+    def index_files(self, files: Iterable[Path]) -> list[ImageRecord]:
+        """Read the metadata of these files (inside the folder) into the index; returns their records."""
+        rows = []
+        for path in files:
+            row = self._row(Path(path))
+            if row is not None:
+                rows.append(row)
+        self.index.upsert(rows)
+        found = (self.index.by_path(row["path"]) for row in rows)
+        return [record for record in found if record is not None]
+
+    def _row(self, path: Path) -> dict | None:
+        try:
+            stat = path.stat()
+            meta, width, height = read_image_meta(path)
+        except (OSError, ValueError, SyntaxError):
+            return None  # not a readable picture: not in the gallery
+        return {
+            "path": self.relative(path), "mtime_ns": stat.st_mtime_ns, "size": stat.st_size,
+            "created": stat.st_mtime, "width": width, "height": height, "prompt": meta.prompt,
+            "negative_prompt": meta.negative_prompt, "model": meta.model, "seed": meta.seed,
+            "sampler": " ".join(p for p in (meta.sampler, meta.schedule) if p and p != "Automatic"),
+            "steps": meta.steps, "cfg_scale": meta.cfg_scale, "parameters": meta.parameters, "source": meta.source,
+            "favourite": 0,
+        }
+
+    # -- keeping the index in step with the files -------------------------------------------------
+
+    def refresh(self) -> tuple[int, int]:
+        """Index pictures added or changed outside the app, forget the ones gone. Returns (added, removed)."""
+        with self._refresh_lock:
+            on_disk = dict(self._scan())
+            known = self.index.stamps()
+            gone = [path for path in known if path not in on_disk]
+            fresh = [self.folder / path for path, stamp in on_disk.items() if known.get(path) != stamp]
+            if gone:
+                self.index.remove_paths(gone)
+            for start in range(0, len(fresh), 200):
+                self.index_files(fresh[start:start + 200])
+            return len(fresh), len(gone)
+
+    def _scan(self):
+        """(relative path, (mtime_ns, size)) of every picture below the folder, hidden folders skipped."""
+        stack = [self.folder]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                    elif Path(entry.name).suffix.lower() in PICTURE_SUFFIXES:
+                        stat = entry.stat()
+                        yield self.relative(Path(entry.path)), (stat.st_mtime_ns, stat.st_size)
+                except OSError:
+                    continue
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def search(self, query: Query) -> list[int]:
+        return self.index.search(query)
+
+    def records(self, ids: Iterable[int]) -> dict[int, ImageRecord]:
+        return self.index.records(list(ids))
+
+    def record(self, record_id: int) -> ImageRecord | None:
+        return self.index.records([record_id]).get(record_id)
+
+    def path(self, record: ImageRecord) -> Path:
+        return self.folder / record.path
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.folder).as_posix()
+
+    def thumbnail(self, record: ImageRecord) -> Path:
+        """The thumbnail file of a record, made if needed (call it off the GUI thread)."""
+        target = thumbnail_path(self.thumbnails, self.path(record), record.mtime_ns, record.size)
+        return make_thumbnail(self.path(record), target)
+
+    # -- favourites and deleting ------------------------------------------------------------------
+
+    def set_favourite(self, ids: Iterable[int], favourite: bool) -> None:
+        self.index.set_favourite(list(ids), favourite)
+        atomic.write_json(self.folder / FAVOURITES_NAME, self.index.favourites())
+
+    def delete(self, ids: Iterable[int]) -> int:
+        """Take pictures out of the gallery (undoable with undo_delete while the app runs). Returns how many."""
+        records = list(self.records(ids).values())
+        if not records:
+            return 0
+        holding = self.folder / HOLDING_NAME / f"{time.time_ns()}"
+        moved = []
+        try:
+            for record in records:
+                target = holding / record.path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.path(record), target)
+                moved.append(record)
+        except FileNotFoundError:
+            pass  # already gone: it leaves the index all the same
+        finally:
+            self.index.remove_paths([r.path for r in records])
+            if any(r.favourite for r in records):
+                atomic.write_json(self.folder / FAVOURITES_NAME, self.index.favourites())
+            self._deleted.append(Deleted(holding, tuple(moved)))
+        return len(records)
+
+    def can_undo_delete(self) -> bool:
+        return bool(self._deleted)
+
+    def undo_delete(self) -> list[ImageRecord]:
+        """Put back the pictures of the last deletion; returns their records."""
+        if not self._deleted:
+            return []
+        batch = self._deleted.pop()
+        restored = []
+        for record in batch.records:
+            source, target = batch.holding / record.path, self.path(record)
+            if source.exists() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, target)
+                restored.append(target)
+        records = self.index_files(restored)
+        favourite = [r.id for r in records if any(old.favourite and old.path == r.path for old in batch.records)]
+        if favourite:
+            self.set_favourite(favourite, True)
+        shutil.rmtree(batch.holding, ignore_errors=True)
+        return list(self.records([r.id for r in records]).values())
+
+    def _finish_old_deletions(self) -> None:
+        """Deletions a crashed session could not finish: to the trash now."""
+        holding = self.folder / HOLDING_NAME
+        if holding.is_dir():
+            for batch in holding.iterdir():
+                self._empty(batch)
+
+    def _empty(self, batch: Path) -> None:
+        for path in sorted(batch.rglob("*"), reverse=True):
+            try:
+                if path.is_file():
+                    self._trash(path)
+                else:
+                    path.rmdir()
+            except OSError:
+                pass  # left for the next start
+        try:
+            batch.rmdir()
+        except OSError:
+            pass
+
+    def _stored_favourites(self) -> list[str]:
+        try:
+            data = json.loads((self.folder / FAVOURITES_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [p for p in data if isinstance(p, str)] if isinstance(data, list) else []
+
+
+def _free_name(path: Path) -> Path:
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
+def _copy_into(source: Path, handle) -> None:
+    with open(source, "rb") as reader:
+        shutil.copyfileobj(reader, handle, 1 << 20)
