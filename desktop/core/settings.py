@@ -35,6 +35,7 @@ class Settings:
     model: str = "demo"
     last_request: dict = field(default_factory=dict)  # the prompt panel's values (GenerationRequest.to_dict())
     batch_count: int = 1
+    last_export_folder: str = ""
     notice: str = field(default="", compare=False, metadata={"stored": False})
 
     def output_path(self) -> Path:

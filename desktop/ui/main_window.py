@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QDialog,
     QDockWidget,
+    QTabWidget,
     QLabel,
     QMainWindow,
     QProgressBar,
@@ -33,6 +34,8 @@ from desktop.core import settings as settings_store
 from desktop.core.document import CanvasDocument
 from desktop.core.errors import InvalidRequest
 from desktop.core.frame import frame_mode
+from desktop.core.gallery import export as exporting
+from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Bounds, Extent
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
@@ -42,7 +45,10 @@ from .canvas.generation import CanvasGeneration
 from .canvas.layers_panel import LayersPanel
 from .canvas.tool_bar import ToolBar
 from .canvas.tools import Tool, ToolState
+from .background import Background
 from .canvas.view import CanvasView
+from .gallery.export_dialog import ExportDialog
+from .gallery.view import GalleryView
 from .models_dialog import ModelsDialog
 from .prompt_panel import MODE_TEXT, PromptPanel
 from .queue_view import QueueView
@@ -87,6 +93,9 @@ class MainWindow(QMainWindow):
         self.panel.set_models([*known, ("demo", DEMO_LABEL, "sd1")], settings.model)
         self.files.set_document(CanvasDocument.new(Extent(request.width, request.height)))
         self._scan_models()
+        self.background = Background(self)
+        self.gallery_store: GalleryStore | None = None
+        self._open_gallery()
         if settings.notice:
             self.statusBar().showMessage(settings.notice, 15_000)
         if autosave.exists():
@@ -132,6 +141,7 @@ class MainWindow(QMainWindow):
                                 | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         layers_dock.setMinimumWidth(230)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, layers_dock)
+        self.layers_dock = layers_dock
 
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the running generation (Esc)")
@@ -142,13 +152,26 @@ class MainWindow(QMainWindow):
         self._mode_timer = QTimer(self, singleShot=True, interval=120)
         self._mode_timer.timeout.connect(self._update_mode)
 
+        self.gallery = GalleryView()
+        self.gallery.base_request = self.panel.request
+        canvas_page = QWidget()
+        canvas_layout = QVBoxLayout(canvas_page)
+        canvas_layout.setContentsMargins(0, 0, 0, 0)
+        canvas_layout.addWidget(self.tool_bar)
+        canvas_layout.addWidget(self.canvas, 1)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(canvas_page, "Canvas")
+        self.tabs.addTab(self.gallery, "Gallery")
+        self.tabs.setTabToolTip(0, "Paint, mask and generate (Alt+1)")
+        self.tabs.setTabToolTip(1, "Every picture made, searchable (Alt+2)")
+
         centre = QWidget()
         layout = QVBoxLayout(centre)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.demo_banner)
         layout.addWidget(self.error_banner)
-        layout.addWidget(self.tool_bar)
-        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.tabs, 1)
         layout.addWidget(self.cancel_button, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(self.queue)
 
@@ -197,6 +220,9 @@ class MainWindow(QMainWindow):
         self._action(menu, "Paste as layer", QKeySequence.StandardKey.Paste, self.files.paste)
 
         menu = bar.addMenu("&View")
+        self._action(menu, "Canvas", "Alt+1", lambda: self.tabs.setCurrentIndex(0))
+        self._action(menu, "Gallery", "Alt+2", lambda: self.tabs.setCurrentIndex(1))
+        menu.addSeparator()
         self._action(menu, "Zoom in", QKeySequence.StandardKey.ZoomIn, self.canvas.zoom_in)
         self._action(menu, "Zoom out", QKeySequence.StandardKey.ZoomOut, self.canvas.zoom_out)
         self._action(menu, "Fit picture", "Ctrl+0", self.canvas.fit)
@@ -211,11 +237,11 @@ class MainWindow(QMainWindow):
         self._action(menu, "Clear layer", "Shift+Del", self.layers.clear)
 
         menu = bar.addMenu("&Tools")
-        for tool in Tool:
-            self._action(menu, tool.label, tool.shortcut, lambda _=False, t=tool: self.tools.set_tool(t))
+        self.tool_actions = [self._action(menu, tool.label, tool.shortcut, lambda _=False, t=tool: self.tools.set_tool(t))
+                             for tool in Tool]
         menu.addSeparator()
-        self._action(menu, "Smaller brush", "[", lambda: self.tools.resize_brush(-1))
-        self._action(menu, "Larger brush", "]", lambda: self.tools.resize_brush(1))
+        self.tool_actions.append(self._action(menu, "Smaller brush", "[", lambda: self.tools.resize_brush(-1)))
+        self.tool_actions.append(self._action(menu, "Larger brush", "]", lambda: self.tools.resize_brush(1)))
 
         menu = bar.addMenu("&Generate")
         self.generate_action = self._action(menu, "Generate", "Ctrl+Return", self.generate)
@@ -253,6 +279,16 @@ class MainWindow(QMainWindow):
         self.layers.message.connect(lambda text: self.statusBar().showMessage(text, 8_000))
         self.generation.accepted.connect(lambda _layer: self.files.autosave_now())
         self.generation.failed.connect(self.show_error)
+        self.tabs.currentChanged.connect(self._tab_changed)
+        g = self.gallery
+        g.use_parameters.connect(self._use_parameters)
+        g.use_seed.connect(lambda seed: (self.panel.seed.setValue(seed),
+                                         self.statusBar().showMessage(f"Seed {seed} is in the panel.", 5_000)))
+        g.to_canvas.connect(self._to_canvas)
+        g.export_requested.connect(self.export_pictures)
+        g.message.connect(lambda text: self.statusBar().showMessage(text, 8_000))
+        g.error.connect(self.show_error)
+        g.undo_changed.connect(self._history_changed)
         w = self.worker
         w.status.connect(self._status)
         w.device_ready.connect(lambda text: self.device_label.setText(f"Device: {text}"))
@@ -306,18 +342,93 @@ class MainWindow(QMainWindow):
             self.doc.set_frame(Bounds(frame.x, frame.y, width, height))
 
     def _history_changed(self) -> None:
+        """Edit > Undo and Redo name what they would do: on the gallery tab, undo brings deleted pictures back."""
         history = self.doc.history
-        for action, label, verb in ((self.undo_action, history.undo_label, "Undo"),
-                                    (self.redo_action, history.redo_label, "Redo")):
+        undo, redo = history.undo_label, history.redo_label
+        if self.tabs.currentIndex() == 1:
+            undo, redo = ("delete" if self.gallery.can_undo_delete() else None), None
+        for action, label, verb in ((self.undo_action, undo, "Undo"), (self.redo_action, redo, "Redo")):
             action.setEnabled(label is not None)
             action.setText(f"{verb} {label.lower()}" if label else verb)
 
+    # -- the gallery --------------------------------------------------------------------------
+
+    def _open_gallery(self) -> None:
+        """Open the index of the output folder in the background (it may need a rebuild the first time)."""
+        folder = self.settings.output_path()
+        self.gallery.count.setText("Opening...")
+
+        def opened(store: GalleryStore) -> None:
+            if self._closing or folder != self.settings.output_path():
+                store.close()
+                return
+            old, self.gallery_store = self.gallery_store, store
+            self.worker.set_gallery(store)
+            self.gallery.set_store(store)
+            if old is not None:
+                old.close()
+            if store.notice:
+                self.show_error(store.notice)
+
+        def failed(error: Exception) -> None:
+            self.gallery.count.setText("Unavailable")
+            self.show_error(f"The gallery of {folder} could not be opened: {error}. Pictures are still saved there; "
+                            "check that the folder is writable (File > Settings sets it).")
+
+        self.background.run(lambda: GalleryStore(folder, paths.cache_dir() / "thumbnails"), opened, failed,
+                            name="gallery-open")
+
+    def _tab_changed(self, index: int) -> None:
+        on_canvas = index == 0
+        for action in self.tool_actions:
+            action.setEnabled(on_canvas)
+        self.layers_dock.setVisible(on_canvas)  # the gallery gets the room
+        self._history_changed()
+        if not on_canvas:
+            self.gallery.refresh()  # files added or removed outside the app
+            self.gallery.list.setFocus()
+
+    def _use_parameters(self, request: GenerationRequest) -> None:
+        self.panel.set_request(request)
+        self.statusBar().showMessage("The picture's parameters are in the panel.", 5_000)
+
+    def _to_canvas(self, path: str, as_layer: bool) -> None:
+        self.tabs.setCurrentIndex(0)
+        if as_layer:
+            self.files.import_layer(path)
+        else:
+            self.files.open(path)
+
+    def export_pictures(self, records: list) -> None:
+        store = self.gallery_store
+        dialog = ExportDialog(records, Path(self.settings.last_export_folder or Path.home()), self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        options = dialog.options()
+        self.settings.last_export_folder = str(options.folder)
+        self._save_settings()
+        items = [(record, store.path(record)) for record in records]
+        self.statusBar().showMessage(f"Exporting {len(items)} picture(s)...")
+        self.background.run(
+            lambda: exporting.export(items, options),
+            lambda written: self.statusBar().showMessage(f"Exported {len(written)} picture(s) to {options.folder}",
+                                                         10_000),
+            lambda error: self.show_error(f"The export to {options.folder} stopped: "
+                                          f"{getattr(error, 'strerror', None) or error}. Pictures already written "
+                                          "are complete; check the folder and the free space."))
+
     def undo(self) -> None:
+        if self.tabs.currentIndex() == 1:
+            if self.gallery.can_undo_delete():
+                self.gallery.undo_delete()
+            return
         label = self.doc.undo()
         if label:
             self.statusBar().showMessage(f"Undone: {label}", 4_000)
 
     def redo(self) -> None:
+        if self.tabs.currentIndex() == 1:
+            return
         label = self.doc.redo()
         if label:
             self.statusBar().showMessage(f"Redone: {label}", 4_000)
@@ -466,6 +577,7 @@ class MainWindow(QMainWindow):
     def _job_finished(self, job_id: int, saved: list) -> None:
         self._job_done("Done")
         self.generation.finished(job_id, saved)
+        self.gallery.add_results([str(path) for _, _, path in saved if path])
         for _image, seed, _path in saved:
             self.panel.remember_seed(seed)
         self.results_shown.emit(saved)
@@ -502,6 +614,9 @@ class MainWindow(QMainWindow):
         apply_theme(QApplication.instance(), new.theme)
         if new.models_folders != old.models_folders:
             self._scan_models()
+        if new.output_path() != old.output_path():
+            self.worker.set_gallery(None)
+            self._open_gallery()
 
     def _open_folder(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -517,10 +632,15 @@ class MainWindow(QMainWindow):
             self._closing = True
             self._remember(self.panel.request())
             self.files.closing()
+            self.gallery.model.loader.stop()
+            self.background.wait()
         if not self.worker.shutdown(timeout_ms=3000):
             # A step, a VAE decode or a model load is still finishing: close when the thread ends.
             self.statusBar().showMessage("Stopping: finishing the current step...")
             self.worker.stopped.connect(self.close, Qt.ConnectionType.SingleShotConnection)
             event.ignore()
             return
+        if self.gallery_store is not None:  # after the worker: it may have been saving a result through it
+            self.gallery_store.close()
+            self.gallery_store = None
         super().closeEvent(event)

@@ -77,6 +77,7 @@ class _Runner(_WorkerSignals):
         self._engine_stale = False
         self._preload_target: str | None = None
         self._current_is_preload = False
+        self._gallery = None  # GalleryStore: results are saved through it, so the gallery indexes them
         self.moveToThread(self._thread)
         self._wake.connect(self._run_pending)
         self._preload.connect(self._load_model)
@@ -125,6 +126,10 @@ class _Runner(_WorkerSignals):
     def is_busy(self) -> bool:
         with self._lock:
             return self._current is not None or bool(self._pending)
+
+    def set_gallery(self, store) -> None:
+        with self._lock:
+            self._gallery = store
 
     def update_settings(self, settings: Settings) -> None:
         with self._lock:
@@ -233,9 +238,16 @@ class _Runner(_WorkerSignals):
         except (OSError, SfumatoError):
             model_hash = ""  # the pictures matter more than the hash in their metadata
         saved, problem = [], ""
+        with self._lock:
+            gallery = self._gallery
+        if gallery is not None and gallery.folder != settings.output_path():
+            gallery = None  # the output folder changed: its gallery opens later and finds these files
         for r in results:
             try:
-                path = save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, model_hash)
+                if gallery is not None:
+                    path = gallery.add_result(r.image, r.request, r.seed, loaded.name, model_hash)
+                else:
+                    path = save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, model_hash)
             except OSError as error:
                 path = None
                 problem = (f"The pictures could not be saved to {settings.output_path()}: {error.strerror or error}. "
@@ -300,6 +312,10 @@ class GenerationWorker(_WorkerSignals):
 
     def update_settings(self, settings: Settings) -> None:
         self._runner.update_settings(settings)
+
+    def set_gallery(self, store) -> None:
+        """Save results through this GalleryStore (None: as plain files), from the next one on."""
+        self._runner.set_gallery(store)
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
         """Cancel everything and stop the thread. Returns True when it stopped in time."""

@@ -34,7 +34,7 @@ def picture(seed=0, w=64, h=48):
 
 def add(store, prompt, seed, model="tiny", **fields):
     request = GenerationRequest(prompt=prompt, seed=seed, width=64, height=64, **fields).resolved()
-    return store.add_result(picture(seed), request, seed, model)
+    return store.index.by_path(store.relative(store.add_result(picture(seed), request, seed, model)))
 
 
 def test_a_result_is_saved_indexed_and_found_by_its_words(folder, tmp_path):
@@ -134,8 +134,9 @@ def test_real_send2trash_moves_the_file_to_the_system_trash(folder, tmp_path):
 
 def test_thumbnails_are_small_and_cached(folder, tmp_path):
     store = open_store(folder, tmp_path)
-    big = store.add_result(np.zeros((600, 1000, 3), np.uint8), GenerationRequest(width=1000, height=600).resolved(),
-                           1, "m")
+    path = store.add_result(np.zeros((600, 1000, 3), np.uint8), GenerationRequest(width=1000, height=600).resolved(),
+                            1, "m")
+    big = store.index.by_path(store.relative(path))
     path = store.thumbnail(big)
     assert max(Image.open(path).size) == 256 and store.thumbnail(big) == path
 

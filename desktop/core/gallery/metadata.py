@@ -22,6 +22,8 @@ from PIL import Image
 
 from .. import imageio  # noqa: F401 - sets Pillow's size and text-chunk limits
 from ..infotext import Infotext, InfotextError, format_infotext, parse_infotext, parse_size
+from ..request import MAX_SEED, GenerationRequest, InvalidRequest
+from ..samplers import AUTOMATIC, SAMPLERS
 
 MAX_JSON = 4 * 2**20
 USER_COMMENT = 0x9286
@@ -117,6 +119,35 @@ def decode_user_comment(raw: bytes) -> str:
 
 def encode_user_comment(text: str) -> bytes:
     return b"UNICODE\0" + text.encode("utf-16-be")
+
+
+def to_request(meta: ImageMeta, base: GenerationRequest) -> GenerationRequest:
+    """`base` (the prompt panel's values) with everything the picture says about how it was made.
+
+    The model stays the one chosen in the panel: metadata names a model, not a file.
+    """
+    if meta.request:
+        try:
+            request = GenerationRequest.from_dict({**meta.request, "model": base.model, "batch_size": 1})
+            request.validate()
+            return request.replace(init_image=None, mask=None)
+        except (InvalidRequest, TypeError):
+            pass  # read what can be read, below
+    changes: dict = {"prompt": meta.prompt, "negative_prompt": meta.negative_prompt}
+    if meta.sampler in SAMPLERS:
+        changes["sampler"] = meta.sampler
+        schedule = meta.schedule or AUTOMATIC
+        changes["schedule"] = schedule if schedule == AUTOMATIC or schedule in SAMPLERS[meta.sampler] else AUTOMATIC
+    if meta.steps and 1 <= meta.steps <= 150:
+        changes["steps"] = meta.steps
+    if meta.cfg_scale is not None and 0 <= meta.cfg_scale <= 30:
+        changes["cfg_scale"] = float(meta.cfg_scale)
+    if meta.seed is not None and 0 <= meta.seed <= MAX_SEED:
+        changes["seed"] = meta.seed
+    for name, value in (("width", meta.width), ("height", meta.height)):
+        if value and 64 <= value <= 4096 and value % 8 == 0:
+            changes[name] = value
+    return base.replace(**changes)
 
 
 # -- the readers ---------------------------------------------------------------------------

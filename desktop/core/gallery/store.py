@@ -19,6 +19,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -112,10 +113,17 @@ class GalleryStore:
     # -- adding ---------------------------------------------------------------------------------
 
     def add_result(self, image: np.ndarray, request: GenerationRequest, seed: int, model_name: str,
-                   model_hash: str = "") -> ImageRecord:
-        """Save a generated picture (PNG with its metadata, never overwriting) and index it."""
+                   model_hash: str = "") -> Path:
+        """Save a generated picture (PNG with its metadata, never overwriting) and index it; returns its file.
+
+        The file is what matters: if the index cannot take it now, the next refresh will.
+        """
         path = save_png(output_path(self.folder, seed), image, metadata_chunks(request, seed, model_name, model_hash))
-        return self.index_files([path])[0]
+        try:
+            self.index_files([path])
+        except sqlite3.Error:
+            pass
+        return path
 
     def import_files(self, files: Iterable[Path]) -> tuple[list[ImageRecord], list[str]]:
         """Copy pictures from elsewhere into today's folder and index them; returns (records, problems)."""

@@ -1,0 +1,105 @@
+"""The export dialog: format, quality, size, file names, folder, and whether metadata goes along."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from desktop.core.gallery.export import DEFAULT_TEMPLATE, FIELDS, ExportOptions, check_template, file_stem
+from desktop.core.gallery.index import ImageRecord
+
+
+class ExportDialog(QDialog):
+    def __init__(self, records: list[ImageRecord], folder: Path, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.records = records
+        self.setWindowTitle(f"Export {len(records)} picture{'s' if len(records) != 1 else ''}")
+        self.format = QComboBox()
+        for label, value in (("PNG (lossless)", "PNG"), ("JPEG", "JPEG"), ("WebP", "WEBP")):
+            self.format.addItem(label, value)
+        self.quality = QSpinBox()
+        self.quality.setRange(1, 100)
+        self.quality.setValue(92)
+        self.quality.setSuffix(" %")
+        self.quality.setToolTip("JPEG and WebP quality: 90-95 looks like the original")
+        self.resize_box = QCheckBox("Shrink to at most")
+        self.max_side = QSpinBox()
+        self.max_side.setRange(16, 16384)
+        self.max_side.setValue(1024)
+        self.max_side.setSuffix(" px")
+        self.template = QLineEdit(DEFAULT_TEMPLATE)
+        self.template.setToolTip("Fields: " + ", ".join("{" + f + "}" for f in FIELDS))
+        self.example = QLabel()
+        self.example.setWordWrap(True)
+        self.folder = QLineEdit(str(folder))
+        browse = QPushButton("Choose...")
+        browse.clicked.connect(self._choose_folder)
+        self.keep = QCheckBox("Keep the generation parameters in the files")
+        self.keep.setChecked(True)
+        self.keep.setToolTip("Unchecked: no text, EXIF, XMP or colour profile is written at all")
+
+        size_row, folder_row = QHBoxLayout(), QHBoxLayout()
+        size_row.addWidget(self.resize_box)
+        size_row.addWidget(self.max_side, 1)
+        folder_row.addWidget(self.folder, 1)
+        folder_row.addWidget(browse)
+        form = QFormLayout(self)
+        form.addRow("Format", self.format)
+        form.addRow("Quality", self.quality)
+        form.addRow("Size", size_row)
+        form.addRow("File names", self.template)
+        form.addRow("", self.example)
+        form.addRow("Folder", folder_row)
+        form.addRow("", self.keep)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        form.addRow(self.buttons)
+        for signal in (self.format.currentIndexChanged, self.template.textChanged, self.resize_box.toggled,
+                       self.folder.textChanged):
+            signal.connect(self._update)
+        self._update()
+
+    def options(self) -> ExportOptions:
+        return ExportOptions(
+            folder=Path(self.folder.text()).expanduser(), format=self.format.currentData(),
+            quality=self.quality.value(), max_side=self.max_side.value() if self.resize_box.isChecked() else None,
+            template=self.template.text(), keep_metadata=self.keep.isChecked(),
+        )
+
+    def _update(self) -> None:
+        self.quality.setEnabled(self.format.currentData() != "PNG")
+        self.max_side.setEnabled(self.resize_box.isChecked())
+        ok = True
+        try:
+            check_template(self.template.text())
+            suffix = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}[self.format.currentData()]
+            self.example.setText(f"For example: {file_stem(self.template.text(), self.records[0], 1)}{suffix}")
+            self.example.setStyleSheet("")
+        except (ValueError, KeyError, IndexError) as error:
+            self.example.setText(str(error).capitalize())
+            self.example.setStyleSheet("color: #c0392b;")
+            ok = False
+        if not self.folder.text().strip():
+            ok = False
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
+
+    def _choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export to", self.folder.text())
+        if folder:
+            self.folder.setText(folder)

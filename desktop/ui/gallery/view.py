@@ -1,0 +1,480 @@
+"""The Gallery tab: search and filters, a grid of thumbnails, and the chosen picture with its parameters.
+
+The grid is a QListView over GalleryModel (thumbnails load in the
+background). Arrow keys step through pictures; several can be selected to
+favourite, delete or export. The detail panel shows the picture large with
+every parameter, and the actions: use its parameters or seed, send it to the
+canvas, copy it, show it in its folder, favourite, delete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QRect, QSize, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QImage, QKeySequence, QPainter, QPen, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSplitter,
+    QStyle,
+    QStyledItemDelegate,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.core.gallery.index import ImageRecord, Query
+from desktop.core.gallery.metadata import read_image_meta, to_request
+from desktop.core.gallery.store import GalleryStore
+from desktop.core.request import GenerationRequest
+
+from ..background import Background
+from .model import GalleryModel, RecordRole
+
+DATES = {"Any time": None, "Today": 0, "Last 7 days": 7, "Last 30 days": 30, "This year": 365}
+SORTS = {"Newest first": "newest", "Oldest first": "oldest", "By seed": "seed"}
+
+
+class TileDelegate(QStyledItemDelegate):
+    """A thumbnail centred in its tile, a star on favourites, a frame around the selection."""
+
+    def __init__(self, view: GalleryList):
+        super().__init__(view)
+        self.view = view
+
+    def sizeHint(self, option, index) -> QSize:
+        side = self.view.iconSize().width()
+        return QSize(side + 8, side + 8)
+
+    def paint(self, painter: QPainter, option, index: QModelIndex) -> None:
+        painter.save()
+        rect = option.rect.adjusted(3, 3, -3, -3)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        painter.fillRect(rect, option.palette.alternateBase())
+        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
+        if pixmap is not None and not pixmap.isNull():
+            size = pixmap.size().scaled(rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRect(0, 0, size.width(), size.height())
+            target.moveCenter(rect.center())
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+            painter.drawPixmap(target, pixmap)
+        record: ImageRecord | None = index.data(RecordRole)
+        if record is not None and record.favourite:
+            painter.setPen(QColor(0, 0, 0, 160))
+            painter.setBrush(QColor(255, 200, 40))
+            font = painter.font()
+            font.setPointSizeF(max(9.0, rect.width() / 10))
+            painter.setFont(font)
+            painter.setPen(QColor(255, 200, 40))
+            painter.drawText(rect.adjusted(4, 2, -4, -2), Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignRight, "★")
+        if selected:
+            painter.setPen(QPen(option.palette.highlight().color(), 3))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(rect.adjusted(1, 1, -1, -1))
+        painter.restore()
+
+
+class GalleryList(QListView):
+    def __init__(self, model: GalleryModel):
+        super().__init__()
+        self.setModel(model)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(200)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.verticalScrollBar().setSingleStep(24)
+        self.setItemDelegate(TileDelegate(self))
+        self.setSpacing(2)
+        self.set_tile(160)
+
+    def set_tile(self, side: int) -> None:
+        self.setIconSize(QSize(side, side))
+        self.setGridSize(QSize(side + 10, side + 10))
+
+
+class PictureView(QWidget):
+    """The chosen picture, as large as fits."""
+
+    def __init__(self):
+        super().__init__()
+        self.image = QImage()
+        self.setMinimumSize(240, 200)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def set_image(self, image: QImage) -> None:
+        self.image = image
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), self.palette().base())
+        if self.image.isNull():
+            painter.setPen(self.palette().placeholderText().color())
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Choose a picture")
+            return
+        size = self.image.size().scaled(self.rect().adjusted(6, 6, -6, -6).size(), Qt.AspectRatioMode.KeepAspectRatio)
+        target = QRect(0, 0, size.width(), size.height())
+        target.moveCenter(self.rect().center())
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        painter.drawImage(target, self.image)
+
+
+class GalleryView(QWidget):
+    """Signals:
+    use_parameters(object): a GenerationRequest with the chosen picture's parameters.
+    use_seed(int): its seed.
+    to_canvas(str, bool): its file, and True to add it as a layer (False: open it as a new picture).
+    export_requested(list): the selected records, to export.
+    message(str): a short note for the status bar.
+    error(str): what went wrong, to show.
+    undo_changed(): a deletion was made or undone (Edit > Undo follows).
+    """
+
+    use_parameters = Signal(object)
+    use_seed = Signal(int)
+    to_canvas = Signal(str, bool)
+    export_requested = Signal(list)
+    message = Signal(str)
+    error = Signal(str)
+    undo_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.store: GalleryStore | None = None
+        self.background = Background(self)
+        self.model = GalleryModel(self)
+        self.base_request = lambda: GenerationRequest()  # the prompt panel's values; set by the window
+        self._shown: int | None = None
+        self._build()
+
+    def _build(self) -> None:
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search prompts and models...")
+        self.search.setClearButtonEnabled(True)
+        self.search.setToolTip("Every word must appear in the prompt, the negative prompt or the model (Ctrl+F)")
+        self._search_timer = QTimer(self, singleShot=True, interval=200)
+        self.search.textChanged.connect(self._search_timer.start)
+        self._search_timer.timeout.connect(self._query_changed)
+        QShortcut(QKeySequence.StandardKey.Find, self, activated=self.search.setFocus,
+                  context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.favourites = QCheckBox("★ Favourites")
+        self.favourites.setToolTip("Show only favourites")
+        self.model_filter = QComboBox()
+        self.model_filter.setToolTip("Show the pictures of one model")
+        self.model_filter.addItem("All models", "")
+        self.date_filter = QComboBox()
+        self.date_filter.addItems(list(DATES))
+        self.sort = QComboBox()
+        self.sort.addItems(list(SORTS))
+        for widget in (self.favourites,):
+            widget.toggled.connect(self._query_changed)
+        for combo in (self.model_filter, self.date_filter, self.sort):
+            combo.currentIndexChanged.connect(self._query_changed)
+        self.tile = QSlider(Qt.Orientation.Horizontal)
+        self.tile.setRange(64, 256)
+        self.tile.setValue(160)
+        self.tile.setFixedWidth(110)
+        self.tile.setToolTip("Thumbnail size")
+        self.count = QLabel()
+        bar = QHBoxLayout()
+        for widget in (self.search, self.favourites, self.model_filter, self.date_filter, self.sort, self.tile,
+                       self.count):
+            bar.addWidget(widget, 1 if widget is self.search else 0)
+
+        self.list = GalleryList(self.model)
+        self.tile.valueChanged.connect(self.list.set_tile)
+        self.list.selectionModel().currentChanged.connect(self._current_changed)
+        self.list.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.list.doubleClicked.connect(lambda index: self._send_to_canvas(False))
+        self.model.count_changed.connect(self._count_changed)
+        self.model.modelReset.connect(self._selection_changed)
+        for keys, slot in ((QKeySequence.StandardKey.Delete, self.delete_selected), ("F", self.toggle_favourite)):
+            QShortcut(QKeySequence(keys), self.list, activated=slot,
+                      context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+        self.picture = PictureView()
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.parameters = QPlainTextEdit()
+        self.parameters.setReadOnly(True)
+        self.parameters.setPlaceholderText("No parameters were found in this picture.")
+        self.parameters.setMaximumHeight(150)
+        self.buttons: dict[str, QToolButton | QPushButton] = {}
+        rows = [
+            [("use", "Use all parameters", "Put this picture's prompt and settings in the panel", self.use_all),
+             ("seed", "Use seed", "Put this picture's seed in the panel", self.use_seed_clicked)],
+            [("layer", "To canvas as layer", "Add this picture to the canvas as a new layer",
+              lambda: self._send_to_canvas(True)),
+             ("open", "Open as new picture", "Open this picture on the canvas as a new document (double-click)",
+              lambda: self._send_to_canvas(False))],
+            [("copy", "Copy image", "Copy the picture to the clipboard", self.copy_image),
+             ("copy_text", "Copy parameters", "Copy the parameters text to the clipboard", self.copy_parameters),
+             ("folder", "Show in folder", "Open the folder that holds this picture", self.show_in_folder)],
+            [("favourite", "★ Favourite", "Mark or unmark the selected pictures as favourites (F)",
+              self.toggle_favourite),
+             ("export", "Export...", "Export the selected pictures", self.export_selected),
+             ("delete", "Delete", "Move the selected pictures to the trash (Delete; Ctrl+Z brings them back)",
+              self.delete_selected)],
+        ]
+        details = QWidget()
+        side = QVBoxLayout(details)
+        side.setContentsMargins(4, 0, 0, 0)
+        side.addWidget(self.picture, 1)
+        side.addWidget(self.info)
+        side.addWidget(self.parameters)
+        for row in rows:
+            line = QHBoxLayout()
+            for key, text, tip, slot in row:
+                button = QPushButton(text)
+                button.setToolTip(tip)
+                button.clicked.connect(slot)
+                self.buttons[key] = button
+                line.addWidget(button)
+            side.addLayout(line)
+
+        splitter = QSplitter()
+        splitter.addWidget(self.list)
+        splitter.addWidget(details)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        splitter.setSizes([700, 420])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(bar)
+        layout.addWidget(splitter, 1)
+        self._selection_changed()
+
+    # -- the store --------------------------------------------------------------------------------
+
+    def set_store(self, store: GalleryStore | None) -> None:
+        self.store = store
+        self.model.set_store(store)
+        self._refresh_models()
+
+    def refresh(self) -> None:
+        """Pick up pictures added or removed outside the app (in the background), then show them."""
+        store = self.store
+        if store is None:
+            return
+
+        def done(counts) -> None:
+            if store is self.store and any(counts):
+                self.model.reload()
+                self._refresh_models()
+
+        self.background.run(store.refresh, done, lambda error: self.error.emit(f"The gallery could not be read: {error}"))
+
+    def add_results(self, paths: list[str]) -> None:
+        """New pictures were saved: show them at the top."""
+        if self.store is None:
+            return
+        records = []
+        for path in paths:
+            try:
+                record = self.store.index.by_path(self.store.relative(Path(path)))
+            except ValueError:  # saved outside the gallery's folder
+                record = None
+            if record is not None:
+                records.append(record)
+        self.model.add(records)
+        if records and any(self.model_filter.itemData(i) != r.model for r in records
+                           for i in range(self.model_filter.count())):
+            self._refresh_models()
+
+    def _refresh_models(self) -> None:
+        current = self.model_filter.currentData()
+        self.model_filter.blockSignals(True)
+        self.model_filter.clear()
+        self.model_filter.addItem("All models", "")
+        for name in self.store.index.models() if self.store is not None else []:
+            self.model_filter.addItem(name, name)
+        self.model_filter.setCurrentIndex(max(0, self.model_filter.findData(current)))
+        self.model_filter.blockSignals(False)
+
+    def _query_changed(self) -> None:
+        days = DATES[self.date_filter.currentText()]
+        since = None
+        if days is not None:
+            today = _dt.datetime.combine(_dt.date.today(), _dt.time())
+            since = (today - _dt.timedelta(days=days)).timestamp()
+        self.model.set_query(Query(
+            text=self.search.text(), favourites=self.favourites.isChecked(),
+            model=self.model_filter.currentData() or "", since=since, sort=SORTS[self.sort.currentText()],
+        ))
+
+    def _count_changed(self, count: int) -> None:
+        self.count.setText(f"{count:,} picture{'s' if count != 1 else ''}")
+
+    # -- selection and details ---------------------------------------------------------------------
+
+    def selected(self) -> list[ImageRecord]:
+        rows = sorted(index.row() for index in self.list.selectionModel().selectedIndexes())
+        return [r for r in (self.model.record(row) for row in rows) if r is not None]
+
+    def current(self) -> ImageRecord | None:
+        index = self.list.currentIndex()
+        return self.model.record(index.row()) if index.isValid() else None
+
+    def select_row(self, row: int) -> None:
+        index = self.model.index(row)
+        self.list.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.list.scrollTo(index)
+
+    def _selection_changed(self, *_args) -> None:
+        count = len(self.list.selectionModel().selectedIndexes()) if self.list.selectionModel() else 0
+        one = self.current() is not None and count <= 1
+        for key in ("use", "seed", "layer", "open", "copy", "copy_text", "folder"):
+            self.buttons[key].setEnabled(one)
+        for key in ("favourite", "export", "delete"):
+            self.buttons[key].setEnabled(count > 0)
+        self.buttons["export"].setText(f"Export {count}..." if count > 1 else "Export...")
+        self.buttons["delete"].setText(f"Delete {count}" if count > 1 else "Delete")
+        if count == 0 and not self.list.currentIndex().isValid():
+            self._show(None)
+
+    def _current_changed(self, current: QModelIndex, _previous=None) -> None:
+        self._show(self.model.record(current.row()) if current.isValid() else None)
+        self._selection_changed()
+
+    def _show(self, record: ImageRecord | None) -> None:
+        self._shown = record.id if record else None
+        if record is None:
+            self.picture.set_image(QImage())
+            self.info.setText("")
+            self.parameters.setPlainText("")
+            return
+        when = _dt.datetime.fromtimestamp(record.created).strftime("%d %b %Y, %H:%M")
+        details = [f"{record.width} x {record.height}", when]
+        if record.model:
+            details.append(record.model)
+        details.append(record.path)
+        self.info.setText("  ·  ".join(details))
+        self.parameters.setPlainText(record.parameters)
+        path = self.store.path(record)
+        self.picture.set_image(QImage())  # the large picture is decoded in the background
+        self.background.run(lambda: QImage(str(path)), lambda image, rid=record.id: self._picture_loaded(rid, image))
+
+    def _picture_loaded(self, record_id: int, image: QImage) -> None:
+        if record_id == self._shown:
+            if image.isNull():
+                self.error.emit("This picture can no longer be read; it may have been moved or deleted outside Sfumato.")
+            self.picture.set_image(image)
+
+    # -- actions ----------------------------------------------------------------------------------------
+
+    def use_all(self) -> None:
+        record = self.current()
+        if record is None:
+            return
+        path = self.store.path(record)
+        self.background.run(lambda: read_image_meta(path)[0],
+                            lambda meta: self.use_parameters.emit(to_request(meta, self.base_request())),
+                            lambda error: self.error.emit(f"{path.name} could not be read: {error}"))
+
+    def use_seed_clicked(self) -> None:
+        record = self.current()
+        if record is not None and record.seed is not None:
+            self.use_seed.emit(record.seed)
+        elif record is not None:
+            self.message.emit("This picture does not say which seed made it.")
+
+    def _send_to_canvas(self, as_layer: bool) -> None:
+        record = self.current()
+        if record is not None:
+            self.to_canvas.emit(str(self.store.path(record)), as_layer)
+
+    def copy_image(self) -> None:
+        record = self.current()
+        if record is None:
+            return
+        path = self.store.path(record)
+
+        def copied(image: QImage) -> None:
+            if image.isNull():
+                self.error.emit(f"{path.name} could not be read.")
+            else:
+                QGuiApplication.clipboard().setImage(image)
+                self.message.emit("The picture is on the clipboard.")
+
+        self.background.run(lambda: QImage(str(path)), copied)
+
+    def copy_parameters(self) -> None:
+        record = self.current()
+        if record is not None:
+            QGuiApplication.clipboard().setText(record.parameters or record.prompt)
+            self.message.emit("The parameters are on the clipboard.")
+
+    def show_in_folder(self) -> None:
+        record = self.current()
+        if record is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.store.path(record).parent)))
+
+    def toggle_favourite(self) -> None:
+        records = self.selected()
+        if not records:
+            return
+        favourite = not all(r.favourite for r in records)
+        ids = [r.id for r in records]
+        try:
+            self.store.set_favourite(ids, favourite)
+        except OSError as error:
+            self.error.emit(f"The favourites could not be saved: {error.strerror or error}")
+        if self.model.query.favourites and not favourite:
+            self.model.remove_ids(set(ids))
+        else:
+            self.model.update_records(ids)
+        self.message.emit(f"{len(ids)} picture{'s' if len(ids) > 1 else ''} "
+                          f"{'marked as favourite' if favourite else 'no longer favourite'}.")
+
+    def delete_selected(self) -> None:
+        records = self.selected()
+        if not records:
+            return
+        row = min(self.model.row_of(r.id) for r in records)
+        try:
+            count = self.store.delete([r.id for r in records])
+        except OSError as error:
+            self.error.emit(f"The pictures could not be deleted: {error.strerror or error}")
+            return
+        self.model.remove_ids({r.id for r in records})
+        if self.model.rowCount():
+            self.select_row(min(row, self.model.rowCount() - 1))
+        self.message.emit(f"{count} picture{'s' if count > 1 else ''} moved to the trash. Ctrl+Z brings "
+                          f"{'them' if count > 1 else 'it'} back.")
+        self.undo_changed.emit()
+
+    def can_undo_delete(self) -> bool:
+        return self.store is not None and self.store.can_undo_delete()
+
+    def undo_delete(self) -> None:
+        records = self.store.undo_delete()
+        self.model.reload()
+        if records:
+            row = self.model.row_of(records[0].id)
+            if row >= 0:
+                self.select_row(row)
+        self.message.emit(f"{len(records)} picture{'s' if len(records) != 1 else ''} restored.")
+        self.undo_changed.emit()
+
+    def export_selected(self) -> None:
+        records = self.selected()
+        if records:
+            self.export_requested.emit(records)

@@ -1,0 +1,149 @@
+"""The Gallery tab as a person uses it: new results on top, search, reuse, favourite, delete and undo, export."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import Qt
+
+from desktop.core.gallery.store import GalleryStore
+from desktop.core.infotext import parse_infotext
+from desktop.core.request import GenerationRequest
+from desktop.ui.gallery.export_dialog import ExportDialog
+from desktop.ui.gallery.model import RecordRole
+
+TIMEOUT = 60_000
+
+
+def seed_pictures(folder: Path, thumbs: Path, prompts: list[str]) -> None:
+    store = GalleryStore(folder, thumbs)
+    for i, prompt in enumerate(prompts):
+        picture = np.full((64, 64, 3), 40 * i % 255, np.uint8)
+        request = GenerationRequest(prompt=prompt, seed=500 + i, steps=9, cfg_scale=5.5, width=64, height=64,
+                                    sampler="DDIM", schedule="Automatic").resolved()
+        store.add_result(picture, request, 500 + i, "painter")
+    store.close()
+
+
+def open_gallery(make_window, qtbot, **settings):
+    window = make_window(**settings)
+    qtbot.waitUntil(lambda: window.gallery_store is not None, timeout=TIMEOUT)
+    qtbot.mouseClick(window.tabs.tabBar(), Qt.MouseButton.LeftButton,
+                     pos=window.tabs.tabBar().tabRect(1).center())
+    assert window.tabs.currentIndex() == 1 and not window.layers_dock.isVisible()
+    return window, window.gallery
+
+
+def first_record(gallery):
+    return gallery.model.index(0).data(RecordRole)
+
+
+def test_generating_adds_a_thumbnail_at_the_top(make_window, qtbot):
+    window, gallery = open_gallery(make_window, qtbot)
+    before = gallery.model.rowCount()
+    window.panel.set_request(GenerationRequest(prompt="a brand new lighthouse", steps=2, width=64, height=64, seed=9,
+                                               sampler="Euler a", schedule="Automatic"))
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    assert gallery.model.rowCount() == before + 1
+    record = first_record(gallery)
+    assert record.prompt == "a brand new lighthouse" and record.seed == 9
+    qtbot.waitUntil(lambda: gallery.model.index(0).data(Qt.ItemDataRole.DecorationRole) is not None, timeout=TIMEOUT)
+    assert gallery.model.index(0).data(Qt.ItemDataRole.DecorationRole).width() <= 256
+
+
+def test_search_narrows_the_grid_and_filters_combine(make_window, qtbot, sfumato_home):
+    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails",
+                  ["a red fox", "a red barn", "a blue whale", "a fox cub in snow"])
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 4, timeout=TIMEOUT)
+    qtbot.keyClicks(gallery.search, "fox")
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 2, timeout=5000)
+    assert {first_record(gallery).prompt, gallery.model.index(1).data(RecordRole).prompt} == {"a red fox",
+                                                                                                "a fox cub in snow"}
+    assert gallery.count.text() == "2 pictures"
+    qtbot.keyClicks(gallery.search, " snow")
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=5000)
+    gallery.search.clear()
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 4, timeout=5000)
+
+
+def test_use_all_parameters_fills_the_prompt_panel(make_window, qtbot, sfumato_home):
+    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["an old sailor, portrait"])
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=TIMEOUT)
+    gallery.select_row(0)
+    assert "Seed: 500" in gallery.parameters.toPlainText()
+    model = window.panel.model_ref()
+    qtbot.mouseClick(gallery.buttons["use"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.panel.prompt.toPlainText() == "an old sailor, portrait", timeout=5000)
+    request = window.panel.request()
+    assert (request.seed, request.steps, request.cfg_scale, request.sampler) == (500, 9, 5.5, "DDIM")
+    assert request.model == model, "the chosen model stays"
+    window.panel.seed.setValue(-1)
+    qtbot.mouseClick(gallery.buttons["seed"], Qt.MouseButton.LeftButton)
+    assert window.panel.request().seed == 500
+
+
+def test_favourite_delete_and_undo_from_the_keyboard(make_window, qtbot, sfumato_home):
+    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["one", "two", "three"])
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 3, timeout=TIMEOUT)
+    gallery.select_row(0)
+    gallery.list.setFocus()
+    qtbot.keyClick(gallery.list, Qt.Key.Key_F)
+    assert first_record(gallery).favourite
+    qtbot.mouseClick(gallery.favourites, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=5000)
+    qtbot.mouseClick(gallery.favourites, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 3, timeout=5000)
+    gallery.select_row(1)
+    path = window.gallery_store.path(gallery.current())
+    gallery.list.setFocus()
+    qtbot.keyClick(gallery.list, Qt.Key.Key_Delete)
+    assert gallery.model.rowCount() == 2 and not path.exists()
+    qtbot.keyClick(gallery.list, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert gallery.model.rowCount() == 3 and path.exists()
+
+
+def test_arrow_keys_step_through_the_pictures(make_window, qtbot, sfumato_home):
+    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["a", "b", "c"])
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 3, timeout=TIMEOUT)
+    gallery.select_row(0)
+    gallery.list.setFocus()
+    qtbot.keyClick(gallery.list, Qt.Key.Key_Right)
+    assert gallery.current().prompt == "b"
+    assert "b" == parse_infotext(gallery.parameters.toPlainText()).prompt
+
+
+def test_export_dialog_writes_the_selection_without_metadata(make_window, qtbot, sfumato_home, tmp_path):
+    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["x", "y"])
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 2, timeout=TIMEOUT)
+    gallery.list.selectAll()
+    records = gallery.selected()
+    assert gallery.buttons["export"].text() == "Export 2..."
+    dialog = ExportDialog(records, tmp_path / "exported", window)
+    qtbot.addWidget(dialog)
+    dialog.format.setCurrentIndex(dialog.format.findData("JPEG"))
+    dialog.template.setText("{seed}-{bogus}")
+    assert not dialog.buttons.buttons()[0].isEnabled() and "bogus" in dialog.example.text()
+    dialog.template.setText("{seed}-{prompt}")
+    dialog.keep.setChecked(False)
+    from desktop.core.gallery import export as exporting
+
+    written = exporting.export([(r, window.gallery_store.path(r)) for r in records], dialog.options())
+    assert sorted(p.name for p in written) == ["500-x.jpg", "501-y.jpg"]
+    assert all("exif" not in Image.open(p).info for p in written)
+
+
+def test_send_to_canvas_as_a_layer(make_window, qtbot, sfumato_home):
+    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["for the canvas"])
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=TIMEOUT)
+    gallery.select_row(0)
+    qtbot.mouseClick(gallery.buttons["layer"], Qt.MouseButton.LeftButton)
+    assert window.tabs.currentIndex() == 0
+    qtbot.waitUntil(lambda: window.doc.extent.width == 64, timeout=10_000)  # blank canvas: it becomes the picture
+    assert window.doc.layers[0].name.endswith("500")
