@@ -91,6 +91,7 @@ class CanvasDocument:
         self.active: Layer | None = None
         self.frame = _check_frame(frame or default_frame(self.extent, Extent(512, 512)))
         self.history = History() if max_history_bytes is None else History(max_history_bytes)
+        self._session: StrokeSession | MoveSession | None = None  # a drag in progress
         self._composite = np.zeros((self.extent.height, self.extent.width, 4), np.uint8)
         self.pixels_changed = Event()
         self.layers_changed = Event()
@@ -170,24 +171,27 @@ class CanvasDocument:
     @classmethod
     def from_snapshot(cls, snapshot: DocumentSnapshot) -> CanvasDocument:
         doc = cls(snapshot.extent, snapshot.frame)
-        for i, data in enumerate(snapshot.layers):
+        for data in snapshot.layers:
             kind = MaskLayer if data.kind == "mask" else ImageLayer
-            layer = kind(np.array(data.pixels), data.name, visible=data.visible, opacity=data.opacity,
-                         locked=data.locked, offset=data.offset)
-            doc._insert_layer(layer, i)
-        if snapshot.active is not None and 0 <= snapshot.active < len(doc.layers):
-            doc._set_active(doc.layers[snapshot.active])
+            doc.layers.append(kind(np.array(data.pixels), data.name, visible=data.visible, opacity=data.opacity,
+                                   locked=data.locked, offset=data.offset))
+        doc._composite = np.array(composite(doc.layers, doc.bounds))  # once, not once per layer
+        if doc.layers:
+            index = snapshot.active if snapshot.active is not None and 0 <= snapshot.active < len(doc.layers) else 0
+            doc.active = doc.layers[index]
         return doc
 
     # -- editing: each public method is one undo step ------------------------------------
 
     def set_active(self, layer: Layer | None) -> None:
         """Choose the layer tools work on (not an undo step, as in other painting programs)."""
+        self.end_drag()
         if layer is not self.active:
             self._set_active(layer)
 
     def add_layer(self, layer: Layer, index: int | None = None, label: str = "Add layer") -> Layer:
         """Add `layer` at `index` (default: just above the active layer) and make it active."""
+        self.end_drag()
         if index is None:
             index = self.index(self.active) + 1 if self.active is not None else len(self.layers)
         index = max(0, min(index, len(self.layers)))
@@ -204,6 +208,7 @@ class CanvasDocument:
         return self.add_layer(ImageLayer.blank(self.extent, _unique_name(self, "Layer")), label="New layer")
 
     def remove_layer(self, layer: Layer) -> None:
+        self.end_drag()
         index = self.index(layer)
         self._remove_layer(layer)
         self.history.push(edits.RemoveLayer("Delete layer", layer, index))
@@ -212,6 +217,7 @@ class CanvasDocument:
         return self.add_layer(layer.copy(f"{layer.name} copy"), self.index(layer) + 1, "Duplicate layer")
 
     def move_layer(self, layer: Layer, index: int) -> None:
+        self.end_drag()
         old = self.index(layer)
         index = max(0, min(index, len(self.layers) - 1))
         if index != old:
@@ -220,6 +226,7 @@ class CanvasDocument:
 
     def set_property(self, layer: Layer, name: str, value: object) -> None:
         """Rename, show or hide, set the opacity, lock or move a layer (validated; nothing if unchanged)."""
+        self.end_drag()
         value = _valid_property(name, value)
         old = getattr(layer, name)
         if value == old:
@@ -230,6 +237,7 @@ class CanvasDocument:
         self.history.push(edits.SetProperty(label, layer, name, old, value))
 
     def clear_layer(self, layer: Layer) -> None:
+        self.end_drag()
         self._check_editable(layer)
         box = Bounds(0, 0, *layer.bounds.extent)
         before = layer.pixels.copy()
@@ -241,6 +249,7 @@ class CanvasDocument:
 
     def merge_down(self, layer: Layer) -> Layer:
         """Merge `layer` into the layer below it (image onto image, mask onto mask)."""
+        self.end_drag()
         index = self.index(layer)
         if index == 0 or type(self.layers[index - 1]) is not type(layer):
             kind = "mask" if isinstance(layer, MaskLayer) else "image"
@@ -248,8 +257,8 @@ class CanvasDocument:
         below = self.layers[index - 1]
         self._check_editable(below)
         box = below.bounds.union(layer.bounds)
-        if isinstance(layer, MaskLayer):
-            merged = mask_union([_as_visible(below), _as_visible(layer)], box)
+        if isinstance(layer, MaskLayer):  # a hidden mask adds nothing, as a hidden picture adds nothing
+            merged = mask_union([_as_visible(below), *([_as_visible(layer)] if layer.visible else [])], box)
         else:  # both opacities are baked into the pixels; the merged layer is fully opaque
             upper = _as_visible(layer, layer.opacity if layer.visible else 0.0)
             merged = np.array(composite([_as_visible(below), upper], box))
@@ -266,6 +275,7 @@ class CanvasDocument:
         return below
 
     def set_frame(self, frame: Bounds) -> None:
+        self.end_drag()
         frame = _check_frame(frame)
         if frame != self.frame:
             old = self.frame
@@ -274,6 +284,7 @@ class CanvasDocument:
 
     def resize_canvas(self, left: int, top: int, right: int, bottom: int) -> None:
         """Grow (positive) or shrink (negative) each side. Layers keep their pixels past the edge."""
+        self.end_drag()
         width, height = self.extent.width + left + right, self.extent.height + top + bottom
         new = Extent(width, height)
         _check_extent(new)
@@ -289,6 +300,7 @@ class CanvasDocument:
 
         One undo step. Returns the new layer.
         """
+        self.end_drag()
         steps: list[edits.Edit] = []
         grown = self.bounds.union(frame)
         if grown != self.bounds:
@@ -307,21 +319,38 @@ class CanvasDocument:
         return layer
 
     def begin_stroke(self, layer: Layer, brush: Brush) -> StrokeSession:
+        self.end_drag()
         self._check_editable(layer)
-        return StrokeSession(self, layer, brush)
+        self._session = StrokeSession(self, layer, brush)
+        return self._session
 
     def begin_move(self, layer: Layer) -> MoveSession:
+        self.end_drag()
         if layer.locked:
             raise LayerNotEditable(f"{layer.name} is locked. Unlock it in the Layers panel to move it.")
-        return MoveSession(self, layer)
+        self._session = MoveSession(self, layer)
+        return self._session
 
     def undo(self) -> str | None:
+        self.end_drag()
         edit = self.history.undo(self)
         return edit.label if edit else None
 
     def redo(self) -> str | None:
+        self.end_drag()
         edit = self.history.redo(self)
         return edit.label if edit else None
+
+    def end_drag(self) -> None:
+        """Finish a stroke or layer move still in progress, as if the button were released.
+
+        Every other edit calls this first, so an undo or an accepted result in
+        the middle of a drag never interleaves with it; the rest of the drag
+        then changes nothing.
+        """
+        session, self._session = self._session, None
+        if session is not None:
+            session.finish()
 
     # -- primitives: change state and announce it; the history calls these ---------------------
 
@@ -416,9 +445,12 @@ class StrokeSession:
     """
 
     def __init__(self, doc: CanvasDocument, layer: Layer, brush: Brush):
-        self.doc, self.layer = doc, layer
+        self.doc, self.layer, self.done = doc, layer, False
         self._grow: edits.ReplacePixels | None = None
         covered = layer.bounds.union(doc.bounds)
+        if covered.width * covered.height > 4 * (doc.extent.area + layer.bounds.extent.area):
+            raise LayerNotEditable(f"{layer.name} lies far outside the canvas. Move it back (Move tool, V) "
+                                   "to paint on it.")
         if covered != layer.bounds:
             old = (layer.pixels, layer.offset)
             grown = np.zeros((covered.height, covered.width, *layer.pixels.shape[2:]), np.uint8)
@@ -432,6 +464,8 @@ class StrokeSession:
 
     def to(self, x: float, y: float) -> Bounds:
         """Continue the stroke to document point (x, y); returns the document rectangle that changed."""
+        if self.done:
+            return Bounds(0, 0, 0, 0)
         ox, oy = self.layer.offset
         dirty = self._stroke.to(x - ox, y - oy)
         if dirty.is_empty:
@@ -441,6 +475,11 @@ class StrokeSession:
         return box
 
     def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.doc._session is self:
+            self.doc._session = None
         edit = self._stroke.edit()
         if edit is None and self._grow is None:
             return
@@ -452,14 +491,21 @@ class MoveSession:
     """Dragging a layer: the offset follows the pointer, one undo step at the end."""
 
     def __init__(self, doc: CanvasDocument, layer: Layer):
-        self.doc, self.layer, self.start = doc, layer, layer.offset
+        self.doc, self.layer, self.start, self.done = doc, layer, layer.offset, False
 
     def to(self, dx: int, dy: int) -> None:
+        if self.done:
+            return
         offset = Point(self.start.x + int(dx), self.start.y + int(dy))
         if offset != self.layer.offset:
             self.doc._set_property(self.layer, "offset", offset)
 
     def finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self.doc._session is self:
+            self.doc._session = None
         if self.layer.offset != self.start:
             self.doc.history.push(edits.SetProperty("Move layer", self.layer, "offset", self.start, self.layer.offset))
 

@@ -225,8 +225,15 @@ class History:
     def _trim(self) -> None:
         total = self.nbytes
         while total > self.max_bytes and len(self._undo) > 1:
-            _, dropped = self._undo.pop(0)
+            serial, dropped = self._undo.pop(0)
             total -= dropped.nbytes
+            # The oldest reachable state is now the one after `dropped`, and an empty stack means it.
+            if self._clean is None:
+                self._clean = -1  # the state before it can no longer be reached
+            elif self._clean == serial:
+                self._clean = None
         while total > self.max_bytes and self._redo:
-            _, dropped = self._redo.pop(0)
+            serial, dropped = self._redo.pop(0)
             total -= dropped.nbytes
+            if self._clean == serial:
+                self._clean = -1

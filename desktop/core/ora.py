@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -33,7 +34,7 @@ MIMETYPE = "image/openraster"
 NS = "https://sfumato.app/ns/ora"
 THUMBNAIL = 256
 MAX_LAYERS = 1000
-MAX_TOTAL_PIXELS = 512 * 2**20  # over all layers: 2 GiB of RGBA
+MAX_TOTAL_PIXELS = 160 * 2**20  # over all layers (640 MiB of RGBA): 8 layers of 4096x4096 fit
 MAX_STACK_XML = 8 * 2**20
 
 ElementTree.register_namespace("sfumato", NS)
@@ -41,6 +42,10 @@ ElementTree.register_namespace("sfumato", NS)
 
 class OraError(SfumatoError):
     pass
+
+
+# What a damaged or hostile zip member raises when it is opened or read.
+UNPACK_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, ValueError, OSError)
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -136,7 +141,7 @@ def _read_zip(archive: zipfile.ZipFile, name: str) -> DocumentSnapshot:
         root = ElementTree.fromstring(archive.read(info))
     except ElementTree.ParseError as error:
         raise fail(f"its stack.xml is not valid XML ({error})") from None
-    except (zipfile.BadZipFile, ValueError, RuntimeError, OSError) as error:  # CRC errors, encrypted members
+    except UNPACK_ERRORS as error:  # CRC errors, encrypted or unknown compression, broken deflate data
         raise fail(f"its stack.xml cannot be unpacked ({error})") from None
     if root.tag != "image":
         raise fail("stack.xml does not start with <image>")
@@ -183,14 +188,16 @@ def _read_layer(archive, element, origin: Point, opacity: float, visible: bool, 
     src = element.get("src", "")
     try:
         data = archive.open(src)
-    except (KeyError, ValueError):
+    except KeyError:
         raise fail(f"the layer {element.get('name', src)!r} points to {src!r}, which is missing") from None
+    except UNPACK_ERRORS as error:
+        raise fail(f"{src} cannot be unpacked ({error})") from None
     try:
         with data:
             pixels = decode_image(data, src)
     except ImageError as error:
         raise fail(str(error).rstrip(".")) from None
-    except (zipfile.BadZipFile, RuntimeError, OSError) as error:
+    except UNPACK_ERRORS as error:
         raise fail(f"{src} cannot be unpacked ({error})") from None
     name = element.get("name") or Path(src).stem
     locked = element.get("edit-locked") == "true"
@@ -204,17 +211,20 @@ def _read_layer(archive, element, origin: Point, opacity: float, visible: bool, 
 
 
 def _frame(text: str | None, extent: Extent) -> Bounds:
+    """The saved frame, if it is a sensible one near the picture; else the default frame."""
     try:
         x, y, w, h = (int(v) for v in (text or "").split())
-        return snap_frame(Bounds(x, y, w, h))
-    except ValueError:
+    except (ValueError, OverflowError):
         return default_frame(extent, Extent(512, 512))
+    if not (-MAX_EXTENT <= x <= MAX_EXTENT and -MAX_EXTENT <= y <= MAX_EXTENT):
+        return default_frame(extent, Extent(512, 512))
+    return snap_frame(Bounds(x, y, min(max(w, 0), MAX_EXTENT), min(max(h, 0), MAX_EXTENT)))
 
 
 def _int(element, key: str, default: int) -> int:
     try:
         value = int(float(element.get(key, default)))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # "inf", "1e999"
         return default
     return max(-MAX_EXTENT * 4, min(MAX_EXTENT * 4, value))
 

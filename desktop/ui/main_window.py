@@ -345,11 +345,13 @@ class MainWindow(QMainWindow):
         """Edit > Undo and Redo name what they would do: on the gallery tab, undo brings deleted pictures back."""
         history = self.doc.history
         undo, redo = history.undo_label, history.redo_label
-        if self.tabs.currentIndex() == 1:
+        on_canvas = self.tabs.currentIndex() == 0
+        if not on_canvas:
             undo, redo = ("delete" if self.gallery.can_undo_delete() else None), None
         for action, label, verb in ((self.undo_action, undo, "Undo"), (self.redo_action, redo, "Redo")):
-            action.setEnabled(label is not None)
             action.setText(f"{verb} {label.lower()}" if label else verb)
+            action.setEnabled(label is not None)
+        self.undo_action.setEnabled(undo is not None or on_canvas)  # Ctrl+Z in the first stroke undoes it
 
     # -- the gallery --------------------------------------------------------------------------
 
@@ -423,8 +425,7 @@ class MainWindow(QMainWindow):
                 self.gallery.undo_delete()
             return
         label = self.doc.undo()
-        if label:
-            self.statusBar().showMessage(f"Undone: {label}", 4_000)
+        self.statusBar().showMessage(f"Undone: {label}" if label else "Nothing to undo.", 4_000)
 
     def redo(self) -> None:
         if self.tabs.currentIndex() == 1:

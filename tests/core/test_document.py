@@ -324,3 +324,90 @@ def test_dragging_a_layer_is_one_undo_step():
     doc.set_property(layer, "locked", True)
     with pytest.raises(LayerNotEditable):
         doc.begin_move(layer)
+
+
+def test_undoing_past_trimmed_steps_never_claims_the_saved_state():
+    doc = CanvasDocument.new(Extent(256, 256))
+    doc.history.max_bytes = 600_000
+    doc.history.mark_clean()
+    saved = doc.composite().copy()
+    for i in range(6):
+        s = doc.begin_stroke(doc.layers[0], Brush(size=60, colour=(i, 0, 0)))
+        s.to(64 + 20 * i, 64)
+        s.finish()
+    while doc.undo():
+        pass
+    assert not np.array_equal(doc.composite(), saved) and doc.modified
+
+
+def test_a_saved_step_that_trimming_dropped_is_still_recognised():
+    doc = CanvasDocument.new(Extent(256, 256))
+    doc.history.max_bytes = 3 * 128 * 128 * 4 * 2  # three one-tile strokes
+
+    def stroke(x, y):
+        s = doc.begin_stroke(doc.layers[0], Brush(size=20, colour=(x % 256, 0, 0)))
+        s.to(x, y)
+        s.finish()
+
+    stroke(30, 30)
+    doc.history.mark_clean()  # saved after the first stroke
+    for x in (60, 90, 100):
+        stroke(x, 30)
+    assert len(doc.history) == 3, "the first stroke was dropped"
+    while doc.undo():
+        pass
+    assert not doc.modified, "back at the saved picture"
+
+
+def test_an_undo_in_the_middle_of_a_stroke_finishes_it_first():
+    doc = CanvasDocument.new(Extent(128, 128))
+    before = state(doc)
+    first = doc.begin_stroke(doc.layers[0], Brush(size=10, colour=(255, 0, 0)))
+    first.to(20, 20)
+    first.finish()
+    second = doc.begin_stroke(doc.layers[0], Brush(size=10, colour=(0, 255, 0)))
+    second.to(20, 20)
+    second.to(60, 20)
+    assert doc.undo() == "Brush stroke"  # the green stroke, committed then undone
+    second.to(100, 100)  # the rest of the drag changes nothing
+    second.finish()
+    assert tuple(doc.composite()[20, 20]) == (255, 0, 0, 255) and not doc.composite()[100, 100].any()
+    doc.undo()
+    assert_same(state(doc), before)
+
+
+def test_accepting_a_result_while_a_layer_is_dragged_keeps_undo_exact():
+    doc = CanvasDocument.new(Extent(64, 64))
+    layer = doc.add_layer(ImageLayer(solid(8, 8, (255, 0, 0, 255)), "dot"))
+    before = state(doc)
+    move = doc.begin_move(layer)
+    move.to(10, 0)
+    doc.accept_result(solid(64, 64, (0, 0, 255, 255))[..., :3], Bounds(-64, 0, 64, 64), "left")
+    move.to(30, 30)  # the drag goes on, but the move was committed before the result
+    move.finish()
+    assert layer.offset == Point(74, 0) and doc.extent == Extent(128, 64)
+    assert doc.undo() == "Accept result" and layer.offset == Point(10, 0)
+    assert doc.undo() == "Move layer"
+    assert_same(state(doc), before)
+
+
+def test_painting_a_layer_far_outside_the_canvas_is_refused_not_allocated():
+    doc = CanvasDocument.new(Extent(256, 256))
+    far = doc.add_layer(ImageLayer(solid(64, 64, (1, 1, 1, 255)), "far", offset=Point(12000, 12000)))
+    with pytest.raises(LayerNotEditable, match="far outside"):
+        doc.begin_stroke(far, Brush())
+    assert far.bounds.extent == Extent(64, 64)
+
+
+def test_opening_many_layers_composites_once():
+    import time
+
+    from desktop.core.document import DocumentSnapshot, LayerData
+
+    pixels = np.full((512, 512, 4), 255, np.uint8)
+    snapshot = DocumentSnapshot(Extent(512, 512), Bounds(0, 0, 512, 512),
+                                tuple(LayerData("image", f"l{i}", pixels) for i in range(100)), 3)
+    started = time.perf_counter()
+    doc = CanvasDocument.from_snapshot(snapshot)
+    assert time.perf_counter() - started < 10  # quadratic recompositing took minutes
+    assert len(doc.layers) == 100 and doc.active is doc.layers[3] and doc.composite()[0, 0, 3] == 255

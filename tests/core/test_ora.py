@@ -141,3 +141,50 @@ def test_autosave_writes_and_recovers(tmp_path):
     np.testing.assert_array_equal(recovered.mask(), doc.mask())
     autosave.discard()
     assert not autosave.exists()
+
+
+def _stored(path, members):
+    """A zip whose members are written as given: (name, data, compress_type, flag_bits)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data, compress, flags in members:
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_STORED
+            archive.writestr(info, data)
+    raw = bytearray(path.read_bytes())
+    for name, _, compress, flags in members:  # patch the headers the way a hostile file would
+        for header in (b"PK\x03\x04", b"PK\x01\x02"):
+            at = 0
+            while (at := raw.find(header, at)) >= 0:
+                field = at + (6 if header == b"PK\x03\x04" else 8)
+                name_at = at + (30 if header == b"PK\x03\x04" else 46)
+                if raw[name_at:name_at + len(name)] == name.encode():
+                    raw[field:field + 2] = flags.to_bytes(2, "little")
+                    raw[field + 2:field + 4] = compress.to_bytes(2, "little")
+                at += 4
+    path.write_bytes(bytes(raw))
+
+
+STACK = '<image w="8" h="8"><stack><layer src="data/a.png"/></stack></image>'
+
+
+@pytest.mark.parametrize("stack, members", [
+    ('<image w="inf" h="8"><stack/></image>', []),
+    ('<image w="8" h="8"><stack><layer src="data/a.png" x="1e999"/></stack></image>', None),
+    ('<image w="8" h="8" xmlns:s="https://sfumato.app/ns/ora" s:frame="1' + "0" * 400 + ' 0 512 512"><stack/></image>',
+     []),
+    (STACK, [("data/a.png", b"x" * 40, 99, 0)]),  # an unknown compression method
+    (STACK, [("data/a.png", b"x" * 40, 0, 1)]),  # "encrypted"
+    (STACK, [("data/a.png", b"\x00garbage-deflate" * 3, 8, 0)]),  # broken deflate data
+])
+def test_hostile_files_only_ever_raise_ora_error(tmp_path, stack, members):
+    path = tmp_path / "hostile.ora"
+    png = io.BytesIO()
+    Image.new("RGBA", (8, 8)).save(png, format="PNG")
+    if members is None:
+        members = [("data/a.png", png.getvalue(), 0, 0)]
+    _stored(path, [("stack.xml", stack.encode(), 0, 0), *members])
+    try:
+        snapshot = ora.read(path)
+    except ora.OraError:
+        return
+    assert abs(snapshot.frame.x) <= 16384 and all(abs(l.offset.x) <= 4 * 16384 for l in snapshot.layers)

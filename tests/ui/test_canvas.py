@@ -372,3 +372,40 @@ def test_the_preview_of_only_masked_inpainting_is_drawn_in_its_crop(make_window,
     region = regions[-1]
     assert doc.frame.contains(region) and region.width < 128 and region.x > 64
     assert doc.mask()[region.slices].any()
+
+
+def test_results_waiting_on_one_picture_do_not_land_in_the_next(make_window, qtbot):
+    window = make_window()
+    open_photo(window, photo(64, 64))
+    quick(window)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    assert window.generation.staged
+    window.files.new()
+    assert window.generation.staged == [] and window.canvas.picture("staged") is None
+    window.canvas.setFocus()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Return)
+    assert len(window.doc.layers) == 2 and not window.doc.composite().any()
+
+
+def test_a_pasted_picture_too_wide_for_the_canvas_is_explained(make_window, qtbot):
+    window = make_window()
+    window.files.add_picture(np.zeros((4, 16400, 3), np.uint8), "panorama")
+    assert window.error_banner.isVisible() and "16400" in window.error_banner.text()
+    assert window.doc.extent != Extent(16400, 4)
+
+
+def test_ctrl_z_during_a_stroke_undoes_it_and_the_rest_of_the_drag_paints_nothing(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo())
+    before = doc.composite().copy()
+    window.tools.set_tool(Tool.BRUSH)
+    window.tools.set_brush(size=6, hardness=1.0)
+    canvas = window.canvas
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=at(window, 10, 10))
+    qtbot.mouseMove(canvas, at(window, 30, 10))
+    qtbot.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    qtbot.mouseMove(canvas, at(window, 60, 40))
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=at(window, 60, 40))
+    np.testing.assert_array_equal(doc.composite(), before)
+    assert len(doc.history) == 0 and doc.history.redo_label == "Brush stroke"

@@ -59,7 +59,8 @@ class CanvasFiles(QObject):
         self.doc: CanvasDocument | None = None
         self.path: Path | None = None
         self.name = "Untitled"
-        self.background = Background(self)
+        self.background = Background(self)  # reading
+        self.writer = Background(self)  # saving, one file at a time: a later save never lands first
         self._autosaved: object = None  # history token of the last autosave
         self._autosaving = False
         self.autosave_timer = QTimer(self, interval=AUTOSAVE_MS)
@@ -99,6 +100,7 @@ class CanvasFiles(QObject):
             return
         path = Path(path)
         preferred = self.preferred_size()
+        before, token = self.doc, self.doc.history.token() if self.doc else None
 
         def read() -> CanvasDocument:
             if path.suffix.lower() == ".ora":
@@ -106,6 +108,9 @@ class CanvasFiles(QObject):
             return CanvasDocument.from_image(_checked(load_image(path), path.name), path.stem, preferred)
 
         def opened(doc: CanvasDocument) -> None:
+            if self.doc is before and self.doc is not None and self.doc.history.token() != token:
+                if not self.confirm_discard(f"open {path.name}"):  # painted on while it was loading
+                    return
             self.set_document(doc, path if path.suffix.lower() == ".ora" else None, path.stem)
             self.status.emit(f"Opened {path.name}")
 
@@ -124,6 +129,11 @@ class CanvasFiles(QObject):
 
     def add_picture(self, pixels: np.ndarray, name: str, at: QPointF | None = None) -> None:
         """A picture becomes a layer, centred on `at` or at the frame's corner; on a blank canvas, the document."""
+        try:
+            _checked(pixels, name)
+        except SfumatoError as error:
+            self.error.emit(str(error))
+            return
         if self.is_blank():
             self.set_document(CanvasDocument.from_image(pixels, name, self.preferred_size()), None, name)
             return
@@ -189,8 +199,9 @@ class CanvasFiles(QObject):
             self._failed(f"{path.name} could not be saved; your picture is still open", error)
 
         self.status.emit(f"Saving {path.name}...")
+        self.writer.wait()  # an earlier save (or autosave) finishes first
         if not wait:
-            self.background.run(lambda: ora.write(path, snapshot), saved, failed)
+            self.writer.run(lambda: ora.write(path, snapshot), saved, failed, name="save")
             return
         try:  # closing or replacing the document: nothing else to do until it is on disk
             ora.write(path, snapshot)
@@ -208,8 +219,8 @@ class CanvasFiles(QObject):
         if path.suffix.lower() not in EXPORT_FORMATS:
             path = path.with_name(path.name + ".png")
         snapshot = self.doc.snapshot()
-        self.background.run(lambda: _export(path, snapshot), lambda _: self.status.emit(f"Exported {path.name}"),
-                            lambda error: self._failed(f"{path.name} could not be written", error))
+        self.writer.run(lambda: _export(path, snapshot), lambda _: self.status.emit(f"Exported {path.name}"),
+                        lambda error: self._failed(f"{path.name} could not be written", error), name="export")
 
     # -- autosave and recovery -----------------------------------------------------------------
 
@@ -230,7 +241,7 @@ class CanvasFiles(QObject):
             self._autosaving = False
             self._failed("The autosave could not be written", error)
 
-        self.background.run(lambda: autosave.save(snapshot), done, failed, name="autosave")
+        self.writer.run(lambda: autosave.save(snapshot), done, failed, name="autosave")
 
     def offer_restore(self) -> None:
         """After a crash: offer the autosaved picture back."""
@@ -241,19 +252,19 @@ class CanvasFiles(QObject):
             autosave.discard()
             return
 
-        def restored(snapshot: DocumentSnapshot) -> None:
-            doc = CanvasDocument.from_snapshot(snapshot)
+        def restored(doc: CanvasDocument) -> None:
             doc.history.mark_modified()
             self.set_document(doc, None, "Recovered")
             self.status.emit("The picture was restored from the autosave. Save it to keep it.")
 
-        self.background.run(autosave.load, restored,
+        self.background.run(lambda: CanvasDocument.from_snapshot(autosave.load()), restored,
                             lambda error: self._failed("The autosave could not be restored", error))
 
     def closing(self) -> None:
         """The window closes normally: let writes finish, and the autosave is no longer needed."""
         self.autosave_timer.stop()
         self.background.wait()
+        self.writer.wait()
         autosave.discard()
 
     # -- questions ------------------------------------------------------------------------------

@@ -87,10 +87,16 @@ class CanvasGeneration(QObject):
                 shortcut.activated.connect(lambda s=slot: self.staged and s())
 
     def set_document(self, doc: CanvasDocument) -> None:
+        """Another picture: what waited on the old one is dropped (it is in the gallery)."""
         if self.doc is not None:
             self.doc.extent_changed.disconnect(self._extent_changed)
         self.doc = doc
         doc.extent_changed.connect(self._extent_changed)
+        self._frames.clear()
+        self._previewing = None
+        self.view.set_picture("preview", None)
+        self.staged.clear()
+        self._show(0)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -122,10 +128,12 @@ class CanvasGeneration(QObject):
             self.view.set_picture("preview", None)
 
     def finished(self, job_id: int, saved: list) -> None:
-        """Stage [(image, seed, path)] on the frame the job was asked for."""
+        """Stage [(image, seed, path)] on the frame the job was asked for (not if that picture was closed)."""
         area = self._frames.pop(job_id, None)
-        frame, prompt = (area.frame, area.prompt) if area else (self.doc.frame, "")
         self._clear_preview(job_id)
+        if area is None:
+            return
+        frame, prompt = area.frame, area.prompt
         first_new = len(self.staged)
         for image, seed, path in saved:
             if image.shape[:2] != (frame.height, frame.width):
@@ -188,5 +196,8 @@ class CanvasGeneration(QObject):
         self.staged = [replace(r, frame=r.frame.translated(*shift)) for r in self.staged]
         self._frames = {job: _JobArea(a.frame.translated(*shift), a.prompt, a.region.translated(*shift), a.mask)
                         for job, a in self._frames.items()}
+        preview = self.view.picture("preview")
+        if preview is not None:
+            self.view.set_picture("preview", preview[0], preview[1].translated(*shift))
         if self.staged:
             self._show(self.current)

@@ -113,6 +113,8 @@ class CanvasView(QWidget):
     def _extent_changed(self, extent: Extent, shift) -> None:
         # Keep the picture where it was on screen: growing to the left moves the origin left.
         self._pan -= QPointF(shift.x, shift.y) * self._zoom
+        if isinstance(self._drag, _FrameDrag):  # its start is in the old coordinates: drop it
+            self._drag, self._live_frame = None, None
         self._rebuild()
         self.view_changed.emit()
         self.update()
