@@ -93,7 +93,6 @@ class GalleryModel(QAbstractListModel):
         self.ids: list[int] = []
         self._records: dict[int, ImageRecord] = {}
         self._thumbnails: OrderedDict[int, QPixmap] = OrderedDict()
-        self._asked: set[int] = set()
         self.loader = ThumbnailLoader(self)
         self.loader.loaded.connect(self._thumbnail_loaded)
 
@@ -111,7 +110,6 @@ class GalleryModel(QAbstractListModel):
         self.beginResetModel()
         self.ids = self.store.search(self.query) if self.store is not None else []
         self._records.clear()
-        self._asked.clear()
         self.loader.forget()
         self.endResetModel()
         self.count_changed.emit(len(self.ids))
@@ -191,9 +189,7 @@ class GalleryModel(QAbstractListModel):
             if pixmap is not None:
                 self._thumbnails.move_to_end(record.id)
                 return pixmap
-            if record.id not in self._asked:
-                self._asked.add(record.id)
-                self.loader.request(self.store, record)
+            self.loader.request(self.store, record)  # again if asked before: it moves to the front of the line
             return None
         if role == RecordRole:
             return record
@@ -224,7 +220,6 @@ class GalleryModel(QAbstractListModel):
 
     @Slot(int, QImage)
     def _thumbnail_loaded(self, record_id: int, image: QImage) -> None:
-        self._asked.discard(record_id)
         if image.isNull():
             image = QImage(8, 8, QImage.Format.Format_RGB32)
             image.fill(Qt.GlobalColor.darkGray)
