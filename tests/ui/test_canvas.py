@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QColor, QDragEnterEvent, QDragMoveEvent, QDropEvent, QWheelEvent
+from PySide6.QtGui import QColor, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from desktop.core.document import CanvasDocument
 from desktop.core.geometry import Bounds, Extent
 from desktop.core.request import GenerationRequest, Mode
 from desktop.ui.canvas.tools import Tool
+from tests.support.drops import drop
 
 TIMEOUT = 60_000
 
@@ -49,14 +50,6 @@ def wheel(widget, pos: QPoint, steps: int):
     event = QWheelEvent(QPointF(pos), QPointF(widget.mapToGlobal(pos)), QPoint(0, 0), QPoint(0, 120 * steps),
                         Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
     QApplication.sendEvent(widget, event)
-
-
-def drop(widget, pos: QPoint, data: QMimeData, action=Qt.DropAction.CopyAction):
-    """What the window system sends when something is dragged onto `widget` and let go at `pos`."""
-    buttons, keys = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
-    QApplication.sendEvent(widget, QDragEnterEvent(QPointF(pos), action, data, buttons, keys))
-    QApplication.sendEvent(widget, QDragMoveEvent(QPointF(pos), action, data, buttons, keys))
-    QApplication.sendEvent(widget, QDropEvent(QPointF(pos), action, data, buttons, keys))
 
 
 def choose_tool(qtbot, window, tool: Tool):

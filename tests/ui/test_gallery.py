@@ -147,3 +147,36 @@ def test_send_to_canvas_as_a_layer(make_window, qtbot, sfumato_home):
     assert window.tabs.currentIndex() == 0
     qtbot.waitUntil(lambda: window.doc.extent.width == 64, timeout=10_000)  # blank canvas: it becomes the picture
     assert window.doc.layers[0].name.endswith("500")
+
+
+def test_pictures_dropped_on_the_grid_are_imported_with_their_parameters(make_window, qtbot, tmp_path):
+    from PIL import PngImagePlugin
+    from PySide6.QtCore import QMimeData, QUrl
+
+    from tests.support.drops import drop
+
+    window, gallery = open_gallery(make_window, qtbot)
+    source = tmp_path / "from-a1111.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a misty harbour\nSteps: 30, Sampler: Euler a, CFG scale: 7, Seed: 4242, Size: 64x64")
+    Image.new("RGB", (64, 64), "teal").save(source, pnginfo=info)
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a png")
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(source)), QUrl.fromLocalFile(str(junk))])
+    drop(gallery.list.viewport(), gallery.list.viewport().rect().center(), data)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=10_000)
+    record = first_record(gallery)
+    assert (record.prompt, record.seed, record.source) == ("a misty harbour", 4242, "a1111")
+    assert source.exists(), "the original stays where it was"
+    qtbot.waitUntil(window.error_banner.isVisible, timeout=5000)
+    assert "junk.png" in window.error_banner.text()
+
+
+def test_dragging_thumbnails_out_hands_over_the_files(make_window, qtbot, sfumato_home):
+    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["out"])
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=TIMEOUT)
+    data = gallery.model.mimeData([gallery.model.index(0)])
+    (url,) = data.urls()
+    assert Path(url.toLocalFile()) == window.gallery_store.path(first_record(gallery))

@@ -86,6 +86,14 @@ class TileDelegate(QStyledItemDelegate):
 
 
 class GalleryList(QListView):
+    """The grid. Pictures dragged out are handed over as files; picture files dropped in are imported.
+
+    Signals:
+        files_dropped(list): local files dropped on the grid from elsewhere.
+    """
+
+    files_dropped = Signal(list)
+
     def __init__(self, model: GalleryModel):
         super().__init__()
         self.setModel(model)
@@ -97,7 +105,10 @@ class GalleryList(QListView):
         self.setBatchSize(200)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setDragEnabled(True)
-        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)
+        self.setAcceptDrops(True)
+        self.viewport().setAcceptDrops(True)
+        self.setDefaultDropAction(Qt.DropAction.CopyAction)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.verticalScrollBar().setSingleStep(24)
         self.setItemDelegate(TileDelegate(self))
@@ -107,6 +118,31 @@ class GalleryList(QListView):
     def set_tile(self, side: int) -> None:
         self.setIconSize(QSize(side, side))
         self.setGridSize(QSize(side + 10, side + 10))
+
+    def _outside_files(self, event) -> list[str]:
+        data = event.mimeData()
+        if event.source() is self or not data.hasUrls():
+            return []
+        return [url.toLocalFile() for url in data.urls() if url.isLocalFile()]
+
+    def dragEnterEvent(self, event) -> None:
+        if self._outside_files(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:
+        if self._outside_files(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:
+        files = self._outside_files(event)
+        if files:
+            event.setDropAction(Qt.DropAction.CopyAction)
+            event.accept()
+            self.files_dropped.emit(files)
 
 
 class PictureView(QWidget):
@@ -203,6 +239,7 @@ class GalleryView(QWidget):
         self.list.selectionModel().currentChanged.connect(self._current_changed)
         self.list.selectionModel().selectionChanged.connect(self._selection_changed)
         self.list.doubleClicked.connect(lambda index: self._send_to_canvas(False))
+        self.list.files_dropped.connect(self.import_files)
         self.model.count_changed.connect(self._count_changed)
         self.model.modelReset.connect(self._selection_changed)
         for keys, slot in ((QKeySequence.StandardKey.Delete, self.delete_selected), ("F", self.toggle_favourite)):
@@ -298,6 +335,25 @@ class GalleryView(QWidget):
         if records and any(self.model_filter.itemData(i) != r.model for r in records
                            for i in range(self.model_filter.count())):
             self._refresh_models()
+
+    def import_files(self, files: list[str]) -> None:
+        """Copy pictures from elsewhere into the gallery (their parameters are read when a tool wrote them)."""
+        store = self.store
+        if store is None:
+            return
+
+        def imported(result) -> None:
+            records, problems = result
+            if store is self.store:
+                self.model.add(records)
+                self._refresh_models()
+            if problems:
+                self.error.emit(" ".join(problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""))
+            if records:
+                self.message.emit(f"Imported {len(records)} picture{'s' if len(records) != 1 else ''}.")
+
+        self.background.run(lambda: store.import_files([Path(f) for f in files]), imported,
+                            lambda error: self.error.emit(f"The pictures could not be imported: {error}"))
 
     def _refresh_models(self) -> None:
         current = self.model_filter.currentData()
