@@ -437,7 +437,23 @@ class CanvasDocument:
         return images[-1] + 1 if images else 0
 
 
-class StrokeSession:
+class _DragSession:
+    """What a stroke and a layer move share: they end once, by release or by another edit."""
+
+    doc: CanvasDocument
+    done = False
+
+    def _close(self) -> bool:
+        """Mark the drag finished; False when it already was."""
+        if self.done:
+            return False
+        self.done = True
+        if self.doc._session is self:
+            self.doc._session = None
+        return True
+
+
+class StrokeSession(_DragSession):
     """A brush stroke on the document: points in document coordinates, one undo step at the end.
 
     A layer smaller than the canvas (a generated result, or a moved layer) is
@@ -445,7 +461,7 @@ class StrokeSession:
     """
 
     def __init__(self, doc: CanvasDocument, layer: Layer, brush: Brush):
-        self.doc, self.layer, self.done = doc, layer, False
+        self.doc, self.layer = doc, layer
         self._grow: edits.ReplacePixels | None = None
         covered = layer.bounds.union(doc.bounds)
         if covered.width * covered.height > 4 * (doc.extent.area + layer.bounds.extent.area):
@@ -475,11 +491,8 @@ class StrokeSession:
         return box
 
     def finish(self) -> None:
-        if self.done:
+        if not self._close():
             return
-        self.done = True
-        if self.doc._session is self:
-            self.doc._session = None
         edit = self._stroke.edit()
         if edit is None and self._grow is None:
             return
@@ -487,11 +500,11 @@ class StrokeSession:
         self.doc.history.push(parts[0] if len(parts) == 1 else edits.Compound(parts[-1].label, parts))
 
 
-class MoveSession:
+class MoveSession(_DragSession):
     """Dragging a layer: the offset follows the pointer, one undo step at the end."""
 
     def __init__(self, doc: CanvasDocument, layer: Layer):
-        self.doc, self.layer, self.start, self.done = doc, layer, layer.offset, False
+        self.doc, self.layer, self.start = doc, layer, layer.offset
 
     def to(self, dx: int, dy: int) -> None:
         if self.done:
@@ -501,12 +514,7 @@ class MoveSession:
             self.doc._set_property(self.layer, "offset", offset)
 
     def finish(self) -> None:
-        if self.done:
-            return
-        self.done = True
-        if self.doc._session is self:
-            self.doc._session = None
-        if self.layer.offset != self.start:
+        if self._close() and self.layer.offset != self.start:
             self.doc.history.push(edits.SetProperty("Move layer", self.layer, "offset", self.start, self.layer.offset))
 
 

@@ -245,21 +245,21 @@ class LayersPanel(QWidget):
     def new_layer(self, kind: str) -> None:
         self._run(lambda: self.doc.new_layer(kind))
 
-    def duplicate(self) -> None:
+    def _on_active(self, edit) -> None:
         if self.doc.active is not None:
-            self._run(lambda: self.doc.duplicate_layer(self.doc.active))
+            self._run(lambda: edit(self.doc.active))
+
+    def duplicate(self) -> None:
+        self._on_active(self.doc.duplicate_layer)
 
     def delete(self) -> None:
-        if self.doc.active is not None:
-            self._run(lambda: self.doc.remove_layer(self.doc.active))
+        self._on_active(self.doc.remove_layer)
 
     def merge_down(self) -> None:
-        if self.doc.active is not None:
-            self._run(lambda: self.doc.merge_down(self.doc.active))
+        self._on_active(self.doc.merge_down)
 
     def clear(self) -> None:
-        if self.doc.active is not None:
-            self._run(lambda: self.doc.clear_layer(self.doc.active))
+        self._on_active(self.doc.clear_layer)
 
     def _step(self, direction: int) -> None:
         if self.doc.active is not None:
