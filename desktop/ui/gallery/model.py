@@ -3,7 +3,7 @@
 Records are read from the index a page at a time, and thumbnails are made
 and decoded by one background thread, most recently asked first, so the
 rows on screen come first however fast the list scrolls. Decoded
-thumbnails are kept in a bounded cache: memory stays flat with 10,000
+thumbnails are kept in a bounded cache (as QImages): memory stays flat with 10,000
 pictures or 100,000.
 """
 
@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 
 from PySide6.QtCore import QAbstractListModel, QMimeData, QModelIndex, QObject, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QImage
 
 from desktop.core.gallery.index import ImageRecord, Query
 from desktop.core.gallery.store import GalleryStore
@@ -92,7 +92,7 @@ class GalleryModel(QAbstractListModel):
         self.query = Query()
         self.ids: list[int] = []
         self._records: dict[int, ImageRecord] = {}
-        self._thumbnails: OrderedDict[int, QPixmap] = OrderedDict()
+        self._thumbnails: OrderedDict[int, QImage] = OrderedDict()  # QImage: QPixmaps here made memory creep
         self.loader = ThumbnailLoader(self)
         self.loader.loaded.connect(self._thumbnail_loaded)
 
@@ -185,10 +185,10 @@ class GalleryModel(QAbstractListModel):
         if record is None:
             return None
         if role == Qt.ItemDataRole.DecorationRole:
-            pixmap = self._thumbnails.get(record.id)
-            if pixmap is not None:
+            thumbnail = self._thumbnails.get(record.id)
+            if thumbnail is not None:
                 self._thumbnails.move_to_end(record.id)
-                return pixmap
+                return thumbnail
             self.loader.request(self.store, record)  # again if asked before: it moves to the front of the line
             return None
         if role == RecordRole:
@@ -223,7 +223,7 @@ class GalleryModel(QAbstractListModel):
         if image.isNull():
             image = QImage(8, 8, QImage.Format.Format_RGB32)
             image.fill(Qt.GlobalColor.darkGray)
-        self._thumbnails[record_id] = QPixmap.fromImage(image)
+        self._thumbnails[record_id] = image
         while len(self._thumbnails) > CACHED_THUMBNAILS:
             self._thumbnails.popitem(last=False)
         row = self.row_of(record_id)

@@ -62,13 +62,13 @@ class TileDelegate(QStyledItemDelegate):
         rect = option.rect.adjusted(3, 3, -3, -3)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         painter.fillRect(rect, option.palette.alternateBase())
-        pixmap = index.data(Qt.ItemDataRole.DecorationRole)
-        if pixmap is not None and not pixmap.isNull():
-            size = pixmap.size().scaled(rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        thumbnail: QImage | None = index.data(Qt.ItemDataRole.DecorationRole)
+        if thumbnail is not None and not thumbnail.isNull():
+            size = thumbnail.size().scaled(rect.size(), Qt.AspectRatioMode.KeepAspectRatio)
             target = QRect(0, 0, size.width(), size.height())
             target.moveCenter(rect.center())
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            painter.drawPixmap(target, pixmap)
+            painter.drawImage(target, thumbnail)
         record: ImageRecord | None = index.data(RecordRole)
         if record is not None and record.favourite:
             painter.setPen(QColor(0, 0, 0, 160))
