@@ -35,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         # A throwaway profile: the smoke run must not change the user's settings, outputs or model choice.
         os.environ[paths.HOME_ENV] = tempfile.mkdtemp(prefix="sfumato-smoke-")
 
+    from desktop import diagnostics
+
+    diagnostics.setup()
+
     from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from desktop.ui.main_window import MainWindow
@@ -44,15 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Sfumato")
     app.setOrganizationName("Sfumato")
+    app.setDesktopFileName("sfumato")
+    app.setWindowIcon(QIcon(str(paths.resources_dir() / "icons" / "sfumato.svg")))
     settings = settings_store.load()
     apply_theme(app, settings.theme)
     if args.smoke:
         settings.model = "demo"
+        settings.welcome_done = True
     window = MainWindow(settings)
+    diagnostics.install_crash_handler(window.crash_reported.emit)
     window.show()
     shown_s = _seconds_since_process_start()
     torch_before_window = "torch" in sys.modules
     QTimer.singleShot(0, window.start_engine)
+    if not settings.welcome_done:
+        QTimer.singleShot(0, window.show_welcome)
     if args.picture and not args.smoke:
         window.files.open(args.picture)
     if args.smoke:

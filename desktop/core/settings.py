@@ -36,6 +36,7 @@ class Settings:
     last_request: dict = field(default_factory=dict)  # the prompt panel's values (GenerationRequest.to_dict())
     batch_count: int = 1
     last_export_folder: str = ""
+    welcome_done: bool = False  # the first-start welcome was answered
     notice: str = field(default="", compare=False, metadata={"stored": False})
 
     def output_path(self) -> Path:

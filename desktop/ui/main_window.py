@@ -54,6 +54,7 @@ from .prompt_panel import MODE_TEXT, PromptPanel
 from .queue_view import QueueView
 from .settings_dialog import SettingsDialog
 from .theme import apply_theme
+from .welcome import WelcomeDialog
 from .worker import GenerationWorker
 
 DEMO_LABEL = "Demo model (random weights)"
@@ -68,10 +69,12 @@ class MainWindow(QMainWindow):
     """Signals:
     results_shown(list): [(image, seed, path)] of a finished job, once staged on the canvas.
     models_scanned(list): internal; [(ref, label, family)] found by the background scan.
+    crash_reported(object, str): internal; an unhandled error was written to this report (desktop/diagnostics.py).
     """
 
     results_shown = Signal(list)
     models_scanned = Signal(list)
+    crash_reported = Signal(object, str)  # from any thread: the crash report's path, and what happened
 
     def __init__(self, settings: Settings):
         super().__init__()
@@ -289,6 +292,7 @@ class MainWindow(QMainWindow):
         g.message.connect(lambda text: self.statusBar().showMessage(text, 8_000))
         g.error.connect(self.show_error)
         g.undo_changed.connect(self._history_changed)
+        self.crash_reported.connect(self._crashed)
         w = self.worker
         w.status.connect(self._status)
         w.device_ready.connect(lambda text: self.device_label.setText(f"Device: {text}"))
@@ -473,8 +477,40 @@ class MainWindow(QMainWindow):
         if self.panel.model_ref() != self.worker_model:
             self._model_changed(self.panel.model_ref())
 
-    def open_models_dialog(self) -> None:
+    def show_welcome(self) -> None:
+        """The first start: where do the models come from? (Not modal: the window works behind it.)"""
+        self.welcome = WelcomeDialog(self)
+        self.welcome.folders_chosen.connect(self._welcome_folders)
+        self.welcome.add_file_requested.connect(lambda: self.open_models_dialog("add file"))
+        self.welcome.download_requested.connect(lambda: self.open_models_dialog("download"))
+        self.welcome.finished.connect(self._welcome_done)
+        self.welcome.open()
+
+    def _welcome_folders(self, folders: list) -> None:
+        self.settings.models_folders = [*self.settings.models_folders,
+                                        *(f for f in folders if f not in self.settings.models_folders)]
+        self._save_settings()
+        self._first_scan = True  # a real model found there replaces the demo
+        self._scan_models()
+
+    def _welcome_done(self, _result: int) -> None:
+        self.settings.welcome_done = True
+        self._save_settings()
+
+    @Slot(object, str)
+    def _crashed(self, report: Path, summary: str) -> None:
+        """An unexpected error: keep the picture safe, say where the report is, and carry on."""
+        self.files.autosave_now()
+        self.show_error(f"Something went wrong inside Sfumato ({summary}). Your picture is autosaved. "
+                        f"A report was written to {report}; please send it with a bug report.")
+
+    def open_models_dialog(self, then: str | None = None) -> None:
+        """The Models window; `then` is "add file" or "download" to start there."""
         dialog = ModelsDialog(self.settings, parent=self)
+        if then == "download":
+            dialog.show_download_panel()
+        elif then == "add file":
+            QTimer.singleShot(0, dialog.choose_model_file)
         dialog.exec()
         folders, chosen = dialog.folders(), dialog.chosen_model()
         dialog.deleteLater()

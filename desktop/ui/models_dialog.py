@@ -413,7 +413,7 @@ class ModelsDialog(QDialog):
         layout.addWidget(self.message)
 
         actions = QHBoxLayout()
-        self.add_file_button = self._button("Add model file...", "Ctrl+O", self._add_model_file_clicked,
+        self.add_file_button = self._button("Add model file...", "Ctrl+O", self.choose_model_file,
                                             "Pick a .safetensors or .ckpt file; its folder joins the list")
         self.add_folder_button = self._button("Add folder...", "Ctrl+Shift+O", self._add_folder_clicked,
                                               "Search another folder (and up to four folders inside it) for models")
@@ -670,7 +670,7 @@ class ModelsDialog(QDialog):
         self.rescan()
 
     @Slot()
-    def _add_model_file_clicked(self) -> None:
+    def choose_model_file(self) -> None:
         name, _ = QFileDialog.getOpenFileName(
             self, "Add a model file", str(Path.home()),
             "Stable Diffusion checkpoints (*.safetensors *.ckpt);;All files (*)",
