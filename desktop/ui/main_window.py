@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QTabWidget,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -87,6 +88,7 @@ class MainWindow(QMainWindow):
         self._first_scan = True
         self.worker_model: str | None = None  # what the worker was last asked to load
         self.doc: CanvasDocument | None = None
+        self.crash_box: QMessageBox | None = None
         self._build()
         self._connect()
         request = self._restored_request()
@@ -501,8 +503,17 @@ class MainWindow(QMainWindow):
     def _crashed(self, report: Path, summary: str) -> None:
         """An unexpected error: keep the picture safe, say where the report is, and carry on."""
         self.files.autosave_now()
-        self.show_error(f"Something went wrong inside Sfumato ({summary}). Your picture is autosaved. "
-                        f"A report was written to {report}; please send it with a bug report.")
+        text = (f"Something went wrong inside Sfumato: {summary}.\n\nYour picture is autosaved, and Sfumato keeps "
+                f"running. A report was written to:\n{report}\n\nPlease send it with a bug report.")
+        self.show_error(text.replace("\n\n", " ").replace("\n", " "))
+        if self.crash_box is None:  # one box, however many errors follow
+            self.crash_box = QMessageBox(QMessageBox.Icon.Critical, "Sfumato hit a problem", text,
+                                         QMessageBox.StandardButton.Ok, self)
+            self.crash_box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            open_logs = self.crash_box.addButton("Open the log folder", QMessageBox.ButtonRole.ActionRole)
+            open_logs.clicked.connect(lambda: self._open_folder(Path(report).parent))
+            self.crash_box.finished.connect(lambda _: setattr(self, "crash_box", None))
+            self.crash_box.open()
 
     def open_models_dialog(self, then: str | None = None) -> None:
         """The Models window; `then` is "add file" or "download" to start there."""

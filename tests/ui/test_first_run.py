@@ -4,6 +4,7 @@
 from PySide6.QtCore import Qt
 
 from desktop.core import settings as settings_store
+from desktop.core.brush import Brush
 from desktop.core.model_sources import Source
 from desktop.ui.welcome import WelcomeDialog
 
@@ -49,3 +50,23 @@ def test_welcome_download_opens_the_models_window_at_the_download(make_window, q
     window.show_welcome()
     qtbot.mouseClick(window.welcome.download, Qt.MouseButton.LeftButton)
     assert opened == [True]
+
+
+def test_an_unexpected_error_shows_where_the_report_is_and_autosaves(make_window, qtbot):
+    from desktop import diagnostics
+    from desktop.core import autosave
+
+    window = make_window()
+    window.layers.new_layer("image")
+    stroke = window.doc.begin_stroke(window.doc.active, Brush())
+    stroke.to(10, 10)
+    stroke.finish()
+    try:
+        raise RuntimeError("a bug in a slot")
+    except RuntimeError as error:
+        report = diagnostics.write_crash_report(type(error), error, error.__traceback__)
+    window.crash_reported.emit(report, "RuntimeError: a bug in a slot")
+    qtbot.waitUntil(lambda: window.crash_box is not None and window.crash_box.isVisible(), timeout=5000)
+    assert str(report) in window.crash_box.text() and str(report) in window.error_banner.text()
+    qtbot.waitUntil(autosave.exists, timeout=10_000)
+    window.crash_box.accept()
