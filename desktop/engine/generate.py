@@ -1,7 +1,8 @@
 """run(request, state, models) -> results: the only place that calls a pipeline.
 
 Each mode becomes one pipeline call plus pixel work before and after it
-(desktop/engine/inpaint.py). Seeds: image i of a batch uses seed + i, drawn
+(desktop/engine/inpaint.py). The prompt is encoded once per model and text
+(ModelManager.prompt_embeddings), so a new seed or a batch count reuses it. Seeds: image i of a batch uses seed + i, drawn
 from a CPU generator so the same seed gives the same picture on every run of
 the same device and precision.
 """
@@ -23,6 +24,9 @@ from desktop.core.request import GenerationRequest, InpaintArea, MaskedContent, 
 from . import inpaint
 from .models import ModelManager
 from .schedulers import make_scheduler
+
+
+VAE_TILING_AREA = 1536 * 1536
 
 
 @dataclass(frozen=True)
@@ -68,11 +72,17 @@ def run(
         return {}
 
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
+    # Large pictures decode in overlapping tiles: the VAE's peak memory stays that of a 512x512 tile.
+    if request.width * request.height > VAE_TILING_AREA:
+        pipe.vae.enable_tiling()
+    else:
+        pipe.vae.disable_tiling()
     try:
         with torch.inference_mode():
+            embeddings = models.prompt_embeddings(pipe, request.prompt, request.negative_prompt,
+                                                  guided=request.cfg_scale > 1)
             output = pipe(
-                prompt=request.prompt,
-                negative_prompt=request.negative_prompt or None,
+                **embeddings,
                 num_inference_steps=request.steps,
                 guidance_scale=request.cfg_scale,
                 num_images_per_prompt=request.batch_size,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gc
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,12 +57,16 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEMO = "demo"
 
 
+EMBEDDINGS_KEPT = 8  # prompt encodings remembered per model
+
+
 @dataclass
 class LoadedModel:
     ref: str
     info: ModelInfo
     pipelines: dict = field(repr=False)  # "txt2img" | "img2img" | "inpaint" -> pipeline
     scheduler_config: dict = field(repr=False)  # the model's own, before any sampler replaced it
+    embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)  # (prompt, negative, guided) -> kwargs
 
     @property
     def family(self) -> str:
@@ -100,6 +105,11 @@ class ModelManager:
             del pipe
             self.release_cache()
             raise OutOfMemory(f"{path.name} does not fit in the memory of the {self.device.description}.") from None
+        if self.device.dtype in (torch.bfloat16, torch.float16):
+            # Convolutions in half precision run faster on channels-last tensors (oneDNN, cuDNN): about 7% a
+            # step of SD1.5 on an AVX512-BF16 CPU. In fp32 on the CPU it was slower, so it stays as it is there.
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.vae.to(memory_format=torch.channels_last)
         if info.prediction and pipe.scheduler.config.get("prediction_type") != info.prediction:
             # v-prediction checkpoints say so in their keys or metadata; the bundled config may not match
             pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=info.prediction)
@@ -119,6 +129,29 @@ class ModelManager:
             pipes[kind] = _PIPELINES[group][kind].from_pipe(base, dtype=self.device.dtype)
             pipes[kind].set_progress_bar_config(disable=True)
         return pipes[kind]
+
+    def prompt_embeddings(self, pipe, prompt: str, negative: str, guided: bool) -> dict:
+        """The encoded prompt as pipeline arguments, encoded once per text (a new seed reuses it)."""
+        cache = self.current.embeddings
+        key = (prompt, negative, guided)
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        negative_prompt = negative or None
+        if self.current.info.family is Family.SDXL:
+            embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
+                prompt, device=self.device.device, num_images_per_prompt=1, do_classifier_free_guidance=guided,
+                negative_prompt=negative_prompt)
+            kwargs = {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds,
+                      "pooled_prompt_embeds": pooled, "negative_pooled_prompt_embeds": negative_pooled}
+        else:
+            embeds, negative_embeds = pipe.encode_prompt(prompt, self.device.device, 1, guided, negative_prompt)
+            kwargs = {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
+        kwargs = {name: value for name, value in kwargs.items() if value is not None}
+        cache[key] = kwargs
+        while len(cache) > EMBEDDINGS_KEPT:
+            cache.popitem(last=False)
+        return kwargs
 
     def unload(self) -> None:
         self.current = None

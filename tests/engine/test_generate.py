@@ -183,3 +183,33 @@ def test_out_of_memory_says_what_to_lower_and_the_next_run_works(cpu_manager, sd
     assert "128x96" in message and "3 image" in message and "Lower the size or the batch size" in message
     monkeypatch.undo()
     assert run(cpu_manager, model=sd1)[0].image.shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("kind", ["sd1", "sdxl"])
+def test_the_prompt_is_encoded_once_when_only_the_seed_changes(cpu_manager, tiny_models, kind):
+    model = str(tiny_models[kind].folder)
+    first = run(cpu_manager, model=model, prompt="an encoded lighthouse", seed=21)[0].image
+    calls = []
+    encoders = [cpu_manager.current.pipelines["txt2img"].text_encoder]
+    if kind == "sdxl":
+        encoders.append(cpu_manager.current.pipelines["txt2img"].text_encoder_2)
+    hooks = [e.register_forward_hook(lambda *args: calls.append(1)) for e in encoders]
+    try:
+        again = run(cpu_manager, model=model, prompt="an encoded lighthouse", seed=21)[0].image
+        run(cpu_manager, model=model, prompt="an encoded lighthouse", seed=22, batch_size=2)
+        assert calls == [], "a new seed or batch reuses the encoded prompt"
+        run(cpu_manager, model=model, prompt="another text", seed=22)
+        assert calls, "a new prompt is encoded"
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert np.array_equal(first, again)
+
+
+def test_large_pictures_decode_in_tiles_and_small_ones_whole(cpu_manager, sd1, monkeypatch):
+    monkeypatch.setattr(generate, "VAE_TILING_AREA", 96 * 96)
+    image = run(cpu_manager, model=sd1, width=128, height=128)[0].image
+    vae = cpu_manager.current.pipelines["txt2img"].vae
+    assert vae.use_tiling and image.shape == (128, 128, 3) and image.std() > 1
+    run(cpu_manager, model=sd1)
+    assert not vae.use_tiling
