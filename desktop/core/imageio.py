@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -46,7 +47,10 @@ def load_image(path: str | Path, *, keep_alpha: bool = True) -> np.ndarray:
 def decode_image(source: str | Path | BinaryIO, name: str, *, keep_alpha: bool = True) -> np.ndarray:
     """Decode a file or a binary stream as an HxWx3 (or HxWx4) uint8 array; `name` is used in messages."""
     try:
-        with Image.open(source) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked just below, with a sentence
+            image = Image.open(source)
+        with image:
             if image.width * image.height > MAX_PIXELS:  # Pillow only warns below twice its limit
                 raise Image.DecompressionBombError(f"{image.width}x{image.height}")
             image.load()

@@ -10,6 +10,7 @@ the same device and precision.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,42 +72,66 @@ def run(
         state.step(index + 1, total, previewer(tensors["latents"]) if show else None)
         return {}
 
-    generators = [torch.Generator("cpu").manual_seed(seed) for seed in request.seeds]
     # Large pictures decode in overlapping tiles: the VAE's peak memory stays that of a 512x512 tile.
     if request.width * request.height > VAE_TILING_AREA:
         pipe.vae.enable_tiling()
     else:
         pipe.vae.disable_tiling()
-    try:
+    def call():
         with torch.inference_mode():
             embeddings = models.prompt_embeddings(pipe, request.prompt, request.negative_prompt,
                                                   guided=request.cfg_scale > 1)
-            output = pipe(
+            return pipe(
                 **embeddings,
                 num_inference_steps=request.steps,
                 guidance_scale=request.cfg_scale,
                 num_images_per_prompt=request.batch_size,
-                generator=generators,
+                generator=[torch.Generator("cpu").manual_seed(seed) for seed in request.seeds],
                 output_type="np",
                 callback_on_step_end=on_step_end,
                 **prepared.inputs,
             )
-    except torch.OutOfMemoryError as error:
-        raise _out_of_memory(request, models) from error
-    except RuntimeError as error:
-        if "out of memory" in str(error).lower() or "can't allocate memory" in str(error).lower():
-            raise _out_of_memory(request, models) from error
-        raise
+
+    try:
+        output = call()
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not _is_out_of_memory(error):
+            raise
+        models.release_cache()
+        state.status("Out of memory: trying again with lighter settings (sliced attention, tiled VAE)...")
+        try:
+            with _lighter(pipe):
+                output = call()
+        except (torch.OutOfMemoryError, RuntimeError) as again:
+            if not _is_out_of_memory(again):
+                raise
+            raise _out_of_memory(request, models) from again
     images = (np.clip(output.images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return [Result(prepared.finish(image), seed, request) for image, seed in zip(images, request.seeds, strict=True)]
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+@contextmanager
+def _lighter(pipe):
+    """Attention in slices and the VAE in tiles: slower, but far less memory at once."""
+    pipe.enable_attention_slicing("max")
+    pipe.vae.enable_tiling()
+    try:
+        yield
+    finally:
+        pipe.disable_attention_slicing()  # back to the fast attention for the next run
 
 
 def _out_of_memory(request: GenerationRequest, models: ModelManager) -> OutOfMemory:
     models.release_cache()
     return OutOfMemory(
         f"The {models.device.description} ran out of memory making {request.batch_size} image(s) of "
-        f"{request.width}x{request.height}. Lower the size or the batch size, or close other programs "
-        "that use the graphics card."
+        f"{request.width}x{request.height}, even with lighter settings. Lower the size or the batch size, "
+        "or close other programs that use the graphics card."
     )
 
 

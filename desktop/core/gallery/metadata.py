@@ -15,6 +15,7 @@ Readers never raise on bad metadata: what cannot be read is left empty.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,9 +63,15 @@ class ImageMeta:
 def read_image_meta(path: str | Path) -> tuple[ImageMeta, int, int]:
     """The metadata and pixel size of a picture file, without decoding its pixels when it can.
 
-    Raises OSError (and Pillow's errors) when the file is not a readable picture.
+    Raises OSError or ValueError when the file is not a readable picture (a decompression bomb included).
     """
-    with Image.open(path) as image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # big is fine: only the header is read
+            image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"it is too large to open ({error})") from None
+    with image:
         width, height = image.size
         chunks = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
         if image.format == "PNG" and not _known(chunks):

@@ -22,11 +22,13 @@ import shutil
 import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .. import atomic
 from ..imageio import save_png
@@ -135,6 +137,7 @@ class GalleryStore:
                 continue
             try:
                 read_image_meta(source)  # refuse what is not a readable picture before copying it
+                _decodes(source)
                 target = _free_name(day / source.name)
                 day.mkdir(parents=True, exist_ok=True)
                 atomic.write_with(target, lambda handle, s=source: _copy_into(s, handle))
@@ -304,6 +307,17 @@ class GalleryStore:
         except (OSError, ValueError):
             return []
         return [p for p in data if isinstance(p, str)] if isinstance(data, list) else []
+
+
+def _decodes(path: Path) -> None:
+    """Raise OSError or ValueError unless every pixel of the picture can be read (a truncated file cannot)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # large is fine here; bombs raise
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except Image.DecompressionBombError as error:
+            raise ValueError(f"it is too large to open ({error})") from None
 
 
 def _free_name(path: Path) -> Path:

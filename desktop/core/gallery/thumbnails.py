@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -30,7 +31,10 @@ def make_thumbnail(picture: Path, target: Path) -> Path:
     """Write the thumbnail of `picture` to `target` (unless it is there already). Raises OSError, ValueError."""
     if target.is_file():
         return target
-    with Image.open(picture) as image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a big picture in the gallery is fine
+        image = Image.open(picture)
+    with image:
         image.draft("RGB", (SIZE, SIZE))  # JPEG: decode at a fraction of the size
         image = ImageOps.exif_transpose(image)
         image.thumbnail((SIZE, SIZE), Image.Resampling.LANCZOS, reducing_gap=2.0)

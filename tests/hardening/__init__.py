@@ -1,0 +1,1 @@
+"""Hardening: whatever people throw at Sfumato gives a clear message and loses nothing (issue 8)."""
