@@ -121,10 +121,10 @@ def read(path: str | Path) -> DocumentSnapshot:
             return _read_zip(archive, path.name)
     except FileNotFoundError:
         raise OraError(f"{path.name} does not exist.") from None
-    except (zipfile.BadZipFile, EOFError):
-        raise OraError(f"{path.name} is not an OpenRaster file: it is not a zip archive, or it is damaged.") from None
     except OSError as error:
         raise OraError(f"{path.name} could not be read: {error.strerror or error}.") from None
+    except UNPACK_ERRORS:  # not a zip, a damaged one, or one using features Python's zipfile lacks
+        raise OraError(f"{path.name} is not an OpenRaster file: it is not a zip archive, or it is damaged.") from None
 
 
 def _read_zip(archive: zipfile.ZipFile, name: str) -> DocumentSnapshot:

@@ -188,3 +188,18 @@ def test_hostile_files_only_ever_raise_ora_error(tmp_path, stack, members):
     except ora.OraError:
         return
     assert abs(snapshot.frame.x) <= 16384 and all(abs(l.offset.x) <= 4 * 16384 for l in snapshot.layers)
+
+
+def test_autosave_clears_what_a_killed_session_left_half_written(tmp_path):
+    import os
+    import time
+
+    autosave.autosave_path().parent.mkdir(parents=True, exist_ok=True)
+    stale = autosave.autosave_path().with_name(".autosave.ora.abc123.tmp")
+    fresh = autosave.autosave_path().with_name(".autosave.ora.def456.tmp")
+    for path in (stale, fresh):
+        path.write_bytes(b"half of an autosave")
+    old = time.time() - autosave.STALE_S - 10
+    os.utime(stale, (old, old))
+    autosave.save(sample_document().snapshot())
+    assert not stale.exists() and fresh.exists(), "only old leftovers go: a fresh one may be another window's"

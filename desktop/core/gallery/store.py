@@ -198,6 +198,7 @@ class GalleryStore:
                 continue
             for entry in entries:
                 if entry.name.startswith("."):
+                    _remove_if_orphan(entry)
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=False):
@@ -307,6 +308,21 @@ class GalleryStore:
         except (OSError, ValueError):
             return []
         return [p for p in data if isinstance(p, str)] if isinstance(data, list) else []
+
+
+ORPHAN_AGE_S = 3600
+
+
+def _remove_if_orphan(entry: os.DirEntry) -> None:
+    """A temporary file a crash left behind (writes are temp file + rename): gone once it is an hour old."""
+    name = entry.name
+    if not (name.startswith(".tmp-") or name.endswith(".tmp")):
+        return
+    try:
+        if entry.is_file(follow_symlinks=False) and time.time() - entry.stat().st_mtime > ORPHAN_AGE_S:
+            os.unlink(entry.path)
+    except OSError:
+        pass
 
 
 def _decodes(path: Path) -> None:
