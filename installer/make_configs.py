@@ -34,8 +34,8 @@ The tokenizer
 
 Usage (from the repository root)::
 
-    pip download --no-deps open_clip_torch==3.3.0 -d /tmp/oc
-    python installer/make_configs.py --bpe /tmp/oc/open_clip_torch-3.3.0-py3-none-any.whl
+    pip download --no-deps open_clip_torch==3.3.0 -d build/wheels
+    python installer/make_configs.py --bpe build/wheels/open_clip_torch-3.3.0-py3-none-any.whl
     python installer/make_configs.py            # keep the stored tokenizer, redo the configs
     python installer/make_configs.py --check    # exit 1 if resources/configs is stale
 
