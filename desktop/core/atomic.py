@@ -36,6 +36,37 @@ def write_with(path: Path, write: Callable[[BinaryIO], None], durable: bool = Tr
         fsync_dir(path.parent)
 
 
+def write_new(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a file under `path`, or "name-2.ext", "name-3.ext"... when taken; never overwrite. Returns it.
+
+    The name is claimed atomically (a hard link of the finished temporary
+    file), so two writers racing for one name both keep their file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        for attempt in range(1, 100_000):
+            target = path if attempt == 1 else path.with_name(f"{path.stem}-{attempt}{path.suffix}")
+            try:
+                os.link(temporary, target)  # atomic, and fails instead of overwriting
+            except FileExistsError:
+                continue
+            except OSError:  # file systems without hard links (some network shares)
+                if target.exists():
+                    continue
+                os.replace(temporary, target)
+            fsync_dir(target.parent)
+            return target
+        raise FileExistsError(f"no free file name near {path.name}")
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
 def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     write_with(path, lambda handle: handle.write(data), durable)
 

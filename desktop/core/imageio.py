@@ -13,8 +13,6 @@ existing file is never overwritten.
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -94,32 +92,8 @@ def save_png(path: Path, image: np.ndarray, text: dict[str, str] | None = None) 
     info = PngImagePlugin.PngInfo()
     for key, value in (text or {}).items():
         info.add_text(key, value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(image).save(handle, format="PNG", pnginfo=info, compress_level=4)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return _link_unique(Path(temporary), path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
-def _link_unique(temporary: Path, path: Path) -> Path:
-    for attempt in range(1, 10_000):
-        target = path if attempt == 1 else path.with_name(f"{path.stem}-{attempt}{path.suffix}")
-        try:
-            os.link(temporary, target)  # atomic, and fails instead of overwriting
-        except FileExistsError:
-            continue
-        except OSError:  # file systems without hard links
-            if target.exists():
-                continue
-            os.replace(temporary, target)
-        atomic.fsync_dir(target.parent)
-        return target
-    raise ImageError(f"could not find a free file name for {path.name}")
+    return atomic.write_new(
+        path, lambda handle: Image.fromarray(image).save(handle, format="PNG", pnginfo=info, compress_level=4))
 
 
 def output_path(folder: Path, seed: int, now: _dt.datetime | None = None) -> Path:

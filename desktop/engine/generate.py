@@ -92,11 +92,13 @@ def run(
                 **prepared.inputs,
             )
 
+    output = None
     try:
         output = call()
     except (torch.OutOfMemoryError, RuntimeError) as error:
         if not _is_out_of_memory(error):
             raise
+    if output is None:  # out of memory; retried outside the except, so the failed attempt's tensors are freed
         models.release_cache()
         state.status("Out of memory: trying again with lighter settings (sliced attention, tiled VAE)...")
         try:

@@ -102,7 +102,7 @@ def test_delete_can_be_undone_then_goes_to_the_trash_on_close(folder, tmp_path):
     store = open_store(folder, tmp_path, trashed)
     first, second = add(store, "first", 1), add(store, "second", 2)
     store.set_favourite([first.id], True)
-    assert store.delete([first.id, second.id]) == 2
+    assert store.delete([first.id, second.id]) == (2, [])
     assert not store.path(first).exists() and store.search(Query()) == []
     restored = store.undo_delete()
     assert sorted(r.prompt for r in restored) == ["first", "second"] and store.path(first).is_file()
@@ -311,3 +311,145 @@ def test_a_template_cannot_climb_out_of_the_folder(one_export, tmp_path):
     out = exporting.export([(evil, store.path(record))],
                            exporting.ExportOptions(tmp_path / "out", template="{prompt}"))[0]
     assert out.parent == tmp_path / "out" and ".." not in out.name
+
+
+# -- what a review found ---------------------------------------------------------------------------------
+
+
+def test_undo_never_loses_a_picture_whose_name_was_taken_meanwhile(folder, tmp_path):
+    store = open_store(folder, tmp_path, [])
+    record = add(store, "the original", 42)
+    original = store.path(record).read_bytes()
+    store.delete([record.id])
+    again = add(store, "made again with the same seed", 42)  # the same name, 00001-42.png
+    assert again.path == record.path
+    restored = store.undo_delete()
+    assert len(restored) == 1 and restored[0].path != record.path
+    assert store.path(restored[0]).read_bytes() == original and store.path(again).is_file()
+
+
+def test_a_multi_delete_goes_on_past_a_missing_or_locked_file(folder, tmp_path, monkeypatch):
+    store = open_store(folder, tmp_path, [])
+    records = [add(store, f"p{i}", i) for i in range(4)]
+    store.path(records[1]).unlink()  # deleted by hand
+    real_replace = os.replace
+    locked = store.path(records[2])
+
+    def replace(source, target):
+        if Path(source) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    count, problems = store.delete([r.id for r in records])
+    monkeypatch.undo()
+    assert count == 3 and len(problems) == 1 and locked.name in problems[0]
+    assert [r.path for r in store.records(store.search(Query())).values()] == [records[2].path], "the locked one stays"
+    assert sorted(r.prompt for r in store.undo_delete()) == ["p0", "p3"]
+
+
+def test_favourites_survive_their_folder_being_away_for_a_while(folder, tmp_path, monkeypatch):
+    store = open_store(folder, tmp_path)
+    liked = add(store, "liked", 1)
+    store.set_favourite([liked.id], True)
+    day = store.path(liked).parent
+    real_scandir = os.scandir
+
+    def unreachable(path):
+        if Path(path) == day:
+            raise OSError(5, "Input/output error")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", unreachable)
+    assert store.refresh() == (0, 0), "an unreadable folder removes nothing"
+    monkeypatch.undo()
+    day.rename(tmp_path / "away")
+    store.refresh()
+    assert store.search(Query()) == []
+    (tmp_path / "away").rename(day)
+    store.refresh()
+    assert [r.prompt for r in store.records(store.search(Query(favourites=True))).values()] == ["liked"]
+
+
+def test_two_imports_of_same_named_pictures_keep_both(folder, tmp_path):
+    import threading
+
+    store = open_store(folder, tmp_path)
+    sources = []
+    for i in range(2):
+        source = tmp_path / f"from-{i}" / "image.png"
+        source.parent.mkdir()
+        Image.fromarray(picture(i)).save(source)
+        sources.append(source)
+    results = []
+    threads = [threading.Thread(target=lambda s=s: results.append(store.import_files([s]))) for s in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    names = sorted(p.name for p in folder.rglob("*.png"))
+    assert names == ["image-2.png", "image.png"]
+
+
+def test_cjk_prompts_survive_a_jpeg_export(one_export, tmp_path):
+    store, record, _ = one_export
+    from dataclasses import replace
+
+    text = "夕暮れの灯台、油絵\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 31, Size: 64x64"
+    cjk = replace(record, parameters=text)
+    source = tmp_path / "plain.png"
+    Image.fromarray(picture(2)).save(source)
+    out = exporting.export([(cjk, source)], exporting.ExportOptions(tmp_path / "out", format="JPEG"))[0]
+    meta, _, _ = read_image_meta(out)
+    assert meta.prompt == "夕暮れの灯台、油絵" and meta.seed == 31
+
+
+def test_use_all_parameters_reads_old_combined_sampler_names():
+    from desktop.core.gallery.metadata import meta_from_chunks, to_request
+
+    meta = meta_from_chunks({"parameters": "a cat\nSteps: 30, Sampler: DPM++ 2M Karras, CFG scale: 6, Seed: 9, "
+                                           "Size: 512x768"})
+    request = to_request(meta, GenerationRequest(sampler="Euler"))
+    assert (request.sampler, request.schedule, request.width, request.height) == ("DPM++ 2M", "Karras", 512, 768)
+
+
+def test_comfyui_advanced_sampler_and_the_model_behind_a_lora(tmp_path):
+    from desktop.core.gallery.metadata import meta_from_chunks
+
+    workflow = {"nodes": [
+        {"id": 1, "type": "KSamplerAdvanced", "widgets_values": ["enable", 777, "fixed", 24, 6.5, "dpmpp_2m", "karras",
+                                                                 0, 10000, "disable"],
+         "inputs": [{"name": "positive", "link": 11}]},
+        {"id": 2, "type": "CLIPTextEncode", "widgets_values": ["a harbour at night"]},
+    ], "links": [[11, 2, 0, 1, 1, "CONDITIONING"]]}
+    meta = meta_from_chunks({"workflow": json.dumps(workflow)})
+    assert (meta.seed, meta.steps, meta.cfg_scale, meta.sampler, meta.schedule, meta.prompt) == (
+        777, 24, 6.5, "DPM++ 2M", "Karras", "a harbour at night")
+    graph = json.loads(COMFY)
+    graph["8"] = {"class_type": "UpscaleModelLoader", "inputs": {"model_name": "4x-UltraSharp.pth"}}
+    graph["9"] = {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "lora_name": "detail.safetensors"}}
+    graph["3"]["inputs"]["model"] = ["9", 0]
+    meta = meta_from_chunks({"prompt": json.dumps(dict(sorted(graph.items(), reverse=True)))})
+    assert meta.model == "sd_xl_base_1.0"
+
+
+def test_a_kept_png_export_keeps_other_tools_chunks_and_phones_rotation(tmp_path):
+    from desktop.core.gallery.index import ImageRecord
+
+    source = tmp_path / "comfy.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", COMFY)
+    info.add_text("workflow", '{"nodes": []}')
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: shown turned a quarter clockwise
+    Image.new("RGB", (40, 20), "red").save(source, pnginfo=info, exif=exif.tobytes())
+    record = ImageRecord(1, "comfy.png", 0, 0, 0.0, 40, 20, "x", "", "", 1, "", None, None, "", "comfyui", False)
+    out = exporting.export([(record, source)], exporting.ExportOptions(tmp_path / "out"))[0]
+    with Image.open(out) as image:
+        assert {"prompt", "workflow"} <= set(image.text) and image.size == (20, 40)
+
+
+def test_punctuation_alone_in_a_search_matches_nothing_extra(folder, tmp_path):
+    store = open_store(folder, tmp_path)
+    cat = add(store, "a cat, sitting", 1)
+    assert store.search(Query("cat ,")) == [cat.id] and store.search(Query("- , .")) == [cat.id]

@@ -1,7 +1,7 @@
 """Exporting gallery pictures: PNG, JPEG or WebP, resized or not, with their metadata or with none.
 
-Kept metadata goes where other tools look for it: the PNG `parameters` text
-chunk (and Sfumato's own chunk), or the EXIF UserComment of a JPEG or WebP,
+Kept metadata goes where other tools look for it: the PNG text chunks (the
+`parameters`, Sfumato's own, a ComfyUI workflow...), or the EXIF UserComment of a JPEG or WebP,
 as AUTOMATIC1111 writes it. Stripped means stripped: no text, EXIF, XMP or
 ICC data at all. File names come from a template (`{date}-{seed}-{prompt}`)
 and are made safe on every system.
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageOps, PngImagePlugin
 
 from .. import atomic
 from .. import imageio  # noqa: F401 - Pillow's size limits
@@ -95,8 +95,8 @@ def export(items: Sequence[tuple[ImageRecord, Path]], options: ExportOptions,
         taken.add(target.name.lower())
         with Image.open(source) as image:
             image.load()
-            chunks = {k: v for k, v in getattr(image, "text", {}).items() if k in ("parameters", "sfumato")}
-            picture = _prepared(image, options)
+            chunks = {k: v for k, v in getattr(image, "text", {}).items() if isinstance(v, str)}
+            picture = _prepared(ImageOps.exif_transpose(image), options)  # a phone's rotated photo stays upright
         parameters = chunks.get("parameters") or record.parameters
         atomic.write_with(target, lambda handle: _save(picture, handle, options, parameters, chunks))
         written.append(target)
@@ -126,8 +126,9 @@ def _save(picture: Image.Image, handle, options: ExportOptions, parameters: str,
             info = PngImagePlugin.PngInfo()
             if parameters:
                 info.add_text("parameters", parameters)
-            if "sfumato" in chunks:
-                info.add_text("sfumato", chunks["sfumato"])
+            for key, value in chunks.items():  # Sfumato's own, ComfyUI's workflow, InvokeAI's metadata...
+                if key != "parameters":
+                    info.add_text(key, value)
         picture.save(handle, format="PNG", pnginfo=info, compress_level=6)
         return
     extra = {}

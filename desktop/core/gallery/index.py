@@ -247,7 +247,7 @@ def _record(row: sqlite3.Row) -> ImageRecord:
 
 def _fts_terms(text: str) -> str:
     """A search box's words as an FTS5 query: every word must appear (as a prefix), quotes escaped."""
-    words = [w for w in text.replace('"', " ").split() if w]
+    words = [w for w in text.replace('"', " ").split() if any(c.isalnum() for c in w)]  # "," alone matches nothing
     return " AND ".join(f'"{w}"*' for w in words[:32])
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 from .. import imageio  # noqa: F401 - sets Pillow's size and text-chunk limits
 from ..infotext import Infotext, InfotextError, format_infotext, parse_infotext, parse_size
 from ..request import MAX_SEED, GenerationRequest, InvalidRequest
-from ..samplers import AUTOMATIC, SAMPLERS
+from ..samplers import AUTOMATIC, SAMPLERS, split_sampler_name
 
 MAX_JSON = 4 * 2**20
 USER_COMMENT = 0x9286
@@ -116,8 +116,9 @@ def user_comment(image: Image.Image) -> str:
 def decode_user_comment(raw: bytes) -> str:
     prefix, body = raw[:8], raw[8:]
     if prefix == b"UNICODE\0":
-        # piexif (which AUTOMATIC1111 uses) writes UTF-16 big-endian; some tools write little-endian.
-        big_endian = body[:1] == b"\0" if len(body) >= 2 else True
+        # piexif (which AUTOMATIC1111 uses) writes UTF-16 big-endian; a few tools write little-endian. Latin
+        # text has its zero bytes first in each pair when big-endian; text with none (CJK) stays big-endian.
+        big_endian = body[1::2].count(0) <= body[0::2].count(0)
         return body.decode("utf-16-be" if big_endian else "utf-16-le", errors="replace").rstrip("\0")
     if prefix in (b"ASCII\0\0\0", b"\0" * 8):
         return body.decode("utf-8", errors="replace").rstrip("\0")
@@ -141,10 +142,13 @@ def to_request(meta: ImageMeta, base: GenerationRequest) -> GenerationRequest:
         except (InvalidRequest, TypeError):
             pass  # read what can be read, below
     changes: dict = {"prompt": meta.prompt, "negative_prompt": meta.negative_prompt}
-    if meta.sampler in SAMPLERS:
-        changes["sampler"] = meta.sampler
-        schedule = meta.schedule or AUTOMATIC
-        changes["schedule"] = schedule if schedule == AUTOMATIC or schedule in SAMPLERS[meta.sampler] else AUTOMATIC
+    try:  # "DPM++ 2M Karras" (A1111 before 1.9, most Civitai pictures) is "DPM++ 2M" with "Karras"
+        sampler, schedule = split_sampler_name(meta.sampler, meta.schedule or AUTOMATIC)
+    except ValueError:
+        sampler = schedule = None
+    if sampler is not None:
+        changes["sampler"] = sampler
+        changes["schedule"] = schedule if schedule == AUTOMATIC or schedule in SAMPLERS[sampler] else AUTOMATIC
     if meta.steps and 1 <= meta.steps <= 150:
         changes["steps"] = meta.steps
     if meta.cfg_scale is not None and 0 <= meta.cfg_scale <= 30:
@@ -212,15 +216,7 @@ def _comfyui(chunks: dict) -> ImageMeta | None:
     inputs = sampler.get("inputs") or {}
     prompt = _follow_text(nodes, inputs.get("positive"))
     negative = _follow_text(nodes, inputs.get("negative"))
-    model = ""
-    for node in nodes.values():
-        node_inputs = node.get("inputs") or {}
-        for key in ("ckpt_name", "unet_name", "model_name"):
-            if isinstance(node_inputs.get(key), str):
-                model = Path(node_inputs[key].replace("\\", "/")).stem
-                break
-        if model:
-            break
+    model = _follow_model(nodes, inputs.get("model"))
     width = height = None
     latent = nodes.get(_link_id(inputs.get("latent_image")))
     if latent is not None:
@@ -249,7 +245,10 @@ def _workflow_as_graph(workflow: object) -> dict | None:
             continue
         kind, values = _text(node.get("type")), node.get("widgets_values") or []
         inputs = {i.get("name"): links.get(i.get("link")) for i in node.get("inputs") or [] if isinstance(i, dict)}
-        if "KSampler" in kind and len(values) >= 6:
+        if kind == "KSamplerAdvanced" and len(values) >= 7:
+            inputs.update(zip(("add_noise", "noise_seed", "control", "steps", "cfg", "sampler_name", "scheduler"),
+                              values))
+        elif "KSampler" in kind and len(values) >= 6:
             inputs.update(zip(("seed", "control", "steps", "cfg", "sampler_name", "scheduler"), values))
         elif kind == "CLIPTextEncode" and values:
             inputs["text"] = values[0]
@@ -277,6 +276,18 @@ def _follow_text(nodes: dict, link: object, depth: int = 0) -> str:
         if key in inputs:
             return _follow_text(nodes, inputs[key], depth + 1)
     return ""
+
+
+def _follow_model(nodes: dict, link: object, depth: int = 0) -> str:
+    """The checkpoint the sampler's model input comes from (through LoRA loaders and the like)."""
+    node = nodes.get(_link_id(link))
+    if node is None or depth > 8:
+        return ""
+    inputs = node.get("inputs") or {}
+    for key in ("ckpt_name", "unet_name"):
+        if isinstance(inputs.get(key), str):
+            return Path(inputs[key].replace("\\", "/")).stem
+    return _follow_model(nodes, inputs.get("model"), depth + 1)
 
 
 def _link_id(link: object) -> str:

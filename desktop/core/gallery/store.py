@@ -98,11 +98,7 @@ class GalleryStore:
 
     def _rebuild_into(self, index: GalleryIndex) -> int:
         self.index = index
-        added, _ = self.refresh()
-        favourites = self._stored_favourites()
-        if favourites:
-            ids = [r.id for r in (index.by_path(p) for p in favourites) if r is not None]
-            index.set_favourite(ids, True)
+        added, _ = self.refresh()  # favourites come back from their file as the pictures are indexed
         return added
 
     def close(self) -> None:
@@ -138,10 +134,7 @@ class GalleryStore:
             try:
                 read_image_meta(source)  # refuse what is not a readable picture before copying it
                 _decodes(source)
-                target = _free_name(day / source.name)
-                day.mkdir(parents=True, exist_ok=True)
-                atomic.write_with(target, lambda handle, s=source: _copy_into(s, handle))
-                copied.append(target)
+                copied.append(atomic.write_new(day / source.name, lambda handle, s=source: _copy_into(s, handle)))
             except (OSError, ValueError, SyntaxError) as error:
                 problems.append(f"{source.name} could not be imported: {error}")
         return self.index_files(copied), problems
@@ -177,24 +170,34 @@ class GalleryStore:
     def refresh(self) -> tuple[int, int]:
         """Index pictures added or changed outside the app, forget the ones gone. Returns (added, removed)."""
         with self._refresh_lock:
-            on_disk = dict(self._scan())
-            known = self.index.stamps()
-            gone = [path for path in known if path not in on_disk]
+            known = self.index.stamps()  # before the scan: a picture saved meanwhile is then seen as new, not gone
+            problems: list[OSError] = []
+            on_disk = dict(self._scan(problems))
+            # A folder that could not be read (a drive unplugged, a share gone) says nothing about its pictures.
+            gone = [] if problems else [path for path in known if path not in on_disk]
             fresh = [self.folder / path for path, stamp in on_disk.items() if known.get(path) != stamp]
             if gone:
                 self.index.remove_paths(gone)
+            favourites = set(self._stored_favourites())
             for start in range(0, len(fresh), 200):
-                self.index_files(fresh[start:start + 200])
+                records = self.index_files(fresh[start:start + 200])
+                liked = [r.id for r in records if r.path in favourites and not r.favourite]
+                if liked:
+                    self.index.set_favourite(liked, True)
             return len(fresh), len(gone)
 
-    def _scan(self):
-        """(relative path, (mtime_ns, size)) of every picture below the folder, hidden folders skipped."""
+    def _scan(self, problems: list[OSError]):
+        """(relative path, (mtime_ns, size)) of every picture below the folder, hidden folders skipped.
+
+        Folders that cannot be read are added to `problems`.
+        """
         stack = [self.folder]
         while stack:
             folder = stack.pop()
             try:
                 entries = list(os.scandir(folder))
-            except OSError:
+            except OSError as error:
+                problems.append(error)
                 continue
             for entry in entries:
                 if entry.name.startswith("."):
@@ -234,30 +237,46 @@ class GalleryStore:
     # -- favourites and deleting ------------------------------------------------------------------
 
     def set_favourite(self, ids: Iterable[int], favourite: bool) -> None:
-        self.index.set_favourite(list(ids), favourite)
-        atomic.write_json(self.folder / FAVOURITES_NAME, self.index.favourites())
-
-    def delete(self, ids: Iterable[int]) -> int:
-        """Take pictures out of the gallery (undoable with undo_delete while the app runs). Returns how many."""
         records = list(self.records(ids).values())
-        if not records:
-            return 0
+        self.index.set_favourite([r.id for r in records], favourite)
+        paths = {r.path for r in records}
+        self._save_favourites(add=paths if favourite else set(), remove=set() if favourite else paths)
+
+    def _save_favourites(self, add: set[str] = frozenset(), remove: set[str] = frozenset()) -> None:
+        """The favourites file keeps what the index knows plus what it may have lost sight of (a drive away)."""
+        kept = (set(self._stored_favourites()) | set(self.index.favourites()) | set(add)) - set(remove)
+        atomic.write_json(self.folder / FAVOURITES_NAME, sorted(kept))
+
+    def delete(self, ids: Iterable[int]) -> tuple[int, list[str]]:
+        """Take pictures out of the gallery (undoable with undo_delete while the app runs).
+
+        Returns how many left, and a sentence for each that could not (a file in use, say): those stay.
+        """
+        records = list(self.records(ids).values())
         holding = self.folder / HOLDING_NAME / f"{time.time_ns()}"
-        moved = []
-        try:
-            for record in records:
-                target = holding / record.path
+        moved: list[ImageRecord] = []
+        gone: list[ImageRecord] = []
+        problems: list[str] = []
+        batch = Deleted(holding, ())
+        self._deleted.append(batch)  # recorded first: whatever happens next, what was moved can come back
+        for record in records:
+            target = holding / record.path
+            try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self.path(record), target)
                 moved.append(record)
-        except FileNotFoundError:
-            pass  # already gone: it leaves the index all the same
-        finally:
-            self.index.remove_paths([r.path for r in records])
-            if any(r.favourite for r in records):
-                atomic.write_json(self.folder / FAVOURITES_NAME, self.index.favourites())
-            self._deleted.append(Deleted(holding, tuple(moved)))
-        return len(records)
+            except FileNotFoundError:
+                gone.append(record)  # deleted by hand already: it only leaves the index
+            except OSError as error:
+                problems.append(f"{Path(record.path).name} could not be deleted: {error.strerror or error}.")
+            self._deleted[-1] = Deleted(holding, tuple(moved))
+        if not moved:
+            self._deleted.pop()
+        left = moved + gone
+        if left:
+            self.index.remove_paths([r.path for r in left])
+            self._save_favourites(remove={r.path for r in left if r.favourite})
+        return len(left), problems
 
     def can_undo_delete(self) -> bool:
         return bool(self._deleted)
@@ -267,18 +286,22 @@ class GalleryStore:
         if not self._deleted:
             return []
         batch = self._deleted.pop()
-        restored = []
+        restored: dict[Path, bool] = {}  # restored file -> was a favourite
         for record in batch.records:
-            source, target = batch.holding / record.path, self.path(record)
-            if source.exists() and not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, target)
-                restored.append(target)
-        records = self.index_files(restored)
-        favourite = [r.id for r in records if any(old.favourite and old.path == r.path for old in batch.records)]
-        if favourite:
-            self.set_favourite(favourite, True)
-        shutil.rmtree(batch.holding, ignore_errors=True)
+            source = batch.holding / record.path
+            if not source.exists():
+                continue
+            target = self.path(record)
+            if target.exists():  # a new picture took its name meanwhile: it comes back beside it
+                target = _free_name(target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+            restored[target] = record.favourite
+        records = self.index_files(list(restored))
+        liked = [r.id for r in records if restored.get(self.path(r))]
+        if liked:
+            self.set_favourite(liked, True)
+        self._empty(batch.holding)  # anything left there goes to the system trash, never nowhere
         return list(self.records([r.id for r in records]).values())
 
     def _finish_old_deletions(self) -> None:

@@ -220,13 +220,14 @@ class GalleryModel(QAbstractListModel):
 
     @Slot(int, QImage)
     def _thumbnail_loaded(self, record_id: int, image: QImage) -> None:
+        row = self.row_of(record_id)
+        if row < 0:  # asked before a reload, a deletion or another folder: not this grid's any more
+            return
         if image.isNull():
             image = QImage(8, 8, QImage.Format.Format_RGB32)
             image.fill(Qt.GlobalColor.darkGray)
         self._thumbnails[record_id] = image
         while len(self._thumbnails) > CACHED_THUMBNAILS:
             self._thumbnails.popitem(last=False)
-        row = self.row_of(record_id)
-        if row >= 0:
-            index = self.index(row)
-            self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])
+        index = self.index(row)
+        self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole])

@@ -10,6 +10,7 @@ canvas, copy it, show it in its folder, favourite, delete.
 from __future__ import annotations
 
 import datetime as _dt
+import sqlite3
 from pathlib import Path
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QRect, QSize, Qt, QTimer, QUrl, Signal
@@ -362,8 +363,11 @@ class GalleryView(QWidget):
         self.model_filter.addItem("All models", "")
         for name in self.store.index.models() if self.store is not None else []:
             self.model_filter.addItem(name, name)
-        self.model_filter.setCurrentIndex(max(0, self.model_filter.findData(current)))
+        index = self.model_filter.findData(current)
+        self.model_filter.setCurrentIndex(max(0, index))
         self.model_filter.blockSignals(False)
+        if index < 0 and current:  # that model's pictures are gone: show all again
+            self._query_changed()
 
     def _query_changed(self) -> None:
         days = DATES[self.date_filter.currentText()]
@@ -441,8 +445,13 @@ class GalleryView(QWidget):
         if record is None:
             return
         path = self.store.path(record)
-        self.background.run(lambda: read_image_meta(path)[0],
-                            lambda meta: self.use_parameters.emit(to_request(meta, self.base_request())),
+        def read(meta) -> None:
+            if not meta.source:
+                self.message.emit(f"{path.name} does not say how it was made: the panel is unchanged.")
+            else:
+                self.use_parameters.emit(to_request(meta, self.base_request()))
+
+        self.background.run(lambda: read_image_meta(path)[0], read,
                             lambda error: self.error.emit(f"{path.name} could not be read: {error}"))
 
     def use_seed_clicked(self) -> None:
@@ -491,8 +500,9 @@ class GalleryView(QWidget):
         ids = [r.id for r in records]
         try:
             self.store.set_favourite(ids, favourite)
-        except OSError as error:
-            self.error.emit(f"The favourites could not be saved: {error.strerror or error}")
+        except (OSError, sqlite3.Error) as error:
+            self.error.emit(f"The favourites could not be saved: {getattr(error, 'strerror', None) or error}")
+            return
         if self.model.query.favourites and not favourite:
             self.model.remove_ids(set(ids))
         else:
@@ -506,22 +516,33 @@ class GalleryView(QWidget):
             return
         row = min(self.model.row_of(r.id) for r in records)
         try:
-            count = self.store.delete([r.id for r in records])
-        except OSError as error:
-            self.error.emit(f"The pictures could not be deleted: {error.strerror or error}")
+            count, problems = self.store.delete([r.id for r in records])
+        except (OSError, sqlite3.Error) as error:
+            self.error.emit(f"The pictures could not be deleted: {getattr(error, 'strerror', None) or error}")
+            self.model.reload()
+            self.undo_changed.emit()
             return
-        self.model.remove_ids({r.id for r in records})
+        still_there = {r.id for r in self.store.records([r.id for r in records]).values()}
+        self.model.remove_ids({r.id for r in records} - still_there)
         if self.model.rowCount():
             self.select_row(min(row, self.model.rowCount() - 1))
-        self.message.emit(f"{count} picture{'s' if count > 1 else ''} moved to the trash. Ctrl+Z brings "
-                          f"{'them' if count > 1 else 'it'} back.")
+        if problems:
+            self.error.emit(" ".join(problems[:3]) + " Close the program that has it open, then try again.")
+        if count:
+            self.message.emit(f"{count} picture{'s' if count > 1 else ''} moved to the trash. Ctrl+Z brings "
+                              f"{'them' if count > 1 else 'it'} back.")
         self.undo_changed.emit()
 
     def can_undo_delete(self) -> bool:
         return self.store is not None and self.store.can_undo_delete()
 
     def undo_delete(self) -> None:
-        records = self.store.undo_delete()
+        try:
+            records = self.store.undo_delete()
+        except (OSError, sqlite3.Error) as error:
+            self.error.emit(f"The pictures could not be put back: {getattr(error, 'strerror', None) or error}. "
+                            f"They wait in {self.store.folder / '.sfumato-deleted'}.")
+            return
         self.model.reload()
         if records:
             row = self.model.row_of(records[0].id)
