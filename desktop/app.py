@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("Sfumato")
     app.setDesktopFileName("sfumato")
     app.setWindowIcon(QIcon(str(paths.resources_dir() / "icons" / "sfumato.svg")))
+    first_start = not paths.settings_file().exists()  # people who used Sfumato before know where models go
     settings = settings_store.load()
     apply_theme(app, settings.theme)
     if args.smoke:
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     shown_s = _seconds_since_process_start()
     torch_before_window = "torch" in sys.modules
     QTimer.singleShot(0, window.start_engine)
-    if not settings.welcome_done:
+    if first_start and not settings.welcome_done:
         QTimer.singleShot(0, window.show_welcome)
     if args.picture and not args.smoke:
         window.files.open(args.picture)
