@@ -10,12 +10,9 @@ the download function (desktop.engine.hub.download) is imported on its thread.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
-import threading
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -64,6 +61,8 @@ from desktop.core.model_sources import (
 from desktop.core.progress import TaskState
 from desktop.core.settings import Settings
 
+from .background import Background
+
 log = logging.getLogger(__name__)
 
 DownloadFunction = Callable[[str, TaskState], Path]
@@ -92,74 +91,6 @@ def _home_relative(path: Path) -> str:
         return str(Path("~") / path.relative_to(Path.home()))
     except ValueError:
         return str(path)
-
-
-# --------------------------------------------------------------- background jobs
-
-
-class _Jobs(QObject):
-    """Runs functions on plain threads; their results reach callbacks on the GUI thread.
-
-    Signals:
-        progress(int, str): a tag chosen by the caller and a status line, from report().
-        _done(int, object, object): internal; job id, result, exception (one is None).
-    """
-
-    progress = Signal(int, str)
-    _done = Signal(int, object, object)
-
-    def __init__(self, parent: QObject):
-        super().__init__(parent)
-        self._ids = itertools.count(1)
-        self._threads: dict[int, threading.Thread] = {}
-        self._callbacks: dict[int, Callable[[object, BaseException | None], None]] = {}
-        self.closed = False
-        self._done.connect(self._deliver)
-
-    def start(self, name: str, fn: Callable[[], object], on_done: Callable[[object, BaseException | None], None]) -> int:
-        job = next(self._ids)
-
-        def run() -> None:
-            try:
-                result, error = fn(), None
-            except BaseException as e:  # noqa: BLE001 - handed to on_done on the GUI thread
-                result, error = None, e
-            try:
-                self._done.emit(job, result, error)
-            except RuntimeError:  # the dialog is gone: nobody to tell
-                pass
-
-        thread = threading.Thread(target=run, name=f"models-{name}", daemon=True)
-        self._threads[job] = thread
-        self._callbacks[job] = on_done
-        thread.start()
-        return job
-
-    def report(self, tag: int, text: str) -> None:
-        """Safe from any thread."""
-        try:
-            self.progress.emit(tag, text)
-        except RuntimeError:
-            pass
-
-    def busy(self) -> bool:
-        return any(t.is_alive() for t in self._threads.values())
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Join every job's thread; False when one is still running after timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in list(self._threads.values()):
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return not self.busy()
-
-    @Slot(int, object, object)
-    def _deliver(self, job: int, result: object, error: object) -> None:
-        thread = self._threads.pop(job, None)
-        if thread is not None:
-            thread.join()  # it has just emitted its last signal
-        callback = self._callbacks.pop(job, None)
-        if callback is not None and not self.closed:
-            callback(result, error)
 
 
 # ------------------------------------------------------------------- table model
@@ -329,7 +260,7 @@ class ModelsDialog(QDialog):
         self._download_state: TaskState | None = None
         self._download_repo: str | None = None
         self.other_apps_dialog: OtherAppsDialog | None = None
-        self._jobs = _Jobs(self)
+        self._jobs = Background(self)
         self._jobs.progress.connect(self._download_progress)
         self._build()
         self._fill_folder_list()
@@ -365,6 +296,12 @@ class ModelsDialog(QDialog):
 
     def is_busy(self) -> bool:
         return self._jobs.busy()
+
+    def _start(self, name: str, fn: Callable[[], object],
+               on_done: Callable[[object, BaseException | None], None]) -> None:
+        """Run `fn` off the GUI thread; `on_done(result, error)` back on it (one of them None)."""
+        self._jobs.run(fn, lambda result: on_done(result, None), lambda error: on_done(None, error),
+                       name=f"models-{name}")
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -541,7 +478,7 @@ class ModelsDialog(QDialog):
         generation, folders = self._scan_generation, list(self._folders)
         self.rescan_button.setEnabled(False)  # (setText would drop the button's shortcut)
         self.scan_status.setText("Scanning...")
-        self._jobs.start("scan", lambda: model_sources.list_models(folders), partial(self._scan_done, generation))
+        self._start("scan", lambda: model_sources.list_models(folders), partial(self._scan_done, generation))
 
     def _scan_done(self, generation: int, entries: list[ModelEntry] | None, error: BaseException | None) -> None:
         if generation != self._scan_generation:
@@ -682,7 +619,7 @@ class ModelsDialog(QDialog):
         """Identify the file (off the GUI thread); a usable one's folder joins the list."""
         path = Path(path)
         self._show_message(f"Reading {path.name}...")
-        self._jobs.start("identify", lambda: modelfiles.identify(path), partial(self._identified, path))
+        self._start("identify", lambda: modelfiles.identify(path), partial(self._identified, path))
 
     def _identified(self, path: Path, info: modelfiles.ModelInfo | None, error: BaseException | None) -> None:
         if error is not None:
@@ -710,7 +647,7 @@ class ModelsDialog(QDialog):
     def find_other_apps(self) -> None:
         self.find_apps_button.setEnabled(False)
         self._show_message("Looking for other Stable Diffusion apps...")
-        self._jobs.start("find-apps", detect_other_apps, self._apps_found)
+        self._start("find-apps", detect_other_apps, self._apps_found)
 
     def _apps_found(self, sources: list[Source] | None, error: BaseException | None) -> None:
         self.find_apps_button.setEnabled(True)
@@ -783,7 +720,7 @@ class ModelsDialog(QDialog):
         self.download_progress.setRange(0, 0)
         self._download_message(f"Downloading {repo}...")
         download = self._download
-        self._jobs.start("download", lambda: download(repo, state), partial(self._download_done, attempt, repo))
+        self._start("download", lambda: download(repo, state), partial(self._download_done, attempt, repo))
 
     @Slot()
     def cancel_download(self) -> None:

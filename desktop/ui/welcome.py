@@ -12,9 +12,7 @@ Signals:
 
 from __future__ import annotations
 
-import threading
-
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -28,12 +26,13 @@ from PySide6.QtWidgets import (
 
 from desktop.core.model_sources import Source, detect_other_apps
 
+from .background import Background
+
 
 class WelcomeDialog(QDialog):
     folders_chosen = Signal(list)
     add_file_requested = Signal()
     download_requested = Signal()
-    _found = Signal(list)
 
     def __init__(self, parent: QWidget | None = None, detect=detect_other_apps):
         super().__init__(parent)
@@ -75,21 +74,9 @@ class WelcomeDialog(QDialog):
         layout.addWidget(self.use_found, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addSpacing(8)
         layout.addLayout(buttons)
-        self._found.connect(self._show_found)
+        self.background = Background(self)
+        self.background.run(detect, self._show_found, lambda _error: self._show_found([]), name="welcome-detect")
 
-        def look() -> None:
-            try:
-                sources = detect()
-            except OSError:
-                sources = []
-            try:
-                self._found.emit(sources)
-            except RuntimeError:  # closed meanwhile
-                pass
-
-        threading.Thread(target=look, name="welcome-detect", daemon=True).start()
-
-    @Slot(list)
     def _show_found(self, sources: list[Source]) -> None:
         if not sources:
             self.found_label.setText("No other Stable Diffusion app was found in the usual places.")
