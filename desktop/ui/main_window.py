@@ -41,12 +41,12 @@ from desktop.core.geometry import Bounds, Extent
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
+from .background import Background
 from .canvas.files import CanvasFiles
 from .canvas.generation import CanvasGeneration
 from .canvas.layers_panel import LayersPanel
 from .canvas.tool_bar import ToolBar
 from .canvas.tools import Tool, ToolState
-from .background import Background
 from .canvas.view import CanvasView
 from .gallery.export_dialog import ExportDialog
 from .gallery.view import GalleryView
@@ -274,24 +274,23 @@ class MainWindow(QMainWindow):
         self.files.document_changed.connect(self._document_changed)
         self.files.title_changed.connect(lambda name: self.setWindowTitle(f"{name} — Sfumato"))
         self.files.error.connect(self.show_error)
-        self.files.status.connect(lambda text: self.statusBar().showMessage(text, 8_000))
-        self.canvas.message.connect(lambda text: self.statusBar().showMessage(text, 8_000))
+        self.files.status.connect(self.note)
+        self.canvas.message.connect(self.note)
         self.canvas.zoom_changed.connect(self.tool_bar.set_zoom)
         self.canvas.files_dropped.connect(self.files.drop_files)
         self.canvas.image_dropped.connect(self.files.drop_image)
         self.tool_bar.fit_requested.connect(self.canvas.fit)
         self.tool_bar.actual_size_requested.connect(self.canvas.actual_size)
-        self.layers.message.connect(lambda text: self.statusBar().showMessage(text, 8_000))
+        self.layers.message.connect(self.note)
         self.generation.accepted.connect(lambda _layer: self.files.autosave_now())
         self.generation.failed.connect(self.show_error)
         self.tabs.currentChanged.connect(self._tab_changed)
         g = self.gallery
         g.use_parameters.connect(self._use_parameters)
-        g.use_seed.connect(lambda seed: (self.panel.seed.setValue(seed),
-                                         self.statusBar().showMessage(f"Seed {seed} is in the panel.", 5_000)))
+        g.use_seed.connect(self._use_seed)
         g.to_canvas.connect(self._to_canvas)
         g.export_requested.connect(self.export_pictures)
-        g.message.connect(lambda text: self.statusBar().showMessage(text, 8_000))
+        g.message.connect(self.note)
         g.error.connect(self.show_error)
         g.undo_changed.connect(self._history_changed)
         self.crash_reported.connect(self._crashed)
@@ -399,6 +398,10 @@ class MainWindow(QMainWindow):
     def _use_parameters(self, request: GenerationRequest) -> None:
         self.panel.set_request(request)
         self.statusBar().showMessage("The picture's parameters are in the panel.", 5_000)
+
+    def _use_seed(self, seed: int) -> None:
+        self.panel.seed.setValue(seed)
+        self.note(f"Seed {seed} is in the panel.")
 
     def _to_canvas(self, path: str, as_layer: bool) -> None:
         self.tabs.setCurrentIndex(0)
@@ -635,6 +638,11 @@ class MainWindow(QMainWindow):
         self.generation.ended(job_id)
         self._job_done("Failed")
         self.show_error(message)
+
+    @Slot(str)
+    def note(self, text: str) -> None:
+        """A short note in the status bar (what was saved, why a tool did nothing...)."""
+        self.statusBar().showMessage(text, 8_000)
 
     def show_error(self, message: str) -> None:
         """Say what went wrong above the canvas, without a modal box; a click dismisses it."""

@@ -34,6 +34,14 @@ def open_gallery(make_window, qtbot, **settings):
     return window, window.gallery
 
 
+def gallery_of(make_window, qtbot, home: Path, prompts: list[str]):
+    """A window whose gallery holds one picture per prompt (seeds 500, 501...), on the Gallery tab."""
+    seed_pictures(home / "outputs", home / "cache" / "thumbnails", prompts)
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == len(prompts), timeout=TIMEOUT)
+    return window, gallery
+
+
 def first_record(gallery):
     return gallery.model.index(0).data(RecordRole)
 
@@ -53,10 +61,8 @@ def test_generating_adds_a_thumbnail_at_the_top(make_window, qtbot):
 
 
 def test_search_narrows_the_grid_and_filters_combine(make_window, qtbot, sfumato_home):
-    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails",
-                  ["a red fox", "a red barn", "a blue whale", "a fox cub in snow"])
-    window, gallery = open_gallery(make_window, qtbot)
-    qtbot.waitUntil(lambda: gallery.model.rowCount() == 4, timeout=TIMEOUT)
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home,
+                                 ["a red fox", "a red barn", "a blue whale", "a fox cub in snow"])
     qtbot.keyClicks(gallery.search, "fox")
     qtbot.waitUntil(lambda: gallery.model.rowCount() == 2, timeout=5000)
     assert {first_record(gallery).prompt, gallery.model.index(1).data(RecordRole).prompt} == {"a red fox",
@@ -69,9 +75,7 @@ def test_search_narrows_the_grid_and_filters_combine(make_window, qtbot, sfumato
 
 
 def test_use_all_parameters_fills_the_prompt_panel(make_window, qtbot, sfumato_home):
-    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["an old sailor, portrait"])
-    window, gallery = open_gallery(make_window, qtbot)
-    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=TIMEOUT)
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["an old sailor, portrait"])
     gallery.select_row(0)
     assert "Seed: 500" in gallery.parameters.toPlainText()
     model = window.panel.model_ref()
@@ -86,9 +90,7 @@ def test_use_all_parameters_fills_the_prompt_panel(make_window, qtbot, sfumato_h
 
 
 def test_favourite_delete_and_undo_from_the_keyboard(make_window, qtbot, sfumato_home):
-    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["one", "two", "three"])
-    window, gallery = open_gallery(make_window, qtbot)
-    qtbot.waitUntil(lambda: gallery.model.rowCount() == 3, timeout=TIMEOUT)
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["one", "two", "three"])
     gallery.select_row(0)
     gallery.list.setFocus()
     qtbot.keyClick(gallery.list, Qt.Key.Key_F)
@@ -107,9 +109,7 @@ def test_favourite_delete_and_undo_from_the_keyboard(make_window, qtbot, sfumato
 
 
 def test_arrow_keys_step_through_the_pictures(make_window, qtbot, sfumato_home):
-    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["a", "b", "c"])
-    window, gallery = open_gallery(make_window, qtbot)
-    qtbot.waitUntil(lambda: gallery.model.rowCount() == 3, timeout=TIMEOUT)
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["a", "b", "c"])
     gallery.select_row(0)
     gallery.list.setFocus()
     qtbot.keyClick(gallery.list, Qt.Key.Key_Right)
@@ -118,9 +118,7 @@ def test_arrow_keys_step_through_the_pictures(make_window, qtbot, sfumato_home):
 
 
 def test_export_dialog_writes_the_selection_without_metadata(make_window, qtbot, sfumato_home, tmp_path):
-    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["x", "y"])
-    window, gallery = open_gallery(make_window, qtbot)
-    qtbot.waitUntil(lambda: gallery.model.rowCount() == 2, timeout=TIMEOUT)
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["x", "y"])
     gallery.list.selectAll()
     records = gallery.selected()
     assert gallery.buttons["export"].text() == "Export 2..."
@@ -139,9 +137,7 @@ def test_export_dialog_writes_the_selection_without_metadata(make_window, qtbot,
 
 
 def test_send_to_canvas_as_a_layer(make_window, qtbot, sfumato_home):
-    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["for the canvas"])
-    window, gallery = open_gallery(make_window, qtbot)
-    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=TIMEOUT)
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["for the canvas"])
     gallery.select_row(0)
     qtbot.mouseClick(gallery.buttons["layer"], Qt.MouseButton.LeftButton)
     assert window.tabs.currentIndex() == 0
@@ -174,9 +170,7 @@ def test_pictures_dropped_on_the_grid_are_imported_with_their_parameters(make_wi
 
 
 def test_dragging_thumbnails_out_hands_over_the_files(make_window, qtbot, sfumato_home):
-    seed_pictures(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails", ["out"])
-    window, gallery = open_gallery(make_window, qtbot)
-    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=TIMEOUT)
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["out"])
     data = gallery.model.mimeData([gallery.model.index(0)])
     (url,) = data.urls()
     assert Path(url.toLocalFile()) == window.gallery_store.path(first_record(gallery))

@@ -333,8 +333,8 @@ class GalleryView(QWidget):
             if record is not None:
                 records.append(record)
         self.model.add(records)
-        if records and any(self.model_filter.itemData(i) != r.model for r in records
-                           for i in range(self.model_filter.count())):
+        listed = {self.model_filter.itemData(i) for i in range(self.model_filter.count())}
+        if any(r.model not in listed for r in records):  # a model new to the filter
             self._refresh_models()
 
     def import_files(self, files: list[str]) -> None:
