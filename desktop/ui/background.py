@@ -20,11 +20,9 @@ from PySide6.QtCore import QObject, Signal, Slot
 class Background(QObject):
     """Signals:
     progress(int, str): a tag chosen by the caller and a status line, from report().
-    idle(): the last running job has ended.
     """
 
     progress = Signal(int, str)
-    idle = Signal()
     _ended = Signal(int, object, object)  # job id, result, error
 
     def __init__(self, parent: QObject | None = None):
@@ -89,5 +87,3 @@ class Background(QObject):
                 failed(error)
             else:
                 raise error
-        if not self._threads:
-            self.idle.emit()
