@@ -26,6 +26,7 @@ from desktop.core.document import CanvasDocument, LayerNotEditable
 from desktop.core.layers import Layer, MaskLayer
 
 from ..qimage import to_qimage
+from .view import checker_brush
 
 MIME = "application/x-sfumato-layer-row"
 THUMB = 36
@@ -313,11 +314,8 @@ def _thumbnail(layer: Layer) -> QIcon:
     canvas.fill(QColor(0, 0, 0, 0))
     painter = QPainter(canvas)
     x, y = (THUMB - image.width()) // 2, (THUMB - image.height()) // 2
-    for i in range(0, image.width(), 6):
-        for j in range(0, image.height(), 6):
-            shade = 255 if (i // 6 + j // 6) % 2 else 210
-            painter.fillRect(x + i, y + j, min(6, image.width() - i), min(6, image.height() - j),
-                             QColor(shade, shade, shade))
+    painter.setBrushOrigin(x, y)
+    painter.fillRect(x, y, image.width(), image.height(), checker_brush(4))
     painter.drawImage(x, y, image)
     painter.setPen(QColor(120, 120, 120))
     painter.drawRect(x, y, image.width() - 1, image.height() - 1)

@@ -64,7 +64,7 @@ class CanvasView(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.grabGesture(Qt.GestureType.PinchGesture)
         tools.changed.connect(self._tools_changed)
-        self._checker = _checker_brush()
+        self._checker = checker_brush()
 
     def sizeHint(self) -> QSize:
         return QSize(800, 700)
@@ -591,11 +591,12 @@ def _handle_points(rect: QRectF) -> list[QPointF]:
             if (x, y) != (cx, cy)]
 
 
-def _checker_brush() -> QBrush:
-    tile = QPixmap(16, 16)
+def checker_brush(cell: int = 8) -> QBrush:
+    """The grey-and-white squares that show transparency."""
+    tile = QPixmap(2 * cell, 2 * cell)
     tile.fill(QColor(204, 204, 204))
     painter = QPainter(tile)
-    painter.fillRect(0, 0, 8, 8, QColor(255, 255, 255))
-    painter.fillRect(8, 8, 8, 8, QColor(255, 255, 255))
+    painter.fillRect(0, 0, cell, cell, QColor(255, 255, 255))
+    painter.fillRect(cell, cell, cell, cell, QColor(255, 255, 255))
     painter.end()
     return QBrush(tile)
