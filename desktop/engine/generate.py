@@ -102,7 +102,7 @@ def run(
         models.release_cache()
         state.status("Out of memory: trying again with lighter settings (sliced attention, tiled VAE)...")
         try:
-            with _lighter(pipe):
+            with _lighter(pipe, loaded.plan.attention_slicing):
                 output = call()
         except (torch.OutOfMemoryError, RuntimeError) as again:
             if not _is_out_of_memory(again):
@@ -118,14 +118,17 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 
 @contextmanager
-def _lighter(pipe):
+def _lighter(pipe, sliced: bool):
     """Attention in slices and the VAE in tiles: slower, but far less memory at once."""
     pipe.enable_attention_slicing("max")
     pipe.vae.enable_tiling()
     try:
         yield
-    finally:
-        pipe.disable_attention_slicing()  # back to the fast attention for the next run
+    finally:  # back to the attention the model was loaded with, for the next run
+        if sliced:
+            pipe.enable_attention_slicing()
+        else:
+            pipe.disable_attention_slicing()
 
 
 def _out_of_memory(request: GenerationRequest, models: ModelManager) -> OutOfMemory:

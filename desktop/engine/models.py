@@ -31,7 +31,7 @@ from desktop.core.errors import ModelLoadError, OutOfMemory
 from desktop.core.modelfiles import Family, ModelFileError, ModelInfo
 from desktop.core.progress import TaskState
 
-from . import bundled_configs, hub, tiny
+from . import bundled_configs, hub, tiny, tuning
 from .devices import DeviceChoice, empty_cache
 from .previews import Previewer, taesd_dir
 
@@ -66,6 +66,7 @@ class LoadedModel:
     info: ModelInfo
     pipelines: dict = field(repr=False)  # "txt2img" | "img2img" | "inpaint" -> pipeline
     scheduler_config: dict = field(repr=False)  # the model's own, before any sampler replaced it
+    plan: tuning.Plan = field(default_factory=tuning.Plan)  # the device settings it was loaded with
     embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)  # (prompt, negative, guided) -> kwargs
 
     @property
@@ -86,6 +87,7 @@ class ModelManager:
 
     def __init__(self, device: DeviceChoice):
         self.device = device
+        tuning.configure_backends(device)
         self.current: LoadedModel | None = None
         self._previewer: Previewer | None = None
         self._previewer_key: tuple[str, str] | None = None
@@ -99,23 +101,20 @@ class ModelManager:
         state.status(f"Loading {path.name}...")
         pipe = self._load_pipeline(path, info)
         self.unload()
+        plan = tuning.plan(self.device, info.family, tuning.weights_bytes(pipe), *tuning.measure(self.device))
         try:
-            pipe.to(self.device.device)
+            tuning.apply(pipe, plan, self.device.device)
         except torch.OutOfMemoryError:
             del pipe
             self.release_cache()
             raise OutOfMemory(f"{path.name} does not fit in the memory of the {self.device.description}.") from None
-        if self.device.dtype in (torch.bfloat16, torch.float16):
-            # Convolutions in half precision run faster on channels-last tensors (oneDNN, cuDNN): about 7% a
-            # step of SD1.5 on an AVX512-BF16 CPU. In fp32 on the CPU it was slower, so it stays as it is there.
-            pipe.unet.to(memory_format=torch.channels_last)
-            pipe.vae.to(memory_format=torch.channels_last)
         if info.prediction and pipe.scheduler.config.get("prediction_type") != info.prediction:
             # v-prediction checkpoints say so in their keys or metadata; the bundled config may not match
             pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=info.prediction)
         kind = "inpaint" if info.inpaint else "txt2img"
-        self.current = LoadedModel(ref, info, {kind: pipe}, dict(pipe.scheduler.config))
-        state.status(f"Ready: {path.name} on {self.device.description}")
+        self.current = LoadedModel(ref, info, {kind: pipe}, dict(pipe.scheduler.config), plan)
+        note = f" ({plan.note})" if plan.note else ""
+        state.status(f"Ready: {path.name} on {self.device.description}{note}")
         return self.current
 
     def pipeline(self, kind: str):
@@ -128,6 +127,7 @@ class ModelManager:
             base = next(iter(pipes.values()))
             pipes[kind] = _PIPELINES[group][kind].from_pipe(base, dtype=self.device.dtype)
             pipes[kind].set_progress_bar_config(disable=True)
+            tuning.derive(pipes[kind], self.current.plan, self.device.device)
         return pipes[kind]
 
     def prompt_embeddings(self, pipe, prompt: str, negative: str, guided: bool) -> dict:
