@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    # On Apple GPUs, an operation PyTorch has no Metal kernel for runs on the CPU instead of failing the
+    # generation. Read when torch loads, so it is set before anything imports it.
+    os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
     if argv[:1] == ["generate"]:
         from desktop.cli import main as cli_main
 
