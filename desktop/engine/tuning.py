@@ -5,8 +5,9 @@
   AVX512-BF16 CPU); in fp32 on the CPU it was slower, so fp32 stays as it is.
 - CUDA: TF32 for fp32 matrix multiplies (Ampere and newer); attention through
   PyTorch's SDPA (diffusers' default). When the model and its working memory do
-  not fit in the GPU, model CPU offload: the text encoder, the UNet and the VAE
-  take turns on the GPU (as AUTOMATIC1111's --medvram), slower but it runs.
+  not fit in the GPU's free memory, or moving it there runs out of memory, model
+  CPU offload: the text encoder, the UNet and the VAE take turns on the GPU (as
+  AUTOMATIC1111's --medvram), slower but it runs.
 - Apple MPS: sliced attention on Macs with less than 64 GiB of memory, as
   diffusers advises for Apple GPUs: a lower peak for about a fifth more time.
 - CPU: nothing more; bf16 against fp32 is chosen in devices.py.
@@ -41,7 +42,7 @@ class Plan:
 
 def plan(choice: DeviceChoice, family: Family, weights: int, gpu_memory: int | None = None,
          system_memory: int | None = None) -> Plan:
-    """What to do for a model of `weights` bytes on `choice`, given the GPU's and the system's memory in bytes."""
+    """What to do for a model of `weights` bytes on `choice`, given the GPU's free and the system's memory."""
     half = choice.dtype in (torch.float16, torch.bfloat16)
     kind = choice.device.type
     if kind == "cuda" and gpu_memory is not None:
@@ -49,10 +50,15 @@ def plan(choice: DeviceChoice, family: Family, weights: int, gpu_memory: int | N
         if need > gpu_memory:
             return Plan(channels_last=half, offload=True,
                         note=f"model offload: it needs about {need / GiB:.1f} GiB, the GPU has "
-                             f"{gpu_memory / GiB:.1f} GiB")
+                             f"{gpu_memory / GiB:.1f} GiB free")
     if kind == "mps" and system_memory is not None and system_memory < MPS_SLICING_BELOW:
         return Plan(channels_last=half, attention_slicing=True, note="sliced attention")
     return Plan(channels_last=half)
+
+
+def offloaded(plan: Plan, note: str) -> Plan:
+    """The same plan with model offload, for a model that turned out not to fit."""
+    return Plan(channels_last=plan.channels_last, offload=True, attention_slicing=plan.attention_slicing, note=note)
 
 
 def weights_bytes(pipe) -> int:
@@ -62,10 +68,13 @@ def weights_bytes(pipe) -> int:
 
 
 def measure(choice: DeviceChoice) -> tuple[int | None, int | None]:
-    """The GPU's and the system's total memory in bytes (None where there is no such thing)."""
+    """The GPU's free memory and the system's total memory in bytes (None where there is no such thing).
+
+    Free, not total, on the GPU: the desktop, a browser or another app may hold a gigabyte of it.
+    """
     gpu = None
     if choice.device.type == "cuda":
-        gpu = torch.cuda.get_device_properties(choice.device.index or 0).total_memory
+        gpu, _total = torch.cuda.mem_get_info(choice.device)
     try:
         import psutil
 

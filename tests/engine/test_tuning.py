@@ -114,3 +114,23 @@ def test_an_out_of_memory_retry_gives_back_the_sliced_attention_it_found(tiny_mo
     image = generate.run(request, TaskState(), manager)[0].image
     assert failures and image.shape == (64, 64, 3) and np.ptp(image) > 0
     assert all(isinstance(p, SlicedAttnProcessor) for p in unet.attn_processors.values())
+
+
+def test_a_model_that_runs_out_of_gpu_memory_loading_is_offloaded_instead(tiny_models, monkeypatch):
+    applied = []
+
+    def apply(pipe, plan, device):
+        applied.append(plan.offload)
+        if not plan.offload:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+    monkeypatch.setattr(tuning, "measure", lambda choice: (16 * GiB, 32 * GiB))  # looks like it fits
+    monkeypatch.setattr(tuning, "apply", apply)
+    monkeypatch.setattr(tuning, "configure_backends", lambda choice: None)  # no process-wide CUDA switches here
+    manager = ModelManager(CUDA_FP16)
+    statuses = []
+    state = TaskState()
+    state.status = statuses.append
+    loaded = manager.load(str(tiny_models["sd1"].folder), state)
+    assert applied == [False, True]
+    assert loaded.plan.offload and "ran out of memory loading it whole" in statuses[-1]
