@@ -182,7 +182,13 @@ def _peak_rss(kind: str, model: Path) -> float:
             pipe = StableDiffusionPipeline.from_pretrained(model, torch_dtype=torch.float32)
             with torch.inference_mode():
                 pipe("a cat", width=512, height=512, num_inference_steps=2)
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        # VmHWM, not ru_maxrss: ru_maxrss outlives exec, so it would count the bench process's own memory
+        # that the child shared between fork and exec.
+        try:
+            status = open("/proc/self/status").read()
+            print(int(status.split("VmHWM:")[1].split()[0]) / 1024)
+        except (OSError, IndexError):
+            print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return float(out.stdout.strip().splitlines()[-1])
