@@ -220,7 +220,11 @@ class MainWindow(QMainWindow):
         menu = bar.addMenu("&Edit")
         self.undo_action = self._action(menu, "Undo", QKeySequence.StandardKey.Undo, self.undo)
         self.redo_action = self._action(menu, "Redo", QKeySequence.StandardKey.Redo, self.redo)
-        self.redo_action.setShortcuts([QKeySequence(QKeySequence.StandardKey.Redo), QKeySequence("Ctrl+Y")])
+        # Ctrl+Y and Ctrl+Shift+Z everywhere, each once: where the platform's own Redo already is Ctrl+Y, naming it
+        # twice made the shortcut ambiguous, and Qt then runs neither.
+        redo_keys = [*QKeySequence.keyBindings(QKeySequence.StandardKey.Redo), QKeySequence("Ctrl+Y"),
+                     QKeySequence("Ctrl+Shift+Z")]
+        self.redo_action.setShortcuts(list(dict.fromkeys(redo_keys)))
         menu.addSeparator()
         self._action(menu, "Paste as layer", QKeySequence.StandardKey.Paste, self.files.paste)
 

@@ -402,3 +402,17 @@ def test_ctrl_z_during_a_stroke_undoes_it_and_the_rest_of_the_drag_paints_nothin
     qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=at(window, 60, 40))
     np.testing.assert_array_equal(doc.composite(), before)
     assert len(doc.history) == 0 and doc.history.redo_label == "Brush stroke"
+
+
+def test_ctrl_y_and_ctrl_shift_z_both_redo(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo())
+    choose_tool(qtbot, window, Tool.MASK)
+    drag(qtbot, window.canvas, [at(window, 20, 20), at(window, 40, 20)])
+    for redo in (Qt.KeyboardModifier.ControlModifier,
+                 Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier):
+        qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        assert not doc.mask().any()
+        qtbot.keyClick(window.canvas, Qt.Key.Key_Y if redo == Qt.KeyboardModifier.ControlModifier else Qt.Key.Key_Z,
+                       redo)
+        assert doc.mask()[20, 30] == 255
