@@ -5,6 +5,9 @@ coverage (the maximum of the dabs, never their sum), and the layer's pixels
 are recomputed from the pixels before the stroke and that coverage. So a
 stroke at 50% opacity is 50% everywhere, however often it crosses itself,
 and the "before" tiles it keeps are exactly what undo needs.
+
+A pen's pressure scales the dab's size (from 10% at the lightest touch to the
+full size), as Krita's and Photoshop's default brushes do; a mouse presses 1.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .layers import Layer, MaskLayer
 
 TILE = 128
 MAX_SIZE = 1000
+LIGHTEST = 0.1  # the size of a dab at the lightest pressure, as a share of the brush's size
 
 
 @dataclass(frozen=True)
@@ -30,14 +34,16 @@ class Brush:
     colour: tuple[int, int, int] = (0, 0, 0)
     erase: bool = False
 
-    @property
-    def spacing(self) -> float:
-        return max(0.5, self.size * 0.1)
+    def spacing_at(self, pressure: float) -> float:
+        return max(0.5, self.size_at(pressure) * 0.1)
+
+    def size_at(self, pressure: float) -> float:
+        return self.size * (LIGHTEST + (1.0 - LIGHTEST) * min(max(pressure, 0.0), 1.0))
 
 
-def dab(brush: Brush, x: float, y: float) -> tuple[Bounds, np.ndarray]:
+def dab(brush: Brush, x: float, y: float, pressure: float = 1.0) -> tuple[Bounds, np.ndarray]:
     """The alpha (0..1, float32) of one dab centred at (x, y), and where it lies."""
-    radius = max(0.5, brush.size / 2)
+    radius = max(0.5, brush.size_at(pressure) / 2)
     x0, y0 = math.floor(x - radius), math.floor(y - radius)
     x1, y1 = math.ceil(x + radius) + 1, math.ceil(y + radius) + 1
     cols = np.arange(x0, x1, dtype=np.float32) + 0.5 - x
@@ -58,29 +64,29 @@ class Stroke:
         self.layer, self.brush, self.label = layer, brush, label
         self._before: dict[tuple[int, int], np.ndarray] = {}
         self._cover: dict[tuple[int, int], np.ndarray] = {}
-        self._last: tuple[float, float] | None = None
+        self._last: tuple[float, float, float] | None = None  # x, y, pressure
         self._carry = 0.0  # distance walked since the last dab
 
-    def to(self, x: float, y: float) -> Bounds:
-        """Extend the stroke to (x, y); returns the rectangle of the layer that changed (maybe empty)."""
+    def to(self, x: float, y: float, pressure: float = 1.0) -> Bounds:
+        """Extend the stroke to (x, y) at `pressure` (0..1); returns the rectangle of the layer that changed."""
         dabs = []
         if self._last is None:
-            dabs.append((x, y))
+            dabs.append((x, y, pressure))
         else:
-            lx, ly = self._last
+            lx, ly, lp = self._last
             length = math.hypot(x - lx, y - ly)
-            spacing = self.brush.spacing
+            spacing = self.brush.spacing_at(min(lp, pressure))  # close enough for the thinner end
             walked = spacing - self._carry
             while walked <= length:
                 t = walked / length
-                dabs.append((lx + (x - lx) * t, ly + (y - ly) * t))
+                dabs.append((lx + (x - lx) * t, ly + (y - ly) * t, lp + (pressure - lp) * t))
                 walked += spacing
             self._carry = length - (walked - spacing)
-        self._last = (x, y)
+        self._last = (x, y, pressure)
         extent = self.layer.bounds.extent
         dirty = Bounds(0, 0, 0, 0)
-        for cx, cy in dabs:
-            box, alpha = dab(self.brush, cx, cy)
+        for cx, cy, cp in dabs:
+            box, alpha = dab(self.brush, cx, cy, cp)
             clipped = box.clamp(extent)
             if clipped.is_empty:
                 continue

@@ -478,12 +478,12 @@ class StrokeSession(_DragSession):
             "Erase" if brush.erase else "Brush stroke")
         self._stroke = Stroke(layer, brush, label)
 
-    def to(self, x: float, y: float) -> Bounds:
+    def to(self, x: float, y: float, pressure: float = 1.0) -> Bounds:
         """Continue the stroke to document point (x, y); returns the document rectangle that changed."""
         if self.done:
             return Bounds(0, 0, 0, 0)
         ox, oy = self.layer.offset
-        dirty = self._stroke.to(x - ox, y - oy)
+        dirty = self._stroke.to(x - ox, y - oy, pressure)
         if dirty.is_empty:
             return dirty
         box = dirty.translated(ox, oy)

@@ -106,6 +106,23 @@ def test_mask_brush_and_eraser():
     assert doc.mask()[50, 50] == 255
 
 
+def test_pen_pressure_thins_the_stroke_and_continues_it_without_gaps():
+    doc = CanvasDocument.new(Extent(200, 60))
+    stroke = doc.begin_stroke(doc.target_mask(), Brush(size=40, hardness=1.0))
+    stroke.to(20, 30, pressure=1.0)
+    stroke.to(180, 30, pressure=0.0)
+    stroke.finish()
+    mask = doc.mask()
+
+    def width(x):
+        return int((mask[:, x] > 127).sum())
+
+    assert 38 <= width(20) <= 42, "full pressure: the brush's size"
+    assert 3 <= width(180) <= 6, "lightest touch: a tenth of it"
+    assert width(60) > width(100) > width(140), "thinner as the pen lifts"
+    assert (mask[30, 20:181] == 255).all(), "no gaps where the dabs get small"
+
+
 def test_hardness_softens_the_edge():
     hard, soft = CanvasDocument.new(Extent(64, 64)), CanvasDocument.new(Extent(64, 64))
     for doc, hardness in ((hard, 1.0), (soft, 0.0)):

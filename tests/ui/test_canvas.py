@@ -404,6 +404,48 @@ def test_ctrl_z_during_a_stroke_undoes_it_and_the_rest_of_the_drag_paints_nothin
     assert len(doc.history) == 0 and doc.history.redo_label == "Brush stroke"
 
 
+def pen_stroke(widget, points, pressures, pointer=None):
+    """A pen drawn across the widget: press, moves and release, each with its pressure."""
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QInputDevice, QPointingDevice, QTabletEvent
+
+    pointer = pointer or QPointingDevice.PointerType.Pen
+    device = QPointingDevice("test pen", 7, QInputDevice.DeviceType.Stylus, pointer,
+                             QInputDevice.Capability.Position | QInputDevice.Capability.Pressure, 1, 3)
+    kinds = [QEvent.Type.TabletPress] + [QEvent.Type.TabletMove] * (len(points) - 1) + [QEvent.Type.TabletRelease]
+    for kind, point, pressure in zip(kinds, [*points, points[-1]], [*pressures, 0.0], strict=True):
+        button = Qt.MouseButton.NoButton if kind == QEvent.Type.TabletMove else Qt.MouseButton.LeftButton
+        buttons = Qt.MouseButton.NoButton if kind == QEvent.Type.TabletRelease else Qt.MouseButton.LeftButton
+        event = QTabletEvent(kind, device, QPointF(point), QPointF(widget.mapToGlobal(point)), pressure, 0.0, 0.0,
+                             0.0, 0.0, 0.0, Qt.KeyboardModifier.NoModifier, button, buttons)
+        QApplication.sendEvent(widget, event)
+        assert event.isAccepted(), "the canvas took the pen event itself"
+
+
+def test_a_pen_paints_thinner_as_it_lifts_and_its_eraser_end_erases(make_window, qtbot):
+    from PySide6.QtGui import QPointingDevice
+
+    window = make_window()
+    doc = open_photo(window, np.full((120, 160, 3), 255, np.uint8))
+    choose_tool(qtbot, window, Tool.MASK)
+    window.tools.set_brush(size=30, hardness=1.0)
+    xs = list(range(20, 141, 8))
+    pen_stroke(window.canvas, [at(window, x, 40) for x in xs], [1 - i / (len(xs) - 1) for i in range(len(xs))])
+    mask = doc.mask()
+    thick, thin = int((mask[:, 24] > 127).sum()), int((mask[:, 136] > 127).sum())
+    assert 26 <= thick <= 32 and thin <= 8, f"{thick} px where the pen pressed hard, {thin} where it lifted"
+    assert (mask[40, 20:141] == 255).all()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert not doc.mask().any(), "the pen stroke is one undo step"
+
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    assert doc.mask()[40, 24] == 255, "and redone"
+    pen_stroke(window.canvas, [at(window, 60, 40), at(window, 61, 40), at(window, 62, 40)], [1.0, 1.0, 1.0],
+               pointer=QPointingDevice.PointerType.Eraser)
+    assert doc.mask()[40, 61] == 0 and doc.mask()[40, 24] == 255, "the eraser end unmasks where it touched"
+    assert window.tools.tool is Tool.MASK
+
+
 def test_ctrl_y_and_ctrl_shift_z_both_redo(make_window, qtbot):
     window = make_window()
     doc = open_photo(window, photo())

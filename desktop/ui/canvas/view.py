@@ -1,4 +1,4 @@
-"""CanvasView: draws a CanvasDocument and turns mouse, wheel and keys into edits.
+"""CanvasView: draws a CanvasDocument and turns mouse, pen, wheel and keys into edits.
 
 The composite and the mask overlay are kept as two QImages the size of the
 document and updated rectangle by rectangle from the document's
@@ -9,9 +9,10 @@ and pan are a plain transform: widget = document x zoom + pan.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QCursor, QImage, QPainter, QPen, QPixmap, QTransform
+from PySide6.QtGui import QBrush, QColor, QCursor, QImage, QPainter, QPen, QPixmap, QPointingDevice, QTransform
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from desktop.core.document import MAX_FRAME, MIN_FRAME, CanvasDocument, LayerNotEditable, snap_frame
@@ -332,6 +333,33 @@ class CanvasView(QWidget):
             drag.finish()
             self._update_cursor(event.position())
 
+    def tabletEvent(self, event) -> None:
+        """A pen paints with its pressure, and its eraser end erases. Whatever is not a pen stroke is ignored,
+        so Qt turns it into the mouse events above (other tools, panning, the pen's side buttons)."""
+        kind, pos = event.type(), event.position()
+        stroke = self._drag is None or isinstance(self._drag, _StrokeDrag)
+        if self.doc is None or not self.tools.tool.paints or self._panning() or not stroke or (
+                kind == QEvent.Type.TabletPress and event.button() != Qt.MouseButton.LeftButton):
+            event.ignore()
+            return
+        if kind == QEvent.Type.TabletPress and self._drag is None:
+            eraser = event.pointerType() == QPointingDevice.PointerType.Eraser
+            try:
+                self._drag = _StrokeDrag(self, pos, event.pressure(), erase=eraser)
+                self._drag_button = Qt.MouseButton.LeftButton
+            except LayerNotEditable as error:
+                self.message.emit(str(error))
+        elif kind == QEvent.Type.TabletMove:
+            self._move_pointer(pos)
+            if self._drag is not None:
+                self._drag.move(pos, event.pressure())
+            else:
+                self._update_cursor(pos)
+        elif kind == QEvent.Type.TabletRelease and self._drag is not None:
+            drag, self._drag = self._drag, None
+            drag.finish()
+        event.accept()
+
     def leaveEvent(self, event) -> None:
         if self._pointer is not None:
             old, self._pointer = self._pointer, None
@@ -451,18 +479,19 @@ class _PanDrag(_Drag):
 
 
 class _StrokeDrag(_Drag):
-    def __init__(self, view: CanvasView, pos: QPointF):
+    def __init__(self, view: CanvasView, pos: QPointF, pressure: float = 1.0, erase: bool = False):
         doc, tools = view.doc, view.tools
         layer = doc.target_mask() if tools.tool.on_mask else doc.active
         if layer is None:
             raise LayerNotEditable("There is no mask layer to paint on: add one in the Layers panel."
                                    if tools.tool.on_mask else "There is no layer to paint on: add one.")
-        self.view, self.session = view, doc.begin_stroke(layer, tools.brush())
-        self.move(pos)
+        brush = replace(tools.brush(), erase=True) if erase else tools.brush()
+        self.view, self.session = view, doc.begin_stroke(layer, brush)
+        self.move(pos, pressure)
 
-    def move(self, pos: QPointF) -> None:
+    def move(self, pos: QPointF, pressure: float = 1.0) -> None:
         point = self.view.to_document(pos)
-        self.session.to(point.x(), point.y())
+        self.session.to(point.x(), point.y(), pressure)
 
     def finish(self) -> None:
         self.session.finish()
