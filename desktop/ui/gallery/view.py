@@ -13,8 +13,8 @@ import datetime as _dt
 import sqlite3
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QRect, QSize, Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices, QGuiApplication, QImage, QKeySequence, QPainter, QPen, QShortcut
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QImage, QKeySequence, QPainter, QPen, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -41,6 +41,7 @@ from desktop.core.gallery.store import GalleryStore
 from desktop.core.request import GenerationRequest
 
 from ..background import Background
+from ..reveal import reveal
 from .model import GalleryModel, RecordRole
 
 DATES = {"Any time": None, "Today": 0, "Last 7 days": 7, "Last 30 days": 30, "This year": 365}
@@ -265,7 +266,8 @@ class GalleryView(QWidget):
               lambda: self._send_to_canvas(False))],
             [("copy", "Copy image", "Copy the picture to the clipboard", self.copy_image),
              ("copy_text", "Copy parameters", "Copy the parameters text to the clipboard", self.copy_parameters),
-             ("folder", "Show in folder", "Open the folder that holds this picture", self.show_in_folder)],
+             ("folder", "Show in folder", "Open the folder that holds this picture, with the picture selected",
+              self.show_in_folder)],
             [("favourite", "★ Favourite", "Mark or unmark the selected pictures as favourites (F)",
               self.toggle_favourite),
              ("export", "Export...", "Export the selected pictures", self.export_selected),
@@ -490,7 +492,7 @@ class GalleryView(QWidget):
     def show_in_folder(self) -> None:
         record = self.current()
         if record is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.store.path(record).parent)))
+            reveal(self.store.path(record), self)
 
     def toggle_favourite(self) -> None:
         records = self.selected()
