@@ -51,7 +51,7 @@ def dab(brush: Brush, x: float, y: float, pressure: float = 1.0) -> tuple[Bounds
     distance = np.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2)
     edge = np.clip(radius - distance + 0.5, 0.0, 1.0)  # antialiased rim
     solid = radius * min(max(brush.hardness, 0.0), 1.0)
-    if solid < radius - 0.5:
+    if solid < radius:  # a band of any width, so the edge changes smoothly as pressure shrinks the dab
         t = np.clip((distance - solid) / (radius - solid), 0.0, 1.0)
         edge = np.minimum(edge, 1.0 - t * t * (3.0 - 2.0 * t))  # smoothstep falloff
     return Bounds(x0, y0, x1 - x0, y1 - y0), edge.astype(np.float32)
