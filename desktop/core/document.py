@@ -293,7 +293,16 @@ class CanvasDocument:
             return
         old = self.extent
         self._resize(new, shift)
-        self.history.push(edits.Resize(old, new, shift))
+        resize = edits.Resize(old, new, shift)
+        moved = self.frame
+        snapped = snap_frame(moved)
+        if snapped == moved:
+            self.history.push(resize)
+            return
+        # A shift that is not a multiple of 8 leaves the frame off the grid models need: it snaps to the
+        # nearest place, in the same undo step.
+        self._set_frame(snapped)
+        self.history.push(edits.Compound("Resize canvas", [resize, edits.SetFrame(moved, snapped)]))
 
     def accept_result(self, image: np.ndarray, frame: Bounds, name: str) -> ImageLayer:
         """Add a generated picture as a new layer over `frame`, growing the canvas to hold it.

@@ -245,6 +245,20 @@ def test_resize_canvas_keeps_layer_pixels_past_the_edge():
         doc.resize_canvas(-100, 0, 0, 0)
 
 
+def test_a_canvas_grown_by_an_odd_amount_keeps_the_frame_on_the_grid_in_one_undo_step():
+    doc = CanvasDocument.new(Extent(512, 512))
+    doc.add_layer(ImageLayer(solid(512, 512, (9, 9, 9, 255)), "p"), 0)
+    frame = doc.frame
+    doc.resize_canvas(50, 13, 50, 13)
+    assert doc.extent == Extent(612, 538) and doc.layers[0].offset == Point(50, 13)
+    assert doc.frame == Bounds(48, 16, frame.width, frame.height), "the nearest place on the grid"
+    assert doc.history.undo_label == "Resize canvas"
+    doc.undo()
+    assert doc.extent == Extent(512, 512) and doc.layers[0].offset == Point(0, 0) and doc.frame == frame
+    doc.redo()
+    assert doc.frame == Bounds(48, 16, frame.width, frame.height) and doc.layers[0].offset == Point(50, 13)
+
+
 def test_frame_must_be_multiples_of_8_and_snaps():
     doc = CanvasDocument.new(Extent(100, 100))
     with pytest.raises(ValueError):
