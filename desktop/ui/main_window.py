@@ -42,6 +42,7 @@ from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
 from .background import Background
+from .canvas.canvas_size_dialog import CanvasSizeDialog
 from .canvas.files import CanvasFiles
 from .canvas.generation import CanvasGeneration
 from .canvas.layers_panel import LayersPanel
@@ -236,6 +237,9 @@ class MainWindow(QMainWindow):
         self._action(menu, "Zoom out", QKeySequence.StandardKey.ZoomOut, self.canvas.zoom_out)
         self._action(menu, "Fit picture", "Ctrl+0", self.canvas.fit)
         self._action(menu, "Actual pixels (100%)", "Ctrl+1", self.canvas.actual_size)
+
+        menu = bar.addMenu("&Image")
+        self._action(menu, "Canvas size...", "Ctrl+Alt+C", self.canvas_size)
 
         menu = bar.addMenu("&Layer")
         self._action(menu, "New layer", "Ctrl+Shift+N", lambda: self.layers.new_layer("image"))
@@ -662,6 +666,16 @@ class MainWindow(QMainWindow):
     def _job_done(self, text: str) -> None:
         self.cancel_button.setEnabled(bool(self.worker.pending()))
         self.progress.setFormat(text)
+
+    def canvas_size(self) -> None:
+        """Image > Canvas size: grow or shrink the canvas around an anchor, as one undo step."""
+        dialog = CanvasSizeDialog(self.doc.extent, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted or not any(dialog.margins()):
+            return
+        self.doc.resize_canvas(*dialog.margins())
+        self.canvas.fit()
+        extent = self.doc.extent
+        self.note(f"The canvas is now {extent.width} × {extent.height} px (Ctrl+Z to undo).")
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self)

@@ -458,3 +458,38 @@ def test_ctrl_y_and_ctrl_shift_z_both_redo(make_window, qtbot):
         qtbot.keyClick(window.canvas, Qt.Key.Key_Y if redo == Qt.KeyboardModifier.ControlModifier else Qt.Key.Key_Z,
                        redo)
         assert doc.mask()[20, 30] == 255
+
+
+def test_canvas_size_grows_around_the_anchor_and_undoes_in_one_step(make_window, qtbot):
+    from PySide6.QtCore import QTimer
+
+    from desktop.ui.canvas.canvas_size_dialog import CanvasSizeDialog
+
+    window = make_window()
+    doc = open_photo(window, photo(96, 80))
+    before = doc.composite().copy()
+    seen = []
+
+    def answer():
+        dialog = QApplication.activeModalWidget()
+        assert isinstance(dialog, CanvasSizeDialog)
+        dialog.width_box.selectAll()
+        qtbot.keyClicks(dialog.width_box, "160")
+        dialog.height_box.selectAll()
+        qtbot.keyClicks(dialog.height_box, "120")
+        qtbot.mouseClick(dialog.anchors.button(8), Qt.MouseButton.LeftButton)  # bottom right
+        seen.append(dialog.summary.text())
+        qtbot.keyClick(dialog, Qt.Key.Key_Return)
+
+    QTimer.singleShot(0, answer)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_C,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier)
+    assert seen == ["Adds 64 px on the left, adds 40 px at the top."]
+    assert doc.extent == Extent(160, 120)
+    assert np.array_equal(doc.composite()[40:, 64:], before), "the picture sits at the bottom right"
+    assert doc.composite()[:40, :, 3].max() == 0 and doc.composite()[:, :64, 3].max() == 0, "new room is empty"
+    assert "160 × 120" in window.statusBar().currentMessage()
+    window.activateWindow()  # the window manager's job when a dialog closes; offscreen there is none
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert doc.extent == Extent(96, 80) and np.array_equal(doc.composite(), before)
