@@ -103,17 +103,7 @@ class ModelManager:
         self.unload()
         plan = tuning.plan(self.device, info.family, tuning.weights_bytes(pipe), *tuning.measure(self.device))
         try:
-            fallback = None
-            try:
-                tuning.apply(pipe, plan, self.device.device)
-            except torch.OutOfMemoryError:
-                if plan.offload or self.device.device.type != "cuda":
-                    raise
-                fallback = tuning.offloaded(plan, "model offload: the GPU ran out of memory loading it whole")
-            if fallback:  # retried outside the except, so the failed attempt's tensors are freed first
-                plan = fallback
-                self.release_cache()
-                tuning.apply(pipe, plan, self.device.device)
+            plan = tuning.place(pipe, plan, self.device.device, self.release_cache)
         except torch.OutOfMemoryError:
             del pipe
             self.release_cache()

@@ -57,11 +57,6 @@ def plan(choice: DeviceChoice, family: Family, weights: int, gpu_memory: int | N
     return Plan(channels_last=half)
 
 
-def offloaded(plan: Plan, note: str) -> Plan:
-    """The same plan with model offload, for a model that turned out not to fit."""
-    return replace(plan, offload=True, note=note)
-
-
 def weights_bytes(pipe) -> int:
     """Bytes of every weight the pipeline holds."""
     modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
@@ -106,6 +101,23 @@ def apply(pipe, plan: Plan, device: torch.device) -> None:
         pipe.vae.to(memory_format=torch.channels_last)
     if plan.attention_slicing:
         pipe.enable_attention_slicing()
+
+
+def place(pipe, plan: Plan, device: torch.device, release_memory) -> Plan:
+    """Apply the plan; a model that runs out of GPU memory on its way there is offloaded instead.
+
+    Returns the plan it ended with. Raises torch.OutOfMemoryError when even that does not fit.
+    """
+    try:
+        apply(pipe, plan, device)
+        return plan
+    except torch.OutOfMemoryError:
+        if plan.offload or device.type != "cuda":
+            raise
+    release_memory()  # outside the except, so the failed attempt's tensors are already gone
+    plan = replace(plan, offload=True, note="model offload: the GPU ran out of memory loading it whole")
+    apply(pipe, plan, device)
+    return plan
 
 
 def derive(pipe, plan: Plan, device: torch.device) -> None:
