@@ -2,9 +2,9 @@
 
 Each mode becomes one pipeline call plus pixel work before and after it
 (desktop/engine/inpaint.py). The prompt is encoded once per model and text
-(ModelManager.prompt_embeddings), so a new seed or a batch count reuses it. Seeds: image i of a batch uses seed + i, drawn
-from a CPU generator so the same seed gives the same picture on every run of
-the same device and precision.
+(ModelManager.prompt_embeddings), so a new seed or a batch count reuses it.
+Seeds: image i of a batch uses seed + i, drawn from a CPU generator so the
+same seed gives the same picture on every run of the same device and precision.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def run(
         pipe.vae.enable_tiling()
     else:
         pipe.vae.disable_tiling()
+
     def call():
         with torch.inference_mode():
             embeddings = models.prompt_embeddings(pipe, request.prompt, request.negative_prompt,

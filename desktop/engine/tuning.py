@@ -92,15 +92,12 @@ def configure_backends(choice: DeviceChoice) -> None:
 
 def apply(pipe, plan: Plan, device: torch.device) -> None:
     """Put the pipeline on the device the way the plan says."""
-    if plan.offload:
-        pipe.enable_model_cpu_offload(device=device)  # moves each model to the GPU only while it runs
-    else:
+    if not plan.offload:
         pipe.to(device)
+    derive(pipe, plan, device)
     if plan.channels_last:
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
-    if plan.attention_slicing:
-        pipe.enable_attention_slicing()
 
 
 def place(pipe, plan: Plan, device: torch.device, release_memory) -> Plan:
@@ -121,8 +118,9 @@ def place(pipe, plan: Plan, device: torch.device, release_memory) -> Plan:
 
 
 def derive(pipe, plan: Plan, device: torch.device) -> None:
-    """Settings a pipeline made by from_pipe() needs again (it shares the modules, not the offload hooks)."""
+    """The settings that belong to a pipeline rather than to its modules, so a pipeline made by from_pipe() (which
+    shares the modules, not the offload hooks) needs them again."""
     if plan.offload:
-        pipe.enable_model_cpu_offload(device=device)
+        pipe.enable_model_cpu_offload(device=device)  # moves each model to the GPU only while it runs
     if plan.attention_slicing:
         pipe.enable_attention_slicing()
