@@ -12,13 +12,15 @@ existing file is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, PngImagePlugin
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin
 
 from . import atomic
 from .errors import SfumatoError
@@ -31,6 +33,12 @@ PngImagePlugin.MAX_TEXT_CHUNK = MAX_TEXT_CHUNK
 PngImagePlugin.MAX_TEXT_MEMORY = 8 * MAX_TEXT_CHUNK
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+# The only formats Sfumato ever decodes. Pillow would otherwise try every plugin it has, and some run an
+# external program (EPS and PostScript launch Ghostscript) or parse formats nobody paints in. JPEG covers
+# phones' MPO files; QOI and AVIF exist only in newer Pillows.
+RASTER_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "DIB", "TIFF", "GIF", "TGA", "PPM", "QOI", "AVIF")
+READABLE = "PNG, JPEG, WebP, BMP, TIFF, GIF, TGA, PPM, QOI or AVIF"
+
 
 class ImageError(SfumatoError):
     pass
@@ -42,23 +50,38 @@ def load_image(path: str | Path, *, keep_alpha: bool = True) -> np.ndarray:
     return decode_image(path, path.name, keep_alpha=keep_alpha)
 
 
+@contextlib.contextmanager
+def open_picture(source: str | Path | BinaryIO) -> Iterator[Image.Image]:
+    """Pillow's Image.open limited to RASTER_FORMATS, for reading headers or pixels; closes the file after.
+
+    Raises UnidentifiedImageError for any other format (EPS, PDF, ...), DecompressionBombError past twice
+    Pillow's limit; pictures between the limit and twice it open (callers that decode check the size).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        Image.init()
+        image = Image.open(source, formats=[f for f in RASTER_FORMATS if f in Image.OPEN])
+    with image:
+        yield image
+
+
 def decode_image(source: str | Path | BinaryIO, name: str, *, keep_alpha: bool = True) -> np.ndarray:
-    """Decode a file or a binary stream as an HxWx3 (or HxWx4) uint8 array; `name` is used in messages."""
+    """Decode a file or a binary stream as an HxWx3 (or HxWx4) uint8 array; `name` is used in messages.
+
+    The EXIF orientation is applied, so a phone's portrait photo stays upright (as thumbnails and exports show it).
+    """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked just below, with a sentence
-            image = Image.open(source)
-        with image:
+        with open_picture(source) as image:
             if image.width * image.height > MAX_PIXELS:  # Pillow only warns below twice its limit
                 raise Image.DecompressionBombError(f"{image.width}x{image.height}")
             image.load()
-            return to_array(image, keep_alpha=keep_alpha)
+            return to_array(ImageOps.exif_transpose(image), keep_alpha=keep_alpha)
     except FileNotFoundError:
         raise ImageError(f"{name} does not exist.") from None
     except Image.DecompressionBombError:
         raise ImageError(f"{name} is too large to open (over {MAX_PIXELS // 1_000_000} megapixels).") from None
     except (Image.UnidentifiedImageError, SyntaxError):
-        raise ImageError(f"{name} is not an image Sfumato can read (PNG, JPEG, WebP, ...).") from None
+        raise ImageError(f"{name} is not a picture Sfumato can read: it opens {READABLE}.") from None
     except (OSError, ValueError) as error:
         raise ImageError(f"{name} could not be read: it may be damaged or incomplete ({error}).") from None
 

@@ -43,7 +43,7 @@ def test_bad_files_give_a_sentence(tmp_path):
     (tmp_path / "fake.png").write_text("<html>not an image</html>")
     Image.new("RGB", (64, 64)).save(tmp_path / "whole.png")
     (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:60])
-    for name, words in [("fake.png", "not an image"), ("cut.png", "damaged"), ("missing.png", "does not exist")]:
+    for name, words in [("fake.png", "not a picture Sfumato can read"), ("cut.png", "damaged"), ("missing.png", "does not exist")]:
         with pytest.raises(ImageError, match=words):
             load_image(tmp_path / name)
 
