@@ -2,13 +2,22 @@
 
 Write to a temporary file in the same folder, flush and fsync it, then
 os.replace it over the target (atomic on every platform Sfumato runs on).
+
+Modes: a new file gets the mode any program's new file gets (0o666 less the
+umask, or what the folder's default ACL says), because the temporary file is
+created with os.open(..., 0o666) and the kernel applies the umask itself
+(tempfile.mkstemp would give 0o600, which os.replace keeps). The umask is never
+read: os.umask can only be read by setting it, which races with other threads.
+A file that is replaced keeps its permission bits, as writing it in place would
+(a picture someone made private stays private when saved again).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -22,11 +31,12 @@ def write_with(path: Path, write: Callable[[BinaryIO], None], durable: bool = Tr
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, temporary = _create_temporary(path.parent, f".{path.name}.", ".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
+            _keep_mode(path, handle.fileno())
             if durable:
                 os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -44,7 +54,7 @@ def write_new(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    fd, temporary = _create_temporary(path.parent, ".tmp-", path.suffix)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -65,6 +75,33 @@ def write_new(path: Path, write: Callable[[BinaryIO], None]) -> Path:
         raise FileExistsError(f"no free file name near {path.name}")
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def _create_temporary(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """A new, empty file in `folder` with the mode the umask gives new files: (descriptor, path)."""
+    for _ in range(100):
+        name = os.path.join(folder, f"{prefix}{secrets.token_hex(5)}{suffix}")
+        try:
+            return os.open(name, _FLAGS, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name in {folder}")
+
+
+def _keep_mode(path: Path, fd: int) -> None:
+    """Give the temporary file the permission bits of the regular file it is about to replace."""
+    try:
+        existing = os.stat(path)
+    except OSError:
+        return
+    if stat.S_ISREG(existing.st_mode) and hasattr(os, "fchmod"):
+        try:
+            os.fchmod(fd, stat.S_IMODE(existing.st_mode) & 0o777)
+        except OSError:  # a file system without modes (FAT, some shares): its default stays
+            pass
 
 
 def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
