@@ -108,8 +108,8 @@ class GenerationRequest:
 
     @property
     def seeds(self) -> list[int]:
-        """One seed per image of the batch: seed, seed + 1, ..."""
-        return [self.seed + i for i in range(self.batch_size)]
+        """One seed per image of the batch: seed, seed + 1, ..., wrapping past MAX_SEED to 0 (seeds are 32-bit)."""
+        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.batch_size)]
 
     def output_extent(self) -> Extent:
         """Size of the images the run returns."""
@@ -195,6 +195,9 @@ class GenerationRequest:
             size = self.output_extent()
             if max(size) > MAX_SIZE:
                 raise InvalidRequest("expand", f"the result would be {size.width}x{size.height}, over {MAX_SIZE}")
+            if min(size) < MIN_SIZE:
+                raise InvalidRequest("expand", f"the result would be {size.width}x{size.height}, under {MIN_SIZE}x"
+                                               f"{MIN_SIZE}; add wider margins or start from a larger picture")
 
 
 def _check_text(name: str, value: str) -> None:
@@ -202,6 +205,11 @@ def _check_text(name: str, value: str) -> None:
         raise InvalidRequest(name, "must be text")
     if len(value) > MAX_PROMPT_CHARS:
         raise InvalidRequest(name, f"is {len(value)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate: bytes that were not UTF-8, decoded with surrogateescape
+        raise InvalidRequest(name, f"character {error.start + 1} is not valid text (it was not UTF-8); "
+                                   "retype it or save the text as UTF-8") from None
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

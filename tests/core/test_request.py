@@ -54,6 +54,25 @@ def test_batch_seeds_count_up_from_the_seed():
     assert GenerationRequest(seed=41, batch_size=3).seeds == [41, 42, 43]
 
 
+def test_batch_seeds_wrap_past_the_largest_seed_to_0():
+    """Seeds are 32-bit: a batch from 4294967294 records 4294967294, 4294967295, 0 (never 4294967296)."""
+    assert GenerationRequest(seed=2**32 - 2, batch_size=3).seeds == [2**32 - 2, 2**32 - 1, 0]
+
+
+def test_an_outpaint_smaller_than_the_smallest_size_is_refused_before_any_model_loads():
+    request = GenerationRequest(prompt="p", mode=Mode.OUTPAINT, init_image=image(1, 1), expand=Margins(1, 1, 1, 1))
+    with pytest.raises(InvalidRequest) as caught:
+        request.resolved()
+    assert caught.value.field == "expand" and "8x8, under 64x64" in str(caught.value)
+
+
+def test_a_prompt_that_was_not_utf8_is_refused_with_where():
+    """Bytes that were not UTF-8 arrive as lone surrogates (Python's surrogateescape); a tokenizer cannot take them."""
+    with pytest.raises(InvalidRequest) as caught:
+        GenerationRequest(prompt="a \udcff cat").validate()
+    assert caught.value.field == "prompt" and "character 3 is not valid text" in str(caught.value)
+
+
 def test_outpaint_size_is_the_image_plus_margins_rounded_to_8():
     request = GenerationRequest(mode=Mode.OUTPAINT, init_image=image(100, 60), expand=Margins(10, 0, 3, 5))
     resolved = request.resolved()
