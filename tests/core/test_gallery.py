@@ -294,6 +294,17 @@ def test_export_resizes_and_names_by_template(one_export, tmp_path):
         exporting.check_template("{seed}-{colour}")
 
 
+def test_a_stripped_export_leaves_the_prompt_out_of_the_default_file_name(one_export, tmp_path):
+    store, record, _ = one_export
+    stripped = exporting.export([(record, store.path(record))],
+                                exporting.ExportOptions(tmp_path / "stripped", keep_metadata=False))[0]
+    kept = exporting.export([(record, store.path(record))], exporting.ExportOptions(tmp_path / "kept"))[0]
+    assert "lighthouse" not in stripped.name and stripped.name.endswith("-31.png")
+    assert "lighthouse" in kept.name
+    own = exporting.ExportOptions(tmp_path / "own", template="{prompt}", keep_metadata=False)
+    assert exporting.export([(record, store.path(record))], own)[0].name == "a lighthouse, at dusk_ gold.png"
+
+
 @pytest.mark.parametrize("hostile, expected", [
     ("../x", "x"), ("..\\..\\windows", "windows"), ("CON", "_CON"), ("aux.txt", "_aux.txt"), ("lpt9", "_lpt9"),
     ("a/b\\c:d*e?f\"g<h>i|j", "a_b_c_d_e_f_g_h_i_j"), ("tab\there\nnew", "tab_here_new"), ("   ", "picture"),

@@ -4,7 +4,8 @@ Kept metadata goes where other tools look for it: the PNG text chunks (the
 `parameters`, Sfumato's own, a ComfyUI workflow...), or the EXIF UserComment of a JPEG or WebP,
 as AUTOMATIC1111 writes it. Stripped means stripped: no text, EXIF, XMP or
 ICC data at all. File names come from a template (`{date}-{seed}-{prompt}`)
-and are made safe on every system.
+and are made safe on every system. A file name is never stripped, so the
+default for a stripped export leaves the prompt out (`{date}-{seed}`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .metadata import EXIF_IFD, USER_COMMENT, encode_user_comment
 FORMATS = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}
 FIELDS = ("date", "time", "seed", "prompt", "model", "width", "height", "index", "name")
 DEFAULT_TEMPLATE = "{date}-{seed}-{prompt}"
+STRIPPED_TEMPLATE = "{date}-{seed}"  # stripping metadata is for privacy: the prompt stays out of the name too
 MAX_NAME = 120  # characters before the extension: far from every system's limit
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
@@ -37,8 +39,23 @@ class ExportOptions:
     format: str = "PNG"  # PNG, JPEG or WEBP
     quality: int = 95  # JPEG and WebP
     max_side: int | None = None  # shrink larger pictures to fit this (never enlarged)
-    template: str = DEFAULT_TEMPLATE
+    template: str | None = None  # None: default_template(keep_metadata)
     keep_metadata: bool = True
+
+    def __post_init__(self) -> None:
+        if self.template is None:
+            object.__setattr__(self, "template", default_template(self.keep_metadata))
+
+
+def default_template(keep_metadata: bool) -> str:
+    """The file-name template used unless the user writes their own: no prompt when metadata is stripped."""
+    return DEFAULT_TEMPLATE if keep_metadata else STRIPPED_TEMPLATE
+
+
+def template_fields(template: str) -> list[str]:
+    """The fields a valid template names, in order, each once."""
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    return list(dict.fromkeys(names))
 
 
 def check_template(template: str) -> None:

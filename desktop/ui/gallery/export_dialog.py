@@ -19,7 +19,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.gallery.export import DEFAULT_TEMPLATE, FIELDS, ExportOptions, check_template, file_stem
+from desktop.core.gallery.export import (
+    FIELDS,
+    ExportOptions,
+    check_template,
+    default_template,
+    file_stem,
+    template_fields,
+)
 from desktop.core.gallery.index import ImageRecord
 
 
@@ -41,7 +48,7 @@ class ExportDialog(QDialog):
         self.max_side.setRange(16, 16384)
         self.max_side.setValue(1024)
         self.max_side.setSuffix(" px")
-        self.template = QLineEdit(DEFAULT_TEMPLATE)
+        self.template = QLineEdit(default_template(True))
         self.template.setToolTip("Fields: " + ", ".join("{" + f + "}" for f in FIELDS))
         self.example = QLabel()
         self.example.setWordWrap(True)
@@ -51,6 +58,9 @@ class ExportDialog(QDialog):
         self.keep = QCheckBox("Keep the generation parameters in the files")
         self.keep.setChecked(True)
         self.keep.setToolTip("Unchecked: no text, EXIF, XMP or colour profile is written at all")
+        self.keep.toggled.connect(self._keep_toggled)
+        self.name_notice = QLabel()  # stripping metadata does not strip the file names
+        self.name_notice.setWordWrap(True)
 
         size_row, folder_row = QHBoxLayout(), QHBoxLayout()
         size_row.addWidget(self.resize_box)
@@ -65,6 +75,7 @@ class ExportDialog(QDialog):
         form.addRow("", self.example)
         form.addRow("Folder", folder_row)
         form.addRow("", self.keep)
+        form.addRow("", self.name_notice)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
         self.buttons.accepted.connect(self.accept)
@@ -95,11 +106,47 @@ class ExportDialog(QDialog):
             self.example.setText(str(error).capitalize())
             self.example.setStyleSheet("color: #c0392b;")
             ok = False
+        self._update_notice(ok)
         if not self.folder.text().strip():
             ok = False
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
+
+    def _keep_toggled(self, keep: bool) -> None:
+        """Follow the metadata choice with the default names, unless the user wrote a template of their own."""
+        if self.template.text() == default_template(not keep):
+            self.template.setText(default_template(keep))
+        self._update()
+
+    def _update_notice(self, valid: bool) -> None:
+        fields = template_fields(self.template.text()) if valid else []
+        words = list(dict.fromkeys(_FIELD_WORDS[f] for f in fields))
+        self.name_notice.setVisible(not self.keep.isChecked() and valid)
+        if not words:
+            text = "The file names are not stripped, but this template puts nothing from the picture in them."
+        else:
+            shown = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+            text = f"The file names are not stripped: they show {shown}."
+        self.name_notice.setText(text)
+        self.name_notice.setStyleSheet("color: #c0392b;" if "prompt" in fields else "")
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Grow to show every wrapped line when the example or the notice gets longer (a form does not)."""
+        layout = self.layout()
+        if layout is None or not self.isVisible():
+            return
+        layout.activate()
+        needed = layout.totalHeightForWidth(self.width()) if layout.hasHeightForWidth() else self.sizeHint().height()
+        if needed > self.height():
+            self.resize(self.width(), needed)
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export to", self.folder.text())
         if folder:
             self.folder.setText(folder)
+
+
+_FIELD_WORDS = {
+    "date": "the date", "time": "the time", "seed": "the seed", "prompt": "the prompt", "model": "the model",
+    "width": "the size", "height": "the size", "index": "the number", "name": "the gallery file's name",
+}
