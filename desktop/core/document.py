@@ -371,8 +371,8 @@ class CanvasDocument:
     def _remove_layer(self, layer: Layer) -> None:
         index = self.index(layer)
         del self.layers[index]
-        if layer is self.active:
-            self._set_active(self.layers[min(index, len(self.layers) - 1)] if self.layers else None)
+        if layer is self.active:  # the layer below takes its place, as in other painting programs (not the mask above)
+            self._set_active(self.layers[max(index - 1, 0)] if self.layers else None)
         self.layers_changed.emit()
         self._pixels_changed(layer, layer.bounds)
 

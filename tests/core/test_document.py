@@ -442,3 +442,18 @@ def test_opening_many_layers_composites_once():
     doc = CanvasDocument.from_snapshot(snapshot)
     assert time.perf_counter() - started < 10  # quadratic recompositing took minutes
     assert len(doc.layers) == 100 and doc.active is doc.layers[3] and doc.composite()[0, 0, 3] == 255
+
+
+def test_undoing_a_new_layer_or_an_accepted_result_chooses_the_layer_below_not_the_mask():
+    doc = CanvasDocument.from_image(solid(64, 64, (9, 9, 9, 255))[..., :3], "photo")
+    photo = doc.active
+    doc.accept_result(solid(64, 64, (0, 0, 255, 255))[..., :3], Bounds(0, 0, 64, 64), "result")
+    assert doc.undo() == "Accept result" and doc.active is photo
+    doc.new_layer("image")
+    doc.undo()
+    assert doc.active is photo
+    painted = doc.new_layer("image")
+    doc.remove_layer(painted)
+    assert doc.active is photo, "deleting a layer chooses the one below it"
+    doc.undo()
+    assert doc.active is photo, "undo leaves the chosen layer chosen"
