@@ -328,11 +328,12 @@ def test_closing_with_unsaved_changes_asks_and_cancel_keeps_the_window(make_wind
     answer_dialogs["save_changes"] = "discard"
 
 
-def test_an_autosave_is_offered_back_after_a_crash(make_window, qtbot, answer_dialogs):
+def test_an_autosave_is_offered_back_after_a_crash(make_window, qtbot, answer_dialogs, tmp_path):
     from desktop.core import autosave
 
     window = make_window()
     doc = open_photo(window, photo())
+    window.files.save_as(tmp_path / "street.ora", wait=True)
     window.tools.set_tool(Tool.MASK)
     drag(qtbot, window.canvas, [at(window, 30, 30), at(window, 50, 30)])
     window.files.autosave_now()
@@ -343,10 +344,10 @@ def test_an_autosave_is_offered_back_after_a_crash(make_window, qtbot, answer_di
     window.close()
     answer_dialogs["restore"] = True
     again = make_window()
-    qtbot.waitUntil(lambda: again.files.name == "Recovered", timeout=10_000)
+    qtbot.waitUntil(lambda: again.windowTitle() == "street * — Sfumato", timeout=10_000)  # its own name
     np.testing.assert_array_equal(again.doc.composite(), composite)
     np.testing.assert_array_equal(again.doc.mask(), mask)
-    assert again.doc.modified
+    assert again.doc.modified and again.files.path == tmp_path / "street.ora"  # Ctrl+S saves it there
 
 
 def test_the_preview_of_only_masked_inpainting_is_drawn_in_its_crop(make_window, qtbot):

@@ -230,7 +230,7 @@ class CanvasFiles(QObject):
         if doc is None or self._autosaving or not doc.modified or doc.history.token() == self._autosaved:
             return
         self._autosaving = True
-        snapshot, token = doc.snapshot(), doc.history.token()
+        snapshot, token, name, path = doc.snapshot(), doc.history.token(), self.name, self.path
 
         def done(_result) -> None:
             self._autosaving = False
@@ -241,7 +241,7 @@ class CanvasFiles(QObject):
             self._autosaving = False
             self._failed("The autosave could not be written", error)
 
-        self.writer.run(lambda: autosave.save(snapshot), done, failed, name="autosave")
+        self.writer.run(lambda: autosave.save(snapshot, name, path), done, failed, name="autosave")
 
     def offer_restore(self) -> None:
         """After a crash: offer the autosaved picture back."""
@@ -252,12 +252,13 @@ class CanvasFiles(QObject):
             autosave.discard()
             return
 
-        def restored(doc: CanvasDocument) -> None:
+        def restored(result: tuple[CanvasDocument, str | None, Path | None]) -> None:
+            doc, name, path = result  # titled and saved as the picture that was open
             doc.history.mark_modified()
-            self.set_document(doc, None, "Recovered")
-            self.status.emit("The picture was restored from the autosave. Save it to keep it.")
+            self.set_document(doc, path, name or (path.stem if path else "Recovered"))
+            self.status.emit(f"{self.name} was restored from the autosave. Save it to keep it.")
 
-        self.background.run(lambda: CanvasDocument.from_snapshot(autosave.load()), restored,
+        self.background.run(lambda: (CanvasDocument.from_snapshot(autosave.load()), *autosave.origin()), restored,
                             lambda error: self._failed("The autosave could not be restored", error))
 
     def closing(self) -> None:
