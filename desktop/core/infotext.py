@@ -15,23 +15,25 @@ Reading (parse_infotext never raises and runs in linear time):
   (A1111's rule; stray segments are dropped) or nothing but 1+ pairs, and does
   not start with ``Negative prompt:`` (as a line or as its first key).
 - The first line starting with ``Negative prompt:`` opens the negative prompt;
-  the lines above are the prompt. Both are stripped; inner lines kept as written.
+  the lines above are the prompt. Both are stripped; inner lines kept as written
+  (a prompt in quotes keeps its quotes, as in A1111).
 - Key: a word character, then word characters, spaces, ``-`` ``/`` ``.``.
   Value: a JSON string (decoded); else, when it starts with ``[`` or ``{`` and
   the brackets balance, the bracketed text as written (Civitai's
   ``Civitai resources: [...]``, ``Hashes: {...}``: inner commas stay); else the
   text up to the next comma, stripped.
 
-Writing (parse_infotext(format_infotext(x)) == x, params order included):
-- A value is JSON-quoted when it contains ``,`` ``:`` or a line break, has
-  whitespace at either end, or starts with ``"`` ``[`` or ``{``.
-- An empty negative prompt is left out.
-- Escape rule: a prompt or negative prompt that would not read back the same
-  (whitespace at either end, a ``\\r``, a line starting ``Negative prompt:``,
-  a last line that reads as parameters, a JSON string or Fooocus object) is
-  written as one JSON string. Reading decodes a prompt or negative prompt that
-  is exactly one JSON string literal, so a foreign prompt ``"a cat"`` (quotes
-  included) reads as ``a cat``.
+Writing, as A1111 writes it (so A1111, Forge and Civitai show the prompts as typed):
+- The prompt and the negative prompt are written as raw lines; ``\\r\\n`` and
+  ``\\r`` become ``\\n`` (a browser's text box does the same). A1111 strips each
+  line, and a prompt line starting ``Negative prompt:`` starts its negative
+  prompt: A1111's own pictures have the same limits. The exact text is kept in
+  Sfumato's own ``sfumato`` chunk (outputs.metadata_chunks), which Sfumato reads
+  first. An empty negative prompt is left out.
+- A parameter value is JSON-quoted when it contains ``,`` ``:`` or a line
+  break, has whitespace at either end, or starts with ``"`` ``[`` or ``{``;
+  parameters read back exactly, in order (a prompt without parameters after it
+  may end in a line that reads as parameters, as in A1111).
 - InfotextError for a key outside the key rule or ending in a space, a first
   key ``Negative prompt`` (it would read as the negative), a value not str.
 """
@@ -74,14 +76,12 @@ class Infotext:
 
 
 def format_infotext(info: Infotext) -> str:
-    """The parameters text for info; parse_infotext reads it back equal. Raises InfotextError."""
-    params = _params_text(info.params)
-    prompt, negative = info.prompt, info.negative_prompt
-    if parse_infotext(_join(prompt, negative, params)).prompt != info.prompt:
-        prompt = json.dumps(info.prompt, ensure_ascii=False)
-    if parse_infotext(_join(prompt, negative, params)).negative_prompt != info.negative_prompt:
-        negative = json.dumps(info.negative_prompt, ensure_ascii=False)
-    return _join(prompt, negative, params)
+    """The parameters text for info, written as A1111 writes it. Raises InfotextError.
+
+    parse_infotext reads the parameters back equal; the prompts come back with line breaks as ``\\n``,
+    stripped, unless a line of the prompt starts ``Negative prompt:`` (see the module's notes).
+    """
+    return _join(_lines(info.prompt), _lines(info.negative_prompt), _params_text(info.params))
 
 
 def parse_infotext(text: str) -> Infotext:
@@ -99,7 +99,7 @@ def parse_infotext(text: str) -> Infotext:
     negative = ""
     if marker < len(lines):
         negative = "\n".join([lines[marker].lstrip()[len(NEGATIVE_MARKER) :], *lines[marker + 1 :]])
-    return Infotext(_section("\n".join(lines[:marker])), _section(negative), params or {})
+    return Infotext("\n".join(lines[:marker]).strip(), negative.strip(), params or {})
 
 
 def parse_size(value: str) -> tuple[int, int]:
@@ -161,6 +161,10 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(float(value))
 
 
+def _lines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _join(prompt: str, negative: str, params: str) -> str:
     return "\n".join(part for part in (prompt, negative and f"{NEGATIVE_MARKER} {negative}", params) if part)
 
@@ -184,16 +188,6 @@ def _quoted_if_needed(value: str) -> str:
 
 
 # -- reading
-
-
-def _section(text: str) -> str:
-    """A stripped prompt or negative prompt; one JSON string literal is decoded (the escape rule)."""
-    text = text.strip()
-    if len(text) >= 2 and text[0] == text[-1] == '"' and "\n" not in text:
-        decoded = _json_string(text)
-        if decoded is not None:
-            return decoded
-    return text
 
 
 def _json_string(text: str) -> str | None:

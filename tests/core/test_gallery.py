@@ -464,3 +464,18 @@ def test_punctuation_alone_in_a_search_matches_nothing_extra(folder, tmp_path):
     store = open_store(folder, tmp_path)
     cat = add(store, "a cat, sitting", 1)
     assert store.search(Query("cat ,")) == [cat.id] and store.search(Query("- , .")) == [cat.id]
+
+
+@pytest.mark.parametrize("prompt, negative", [
+    ("  a cat in a hat  ", "blurry\n"), ('"a quoted title"', ""), ("a cat\r\nin a hat\r", "\n\n"),
+    ("a sign\nNegative prompt: not really", "Steps: 1, Seed: 2, Size: 3x3"),
+])
+def test_sfumato_reads_its_own_prompts_exactly_and_a1111_reads_them_raw(folder, tmp_path, prompt, negative):
+    store = open_store(folder, tmp_path)
+    record = add(store, prompt, 3, negative_prompt=negative)
+    meta, _, _ = read_image_meta(store.path(record))
+    assert (meta.prompt, meta.negative_prompt, record.prompt, record.negative_prompt) == (prompt, negative) * 2
+    with Image.open(store.path(record)) as image:
+        parameters = image.text["parameters"]
+    assert parameters.startswith(prompt.replace("\r\n", "\n").replace("\r", "\n"))  # raw lines, as A1111 writes
+    assert parse_infotext(parameters).params["Seed"] == "3"

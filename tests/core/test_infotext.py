@@ -1,4 +1,5 @@
 import json
+import re
 import time
 
 import pytest
@@ -37,15 +38,25 @@ KEYS = st.builds(
 )
 # "Negative prompt" as the FIRST key cannot be written: the line would read as
 # the negative prompt. format_infotext raises for it (tested below).
-PARAMS = st.dictionaries(KEYS, TEXT, max_size=6).filter(lambda p: next(iter(p), None) != "Negative prompt")
+PARAMS = st.dictionaries(KEYS, TEXT, max_size=6).map(lambda p: {"Steps": "20", **p})
+
+
+def breaks(text):
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def has_marker_line(text):
+    return any(line.strip().startswith("Negative prompt:") for line in breaks(text).split("\n"))
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.builds(Infotext, TEXT, TEXT, PARAMS))
 def test_round_trip(info):
+    """Parameters come back exactly, in order; prompts stripped, with their line breaks as \\n."""
     back = parse_infotext(format_infotext(info))
-    assert back == info
     assert list(back.params.items()) == list(info.params.items())
+    if not has_marker_line(info.prompt):
+        assert (back.prompt, back.negative_prompt) == (breaks(info.prompt).strip(), breaks(info.negative_prompt).strip())
 
 
 @settings(max_examples=300)
@@ -71,17 +82,100 @@ def test_plain_text_is_written_as_a1111_writes_it():
 @pytest.mark.parametrize(
     "info, text",
     [
-        (Infotext("Steps: 20, Seed: 1"), '"Steps: 20, Seed: 1"'),  # would read as parameters
-        (Infotext("Negative prompt: x"), '"Negative prompt: x"'),
-        (Infotext(" padded "), '" padded "'),
-        (Infotext('"quoted"'), '"\\"quoted\\""'),
-        (Infotext("a", "b\nSize: 1x1"), 'a\nNegative prompt: "b\\nSize: 1x1"'),
+        (Infotext(" padded ", "", {"Steps": "1"}), " padded \nSteps: 1"),
+        (Infotext('"quoted"', "", {"Steps": "1"}), '"quoted"\nSteps: 1'),
+        (Infotext("a\r\nb\rc", "n\n", {"Steps": "1"}), "a\nb\nc\nNegative prompt: n\n\nSteps: 1"),
         (Infotext("a", "", {"V": "[1]", "W": " x", "E": ""}), 'a\nV: "[1]", W: " x", E: '),
     ],
 )
-def test_escape_rule_quotes_what_would_not_read_back(info, text):
+def test_prompts_are_raw_lines_and_values_are_quoted_when_needed(info, text):
     assert format_infotext(info) == text
-    assert parse_infotext(text) == info
+    assert parse_infotext(text).params == info.params
+
+
+# -- what AUTOMATIC1111 shows of what Sfumato writes
+#
+# A model of A1111's parse_generation_parameters, written from its documented behaviour: the text is stripped
+# and split at \n; the last line is the parameters line when it holds 3 or more `key: value` pairs (a key is a
+# word character and 1+ of word characters, spaces, - or /; a value is a "JSON string" or text up to a comma);
+# every other line is stripped; a line starting "Negative prompt:" (that marker cut off) starts the negative
+# prompt, and each later line belongs to it; lines are joined with \n, with no \n before the first.
+
+A1111_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+def a1111_reads(text):
+    *lines, last = text.strip().split("\n")
+    if len(A1111_PAIR.findall(last)) < 3:
+        lines.append(last)
+        last = ""
+    prompt, negative, in_negative = "", "", False
+    for line in lines:
+        line = line.strip()
+        if line.startswith("Negative prompt:"):
+            in_negative, line = True, line[len("Negative prompt:"):].strip()
+        if in_negative:
+            negative += ("\n" if negative else "") + line
+        else:
+            prompt += ("\n" if prompt else "") + line
+    params = {k: json.loads(v) if len(v) > 1 and v[0] == v[-1] == '"' else v for k, v in A1111_PAIR.findall(last)}
+    return prompt, negative, params
+
+
+def a1111_writes(prompt, negative, params_line):
+    """What A1111 itself writes for these prompts."""
+    return (prompt + (f"\nNegative prompt: {negative}" if negative else "") + "\n" + params_line).strip()
+
+
+def a1111_shows(typed):
+    """What A1111 shows of a prompt typed into its box: line breaks as \\n, each line stripped, leading blank
+    lines dropped (its own stripping)."""
+    lines = [line.strip() for line in breaks(typed).split("\n")]
+    while lines and not lines[0]:
+        lines.pop(0)
+    return "\n".join(lines)
+
+
+SFUMATO_PARAMS = from_request(GenerationRequest(prompt="x", seed=7, schedule="Karras"), 7, "dreamshaper_8", "879db52").params
+
+# What A1111 used to read wrongly (quotes and escapes in its boxes), and more.
+TRICKY_PROMPTS = [
+    ("  a cat in a hat  ", ""),
+    ('"a quoted title"', '"no" quotes'),
+    ("a cat\r\nin a hat", "blurry\rlowres"),
+    ("\n\n", "ugly"),
+    ("\n", "\n"),
+    ("a sign\nNegative prompt: not really", "b"),
+    ("a cat", "blurry\n"),
+    ("a cat\n", "blurry, text\n\n"),
+    ("line one\n\n  line three  ", " tabs\tand spaces "),
+    ("Steps: 1, Seed: 2, Size: 3x3", "Steps: 1, Seed: 2, Size: 3x3"),
+    ("a {json-like} [thing]: x, y", '{"prompt": "x"}'),
+    ("emoji 🎨 and 日本\u2028sep", "é"),
+]
+
+
+@pytest.mark.parametrize("prompt, negative", TRICKY_PROMPTS)
+def test_a1111_shows_what_was_typed(prompt, negative):
+    text = format_infotext(Infotext(prompt, negative, SFUMATO_PARAMS))
+    shown_prompt, shown_negative, params = a1111_reads(text)
+    assert params == SFUMATO_PARAMS
+    if has_marker_line(prompt):  # A1111 cannot hold such a prompt in its own pictures either: it reads the same
+        assert (shown_prompt, shown_negative) == a1111_reads(a1111_writes(prompt, negative, text.split("\n")[-1]))[:2]
+    else:
+        assert (shown_prompt, shown_negative) == (a1111_shows(prompt), a1111_shows(negative))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(TEXT, TEXT)
+def test_a1111_shows_any_prompt_as_it_shows_its_own(prompt, negative):
+    text = format_infotext(Infotext(prompt, negative, SFUMATO_PARAMS))
+    shown = a1111_reads(text)
+    assert shown[2] == SFUMATO_PARAMS
+    if has_marker_line(prompt) or has_marker_line(negative):
+        assert shown == a1111_reads(a1111_writes(breaks(prompt), breaks(negative), text.split("\n")[-1]))
+    else:
+        assert shown[:2] == (a1111_shows(prompt), a1111_shows(negative))
 
 
 @pytest.mark.parametrize(

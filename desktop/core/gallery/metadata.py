@@ -172,8 +172,8 @@ def _sfumato(chunks: dict) -> ImageMeta | None:
     if not isinstance(request, dict):
         return None
     base = _a1111(chunks) or ImageMeta()
-    return ImageMeta(
-        prompt=_text(request.get("prompt")), negative_prompt=_text(request.get("negative_prompt")),
+    return ImageMeta(  # the prompts exactly as typed: the parameters text holds them as A1111 writes them
+        prompt=_exact(request.get("prompt")), negative_prompt=_exact(request.get("negative_prompt")),
         model=_text(record.get("model_name") or request.get("model")), seed=_int(request.get("seed")),
         sampler=_text(request.get("sampler")), schedule=_text(request.get("schedule")),
         steps=_int(request.get("steps")), cfg_scale=_float(request.get("cfg_scale")),
@@ -348,6 +348,10 @@ def _json(text: object) -> object:
 
 def _text(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
+
+
+def _exact(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _int(value: object) -> int | None:
