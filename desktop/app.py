@@ -34,6 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke and not os.environ.get(paths.HOME_ENV):
         # A throwaway profile: the smoke run must not change the user's settings, outputs or model choice.
         os.environ[paths.HOME_ENV] = tempfile.mkdtemp(prefix="sfumato-smoke-")
+    if sys.platform.startswith("linux"):
+        from desktop import platform_check
+
+        problem = platform_check.problem()  # Qt would abort with a message that names no package
+        if problem:
+            print(problem, file=sys.stderr)
+            return 1
 
     from desktop import diagnostics
 

@@ -5,11 +5,15 @@ installer/README.md; .ci/run does it after the tests).
 """
 
 import configparser
+import os
 import plistlib
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,3 +53,48 @@ def test_the_spec_and_scripts_point_at_files_that_exist():
     for path in ("installer/windows/sfumato.iss", "installer/macos/make_dmg.sh", "installer/linux/install.sh",
                  "installer/linux/uninstall.sh", "resources/icons/sfumato.svg", "LICENSE"):
         assert (ROOT / path).is_file(), path
+
+
+def run_install(tmp_path, ldd_output):
+    """install.sh on a stub bundle, with `ldd` answering as a desktop with or without Qt's xcb libraries."""
+    bundle = tmp_path / "bundle"
+    platforms = bundle / "Sfumato" / "_internal" / "PySide6" / "Qt" / "plugins" / "platforms"
+    platforms.mkdir(parents=True)
+    (platforms / "libqxcb.so").write_bytes(b"")
+    (bundle / "Sfumato" / "Sfumato").write_text("#!/bin/sh\n")
+    for name in ("sfumato.png", "sfumato.svg"):
+        (bundle / name).write_bytes(b"")
+    (bundle / "sfumato.desktop").write_text((ROOT / "resources" / "linux" / "sfumato.desktop").read_text())
+    shutil.copy(ROOT / "installer" / "linux" / "install.sh", bundle / "install.sh")
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    (stubs / "ldd").write_text(f"#!/bin/sh\ncat <<'OUT'\n{ldd_output}\nOUT\n")
+    (stubs / "ldd").chmod(0o755)
+    home = tmp_path / "home"
+    env = {"HOME": str(home), "PATH": f"{stubs}:{os.environ['PATH']}"}
+    done = subprocess.run(["sh", str(bundle / "install.sh")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (home / ".local" / "share" / "sfumato" / "Sfumato" / "Sfumato").is_file()
+    return done.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell script")
+def test_install_sh_names_the_xcb_packages_a_desktop_lacks(tmp_path):
+    said = run_install(tmp_path, "\tlibxcb-cursor.so.0 => not found\n\tlibc.so.6 => /lib/libc.so.6 (0x1)\n"
+                                 "\tlibxkbcommon-x11.so.0 => not found")
+    assert said.strip() == ("Sfumato cannot open its window: Qt's X11 (xcb) support needs libraries that are "
+                            "missing (libxcb-cursor.so.0, libxkbcommon-x11.so.0); on Debian or Ubuntu install them "
+                            "with: sudo apt install libxcb-cursor0 libxkbcommon-x11-0")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell script")
+def test_install_sh_says_nothing_when_every_library_is_there(tmp_path):
+    assert run_install(tmp_path, "\tlibxcb-cursor.so.0 => /lib/libxcb-cursor.so.0 (0x1)") == ""
+
+
+def test_install_sh_and_the_app_name_the_same_packages():
+    from desktop import platform_check
+
+    script = (ROOT / "installer" / "linux" / "install.sh").read_text()
+    cases = dict(re.findall(r"^\s+(lib\S+)\) echo (\S+) ;;$", script, re.MULTILINE))
+    assert cases == platform_check.XCB_LIBRARIES
