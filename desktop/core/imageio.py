@@ -70,12 +70,18 @@ def decode_image(source: str | Path | BinaryIO, name: str, *, keep_alpha: bool =
 
     The EXIF orientation is applied, so a phone's portrait photo stays upright (as thumbnails and exports show it).
     """
+    with reading(name), open_picture(source) as image:
+        if image.width * image.height > MAX_PIXELS:  # Pillow only warns below twice its limit
+            raise Image.DecompressionBombError(f"{image.width}x{image.height}")
+        image.load()
+        return to_array(ImageOps.exif_transpose(image), keep_alpha=keep_alpha)
+
+
+@contextlib.contextmanager
+def reading(name: str) -> Iterator[None]:
+    """Turn what Pillow raises while opening or decoding the picture `name` into an ImageError with a sentence."""
     try:
-        with open_picture(source) as image:
-            if image.width * image.height > MAX_PIXELS:  # Pillow only warns below twice its limit
-                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
-            image.load()
-            return to_array(ImageOps.exif_transpose(image), keep_alpha=keep_alpha)
+        yield
     except FileNotFoundError:
         raise ImageError(f"{name} does not exist.") from None
     except Image.DecompressionBombError:

@@ -67,3 +67,18 @@ def make_all(folder: Path) -> dict[str, tuple[Path, str]]:
     Image.new("L", (9000, 9000)).save(big, compress_level=1)
     out["nine-thousand.png"] = (big, "refused")  # 81 megapixels: over the 64 MP a picture may have
     return out
+
+
+# PostScript that never ends: Pillow's EPS plugin would hand it to Ghostscript, which loops forever.
+POSTSCRIPT = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n{ } loop\n"
+
+
+def fake_ghostscript(folder: Path) -> Path:
+    """A `gs` that leaves a marker file when anything launches it, then sleeps: put `folder` first on PATH."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / "gs-was-launched"
+    script = folder / "gs"
+    script.write_text(f'#!/bin/sh\necho "$@" >> "{marker}"\ncase "$1" in --version) echo 10.0; exit 0;; esac\n'
+                      "sleep 3\nexit 1\n")
+    script.chmod(0o755)
+    return marker

@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, PngImagePlugin
 
 from .. import atomic
-from .. import imageio  # noqa: F401 - Pillow's size limits
+from ..imageio import open_picture, reading
 from .index import ImageRecord
 from .metadata import EXIF_IFD, USER_COMMENT, encode_user_comment
 
@@ -110,7 +110,7 @@ def export(items: Sequence[tuple[ImageRecord, Path]], options: ExportOptions,
             count += 1
             target = options.folder / f"{stem}-{count}{suffix}"
         taken.add(target.name.lower())
-        with Image.open(source) as image:
+        with reading(source.name), open_picture(source) as image:
             image.load()
             chunks = {k: v for k, v in getattr(image, "text", {}).items() if isinstance(v, str)}
             picture = _prepared(ImageOps.exif_transpose(image), options)  # a phone's rotated photo stays upright

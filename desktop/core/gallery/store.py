@@ -22,16 +22,14 @@ import shutil
 import sqlite3
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .. import atomic
-from ..imageio import save_png
+from ..imageio import ImageError, open_picture, reading, save_png
 from ..outputs import metadata_chunks, output_path
 from ..request import GenerationRequest
 from .index import GalleryIndex, GalleryIndexError, ImageRecord, Query
@@ -132,9 +130,11 @@ class GalleryStore:
                 problems.append(f"{source.name} is not a PNG, JPEG or WebP picture.")
                 continue
             try:
-                read_image_meta(source)  # refuse what is not a readable picture before copying it
-                _decodes(source)
+                _decodes(source)  # refuse what is not a readable picture before copying it
+                read_image_meta(source)
                 copied.append(atomic.write_new(day / source.name, lambda handle, s=source: _copy_into(s, handle)))
+            except ImageError as error:
+                problems.append(str(error))
             except (OSError, ValueError, SyntaxError) as error:
                 problems.append(f"{source.name} could not be imported: {error}")
         return self.index_files(copied), problems
@@ -349,14 +349,12 @@ def _remove_if_orphan(entry: os.DirEntry) -> None:
 
 
 def _decodes(path: Path) -> None:
-    """Raise OSError or ValueError unless every pixel of the picture can be read (a truncated file cannot)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # large is fine here; bombs raise
-        try:
-            with Image.open(path) as image:
-                image.load()
-        except Image.DecompressionBombError as error:
-            raise ValueError(f"it is too large to open ({error})") from None
+    """Raise ImageError (a sentence) unless every pixel of the picture can be read (a truncated file cannot).
+
+    Large pictures are fine here, up to twice the limit for decoding them; bombs are refused.
+    """
+    with reading(path.name), open_picture(path) as image:
+        image.load()
 
 
 def _free_name(path: Path) -> Path:

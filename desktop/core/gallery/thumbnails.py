@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
 from .. import atomic
-from .. import imageio  # noqa: F401 - Pillow's size limits
+from ..imageio import open_picture, reading
 
 SIZE = 256
 BACKDROP = (128, 128, 128)
@@ -28,13 +27,13 @@ def thumbnail_path(cache: Path, picture: Path, mtime_ns: int, size: int) -> Path
 
 
 def make_thumbnail(picture: Path, target: Path) -> Path:
-    """Write the thumbnail of `picture` to `target` (unless it is there already). Raises OSError, ValueError."""
+    """Write the thumbnail of `picture` to `target` (unless it is there already).
+
+    Raises ImageError (a sentence) for a picture that cannot be read, OSError when the cache cannot be written.
+    """
     if target.is_file():
         return target
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # a big picture in the gallery is fine
-        image = Image.open(picture)
-    with image:
+    with reading(picture.name), open_picture(picture) as image:  # big pictures open: only a thumbnail is made
         image.draft("RGB", (SIZE, SIZE))  # JPEG: decode at a fraction of the size
         image = ImageOps.exif_transpose(image)
         image.thumbnail((SIZE, SIZE), Image.Resampling.LANCZOS, reducing_gap=2.0)
