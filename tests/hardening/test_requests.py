@@ -26,7 +26,7 @@ def test_odd_prompts_generate_and_their_parameters_read_back(name, cpu_manager, 
     request = GenerationRequest(prompt=prompt, negative_prompt=prompt[:50], model=str(tiny_models["sd1"].folder),
                                 width=64, height=64, steps=1, seed=7)
     result = generate.run(request, TaskState(), cpu_manager)[0]
-    assert result.image.shape == (64, 64, 3) and np.isfinite(result.image).all()
+    assert result.image.shape == (64, 64, 3) and result.image.std() > 1, "a picture, not a blank"
     store = GalleryStore(tmp_path / "out", tmp_path / "thumbs")
     path = store.add_result(result.image, result.request, result.seed, "tiny")
     meta, _, _ = read_image_meta(path)
@@ -37,7 +37,7 @@ def test_odd_prompts_generate_and_their_parameters_read_back(name, cpu_manager, 
 
 
 @pytest.mark.parametrize("field, value, words", [
-    ("width", 63, "between 64 and 4096"), ("width", 100, "multiple of 8 (try 104)"), ("height", 8192, "4096"),
+    ("width", 63, "between 64 and 4096"), ("height", 8192, "4096"),
     ("height", -8, "between"), ("width", 512.0, "whole number"), ("steps", 0, "between 1 and 150"),
     ("steps", 10_000, "150"), ("cfg_scale", float("nan"), "a number"), ("cfg_scale", 31, "between 0 and 30"),
     ("batch_size", 17, "between 1 and 16"), ("strength", 1.5, "between 0 and 1"), ("seed", 2**32, "4294967295"),
