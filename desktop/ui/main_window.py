@@ -528,7 +528,7 @@ class MainWindow(QMainWindow):
 
     def open_models_dialog(self, then: str | None = None) -> None:
         """The Models window; `then` is "add file" or "download" to start there."""
-        dialog = ModelsDialog(self.settings, parent=self)
+        dialog = ModelsDialog(self.settings, parent=self, in_use=self.panel.model_ref())
         if then == "download":
             dialog.show_download_panel()
         elif then == "add file":

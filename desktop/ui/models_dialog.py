@@ -248,13 +248,15 @@ class ModelsDialog(QDialog):
     scanned = Signal(list)
     download_finished = Signal(str)
 
-    def __init__(self, settings: Settings, download: DownloadFunction | None = None, parent: QWidget | None = None):
+    def __init__(self, settings: Settings, download: DownloadFunction | None = None, parent: QWidget | None = None,
+                 in_use: str | None = None):
         super().__init__(parent)
         self.setWindowTitle("Models")
         self._folders = list(settings.models_folders)
         self._download = download or _default_download
         self._chosen: str | None = None
-        self._select_after_scan: str | None = None if settings.model == "demo" else settings.model
+        self._in_use = in_use or settings.model  # the model the window uses now ("demo": the built-in one)
+        self._select_after_scan: str | None = None if self._in_use == "demo" else self._in_use
         self._scan_generation = 0
         self._download_attempt = 0
         self._download_state: TaskState | None = None
@@ -484,7 +486,9 @@ class ModelsDialog(QDialog):
         if generation != self._scan_generation:
             return  # a newer scan is on its way
         self.rescan_button.setEnabled(True)
-        self.scan_status.setText(f"{len(entries or [])} found" if error is None else "")
+        demo = not entries and self._in_use == "demo"
+        self.scan_status.setText("" if error is not None else "Using the built-in demo model" if demo
+                                 else f"{len(entries or [])} found")
         if error is not None:
             log.error("model scan failed", exc_info=error)
             self._show_message(f"The folders could not be searched: {error}", error=True)
@@ -496,7 +500,9 @@ class ModelsDialog(QDialog):
         if not (keep and self.select_model(keep)) and selected is not None:
             self.select_model(selected.path)
         if not entries and error is None:
-            self._show_message("No models found yet. Add a model file or a folder, find other apps' models, "
+            found = ("Sfumato is using its built-in demo model, which paints noise, not pictures. To make real "
+                     "images, add" if demo else "No models found yet. Add")
+            self._show_message(f"{found} a model file or a folder, find other apps' models, "
                                "or download one from Hugging Face.")
         self._selection_changed()
         self.scanned.emit(entries)

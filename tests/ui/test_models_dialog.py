@@ -148,9 +148,11 @@ def test_table_lists_models_with_family_format_and_greys_a_broken_copy(open_dial
 def test_add_folder_then_rescan_shows_its_models(open_dialog, qtbot, tiny_models, tmp_path, monkeypatch):
     folder = tmp_path / "my-models"
     copy(tiny_models["sd1"].checkpoint, folder)
-    dialog = open_dialog()
+    settings = settings_store.load()
+    settings.model = str(tmp_path / "gone.safetensors")  # a model in use that is not there any more
+    dialog = open_dialog(settings)
     assert rows(dialog) == {}
-    assert "No models found yet" in dialog.message.text()
+    assert "No models found yet" in dialog.message.text() and dialog.scan_status.text() == "0 found"
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
 
     with qtbot.waitSignal(dialog.folders_changed) as changed, qtbot.waitSignal(dialog.scanned, timeout=TIMEOUT):
@@ -169,6 +171,13 @@ def test_add_folder_then_rescan_shows_its_models(open_dialog, qtbot, tiny_models
     with qtbot.assertNotEmitted(dialog.folders_changed):
         click(qtbot, dialog.add_folder_button)  # the same folder again
     assert "already in the list" in dialog.message.text()
+
+
+def test_with_no_models_it_says_the_demo_model_is_in_use(open_dialog):
+    dialog = open_dialog()  # a fresh profile: the demo model
+    assert dialog.scan_status.text() == "Using the built-in demo model"
+    assert dialog.message.isVisible() and "using its built-in demo model" in dialog.message.text()
+    assert "No models found" not in dialog.message.text()
 
 
 def test_remove_from_list_keeps_the_files(open_dialog, qtbot, tiny_models, tmp_path):
