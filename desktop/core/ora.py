@@ -10,7 +10,10 @@ sensibly; Sfumato reads it back as a mask.
 Reading accepts what other programs write: nested stacks are flattened
 (their offsets, opacity and visibility applied to their layers). Sizes,
 layer counts and the XML are bounded, and every failure is an OraError with
-a sentence to show.
+a sentence to show. Members are read as streams that together unpack at most
+MAX_UNPACKED bytes, whatever sizes the zip declares, and only stored or
+deflated members are read (bzip2 and LZMA inflate in one unbounded step).
+Layers are decoded by imageio, so only raster formats ever open.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ THUMBNAIL = 256
 MAX_LAYERS = 1000
 MAX_TOTAL_PIXELS = 160 * 2**20  # over all layers (640 MiB of RGBA): 8 layers of 4096x4096 fit
 MAX_STACK_XML = 8 * 2**20
+MAX_UNPACKED = 8 * MAX_TOTAL_PIXELS + MAX_STACK_XML  # all members read, unpacked: 16-bit RGBA layers stored raw fit
+METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}  # what OpenRaster writers use
 
 ElementTree.register_namespace("sfumato", NS)
 
@@ -131,6 +136,7 @@ def _read_zip(archive: zipfile.ZipFile, name: str) -> DocumentSnapshot:
     def fail(why: str) -> OraError:
         return OraError(f"{name} is not an OpenRaster file Sfumato can open: {why}.")
 
+    budget = [MAX_UNPACKED]
     try:
         info = archive.getinfo("stack.xml")
     except KeyError:
@@ -138,10 +144,16 @@ def _read_zip(archive: zipfile.ZipFile, name: str) -> DocumentSnapshot:
     if info.file_size > MAX_STACK_XML:
         raise fail("its stack.xml is too large")
     try:
-        root = ElementTree.fromstring(archive.read(info))
+        with _open_member(archive, info, budget, fail) as member:
+            text = member.read(MAX_STACK_XML + 1)
+        if len(text) > MAX_STACK_XML:
+            raise fail("its stack.xml is too large")
+        root = ElementTree.fromstring(text)
+    except _TooLarge:
+        raise fail("its stack.xml is too large") from None
     except ElementTree.ParseError as error:
         raise fail(f"its stack.xml is not valid XML ({error})") from None
-    except UNPACK_ERRORS as error:  # CRC errors, encrypted or unknown compression, broken deflate data
+    except UNPACK_ERRORS as error:  # CRC errors, encrypted members, broken deflate data
         raise fail(f"its stack.xml cannot be unpacked ({error})") from None
     if root.tag != "image":
         raise fail("stack.xml does not start with <image>")
@@ -157,7 +169,7 @@ def _read_zip(archive: zipfile.ZipFile, name: str) -> DocumentSnapshot:
         raise fail(f"it has {len(entries)} layers; Sfumato opens up to {MAX_LAYERS}")
     layers, active, total = [], None, 0
     for element, origin, opacity, visible in reversed(entries):  # bottom first
-        layer = _read_layer(archive, element, origin, opacity, visible, fail)
+        layer = _read_layer(archive, element, origin, opacity, visible, fail, budget)
         total += layer.pixels.shape[0] * layer.pixels.shape[1]
         if total > MAX_TOTAL_PIXELS:
             raise fail("its layers together are too large to open")
@@ -184,10 +196,10 @@ def _collect(stack, origin: Point, opacity: float, visible: bool, out: list, dep
                 return
 
 
-def _read_layer(archive, element, origin: Point, opacity: float, visible: bool, fail) -> LayerData:
+def _read_layer(archive, element, origin: Point, opacity: float, visible: bool, fail, budget) -> LayerData:
     src = element.get("src", "")
     try:
-        data = archive.open(src)
+        data = _open_member(archive, archive.getinfo(src), budget, fail)
     except KeyError:
         raise fail(f"the layer {element.get('name', src)!r} points to {src!r}, which is missing") from None
     except UNPACK_ERRORS as error:
@@ -197,6 +209,8 @@ def _read_layer(archive, element, origin: Point, opacity: float, visible: bool, 
             pixels = decode_image(data, src)
     except ImageError as error:
         raise fail(str(error).rstrip(".")) from None
+    except _TooLarge:
+        raise fail(f"its layers unpack to more than {MAX_UNPACKED >> 20} MB") from None
     except UNPACK_ERRORS as error:
         raise fail(f"{src} cannot be unpacked ({error})") from None
     name = element.get("name") or Path(src).stem
@@ -208,6 +222,65 @@ def _read_layer(archive, element, origin: Point, opacity: float, visible: bool, 
     if pixels.shape[2] == 3:
         pixels = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
     return LayerData("image", name, pixels, visible, opacity, locked, origin)
+
+
+class _TooLarge(Exception):
+    """The archive's members unpack to more than MAX_UNPACKED bytes (never an OSError, so no reader swallows it)."""
+
+
+def _open_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int], fail) -> _Member:
+    if info.compress_type not in METHODS:
+        raise fail(f"{info.filename} is packed with a compression method Sfumato does not read "
+                   f"(only {' or '.join(METHODS.values())}); save it again from the program that made it")
+    return _Member(archive.open(info), info.file_size, budget)
+
+
+class _Member(io.RawIOBase):
+    """A zip member as a seekable stream charged against a byte budget shared by the archive.
+
+    Every byte unpacked counts, those a seek skips or re-reads too; past the budget _TooLarge is raised. The
+    declared sizes play no part: a member that unpacks to more than it says is stopped all the same.
+    """
+
+    def __init__(self, member, size: int, budget: list[int]):
+        super().__init__()
+        self._member, self._size, self._budget = member, size, budget
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._member.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        here = self._member.tell()
+        target = offset + {io.SEEK_SET: 0, io.SEEK_CUR: here, io.SEEK_END: self._size}[whence]
+        self._charge(target - here if target >= here else target)  # back means unpacking again from the start
+        return self._member.seek(target)
+
+    def readinto(self, buffer) -> int:
+        """Fills `buffer` unless the member ends (Pillow takes a short read for a truncated file)."""
+        view, done = memoryview(buffer).cast("B"), 0
+        while done < len(view):  # a step at a time: one big read would unpack it all at once
+            data = self._member.read(min(len(view) - done, self._budget[0] + 1, 1 << 20))
+            if not data:
+                break
+            self._charge(len(data))
+            view[done:done + len(data)] = data
+            done += len(data)
+        return done
+
+    def _charge(self, size: int) -> None:
+        if size > self._budget[0]:
+            raise _TooLarge
+        self._budget[0] -= max(size, 0)
+
+    def close(self) -> None:
+        self._member.close()
+        super().close()
 
 
 def _frame(text: str | None, extent: Extent) -> Bounds:
