@@ -54,3 +54,23 @@ def test_mask_uses_brightness_and_alpha(tmp_path):
     rgba[0, 1] = (255, 255, 255, 0)  # transparent white counts as black
     Image.fromarray(rgba).save(tmp_path / "m.png")
     assert load_mask(tmp_path / "m.png").tolist() == [[255, 0], [0, 0]]
+
+
+def portrait_photo(path):
+    """A phone's portrait photo: stored 40 wide and 20 high with a red top-left corner, EXIF Orientation 6."""
+    pixels = np.full((20, 40, 3), 255, np.uint8)
+    pixels[:8, :8] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to show
+    Image.fromarray(pixels).save(path, format="JPEG", quality=95, exif=exif)
+    return path
+
+
+def test_init_images_and_masks_come_out_upright_by_their_exif_orientation(tmp_path):
+    photo = portrait_photo(tmp_path / "phone.jpg")
+    image = load_image(photo)
+    assert image.shape == (40, 20, 3), "portrait: 20 wide, 40 high"
+    assert image[2, 17].tolist()[0] > 200 and image[2, 17].tolist()[1] < 60, "the red corner is now top right"
+    assert image[37, 2].min() > 200
+    mask = load_mask(photo)
+    assert mask.shape == (40, 20) and mask[2, 17] < 120 and mask[37, 2] > 200
