@@ -1,21 +1,25 @@
 """`sfumato generate ...`: headless generation on the same engine as the app.
 
-Prints the path of each image written (stdout) and progress (stderr);
-exits 0 on success, 2 with a one-line reason on bad input, 1 when the
-generation itself fails, 130 when interrupted.
+Prints the path of each image as it is written (stdout) and progress
+(stderr); exits 0 on success, 2 with a one-line reason on bad input, 1 when
+the generation fails or a picture could not be written, 130 when
+interrupted. Pictures are saved through the gallery's store, as the window
+saves them, so a gallery on the folder lists them at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import sqlite3
 import sys
 from pathlib import Path
 
 from desktop.core import modelfiles, paths
-from desktop.core.errors import Cancelled, SfumatoError
+from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
+from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Extent, Margins
 from desktop.core.imageio import load_image, load_mask
-from desktop.core.outputs import save_result
 from desktop.core.request import GenerationRequest, InpaintArea, MaskedContent, Mode
 from desktop.core.samplers import SAMPLERS, SCHEDULES
 
@@ -38,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--mode", choices=[m.value for m in Mode], default=None, help="default: txt2img, or img2img with --init")
     add("--init", type=Path, help="input image for img2img, inpaint and outpaint")
     add("--mask", type=Path, help="inpaint mask: white = repaint")
-    add("--expand", type=Margins.parse, default=Margins(), metavar="L,T,R,B", help="outpaint margins in pixels")
+    add("--expand", type=_margins, default=Margins(), metavar="L,T,R,B", help="outpaint margins in pixels")
     add("--strength", type=float, default=0.75, help="denoising strength (img2img, inpaint)")
     add("--steps", type=int, default=20)
     add("--cfg", type=float, default=7.0, help="CFG scale")
@@ -56,6 +60,46 @@ def build_parser() -> argparse.ArgumentParser:
     add("--precision", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
     add("--out", type=Path, help="output folder (default: Sfumato's output folder)")
     return parser
+
+
+# The option that sets each request field, to name it in messages.
+OPTIONS = {"prompt": "--prompt", "negative_prompt": "--negative", "model": "--model", "sampler": "--sampler",
+           "schedule": "--schedule", "steps": "--steps", "cfg_scale": "--cfg", "seed": "--seed", "width": "--width",
+           "height": "--height", "batch_size": "--batch", "strength": "--strength", "init_image": "--init",
+           "mask": "--mask", "mask_blur": "--mask-blur", "inpaint_padding": "--padding", "expand": "--expand"}
+
+
+def _margins(text: str) -> Margins:
+    try:
+        return Margins.parse(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected L,T,R,B (or one number for every side) in whole pixels, 0 or more, got {text!r}") from None
+
+
+def _values_may_start_with_dash(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """["--expand", "-64,0,0,0"] -> ["--expand=-64,0,0,0"]: argparse would take the value for an option.
+
+    A value is joined to its option unless it is one of the options itself (a forgotten value stays an error).
+    """
+    options = {s for action in parser._actions if action.nargs != 0 for s in action.option_strings}
+    known = set(parser._option_string_actions)
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in options and i + 1 < len(argv):
+            value = argv[i + 1]
+            if value.startswith("-") and value.split("=")[0] not in known and not _abbreviates(value, known):
+                out.append(f"{arg}={value}")
+                i += 2
+                continue
+        out.append(arg)
+        i += 1
+    return out
+
+
+def _abbreviates(value: str, known: set[str]) -> bool:
+    return value.startswith("--") and any(option.startswith(value.split("=")[0]) for option in known)
 
 
 def request_from_args(args: argparse.Namespace) -> GenerationRequest:
@@ -100,14 +144,18 @@ def _default_extent(image) -> Extent:
 
 def main(argv: list[str]) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(_values_may_start_with_dash(parser, argv))
         request = request_from_args(args).resolved()
+    except InvalidRequest as error:
+        print(f"sfumato: {OPTIONS.get(error.field, error.field)}: {error.message}", file=sys.stderr)
+        return 2
     except (UsageError, SfumatoError) as error:
         print(f"sfumato: {error}", file=sys.stderr)
         return 2
     # Heavy imports only once the input is known to be good.
     from desktop.engine import devices, generate
-    from desktop.engine.models import ModelManager
+    from desktop.engine.models import DEMO, ModelManager
 
     try:
         choice = devices.choose(args.device, args.precision)
@@ -115,17 +163,21 @@ def main(argv: list[str]) -> int:
         print(f"sfumato: {error}", file=sys.stderr)
         return 2
     progress = _Progress()
-    models = ModelManager(choice)
+    folder = args.out or paths.output_dir()
     try:
-        results = generate.run(request, progress.state, models)
-        loaded = models.current
-        model_hash = modelfiles.model_hash(loaded.info.path, cache=paths.cache_dir() / "model-hashes.json")
-        folder = args.out or paths.output_dir()
-        saved = [save_result(folder, r.image, r.request, r.seed, loaded.name, model_hash) for r in results]
-    except OSError as error:
-        progress.end()
-        print(f"sfumato: could not write the image: {error.strerror or error}", file=sys.stderr)
+        # Opened first: a folder that cannot be written is found before minutes of work, not after.
+        # The CLI never empties the window's undo-able deletions: the window's store sends those to the trash.
+        store = GalleryStore(folder, paths.cache_dir() / "thumbnails", trash=lambda path: None)
+    except (OSError, SfumatoError, sqlite3.Error) as error:
+        print(f"sfumato: the output folder {folder} cannot be used: {_reason(error)}", file=sys.stderr)
         return 1
+    try:
+        if request.model == DEMO and not _build_demo_model(progress):
+            return 1
+        models = ModelManager(choice)
+        results = generate.run(request, progress.state, models)
+        progress.end()
+        return _save(store, results, models.current)
     except KeyboardInterrupt:
         print("\nsfumato: interrupted", file=sys.stderr)
         return 130
@@ -135,10 +187,68 @@ def main(argv: list[str]) -> int:
         progress.end()
         print(f"sfumato: {error}", file=sys.stderr)
         return 1
-    progress.end()
-    for path in saved:
-        print(path)
-    return 0
+    except OSError as error:
+        progress.end()
+        print(f"sfumato: the generation failed: {_reason(error)}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def _build_demo_model(progress: _Progress) -> bool:
+    """Build the demo model now (the first time), so a full or read-only disk gets a sentence, not a traceback."""
+    from safetensors import SafetensorError
+
+    from desktop.engine import tiny
+
+    root = paths.demo_model_dir()
+    if not tiny.paths(root, "sd1").checkpoint.is_file():
+        progress.status("Preparing the demo model...")
+    try:
+        tiny.build(root, "sd1")
+    except (OSError, SafetensorError) as error:
+        reason = _reason(error)
+        if reason == "the disk is full":
+            reason += f"; free some space there, or point {paths.HOME_ENV} at a folder on another disk"
+        print(f"sfumato: could not build the demo model in {root}: {reason}.", file=sys.stderr)
+        return False
+    return True
+
+
+def _save(store: GalleryStore, results, loaded) -> int:
+    """Save and index each result, printing its path at once; say how many could not be saved, and why."""
+    try:
+        model_hash = modelfiles.model_hash(loaded.info.path, cache=paths.cache_dir() / "model-hashes.json")
+    except (OSError, SfumatoError):
+        model_hash = ""  # the pictures matter more than the hash in their metadata
+    saved, problems = 0, []
+    for r in results:
+        try:
+            path = store.add_result(r.image, r.request, r.seed, loaded.name, model_hash)
+        except OSError as error:
+            problems.append(_reason(error))
+            continue
+        saved += 1
+        print(path, flush=True)
+    try:
+        store.refresh()  # also clears what an earlier run that was killed left half-written
+    except (OSError, SfumatoError, sqlite3.Error):
+        pass  # the pictures are saved; the next refresh indexes whatever this one could not
+    if not problems:
+        return 0
+    print(f"sfumato: {saved} of {len(results)} pictures were saved; {len(problems)} could not be written to "
+          f"{store.folder}: {problems[0]}.", file=sys.stderr)
+    return 1
+
+
+def _reason(error: Exception) -> str:
+    """A short reason for a failed write: "the disk is full" for every way a full disk is reported."""
+    text = str(error)
+    if getattr(error, "errno", None) == errno.ENOSPC or "No space left" in text or "os error 28" in text:
+        return "the disk is full"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 class _Progress:

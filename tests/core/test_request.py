@@ -63,7 +63,7 @@ def test_an_outpaint_smaller_than_the_smallest_size_is_refused_before_any_model_
     request = GenerationRequest(prompt="p", mode=Mode.OUTPAINT, init_image=image(1, 1), expand=Margins(1, 1, 1, 1))
     with pytest.raises(InvalidRequest) as caught:
         request.resolved()
-    assert caught.value.field == "expand" and "8x8, under 64x64" in str(caught.value)
+    assert caught.value.field == "expand" and "under 64x64" in str(caught.value)
 
 
 def test_a_prompt_that_was_not_utf8_is_refused_with_where():

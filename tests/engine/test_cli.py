@@ -52,7 +52,7 @@ def test_inpaint_from_files(capsys, tmp_path, tiny_models):
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--prompt", "x", "--width", "100"], "multiple of 8"),
+        (["--prompt", "x", "--width", "8"], "--width: must be between 64 and 4096"),
         (["--prompt", "x", "--steps", "0"], "steps"),
         (["--prompt", "x", "--mode", "inpaint"], "needs --init"),
         (["--prompt", "x", "--init", "missing.png"], "does not exist"),
