@@ -88,7 +88,7 @@ def parse_infotext(text: str) -> Infotext:
     """Read A1111 / Forge / Civitai / Fooocus parameters text. Never raises."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
     if text.startswith("{"):
-        fooocus = _from_fooocus_json(text)
+        fooocus = from_fooocus_json(text)
         if fooocus is not None:
             return fooocus
     lines = text.split("\n")
@@ -204,11 +204,14 @@ def _as_text(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _from_fooocus_json(text: str) -> Infotext | None:
+def from_fooocus_json(text: str) -> Infotext | None:
+    """Fooocus's own scheme (one JSON object with text "prompt" / "negative_prompt"), or None for anything else."""
     try:
         data = json.loads(text)
         if not isinstance(data, dict) or not {"prompt", "negative_prompt"} & data.keys():
             return None
+        if not all(isinstance(data.get(key) or "", str) for key in ("prompt", "negative_prompt")):
+            return None  # not Fooocus's: its prompts are text
         params = {}
         for key, value in data.items():
             value = _as_text(value)

@@ -479,3 +479,15 @@ def test_sfumato_reads_its_own_prompts_exactly_and_a1111_reads_them_raw(folder, 
         parameters = image.text["parameters"]
     assert parameters.startswith(prompt.replace("\r\n", "\n").replace("\r", "\n"))  # raw lines, as A1111 writes
     assert parse_infotext(parameters).params["Seed"] == "3"
+
+
+def test_reading_metadata_opens_only_raster_formats(tmp_path, monkeypatch):
+    import subprocess
+
+    launched = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: launched.append(a) or pytest.fail("ran a program"))
+    eps = tmp_path / "drawing.png"  # PostScript under a picture's name: Pillow would hand it to Ghostscript
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\n{ } loop\n")
+    with pytest.raises(OSError):
+        read_image_meta(eps)
+    assert launched == []

@@ -449,7 +449,7 @@ class GalleryView(QWidget):
         path = self.store.path(record)
         def read(meta) -> None:
             if not meta.source:
-                self.message.emit(f"{path.name} does not say how it was made: the panel is unchanged.")
+                self.message.emit(meta.notice or f"{path.name} does not say how it was made: the panel is unchanged.")
             else:
                 self.use_parameters.emit(to_request(meta, self.base_request()))
 
