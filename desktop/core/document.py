@@ -18,7 +18,7 @@ from . import history as edits
 from .brush import Brush, Stroke
 from .errors import SfumatoError
 from .events import Event
-from .geometry import Bounds, Extent, Point, multiple_of_8
+from .geometry import Bounds, Extent, Point
 from .history import History
 from .layers import ImageLayer, Layer, MaskLayer, composite, mask_union, rgba
 
@@ -60,18 +60,55 @@ class DocumentSnapshot:
         return composite(self.layers, Bounds(0, 0, *self.extent))
 
 
-def snap_frame(bounds: Bounds) -> Bounds:
-    """A valid frame near `bounds`: position and size multiples of 8, size 64..4096."""
-    width = min(MAX_FRAME, max(MIN_FRAME, multiple_of_8(bounds.width - 4)))
-    height = min(MAX_FRAME, max(MIN_FRAME, multiple_of_8(bounds.height - 4)))
-    return Bounds(round(bounds.x / 8) * 8, round(bounds.y / 8) * 8, width, height)
+GRID = 8  # the frame snaps to this grid when dragged (and to the picture's edges)
+
+
+def clamp_frame(bounds: Bounds) -> Bounds:
+    """`bounds` in whole pixels, its size kept to 64..4096: any such rectangle is a frame."""
+    width = min(MAX_FRAME, max(MIN_FRAME, int(bounds.width)))
+    height = min(MAX_FRAME, max(MIN_FRAME, int(bounds.height)))
+    return Bounds(int(bounds.x), int(bounds.y), width, height)
+
+
+def snap_frame(left: float, top: float, right: float, bottom: float, extent: Extent, hit: str = "move") -> Bounds:
+    """Where a frame dragged to these edges lands.
+
+    `hit` names the edges being dragged ("l", "tr", ...), or "move" for the
+    whole frame, which keeps its size. A dragged edge lands on the 8-pixel grid
+    or on the picture's edge, whichever is nearer, so the frame can cover a
+    picture of any size; the far edges stay put.
+    """
+    xs, ys = (0, extent.width), (0, extent.height)
+    if hit == "move":
+        width, height = round(right - left), round(bottom - top)
+        return clamp_frame(Bounds(_snap_span(left, width, xs), _snap_span(top, height, ys), width, height))
+    left, right = (_snap(left, xs) if "l" in hit else left), (_snap(right, xs) if "r" in hit else right)
+    top, bottom = (_snap(top, ys) if "t" in hit else top), (_snap(bottom, ys) if "b" in hit else bottom)
+    width = min(MAX_FRAME, max(MIN_FRAME, round(right - left)))
+    height = min(MAX_FRAME, max(MIN_FRAME, round(bottom - top)))
+    x = round(right) - width if "l" in hit else round(left)
+    y = round(bottom) - height if "t" in hit else round(top)
+    return Bounds(x, y, width, height)
+
+
+def _snap(value: float, edges: tuple[int, int]) -> int:
+    """The nearest grid line, or picture edge where that is as near."""
+    grid = round(value / GRID) * GRID
+    edge = min(edges, key=lambda e: abs(e - value))
+    return edge if abs(edge - value) <= abs(grid - value) else grid
+
+
+def _snap_span(start: float, size: int, edges: tuple[int, int]) -> int:
+    """Where a moved span of `size` starts: its start on the grid or an edge, or its end on an edge."""
+    candidates = [round(start / GRID) * GRID, *edges, *(edge - size for edge in edges)]
+    return min(candidates, key=lambda c: abs(c - start))
 
 
 def default_frame(extent: Extent, preferred: Extent) -> Bounds:
-    """The whole picture when it is a size a model works at, else `preferred` at the top left."""
+    """The whole picture (at least the smallest frame) when a model can work at its size, else `preferred`."""
     if max(extent) <= 2048:
-        return snap_frame(Bounds(0, 0, extent.width // 8 * 8 + 4, extent.height // 8 * 8 + 4))
-    return snap_frame(Bounds(0, 0, *preferred))
+        return clamp_frame(Bounds(0, 0, *extent))
+    return clamp_frame(Bounds(0, 0, *preferred))
 
 
 class CanvasDocument:
@@ -293,16 +330,8 @@ class CanvasDocument:
             return
         old = self.extent
         self._resize(new, shift)
-        resize = edits.Resize(old, new, shift)
-        moved = self.frame
-        snapped = snap_frame(moved)
-        if snapped == moved:
-            self.history.push(resize)
-            return
-        # A shift that is not a multiple of 8 leaves the frame off the grid models need: it snaps to the
-        # nearest place, in the same undo step.
-        self._set_frame(snapped)
-        self.history.push(edits.Compound("Resize canvas", [resize, edits.SetFrame(moved, snapped)]))
+        # The frame moves with the pixels, so it keeps covering what it covered (at any position).
+        self.history.push(edits.Resize(old, new, shift))
 
     def accept_result(self, image: np.ndarray, frame: Bounds, name: str) -> ImageLayer:
         """Add a generated picture as a new layer over `frame`, growing the canvas to hold it.
@@ -547,8 +576,6 @@ def _check_extent(extent: Extent) -> None:
 
 def _check_frame(frame: Bounds) -> Bounds:
     frame = Bounds(*(int(v) for v in frame))
-    if frame.x % 8 or frame.y % 8 or frame.width % 8 or frame.height % 8:
-        raise ValueError(f"the frame's position and size must be multiples of 8, got {frame}")
     if not (MIN_FRAME <= frame.width <= MAX_FRAME and MIN_FRAME <= frame.height <= MAX_FRAME):
         raise ValueError(f"the frame must be {MIN_FRAME} to {MAX_FRAME} pixels wide and high, got {frame}")
     return frame

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from . import atomic
-from .document import MAX_EXTENT, DocumentSnapshot, LayerData, default_frame, snap_frame
+from .document import MAX_EXTENT, DocumentSnapshot, LayerData, clamp_frame, default_frame
 from .errors import SfumatoError
 from .geometry import Bounds, Extent, Point
 from .imageio import ImageError, decode_image
@@ -291,7 +291,7 @@ def _frame(text: str | None, extent: Extent) -> Bounds:
         return default_frame(extent, Extent(512, 512))
     if not (-MAX_EXTENT <= x <= MAX_EXTENT and -MAX_EXTENT <= y <= MAX_EXTENT):
         return default_frame(extent, Extent(512, 512))
-    return snap_frame(Bounds(x, y, min(max(w, 0), MAX_EXTENT), min(max(h, 0), MAX_EXTENT)))
+    return clamp_frame(Bounds(x, y, min(max(w, 0), MAX_EXTENT), min(max(h, 0), MAX_EXTENT)))
 
 
 def _int(element, key: str, default: int) -> int:

@@ -16,7 +16,7 @@ from enum import Enum
 import numpy as np
 
 from .errors import InvalidRequest
-from .geometry import Extent, Margins, multiple_of_8
+from .geometry import Extent, Margins
 from .samplers import AUTOMATIC, SAMPLERS, split_sampler_name
 
 MIN_SIZE, MAX_SIZE = 64, 4096
@@ -116,7 +116,7 @@ class GenerationRequest:
         if self.mode is Mode.OUTPAINT and self.init_image is not None:
             h, w = self.init_image.shape[:2]
             m = self.expand
-            return Extent(multiple_of_8(w + m.left + m.right), multiple_of_8(h + m.top + m.bottom))
+            return Extent(w + m.left + m.right, h + m.top + m.bottom)
         if self.mode is Mode.INPAINT and self.inpaint_area is InpaintArea.ONLY_MASKED and self.init_image is not None:
             h, w = self.init_image.shape[:2]
             return Extent(w, h)
@@ -155,11 +155,8 @@ class GenerationRequest:
         _check_number("strength", self.strength, 0.0, 1.0)
         if self.seed != RANDOM_SEED:
             _check_int("seed", self.seed, 0, MAX_SEED)
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            _check_int(name, value, MIN_SIZE, MAX_SIZE)
-            if value % 8:
-                raise InvalidRequest(name, f"must be a multiple of 8 (try {multiple_of_8(value)})")
+        for name in ("width", "height"):  # any size: the engine works on the 8-pixel grid and crops back
+            _check_int(name, getattr(self, name), MIN_SIZE, MAX_SIZE)
         if self.mode in (Mode.IMG2IMG, Mode.INPAINT) and int(self.steps * self.strength) < 1:
             raise InvalidRequest("strength", f"{self.strength:g} x {self.steps} steps leaves no step to run; raise either")
         _check_int("mask_blur", self.mask_blur, 0, 256)

@@ -58,7 +58,7 @@ def run(
     loaded = models.load(request.model, state)
     if state.cancelled():
         raise Cancelled(0)
-    prepared = _prepare(request, loaded.inpaint_model)
+    prepared = _on_grid(_prepare(request, loaded.inpaint_model))
     pipe = models.pipeline(prepared.pipeline)
     pipe.scheduler = make_scheduler(loaded.scheduler_config, request.sampler, request.schedule, request.seeds)
     previewer = models.previewer(loaded.family, preview_method)
@@ -157,6 +157,28 @@ def _prepare(request: GenerationRequest, inpaint_model: bool) -> _Prepared:
         filled, _, soft = inpaint.outpaint_canvas(request.init_image, request.expand, request.mask_blur, request.mask)
         return _masked(filled, filled, soft, request.strength)
     return _prepare_inpaint(request)
+
+
+def _on_grid(prepared: _Prepared) -> _Prepared:
+    """Pipelines work in 8x8 latent cells: generate a picture of any size at the next multiple of 8, crop back.
+
+    The inputs grow on the right and bottom (inpaint.pad_to_grid) and the
+    output is cut to the asked size before `finish`, so an inpaint changes
+    no pixel outside its mask and the last rows and columns can be repainted.
+    """
+    inputs = dict(prepared.inputs)
+    image = inputs.get("image")
+    width, height = (inputs["width"], inputs["height"]) if "width" in inputs else image.size
+    grid = Extent(width, height).multiple_of_8()
+    if grid == (width, height):
+        return prepared
+    for key in ("image", "mask_image"):
+        if key in inputs:
+            inputs[key] = Image.fromarray(inpaint.pad_to_grid(np.asarray(inputs[key])))
+    if "width" in inputs:
+        inputs.update(width=grid.width, height=grid.height)
+    finish = prepared.finish
+    return _Prepared(prepared.pipeline, inputs, lambda generated: finish(generated[:height, :width]))
 
 
 def _prepare_inpaint(request: GenerationRequest) -> _Prepared:

@@ -111,16 +111,15 @@ def outpaint_canvas(
     """Grow an image for outpainting.
 
     Returns (filled RGB image, uint8 mask to generate with, float soft mask
-    to paste back with). The result is image + margins, rounded up to a
-    multiple of 8 on the right/bottom. Empty area (the margins, plus any
+    to paste back with). The result is image + margins (generate.py takes
+    it to the 8-pixel grid and back). Empty area (the margins, plus any
     pixel of an RGBA input with alpha < 255, plus the `painted` mask of the
     image's size where it is 128 or more) is filled from the edges and
     masked; the mask reaches `feather` pixels into the original with a soft
     gradient so the seam blends.
     """
     h, w = image.shape[:2]
-    width = multiple_of_8(w + margins.left + margins.right)
-    height = multiple_of_8(h + margins.top + margins.bottom)
+    width, height = w + margins.left + margins.right, h + margins.top + margins.bottom
     rgb = np.zeros((height, width, 3), np.uint8)
     empty = np.full((height, width), 255, np.uint8)
     rows, cols = slice(margins.top, margins.top + h), slice(margins.left, margins.left + w)
@@ -131,3 +130,15 @@ def outpaint_canvas(
     soft = np.maximum(empty.astype(np.float32) / 255.0, blur_mask(empty, feather))
     mask = (soft * 255 + 0.5).astype(np.uint8)
     return fill_masked(rgb, empty), mask, soft
+
+
+def pad_to_grid(image: np.ndarray) -> np.ndarray:
+    """Grow an image (HxW or HxWxC) on the right and bottom to the next multiple of 8, the latent grid.
+
+    Pictures mirror their edge and masks repeat theirs, so the model sees the
+    picture carry on past its edge; the top-left h x w of the result is `image`.
+    """
+    h, w = image.shape[:2]
+    pad = [(0, multiple_of_8(h) - h), (0, multiple_of_8(w) - w)] + [(0, 0)] * (image.ndim - 2)
+    mirror = image.ndim == 3 and min(h, w) > 8
+    return np.pad(image, pad, mode="reflect" if mirror else "edge")

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.geometry import multiple_of_8
 from desktop.core.request import (
     MAX_BATCH,
     MAX_CFG,
@@ -52,7 +51,7 @@ SIZE_PRESETS = {
 
 
 class SizeSpinBox(QSpinBox):
-    """A pixel size: 64..4096 in steps of 8; a typed 100 becomes 104 instead of an error."""
+    """A pixel size, 64..4096: the arrows step by 8, and any size can be typed (the frame can be any size)."""
 
     def __init__(self):
         super().__init__()
@@ -66,15 +65,7 @@ class SizeSpinBox(QSpinBox):
         digits = "".join(c for c in text if c.isdigit())
         if not digits:
             return str(self.value())
-        return str(min(MAX_SIZE, max(MIN_SIZE, multiple_of_8(int(digits)))))
-
-    def validate(self, text: str, pos: int):
-        from PySide6.QtGui import QValidator
-
-        state, text, pos = super().validate(text, pos)
-        if state == QValidator.State.Acceptable and self.valueFromText(text) % 8:
-            state = QValidator.State.Intermediate
-        return state, text, pos
+        return str(min(MAX_SIZE, max(MIN_SIZE, int(digits))))
 
 
 class PromptEdit(QPlainTextEdit):
@@ -398,7 +389,7 @@ class PromptPanel(QWidget):
         other = self.height_box if changed is self.width_box else self.width_box
         target = value / self._aspect if changed is self.width_box else value * self._aspect
         other.blockSignals(True)
-        other.setValue(min(MAX_SIZE, max(MIN_SIZE, multiple_of_8(round(target) - 4))))
+        other.setValue(min(MAX_SIZE, max(MIN_SIZE, round(target))))
         other.blockSignals(False)
 
 

@@ -245,30 +245,54 @@ def test_resize_canvas_keeps_layer_pixels_past_the_edge():
         doc.resize_canvas(-100, 0, 0, 0)
 
 
-def test_a_canvas_grown_by_an_odd_amount_keeps_the_frame_on_the_grid_in_one_undo_step():
+def test_a_canvas_grown_by_an_odd_amount_keeps_the_frame_over_the_same_pixels_in_one_undo_step():
     doc = CanvasDocument.new(Extent(512, 512))
     doc.add_layer(ImageLayer(solid(512, 512, (9, 9, 9, 255)), "p"), 0)
     frame = doc.frame
     doc.resize_canvas(50, 13, 50, 13)
     assert doc.extent == Extent(612, 538) and doc.layers[0].offset == Point(50, 13)
-    assert doc.frame == Bounds(48, 16, frame.width, frame.height), "the nearest place on the grid"
+    assert doc.frame == Bounds(50, 13, 512, 512), "still the whole picture, no empty strip snapped into it"
     assert doc.history.undo_label == "Resize canvas"
     doc.undo()
     assert doc.extent == Extent(512, 512) and doc.layers[0].offset == Point(0, 0) and doc.frame == frame
     doc.redo()
-    assert doc.frame == Bounds(48, 16, frame.width, frame.height) and doc.layers[0].offset == Point(50, 13)
+    assert doc.frame == Bounds(50, 13, 512, 512) and doc.layers[0].offset == Point(50, 13)
 
 
-def test_frame_must_be_multiples_of_8_and_snaps():
+def test_the_frame_covers_a_picture_whose_size_is_not_a_multiple_of_8():
+    doc = CanvasDocument.from_image(solid(300, 400, (1, 2, 3, 255)), "photo")
+    assert doc.frame == Bounds(0, 0, 400, 300), "the bottom rows are in the frame"
+    doc.resize_canvas(0, 0, 3, 5)
+    doc.set_frame(Bounds(0, 0, 403, 305))  # the whole grown canvas
+    assert doc.frame == Bounds(0, 0, 403, 305)
+
+
+def test_a_dragged_frame_edge_lands_on_the_grid_or_the_picture_edge():
+    picture = Extent(400, 300)
+    # Dragging the bottom edge near the picture's edge reaches it; farther in, it lands on the grid.
+    assert snap_frame(0, 0, 400, 301.5, picture, "b") == Bounds(0, 0, 400, 300)
+    assert snap_frame(0, 0, 400, 298.5, picture, "b") == Bounds(0, 0, 400, 300)
+    assert snap_frame(0, 0, 400, 290, picture, "b") == Bounds(0, 0, 400, 288)
+    # The left edge of a frame whose right edge is the picture's stays on the grid; the right one stays put.
+    assert snap_frame(13, 0, 400, 300, picture, "l") == Bounds(16, 0, 384, 300)
+    # A moved frame keeps its size and lands with its start on the grid or its end on the picture's edge.
+    assert snap_frame(0, 5, 400, 305, picture, "move") == Bounds(0, 8, 400, 300)
+    assert snap_frame(0, -3, 128, 125, picture, "move") == Bounds(0, 0, 128, 128)
+    assert snap_frame(270, 171, 398, 299, picture, "move") == Bounds(272, 172, 128, 128)
+    # Size stays 64..4096.
+    assert snap_frame(0, 0, 30, 5000, picture, "rb") == Bounds(0, 0, 64, 4096)
+
+
+def test_any_frame_from_64_to_4096_pixels_is_accepted():
     doc = CanvasDocument.new(Extent(100, 100))
-    with pytest.raises(ValueError):
-        doc.set_frame(Bounds(3, 0, 64, 64))
+    doc.set_frame(Bounds(3, -5, 97, 65))
+    assert doc.frame == Bounds(3, -5, 97, 65)
     with pytest.raises(ValueError):
         doc.set_frame(Bounds(0, 0, 32, 64))
-    assert snap_frame(Bounds(3, -5, 30, 5000)) == Bounds(0, -8, 64, 4096)
-    doc.set_frame(Bounds(-16, 8, 512, 64))
+    with pytest.raises(ValueError):
+        doc.set_frame(Bounds(0, 0, 64, 4097))
     doc.undo()
-    assert doc.frame == Bounds(0, 0, 96, 96)
+    assert doc.frame == Bounds(0, 0, 100, 100)
 
 
 def test_history_is_bounded_by_memory_and_a_new_edit_clears_redo():

@@ -94,3 +94,14 @@ def test_only_masked_area_pads_and_matches_the_aspect():
     box = only_masked_area(mask, 8, Extent(64, 32))
     assert box.width == 2 * box.height
     assert box.x <= 92 and box.right >= 128 and box.y <= 92 and box.bottom >= 118
+
+
+def test_a_picture_of_any_size_is_inpainted_whole_down_to_its_bottom_rows():
+    pixels = np.random.default_rng(4).integers(0, 256, (300, 400, 4), dtype=np.uint8)
+    pixels[..., 3] = 255
+    doc = CanvasDocument.from_image(pixels, "photo")
+    paint_mask(doc, 200, 298)  # on the last rows, which a 400x296 frame left out
+    request = frame_request(doc, GenerationRequest(width=512, height=512)).resolved()
+    assert request.mode is Mode.INPAINT and (request.width, request.height) == (400, 300)
+    np.testing.assert_array_equal(request.init_image, pixels[..., :3])
+    assert request.mask[299, 200] == 255

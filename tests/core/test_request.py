@@ -14,7 +14,6 @@ def image(w=64, h=64):
     "changes, field",
     [
         ({"width": 63}, "width"),
-        ({"width": 100}, "width"),  # not a multiple of 8
         ({"height": 4104}, "height"),
         ({"steps": 0}, "steps"),
         ({"steps": 151}, "steps"),
@@ -73,10 +72,19 @@ def test_a_prompt_that_was_not_utf8_is_refused_with_where():
     assert caught.value.field == "prompt" and "character 3 is not valid text" in str(caught.value)
 
 
-def test_outpaint_size_is_the_image_plus_margins_rounded_to_8():
+def test_outpaint_size_is_the_image_plus_margins():
     request = GenerationRequest(mode=Mode.OUTPAINT, init_image=image(100, 60), expand=Margins(10, 0, 3, 5))
     resolved = request.resolved()
-    assert (resolved.width, resolved.height) == (120, 72)
+    assert (resolved.width, resolved.height) == (113, 65)
+
+
+def test_any_size_from_64_to_4096_is_valid():
+    """The engine generates on the 8-pixel grid and crops back, so a 400x300 picture is 400x300."""
+    GenerationRequest(width=400, height=300).validate()
+    GenerationRequest(width=65, height=4095).validate()
+    mask = np.full((300, 400), 255, np.uint8)
+    request = GenerationRequest(mode=Mode.INPAINT, init_image=image(400, 300), mask=mask, width=400, height=300)
+    assert tuple(request.resolved().output_extent()) == (400, 300)
 
 
 def test_only_masked_inpaint_returns_the_original_size():

@@ -1,11 +1,14 @@
-"""Pixel guarantees of inpainting, without a model."""
+"""Pixel guarantees of inpainting: the pixel work without a model, and a picture of any size on the tiny one."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from desktop.core.geometry import Bounds, Extent, Margins
-from desktop.engine import inpaint
+from desktop.core.progress import TaskState
+from desktop.core.request import GenerationRequest, Mode
+from desktop.engine import generate, inpaint
 
 
 @settings(max_examples=40, deadline=None)
@@ -48,8 +51,33 @@ def test_fill_spreads_surrounding_colour_into_the_hole():
 def test_outpaint_canvas_keeps_the_original_and_masks_the_margin():
     image = np.random.default_rng(1).integers(0, 256, (40, 48, 3), dtype=np.uint8)
     filled, mask, soft = inpaint.outpaint_canvas(image, Margins(16, 0, 5, 3), feather=4)
-    assert filled.shape == (48, 72, 3)  # 48+16+5=69 -> 72, 40+3=43 -> 48
+    assert filled.shape == (43, 69, 3)  # 48+16+5, 40+3: generate.py takes it to the grid and back
     assert np.array_equal(filled[:40, 16:64], image)
     assert mask[:, :16].min() == 255 and mask[40:].min() == 255
     assert soft[4:36, 21:59].max() == 0  # farther than the feather from the edge: untouched
     assert 0 < soft[20, 17] < 1  # the seam is soft
+
+
+def test_padding_to_the_grid_keeps_the_picture_and_carries_its_edge_on():
+    image = np.random.default_rng(2).integers(0, 256, (43, 69, 3), dtype=np.uint8)
+    padded = inpaint.pad_to_grid(image)
+    assert padded.shape == (48, 72, 3) and np.array_equal(padded[:43, :69], image)
+    assert np.array_equal(padded[43, :69], image[41]), "mirrored past the edge"
+    mask = np.zeros((43, 69), np.uint8)
+    mask[42, 10] = 255
+    assert (inpaint.pad_to_grid(mask)[42:, 10] == 255).all(), "a mask on the last row reaches past it"
+    assert inpaint.pad_to_grid(image[:40, :64]).shape == (40, 64, 3)
+
+
+@pytest.mark.parametrize("kind", ["sd1", "sd1-inpaint"])
+def test_a_picture_off_the_grid_is_inpainted_at_its_size_down_to_its_last_rows(cpu_manager, tiny_models, kind):
+    """A 100x75 picture (a 400x300 one, small): generated on the 8-pixel grid and cropped back."""
+    source = np.random.default_rng(5).integers(0, 256, (75, 100, 3), dtype=np.uint8)
+    mask = np.zeros((75, 100), np.uint8)
+    mask[60:, 30:70] = 255  # down to the last row
+    request = GenerationRequest(prompt="a lighthouse", model=str(tiny_models[kind].folder), mode=Mode.INPAINT,
+                                init_image=source, mask=mask, mask_blur=0, width=100, height=75, steps=3, seed=1)
+    result = generate.run(request, TaskState(), cpu_manager)[0]
+    assert result.image.shape == (75, 100, 3) and (result.request.width, result.request.height) == (100, 75)
+    assert np.array_equal(result.image[mask == 0], source[mask == 0]), "nothing outside the mask changed"
+    assert (result.image[72:, 30:70] != source[72:, 30:70]).any(axis=-1).mean() > 0.9, "the last rows repainted"

@@ -180,6 +180,23 @@ def test_moving_the_frame_past_the_edge_and_generating_grows_the_document(make_w
     assert doc.extent == Extent(64, 64) and len(doc.layers) == 2
 
 
+def test_the_frame_covers_a_picture_off_the_grid_and_its_edge_can_be_dragged_back_to_the_picture(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo(100, 75))
+    assert doc.frame == Bounds(0, 0, 100, 75), "the last rows are in the frame"
+    assert (window.panel.width_box.value(), window.panel.height_box.value()) == (100, 75)
+    window.panel.height_box.setFocus()
+    qtbot.keyClick(window.panel.height_box, Qt.Key.Key_Return)
+    assert doc.frame == Bounds(0, 0, 100, 75), "the size box kept the frame's size"
+    choose_tool(qtbot, window, Tool.FRAME)
+    edge = window.canvas.to_widget(QPointF(50, 75)).toPoint() - QPoint(0, 2)
+    drag(qtbot, window.canvas, [edge, edge - QPoint(0, round(window.canvas.zoom * 6))])
+    assert doc.frame == Bounds(0, 0, 100, 72), "on the grid inside the picture"
+    edge = window.canvas.to_widget(QPointF(50, 72)).toPoint() - QPoint(0, 2)
+    drag(qtbot, window.canvas, [edge, edge + QPoint(0, round(window.canvas.zoom * 2))])
+    assert doc.frame == Bounds(0, 0, 100, 75), "back on the picture's edge"
+
+
 def test_accept_adds_an_undoable_layer_and_results_can_be_stepped_and_discarded(make_window, qtbot):
     window = make_window()
     doc = window.doc

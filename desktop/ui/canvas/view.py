@@ -15,7 +15,7 @@ from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QCursor, QImage, QPainter, QPen, QPixmap, QPointingDevice, QTransform
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from desktop.core.document import MAX_FRAME, MIN_FRAME, CanvasDocument, LayerNotEditable, snap_frame
+from desktop.core.document import MIN_FRAME, CanvasDocument, LayerNotEditable, snap_frame
 from desktop.core.geometry import Bounds, Extent
 
 from ..qimage import overlay_qimage, to_qimage
@@ -525,7 +525,7 @@ class _MoveDrag(_Drag):
 
 
 class _FrameDrag(_Drag):
-    """Drag inside the frame to move it, on an edge or corner to resize it (kept to multiples of 8)."""
+    """Drag inside the frame to move it, on an edge or corner to resize it (onto the grid or the picture's edges)."""
 
     def __init__(self, view: CanvasView, pos: QPointF):
         self.view, self.hit = view, _frame_hit(view, pos) or "move"
@@ -547,7 +547,7 @@ class _FrameDrag(_Drag):
                 top = min(top + dy, bottom - MIN_FRAME)
             if "b" in self.hit:
                 bottom = max(bottom + dy, top + MIN_FRAME)
-        snapped = _snap_edges(left, top, right, bottom, self.hit)
+        snapped = snap_frame(left, top, right, bottom, self.view.doc.extent, self.hit)
         if snapped != self.view._live_frame:
             self.view._live_frame = snapped
             self.view.view_changed.emit()
@@ -571,18 +571,6 @@ def _drag_for(view: CanvasView, pos: QPointF) -> _Drag:
     if tool is Tool.FRAME:
         return _FrameDrag(view, pos)
     return _PanDrag(view, pos)
-
-
-def _snap_edges(left: float, top: float, right: float, bottom: float, hit: str) -> Bounds:
-    """Snap a dragged frame to the 8-pixel grid; a move keeps the size, a resize keeps the far edges."""
-    if hit == "move":
-        x, y = round(left / 8) * 8, round(top / 8) * 8
-        return Bounds(x, y, round(right - left), round(bottom - top))
-    width = min(MAX_FRAME, max(MIN_FRAME, round((right - left) / 8) * 8))
-    height = min(MAX_FRAME, max(MIN_FRAME, round((bottom - top) / 8) * 8))
-    x = round(right) - width if "l" in hit else round(left)
-    y = round(bottom) - height if "t" in hit else round(top)
-    return snap_frame(Bounds(x, y, width, height))
 
 
 def _frame_hit(view: CanvasView, pos: QPointF) -> str:
