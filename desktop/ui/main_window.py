@@ -51,6 +51,7 @@ from .canvas.tools import Tool, ToolState
 from .canvas.view import CanvasView
 from .gallery.export_dialog import ExportDialog
 from .gallery.view import GalleryView
+from .generation_keys import GenerationKeys
 from .models_dialog import ModelsDialog
 from .prompt_panel import MODE_TEXT, PromptPanel
 from .queue_view import QueueView
@@ -92,6 +93,8 @@ class MainWindow(QMainWindow):
         self.crash_box: QMessageBox | None = None
         self._build()
         self._connect()
+        # Esc, Enter, Delete, Left and Right act on the run and its results wherever the focus is.
+        self.generation_keys = GenerationKeys(self, self.generation, self.cancel_button.isEnabled, self.cancel)
         request = self._restored_request()
         self.panel.set_request(request)
         self.panel.batch_count.setValue(settings.batch_count)

@@ -1,0 +1,102 @@
+"""Generation keys wherever the focus is: Esc cancels, Enter accepts, Delete discards, Left/Right step.
+
+Keys are sent as a person's keyboard sends them: to the widget that has the focus.
+"""
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from desktop.core.request import GenerationRequest
+
+TIMEOUT = 60_000
+
+
+def small(window, **fields):
+    base = {"prompt": "", "steps": 2, "width": 64, "height": 64, "seed": 3, "sampler": "Euler a",
+            "schedule": "Automatic", "batch_size": 3}
+    window.panel.set_request(GenerationRequest(**{**base, **fields}))
+
+
+def press(qtbot, window, key, modifier=Qt.KeyboardModifier.NoModifier):
+    """A key from the keyboard: it goes to the focused widget (or the active popup, such as an open menu)."""
+    target = QApplication.activePopupWidget() or QApplication.focusWidget() or window
+    qtbot.keyClick(target, key, modifier)
+
+
+def click_generate(qtbot, window):
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        qtbot.mouseClick(window.panel.generate_button, Qt.MouseButton.LeftButton)
+    assert len(window.generation.staged) == 3 and window.generation.current == 0
+
+
+@pytest.mark.qt_log_ignore("does not support raise", "does not support grabbing", extend=True)  # offscreen menus
+def test_esc_cancels_a_run_after_a_menu_was_closed_with_esc(make_window, qtbot):
+    window = make_window()
+    small(window, steps=60, width=256, height=256, batch_size=1)
+    steps = []
+    window.worker.step.connect(lambda job, i, n, preview: steps.append(i))
+    job, = window.generate()
+    qtbot.waitUntil(lambda: len(steps) >= 1, timeout=TIMEOUT)
+    bar = window.menuBar()
+    menu = next(action for action in bar.actions() if action.text() == "&Generate")
+    qtbot.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.actionGeometry(menu).center())
+    qtbot.waitUntil(lambda: QApplication.activePopupWidget() is not None, timeout=5000)
+    with qtbot.assertNotEmitted(window.worker.job_cancelled, wait=50):
+        press(qtbot, window, Qt.Key.Key_Escape)  # closes the menu, and only that
+    assert QApplication.activePopupWidget() is None
+    with qtbot.waitSignal(window.worker.job_cancelled, timeout=TIMEOUT) as cancelled:
+        press(qtbot, window, Qt.Key.Key_Escape)
+    assert cancelled.args == [job] and len(steps) < 60
+
+
+def test_after_clicking_generate_enter_accepts_and_right_steps(make_window, qtbot):
+    window = make_window()
+    small(window)
+    click_generate(qtbot, window)
+    generation = window.generation
+    press(qtbot, window, Qt.Key.Key_Right)
+    assert generation.current == 1 and "2 of 3" in generation.bar.label.text()
+    press(qtbot, window, Qt.Key.Key_Delete)
+    assert len(generation.staged) == 2
+    press(qtbot, window, Qt.Key.Key_Left)
+    assert generation.current == 0
+    layers = len(window.doc.layers)
+    press(qtbot, window, Qt.Key.Key_Return)
+    assert generation.staged == [] and len(window.doc.layers) == layers + 1
+
+
+def test_a_spin_box_edited_before_generate_gives_the_keys_to_the_results_until_typed_in(make_window, qtbot):
+    window = make_window()
+    small(window)
+    box = window.panel.steps
+    qtbot.mouseClick(box.lineEdit(), Qt.MouseButton.LeftButton)
+    box.selectAll()
+    qtbot.keyClicks(box, "2")
+    assert box.hasFocus()
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        press(qtbot, window, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)  # generate
+    assert box.hasFocus() and len(window.generation.staged) == 3
+    press(qtbot, window, Qt.Key.Key_Right)
+    assert window.generation.current == 1, "Right steps the results, not the spin box's cursor"
+    box.lineEdit().setCursorPosition(1)
+    qtbot.keyClick(box, Qt.Key.Key_Backspace)
+    qtbot.keyClicks(box, "3")
+    press(qtbot, window, Qt.Key.Key_Left)  # the box is being typed in again: it keeps its keys
+    assert window.generation.current == 1 and box.lineEdit().cursorPosition() == 0
+
+
+def test_while_typing_in_the_prompt_the_arrows_and_delete_edit_the_text(make_window, qtbot):
+    window = make_window()
+    small(window)
+    click_generate(qtbot, window)
+    prompt = window.panel.prompt
+    qtbot.mouseClick(prompt.viewport(), Qt.MouseButton.LeftButton)
+    qtbot.keyClicks(prompt, "a cat")
+    press(qtbot, window, Qt.Key.Key_Left)
+    press(qtbot, window, Qt.Key.Key_Left)
+    assert prompt.textCursor().position() == 3 and window.generation.current == 0
+    press(qtbot, window, Qt.Key.Key_Delete)
+    press(qtbot, window, Qt.Key.Key_Right)
+    assert prompt.toPlainText() == "a ct" and prompt.textCursor().position() == 4
+    assert len(window.generation.staged) == 3 and window.generation.current == 0
