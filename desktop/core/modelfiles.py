@@ -32,6 +32,7 @@ from desktop.core.safetensors_header import (
     ModelFileError,
     SafetensorsHeader,
     TensorInfo,
+    open_regular,
     read_safetensors_header,
     sniff,
 )
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 MODEL_SUFFIXES = (".safetensors", ".ckpt")  # what scan() lists
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 MAX_PICKLE_BYTES = 64 * 2**20  # bound on the pickle bytes scanned for key names
+MAX_CONFIG_BYTES = 4 * 2**20  # a diffusers config is a few KB
 SCAN_DEPTH = 4
 
 UNET = "model.diffusion_model."  # the UNet of an original-layout (LDM/SGM) checkpoint
@@ -235,22 +237,23 @@ def _classify_embedding(shapes) -> _Guess:
 def _identify_pickle(path: Path) -> _Guess:
     """Family of a pickle checkpoint from the strings in its pickle, never unpickling it."""
     try:
-        with path.open("rb") as f:
+        with open_regular(path) as f:
             head = f.read(64)
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                member = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
-                if member is None:
-                    raise ModelFileError(path, "it is a ZIP archive but not a PyTorch checkpoint.")
-                with z.open(member) as pkl:
-                    data = pkl.read(MAX_PICKLE_BYTES)
-        elif head[:1] == b"\x80":
-            with path.open("rb") as f:
+            f.seek(0)
+            if zipfile.is_zipfile(f):
+                with zipfile.ZipFile(f) as z:
+                    member = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+                    if member is None:
+                        raise ModelFileError(path, "it is a ZIP archive but not a PyTorch checkpoint.")
+                    with z.open(member) as pkl:
+                        data = pkl.read(MAX_PICKLE_BYTES)
+            elif head[:1] == b"\x80":
+                f.seek(0)
                 data = f.read(MAX_PICKLE_BYTES)
-        else:
-            sniffed = sniff(head)
-            what = f"it is actually {sniffed[0]}" if sniffed else "it is not a PyTorch checkpoint"
-            raise ModelFileError(path, f"{what}. Download it again.")
+            else:
+                sniffed = sniff(head)
+                what = f"it is actually {sniffed[0]}" if sniffed else "it is not a PyTorch checkpoint"
+                raise ModelFileError(path, f"{what}. Download it again.")
     except (OSError, zipfile.BadZipFile) as e:
         raise ModelFileError(path, f"it could not be read ({e}).") from e
 
@@ -309,16 +312,75 @@ def _identify_diffusers(folder: Path) -> ModelInfo:
         note = f"is a {cls or 'diffusers'} model, which Sfumato does not support"
     if channels not in (4, 9) and family is not Family.UNKNOWN:
         family, note = Family.UNKNOWN, f"has an unusual UNet with {channels} input channels"
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    if family is not Family.UNKNOWN:
+        _check_parts(folder, cls, family, index, unet)
+    size = 0
+    for part in folder.rglob("*"):
+        if part.is_file():
+            size += part.stat().st_size
+        elif part.exists() and not part.is_dir():  # a named pipe or device would hang the loader
+            raise ModelFileError(folder, f"its {part.relative_to(folder).as_posix()} is not a regular file "
+                                         "(a named pipe or a device), so Sfumato does not load it.")
     return ModelInfo(folder, "diffusers", "checkpoint", family, channels == 9, size, note,
                      scheduler.get("prediction_type"))
 
 
+def _check_parts(folder: Path, cls: str, family: Family, index: dict, unet: dict) -> None:
+    """Refuse a folder whose parts do not fit the pipeline its model_index.json names.
+
+    diffusers loads an SDXL pipeline without its second text encoder (a refiner has
+    none of the first), so SD 1.x parts under an SDXL name load, then fail at the
+    first prompt. Only what the folder says is compared; a part it omits is the
+    loader's to report.
+    """
+    xl = family in (Family.SDXL, Family.SDXL_REFINER)
+    problem = ""
+    listed = [name for name in ("text_encoder", "text_encoder_2")
+              if isinstance(index.get(name), list) and any(index[name])]
+    missing = [name for name in ("text_encoder_2", "tokenizer_2")
+               if not (isinstance(index.get(name), list) and any(index[name]))]
+    if xl and missing:
+        problem = f"it has no {' or '.join(missing)}, which SDXL needs"
+    elif xl and unet.get("addition_embed_type") != "text_time":
+        problem = "its UNet is not an SDXL UNet"
+    elif not xl and unet.get("addition_embed_type") is not None:
+        problem = "its UNet is an SDXL UNet"
+    elif not xl and "text_encoder_2" in listed:
+        problem = "it has a second text encoder, which only SDXL has"
+    else:
+        widths = [_text_width(folder, name) for name in listed]
+        cross = unet.get("cross_attention_dim")
+        if listed and None not in widths and isinstance(cross, int) and cross != sum(widths):
+            problem = (f"its UNet takes text features {cross} wide but its text encoder"
+                       f"{'s give' if len(widths) > 1 else ' gives'} {sum(widths)}")
+    if problem:
+        what = "an SDXL" if xl else "a Stable Diffusion 1.x/2.x"
+        raise ModelFileError(folder, f"its model_index.json names {cls}, {what} pipeline, but {problem}: "
+                                     "its parts come from different models. Download the model again.")
+
+
+def _text_width(folder: Path, name: str) -> int | None:
+    """The width of a text encoder's output, from its config (None when it can't be read)."""
+    try:
+        width = _read_json(folder, f"{name}/config.json").get("hidden_size")
+    except ModelFileError:
+        return None
+    return width if isinstance(width, int) else None
+
+
 def _read_json(folder: Path, name: str) -> dict:
     try:
-        value = json.loads((folder / name).read_text(encoding="utf-8"))
+        with open_regular(folder / name) as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ValueError("it is too large to be a config file")
+        value = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ModelFileError(folder, f"it has no {name}.") from None
+    except ModelFileError as e:
+        raise ModelFileError(folder, f"its {name} {e.reason.removeprefix('it ')}") from None
+    except RecursionError:
+        raise ModelFileError(folder, f"its {name} is nested too deeply to be a config file.") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ModelFileError(folder, f"its {name} could not be read ({e}).") from e
     if not isinstance(value, dict):
@@ -370,8 +432,16 @@ def _walk(folder: Path, depth: int, found: dict[Path, Path]) -> None:
                 found.setdefault(path.resolve(), path)
             elif depth > 0:
                 _walk(path, depth - 1, found)
-        elif path.suffix.lower() in MODEL_SUFFIXES:
+        elif path.suffix.lower() in MODEL_SUFFIXES and _is_regular(entry):
             found.setdefault(path.resolve(), path)
+
+
+def _is_regular(entry: os.DirEntry) -> bool:
+    """A regular file (through links): pipes and devices are never read, so never listed."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def _identify_or_explain(path: Path) -> ModelInfo:
@@ -422,7 +492,7 @@ def model_hash(path, *, cache: MutableMapping[str, str] | str | os.PathLike | No
 
 def _sha256_file(path: Path, chunk: int = 2**20) -> str:
     sha = hashlib.sha256()
-    with path.open("rb") as f:
+    with open_regular(path) as f:
         while block := f.read(chunk):
             sha.update(block)
     return sha.hexdigest()

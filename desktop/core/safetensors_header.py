@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from desktop.core.errors import SfumatoError
 
@@ -82,6 +84,36 @@ def sniff(head: bytes) -> tuple[str, str] | None:
     return None
 
 
+def open_regular(path) -> BinaryIO:
+    """Open a regular file for reading; refuse anything else with a ModelFileError.
+
+    A named pipe blocks in open() and a device (a link to /dev/urandom) never
+    ends, so neither is opened: the type is checked before opening, and again
+    on the opened file (without blocking) in case the path changed between.
+    """
+    path = Path(path)
+    _require_regular(path, os.stat(path).st_mode)
+    nonblocking = getattr(os, "O_NONBLOCK", 0)  # POSIX; Windows has no FIFOs to block on
+    fd = os.open(path, os.O_RDONLY | nonblocking | getattr(os, "O_BINARY", 0))
+    try:
+        _require_regular(path, os.fstat(fd).st_mode)
+        if nonblocking:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _require_regular(path: Path, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    what = ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a special file")
+    raise ModelFileError(path, f"it is {what}, not a regular file, so Sfumato does not read it.")
+
+
 def read_safetensors_header(path, *, max_header_bytes: int = 100 * 2**20) -> SafetensorsHeader:
     """Read and fully validate a safetensors header, without the tensor data."""
     path = Path(path)
@@ -90,8 +122,8 @@ def read_safetensors_header(path, *, max_header_bytes: int = 100 * 2**20) -> Saf
         raise ModelFileError(path, reason)
 
     try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(64)
             n = int.from_bytes(head[:8], "little") if len(head) >= 8 else 0
             plausible = 8 <= len(head) and 2 <= n <= min(max_header_bytes, size - 8)
@@ -115,6 +147,8 @@ def read_safetensors_header(path, *, max_header_bytes: int = 100 * 2**20) -> Saf
         fail("it does not start with a safetensors header.")
     try:
         doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except RecursionError:  # a header like {"a": [[[[... nested 100,000 deep
+        fail("its header is nested too deeply to be a safetensors header.")
     except (UnicodeDecodeError, ValueError) as e:
         fail(f"its header is not valid JSON ({e}).")
     if not isinstance(doc, dict):

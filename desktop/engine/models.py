@@ -224,13 +224,28 @@ class ModelManager:
 def _explain(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     lowered = text.lower()
+    if any(_refused_code(e) for e in _chain(error)):  # diffusers words it "Unable to load weights"
+        return "this .ckpt file contains code, not only weights, so it was not opened. Use a .safetensors version of the model."
     if "size mismatch" in lowered or "shape" in lowered:
         return "its weights do not match the architecture Sfumato detected. The file may be damaged or of a model type Sfumato does not support."
     if "header" in lowered or "deserializ" in lowered or "incomplete" in lowered or "truncat" in lowered:
         return "the file is damaged or incomplete. Download it again."
-    if "weights_only" in lowered or "unpickl" in lowered:
-        return "this .ckpt file contains code, not only weights, so it was not opened. Use a .safetensors version of the model."
     return text
+
+
+def _chain(error: BaseException, limit: int = 16) -> list[BaseException]:
+    """The error and those it was raised from or while handling, nearest first."""
+    chain: list[BaseException] = []
+    while error is not None and len(chain) < limit and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def _refused_code(error: BaseException) -> bool:
+    """torch.load(weights_only=True) met something that is not a tensor or plain data."""
+    text = str(error).lower()
+    return "weights only load failed" in text or "weights_only" in text
 
 
 def _sentence(text: str) -> str:

@@ -358,10 +358,14 @@ def test_pickle_that_is_not_one(tmp_path):
 def make_diffusers(folder: Path, cls="StableDiffusionPipeline", in_channels=4, cross=32, text_encoder=True):
     index = {"_class_name": cls, "unet": ["diffusers", "UNet2DConditionModel"]}
     index["text_encoder"] = ["transformers", "CLIPTextModel"] if text_encoder else [None, None]
+    unet = {"_class_name": "UNet2DConditionModel", "in_channels": in_channels, "cross_attention_dim": cross}
+    if "XL" in cls:  # the second text encoder and the size-conditioned UNet of SDXL
+        index["text_encoder_2"] = ["transformers", "CLIPTextModelWithProjection"]
+        index["tokenizer_2"] = ["transformers", "CLIPTokenizer"]
+        unet["addition_embed_type"] = "text_time"
     (folder / "unet").mkdir(parents=True)
     (folder / "scheduler").mkdir()
     (folder / "model_index.json").write_text(json.dumps(index))
-    unet = {"_class_name": "UNet2DConditionModel", "in_channels": in_channels, "cross_attention_dim": cross}
     (folder / "unet" / "config.json").write_text(json.dumps(unet))
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps({"prediction_type": "epsilon"}))
     (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"unet weights")
@@ -403,6 +407,42 @@ def test_broken_diffusers_folder(tmp_path):
     (folder / "model_index.json").write_text("[]")
     with pytest.raises(ModelFileError, match="model_index.json is not a JSON object"):
         identify(folder)
+
+
+@pytest.mark.parametrize(
+    "cls, change, problem",
+    [
+        ("StableDiffusionXLPipeline", {"index": {"text_encoder_2": None}}, "it has no text_encoder_2, which SDXL needs"),
+        ("StableDiffusionXLPipeline", {"unet": {"addition_embed_type": None}}, "its UNet is not an SDXL UNet"),
+        ("StableDiffusionPipeline", {"unet": {"addition_embed_type": "text_time"}}, "its UNet is an SDXL UNet"),
+        ("StableDiffusionPipeline", {"index": {"text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}},
+         "it has a second text encoder, which only SDXL has"),
+        ("StableDiffusionPipeline", {"width": 64}, "its UNet takes text features 32 wide but its text encoder gives 64"),
+    ],
+)
+def test_a_diffusers_folder_whose_parts_do_not_fit_its_pipeline_is_refused(tmp_path, cls, change, problem):
+    folder = make_diffusers(tmp_path / "mixed", cls=cls, cross=32)
+    index = json.loads((folder / "model_index.json").read_text())
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    index.update(change.get("index", {}))
+    unet.update(change.get("unet", {}))
+    (folder / "model_index.json").write_text(json.dumps(index))
+    (folder / "unet" / "config.json").write_text(json.dumps(unet))
+    (folder / "text_encoder").mkdir()
+    (folder / "text_encoder" / "config.json").write_text(json.dumps({"hidden_size": change.get("width", 32)}))
+    with pytest.raises(ModelFileError, match=f"its model_index.json names {cls}, .* pipeline, but {problem}: "
+                                             "its parts come from different models. Download the model again."):
+        identify(folder)
+    (listed,) = scan([tmp_path])
+    assert listed.kind == "unknown" and problem in listed.note
+
+
+def test_parts_that_fit_their_pipeline_pass_with_their_widths(tmp_path):
+    folder = make_diffusers(tmp_path / "xl", cls="StableDiffusionXLPipeline", cross=96)
+    for name, width in (("text_encoder", 32), ("text_encoder_2", 64)):
+        (folder / name).mkdir()
+        (folder / name / "config.json").write_text(json.dumps({"hidden_size": width}))
+    assert identify(folder).family is Family.SDXL
 
 
 # ------------------------------------------------------------ sidecar, scan
