@@ -35,6 +35,10 @@ class OutOfMemory(SfumatoError):
     """The device ran out of memory; the message says what to lower."""
 
 
+class NoPicture(SfumatoError):
+    """The model ran but its output was not a number (NaN): there is no picture to show."""
+
+
 class Cancelled(SfumatoError):
     """The user cancelled the run. Raised from the step callback."""
 

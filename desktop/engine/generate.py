@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from desktop.core.errors import Cancelled, OutOfMemory
+from desktop.core.errors import Cancelled, NoPicture, OutOfMemory
 from desktop.core.geometry import Bounds, Extent, only_masked_area
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest, InpaintArea, MaskedContent, Mode
@@ -63,8 +63,10 @@ def run(
     pipe.scheduler = make_scheduler(loaded.scheduler_config, request.sampler, request.schedule, request.seeds)
     previewer = models.previewer(loaded.family, preview_method)
     state.status(f"Generating {request.batch_size} image(s), {request.width}x{request.height}")
+    last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
 
     def on_step_end(pipe, index: int, timestep, tensors: dict) -> dict:
+        last["latents"] = tensors["latents"]
         if state.cancelled():
             raise Cancelled(index + 1)
         total = getattr(pipe, "num_timesteps", None) or request.steps
@@ -109,8 +111,22 @@ def run(
             if not _is_out_of_memory(again):
                 raise
             raise _out_of_memory(request, models) from again
+    _check_finite(output.images, last.get("latents"), pipe.vae.dtype)
     images = (np.clip(output.images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     return [Result(prepared.finish(image), seed, request) for image, seed in zip(images, request.seeds, strict=True)]
+
+
+def _check_finite(images: np.ndarray, latents, vae_dtype: torch.dtype) -> None:
+    """A model that computes NaN (damaged weights, or numbers too large for half
+    precision) would otherwise give a black picture as if it had worked."""
+    if np.isfinite(images).all():
+        return
+    fix = "set the precision to fp32 (File > Settings, or --precision fp32)"
+    if vae_dtype in (torch.float16, torch.bfloat16) and latents is not None and bool(torch.isfinite(latents).all()):
+        raise NoPicture("The model produced no picture: its VAE's output was not a number (NaN) in half "
+                        f"precision. To decode in full precision, {fix}.")
+    raise NoPicture("The model produced no picture: its output was not a number (NaN). The model file may be "
+                    f"damaged; if it works in other programs, {fix}.")
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 import pytest
 
-from desktop.core.errors import Cancelled
+from desktop.core.errors import Cancelled, NoPicture
 from desktop.core.geometry import Bounds, Extent, Margins
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest, InpaintArea, MaskedContent, Mode
@@ -213,3 +213,14 @@ def test_large_pictures_decode_in_tiles_and_small_ones_whole(cpu_manager, sd1, m
     assert vae.use_tiling and image.shape == (128, 128, 3) and image.std() > 1
     run(cpu_manager, model=sd1)
     assert not vae.use_tiling
+
+
+def test_nan_says_which_part_made_no_picture():
+    nan_images = np.full((1, 8, 8, 3), np.nan, np.float32)
+    good_latents, nan_latents = torch.zeros(1, 4, 1, 1), torch.full((1, 4, 1, 1), float("nan"))
+    with pytest.raises(NoPicture, match=r"its VAE's output was not a number \(NaN\) in half precision.*fp32"):
+        generate._check_finite(nan_images, good_latents, torch.float16)
+    for latents, vae in ((nan_latents, torch.float16), (good_latents, torch.float32), (None, torch.float16)):
+        with pytest.raises(NoPicture, match=r"its output was not a number \(NaN\)\. The model file may be damaged"):
+            generate._check_finite(nan_images, latents, vae)
+    generate._check_finite(np.zeros((1, 8, 8, 3), np.float32), nan_latents, torch.float16)  # a picture is a picture

@@ -10,9 +10,10 @@ import threading
 import zipfile
 
 import pytest
+import torch
 
 from desktop.core import modelfiles
-from desktop.core.errors import ModelLoadError
+from desktop.core.errors import ModelLoadError, NoPicture
 from desktop.core.modelfiles import ModelFileError
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest
@@ -197,3 +198,17 @@ def test_a_ckpt_with_model_keys_and_code_says_it_holds_code(cpu_manager, tmp_pat
         "opened. Use a .safetensors version of the model.")
     assert not marker.exists()
 
+
+def test_an_all_nan_checkpoint_says_it_made_no_picture(cpu_manager, tiny_models, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tiny = tiny_models["sd1"]
+    weights = {name: torch.full_like(tensor, float("nan")) if tensor.is_floating_point() else tensor
+               for name, tensor in load_file(str(tiny.checkpoint)).items()}
+    path = tmp_path / "nan.safetensors"
+    save_file(weights, str(path), metadata={"format": "pt"})
+    shutil.copytree(tiny.config, tmp_path / "nan.config")
+    request = GenerationRequest(prompt="x", model=str(path), width=64, height=64, steps=2, seed=1)
+    with pytest.raises(NoPicture, match=r"^The model produced no picture: its output was not a number \(NaN\)\. "
+                                        r"The model file may be damaged; .*fp32"):
+        generate.run(request, TaskState(), cpu_manager)
