@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
+from desktop.core.backend import Result
 from desktop.core.errors import Cancelled, NoPicture, OutOfMemory
 from desktop.core.geometry import Bounds, Extent, only_masked_area
 from desktop.core.progress import TaskState
@@ -28,13 +29,6 @@ from .schedulers import make_scheduler
 
 
 VAE_TILING_AREA = 1536 * 1536
-
-
-@dataclass(frozen=True)
-class Result:
-    image: np.ndarray  # HxWx3 uint8
-    seed: int
-    request: GenerationRequest = field(repr=False)  # resolved; shared by the batch
 
 
 @dataclass

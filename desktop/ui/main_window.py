@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core import autosave, model_sources, paths
 from desktop.core import settings as settings_store
+from desktop.core.backend import Backend, BackendFactory
 from desktop.core.document import CanvasDocument
 from desktop.core.errors import InvalidRequest
 from desktop.core.frame import frame_mode
@@ -68,6 +69,16 @@ DEMO_NOTICE = (
 )
 
 
+def local_backend(settings: Settings) -> Backend:
+    """The window's backend: the engine on this computer. Called on the worker thread, so torch loads there.
+
+    The only place in desktop/ui that reaches into desktop/engine (tests/core/test_layering.py).
+    """
+    from desktop.engine.local import LocalBackend
+
+    return LocalBackend.from_settings(settings)
+
+
 class MainWindow(QMainWindow):
     """Signals:
     results_shown(list): [(image, seed, path)] of a finished job, once staged on the canvas.
@@ -79,11 +90,11 @@ class MainWindow(QMainWindow):
     models_scanned = Signal(list)
     crash_reported = Signal(object, str)  # from any thread: the crash report's path, and what happened
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, backend_factory: BackendFactory | None = None):
         super().__init__()
         self.settings = settings
         self.setWindowTitle("Sfumato")
-        self.worker = GenerationWorker(settings)
+        self.worker = GenerationWorker(settings, backend_factory or local_backend)
         self._step_times: list[float] = []
         self._select_after_scan: str | None = None
         self._closing = False

@@ -1,10 +1,12 @@
-"""GenerationWorker: the one thread that owns torch, diffusers and the loaded model.
+"""GenerationWorker: the one thread that owns the Backend (desktop/core/backend.py) and its models.
 
 The GUI thread calls submit(), remove(), cancel() and shutdown(); they only
 touch a locked queue and a threading.Event, so they return at once. The
-worker thread imports the engine on first use, runs one job at a time,
-saves each result to disk (PNG encoding stays off the GUI thread) and
-reports through signals, delivered to slots on the GUI thread.
+worker thread makes its backend on first use with the factory it was given
+(the window's factory imports torch there, never on the GUI thread), runs
+one job at a time, saves each result to disk (PNG encoding stays off the GUI
+thread) and reports through signals, delivered to slots on the GUI thread.
+This module never imports the engine.
 
 Signals:
     status(str): what the engine is doing ("Loading model...", "Ready: ...").
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from desktop.core import modelfiles, paths
+from desktop.core.backend import Backend, BackendFactory, GenerationJob, ModelDescriptor
 from desktop.core.errors import Cancelled, SfumatoError
 from desktop.core.outputs import save_result
 from desktop.core.progress import TaskState
@@ -58,14 +60,15 @@ class _WorkerSignals(QObject):
 
 
 class _Runner(_WorkerSignals):
-    """Lives on the worker thread: the queue, the engine, and the runs. See GenerationWorker."""
+    """Lives on the worker thread: the queue, the backend, and the runs. See GenerationWorker."""
 
     _wake = Signal()
     _preload = Signal(str)
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, backend_factory: BackendFactory):
         super().__init__()
         self._settings = settings
+        self._make_backend = backend_factory
         self._thread = QThread()
         self._thread.setObjectName("generation-worker")
         self._lock = threading.Lock()
@@ -73,7 +76,7 @@ class _Runner(_WorkerSignals):
         self._ids = itertools.count(1)
         self._current: TaskState | None = None
         self._stopping = False
-        self._models = None  # engine ModelManager, created in the worker thread
+        self._backend: Backend | None = None  # made in the worker thread
         self._engine_stale = False
         self._preload_target: str | None = None
         self._current_is_preload = False
@@ -144,26 +147,32 @@ class _Runner(_WorkerSignals):
             self._pending.clear()
             if self._current is not None:
                 self._current.cancel()
+            backend = self._backend
+        if backend is not None:
+            backend.cancel()  # thread-safe: a backend with work elsewhere (a server) stops it too
 
     # -- the worker thread ------------------------------------------------------------
 
-    def _manager(self):
+    def _started(self, state: TaskState) -> Backend:
+        """The backend, made and started on first use, and again after the device or precision changed."""
         with self._lock:
             stale, self._engine_stale = self._engine_stale, False
-        if stale and self._models is not None:
-            self._models.unload()  # device or precision changed: start over on the new one
-            self._models = None
-        if self._models is None:
+            backend, settings = self._backend, self._settings
+        if stale and backend is not None:
+            backend.close()  # start over on the new device
+            backend = None
+        if backend is None:
             self.status.emit("Starting the engine...")
-            from desktop.engine import devices
-            from desktop.engine.models import ModelManager
-
+            backend = self._make_backend(settings)
+            try:
+                description = backend.start(state)
+            except BaseException:
+                backend.close()
+                raise
             with self._lock:
-                device, precision = self._settings.device, self._settings.precision
-            choice = devices.choose(device, precision)
-            self._models = ModelManager(choice)
-            self.device_ready.emit(choice.description)
-        return self._models
+                self._backend = backend
+            self.device_ready.emit(description)
+        return backend
 
     @Slot(str)
     def _load_model(self, model: str) -> None:
@@ -174,7 +183,7 @@ class _Runner(_WorkerSignals):
             state = TaskState(on_status=self.status.emit)
             self._current, self._current_is_preload = state, True
         try:
-            loaded = self._manager().load(model, state)
+            loaded = self._started(state).load(model, state)
         except Cancelled:
             return
         except Exception as error:  # noqa: BLE001 - say why, whatever it was; the app keeps working
@@ -208,12 +217,11 @@ class _Runner(_WorkerSignals):
     def _run_one(self, job_id: int, request: GenerationRequest, state: TaskState, settings: Settings) -> None:
         try:
             request = request.resolved()
-            models = self._manager()
-            from desktop.engine import generate
-
+            backend = self._started(state)
             self.job_started.emit(job_id, request)
             started = time.perf_counter()
-            results = generate.run(request, state, models, settings.preview_method, settings.preview_every)
+            loaded = backend.load(request.model, state)
+            results = backend.run(GenerationJob(request, settings.preview_method, settings.preview_every), state)
         except Cancelled:
             self.job_cancelled.emit(job_id)
             self.status.emit("Cancelled.")
@@ -221,7 +229,6 @@ class _Runner(_WorkerSignals):
         except Exception as error:  # noqa: BLE001 - the worker must survive anything and say what happened
             self.job_failed.emit(job_id, _message(error))
             return
-        loaded = models.current
         self.model_loaded.emit(loaded.ref, loaded.family)
         saved, problem = self._save(results, loaded, settings)
         seconds = time.perf_counter() - started
@@ -231,12 +238,8 @@ class _Runner(_WorkerSignals):
         else:
             self.status.emit(f"Done in {seconds:.1f} s: {len(saved)} image(s) saved to {Path(saved[0][2]).parent}")
 
-    def _save(self, results, loaded, settings: Settings) -> tuple[list, str]:
+    def _save(self, results, loaded: ModelDescriptor, settings: Settings) -> tuple[list, str]:
         """Write each result; a failure is reported, never a reason to drop the pictures."""
-        try:
-            model_hash = modelfiles.model_hash(loaded.info.path, cache=paths.cache_dir() / "model-hashes.json")
-        except (OSError, SfumatoError):
-            model_hash = ""  # the pictures matter more than the hash in their metadata
         saved, problem = [], ""
         with self._lock:
             gallery = self._gallery
@@ -245,9 +248,9 @@ class _Runner(_WorkerSignals):
         for r in results:
             try:
                 if gallery is not None:
-                    path = gallery.add_result(r.image, r.request, r.seed, loaded.name, model_hash)
+                    path = gallery.add_result(r.image, r.request, r.seed, loaded.name, loaded.hash)
                 else:
-                    path = save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, model_hash)
+                    path = save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, loaded.hash)
             except OSError as error:
                 path = None
                 problem = (f"The pictures could not be saved to {settings.output_path()}: {error.strerror or error}. "
@@ -270,7 +273,10 @@ def _message(error: Exception) -> str:
 
 
 class GenerationWorker(_WorkerSignals):
-    """The GUI thread's handle on the one thread that owns torch, diffusers and the model.
+    """The GUI thread's handle on the one thread that owns the backend (torch, diffusers and the model).
+
+    `backend_factory(settings)` is called on that thread to make the Backend,
+    and again when the device or precision changes.
 
     Its methods return at once. Its signals (listed in the module docstring)
     are emitted on the GUI thread, so any slot or plain function may receive
@@ -279,9 +285,9 @@ class GenerationWorker(_WorkerSignals):
 
     stopped = Signal()
 
-    def __init__(self, settings: Settings, parent: QObject | None = None):
+    def __init__(self, settings: Settings, backend_factory: BackendFactory, parent: QObject | None = None):
         super().__init__(parent)
-        self._runner = _Runner(settings)
+        self._runner = _Runner(settings, backend_factory)
         for name in self.NAMES:
             getattr(self._runner, name).connect(getattr(self, name))  # queued onto this (GUI) thread
         self._thread = self._runner._thread

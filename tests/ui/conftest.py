@@ -33,6 +33,21 @@ def make_window(qtbot, tiny_models):
         assert window.worker._thread.isFinished(), "the worker thread is still running after close"
 
 
+@pytest.fixture
+def fake_backend(monkeypatch):
+    """Windows made in this test run on a FakeBackend (tests/support/fake_backend.py) instead of the engine.
+
+    No torch, no model: start-up, jobs and close take milliseconds. Returns the backend, so the test
+    can set a step delay or a failure and see what it was asked. Tests about the engine itself don't use it.
+    """
+    from desktop.ui import main_window
+    from tests.support.fake_backend import FakeBackend
+
+    backend = FakeBackend()
+    monkeypatch.setattr(main_window, "local_backend", backend.factory)
+    return backend
+
+
 @pytest.fixture(autouse=True)
 def answer_dialogs(monkeypatch):
     """Modal questions would wait forever offscreen: unsaved changes are discarded, autosaves not restored.

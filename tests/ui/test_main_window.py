@@ -125,7 +125,7 @@ def test_a_broken_model_shows_why_and_the_previous_one_keeps_working(make_window
     assert not window.error_banner.isVisible()
 
 
-def test_invalid_values_cannot_be_entered(make_window, qtbot):
+def test_invalid_values_cannot_be_entered(make_window, qtbot, fake_backend):
     window = make_window()
     box = window.panel.width_box
     box.lineEdit().selectAll()
@@ -151,7 +151,7 @@ def test_changing_the_precision_restarts_the_engine_on_the_next_run(make_window,
     assert devices and devices[-1].endswith("float32")
 
 
-def test_settings_from_the_menu_are_saved_and_applied(make_window, qtbot):
+def test_settings_from_the_menu_are_saved_and_applied(make_window, qtbot, fake_backend):
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
@@ -189,7 +189,7 @@ def test_a_model_in_the_models_folder_is_found_and_preferred_over_the_demo(make_
     assert labels == ["painter", "Demo model (random weights)"]
 
 
-def test_seeds_above_two_to_the_31_are_reused_exactly(make_window, qtbot):
+def test_seeds_above_two_to_the_31_are_reused_exactly(make_window, qtbot, fake_backend):
     window = make_window()
     window.panel.remember_seed(3_630_596_309)
     qtbot.mouseClick(window.panel.reuse_seed, Qt.MouseButton.LeftButton)

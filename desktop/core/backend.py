@@ -1,0 +1,91 @@
+"""The Backend protocol: what the worker and the CLI call to make pictures.
+
+A backend owns the models and the device. The engine's LocalBackend
+(desktop/engine/local.py) runs diffusers on this computer; tests use
+FakeBackend (tests/support/fake_backend.py); a remote server would be one
+more class. Callers never import the engine: they take a backend, or a
+factory that makes one on the thread that will own it.
+
+Calls, all from the one thread that owns the backend except `cancel()`:
+
+    start(state) -> str         prepare the device; returns its description
+    load(ref, state)            make a model ready -> ModelDescriptor
+    run(job, state)             do one job -> [Result]
+    models()                    what this backend can load -> [ModelDescriptor]
+    cancel()                    from any thread: stop the call in progress
+    close()                     release the models and the device
+
+`state` is a TaskState: progress and previews go out through it, and a
+backend checks `state.cancelled()` between steps and raises Cancelled, so a
+cancelled job stops within one step. Errors a person can act on are
+SfumatoError subclasses (desktop/core/errors.py) with a sentence to show.
+
+A job is a small frozen dataclass with a `kind`. Today there is one,
+GenerationJob; an operation that is not a diffusion run (model upscale, face
+restore) becomes a new job dataclass with its own kind, and a model says which
+kinds it can run in `ModelDescriptor.kinds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from desktop.core.progress import TaskState
+from desktop.core.request import GenerationRequest
+from desktop.core.settings import Settings
+
+GENERATION = "generation"
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """Make the pictures of `request` (any mode), with a preview every `preview_every` steps."""
+
+    kind: ClassVar[str] = GENERATION
+    request: GenerationRequest
+    preview_method: str = "approximate"  # "approximate" | "taesd" | "none" (desktop/core/settings.py)
+    preview_every: int = 1
+
+
+Job = GenerationJob  # grows into a union as job kinds are added
+
+
+@dataclass(frozen=True)
+class ModelDescriptor:
+    """A model as a backend knows it: `ref` as asked for, `name` and `hash` as written into metadata."""
+
+    ref: str
+    family: str  # "sd1", "sd2", "sdxl", ... (modelfiles.Family values)
+    name: str
+    hash: str = ""  # A1111's short hash; "" when unknown (a catalogue lists models unhashed)
+    kinds: frozenset[str] = frozenset({GENERATION})  # the job kinds it can run
+
+
+@dataclass(frozen=True)
+class Result:
+    image: np.ndarray  # HxWx3 uint8
+    seed: int
+    request: GenerationRequest = field(repr=False)  # resolved; shared by the batch
+
+
+@runtime_checkable
+class Backend(Protocol):
+    def start(self, state: TaskState) -> str: ...
+
+    def load(self, ref: str, state: TaskState) -> ModelDescriptor: ...
+
+    def run(self, job: Job, state: TaskState) -> list[Result]: ...
+
+    def models(self) -> list[ModelDescriptor]: ...
+
+    def cancel(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# Makes a backend from the settings, on the thread that will own it (so torch is imported there).
+BackendFactory = Callable[[Settings], Backend]

@@ -1,0 +1,101 @@
+"""LocalBackend: the Backend (desktop/core/backend.py) that runs diffusers on this computer.
+
+It puts together what the worker and the CLI used to assemble each on their
+own: the device choice, the ModelManager, generate.run and the model hash
+written into metadata. A different device or precision is a new LocalBackend;
+the preview settings come with each job, so changing them keeps the model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+from desktop.core import model_sources, modelfiles, paths
+from desktop.core.backend import GENERATION, Job, ModelDescriptor, Result
+from desktop.core.errors import SfumatoError
+from desktop.core.progress import TaskState
+from desktop.core.settings import Settings
+
+from . import devices, generate
+from .models import DEMO, LoadedModel, ModelManager
+
+DEMO_NAME = "Demo model (random weights)"
+
+
+class LocalBackend:
+    """Owned by one thread (the worker's, or the CLI's); only cancel() may be called from another."""
+
+    def __init__(self, device: str = "auto", precision: str = "auto", models_folders: Iterable[str | Path] = (),
+                 hash_cache: Path | None = None):
+        self.device, self.precision = device, precision
+        self._folders = list(models_folders)
+        self._hash_cache = hash_cache  # None: the cache file in Sfumato's cache folder
+        self._manager: ModelManager | None = None
+        self._described: tuple[LoadedModel, ModelDescriptor] | None = None
+        self._lock = threading.Lock()
+        self._state: TaskState | None = None  # of the call in progress, for cancel()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalBackend:
+        return cls(settings.device, settings.precision, settings.models_folders)
+
+    def start(self, state: TaskState) -> str:
+        """Choose the device (raises ValueError for one that is not there); returns its description."""
+        if self._manager is None:
+            self._manager = ModelManager(devices.choose(self.device, self.precision))
+        return self._manager.device.description
+
+    def load(self, ref: str, state: TaskState) -> ModelDescriptor:
+        with self._calling(state):
+            self.start(state)
+            return self._describe(self._manager.load(ref, state))
+
+    def run(self, job: Job, state: TaskState) -> list[Result]:
+        if job.kind != GENERATION:
+            raise SfumatoError(f"This version of Sfumato cannot run {job.kind} jobs on this computer.")
+        with self._calling(state):
+            self.start(state)
+            return generate.run(job.request, state, self._manager, job.preview_method, job.preview_every)
+
+    def models(self) -> list[ModelDescriptor]:
+        """The usable models in the model folders, then the demo model."""
+        found = [ModelDescriptor(str(entry.path), entry.info.family.value, entry.name)
+                 for entry in model_sources.list_models(self._folders) if entry.usable]
+        return [*found, ModelDescriptor(DEMO, "sd1", DEMO_NAME)]
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._state is not None:
+                self._state.cancel()
+
+    def close(self) -> None:
+        if self._manager is not None:
+            self._manager.unload()
+            self._manager = None
+        self._described = None
+
+    @contextmanager
+    def _calling(self, state: TaskState):
+        with self._lock:
+            self._state = state
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._state = None
+
+    def _describe(self, loaded: LoadedModel) -> ModelDescriptor:
+        """The loaded model for metadata; hashed once per load (the hash cache file keeps it between runs)."""
+        if self._described is not None and self._described[0] is loaded:
+            return self._described[1]
+        cache = self._hash_cache or paths.cache_dir() / "model-hashes.json"
+        try:
+            model_hash = modelfiles.model_hash(loaded.info.path, cache=cache)
+        except (OSError, SfumatoError):
+            model_hash = ""  # the pictures matter more than the hash in their metadata
+        described = ModelDescriptor(loaded.ref, loaded.family, loaded.name, model_hash)
+        self._described = (loaded, described)
+        return described
