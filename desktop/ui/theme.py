@@ -15,8 +15,8 @@ both) so a selection looks the same in either.
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Qt, Slot
-from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QApplication, QToolTip
+from PySide6.QtGui import QColor, QPalette, QPen
+from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QToolTip
 
 THEMES = ("system", "light", "dark")
 
@@ -126,7 +126,16 @@ class _ThemeFollower(QObject):
         palette = dark_palette() if dark else light_palette()
         if app.palette() != palette:
             app.setPalette(palette)
+            _restyle(app)
         QToolTip.setPalette(palette)
+
+
+def _restyle(app: QApplication) -> None:
+    """Style sheets read palette(...) colours once: read them again, or a banner stays light in the dark."""
+    for widget in app.allWidgets():
+        sheet = widget.styleSheet()
+        if sheet:
+            widget.setStyleSheet(sheet)
 
 
 def _follower(app: QApplication) -> _ThemeFollower:
@@ -156,3 +165,35 @@ def apply_theme(app: QApplication, theme: str) -> None:
     follower.theme = theme
     _request_color_scheme(app, theme)
     follower.refresh()
+
+
+class CheckEdgeDelegate(QStyledItemDelegate):
+    """Item check boxes with a visible edge on a dark palette.
+
+    Fusion outlines a check box in a shade of the window colour and fills it
+    with the base colour, which is also a list's background: on a dark
+    palette an unticked box (a hidden layer) all but vanished.
+    """
+
+    def paint(self, painter, option, index) -> None:
+        super().paint(painter, option, index)
+        if not (index.flags() & Qt.ItemFlag.ItemIsUserCheckable) or not is_dark(option.palette):
+            return
+        item = QStyleOptionViewItem(option)
+        self.initStyleOption(item, index)
+        widget = option.widget
+        style = widget.style() if widget is not None else QApplication.style()
+        box = style.subElementRect(QStyle.SubElement.SE_ItemViewItemCheckIndicator, item, widget)
+        painter.save()
+        painter.setPen(QPen(option.palette.color(_Role.PlaceholderText), 1))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(box.adjusted(0, 0, -1, -1))
+        painter.restore()
+
+
+# A checked toggle button (Lock, Favourite) filled with the selection colour: Fusion's own checked look is a
+# shade darker than the button, too close to tell apart, above all in the dark.
+CHECKED_BUTTON_STYLE = (
+    "QToolButton:checked, QPushButton:checked { background: palette(highlight); color: palette(highlighted-text);"
+    " border: 1px solid palette(dark); border-radius: 3px; }"
+)

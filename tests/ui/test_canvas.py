@@ -301,6 +301,30 @@ def test_layers_panel_hides_renames_reorders_and_locks(make_window, qtbot):
     assert [l.name for l in doc.layers] == ["photo", "Mask"] and doc.layers[0].visible
 
 
+def test_the_lock_button_shows_whether_the_active_layer_is_locked(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo(64, 64))
+    lock = window.layers.buttons["lock"]
+    assert not lock.isChecked() and lock.text() == "Lock"
+    qtbot.mouseClick(lock, Qt.MouseButton.LeftButton)
+    assert doc.active.locked and lock.isChecked() and lock.text() == "Locked"
+    window.layers.list.setCurrentIndex(window.layers.model.index(0))  # the mask
+    assert not lock.isChecked() and lock.text() == "Lock"
+    window.layers.list.setCurrentIndex(window.layers.model.index(1))
+    assert lock.isChecked() and lock.text() == "Locked"
+    window.undo()
+    assert not doc.layers[0].locked and not lock.isChecked() and lock.text() == "Lock"
+
+
+def test_undo_keeps_the_layer_below_chosen_in_the_layers_panel(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo(64, 64))
+    qtbot.mouseClick(window.layers.buttons["new"], Qt.MouseButton.LeftButton)
+    window.undo()
+    assert doc.active.name == "photo"
+    assert window.layers.list.currentIndex().row() == window.layers.model.row(doc.layers[0])
+
+
 def test_opacity_slider_and_merge_down(make_window, qtbot):
     window = make_window()
     doc = open_photo(window, np.zeros((64, 64, 3), np.uint8))

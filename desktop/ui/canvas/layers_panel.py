@@ -26,6 +26,7 @@ from desktop.core.document import CanvasDocument, LayerNotEditable
 from desktop.core.layers import Layer, MaskLayer
 
 from ..qimage import to_qimage
+from ..theme import CHECKED_BUTTON_STYLE, CheckEdgeDelegate
 from .view import checker_brush
 
 MIME = "application/x-sfumato-layer-row"
@@ -152,6 +153,7 @@ class LayerList(QListView):
         self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed)
         self.setToolTip("Drag to reorder; double-click to rename; the box shows or hides a layer")
+        self.setItemDelegate(CheckEdgeDelegate(self))  # a hidden layer's empty box stays visible in the dark
 
     def dropEvent(self, event) -> None:
         data = event.mimeData()
@@ -215,6 +217,7 @@ class LayersPanel(QWidget):
             row.addWidget(button)
             self.buttons[key] = button
         self.buttons["lock"].setCheckable(True)
+        self.buttons["lock"].setStyleSheet(CHECKED_BUTTON_STYLE)
 
         opacity_row = QHBoxLayout()
         opacity_row.addWidget(QLabel("Opacity"))
@@ -296,7 +299,11 @@ class LayersPanel(QWidget):
         self.opacity.blockSignals(False)
         self.opacity_label.setText(f"{self.opacity.value()}%")
         self.opacity.setEnabled(layer is not None and not isinstance(layer, MaskLayer))
-        self.buttons["lock"].setChecked(bool(layer and layer.locked))
+        locked = bool(layer and layer.locked)
+        self.buttons["lock"].setChecked(locked)  # shows the active layer's state
+        self.buttons["lock"].setText("Locked" if locked else "Lock")
+        self.buttons["lock"].setToolTip(f"{layer.name} is locked: click to unlock it" if locked and layer else
+                                        "Lock the active layer against changes")
         for key in ("duplicate", "delete", "up", "down", "merge", "clear", "lock"):
             self.buttons[key].setEnabled(layer is not None)
 
