@@ -108,6 +108,34 @@ def test_favourite_delete_and_undo_from_the_keyboard(make_window, qtbot, sfumato
     assert gallery.model.rowCount() == 3 and path.exists()
 
 
+def test_the_favourite_button_shows_whether_the_chosen_picture_is_a_favourite(make_window, qtbot, sfumato_home):
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["one", "two"])
+    button = gallery.buttons["favourite"]
+    gallery.select_row(0)
+    assert not button.isChecked() and button.text() == "☆ Favourite"
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert first_record(gallery).favourite and button.isChecked() and button.text() == "★ Favourite"
+    gallery.select_row(1)
+    assert not button.isChecked()
+    gallery.select_row(0)
+    assert button.isChecked()
+    gallery.list.setFocus()
+    qtbot.keyClick(gallery.list, Qt.Key.Key_F)
+    assert not first_record(gallery).favourite and not button.isChecked()
+
+
+def test_a_search_that_finds_nothing_says_so(make_window, qtbot, sfumato_home):
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["a red fox"])
+    qtbot.keyClicks(gallery.search, "zebra")
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 0, timeout=5000)
+    assert gallery.parameters.toPlainText() == ""
+    assert gallery.parameters.placeholderText().startswith("No pictures match “zebra”")
+    gallery.search.clear()
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=5000)
+    gallery.select_row(0)
+    assert "Seed: 500" in gallery.parameters.toPlainText()
+
+
 def test_arrow_keys_step_through_the_pictures(make_window, qtbot, sfumato_home):
     window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["a", "b", "c"])
     gallery.select_row(0)

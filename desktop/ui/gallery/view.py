@@ -42,6 +42,7 @@ from desktop.core.request import GenerationRequest
 
 from ..background import Background
 from ..reveal import reveal
+from ..theme import CHECKED_BUTTON_STYLE
 from .model import GalleryModel, RecordRole
 
 DATES = {"Any time": None, "Today": 0, "Last 7 days": 7, "Last 30 days": 30, "This year": 365}
@@ -300,6 +301,8 @@ class GalleryView(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
         layout.addWidget(splitter, 1)
+        self.buttons["favourite"].setCheckable(True)  # checked: the selected pictures are favourites
+        self.buttons["favourite"].setStyleSheet(CHECKED_BUTTON_STYLE)
         self._selection_changed()
 
     # -- the store --------------------------------------------------------------------------------
@@ -384,6 +387,20 @@ class GalleryView(QWidget):
 
     def _count_changed(self, count: int) -> None:
         self.count.setText(f"{count:,} picture{'s' if count != 1 else ''}")
+        if self._shown is None:
+            self.parameters.setPlaceholderText(self._nothing_shown())
+
+    def _nothing_shown(self) -> str:
+        """What the parameters box says while no picture is chosen."""
+        if self.model.rowCount():
+            return "Choose a picture to see how it was made."
+        query = self.model.query
+        words = self.search.text().strip()
+        if words:
+            return f"No pictures match “{words}”. Change the search or the filters to see more."
+        if query.favourites or query.model or query.since is not None:
+            return "No pictures match these filters. Change them to see more."
+        return "No pictures yet: the pictures you make appear here."
 
     # -- selection and details ---------------------------------------------------------------------
 
@@ -408,6 +425,10 @@ class GalleryView(QWidget):
         for key in ("favourite", "export", "delete"):
             self.buttons[key].setEnabled(count > 0)
         self.buttons["export"].setText(f"Export {count}..." if count > 1 else "Export...")
+        records = self.selected()
+        favourite = bool(records) and all(r.favourite for r in records)
+        self.buttons["favourite"].setChecked(favourite)
+        self.buttons["favourite"].setText("★ Favourite" if favourite else "☆ Favourite")
         self.buttons["delete"].setText(f"Delete {count}" if count > 1 else "Delete")
         if count == 0 and not self.list.currentIndex().isValid():
             self._show(None)
@@ -422,7 +443,9 @@ class GalleryView(QWidget):
             self.picture.set_image(QImage())
             self.info.setText("")
             self.parameters.setPlainText("")
+            self.parameters.setPlaceholderText(self._nothing_shown())
             return
+        self.parameters.setPlaceholderText("No parameters were found in this picture.")
         when = _dt.datetime.fromtimestamp(record.created).strftime("%d %b %Y, %H:%M")
         details = [f"{record.width} x {record.height}", when]
         if record.model:
@@ -504,11 +527,13 @@ class GalleryView(QWidget):
             self.store.set_favourite(ids, favourite)
         except (OSError, sqlite3.Error) as error:
             self.error.emit(f"The favourites could not be saved: {getattr(error, 'strerror', None) or error}")
+            self._selection_changed()  # the button shows the state that was kept
             return
         if self.model.query.favourites and not favourite:
             self.model.remove_ids(set(ids))
         else:
             self.model.update_records(ids)
+        self._selection_changed()
         self.message.emit(f"{len(ids)} picture{'s' if len(ids) > 1 else ''} "
                           f"{'marked as favourite' if favourite else 'no longer favourite'}.")
 
