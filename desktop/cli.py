@@ -4,7 +4,8 @@ Prints the path of each image as it is written (stdout) and progress
 (stderr); exits 0 on success, 2 with a one-line reason on bad input, 1 when
 the generation fails or a picture could not be written, 130 when
 interrupted. Pictures are saved through the gallery's store, as the window
-saves them, so a gallery on the folder lists them at once.
+saves them, so a gallery on the folder lists them at once. It runs through
+LocalBackend (desktop/core/backend.py), as the window does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from desktop.core import modelfiles, paths
+from desktop.core import paths
+from desktop.core.backend import GenerationJob, ModelDescriptor
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Extent, Margins
@@ -154,15 +156,15 @@ def main(argv: list[str]) -> int:
         print(f"sfumato: {error}", file=sys.stderr)
         return 2
     # Heavy imports only once the input is known to be good.
-    from desktop.engine import devices, generate
-    from desktop.engine.models import DEMO, ModelManager
+    from desktop.engine.local import DemoModelUnwritable, LocalBackend
 
+    progress = _Progress()
+    backend = LocalBackend(args.device, args.precision)
     try:
-        choice = devices.choose(args.device, args.precision)
+        backend.start(progress.state)
     except ValueError as error:
         print(f"sfumato: {error}", file=sys.stderr)
         return 2
-    progress = _Progress()
     folder = args.out or paths.output_dir()
     try:
         # Opened first: a folder that cannot be written is found before minutes of work, not after.
@@ -172,12 +174,13 @@ def main(argv: list[str]) -> int:
         print(f"sfumato: the output folder {folder} cannot be used: {_reason(error)}", file=sys.stderr)
         return 1
     try:
-        if request.model == DEMO and not _build_demo_model(progress):
-            return 1
-        models = ModelManager(choice)
-        results = generate.run(request, progress.state, models)
+        model = backend.load(request.model, progress.state)
+        results = backend.run(GenerationJob(request), progress.state)
         progress.end()
-        return _save(store, results, models.current)
+        return _save(store, results, model)
+    except DemoModelUnwritable as error:
+        print(f"sfumato: could not build the demo model in {error.folder}: {error.reason}.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nsfumato: interrupted", file=sys.stderr)
         return 130
@@ -195,36 +198,12 @@ def main(argv: list[str]) -> int:
         store.close()
 
 
-def _build_demo_model(progress: _Progress) -> bool:
-    """Build the demo model now (the first time), so a full or read-only disk gets a sentence, not a traceback."""
-    from safetensors import SafetensorError
-
-    from desktop.engine import tiny
-
-    root = paths.demo_model_dir()
-    if not tiny.paths(root, "sd1").checkpoint.is_file():
-        progress.status("Preparing the demo model...")
-    try:
-        tiny.build(root, "sd1")
-    except (OSError, SafetensorError) as error:
-        reason = _reason(error)
-        if reason == "the disk is full":
-            reason += f"; free some space there, or point {paths.HOME_ENV} at a folder on another disk"
-        print(f"sfumato: could not build the demo model in {root}: {reason}.", file=sys.stderr)
-        return False
-    return True
-
-
-def _save(store: GalleryStore, results, loaded) -> int:
+def _save(store: GalleryStore, results, model: ModelDescriptor) -> int:
     """Save and index each result, printing its path at once; say how many could not be saved, and why."""
-    try:
-        model_hash = modelfiles.model_hash(loaded.info.path, cache=paths.cache_dir() / "model-hashes.json")
-    except (OSError, SfumatoError):
-        model_hash = ""  # the pictures matter more than the hash in their metadata
     saved, problems = 0, []
     for r in results:
         try:
-            path = store.add_result(r.image, r.request, r.seed, loaded.name, model_hash)
+            path = store.add_result(r.image, r.request, r.seed, model.name, model.hash)
         except OSError as error:
             problems.append(_reason(error))
             continue

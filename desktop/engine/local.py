@@ -8,6 +8,7 @@ the preview settings come with each job, so changing them keeps the model.
 
 from __future__ import annotations
 
+import errno
 import threading
 from collections.abc import Iterable
 from contextlib import contextmanager
@@ -19,10 +20,18 @@ from desktop.core.errors import SfumatoError
 from desktop.core.progress import TaskState
 from desktop.core.settings import Settings
 
-from . import devices, generate
+from . import devices, generate, tiny
 from .models import DEMO, LoadedModel, ModelManager
 
 DEMO_NAME = "Demo model (random weights)"
+
+
+class DemoModelUnwritable(SfumatoError):
+    """The demo model could not be written (a full or read-only disk); `folder` and `reason` say where and why."""
+
+    def __init__(self, folder: Path, reason: str):
+        super().__init__(f"Could not build the demo model in {folder}: {reason}.")
+        self.folder, self.reason = folder, reason
 
 
 class LocalBackend:
@@ -51,6 +60,9 @@ class LocalBackend:
     def load(self, ref: str, state: TaskState) -> ModelDescriptor:
         with self._calling(state):
             self.start(state)
+            current = self._manager.current
+            if ref == DEMO and (current is None or current.ref != DEMO):
+                _build_demo(state)
             return self._describe(self._manager.load(ref, state))
 
     def run(self, job: Job, state: TaskState) -> list[Result]:
@@ -99,3 +111,23 @@ class LocalBackend:
         described = ModelDescriptor(loaded.ref, loaded.family, loaded.name, model_hash)
         self._described = (loaded, described)
         return described
+
+
+def _build_demo(state: TaskState) -> None:
+    """Build the demo model now (the first time), so a full or read-only disk gets a sentence, not a traceback."""
+    from safetensors import SafetensorError
+
+    root = paths.demo_model_dir()
+    if not tiny.paths(root, "sd1").checkpoint.is_file():
+        state.status("Preparing the demo model...")
+    try:
+        tiny.build(root, "sd1")
+    except (OSError, SafetensorError) as error:
+        text = str(error)
+        if getattr(error, "errno", None) == errno.ENOSPC or "No space left" in text or "os error 28" in text:
+            reason = f"the disk is full; free some space there, or point {paths.HOME_ENV} at a folder on another disk"
+        elif isinstance(error, OSError) and error.strerror:
+            reason = error.strerror
+        else:
+            reason = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        raise DemoModelUnwritable(root, reason) from None

@@ -74,3 +74,10 @@ def test_the_layering_check_sees_lazy_and_relative_imports(tmp_path):
     source = tmp_path / "probe.py"
     source.write_text("def later():\n    from ..engine import generate\n    import desktop.engine.models\n")
     assert set(engine_imports(source, "desktop.ui.probe")) >= {"desktop.engine", "desktop.engine.models"}
+
+
+def test_the_cli_reaches_the_engine_only_through_its_local_backend():
+    import desktop.cli
+
+    assert set(engine_imports(Path(desktop.cli.__file__), "desktop.cli")) == {
+        "desktop.engine.local", "desktop.engine.local.DemoModelUnwritable", "desktop.engine.local.LocalBackend"}

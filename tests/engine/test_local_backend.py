@@ -68,3 +68,19 @@ def test_models_lists_the_usable_models_in_its_folders_then_the_demo(tiny_models
     (folder / "notes.safetensors").write_bytes(b"not a model")
     catalogue = LocalBackend("cpu", models_folders=[folder]).models()
     assert [(m.ref, m.family) for m in catalogue] == [(str(folder / "painter.safetensors"), "sd1"), ("demo", "sd1")]
+
+
+def test_a_full_disk_while_building_the_demo_model_is_a_sentence(monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from desktop.engine.local import DemoModelUnwritable
+
+    def no_space(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", no_space)
+    with pytest.raises(DemoModelUnwritable) as raised:
+        LocalBackend("cpu").load("demo", TaskState())
+    assert str(raised.value) == (f"Could not build the demo model in {paths.demo_model_dir()}: the disk is full; "
+                                 f"free some space there, or point {paths.HOME_ENV} at a folder on another disk.")
