@@ -1,0 +1,102 @@
+"""GenerationWorker drives any Backend: made on its thread, remade for a new device, failures said in a sentence."""
+
+import threading
+
+import pytest
+
+from desktop.core import settings as settings_store
+from desktop.core.errors import ModelLoadError, OutOfMemory
+from desktop.core.request import GenerationRequest
+from desktop.ui.worker import GenerationWorker
+from tests.support.fake_backend import DEVICE, FakeBackend
+
+TIMEOUT = 10_000
+REQUEST = GenerationRequest(prompt="a boat", model="some/model", width=64, height=64, steps=3, seed=5)
+
+
+@pytest.fixture
+def worker_on(qtbot):
+    workers = []
+
+    def make(backend: FakeBackend, made: list | None = None):
+        def factory(settings):
+            if made is not None:
+                made.append((settings.device, settings.precision, threading.current_thread() is threading.main_thread()))
+            return backend
+
+        worker = GenerationWorker(settings_store.load(), factory)
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        assert worker.shutdown(5000)
+
+
+def test_the_backend_is_made_on_the_worker_thread_and_its_pictures_are_saved(worker_on, qtbot):
+    made = []
+    backend = FakeBackend()
+    worker = worker_on(backend, made)
+    devices = []
+    worker.device_ready.connect(devices.append)
+    with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT) as finished:
+        worker.submit(REQUEST)
+    assert made == [("auto", "auto", False)], "made once, on the worker thread"
+    assert devices == [DEVICE]
+    (image, seed, path), = finished.args[1]
+    assert image.shape == (64, 64, 3) and seed == 5 and path is not None and path.is_file()
+    assert backend.loads == ["some/model"]
+
+
+def test_a_new_precision_remakes_the_backend_and_new_previews_do_not(worker_on, qtbot):
+    made = []
+    backend = FakeBackend()
+    worker = worker_on(backend, made)
+    with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT):
+        worker.submit(REQUEST)
+    settings = settings_store.load()
+    settings.preview_every = 2
+    worker.update_settings(settings)
+    with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT):
+        worker.submit(REQUEST)
+    assert (len(made), backend.closed) == (1, 0)
+    assert backend.jobs[-1].preview_every == 2
+    settings = settings_store.load()
+    settings.precision = "fp32"
+    worker.update_settings(settings)
+    with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT):
+        worker.submit(REQUEST)
+    assert [m[1] for m in made] == ["auto", "fp32"] and backend.closed == 1
+
+
+def test_failures_are_said_and_the_worker_keeps_working(worker_on, qtbot):
+    backend = FakeBackend(load_error=ModelLoadError("broken.safetensors", "it is not a model."))
+    worker = worker_on(backend)
+    with qtbot.waitSignal(worker.model_failed, timeout=TIMEOUT) as failed:
+        worker.preload("broken.safetensors")
+    assert failed.args[1] == "Could not load the model broken.safetensors: it is not a model."
+    backend.load_error = None
+    backend.run_error = OutOfMemory("The device ran out of memory; lower the size.")
+    with qtbot.waitSignal(worker.job_failed, timeout=TIMEOUT) as failed:
+        worker.submit(REQUEST)
+    assert failed.args[1] == "The device ran out of memory; lower the size."
+    backend.run_error = None
+    with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT):
+        worker.submit(REQUEST)
+
+
+def test_cancel_stops_the_running_job_within_a_step_and_the_next_one_runs(worker_on, qtbot):
+    backend = FakeBackend(step_delay=0.2)
+    worker = worker_on(backend)
+    steps = []
+    worker.step.connect(lambda job, i, n, preview: steps.append((job, i)))
+    with qtbot.waitSignal(worker.step, timeout=TIMEOUT):
+        first = worker.submit(REQUEST.replace(steps=50))
+    second = worker.submit(REQUEST)
+    with qtbot.waitSignal(worker.job_cancelled, timeout=TIMEOUT) as cancelled:
+        worker.cancel()
+    assert cancelled.args == [first]
+    assert len([s for s in steps if s[0] == first]) <= 2
+    with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT) as finished:
+        pass
+    assert finished.args[0] == second
