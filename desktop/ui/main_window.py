@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -59,6 +58,7 @@ from .queue_view import QueueView
 from .settings_dialog import SettingsDialog
 from .theme import apply_theme
 from .welcome import WelcomeDialog
+from .window_parts import Banner
 from .worker import GenerationWorker
 
 DEMO_LABEL = "Demo model (random weights)"
@@ -124,12 +124,7 @@ class MainWindow(QMainWindow):
     # -- layout ------------------------------------------------------------------------
 
     def _build(self) -> None:
-        self.panel = PromptPanel()
-        panel_scroll = QScrollArea()
-        panel_scroll.setWidget(self.panel)
-        panel_scroll.setWidgetResizable(True)
-        panel_scroll.setMinimumWidth(340)
-        panel_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.panel = PromptPanel()  # its values scroll; Generate and Cancel stay below them
 
         self.demo_banner = QLabel(DEMO_NOTICE)
         self.demo_banner.setObjectName("demoBanner")
@@ -138,11 +133,11 @@ class MainWindow(QMainWindow):
             "#demoBanner { background: palette(alternate-base); border: 1px solid palette(mid);"
             " border-radius: 4px; padding: 8px; }"
         )
-        self.error_banner = QPushButton()
+        self.error_banner = Banner()  # wraps: a long error never widens the window
         self.error_banner.setObjectName("errorBanner")
         self.error_banner.setToolTip("Click to dismiss")
         self.error_banner.setStyleSheet(
-            "#errorBanner { text-align: left; padding: 8px; border-radius: 4px; color: white;"
+            "#errorBanner { padding: 8px; border-radius: 4px; color: white;"
             " background: #a33a3a; border: 1px solid #7a2020; }"
         )
         self.error_banner.clicked.connect(self.error_banner.hide)
@@ -158,15 +153,19 @@ class MainWindow(QMainWindow):
         layers_dock.setObjectName("layersDock")
         layers_dock.setWidget(self.layers)
         layers_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                                | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+                                | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                                | QDockWidget.DockWidgetFeature.DockWidgetClosable)  # View > Layers shows it again
         layers_dock.setMinimumWidth(230)
+        self._layers_wanted = True  # the person's choice on the canvas tab (the gallery tab hides the dock)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, layers_dock)
+        self.resizeDocks([layers_dock], [260], Qt.Orientation.Horizontal)  # its buttons wrap onto lines
         self.layers_dock = layers_dock
 
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the running generation (Esc)")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.panel.footer_buttons.addWidget(self.cancel_button)
         self.queue = QueueView()
         self.queue.setMaximumHeight(130)
         self._mode_timer = QTimer(self, singleShot=True, interval=120)
@@ -192,11 +191,10 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.demo_banner)
         layout.addWidget(self.error_banner)
         layout.addWidget(self.tabs, 1)
-        layout.addWidget(self.cancel_button, 0, Qt.AlignmentFlag.AlignRight)
         layout.addWidget(self.queue)
 
         splitter = QSplitter()
-        splitter.addWidget(panel_scroll)
+        splitter.addWidget(self.panel)
         splitter.addWidget(centre)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([360, 900])
@@ -246,6 +244,9 @@ class MainWindow(QMainWindow):
         menu = bar.addMenu("&View")
         self._action(menu, "Canvas", "Alt+1", lambda: self.tabs.setCurrentIndex(0))
         self._action(menu, "Gallery", "Alt+2", lambda: self.tabs.setCurrentIndex(1))
+        self.layers_action = self.layers_dock.toggleViewAction()  # the dock's close button hides it
+        self.layers_action.setText("Layers panel")
+        menu.addAction(self.layers_action)
         menu.addSeparator()
         self._action(menu, "Zoom in", QKeySequence.StandardKey.ZoomIn, self.canvas.zoom_in)
         self._action(menu, "Zoom out", QKeySequence.StandardKey.ZoomOut, self.canvas.zoom_out)
@@ -411,7 +412,10 @@ class MainWindow(QMainWindow):
         on_canvas = index == 0
         for action in self.tool_actions:
             action.setEnabled(on_canvas)
-        self.layers_dock.setVisible(on_canvas)  # the gallery gets the room
+        if not on_canvas:  # the gallery gets the room; the canvas tab gets the panel back as it was
+            self._layers_wanted = not self.layers_dock.isHidden()
+        self.layers_dock.setVisible(on_canvas and self._layers_wanted)
+        self.layers_action.setEnabled(on_canvas)
         self._history_changed()
         if not on_canvas:
             self.gallery.refresh()  # files added or removed outside the app

@@ -1,5 +1,9 @@
 """The prompt panel: every value a generation needs, kept valid as it is typed.
 
+The values scroll; what Generate will do and the Generate button stay fixed
+below them, so they are on screen however short the window (`footer_buttons`
+takes the window's Cancel button beside Generate).
+
 It builds a GenerationRequest (`request()`) and takes one back (`set_request()`,
 used to restore the last session and to reuse parameters).
 
@@ -22,6 +26,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -240,15 +245,29 @@ class PromptPanel(QWidget):
         form.addRow("Batch count", self.batch_count)
         form.addRow(self.strength_label, self.strength)
 
-        layout = QVBoxLayout(self)
+        values = QWidget()
+        layout = QVBoxLayout(values)
         layout.addWidget(QLabel("Prompt"))
         layout.addWidget(self.prompt, 2)
         layout.addWidget(QLabel("Negative prompt"))
         layout.addWidget(self.negative, 1)
         layout.addLayout(form)
         layout.addWidget(self.inpaint_box)
-        layout.addWidget(self.mode_label)
-        layout.addWidget(self.generate_button)
+        scroll = QScrollArea()
+        scroll.setWidget(values)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(340)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.footer_buttons = QHBoxLayout()
+        self.footer_buttons.addWidget(self.generate_button, 1)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll, 1)
+        footer = QVBoxLayout()
+        footer.setContentsMargins(6, 0, 6, 6)
+        footer.addWidget(self.mode_label)
+        footer.addLayout(self.footer_buttons)
+        outer.addLayout(footer)
         self.set_request(GenerationRequest())
         self.set_mode(Mode.TXT2IMG)
 

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from desktop.core.document import CanvasDocument, LayerNotEditable
 from desktop.core.layers import Layer, MaskLayer
 
+from ..flow_layout import FlowLayout
 from ..qimage import to_qimage
 from ..theme import CHECKED_BUTTON_STYLE, CheckEdgeDelegate
 from .view import checker_brush
@@ -196,7 +197,7 @@ class LayersPanel(QWidget):
         self.opacity.sliderReleased.connect(self._opacity_set)
 
         self.buttons: dict[str, QToolButton] = {}
-        top_row, bottom_row = QHBoxLayout(), QHBoxLayout()
+        top_row = bottom_row = FlowLayout(stretch_lines=True)  # wraps in a narrow dock: every button stays shown
         for row, key, text, tip, slot in (
             (top_row, "new", "New", "New layer above the active one (Ctrl+Shift+N)", lambda: self.new_layer("image")),
             (top_row, "mask", "Mask", "New mask layer", lambda: self.new_layer("mask")),
@@ -228,7 +229,6 @@ class LayersPanel(QWidget):
         layout.addWidget(self.list, 1)
         layout.addLayout(opacity_row)
         layout.addLayout(top_row)
-        layout.addLayout(bottom_row)
 
     def set_document(self, doc: CanvasDocument) -> None:
         if self.doc is not None:

@@ -1,4 +1,7 @@
-"""The strip above the canvas: the tools, the current brush's size, hardness, opacity and colour, and the zoom."""
+"""The strip above the canvas: the tools, the current brush's size, hardness, opacity and colour, and the zoom.
+
+The three groups wrap onto a second line when the canvas is narrow, so every control stays on screen.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QButtonGroup,
     QColorDialog,
-    QFrame,
     QHBoxLayout,
     QLabel,
     QSpinBox,
@@ -17,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core.brush import MAX_SIZE
 
+from ..flow_layout import FlowLayout
 from .tools import Tool, ToolState
 
 
@@ -32,8 +35,10 @@ class ToolBar(QWidget):
     def __init__(self, tools: ToolState, parent: QWidget | None = None):
         super().__init__(parent)
         self.tools = tools
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(4, 2, 4, 2)
+        flow = FlowLayout(self, spacing=12)
+        flow.setContentsMargins(4, 2, 4, 2)
+        tool_group, brush_group, zoom_group = _group(flow), _group(flow), _group(flow)
+        layout = tool_group
         self.group = QButtonGroup(self)
         self.buttons: dict[Tool, QToolButton] = {}
         for tool in Tool:
@@ -45,7 +50,7 @@ class ToolBar(QWidget):
             self.group.addButton(button)
             self.buttons[tool] = button
             layout.addWidget(button)
-        layout.addWidget(_separator())
+        layout = brush_group
 
         self.size = _spin(1, MAX_SIZE, " px", "Brush size ([ smaller, ] larger)")
         self.hardness = _spin(0, 100, " %", "Hardness: 100% is a hard edge, lower is softer")
@@ -64,7 +69,7 @@ class ToolBar(QWidget):
             layout.addWidget(widget)
             self.brush_options += [label, widget]
         layout.addWidget(self.colour)
-        layout.addStretch(1)
+        layout = zoom_group
 
         self.zoom_label = QLabel("100%")
         self.zoom_label.setToolTip("Zoom (wheel or pinch; Ctrl+0 fits, Ctrl+1 is 100%)")
@@ -117,8 +122,10 @@ def _spin(low: int, high: int, suffix: str, tip: str) -> QSpinBox:
     return spin
 
 
-def _separator() -> QFrame:
-    line = QFrame()
-    line.setFrameShape(QFrame.Shape.VLine)
-    line.setFrameShadow(QFrame.Shadow.Sunken)
-    return line
+def _group(flow: FlowLayout) -> QHBoxLayout:
+    """A run of controls that stays together on one line of the strip."""
+    box = QWidget()
+    layout = QHBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    flow.addWidget(box)
+    return layout
