@@ -166,8 +166,7 @@ class MainWindow(QMainWindow):
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
         self.panel.footer_buttons.addWidget(self.cancel_button)
-        self.queue = QueueView()
-        self.queue.setMaximumHeight(130)
+        self.queue = QueueView()  # of a constant height: removing a job moves nothing under the pointer
         self._mode_timer = QTimer(self, singleShot=True, interval=120)
         self._mode_timer.timeout.connect(self._update_mode)
 

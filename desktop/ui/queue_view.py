@@ -1,5 +1,8 @@
 """QueueView: the pending generations, each removable.
 
+Its height never changes: the list keeps its room (three rows, then it
+scrolls) when it empties, so nothing below or beside it moves under the pointer.
+
 Signals:
     remove_requested(int): the user asked to drop the job with this id.
 """
@@ -8,7 +11,16 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from desktop.core.request import GenerationRequest
 
@@ -43,6 +55,12 @@ class QueueView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(header)
         layout.addWidget(self.list)
+        rows = 3
+        self.list.setFixedHeight(rows * (self.list.fontMetrics().height() + 2) + 2 * self.list.frameWidth() + 4)
+        policy = self.list.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.list.setSizePolicy(policy)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.list.hide()
 
     def set_jobs(self, jobs: list[tuple[int, GenerationRequest]]) -> None:

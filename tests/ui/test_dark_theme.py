@@ -33,7 +33,7 @@ def background(widget) -> QColor:
     return image.pixelColor(3, image.height() // 2)
 
 
-def test_switching_to_dark_turns_the_demo_banner_and_the_mode_hint_dark(make_window, look, qtbot):
+def test_switching_to_dark_turns_the_demo_banner_and_the_mode_hint_dark(make_window, fake_backend, look, qtbot):
     theme.apply_theme(look, "light")
     window = make_window()
     window.demo_banner.show()  # as with the demo model (which takes a while to build)

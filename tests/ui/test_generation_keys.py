@@ -1,6 +1,7 @@
 """Generation keys wherever the focus is: Esc cancels, Enter accepts, Delete discards, Left/Right step.
 
-Keys are sent as a person's keyboard sends them: to the widget that has the focus.
+Keys are sent as a person's keyboard sends them: to the widget that has the focus. Jobs run on the
+FakeBackend (tests/support/fake_backend.py), so they take milliseconds.
 """
 
 import pytest
@@ -31,9 +32,10 @@ def click_generate(qtbot, window):
 
 
 @pytest.mark.qt_log_ignore("does not support raise", "does not support grabbing", extend=True)  # offscreen menus
-def test_esc_cancels_a_run_after_a_menu_was_closed_with_esc(make_window, qtbot):
+def test_esc_cancels_a_run_after_a_menu_was_closed_with_esc(make_window, fake_backend, qtbot):
+    fake_backend.step_delay = 0.05  # a run that lasts 3 s unless it is cancelled
     window = make_window()
-    small(window, steps=60, width=256, height=256, batch_size=1)
+    small(window, steps=60, batch_size=1)
     steps = []
     window.worker.step.connect(lambda job, i, n, preview: steps.append(i))
     job, = window.generate()
@@ -50,7 +52,7 @@ def test_esc_cancels_a_run_after_a_menu_was_closed_with_esc(make_window, qtbot):
     assert cancelled.args == [job] and len(steps) < 60
 
 
-def test_after_clicking_generate_enter_accepts_and_right_steps(make_window, qtbot):
+def test_after_clicking_generate_enter_accepts_and_right_steps(make_window, fake_backend, qtbot):
     window = make_window()
     small(window)
     click_generate(qtbot, window)
@@ -66,7 +68,8 @@ def test_after_clicking_generate_enter_accepts_and_right_steps(make_window, qtbo
     assert generation.staged == [] and len(window.doc.layers) == layers + 1
 
 
-def test_a_spin_box_edited_before_generate_gives_the_keys_to_the_results_until_typed_in(make_window, qtbot):
+def test_a_spin_box_edited_before_generate_gives_the_keys_to_the_results_until_typed_in(make_window, fake_backend,
+                                                                                       qtbot):
     window = make_window()
     small(window)
     box = window.panel.steps
@@ -86,7 +89,7 @@ def test_a_spin_box_edited_before_generate_gives_the_keys_to_the_results_until_t
     assert window.generation.current == 1 and box.lineEdit().cursorPosition() == 0
 
 
-def test_while_typing_in_the_prompt_the_arrows_and_delete_edit_the_text(make_window, qtbot):
+def test_while_typing_in_the_prompt_the_arrows_and_delete_edit_the_text(make_window, fake_backend, qtbot):
     window = make_window()
     small(window)
     click_generate(qtbot, window)

@@ -147,3 +147,19 @@ def test_at_1280x720_every_button_of_the_gallery_is_on_screen(window, qtbot):
     assert not hidden
     for button in window.queue.findChildren(QAbstractButton):
         assert fully_shown(window, button), button.text()
+
+
+def test_removing_a_queued_job_moves_no_button(window, qtbot):
+    fit_to_screen(window, qtbot)
+    watched = [window.cancel_button, window.queue.remove_button, window.panel.generate_button]
+
+    def places():
+        qtbot.wait(20)
+        return [b.mapTo(window, QPoint(0, 0)).toTuple() for b in watched]
+
+    window._queue_changed(jobs(2))
+    with_jobs = places()
+    window._queue_changed(jobs(1))
+    assert places() == with_jobs
+    window._queue_changed([])  # the last one removed: the list empties
+    assert places() == with_jobs
