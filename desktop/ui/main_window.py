@@ -58,7 +58,7 @@ from .queue_view import QueueView
 from .settings_dialog import SettingsDialog
 from .theme import apply_theme
 from .welcome import WelcomeDialog
-from .window_parts import Banner
+from .window_parts import Banner, StatusBar
 from .worker import GenerationWorker
 
 DEMO_LABEL = "Demo model (random weights)"
@@ -125,6 +125,7 @@ class MainWindow(QMainWindow):
 
     def _build(self) -> None:
         self.panel = PromptPanel()  # its values scroll; Generate and Cancel stay below them
+        self.setStatusBar(StatusBar())  # a long message ends in "…" before the Device label
 
         self.demo_banner = QLabel(DEMO_NOTICE)
         self.demo_banner.setObjectName("demoBanner")

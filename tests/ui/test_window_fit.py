@@ -7,6 +7,7 @@ the queue is shown the jobs it would get from the worker.
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractButton
 
 from desktop.core import settings as settings_store
@@ -163,3 +164,24 @@ def test_removing_a_queued_job_moves_no_button(window, qtbot):
     assert places() == with_jobs
     window._queue_changed([])  # the last one removed: the list empties
     assert places() == with_jobs
+
+
+def test_a_long_status_line_stops_short_of_the_device_label(window, qtbot):
+    fit_to_screen(window, qtbot)
+    window.device_label.setText("Device: CPU (AVX512, 2 threads), bfloat16")
+    text = "Saved to /home/someone/Pictures/Sfumato/" + "MMMMMMMMMM" * 40
+    window.statusBar().showMessage(text)
+    qtbot.wait(50)
+    bar, label = window.statusBar(), window.device_label
+    assert label.width() >= label.sizeHint().width()  # the device label shows all of its text
+    image = bar.grab().toImage()
+    background = bar.palette().window().color()
+    gap = range(label.x() - 6, label.x() - 1)  # just left of the label: the message must not reach it
+    inked = [x for x in gap for y in range(image.height())
+             if _differs(QColor(image.pixel(round(x * image.devicePixelRatio()), y)), background)]
+    assert not inked, "the message runs into the Device label"
+    assert text in bar.toolTip()  # the whole line, to read on hovering
+
+
+def _differs(a: QColor, b: QColor) -> bool:
+    return max(abs(a.red() - b.red()), abs(a.green() - b.green()), abs(a.blue() - b.blue())) > 40
