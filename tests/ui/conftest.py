@@ -4,8 +4,11 @@ from desktop.core import settings as settings_store
 
 
 @pytest.fixture
-def make_window(qtbot, tiny_models):
-    """Open MainWindow on the session's tiny SD1 model; closes it and checks no thread survives."""
+def make_window(qtbot, request):
+    """Open MainWindow on the session's tiny SD1 model; closes it and checks no thread survives.
+
+    With `fake_backend` the model is only a name (the tiny model is not built: no torch in such a test).
+    """
     from desktop.ui.main_window import MainWindow
 
     windows = []
@@ -14,7 +17,10 @@ def make_window(qtbot, tiny_models):
         settings = settings_store.load()
         settings.welcome_done = True  # tests of the welcome open it themselves
         if not windows and "model" not in overrides:
-            settings.model = str(tiny_models["sd1"].folder)
+            if "fake_backend" in request.fixturenames:
+                settings.model = str(request.getfixturevalue("tmp_path") / "tiny-sd1")
+            else:
+                settings.model = str(request.getfixturevalue("tiny_models")["sd1"].folder)
         for key, value in overrides.items():
             setattr(settings, key, value)
         window = MainWindow(settings)
