@@ -289,10 +289,18 @@ class GenerationWorker(_WorkerSignals):
         super().__init__(parent)
         self._runner = _Runner(settings, backend_factory)
         for name in self.NAMES:
-            getattr(self._runner, name).connect(getattr(self, name))  # queued onto this (GUI) thread
+            if name != "queue_changed":
+                getattr(self._runner, name).connect(getattr(self, name))  # queued onto this (GUI) thread
+        # The worker thread's list of pending jobs arrives queued, after lists the GUI thread sent directly
+        # since (submits): say the queue as it is on arrival, never a stale copy ("empty" with jobs waiting).
+        self._runner.queue_changed.connect(self._say_queue)
         self._thread = self._runner._thread
         self._thread.finished.connect(self.stopped)
         self._thread.start()
+
+    @Slot(list)
+    def _say_queue(self, _snapshot: list) -> None:
+        self.queue_changed.emit(self._runner.pending())
 
     def submit(self, request: GenerationRequest) -> int:
         """Queue a request; returns its job id."""
