@@ -202,3 +202,18 @@ def test_dragging_thumbnails_out_hands_over_the_files(make_window, qtbot, sfumat
     data = gallery.model.mimeData([gallery.model.index(0)])
     (url,) = data.urls()
     assert Path(url.toLocalFile()) == window.gallery_store.path(first_record(gallery))
+
+
+def test_a_portrait_photo_is_shown_upright(make_window, qtbot, tmp_path, sfumato_home, fake_backend):
+    from tests.core.test_imageio import portrait_photo
+
+    store = GalleryStore(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails")
+    store.import_files([portrait_photo(tmp_path / "phone.jpg")])
+    store.close()
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=TIMEOUT)
+    gallery.list.setCurrentIndex(gallery.model.index(0))
+    qtbot.waitUntil(lambda: not gallery.picture.image.isNull(), timeout=TIMEOUT)
+    shown = gallery.picture.image
+    assert (shown.width(), shown.height()) == (20, 40), "portrait: 20 wide, 40 high, as its EXIF says"
+    assert shown.pixelColor(17, 2).red() > 200 and shown.pixelColor(17, 2).green() < 60, "the red corner is top right"

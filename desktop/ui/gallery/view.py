@@ -38,9 +38,11 @@ from PySide6.QtWidgets import (
 from desktop.core.gallery.index import ImageRecord, Query
 from desktop.core.gallery.metadata import read_image_meta, to_request
 from desktop.core.gallery.store import GalleryStore
+from desktop.core.imageio import ImageError, load_image
 from desktop.core.request import GenerationRequest
 
 from ..background import Background
+from ..qimage import to_qimage
 from ..reveal import reveal
 from ..theme import CHECKED_BUTTON_STYLE
 from .model import GalleryModel, RecordRole
@@ -455,7 +457,7 @@ class GalleryView(QWidget):
         self.parameters.setPlainText(record.parameters)
         path = self.store.path(record)
         self.picture.set_image(QImage())  # the large picture is decoded in the background
-        self.background.run(lambda: QImage(str(path)), lambda image, rid=record.id: self._picture_loaded(rid, image))
+        self.background.run(lambda: read_picture(path), lambda image, rid=record.id: self._picture_loaded(rid, image))
 
     def _picture_loaded(self, record_id: int, image: QImage) -> None:
         if record_id == self._shown:
@@ -504,7 +506,7 @@ class GalleryView(QWidget):
                 QGuiApplication.clipboard().setImage(image)
                 self.message.emit("The picture is on the clipboard.")
 
-        self.background.run(lambda: QImage(str(path)), copied)
+        self.background.run(lambda: read_picture(path), copied)
 
     def copy_parameters(self) -> None:
         record = self.current()
@@ -582,3 +584,11 @@ class GalleryView(QWidget):
         records = self.selected()
         if records:
             self.export_requested.emit(records)
+
+
+def read_picture(path: Path) -> QImage:
+    """The picture upright (EXIF orientation), through Sfumato's one reader; a null QImage when unreadable."""
+    try:
+        return to_qimage(load_image(path))
+    except ImageError:
+        return QImage()
