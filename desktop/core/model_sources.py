@@ -116,7 +116,7 @@ def _matches(base: Path, pattern: str) -> list[Path]:
 
 
 def hub_cache_dir() -> Path:
-    """Where Hub downloads land. Must match desktop.engine.hub.cache_dir() (a test checks)."""
+    """Where Hub downloads land. desktop.core.hub downloads here."""
     return paths.data_dir() / "hub"
 
 

@@ -26,12 +26,12 @@ import torch
 from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
-from desktop.core import modelfiles, paths
+from desktop.core import hub, modelfiles, paths
 from desktop.core.errors import ModelLoadError, OutOfMemory
 from desktop.core.modelfiles import Family, ModelFileError, ModelInfo
 from desktop.core.progress import TaskState
 
-from . import bundled_configs, hub, tiny, tuning
+from . import bundled_configs, tiny, tuning
 from .devices import DeviceChoice, empty_cache
 from .previews import Previewer, taesd_dir
 

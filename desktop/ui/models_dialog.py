@@ -5,7 +5,7 @@ pick the model to use.
 All file work (scans, identifying a file, looking for other apps, downloads)
 runs on short-lived background threads; their results come back through
 signals to slots on the GUI thread. Nothing here imports torch or diffusers:
-the download function (desktop.engine.hub.download) is imported on its thread.
+the download function (desktop.core.hub.download) imports huggingface_hub on its thread.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ INFO_STYLE = "background: palette(alternate-base); border: 1px solid palette(mid
 
 def _default_download(repo_id: str, state: TaskState) -> Path:
     # Imported on the download thread; it needs huggingface_hub only, no torch.
-    from desktop.engine import hub
+    from desktop.core import hub
 
     return hub.download(repo_id, state)
 

@@ -86,7 +86,7 @@ def test_the_search_does_not_walk_deep(tmp_path):
 
 
 def test_hub_cache_dir_is_where_downloads_land():
-    from desktop.engine import hub
+    from desktop.core import hub
 
     assert model_sources.hub_cache_dir() == hub.cache_dir()
 

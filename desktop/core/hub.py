@@ -11,6 +11,10 @@ one download, a connection that drops mid-file is resumed with a Range request
 by huggingface_hub itself.
 The endpoint comes from HF_ENDPOINT at call time, so a mirror (or a local
 stand-in server in tests) can be used.
+
+A core service, not engine code: it needs huggingface_hub (imported when a
+download starts), never torch, so the engine (loading a repo id) and the
+Models window (its download panel, on a background thread) both call it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from desktop.core import paths
+from desktop.core import model_sources
 from desktop.core.errors import Cancelled, ModelLoadError
 from desktop.core.progress import TaskState
 
@@ -30,7 +34,7 @@ IGNORE = ["safety_checker/*", "*.fp16.*", "*.non_ema.*", "*.ema.*", "*onnx*", "*
 
 
 def cache_dir() -> Path:
-    return paths.data_dir() / "hub"
+    return model_sources.hub_cache_dir()
 
 
 def download(repo_id: str, state: TaskState, revision: str | None = None) -> Path:

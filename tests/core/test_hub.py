@@ -20,7 +20,7 @@ from huggingface_hub import constants as hf_constants
 
 from desktop.core.errors import Cancelled, ModelLoadError
 from desktop.core.progress import TaskState
-from desktop.engine import hub
+from desktop.core import hub
 from tests.support.hub_server import HubServer
 
 REPO = "acme/tiny-diffusers"
