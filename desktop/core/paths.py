@@ -8,6 +8,7 @@ a portable install, and the way tests get fresh folders under tmp_path.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -79,9 +80,29 @@ def settings_file() -> Path:
 
 def resources_dir() -> Path:
     """The bundled resources folder (beside the package, or inside a frozen bundle)."""
-    import sys
-
     frozen_root = getattr(sys, "_MEIPASS", None)
     if frozen_root:
         return Path(frozen_root) / "resources"
     return Path(__file__).resolve().parents[2] / "resources"
+
+
+def path_key(path: str | os.PathLike) -> str:
+    """A folder's spelling for comparing: ~ expanded, made absolute, symlinks and .. resolved, no trailing
+    separator, and case-folded where the file system ignores case (Windows, macOS)."""
+    text = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    try:
+        text = str(Path(text).resolve())
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL in the name: keep the plain spelling
+        pass
+    text = os.path.normcase(text)
+    return text.casefold() if sys.platform == "darwin" else text
+
+
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two spellings name the same file or folder (typed two ways, linked, or differently cased)."""
+    if path_key(a) == path_key(b):
+        return True
+    try:
+        return os.path.samefile(os.path.expanduser(os.fspath(a)), os.path.expanduser(os.fspath(b)))
+    except (OSError, ValueError):  # one does not exist (yet), or cannot be named
+        return False

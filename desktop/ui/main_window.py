@@ -52,7 +52,7 @@ from .canvas.view import CanvasView
 from .gallery.export_dialog import ExportDialog
 from .gallery.view import GalleryView
 from .generation_keys import GenerationKeys
-from .models_dialog import ModelsDialog
+from .models import ModelsDialog
 from .prompt_panel import MODE_TEXT, PromptPanel
 from .queue_view import QueueView
 from .settings_dialog import SettingsDialog

@@ -13,13 +13,11 @@ chosen one exists is checked when the engine starts (in the worker thread).
 from __future__ import annotations
 
 import copy
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Slot
-from PySide6.QtGui import QKeySequence
+from PySide6.QtCore import QSize, Qt, QTimer, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -30,8 +28,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QListWidget,
-    QListWidgetItem,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -40,6 +36,8 @@ from PySide6.QtWidgets import (
 
 from desktop.core import paths
 from desktop.core.settings import Settings
+
+from .models.folders import FolderListEditor
 
 ENGINE_RESTART_NOTE = "Device and precision changes take effect from the next generation (the model is loaded again)."
 CPU_FP16_PROBLEM = "fp16 does not work on the CPU. Choose Automatic, bf16 or fp32."
@@ -53,10 +51,6 @@ _NOTE_STYLE = (
     "QLabel { background: palette(alternate-base); border: 1px solid palette(mid);"
     " border-radius: 3px; padding: 4px 6px; }"
 )
-
-_OWN_FOLDER_ROLE = Qt.ItemDataRole.UserRole + 1
-_PATH_ROLE = Qt.ItemDataRole.UserRole
-
 
 def _device_choices() -> list[tuple[str, str, str]]:
     mac = sys.platform == "darwin"
@@ -172,13 +166,6 @@ class _MessageLabel(QLabel):
                 self.updateGeometry()
 
 
-def _same_folder(a: str, b: str) -> bool:
-    def norm(p: str) -> str:
-        return os.path.normcase(os.path.abspath(os.path.expanduser(p)))
-
-    return norm(a) == norm(b)
-
-
 class SettingsDialog(QDialog):
     """Edits a copy of Settings; read `settings()` after it was accepted."""
 
@@ -260,31 +247,8 @@ class SettingsDialog(QDialog):
 
     def _folders_group(self) -> QGroupBox:
         group, form = self._form("Folders")
-        self.models_list = QListWidget()
-        self.models_list.setToolTip(
-            "Folders searched for models (.safetensors, .ckpt, diffusers folders). "
-            "Sfumato's own models folder is always searched."
-        )
-        rows = 6  # a scroll bar appears beyond that
-        self.models_list.setFixedHeight(self.models_list.fontMetrics().lineSpacing() * rows + 8)
-        self.models_list.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # full path in the tooltip
-        self.models_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.add_folder_button = QPushButton("&Add folder...")
-        self.add_folder_button.setToolTip("Add a folder to search for models")
-        self.remove_folder_button = QPushButton("&Remove")
-        self.remove_folder_button.setToolTip("Stop searching the selected folder (Del). Its files stay where they are.")
-        for button in (self.add_folder_button, self.remove_folder_button):
-            button.setAutoDefault(False)  # Enter always means OK
-        buttons = QVBoxLayout()
-        buttons.addWidget(self.add_folder_button)
-        buttons.addWidget(self.remove_folder_button)
-        buttons.addStretch(1)
-        models_field = QWidget()
-        models_row = QHBoxLayout(models_field)
-        models_row.setContentsMargins(0, 0, 0, 0)
-        models_row.addWidget(self.models_list, 1)
-        models_row.addLayout(buttons)
-        label = self._row(form, "Models &folders:", models_field, self.models_list)
+        self.folders_editor = FolderListEditor()  # the same editor as the Models window's
+        label = self._row(form, "Models &folders:", self.folders_editor, self.folders_editor.list)
         label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop)
         label.setContentsMargins(0, 4, 0, 0)
 
@@ -308,10 +272,6 @@ class SettingsDialog(QDialog):
         output_column.addWidget(self.output_error)
         self._row(form, "O&utput folder:", output_field, self.output_folder)
 
-        self.add_folder_button.clicked.connect(self._add_models_folder)
-        self.remove_folder_button.clicked.connect(self._remove_models_folder)
-        self.models_list.currentItemChanged.connect(self._update_remove_button)
-        self.models_list.installEventFilter(self)  # Del removes the selected folder
         self.browse_button.clicked.connect(self._browse_output_folder)
         self.output_folder.textChanged.connect(self._output_folder_edited)
         return group
@@ -364,7 +324,7 @@ class SettingsDialog(QDialog):
             (self.theme, settings.theme),
         ):
             combo.setCurrentIndex(max(0, combo.findData(value)))
-        self._fill_models_list(settings.models_folders)
+        self.folders_editor.set_folders(settings.models_folders)
         self.output_folder.setText(settings.output_folder)
         self.preview_every.setValue(settings.preview_every)
         self._preview_every_suffix(self.preview_every.value())
@@ -377,7 +337,7 @@ class SettingsDialog(QDialog):
         edited = copy.deepcopy(self._original)
         edited.device = self.device.currentData()
         edited.precision = self.precision.currentData()
-        edited.models_folders = self.models_folders()
+        edited.models_folders = self.folders_editor.folders()
         edited.output_folder = self.output_folder.text().strip()
         edited.preview_method = self.preview_method.currentData()
         edited.preview_every = self.preview_every.value()
@@ -426,73 +386,6 @@ class SettingsDialog(QDialog):
         self.engine_note.setText(ENGINE_RESTART_NOTE)
         self.engine_note.setVisible(changed and problem is None)
         self._update_ok()
-
-    # -- models folders ----------------------------------------------------------------------
-
-    def _fill_models_list(self, folders: list[str]) -> None:
-        self.models_list.clear()
-        own = QListWidgetItem(f"{paths.models_dir()}  (Sfumato's folder)")
-        own.setData(_PATH_ROLE, str(paths.models_dir()))
-        own.setData(_OWN_FOLDER_ROLE, True)
-        own.setToolTip(f"{paths.models_dir()}\nSfumato's own models folder: always searched, cannot be removed.")
-        font = own.font()
-        font.setItalic(True)
-        own.setFont(font)
-        self.models_list.addItem(own)
-        for folder in folders:
-            self._append_folder(folder)
-        self.models_list.setCurrentRow(-1)
-        self._update_remove_button()
-
-    def _append_folder(self, folder: str) -> QListWidgetItem:
-        item = QListWidgetItem(folder if Path(folder).expanduser().is_dir() else f"{folder}  (not found)")
-        item.setData(_PATH_ROLE, folder)
-        item.setData(_OWN_FOLDER_ROLE, False)
-        item.setToolTip(folder)
-        self.models_list.addItem(item)
-        return item
-
-    def models_folders(self) -> list[str]:
-        """The folders the user added (Sfumato's own folder is implied, not stored)."""
-        items = (self.models_list.item(row) for row in range(self.models_list.count()))
-        return [item.data(_PATH_ROLE) for item in items if not item.data(_OWN_FOLDER_ROLE)]
-
-    @Slot()
-    def _add_models_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a models folder", str(Path.home()))
-        if not folder:
-            return
-        folder = str(Path(folder))
-        for row in range(self.models_list.count()):
-            if _same_folder(self.models_list.item(row).data(_PATH_ROLE), folder):
-                self.models_list.setCurrentRow(row)  # already there: show it
-                return
-        self.models_list.setCurrentItem(self._append_folder(folder))
-
-    @Slot()
-    def _remove_models_folder(self) -> None:
-        item = self.models_list.currentItem()
-        if item is None or item.data(_OWN_FOLDER_ROLE):
-            return
-        row = self.models_list.row(item)
-        self.models_list.takeItem(row)
-        self.models_list.setCurrentRow(min(row, self.models_list.count() - 1))
-        self._update_remove_button()
-
-    @Slot()
-    def _update_remove_button(self, *_) -> None:
-        item = self.models_list.currentItem()
-        self.remove_folder_button.setEnabled(item is not None and not item.data(_OWN_FOLDER_ROLE))
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if (
-            watched is self.models_list
-            and event.type() == QEvent.Type.KeyPress
-            and event.matches(QKeySequence.StandardKey.Delete)
-        ):
-            self._remove_models_folder()
-            return True
-        return super().eventFilter(watched, event)
 
     # -- output folder -----------------------------------------------------------------------
 

@@ -34,7 +34,6 @@ def test_cli_start_up_does_not_import_torch(module):
 # desktop/ui reaches the engine only through a Backend (desktop/core/backend.py): module -> why it may import it.
 UI_ENGINE_IMPORTS_ALLOWED = {
     "desktop.ui.main_window": "local_backend(), the factory of the window's LocalBackend, run on the worker thread",
-    "desktop.ui.models_dialog": "downloads through desktop.engine.hub; to go through the backend (issue 14 item 8)",
 }
 
 

@@ -42,10 +42,10 @@ def test_the_first_start_shows_the_welcome_and_the_demo_button_closes_it(make_wi
 
 
 def test_welcome_download_opens_the_models_window_at_the_download(make_window, qtbot, monkeypatch):
-    from desktop.ui.models_dialog import ModelsDialog
+    from desktop.ui.models import ModelsDialog
 
     opened = []
-    monkeypatch.setattr(ModelsDialog, "exec", lambda self: opened.append(self.download_panel.isVisibleTo(self)) or 0)
+    monkeypatch.setattr(ModelsDialog, "exec", lambda self: opened.append(self.download.isVisibleTo(self)) or 0)
     window = make_window(welcome_done=False)
     window.show_welcome()
     qtbot.mouseClick(window.welcome.download, Qt.MouseButton.LeftButton)

@@ -19,8 +19,9 @@ from PySide6.QtWidgets import QApplication, QDialog, QFileDialog
 
 from desktop.core import model_sources, paths
 from desktop.core import settings as settings_store
-from desktop.ui import models_dialog
-from desktop.ui.models_dialog import ModelsDialog, ModelTableModel
+from desktop.ui.models import dialog as models_dialog
+from desktop.ui.models import ModelsDialog
+from desktop.ui.models.table import ModelTableModel
 from tests.support.hub_server import HubServer
 
 TIMEOUT = 30_000
@@ -76,7 +77,7 @@ def truncated_copy(source: Path, target: Path) -> Path:
 
 def rows(dialog: ModelsDialog) -> dict[str, dict[str, str]]:
     """What the table shows: name -> column -> text, in the view's order."""
-    proxy, shown = dialog.proxy, {}
+    proxy, shown = dialog.table.proxy, {}
     for row in range(proxy.rowCount()):
         texts = [proxy.index(row, c).data() for c in range(proxy.columnCount())]
         shown[texts[0]] = dict(zip(ModelTableModel.COLUMNS, texts, strict=True))
@@ -84,11 +85,11 @@ def rows(dialog: ModelsDialog) -> dict[str, dict[str, str]]:
 
 
 def row_of(dialog: ModelsDialog, name: str) -> int:
-    return next(r for r in range(dialog.proxy.rowCount()) if dialog.proxy.index(r, 0).data() == name)
+    return next(r for r in range(dialog.table.proxy.rowCount()) if dialog.table.proxy.index(r, 0).data() == name)
 
 
 def click_row(qtbot, dialog: ModelsDialog, name: str, double: bool = False) -> None:
-    index = dialog.proxy.index(row_of(dialog, name), 0)
+    index = dialog.table.proxy.index(row_of(dialog, name), 0)
     dialog.table.scrollTo(index)
     click = qtbot.mouseDClick if double else qtbot.mouseClick
     if double:  # a double click is preceded by a click, as with a real mouse
@@ -133,10 +134,10 @@ def test_table_lists_models_with_family_format_and_greys_a_broken_copy(open_dial
     assert shown["tiny-diffusers"]["Folder"] == str(added)
     assert shown["tiny-sd1"]["Note"] == ""
 
-    broken = dialog.proxy.index(row_of(dialog, "half-downloaded"), 0)
+    broken = dialog.table.proxy.index(row_of(dialog, "half-downloaded"), 0)
     grey = QApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
     assert broken.data(Qt.ItemDataRole.ForegroundRole) == grey
-    assert dialog.proxy.index(row_of(dialog, "tiny-sd1"), 0).data(Qt.ItemDataRole.ForegroundRole) is None
+    assert dialog.table.proxy.index(row_of(dialog, "tiny-sd1"), 0).data(Qt.ItemDataRole.ForegroundRole) is None
     assert "not a valid model file" in shown["half-downloaded"]["Note"]
     assert broken.data(Qt.ItemDataRole.ToolTipRole).startswith("Sfumato can't use this: not a valid model file:")
 
@@ -156,12 +157,12 @@ def test_add_folder_then_rescan_shows_its_models(open_dialog, qtbot, tiny_models
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
 
     with qtbot.waitSignal(dialog.folders_changed) as changed, qtbot.waitSignal(dialog.scanned, timeout=TIMEOUT):
-        click(qtbot, dialog.add_folder_button)
+        click(qtbot, dialog.folders_editor.add_button)
 
     assert changed.args == [[str(folder)]]
     assert list(rows(dialog)) == ["tiny-sd1"]
     assert dialog.folders() == [str(folder)]
-    assert dialog.folder_list.item(dialog.folder_list.count() - 1).data(Qt.ItemDataRole.UserRole) == str(folder)
+    assert dialog.folders_editor.list.item(dialog.folders_editor.list.count() - 1).data(Qt.ItemDataRole.UserRole) == str(folder)
 
     copy(tiny_models["sdxl"].checkpoint, folder / "sub")
     with qtbot.waitSignal(dialog.scanned, timeout=TIMEOUT):
@@ -169,7 +170,7 @@ def test_add_folder_then_rescan_shows_its_models(open_dialog, qtbot, tiny_models
     assert list(rows(dialog)) == ["tiny-sd1", "tiny-sdxl"]
 
     with qtbot.assertNotEmitted(dialog.folders_changed):
-        click(qtbot, dialog.add_folder_button)  # the same folder again
+        click(qtbot, dialog.folders_editor.add_button)  # the same folder again
     assert "already in the list" in dialog.message.text()
 
 
@@ -189,15 +190,15 @@ def test_remove_from_list_keeps_the_files(open_dialog, qtbot, tiny_models, tmp_p
     dialog = open_dialog(settings)
 
     click_row(qtbot, dialog, "tiny-sdxl")  # in Sfumato's own folder: nothing to remove
-    assert dialog.folder_list.currentItem().data(Qt.ItemDataRole.UserRole) == str(paths.models_dir())
-    assert not dialog.remove_button.isEnabled()
-    assert "always searched" in dialog.folder_note.text()
+    assert dialog.folders_editor.list.currentItem().data(Qt.ItemDataRole.UserRole) == str(paths.models_dir())
+    assert not dialog.folders_editor.remove_button.isEnabled()
+    assert "always searched" in dialog.folders_editor.note.text()
 
     click_row(qtbot, dialog, "tiny-sd1")
-    assert dialog.folder_list.currentItem().data(Qt.ItemDataRole.UserRole) == str(folder)
-    assert "does not delete" in dialog.folder_note.text()
+    assert dialog.folders_editor.list.currentItem().data(Qt.ItemDataRole.UserRole) == str(folder)
+    assert "does not delete" in dialog.folders_editor.note.text()
     with qtbot.waitSignal(dialog.folders_changed) as changed, qtbot.waitSignal(dialog.scanned, timeout=TIMEOUT):
-        click(qtbot, dialog.remove_button)
+        click(qtbot, dialog.folders_editor.remove_button)
 
     assert changed.args == [[]]
     assert dialog.folders() == []
@@ -335,35 +336,35 @@ def hub_server(tmp_path, monkeypatch):
 
 def watch_progress(dialog: ModelsDialog) -> list[tuple[int, int, str]]:
     seen = []
-    bar = dialog.download_progress
-    bar.valueChanged.connect(lambda value: seen.append((value, bar.maximum(), dialog.download_status.text())))
+    bar = dialog.download.progress
+    bar.valueChanged.connect(lambda value: seen.append((value, bar.maximum(), dialog.download.status.text())))
     return seen
 
 
 def test_download_shows_progress_and_lists_the_model(open_dialog, qtbot, hub_server):
     dialog = open_dialog()
-    assert not dialog.download_panel.isVisible()
+    assert not dialog.download.isVisible()
     qtbot.keyClick(dialog, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
-    qtbot.waitUntil(dialog.download_panel.isVisible)  # a button's shortcut clicks it after a moment
-    assert dialog.repo_edit.hasFocus()
-    qtbot.keyClicks(dialog.repo_edit, "acme/")
-    assert not dialog.download_button.isEnabled() and "owner/name" in dialog.download_status.text()
-    qtbot.keyClicks(dialog.repo_edit, "tiny-diffusers")
-    assert dialog.download_button.isEnabled()
+    qtbot.waitUntil(dialog.download.isVisible)  # a button's shortcut clicks it after a moment
+    assert dialog.download.repo_edit.hasFocus()
+    qtbot.keyClicks(dialog.download.repo_edit, "acme/")
+    assert not dialog.download.download_button.isEnabled() and "owner/name" in dialog.download.status.text()
+    qtbot.keyClicks(dialog.download.repo_edit, "tiny-diffusers")
+    assert dialog.download.download_button.isEnabled()
     seen = watch_progress(dialog)
 
     with qtbot.waitSignal(dialog.download_finished, timeout=TIMEOUT) as finished:
-        qtbot.keyClick(dialog.repo_edit, Qt.Key.Key_Return)  # Enter downloads; it does not close the dialog
-        assert dialog.isVisible() and dialog.cancel_download_button.isEnabled()
+        qtbot.keyClick(dialog.download.repo_edit, Qt.Key.Key_Return)  # Enter downloads; it does not close the dialog
+        assert dialog.isVisible() and dialog.download.cancel_button.isEnabled()
     with qtbot.waitSignal(dialog.scanned, timeout=TIMEOUT):
         pass
 
     folder = Path(finished.args[0])
     assert folder.is_relative_to(model_sources.hub_cache_dir()) and (folder / WEIGHTS).is_file()
     assert any(maximum == 3 and "of 3 MB" in text for _, maximum, text in seen), seen
-    assert dialog.download_status.text() == f"Downloaded {REPO}. It is selected in the list above."
-    assert (dialog.download_progress.value(), dialog.download_progress.maximum()) == (1, 1)
-    assert not dialog.cancel_download_button.isEnabled() and not dialog.retry_button.isEnabled()
+    assert dialog.download.status.text() == f"Downloaded {REPO}. It is selected in the list above."
+    assert (dialog.download.progress.value(), dialog.download.progress.maximum()) == (1, 1)
+    assert not dialog.download.cancel_button.isEnabled() and not dialog.download.retry_button.isEnabled()
     assert rows(dialog)[REPO] | {"Size": ""} == {
         "Name": REPO, "Family": "SD 1.x", "Format": "diffusers", "Size": "",
         "Folder": "Hugging Face downloads", "Note": "",
@@ -378,20 +379,20 @@ def test_cancel_stops_the_download_and_retry_finishes_it(open_dialog, qtbot, hub
     hub_server.chunk_delay = 0.02  # 3 MB in 64 KB pieces: about a second
     dialog = open_dialog()
     dialog.show_download_panel()
-    qtbot.keyClicks(dialog.repo_edit, REPO)
+    qtbot.keyClicks(dialog.download.repo_edit, REPO)
     seen = watch_progress(dialog)
-    click(qtbot, dialog.download_button)
+    click(qtbot, dialog.download.download_button)
     qtbot.waitUntil(lambda: any(value >= 1 and maximum == 3 for value, maximum, _ in seen), timeout=TIMEOUT)
 
     started = time.monotonic()
-    click(qtbot, dialog.cancel_download_button)
-    qtbot.waitUntil(lambda: dialog.download_status.text().startswith("Cancelled"), timeout=5_000)
+    click(qtbot, dialog.download.cancel_button)
+    qtbot.waitUntil(lambda: dialog.download.status.text().startswith("Cancelled"), timeout=5_000)
     assert time.monotonic() - started < 2
     assert not dialog.is_busy()
     hub_server.wait_idle()
     (cut,) = hub_server.file_requests(WEIGHTS, "GET")
     assert 0 < cut.bytes_sent < 3 * 2**20, "the cancel should stop the transfer mid-file"
-    assert dialog.retry_button.isEnabled() and dialog.download_button.isEnabled()
+    assert dialog.download.retry_button.isEnabled() and dialog.download.download_button.isEnabled()
     assert REPO not in rows(dialog) or not dialog.entries()[0].usable
 
     hub_server.chunk_delay = 0
@@ -399,7 +400,7 @@ def test_cancel_stops_the_download_and_retry_finishes_it(open_dialog, qtbot, hub
         qtbot.keyClick(dialog, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
     with qtbot.waitSignal(dialog.scanned, timeout=TIMEOUT):
         pass
-    assert dialog.download_status.text().startswith("Downloaded")
+    assert dialog.download.status.text().startswith("Downloaded")
     assert (Path(finished.args[0]) / WEIGHTS).stat().st_size == 3 * 2**20
     assert rows(dialog)[REPO]["Family"] == "SD 1.x"
 
@@ -407,10 +408,10 @@ def test_cancel_stops_the_download_and_retry_finishes_it(open_dialog, qtbot, hub
 def test_a_download_error_is_shown_inline_and_can_be_retried(open_dialog, qtbot, hub_server):
     dialog = open_dialog()
     dialog.show_download_panel()
-    qtbot.keyClicks(dialog.repo_edit, "https://huggingface.co/acme/no-such-model")
-    click(qtbot, dialog.download_button)
-    qtbot.waitUntil(lambda: "there is no such repository" in dialog.download_status.text(), timeout=TIMEOUT)
-    assert dialog.retry_button.isEnabled() and dialog.repo_edit.isEnabled()
+    qtbot.keyClicks(dialog.download.repo_edit, "https://huggingface.co/acme/no-such-model")
+    click(qtbot, dialog.download.download_button)
+    qtbot.waitUntil(lambda: "there is no such repository" in dialog.download.status.text(), timeout=TIMEOUT)
+    assert dialog.download.retry_button.isEnabled() and dialog.download.repo_edit.isEnabled()
     assert dialog.isVisible()
 
 
@@ -418,9 +419,9 @@ def test_closing_during_a_download_cancels_it_and_waits(open_dialog, qtbot, hub_
     hub_server.chunk_delay = 0.05
     dialog = open_dialog()
     dialog.show_download_panel()
-    qtbot.keyClicks(dialog.repo_edit, REPO)
+    qtbot.keyClicks(dialog.download.repo_edit, REPO)
     seen = watch_progress(dialog)
-    click(qtbot, dialog.download_button)
+    click(qtbot, dialog.download.download_button)
     qtbot.waitUntil(lambda: any(value >= 1 for value, _, _ in seen), timeout=TIMEOUT)
 
     started = time.monotonic()
@@ -435,7 +436,7 @@ def test_the_dialog_module_does_not_import_the_engine():
     import subprocess
     import sys
 
-    probe = "import sys, desktop.ui.models_dialog; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
+    probe = "import sys, desktop.ui.models; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
             "('torch', 'diffusers', 'transformers', 'huggingface_hub') or m.startswith('desktop.engine')))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

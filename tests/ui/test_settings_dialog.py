@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
 )
 
-from desktop.core import paths
+from desktop.core import model_sources, paths
 from desktop.core.settings import Settings
 from desktop.ui import theme
 from desktop.ui.settings_dialog import SettingsDialog
@@ -72,8 +72,12 @@ def click_row(qtbot, view: QListWidget, row: int) -> None:
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualItemRect(view.item(row)).center())
 
 
+def own_folder_texts() -> list[str]:
+    return [f"Sfumato models — {paths.models_dir()}", f"Hugging Face downloads — {model_sources.hub_cache_dir()}"]
+
+
 def folder_texts(dialog: SettingsDialog) -> list[str]:
-    return [dialog.models_list.item(row).text() for row in range(dialog.models_list.count())]
+    return [dialog.folders_editor.list.item(row).text() for row in range(dialog.folders_editor.list.count())]
 
 
 # -- editing ------------------------------------------------------------------------------------
@@ -89,7 +93,7 @@ def test_every_value_goes_from_its_widget_into_the_returned_settings(open_dialog
     choose(qtbot, dialog.device, "cpu")
     choose(qtbot, dialog.precision, "bf16")
     pick_folder(extra)
-    click(qtbot, dialog.add_folder_button)
+    click(qtbot, dialog.folders_editor.add_button)
     type_into(qtbot, dialog.output_folder, str(output))
     choose(qtbot, dialog.preview_method, "taesd")
     type_into(qtbot, dialog.preview_every.lineEdit(), "5")
@@ -124,7 +128,7 @@ def test_cancel_changes_nothing(open_dialog, qtbot, pick_folder, tmp_path, how):
     choose(qtbot, dialog.device, "cpu")
     choose(qtbot, dialog.theme, "dark")
     pick_folder(tmp_path / "elsewhere")
-    click(qtbot, dialog.add_folder_button)
+    click(qtbot, dialog.folders_editor.add_button)
     if how == "Esc":
         qtbot.keyClick(dialog.device, Qt.Key.Key_Escape)
     else:
@@ -143,7 +147,7 @@ def test_restore_defaults_resets_every_value_shown(open_dialog, qtbot, tmp_path)
     click(qtbot, dialog.restore_button)
     assert dialog.isVisible(), "restoring defaults does not close the window"
     assert dialog.output_folder.text() == "" and dialog.output_folder.placeholderText() == str(paths.output_dir())
-    assert folder_texts(dialog) == [f"{paths.models_dir()}  (Sfumato's folder)"]
+    assert folder_texts(dialog) == own_folder_texts()
     assert dialog.preview_every.isEnabled()
     click(qtbot, dialog.ok_button)
     assert dialog.settings() == Settings(model="/models/keep.safetensors")
@@ -198,28 +202,29 @@ def test_fp16_on_the_cpu_is_refused(open_dialog, qtbot):
 # -- models folders -----------------------------------------------------------------------------
 
 
-def test_sfumatos_own_models_folder_is_first_and_cannot_be_removed(open_dialog, qtbot, pick_folder, tmp_path):
+def test_sfumatos_own_folders_are_first_and_cannot_be_removed(open_dialog, qtbot, pick_folder, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     dialog = open_dialog(Settings(models_folders=[str(mine)]))
-    assert folder_texts(dialog) == [f"{paths.models_dir()}  (Sfumato's folder)", str(mine)]
+    folders = dialog.folders_editor.list
+    assert folder_texts(dialog) == [*own_folder_texts(), str(mine)]
 
-    click_row(qtbot, dialog.models_list, 0)
-    assert dialog.models_list.currentRow() == 0 and not dialog.remove_folder_button.isEnabled()
-    qtbot.keyClick(dialog.models_list, Qt.Key.Key_Delete)
-    assert dialog.models_list.count() == 2
+    click_row(qtbot, folders, 0)
+    assert folders.currentRow() == 0 and not dialog.folders_editor.remove_button.isEnabled()
+    qtbot.keyClick(folders, Qt.Key.Key_Delete)
+    assert folders.count() == 3
 
     pick_folder(mine)  # already listed: selected, not added twice
-    click(qtbot, dialog.add_folder_button)
-    assert dialog.models_list.count() == 2 and dialog.models_list.currentRow() == 1
+    click(qtbot, dialog.folders_editor.add_button)
+    assert folders.count() == 3 and folders.currentRow() == 2
     pick_folder(tmp_path / "gone")
-    click(qtbot, dialog.add_folder_button)
-    assert folder_texts(dialog)[2] == f"{tmp_path / 'gone'}  (not found)"
+    click(qtbot, dialog.folders_editor.add_button)
+    assert folder_texts(dialog)[3] == f"{tmp_path / 'gone'}  (not found)"
 
-    click_row(qtbot, dialog.models_list, 1)
-    click(qtbot, dialog.remove_folder_button)
-    qtbot.keyClick(dialog.models_list, Qt.Key.Key_Delete)  # the next one, now selected
-    assert dialog.models_list.count() == 1
+    click_row(qtbot, folders, 2)
+    click(qtbot, dialog.folders_editor.remove_button)
+    qtbot.keyClick(folders, Qt.Key.Key_Delete)  # the next one, now selected
+    assert folders.count() == 2
     click(qtbot, dialog.ok_button)
     assert dialog.settings().models_folders == []
 
