@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import threading
+import weakref
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,7 @@ from desktop.core.progress import TaskState
 from desktop.core.settings import Settings
 
 from . import devices, generate, tiny
-from .models import DEMO, LoadedModel, ModelManager
+from .models import CHECKPOINT, DEMO, LoadedModel, ModelManager
 
 DEMO_NAME = "Demo model (random weights)"
 
@@ -43,7 +44,8 @@ class LocalBackend:
         self._folders = list(models_folders)
         self._hash_cache = hash_cache  # None: the cache file in Sfumato's cache folder
         self._manager: ModelManager | None = None
-        self._described: tuple[LoadedModel, ModelDescriptor] | None = None
+        # ref -> (the loaded model, weakly: one the manager unloaded is freed; its description)
+        self._described: dict[str, tuple[weakref.ref, ModelDescriptor]] = {}
         self._lock = threading.Lock()
         self._state: TaskState | None = None  # of the call in progress, for cancel()
 
@@ -60,8 +62,7 @@ class LocalBackend:
     def load(self, ref: str, state: TaskState) -> ModelDescriptor:
         with self._calling(state):
             self.start(state)
-            current = self._manager.current
-            if ref == DEMO and (current is None or current.ref != DEMO):
+            if ref == DEMO and self._manager.held(CHECKPOINT, DEMO) is None:
                 _build_demo(state)
             return self._describe(self._manager.load(ref, state))
 
@@ -87,7 +88,7 @@ class LocalBackend:
         if self._manager is not None:
             self._manager.unload()
             self._manager = None
-        self._described = None
+        self._described = {}
 
     @contextmanager
     def _calling(self, state: TaskState):
@@ -101,15 +102,16 @@ class LocalBackend:
 
     def _describe(self, loaded: LoadedModel) -> ModelDescriptor:
         """The loaded model for metadata; hashed once per load (the hash cache file keeps it between runs)."""
-        if self._described is not None and self._described[0] is loaded:
-            return self._described[1]
+        known = self._described.get(loaded.ref)
+        if known is not None and known[0]() is loaded:
+            return known[1]
         cache = self._hash_cache or paths.cache_dir() / "model-hashes.json"
         try:
             model_hash = modelfiles.model_hash(loaded.info.path, cache=cache)
         except (OSError, SfumatoError):
             model_hash = ""  # the pictures matter more than the hash in their metadata
         described = ModelDescriptor(loaded.ref, loaded.family, loaded.name, model_hash)
-        self._described = (loaded, described)
+        self._described[loaded.ref] = (weakref.ref(loaded), described)
         return described
 
 

@@ -9,8 +9,16 @@ sidecar folder "<name>.config" beside the file when there is one, else from
 the configs bundled for the detected family (resources/configs), so a local
 file loads with the network off.
 
-txt2img, img2img and inpaint pipelines share the loaded weights (from_pipe);
-switching mode never reloads. A failed load leaves the previous model loaded.
+Several models stay loaded at once, each once, keyed by (kind, ref): the
+checkpoints (kind "checkpoint"), and the auxiliary models later features load
+beside one (an upscaler, a ControlNet, a VAE override) through the same
+held/keep/make_room calls. When the memory budget of their pool (tuning.py)
+would be exceeded, the least recently used are unloaded and the status says
+which. Switching back to a checkpoint still loaded reads no file.
+
+Pipelines are made per loaded checkpoint and kept by (task, extras), with
+from_pipe so they share its weights: switching mode never reloads. A failed
+load leaves the models that were loaded loaded.
 """
 
 from __future__ import annotations
@@ -35,17 +43,15 @@ from . import bundled_configs, tiny, tuning
 from .devices import DeviceChoice, empty_cache
 from .previews import Previewer, taesd_dir
 
+# (family group, task, the extras that need a pipeline class of their own) -> class. Extras that replace a
+# component every pipeline has (a VAE override) keep the class; a ControlNet would add rows here.
 _PIPELINES = {
-    "sd": {
-        "txt2img": diffusers.StableDiffusionPipeline,
-        "img2img": diffusers.StableDiffusionImg2ImgPipeline,
-        "inpaint": diffusers.StableDiffusionInpaintPipeline,
-    },
-    "sdxl": {
-        "txt2img": diffusers.StableDiffusionXLPipeline,
-        "img2img": diffusers.StableDiffusionXLImg2ImgPipeline,
-        "inpaint": diffusers.StableDiffusionXLInpaintPipeline,
-    },
+    ("sd", "txt2img", frozenset()): diffusers.StableDiffusionPipeline,
+    ("sd", "img2img", frozenset()): diffusers.StableDiffusionImg2ImgPipeline,
+    ("sd", "inpaint", frozenset()): diffusers.StableDiffusionInpaintPipeline,
+    ("sdxl", "txt2img", frozenset()): diffusers.StableDiffusionXLPipeline,
+    ("sdxl", "img2img", frozenset()): diffusers.StableDiffusionXLImg2ImgPipeline,
+    ("sdxl", "inpaint", frozenset()): diffusers.StableDiffusionXLInpaintPipeline,
 }
 # Their warnings and tqdm bars go to stderr, which a windowed app does not have;
 # anything the user must know is raised as an error with a message instead.
@@ -55,6 +61,7 @@ for _logging in (diffusers_logging, transformers_logging):
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DEMO = "demo"
+CHECKPOINT = "checkpoint"  # the kind of a held main model; auxiliary models are held under kinds of their own
 
 
 EMBEDDINGS_KEPT = 8  # prompt encodings remembered per model
@@ -64,10 +71,10 @@ EMBEDDINGS_KEPT = 8  # prompt encodings remembered per model
 class LoadedModel:
     ref: str
     info: ModelInfo
-    pipelines: dict = field(repr=False)  # "txt2img" | "img2img" | "inpaint" -> pipeline
+    pipelines: dict = field(repr=False)  # (task, extras) -> pipeline; the first is the one loaded from disk
     scheduler_config: dict = field(repr=False)  # the model's own, before any sampler replaced it
     plan: tuning.Plan = field(default_factory=tuning.Plan)  # the device settings it was loaded with
-    embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)  # (prompt, negative, guided) -> kwargs
+    embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)  # see ModelManager.prompt_embeddings
 
     @property
     def family(self) -> str:
@@ -79,83 +86,181 @@ class LoadedModel:
 
     @property
     def name(self) -> str:
-        return self.info.path.stem if self.info.path.suffix else self.info.path.name
+        return _name(self.info.path)
+
+
+@dataclass
+class Held:
+    """One model kept loaded under (kind, ref): a checkpoint's LoadedModel, or an auxiliary model."""
+
+    kind: str
+    ref: str
+    name: str  # what the status line calls it
+    value: object = field(repr=False)
+    size: int  # bytes of its weights
+    pool: str  # tuning.GPU or tuning.SYSTEM: the memory they are in
 
 
 class ModelManager:
-    """Owns the one loaded model. Used only from the worker thread."""
+    """Owns the loaded models; `current` is the checkpoint the last load() chose. Used only from the worker thread."""
 
     def __init__(self, device: DeviceChoice):
         self.device = device
         tuning.configure_backends(device)
         self.current: LoadedModel | None = None
+        self._held: OrderedDict[tuple[str, str], Held] = OrderedDict()  # least recently used first
         self._previewer: Previewer | None = None
         self._previewer_key: tuple[str, str] | None = None
 
     def load(self, ref: str, state: TaskState | None = None) -> LoadedModel:
-        """Make `ref` the loaded model (no-op when it already is)."""
+        """Make `ref` the current model: at once when it is still loaded, else from its file."""
         state = state or TaskState()
-        if self.current is not None and self.current.ref == ref:
-            return self.current
+        loaded = self.held(CHECKPOINT, ref)
+        if loaded is not None:
+            if loaded is not self.current:
+                self.current = loaded
+                state.status(self._ready(loaded))
+            return loaded
         path, info = self._resolve(ref, state)
         state.status(f"Loading {path.name}...")
         pipe = self._load_pipeline(path, info)
-        self.unload()
-        plan = tuning.plan(self.device, info.family, tuning.weights_bytes(pipe), *tuning.measure(self.device))
+        name, weights = _name(path), tuning.weights_bytes(pipe)
+        self.make_room(tuning.GPU, weights + tuning.working_memory(info.family), name, state)
+        plan = tuning.plan(self.device, info.family, weights, *tuning.measure(self.device))
         try:
             plan = tuning.place(pipe, plan, self.device.device, self.release_cache)
         except torch.OutOfMemoryError:
             del pipe
             self.release_cache()
             raise OutOfMemory(f"{path.name} does not fit in the memory of the {self.device.description}.") from None
+        pool = tuning.pool(self.device, plan)
+        if pool == tuning.SYSTEM:
+            self.make_room(pool, weights, name, state)
         if info.prediction and pipe.scheduler.config.get("prediction_type") != info.prediction:
             # v-prediction checkpoints say so in their keys or metadata; the bundled config may not match
             pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=info.prediction)
-        kind = "inpaint" if info.inpaint else "txt2img"
-        self.current = LoadedModel(ref, info, {kind: pipe}, dict(pipe.scheduler.config), plan)
-        note = f" ({plan.note})" if plan.note else ""
-        state.status(f"Ready: {path.name} on {self.device.description}{note}")
-        return self.current
+        task = "inpaint" if info.inpaint else "txt2img"
+        loaded = LoadedModel(ref, info, {(task, ()): pipe}, dict(pipe.scheduler.config), plan)
+        self.keep(CHECKPOINT, ref, loaded, weights, pool, name)
+        self.current = loaded
+        state.status(self._ready(loaded))
+        return loaded
 
-    def pipeline(self, kind: str):
-        """The pipeline for "txt2img", "img2img" or "inpaint", sharing the loaded weights."""
+    def _ready(self, loaded: LoadedModel) -> str:
+        note = f" ({loaded.plan.note})" if loaded.plan.note else ""
+        return f"Ready: {loaded.info.path.name} on {self.device.description}{note}"
+
+    # -- the models held, for checkpoints and auxiliary models alike ----------
+
+    def held(self, kind: str, ref: str):
+        """The model loaded as (kind, ref), now the most recently used; None when it is not loaded."""
+        entry = self._held.get((kind, ref))
+        if entry is None:
+            return None
+        self._held.move_to_end((kind, ref))
+        return entry.value
+
+    def keep(self, kind: str, ref: str, value, size: int, pool: str, name: str) -> None:
+        """Hold a model just loaded (after make_room) until it is unloaded to make room or by unload()."""
+        self._held[(kind, ref)] = Held(kind, ref, name, value, size, pool)
+
+    def make_room(self, pool: str, size: int, name: str, state: TaskState, spare=()) -> None:
+        """Unload the least recently used models of `pool` until `size` more bytes fit its budget, saying which.
+
+        GPU: until its free memory holds `size` (weights and working memory); when nothing is left to unload the
+        device plan offloads instead. SYSTEM: until the models held there and `size` fit tuning.system_budget.
+        `spare`: (kind, ref) keys never unloaded here (the checkpoint an auxiliary model is loaded for).
+        """
+        if pool == tuning.GPU and self.device.device.type != "cuda":
+            return
+        while True:
+            gpu_free, system = tuning.measure(self.device)
+            if pool == tuning.GPU:
+                fits = gpu_free is None or size <= gpu_free
+            else:
+                budget = tuning.system_budget(system)
+                fits = budget is None or size + sum(h.size for h in self._held.values() if h.pool == pool) <= budget
+            victim = next((h for key, h in self._held.items() if h.pool == pool and key not in spare), None)
+            if fits or victim is None:
+                return
+            self.unload(victim.kind, victim.ref)
+            state.status(f"Unloaded {victim.name} to make room for {name}")
+
+    def unload(self, kind: str | None = None, ref: str | None = None) -> None:
+        """Unload the model held as (kind, ref), or every model."""
+        keys = [(kind, ref)] if kind is not None else list(self._held)
+        for key in keys:
+            entry = self._held.pop(key, None)
+            if entry is not None and entry.value is self.current:
+                self.current = None
+        if kind is None:
+            self.current = None
+        self.release_cache()
+
+    # -- using the current checkpoint -----------------------------------------
+
+    def pipeline(self, task: str, extras: tuple = ()):
+        """The current model's pipeline for "txt2img", "img2img" or "inpaint", sharing its weights.
+
+        `extras`: (component name, module) pairs it uses beside or instead of the model's own, such as
+        ("vae", a VAE override); each combination is made once (from_pipe) and kept with the model.
+        """
         if self.current is None:
             raise RuntimeError("no model is loaded")
-        pipes = self.current.pipelines
-        if kind not in pipes:
-            group = "sdxl" if self.current.info.family is Family.SDXL else "sd"
+        loaded, extras = self.current, tuple(extras)
+        pipes = loaded.pipelines
+        if (task, extras) not in pipes:
             base = next(iter(pipes.values()))
-            pipes[kind] = _PIPELINES[group][kind].from_pipe(base, dtype=self.device.dtype)
-            pipes[kind].set_progress_bar_config(disable=True)
-            tuning.derive(pipes[kind], self.current.plan, self.device.device)
-        return pipes[kind]
+            group = "sdxl" if loaded.info.family is Family.SDXL else "sd"
+            own = frozenset(name for name, _ in extras if name not in base.components)
+            cls = _PIPELINES.get((group, task, own))
+            if cls is None:
+                raise ValueError(f"no {group} pipeline does {task} with {', '.join(sorted(own))}")
+            for _, module in extras:
+                tuning.adopt(module, loaded.plan, self.device.device)
+            pipe = cls.from_pipe(base, dtype=self.device.dtype, **dict(extras))
+            pipe.set_progress_bar_config(disable=True)
+            tuning.derive(pipe, loaded.plan, self.device.device)
+            pipes[(task, extras)] = pipe
+        return pipes[(task, extras)]
 
-    def prompt_embeddings(self, pipe, prompt: str, negative: str, guided: bool) -> dict:
-        """The encoded prompt as pipeline arguments, encoded once per text (a new seed reuses it)."""
+    def prompt_embeddings(self, pipe, conditioning, guided: bool) -> dict:
+        """The encoded prompt as pipeline arguments, encoded once per conditioning (a new seed reuses it).
+
+        Remembered by all that changes the encoding: the model and the text encoders of `pipe`, the whole
+        `conditioning` (prompt, negative prompt, clip skip, ...: any hashable object with those fields) and
+        whether the run is guided.
+        """
         cache = self.current.embeddings
-        key = (prompt, negative, guided)
+        encoders = tuple(id(getattr(pipe, name, None)) for name in ("text_encoder", "text_encoder_2"))
+        key = (self.current.ref, encoders, conditioning, guided)
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-        negative_prompt = negative or None
+        negative_prompt = conditioning.negative_prompt or None
+        clip_skip = conditioning.clip_skip - 1 or None  # A1111 counts the last layer as 1, diffusers as 0
         if self.current.info.family is Family.SDXL:
             embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
-                prompt, device=self.device.device, num_images_per_prompt=1, do_classifier_free_guidance=guided,
-                negative_prompt=negative_prompt)
+                conditioning.prompt, device=self.device.device, num_images_per_prompt=1,
+                do_classifier_free_guidance=guided, negative_prompt=negative_prompt, clip_skip=clip_skip)
             kwargs = {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds,
                       "pooled_prompt_embeds": pooled, "negative_pooled_prompt_embeds": negative_pooled}
+        elif clip_skip:
+            device = self.device.device
+            embeds = _skipping_layers(pipe, conditioning.prompt, clip_skip, device)
+            negative = _skipping_layers(pipe, conditioning.negative_prompt, clip_skip, device) if guided else None
+            embeds, negative_embeds = pipe.encode_prompt(None, device, 1, guided, prompt_embeds=embeds,
+                                                         negative_prompt_embeds=negative)
+            kwargs = {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
         else:
-            embeds, negative_embeds = pipe.encode_prompt(prompt, self.device.device, 1, guided, negative_prompt)
+            embeds, negative_embeds = pipe.encode_prompt(conditioning.prompt, self.device.device, 1, guided,
+                                                         negative_prompt)
             kwargs = {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
         kwargs = {name: value for name, value in kwargs.items() if value is not None}
         cache[key] = kwargs
         while len(cache) > EMBEDDINGS_KEPT:
             cache.popitem(last=False)
         return kwargs
-
-    def unload(self) -> None:
-        self.current = None
-        self.release_cache()
 
     def release_cache(self) -> None:
         gc.collect()
@@ -198,7 +303,7 @@ class ModelManager:
 
     def _load_pipeline(self, path: Path, info: ModelInfo):
         group = "sdxl" if info.family is Family.SDXL else "sd"
-        cls = _PIPELINES[group]["inpaint" if info.inpaint else "txt2img"]
+        cls = _PIPELINES[(group, "inpaint" if info.inpaint else "txt2img", frozenset())]
         extra = {"safety_checker": None, "requires_safety_checker": False} if group == "sd" else {}
         try:
             if path.is_dir():
@@ -219,6 +324,21 @@ class ModelManager:
 
     def _bundled_config(self, info: ModelInfo) -> Path:
         return bundled_configs.cached_config(info.family.value + ("-inpaint" if info.inpaint else ""))
+
+
+def _skipping_layers(pipe, text: str, skipped: int, device: torch.device) -> torch.Tensor:
+    """An SD 1.x/2.x text encoding from `skipped` layers before the last, through the final layer norm (as
+    A1111's clip skip; diffusers' own clip_skip reaches for a `text_model` transformers 5 no longer has)."""
+    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
+    ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    hidden = encoder(ids.to(device), output_hidden_states=True).hidden_states[-(skipped + 1)]
+    norm = getattr(encoder, "text_model", encoder).final_layer_norm
+    return norm(hidden).to(dtype=encoder.dtype, device=device)
+
+
+def _name(path: Path) -> str:
+    return path.stem if path.suffix else path.name
 
 
 def _explain(error: Exception) -> str:

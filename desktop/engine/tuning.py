@@ -15,6 +15,12 @@
 
 A plan is made from plain numbers (so it is tested without a GPU) and applied
 once per loaded model.
+
+Several models stay loaded at once (ModelManager) while they fit a budget per
+memory pool: on the GPU, its free memory less the working memory of a run; in
+system memory (the CPU, Apple's unified memory, models offloaded from a GPU), a
+share of it (SYSTEM_SHARE), so the app, its pictures and the rest of the
+computer keep the remainder.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ GiB = 1024**3
 # Working memory on top of the weights at the family's usual size: activations, attention and the VAE decode.
 WORKING_MEMORY = {Family.SD1: 2 * GiB, Family.SD2: 2.5 * GiB, Family.SDXL: 3.5 * GiB}
 MPS_SLICING_BELOW = 64 * GiB
+GPU, SYSTEM = "gpu", "system"  # the memory pools loaded weights live in
+SYSTEM_SHARE = 0.5  # of the system's memory that loaded models may hold between them
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ def plan(choice: DeviceChoice, family: Family, weights: int, gpu_memory: int | N
     half = choice.dtype in (torch.float16, torch.bfloat16)
     kind = choice.device.type
     if kind == "cuda" and gpu_memory is not None:
-        need = weights + WORKING_MEMORY.get(family, 2 * GiB)
+        need = weights + working_memory(family)
         if need > gpu_memory:
             return Plan(channels_last=half, offload=True,
                         note=f"model offload: it needs about {need / GiB:.1f} GiB, the GPU has "
@@ -55,6 +63,20 @@ def plan(choice: DeviceChoice, family: Family, weights: int, gpu_memory: int | N
     if kind == "mps" and system_memory is not None and system_memory < MPS_SLICING_BELOW:
         return Plan(channels_last=half, attention_slicing=True, note="sliced attention")
     return Plan(channels_last=half)
+
+
+def working_memory(family: Family) -> int:
+    return int(WORKING_MEMORY.get(family, 2 * GiB))
+
+
+def pool(choice: DeviceChoice, plan: Plan) -> str:
+    """Where a model placed by `plan` keeps its weights: GPU, or SYSTEM (the CPU, a Mac, an offloaded model)."""
+    return GPU if choice.device.type == "cuda" and not plan.offload else SYSTEM
+
+
+def system_budget(system_memory: int | None) -> int | None:
+    """Bytes of weights the loaded models may hold in system memory together (None: no limit is known)."""
+    return None if system_memory is None else int(system_memory * SYSTEM_SHARE)
 
 
 def weights_bytes(pipe) -> int:
@@ -115,6 +137,15 @@ def place(pipe, plan: Plan, device: torch.device, release_memory) -> Plan:
     plan = replace(plan, offload=True, note="model offload: the GPU ran out of memory loading it whole")
     apply(pipe, plan, device)
     return plan
+
+
+def adopt(module, plan: Plan, device: torch.device) -> None:
+    """Give a module joining a loaded model's pipeline (a VAE override, a ControlNet) the model's placement;
+    an offloaded pipeline's hooks (derive) move it instead."""
+    if not plan.offload:
+        module.to(device)
+    if plan.channels_last:
+        module.to(memory_format=torch.channels_last)
 
 
 def derive(pipe, plan: Plan, device: torch.device) -> None:
