@@ -187,3 +187,10 @@ def test_the_backend_describes_the_model_switched_back_to(tiny_models, reads):
     again = backend.load(first, TaskState())
     assert again == described and again.name == "tiny-sd1" and reads == []
     backend.close()
+
+
+def test_the_pools_and_the_system_budget():
+    assert tuning.system_budget(16 * tuning.GiB) == 8 * tuning.GiB and tuning.system_budget(None) is None
+    assert tuning.pool(CUDA_FP16, tuning.Plan()) == tuning.GPU
+    assert tuning.pool(CUDA_FP16, tuning.Plan(offload=True)) == tuning.SYSTEM, "offloaded weights wait in RAM"
+    assert tuning.pool(devices.choose("cpu", "fp32"), tuning.Plan()) == tuning.SYSTEM
