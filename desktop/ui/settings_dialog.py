@@ -196,7 +196,7 @@ class SettingsDialog(QDialog):
         width = max(label.sizeHint().width() for label in self._labels)
         for label in self._labels:  # one label column across all the groups
             label.setMinimumWidth(width)
-        self.setMinimumWidth(620)
+        self.setMinimumWidth(720)  # room for the folder list beside its buttons
 
     def _form(self, title: str) -> tuple[QGroupBox, QFormLayout]:
         group = QGroupBox(title)

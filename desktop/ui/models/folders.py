@@ -64,19 +64,21 @@ class FolderListEditor(QWidget):
                                  "Search another folder (and up to four folders inside it) for models")
         self.remove_button = button("&Remove from list", None, self.remove_selected,
                                     "Stop searching the selected folder (Del). No file is deleted.")
-        self.note = QLabel(REMOVE_NOTE)
+        self.note = QLabel(REMOVE_NOTE)  # under the list, so a longer note never clips the buttons
         self.note.setWordWrap(True)
-        self.note.setFixedWidth(200)
         side = QVBoxLayout()
         side.setContentsMargins(0, 0, 0, 0)
         side.addWidget(self.add_button)
         side.addWidget(self.remove_button)
-        side.addWidget(self.note)
         side.addStretch(1)
-        row = QHBoxLayout(self)
+        row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.list, 1)
         row.addLayout(side)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addLayout(row)
+        column.addWidget(self.note)
         self.set_folders(folders or [])
 
     # -- reading and setting ------------------------------------------------------------------
