@@ -22,7 +22,8 @@ from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Extent, Margins
 from desktop.core.imageio import load_image, load_mask
-from desktop.core.request import GenerationRequest, InpaintArea, MaskedContent, Mode
+from desktop.core.request import (Conditioning, GenerationRequest, Images, InpaintArea, InpaintSettings,
+                                  MaskedContent, Mode, Sampling)
 from desktop.core.samplers import SAMPLERS, SCHEDULES
 
 
@@ -54,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--width", type=int, help="default: 512, or the input image's size")
     add("--height", type=int)
     add("--batch", type=int, default=1)
+    add("--clip-skip", type=int, default=1, metavar="N",
+        help="A1111's Clip skip: 1 uses the text encoder's last layer, 2 the one before it, ...")
     add("--mask-blur", type=int, default=4)
     add("--masked-content", choices=[m.value for m in MaskedContent], default=MaskedContent.ORIGINAL.value)
     add("--inpaint-area", choices=[a.value for a in InpaintArea], default=InpaintArea.WHOLE.value)
@@ -68,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 OPTIONS = {"prompt": "--prompt", "negative_prompt": "--negative", "model": "--model", "sampler": "--sampler",
            "schedule": "--schedule", "steps": "--steps", "cfg_scale": "--cfg", "seed": "--seed", "width": "--width",
            "height": "--height", "batch_size": "--batch", "strength": "--strength", "init_image": "--init",
-           "mask": "--mask", "mask_blur": "--mask-blur", "inpaint_padding": "--padding", "expand": "--expand"}
+           "mask": "--mask", "mask_blur": "--mask-blur", "inpaint_padding": "--padding", "expand": "--expand",
+           "clip_skip": "--clip-skip"}
 
 
 def _margins(text: str) -> Margins:
@@ -117,25 +121,16 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
     default = Extent(512, 512) if init is None else _default_extent(init)
     return GenerationRequest(
         mode=mode,
-        prompt=args.prompt,
-        negative_prompt=args.negative,
         model=args.model,
-        sampler=args.sampler,
-        schedule=args.schedule,
-        steps=args.steps,
-        cfg_scale=args.cfg,
-        seed=args.seed,
         width=args.width or default.width,
         height=args.height or default.height,
-        batch_size=args.batch,
-        strength=args.strength,
-        init_image=init,
-        mask=mask,
-        mask_blur=args.mask_blur,
-        masked_content=MaskedContent(args.masked_content),
-        inpaint_area=InpaintArea(args.inpaint_area),
-        inpaint_padding=args.padding,
-        expand=args.expand,
+        sampling=Sampling(sampler=args.sampler, schedule=args.schedule, steps=args.steps, cfg_scale=args.cfg,
+                          seed=args.seed, batch_size=args.batch, strength=args.strength),
+        conditioning=Conditioning(prompt=args.prompt, negative_prompt=args.negative, clip_skip=args.clip_skip),
+        images=Images(init, mask),
+        inpaint=InpaintSettings(mask_blur=args.mask_blur, masked_content=MaskedContent(args.masked_content),
+                                area=InpaintArea(args.inpaint_area), padding=args.padding),
+        outpaint=args.expand,
     )
 
 

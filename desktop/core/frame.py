@@ -16,7 +16,7 @@ import numpy as np
 
 from .document import CanvasDocument
 from .geometry import Bounds, Margins
-from .request import GenerationRequest, Mode
+from .request import GenerationRequest, Images, Mode
 
 PAPER = 255
 
@@ -36,17 +36,17 @@ def frame_request(doc: CanvasDocument, base: GenerationRequest, frame: Bounds | 
     frame = frame or doc.frame
     pixels = doc.composite(frame)
     alpha = pixels[..., 3]
-    size = {"width": frame.width, "height": frame.height, "expand": Margins()}
+    size = {"width": frame.width, "height": frame.height, "outpaint": Margins()}
     if not alpha.any():
-        return base.replace(mode=Mode.TXT2IMG, init_image=None, mask=None, **size)
+        return base.replace(mode=Mode.TXT2IMG, images=Images(), **size)
     rgb = _flatten(pixels)
     mask = doc.mask(frame)
     if not alpha.all():
         image = np.dstack([rgb, np.where(alpha > 0, 255, 0).astype(np.uint8)])
-        return base.replace(mode=Mode.OUTPAINT, init_image=image, mask=mask if mask.any() else None, **size)
+        return base.replace(mode=Mode.OUTPAINT, images=Images(image, mask if mask.any() else None), **size)
     if mask.any():
-        return base.replace(mode=Mode.INPAINT, init_image=rgb, mask=mask, **size)
-    return base.replace(mode=Mode.IMG2IMG, init_image=rgb, mask=None, **size)
+        return base.replace(mode=Mode.INPAINT, images=Images(rgb, mask), **size)
+    return base.replace(mode=Mode.IMG2IMG, images=Images(rgb), **size)
 
 
 def _flatten(rgba: np.ndarray) -> np.ndarray:

@@ -135,22 +135,26 @@ def parse_hashes(value: str) -> dict[str, str]:
 
 def from_request(request: GenerationRequest, seed: int, model_name: str, model_hash: str = "") -> Infotext:
     """The infotext of one image of a resolved request, in A1111's keys and wording."""
-    params = {"Steps": str(request.steps), "Sampler": request.sampler, "Schedule type": request.schedule,
-              "CFG scale": _number(request.cfg_scale), "Seed": str(seed), "Size": f"{request.width}x{request.height}",
+    sampling, inpaint, mode = request.sampling, request.inpaint, request.mode.value
+    params = {"Steps": str(sampling.steps), "Sampler": sampling.sampler, "Schedule type": sampling.schedule,
+              "CFG scale": _number(sampling.cfg_scale), "Seed": str(seed), "Size": f"{request.width}x{request.height}",
               "Model hash": model_hash, "Model": model_name}
-    if request.schedule == "Automatic":  # A1111 leaves it out too
+    if sampling.schedule == "Automatic":  # A1111 leaves it out too
         del params["Schedule type"]
-    if request.mode.value != "txt2img":
-        params["Denoising strength"] = _number(request.strength)
-    if request.mode.value in ("inpaint", "outpaint"):
-        params["Mask blur"] = str(request.mask_blur)
-    if request.mode.value == "inpaint":
-        params["Masked content"] = request.masked_content.value
-        params["Inpaint area"] = "Only masked" if request.inpaint_area.value == "only masked" else "Whole picture"
+    if mode != "txt2img":
+        params["Denoising strength"] = _number(sampling.strength)
+    if request.conditioning.clip_skip > 1:  # A1111 writes it only when a layer is skipped
+        params["Clip skip"] = str(request.conditioning.clip_skip)
+    if mode in ("inpaint", "outpaint"):
+        params["Mask blur"] = str(inpaint.mask_blur)
+    if mode == "inpaint":
+        params["Masked content"] = inpaint.masked_content.value
+        params["Inpaint area"] = "Only masked" if inpaint.area.value == "only masked" else "Whole picture"
         if params["Inpaint area"] == "Only masked":
-            params["Masked area padding"] = str(request.inpaint_padding)
+            params["Masked area padding"] = str(inpaint.padding)
     params = {key: value for key, value in params.items() if value}  # no model name or hash: no entry
-    return Infotext(request.prompt, request.negative_prompt, params)
+    conditioning = request.conditioning
+    return Infotext(conditioning.prompt, conditioning.negative_prompt, params)
 
 
 # -- writing

@@ -16,7 +16,8 @@ from . import infotext
 from .imageio import output_path, save_png
 from .request import GenerationRequest
 
-METADATA_VERSION = 1
+# 1: the request as a flat dict; 2: one nested dict per part (request.to_dict). Readers take both (request.nested).
+METADATA_VERSION = 2
 
 
 def metadata_chunks(request: GenerationRequest, seed: int, model_name: str, model_hash: str = "") -> dict[str, str]:
@@ -24,7 +25,8 @@ def metadata_chunks(request: GenerationRequest, seed: int, model_name: str, mode
     record = {
         "version": METADATA_VERSION,
         # The model's name, not its path: a shared picture must not reveal the user's folders.
-        "request": {**request.to_dict(), "seed": seed, "batch_size": 1, "model": model_name},
+        "request": request.replace(model=model_name,
+                                   sampling=request.sampling.replace(seed=seed, batch_size=1)).to_dict(),
         "model_name": model_name,
         "model_hash": model_hash,
     }

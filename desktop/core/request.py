@@ -1,9 +1,19 @@
 """GenerationRequest: the one object that describes a generation.
 
 The prompt panel and the canvas build it, the worker queues it, the engine
-runs it and the gallery stores it (as infotext). Images travel as numpy
-arrays: `init_image` is HxWx3 (or HxWx4, where alpha 0 marks empty area to
-outpaint) uint8; `mask` is HxW uint8 where 255 means "paint here".
+runs it and the gallery stores it (as infotext). It is frozen and made of
+frozen parts, each checking its own fields: `sampling` (Sampling),
+`conditioning` (Conditioning: what the prompt encoding depends on, hashable),
+`images` (Images: numpy arrays, `init` HxWx3 or HxWx4 uint8 where alpha 0
+marks empty area to outpaint, `mask` HxW uint8 where 255 means "paint
+here"), `inpaint` (InpaintSettings) and `outpaint` (the Margins an outpaint
+grows by), beside `mode`, `model`, `width` and `height`. Change a field with
+`request.replace(sampling=request.sampling.replace(steps=30))`.
+
+`to_dict` writes one nested dict per part (no images); `from_dict` reads it
+and the flat dict of version 1 (FLAT_FIELDS), which pictures saved before
+carry in their `sfumato` chunk. InvalidRequest names a field by its version 1
+name ("init_image", "expand", "inpaint_padding", ...), as people know them.
 """
 
 from __future__ import annotations
@@ -48,100 +58,30 @@ class InpaintArea(str, Enum):
     ONLY_MASKED = "only masked"
 
 
+MAX_CLIP_SKIP = 12  # A1111's slider: 1 (no layer skipped) to 12
+
+
 @dataclass(frozen=True)
-class GenerationRequest:
-    mode: Mode = Mode.TXT2IMG
-    prompt: str = ""
-    negative_prompt: str = ""
-    model: str = "demo"  # a file, a diffusers folder, a Hub repo id, or "demo"
+class Sampling:
+    """How the noise is drawn and denoised. `strength` is the denoising strength of img2img and inpaint."""
+
     sampler: str = "DPM++ 2M"
     schedule: str = "Karras"
     steps: int = 20
     cfg_scale: float = 7.0
     seed: int = RANDOM_SEED
-    width: int = 512
-    height: int = 512
     batch_size: int = 1
     strength: float = 0.75
-    init_image: np.ndarray | None = field(default=None, compare=False, repr=False)
-    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
-    mask_blur: int = 4
-    masked_content: MaskedContent = MaskedContent.ORIGINAL
-    inpaint_area: InpaintArea = InpaintArea.WHOLE
-    inpaint_padding: int = 32
-    expand: Margins = Margins()
 
-    def replace(self, **changes) -> GenerationRequest:
+    def replace(self, **changes) -> Sampling:
         return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able values of every field but the images."""
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, np.ndarray) or value is None:
-                continue
-            out[f.name] = value.value if isinstance(value, Enum) else list(value) if isinstance(value, Margins) else value
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> GenerationRequest:
-        """Inverse of to_dict; unknown keys are ignored, missing ones take defaults.
-
-        Raises InvalidRequest for a value of the wrong kind.
-        """
-        known = {f.name for f in dataclasses.fields(cls)} - {"init_image", "mask"}
-        values = {k: v for k, v in data.items() if k in known}
-        try:
-            for name, enum in (("mode", Mode), ("masked_content", MaskedContent), ("inpaint_area", InpaintArea)):
-                if name in values:
-                    values[name] = enum(values[name])
-            if "expand" in values:
-                values["expand"] = Margins(*values["expand"])
-        except (ValueError, TypeError) as error:
-            raise InvalidRequest(name, str(error)) from None
-        return cls(**values)
-
-    @property
-    def extent(self) -> Extent:
-        return Extent(self.width, self.height)
 
     @property
     def seeds(self) -> list[int]:
         """One seed per image of the batch: seed, seed + 1, ..., wrapping past MAX_SEED to 0 (seeds are 32-bit)."""
         return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.batch_size)]
 
-    def output_extent(self) -> Extent:
-        """Size of the images the run returns."""
-        if self.mode is Mode.OUTPAINT and self.init_image is not None:
-            h, w = self.init_image.shape[:2]
-            m = self.expand
-            return Extent(w + m.left + m.right, h + m.top + m.bottom)
-        if self.mode is Mode.INPAINT and self.inpaint_area is InpaintArea.ONLY_MASKED and self.init_image is not None:
-            h, w = self.init_image.shape[:2]
-            return Extent(w, h)
-        return self.extent
-
-    def resolved(self) -> GenerationRequest:
-        """Validated, with a concrete seed and normalised sampler name: what runs and is recorded."""
-        self.validate()
-        sampler, schedule = split_sampler_name(self.sampler, self.schedule)
-        seed = self.seed if self.seed != RANDOM_SEED else random.randint(0, MAX_SEED)
-        resolved = self.replace(sampler=sampler, schedule=schedule, seed=seed)
-        if self.mode is Mode.OUTPAINT:
-            # The new area is painted from scratch; the original is protected by the mask.
-            size = resolved.output_extent()
-            resolved = resolved.replace(width=size.width, height=size.height, strength=1.0)
-        return resolved
-
     def validate(self) -> None:
-        """Raise InvalidRequest naming the first bad field."""
-        _check_text("prompt", self.prompt)
-        _check_text("negative_prompt", self.negative_prompt)
-        if not isinstance(self.mode, Mode):
-            raise InvalidRequest("mode", f"must be one of {', '.join(m.value for m in Mode)}")
-        if not self.model:
-            raise InvalidRequest("model", "no model is selected")
         try:
             sampler, schedule = split_sampler_name(self.sampler, self.schedule)
         except ValueError as error:
@@ -155,39 +95,205 @@ class GenerationRequest:
         _check_number("strength", self.strength, 0.0, 1.0)
         if self.seed != RANDOM_SEED:
             _check_int("seed", self.seed, 0, MAX_SEED)
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What the picture is asked to be: everything that goes into the prompt encoding (and its cache key).
+
+    `clip_skip` is A1111's "Clip skip": 1 uses the text encoder's last layer, 2 the one before it, ...
+    """
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    clip_skip: int = 1
+
+    def replace(self, **changes) -> Conditioning:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        _check_text("prompt", self.prompt)
+        _check_text("negative_prompt", self.negative_prompt)
+        _check_int("clip_skip", self.clip_skip, 1, MAX_CLIP_SKIP)
+
+
+@dataclass(frozen=True)
+class Images:
+    """The pictures a run starts from: `init` HxWx3 or HxWx4 uint8 (alpha 0: area to outpaint), `mask` HxW
+    uint8 (255: paint here). None for txt2img. Never compared, written or hashed."""
+
+    init: np.ndarray | None = field(default=None, compare=False, repr=False)
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def replace(self, **changes) -> Images:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class InpaintSettings:
+    """AUTOMATIC1111's inpaint controls: mask blur, masked content, inpaint area and its padding."""
+
+    mask_blur: int = 4
+    masked_content: MaskedContent = MaskedContent.ORIGINAL
+    area: InpaintArea = InpaintArea.WHOLE
+    padding: int = 32
+
+    def replace(self, **changes) -> InpaintSettings:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        _check_int("mask_blur", self.mask_blur, 0, 256)
+        _check_int("inpaint_padding", self.padding, 0, 1024)
+
+
+_PARTS = {"sampling": Sampling, "conditioning": Conditioning, "inpaint": InpaintSettings}
+_ENUMS = {("top", "mode"): Mode, ("inpaint", "masked_content"): MaskedContent, ("inpaint", "area"): InpaintArea}
+
+#: The flat fields of a version 1 request dict (pictures saved before the request had parts) -> (part, field).
+FLAT_FIELDS = {
+    **{name: ("sampling", name) for name in ("sampler", "schedule", "steps", "cfg_scale", "seed", "batch_size",
+                                             "strength")},
+    **{name: ("conditioning", name) for name in ("prompt", "negative_prompt", "clip_skip")},
+    "init_image": ("images", "init"), "mask": ("images", "mask"),
+    "mask_blur": ("inpaint", "mask_blur"), "masked_content": ("inpaint", "masked_content"),
+    "inpaint_area": ("inpaint", "area"), "inpaint_padding": ("inpaint", "padding"),
+    "expand": ("outpaint", None),
+}
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    mode: Mode = Mode.TXT2IMG
+    model: str = "demo"  # a file, a diffusers folder, a Hub repo id, or "demo"
+    width: int = 512
+    height: int = 512
+    sampling: Sampling = Sampling()
+    conditioning: Conditioning = Conditioning()
+    images: Images = Images()
+    inpaint: InpaintSettings = InpaintSettings()
+    outpaint: Margins = Margins()  # the margins an outpaint grows by
+
+    def replace(self, **changes) -> GenerationRequest:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able values of every field but the images: one nested dict per part."""
+        out: dict = {"mode": self.mode.value, "model": self.model, "width": self.width, "height": self.height}
+        for name in _PARTS:
+            part = getattr(self, name)
+            out[name] = {f.name: _plain(getattr(part, f.name)) for f in dataclasses.fields(part)}
+        out["outpaint"] = list(self.outpaint)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GenerationRequest:
+        """Inverse of to_dict; also reads the flat dict of version 1 (FLAT_FIELDS). Unknown keys are ignored,
+        missing ones take defaults. Raises InvalidRequest for a value of the wrong kind."""
+        if not isinstance(data, dict):
+            raise InvalidRequest("request", f"must be a dict of fields, got {type(data).__name__}")
+        data = nested(data)
+        top = {k: data[k] for k in ("mode", "model", "width", "height") if k in data}
+        name = "mode"
+        try:
+            if "mode" in top:
+                top["mode"] = Mode(top["mode"])
+            for part_name, part_cls in _PARTS.items():
+                values = data.get(part_name, {})
+                if not isinstance(values, dict):
+                    raise InvalidRequest(part_name, f"must be a dict of fields, got {type(values).__name__}")
+                known = {f.name for f in dataclasses.fields(part_cls)}
+                values = {k: v for k, v in values.items() if k in known}
+                for (owner, field_name), enum in _ENUMS.items():
+                    if owner == part_name and field_name in values:
+                        name = {"area": "inpaint_area"}.get(field_name, field_name)
+                        values[field_name] = enum(values[field_name])
+                top[part_name] = part_cls(**values)
+            if "outpaint" in data:
+                name = "expand"
+                top["outpaint"] = Margins(*data["outpaint"])
+        except (ValueError, TypeError) as error:
+            if isinstance(error, InvalidRequest):
+                raise
+            raise InvalidRequest(name, str(error)) from None
+        return cls(**top)
+
+    @property
+    def extent(self) -> Extent:
+        return Extent(self.width, self.height)
+
+    def output_extent(self) -> Extent:
+        """Size of the images the run returns."""
+        init = self.images.init
+        if self.mode is Mode.OUTPAINT and init is not None:
+            h, w = init.shape[:2]
+            m = self.outpaint
+            return Extent(w + m.left + m.right, h + m.top + m.bottom)
+        if self.mode is Mode.INPAINT and self.inpaint.area is InpaintArea.ONLY_MASKED and init is not None:
+            h, w = init.shape[:2]
+            return Extent(w, h)
+        return self.extent
+
+    def resolved(self) -> GenerationRequest:
+        """Validated, with a concrete seed and normalised sampler name: what runs and is recorded."""
+        self.validate()
+        sampling = self.sampling
+        sampler, schedule = split_sampler_name(sampling.sampler, sampling.schedule)
+        seed = sampling.seed if sampling.seed != RANDOM_SEED else random.randint(0, MAX_SEED)
+        resolved = self.replace(sampling=sampling.replace(sampler=sampler, schedule=schedule, seed=seed))
+        if self.mode is Mode.OUTPAINT:
+            # The new area is painted from scratch; the original is protected by the mask.
+            size = resolved.output_extent()
+            resolved = resolved.replace(width=size.width, height=size.height,
+                                        sampling=resolved.sampling.replace(strength=1.0))
+        return resolved
+
+    def validate(self) -> None:
+        """Raise InvalidRequest naming the first bad field."""
+        for name, kind in (("conditioning", Conditioning), ("sampling", Sampling), ("images", Images),
+                           ("inpaint", InpaintSettings), ("outpaint", Margins)):
+            if not isinstance(getattr(self, name), kind):
+                raise InvalidRequest(name, f"must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
+        self.conditioning.validate()
+        if not isinstance(self.mode, Mode):
+            raise InvalidRequest("mode", f"must be one of {', '.join(m.value for m in Mode)}")
+        if not self.model:
+            raise InvalidRequest("model", "no model is selected")
+        self.sampling.validate()
         for name in ("width", "height"):  # any size: the engine works on the 8-pixel grid and crops back
             _check_int(name, getattr(self, name), MIN_SIZE, MAX_SIZE)
-        if self.mode in (Mode.IMG2IMG, Mode.INPAINT) and int(self.steps * self.strength) < 1:
-            raise InvalidRequest("strength", f"{self.strength:g} x {self.steps} steps leaves no step to run; raise either")
-        _check_int("mask_blur", self.mask_blur, 0, 256)
-        _check_int("inpaint_padding", self.inpaint_padding, 0, 1024)
+        steps, strength = self.sampling.steps, self.sampling.strength
+        if self.mode in (Mode.IMG2IMG, Mode.INPAINT) and int(steps * strength) < 1:
+            raise InvalidRequest("strength", f"{strength:g} x {steps} steps leaves no step to run; raise either")
+        self.inpaint.validate()
         self._validate_images()
 
     def _validate_images(self) -> None:
         if self.mode is Mode.TXT2IMG:
             return
-        image = self.init_image
+        image = self.images.init
         if image is None:
             raise InvalidRequest("init_image", f"{self.mode.value} needs an input image")
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] not in (3, 4):
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] > 4 \
+                or image.shape[2] < 3:
             raise InvalidRequest("init_image", "must be an RGB or RGBA 8-bit image")
         h, w = image.shape[:2]
         if min(h, w) < 1 or max(h, w) > MAX_SIZE:
             raise InvalidRequest("init_image", f"is {w}x{h}; images up to {MAX_SIZE}x{MAX_SIZE} are supported")
+        mask = self.images.mask
+        if mask is not None and not isinstance(mask, np.ndarray):
+            raise InvalidRequest("mask", f"must be an 8-bit mask the size of the image ({w}x{h})")
         if self.mode is Mode.INPAINT:
-            mask = self.mask
             if mask is None or mask.dtype != np.uint8 or mask.shape != (h, w):
                 raise InvalidRequest("mask", f"inpaint needs an 8-bit mask the size of the image ({w}x{h})")
             if not mask.any():
                 raise InvalidRequest("mask", "the mask is empty: paint where the image should change")
         if self.mode is Mode.OUTPAINT:
-            mask = self.mask
             if mask is not None and (mask.dtype != np.uint8 or mask.shape != (h, w)):
                 raise InvalidRequest("mask", f"an outpaint mask must be 8-bit and the size of the image ({w}x{h})")
-            if any(not isinstance(v, int) or v < 0 for v in self.expand):
+            if any(not isinstance(v, int) or v < 0 for v in self.outpaint):
                 raise InvalidRequest("expand", "margins must be whole numbers of pixels, 0 or more")
             has_empty = image.shape[2] == 4 and (image[..., 3] < 255).any()
-            if self.expand.is_zero and not has_empty:
+            if self.outpaint.is_zero and not has_empty:
                 raise InvalidRequest("expand", "outpaint needs a margin to grow into (or transparent area)")
             size = self.output_extent()
             if max(size) > MAX_SIZE:
@@ -195,6 +301,31 @@ class GenerationRequest:
             if min(size) < MIN_SIZE:
                 raise InvalidRequest("expand", f"the result would be {size.width}x{size.height}, under {MIN_SIZE}x"
                                                f"{MIN_SIZE}; add wider margins or start from a larger picture")
+
+
+def nested(data: dict) -> dict:
+    """A request dict in the nested form of to_dict, from either form. Never raises; values are not checked.
+
+    Version 1 (flat, FLAT_FIELDS) keys fill in what the parts do not hold; images are dropped.
+    """
+    out = {key: value for key, value in data.items() if key not in FLAT_FIELDS}
+    for key, (part, name) in FLAT_FIELDS.items():
+        if key not in data or part == "images":
+            continue
+        if part == "outpaint":
+            out.setdefault("outpaint", data[key])
+            continue
+        values = out.get(part)
+        if values is None:
+            values = out[part] = {}
+        if isinstance(values, dict):
+            out[part] = values = dict(values)
+            values.setdefault(name, data[key])
+    return out
+
+
+def _plain(value: object) -> object:
+    return value.value if isinstance(value, Enum) else value
 
 
 def _check_text(name: str, value: str) -> None:

@@ -1,8 +1,12 @@
 """run(request, state, models) -> results: the only place that calls a pipeline.
 
-Each mode becomes one pipeline call plus pixel work before and after it
-(desktop/engine/inpaint.py). The prompt is encoded once per model and text
-(ModelManager.prompt_embeddings), so a new seed or a batch count reuses it.
+Each mode has a preparer (PREPARERS: mode -> prepare(request, traits) ->
+Prepared): the pipeline task to ask the model manager for (with its extras),
+the pipeline's inputs, and `finish`, the pixel work on its output
+(desktop/engine/inpaint.py). One wrapper, _on_grid, pads every mode's inputs
+to the 8-pixel grid and crops the output back. The prompt is encoded once per
+model and conditioning (ModelManager.prompt_embeddings), so a new seed or a
+batch count reuses it.
 Seeds: image i of a batch uses seed + i, drawn from a CPU generator so the
 same seed gives the same picture on every run of the same device and precision.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +26,7 @@ from desktop.core.backend import Result
 from desktop.core.errors import Cancelled, NoPicture, OutOfMemory
 from desktop.core.geometry import Bounds, Extent, only_masked_area
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest, InpaintArea, MaskedContent, Mode
+from desktop.core.request import GenerationRequest, InpaintArea, InpaintSettings, MaskedContent, Mode
 
 from . import inpaint
 from .models import ModelManager
@@ -31,13 +36,22 @@ from .schedulers import make_scheduler
 VAE_TILING_AREA = 1536 * 1536
 
 
-@dataclass
-class _Prepared:
+@dataclass(frozen=True)
+class Traits:
+    """What a preparer needs to know of the loaded model."""
+
+    family: str  # "sd1", "sd2", "sdxl"
+    inpaint: bool  # a 9-channel inpainting model: every mode runs as an inpaint
+
+
+@dataclass(frozen=True)
+class Prepared:
     """Pipeline inputs for one mode, and how to turn its output into the result."""
 
-    pipeline: str  # "txt2img" | "img2img" | "inpaint"
+    task: str  # "txt2img" | "img2img" | "inpaint"
     inputs: dict
     finish: Callable[[np.ndarray], np.ndarray] = lambda image: image
+    extras: tuple = ()  # what the pipeline needs beside the model (a ControlNet, ...): part of its cache key
 
 
 def run(
@@ -52,18 +66,19 @@ def run(
     loaded = models.load(request.model, state)
     if state.cancelled():
         raise Cancelled(0)
-    prepared = _on_grid(_prepare(request, loaded.inpaint_model))
-    pipe = models.pipeline(prepared.pipeline)
-    pipe.scheduler = make_scheduler(loaded.scheduler_config, request.sampler, request.schedule, request.seeds)
+    prepared = prepare(request, Traits(loaded.family, loaded.inpaint_model))
+    pipe = models.pipeline(prepared.task, prepared.extras)
+    sampling = request.sampling
+    pipe.scheduler = make_scheduler(loaded.scheduler_config, sampling.sampler, sampling.schedule, sampling.seeds)
     previewer = models.previewer(loaded.family, preview_method)
-    state.status(f"Generating {request.batch_size} image(s), {request.width}x{request.height}")
+    state.status(f"Generating {sampling.batch_size} image(s), {request.width}x{request.height}")
     last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
 
     def on_step_end(pipe, index: int, timestep, tensors: dict) -> dict:
         last["latents"] = tensors["latents"]
         if state.cancelled():
             raise Cancelled(index + 1)
-        total = getattr(pipe, "num_timesteps", None) or request.steps
+        total = getattr(pipe, "num_timesteps", None) or sampling.steps
         show = (index + 1) % max(1, preview_every) == 0 or index + 1 == total
         state.step(index + 1, total, previewer(tensors["latents"]) if show else None)
         return {}
@@ -76,14 +91,13 @@ def run(
 
     def call():
         with torch.inference_mode():
-            embeddings = models.prompt_embeddings(pipe, request.prompt, request.negative_prompt,
-                                                  guided=request.cfg_scale > 1)
+            embeddings = models.prompt_embeddings(pipe, request.conditioning, guided=sampling.cfg_scale > 1)
             return pipe(
                 **embeddings,
-                num_inference_steps=request.steps,
-                guidance_scale=request.cfg_scale,
-                num_images_per_prompt=request.batch_size,
-                generator=[torch.Generator("cpu").manual_seed(seed) for seed in request.seeds],
+                num_inference_steps=sampling.steps,
+                guidance_scale=sampling.cfg_scale,
+                num_images_per_prompt=sampling.batch_size,
+                generator=[torch.Generator("cpu").manual_seed(seed) for seed in sampling.seeds],
                 output_type="np",
                 callback_on_step_end=on_step_end,
                 **prepared.inputs,
@@ -107,7 +121,7 @@ def run(
             raise _out_of_memory(request, models) from again
     _check_finite(output.images, last.get("latents"), pipe.vae.dtype)
     images = (np.clip(output.images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return [Result(prepared.finish(image), seed, request) for image, seed in zip(images, request.seeds, strict=True)]
+    return [Result(prepared.finish(image), seed, request) for image, seed in zip(images, sampling.seeds, strict=True)]
 
 
 def _check_finite(images: np.ndarray, latents, vae_dtype: torch.dtype) -> None:
@@ -145,31 +159,73 @@ def _lighter(pipe, sliced: bool):
 def _out_of_memory(request: GenerationRequest, models: ModelManager) -> OutOfMemory:
     models.release_cache()
     return OutOfMemory(
-        f"The {models.device.description} ran out of memory making {request.batch_size} image(s) of "
+        f"The {models.device.description} ran out of memory making {request.sampling.batch_size} image(s) of "
         f"{request.width}x{request.height}, even with lighter settings. Lower the size or the batch size, "
         "or close other programs that use the graphics card."
     )
 
 
-def _prepare(request: GenerationRequest, inpaint_model: bool) -> _Prepared:
+def prepare(request: GenerationRequest, traits: Traits) -> Prepared:
+    """The pipeline task, inputs and finish for a resolved request, on the 8-pixel grid."""
+    return _on_grid(PREPARERS[request.mode](request, traits))
+
+
+def _txt2img(request: GenerationRequest, traits: Traits) -> Prepared:
     size = {"width": request.width, "height": request.height}
-    if request.mode is Mode.TXT2IMG:
-        if not inpaint_model:
-            return _Prepared("txt2img", size)
-        grey = np.full((request.height, request.width, 3), 127, np.uint8)
-        return _full_mask_inpaint(grey, 1.0, size)
-    if request.mode is Mode.IMG2IMG:
-        image = _resize(_rgb(request.init_image), request.extent)
-        if not inpaint_model:
-            return _Prepared("img2img", {"image": Image.fromarray(image), "strength": request.strength})
-        return _full_mask_inpaint(image, request.strength, size)
-    if request.mode is Mode.OUTPAINT:
-        filled, _, soft = inpaint.outpaint_canvas(request.init_image, request.expand, request.mask_blur, request.mask)
-        return _masked(filled, filled, soft, request.strength)
-    return _prepare_inpaint(request)
+    if not traits.inpaint:
+        return Prepared("txt2img", size)
+    grey = np.full((request.height, request.width, 3), 127, np.uint8)
+    return _full_mask_inpaint(grey, 1.0, size)
 
 
-def _on_grid(prepared: _Prepared) -> _Prepared:
+def _img2img(request: GenerationRequest, traits: Traits) -> Prepared:
+    image = _resize(_rgb(request.images.init), request.extent)
+    strength = request.sampling.strength
+    if not traits.inpaint:
+        return Prepared("img2img", {"image": Image.fromarray(image), "strength": strength})
+    return _full_mask_inpaint(image, strength, {"width": request.width, "height": request.height})
+
+
+def _outpaint(request: GenerationRequest, traits: Traits) -> Prepared:
+    images, blur = request.images, request.inpaint.mask_blur
+    filled, _, soft = inpaint.outpaint_canvas(images.init, request.outpaint, blur, images.mask)
+    return _masked(filled, filled, soft, request.sampling.strength)
+
+
+def _inpaint(request: GenerationRequest, traits: Traits) -> Prepared:
+    original = _rgb(request.images.init)
+    mask, settings, strength = request.images.mask, request.inpaint, request.sampling.strength
+    if settings.area is InpaintArea.WHOLE:
+        original, mask = _resize(original, request.extent), _resize(mask, request.extent)
+        soft = inpaint.blur_mask(mask, settings.mask_blur)
+        return _masked(original, _masked_content(settings, request.sampling.seed, original, mask), soft, strength)
+
+    soft_full = inpaint.blur_mask(mask, settings.mask_blur)
+    box = only_masked_area(mask, settings.mask_blur + settings.padding, request.extent)
+    crop_image = _resize(original[box.slices], request.extent)
+    crop_mask = _resize(mask[box.slices], request.extent)
+    crop_soft = inpaint.blur_mask(crop_mask, settings.mask_blur)
+    content = _masked_content(settings, request.sampling.seed, crop_image, crop_mask)
+    prepared = _masked(crop_image, content, crop_soft, strength)
+    crop_finish = prepared.finish
+
+    def finish(generated: np.ndarray) -> np.ndarray:
+        patch = _resize(crop_finish(generated), box.extent)
+        return _paste_region(original, patch, soft_full, box)
+
+    return dataclasses.replace(prepared, finish=finish)
+
+
+Preparer = Callable[[GenerationRequest, Traits], Prepared]
+PREPARERS: dict[Mode, Preparer] = {
+    Mode.TXT2IMG: _txt2img,
+    Mode.IMG2IMG: _img2img,
+    Mode.INPAINT: _inpaint,
+    Mode.OUTPAINT: _outpaint,
+}
+
+
+def _on_grid(prepared: Prepared) -> Prepared:
     """Pipelines work in 8x8 latent cells: generate a picture of any size at the next multiple of 8, crop back.
 
     The inputs grow on the right and bottom (inpaint.pad_to_grid) and the
@@ -188,35 +244,10 @@ def _on_grid(prepared: _Prepared) -> _Prepared:
     if "width" in inputs:
         inputs.update(width=grid.width, height=grid.height)
     finish = prepared.finish
-    return _Prepared(prepared.pipeline, inputs, lambda generated: finish(generated[:height, :width]))
+    return dataclasses.replace(prepared, inputs=inputs, finish=lambda generated: finish(generated[:height, :width]))
 
 
-def _prepare_inpaint(request: GenerationRequest) -> _Prepared:
-    original = _rgb(request.init_image)
-    mask = request.mask
-    if request.inpaint_area is InpaintArea.WHOLE:
-        original, mask = _resize(original, request.extent), _resize(mask, request.extent)
-        soft = inpaint.blur_mask(mask, request.mask_blur)
-        return _masked(original, _masked_content(request, original, mask), soft, request.strength)
-
-    soft_full = inpaint.blur_mask(mask, request.mask_blur)
-    box = only_masked_area(mask, request.mask_blur + request.inpaint_padding, request.extent)
-    crop_image = _resize(original[box.slices], request.extent)
-    crop_mask = _resize(mask[box.slices], request.extent)
-    crop_soft = inpaint.blur_mask(crop_mask, request.mask_blur)
-    content = _masked_content(request, crop_image, crop_mask)
-    prepared = _masked(crop_image, content, crop_soft, request.strength)
-    crop_finish = prepared.finish
-
-    def finish(generated: np.ndarray) -> np.ndarray:
-        patch = _resize(crop_finish(generated), box.extent)
-        return _paste_region(original, patch, soft_full, box)
-
-    prepared.finish = finish
-    return prepared
-
-
-def _masked(original: np.ndarray, content: np.ndarray, soft: np.ndarray, strength: float) -> _Prepared:
+def _masked(original: np.ndarray, content: np.ndarray, soft: np.ndarray, strength: float) -> Prepared:
     """Inpaint `content` under the soft mask, then paste onto `original` (exact where the mask is 0)."""
     h, w = content.shape[:2]
     inputs = {
@@ -226,21 +257,21 @@ def _masked(original: np.ndarray, content: np.ndarray, soft: np.ndarray, strengt
         "width": w,
         "height": h,
     }
-    return _Prepared("inpaint", inputs, lambda generated: inpaint.paste_back(original, generated, soft))
+    return Prepared("inpaint", inputs, lambda generated: inpaint.paste_back(original, generated, soft))
 
 
-def _full_mask_inpaint(image: np.ndarray, strength: float, size: dict) -> _Prepared:
+def _full_mask_inpaint(image: np.ndarray, strength: float, size: dict) -> Prepared:
     """txt2img / img2img on a 9-channel inpainting model: repaint everything."""
     mask = np.full(image.shape[:2], 255, np.uint8)
     inputs = {"image": Image.fromarray(image), "mask_image": Image.fromarray(mask), "strength": strength, **size}
-    return _Prepared("inpaint", inputs)
+    return Prepared("inpaint", inputs)
 
 
-def _masked_content(request: GenerationRequest, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    if request.masked_content is MaskedContent.FILL:
+def _masked_content(settings: InpaintSettings, seed: int, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    if settings.masked_content is MaskedContent.FILL:
         return inpaint.fill_masked(image, mask)
-    if request.masked_content is MaskedContent.LATENT_NOISE:
-        return inpaint.noise_masked(image, mask, request.seed)
+    if settings.masked_content is MaskedContent.LATENT_NOISE:
+        return inpaint.noise_masked(image, mask, seed)
     return image
 
 

@@ -586,10 +586,12 @@ class MainWindow(QMainWindow):
         self.error_banner.hide()
         self._remember(self.panel.request())
         runs = range(self.panel.batch_count.value())
-        if request.seed == -1:
+        sampling = request.sampling
+        if sampling.seed == -1:
             requests = [request for _ in runs]
         else:  # a fixed seed continues: run 2 starts where run 1's batch ended
-            requests = [request.replace(seed=(request.seed + i * request.batch_size) % 2**32) for i in runs]
+            seeds = [(sampling.seed + i * sampling.batch_size) % 2**32 for i in runs]
+            requests = [request.replace(sampling=sampling.replace(seed=seed)) for seed in seeds]
         jobs = []
         for each in requests:
             job_id = self.worker.submit(each)
@@ -630,7 +632,7 @@ class MainWindow(QMainWindow):
     def _job_started(self, job_id: int, request: GenerationRequest) -> None:
         self.cancel_button.setEnabled(True)
         self._step_times = [time.perf_counter()]
-        self.progress.setRange(0, request.steps)
+        self.progress.setRange(0, request.sampling.steps)
         self.progress.setValue(0)
         self.progress.setFormat("Starting...")
 

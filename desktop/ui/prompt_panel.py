@@ -40,10 +40,13 @@ from desktop.core.request import (
     MAX_SIZE,
     MAX_STEPS,
     MIN_SIZE,
+    Conditioning,
     GenerationRequest,
     InpaintArea,
+    InpaintSettings,
     MaskedContent,
     Mode,
+    Sampling,
 )
 from desktop.core.samplers import AUTOMATIC, SAMPLERS, SCHEDULES
 
@@ -342,44 +345,42 @@ class PromptPanel(QWidget):
 
     def request(self) -> GenerationRequest:
         return GenerationRequest(
-            prompt=self.prompt.toPlainText(),
-            negative_prompt=self.negative.toPlainText(),
             model=self.model_ref(),
-            sampler=self.sampler.currentText(),
-            schedule=self.schedule.currentText(),
-            steps=self.steps.value(),
-            cfg_scale=self.cfg.value(),
-            seed=int(self.seed.value()),
             width=self.width_box.value(),
             height=self.height_box.value(),
-            batch_size=self.batch_size.value(),
-            strength=self.strength.value(),
-            mask_blur=self.mask_blur.value(),
-            masked_content=MaskedContent(self.masked_content.currentData()),  # Qt hands str-enums back as str
-            inpaint_area=InpaintArea(self.inpaint_area.currentData()),
-            inpaint_padding=self.inpaint_padding.value(),
+            sampling=Sampling(sampler=self.sampler.currentText(), schedule=self.schedule.currentText(),
+                              steps=self.steps.value(), cfg_scale=self.cfg.value(), seed=int(self.seed.value()),
+                              batch_size=self.batch_size.value(), strength=self.strength.value()),
+            conditioning=Conditioning(prompt=self.prompt.toPlainText(), negative_prompt=self.negative.toPlainText()),
+            inpaint=InpaintSettings(
+                mask_blur=self.mask_blur.value(),
+                masked_content=MaskedContent(self.masked_content.currentData()),  # Qt hands str-enums back as str
+                area=InpaintArea(self.inpaint_area.currentData()),
+                padding=self.inpaint_padding.value(),
+            ),
         )
 
     def set_request(self, request: GenerationRequest) -> None:
-        self.prompt.setPlainText(request.prompt)
-        self.negative.setPlainText(request.negative_prompt)
-        self.schedule.setCurrentText(request.schedule)
-        self.sampler.setCurrentText(request.sampler if request.sampler in SAMPLERS else "DPM++ 2M")
+        sampling, inpaint = request.sampling, request.inpaint
+        self.prompt.setPlainText(request.conditioning.prompt)
+        self.negative.setPlainText(request.conditioning.negative_prompt)
+        self.schedule.setCurrentText(sampling.schedule)
+        self.sampler.setCurrentText(sampling.sampler if sampling.sampler in SAMPLERS else "DPM++ 2M")
         self._sampler_changed(self.sampler.currentText())  # falls back to Automatic if unsupported
-        self.steps.setValue(request.steps)
-        self.cfg.setValue(request.cfg_scale)
-        self.seed.setValue(request.seed if -1 <= request.seed <= MAX_SEED else -1)
+        self.steps.setValue(sampling.steps)
+        self.cfg.setValue(sampling.cfg_scale)
+        self.seed.setValue(sampling.seed if -1 <= sampling.seed <= MAX_SEED else -1)
         locked = self.aspect_lock.isChecked()
         self.aspect_lock.setChecked(False)
         self.width_box.setValue(request.width)
         self.height_box.setValue(request.height)
         self.aspect_lock.setChecked(locked)
-        self.batch_size.setValue(request.batch_size)
-        self.strength.setValue(request.strength)
-        self.mask_blur.setValue(min(request.mask_blur, self.mask_blur.maximum()))
-        self.masked_content.setCurrentIndex(max(0, self.masked_content.findData(request.masked_content)))
-        self.inpaint_area.setCurrentIndex(max(0, self.inpaint_area.findData(request.inpaint_area)))
-        self.inpaint_padding.setValue(min(request.inpaint_padding, self.inpaint_padding.maximum()))
+        self.batch_size.setValue(sampling.batch_size)
+        self.strength.setValue(sampling.strength)
+        self.mask_blur.setValue(min(inpaint.mask_blur, self.mask_blur.maximum()))
+        self.masked_content.setCurrentIndex(max(0, self.masked_content.findData(inpaint.masked_content)))
+        self.inpaint_area.setCurrentIndex(max(0, self.inpaint_area.findData(inpaint.area)))
+        self.inpaint_padding.setValue(min(inpaint.padding, self.inpaint_padding.maximum()))
 
     def remember_seed(self, seed: int) -> None:
         self.last_seed = seed

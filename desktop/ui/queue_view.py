@@ -26,10 +26,11 @@ from desktop.core.request import GenerationRequest
 
 
 def describe(request: GenerationRequest) -> str:
-    prompt = " ".join(request.prompt.split()) or "(no prompt)"
+    prompt = " ".join(request.conditioning.prompt.split()) or "(no prompt)"
     if len(prompt) > 48:
         prompt = prompt[:47] + "…"
-    return f"{prompt}  ·  {request.width}x{request.height}, {request.steps} steps, x{request.batch_size}"
+    sampling = request.sampling
+    return f"{prompt}  ·  {request.width}x{request.height}, {sampling.steps} steps, x{sampling.batch_size}"
 
 
 class QueueView(QWidget):

@@ -9,7 +9,7 @@ import time
 from PySide6.QtCore import QObject, Qt, QTimer, Slot
 from PySide6.QtWidgets import QApplication
 
-from desktop.core.request import GenerationRequest
+from desktop.core.request import Conditioning, GenerationRequest, Sampling
 
 TIMEOUT_S = 600
 
@@ -39,8 +39,9 @@ class SmokeRun(QObject):
     def _start(self, *_) -> None:
         self.figures["engine_ready_s"] = round(time.perf_counter() - self._launched, 3)
         panel = self.window.panel
-        panel.set_request(GenerationRequest(prompt="a lighthouse on a cliff at dusk", steps=8, seed=1,
-                                            width=256, height=256, sampler="Euler a", schedule="Automatic"))
+        panel.set_request(GenerationRequest(
+            width=256, height=256, conditioning=Conditioning(prompt="a lighthouse on a cliff at dusk"),
+            sampling=Sampling(sampler="Euler a", schedule="Automatic", steps=8, seed=1)))
         panel.batch_count.setValue(1)
         self._started = time.perf_counter()
         self._last_tick = self._started

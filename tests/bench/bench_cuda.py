@@ -11,6 +11,7 @@ import sys
 
 from .bench_engine import PROMPT, full_size_model
 from .common import Figure, best_of
+from tests.support.requests import make_request
 
 STEPS = 20
 
@@ -31,7 +32,7 @@ def run() -> list[Figure]:
     model = full_size_model()
     name = torch.cuda.get_device_name(0)
     manager = ModelManager(devices.choose("cuda"))
-    request = GenerationRequest(prompt=PROMPT, model=str(model), width=512, height=512, steps=STEPS, seed=1,
+    request = make_request(prompt=PROMPT, model=str(model), width=512, height=512, steps=STEPS, seed=1,
                                 sampler="Euler", schedule="Automatic")
 
     def engine():

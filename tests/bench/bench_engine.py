@@ -26,6 +26,7 @@ import textwrap
 from pathlib import Path
 
 from .common import Figure, best_of
+from tests.support.requests import make_request
 
 MODEL = Path(os.environ.get("SFUMATO_BENCH_CACHE", Path.home() / ".cache" / "sfumato-bench")) / "sd15-random"
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,7 +74,7 @@ def run() -> list[Figure]:
 
     # -- engine overhead and previews: 256x256, 4 steps ---------------------------------------------
     steps = 4
-    request = GenerationRequest(prompt=PROMPT, model=str(model), width=256, height=256, steps=steps, seed=1,
+    request = make_request(prompt=PROMPT, model=str(model), width=256, height=256, steps=steps, seed=1,
                                 sampler="Euler", schedule="Automatic")
     engine = best_of(lambda: generate.run(request, TaskState(), manager), repeat=2) / steps
 
@@ -175,7 +176,7 @@ def _peak_rss(kind: str, model: Path) -> float:
             from desktop.engine import devices, generate
             from desktop.engine.models import ModelManager
             manager = ModelManager(devices.choose("cpu"))
-            generate.run(GenerationRequest(prompt="a cat", model=model, width=512, height=512, steps=2, seed=1),
+            generate.run(make_request(prompt="a cat", model=model, width=512, height=512, steps=2, seed=1),
                          TaskState(), manager)
         else:
             from diffusers import StableDiffusionPipeline

@@ -26,9 +26,10 @@ from PIL import Image, PngImagePlugin
 from desktop.core.gallery.index import Query
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.outputs import metadata_chunks
-from desktop.core.request import GenerationRequest
+
 
 from .common import Figure, best_of
+from tests.support.requests import make_request
 
 COUNT = 10_000
 WORDS = "lighthouse fox castle harbour forest portrait city mountain river garden dragon robot".split()
@@ -48,7 +49,7 @@ def make_pictures(folder: Path, count: int) -> list[str]:
         pixels[..., 0] = base[None, :]
         pixels[..., 1] = base[:, None]
         pixels[..., 2] = i % 256
-        request = GenerationRequest(prompt=prompt, seed=i, width=512, height=512).resolved()
+        request = make_request(prompt=prompt, seed=i, width=512, height=512).resolved()
         info = PngImagePlugin.PngInfo()
         for key, value in metadata_chunks(request, i, "model-a" if i % 3 else "model-b").items():
             info.add_text(key, value)

@@ -10,8 +10,9 @@ from desktop.core.backend import Backend, GenerationJob
 from desktop.core.errors import Cancelled, ModelLoadError, OutOfMemory
 from desktop.core.geometry import Margins
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest, InpaintArea, Mode
+from desktop.core.request import InpaintArea, Mode
 from tests.support.fake_backend import FakeBackend
+from tests.support.requests import change, make_request
 
 
 def run(backend, request, state=None, **job):
@@ -29,20 +30,20 @@ def test_it_is_a_backend():
 
 def test_pictures_are_deterministic_sized_and_differ_by_seed_and_prompt():
     backend = FakeBackend()
-    request = GenerationRequest(prompt="a lighthouse", seed=7, width=128, height=72, batch_size=2, steps=3)
+    request = make_request(prompt="a lighthouse", seed=7, width=128, height=72, batch_size=2, steps=3)
     first, second = run(backend, request)
     assert first.image.shape == (72, 128, 3) and first.image.dtype == np.uint8
     assert (first.seed, second.seed) == (7, 8)
     assert not np.array_equal(first.image, second.image)
     again = run(FakeBackend(), request)[0]
     assert np.array_equal(first.image, again.image)
-    other = run(backend, request.replace(prompt="a forest"))[0]
+    other = run(backend, change(request, prompt="a forest"))[0]
     assert not np.array_equal(first.image, other.image)
 
 
 def test_a_random_seed_is_resolved_and_recorded():
-    result = run(FakeBackend(), GenerationRequest(seed=-1, steps=1, width=64, height=64))[0]
-    assert result.seed >= 0 and result.request.seed == result.seed
+    result = run(FakeBackend(), make_request(seed=-1, steps=1, width=64, height=64))[0]
+    assert result.seed >= 0 and result.request.sampling.seed == result.seed
 
 
 def test_inpaint_keeps_every_pixel_outside_the_mask():
@@ -50,7 +51,7 @@ def test_inpaint_keeps_every_pixel_outside_the_mask():
     mask = np.zeros((64, 96), np.uint8)
     mask[10:30, 20:50] = 255
     for area in InpaintArea:
-        request = GenerationRequest(mode=Mode.INPAINT, init_image=image, mask=mask, width=96, height=64, steps=4,
+        request = make_request(mode=Mode.INPAINT, init_image=image, mask=mask, width=96, height=64, steps=4,
                                     strength=1.0, inpaint_area=area)
         out = run(FakeBackend(), request)[0].image
         assert np.array_equal(out[mask == 0], image[mask == 0]), area
@@ -59,7 +60,7 @@ def test_inpaint_keeps_every_pixel_outside_the_mask():
 
 def test_outpaint_grows_by_the_margins_and_keeps_the_original():
     image = photo(64, 64)
-    request = GenerationRequest(mode=Mode.OUTPAINT, init_image=image, expand=Margins(32, 0, 0, 16), steps=2)
+    request = make_request(mode=Mode.OUTPAINT, init_image=image, expand=Margins(32, 0, 0, 16), steps=2)
     out = run(FakeBackend(), request)[0].image
     assert out.shape == (80, 96, 3)
     assert np.array_equal(out[0:64, 32:96], image)
@@ -69,18 +70,18 @@ def test_img2img_starts_from_the_picture_and_runs_steps_times_strength():
     image = photo(64, 64)
     steps = []
     state = TaskState(on_step=lambda i, n, preview: steps.append((i, n)))
-    request = GenerationRequest(mode=Mode.IMG2IMG, init_image=image, width=64, height=64, steps=20, strength=0.5,
+    request = make_request(mode=Mode.IMG2IMG, init_image=image, width=64, height=64, steps=20, strength=0.5,
                                 seed=3)
     out = run(FakeBackend(), request, state)[0].image
     assert steps == [(i, 10) for i in range(1, 11)]
-    painted = run(FakeBackend(), request.replace(mode=Mode.TXT2IMG, init_image=None))[0].image
+    painted = run(FakeBackend(), change(request, mode=Mode.TXT2IMG, init_image=None))[0].image
     assert np.abs(out - (image * 0.5 + painted * 0.5)).max() <= 1
 
 
 def test_every_step_reports_a_preview_growing_towards_the_result():
     previews = []
     state = TaskState(on_step=lambda i, n, preview: previews.append((i, n, preview)))
-    result = run(FakeBackend(), GenerationRequest(width=128, height=64, steps=4), state)[0]
+    result = run(FakeBackend(), make_request(width=128, height=64, steps=4), state)[0]
     assert [(i, n) for i, n, _ in previews] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert all(p.shape == (8, 16, 3) for _, _, p in previews)
     assert np.array_equal(previews[-1][2], result.image[::8, ::8])
@@ -90,10 +91,10 @@ def test_every_step_reports_a_preview_growing_towards_the_result():
 def test_previews_follow_the_job_settings():
     previews = []
     state = TaskState(on_step=lambda i, n, preview: previews.append(preview is not None))
-    run(FakeBackend(), GenerationRequest(width=64, height=64, steps=5), state, preview_every=2)
+    run(FakeBackend(), make_request(width=64, height=64, steps=5), state, preview_every=2)
     assert previews == [False, True, False, True, True]
     previews.clear()
-    run(FakeBackend(), GenerationRequest(width=64, height=64, steps=2), state, preview_method="off")
+    run(FakeBackend(), make_request(width=64, height=64, steps=2), state, preview_method="off")
     assert previews == [False, False]
 
 
@@ -105,7 +106,7 @@ def test_cancel_during_a_slow_step_stops_within_that_step():
     timer.start()
     started = time.perf_counter()
     with pytest.raises(Cancelled) as raised:
-        run(backend, GenerationRequest(width=64, height=64, steps=50), state)
+        run(backend, make_request(width=64, height=64, steps=50), state)
     timer.join()
     assert time.perf_counter() - started < 2.5, "the cancel waited for the step to end"
     assert steps == [] and raised.value.step == 1
@@ -115,7 +116,7 @@ def test_a_cancelled_state_stops_before_the_first_step():
     state = TaskState()
     state.cancel()
     with pytest.raises(Cancelled):
-        run(FakeBackend(), GenerationRequest(width=64, height=64, steps=3), state)
+        run(FakeBackend(), make_request(width=64, height=64, steps=3), state)
 
 
 def test_injected_failures_are_raised_where_the_engine_raises_them():
@@ -124,12 +125,12 @@ def test_injected_failures_are_raised_where_the_engine_raises_them():
     with pytest.raises(ModelLoadError):
         backend.load("broken.safetensors", TaskState())
     with pytest.raises(ModelLoadError):
-        run(backend, GenerationRequest(width=64, height=64, steps=1))
+        run(backend, make_request(width=64, height=64, steps=1))
 
     steps = []
     backend = FakeBackend(run_error=OutOfMemory("The device ran out of memory."), fail_at_step=2)
     with pytest.raises(OutOfMemory):
-        run(backend, GenerationRequest(width=64, height=64, steps=5), TaskState(on_step=lambda i, n, p: steps.append(i)))
+        run(backend, make_request(width=64, height=64, steps=5), TaskState(on_step=lambda i, n, p: steps.append(i)))
     assert steps == [1, 2]
 
     with pytest.raises(ValueError):

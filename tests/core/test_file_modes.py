@@ -11,7 +11,8 @@ from desktop.core.document import CanvasDocument
 from desktop.core.gallery import export as exporting
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Extent
-from desktop.core.request import GenerationRequest
+
+from tests.support.requests import make_request
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="permission bits are a POSIX thing")
 
@@ -32,7 +33,7 @@ def mode(path):
 def write_the_three(tmp_path):
     """A gallery result, an export of it and an .ora save: what a user finds in their folders."""
     store = GalleryStore(tmp_path / "outputs", tmp_path / "thumbs")
-    request = GenerationRequest(prompt="a lighthouse", seed=7, width=64, height=64).resolved()
+    request = make_request(prompt="a lighthouse", seed=7, width=64, height=64).resolved()
     pixels = np.random.default_rng(7).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     result = store.add_result(pixels, request, 7, "tiny")
     record = store.index.by_path(store.relative(result))

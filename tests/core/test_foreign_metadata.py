@@ -9,7 +9,8 @@ from PIL import Image, PngImagePlugin
 
 from desktop.core.gallery.metadata import UNKNOWN_JSON, encode_user_comment, read_image_meta, to_request
 from desktop.core.infotext import parse_infotext
-from desktop.core.request import GenerationRequest
+
+from tests.support.requests import make_request
 
 EXIF_IFD, USER_COMMENT, IMAGE_DESCRIPTION, MAKE, MODEL = 0x8769, 0x9286, 0x010E, 0x010F, 0x0110
 
@@ -240,9 +241,9 @@ def test_json_nobody_knows_is_never_a_prompt(tmp_path, text):
 def test_use_all_parameters_pastes_the_prompt_never_json(tmp_path, case):
     _, fmt, how, expected = case
     meta, _, _ = read_image_meta(write(tmp_path / f"p.{fmt.lower()}", fmt, **how))
-    request = to_request(meta, GenerationRequest(prompt="old", negative_prompt="old", seed=1))
-    assert (request.prompt, request.negative_prompt, request.seed) == expected[:3]
-    assert not request.prompt.lstrip().startswith(("{", "["))
+    request = to_request(meta, make_request(prompt="old", negative_prompt="old", seed=1))
+    assert (request.conditioning.prompt, request.conditioning.negative_prompt, request.sampling.seed) == expected[:3]
+    assert not request.conditioning.prompt.lstrip().startswith(("{", "["))
 
 
 def test_a_graph_without_an_output_node_reads_the_last_sampler():

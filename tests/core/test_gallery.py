@@ -14,7 +14,8 @@ from desktop.core.gallery.index import Query
 from desktop.core.gallery.metadata import read_image_meta
 from desktop.core.gallery.store import HOLDING_NAME, INDEX_NAME, GalleryStore
 from desktop.core.infotext import parse_infotext
-from desktop.core.request import GenerationRequest
+
+from tests.support.requests import make_request
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def picture(seed=0, w=64, h=48):
 
 
 def add(store, prompt, seed, model="tiny", **fields):
-    request = GenerationRequest(prompt=prompt, seed=seed, width=64, height=64, **fields).resolved()
+    request = make_request(prompt=prompt, seed=seed, width=64, height=64, **fields).resolved()
     return store.index.by_path(store.relative(store.add_result(picture(seed), request, seed, model)))
 
 
@@ -134,7 +135,7 @@ def test_real_send2trash_moves_the_file_to_the_system_trash(folder, tmp_path):
 
 def test_thumbnails_are_small_and_cached(folder, tmp_path):
     store = open_store(folder, tmp_path)
-    path = store.add_result(np.zeros((600, 1000, 3), np.uint8), GenerationRequest(width=1000, height=600).resolved(),
+    path = store.add_result(np.zeros((600, 1000, 3), np.uint8), make_request(width=1000, height=600).resolved(),
                             1, "m")
     big = store.index.by_path(store.relative(path))
     path = store.thumbnail(big)
@@ -420,8 +421,47 @@ def test_use_all_parameters_reads_old_combined_sampler_names():
 
     meta = meta_from_chunks({"parameters": "a cat\nSteps: 30, Sampler: DPM++ 2M Karras, CFG scale: 6, Seed: 9, "
                                            "Size: 512x768"})
-    request = to_request(meta, GenerationRequest(sampler="Euler"))
-    assert (request.sampler, request.schedule, request.width, request.height) == ("DPM++ 2M", "Karras", 512, 768)
+    request = to_request(meta, make_request(sampler="Euler"))
+    assert (request.sampling.sampler, request.sampling.schedule, request.width, request.height) == (
+        "DPM++ 2M", "Karras", 512, 768)
+
+
+def test_use_all_parameters_takes_clip_skip_from_an_a1111_picture():
+    from desktop.core.gallery.metadata import meta_from_chunks, to_request
+
+    text = "a cat\nSteps: 30, Sampler: Euler a, CFG scale: 6, Seed: 9, Size: 512x768, Clip skip: 2"
+    assert to_request(meta_from_chunks({"parameters": text}), make_request()).conditioning.clip_skip == 2
+    without = text.replace(", Clip skip: 2", "")
+    assert to_request(meta_from_chunks({"parameters": without}), make_request(clip_skip=2)).conditioning.clip_skip == 2
+
+
+def test_a_sfumato_picture_records_clip_skip_and_reads_it_back(tmp_path):
+    from desktop.core.gallery.metadata import meta_from_chunks, to_request
+    from desktop.core.outputs import METADATA_VERSION, metadata_chunks
+
+    request = make_request(prompt="a cat", seed=3, clip_skip=2).resolved()
+    chunks = metadata_chunks(request, 3, "tiny")
+    assert "Clip skip: 2" in chunks["parameters"] and json.loads(chunks["sfumato"])["version"] == METADATA_VERSION
+    assert to_request(meta_from_chunks(chunks), make_request(model="mine")) == request.replace(model="mine")
+
+
+def test_a_picture_saved_with_the_version_1_flat_request_still_reads_back():
+    """Pictures in people's galleries carry the flat request of METADATA_VERSION 1 in their `sfumato` chunk."""
+    from desktop.core.gallery.metadata import meta_from_chunks, to_request
+    from desktop.core.request import Mode
+
+    flat = {"mode": "txt2img", "prompt": "a lighthouse", "negative_prompt": "fog", "model": "dreamshaper_8",
+            "sampler": "Euler a", "schedule": "Automatic", "steps": 12, "cfg_scale": 6.5, "seed": 42, "width": 512,
+            "height": 768, "batch_size": 1, "strength": 0.6, "mask_blur": 4, "masked_content": "original",
+            "inpaint_area": "whole picture", "inpaint_padding": 32, "expand": [0, 0, 0, 0]}
+    record = {"version": 1, "request": flat, "model_name": "dreamshaper_8", "model_hash": "879db523c3"}
+    meta = meta_from_chunks({"sfumato": json.dumps(record), "parameters": "a lighthouse\nSteps: 12, Seed: 42"})
+    assert (meta.prompt, meta.negative_prompt, meta.seed, meta.steps, meta.model) == (
+        "a lighthouse", "fog", 42, 12, "dreamshaper_8")
+    request = to_request(meta, make_request(model="mine", batch_size=4))
+    assert request == make_request(mode=Mode.TXT2IMG, prompt="a lighthouse", negative_prompt="fog", model="mine",
+                                   sampler="Euler a", schedule="Automatic", steps=12, cfg_scale=6.5, seed=42,
+                                   width=512, height=768, strength=0.6)
 
 
 def test_comfyui_advanced_sampler_and_the_model_behind_a_lora(tmp_path):

@@ -15,7 +15,8 @@ from desktop.core.infotext import (
     parse_infotext,
     parse_size,
 )
-from desktop.core.request import GenerationRequest, InpaintArea, Mode
+from desktop.core.request import InpaintArea, Mode
+from tests.support.requests import make_request
 
 # -- round trip
 
@@ -56,7 +57,8 @@ def test_round_trip(info):
     back = parse_infotext(format_infotext(info))
     assert list(back.params.items()) == list(info.params.items())
     if not has_marker_line(info.prompt):
-        assert (back.prompt, back.negative_prompt) == (breaks(info.prompt).strip(), breaks(info.negative_prompt).strip())
+        expected = (breaks(info.prompt).strip(), breaks(info.negative_prompt).strip())
+        assert (back.prompt, back.negative_prompt) == expected
 
 
 @settings(max_examples=300)
@@ -136,7 +138,7 @@ def a1111_shows(typed):
     return "\n".join(lines)
 
 
-SFUMATO_PARAMS = from_request(GenerationRequest(prompt="x", seed=7, schedule="Karras"), 7, "dreamshaper_8", "879db52").params
+SFUMATO_PARAMS = from_request(make_request(prompt="x", seed=7, schedule="Karras"), 7, "dreamshaper_8").params
 
 # What A1111 used to read wrongly (quotes and escapes in its boxes), and more.
 TRICKY_PROMPTS = [
@@ -470,7 +472,7 @@ def test_parse_hashes():
 
 
 def test_from_request_txt2img():
-    request = GenerationRequest(prompt="a cat", negative_prompt="dog", seed=5, cfg_scale=7.0, schedule="Karras")
+    request = make_request(prompt="a cat", negative_prompt="dog", seed=5, cfg_scale=7.0, schedule="Karras")
     info = from_request(request, 5, "dreamshaper_8", "879db523c3")
     assert info == Infotext("a cat", "dog", {
         "Steps": "20", "Sampler": "DPM++ 2M", "Schedule type": "Karras", "CFG scale": "7", "Seed": "5",
@@ -480,7 +482,7 @@ def test_from_request_txt2img():
 
 
 def test_from_request_inpaint_only_masked():
-    request = GenerationRequest(
+    request = make_request(
         mode=Mode.INPAINT, prompt="p", schedule="Automatic", cfg_scale=6.5, strength=0.6,
         inpaint_area=InpaintArea.ONLY_MASKED, inpaint_padding=48,
     )
@@ -492,3 +494,8 @@ def test_from_request_inpaint_only_masked():
     assert params["Masked content"] == "original"
     assert params["Inpaint area"] == "Only masked"
     assert params["Masked area padding"] == "48"
+
+
+def test_from_request_writes_clip_skip_as_a1111_does_only_when_a_layer_is_skipped():
+    assert "Clip skip" not in from_request(make_request(clip_skip=1), 5, "m").params
+    assert from_request(make_request(clip_skip=2), 5, "m").params["Clip skip"] == "2"

@@ -34,6 +34,14 @@ def test_txt2img_writes_pngs_with_parameters(capsys, tmp_path, tiny_models):
     assert '"seed": 78' in Image.open(paths[1]).text["sfumato"]
 
 
+def test_clip_skip_is_written_into_the_parameters(capsys, tmp_path, tiny_models):
+    code, paths, err = run_cli(capsys, "--model", str(tiny_models["sd1"].folder), "--prompt", "a fox", "--steps", "1",
+                               "--seed", "5", "--width", "64", "--height", "64", "--clip-skip", "2",
+                               "--out", str(tmp_path))
+    assert code == 0, err
+    assert parse_infotext(Image.open(paths[0]).text["parameters"]).params["Clip skip"] == "2"
+
+
 def test_inpaint_from_files(capsys, tmp_path, tiny_models):
     source = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     mask = np.zeros((64, 64), np.uint8)
@@ -60,6 +68,7 @@ def test_inpaint_from_files(capsys, tmp_path, tiny_models):
         (["--prompt", "x", "--expand", "1,2"], "expand"),
         (["--steps", "3"], "--prompt"),
         (["--prompt", "x", "--seed", str(2**33)], "seed"),
+        (["--prompt", "x", "--clip-skip", "0"], "--clip-skip: must be between 1 and 12"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, args, words):

@@ -9,10 +9,11 @@ import torch
 
 from desktop.core.modelfiles import Family, identify
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest
+
 from desktop.engine import bundled_configs, devices, generate
 from desktop.engine.ldm_layout import to_original_layout
 from desktop.engine.models import ModelManager
+from tests.support.requests import make_request
 
 pytestmark = pytest.mark.slow
 
@@ -41,8 +42,8 @@ def test_full_size_sd15_loads_offline_and_generates(sd15_checkpoint, monkeypatch
     assert info.family is Family.SD1 and not info.inpaint
     manager = ModelManager(devices.choose("cpu"))
     loaded = manager.load(str(sd15_checkpoint))
-    assert sum(p.numel() for p in loaded.pipelines["txt2img"].unet.parameters()) == 859_520_964
-    request = GenerationRequest(prompt="a photo of a cat", model=str(sd15_checkpoint), width=64, height=64,
+    assert sum(p.numel() for p in manager.pipeline("txt2img").unet.parameters()) == 859_520_964
+    request = make_request(prompt="a photo of a cat", model=str(sd15_checkpoint), width=64, height=64,
                                 steps=1, seed=1)
     image = generate.run(request, TaskState(), manager)[0].image
     assert image.shape == (64, 64, 3) and np.isfinite(image).all()

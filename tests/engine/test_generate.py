@@ -7,8 +7,9 @@ import pytest
 from desktop.core.errors import Cancelled, NoPicture
 from desktop.core.geometry import Bounds, Extent, Margins
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest, InpaintArea, MaskedContent, Mode
+from desktop.core.request import Conditioning, InpaintArea, MaskedContent, Mode
 from desktop.engine import generate
+from tests.support.requests import change, make_request
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def sd1(tiny_models):
 
 def run(manager, **fields):
     fields = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 4, "seed": 1, **fields}
-    return generate.run(GenerationRequest(**fields), TaskState(), manager)
+    return generate.run(make_request(**fields), TaskState(), manager)
 
 
 def picture(seed=0, w=64, h=64):
@@ -62,7 +63,7 @@ def test_batch_images_use_seed_plus_index(cpu_manager, sd1):
 def test_a_preview_arrives_after_every_step(cpu_manager, sd1):
     steps = []
     state = TaskState(on_step=lambda i, n, preview: steps.append((i, n, preview)))
-    generate.run(GenerationRequest(prompt="x", model=sd1, width=64, height=96, steps=5, seed=1), state, cpu_manager)
+    generate.run(make_request(prompt="x", model=sd1, width=64, height=96, steps=5, seed=1), state, cpu_manager)
     assert [(i, n) for i, n, _ in steps] == [(i, 5) for i in range(1, 6)]
     assert all(p.shape == (12, 8, 3) and p.dtype == np.uint8 for _, _, p in steps)
 
@@ -82,7 +83,7 @@ def test_cancel_stops_within_one_step_and_skips_the_decode(cpu_manager, sd1, mon
 
     state._on_step = on_step
     with pytest.raises(Cancelled) as caught:
-        generate.run(GenerationRequest(prompt="x", model=sd1, width=64, height=64, steps=20, seed=1), state, cpu_manager)
+        generate.run(make_request(prompt="x", model=sd1, width=64, height=64, steps=20, seed=1), state, cpu_manager)
     assert seen == [1, 2, 3] and caught.value.step == 4
     assert decodes == []
 
@@ -90,12 +91,12 @@ def test_cancel_stops_within_one_step_and_skips_the_decode(cpu_manager, sd1, mon
 def test_img2img_follows_the_input_and_strength(cpu_manager, sd1):
     steps = []
     state = TaskState(on_step=lambda i, n, preview: steps.append(n))
-    request = GenerationRequest(prompt="x", model=sd1, mode=Mode.IMG2IMG, init_image=picture(3), strength=0.25,
+    request = make_request(prompt="x", model=sd1, mode=Mode.IMG2IMG, init_image=picture(3), strength=0.25,
                                 steps=8, width=64, height=64, seed=2)
     first = generate.run(request, state, cpu_manager)[0].image
     assert steps == [2, 2]  # strength 0.25 of 8 steps
     same = generate.run(request, TaskState(), cpu_manager)[0].image
-    other = generate.run(request.replace(init_image=picture(4)), TaskState(), cpu_manager)[0].image
+    other = generate.run(change(request, init_image=picture(4)), TaskState(), cpu_manager)[0].image
     assert np.array_equal(first, same)
     assert not np.array_equal(first, other)
 
@@ -190,9 +191,9 @@ def test_the_prompt_is_encoded_once_when_only_the_seed_changes(cpu_manager, tiny
     model = str(tiny_models[kind].folder)
     first = run(cpu_manager, model=model, prompt="an encoded lighthouse", seed=21)[0].image
     calls = []
-    encoders = [cpu_manager.current.pipelines["txt2img"].text_encoder]
+    encoders = [cpu_manager.pipeline("txt2img").text_encoder]
     if kind == "sdxl":
-        encoders.append(cpu_manager.current.pipelines["txt2img"].text_encoder_2)
+        encoders.append(cpu_manager.pipeline("txt2img").text_encoder_2)
     hooks = [e.register_forward_hook(lambda *args: calls.append(1)) for e in encoders]
     try:
         again = run(cpu_manager, model=model, prompt="an encoded lighthouse", seed=21)[0].image
@@ -209,7 +210,7 @@ def test_the_prompt_is_encoded_once_when_only_the_seed_changes(cpu_manager, tiny
 def test_large_pictures_decode_in_tiles_and_small_ones_whole(cpu_manager, sd1, monkeypatch):
     monkeypatch.setattr(generate, "VAE_TILING_AREA", 96 * 96)
     image = run(cpu_manager, model=sd1, width=128, height=128)[0].image
-    vae = cpu_manager.current.pipelines["txt2img"].vae
+    vae = cpu_manager.pipeline("txt2img").vae
     assert vae.use_tiling and image.shape == (128, 128, 3) and image.std() > 1
     run(cpu_manager, model=sd1)
     assert not vae.use_tiling
@@ -224,3 +225,24 @@ def test_nan_says_which_part_made_no_picture():
         with pytest.raises(NoPicture, match=r"its output was not a number \(NaN\)\. The model file may be damaged"):
             generate._check_finite(nan_images, latents, vae)
     generate._check_finite(np.zeros((1, 8, 8, 3), np.float32), nan_latents, torch.float16)  # a picture is a picture
+
+
+@pytest.mark.parametrize("kind", ["sd1", "sdxl"])
+def test_clip_skip_2_encodes_from_the_layer_before_the_last_and_1_is_as_before(cpu_manager, tiny_models, kind):
+    """A1111's Clip skip N is diffusers' clip_skip N - 1; 1 (the default) must not change a picture."""
+    model = str(tiny_models[kind].folder)
+    plain = run(cpu_manager, model=model, seed=3)[0].image
+    pipe = cpu_manager.pipeline("txt2img")
+    with torch.inference_mode():
+        if kind == "sdxl":
+            before = pipe.encode_prompt("a lighthouse", device="cpu", num_images_per_prompt=1,
+                                        do_classifier_free_guidance=True)[0]
+        else:
+            before = pipe.encode_prompt("a lighthouse", "cpu", 1, True)[0]
+        one = cpu_manager.prompt_embeddings(pipe, Conditioning("a lighthouse", "", 1), True)["prompt_embeds"]
+        two = cpu_manager.prompt_embeddings(pipe, Conditioning("a lighthouse", "", 2), True)["prompt_embeds"]
+    assert torch.equal(one, before), "clip skip 1 encodes exactly as before"
+    assert not torch.equal(two, before), "clip skip 2 is another encoding"
+    skipped = run(cpu_manager, model=model, seed=3, clip_skip=2)[0].image
+    assert np.array_equal(run(cpu_manager, model=model, seed=3, clip_skip=1)[0].image, plain)
+    assert np.abs(skipped.astype(int) - plain.astype(int)).mean() > 0.5, "clip skip 2 changes the picture"

@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 
 from desktop.core.geometry import Bounds, Extent, Margins
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest, Mode
+from desktop.core.request import Mode
 from desktop.engine import generate, inpaint
+from tests.support.requests import make_request
 
 
 @settings(max_examples=40, deadline=None)
@@ -75,7 +76,7 @@ def test_a_picture_off_the_grid_is_inpainted_at_its_size_down_to_its_last_rows(c
     source = np.random.default_rng(5).integers(0, 256, (75, 100, 3), dtype=np.uint8)
     mask = np.zeros((75, 100), np.uint8)
     mask[60:, 30:70] = 255  # down to the last row
-    request = GenerationRequest(prompt="a lighthouse", model=str(tiny_models[kind].folder), mode=Mode.INPAINT,
+    request = make_request(prompt="a lighthouse", model=str(tiny_models[kind].folder), mode=Mode.INPAINT,
                                 init_image=source, mask=mask, mask_blur=0, width=100, height=75, steps=3, seed=1)
     result = generate.run(request, TaskState(), cpu_manager)[0]
     assert result.image.shape == (75, 100, 3) and (result.request.width, result.request.height) == (100, 75)

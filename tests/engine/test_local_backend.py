@@ -10,10 +10,11 @@ from desktop.core import modelfiles, paths
 from desktop.core.backend import Backend, GenerationJob
 from desktop.core.errors import Cancelled, ModelLoadError
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest
+
 from desktop.engine import devices, generate
 from desktop.engine.local import LocalBackend
 from desktop.engine.models import ModelManager
+from tests.support.requests import make_request
 
 
 def test_it_loads_describes_and_runs_as_the_engine_does(tiny_models):
@@ -27,7 +28,7 @@ def test_it_loads_describes_and_runs_as_the_engine_does(tiny_models):
     assert described.hash == modelfiles.model_hash(model) and "generation" in described.kinds
     assert (paths.cache_dir() / "model-hashes.json").is_file(), "hashed once, then read from the cache file"
 
-    request = GenerationRequest(prompt="a boat", model=model, width=64, height=64, steps=3, seed=9, batch_size=2)
+    request = make_request(prompt="a boat", model=model, width=64, height=64, steps=3, seed=9, batch_size=2)
     steps = []
     results = backend.run(GenerationJob(request, preview_every=2), TaskState(on_step=lambda i, n, p: steps.append(
         p is not None)))
@@ -50,7 +51,7 @@ def test_cancel_from_another_thread_stops_the_run(tiny_models):
             threading.Thread(target=backend.cancel).start()
             threading.Event().wait(0.2)
 
-    request = GenerationRequest(model=model, width=64, height=64, steps=20, seed=1)
+    request = make_request(model=model, width=64, height=64, steps=20, seed=1)
     with pytest.raises(Cancelled):
         backend.run(GenerationJob(request), TaskState(on_step=step))
     assert steps == [1, 2]

@@ -10,13 +10,14 @@ import pytest
 from desktop.core.errors import ModelLoadError
 from desktop.core.modelfiles import Family
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest, Mode
+from desktop.core.request import Mode
 from desktop.engine import devices, generate
 from desktop.engine.models import ModelManager
+from tests.support.requests import make_request
 
 
 def generate_once(manager, model, **fields):
-    request = GenerationRequest(prompt="a boat", model=model, width=64, height=64, steps=3, seed=9, **fields)
+    request = make_request(prompt="a boat", model=model, width=64, height=64, steps=3, seed=9, **fields)
     return generate.run(request, TaskState(), manager)[0].image
 
 

@@ -3,17 +3,18 @@ import pytest
 import torch
 
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest
+
 from desktop.core.samplers import AUTOMATIC, SAMPLERS
 from desktop.engine import generate
 from desktop.engine.previews import Previewer
+from tests.support.requests import change, make_request
 
 CASES = [(s, AUTOMATIC) for s in SAMPLERS] + [(s, sched[0]) for s, sched in SAMPLERS.items() if sched]
 
 
 @pytest.mark.parametrize("sampler, schedule", CASES)
 def test_every_sampler_generates_reproducibly(cpu_manager, tiny_models, sampler, schedule):
-    request = GenerationRequest(prompt="p", model=str(tiny_models["sd1"].folder), width=64, height=64,
+    request = make_request(prompt="p", model=str(tiny_models["sd1"].folder), width=64, height=64,
                                 steps=3, seed=4, sampler=sampler, schedule=schedule)
     first = generate.run(request, TaskState(), cpu_manager)[0].image
     again = generate.run(request, TaskState(), cpu_manager)[0].image
@@ -43,9 +44,9 @@ def test_taesd_preview_when_its_weights_are_on_disk(tmp_path):
 
 def test_a_sampler_does_not_leak_settings_into_the_next(cpu_manager, tiny_models):
     model = str(tiny_models["sd1"].folder)
-    request = GenerationRequest(prompt="p", model=model, width=64, height=64, steps=3, seed=4, sampler="Euler")
+    request = make_request(prompt="p", model=model, width=64, height=64, steps=3, seed=4, sampler="Euler")
     before = generate.run(request, TaskState(), cpu_manager)[0].image
-    generate.run(request.replace(sampler="DPM++ 2M SDE", schedule="Karras"), TaskState(), cpu_manager)
+    generate.run(change(request, sampler="DPM++ 2M SDE", schedule="Karras"), TaskState(), cpu_manager)
     after = generate.run(request, TaskState(), cpu_manager)[0].image
     assert np.array_equal(before, after)
     assert "algorithm_type" not in cpu_manager.current.scheduler_config
@@ -73,10 +74,10 @@ def test_each_sampler_maps_to_its_scheduler(sampler):
 
 def test_dpm_sde_batch_images_match_their_own_seed(cpu_manager, tiny_models):
     model = str(tiny_models["sd1"].folder)
-    request = GenerationRequest(prompt="p", model=model, width=64, height=64, steps=3, seed=10, batch_size=2,
+    request = make_request(prompt="p", model=model, width=64, height=64, steps=3, seed=10, batch_size=2,
                                 sampler="DPM++ SDE")
     batch = generate.run(request, TaskState(), cpu_manager)
-    alone = generate.run(request.replace(seed=11, batch_size=1), TaskState(), cpu_manager)[0].image
+    alone = generate.run(change(request, seed=11, batch_size=1), TaskState(), cpu_manager)[0].image
     assert np.abs(batch[1].image.astype(int) - alone.astype(int)).mean() < 2.0
 
 
@@ -91,7 +92,7 @@ def test_taesd_is_loaded_once_and_used_for_runs(cpu_manager, tiny_models):
         paths.models_dir() / "taesd")
     cpu_manager._previewer_key = None  # this test's SFUMATO_HOME has the weights
     previews = []
-    request = GenerationRequest(prompt="p", model=str(tiny_models["sd1"].folder), width=64, height=72, steps=2, seed=1)
+    request = make_request(prompt="p", model=str(tiny_models["sd1"].folder), width=64, height=72, steps=2, seed=1)
     generate.run(request, TaskState(on_step=lambda i, n, p: previews.append(p.shape)), cpu_manager, "taesd")
     first = cpu_manager.previewer("sd1", "taesd")
     generate.run(request, TaskState(), cpu_manager, "taesd")

@@ -11,9 +11,10 @@ from diffusers.models.attention_processor import SlicedAttnProcessor
 
 from desktop.core.modelfiles import Family
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest, Mode
+from desktop.core.request import Mode
 from desktop.engine import bundled_configs, devices, generate, tuning
 from desktop.engine.models import ModelManager
+from tests.support.requests import make_request
 
 GiB = tuning.GiB
 CUDA_FP16 = devices.DeviceChoice(torch.device("cuda"), torch.float16, "CUDA (test)")
@@ -96,7 +97,7 @@ def test_an_out_of_memory_retry_gives_back_the_sliced_attention_it_found(tiny_mo
     monkeypatch.setattr(tuning, "plan", lambda *a, **k: tuning.Plan(attention_slicing=True))
     manager = ModelManager(devices.choose("cpu", "fp32"))
     model = str(tiny_models["sd1"].folder)
-    request = GenerationRequest(prompt="a pier", model=model, width=64, height=64, steps=2, seed=3,
+    request = make_request(prompt="a pier", model=model, width=64, height=64, steps=2, seed=3,
                                 mode=Mode.TXT2IMG)
     generate.run(request, TaskState(), manager)
     unet = manager.pipeline("txt2img").unet

@@ -10,7 +10,8 @@ from desktop.core.brush import Brush
 from desktop.core.document import CanvasDocument
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Extent
-from desktop.core.request import GenerationRequest
+
+from tests.support.requests import make_request
 
 folder = Path(sys.argv[1])
 store = GalleryStore(folder / "outputs", folder / "thumbnails")
@@ -21,7 +22,7 @@ seed = int(sys.argv[2]) * 1000
 while True:
     seed += 1
     picture = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
-    store.add_result(picture, GenerationRequest(prompt=f"run {seed}", seed=seed, width=128, height=128).resolved(),
+    store.add_result(picture, make_request(prompt=f"run {seed}", seed=seed, width=128, height=128).resolved(),
                      seed, "killer")
     stroke = doc.begin_stroke(doc.layers[0], Brush(size=30, colour=tuple(int(c) for c in rng.integers(0, 256, 3))))
     stroke.to(*rng.integers(0, 256, 2))

@@ -11,7 +11,8 @@ from desktop.core import autosave
 from desktop.core.brush import Brush
 from desktop.core.document import CanvasDocument
 from desktop.core.gallery.store import GalleryStore
-from desktop.core.request import GenerationRequest
+
+from tests.support.requests import make_request
 
 TIMEOUT = 60_000
 
@@ -38,13 +39,13 @@ def files_under(folder):
 def test_a_full_disk_while_saving_results_says_so_and_keeps_what_was_saved(make_window, qtbot, full_disk):
     window = make_window()
     qtbot.waitUntil(lambda: window.gallery_store is not None, timeout=TIMEOUT)
-    window.panel.set_request(GenerationRequest(prompt="first", steps=1, width=64, height=64, seed=1))
+    window.panel.set_request(make_request(prompt="first", steps=1, width=64, height=64, seed=1))
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
         window.generate()
     saved = files_under(window.settings.output_path())
     assert saved
     full_disk()
-    window.panel.set_request(GenerationRequest(prompt="second", steps=1, width=64, height=64, seed=2))
+    window.panel.set_request(make_request(prompt="second", steps=1, width=64, height=64, seed=2))
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT) as shown:
         window.generate()
     full_disk(False)
@@ -94,7 +95,7 @@ def test_an_output_folder_that_cannot_be_created_is_explained(make_window, qtbot
     window = make_window(output_folder=str(blocker / "outputs"))
     qtbot.waitUntil(lambda: window.gallery.count.text() == "Unavailable", timeout=TIMEOUT)
     assert "could not be opened" in window.error_banner.text() and "writable" in window.error_banner.text()
-    window.panel.set_request(GenerationRequest(prompt="x", steps=1, width=64, height=64, seed=1))
+    window.panel.set_request(make_request(prompt="x", steps=1, width=64, height=64, seed=1))
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT) as shown:
         window.generate()
     assert shown.args[0][0][2] is None
@@ -105,7 +106,7 @@ def test_a_picture_deleted_under_the_gallerys_feet(make_window, qtbot, sfumato_h
     store = GalleryStore(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails")
     for seed in (1, 2):
         store.add_result(np.full((64, 64, 3), seed * 50, np.uint8),
-                         GenerationRequest(prompt=f"p{seed}", seed=seed, width=64, height=64).resolved(), seed, "m")
+                         make_request(prompt=f"p{seed}", seed=seed, width=64, height=64).resolved(), seed, "m")
     store.close()
     window = make_window()
     qtbot.waitUntil(lambda: window.gallery_store is not None, timeout=TIMEOUT)

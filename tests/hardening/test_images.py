@@ -7,10 +7,11 @@ from desktop.core.errors import SfumatoError
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.imageio import ImageError, load_image
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest, Mode
+from desktop.core.request import Mode
 from desktop.engine import generate
 
 from .images import make_all
+from tests.support.requests import make_request
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_img2img_converts_or_refuses_each_picture(pictures, cpu_manager, tiny_mo
             continue
         assert expected == "ok", name
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-        request = GenerationRequest(mode=Mode.IMG2IMG, init_image=image, model=model, width=64, height=64,
+        request = make_request(mode=Mode.IMG2IMG, init_image=image, model=model, width=64, height=64,
                                     steps=2, strength=0.5, seed=1)
         assert generate.run(request, TaskState(), cpu_manager)[0].image.shape == (64, 64, 3)
 

@@ -16,8 +16,9 @@ from desktop.core import modelfiles
 from desktop.core.errors import ModelLoadError, NoPicture
 from desktop.core.modelfiles import ModelFileError
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest
+
 from desktop.engine import generate
+from tests.support.requests import make_request
 
 MARKER = "sfumato-pickle-ran.txt"
 
@@ -59,7 +60,7 @@ def hostile_files(tmp_path, good_checkpoint):
 
 def test_each_bad_model_file_says_why_and_the_previous_model_keeps_working(cpu_manager, tiny_models, tmp_path):
     good = str(tiny_models["sd1"].folder)
-    request = GenerationRequest(prompt="x", model=good, width=64, height=64, steps=1, seed=1)
+    request = make_request(prompt="x", model=good, width=64, height=64, steps=1, seed=1)
     generate.run(request, TaskState(), cpu_manager)
     files, marker = hostile_files(tmp_path, tiny_models["sd1"].checkpoint)
     outcomes = {}
@@ -165,7 +166,7 @@ def test_a_diffusers_folder_with_a_named_pipe_inside_is_refused_at_once(tiny_mod
 def test_an_sdxl_named_folder_of_sd1_parts_is_refused_at_load_and_the_previous_model_stays(
         cpu_manager, tiny_models, tmp_path):
     good = str(tiny_models["sd1"].folder)
-    request = GenerationRequest(prompt="x", model=good, width=64, height=64, steps=1, seed=1)
+    request = make_request(prompt="x", model=good, width=64, height=64, steps=1, seed=1)
     generate.run(request, TaskState(), cpu_manager)
     folder = shutil.copytree(tiny_models["sd1"].folder, tmp_path / "mixed")
     index = json.loads((folder / "model_index.json").read_text())
@@ -208,7 +209,7 @@ def test_an_all_nan_checkpoint_says_it_made_no_picture(cpu_manager, tiny_models,
     path = tmp_path / "nan.safetensors"
     save_file(weights, str(path), metadata={"format": "pt"})
     shutil.copytree(tiny.config, tmp_path / "nan.config")
-    request = GenerationRequest(prompt="x", model=str(path), width=64, height=64, steps=2, seed=1)
+    request = make_request(prompt="x", model=str(path), width=64, height=64, steps=2, seed=1)
     with pytest.raises(NoPicture, match=r"^The model produced no picture: its output was not a number \(NaN\)\. "
                                         r"The model file may be damaged; .*fp32"):
         generate.run(request, TaskState(), cpu_manager)

@@ -9,13 +9,14 @@ import torch
 
 from desktop.core.errors import OutOfMemory
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest
+
 from desktop.engine import generate
+from tests.support.requests import make_request
 
 
 def run(manager, model, **fields):
     statuses = []
-    request = GenerationRequest(prompt="a lighthouse", model=model, width=64, height=64, steps=2, seed=3, **fields)
+    request = make_request(prompt="a lighthouse", model=model, width=64, height=64, steps=2, seed=3, **fields)
     return generate.run(request, TaskState(on_status=statuses.append), manager), statuses
 
 

@@ -8,8 +8,9 @@ from desktop.core.errors import InvalidRequest
 from desktop.core.gallery.metadata import read_image_meta
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest
+
 from desktop.engine import generate
+from tests.support.requests import make_request
 
 PROMPTS = {
     "empty": "",
@@ -23,7 +24,7 @@ PROMPTS = {
 @pytest.mark.parametrize("name", list(PROMPTS))
 def test_odd_prompts_generate_and_their_parameters_read_back(name, cpu_manager, tiny_models, tmp_path):
     prompt = PROMPTS[name]
-    request = GenerationRequest(prompt=prompt, negative_prompt=prompt[:50], model=str(tiny_models["sd1"].folder),
+    request = make_request(prompt=prompt, negative_prompt=prompt[:50], model=str(tiny_models["sd1"].folder),
                                 width=64, height=64, steps=1, seed=7)
     result = generate.run(request, TaskState(), cpu_manager)[0]
     assert result.image.shape == (64, 64, 3) and result.image.std() > 1, "a picture, not a blank"
@@ -46,5 +47,5 @@ def test_odd_prompts_generate_and_their_parameters_read_back(name, cpu_manager, 
 ])
 def test_bad_values_name_their_field(field, value, words):
     with pytest.raises(InvalidRequest) as caught:
-        GenerationRequest(**{field: value}).validate()
+        make_request(**{field: value}).validate()
     assert caught.value.field == field and words in str(caught.value)

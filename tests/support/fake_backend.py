@@ -104,8 +104,8 @@ class FakeBackend:
             self.jobs.append(job)
             if state.cancelled():
                 raise Cancelled(0)
-            state.status(f"Generating {request.batch_size} image(s), {request.width}x{request.height}")
-            images = [picture(request, seed) for seed in request.seeds]
+            state.status(f"Generating {request.sampling.batch_size} image(s), {request.width}x{request.height}")
+            images = [picture(request, seed) for seed in request.sampling.seeds]
             total = steps_run(request)
             for index in range(1, total + 1):
                 if self.run_error is not None and index > self.fail_at_step:
@@ -116,7 +116,7 @@ class FakeBackend:
                            else None)
             if self.run_error is not None:
                 raise self.run_error
-            return [Result(image, seed, request) for image, seed in zip(images, request.seeds, strict=True)]
+            return [Result(image, seed, request) for image, seed in zip(images, request.sampling.seeds, strict=True)]
 
     def models(self) -> list[ModelDescriptor]:
         return list(self.catalogue)
@@ -157,12 +157,14 @@ class FakeBackend:
 def steps_run(request: GenerationRequest) -> int:
     """Denoising steps diffusers runs: all for txt2img, steps x strength when starting from a picture."""
     if request.mode is Mode.TXT2IMG:
-        return request.steps
-    return max(1, min(int(request.steps * request.strength), request.steps))
+        return request.sampling.steps
+    return max(1, min(int(request.sampling.steps * request.sampling.strength), request.sampling.steps))
 
 
 def colour(request: GenerationRequest, seed: int) -> np.ndarray:
-    key = "\0".join((request.model, request.prompt, request.negative_prompt, str(seed))).encode("utf-8", "replace")
+    conditioning = request.conditioning
+    key = "\0".join((request.model, conditioning.prompt, conditioning.negative_prompt, str(seed))).encode("utf-8",
+                                                                                                         "replace")
     return np.frombuffer(hashlib.sha256(key).digest()[:3], np.uint8).astype(np.float32)
 
 
@@ -173,24 +175,24 @@ def picture(request: GenerationRequest, seed: int) -> np.ndarray:
     fall = np.linspace(1.0, 0.6, height, dtype=np.float32)[:, None, None]
     painted = colour(request, seed)[None, None, :] * ramp * fall
     if request.mode is Mode.IMG2IMG:
-        init = _fit(_rgb(request.init_image), width, height).astype(np.float32)
-        painted = init * (1 - request.strength) + painted * request.strength
+        init = _fit(_rgb(request.images.init), width, height).astype(np.float32)
+        painted = init * (1 - request.sampling.strength) + painted * request.sampling.strength
     out = np.clip(painted + 0.5, 0, 255).astype(np.uint8)
     if request.mode is Mode.INPAINT:
-        init, mask = request.init_image, request.mask
-        if request.inpaint_area is InpaintArea.WHOLE:
+        init, mask = request.images.init, request.images.mask
+        if request.inpaint.area is InpaintArea.WHOLE:
             init, mask = _fit(init, width, height), _fit(mask, width, height)
         keep = mask == 0
         out[keep] = _rgb(init)[keep]
     elif request.mode is Mode.OUTPAINT:
-        init = request.init_image
+        init = request.images.init
         h, w = init.shape[:2]
-        left, top = request.expand.left, request.expand.top
+        left, top = request.outpaint.left, request.outpaint.top
         keep = np.ones((h, w), bool)
         if init.ndim == 3 and init.shape[2] == 4:
             keep &= init[..., 3] == 255  # see-through pixels are area to fill
-        if request.mask is not None and request.mask.shape == (h, w):
-            keep &= request.mask < 128  # painted over: repaint
+        if request.images.mask is not None and request.images.mask.shape == (h, w):
+            keep &= request.images.mask < 128  # painted over: repaint
         region = out[top:top + h, left:left + w]
         region[keep] = _rgb(init)[keep]
     return out

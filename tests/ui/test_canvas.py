@@ -9,9 +9,10 @@ from PySide6.QtWidgets import QApplication
 
 from desktop.core.document import CanvasDocument
 from desktop.core.geometry import Bounds, Extent
-from desktop.core.request import GenerationRequest, Mode
+from desktop.core.request import Mode
 from desktop.ui.canvas.tools import Tool
 from tests.support.drops import drop
+from tests.support.requests import make_request
 
 TIMEOUT = 60_000
 
@@ -19,7 +20,7 @@ TIMEOUT = 60_000
 def quick(window, **fields):
     base = {"prompt": "a red door", "steps": 3, "seed": 7, "sampler": "Euler a", "schedule": "Automatic",
             "mask_blur": 2}
-    request = GenerationRequest(**{**base, **fields})
+    request = make_request(**{**base, **fields})
     window.panel.set_request(request.replace(width=window.doc.frame.width, height=window.doc.frame.height))
 
 
@@ -232,7 +233,7 @@ def test_frame_size_follows_the_panel_and_the_panel_follows_the_frame(make_windo
     assert doc.frame.width == 128
     doc.set_frame(Bounds(16, 16, 192, 64))
     assert (window.panel.width_box.value(), window.panel.height_box.value()) == (192, 64)
-    window.panel.set_request(GenerationRequest(width=96, height=80))
+    window.panel.set_request(make_request(width=96, height=80))
     assert (doc.frame.width, doc.frame.height) == (96, 80)
 
 

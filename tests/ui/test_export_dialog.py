@@ -4,14 +4,15 @@ import numpy as np
 import pytest
 
 from desktop.core.gallery.store import GalleryStore
-from desktop.core.request import GenerationRequest
+
 from desktop.ui.gallery.export_dialog import ExportDialog
+from tests.support.requests import make_request
 
 
 @pytest.fixture
 def dialog(qtbot, tmp_path):
     store = GalleryStore(tmp_path / "outputs", tmp_path / "thumbs")
-    request = GenerationRequest(prompt="my secret garden", seed=42, width=64, height=64).resolved()
+    request = make_request(prompt="my secret garden", seed=42, width=64, height=64).resolved()
     path = store.add_result(np.zeros((64, 64, 3), np.uint8), request, 42, "tiny")
     dialog = ExportDialog([store.index.by_path(store.relative(path))], tmp_path / "exported")
     qtbot.addWidget(dialog)

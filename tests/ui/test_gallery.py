@@ -8,9 +8,10 @@ from PySide6.QtCore import Qt
 
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.infotext import parse_infotext
-from desktop.core.request import GenerationRequest
+
 from desktop.ui.gallery.export_dialog import ExportDialog
 from desktop.ui.gallery.model import RecordRole
+from tests.support.requests import make_request
 
 TIMEOUT = 60_000
 
@@ -19,7 +20,7 @@ def seed_pictures(folder: Path, thumbs: Path, prompts: list[str]) -> None:
     store = GalleryStore(folder, thumbs)
     for i, prompt in enumerate(prompts):
         picture = np.full((64, 64, 3), 40 * i % 255, np.uint8)
-        request = GenerationRequest(prompt=prompt, seed=500 + i, steps=9, cfg_scale=5.5, width=64, height=64,
+        request = make_request(prompt=prompt, seed=500 + i, steps=9, cfg_scale=5.5, width=64, height=64,
                                     sampler="DDIM", schedule="Automatic").resolved()
         store.add_result(picture, request, 500 + i, "painter")
     store.close()
@@ -49,7 +50,7 @@ def first_record(gallery):
 def test_generating_adds_a_thumbnail_at_the_top(make_window, qtbot):
     window, gallery = open_gallery(make_window, qtbot)
     before = gallery.model.rowCount()
-    window.panel.set_request(GenerationRequest(prompt="a brand new lighthouse", steps=2, width=64, height=64, seed=9,
+    window.panel.set_request(make_request(prompt="a brand new lighthouse", steps=2, width=64, height=64, seed=9,
                                                sampler="Euler a", schedule="Automatic"))
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
         window.generate()
@@ -82,11 +83,11 @@ def test_use_all_parameters_fills_the_prompt_panel(make_window, qtbot, sfumato_h
     qtbot.mouseClick(gallery.buttons["use"], Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.panel.prompt.toPlainText() == "an old sailor, portrait", timeout=5000)
     request = window.panel.request()
-    assert (request.seed, request.steps, request.cfg_scale, request.sampler) == (500, 9, 5.5, "DDIM")
+    assert (request.sampling.seed, request.sampling.steps, request.sampling.cfg_scale, request.sampling.sampler) == (500, 9, 5.5, "DDIM")
     assert request.model == model, "the chosen model stays"
     window.panel.seed.setValue(-1)
     qtbot.mouseClick(gallery.buttons["seed"], Qt.MouseButton.LeftButton)
-    assert window.panel.request().seed == 500
+    assert window.panel.request().sampling.seed == 500
 
 
 def test_favourite_delete_and_undo_from_the_keyboard(make_window, qtbot, sfumato_home):

@@ -8,7 +8,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from desktop.core.request import GenerationRequest
+
+from tests.support.requests import make_request
 
 TIMEOUT = 60_000
 
@@ -16,7 +17,7 @@ TIMEOUT = 60_000
 def small(window, **fields):
     base = {"prompt": "", "steps": 2, "width": 64, "height": 64, "seed": 3, "sampler": "Euler a",
             "schedule": "Automatic", "batch_size": 3}
-    window.panel.set_request(GenerationRequest(**{**base, **fields}))
+    window.panel.set_request(make_request(**{**base, **fields}))
 
 
 def press(qtbot, window, key, modifier=Qt.KeyboardModifier.NoModifier):

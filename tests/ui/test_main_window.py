@@ -8,7 +8,8 @@ from PySide6.QtCore import Qt
 
 from desktop.core import settings as settings_store
 from desktop.core.infotext import parse_infotext
-from desktop.core.request import GenerationRequest
+
+from tests.support.requests import make_request
 
 TIMEOUT = 60_000
 
@@ -16,7 +17,7 @@ TIMEOUT = 60_000
 def small(window, **fields):
     """Set the panel to a quick generation."""
     base = {"prompt": "", "steps": 4, "width": 64, "height": 64, "seed": 3, "sampler": "Euler a", "schedule": "Automatic"}
-    window.panel.set_request(GenerationRequest(**{**base, **fields}))
+    window.panel.set_request(make_request(**{**base, **fields}))
 
 
 def test_ctrl_enter_generates_with_previews_and_saves(make_window, qtbot):
@@ -64,7 +65,7 @@ def test_queue_shows_waiting_jobs_in_order_and_removes_one(make_window, qtbot):
     window = make_window()
     small(window, prompt="first", steps=40, width=256, height=256)
     started = []
-    window.worker.job_started.connect(lambda job, request: started.append(request.prompt))
+    window.worker.job_started.connect(lambda job, request: started.append(request.conditioning.prompt))
     window.generate()
     for prompt in ("second", "third", "fourth"):
         small(window, prompt=prompt)
@@ -99,8 +100,8 @@ def test_panel_values_survive_a_restart(make_window, qtbot):
     window.close()
     again = make_window()
     request = again.panel.request()
-    assert (request.prompt, request.negative_prompt, request.steps, request.seed) == ("keep me", "blurry", 7, 1234)
-    assert (request.width, request.height, request.sampler) == (128, 96, "DDIM")
+    assert (request.conditioning.prompt, request.conditioning.negative_prompt, request.sampling.steps, request.sampling.seed) == ("keep me", "blurry", 7, 1234)
+    assert (request.width, request.height, request.sampling.sampler) == (128, 96, "DDIM")
     assert again.panel.batch_count.value() == 3
     assert settings_store.load().model == request.model
 
@@ -193,11 +194,11 @@ def test_seeds_above_two_to_the_31_are_reused_exactly(make_window, qtbot, fake_b
     window = make_window()
     window.panel.remember_seed(3_630_596_309)
     qtbot.mouseClick(window.panel.reuse_seed, Qt.MouseButton.LeftButton)
-    assert window.panel.request().seed == 3_630_596_309
+    assert window.panel.request().sampling.seed == 3_630_596_309
     window.panel.seed.clear()
     qtbot.keyClicks(window.panel.seed, "4294967295")
     qtbot.keyClick(window.panel.seed, Qt.Key.Key_Return)
-    assert window.panel.request().seed == 4_294_967_295
+    assert window.panel.request().sampling.seed == 4_294_967_295
 
 
 def test_batch_count_with_a_fixed_seed_makes_different_pictures(make_window, qtbot):
@@ -205,7 +206,7 @@ def test_batch_count_with_a_fixed_seed_makes_different_pictures(make_window, qtb
     small(window, seed=100, batch_size=2)
     window.panel.batch_count.setValue(3)
     seeds = []
-    window.worker.job_started.connect(lambda job, request: seeds.append(request.seed))
+    window.worker.job_started.connect(lambda job, request: seeds.append(request.sampling.seed))
     window.generate()
     qtbot.waitUntil(lambda: len(seeds) == 3 and not window.worker.is_busy(), timeout=TIMEOUT)
     assert seeds == [100, 102, 104]
@@ -235,7 +236,7 @@ def test_presets_follow_the_chosen_model(make_window):
 
 def test_a_sampler_without_schedules_gets_automatic(make_window):
     window = make_window()
-    window.panel.set_request(GenerationRequest(sampler="Euler a"))  # default schedule is Karras
+    window.panel.set_request(make_request(sampler="Euler a"))  # default schedule is Karras
     request = window.panel.request()
-    assert (request.sampler, request.schedule) == ("Euler a", "Automatic")
+    assert (request.sampling.sampler, request.sampling.schedule) == ("Euler a", "Automatic")
     request.validate()

@@ -14,7 +14,8 @@ from desktop.core import settings as settings_store
 from desktop.core.brush import Brush
 from desktop.core.document import CanvasDocument
 from desktop.core.geometry import Bounds
-from desktop.core.request import GenerationRequest, Mode
+from desktop.core.request import Mode
+from tests.support.requests import make_request
 
 SCREEN_W, SCREEN_H = 1280, 720
 TITLE_BAR = 30  # what a window manager's title bar takes from the screen's height
@@ -56,7 +57,7 @@ def set_mode(window, qtbot, mode: Mode) -> None:
 
 
 def jobs(count: int) -> list:
-    return [(i, GenerationRequest(prompt=f"job {i}", steps=30)) for i in range(1, count + 1)]
+    return [(i, make_request(prompt=f"job {i}", steps=30)) for i in range(1, count + 1)]
 
 
 def fit_to_screen(window, qtbot) -> None:

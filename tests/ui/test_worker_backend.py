@@ -6,12 +6,13 @@ import pytest
 
 from desktop.core import settings as settings_store
 from desktop.core.errors import ModelLoadError, OutOfMemory
-from desktop.core.request import GenerationRequest
+
 from desktop.ui.worker import GenerationWorker
 from tests.support.fake_backend import DEVICE, FakeBackend
+from tests.support.requests import change, make_request
 
 TIMEOUT = 10_000
-REQUEST = GenerationRequest(prompt="a boat", model="some/model", width=64, height=64, steps=3, seed=5)
+REQUEST = make_request(prompt="a boat", model="some/model", width=64, height=64, steps=3, seed=5)
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def test_cancel_stops_the_running_job_and_the_next_one_runs(worker_on, qtbot):
     steps = []
     worker.step.connect(lambda job, i, n, preview: steps.append((job, i)))
     with qtbot.waitSignal(worker.step, timeout=TIMEOUT):
-        first = worker.submit(REQUEST.replace(steps=50))
+        first = worker.submit(change(REQUEST, steps=50))
     second = worker.submit(REQUEST)
     with qtbot.waitSignal(worker.job_cancelled, timeout=TIMEOUT) as cancelled:
         worker.cancel()

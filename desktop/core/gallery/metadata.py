@@ -32,7 +32,7 @@ from PIL import Image
 
 from .. import imageio  # open_picture; importing it sets Pillow's size and text-chunk limits
 from ..infotext import Infotext, InfotextError, format_infotext, from_fooocus_json, parse_infotext, parse_size
-from ..request import MAX_SEED, GenerationRequest, InvalidRequest
+from ..request import MAX_CLIP_SKIP, MAX_SEED, GenerationRequest, InvalidRequest, nested
 from ..samplers import AUTOMATIC, SAMPLERS, split_sampler_name
 
 MAX_JSON = 4 * 2**20
@@ -66,9 +66,10 @@ class ImageMeta:
     cfg_scale: float | None = None
     width: int | None = None  # the size it was generated at (the file's own size is read separately)
     height: int | None = None
+    clip_skip: int | None = None  # A1111's "Clip skip" (1: no layer skipped)
     parameters: str = ""  # A1111-style text, for Copy parameters
     source: str = ""  # "sfumato", "a1111", "comfyui", "invokeai", "swarmui", "ruinedfooocus" or "" (nothing found)
-    request: dict = field(default_factory=dict)  # Sfumato's own request, when the picture is ours
+    request: dict = field(default_factory=dict)  # Sfumato's own request (request.nested form), when ours
     notice: str = ""  # a sentence for the user when something could not be read
 
 
@@ -185,12 +186,16 @@ def to_request(meta: ImageMeta, base: GenerationRequest) -> GenerationRequest:
     """
     if meta.request:
         try:
-            request = GenerationRequest.from_dict({**meta.request, "model": base.model, "batch_size": 1})
+            request = GenerationRequest.from_dict({**meta.request, "model": base.model})
+            request = request.replace(sampling=request.sampling.replace(batch_size=1))
             request.validate()
-            return request.replace(init_image=None, mask=None)
+            return request
         except (InvalidRequest, TypeError):
             pass  # read what can be read, below
-    changes: dict = {"prompt": meta.prompt, "negative_prompt": meta.negative_prompt}
+    conditioning = base.conditioning.replace(prompt=meta.prompt, negative_prompt=meta.negative_prompt)
+    if meta.clip_skip is not None and 1 <= meta.clip_skip <= MAX_CLIP_SKIP:
+        conditioning = conditioning.replace(clip_skip=meta.clip_skip)
+    changes: dict = {}
     try:  # "DPM++ 2M Karras" (A1111 before 1.9, most Civitai pictures) is "DPM++ 2M" with "Karras"
         sampler, schedule = split_sampler_name(meta.sampler, meta.schedule or AUTOMATIC)
     except ValueError:
@@ -204,10 +209,11 @@ def to_request(meta: ImageMeta, base: GenerationRequest) -> GenerationRequest:
         changes["cfg_scale"] = float(meta.cfg_scale)
     if meta.seed is not None and 0 <= meta.seed <= MAX_SEED:
         changes["seed"] = meta.seed
+    size = {}
     for name, value in (("width", meta.width), ("height", meta.height)):
         if value and 64 <= value <= 4096 and value % 8 == 0:
-            changes[name] = value
-    return base.replace(**changes)
+            size[name] = value
+    return base.replace(sampling=base.sampling.replace(**changes), conditioning=conditioning, **size)
 
 
 # -- the readers ---------------------------------------------------------------------------
@@ -220,13 +226,17 @@ def _sfumato(chunks: dict) -> ImageMeta | None:
     request = record.get("request") if isinstance(record, dict) else None
     if not isinstance(request, dict):
         return None
+    request = nested(request)  # version 1 pictures hold the flat form
+    sampling, conditioning = (part if isinstance(part := request.get(name), dict) else {}
+                              for name in ("sampling", "conditioning"))
     base = _a1111(chunks) or ImageMeta()
     return ImageMeta(  # the prompts exactly as typed: the parameters text holds them as A1111 writes them
-        prompt=_exact(request.get("prompt")), negative_prompt=_exact(request.get("negative_prompt")),
-        model=_text(record.get("model_name") or request.get("model")), seed=_int(request.get("seed")),
-        sampler=_text(request.get("sampler")), schedule=_text(request.get("schedule")),
-        steps=_int(request.get("steps")), cfg_scale=_float(request.get("cfg_scale")),
+        prompt=_exact(conditioning.get("prompt")), negative_prompt=_exact(conditioning.get("negative_prompt")),
+        model=_text(record.get("model_name") or request.get("model")), seed=_int(sampling.get("seed")),
+        sampler=_text(sampling.get("sampler")), schedule=_text(sampling.get("schedule")),
+        steps=_int(sampling.get("steps")), cfg_scale=_float(sampling.get("cfg_scale")),
         width=_int(request.get("width")), height=_int(request.get("height")),
+        clip_skip=_int(conditioning.get("clip_skip")),
         parameters=base.parameters, source="sfumato", request=request,
     )
 
@@ -285,7 +295,7 @@ def _a1111(chunks: dict) -> ImageMeta | None:
         prompt=info.prompt, negative_prompt=info.negative_prompt, model=params.get("model", ""),
         seed=_int(params.get("seed")), sampler=params.get("sampler", ""), schedule=params.get("schedule type", ""),
         steps=_int(params.get("steps")), cfg_scale=_float(params.get("cfg scale")), width=width, height=height,
-        parameters=text.strip(), source="a1111",
+        clip_skip=_int(params.get("clip skip")), parameters=text.strip(), source="a1111",
     )
 
 

@@ -45,14 +45,15 @@ class _JobArea:
 
 
 def _preview_area(request: GenerationRequest, frame: Bounds) -> tuple[Bounds, np.ndarray | None]:
+    mask, inpaint = request.images.mask, request.inpaint
     if request.mode is Mode.INPAINT:
-        if request.inpaint_area is InpaintArea.ONLY_MASKED:
-            box = only_masked_area(request.mask, request.mask_blur + request.inpaint_padding, request.extent)
-            return box.translated(frame.x, frame.y), request.mask[box.slices]
-        return frame, request.mask
+        if inpaint.area is InpaintArea.ONLY_MASKED:
+            box = only_masked_area(mask, inpaint.mask_blur + inpaint.padding, request.extent)
+            return box.translated(frame.x, frame.y), mask[box.slices]
+        return frame, mask
     if request.mode is Mode.OUTPAINT:
-        empty = np.where(request.init_image[..., 3] < 255, 255, 0).astype(np.uint8)
-        return frame, empty if request.mask is None else np.maximum(empty, request.mask)
+        empty = np.where(request.images.init[..., 3] < 255, 255, 0).astype(np.uint8)
+        return frame, empty if mask is None else np.maximum(empty, mask)
     return frame, None
 
 
@@ -107,7 +108,7 @@ class CanvasGeneration(QObject):
     def submitted(self, job_id: int, request: GenerationRequest) -> None:
         """Remember where the job paints: its frame, and for a mask, only there (the preview too)."""
         frame = self.doc.frame
-        self._frames[job_id] = _JobArea(frame, request.prompt, *_preview_area(request, frame))
+        self._frames[job_id] = _JobArea(frame, request.conditioning.prompt, *_preview_area(request, frame))
 
     def preview(self, job_id: int, image: np.ndarray) -> None:
         area = self._frames.get(job_id)
