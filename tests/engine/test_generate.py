@@ -246,3 +246,22 @@ def test_clip_skip_2_encodes_from_the_layer_before_the_last_and_1_is_as_before(c
     skipped = run(cpu_manager, model=model, seed=3, clip_skip=2)[0].image
     assert np.array_equal(run(cpu_manager, model=model, seed=3, clip_skip=1)[0].image, plain)
     assert np.abs(skipped.astype(int) - plain.astype(int)).mean() > 0.5, "clip skip 2 changes the picture"
+
+
+def test_every_mode_has_a_preparer_and_an_inpainting_model_inpaints_them_all():
+    """PREPARERS is the one table from mode to pipeline inputs; a 9-channel model runs every mode as an inpaint."""
+    assert set(generate.PREPARERS) == set(Mode)
+    image, mask, size = picture(w=100), square_mask(w=100), {"width": 100, "height": 64}
+    requests = {
+        Mode.TXT2IMG: make_request(**size),
+        Mode.IMG2IMG: make_request(mode=Mode.IMG2IMG, init_image=image, **size),
+        Mode.INPAINT: make_request(mode=Mode.INPAINT, init_image=image, mask=mask, **size),
+        Mode.OUTPAINT: make_request(mode=Mode.OUTPAINT, init_image=image, expand=Margins(4, 0, 0, 0)),
+    }
+    for inpaint_model, tasks in ((False, ["txt2img", "img2img", "inpaint", "inpaint"]), (True, ["inpaint"] * 4)):
+        traits = generate.Traits("sd1", inpaint_model)
+        prepared = [generate.prepare(requests[mode].resolved(), traits) for mode in Mode]
+        assert [p.task for p in prepared] == tasks
+        for p in prepared:  # every mode's inputs are on the 8-pixel grid (_on_grid wraps them all)
+            size = (p.inputs["width"], p.inputs["height"]) if "width" in p.inputs else p.inputs["image"].size
+            assert size[0] % 8 == 0 and size[1] % 8 == 0 and p.extras == ()
