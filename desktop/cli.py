@@ -135,8 +135,9 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
 
 
 def _default_extent(image) -> Extent:
+    """The picture's own size (any size works: the engine pads to its grid and crops), within 64..4096."""
     h, w = image.shape[:2]
-    return Extent(max(64, min(4096, round(w / 8) * 8)), max(64, min(4096, round(h / 8) * 8)))
+    return Extent(max(64, min(4096, w)), max(64, min(4096, h)))
 
 
 def main(argv: list[str]) -> int:

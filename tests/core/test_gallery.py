@@ -531,3 +531,13 @@ def test_reading_metadata_opens_only_raster_formats(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         read_image_meta(eps)
     assert launched == []
+
+
+def test_use_all_parameters_takes_a_size_that_is_not_a_multiple_of_8():
+    from desktop.core.gallery.metadata import meta_from_chunks, to_request
+
+    text = "a pier\nSteps: 12, Sampler: Euler, CFG scale: 6, Seed: 3, Size: 400x300"
+    request = to_request(meta_from_chunks({"parameters": text}), make_request(width=512, height=512))
+    assert (request.width, request.height) == (400, 300), "any size from 64 to 4096 can be made now"
+    too_small = to_request(meta_from_chunks({"parameters": text.replace("400x300", "40x30")}), make_request())
+    assert (too_small.width, too_small.height) == (512, 512)

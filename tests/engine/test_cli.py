@@ -42,9 +42,10 @@ def test_clip_skip_is_written_into_the_parameters(capsys, tmp_path, tiny_models)
     assert parse_infotext(Image.open(paths[0]).text["parameters"]).params["Clip skip"] == "2"
 
 
-def test_inpaint_from_files(capsys, tmp_path, tiny_models):
-    source = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    mask = np.zeros((64, 64), np.uint8)
+@pytest.mark.parametrize("height, width", [(64, 64), (75, 100)])  # any size: pixels outside the mask stay
+def test_inpaint_from_files(capsys, tmp_path, tiny_models, height, width):
+    source = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    mask = np.zeros((height, width), np.uint8)
     mask[24:40, 24:40] = 255
     Image.fromarray(source).save(tmp_path / "in.png")
     Image.fromarray(mask).save(tmp_path / "mask.png")
@@ -53,6 +54,7 @@ def test_inpaint_from_files(capsys, tmp_path, tiny_models):
                                "--mask-blur", "0", "--steps", "3", "--out", str(tmp_path / "out"))
     assert code == 0, err
     result = np.asarray(Image.open(paths[0]))
+    assert result.shape == source.shape
     assert np.array_equal(result[mask == 0], source[mask == 0])
     assert "Denoising strength: 0.75" in Image.open(paths[0]).text["parameters"]
 

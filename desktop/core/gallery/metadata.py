@@ -211,7 +211,7 @@ def to_request(meta: ImageMeta, base: GenerationRequest) -> GenerationRequest:
         changes["seed"] = meta.seed
     size = {}
     for name, value in (("width", meta.width), ("height", meta.height)):
-        if value and 64 <= value <= 4096 and value % 8 == 0:
+        if value and 64 <= value <= 4096:
             size[name] = value
     return base.replace(sampling=base.sampling.replace(**changes), conditioning=conditioning, **size)
 
