@@ -52,6 +52,7 @@ class Prepared:
     inputs: dict
     finish: Callable[[np.ndarray], np.ndarray] = lambda image: image
     extras: tuple = ()  # what the pipeline needs beside the model (a ControlNet, ...): part of its cache key
+    shown: tuple[float, float] = (1.0, 1.0)  # the part of the generated width and height that is the result
 
 
 def run(
@@ -80,7 +81,7 @@ def run(
             raise Cancelled(index + 1)
         total = getattr(pipe, "num_timesteps", None) or sampling.steps
         show = (index + 1) % max(1, preview_every) == 0 or index + 1 == total
-        state.step(index + 1, total, previewer(tensors["latents"]) if show else None)
+        state.step(index + 1, total, _shown(previewer(tensors["latents"]), prepared.shown) if show else None)
         return {}
 
     # Large pictures decode in overlapping tiles: the VAE's peak memory stays that of a 512x512 tile.
@@ -244,7 +245,16 @@ def _on_grid(prepared: Prepared) -> Prepared:
     if "width" in inputs:
         inputs.update(width=grid.width, height=grid.height)
     finish = prepared.finish
-    return dataclasses.replace(prepared, inputs=inputs, finish=lambda generated: finish(generated[:height, :width]))
+    return dataclasses.replace(prepared, inputs=inputs, finish=lambda generated: finish(generated[:height, :width]),
+                               shown=(width / grid.width, height / grid.height))
+
+
+def _shown(preview: np.ndarray | None, shown: tuple[float, float]) -> np.ndarray | None:
+    """The preview of the part that becomes the result (not the padding to the grid), so it fits the frame."""
+    if preview is None or shown == (1.0, 1.0):
+        return preview
+    h, w = preview.shape[:2]
+    return preview[:max(1, round(h * shown[1])), :max(1, round(w * shown[0]))]
 
 
 def _masked(original: np.ndarray, content: np.ndarray, soft: np.ndarray, strength: float) -> Prepared:

@@ -82,3 +82,17 @@ def test_a_picture_off_the_grid_is_inpainted_at_its_size_down_to_its_last_rows(c
     assert result.image.shape == (75, 100, 3) and (result.request.width, result.request.height) == (100, 75)
     assert np.array_equal(result.image[mask == 0], source[mask == 0]), "nothing outside the mask changed"
     assert (result.image[72:, 30:70] != source[72:, 30:70]).any(axis=-1).mean() > 0.9, "the last rows repainted"
+
+
+
+def test_the_preview_of_a_picture_off_the_grid_shows_only_the_picture(cpu_manager, tiny_models):
+    """A 100x75 run is generated at 104x80: its live preview leaves the padding out, so it fits the frame."""
+    def last_preview(width: int, height: int):
+        previews = []
+        request = make_request(model=str(tiny_models["sd1"].folder), prompt="a kite", width=width, height=height,
+                               steps=2, seed=1)
+        generate.run(request, TaskState(on_step=lambda i, n, preview: previews.append(preview)), cpu_manager)
+        return previews[-1]
+
+    assert last_preview(104, 80).shape[:2] == (10, 13), "one preview pixel per latent cell of 104x80"
+    assert last_preview(100, 75).shape[:2] == (9, 12), "the cells of the 100x75 picture, without the padding"
