@@ -1,0 +1,280 @@
+"""GenerationSettings: what the prompt panel edits, as a plain evented model.
+
+Each value is a field declared once below, with its kind and range; the
+panel binds one widget to each field (desktop/ui/binding.py) and takes the
+widget's range from the field. A setter validates, does nothing when the
+value is unchanged, then emits `changed(name, value)` (as the canvas
+document does). Adding a control is one field here, one bound widget there,
+and its line in `to_request()` / `apply()`.
+
+`to_request()` and `apply(request)` are the only places that build or read
+a GenerationRequest from these values: when the request changes shape, they
+are what changes.
+
+The rules between fields live here too: a sampler that does not support the
+schedule sets the schedule to Automatic; with the aspect ratio locked,
+setting the width sets the height to match (and the other way round).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+from enum import Enum
+
+from .errors import InvalidRequest
+from .events import Event
+from .request import (
+    MAX_BATCH,
+    MAX_CFG,
+    MAX_CLIP_SKIP,
+    MAX_SEED,
+    MAX_SIZE,
+    MAX_STEPS,
+    MIN_SIZE,
+    RANDOM_SEED,
+    Conditioning,
+    GenerationRequest,
+    InpaintArea,
+    InpaintSettings,
+    MaskedContent,
+    Sampling,
+)
+from .samplers import AUTOMATIC, DEFAULT_SAMPLER, SAMPLERS, SCHEDULES
+
+MAX_BATCH_COUNT = 100
+
+
+class Field:
+    """One setting: a default and a check that returns the value to store or raises InvalidRequest."""
+
+    def __init__(self, default: object, check: Callable[[str, object], object], low=None, high=None):
+        self.default, self.check, self.low, self.high = default, check, low, high
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, settings: GenerationSettings | None, owner: type):
+        return self if settings is None else settings._values[self.name]
+
+    def __set__(self, settings: GenerationSettings, value: object) -> None:
+        settings.set(self.name, value)
+
+    def clamp(self, value: object) -> object:
+        """The nearest value in range (what a spin box does with a number past its ends)."""
+        if self.low is None or isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            return value
+        return type(self.default)(min(self.high, max(self.low, value)))
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(name, f"must be text, got {value!r}")
+    return value
+
+
+def _whole(low: int, high: int) -> Callable[[str, object], int]:
+    def check(name: str, value: object) -> int:
+        if isinstance(value, float) and value.is_integer():  # a double spin box (the seed) gives 42.0
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequest(name, f"must be a whole number, got {value!r}")
+        if not low <= value <= high:
+            raise InvalidRequest(name, f"must be between {low} and {high}, got {value}")
+        return value
+
+    return check
+
+
+def _number(low: float, high: float) -> Callable[[str, object], float]:
+    def check(name: str, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise InvalidRequest(name, f"must be a number, got {value!r}")
+        if not low <= value <= high:
+            raise InvalidRequest(name, f"must be between {low:g} and {high:g}, got {value:g}")
+        return float(value)
+
+    return check
+
+
+def _choice(kind: type[Enum]) -> Callable[[str, object], Enum]:
+    def check(name: str, value: object) -> Enum:
+        try:
+            return kind(value)  # Qt hands str-enums back as str
+        except ValueError:
+            raise InvalidRequest(name, f"must be one of {', '.join(v.value for v in kind)}, got {value!r}") from None
+
+    return check
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(name, f"must be true or false, got {value!r}")
+    return value
+
+
+def _model(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(name, "no model is selected")
+    return value
+
+
+def _sampler(name: str, value: object) -> str:
+    if value not in SAMPLERS:
+        raise InvalidRequest(name, f"must be one of {', '.join(SAMPLERS)}, got {value!r}")
+    return value
+
+
+def _schedule(name: str, value: object) -> str:
+    if value not in SCHEDULES:
+        raise InvalidRequest(name, f"must be one of {', '.join(SCHEDULES)}, got {value!r}")
+    return value
+
+
+def _ranged(default, check_for, low, high) -> Field:
+    return Field(default, check_for(low, high), low, high)
+
+
+def supported_schedules(sampler: str) -> tuple[str, ...]:
+    """The schedules a sampler can run: Automatic and the ones it lists."""
+    return (AUTOMATIC, *SAMPLERS.get(sampler, ()))
+
+
+class GenerationSettings:
+    """Events:
+    changed(name, value): a field took a new value (once per field that changed).
+    size_changed(width, height): the size changed, once per change however many sides moved (the canvas
+        frame follows it; a frame that already has that size ignores it, so frame and settings never loop).
+    """
+
+    prompt = Field("", _text)
+    negative_prompt = Field("", _text)
+    model = Field("demo", _model)  # a file, a diffusers folder, a Hub repo id, or "demo"
+    sampler = Field(DEFAULT_SAMPLER, _sampler)
+    schedule = Field("Karras", _schedule)
+    steps = _ranged(20, _whole, 1, MAX_STEPS)
+    cfg_scale = _ranged(7.0, _number, 0.0, MAX_CFG)
+    seed = _ranged(RANDOM_SEED, _whole, RANDOM_SEED, MAX_SEED)
+    width = _ranged(512, _whole, MIN_SIZE, MAX_SIZE)
+    height = _ranged(512, _whole, MIN_SIZE, MAX_SIZE)
+    aspect_locked = Field(False, _flag)
+    clip_skip = _ranged(1, _whole, 1, MAX_CLIP_SKIP)  # A1111's "Clip skip": 1 uses the text encoder's last layer
+    batch_size = _ranged(1, _whole, 1, MAX_BATCH)
+    batch_count = _ranged(1, _whole, 1, MAX_BATCH_COUNT)  # runs queued one after another; not in the request
+    strength = _ranged(0.75, _number, 0.0, 1.0)
+    mask_blur = _ranged(4, _whole, 0, 64)
+    masked_content = Field(MaskedContent.ORIGINAL, _choice(MaskedContent))
+    inpaint_area = Field(InpaintArea.WHOLE, _choice(InpaintArea))
+    inpaint_padding = _ranged(32, _whole, 0, 256)
+
+    def __init__(self) -> None:
+        self.changed = Event()
+        self.size_changed = Event()
+        self._sizing = 0  # nested size changes: size_changed is emitted when the outermost one ends
+        self._values = {name: f.default for name, f in self.fields().items()}
+        self._aspect = 1.0  # width / height when the lock was set
+
+    @classmethod
+    def fields(cls) -> dict[str, Field]:
+        return {name: value for name, value in vars(cls).items() if isinstance(value, Field)}
+
+    @classmethod
+    def field(cls, name: str) -> Field:
+        return cls.fields()[name]
+
+    def get(self, name: str) -> object:
+        return self._values[name]
+
+    def set(self, name: str, value: object) -> None:
+        """Validate (InvalidRequest names the field), do nothing if unchanged, store, emit, then follow the rules."""
+        value = self.field(name).check(name, value)
+        if name == "schedule" and value not in supported_schedules(self.sampler):
+            raise InvalidRequest(name, f"{self.sampler} supports the schedules "
+                                       f"{', '.join(supported_schedules(self.sampler))}, not {value!r}")
+        if self._values[name] == value:
+            return
+        if name in ("width", "height"):
+            with self._one_size_change():
+                self._store(name, value)
+                if self.aspect_locked:
+                    other = "height" if name == "width" else "width"
+                    target = value / self._aspect if name == "width" else value * self._aspect
+                    with self._unlocked():  # no ping-pong between the sides
+                        self.set(other, self.field(other).clamp(round(target)))
+            return
+        self._store(name, value)
+        if name == "sampler" and self.schedule not in supported_schedules(value):
+            self.set("schedule", AUTOMATIC)
+        elif name == "aspect_locked" and value:
+            self._aspect = self.width / self.height
+
+    def _store(self, name: str, value: object) -> None:
+        self._values[name] = value
+        self.changed.emit(name, value)
+
+    def set_size(self, width: int, height: int) -> None:
+        """Both sides at once, as given (the frame's size, a preset): a locked aspect ratio becomes the new one."""
+        with self._one_size_change(), self._unlocked():
+            self.width, self.height = width, height
+        if self.aspect_locked:
+            self._aspect = self.width / self.height
+
+    @contextmanager
+    def _one_size_change(self):
+        before = (self.width, self.height)
+        self._sizing += 1
+        try:
+            yield
+        finally:
+            self._sizing -= 1
+            if not self._sizing and (self.width, self.height) != before:
+                self.size_changed.emit(self.width, self.height)
+
+    @contextmanager
+    def _unlocked(self):
+        locked, self._values["aspect_locked"] = self._values["aspect_locked"], False
+        try:
+            yield
+        finally:
+            self._values["aspect_locked"] = locked
+
+    # -- the request: the only two places that know its shape ------------------------------------
+
+    def to_request(self) -> GenerationRequest:
+        """The request these values describe (a text-to-image one: the canvas frame sets mode and images)."""
+        return GenerationRequest(
+            model=self.model,
+            width=self.width,
+            height=self.height,
+            sampling=Sampling(sampler=self.sampler, schedule=self.schedule, steps=self.steps, cfg_scale=self.cfg_scale,
+                              seed=self.seed, batch_size=self.batch_size, strength=self.strength),
+            conditioning=Conditioning(prompt=self.prompt, negative_prompt=self.negative_prompt,
+                                      clip_skip=self.clip_skip),
+            inpaint=InpaintSettings(mask_blur=self.mask_blur, masked_content=self.masked_content,
+                                    area=self.inpaint_area, padding=self.inpaint_padding),
+        )
+
+    def apply(self, request: GenerationRequest) -> None:
+        """Take a request's values ("Use all parameters", the last session), as near as the fields allow.
+
+        The model stays as chosen (a picture's model may not be here); an unknown sampler becomes the
+        default one, a schedule the sampler does not support becomes Automatic, a seed out of range
+        becomes Random, and numbers past a field's range are brought to its end. The size is taken
+        as given, whatever the aspect lock.
+        """
+        sampling, conditioning, inpaint = request.sampling, request.conditioning, request.inpaint
+        sampler = sampling.sampler if sampling.sampler in SAMPLERS else DEFAULT_SAMPLER
+        self.prompt = conditioning.prompt
+        self.negative_prompt = conditioning.negative_prompt
+        self.sampler = sampler
+        self.schedule = sampling.schedule if sampling.schedule in supported_schedules(sampler) else AUTOMATIC
+        self.seed = sampling.seed if RANDOM_SEED <= sampling.seed <= MAX_SEED else RANDOM_SEED
+        self.set_size(self.field("width").clamp(request.width), self.field("height").clamp(request.height))
+        self.masked_content = inpaint.masked_content
+        self.inpaint_area = inpaint.area
+        for name, value in (("steps", sampling.steps), ("cfg_scale", sampling.cfg_scale),
+                            ("batch_size", sampling.batch_size), ("strength", sampling.strength),
+                            ("clip_skip", conditioning.clip_skip), ("mask_blur", inpaint.mask_blur),
+                            ("inpaint_padding", inpaint.padding)):
+            self.set(name, self.field(name).clamp(value))
