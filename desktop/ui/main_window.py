@@ -3,13 +3,15 @@
 Generate turns the prompt panel's values and what the canvas frame holds
 into one request (desktop/core/frame.py decides the mode); the worker runs
 it; the live preview is painted into the frame and the results are staged
-there, to accept as layers.
+there, to accept as layers. The window is wiring: the values live in the
+panel's GenerationSettings, each job's request, frame, state, results and
+progress in a JobController (desktop/core/jobs.py), and which model to
+select after a scan in desktop/core/model_choice.py.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal, Slot
@@ -38,6 +40,8 @@ from desktop.core.frame import frame_mode
 from desktop.core.gallery import export as exporting
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Bounds, Extent
+from desktop.core.jobs import JobController
+from desktop.core.model_choice import after_scan
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
@@ -95,7 +99,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.setWindowTitle("Sfumato")
         self.worker = GenerationWorker(settings, backend_factory or local_backend)
-        self._step_times: list[float] = []
+        self.jobs = JobController()
         self._select_after_scan: str | None = None
         self._closing = False
         self._first_scan = True
@@ -108,7 +112,7 @@ class MainWindow(QMainWindow):
         self.generation_keys = GenerationKeys(self, self.generation, self.cancel_button.isEnabled, self.cancel)
         request = self._restored_request()
         self.panel.set_request(request)
-        self.panel.batch_count.setValue(settings.batch_count)
+        self.panel.settings.batch_count = self.panel.settings.field("batch_count").clamp(settings.batch_count)
         known = [] if settings.model == "demo" else [(settings.model, Path(settings.model).stem, "sd1")]
         self.panel.set_models([*known, ("demo", DEMO_LABEL, "sd1")], settings.model)
         self.files.set_document(CanvasDocument.new(Extent(request.width, request.height)))
@@ -148,7 +152,7 @@ class MainWindow(QMainWindow):
         self.canvas = CanvasView(self.tools)
         self.tool_bar = ToolBar(self.tools)
         self.generation = CanvasGeneration(self.canvas, self)
-        self.files = CanvasFiles(self, lambda: Extent(self.panel.width_box.value(), self.panel.height_box.value()))
+        self.files = CanvasFiles(self, lambda: Extent(self.panel.settings.width, self.panel.settings.height))
         self.layers = LayersPanel()
         layers_dock = QDockWidget("Layers", self)
         layers_dock.setObjectName("layersDock")
@@ -426,7 +430,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("The picture's parameters are in the panel.", 5_000)
 
     def _use_seed(self, seed: int) -> None:
-        self.panel.seed.setValue(seed)
+        self.panel.settings.seed = seed
         self.note(f"Seed {seed} is in the panel.")
 
     def _to_canvas(self, path: str, as_layer: bool) -> None:
@@ -496,12 +500,12 @@ class MainWindow(QMainWindow):
 
     @Slot(list)
     def _models_found(self, found: list) -> None:
-        current = self._select_after_scan or self.panel.model_ref()
+        wanted = self._select_after_scan or self.panel.model_ref()
         self._select_after_scan = None
-        if current == "demo" and found and self._first_scan:
-            current = found[0][0]  # on start-up, a real model beats the demo
-        elif current != "demo" and current not in [ref for ref, _, _ in found] and self.worker_model == current:
-            self.show_error(f"The model {Path(current).name} was not found any more; another one is selected.")
+        current, lost = after_scan([ref for ref, _, _ in found], wanted, first_scan=self._first_scan,
+                                   loaded=self.worker_model)
+        if lost:
+            self.show_error(f"The model {Path(wanted).name} was not found any more; another one is selected.")
         self._first_scan = False
         self.panel.set_models([*found, ("demo", DEMO_LABEL, "sd1")], current)
         self._update_demo_banner()
@@ -585,16 +589,10 @@ class MainWindow(QMainWindow):
             return []
         self.error_banner.hide()
         self._remember(self.panel.request())
-        runs = range(self.panel.batch_count.value())
-        sampling = request.sampling
-        if sampling.seed == -1:
-            requests = [request for _ in runs]
-        else:  # a fixed seed continues: run 2 starts where run 1's batch ended
-            seeds = [(sampling.seed + i * sampling.batch_size) % 2**32 for i in runs]
-            requests = [request.replace(sampling=sampling.replace(seed=seed)) for seed in seeds]
         jobs = []
-        for each in requests:
+        for each in self.jobs.plan(request, self.panel.settings.batch_count):  # a fixed seed continues across runs
             job_id = self.worker.submit(each)
+            self.jobs.submitted(job_id, each, self.doc.frame)
             self.generation.submitted(job_id, each)
             jobs.append(job_id)
         return jobs
@@ -606,11 +604,12 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _remove_job(self, job_id: int) -> None:
         if self.worker.remove(job_id):
+            self.jobs.cancelled(job_id)
             self.generation.ended(job_id)
 
     def _remember(self, request: GenerationRequest) -> None:
         self.settings.last_request = request.replace(model="demo").to_dict()
-        self.settings.batch_count = self.panel.batch_count.value()
+        self.settings.batch_count = self.panel.settings.batch_count
         self.settings.model = request.model
         self._save_settings()
 
@@ -631,29 +630,22 @@ class MainWindow(QMainWindow):
     @Slot(int, object)
     def _job_started(self, job_id: int, request: GenerationRequest) -> None:
         self.cancel_button.setEnabled(True)
-        self._step_times = [time.perf_counter()]
+        self.jobs.started(job_id, request)
         self.progress.setRange(0, request.sampling.steps)
         self.progress.setValue(0)
         self.progress.setFormat("Starting...")
 
     @Slot(int, int, int, object)
     def _step(self, job_id: int, index: int, total: int, preview) -> None:
-        now = time.perf_counter()
-        self._step_times.append(now)
         self.progress.setRange(0, total)
         self.progress.setValue(index)
-        text = f"Step {index}/{total}"
-        if len(self._step_times) > 2:
-            per_step = (now - self._step_times[1]) / (len(self._step_times) - 2)
-            if per_step > 0:
-                rate = f"{1 / per_step:.2f} it/s" if per_step < 1 else f"{per_step:.1f} s/it"
-                text += f" · {rate} · ETA {per_step * (total - index):.0f} s"
-        self.progress.setFormat(text)
+        self.progress.setFormat(self.jobs.step(job_id, index, total))
         if preview is not None:
             self.generation.preview(job_id, preview)
 
     @Slot(int, list)
     def _job_finished(self, job_id: int, saved: list) -> None:
+        self.jobs.finished(job_id, saved)
         self._job_done("Done")
         self.generation.finished(job_id, saved)
         self.gallery.add_results([str(path) for _, _, path in saved if path])
@@ -663,6 +655,7 @@ class MainWindow(QMainWindow):
 
     @Slot(int, str)
     def _job_failed(self, job_id: int, message: str) -> None:
+        self.jobs.failed(job_id, message)
         self.generation.ended(job_id)
         self._job_done("Failed")
         self.show_error(message)
@@ -680,6 +673,7 @@ class MainWindow(QMainWindow):
 
     @Slot(int)
     def _job_cancelled(self, job_id: int) -> None:
+        self.jobs.cancelled(job_id)
         self.generation.ended(job_id)
         self._job_done("Cancelled")
 

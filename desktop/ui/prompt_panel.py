@@ -4,13 +4,18 @@ The values scroll; what Generate will do and the Generate button stay fixed
 below them, so they are on screen however short the window (`footer_buttons`
 takes the window's Cancel button beside Generate).
 
-It builds a GenerationRequest (`request()`) and takes one back (`set_request()`,
-used to restore the last session and to reuse parameters).
+Every value lives in `settings`, a GenerationSettings (desktop/core/
+generation_settings.py); each widget is bound to one field of it
+(desktop/ui/binding.py), so a value set there shows here and an edit here
+lands there. Adding a control is a field there and one bound widget here.
+`request()` and `set_request()` go through the settings' to_request() and
+apply() (restoring the last session, "Use all parameters").
 
 Signals:
     generate_requested(): the user pressed Generate (or Ctrl+Enter in a prompt).
-    model_changed(str): another model was picked.
-    size_changed(int, int): the user changed the width or height (the canvas frame follows).
+    model_changed(str): another model was picked in the list (not when `set_models` or the settings choose one).
+    size_changed(int, int): the width or height changed, by an edit, a preset, a request or the frame
+        (the canvas frame follows, and ignores its own size).
 """
 
 from __future__ import annotations
@@ -33,22 +38,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.request import (
-    MAX_BATCH,
-    MAX_CFG,
-    MAX_SEED,
-    MAX_SIZE,
-    MAX_STEPS,
-    MIN_SIZE,
-    Conditioning,
-    GenerationRequest,
-    InpaintArea,
-    InpaintSettings,
-    MaskedContent,
-    Mode,
-    Sampling,
-)
-from desktop.core.samplers import AUTOMATIC, SAMPLERS, SCHEDULES
+from desktop.core.generation_settings import GenerationSettings, supported_schedules
+from desktop.core.request import MAX_SIZE, MIN_SIZE, GenerationRequest, InpaintArea, MaskedContent, Mode
+from desktop.core.samplers import SAMPLERS, SCHEDULES
+
+from .binding import bind_check, bind_combo_data, bind_combo_text, bind_spin, bind_text
 
 #: Sizes that suit each family (what it was trained at, and common aspect ratios).
 SIZE_PRESETS = {
@@ -109,6 +103,8 @@ class PromptPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self.settings = GenerationSettings()
+        self.mode = Mode.TXT2IMG
         self.last_seed: int | None = None
         self._family = "sd1"
         self._build()
@@ -125,31 +121,26 @@ class PromptPanel(QWidget):
 
         self.model = QComboBox()
         self.model.setToolTip("The model that paints. Add models in the Models window.")
-        self.model.currentIndexChanged.connect(self._model_picked)
 
         self.sampler = QComboBox()
         self.sampler.addItems(list(SAMPLERS))
         self.schedule = QComboBox()
         self.schedule.addItems(list(SCHEDULES))
-        self.sampler.currentTextChanged.connect(self._sampler_changed)
 
         self.steps = QSpinBox()
-        self.steps.setRange(1, MAX_STEPS)
         self.steps.setToolTip("Denoising steps: more is slower and usually finer (20-30 is typical)")
         self.cfg = QDoubleSpinBox()
-        self.cfg.setRange(0.0, MAX_CFG)
         self.cfg.setSingleStep(0.5)
         self.cfg.setDecimals(1)
         self.cfg.setToolTip("CFG scale: how strictly to follow the prompt (5-9 is typical)")
 
         self.seed = QDoubleSpinBox()  # QSpinBox stops at 2**31 - 1; seeds go to 2**32 - 1
         self.seed.setDecimals(0)
-        self.seed.setRange(-1, MAX_SEED)
         self.seed.setSpecialValueText("Random")
         self.seed.setToolTip("-1 (Random) picks a new seed each time; the same seed repeats a picture")
         random_seed = QToolButton(text="Random")
         random_seed.setToolTip("New random seed each time (Ctrl+R)")
-        random_seed.clicked.connect(lambda: self.seed.setValue(-1))
+        random_seed.clicked.connect(lambda: self.settings.set("seed", -1))
         self.reuse_seed = QToolButton(text="Reuse")
         self.reuse_seed.setToolTip("Use the seed of the last picture (Ctrl+Shift+R)")
         self.reuse_seed.setEnabled(False)
@@ -160,34 +151,27 @@ class PromptPanel(QWidget):
         self.width_box, self.height_box = SizeSpinBox(), SizeSpinBox()
         self.width_box.setToolTip("Width of the generation frame on the canvas")
         self.height_box.setToolTip("Height of the generation frame on the canvas")
-        self.width_box.valueChanged.connect(lambda v: self._keep_aspect(self.width_box, v))
-        self.height_box.valueChanged.connect(lambda v: self._keep_aspect(self.height_box, v))
-        for box in (self.width_box, self.height_box):
-            box.valueChanged.connect(self._size_edited)
         self.aspect_lock = QCheckBox("Lock")
         self.aspect_lock.setToolTip("Keep the aspect ratio when changing width or height")
-        self._aspect = 1.0
-        self.aspect_lock.toggled.connect(self._remember_aspect)
         self.presets = QComboBox()
         self.presets.setToolTip("Sizes the model was trained for")
         self.presets.activated.connect(self._apply_preset)
 
         self.batch_size = QSpinBox()
-        self.batch_size.setRange(1, MAX_BATCH)
         self.batch_size.setToolTip("Pictures made together in one run (uses more memory)")
         self.batch_count = QSpinBox()
-        self.batch_count.setRange(1, 100)
         self.batch_count.setToolTip("Runs queued one after another")
+        self.clip_skip = QSpinBox()
+        self.clip_skip.setToolTip("Clip skip: 1 reads the prompt with the text encoder's last layer, 2 with the one "
+                                  "before it (some anime models want 2)")
 
         self.strength = QDoubleSpinBox()
-        self.strength.setRange(0.0, 1.0)
         self.strength.setSingleStep(0.05)
         self.strength.setDecimals(2)
         self.strength.setToolTip("Denoising strength: how much of an input image to repaint (img2img, inpaint)")
         self.strength_label = QLabel("Strength")
 
         self.mask_blur = QSpinBox()
-        self.mask_blur.setRange(0, 64)
         self.mask_blur.setSuffix(" px")
         self.mask_blur.setToolTip("Soften the mask's edge by this many pixels so the repainted part blends in")
         self.masked_content = QComboBox()
@@ -202,11 +186,8 @@ class PromptPanel(QWidget):
         self.inpaint_area.addItem("Only masked", InpaintArea.ONLY_MASKED)
         self.inpaint_area.setToolTip("Only masked: generate at full size around the mask alone, for more detail")
         self.inpaint_padding = QSpinBox()
-        self.inpaint_padding.setRange(0, 256)
         self.inpaint_padding.setSuffix(" px")
         self.inpaint_padding.setToolTip("Only masked: how much of the surroundings the model sees around the mask")
-        self.inpaint_area.currentIndexChanged.connect(
-            lambda: self.inpaint_padding.setEnabled(self.inpaint_area.currentData() == InpaintArea.ONLY_MASKED))
         self.inpaint_box = QWidget()
         inpaint_form = QFormLayout(self.inpaint_box)
         inpaint_form.setContentsMargins(0, 0, 0, 0)
@@ -240,6 +221,7 @@ class PromptPanel(QWidget):
         form.addRow("Schedule", self.schedule)
         form.addRow("Steps", self.steps)
         form.addRow("CFG scale", self.cfg)
+        form.addRow("Clip skip", self.clip_skip)
         form.addRow("Seed", _row(self.seed, random_seed, self.reuse_seed))
         form.addRow("Width", _row(self.width_box, self.aspect_lock))
         form.addRow("Height", self.height_box)
@@ -271,8 +253,38 @@ class PromptPanel(QWidget):
         footer.addWidget(self.mode_label)
         footer.addLayout(self.footer_buttons)
         outer.addLayout(footer)
-        self.set_request(GenerationRequest())
+        self._bind()
         self.set_mode(Mode.TXT2IMG)
+
+    def _bind(self) -> None:
+        """Each widget to its field; then the signals that report the person's own edits."""
+        s = self.settings
+        bind_text(s, "prompt", self.prompt)
+        bind_text(s, "negative_prompt", self.negative)
+        bind_combo_data(s, "model", self.model, key=lambda data: data[0] if data else None)
+        bind_combo_text(s, "sampler", self.sampler)
+        bind_combo_text(s, "schedule", self.schedule)
+        for name, box in (("steps", self.steps), ("cfg_scale", self.cfg), ("clip_skip", self.clip_skip),
+                          ("seed", self.seed), ("width", self.width_box), ("height", self.height_box),
+                          ("batch_size", self.batch_size), ("batch_count", self.batch_count),
+                          ("strength", self.strength), ("mask_blur", self.mask_blur),
+                          ("inpaint_padding", self.inpaint_padding)):
+            bind_spin(s, name, box)
+        bind_check(s, "aspect_locked", self.aspect_lock)
+        bind_combo_data(s, "masked_content", self.masked_content)
+        bind_combo_data(s, "inpaint_area", self.inpaint_area)
+        s.changed.connect(self._setting_changed)
+        self._show_schedules(s.sampler)
+        s.size_changed.connect(self.size_changed.emit)
+        self.model.currentIndexChanged.connect(lambda _index: self.model_changed.emit(self.model_ref()))
+
+    def _setting_changed(self, name: str, value: object) -> None:
+        if name == "sampler":
+            self._show_schedules(value)
+        elif name == "model":
+            self._update_presets()
+        elif name == "inpaint_area":
+            self.set_mode(self.mode)
 
     # -- models -------------------------------------------------------------------------
 
@@ -285,15 +297,11 @@ class PromptPanel(QWidget):
         index = max(0, next((i for i, (ref, _, _) in enumerate(models) if ref == current), 0))
         self.model.setCurrentIndex(index)
         self.model.blockSignals(False)
+        self.settings.model = models[index][0] if models else "demo"
         self._update_presets()
-
-    def _model_picked(self, _index: int) -> None:
-        self._update_presets()
-        self.model_changed.emit(self.model_ref())
 
     def model_ref(self) -> str:
-        data = self.model.currentData()
-        return data[0] if data else "demo"
+        return self.settings.model
 
     def family(self) -> str:
         data = self.model.currentData()
@@ -308,11 +316,7 @@ class PromptPanel(QWidget):
     def _apply_preset(self, index: int) -> None:
         size = self.presets.itemData(index)
         if size:
-            locked = self.aspect_lock.isChecked()
-            self.aspect_lock.setChecked(False)
-            self.width_box.setValue(size[0])
-            self.height_box.setValue(size[1])
-            self.aspect_lock.setChecked(locked)
+            self.settings.set_size(*size)
         self.presets.setCurrentIndex(0)
 
     # -- values -------------------------------------------------------------------------
@@ -326,61 +330,19 @@ class PromptPanel(QWidget):
         self.inpaint_box.setVisible(mode in (Mode.INPAINT, Mode.OUTPAINT))
         for widget in (self.masked_content, self.inpaint_area, self.inpaint_padding):
             widget.setEnabled(mode is Mode.INPAINT)
-        self.inpaint_padding.setEnabled(mode is Mode.INPAINT and self.inpaint_area.currentData() == InpaintArea.ONLY_MASKED)
+        self.inpaint_padding.setEnabled(mode is Mode.INPAINT and self.settings.inpaint_area is InpaintArea.ONLY_MASKED)
         title, text = MODE_TEXT[mode]
         self.mode_label.setText(f"<b>{title}</b>: {text}")
 
     def set_size(self, width: int, height: int) -> None:
-        """Show the frame's size (without emitting size_changed, and without the aspect lock)."""
-        locked = self.aspect_lock.isChecked()
-        self.aspect_lock.setChecked(False)
-        for box, value in ((self.width_box, width), (self.height_box, height)):
-            box.blockSignals(True)
-            box.setValue(value)
-            box.blockSignals(False)
-        self.aspect_lock.setChecked(locked)
-
-    def _size_edited(self, _value: int) -> None:
-        self.size_changed.emit(self.width_box.value(), self.height_box.value())
+        """Show the frame's size (whatever the aspect lock)."""
+        self.settings.set_size(width, height)
 
     def request(self) -> GenerationRequest:
-        return GenerationRequest(
-            model=self.model_ref(),
-            width=self.width_box.value(),
-            height=self.height_box.value(),
-            sampling=Sampling(sampler=self.sampler.currentText(), schedule=self.schedule.currentText(),
-                              steps=self.steps.value(), cfg_scale=self.cfg.value(), seed=int(self.seed.value()),
-                              batch_size=self.batch_size.value(), strength=self.strength.value()),
-            conditioning=Conditioning(prompt=self.prompt.toPlainText(), negative_prompt=self.negative.toPlainText()),
-            inpaint=InpaintSettings(
-                mask_blur=self.mask_blur.value(),
-                masked_content=MaskedContent(self.masked_content.currentData()),  # Qt hands str-enums back as str
-                area=InpaintArea(self.inpaint_area.currentData()),
-                padding=self.inpaint_padding.value(),
-            ),
-        )
+        return self.settings.to_request()
 
     def set_request(self, request: GenerationRequest) -> None:
-        sampling, inpaint = request.sampling, request.inpaint
-        self.prompt.setPlainText(request.conditioning.prompt)
-        self.negative.setPlainText(request.conditioning.negative_prompt)
-        self.schedule.setCurrentText(sampling.schedule)
-        self.sampler.setCurrentText(sampling.sampler if sampling.sampler in SAMPLERS else "DPM++ 2M")
-        self._sampler_changed(self.sampler.currentText())  # falls back to Automatic if unsupported
-        self.steps.setValue(sampling.steps)
-        self.cfg.setValue(sampling.cfg_scale)
-        self.seed.setValue(sampling.seed if -1 <= sampling.seed <= MAX_SEED else -1)
-        locked = self.aspect_lock.isChecked()
-        self.aspect_lock.setChecked(False)
-        self.width_box.setValue(request.width)
-        self.height_box.setValue(request.height)
-        self.aspect_lock.setChecked(locked)
-        self.batch_size.setValue(sampling.batch_size)
-        self.strength.setValue(sampling.strength)
-        self.mask_blur.setValue(min(inpaint.mask_blur, self.mask_blur.maximum()))
-        self.masked_content.setCurrentIndex(max(0, self.masked_content.findData(inpaint.masked_content)))
-        self.inpaint_area.setCurrentIndex(max(0, self.inpaint_area.findData(inpaint.area)))
-        self.inpaint_padding.setValue(min(inpaint.padding, self.inpaint_padding.maximum()))
+        self.settings.apply(request)
 
     def remember_seed(self, seed: int) -> None:
         self.last_seed = seed
@@ -389,28 +351,13 @@ class PromptPanel(QWidget):
 
     def _reuse_seed(self) -> None:
         if self.last_seed is not None:
-            self.seed.setValue(self.last_seed)
+            self.settings.seed = self.last_seed
 
-    def _sampler_changed(self, sampler: str) -> None:
-        supported = (AUTOMATIC, *SAMPLERS.get(sampler, ()))
-        current = self.schedule.currentText()
+    def _show_schedules(self, sampler: str) -> None:
+        """Only the schedules the sampler supports can be picked (the settings move off one it does not)."""
+        supported = supported_schedules(sampler)
         for row, name in enumerate(SCHEDULES):
             self.schedule.model().item(row).setEnabled(name in supported)
-        if current not in supported:
-            self.schedule.setCurrentText(AUTOMATIC)
-
-    def _remember_aspect(self, locked: bool) -> None:
-        if locked:
-            self._aspect = self.width_box.value() / self.height_box.value()
-
-    def _keep_aspect(self, changed: QSpinBox, value: int) -> None:
-        if not self.aspect_lock.isChecked():
-            return
-        other = self.height_box if changed is self.width_box else self.width_box
-        target = value / self._aspect if changed is self.width_box else value * self._aspect
-        other.blockSignals(True)
-        other.setValue(min(MAX_SIZE, max(MIN_SIZE, round(target))))
-        other.blockSignals(False)
 
 
 def _row(*widgets: QWidget) -> QWidget:

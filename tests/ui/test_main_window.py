@@ -240,3 +240,16 @@ def test_a_sampler_without_schedules_gets_automatic(make_window):
     request = window.panel.request()
     assert (request.sampling.sampler, request.sampling.schedule) == ("Euler a", "Automatic")
     request.validate()
+
+
+def test_the_progress_bar_gives_the_speed_and_the_time_left(make_window, fake_backend, qtbot):
+    fake_backend.step_delay = 0.02
+    window = make_window()
+    small(window, steps=6)
+    texts = []
+    window.worker.step.connect(lambda *_: texts.append(window.progress.format()))
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    assert texts[0] == "Step 1/6"  # the first step warms up: no speed yet
+    assert "it/s · ETA 0 s" in texts[-1] and texts[-1].startswith("Step 6/6")
+    assert window.progress.format() == "Done" and window.jobs.jobs == {}
