@@ -5,22 +5,26 @@ from desktop.core import settings as settings_store
 
 @pytest.fixture
 def make_window(qtbot, request):
-    """Open MainWindow on the session's tiny SD1 model; closes it and checks no thread survives.
+    """Open MainWindow; closes it and checks no thread survives.
 
-    With `fake_backend` the model is only a name (the tiny model is not built: no torch in such a test).
+    The window runs on a FakeBackend (the `fake_backend` fixture: no torch, the model is only a name), except
+    in tests marked `engine`, which run the real engine end to end on the session's tiny SD1 model.
     """
     from desktop.ui.main_window import MainWindow
 
+    on_engine = request.node.get_closest_marker("engine") is not None
+    if not on_engine:
+        request.getfixturevalue("fake_backend")
     windows = []
 
     def make(**overrides):
         settings = settings_store.load()
         settings.welcome_done = True  # tests of the welcome open it themselves
         if not windows and "model" not in overrides:
-            if "fake_backend" in request.fixturenames:
-                settings.model = str(request.getfixturevalue("tmp_path") / "tiny-sd1")
-            else:
+            if on_engine:
                 settings.model = str(request.getfixturevalue("tiny_models")["sd1"].folder)
+            else:
+                settings.model = str(request.getfixturevalue("tmp_path") / "tiny-sd1")
         for key, value in overrides.items():
             setattr(settings, key, value)
         window = MainWindow(settings)

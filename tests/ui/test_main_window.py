@@ -1,8 +1,8 @@
 """The window as a person uses it: type, Ctrl+Enter, watch previews, cancel, queue, restart."""
 
-
 import shutil
 
+import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
@@ -20,6 +20,7 @@ def small(window, **fields):
     window.panel.set_request(make_request(**{**base, **fields}))
 
 
+@pytest.mark.engine
 def test_ctrl_enter_generates_with_previews_and_saves(make_window, qtbot):
     window = make_window()
     small(window)
@@ -41,6 +42,7 @@ def test_ctrl_enter_generates_with_previews_and_saves(make_window, qtbot):
     assert window.panel.reuse_seed.isEnabled()
 
 
+@pytest.mark.engine
 def test_escape_cancels_within_a_step_and_the_next_job_runs(make_window, qtbot):
     window = make_window()
     small(window, prompt="slow", steps=60, width=256, height=256)
@@ -106,6 +108,7 @@ def test_panel_values_survive_a_restart(make_window, qtbot):
     assert settings_store.load().model == request.model
 
 
+@pytest.mark.engine
 def test_a_broken_model_shows_why_and_the_previous_one_keeps_working(make_window, qtbot, tiny_models, tmp_path):
     window = make_window()
     small(window, prompt="before")
@@ -137,6 +140,7 @@ def test_invalid_values_cannot_be_entered(make_window, qtbot, fake_backend):
     assert window.panel.steps.value() == 150
 
 
+@pytest.mark.engine
 def test_changing_the_precision_restarts_the_engine_on_the_next_run(make_window, qtbot):
     window = make_window()
     small(window)
