@@ -92,6 +92,8 @@ def offloaded(request, whole) -> tuple[float, float, float]:
     from desktop.engine import devices, generate, tuning
     from desktop.engine.models import ModelManager
 
+    print(f"bench_cuda: GPU memory still held before the offloaded run: {torch.cuda.memory_allocated() >> 20} MiB",
+          file=sys.stderr)
     statuses = []
     with mock.patch.object(tuning, "measure", lambda choice: (SMALL_GPU, psutil.virtual_memory().total)):
         manager = ModelManager(devices.choose("cuda"))
