@@ -28,7 +28,9 @@ kinds it can run in `ModelDescriptor.kinds`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -89,3 +91,26 @@ class Backend(Protocol):
 
 # Makes a backend from the settings, on the thread that will own it (so torch is imported there).
 BackendFactory = Callable[[Settings], Backend]
+
+
+class CurrentCall:
+    """The TaskState of a backend's call in progress, so that `cancel()` from any thread reaches it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._state: TaskState | None = None
+
+    @contextmanager
+    def running(self, state: TaskState) -> Iterator[TaskState]:
+        with self._lock:
+            self._state = state
+        try:
+            yield state
+        finally:
+            with self._lock:
+                self._state = None
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._state is not None:
+                self._state.cancel()

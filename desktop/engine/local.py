@@ -9,14 +9,12 @@ the preview settings come with each job, so changing them keeps the model.
 from __future__ import annotations
 
 import errno
-import threading
 import weakref
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
 
 from desktop.core import model_sources, modelfiles, paths
-from desktop.core.backend import GENERATION, Job, ModelDescriptor, Result
+from desktop.core.backend import GENERATION, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.errors import SfumatoError
 from desktop.core.progress import TaskState
 from desktop.core.settings import Settings
@@ -46,8 +44,7 @@ class LocalBackend:
         self._manager: ModelManager | None = None
         # ref -> (the loaded model, weakly: one the manager unloaded is freed; its description)
         self._described: dict[str, tuple[weakref.ref, ModelDescriptor]] = {}
-        self._lock = threading.Lock()
-        self._state: TaskState | None = None  # of the call in progress, for cancel()
+        self._call = CurrentCall()  # for cancel() from another thread
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBackend:
@@ -60,7 +57,7 @@ class LocalBackend:
         return self._manager.device.description
 
     def load(self, ref: str, state: TaskState) -> ModelDescriptor:
-        with self._calling(state):
+        with self._call.running(state):
             self.start(state)
             if ref == DEMO and self._manager.held(CHECKPOINT, DEMO) is None:
                 _build_demo(state)
@@ -69,7 +66,7 @@ class LocalBackend:
     def run(self, job: Job, state: TaskState) -> list[Result]:
         if job.kind != GENERATION:
             raise SfumatoError(f"This version of Sfumato cannot run {job.kind} jobs on this computer.")
-        with self._calling(state):
+        with self._call.running(state):
             self.start(state)
             return generate.run(job.request, state, self._manager, job.preview_method, job.preview_every)
 
@@ -80,25 +77,13 @@ class LocalBackend:
         return [*found, ModelDescriptor(DEMO, "sd1", DEMO_NAME)]
 
     def cancel(self) -> None:
-        with self._lock:
-            if self._state is not None:
-                self._state.cancel()
+        self._call.cancel()
 
     def close(self) -> None:
         if self._manager is not None:
             self._manager.unload()
             self._manager = None
         self._described = {}
-
-    @contextmanager
-    def _calling(self, state: TaskState):
-        with self._lock:
-            self._state = state
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._state = None
 
     def _describe(self, loaded: LoadedModel) -> ModelDescriptor:
         """The loaded model for metadata; hashed once per load (the hash cache file keeps it between runs)."""

@@ -22,14 +22,12 @@ What it saw is kept for assertions: `started`, `closed`, `loads`, `jobs`.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image
 
-from desktop.core.backend import GENERATION, Job, ModelDescriptor, Result
+from desktop.core.backend import GENERATION, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.errors import Cancelled, SfumatoError
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest, InpaintArea, Mode
@@ -60,8 +58,7 @@ class FakeBackend:
         self.loads: list[str] = []  # refs asked for, in order
         self.jobs: list[Job] = []
         self.current: ModelDescriptor | None = None
-        self._lock = threading.Lock()
-        self._state: TaskState | None = None
+        self._call = CurrentCall()  # for cancel() from another thread
 
     def factory(self, settings: Settings | None = None) -> FakeBackend:
         """A BackendFactory that always gives this backend, so a test can configure and inspect it."""
@@ -77,7 +74,7 @@ class FakeBackend:
 
     def load(self, ref: str, state: TaskState) -> ModelDescriptor:
         self.loads.append(ref)
-        with self._calling(state):
+        with self._call.running(state):
             return self._ensure(ref, state)
 
     def _ensure(self, ref: str, state: TaskState) -> ModelDescriptor:
@@ -99,7 +96,7 @@ class FakeBackend:
         if job.kind != GENERATION:
             raise SfumatoError(f"The fake backend cannot run {job.kind} jobs.")
         request = job.request.resolved()
-        with self._calling(state):
+        with self._call.running(state):
             self._ensure(request.model, state)
             self.jobs.append(job)
             if state.cancelled():
@@ -122,25 +119,13 @@ class FakeBackend:
         return list(self.catalogue)
 
     def cancel(self) -> None:
-        with self._lock:
-            if self._state is not None:
-                self._state.cancel()
+        self._call.cancel()
 
     def close(self) -> None:
         self.closed += 1
         self.current = None
 
     # -- helpers ------------------------------------------------------------------------
-
-    @contextmanager
-    def _calling(self, state: TaskState):
-        with self._lock:
-            self._state = state
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._state = None
 
     def _wait(self, state: TaskState, index: int) -> None:
         """Sleep `step_delay`, in slices, so a cancel is seen within the step."""
