@@ -35,7 +35,7 @@ from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
 from desktop.core import hub, modelfiles, paths
-from desktop.core.errors import ModelLoadError, OutOfMemory
+from desktop.core.errors import ModelLoadError, OutOfMemory, SfumatoError
 from desktop.core.modelfiles import Family, ModelFileError, ModelInfo
 from desktop.core.progress import TaskState
 
@@ -238,6 +238,7 @@ class ModelManager:
             cache.move_to_end(key)
             return cache[key]
         negative_prompt = conditioning.negative_prompt or None
+        _check_clip_skip(pipe, conditioning.clip_skip)
         clip_skip = conditioning.clip_skip - 1 or None  # A1111 counts the last layer as 1, diffusers as 0
         if self.current.info.family is Family.SDXL:
             embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
@@ -324,6 +325,16 @@ class ModelManager:
 
     def _bundled_config(self, info: ModelInfo) -> Path:
         return bundled_configs.cached_config(info.family.value + ("-inpaint" if info.inpaint else ""))
+
+
+def _check_clip_skip(pipe, clip_skip: int) -> None:
+    """Clip skip N reads the text encoder N layers from its end: refuse more layers than the model has."""
+    depths = [encoder.config.num_hidden_layers for encoder in (getattr(pipe, "text_encoder", None),
+                                                                getattr(pipe, "text_encoder_2", None))
+              if encoder is not None]
+    if depths and clip_skip > min(depths):
+        raise SfumatoError(f"Clip skip {clip_skip} is more than this model's text encoder has layers "
+                           f"({min(depths)}): use 1 to {min(depths)}.")
 
 
 def _skipping_layers(pipe, text: str, skipped: int, device: torch.device) -> torch.Tensor:

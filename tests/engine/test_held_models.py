@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from desktop.core import modelfiles
+from desktop.core.errors import SfumatoError
 from desktop.core.progress import TaskState
 from desktop.core.request import Conditioning
 from desktop.engine import devices, tuning
@@ -176,6 +177,33 @@ def test_the_prompt_is_encoded_again_only_when_the_conditioning_changes(tiny_mod
         last = manager.prompt_embeddings(pipe, base, True)["prompt_embeds"]
         skipped = manager.prompt_embeddings(pipe, base.replace(clip_skip=2), True)["prompt_embeds"]
     assert not torch.equal(last, skipped), "clip skip 2 reads the layer before the last"
+
+
+@pytest.mark.parametrize("clip_skip", [1, 2, 3, 4])
+def test_clip_skip_reads_the_layer_a1111_reads(tiny_models, clip_skip):
+    """A1111: the hidden state N from the end (1: the last layer), through the final layer norm."""
+    manager = ModelManager(devices.choose("cpu", "fp32"))
+    manager.load(str(tiny_models["sd1"].folder))
+    pipe = manager.pipeline("txt2img")
+    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
+    ids = tokenizer("a boat", padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    with torch.inference_mode():
+        expected = encoder.final_layer_norm(encoder(ids, output_hidden_states=True).hidden_states[-clip_skip])
+        got = manager.prompt_embeddings(pipe, Conditioning(prompt="a boat", clip_skip=clip_skip), False)
+    torch.testing.assert_close(got["prompt_embeds"], expected)
+
+
+@pytest.mark.parametrize("kind", ["sd1", "sdxl"])
+def test_clip_skip_beyond_the_text_encoder_is_refused_in_a_sentence(tiny_models, kind):
+    manager = ModelManager(devices.choose("cpu", "fp32"))
+    manager.load(str(tiny_models[kind].folder))
+    pipe = manager.pipeline("txt2img")
+    with torch.inference_mode():
+        assert manager.prompt_embeddings(pipe, Conditioning(prompt="a boat", clip_skip=4), True)
+        with pytest.raises(SfumatoError) as refused:
+            manager.prompt_embeddings(pipe, Conditioning(prompt="a boat", clip_skip=8), True)
+    assert str(refused.value) == "Clip skip 8 is more than this model's text encoder has layers (4): use 1 to 4."
 
 
 def test_the_backend_describes_the_model_switched_back_to(tiny_models, reads):
