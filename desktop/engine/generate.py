@@ -120,22 +120,33 @@ def run(
             if not _is_out_of_memory(again):
                 raise
             raise _out_of_memory(request, models) from again
-    _check_finite(output.images, last.get("latents"), pipe.vae.dtype)
-    images = (np.clip(output.images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return [Result(prepared.finish(image), seed, request) for image, seed in zip(images, sampling.seeds, strict=True)]
+    finite = _check_finite(output.images, last.get("latents"), pipe.vae.dtype, state)
+    images = (np.clip(output.images[finite], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    seeds = [seed for seed, kept in zip(sampling.seeds, finite, strict=True) if kept]
+    return [Result(prepared.finish(image), seed, request) for image, seed in zip(images, seeds, strict=True)]
 
 
-def _check_finite(images: np.ndarray, latents, vae_dtype: torch.dtype) -> None:
-    """A model that computes NaN (damaged weights, or numbers too large for half
-    precision) would otherwise give a black picture as if it had worked."""
-    if np.isfinite(images).all():
-        return
+def _check_finite(images: np.ndarray, latents, vae_dtype: torch.dtype, state: TaskState | None = None) -> np.ndarray:
+    """Which pictures of the batch are numbers. A model that computes NaN (damaged weights, or numbers too
+    large for half precision) would otherwise give a black picture as if it had worked: the others are kept
+    and the status line says why some were dropped; NoPicture when none is left."""
+    finite = np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+    if finite.all():
+        return finite
     fix = "set the precision to fp32 (File > Settings, or --precision fp32)"
-    if vae_dtype in (torch.float16, torch.bfloat16) and latents is not None and bool(torch.isfinite(latents).all()):
-        raise NoPicture("The model produced no picture: its VAE's output was not a number (NaN) in half "
-                        f"precision. To decode in full precision, {fix}.")
-    raise NoPicture("The model produced no picture: its output was not a number (NaN). The model file may be "
-                    f"damaged; if it works in other programs, {fix}.")
+    batch = latents is not None and len(latents) == len(images)
+    dropped = latents[torch.from_numpy(~finite).to(latents.device)] if batch else latents
+    if vae_dtype in (torch.float16, torch.bfloat16) and dropped is not None and bool(torch.isfinite(dropped).all()):
+        reason = f"its VAE's output was not a number (NaN) in half precision. To decode in full precision, {fix}."
+    else:
+        reason = ("its output was not a number (NaN). The model file may be damaged; if it works in other "
+                  f"programs, {fix}.")
+    if not finite.any():
+        raise NoPicture(f"The model produced no picture: {reason}")
+    if state is not None:
+        state.status(f"The model produced no picture for {len(finite) - int(finite.sum())} of {len(finite)} "
+                     f"images: {reason}")
+    return finite
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

@@ -216,6 +216,26 @@ def test_large_pictures_decode_in_tiles_and_small_ones_whole(cpu_manager, sd1, m
     assert not vae.use_tiling
 
 
+def test_one_nan_picture_in_a_batch_keeps_the_others_and_says_why(cpu_manager, sd1, monkeypatch):
+    cpu_manager.load(sd1, TaskState())
+    vae = cpu_manager.pipeline("txt2img").vae
+    real_decode = vae.decode
+
+    def decode(*args, **kwargs):
+        decoded = real_decode(*args, **kwargs)
+        decoded[0][1] = float("nan")  # the second picture of the batch
+        return decoded
+
+    monkeypatch.setattr(vae, "decode", decode)
+    statuses = []
+    request = make_request(prompt="a lighthouse", model=sd1, width=64, height=64, steps=2, seed=10, batch_size=2)
+    results = generate.run(request, TaskState(on_status=statuses.append), cpu_manager)
+    assert [r.seed for r in results] == [10] and results[0].image.std() > 1
+    part = "its VAE's output" if vae.dtype in (torch.float16, torch.bfloat16) else "its output"
+    assert statuses[-1].startswith(f"The model produced no picture for 1 of 2 images: {part} was not a number (NaN)")
+    assert statuses[-1].endswith("set the precision to fp32 (File > Settings, or --precision fp32).")
+
+
 def test_nan_says_which_part_made_no_picture():
     nan_images = np.full((1, 8, 8, 3), np.nan, np.float32)
     good_latents, nan_latents = torch.zeros(1, 4, 1, 1), torch.full((1, 4, 1, 1), float("nan"))
