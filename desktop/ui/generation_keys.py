@@ -14,10 +14,17 @@ window, unless the person is typing:
   field edited in place (renaming a layer), where Esc undoes the edit.
 - A spin box gives them to the staged results, because the person has moved
   on from it (they clicked Generate); once they type into it again, it keeps
-  them, until the next results arrive.
+  them, until the next results arrive. Delete on its selected text clears
+  the text (and counts as typing): dropping a result by mistake costs more
+  than a cleared box, which refills when it loses the focus.
+- A list or grid (the queue, the layers, the gallery) keeps Delete for its
+  own items: on the queue it removes the selected waiting job.
 - Menus, drop-down lists and dialogs are windows of their own, so they keep
   every key (Esc closes a menu; it does not cancel the run).
 - The results' keys work while the canvas is shown, not on the Gallery tab.
+
+This filter is the only route for these keys: the canvas has no shortcuts
+of its own for them (desktop/ui/canvas/generation.py).
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ from .canvas.generation import CanvasGeneration
 
 _Key = Qt.Key
 _STAGING_KEYS = {_Key.Key_Return, _Key.Key_Enter, _Key.Key_Delete, _Key.Key_Left, _Key.Key_Right}
+_EDITING_KEYS = {_Key.Key_Delete, _Key.Key_Backspace}  # they type, though their text may be empty
 
 
 class GenerationKeys(QObject):
@@ -71,7 +79,7 @@ class GenerationKeys(QObject):
             return False  # another window: a menu, a drop-down list, a dialog
         action = self._action(event)
         if action is None:
-            if kind == QEvent.Type.KeyPress and event.text():
+            if kind == QEvent.Type.KeyPress and (event.text() or event.key() in _EDITING_KEYS):
                 self._note_typing()
             return False
         if kind == QEvent.Type.ShortcutOverride:
@@ -89,7 +97,7 @@ class GenerationKeys(QObject):
             return self.cancel if self.running() and not _in_place_editor(QApplication.focusWidget()) else None
         if key not in _STAGING_KEYS or not self.generation.staged or not self.generation.view.isVisible():
             return None
-        if self._typing(QApplication.focusWidget()):
+        if self._typing(QApplication.focusWidget(), key):
             return None
         if key in (_Key.Key_Return, _Key.Key_Enter):
             return self.generation.accept
@@ -97,11 +105,14 @@ class GenerationKeys(QObject):
             return self.generation.discard
         return lambda: self.generation.step(-1 if key == _Key.Key_Left else 1)
 
-    def _typing(self, widget: QWidget | None) -> bool:
+    def _typing(self, widget: QWidget | None, key: Qt.Key) -> bool:
+        """Whether `widget` keeps `key` for itself."""
         if isinstance(widget, QLineEdit) and isinstance(widget.parent(), QAbstractSpinBox):
             widget = widget.parent()
         if isinstance(widget, QAbstractSpinBox):
-            return widget is self._typed_in
+            return widget is self._typed_in or (key == _Key.Key_Delete and widget.lineEdit().hasSelectedText())
+        if isinstance(widget, QAbstractItemView):
+            return key == _Key.Key_Delete
         if isinstance(widget, (QLineEdit, QPlainTextEdit, QTextEdit)):
             return not widget.isReadOnly()
         return isinstance(widget, QComboBox) and widget.isEditable()

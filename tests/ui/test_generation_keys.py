@@ -104,3 +104,37 @@ def test_while_typing_in_the_prompt_the_arrows_and_delete_edit_the_text(make_win
     press(qtbot, window, Qt.Key.Key_Right)
     assert prompt.toPlainText() == "a ct" and prompt.textCursor().position() == 4
     assert len(window.generation.staged) == 3 and window.generation.current == 0
+
+
+def test_delete_on_the_queue_list_removes_the_waiting_job_and_keeps_the_results(make_window, fake_backend, qtbot):
+    window = make_window()
+    small(window)
+    click_generate(qtbot, window)
+    fake_backend.step_delay = 0.05  # the next run lasts 3 s, so the one after it waits in the queue
+    small(window, prompt="running", steps=60, batch_size=1)
+    window.generate()
+    small(window, prompt="waiting", batch_size=1)
+    window.generate()
+    queue = window.queue.list
+    qtbot.waitUntil(lambda: queue.count() == 1, timeout=TIMEOUT)
+    qtbot.mouseClick(queue.viewport(), Qt.MouseButton.LeftButton, pos=queue.visualItemRect(queue.item(0)).center())
+    assert queue.hasFocus() and queue.currentRow() == 0
+    press(qtbot, window, Qt.Key.Key_Delete)
+    assert queue.count() == 0, "Delete on the queue removes the selected waiting job"
+    assert len(window.generation.staged) == 3, "and leaves the results on the canvas alone"
+    window.cancel()
+    qtbot.waitUntil(lambda: not window.worker.is_busy(), timeout=TIMEOUT)
+
+
+def test_delete_on_a_spin_box_s_selected_text_clears_it_and_keeps_the_results(make_window, fake_backend, qtbot):
+    window = make_window()
+    small(window)
+    click_generate(qtbot, window)
+    box = window.panel.steps
+    qtbot.mouseClick(box.lineEdit(), Qt.MouseButton.LeftButton)
+    box.selectAll()
+    press(qtbot, window, Qt.Key.Key_Delete)
+    assert box.lineEdit().text() == "" and len(window.generation.staged) == 3
+    qtbot.keyClicks(box, "5")
+    press(qtbot, window, Qt.Key.Key_Left)  # still typing in it: the box keeps its keys
+    assert box.value() == 5 and window.generation.current == 0

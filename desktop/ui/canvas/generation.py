@@ -13,8 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtCore import QObject, Signal
 
 from desktop.core.document import CanvasDocument
 from desktop.core.frame import frame_request
@@ -81,11 +80,6 @@ class CanvasGeneration(QObject):
         self.bar.discard_requested.connect(self.discard)
         self.bar.discard_all_requested.connect(self.discard_all)
         view.view_changed.connect(self._place_bar)
-        for keys, slot in ((("Return", "Enter"), self.accept), (("Delete",), self.discard),
-                           (("Left",), lambda: self.step(-1)), (("Right",), lambda: self.step(1))):
-            for key in keys:
-                shortcut = QShortcut(QKeySequence(key), view, context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
-                shortcut.activated.connect(lambda s=slot: self.staged and s())
 
     def set_document(self, doc: CanvasDocument) -> None:
         """Another picture: what waited on the old one is dropped (it is in the gallery)."""
