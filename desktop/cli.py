@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -196,7 +197,7 @@ def main(argv: list[str]) -> int:
 
 def _save(store: GalleryStore, results, model: ModelDescriptor) -> int:
     """Save and index each result, printing its path at once; say how many could not be saved, and why."""
-    saved, problems = 0, []
+    saved, problems, reading = 0, [], True
     for r in results:
         try:
             path = store.add_result(r.image, r.request, r.seed, model.name, model.hash)
@@ -204,7 +205,7 @@ def _save(store: GalleryStore, results, model: ModelDescriptor) -> int:
             problems.append(_reason(error))
             continue
         saved += 1
-        print(path, flush=True)
+        reading = reading and _print_path(path)
     try:
         store.refresh()  # also clears what an earlier run that was killed left half-written
     except (OSError, SfumatoError, sqlite3.Error):
@@ -214,6 +215,20 @@ def _save(store: GalleryStore, results, model: ModelDescriptor) -> int:
     print(f"sfumato: {saved} of {len(results)} pictures were saved; {len(problems)} could not be written to "
           f"{store.folder}: {problems[0]}.", file=sys.stderr)
     return 1
+
+
+def _print_path(path) -> bool:
+    """Print `path` on stdout; False once nothing reads it (`sfumato generate ... | head -1`): the pictures are
+    still saved, and stdout goes to os.devnull so that Python's own flush at exit does not fail again."""
+    try:
+        print(path, flush=True)
+        return True
+    except BrokenPipeError:
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (AttributeError, ValueError, OSError):  # a stdout without a file descriptor
+            pass
+        return False
 
 
 def _reason(error: Exception) -> str:

@@ -79,6 +79,24 @@ def test_bad_input_exits_2_with_one_line(capsys, args, words):
     assert len(err.strip().splitlines()) == 1 and words in err
 
 
+def test_a_closed_stdout_stops_the_paths_but_saves_every_picture(capsys, tmp_path, tiny_models, monkeypatch):
+    """`sfumato generate ... | head -1`: the reader has gone; that is no failed generation."""
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    code = main(["--model", str(tiny_models["sd1"].folder), "--prompt", "a fox", "--steps", "1", "--seed", "5",
+                 "--width", "64", "--height", "64", "--batch", "2", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 0 and "failed" not in err, err
+    assert len(list(tmp_path.glob("**/*.png"))) == 2
+
+
 def test_model_that_fails_exits_1(capsys, tmp_path):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"\x00" * 4)
