@@ -1,10 +1,13 @@
 """Jobs as the window sees them: what each one asked for, where, how far it got, what it made.
 
 `JobController` keeps one `Job` per queued generation (its request, the
-canvas frame it was asked for, its state and results) and does the sums the
-window shows: the seed continuation across a batch count (`plan`) and the
-speed and time left while a job runs (`step`). No Qt: the window connects
-the worker's signals to it and shows what it returns.
+canvas frame it was asked for and where its preview shows, its state and
+results) and does the sums the window shows: the seed continuation across a
+batch count (`plan`) and the speed and time left while a job runs (`step`).
+It is the one record of where a job paints: the canvas asks it for a job's
+preview area and the frame its results are staged on, and tells it when the
+canvas grew left or up (`moved`) or another picture came (`drop_frames`).
+No Qt: the window connects the worker's signals to it and shows what it returns.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .geometry import Bounds
-from .request import MAX_SEED, RANDOM_SEED, GenerationRequest
+import numpy as np
+
+from .geometry import Bounds, only_masked_area
+from .request import MAX_SEED, RANDOM_SEED, GenerationRequest, InpaintArea, Mode
 
 
 class JobState(str, Enum):
@@ -30,11 +35,27 @@ class JobState(str, Enum):
 class Job:
     id: int
     request: GenerationRequest
-    frame: Bounds | None  # the canvas frame the results go to
+    frame: Bounds | None  # the canvas frame the results go to; None: not on the picture shown
+    region: Bounds | None = None  # where the preview is drawn: the frame, or the crop of "only masked" inpainting
+    mask: np.ndarray | None = field(default=None, repr=False)  # the preview shows only where this is not 0
     state: JobState = JobState.QUEUED
     results: list = field(default_factory=list)  # [(image, seed, path)] once done
     error: str = ""
     step_times: list[float] = field(default_factory=list, repr=False)  # the start, then the end of each step
+
+
+def preview_area(request: GenerationRequest, frame: Bounds) -> tuple[Bounds, np.ndarray | None]:
+    """Where a job's preview is drawn, and its mask: inpainting and outpainting show only what they change."""
+    mask, inpaint = request.images.mask, request.inpaint
+    if request.mode is Mode.INPAINT:
+        if inpaint.area is InpaintArea.ONLY_MASKED:
+            box = only_masked_area(mask, inpaint.mask_blur + inpaint.padding, request.extent)
+            return box.translated(frame.x, frame.y), mask[box.slices]
+        return frame, mask
+    if request.mode is Mode.OUTPAINT:
+        empty = np.where(request.images.init[..., 3] < 255, 255, 0).astype(np.uint8)
+        return frame, empty if mask is None else np.maximum(empty, mask)
+    return frame, None
 
 
 def plan(request: GenerationRequest, count: int) -> list[GenerationRequest]:
@@ -68,7 +89,20 @@ class JobController:
 
     def submitted(self, job_id: int, request: GenerationRequest, frame: Bounds | None) -> Job:
         job = self.jobs[job_id] = Job(job_id, request, frame)
+        if frame is not None:
+            job.region, job.mask = preview_area(request, frame)
         return job
+
+    def moved(self, dx: int, dy: int) -> None:
+        """The canvas grew left or up: every waiting job's frame and preview move with the picture."""
+        for job in self.jobs.values():
+            if job.frame is not None:
+                job.frame, job.region = job.frame.translated(dx, dy), job.region.translated(dx, dy)
+
+    def drop_frames(self) -> None:
+        """Another picture is shown: the jobs still run (their results reach the gallery) but paint nowhere."""
+        for job in self.jobs.values():
+            job.frame = job.region = job.mask = None
 
     def started(self, job_id: int, request: GenerationRequest) -> Job:
         job = self.jobs.get(job_id) or self.submitted(job_id, request, None)

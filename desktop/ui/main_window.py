@@ -151,7 +151,7 @@ class MainWindow(QMainWindow):
         self.tools = ToolState(self)
         self.canvas = CanvasView(self.tools)
         self.tool_bar = ToolBar(self.tools)
-        self.generation = CanvasGeneration(self.canvas, self)
+        self.generation = CanvasGeneration(self.canvas, self.jobs, self)
         self.files = CanvasFiles(self, lambda: Extent(self.panel.settings.width, self.panel.settings.height))
         self.layers = LayersPanel()
         layers_dock = QDockWidget("Layers", self)
@@ -592,8 +592,7 @@ class MainWindow(QMainWindow):
         jobs = []
         for each in self.jobs.plan(request, self.panel.settings.batch_count):  # a fixed seed continues across runs
             job_id = self.worker.submit(each)
-            self.jobs.submitted(job_id, each, self.doc.frame)
-            self.generation.submitted(job_id, each)
+            self.jobs.submitted(job_id, each, self.doc.frame)  # where its preview and results go
             jobs.append(job_id)
         return jobs
 
@@ -645,9 +644,9 @@ class MainWindow(QMainWindow):
 
     @Slot(int, list)
     def _job_finished(self, job_id: int, saved: list) -> None:
-        self.jobs.finished(job_id, saved)
+        job = self.jobs.finished(job_id, saved)
         self._job_done("Done")
-        self.generation.finished(job_id, saved)
+        self.generation.finished(job)
         self.gallery.add_results([str(path) for _, _, path in saved if path])
         for _image, seed, _path in saved:
             self.panel.remember_seed(seed)

@@ -1,8 +1,10 @@
 """JobController: seed continuation across a batch count, progress and ETA, job states (no Qt)."""
 
+import numpy as np
+
 from desktop.core.geometry import Bounds
 from desktop.core.jobs import JobController, JobState, plan
-from desktop.core.request import GenerationRequest, Sampling
+from desktop.core.request import GenerationRequest, Images, InpaintArea, InpaintSettings, Mode, Sampling
 
 
 def test_a_fixed_seed_continues_where_the_last_run_ended():
@@ -44,7 +46,7 @@ def test_a_job_keeps_its_request_frame_state_and_results_until_it_ends():
     request = GenerationRequest(width=640)
     frame = Bounds(10, 20, 640, 512)
     job = jobs.submitted(1, request, frame)
-    assert (job.request, job.frame, job.state) == (request, frame, JobState.QUEUED)
+    assert (job.request, job.frame, job.region, job.mask, job.state) == (request, frame, frame, None, JobState.QUEUED)
     assert jobs.started(1, request).state is JobState.RUNNING
     done = jobs.finished(1, [("image", 5, "a.png")])
     assert (done.state, done.results) == (JobState.DONE, [("image", 5, "a.png")])
@@ -54,3 +56,35 @@ def test_a_job_keeps_its_request_frame_state_and_results_until_it_ends():
     assert jobs.failed(2, "out of memory").error == "out of memory"
     assert jobs.cancelled(3).state is JobState.CANCELLED
     assert jobs.jobs == {} and jobs.cancelled(3) is None
+
+
+def test_a_waiting_job_paints_where_its_picture_moved_when_the_canvas_grew_left_or_up():
+    jobs = JobController(Clock())
+    jobs.submitted(1, GenerationRequest(), Bounds(0, 0, 512, 512))
+    jobs.started(1, GenerationRequest())
+    jobs.moved(64, 32)  # the canvas grew 64 px to the left and 32 up
+    job = jobs.jobs[1]
+    assert (job.frame, job.region) == (Bounds(64, 32, 512, 512), Bounds(64, 32, 512, 512))
+    assert jobs.finished(1, [("image", 5, "a.png")]).frame == Bounds(64, 32, 512, 512)
+
+
+def test_the_preview_of_only_masked_inpainting_is_its_crop_and_moves_with_the_frame():
+    mask = np.zeros((512, 512), np.uint8)
+    mask[200:240, 300:340] = 255
+    request = GenerationRequest(mode=Mode.INPAINT, images=Images(init=np.zeros((512, 512, 3), np.uint8), mask=mask),
+                                inpaint=InpaintSettings(area=InpaintArea.ONLY_MASKED, mask_blur=0, padding=8))
+    jobs = JobController(Clock())
+    job = jobs.submitted(1, request, Bounds(100, 0, 512, 512))
+    crop = job.region
+    assert crop.width < 512 and crop.x > 100 and job.mask.shape == (crop.height, crop.width)
+    jobs.moved(10, 20)
+    assert job.region == crop.translated(10, 20) and job.frame == Bounds(110, 20, 512, 512)
+
+
+def test_jobs_of_a_picture_that_was_replaced_paint_nowhere_but_still_finish():
+    jobs = JobController(Clock())
+    jobs.submitted(1, GenerationRequest(), Bounds(0, 0, 512, 512))
+    jobs.drop_frames()
+    jobs.moved(64, 0)
+    done = jobs.finished(1, [("image", 5, "a.png")])
+    assert (done.frame, done.region, done.state) == (None, None, JobState.DONE)

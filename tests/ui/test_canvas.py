@@ -540,3 +540,17 @@ def test_canvas_size_grows_around_the_anchor_and_undoes_in_one_step(make_window,
     qtbot.waitUntil(window.isActiveWindow, timeout=5000)
     qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert doc.extent == Extent(96, 80) and np.array_equal(doc.composite(), before)
+
+
+def test_a_running_job_paints_and_stages_where_its_frame_moved_when_the_canvas_grew_left(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo(64, 64))
+    quick(window, steps=3)
+    previews = []
+    window.worker.job_started.connect(lambda *args: doc.resize_canvas(16, 8, 0, 0))  # while the job runs
+    window.worker.step.connect(lambda *args: previews.append(window.canvas.picture("preview")[1]))
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    moved = Bounds(16, 8, 64, 64)
+    assert doc.frame == moved and previews and set(previews) == {moved}
+    assert window.generation.staged[0].frame == moved and window.canvas.picture("staged")[1] == moved

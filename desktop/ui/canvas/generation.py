@@ -1,10 +1,11 @@
 """CanvasGeneration: generations as seen on the canvas.
 
-Each job remembers the frame it was asked for; its live preview is painted
-there, and its results are staged there (a strip to step through, accept or
-discard). Accepting makes the result a new layer, growing the canvas when
-the frame reached past it: one undo step. If the canvas grows to the left or
-top meanwhile, the waiting frames move with the picture.
+Where each job paints is the JobController's (desktop/core/jobs.py): its
+live preview is painted in the job's preview area, and its results are staged
+on the job's frame (a strip to step through, accept or discard). Accepting
+makes the result a new layer, growing the canvas when the frame reached past
+it: one undo step. If the canvas grows to the left or top meanwhile, this
+tells the controller, and the waiting frames move with the picture.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from PySide6.QtCore import QObject, Signal
 
 from desktop.core.document import CanvasDocument
 from desktop.core.frame import frame_request
-from desktop.core.geometry import Bounds, Extent, Point, only_masked_area
+from desktop.core.geometry import Bounds, Extent, Point
+from desktop.core.jobs import Job, JobController
 from desktop.core.layers import Layer
-from desktop.core.request import GenerationRequest, InpaintArea, Mode
+from desktop.core.request import GenerationRequest
 
 from ..qimage import masked_qimage, to_qimage
 from .staging import StagingBar
@@ -35,27 +37,6 @@ class StagedResult:
     prompt: str
 
 
-@dataclass(frozen=True)
-class _JobArea:
-    frame: Bounds  # where the results go
-    prompt: str
-    region: Bounds  # where the preview is drawn: the frame, or the crop of "only masked" inpainting
-    mask: np.ndarray | None  # the preview shows only where this is not 0 (inpaint and outpaint)
-
-
-def _preview_area(request: GenerationRequest, frame: Bounds) -> tuple[Bounds, np.ndarray | None]:
-    mask, inpaint = request.images.mask, request.inpaint
-    if request.mode is Mode.INPAINT:
-        if inpaint.area is InpaintArea.ONLY_MASKED:
-            box = only_masked_area(mask, inpaint.mask_blur + inpaint.padding, request.extent)
-            return box.translated(frame.x, frame.y), mask[box.slices]
-        return frame, mask
-    if request.mode is Mode.OUTPAINT:
-        empty = np.where(request.images.init[..., 3] < 255, 255, 0).astype(np.uint8)
-        return frame, empty if mask is None else np.maximum(empty, mask)
-    return frame, None
-
-
 class CanvasGeneration(QObject):
     """Signals:
     staging_changed(int): how many results wait on the canvas.
@@ -66,14 +47,14 @@ class CanvasGeneration(QObject):
     accepted = Signal(object)
     failed = Signal(str)
 
-    def __init__(self, view: CanvasView, parent: QObject | None = None):
+    def __init__(self, view: CanvasView, jobs: JobController, parent: QObject | None = None):
         super().__init__(parent)
         self.view = view
+        self.jobs = jobs  # where each job paints: its preview area, the frame its results go to
         self.doc: CanvasDocument | None = None
         self.bar = StagingBar(view)
         self.staged: list[StagedResult] = []
         self.current = 0
-        self._frames: dict[int, _JobArea] = {}
         self._previewing: int | None = None
         self.bar.step_requested.connect(self.step)
         self.bar.accept_requested.connect(self.accept)
@@ -87,7 +68,7 @@ class CanvasGeneration(QObject):
             self.doc.extent_changed.disconnect(self._extent_changed)
         self.doc = doc
         doc.extent_changed.connect(self._extent_changed)
-        self._frames.clear()
+        self.jobs.drop_frames()
         self._previewing = None
         self.view.set_picture("preview", None)
         self.staged.clear()
@@ -99,22 +80,17 @@ class CanvasGeneration(QObject):
         """The request for what the frame holds now (see desktop/core/frame.py)."""
         return frame_request(self.doc, base)
 
-    def submitted(self, job_id: int, request: GenerationRequest) -> None:
-        """Remember where the job paints: its frame, and for a mask, only there (the preview too)."""
-        frame = self.doc.frame
-        self._frames[job_id] = _JobArea(frame, request.conditioning.prompt, *_preview_area(request, frame))
-
     def preview(self, job_id: int, image: np.ndarray) -> None:
-        area = self._frames.get(job_id)
-        if area is None:
+        """Paint a running job's preview in its area (and for a mask, only there)."""
+        job = self.jobs.jobs.get(job_id)
+        if job is None or job.frame is None:
             return
         self._previewing = job_id
-        picture = to_qimage(image) if area.mask is None else masked_qimage(image, area.mask)
-        self.view.set_picture("preview", picture, area.region)
+        picture = to_qimage(image) if job.mask is None else masked_qimage(image, job.mask)
+        self.view.set_picture("preview", picture, job.region)
 
     def ended(self, job_id: int) -> None:
-        """The job failed, was cancelled or removed: forget it and its preview."""
-        self._frames.pop(job_id, None)
+        """The job failed, was cancelled or removed: its preview goes."""
         self._clear_preview(job_id)
 
     def _clear_preview(self, job_id: int) -> None:
@@ -122,13 +98,14 @@ class CanvasGeneration(QObject):
             self._previewing = None
             self.view.set_picture("preview", None)
 
-    def finished(self, job_id: int, saved: list) -> None:
-        """Stage [(image, seed, path)] on the frame the job was asked for (not if that picture was closed)."""
-        area = self._frames.pop(job_id, None)
-        self._clear_preview(job_id)
-        if area is None:
+    def finished(self, job: Job | None) -> None:
+        """Stage a finished job's results on its frame (not if that picture was closed)."""
+        if job is None:
             return
-        frame, prompt = area.frame, area.prompt
+        self._clear_preview(job.id)
+        if job.frame is None:
+            return
+        frame, prompt, saved = job.frame, job.request.conditioning.prompt, job.results
         first_new = len(self.staged)
         for image, seed, path in saved:
             if image.shape[:2] != (frame.height, frame.width):
@@ -189,8 +166,7 @@ class CanvasGeneration(QObject):
         if shift == (0, 0):
             return
         self.staged = [replace(r, frame=r.frame.translated(*shift)) for r in self.staged]
-        self._frames = {job: _JobArea(a.frame.translated(*shift), a.prompt, a.region.translated(*shift), a.mask)
-                        for job, a in self._frames.items()}
+        self.jobs.moved(*shift)
         preview = self.view.picture("preview")
         if preview is not None:
             self.view.set_picture("preview", preview[0], preview[1].translated(*shift))
