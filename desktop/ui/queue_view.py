@@ -48,7 +48,8 @@ class QueueView(QWidget):
         self.list.itemSelectionChanged.connect(
             lambda: self.remove_button.setEnabled(bool(self.list.selectedItems()))
         )
-        QShortcut(QKeySequence.StandardKey.Delete, self.list, activated=self._remove_selected)
+        remove = QShortcut(QKeySequence.StandardKey.Delete, self.list, activated=self._remove_selected)
+        remove.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)  # on the list only, not the whole window
         header = QHBoxLayout()
         header.addWidget(self.title, 1)
         header.addWidget(self.remove_button)

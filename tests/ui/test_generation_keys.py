@@ -138,3 +138,21 @@ def test_delete_on_a_spin_box_s_selected_text_clears_it_and_keeps_the_results(ma
     qtbot.keyClicks(box, "5")
     press(qtbot, window, Qt.Key.Key_Left)  # still typing in it: the box keeps its keys
     assert box.value() == 5 and window.generation.current == 0
+
+
+def test_delete_elsewhere_leaves_a_job_selected_in_the_queue(make_window, fake_backend, qtbot):
+    window = make_window()
+    fake_backend.step_delay = 0.05
+    small(window, prompt="running", steps=60, batch_size=1)
+    window.generate()
+    small(window, prompt="waiting", batch_size=1)
+    window.generate()
+    queue = window.queue.list
+    qtbot.waitUntil(lambda: queue.count() == 1, timeout=TIMEOUT)
+    qtbot.mouseClick(queue.viewport(), Qt.MouseButton.LeftButton, pos=queue.visualItemRect(queue.item(0)).center())
+    window.canvas.setFocus()
+    qtbot.waitUntil(window.canvas.hasFocus, timeout=TIMEOUT)
+    press(qtbot, window, Qt.Key.Key_Delete)
+    assert queue.count() == 1, "Delete on the canvas leaves the job selected in the queue"
+    window.cancel()
+    qtbot.waitUntil(lambda: not window.worker.is_busy(), timeout=TIMEOUT)

@@ -63,7 +63,8 @@ def test_escape_cancels_within_a_step_and_the_next_job_runs(make_window, qtbot):
     assert [i for job, i in steps if job == second] == [1, 2, 3, 4]
 
 
-def test_queue_shows_waiting_jobs_in_order_and_removes_one(make_window, qtbot):
+def test_queue_shows_waiting_jobs_in_order_and_removes_one(make_window, fake_backend, qtbot):
+    fake_backend.step_delay = 0.05  # the first job runs 2 s: the others wait in the queue
     window = make_window()
     small(window, prompt="first", steps=40, width=256, height=256)
     started = []
@@ -83,7 +84,8 @@ def test_queue_shows_waiting_jobs_in_order_and_removes_one(make_window, qtbot):
     assert window.queue.list.count() == 0
 
 
-def test_closing_during_a_generation_stops_the_worker(make_window, qtbot):
+def test_closing_during_a_generation_stops_the_worker(make_window, fake_backend, qtbot):
+    fake_backend.step_delay = 0.05  # 100 steps: 5 s, so the window closes while it runs
     window = make_window()
     small(window, prompt="long", steps=100, width=256, height=256)
     steps = []
