@@ -203,18 +203,20 @@ class _Runner(_WorkerSignals):
                     return
                 job_id, request = self._pending.popleft()
                 pending = list(self._pending)
+                said: list[str] = []  # the engine's status lines of this job, for the closing line
                 state = TaskState(
                     on_step=lambda i, n, preview, job=job_id: self.step.emit(job, i, n, preview),
-                    on_status=self.status.emit,
+                    on_status=lambda text, said=said: (said.append(text), self.status.emit(text)),
                 )
                 self._current = state
                 settings = self._settings
             self.queue_changed.emit(pending)
-            self._run_one(job_id, request, state, settings)
+            self._run_one(job_id, request, state, settings, said)
             with self._lock:
                 self._current = None
 
-    def _run_one(self, job_id: int, request: GenerationRequest, state: TaskState, settings: Settings) -> None:
+    def _run_one(self, job_id: int, request: GenerationRequest, state: TaskState, settings: Settings,
+                 said: list[str]) -> None:
         try:
             request = request.resolved()
             backend = self._started(state)
@@ -236,7 +238,10 @@ class _Runner(_WorkerSignals):
         if problem:
             self.save_failed.emit(job_id, problem)
         else:
-            self.status.emit(f"Done in {seconds:.1f} s: {len(saved)} image(s) saved to {Path(saved[0][2]).parent}")
+            done = f"Done in {seconds:.1f} s: {len(saved)} image(s) saved to {Path(saved[0][2]).parent}"
+            if len(saved) < request.sampling.batch_size and said:  # the engine said why the others are missing
+                done = f"{done}. {said[-1]}"
+            self.status.emit(done)
 
     def _save(self, results, loaded: ModelDescriptor, settings: Settings) -> tuple[list, str]:
         """Write each result; a failure is reported, never a reason to drop the pictures."""

@@ -101,3 +101,19 @@ def test_cancel_stops_the_running_job_and_the_next_one_runs(worker_on, qtbot):
     with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT) as finished:
         pass
     assert finished.args[0] == second
+
+
+def test_the_closing_line_says_why_a_picture_of_the_batch_is_missing(worker_on, qtbot):
+    class DropsOne(FakeBackend):
+        def run(self, job, state):
+            results = super().run(job, state)
+            state.status("The model produced no picture for 1 of 2 images: its output was not a number (NaN).")
+            return results[:1]
+
+    worker = worker_on(DropsOne())
+    statuses = []
+    worker.status.connect(statuses.append)
+    with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT):
+        worker.submit(change(REQUEST, batch_size=2))
+    qtbot.waitUntil(lambda: statuses and statuses[-1].startswith("Done"), timeout=TIMEOUT)
+    assert "1 image(s) saved" in statuses[-1] and "no picture for 1 of 2" in statuses[-1]
