@@ -431,8 +431,23 @@ def test_use_all_parameters_takes_clip_skip_from_an_a1111_picture():
 
     text = "a cat\nSteps: 30, Sampler: Euler a, CFG scale: 6, Seed: 9, Size: 512x768, Clip skip: 2"
     assert to_request(meta_from_chunks({"parameters": text}), make_request()).conditioning.clip_skip == 2
-    without = text.replace(", Clip skip: 2", "")
-    assert to_request(meta_from_chunks({"parameters": without}), make_request(clip_skip=2)).conditioning.clip_skip == 2
+    without = text.replace(", Clip skip: 2", "")  # A1111 leaves "Clip skip" out when it is 1
+    assert to_request(meta_from_chunks({"parameters": without}), make_request(clip_skip=2)).conditioning.clip_skip == 1
+    comfy = meta_from_chunks({"prompt": COMFY})  # a tool that never writes Clip skip: the panel's stays
+    assert comfy.source == "comfyui" and to_request(comfy, make_request(clip_skip=2)).conditioning.clip_skip == 2
+
+
+def test_use_all_parameters_on_an_img2img_picture_keeps_its_strength_and_inpaint_settings():
+    from desktop.core.gallery.metadata import meta_from_chunks, to_request
+    from desktop.core.outputs import metadata_chunks
+    from desktop.core.request import Mode
+
+    made = make_request(mode=Mode.IMG2IMG, prompt="a cat", seed=3, strength=0.35, mask_blur=12)
+    request = to_request(meta_from_chunks(metadata_chunks(made, 3, "tiny")), make_request(model="mine", batch_size=4))
+    assert (request.sampling.strength, request.inpaint.mask_blur, request.sampling.seed) == (0.35, 12, 3)
+    assert request.sampling.batch_size == 1  # the picture is one image, whichever way it is read
+    text = "a cat\nSteps: 30, Sampler: Euler a, CFG scale: 6, Seed: 9, Size: 512x768"
+    assert to_request(meta_from_chunks({"parameters": text}), make_request(batch_size=4)).sampling.batch_size == 1
 
 
 def test_a_sfumato_picture_records_clip_skip_and_reads_it_back(tmp_path):

@@ -32,7 +32,7 @@ from PIL import Image
 
 from .. import imageio  # open_picture; importing it sets Pillow's size and text-chunk limits
 from ..infotext import Infotext, InfotextError, format_infotext, from_fooocus_json, parse_infotext, parse_size
-from ..request import MAX_CLIP_SKIP, MAX_SEED, GenerationRequest, InvalidRequest, nested
+from ..request import MAX_CLIP_SKIP, MAX_SEED, GenerationRequest, Images, InvalidRequest, Mode, nested
 from ..samplers import AUTOMATIC, SAMPLERS, split_sampler_name
 
 MAX_JSON = 4 * 2**20
@@ -182,20 +182,26 @@ def encode_user_comment(text: str) -> bytes:
 def to_request(meta: ImageMeta, base: GenerationRequest) -> GenerationRequest:
     """`base` (the prompt panel's values) with everything the picture says about how it was made.
 
-    The model stays the one chosen in the panel: metadata names a model, not a file.
+    The model stays the one chosen in the panel: metadata names a model, not a file. The batch size
+    becomes 1 whichever way the picture is read: the picture is one image, made with its own seed.
     """
     if meta.request:
         try:
             request = GenerationRequest.from_dict({**meta.request, "model": base.model})
             request = request.replace(sampling=request.sampling.replace(batch_size=1))
-            request.validate()
+            # The panel takes no mode or images (the canvas frame decides those): an img2img or inpaint
+            # picture is checked as text-to-image, so its strength and inpaint settings come along.
+            request.replace(mode=Mode.TXT2IMG, images=Images()).validate()
             return request
         except (InvalidRequest, TypeError):
             pass  # read what can be read, below
     conditioning = base.conditioning.replace(prompt=meta.prompt, negative_prompt=meta.negative_prompt)
-    if meta.clip_skip is not None and 1 <= meta.clip_skip <= MAX_CLIP_SKIP:
-        conditioning = conditioning.replace(clip_skip=meta.clip_skip)
-    changes: dict = {}
+    clip_skip = meta.clip_skip
+    if clip_skip is None and meta.source in ("a1111", "sfumato"):
+        clip_skip = 1  # A1111 and Sfumato leave "Clip skip" out of the text when it is 1
+    if clip_skip is not None and 1 <= clip_skip <= MAX_CLIP_SKIP:
+        conditioning = conditioning.replace(clip_skip=clip_skip)
+    changes: dict = {"batch_size": 1}
     try:  # "DPM++ 2M Karras" (A1111 before 1.9, most Civitai pictures) is "DPM++ 2M" with "Karras"
         sampler, schedule = split_sampler_name(meta.sampler, meta.schedule or AUTOMATIC)
     except ValueError:
