@@ -40,7 +40,7 @@ from .request import (
     MaskedContent,
     Sampling,
 )
-from .samplers import AUTOMATIC, DEFAULT_SAMPLER, SAMPLERS, SCHEDULES
+from .samplers import AUTOMATIC, DEFAULT_SAMPLER, SAMPLERS, SCHEDULES, split_sampler_name
 
 MAX_BATCH_COUNT = 100
 
@@ -48,8 +48,10 @@ MAX_BATCH_COUNT = 100
 class Field:
     """One setting: a default and a check that returns the value to store or raises InvalidRequest."""
 
-    def __init__(self, default: object, check: Callable[[str, object], object], low=None, high=None):
+    def __init__(self, default: object, check: Callable[[str, object], object], low=None, high=None,
+                 decimals: int = 0):
         self.default, self.check, self.low, self.high = default, check, low, high
+        self.decimals = decimals  # a number is kept to as many decimals as its box shows
         self.name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -87,13 +89,13 @@ def _whole(low: int, high: int) -> Callable[[str, object], int]:
     return check
 
 
-def _number(low: float, high: float) -> Callable[[str, object], float]:
+def _number(low: float, high: float, decimals: int) -> Callable[[str, object], float]:
     def check(name: str, value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             raise InvalidRequest(name, f"must be a number, got {value!r}")
         if not low <= value <= high:
             raise InvalidRequest(name, f"must be between {low:g} and {high:g}, got {value:g}")
-        return float(value)
+        return round(float(value), decimals)  # what the box shows is what runs
 
     return check
 
@@ -154,7 +156,7 @@ class GenerationSettings:
     sampler = Field(DEFAULT_SAMPLER, _sampler)
     schedule = Field("Karras", _schedule)
     steps = _ranged(20, _whole, 1, MAX_STEPS)
-    cfg_scale = _ranged(7.0, _number, 0.0, MAX_CFG)
+    cfg_scale = Field(7.0, _number(0.0, MAX_CFG, 2), 0.0, MAX_CFG, decimals=2)  # 7.25 shows as 7.25
     seed = _ranged(RANDOM_SEED, _whole, RANDOM_SEED, MAX_SEED)
     width = _ranged(512, _whole, MIN_SIZE, MAX_SIZE)
     height = _ranged(512, _whole, MIN_SIZE, MAX_SIZE)
@@ -162,7 +164,7 @@ class GenerationSettings:
     clip_skip = _ranged(1, _whole, 1, MAX_CLIP_SKIP)  # A1111's "Clip skip": 1 uses the text encoder's last layer
     batch_size = _ranged(1, _whole, 1, MAX_BATCH)
     batch_count = _ranged(1, _whole, 1, MAX_BATCH_COUNT)  # runs queued one after another; not in the request
-    strength = _ranged(0.75, _number, 0.0, 1.0)
+    strength = Field(0.75, _number(0.0, 1.0, 3), 0.0, 1.0, decimals=3)
     mask_blur = _ranged(4, _whole, 0, 64)
     masked_content = Field(MaskedContent.ORIGINAL, _choice(MaskedContent))
     inpaint_area = Field(InpaintArea.WHOLE, _choice(InpaintArea))
@@ -258,23 +260,43 @@ class GenerationSettings:
     def apply(self, request: GenerationRequest) -> None:
         """Take a request's values ("Use all parameters", the last session), as near as the fields allow.
 
-        The model stays as chosen (a picture's model may not be here); an unknown sampler becomes the
-        default one, a schedule the sampler does not support becomes Automatic, a seed out of range
-        becomes Random, and numbers past a field's range are brought to its end. The size is taken
-        as given, whatever the aspect lock.
+        The model stays as chosen (a picture's model may not be here); a legacy combined sampler name
+        ("DPM++ 2M Karras") is split into sampler and schedule, an unknown sampler becomes the default
+        one, a schedule the sampler does not support becomes Automatic, a seed out of range becomes
+        Random, and numbers past a field's range are brought to its end. A value of the wrong kind
+        (a settings file edited by hand) is skipped: that field keeps its value. The size is taken as
+        given, whatever the aspect lock.
         """
         sampling, conditioning, inpaint = request.sampling, request.conditioning, request.inpaint
-        sampler = sampling.sampler if sampling.sampler in SAMPLERS else DEFAULT_SAMPLER
-        self.prompt = conditioning.prompt
-        self.negative_prompt = conditioning.negative_prompt
+        try:
+            sampler, schedule = split_sampler_name(sampling.sampler, sampling.schedule)
+        except (ValueError, AttributeError):
+            sampler, schedule = DEFAULT_SAMPLER, sampling.schedule
         self.sampler = sampler
-        self.schedule = sampling.schedule if sampling.schedule in supported_schedules(sampler) else AUTOMATIC
-        self.seed = sampling.seed if RANDOM_SEED <= sampling.seed <= MAX_SEED else RANDOM_SEED
-        self.set_size(self.field("width").clamp(request.width), self.field("height").clamp(request.height))
-        self.masked_content = inpaint.masked_content
-        self.inpaint_area = inpaint.area
-        for name, value in (("steps", sampling.steps), ("cfg_scale", sampling.cfg_scale),
+        self._take("schedule", schedule if schedule in supported_schedules(sampler) else AUTOMATIC)
+        seed = sampling.seed
+        in_range = isinstance(seed, int) and not isinstance(seed, bool) and RANDOM_SEED <= seed <= MAX_SEED
+        self._take("seed", seed if in_range or not isinstance(seed, int) else RANDOM_SEED)
+        self.set_size(*(self._valid(name, self.field(name).clamp(value))
+                        for name, value in (("width", request.width), ("height", request.height))))
+        for name, value in (("prompt", conditioning.prompt), ("negative_prompt", conditioning.negative_prompt),
+                            ("masked_content", inpaint.masked_content), ("inpaint_area", inpaint.area),
+                            ("steps", sampling.steps), ("cfg_scale", sampling.cfg_scale),
                             ("batch_size", sampling.batch_size), ("strength", sampling.strength),
                             ("clip_skip", conditioning.clip_skip), ("mask_blur", inpaint.mask_blur),
                             ("inpaint_padding", inpaint.padding)):
-            self.set(name, self.field(name).clamp(value))
+            self._take(name, self.field(name).clamp(value))
+
+    def _take(self, name: str, value: object) -> None:
+        """Set, or keep the field's value when this one fails its check."""
+        try:
+            self.set(name, value)
+        except (InvalidRequest, TypeError):
+            pass
+
+    def _valid(self, name: str, value: object) -> object:
+        """`value` when it passes the field's check, else the field's value now."""
+        try:
+            return self.field(name).check(name, value)
+        except (InvalidRequest, TypeError):
+            return self.get(name)

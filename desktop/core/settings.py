@@ -35,6 +35,7 @@ class Settings:
     model: str = "demo"
     last_request: dict = field(default_factory=dict)  # the prompt panel's values (GenerationRequest.to_dict())
     batch_count: int = 1
+    aspect_locked: bool = False  # the prompt panel's size lock
     last_export_folder: str = ""
     welcome_done: bool = False  # the first-start welcome was answered
     notice: str = field(default="", compare=False, metadata={"stored": False})

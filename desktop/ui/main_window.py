@@ -110,12 +110,12 @@ class MainWindow(QMainWindow):
         self._connect()
         # Esc, Enter, Delete, Left and Right act on the run and its results wherever the focus is.
         self.generation_keys = GenerationKeys(self, self.generation, self.cancel_button.isEnabled, self.cancel)
-        request = self._restored_request()
-        self.panel.set_request(request)
+        self.panel.set_request(self._restored_request())  # a bad value keeps that field's default
         self.panel.settings.batch_count = self.panel.settings.field("batch_count").clamp(settings.batch_count)
+        self.panel.settings.aspect_locked = settings.aspect_locked
         known = [] if settings.model == "demo" else [(settings.model, Path(settings.model).stem, "sd1")]
         self.panel.set_models([*known, ("demo", DEMO_LABEL, "sd1")], settings.model)
-        self.files.set_document(CanvasDocument.new(Extent(request.width, request.height)))
+        self.files.set_document(CanvasDocument.new(Extent(self.panel.settings.width, self.panel.settings.height)))
         self._scan_models()
         self.background = Background(self)
         self.gallery_store: GalleryStore | None = None
@@ -609,6 +609,7 @@ class MainWindow(QMainWindow):
     def _remember(self, request: GenerationRequest) -> None:
         self.settings.last_request = request.replace(model="demo").to_dict()
         self.settings.batch_count = self.panel.settings.batch_count
+        self.settings.aspect_locked = self.panel.settings.aspect_locked
         self.settings.model = request.model
         self._save_settings()
 

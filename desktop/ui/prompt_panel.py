@@ -131,7 +131,7 @@ class PromptPanel(QWidget):
         self.steps.setToolTip("Denoising steps: more is slower and usually finer (20-30 is typical)")
         self.cfg = QDoubleSpinBox()
         self.cfg.setSingleStep(0.5)
-        self.cfg.setDecimals(1)
+        self.cfg.setDecimals(GenerationSettings.field("cfg_scale").decimals)
         self.cfg.setToolTip("CFG scale: how strictly to follow the prompt (5-9 is typical)")
 
         self.seed = QDoubleSpinBox()  # QSpinBox stops at 2**31 - 1; seeds go to 2**32 - 1
@@ -167,7 +167,7 @@ class PromptPanel(QWidget):
 
         self.strength = QDoubleSpinBox()
         self.strength.setSingleStep(0.05)
-        self.strength.setDecimals(2)
+        self.strength.setDecimals(GenerationSettings.field("strength").decimals)
         self.strength.setToolTip("Denoising strength: how much of an input image to repaint (img2img, inpaint)")
         self.strength_label = QLabel("Strength")
 

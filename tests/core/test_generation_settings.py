@@ -115,7 +115,7 @@ def test_apply_brings_what_the_fields_cannot_hold_to_the_nearest_value():
     settings = GenerationSettings()
     settings.apply(GenerationRequest(
         width=9000, height=10,
-        sampling=Sampling(sampler="DPM++ 2M Karras", schedule="Beta", steps=500, seed=2**40, cfg_scale=99.0),
+        sampling=Sampling(sampler="Nonesuch", schedule="Beta", steps=500, seed=2**40, cfg_scale=99.0),
         inpaint=InpaintSettings(mask_blur=200, padding=900)))
     request = settings.to_request()
     assert (request.width, request.height) == (4096, 64)
@@ -125,3 +125,30 @@ def test_apply_brings_what_the_fields_cannot_hold_to_the_nearest_value():
     settings.apply(GenerationRequest(sampling=Sampling(sampler="Euler a", schedule="Karras")))
     assert (settings.sampler, settings.schedule) == ("Euler a", "Automatic")
     settings.to_request().validate()
+
+
+def test_apply_splits_a_legacy_combined_sampler_name():
+    """A1111 before 1.9 wrote "DPM++ 2M Karras": that is DPM++ 2M with the Karras schedule, as the run reads it."""
+    settings = GenerationSettings()
+    settings.apply(GenerationRequest(sampling=Sampling(sampler="Euler a", schedule="Automatic")))
+    settings.apply(GenerationRequest(sampling=Sampling(sampler="DPM++ SDE Karras", schedule="Automatic")))
+    assert (settings.sampler, settings.schedule) == ("DPM++ SDE", "Karras")
+
+
+@pytest.mark.parametrize("field, value", [("cfg_scale", 7.25), ("strength", 0.125)])
+def test_a_number_is_kept_as_its_box_shows_it(field, value):
+    """The panel's box shows the field's decimals; the request must run with the number shown."""
+    settings = GenerationSettings()
+    settings.set(field, value)
+    assert settings.get(field) == value
+    settings.set(field, value + 0.0001)
+    assert settings.get(field) == value == round(settings.get(field), settings.field(field).decimals)
+
+
+def test_apply_keeps_a_field_whose_value_is_of_the_wrong_kind():
+    """A hand-edited settings file: each bad value keeps its field, the rest of the request still comes in."""
+    settings = GenerationSettings()
+    settings.apply(GenerationRequest(width="512", height=640, conditioning=Conditioning(prompt=5, negative_prompt="x"),
+                                     sampling=Sampling(steps="20", seed=1.5, cfg_scale=None, strength=0.4)))
+    assert (settings.width, settings.height, settings.prompt, settings.negative_prompt) == (512, 640, "", "x")
+    assert (settings.steps, settings.seed, settings.cfg_scale, settings.strength) == (20, -1, 7.0, 0.4)

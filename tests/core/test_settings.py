@@ -34,3 +34,11 @@ def test_a_corrupt_file_is_kept_aside_not_overwritten():
     kept = path.with_name("settings.json.bad")
     assert kept.read_text() == '{"models_folders": ["/my/models"],}'
     assert "settings.json.bad" in loaded.notice
+
+
+def test_the_aspect_lock_is_kept(tmp_path):
+    path = tmp_path / "settings.json"
+    settings.save(settings.Settings(aspect_locked=True), path)
+    assert settings.load(path).aspect_locked is True
+    path.write_text('{"aspect_locked": "yes"}', encoding="utf-8")
+    assert settings.load(path).aspect_locked is False

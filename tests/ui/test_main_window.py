@@ -110,6 +110,17 @@ def test_panel_values_survive_a_restart(make_window, qtbot):
     assert settings_store.load().model == request.model
 
 
+def test_the_aspect_lock_survives_a_restart(make_window):
+    window = make_window()
+    window.panel.settings.set_size(768, 512)
+    window.panel.aspect_lock.setChecked(True)
+    window.close()
+    again = make_window()
+    assert again.panel.aspect_lock.isChecked() and again.panel.settings.aspect_locked
+    again.panel.settings.width = 384
+    assert again.panel.settings.height == 256  # locked to the ratio it was saved with
+
+
 @pytest.mark.engine
 def test_a_broken_model_shows_why_and_the_previous_one_keeps_working(make_window, qtbot, tiny_models, tmp_path):
     window = make_window()

@@ -65,3 +65,12 @@ def test_clip_skip_goes_from_1_to_12_and_round_trips(qtbot):
     panel.set_request(request)
     assert panel.clip_skip.value() == 2
     assert panel.request() == request
+
+
+def test_the_boxes_show_the_cfg_and_strength_a_picture_runs_with(qtbot):
+    """After Use all parameters with CFG 7.25 and strength 0.375, the boxes say so and the request runs with it."""
+    panel = make_panel(qtbot)
+    panel.set_request(GenerationRequest(sampling=Sampling(cfg_scale=7.25, strength=0.375)))
+    assert (panel.cfg.text(), panel.strength.text()) == ("7.25", "0.375")
+    request = panel.request()
+    assert (request.sampling.cfg_scale, request.sampling.strength) == (panel.cfg.value(), panel.strength.value())
