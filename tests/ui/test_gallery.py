@@ -218,3 +218,15 @@ def test_a_portrait_photo_is_shown_upright(make_window, qtbot, tmp_path, sfumato
     shown = gallery.picture.image
     assert (shown.width(), shown.height()) == (20, 40), "portrait: 20 wide, 40 high, as its EXIF says"
     assert shown.pixelColor(17, 2).red() > 200 and shown.pixelColor(17, 2).green() < 60, "the red corner is top right"
+
+
+def test_the_picture_shown_before_any_click_can_be_favoured_exported_and_deleted(make_window, qtbot, sfumato_home):
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["one", "two"])
+    gallery.list.setCurrentIndex(gallery.model.index(0))  # what the grid does by itself when it gets the focus
+    gallery.list.selectionModel().clearSelection()
+    assert gallery.current() is not None
+    assert all(gallery.buttons[key].isEnabled() for key in ("favourite", "export", "delete"))
+    path = window.gallery_store.path(gallery.current())
+    qtbot.mouseClick(gallery.buttons["delete"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=5000)
+    assert not path.exists()

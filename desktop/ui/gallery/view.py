@@ -407,8 +407,11 @@ class GalleryView(QWidget):
     # -- selection and details ---------------------------------------------------------------------
 
     def selected(self) -> list[ImageRecord]:
+        """The selected pictures; with none selected, the one shown (the grid shows one before any click)."""
         rows = sorted(index.row() for index in self.list.selectionModel().selectedIndexes())
-        return [r for r in (self.model.record(row) for row in rows) if r is not None]
+        records = [r for r in (self.model.record(row) for row in rows) if r is not None]
+        shown = self.current()
+        return records or ([shown] if shown is not None else [])
 
     def current(self) -> ImageRecord | None:
         index = self.list.currentIndex()
@@ -420,7 +423,7 @@ class GalleryView(QWidget):
         self.list.scrollTo(index)
 
     def _selection_changed(self, *_args) -> None:
-        count = len(self.list.selectionModel().selectedIndexes()) if self.list.selectionModel() else 0
+        count = len(self.selected()) if self.list.selectionModel() else 0
         one = self.current() is not None and count <= 1
         for key in ("use", "seed", "layer", "open", "copy", "copy_text", "folder"):
             self.buttons[key].setEnabled(one)
