@@ -29,11 +29,12 @@ Writing, as A1111 writes it (so A1111, Forge and Civitai show the prompts as typ
   line, and a prompt line starting ``Negative prompt:`` starts its negative
   prompt: A1111's own pictures have the same limits. The exact text is kept in
   Sfumato's own ``sfumato`` chunk (outputs.metadata_chunks), which Sfumato reads
-  first. An empty negative prompt is left out.
+  first. An empty negative prompt is left out, except after a prompt with
+  nothing after it whose last line reads as parameters: an empty
+  ``Negative prompt:`` line then keeps that line the prompt's (in A1111 too).
 - A parameter value is JSON-quoted when it contains ``,`` ``:`` or a line
   break, has whitespace at either end, or starts with ``"`` ``[`` or ``{``;
-  parameters read back exactly, in order (a prompt without parameters after it
-  may end in a line that reads as parameters, as in A1111).
+  parameters read back exactly, in order.
 - InfotextError for a key outside the key rule or ending in a space, a first
   key ``Negative prompt`` (it would read as the negative), a value not str.
 """
@@ -81,7 +82,13 @@ def format_infotext(info: Infotext) -> str:
     parse_infotext reads the parameters back equal; the prompts come back with line breaks as ``\\n``,
     stripped, unless a line of the prompt starts ``Negative prompt:`` (see the module's notes).
     """
-    return _join(_lines(info.prompt), _lines(info.negative_prompt), _params_text(info.params))
+    negative, params = _lines(info.negative_prompt), _params_text(info.params)
+    text = _join(_lines(info.prompt), negative, params)
+    if not params and not negative and _params_line(text.rsplit("\n", 1)[-1]):
+        # With nothing after it, a prompt whose last line looks like parameters would be read as them (by A1111
+        # too): an empty negative prompt line after it keeps it the prompt.
+        text = f"{text}\n{NEGATIVE_MARKER}"
+    return text
 
 
 def parse_infotext(text: str) -> Infotext:

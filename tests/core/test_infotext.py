@@ -3,7 +3,7 @@ import re
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from desktop.core.infotext import (
@@ -63,6 +63,7 @@ def test_round_trip(info):
 
 @settings(max_examples=300)
 @given(st.one_of(st.text(), TEXT))
+@example("0:\nNegative prompt:")  # a prompt alone whose last line looks like parameters (found by hypothesis)
 def test_anything_parses_and_what_was_read_writes_back_the_same(text):
     info = parse_infotext(text)
     assert isinstance(info.prompt, str) and isinstance(info.negative_prompt, str)
