@@ -106,11 +106,9 @@ def test_while_typing_in_the_prompt_the_arrows_and_delete_edit_the_text(make_win
     assert len(window.generation.staged) == 3 and window.generation.current == 0
 
 
-def test_delete_on_the_queue_list_removes_the_waiting_job_and_keeps_the_results(make_window, fake_backend, qtbot):
-    window = make_window()
-    small(window)
-    click_generate(qtbot, window)
-    fake_backend.step_delay = 0.05  # the next run lasts 3 s, so the one after it waits in the queue
+def choose_a_waiting_job(qtbot, window, fake_backend):
+    """Start a 3 s run, queue another behind it and click that one in the queue list; returns the list."""
+    fake_backend.step_delay = 0.05
     small(window, prompt="running", steps=60, batch_size=1)
     window.generate()
     small(window, prompt="waiting", batch_size=1)
@@ -118,6 +116,14 @@ def test_delete_on_the_queue_list_removes_the_waiting_job_and_keeps_the_results(
     queue = window.queue.list
     qtbot.waitUntil(lambda: queue.count() == 1, timeout=TIMEOUT)
     qtbot.mouseClick(queue.viewport(), Qt.MouseButton.LeftButton, pos=queue.visualItemRect(queue.item(0)).center())
+    return queue
+
+
+def test_delete_on_the_queue_list_removes_the_waiting_job_and_keeps_the_results(make_window, fake_backend, qtbot):
+    window = make_window()
+    small(window)
+    click_generate(qtbot, window)
+    queue = choose_a_waiting_job(qtbot, window, fake_backend)
     assert queue.hasFocus() and queue.currentRow() == 0
     press(qtbot, window, Qt.Key.Key_Delete)
     assert queue.count() == 0, "Delete on the queue removes the selected waiting job"
@@ -142,14 +148,7 @@ def test_delete_on_a_spin_box_s_selected_text_clears_it_and_keeps_the_results(ma
 
 def test_delete_elsewhere_leaves_a_job_selected_in_the_queue(make_window, fake_backend, qtbot):
     window = make_window()
-    fake_backend.step_delay = 0.05
-    small(window, prompt="running", steps=60, batch_size=1)
-    window.generate()
-    small(window, prompt="waiting", batch_size=1)
-    window.generate()
-    queue = window.queue.list
-    qtbot.waitUntil(lambda: queue.count() == 1, timeout=TIMEOUT)
-    qtbot.mouseClick(queue.viewport(), Qt.MouseButton.LeftButton, pos=queue.visualItemRect(queue.item(0)).center())
+    queue = choose_a_waiting_job(qtbot, window, fake_backend)
     window.canvas.setFocus()
     qtbot.waitUntil(window.canvas.hasFocus, timeout=TIMEOUT)
     press(qtbot, window, Qt.Key.Key_Delete)
