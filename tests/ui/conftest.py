@@ -71,3 +71,25 @@ def answer_dialogs(monkeypatch):
     monkeypatch.setattr(CanvasFiles, "ask_restore", lambda self, when: answers["restore"])
     monkeypatch.setattr(CanvasFiles, "choose_path", lambda self, purpose: answers["path"])
     return answers
+
+
+@pytest.fixture
+def app_look(qapp):
+    """Give the test the application; put its style, palette and widgets' styles back afterwards."""
+    from PySide6.QtCore import QObject
+    from PySide6.QtGui import QPalette
+
+    from desktop.ui import theme
+
+    style, palette = qapp.style().name(), QPalette(qapp.palette())
+    yield qapp
+    follower = qapp.findChild(QObject, "sfumatoThemeFollower")
+    if follower is not None:
+        follower.setParent(None)  # Python owns it now and drops it: the connection goes too
+    hints = qapp.styleHints()
+    if hasattr(hints, "unsetColorScheme"):
+        hints.unsetColorScheme()
+    if qapp.style().name() != style:
+        qapp.setStyle(style)
+    qapp.setPalette(palette)
+    theme._restyle(qapp)

@@ -1,8 +1,6 @@
 """The dark theme reaches every part: banners that were styled in light colours, and check boxes in lists."""
 
 import numpy as np
-import pytest
-from PySide6.QtCore import QObject
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
 
@@ -11,41 +9,24 @@ from desktop.ui import theme
 from desktop.ui.canvas.layers_panel import LayersPanel
 
 
-@pytest.fixture
-def look(qapp):
-    """The application, with its style and palette put back afterwards."""
-    style, palette = qapp.style().name(), QPalette(qapp.palette())
-    yield qapp
-    follower = qapp.findChild(QObject, "sfumatoThemeFollower")
-    if follower is not None:
-        follower.setParent(None)
-    hints = qapp.styleHints()
-    if hasattr(hints, "unsetColorScheme"):
-        hints.unsetColorScheme()
-    if qapp.style().name() != style:
-        qapp.setStyle(style)
-    qapp.setPalette(palette)
-    theme._restyle(qapp)
-
-
 def background(widget) -> QColor:
     image = widget.grab().toImage()
     return image.pixelColor(3, image.height() // 2)
 
 
-def test_switching_to_dark_turns_the_demo_banner_and_the_mode_hint_dark(make_window, fake_backend, look, qtbot):
-    theme.apply_theme(look, "light")
+def test_switching_to_dark_turns_the_demo_banner_and_the_mode_hint_dark(make_window, fake_backend, app_look, qtbot):
+    theme.apply_theme(app_look, "light")
     window = make_window()
     window.demo_banner.show()  # as with the demo model (which takes a while to build)
     assert background(window.demo_banner).lightness() > 200
-    theme.apply_theme(look, "dark")  # as File > Settings does
+    theme.apply_theme(app_look, "dark")  # as File > Settings does
     for label in (window.demo_banner, window.panel.mode_label):
         assert background(label).lightness() < 80, label.objectName()
         assert label.palette().color(QPalette.ColorRole.WindowText).lightness() > 200
 
 
-def test_a_hidden_layers_check_box_stands_out_from_the_dark_list(look, qtbot):
-    theme.apply_theme(look, "dark")
+def test_a_hidden_layers_check_box_stands_out_from_the_dark_list(app_look, qtbot):
+    theme.apply_theme(app_look, "dark")
     doc = CanvasDocument.from_image(np.zeros((64, 64, 3), np.uint8), "photo")
     panel = LayersPanel()
     qtbot.addWidget(panel)
@@ -62,7 +43,7 @@ def test_a_hidden_layers_check_box_stands_out_from_the_dark_list(look, qtbot):
     view.itemDelegate().initStyleOption(option, index)
     box = view.style().subElementRect(QStyle.SubElement.SE_ItemViewItemCheckIndicator, option, view)
     image = view.viewport().grab().toImage()
-    base = look.palette().color(QPalette.ColorRole.Base)
+    base = app_look.palette().color(QPalette.ColorRole.Base)
     edge = max(theme.contrast_ratio(image.pixelColor(x, y), base)
                for x in range(box.left(), box.right() + 1) for y in range(box.top(), box.bottom() + 1))
     assert edge >= 3, f"the empty box's edge has a contrast of {edge:.2f} with the list"

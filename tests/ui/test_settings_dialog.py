@@ -251,22 +251,6 @@ def test_every_control_has_a_tooltip_and_no_text_is_clipped(open_dialog):
 # -- theme ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def app_look(qapp):
-    """Give the test the application; put its style and palette back afterwards."""
-    style, palette = qapp.style().name(), QPalette(qapp.palette())
-    yield qapp
-    follower = qapp.findChild(QObject, "sfumatoThemeFollower")
-    if follower is not None:
-        follower.setParent(None)  # Python owns it now and drops it: the connection goes too
-    hints = qapp.styleHints()
-    if hasattr(hints, "unsetColorScheme"):
-        hints.unsetColorScheme()
-    if qapp.style().name() != style:
-        qapp.setStyle(style)
-    qapp.setPalette(palette)
-
-
 def lightness(palette: QPalette, role, group=Group.Active) -> int:
     return palette.color(group, role).lightness()
 
