@@ -177,6 +177,7 @@ class MainWindow(QMainWindow):
 
         self.gallery = GalleryView()
         self.gallery.base_request = self.panel.request
+        self.gallery.model_folders = lambda: self.settings.models_folders
         canvas_page = QWidget()
         canvas_layout = QVBoxLayout(canvas_page)
         canvas_layout.setContentsMargins(0, 0, 0, 0)

@@ -35,10 +35,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core import addons
+from desktop.core.addons import AddonCheck
 from desktop.core.gallery.index import ImageRecord, Query
-from desktop.core.gallery.metadata import read_image_meta, to_request
+from desktop.core.gallery.metadata import ImageMeta, read_image_meta, to_request
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.imageio import ImageError, load_image
+from desktop.core.infotext import parse_infotext
 from desktop.core.request import GenerationRequest
 
 from ..background import Background
@@ -202,6 +205,7 @@ class GalleryView(QWidget):
         self.background = Background(self)
         self.model = GalleryModel(self)
         self.base_request = lambda: GenerationRequest()  # the prompt panel's values; set by the window
+        self.model_folders = lambda: []  # the settings' model folders, where Use all parameters finds LoRAs
         self._shown: int | None = None
         self._build()
 
@@ -475,14 +479,30 @@ class GalleryView(QWidget):
         if record is None:
             return
         path = self.store.path(record)
-        def read(meta) -> None:
+        folders = list(self.model_folders())
+
+        def work() -> tuple[ImageMeta, AddonCheck | None]:
+            meta = read_image_meta(path)[0]
+            if not meta.source:
+                return meta, None
+            # LoRAs and embeddings by name, else by their hash in the parameters (which may hash whole files)
+            params = parse_infotext(meta.parameters).params if meta.parameters else {}
+            return meta, addons.check_prompts(meta.prompt, meta.negative_prompt, params, folders)
+
+        def read(result: tuple[ImageMeta, AddonCheck | None]) -> None:
+            meta, check = result
             if not meta.source:
                 self.message.emit(meta.notice or f"{path.name} does not say how it was made: the panel is unchanged.")
-            else:
-                self.use_parameters.emit(to_request(meta, self.base_request()))
+                return
+            request = to_request(meta, self.base_request())
+            conditioning = request.conditioning
+            request = request.replace(conditioning=conditioning.replace(
+                prompt=check.rename(conditioning.prompt), negative_prompt=check.rename(conditioning.negative_prompt)))
+            self.use_parameters.emit(request)
+            if check.message():
+                self.error.emit(check.message())
 
-        self.background.run(lambda: read_image_meta(path)[0], read,
-                            lambda error: self.error.emit(f"{path.name} could not be read: {error}"))
+        self.background.run(work, read, lambda error: self.error.emit(f"{path.name} could not be read: {error}"))
 
     def use_seed_clicked(self) -> None:
         record = self.current()
