@@ -200,7 +200,7 @@ def _save(store: GalleryStore, results, model: ModelDescriptor) -> int:
     saved, problems, reading = 0, [], True
     for r in results:
         try:
-            path = store.add_result(r.image, r.request, r.seed, model.name, model.hash)
+            path = store.add_result(r.image, r.request, r.seed, model.name, model.hash, r.params)
         except OSError as error:
             problems.append(_reason(error))
             continue

@@ -72,6 +72,9 @@ class Result:
     image: np.ndarray  # HxWx3 uint8
     seed: int
     request: GenerationRequest = field(repr=False)  # resolved; shared by the batch
+    # What the run adds to the infotext beside the request's values, in A1111's keys and order
+    # ("Lora hashes", "TI hashes", "Pad conds", ...)
+    params: tuple[tuple[str, str], ...] = ()
 
 
 @runtime_checkable

@@ -40,6 +40,7 @@ from .request import (
     MaskedContent,
     Sampling,
 )
+from .prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
 from .samplers import AUTOMATIC, DEFAULT_SAMPLER, SAMPLERS, SCHEDULES, split_sampler_name
 
 MAX_BATCH_COUNT = 100
@@ -122,6 +123,15 @@ def _model(name: str, value: object) -> str:
     return value
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, object], str]:
+    def check(name: str, value: object) -> str:
+        if value not in choices:
+            raise InvalidRequest(name, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return check
+
+
 def _sampler(name: str, value: object) -> str:
     if value not in SAMPLERS:
         raise InvalidRequest(name, f"must be one of {', '.join(SAMPLERS)}, got {value!r}")
@@ -162,6 +172,7 @@ class GenerationSettings:
     height = _ranged(512, _whole, MIN_SIZE, MAX_SIZE)
     aspect_locked = Field(False, _flag)
     clip_skip = _ranged(1, _whole, 1, MAX_CLIP_SKIP)  # A1111's "Clip skip": 1 uses the text encoder's last layer
+    emphasis = Field(DEFAULT_EMPHASIS, _one_of(EMPHASIS_MODES))  # A1111's emphasis mode for (word:1.2)
     batch_size = _ranged(1, _whole, 1, MAX_BATCH)
     batch_count = _ranged(1, _whole, 1, MAX_BATCH_COUNT)  # runs queued one after another; not in the request
     strength = Field(0.75, _number(0.0, 1.0, 3), 0.0, 1.0, decimals=3)
@@ -252,7 +263,7 @@ class GenerationSettings:
             sampling=Sampling(sampler=self.sampler, schedule=self.schedule, steps=self.steps, cfg_scale=self.cfg_scale,
                               seed=self.seed, batch_size=self.batch_size, strength=self.strength),
             conditioning=Conditioning(prompt=self.prompt, negative_prompt=self.negative_prompt,
-                                      clip_skip=self.clip_skip),
+                                      clip_skip=self.clip_skip, emphasis=self.emphasis),
             inpaint=InpaintSettings(mask_blur=self.mask_blur, masked_content=self.masked_content,
                                     area=self.inpaint_area, padding=self.inpaint_padding),
         )
@@ -283,7 +294,8 @@ class GenerationSettings:
                             ("masked_content", inpaint.masked_content), ("inpaint_area", inpaint.area),
                             ("steps", sampling.steps), ("cfg_scale", sampling.cfg_scale),
                             ("batch_size", sampling.batch_size), ("strength", sampling.strength),
-                            ("clip_skip", conditioning.clip_skip), ("mask_blur", inpaint.mask_blur),
+                            ("clip_skip", conditioning.clip_skip), ("emphasis", conditioning.emphasis),
+                            ("mask_blur", inpaint.mask_blur),
                             ("inpaint_padding", inpaint.padding)):
             self._take(name, self.field(name).clamp(value))
 

@@ -140,8 +140,10 @@ def parse_hashes(value: str) -> dict[str, str]:
     return hashes
 
 
-def from_request(request: GenerationRequest, seed: int, model_name: str, model_hash: str = "") -> Infotext:
-    """The infotext of one image of a resolved request, in A1111's keys and wording."""
+def from_request(request: GenerationRequest, seed: int, model_name: str, model_hash: str = "",
+                 extra: tuple[tuple[str, str], ...] = ()) -> Infotext:
+    """The infotext of one image of a resolved request, in A1111's keys and wording; `extra`: what the run
+    adds (Result.params: "Lora hashes", "TI hashes", "Pad conds", ...), after the request's values."""
     sampling, inpaint, mode = request.sampling, request.inpaint, request.mode.value
     params = {"Steps": str(sampling.steps), "Sampler": sampling.sampler, "Schedule type": sampling.schedule,
               "CFG scale": _number(sampling.cfg_scale), "Seed": str(seed), "Size": f"{request.width}x{request.height}",
@@ -152,6 +154,8 @@ def from_request(request: GenerationRequest, seed: int, model_name: str, model_h
         params["Denoising strength"] = _number(sampling.strength)
     if request.conditioning.clip_skip > 1:  # A1111 writes it only when a layer is skipped
         params["Clip skip"] = str(request.conditioning.clip_skip)
+    if request.conditioning.emphasis != "Original":  # A1111 writes it only when not its default
+        params["Emphasis"] = request.conditioning.emphasis
     if mode in ("inpaint", "outpaint"):
         params["Mask blur"] = str(inpaint.mask_blur)
     if mode == "inpaint":
@@ -159,6 +163,7 @@ def from_request(request: GenerationRequest, seed: int, model_name: str, model_h
         params["Inpaint area"] = "Only masked" if inpaint.area.value == "only masked" else "Whole picture"
         if params["Inpaint area"] == "Only masked":
             params["Masked area padding"] = str(inpaint.padding)
+    params.update(extra)
     params = {key: value for key, value in params.items() if value}  # no model name or hash: no entry
     conditioning = request.conditioning
     return Infotext(conditioning.prompt, conditioning.negative_prompt, params)

@@ -20,8 +20,10 @@ from .request import GenerationRequest
 METADATA_VERSION = 2
 
 
-def metadata_chunks(request: GenerationRequest, seed: int, model_name: str, model_hash: str = "") -> dict[str, str]:
-    text = infotext.format_infotext(infotext.from_request(request, seed, model_name, model_hash))
+def metadata_chunks(request: GenerationRequest, seed: int, model_name: str, model_hash: str = "",
+                    params: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """`params`: what the run adds to the infotext (Result.params)."""
+    text = infotext.format_infotext(infotext.from_request(request, seed, model_name, model_hash, params))
     record = {
         "version": METADATA_VERSION,
         # The model's name, not its path: a shared picture must not reveal the user's folders.
@@ -34,7 +36,8 @@ def metadata_chunks(request: GenerationRequest, seed: int, model_name: str, mode
 
 
 def save_result(
-    folder: Path, image: np.ndarray, request: GenerationRequest, seed: int, model_name: str, model_hash: str = ""
+    folder: Path, image: np.ndarray, request: GenerationRequest, seed: int, model_name: str, model_hash: str = "",
+    params: tuple[tuple[str, str], ...] = (),
 ) -> Path:
     """Write one result under folder/<date>/ and return its path."""
-    return save_png(output_path(folder, seed), image, metadata_chunks(request, seed, model_name, model_hash))
+    return save_png(output_path(folder, seed), image, metadata_chunks(request, seed, model_name, model_hash, params))

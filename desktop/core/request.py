@@ -28,6 +28,7 @@ import numpy as np
 from .errors import InvalidRequest
 from .geometry import Extent, Margins
 from .samplers import AUTOMATIC, SAMPLERS, split_sampler_name
+from .prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
 
 MIN_SIZE, MAX_SIZE = 64, 4096
 MAX_STEPS = 150
@@ -102,11 +103,14 @@ class Conditioning:
     """What the picture is asked to be: everything that goes into the prompt encoding (and its cache key).
 
     `clip_skip` is A1111's "Clip skip": 1 uses the text encoder's last layer, 2 the one before it, ...
+    `emphasis` is A1111's emphasis mode (desktop/core/prompts.py EMPHASIS_MODES): how (word:1.2) weights apply.
+    The prompts may hold A1111's syntax: emphasis, BREAK, <lora:name:weight> tags, embedding names.
     """
 
     prompt: str = ""
     negative_prompt: str = ""
     clip_skip: int = 1
+    emphasis: str = DEFAULT_EMPHASIS
 
     def replace(self, **changes) -> Conditioning:
         return dataclasses.replace(self, **changes)
@@ -115,6 +119,8 @@ class Conditioning:
         _check_text("prompt", self.prompt)
         _check_text("negative_prompt", self.negative_prompt)
         _check_int("clip_skip", self.clip_skip, 1, MAX_CLIP_SKIP)
+        if self.emphasis not in EMPHASIS_MODES:
+            raise InvalidRequest("emphasis", f"must be one of {', '.join(EMPHASIS_MODES)}, got {self.emphasis!r}")
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,17 @@ from collections.abc import Callable
 from contextlib import contextmanager
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+import re
+from typing import Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
 from desktop.core.backend import Result
-from desktop.core.errors import Cancelled, NoPicture, OutOfMemory
+from desktop.core import prompts
+from desktop.core.errors import Cancelled, NoPicture, OutOfMemory, SfumatoError
 from desktop.core.geometry import Bounds, Extent, only_masked_area
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest, InpaintArea, InpaintSettings, MaskedContent, Mode
@@ -55,18 +59,52 @@ class Prepared:
     shown: tuple[float, float] = (1.0, 1.0)  # the part of the generated width and height that is the result
 
 
+class Addons(Protocol):
+    """Finds the LoRAs and textual-inversion embeddings a prompt names (kind "lora" or "embedding")."""
+
+    def find(self, kind: str, name: str) -> Path | None: ...
+
+    def files(self, kind: str) -> dict[str, Path]: ...  # name -> file, every one there is
+
+    def short_hash(self, kind: str, path: Path) -> str: ...  # as A1111 writes it in "Lora hashes", "TI hashes"
+
+    def where(self, kind: str) -> str: ...  # where new ones go, for messages
+
+
+class NoAddons:
+    def find(self, kind: str, name: str) -> Path | None:
+        return None
+
+    def files(self, kind: str) -> dict[str, Path]:
+        return {}
+
+    def short_hash(self, kind: str, path: Path) -> str:
+        return ""
+
+    def where(self, kind: str) -> str:
+        return "a model folder"
+
+
 def run(
     request: GenerationRequest,
     state: TaskState,
     models: ModelManager,
     preview_method: str = "approximate",
     preview_every: int = 1,
+    addons: Addons | None = None,
 ) -> list[Result]:
     """Generate the images of `request`. Raises InvalidRequest, ModelLoadError, OutOfMemory or Cancelled."""
     request = request.resolved()
+    addons = addons or NoAddons()
+    uses, lora_hashes = _loras(request.conditioning, addons)  # a missing LoRA stops before any loading
     loaded = models.load(request.model, state)
     if state.cancelled():
         raise Cancelled(0)
+    for note in models.use_loras(uses):
+        state.status(note)
+    embeddings, refused = models.usable_embeddings(addons.files("embedding"))
+    for note in _refused_named(request.conditioning, refused):
+        state.status(note)
     prepared = prepare(request, Traits(loaded.family, loaded.inpaint_model))
     pipe = models.pipeline(prepared.task, prepared.extras)
     sampling = request.sampling
@@ -74,6 +112,7 @@ def run(
     previewer = models.previewer(loaded.family, preview_method)
     state.status(f"Generating {sampling.batch_size} image(s), {request.width}x{request.height}")
     last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
+    encoded: dict = {}
 
     def on_step_end(pipe, index: int, timestep, tensors: dict) -> dict:
         last["latents"] = tensors["latents"]
@@ -92,9 +131,9 @@ def run(
 
     def call():
         with torch.inference_mode():
-            embeddings = models.prompt_embeddings(pipe, request.conditioning, guided=sampling.cfg_scale > 1)
+            encoded["value"] = models.prompt_embeddings(pipe, request.conditioning, sampling.cfg_scale > 1, embeddings)
             return pipe(
-                **embeddings,
+                **encoded["value"].kwargs,
                 num_inference_steps=sampling.steps,
                 guidance_scale=sampling.cfg_scale,
                 num_images_per_prompt=sampling.batch_size,
@@ -123,7 +162,59 @@ def run(
     finite = _check_finite(output.images, last.get("latents"), pipe.vae.dtype, state)
     images = (np.clip(output.images[finite], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     seeds = [seed for seed, kept in zip(sampling.seeds, finite, strict=True) if kept]
-    return [Result(prepared.finish(image), seed, request) for image, seed in zip(images, seeds, strict=True)]
+    params = _params(encoded["value"], lora_hashes, addons, addons.files("embedding"))
+    return [Result(prepared.finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
+
+
+def _loras(conditioning, addons: Addons) -> tuple[list, list[str]]:
+    """The LoRAs the prompts' <lora:...> tags name, as files with weights, and their "name: hash" entries.
+    A tag naming no file stops the run with a sentence saying which and where they go."""
+    from .lora import LoraUse
+    uses, hashes, missing, unsupported = [], [], [], []
+    for text in (conditioning.prompt, conditioning.negative_prompt):
+        try:
+            _, networks = prompts.extract_extra_networks(text)
+        except ValueError as error:
+            raise SfumatoError(str(error)) from None
+        for network in networks:
+            if network.kind not in ("lora", "lyco"):
+                unsupported.append(network.tag)
+                continue
+            path = addons.find("lora", network.name)
+            if path is None:
+                missing.append(network.name)
+                continue
+            uses.append(LoraUse(path, unet=network.unet_weight, text=network.text_weight))
+            short = addons.short_hash("lora", path)
+            if short:
+                hashes.append(f"{network.name}: {short}")
+    if unsupported:
+        raise SfumatoError(f"Sfumato does not use {', '.join(dict.fromkeys(unsupported))}: only "
+                                       "<lora:...> and <lyco:...> tags. Take it out of the prompt.")
+    if missing:
+        names = ", ".join(dict.fromkeys(missing))
+        raise SfumatoError(f"No LoRA file is named {names}. Put it in {addons.where('lora')} (or fix "
+                                       "the name in the <lora:...> tag): Sfumato finds LoRAs by file name.")
+    return uses, list(dict.fromkeys(hashes))
+
+
+def _refused_named(conditioning, refused: dict[str, str]) -> list[str]:
+    """Sentences for the embeddings a prompt names that this model cannot use (they are read as words)."""
+    text = f"{conditioning.prompt}\n{conditioning.negative_prompt}".lower()
+    return [f"{reason}: \"{name}\" was read as words." for name, reason in refused.items()
+            if re.search(rf"(?<![\w]){re.escape(name.lower())}(?![\w])", text)]
+
+
+def _params(encoded, lora_hashes: list[str], addons: Addons, embedding_files: dict[str, Path]) -> tuple:
+    """What the run adds to the infotext, in A1111's keys and quoting of the hash lists."""
+    params = dict(encoded.params)
+    if lora_hashes:
+        params["Lora hashes"] = ", ".join(lora_hashes)
+    ti = [f"{name}: {addons.short_hash('embedding', embedding_files[name])}" for name in encoded.embeddings_used
+          if name in embedding_files]
+    if ti:
+        params["TI hashes"] = ", ".join(ti)
+    return tuple(params.items())
 
 
 def _check_finite(images: np.ndarray, latents, vae_dtype: torch.dtype, state: TaskState | None = None) -> np.ndarray:

@@ -39,7 +39,8 @@ from desktop.core.errors import ModelLoadError, OutOfMemory, SfumatoError
 from desktop.core.modelfiles import Family, ModelFileError, ModelInfo
 from desktop.core.progress import TaskState
 
-from . import bundled_configs, tiny, tuning
+from . import bundled_configs, prompt_encoding, tiny, tuning
+from .embeddings import EmbeddingLibrary
 from .devices import DeviceChoice, empty_cache
 from .previews import Previewer, taesd_dir
 
@@ -75,6 +76,7 @@ class LoadedModel:
     scheduler_config: dict = field(repr=False)  # the model's own, before any sampler replaced it
     plan: tuning.Plan = field(default_factory=tuning.Plan)  # the device settings it was loaded with
     embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)  # see ModelManager.prompt_embeddings
+    loras: lora.LoraPatcher | None = field(default=None, repr=False)  # the LoRAs merged into its weights
 
     @property
     def family(self) -> str:
@@ -111,6 +113,7 @@ class ModelManager:
         self._held: OrderedDict[tuple[str, str], Held] = OrderedDict()  # least recently used first
         self._previewer: Previewer | None = None
         self._previewer_key: tuple[str, str] | None = None
+        self._embedding_library = EmbeddingLibrary()
 
     def load(self, ref: str, state: TaskState | None = None) -> LoadedModel:
         """Make `ref` the current model: at once when it is still loaded, else from its file."""
@@ -224,44 +227,52 @@ class ModelManager:
             pipes[(task, extras)] = pipe
         return pipes[(task, extras)]
 
-    def prompt_embeddings(self, pipe, conditioning, guided: bool) -> dict:
-        """The encoded prompt as pipeline arguments, encoded once per conditioning (a new seed reuses it).
+    def prompt_embeddings(self, pipe, conditioning, guided: bool, embeddings: dict | None = None):
+        """The encoded prompt (prompt_encoding.Encoded: pipeline arguments and infotext params), encoded once
+        per conditioning (a new seed reuses it).
 
         Remembered by all that changes the encoding: the model and the text encoders of `pipe`, the whole
-        `conditioning` (prompt, negative prompt, clip skip, ...: any hashable object with those fields) and
-        whether the run is guided.
+        `conditioning` (prompt, negative prompt, clip skip, emphasis), whether the run is guided, the LoRAs
+        merged into the text encoders and the textual-inversion embeddings that can be used.
         """
-        cache = self.current.embeddings
+        loaded = self.current
+        cache = loaded.embeddings
         encoders = tuple(id(getattr(pipe, name, None)) for name in ("text_encoder", "text_encoder_2"))
-        key = (self.current.ref, encoders, conditioning, guided)
+        vectors = tuple(sorted((name, id(v)) for name, value in (embeddings or {}).items() for v in value.values()))
+        loras = loaded.loras.signature() if loaded.loras is not None else ()
+        key = (loaded.ref, encoders, conditioning, guided, loras, vectors)
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-        negative_prompt = conditioning.negative_prompt or None
-        _check_clip_skip(pipe, conditioning.clip_skip)
-        clip_skip = conditioning.clip_skip - 1 or None  # A1111 counts the last layer as 1, diffusers as 0
-        if self.current.info.family is Family.SDXL:
-            embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
-                conditioning.prompt, device=self.device.device, num_images_per_prompt=1,
-                do_classifier_free_guidance=guided, negative_prompt=negative_prompt, clip_skip=clip_skip)
-            kwargs = {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds,
-                      "pooled_prompt_embeds": pooled, "negative_pooled_prompt_embeds": negative_pooled}
-        elif clip_skip:
-            device = self.device.device
-            embeds = _skipping_layers(pipe, conditioning.prompt, clip_skip, device)
-            negative = _skipping_layers(pipe, conditioning.negative_prompt, clip_skip, device) if guided else None
-            embeds, negative_embeds = pipe.encode_prompt(None, device, 1, guided, prompt_embeds=embeds,
-                                                         negative_prompt_embeds=negative)
-            kwargs = {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
-        else:
-            embeds, negative_embeds = pipe.encode_prompt(conditioning.prompt, self.device.device, 1, guided,
-                                                         negative_prompt)
-            kwargs = {"prompt_embeds": embeds, "negative_prompt_embeds": negative_embeds}
-        kwargs = {name: value for name, value in kwargs.items() if value is not None}
-        cache[key] = kwargs
+        encoded = prompt_encoding.encode(pipe, loaded.family, conditioning, guided, self.device.device, embeddings)
+        cache[key] = encoded
         while len(cache) > EMBEDDINGS_KEPT:
             cache.popitem(last=False)
-        return kwargs
+        return encoded
+
+    def use_loras(self, uses) -> list[str]:
+        """Merge exactly these LoRAs (lora.LoraUse) into the current model's weights; [] takes them all out.
+        Returns what the status line should say (weights that matched nothing, ...)."""
+        from . import lora  # torch-heavy code only a prompt with a LoRA needs
+
+        loaded = self.current
+        if loaded.loras is None:
+            if not uses:
+                return []
+            base = next(iter(loaded.pipelines.values()))
+            parts = {name: getattr(base, name, None) for name in ("unet", "text_encoder", "text_encoder_2")}
+            loaded.loras = lora.LoraPatcher({k: v for k, v in parts.items() if v is not None}, loaded.family)
+        with torch.no_grad():
+            return loaded.loras.apply(uses)
+
+    def usable_embeddings(self, files: dict[str, Path]) -> tuple[dict, dict[str, str]]:
+        """The textual-inversion embeddings among `files` (name -> file) the current model's encoders take, and
+        name -> why each other one cannot be used."""
+        base = next(iter(self.current.pipelines.values()))
+        widths = {"clip_l": base.text_encoder.config.hidden_size}
+        if getattr(base, "text_encoder_2", None) is not None:
+            widths["clip_g"] = base.text_encoder_2.config.hidden_size
+        return self._embedding_library.for_model(files, widths)
 
     def release_cache(self) -> None:
         gc.collect()
@@ -325,27 +336,6 @@ class ModelManager:
 
     def _bundled_config(self, info: ModelInfo) -> Path:
         return bundled_configs.cached_config(info.family.value + ("-inpaint" if info.inpaint else ""))
-
-
-def _check_clip_skip(pipe, clip_skip: int) -> None:
-    """Clip skip N reads the text encoder N layers from its end: refuse more layers than the model has."""
-    depths = [encoder.config.num_hidden_layers for encoder in (getattr(pipe, "text_encoder", None),
-                                                                getattr(pipe, "text_encoder_2", None))
-              if encoder is not None]
-    if depths and clip_skip > min(depths):
-        raise SfumatoError(f"Clip skip {clip_skip} is more than this model's text encoder has layers "
-                           f"({min(depths)}): use 1 to {min(depths)}.")
-
-
-def _skipping_layers(pipe, text: str, skipped: int, device: torch.device) -> torch.Tensor:
-    """An SD 1.x/2.x text encoding from `skipped` layers before the last, through the final layer norm (as
-    A1111's clip skip; diffusers' own clip_skip reaches for a `text_model` transformers 5 no longer has)."""
-    tokenizer, encoder = pipe.tokenizer, pipe.text_encoder
-    ids = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids
-    hidden = encoder(ids.to(device), output_hidden_states=True).hidden_states[-(skipped + 1)]
-    norm = getattr(encoder, "text_model", encoder).final_layer_norm
-    return norm(hidden).to(dtype=encoder.dtype, device=device)
 
 
 def _name(path: Path) -> str:

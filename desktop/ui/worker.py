@@ -253,9 +253,10 @@ class _Runner(_WorkerSignals):
         for r in results:
             try:
                 if gallery is not None:
-                    path = gallery.add_result(r.image, r.request, r.seed, loaded.name, loaded.hash)
+                    path = gallery.add_result(r.image, r.request, r.seed, loaded.name, loaded.hash, r.params)
                 else:
-                    path = save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, loaded.hash)
+                    path = save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, loaded.hash,
+                                       r.params)
             except OSError as error:
                 path = None
                 problem = (f"The pictures could not be saved to {settings.output_path()}: {error.strerror or error}. "

@@ -34,6 +34,7 @@ from .. import imageio  # open_picture; importing it sets Pillow's size and text
 from ..infotext import Infotext, InfotextError, format_infotext, from_fooocus_json, parse_infotext, parse_size
 from ..request import MAX_CLIP_SKIP, MAX_SEED, GenerationRequest, Images, InvalidRequest, Mode, nested
 from ..samplers import AUTOMATIC, SAMPLERS, split_sampler_name
+from ..prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
 
 MAX_JSON = 4 * 2**20
 USER_COMMENT = 0x9286
@@ -67,6 +68,7 @@ class ImageMeta:
     width: int | None = None  # the size it was generated at (the file's own size is read separately)
     height: int | None = None
     clip_skip: int | None = None  # A1111's "Clip skip" (1: no layer skipped)
+    emphasis: str = ""  # A1111's "Emphasis" mode; "" when not written (its default, "Original")
     parameters: str = ""  # A1111-style text, for Copy parameters
     source: str = ""  # "sfumato", "a1111", "comfyui", "invokeai", "swarmui", "ruinedfooocus" or "" (nothing found)
     request: dict = field(default_factory=dict)  # Sfumato's own request (request.nested form), when ours
@@ -201,6 +203,9 @@ def to_request(meta: ImageMeta, base: GenerationRequest) -> GenerationRequest:
         clip_skip = 1  # A1111 and Sfumato leave "Clip skip" out of the text when it is 1
     if clip_skip is not None and 1 <= clip_skip <= MAX_CLIP_SKIP:
         conditioning = conditioning.replace(clip_skip=clip_skip)
+    if meta.source in ("a1111", "sfumato"):  # A1111 leaves "Emphasis" out of the text when it is "Original"
+        conditioning = conditioning.replace(
+            emphasis=meta.emphasis if meta.emphasis in EMPHASIS_MODES else DEFAULT_EMPHASIS)
     changes: dict = {"batch_size": 1}
     try:  # "DPM++ 2M Karras" (A1111 before 1.9, most Civitai pictures) is "DPM++ 2M" with "Karras"
         sampler, schedule = split_sampler_name(meta.sampler, meta.schedule or AUTOMATIC)
@@ -301,7 +306,8 @@ def _a1111(chunks: dict) -> ImageMeta | None:
         prompt=info.prompt, negative_prompt=info.negative_prompt, model=params.get("model", ""),
         seed=_int(params.get("seed")), sampler=params.get("sampler", ""), schedule=params.get("schedule type", ""),
         steps=_int(params.get("steps")), cfg_scale=_float(params.get("cfg scale")), width=width, height=height,
-        clip_skip=_int(params.get("clip skip")), parameters=text.strip(), source="a1111",
+        clip_skip=_int(params.get("clip skip")), emphasis=params.get("emphasis", ""), parameters=text.strip(),
+        source="a1111",
     )
 
 

@@ -109,12 +109,13 @@ class GalleryStore:
     # -- adding ---------------------------------------------------------------------------------
 
     def add_result(self, image: np.ndarray, request: GenerationRequest, seed: int, model_name: str,
-                   model_hash: str = "") -> Path:
+                   model_hash: str = "", params: tuple[tuple[str, str], ...] = ()) -> Path:
         """Save a generated picture (PNG with its metadata, never overwriting) and index it; returns its file.
 
         The file is what matters: if the index cannot take it now, the next refresh will.
         """
-        path = save_png(output_path(self.folder, seed), image, metadata_chunks(request, seed, model_name, model_hash))
+        path = save_png(output_path(self.folder, seed), image, metadata_chunks(request, seed, model_name, model_hash,
+                                                                              params))
         try:
             self.index_files([path])
         except sqlite3.Error:
