@@ -159,7 +159,7 @@ _ENUMS = {("top", "mode"): Mode, ("inpaint", "masked_content"): MaskedContent, (
 FLAT_FIELDS = {
     **{name: ("sampling", name) for name in ("sampler", "schedule", "steps", "cfg_scale", "seed", "batch_size",
                                              "strength")},
-    **{name: ("conditioning", name) for name in ("prompt", "negative_prompt", "clip_skip")},
+    **{name: ("conditioning", name) for name in ("prompt", "negative_prompt", "clip_skip", "emphasis")},
     "init_image": ("images", "init"), "mask": ("images", "mask"),
     "mask_blur": ("inpaint", "mask_blur"), "masked_content": ("inpaint", "masked_content"),
     "inpaint_area": ("inpaint", "area"), "inpaint_padding": ("inpaint", "padding"),
