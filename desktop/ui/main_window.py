@@ -45,6 +45,7 @@ from desktop.core.model_choice import after_scan
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
+from .addon_tools import AddonTools
 from .background import Background
 from .canvas.canvas_size_dialog import CanvasSizeDialog
 from .canvas.files import CanvasFiles
@@ -178,6 +179,7 @@ class MainWindow(QMainWindow):
         self.gallery = GalleryView()
         self.gallery.base_request = self.panel.request
         self.gallery.model_folders = lambda: self.settings.models_folders
+        self.addon_tools = AddonTools(self.panel, lambda: self.settings.models_folders, self)
         canvas_page = QWidget()
         canvas_layout = QVBoxLayout(canvas_page)
         canvas_layout.setContentsMargins(0, 0, 0, 0)
@@ -723,6 +725,7 @@ class MainWindow(QMainWindow):
             self.files.closing()
             self.gallery.model.loader.stop()
             self.background.wait()
+            self.addon_tools.close()
         if not self.worker.shutdown(timeout_ms=3000):
             # A step, a VAE decode or a model load is still finishing: close when the thread ends.
             self.statusBar().showMessage("Stopping: finishing the current step...")

@@ -232,7 +232,11 @@ class PromptPanel(QWidget):
 
         values = QWidget()
         layout = QVBoxLayout(values)
-        layout.addWidget(QLabel("Prompt"))
+        self.addons_button = QToolButton(text="LoRAs && embeddings...")
+        self.addons_button.setToolTip("Choose a LoRA or an embedding to put in the prompt (Ctrl+L); "
+                                      "typing <lora: in a prompt offers their names too")
+        QShortcut(QKeySequence("Ctrl+L"), self, activated=self.addons_button.click)
+        layout.addWidget(_row(QLabel("Prompt"), self.addons_button))
         layout.addWidget(self.prompt, 2)
         layout.addWidget(QLabel("Negative prompt"))
         layout.addWidget(self.negative, 1)
