@@ -35,7 +35,7 @@ class EmbeddingLibrary:
             vectors = self._read(path)
             if isinstance(vectors, str):
                 refused[name] = vectors
-            elif all(key in vectors and vectors[key].shape[-1] == width for key, width in widths.items()):
+            elif set(vectors) == set(widths) and all(vectors[k].shape[-1] == w for k, w in widths.items()):
                 usable[name] = {key: vectors[key] for key in widths}
             else:
                 have = "+".join(str(v.shape[-1]) for v in vectors.values())
