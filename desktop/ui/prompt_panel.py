@@ -43,6 +43,7 @@ from desktop.core.request import MAX_SIZE, MIN_SIZE, GenerationRequest, InpaintA
 from desktop.core.samplers import SAMPLERS, SCHEDULES
 
 from .binding import bind_check, bind_combo_data, bind_combo_text, bind_spin, bind_text
+from .token_counter import TokenCounter
 
 #: Sizes that suit each family (what it was trained at, and common aspect ratios).
 SIZE_PRESETS = {
@@ -118,6 +119,9 @@ class PromptPanel(QWidget):
         self.negative.setMaximumHeight(70)
         for edit in (self.prompt, self.negative):
             edit.submitted.connect(self.generate_requested)
+        self.prompt_tokens, self.negative_tokens = (
+            TokenCounter(edit, lambda: self.settings.model, lambda: self.settings.emphasis)
+            for edit in (self.prompt, self.negative))
 
         self.model = QComboBox()
         self.model.setToolTip("The model that paints. Add models in the Models window.")
@@ -236,9 +240,9 @@ class PromptPanel(QWidget):
         self.addons_button.setToolTip("Choose a LoRA or an embedding to put in the prompt (Ctrl+L); "
                                       "typing <lora: in a prompt offers their names too")
         QShortcut(QKeySequence("Ctrl+L"), self, activated=self.addons_button.click)
-        layout.addWidget(_row(QLabel("Prompt"), self.addons_button))
+        layout.addWidget(_row(QLabel("Prompt"), self.addons_button, self.prompt_tokens))
         layout.addWidget(self.prompt, 2)
-        layout.addWidget(QLabel("Negative prompt"))
+        layout.addWidget(_row(QLabel("Negative prompt"), self.negative_tokens))
         layout.addWidget(self.negative, 1)
         layout.addLayout(form)
         layout.addWidget(self.inpaint_box)
@@ -289,6 +293,9 @@ class PromptPanel(QWidget):
             self._update_presets()
         elif name == "inpaint_area":
             self.set_mode(self.mode)
+        if name in ("model", "emphasis"):
+            self.prompt_tokens.refresh()
+            self.negative_tokens.refresh()
 
     # -- models -------------------------------------------------------------------------
 
