@@ -17,7 +17,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from desktop.core import paths
+from desktop.core import paths, settings
 from desktop.core.backend import GenerationJob, ModelDescriptor
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.gallery.store import GalleryStore
@@ -25,6 +25,7 @@ from desktop.core.geometry import Extent, Margins
 from desktop.core.imageio import load_image, load_mask
 from desktop.core.request import (Conditioning, GenerationRequest, Images, InpaintArea, InpaintSettings,
                                   MaskedContent, Mode, Sampling)
+from desktop.core.prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
 from desktop.core.samplers import SAMPLERS, SCHEDULES
 
 
@@ -57,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--height", type=int)
     add("--batch", type=int, default=1)
     add("--clip-skip", type=int, default=1, metavar="N",
-        help="A1111's Clip skip: 1 uses the text encoder's last layer, 2 the one before it, ...")
+        help="A1111's Clip skip: 1 uses the text encoder's last layer, 2 the one before it, ... (SD 1.x models)")
+    add("--emphasis", choices=EMPHASIS_MODES, default=DEFAULT_EMPHASIS,
+        help="how (word:1.2) weights apply, as A1111's setting of that name")
     add("--mask-blur", type=int, default=4)
     add("--masked-content", choices=[m.value for m in MaskedContent], default=MaskedContent.ORIGINAL.value)
     add("--inpaint-area", choices=[a.value for a in InpaintArea], default=InpaintArea.WHOLE.value)
@@ -73,7 +76,7 @@ OPTIONS = {"prompt": "--prompt", "negative_prompt": "--negative", "model": "--mo
            "schedule": "--schedule", "steps": "--steps", "cfg_scale": "--cfg", "seed": "--seed", "width": "--width",
            "height": "--height", "batch_size": "--batch", "strength": "--strength", "init_image": "--init",
            "mask": "--mask", "mask_blur": "--mask-blur", "inpaint_padding": "--padding", "expand": "--expand",
-           "clip_skip": "--clip-skip"}
+           "clip_skip": "--clip-skip", "emphasis": "--emphasis"}
 
 
 def _margins(text: str) -> Margins:
@@ -127,7 +130,8 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
         height=args.height or default.height,
         sampling=Sampling(sampler=args.sampler, schedule=args.schedule, steps=args.steps, cfg_scale=args.cfg,
                           seed=args.seed, batch_size=args.batch, strength=args.strength),
-        conditioning=Conditioning(prompt=args.prompt, negative_prompt=args.negative, clip_skip=args.clip_skip),
+        conditioning=Conditioning(prompt=args.prompt, negative_prompt=args.negative, clip_skip=args.clip_skip,
+                                  emphasis=args.emphasis),
         images=Images(init, mask),
         inpaint=InpaintSettings(mask_blur=args.mask_blur, masked_content=MaskedContent(args.masked_content),
                                 area=InpaintArea(args.inpaint_area), padding=args.padding),
@@ -156,7 +160,8 @@ def main(argv: list[str]) -> int:
     from desktop.engine.local import DemoModelUnwritable, LocalBackend
 
     progress = _Progress()
-    backend = LocalBackend(args.device, args.precision)
+    # LoRAs and embeddings are looked for in the model folders the window uses (File > Settings, Models)
+    backend = LocalBackend(args.device, args.precision, settings.load().models_folders)
     try:
         backend.start(progress.state)
     except ValueError as error:

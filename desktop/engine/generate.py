@@ -102,7 +102,8 @@ def run(
         raise Cancelled(0)
     for note in models.use_loras(uses):
         state.status(note)
-    embeddings, refused = models.usable_embeddings(addons.files("embedding"))
+    embedding_files = addons.files("embedding")
+    embeddings, refused = models.usable_embeddings(embedding_files)
     for note in _refused_named(request.conditioning, refused):
         state.status(note)
     prepared = prepare(request, Traits(loaded.family, loaded.inpaint_model))
@@ -162,7 +163,7 @@ def run(
     finite = _check_finite(output.images, last.get("latents"), pipe.vae.dtype, state)
     images = (np.clip(output.images[finite], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     seeds = [seed for seed, kept in zip(sampling.seeds, finite, strict=True) if kept]
-    params = _params(encoded["value"], lora_hashes, addons, addons.files("embedding"))
+    params = _params(encoded["value"], lora_hashes, addons, embedding_files)
     return [Result(prepared.finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
 
 

@@ -13,7 +13,7 @@ import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
-from desktop.core import model_sources, modelfiles, paths
+from desktop.core import addons, model_sources, modelfiles, paths
 from desktop.core.backend import GENERATION, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.errors import SfumatoError
 from desktop.core.progress import TaskState
@@ -68,7 +68,8 @@ class LocalBackend:
             raise SfumatoError(f"This version of Sfumato cannot run {job.kind} jobs on this computer.")
         with self._call.running(state):
             self.start(state)
-            return generate.run(job.request, state, self._manager, job.preview_method, job.preview_every)
+            return generate.run(job.request, state, self._manager, job.preview_method, job.preview_every,
+                                FolderAddons(self._folders))
 
     def models(self) -> list[ModelDescriptor]:
         """The usable models in the model folders, then the demo model."""
@@ -98,6 +99,31 @@ class LocalBackend:
         described = ModelDescriptor(loaded.ref, loaded.family, loaded.name, model_hash)
         self._described[loaded.ref] = (weakref.ref(loaded), described)
         return described
+
+
+class FolderAddons:
+    """The LoRAs and embeddings of the model folders (desktop/core/addons.py), for generate.run."""
+
+    def __init__(self, folders: Iterable[str | Path]):
+        self._folders = list(folders)
+
+    def find(self, kind: str, name: str) -> Path | None:
+        return addons.find(kind, name, self._folders)
+
+    def files(self, kind: str) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for addon in addons.list_addons(kind, self._folders):
+            found.setdefault(addon.name, addon.path)
+        return found
+
+    def short_hash(self, kind: str, path: Path) -> str:
+        try:
+            return addons.short_hash(kind, path)
+        except (OSError, SfumatoError):
+            return ""  # the pictures matter more than the hashes in their metadata
+
+    def where(self, kind: str) -> str:
+        return f"{addons.own_folder(kind)} or the {'Lora' if kind == 'lora' else 'embeddings'} folder of your other app"
 
 
 def _build_demo(state: TaskState) -> None:

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core.generation_settings import GenerationSettings, supported_schedules
 from desktop.core.request import MAX_SIZE, MIN_SIZE, GenerationRequest, InpaintArea, MaskedContent, Mode
+from desktop.core.prompts import EMPHASIS_MODES
 from desktop.core.samplers import SAMPLERS, SCHEDULES
 
 from .binding import bind_check, bind_combo_data, bind_combo_text, bind_spin, bind_text
@@ -167,7 +168,15 @@ class PromptPanel(QWidget):
         self.batch_count.setToolTip("Runs queued one after another")
         self.clip_skip = QSpinBox()
         self.clip_skip.setToolTip("Clip skip: 1 reads the prompt with the text encoder's last layer, 2 with the one "
-                                  "before it (some anime models want 2)")
+                                  "before it (some anime models want 2). SD 1.x models only: SD 2.x and SDXL "
+                                  "models read a fixed layer, as in AUTOMATIC1111")
+        self.emphasis = QComboBox()
+        self.emphasis.addItems(EMPHASIS_MODES)
+        self.emphasis.setToolTip("How (word:1.2) and [word] weights apply, as AUTOMATIC1111's Emphasis setting:\n"
+                                 "Original: weight each word, then keep the prompt's overall strength\n"
+                                 "No norm: weight each word only\n"
+                                 "Ignore: read the brackets and weights, apply none\n"
+                                 "None: brackets are ordinary characters")
 
         self.strength = QDoubleSpinBox()
         self.strength.setSingleStep(0.05)
@@ -225,7 +234,7 @@ class PromptPanel(QWidget):
         form.addRow("Schedule", self.schedule)
         form.addRow("Steps", self.steps)
         form.addRow("CFG scale", self.cfg)
-        form.addRow("Clip skip", self.clip_skip)
+        form.addRow("Clip skip", _row(self.clip_skip, QLabel("Emphasis"), self.emphasis))
         form.addRow("Seed", _row(self.seed, random_seed, self.reuse_seed))
         form.addRow("Width", _row(self.width_box, self.aspect_lock))
         form.addRow("Height", self.height_box)
@@ -272,6 +281,7 @@ class PromptPanel(QWidget):
         bind_combo_data(s, "model", self.model, key=lambda data: data[0] if data else None)
         bind_combo_text(s, "sampler", self.sampler)
         bind_combo_text(s, "schedule", self.schedule)
+        bind_combo_text(s, "emphasis", self.emphasis)
         for name, box in (("steps", self.steps), ("cfg_scale", self.cfg), ("clip_skip", self.clip_skip),
                           ("seed", self.seed), ("width", self.width_box), ("height", self.height_box),
                           ("batch_size", self.batch_size), ("batch_count", self.batch_count),

@@ -556,3 +556,16 @@ def test_use_all_parameters_takes_a_size_that_is_not_a_multiple_of_8():
     assert (request.width, request.height) == (400, 300), "any size from 64 to 4096 can be made now"
     too_small = to_request(meta_from_chunks({"parameters": text.replace("400x300", "40x30")}), make_request())
     assert (too_small.width, too_small.height) == (512, 512)
+
+
+def test_use_all_parameters_takes_the_emphasis_mode_and_the_infotext_writes_it_when_not_the_default():
+    from desktop.core.gallery.metadata import meta_from_chunks, to_request
+    from desktop.core.infotext import format_infotext, from_request
+
+    text = format_infotext(from_request(make_request(prompt="a (cat:1.3)", emphasis="No norm"), 9, "m"))
+    assert "Emphasis: No norm" in text
+    assert "Emphasis" not in format_infotext(from_request(make_request(prompt="a cat"), 9, "m"))
+    assert to_request(meta_from_chunks({"parameters": text}), make_request()).conditioning.emphasis == "No norm"
+    plain = "a cat\nSteps: 30, Sampler: Euler a, CFG scale: 6, Seed: 9, Size: 512x768"  # A1111: Original
+    assert to_request(meta_from_chunks({"parameters": plain}), make_request(emphasis="Ignore")).conditioning.emphasis \
+        == "Original"

@@ -74,3 +74,14 @@ def test_the_boxes_show_the_cfg_and_strength_a_picture_runs_with(qtbot):
     assert (panel.cfg.text(), panel.strength.text()) == ("7.25", "0.375")
     request = panel.request()
     assert (request.sampling.cfg_scale, request.sampling.strength) == (panel.cfg.value(), panel.strength.value())
+
+
+def test_the_emphasis_mode_is_chosen_beside_clip_skip_and_round_trips(qtbot):
+    panel = make_panel(qtbot)
+    assert [panel.emphasis.itemText(i) for i in range(panel.emphasis.count())] == [
+        "Original", "No norm", "Ignore", "None"]
+    assert panel.request().conditioning.emphasis == "Original"
+    panel.emphasis.setCurrentText("No norm")
+    assert panel.request().conditioning.emphasis == "No norm"
+    panel.set_request(GenerationRequest(conditioning=Conditioning(prompt="x", emphasis="Ignore")))
+    assert panel.emphasis.currentText() == "Ignore"
