@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from PIL import Image
 from PySide6.QtCore import QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices, QIcon, QImage, QKeySequence, QPalette, QPixmap, QShortcut
 from PySide6.QtWidgets import (
@@ -253,6 +254,8 @@ def _thumbnail(path: Path) -> QImage:
                 return QImage()
             image.draft("RGB", (THUMB * 2, THUMB * 2))
             image.thumbnail((THUMB, THUMB))
-            return to_qimage(to_array(image))
+            square = Image.new("RGBA", (THUMB, THUMB))  # centred in a square: the names line up
+            square.paste(image.convert("RGBA"), ((THUMB - image.width) // 2, (THUMB - image.height) // 2))
+            return to_qimage(to_array(square))
     except Exception:  # noqa: BLE001 - an unreadable preview is just not shown
         return QImage()

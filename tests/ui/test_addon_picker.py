@@ -6,7 +6,7 @@ import json
 
 import pytest
 from PIL import Image
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QPlainTextEdit
 
 from desktop.core import paths
@@ -56,7 +56,9 @@ def test_the_picker_lists_loras_with_family_trigger_words_and_preview(make_windo
     ]
     qtbot.waitUntil(lambda: not picker.list.item(0).icon().pixmap(64, 64).toImage().pixelColor(32, 32).alpha() == 0,
                     timeout=TIMEOUT)
-    assert picker.list.item(0).icon().pixmap(64, 64).toImage().pixelColor(32, 32).red() > 200
+    icon = picker.list.item(0).icon()
+    assert icon.pixmap(64, 64).toImage().pixelColor(32, 32).red() > 200
+    assert icon.actualSize(QSize(64, 64)) == QSize(64, 64), "a wide preview is centred in a square: names line up"
     assert picker.status.text() == "3 LoRAs"
     qtbot.keyClicks(picker.search, "papercut")
     assert rows(picker) == [["paper_cut   [SD 1.x]", "Trigger: papercut style"]]
