@@ -88,6 +88,14 @@ def test_ids_equal_transformers_for_any_text(pairs, name, text):
     assert ours.encode(text) == reference_ids(theirs, text)
 
 
+@pytest.mark.parametrize("name", ["real", "tiny"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyzé日本"), min_size=300, max_size=3000))
+def test_ids_equal_transformers_for_long_words(pairs, name, text):
+    ours, theirs = pairs[name]
+    assert ours.encode(text) == reference_ids(theirs, text)
+
+
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=PROMPTLIKE, emphasis=st.sampled_from(prompts.EMPHASIS_MODES))
 def test_count_is_what_the_encoder_chunks(pairs, text, emphasis):
