@@ -122,10 +122,11 @@ class ClipTokenizer:
             for key in _SPECIAL_KEYS:
                 if _token_text(data.get(key)):
                     specials[key] = _token_text(data.get(key))
-            added += [_token_text(t) for t in data.get("additional_special_tokens") or () if _token_text(t)]
+            extra = data.get("additional_special_tokens")
             decoder = data.get("added_tokens_decoder")
-            if isinstance(decoder, dict):
-                added += [_token_text(t) for t in decoder.values() if _token_text(t)]
+            for tokens in (extra if isinstance(extra, list) else (),
+                           decoder.values() if isinstance(decoder, dict) else ()):
+                added += [_token_text(t) for t in tokens if _token_text(t)]
         return cls(vocab, merges, specials, added)
 
     def encode(self, text: str) -> list[int]:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
 import time
 
-from desktop.core import tokenizer_files
+import pytest
+
+from desktop.core import clip_tokenizer, tokenizer_files
 from desktop.core.clip_tokenizer import count_tokens
 
 
@@ -18,3 +22,14 @@ def test_a_long_run_of_letters_is_counted_quickly():
     count, limit = count_tokens(letters, tokenizer)
     assert time.perf_counter() - start < 1.0
     assert count > 10_000 and limit % 75 == 0
+
+
+def test_odd_tokenizer_configs_are_read_or_refused_in_a_sentence(tmp_path):
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(tokenizer_files.bundled_folder(), folder)
+    config = {"additional_special_tokens": 5, "added_tokens_decoder": ["x"], "bos_token": {"content": 7}}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert count_tokens("a red fox", clip_tokenizer.load(folder)) == (3, 75)
+    (folder / "merges.txt").write_text("#version: 0.2\na b c\n", encoding="utf-8")
+    with pytest.raises(clip_tokenizer.TokenizerFilesError, match="line 2 is not a merge of two symbols"):
+        clip_tokenizer.load(folder)
