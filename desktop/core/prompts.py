@@ -11,6 +11,8 @@ the same way.
 - ``extract_extra_networks``: ``<lora:name:te:unet>`` (and ``<lyco:...>``) are
   taken out of the text that is encoded (replaced by nothing, so the commas
   around stay) and returned as ``ExtraNetwork`` entries.
+- ``prompt_schedule``: prompt editing ``[from:to:when]`` and alternation ``[a|b]``: the text of
+  each span of steps.
 - ``chunk``: token ids with weights fill chunks of 75; a full chunk whose last
   comma lies within the last 20 tokens moves what follows that comma into the
   next chunk; BREAK closes the chunk; every chunk is BOS + 75 + EOS, padded with
@@ -279,3 +281,149 @@ def embedding_finder(names: dict[str, tuple[Sequence[int], int]]) -> EmbeddingFi
         return None
 
     return find
+
+
+# -- prompt editing [from:to:when] and alternation [a|b] ------------------------------
+
+_NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+
+
+@dataclass(frozen=True)
+class _Scheduled:
+    before: tuple | None  # None: "[to:when]", nothing before
+    after: tuple
+    number: str  # as written: with a "." a fraction of the steps, else a step
+
+
+@dataclass(frozen=True)
+class _Alternate:
+    options: tuple
+
+
+def prompt_schedule(text: str, steps: int) -> list[tuple[int, str]]:
+    """The prompt's text for each span of steps, as A1111's prompt editing makes it: [(last step, text), ...].
+
+    ``[to:when]`` adds `to` after step `when`, ``[from::when]`` removes `from`, ``[from:to:when]`` swaps;
+    `when` with a decimal point is a fraction of the steps (0.5: halfway). ``[a|b|c]`` alternates every step.
+    They nest; whatever is not one of them (emphasis brackets, unbalanced ones) is kept as written. Steps
+    count from 1; step i of a run (from 0) uses the first entry whose last step is >= i, as in A1111.
+    """
+    if "[" not in text:
+        return [(steps, text)]
+    nodes = _parse_editing(text)
+    ends = {steps}
+    _collect_steps(nodes, steps, ends)
+    return [(end, _text_at(nodes, end, steps)) for end in sorted(ends)]
+
+
+def _when(number: str, steps: int) -> int:
+    value = float(number)
+    return min(steps, int(value * steps if "." in number else value))
+
+
+def _collect_steps(nodes, steps: int, ends: set[int]) -> None:
+    for node in nodes:
+        if isinstance(node, _Scheduled):
+            when = _when(node.number, steps)
+            if when >= 1:
+                ends.add(when)
+            _collect_steps(node.before or (), steps, ends)
+            _collect_steps(node.after, steps, ends)
+        elif isinstance(node, _Alternate):
+            ends.update(range(1, steps + 1))
+            for option in node.options:
+                _collect_steps(option, steps, ends)
+
+
+def _text_at(nodes, step: int, steps: int) -> str:
+    out = []
+    for node in nodes:
+        if isinstance(node, str):
+            out.append(node)
+        elif isinstance(node, _Scheduled):
+            chosen = (node.before or ()) if step <= _when(node.number, steps) else node.after
+            out.append(_text_at(chosen, step, steps))
+        else:
+            out.append(_text_at(node.options[(step - 1) % len(node.options)], step, steps))
+    return "".join(out)
+
+
+def _parse_editing(text: str) -> tuple:
+    nodes: list = []
+    plain: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text):
+            plain.append(text[i:i + 2])
+            i += 2
+            continue
+        end = _closing(text, i) if char == "[" else None
+        if end is None:
+            plain.append(char)
+            i += 1
+            continue
+        inner = text[i + 1:end]
+        node = _editing_node(inner)
+        if node is None:  # an emphasis bracket: kept, with what it holds parsed
+            plain.append("[")
+            nodes.append("".join(plain))
+            plain = []
+            nodes.extend(_parse_editing(inner))
+            plain.append("]")
+        else:
+            nodes.append("".join(plain))
+            plain = []
+            nodes.append(node)
+        i = end + 1
+    nodes.append("".join(plain))
+    return tuple(n for n in nodes if n != "")
+
+
+def _editing_node(inner: str):
+    parts = _split_top(inner, ":")
+    if len(parts) in (2, 3) and _NUMBER.fullmatch(parts[-1]):
+        before = _parse_editing(parts[0]) if len(parts) == 3 else None
+        return _Scheduled(before, _parse_editing(parts[-2]), parts[-1].strip())
+    options = _split_top(inner, "|")
+    if len(options) > 1 and len(parts) == 1:
+        return _Alternate(tuple(_parse_editing(option) for option in options))
+    return None
+
+
+def _closing(text: str, start: int) -> int | None:
+    """The index of the "]" that closes the "[" at `start`, or None."""
+    depth, i = 0, start
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return None
+
+
+def _split_top(text: str, separator: str) -> list[str]:
+    """`text` split at `separator` outside any brackets (and not escaped)."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth = max(0, depth - 1)
+        elif char == separator and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts

@@ -32,7 +32,7 @@ from desktop.core.geometry import Bounds, Extent, only_masked_area
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest, InpaintArea, InpaintSettings, MaskedContent, Mode
 
-from . import inpaint
+from . import editing, inpaint
 from .models import ModelManager
 from .schedulers import make_scheduler
 
@@ -113,7 +113,9 @@ def run(
     previewer = models.previewer(loaded.family, preview_method)
     state.status(f"Generating {sampling.batch_size} image(s), {request.width}x{request.height}")
     last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
-    encoded: dict = {}
+    encoded: dict = {}  # "value": the editing.Schedule of the prompt's encodings
+    spans = editing.spans(request.conditioning, sampling.steps)
+    guided = sampling.cfg_scale > 1
 
     def on_step_end(pipe, index: int, timestep, tensors: dict) -> dict:
         last["latents"] = tensors["latents"]
@@ -122,7 +124,7 @@ def run(
         total = getattr(pipe, "num_timesteps", None) or sampling.steps
         show = (index + 1) % max(1, preview_every) == 0 or index + 1 == total
         state.step(index + 1, total, _shown(previewer(tensors["latents"]), prepared.shown) if show else None)
-        return {}
+        return encoded["value"].switch(index, tensors)
 
     # Large pictures decode in overlapping tiles: the VAE's peak memory stays that of a 512x512 tile.
     if request.width * request.height > VAE_TILING_AREA:
@@ -132,9 +134,14 @@ def run(
 
     def call():
         with torch.inference_mode():
-            encoded["value"] = models.prompt_embeddings(pipe, request.conditioning, sampling.cfg_scale > 1, embeddings)
+            encoded["value"] = editing.Schedule(
+                [(end, models.prompt_embeddings(pipe, conditioning, guided, embeddings)) for end, conditioning in spans],
+                guided, sampling.batch_size)
+            tensors = ["latents"] if len(spans) == 1 else [
+                name for name in ("latents", "prompt_embeds", "add_text_embeds") if name in pipe._callback_tensor_inputs]
             return pipe(
-                **encoded["value"].kwargs,
+                **encoded["value"].first.kwargs,
+                callback_on_step_end_tensor_inputs=tensors,
                 num_inference_steps=sampling.steps,
                 guidance_scale=sampling.cfg_scale,
                 num_images_per_prompt=sampling.batch_size,
@@ -206,12 +213,12 @@ def _refused_named(conditioning, refused: dict[str, str]) -> list[str]:
             if re.search(rf"(?<![\w]){re.escape(name.lower())}(?![\w])", text)]
 
 
-def _params(encoded, lora_hashes: list[str], addons: Addons, embedding_files: dict[str, Path]) -> tuple:
+def _params(schedule: editing.Schedule, lora_hashes: list[str], addons: Addons, embedding_files: dict[str, Path]):
     """What the run adds to the infotext, in A1111's keys and quoting of the hash lists."""
-    params = dict(encoded.params)
+    params = schedule.params
     if lora_hashes:
         params["Lora hashes"] = ", ".join(lora_hashes)
-    ti = [f"{name}: {addons.short_hash('embedding', embedding_files[name])}" for name in encoded.embeddings_used
+    ti = [f"{name}: {addons.short_hash('embedding', embedding_files[name])}" for name in schedule.embeddings_used
           if name in embedding_files]
     if ti:
         params["TI hashes"] = ", ".join(ti)

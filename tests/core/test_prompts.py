@@ -12,6 +12,7 @@ from desktop.core.prompts import (
     embedding_finder,
     extract_extra_networks,
     parse_emphasis,
+    prompt_schedule,
     pieces_for,
     token_limit,
 )
@@ -119,3 +120,30 @@ def test_embeddings_take_their_vector_count_and_never_straddle_chunks():
     assert chunks[0].embeddings == (EmbeddingAt(2, "emb"),) and chunks[0].weights[2:5] == (1.1,) * 3
     chunks, _ = chunk([(_ids(74) + [7, 8], Piece("x"))], BOS, EOS, COMMA, find)
     assert chunks[1].embeddings == (EmbeddingAt(1, "emb"),) and chunks[0].tokens[75] == EOS
+
+
+# A1111's own docstring examples of its prompt schedules at 10 steps (behaviour, our golden table).
+SCHEDULES = [
+    ("test", [(10, "test")]),
+    ("a [b:3]", [(3, "a "), (10, "a b")]),
+    ("a [b: 3]", [(3, "a "), (10, "a b")]),
+    ("a [[[b]]:2]", [(2, "a "), (10, "a [[b]]")]),
+    ("[(a:2):3]", [(3, ""), (10, "(a:2)")]),
+    ("a [b : c : 1] d", [(1, "a b  d"), (10, "a  c  d")]),
+    ("a[b:[c:d:2]:1]e", [(1, "abe"), (2, "ace"), (10, "ade")]),
+    ("a [unbalanced", [(10, "a [unbalanced")]),
+    ("a [b:.5] c", [(5, "a  c"), (10, "a b c")]),
+    ("a [{b|d{:.5] c", [(5, "a  c"), (10, "a {b|d{ c")]),
+    ("((a][:b:c [d:3]", [(3, "((a][:b:c "), (10, "((a][:b:c d")]),
+    ("[a|(b:1.1)]", [(i, "a" if i % 2 else "(b:1.1)") for i in range(1, 11)]),
+    ("[fe|]male", [(i, "female" if i % 2 else "male") for i in range(1, 11)]),
+    ("[fe|||]male", [(i, "female" if i % 4 == 1 else "male") for i in range(1, 11)]),
+    ("a [b:1.5] c", [(10, "a  c")]),  # after 150% of the steps: never
+    ("[cat:dog:0.3] in [snow]", [(3, "cat in [snow]"), (10, "dog in [snow]")]),
+    ("a \\[b:3\\]", [(10, "a \\[b:3\\]")]),
+]
+
+
+@pytest.mark.parametrize("text, expected", SCHEDULES)
+def test_prompt_editing_matches_a1111(text, expected):
+    assert prompt_schedule(text, 10) == expected

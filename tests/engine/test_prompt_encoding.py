@@ -204,3 +204,45 @@ def test_sdxl_plain_prompt_is_what_diffusers_makes_of_it(manager, tiny_models, b
     pipe, model = bare("sdxl"), str(tiny_models["sdxl"].folder)
     got = ours(manager, model, "a castle on a hill", "fog")
     assert np.array_equal(got.image, theirs(pipe, prompt="a castle on a hill", negative_prompt="fog"))
+
+
+# -- prompt editing and alternation ---------------------------------------------------------------
+
+
+def switching(pipe, prompts_by_step, negative=""):
+    """Bare diffusers with the prompt of each sampling step (from 0) swapped in by a step callback."""
+    with torch.inference_mode():
+        encoded = {text: pipe.encode_prompt(text, "cpu", 1, True, negative) for text in set(prompts_by_step)}
+
+    def swap(pipe_, index, timestep, tensors):
+        if index + 1 >= len(prompts_by_step):
+            return {}
+        positive, uncond = encoded[prompts_by_step[index + 1]]
+        return {"prompt_embeds": torch.cat([uncond, positive])}
+
+    first, uncond = encoded[prompts_by_step[0]]
+    return theirs(pipe, prompt_embeds=first, negative_prompt_embeds=uncond, callback_on_step_end=swap,
+                  callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])
+
+
+def test_prompt_editing_swaps_the_prompt_after_its_step(manager, tiny_models, bare):
+    """[cat:dog:1] of 3 steps: A1111 runs sampling steps 0 and 1 (from 0) on "a cat", step 2 on "a dog"."""
+    pipe, model = bare("sd1"), str(tiny_models["sd1"].folder)
+    got = ours(manager, model, "a [cat:dog:1]")
+    assert np.array_equal(got.image, switching(pipe, ["a cat", "a cat", "a dog"]))
+    assert not np.array_equal(got.image, ours(manager, model, "a cat").image)
+    assert np.array_equal(ours(manager, model, "a [cat:dog:0]").image, ours(manager, model, "a dog").image)
+    assert np.array_equal(ours(manager, model, "a [cat:dog:0.99]").image, ours(manager, model, "a cat").image)
+
+
+def test_alternation_changes_the_prompt_every_step(manager, tiny_models, bare):
+    pipe, model = bare("sd1"), str(tiny_models["sd1"].folder)
+    got = ours(manager, model, "a [cat|dog]")
+    assert np.array_equal(got.image, switching(pipe, ["a cat", "a cat", "a dog"]))
+
+
+def test_sdxl_prompt_editing_swaps_the_pooled_prompt_too(manager, tiny_models):
+    model = str(tiny_models["sdxl"].folder)
+    got = ours(manager, model, "a [cat:dog:1]").image
+    assert not np.array_equal(got, ours(manager, model, "a cat").image)
+    assert not np.array_equal(got, ours(manager, model, "a dog").image)
