@@ -21,8 +21,9 @@ Equal for every character Python's own Unicode tables know; characters that
 only newer Unicode versions assign may be classed differently, since the
 tokenizers library and the regex package each carry tables of their own.
 
-``count_tokens`` is A1111's "12/75" counter: extra-network tags taken out,
-the prompt cut into emphasis pieces and chunked exactly as the encoder does
+``count_tokens`` is A1111's "12/75" counter: for each text a prompt-editing
+schedule goes through (the longest counts), extra-network tags taken out, the
+prompt cut into emphasis pieces and chunked exactly as the encoder does
 (desktop/core/prompts.py), without BOS/EOS.
 
 ``load(folder)`` keeps one tokenizer per folder, so the vocabulary (49408
@@ -261,13 +262,21 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
-def count_tokens(text: str, tokenizer: ClipTokenizer, emphasis: str = prompts.DEFAULT_EMPHASIS) -> tuple[int, int]:
+def count_tokens(text: str, tokenizer: ClipTokenizer, emphasis: str = prompts.DEFAULT_EMPHASIS,
+                 steps: int = 20) -> tuple[int, int]:
     """A1111's counter for `text`: (tokens, limit), e.g. (12, 75) or (80, 150).
 
     LoRA and other ``<kind:...>`` tags are not counted; emphasis brackets and weights are not either (under
     "None" they are text); BREAK fills the chunk; a full chunk gives its tail after a late comma to the
-    next one. Textual-inversion names count as the tokens their names spell (the panel does not know them).
+    next one. With prompt editing or alternation (``[a:b:0.5]``, ``[a|b]``) the longest of the texts the
+    run's `steps` go through counts, as in A1111. Textual-inversion names count as the tokens their names
+    spell (the panel does not know them).
     """
+    texts = dict.fromkeys(text for _, text in prompts.prompt_schedule(text, steps))
+    return max((_count_one(text, tokenizer, emphasis) for text in texts), key=lambda counted: counted[0])
+
+
+def _count_one(text: str, tokenizer: ClipTokenizer, emphasis: str) -> tuple[int, int]:
     try:
         text, _ = prompts.extract_extra_networks(text)
     except ValueError:  # a tag with a bad weight: the encoder refuses it, the counter still leaves it out

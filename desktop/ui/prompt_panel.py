@@ -121,8 +121,7 @@ class PromptPanel(QWidget):
         for edit in (self.prompt, self.negative):
             edit.submitted.connect(self.generate_requested)
         self.prompt_tokens, self.negative_tokens = (
-            TokenCounter(edit, lambda: self.settings.model, lambda: self.settings.emphasis)
-            for edit in (self.prompt, self.negative))
+            TokenCounter(edit, self.settings) for edit in (self.prompt, self.negative))
 
         self.model = QComboBox()
         self.model.setToolTip("The model that paints. Add models in the Models window.")
@@ -303,9 +302,6 @@ class PromptPanel(QWidget):
             self._update_presets()
         elif name == "inpaint_area":
             self.set_mode(self.mode)
-        if name in ("model", "emphasis"):
-            self.prompt_tokens.refresh()
-            self.negative_tokens.refresh()
 
     # -- models -------------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 The count is the one the text encoder will use (desktop/core/clip_tokenizer.py
 count_tokens with the chosen model's tokenizer, desktop/core/tokenizer_files.py):
 LoRA tags and emphasis brackets do not count, BREAK and a late comma fill the
-chunk. It follows the text 150 ms after the last key, and the model and
-emphasis mode whenever `refresh()` is called. Counting runs on the GUI thread:
+chunk, the longest text of a prompt-editing schedule counts. It follows the
+text 150 ms after the last key, and the settings' model, emphasis mode and
+steps when they change. Counting runs on the GUI thread:
 a 300-token prompt takes well under a millisecond once the vocabulary is read
 (about 50 ms, once per tokenizer folder).
 
@@ -15,7 +16,6 @@ not an error (nothing is cut off), so a warning colour would only alarm.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtGui import QPalette
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QLabel, QPlainTextEdit
 
 from desktop.core import tokenizer_files
 from desktop.core.clip_tokenizer import TokenizerFilesError, count_tokens
+from desktop.core.generation_settings import GenerationSettings
 
 DEBOUNCE_MS = 150
 
@@ -37,9 +38,11 @@ TOOLTIP = "".join(f"<p>{html.escape(paragraph)}</p>" for paragraph in (
 
 
 class TokenCounter(QLabel):
-    """The grey "count/limit" of `edit`, counted with the tokenizer of `model()` under `emphasis()`."""
+    """The grey "count/limit" of `edit`, counted with the settings' model, emphasis mode and steps."""
 
-    def __init__(self, edit: QPlainTextEdit, model: Callable[[], str], emphasis: Callable[[], str]):
+    COUNTS_WITH = ("model", "emphasis", "steps")
+
+    def __init__(self, edit: QPlainTextEdit, settings: GenerationSettings):
         super().__init__("0/75")
         self.setObjectName("tokenCounter")
         self.setToolTip(TOOLTIP)
@@ -48,25 +51,27 @@ class TokenCounter(QLabel):
         font = self.font()
         font.setPointSizeF(font.pointSizeF() * 0.9)
         self.setFont(font)
-        self._edit, self._model, self._emphasis = edit, model, emphasis
+        self._edit, self._settings = edit, settings
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self.update_count)
         edit.textChanged.connect(self._timer.start)
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Count again soon (the model or the emphasis mode changed)."""
+        settings.changed.connect(self._setting_changed)
         self._timer.start()
+
+    def _setting_changed(self, name: str, _value: object) -> None:
+        if name in self.COUNTS_WITH:
+            self._timer.start()
 
     @Slot()
     def update_count(self) -> None:
         try:
-            tokenizer = tokenizer_files.tokenizer_for(self._model())
+            tokenizer = tokenizer_files.tokenizer_for(self._settings.model)
         except TokenizerFilesError:  # not even the bundled vocabulary can be read: no count rather than a wrong one
             self.clear()
             return
-        count, limit = count_tokens(self._edit.toPlainText(), tokenizer, self._emphasis())
+        s = self._settings
+        count, limit = count_tokens(self._edit.toPlainText(), tokenizer, s.emphasis, s.steps)
         self.setText(f"{count}/{limit}")
 

@@ -77,6 +77,11 @@ PROMPT_WORDS = st.sampled_from([
 # package each carry their own, newer Unicode tables, which classify later characters differently.
 ASSIGNED = st.characters(exclude_categories=("Cn", "Cs"))
 PROMPTLIKE = st.lists(PROMPT_WORDS | st.text(ASSIGNED, max_size=8), max_size=120).map("".join)
+# Prompt editing and alternation around prompt-like text.
+EDITED = st.lists(PROMPTLIKE.map(lambda t: t[:40]) | st.builds(
+    "[{}:{}:{}]".format, PROMPTLIKE.map(lambda t: t[:60]), PROMPTLIKE.map(lambda t: t[:60]),
+    st.sampled_from(["0.5", "3", "10", ".25"])) | st.builds("[{}|{}]".format, PROMPT_WORDS, PROMPT_WORDS),
+    max_size=6).map("".join)
 
 
 @pytest.mark.parametrize("name", ["real", "real_2", "tiny"])
@@ -97,18 +102,22 @@ def test_ids_equal_transformers_for_long_words(pairs, name, text):
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=PROMPTLIKE, emphasis=st.sampled_from(prompts.EMPHASIS_MODES))
-def test_count_is_what_the_encoder_chunks(pairs, text, emphasis):
-    """The counter chunks exactly as the engine does with transformers' ids per piece (no BOS/EOS)."""
+@given(text=PROMPTLIKE | EDITED, emphasis=st.sampled_from(prompts.EMPHASIS_MODES), steps=st.integers(1, 40))
+def test_count_is_what_the_encoder_chunks(pairs, text, emphasis, steps):
+    """The counter chunks exactly as the engine does with transformers' ids per piece (no BOS/EOS), for the
+    longest text of the run's prompt-editing schedule."""
     ours, theirs = pairs["real"]
-    try:
-        plain, _ = prompts.extract_extra_networks(text)
-    except ValueError:  # a tag with a bad weight: the engine refuses the prompt (tested below for the counter)
-        assume(False)
-    pieces = [([] if p.is_break else reference_ids(theirs, p.text), p) for p in prompts.pieces_for(plain, emphasis)]
     comma = theirs.convert_tokens_to_ids(",</w>")
-    _, expected = prompts.chunk(pieces, theirs.bos_token_id, theirs.eos_token_id, comma)
-    assert count_tokens(text, ours, emphasis) == (expected, prompts.token_limit(expected))
+    counts = []
+    for _, scheduled in prompts.prompt_schedule(text, steps):
+        try:
+            plain, _ = prompts.extract_extra_networks(scheduled)
+        except ValueError:  # a tag with a bad weight: the engine refuses the prompt (tested below for the counter)
+            assume(False)
+        pieces = [([] if p.is_break else reference_ids(theirs, p.text), p)
+                  for p in prompts.pieces_for(plain, emphasis)]
+        counts.append(prompts.chunk(pieces, theirs.bos_token_id, theirs.eos_token_id, comma)[1])
+    assert count_tokens(text, ours, emphasis, steps) == (max(counts), prompts.token_limit(max(counts)))
 
 
 # -- counting as A1111 -------------------------------------------------------------------
@@ -141,6 +150,15 @@ def test_comma_moves_the_tail_to_the_next_chunk(real):
     assert count_tokens("cat " * 81, real) == (81, 150)
     # a comma more than 20 tokens back does not move anything
     assert count_tokens("cat " * 50 + ", " + "dog " * 30, real) == (81, 150)
+
+
+def test_prompt_editing_counts_the_longest_text(real):
+    long = "a very detailed oil painting of "
+    assert count_tokens(f"[{long}:cat:0.5] in a garden", real) == (9, 75)
+    assert count_tokens("[cat:dog:0.5] in a garden", real) == (4, 75)
+    assert count_tokens("[a|b c d] fox", real) == (4, 75)
+    assert count_tokens(f"[{'cat ' * 80}:dog:5]", real, steps=20) == (80, 150)
+    assert count_tokens(f"[dog:{'cat ' * 80}:25]", real, steps=20) == (1, 75)  # the swap comes after the last step
 
 
 def test_break_starts_a_new_chunk(real):

@@ -60,6 +60,16 @@ def test_lora_tags_brackets_and_break_count_as_a1111(make_window, qtbot):
     shows(qtbot, prompt, "11/75")  # a ( red : 1 . 3 ) fox break sky
 
 
+def test_prompt_editing_counts_the_longest_text_the_steps_reach(make_window, qtbot):
+    window = make_window()
+    prompt, _ = counters(window)
+    window.panel.settings.steps = 20
+    window.panel.prompt.setPlainText("[cat:" + "dog " * 80 + ":25]")  # dogs from step 26 on
+    shows(qtbot, prompt, "1/75")
+    window.panel.steps.setValue(30)
+    shows(qtbot, prompt, "80/150")
+
+
 def test_another_model_counts_with_its_own_tokenizer(make_window, qtbot, tmp_path):
     """A model whose tokenizer knows no merges reads every letter as a token."""
     folder = tmp_path / "letters-model"
