@@ -143,11 +143,15 @@ class LoraPatcher:
         self.restore()
         try:
             self._merge(patches)
-        except BaseException as error:
+        except torch.OutOfMemoryError:
             self.restore()
-            if isinstance(error, RuntimeError) and not isinstance(error, torch.OutOfMemoryError):
-                raise LoraError(f"A LoRA could not be merged into the model ({error}). "
-                                "One of the files may be damaged.") from error
+            raise
+        except Exception as error:
+            self.restore()
+            raise LoraError(f"A LoRA could not be merged into the model ({error}). "
+                            "One of the files may be damaged.") from error
+        except BaseException:
+            self.restore()
             raise
         self._signature = signature
         return notes
@@ -457,9 +461,12 @@ def _delta_shape(kind: str, p: dict[str, torch.Tensor]) -> tuple[int, int] | Non
 def _fits(module: torch.nn.Module, kind: str, p: dict[str, torch.Tensor]) -> bool:
     """Whether these factors make a change of exactly this layer's size."""
     weight = getattr(module, "weight", None)
-    if not isinstance(weight, torch.Tensor):
+    if not isinstance(weight, torch.Tensor) or ("alpha" in p and p["alpha"].numel() != 1):
         return False
-    shape = _delta_shape(kind, p)
+    try:
+        shape = _delta_shape(kind, p)
+    except IndexError:  # a factor with too few dimensions
+        return False
     if shape is None or (shape[0] and shape[0] != weight.numel()):
         return False
     if "diff_b" in p and (getattr(module, "bias", None) is None or p["diff_b"].numel() != module.bias.numel()):

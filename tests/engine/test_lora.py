@@ -398,10 +398,16 @@ def test_layers_the_model_lacks_are_reported(base_sd1, tmp_path):
     assert notes == ["a.safetensors: 1 of 9 layers match nothing in this model"]
 
 
-def test_a_lora_of_the_right_family_with_wrong_sizes_is_refused(base_sd1, tmp_path):
+@pytest.mark.parametrize("down,up,alpha", [
+    (torch.zeros(4, 7), torch.zeros(64, 4), torch.tensor(4.0)),
+    (torch.zeros(()), torch.zeros(64, 4), torch.tensor(4.0)),  # a factor without dimensions
+    (torch.zeros(4, 64), torch.zeros(64), torch.tensor(4.0)),
+    (torch.zeros(4, 64), torch.zeros(64, 4), torch.zeros(0)),  # an alpha without a value
+], ids=["sizes", "scalar-factor", "flat-factor", "empty-alpha"])  # fmt: skip
+def test_a_lora_of_the_right_family_with_wrong_sizes_is_refused(base_sd1, tmp_path, down, up, alpha):
     pipe, patcher, base = base_sd1
     name = "lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn1_to_q"
-    save_file({f"{name}.lora_down.weight": torch.zeros(4, 7), f"{name}.lora_up.weight": torch.zeros(64, 4)},
+    save_file({f"{name}.lora_down.weight": down, f"{name}.lora_up.weight": up, f"{name}.alpha": alpha},
               str(tmp_path / "odd.safetensors"))
     with pytest.raises(SfumatoError, match=r"^odd\.safetensors does not fit the loaded SD 1\.x model: 1 of its 1 layers"):
         patcher.apply([LoraUse(tmp_path / "odd.safetensors")])
@@ -473,3 +479,20 @@ def test_dora_magnitudes_per_output_row_as_peft_and_lycoris_wd_on_out_store_them
     merged = w + up @ down * (2.0 / 4)
     expected = w + 0.5 * (merged * magnitude / torch.linalg.vector_norm(merged, dim=1, keepdim=True) - w)
     torch.testing.assert_close(module(pipe, dotted).weight.detach(), expected)
+
+
+def test_half_precision_weights_get_the_float32_sum_and_come_back_bit_for_bit(tiny_models, tmp_path):
+    pipe = load(tiny_models, "sd1").to(torch.bfloat16)
+    base = weights(pipe)
+    path = tiny_addons.build_lora(pipe, "locon", tmp_path / "a.safetensors")
+    patcher = LoraPatcher(components(pipe), "sd1")
+    patcher.apply([LoraUse(path, 0.5)])
+    dotted = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k"
+    name = "lora_unet_" + dotted.removeprefix("unet.").replace(".", "_")
+    state = load_file(path)
+    delta = state[f"{name}.lora_up.weight"].float() @ state[f"{name}.lora_down.weight"].float() * 0.5 * 0.5
+    weight = module(pipe, dotted).weight
+    assert weight.dtype == torch.bfloat16
+    assert torch.equal(weight.detach(), (base[dotted + ".weight"].float() + delta).to(torch.bfloat16))
+    patcher.apply([])
+    assert_same(pipe, base)
