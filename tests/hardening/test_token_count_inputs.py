@@ -20,7 +20,7 @@ def test_a_long_run_of_letters_is_counted_quickly():
     letters = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(30_000))
     start = time.perf_counter()
     count, limit = count_tokens(letters, tokenizer)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 10.0  # a hang guard (it takes ~0.05 s); quadratic BPE took 12.5 s
     assert count > 10_000 and limit % 75 == 0
 
 
