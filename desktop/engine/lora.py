@@ -125,7 +125,8 @@ class LoraPatcher:
         """Make the model's weights base + the deltas of ``uses``; return notes for the status line.
 
         Nothing happens when the set (the files unchanged on disk, the weights) is the one
-        applied last; notes come only when something was applied. A file that cannot be used
+        applied last; notes come only when something was applied. A use whose two weights are
+        0 is left out (its file is not even read). A file that cannot be used
         raises LoraError before any weight changes; should a later step fail, the model is put
         back to its base weights before the error propagates: it is never half-patched.
         """
@@ -143,13 +144,6 @@ class LoraPatcher:
         self.restore()
         try:
             self._merge(patches)
-        except torch.OutOfMemoryError:
-            self.restore()
-            raise
-        except Exception as error:
-            self.restore()
-            raise LoraError(f"A LoRA could not be merged into the model ({error}). "
-                            "One of the files may be damaged.") from error
         except BaseException:
             self.restore()
             raise
@@ -220,7 +214,14 @@ class LoraPatcher:
                 total = torch.zeros_like(base)
                 bias_total = None
                 for patch in group:
-                    delta, bias = _delta(patch, base)
+                    try:
+                        delta, bias = _delta(patch, base)
+                    except torch.OutOfMemoryError:
+                        raise
+                    except (RuntimeError, ValueError, IndexError) as error:
+                        raise LoraError(f"{patch.source} could not be merged into the model: its layer "
+                                        f"{patch.layer.name} does not compute ({error}). "
+                                        "The file may be damaged; download it again.") from error
                     total += delta * patch.multiplier
                     if bias is not None:
                         bias_total = bias * patch.multiplier + (0 if bias_total is None else bias_total)
