@@ -567,6 +567,8 @@ def guess_families(groups: Mapping[str, Mapping[str, torch.Tensor]], metadata: M
     """The model families a LoRA may be for, from its metadata, names and (real-size) widths; empty: unknown."""
     base = " ".join(metadata.get(k, "") for k in ("ss_base_model_version", "modelspec.architecture")).lower()
     stems = list(groups)
+    if any(name in base for name in ("flux", "sd3", "stable-diffusion-3", "pixart", "hunyuan", "auraflow")):
+        return {"other"}
     if "xl" in base:
         return {"sdxl"}
     if "v2" in base or metadata.get("ss_v2") == "True":

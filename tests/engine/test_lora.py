@@ -294,6 +294,17 @@ def test_a_lora_for_another_family_is_refused_naming_both(tiny_models, tmp_path,
     assert_same(pipe, base)
 
 
+def test_a_lora_for_a_transformer_model_is_refused_as_such(base_sd1, tmp_path):
+    pipe, patcher, base = base_sd1
+    name = "lora_unet_double_blocks_0_img_attn_qkv"
+    save_file({f"{name}.lora_down.weight": torch.zeros(4, 3072), f"{name}.lora_up.weight": torch.zeros(9216, 4)},
+              str(tmp_path / "flux.safetensors"))
+    with pytest.raises(SfumatoError, match=r"^flux\.safetensors is a LoRA for another kind of model \(such as Flux "
+                                           r"or SD3\); the loaded model is SD 1\.x\. Choose an SD 1\.x LoRA\.$"):
+        patcher.apply([LoraUse(tmp_path / "flux.safetensors")])
+    assert lora.guess_families({}, {"modelspec.architecture": "flux-1-dev/lora"}) == {"other"}
+
+
 def test_the_family_is_told_from_real_sizes_too():
     down = {"down": torch.zeros(4, 2048), "up": torch.zeros(320, 4)}
     groups = {"lora_unet_down_blocks_1_attentions_0_transformer_blocks_0_attn2_to_k": down}
