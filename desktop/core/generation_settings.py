@@ -25,9 +25,11 @@ from enum import Enum
 from .errors import InvalidRequest
 from .events import Event
 from .request import (
+    HIRES_UPSCALERS,
     MAX_BATCH,
     MAX_CFG,
     MAX_CLIP_SKIP,
+    MAX_HIRES_SCALE,
     MAX_SEED,
     MAX_SIZE,
     MAX_STEPS,
@@ -35,6 +37,7 @@ from .request import (
     RANDOM_SEED,
     Conditioning,
     GenerationRequest,
+    Hires,
     InpaintArea,
     InpaintSettings,
     MaskedContent,
@@ -180,6 +183,13 @@ class GenerationSettings:
     masked_content = Field(MaskedContent.ORIGINAL, _choice(MaskedContent))
     inpaint_area = Field(InpaintArea.WHOLE, _choice(InpaintArea))
     inpaint_padding = _ranged(32, _whole, 0, 256)
+    hires_enabled = Field(False, _flag)  # A1111's "Hires. fix" (text to image): the Hires part of the request
+    hires_upscaler = Field("Latent", _one_of(HIRES_UPSCALERS))
+    hires_scale = Field(2.0, _number(1.0, MAX_HIRES_SCALE, 2), 1.0, MAX_HIRES_SCALE, decimals=2)
+    hires_steps = _ranged(0, _whole, 0, MAX_STEPS)  # 0: as many as the first pass
+    hires_denoise = Field(0.7, _number(0.01, 1.0, 2), 0.01, 1.0, decimals=2)
+    hires_resize_width = _ranged(0, _whole, 0, MAX_SIZE)  # 0 and 0: "Upscale by" sets the size
+    hires_resize_height = _ranged(0, _whole, 0, MAX_SIZE)
 
     def __init__(self) -> None:
         self.changed = Event()
@@ -266,6 +276,9 @@ class GenerationSettings:
                                       clip_skip=self.clip_skip, emphasis=self.emphasis),
             inpaint=InpaintSettings(mask_blur=self.mask_blur, masked_content=self.masked_content,
                                     area=self.inpaint_area, padding=self.inpaint_padding),
+            hires=Hires(enabled=self.hires_enabled, upscaler=self.hires_upscaler, scale=self.hires_scale,
+                        steps=self.hires_steps, denoise=self.hires_denoise, resize_width=self.hires_resize_width,
+                        resize_height=self.hires_resize_height),
         )
 
     def apply(self, request: GenerationRequest) -> None:
@@ -298,6 +311,9 @@ class GenerationSettings:
                             ("mask_blur", inpaint.mask_blur),
                             ("inpaint_padding", inpaint.padding)):
             self._take(name, self.field(name).clamp(value))
+        hires = request.hires
+        for name in ("upscaler", "scale", "steps", "denoise", "resize_width", "resize_height", "enabled"):
+            self._take(f"hires_{name}", self.field(f"hires_{name}").clamp(getattr(hires, name)))
 
     def _take(self, name: str, value: object) -> None:
         """Set, or keep the field's value when this one fails its check."""

@@ -152,6 +152,15 @@ def from_request(request: GenerationRequest, seed: int, model_name: str, model_h
         del params["Schedule type"]
     if mode != "txt2img":
         params["Denoising strength"] = _number(sampling.strength)
+    elif request.hires.enabled:  # A1111's keys and order; "Hires steps" only when not the first pass's count
+        hires = request.hires
+        params["Denoising strength"] = _number(hires.denoise)
+        if hires.by_size:
+            params["Hires resize"] = f"{hires.resize_width}x{hires.resize_height}"
+        else:
+            params["Hires upscale"] = _number(hires.scale)
+        params["Hires steps"] = str(hires.steps) if hires.steps else ""
+        params["Hires upscaler"] = hires.upscaler
     if request.conditioning.clip_skip > 1:  # A1111 writes it only when a layer is skipped
         params["Clip skip"] = str(request.conditioning.clip_skip)
     if request.conditioning.emphasis != "Original":  # A1111 writes it only when not its default

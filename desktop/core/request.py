@@ -6,8 +6,9 @@ frozen parts, each checking its own fields: `sampling` (Sampling),
 `conditioning` (Conditioning: what the prompt encoding depends on, hashable),
 `images` (Images: numpy arrays, `init` HxWx3 or HxWx4 uint8 where alpha 0
 marks empty area to outpaint, `mask` HxW uint8 where 255 means "paint
-here"), `inpaint` (InpaintSettings) and `outpaint` (the Margins an outpaint
-grows by), beside `mode`, `model`, `width` and `height`. Change a field with
+here"), `inpaint` (InpaintSettings), `outpaint` (the Margins an outpaint
+grows by) and `hires` (Hires: text to image's hires fix), beside `mode`,
+`model`, `width` and `height`. Change a field with
 `request.replace(sampling=request.sampling.replace(steps=30))`.
 
 `to_dict` writes one nested dict per part (no images); `from_dict` reads it
@@ -152,7 +153,77 @@ class InpaintSettings:
         _check_int("inpaint_padding", self.padding, 0, 1024)
 
 
-_PARTS = {"sampling": Sampling, "conditioning": Conditioning, "inpaint": InpaintSettings}
+#: AUTOMATIC1111's hires-fix upscalers: "Latent ..." resize the first pass's latents (torch interpolation modes),
+#: the others its decoded picture (Pillow). Model upscalers join them when Sfumato loads them.
+LATENT_UPSCALERS = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
+                    "Latent (nearest)", "Latent (nearest-exact)")
+HIRES_UPSCALERS = (*LATENT_UPSCALERS, "Lanczos", "Nearest")
+MAX_HIRES_SCALE = 4.0
+
+
+@dataclass(frozen=True)
+class Hires:
+    """AUTOMATIC1111's "Hires. fix" for text to image, with its defaults: a first pass at the request's size,
+    the upscale, then an img2img pass at the upscaled size with `denoise` as its denoising strength.
+
+    The size is `scale` x the first pass's, or `resize_width` x `resize_height` when either is set (0 follows
+    the other side's aspect ratio; both set: the upscale covers that size and is cut to it at the centre).
+    `steps` 0 runs the second pass with the first pass's step count.
+    """
+
+    enabled: bool = False
+    upscaler: str = "Latent"
+    scale: float = 2.0
+    steps: int = 0
+    denoise: float = 0.7
+    resize_width: int = 0
+    resize_height: int = 0
+
+    def replace(self, **changes) -> Hires:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def by_size(self) -> bool:
+        return bool(self.resize_width or self.resize_height)
+
+    def upscaled(self, width: int, height: int) -> Extent:
+        """The size the first pass's picture is upscaled to, before any cut to the resize size (A1111's rule)."""
+        rw, rh = self.resize_width, self.resize_height
+        if not self.by_size:
+            return Extent(int(width * self.scale), int(height * self.scale))
+        if not rh:
+            return Extent(rw, rw * height // width)
+        if not rw:
+            return Extent(rh * width // height, rh)
+        if width / height < rw / rh:
+            return Extent(rw, rw * height // width)
+        return Extent(rh * width // height, rh)
+
+    def target(self, width: int, height: int) -> Extent:
+        """The size of the final picture."""
+        upscaled = self.upscaled(width, height)
+        return Extent(self.resize_width or upscaled.width, self.resize_height or upscaled.height)
+
+    def validate(self, width: int, height: int) -> None:
+        if self.upscaler not in HIRES_UPSCALERS:
+            raise InvalidRequest("hires_upscaler", f"must be one of {', '.join(HIRES_UPSCALERS)}, "
+                                                   f"got {self.upscaler!r}")
+        _check_number("hires_scale", self.scale, 1.0, MAX_HIRES_SCALE)
+        _check_int("hires_steps", self.steps, 0, MAX_STEPS)
+        _check_number("hires_denoise", self.denoise, 0.0, 1.0)
+        if self.denoise == 0:
+            raise InvalidRequest("hires_denoise", "0 would leave the upscaled picture as it is; "
+                                                  "raise it (0.7 is typical, under 0.5 latent upscales blur)")
+        for name in ("resize_width", "resize_height"):
+            _check_int(f"hires_{name}", getattr(self, name), 0, MAX_SIZE)
+        size = self.upscaled(width, height)
+        name = "hires_resize" if self.by_size else "hires_scale"
+        if min(size) < MIN_SIZE or max(size) > MAX_SIZE:
+            raise InvalidRequest(name, f"the hires fix would make {size.width}x{size.height} pictures; "
+                                       f"sizes from {MIN_SIZE} to {MAX_SIZE} pixels work")
+
+
+_PARTS = {"sampling": Sampling, "conditioning": Conditioning, "inpaint": InpaintSettings, "hires": Hires}
 _ENUMS = {("top", "mode"): Mode, ("inpaint", "masked_content"): MaskedContent, ("inpaint", "area"): InpaintArea}
 
 #: The flat fields of a version 1 request dict (pictures saved before the request had parts) -> (part, field).
@@ -178,6 +249,7 @@ class GenerationRequest:
     images: Images = Images()
     inpaint: InpaintSettings = InpaintSettings()
     outpaint: Margins = Margins()  # the margins an outpaint grows by
+    hires: Hires = Hires()  # text to image only: resolved() turns it off for the other modes
 
     def replace(self, **changes) -> GenerationRequest:
         return dataclasses.replace(self, **changes)
@@ -237,6 +309,8 @@ class GenerationRequest:
         if self.mode is Mode.INPAINT and self.inpaint.area is InpaintArea.ONLY_MASKED and init is not None:
             h, w = init.shape[:2]
             return Extent(w, h)
+        if self.mode is Mode.TXT2IMG and self.hires.enabled:
+            return self.hires.target(self.width, self.height)
         return self.extent
 
     def resolved(self) -> GenerationRequest:
@@ -246,6 +320,8 @@ class GenerationRequest:
         sampler, schedule = split_sampler_name(sampling.sampler, sampling.schedule)
         seed = sampling.seed if sampling.seed != RANDOM_SEED else random.randint(0, MAX_SEED)
         resolved = self.replace(sampling=sampling.replace(sampler=sampler, schedule=schedule, seed=seed))
+        if self.hires.enabled and self.mode is not Mode.TXT2IMG:  # hires fix is text to image's second pass
+            resolved = resolved.replace(hires=self.hires.replace(enabled=False))
         if self.mode is Mode.OUTPAINT:
             # The new area is painted from scratch; the original is protected by the mask.
             size = resolved.output_extent()
@@ -256,7 +332,7 @@ class GenerationRequest:
     def validate(self) -> None:
         """Raise InvalidRequest naming the first bad field."""
         for name, kind in (("conditioning", Conditioning), ("sampling", Sampling), ("images", Images),
-                           ("inpaint", InpaintSettings), ("outpaint", Margins)):
+                           ("inpaint", InpaintSettings), ("outpaint", Margins), ("hires", Hires)):
             if not isinstance(getattr(self, name), kind):
                 raise InvalidRequest(name, f"must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
         self.conditioning.validate()
@@ -271,6 +347,10 @@ class GenerationRequest:
         if self.mode in (Mode.IMG2IMG, Mode.INPAINT) and int(steps * strength) < 1:
             raise InvalidRequest("strength", f"{strength:g} x {steps} steps leaves no step to run; raise either")
         self.inpaint.validate()
+        if not isinstance(self.hires.enabled, bool):
+            raise InvalidRequest("hires", f"enabled must be true or false, got {self.hires.enabled!r}")
+        if self.hires.enabled and self.mode is Mode.TXT2IMG:
+            self.hires.validate(self.width, self.height)
         self._validate_images()
 
     def _validate_images(self) -> None:

@@ -32,7 +32,8 @@ from PIL import Image
 
 from .. import imageio  # open_picture; importing it sets Pillow's size and text-chunk limits
 from ..infotext import Infotext, InfotextError, format_infotext, from_fooocus_json, parse_infotext, parse_size
-from ..request import MAX_CLIP_SKIP, MAX_SEED, GenerationRequest, Images, InvalidRequest, Mode, nested
+from ..request import (HIRES_UPSCALERS, MAX_CLIP_SKIP, MAX_HIRES_SCALE, MAX_SEED, GenerationRequest, Hires, Images,
+                       InvalidRequest, Mode, nested)
 from ..samplers import AUTOMATIC, SAMPLERS, split_sampler_name
 from ..prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
 
@@ -69,6 +70,7 @@ class ImageMeta:
     height: int | None = None
     clip_skip: int | None = None  # A1111's "Clip skip" (1: no layer skipped)
     emphasis: str = ""  # A1111's "Emphasis" mode; "" when not written (its default, "Original")
+    hires: dict = field(default_factory=dict)  # A1111's hires-fix values as written: "hires upscale", ... (lower case)
     parameters: str = ""  # A1111-style text, for Copy parameters
     source: str = ""  # "sfumato", "a1111", "comfyui", "invokeai", "swarmui", "ruinedfooocus" or "" (nothing found)
     request: dict = field(default_factory=dict)  # Sfumato's own request (request.nested form), when ours
@@ -224,7 +226,8 @@ def to_request(meta: ImageMeta, base: GenerationRequest) -> GenerationRequest:
     for name, value in (("width", meta.width), ("height", meta.height)):
         if value and 64 <= value <= 4096:
             size[name] = value
-    return base.replace(sampling=base.sampling.replace(**changes), conditioning=conditioning, **size)
+    return base.replace(sampling=base.sampling.replace(**changes), conditioning=conditioning,
+                        hires=_hires(meta.hires, base.hires), **size)
 
 
 # -- the readers ---------------------------------------------------------------------------
@@ -307,8 +310,40 @@ def _a1111(chunks: dict) -> ImageMeta | None:
         seed=_int(params.get("seed")), sampler=params.get("sampler", ""), schedule=params.get("schedule type", ""),
         steps=_int(params.get("steps")), cfg_scale=_float(params.get("cfg scale")), width=width, height=height,
         clip_skip=_int(params.get("clip skip")), emphasis=params.get("emphasis", ""), parameters=text.strip(),
-        source="a1111",
+        hires={key: value for key, value in params.items() if key in _HIRES_KEYS}, source="a1111",
     )
+
+
+_HIRES_KEYS = ("denoising strength", "hires upscale", "hires upscaler", "hires steps", "hires resize")
+
+
+def _hires(values: dict, base: Hires) -> Hires:
+    """A1111's hires fix from its infotext, as A1111's "Use all parameters" reads it: on when the text has a
+    denoising strength and a hires upscale, upscaler or resize (a txt2img picture made with it), else off
+    (`base`, the panel's, turned off). A value left out or unusable takes A1111's default; an upscaler
+    Sfumato does not have (a model upscaler it lacks) keeps the panel's."""
+    if "denoising strength" not in values or not {"hires upscale", "hires upscaler", "hires resize"} & values.keys():
+        return base.replace(enabled=False)
+    hires = Hires(upscaler=base.upscaler)
+    denoise, scale, steps = (_float(values.get(key)) for key in ("denoising strength", "hires upscale", "hires steps"))
+    changes: dict = {"enabled": True}
+    if denoise is not None and 0 < denoise <= 1:
+        changes["denoise"] = denoise
+    if scale is not None and 1 <= scale <= MAX_HIRES_SCALE:
+        changes["scale"] = scale
+    if steps is not None and steps.is_integer() and 0 <= steps <= 150:
+        changes["steps"] = int(steps)
+    upscaler = values.get("hires upscaler", "")
+    known = {name.lower(): name for name in HIRES_UPSCALERS}
+    if upscaler.lower() in known:
+        changes["upscaler"] = known[upscaler.lower()]
+    try:
+        width, height = parse_size(values.get("hires resize", ""))
+        if 0 <= width <= 4096 and 0 <= height <= 4096:
+            changes.update(resize_width=width, resize_height=height)
+    except InfotextError:
+        pass
+    return hires.replace(**changes)
 
 
 # ComfyUI: the "prompt" chunk is the graph that ran (node id -> {"class_type", "inputs"}; an input is a value or
