@@ -243,9 +243,9 @@ class ModelManager:
         key = (loaded.ref, encoders, conditioning, guided, loras, vectors)
         if key in cache:
             cache.move_to_end(key)
-            return cache[key]
+            return cache[key][0]
         encoded = prompt_encoding.encode(pipe, loaded.family, conditioning, guided, self.device.device, embeddings)
-        cache[key] = encoded
+        cache[key] = (encoded, embeddings)  # holding the vectors: no re-read embedding can take their ids
         while len(cache) > EMBEDDINGS_KEPT:
             cache.popitem(last=False)
         return encoded

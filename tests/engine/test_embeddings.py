@@ -1,5 +1,6 @@
 """Textual-inversion embeddings: every file layout A1111 reads, used by name in either prompt."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,27 @@ def test_hostile_and_damaged_embeddings_get_a_sentence(tmp_path):
         read_embedding(tmp_path / "two.safetensors")
     usable, refused = EmbeddingLibrary().for_model({"code": tmp_path / "code.pt"}, {"clip_l": WIDTH_SD1})
     assert usable == {} and "contains code" in refused["code"]
+
+
+
+
+def test_an_embedding_saved_again_is_encoded_anew(manager, tiny_models, tmp_path):  # noqa: F811
+    """Each time the file changes, a prompt naming it gets the new vectors: the prompt-encoding cache never
+    takes re-read vectors for earlier ones whose memory (and so whose id) they happen to reuse."""
+    from desktop.core.request import Conditioning
+    from desktop.engine import prompt_encoding
+
+    manager.load(str(tiny_models["sd1"].folder))
+    pipe = manager.pipeline("txt2img")
+    conditioning = Conditioning(prompt="a shinystyle fox")
+    path = tmp_path / "shinystyle.safetensors"
+    for version in range(40):
+        write(path, "emb_params", seed=version)
+        stamp = 10**9 * (version + 1)
+        os.utime(path, ns=(stamp, stamp))
+        embeddings, _ = manager.usable_embeddings({"shinystyle": path})
+        with torch.inference_mode():
+            got = manager.prompt_embeddings(pipe, conditioning, True, embeddings).kwargs["prompt_embeds"]
+            fresh = prompt_encoding.encode(pipe, "sd1", conditioning, True, torch.device("cpu"), embeddings)
+        assert torch.equal(got, fresh.kwargs["prompt_embeds"]), f"version {version} got an earlier encoding"
+        del embeddings, got, fresh  # the run is over: only the caches hold anything
