@@ -285,6 +285,7 @@ def embedding_finder(names: dict[str, tuple[Sequence[int], int]]) -> EmbeddingFi
 
 # -- prompt editing [from:to:when] and alternation [a|b] ------------------------------
 
+MAX_NESTING = 100  # "[" brackets within each other that prompt editing reads; real prompts use a few
 _NUMBER = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
 
 
@@ -310,6 +311,8 @@ def prompt_schedule(text: str, steps: int) -> list[tuple[int, str]]:
     """
     if "[" not in text:
         return [(steps, text)]
+    if _nesting(text) > MAX_NESTING:  # deeper than any real prompt: as written, as A1111 uses one it cannot parse
+        return [(steps, text)]
     nodes = _parse_editing(text)
     ends = {steps}
     _collect_steps(nodes, steps, ends)
@@ -317,7 +320,7 @@ def prompt_schedule(text: str, steps: int) -> list[tuple[int, str]]:
 
 
 def _when(number: str, steps: int) -> int:
-    value = float(number)
+    value = max(-1e9, min(float(number), 1e9))  # "1e400" is inf: a step past any run, not an OverflowError
     return min(steps, int(value * steps if "." in number else value))
 
 
@@ -389,6 +392,23 @@ def _editing_node(inner: str):
     if len(options) > 1 and len(parts) == 1:
         return _Alternate(tuple(_parse_editing(option) for option in options))
     return None
+
+
+def _nesting(text: str) -> int:
+    """How deep the "[" brackets of `text` go (unclosed ones count to the end)."""
+    depth = deepest = i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == "]":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
 
 
 def _closing(text: str, start: int) -> int | None:
