@@ -175,27 +175,27 @@ def run(
 
 
 def _loras(conditioning, addons: Addons) -> tuple[list, list[str]]:
-    """The LoRAs the prompts' <lora:...> tags name, as files with weights, and their "name: hash" entries.
-    A tag naming no file stops the run with a sentence saying which and where they go."""
+    """The LoRAs the prompt's <lora:...> tags name, as files with weights, and their "name: hash" entries.
+    A tag naming no file stops the run with a sentence saying which and where they go. As in A1111, the
+    negative prompt's tags are words (_refused_named says so)."""
     from .lora import LoraUse
     uses, hashes, missing, unsupported = [], [], [], []
-    for text in (conditioning.prompt, conditioning.negative_prompt):
-        try:
-            _, networks = prompts.extract_extra_networks(text)
-        except ValueError as error:
-            raise SfumatoError(str(error)) from None
-        for network in networks:
-            if network.kind not in ("lora", "lyco"):
-                unsupported.append(network.tag)
-                continue
-            path = addons.find("lora", network.name)
-            if path is None:
-                missing.append(network.name)
-                continue
-            uses.append(LoraUse(path, unet=network.unet_weight, text=network.text_weight))
-            short = addons.short_hash("lora", path)
-            if short:
-                hashes.append(f"{network.name}: {short}")
+    try:
+        _, networks = prompts.extract_extra_networks(conditioning.prompt)
+    except ValueError as error:
+        raise SfumatoError(str(error)) from None
+    for network in networks:
+        if network.kind not in ("lora", "lyco"):
+            unsupported.append(network.tag)
+            continue
+        path = addons.find("lora", network.name)
+        if path is None:
+            missing.append(network.name)
+            continue
+        uses.append(LoraUse(path, unet=network.unet_weight, text=network.text_weight))
+        short = addons.short_hash("lora", path)
+        if short:
+            hashes.append(f"{network.name}: {short}")
     if unsupported:
         raise SfumatoError(f"Sfumato does not use {', '.join(dict.fromkeys(unsupported))}: only "
                                        "<lora:...> and <lyco:...> tags. Take it out of the prompt.")
@@ -207,10 +207,19 @@ def _loras(conditioning, addons: Addons) -> tuple[list, list[str]]:
 
 
 def _refused_named(conditioning, refused: dict[str, str]) -> list[str]:
-    """Sentences for the embeddings a prompt names that this model cannot use (they are read as words)."""
+    """Sentences for what the prompts name that is read as words: embeddings this model cannot use, and the
+    negative prompt's <lora:...> tags (A1111 takes LoRAs from the prompt only)."""
     text = f"{conditioning.prompt}\n{conditioning.negative_prompt}".lower()
-    return [f"{reason}: \"{name}\" was read as words." for name, reason in refused.items()
-            if re.search(rf"(?<![\w]){re.escape(name.lower())}(?![\w])", text)]
+    notes = [f"{reason}: \"{name}\" was read as words." for name, reason in refused.items()
+             if re.search(rf"(?<![\w]){re.escape(name.lower())}(?![\w])", text)]
+    try:
+        tags = [network.tag for network in prompts.extract_extra_networks(conditioning.negative_prompt)[1]]
+    except ValueError:  # a weight that is not a number: words all the same
+        tags = ["<lora:...>"]
+    if tags:
+        notes.append(f"LoRAs are taken from the prompt only, as in A1111: {', '.join(dict.fromkeys(tags))} in the "
+                     "negative prompt was read as words.")
+    return notes
 
 
 def _params(schedule: editing.Schedule, lora_hashes: list[str], addons: Addons, embedding_files: dict[str, Path]):

@@ -93,7 +93,7 @@ def encode(pipe, family: str, conditioning, guided: bool, device: torch.device,
     params: dict = {}
     negative = None
     if guided:
-        text = _without_tags(conditioning.negative_prompt)
+        text = conditioning.negative_prompt  # as in A1111, its <lora:...> tags are words: no LoRA comes from it
         zeros = family == "sdxl" and not text and getattr(pipe.config, "force_zeros_for_empty_prompt", False)
         negative = _encode_text(specs, text, emphasis, embeddings, device, used)
         if zeros:

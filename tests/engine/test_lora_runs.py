@@ -79,3 +79,19 @@ def test_the_cli_takes_tags_and_clip_skip_and_its_infotext_reads_back(capsys, tm
     info = parse_infotext(Image.open(out.splitlines()[0]).text["parameters"])
     assert info.prompt == prompt and info.params["Clip skip"] == "2"
     assert info.params["Lora hashes"] == f"detail: {addons.short_hash('lora', own / 'detail.safetensors')}"
+
+
+def test_a_lora_tag_in_the_negative_prompt_is_read_as_words_as_in_a1111(manager, tiny_models, sd1_loras):  # noqa: F811
+    """A1111 takes LoRAs from the prompt only: a tag in the negative prompt is encoded as the text it is, its
+    LoRA is neither looked for nor merged, and the status line says so."""
+    request = make_request(model=str(tiny_models["sd1"].folder), prompt="a fox", negative_prompt="blurry <lora:detail:1>",
+                           width=64, height=64, steps=3, seed=7, sampler="Euler", schedule="Automatic")
+    state, said = TaskState(), []
+    state.status = said.append
+    got = generate.run(request, state, manager, addons=Folder(*sd1_loras))[0]
+    without_the_file = generate.run(request, TaskState(), manager, addons=Folder())[0]
+    assert np.array_equal(got.image, without_the_file.image) and "Lora hashes" not in dict(got.params)
+    assert any("<lora:detail:1>" in s and "negative prompt" in s for s in said), said
+    as_if_no_tag = generate.run(request.replace(conditioning=request.conditioning.replace(negative_prompt="blurry")),
+                                TaskState(), manager, addons=Folder(*sd1_loras))[0]
+    assert not np.array_equal(got.image, as_if_no_tag.image), "the tag's words are in the negative conditioning"
