@@ -301,13 +301,16 @@ class _Alternate:
     options: tuple
 
 
-def prompt_schedule(text: str, steps: int) -> list[tuple[int, str]]:
+def prompt_schedule(text: str, steps: int, after: int | None = None) -> list[tuple[int, str]]:
     """The prompt's text for each span of steps, as A1111's prompt editing makes it: [(last step, text), ...].
 
     ``[to:when]`` adds `to` after step `when`, ``[from::when]`` removes `from`, ``[from:to:when]`` swaps;
     `when` with a decimal point is a fraction of the steps (0.5: halfway). ``[a|b|c]`` alternates every step.
     They nest; whatever is not one of them (emphasis brackets, unbalanced ones) is kept as written. Steps
     count from 1; step i of a run (from 0) uses the first entry whose last step is >= i, as in A1111.
+    `after`: the steps of a first pass this one follows (the hires fix's second pass): as in A1111, `when`
+    counts on from it (12 after a 10-step pass is step 2 here, 1.5 is halfway here; an edit within the
+    first pass has happened before this one starts).
     """
     if "[" not in text:
         return [(steps, text)]
@@ -315,39 +318,41 @@ def prompt_schedule(text: str, steps: int) -> list[tuple[int, str]]:
         return [(steps, text)]
     nodes = _parse_editing(text)
     ends = {steps}
-    _collect_steps(nodes, steps, ends)
-    return [(end, _text_at(nodes, end, steps)) for end in sorted(ends)]
+    _collect_steps(nodes, steps, ends, after)
+    return [(end, _text_at(nodes, end, steps, after)) for end in sorted(ends)]
 
 
-def _when(number: str, steps: int) -> int:
+def _when(number: str, steps: int, after: int | None = None) -> int:
     value = max(-1e9, min(float(number), 1e9))  # "1e400" is inf: a step past any run, not an OverflowError
+    if after is not None:  # A1111's hires pass: counted on from the first pass
+        return min(steps, int((value - 1) * steps if "." in number else value - after))
     return min(steps, int(value * steps if "." in number else value))
 
 
-def _collect_steps(nodes, steps: int, ends: set[int]) -> None:
+def _collect_steps(nodes, steps: int, ends: set[int], after: int | None = None) -> None:
     for node in nodes:
         if isinstance(node, _Scheduled):
-            when = _when(node.number, steps)
+            when = _when(node.number, steps, after)
             if when >= 1:
                 ends.add(when)
-            _collect_steps(node.before or (), steps, ends)
-            _collect_steps(node.after, steps, ends)
+            _collect_steps(node.before or (), steps, ends, after)
+            _collect_steps(node.after, steps, ends, after)
         elif isinstance(node, _Alternate):
             ends.update(range(1, steps + 1))
             for option in node.options:
-                _collect_steps(option, steps, ends)
+                _collect_steps(option, steps, ends, after)
 
 
-def _text_at(nodes, step: int, steps: int) -> str:
+def _text_at(nodes, step: int, steps: int, after: int | None = None) -> str:
     out = []
     for node in nodes:
         if isinstance(node, str):
             out.append(node)
         elif isinstance(node, _Scheduled):
-            chosen = (node.before or ()) if step <= _when(node.number, steps) else node.after
-            out.append(_text_at(chosen, step, steps))
+            chosen = (node.before or ()) if step <= _when(node.number, steps, after) else node.after
+            out.append(_text_at(chosen, step, steps, after))
         else:
-            out.append(_text_at(node.options[(step - 1) % len(node.options)], step, steps))
+            out.append(_text_at(node.options[(step - 1) % len(node.options)], step, steps, after))
     return "".join(out)
 
 

@@ -15,10 +15,11 @@ import torch
 from desktop.core import prompts
 
 
-def spans(conditioning, steps: int) -> list[tuple[int, object]]:
-    """[(last step, the conditioning of that span)], steps counted from 1; one entry without editing."""
-    prompt = prompts.prompt_schedule(conditioning.prompt, steps)
-    negative = prompts.prompt_schedule(conditioning.negative_prompt, steps)
+def spans(conditioning, steps: int, after: int | None = None) -> list[tuple[int, object]]:
+    """[(last step, the conditioning of that span)], steps counted from 1; one entry without editing.
+    `after`: the first pass's steps, for the hires fix's second pass (prompts.prompt_schedule)."""
+    prompt = prompts.prompt_schedule(conditioning.prompt, steps, after)
+    negative = prompts.prompt_schedule(conditioning.negative_prompt, steps, after)
     ends = sorted({end for end, _ in prompt} | {end for end, _ in negative})
     return [(end, conditioning.replace(prompt=_at(prompt, end), negative_prompt=_at(negative, end))) for end in ends]
 

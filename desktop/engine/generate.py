@@ -32,7 +32,7 @@ from desktop.core.geometry import Bounds, Extent, only_masked_area
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest, InpaintArea, InpaintSettings, MaskedContent, Mode
 
-from . import editing, inpaint
+from . import editing, hires, inpaint
 from .models import ModelManager
 from .schedulers import make_scheduler
 
@@ -107,71 +107,120 @@ def run(
     for note in _refused_named(request.conditioning, refused):
         state.status(note)
     prepared = prepare(request, Traits(loaded.family, loaded.inpaint_model))
-    pipe = models.pipeline(prepared.task, prepared.extras)
     sampling = request.sampling
-    pipe.scheduler = make_scheduler(loaded.scheduler_config, sampling.sampler, sampling.schedule, sampling.seeds)
+    second = hires.plan(request) if request.hires.enabled else None
     previewer = models.previewer(loaded.family, preview_method)
-    state.status(f"Generating {sampling.batch_size} image(s), {request.width}x{request.height}")
     last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
-    encoded: dict = {}  # "value": the editing.Schedule of the prompt's encodings
-    spans = editing.spans(request.conditioning, sampling.steps)
+    done = {"steps": 0, "later": second.steps if second else 0}  # the steps of the passes before and after this
     guided = sampling.cfg_scale > 1
 
-    def on_step_end(pipe, index: int, timestep, tensors: dict) -> dict:
-        last["latents"] = tensors["latents"]
-        if state.cancelled():
-            raise Cancelled(index + 1)
-        total = getattr(pipe, "num_timesteps", None) or sampling.steps
-        show = (index + 1) % max(1, preview_every) == 0 or index + 1 == total
-        state.step(index + 1, total, _shown(previewer(tensors["latents"]), prepared.shown) if show else None)
-        return encoded["value"].switch(index, tensors)
+    def denoise(prepared: Prepared, spans: list, steps: int, output_type: str):
+        """One pipeline call (one pass) with its own scheduler; progress counts on over the passes."""
+        pipe = models.pipeline(prepared.task, prepared.extras)
+        pipe.scheduler = make_scheduler(loaded.scheduler_config, sampling.sampler, sampling.schedule, sampling.seeds)
+        encoded: dict = {}  # "value": the editing.Schedule of the prompt's encodings
 
-    # Large pictures decode in overlapping tiles: the VAE's peak memory stays that of a 512x512 tile.
-    if request.width * request.height > VAE_TILING_AREA:
-        pipe.vae.enable_tiling()
-    else:
-        pipe.vae.disable_tiling()
+        def on_step_end(pipe, index: int, timestep, tensors: dict) -> dict:
+            last["latents"] = tensors["latents"]
+            if state.cancelled():
+                raise Cancelled(done["steps"] + index + 1)
+            total = getattr(pipe, "num_timesteps", None) or steps
+            show = (index + 1) % max(1, preview_every) == 0 or index + 1 == total
+            state.step(done["steps"] + index + 1, done["steps"] + total + done["later"],
+                       _shown(previewer(tensors["latents"]), prepared.shown) if show else None)
+            return encoded["value"].switch(index, tensors)
 
-    def call():
-        with torch.inference_mode():
-            encoded["value"] = editing.Schedule(
-                [(end, models.prompt_embeddings(pipe, conditioning, guided, embeddings)) for end, conditioning in spans],
-                guided, sampling.batch_size)
-            tensors = ["latents"] if len(spans) == 1 else [
-                name for name in ("latents", "prompt_embeds", "add_text_embeds") if name in pipe._callback_tensor_inputs]
-            return pipe(
-                **encoded["value"].first.kwargs,
-                callback_on_step_end_tensor_inputs=tensors,
-                num_inference_steps=sampling.steps,
-                guidance_scale=sampling.cfg_scale,
-                num_images_per_prompt=sampling.batch_size,
-                generator=[torch.Generator("cpu").manual_seed(seed) for seed in sampling.seeds],
-                output_type="np",
-                callback_on_step_end=on_step_end,
-                **prepared.inputs,
-            )
+        # Large pictures decode in overlapping tiles: the VAE's peak memory stays that of a 512x512 tile.
+        image = prepared.inputs.get("image")
+        width, height = (prepared.inputs["width"], prepared.inputs["height"]) if "width" in prepared.inputs else (
+            (image.shape[-1] * 8, image.shape[-2] * 8) if isinstance(image, torch.Tensor) else _first(image).size)
+        if width * height > VAE_TILING_AREA:
+            pipe.vae.enable_tiling()
+        else:
+            pipe.vae.disable_tiling()
 
-    output = None
-    try:
-        output = call()
-    except (torch.OutOfMemoryError, RuntimeError) as error:
-        if not _is_out_of_memory(error):
-            raise
-    if output is None:  # out of memory; retried outside the except, so the failed attempt's tensors are freed
-        models.release_cache()
-        state.status("Out of memory: trying again with lighter settings (sliced attention, tiled VAE)...")
+        def call():
+            with torch.inference_mode():
+                encoded["value"] = editing.Schedule(
+                    [(end, models.prompt_embeddings(pipe, conditioning, guided, embeddings)) for end, conditioning
+                     in spans], guided, sampling.batch_size)
+                tensors = ["latents"] if len(spans) == 1 else [
+                    name for name in ("latents", "prompt_embeds", "add_text_embeds")
+                    if name in pipe._callback_tensor_inputs]
+                return pipe(
+                    **encoded["value"].first.kwargs,
+                    callback_on_step_end_tensor_inputs=tensors,
+                    num_inference_steps=steps,
+                    guidance_scale=sampling.cfg_scale,
+                    num_images_per_prompt=sampling.batch_size,
+                    generator=[torch.Generator("cpu").manual_seed(seed) for seed in sampling.seeds],
+                    output_type=output_type,
+                    callback_on_step_end=on_step_end,
+                    **prepared.inputs,
+                )
+
+        output = None
         try:
-            with _lighter(pipe, loaded.plan.attention_slicing):
-                output = call()
-        except (torch.OutOfMemoryError, RuntimeError) as again:
-            if not _is_out_of_memory(again):
+            output = call()
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not _is_out_of_memory(error):
                 raise
-            raise _out_of_memory(request, models) from again
-    finite = _check_finite(output.images, last.get("latents"), pipe.vae.dtype, state)
-    images = (np.clip(output.images[finite], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        if output is None:  # out of memory; retried outside the except, so the failed attempt's tensors are freed
+            models.release_cache()
+            state.status("Out of memory: trying again with lighter settings (sliced attention, tiled VAE)...")
+            try:
+                with _lighter(pipe, loaded.plan.attention_slicing):
+                    output = call()
+            except (torch.OutOfMemoryError, RuntimeError) as again:
+                if not _is_out_of_memory(again):
+                    raise
+                raise _out_of_memory(request, models) from again
+        done["steps"] += getattr(pipe, "num_timesteps", None) or steps
+        done["later"] = 0
+        return output, encoded["value"], pipe
+
+    passes = f" (pass 1/2, then the hires fix to {second.target.width}x{second.target.height})" if second else ""
+    state.status(f"Generating {sampling.batch_size} image(s), {request.width}x{request.height}{passes}")
+    spans = editing.spans(request.conditioning, sampling.steps)
+    latent = second is not None and second.latent
+    output, schedule, pipe = denoise(prepared, spans, sampling.steps, "latent" if latent else "np")
+    generated, finish = output.images, prepared.finish  # float pictures 0..1 on the grid, and their crop
+    if second is not None:
+        first = generated if latent else [finish(image) for image in _pictures(generated)]
+        try:
+            generated, pipe, finish = _hires_pass(request, second, loaded.inpaint_model, first, pipe, denoise, state)
+        except OutOfMemory as error:  # the first pass's pictures are kept, as made without the hires fix
+            state.status(f"{error} The first pass's pictures ({request.width}x{request.height}) are kept.")
+            request = request.replace(hires=request.hires.replace(enabled=False))
+            if latent:
+                pipe.vae.enable_tiling()
+                generated = hires.decode(pipe, first)
+    finite = _check_finite(generated, last.get("latents"), pipe.vae.dtype, state)
+    images = _pictures(generated[finite])
     seeds = [seed for seed, kept in zip(sampling.seeds, finite, strict=True) if kept]
-    params = _params(encoded["value"], lora_hashes, addons, embedding_files)
-    return [Result(prepared.finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
+    params = _params(schedule, lora_hashes, addons, embedding_files)
+    return [Result(finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
+
+
+def _hires_pass(request: GenerationRequest, second: hires.Plan, inpainting_model: bool, first, pipe, denoise,
+                state: TaskState):
+    """The hires fix's upscale and second pass (desktop/engine/hires.py): (pictures, pipe, finish)."""
+    state.status(f"Hires fix, pass 2/2: {request.hires.upscaler} to {second.target.width}x{second.target.height}, "
+                 f"{second.steps} steps at denoising strength {request.hires.denoise:g}")
+    prepared = hires.second_pass(request, second, inpainting_model, first,
+                                 lambda latents: _pictures(hires.decode(pipe, latents)))
+    spans = editing.spans(request.conditioning, second.steps, after=request.sampling.steps)
+    output, _, pipe = denoise(prepared, spans, second.schedule_steps, "np")
+    return output.images, pipe, prepared.finish
+
+
+def _pictures(images: np.ndarray) -> np.ndarray:
+    """The pipeline's float pictures (0..1) as uint8."""
+    return (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _first(image):
+    return image[0] if isinstance(image, list) else image
 
 
 def _loras(conditioning, addons: Addons) -> tuple[list, list[str]]:

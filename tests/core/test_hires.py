@@ -150,3 +150,18 @@ def test_an_upscaler_sfumato_lacks_keeps_the_panels_and_a_picture_without_hires_
 def test_the_infotext_parses_back_exactly():
     info = from_request(hires_request(upscaler="Latent (bicubic antialiased)", steps=7), 3, "m")
     assert parse_infotext(format_infotext(info)).params == info.params
+
+
+@pytest.mark.parametrize("text, schedule", [
+    ("[a:b:0.5]", [(10, "b")]),  # edited within the first pass: the second starts edited
+    ("[a:b:12]", [(10, "b")]),
+    ("[a:b:25]", [(5, "a"), (10, "b")]),  # a step past the first pass's 20 counts on into this one
+    ("[a:b:1.5]", [(5, "a"), (10, "b")]),  # 1 + a fraction: that far into this pass
+    ("[a|b]", [(1, "a"), (2, "b"), (3, "a"), (4, "b"), (5, "a"), (6, "b"), (7, "a"), (8, "b"), (9, "a"), (10, "b")]),
+    ("plain", [(10, "plain")]),
+])
+def test_prompt_editing_in_the_second_pass_counts_on_from_the_first_as_a1111(text, schedule):
+    from desktop.core.prompts import prompt_schedule
+
+    assert prompt_schedule(text, 10, after=20) == schedule
+    assert prompt_schedule("[a:b:0.5]", 10) == [(5, "a"), (10, "b")]  # a first pass: as before
