@@ -244,7 +244,7 @@ def _loras(conditioning, addons: Addons) -> tuple[list, list[str]]:
         uses.append(LoraUse(path, unet=network.unet_weight, text=network.text_weight))
         short = addons.short_hash("lora", path)
         if short:
-            hashes.append(f"{network.name}: {short}")
+            hashes.append(f"{_hash_name(network.name)}: {short}")
     if unsupported:
         raise SfumatoError(f"Sfumato does not use {', '.join(dict.fromkeys(unsupported))}: only "
                                        "<lora:...> and <lyco:...> tags. Take it out of the prompt.")
@@ -253,6 +253,11 @@ def _loras(conditioning, addons: Addons) -> tuple[list, list[str]]:
         raise SfumatoError(f"No LoRA file is named {names}. Put it in {addons.where('lora')} (or fix "
                                        "the name in the <lora:...> tag): Sfumato finds LoRAs by file name.")
     return uses, list(dict.fromkeys(hashes))
+
+
+def _hash_name(name: str) -> str:
+    """A name as A1111 writes it in "Lora hashes" and "TI hashes": without the ':' and ',' that separate them."""
+    return name.replace(":", "").replace(",", "")
 
 
 def _refused_named(conditioning, refused: dict[str, str]) -> list[str]:
@@ -276,8 +281,8 @@ def _params(schedule: editing.Schedule, lora_hashes: list[str], addons: Addons, 
     params = schedule.params
     if lora_hashes:
         params["Lora hashes"] = ", ".join(lora_hashes)
-    ti = [f"{name}: {addons.short_hash('embedding', embedding_files[name])}" for name in schedule.embeddings_used
-          if name in embedding_files]
+    ti = [f"{_hash_name(name)}: {addons.short_hash('embedding', embedding_files[name])}"
+          for name in schedule.embeddings_used if name in embedding_files]
     if ti:
         params["TI hashes"] = ", ".join(ti)
     return tuple(params.items())

@@ -95,3 +95,13 @@ def test_a_lora_tag_in_the_negative_prompt_is_read_as_words_as_in_a1111(manager,
     as_if_no_tag = generate.run(request.replace(conditioning=request.conditioning.replace(negative_prompt="blurry")),
                                 TaskState(), manager, addons=Folder(*sd1_loras))[0]
     assert not np.array_equal(got.image, as_if_no_tag.image), "the tag's words are in the negative conditioning"
+
+
+def test_a_name_with_a_comma_is_written_in_the_hashes_as_a1111_writes_it(manager, tiny_models, sd1_loras, tmp_path):  # noqa: F811
+    """A1111 leaves ':' and ',' out of the names in "Lora hashes", so the list reads back name by name."""
+    from desktop.core.infotext import parse_hashes
+
+    renamed = tmp_path / "detail, v2.safetensors"
+    renamed.write_bytes(sd1_loras[0].read_bytes())
+    got = run(manager, str(tiny_models["sd1"].folder), "a fox <lora:detail, v2:1>", Folder(renamed))
+    assert parse_hashes(dict(got.params)["Lora hashes"]) == {"detail v2": "0123456789ab"}
