@@ -23,8 +23,9 @@ from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Extent, Margins
 from desktop.core.imageio import load_image, load_mask
-from desktop.core.request import (Conditioning, GenerationRequest, Images, InpaintArea, InpaintSettings,
-                                  MaskedContent, Mode, Sampling)
+from desktop.core.infotext import InfotextError, parse_size
+from desktop.core.request import (HIRES_UPSCALERS, Conditioning, GenerationRequest, Hires, Images, InpaintArea,
+                                  InpaintSettings, MaskedContent, Mode, Sampling)
 from desktop.core.prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
 from desktop.core.samplers import SAMPLERS, SCHEDULES
 
@@ -65,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--masked-content", choices=[m.value for m in MaskedContent], default=MaskedContent.ORIGINAL.value)
     add("--inpaint-area", choices=[a.value for a in InpaintArea], default=InpaintArea.WHOLE.value)
     add("--padding", type=int, default=32, help="padding around the mask for --inpaint-area 'only masked'")
+    add("--hires-scale", type=float, metavar="X",
+        help="hires fix (txt2img): make the picture at --width x --height, upscale it X times, repaint it")
+    add("--hires-resize", type=_size, metavar="WxH", help="hires fix to this size instead (0 follows the aspect)")
+    add("--hires-upscaler", choices=HIRES_UPSCALERS, default="Latent", help="hires fix upscaler (default: Latent)")
+    add("--hires-steps", type=int, default=0, help="steps of the hires pass; 0: as --steps (default)")
+    add("--hires-denoise", type=float, default=0.7, help="denoising strength of the hires pass (default: 0.7)")
     add("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
     add("--precision", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
     add("--out", type=Path, help="output folder (default: Sfumato's output folder)")
@@ -76,7 +83,10 @@ OPTIONS = {"prompt": "--prompt", "negative_prompt": "--negative", "model": "--mo
            "schedule": "--schedule", "steps": "--steps", "cfg_scale": "--cfg", "seed": "--seed", "width": "--width",
            "height": "--height", "batch_size": "--batch", "strength": "--strength", "init_image": "--init",
            "mask": "--mask", "mask_blur": "--mask-blur", "inpaint_padding": "--padding", "expand": "--expand",
-           "clip_skip": "--clip-skip", "emphasis": "--emphasis"}
+           "clip_skip": "--clip-skip", "emphasis": "--emphasis", "hires_scale": "--hires-scale",
+           "hires_resize": "--hires-resize", "hires_resize_width": "--hires-resize", "hires_resize_height":
+           "--hires-resize", "hires_upscaler": "--hires-upscaler", "hires_steps": "--hires-steps",
+           "hires_denoise": "--hires-denoise"}
 
 
 def _margins(text: str) -> Margins:
@@ -136,7 +146,30 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
         inpaint=InpaintSettings(mask_blur=args.mask_blur, masked_content=MaskedContent(args.masked_content),
                                 area=InpaintArea(args.inpaint_area), padding=args.padding),
         outpaint=args.expand,
+        hires=_hires(args, mode),
     )
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        return parse_size(text)
+    except InfotextError:
+        raise argparse.ArgumentTypeError(f"expected a size like 1024x1536 (0 for a side that follows), "
+                                         f"got {text!r}") from None
+
+
+def _hires(args: argparse.Namespace, mode: Mode) -> Hires:
+    """--hires-scale or --hires-resize turn the hires fix on; the other --hires options alone are a mistake."""
+    on = args.hires_scale is not None or args.hires_resize is not None
+    if not on and (args.hires_steps or args.hires_denoise != 0.7 or args.hires_upscaler != "Latent"):
+        raise UsageError("--hires-upscaler, --hires-steps and --hires-denoise need --hires-scale X or "
+                         "--hires-resize WxH, which turn the hires fix on")
+    if on and mode is not Mode.TXT2IMG:
+        raise UsageError(f"the hires fix is for txt2img; --mode {mode.value} cannot use --hires-scale or "
+                         "--hires-resize")
+    width, height = args.hires_resize or (0, 0)
+    return Hires(enabled=on, upscaler=args.hires_upscaler, scale=2.0 if args.hires_scale is None else args.hires_scale,
+                 steps=args.hires_steps, denoise=args.hires_denoise, resize_width=width, resize_height=height)
 
 
 def _default_extent(image) -> Extent:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -39,7 +40,8 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core.generation_settings import GenerationSettings, supported_schedules
-from desktop.core.request import MAX_SIZE, MIN_SIZE, GenerationRequest, InpaintArea, MaskedContent, Mode
+from desktop.core.request import (HIRES_UPSCALERS, MAX_SIZE, MIN_SIZE, GenerationRequest, InpaintArea, MaskedContent,
+                                  Mode)
 from desktop.core.prompts import EMPHASIS_MODES
 from desktop.core.samplers import SAMPLERS, SCHEDULES
 
@@ -209,6 +211,8 @@ class PromptPanel(QWidget):
         inpaint_form.addRow("Inpaint area", self.inpaint_area)
         inpaint_form.addRow("Padding", self.inpaint_padding)
 
+        self._build_hires()
+
         self.mode_label = QLabel()
         self.mode_label.setObjectName("modeLabel")
         self.mode_label.setWordWrap(True)
@@ -253,6 +257,7 @@ class PromptPanel(QWidget):
         layout.addWidget(_row(QLabel("Negative prompt"), self.negative_tokens))
         layout.addWidget(self.negative, 1)
         layout.addLayout(form)
+        layout.addWidget(self.hires_box)
         layout.addWidget(self.inpaint_box)
         scroll = QScrollArea()
         scroll.setWidget(values)
@@ -290,6 +295,12 @@ class PromptPanel(QWidget):
         bind_check(s, "aspect_locked", self.aspect_lock)
         bind_combo_data(s, "masked_content", self.masked_content)
         bind_combo_data(s, "inpaint_area", self.inpaint_area)
+        bind_check(s, "hires_enabled", self.hires_box)
+        bind_combo_text(s, "hires_upscaler", self.hires_upscaler)
+        for name, box in (("hires_scale", self.hires_scale), ("hires_steps", self.hires_steps),
+                          ("hires_denoise", self.hires_denoise), ("hires_resize_width", self.hires_resize_width),
+                          ("hires_resize_height", self.hires_resize_height)):
+            bind_spin(s, name, box)
         s.changed.connect(self._setting_changed)
         self._show_schedules(s.sampler)
         s.size_changed.connect(self.size_changed.emit)
@@ -300,7 +311,7 @@ class PromptPanel(QWidget):
             self._show_schedules(value)
         elif name == "model":
             self._update_presets()
-        elif name == "inpaint_area":
+        elif name == "inpaint_area" or name.startswith("hires_") or name in ("width", "height"):
             self.set_mode(self.mode)
 
     # -- models -------------------------------------------------------------------------
@@ -348,8 +359,60 @@ class PromptPanel(QWidget):
         for widget in (self.masked_content, self.inpaint_area, self.inpaint_padding):
             widget.setEnabled(mode is Mode.INPAINT)
         self.inpaint_padding.setEnabled(mode is Mode.INPAINT and self.settings.inpaint_area is InpaintArea.ONLY_MASKED)
+        self._show_hires(mode)
         title, text = MODE_TEXT[mode]
+        hires = self.settings.to_request().hires
+        if mode is Mode.TXT2IMG and hires.enabled:
+            size = hires.target(self.settings.width, self.settings.height)
+            text = text.removesuffix(".") + f", then the hires fix makes it {size.width}x{size.height}."
         self.mode_label.setText(f"<b>{title}</b>: {text}")
+
+    def _build_hires(self) -> None:
+        """A1111's "Hires. fix" group: checked, it opens; unchecked, only its title shows (the panel stays short)."""
+        self.hires_box = QGroupBox("Hires fix")
+        self.hires_box.setCheckable(True)
+        self.hires_box.setToolTip("Text to image in two passes, as AUTOMATIC1111's Hires. fix: a picture at the "
+                                  "frame's size, upscaled, then repainted at that size for more detail")
+        self.hires_upscaler = QComboBox()
+        self.hires_upscaler.addItems(list(HIRES_UPSCALERS))
+        self.hires_upscaler.setToolTip("Latent: upscale the first pass before it is decoded (needs a denoising "
+                                       "strength of 0.5 or more, or it blurs). Lanczos, Nearest: upscale the "
+                                       "picture, which keeps more of it at a low strength")
+        self.hires_scale = QDoubleSpinBox()
+        self.hires_scale.setSingleStep(0.25)
+        self.hires_scale.setDecimals(GenerationSettings.field("hires_scale").decimals)
+        self.hires_scale.setPrefix("x ")
+        self.hires_scale.setToolTip("The final picture is the frame's size times this (unless Resize to is set)")
+        self.hires_resize_width, self.hires_resize_height = QSpinBox(), QSpinBox()
+        for box, side in ((self.hires_resize_width, "width"), (self.hires_resize_height, "height")):
+            box.setSingleStep(8)
+            box.setSpecialValueText("Auto")
+            box.setToolTip(f"Resize to this {side} instead of Upscale by; Auto follows the other side's aspect "
+                           "ratio (both Auto: Upscale by sets the size)")
+        self.hires_steps = QSpinBox()
+        self.hires_steps.setSpecialValueText("Same as Steps")
+        self.hires_steps.setToolTip("Steps of the second pass; all of them run, whatever the denoising strength")
+        self.hires_denoise = QDoubleSpinBox()
+        self.hires_denoise.setSingleStep(0.05)
+        self.hires_denoise.setDecimals(GenerationSettings.field("hires_denoise").decimals)
+        self.hires_denoise.setToolTip("Denoising strength of the second pass: how much of the upscaled picture is "
+                                      "repainted (0.7 is A1111's default)")
+        self.hires_body = QWidget()
+        hires_form = QFormLayout(self.hires_body)
+        hires_form.setContentsMargins(0, 0, 0, 0)
+        hires_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        hires_form.addRow("Upscaler", self.hires_upscaler)
+        hires_form.addRow("Upscale by", self.hires_scale)
+        hires_form.addRow("Resize to", _row(self.hires_resize_width, QLabel("x"), self.hires_resize_height))
+        hires_form.addRow("Hires steps", self.hires_steps)
+        hires_form.addRow("Denoising strength", self.hires_denoise)
+        QVBoxLayout(self.hires_box).addWidget(self.hires_body)
+
+    def _show_hires(self, mode: Mode) -> None:
+        """Open when checked; only text to image makes a first pass to upscale, so other modes cannot use it."""
+        self.hires_body.setVisible(self.settings.hires_enabled)
+        self.hires_box.setEnabled(mode is Mode.TXT2IMG)
+        self.hires_box.setTitle("Hires fix" if mode is Mode.TXT2IMG else "Hires fix (text to image only)")
 
     def set_size(self, width: int, height: int) -> None:
         """Show the frame's size (whatever the aspect lock)."""

@@ -134,3 +134,43 @@ def test_a_batch_gets_a_second_pass_per_picture(cpu_manager, sd1):
     assert [r.seed for r in batch] == [1, 2] and all(r.image.shape == (96, 108, 3) for r in batch)
     single = run(cpu_manager, req)[0]
     assert np.abs(batch[0].image.astype(int) - single.image.astype(int)).mean() < 2.0
+
+
+def test_the_cli_makes_and_records_a_hires_picture(capsys, tmp_path, tiny_models):
+    from PIL import Image
+
+    from desktop.cli import main
+    from desktop.core.infotext import parse_infotext
+
+    code = main(["--model", str(tiny_models["sd1"].folder), "--prompt", "a fox", "--steps", "2", "--seed", "5",
+                 "--width", "64", "--height", "64", "--hires-scale", "2", "--hires-upscaler", "Latent",
+                 "--hires-steps", "2", "--hires-denoise", "0.5", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "step 4/4" in err and "pass 2/2" in err
+    picture = Image.open(out.splitlines()[0])
+    assert picture.size == (128, 128)
+    params = parse_infotext(picture.text["parameters"]).params
+    assert (params["Size"], params["Denoising strength"], params["Hires upscale"], params["Hires steps"],
+            params["Hires upscaler"]) == ("64x64", "0.5", "2", "2", "Latent")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--hires-scale", "5"], "--hires-scale: must be between 1 and 4"),
+    (["--hires-steps", "10"], "need --hires-scale X or --hires-resize WxH"),
+    (["--hires-resize", "big"], "expected a size like 1024x1536"),
+    (["--hires-scale", "2", "--hires-denoise", "0"], "--hires-denoise: 0 would leave"),
+    (["--hires-scale", "2", "--hires-upscaler", "ESRGAN"], "--hires-upscaler"),
+    (["--hires-scale", "2", "--mode", "img2img", "--init", "x.png"], "hires fix is for txt2img"),
+])
+def test_bad_hires_options_exit_2_with_one_line(capsys, tmp_path, args, words):
+    from PIL import Image
+
+    from desktop.cli import main
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "x.png")
+    args = [str(tmp_path / a) if a == "x.png" else a for a in args]
+    code = main(["--prompt", "x", *args])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and words in err, err
