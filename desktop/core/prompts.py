@@ -156,6 +156,8 @@ def extract_extra_networks(text: str) -> tuple[str, list[ExtraNetwork]]:
             text_weight = float(named.get("te", text_weight))
             unet_weight = float(positional[2]) if len(positional) > 2 else text_weight
             unet_weight = float(named.get("unet", unet_weight))
+            if not math.isfinite(text_weight) or not math.isfinite(unet_weight):  # nan, inf: a NaN picture
+                raise ValueError
         except ValueError:
             raise ValueError(f"{match.group(0)} has a weight that is not a number: write it like "
                              f"<{kind}:{name or 'name'}:0.8>.") from None

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from desktop.core import clip_tokenizer, tokenizer_files
-from desktop.core.prompts import prompt_schedule
+from desktop.core.prompts import extract_extra_networks, prompt_schedule
 
 
 @pytest.mark.parametrize("text", [
@@ -38,3 +38,10 @@ def test_thousands_of_unclosed_brackets_are_read_quickly():
 def test_a_huge_step_number_is_a_step_past_the_end_or_before_the_start(when):
     schedule = prompt_schedule(f"a [cat:dog:{when}]", 20)
     assert schedule in ([(20, "a cat")], [(20, "a dog")])
+
+
+@pytest.mark.parametrize("tag", ["<lora:x:nan>", "<lora:x:inf>", "<lora:x:1:-inf>", "<lora:x:te=1e999>"])
+def test_a_lora_weight_that_is_no_finite_number_is_refused_in_a_sentence(tag):
+    """Merged, an infinite weight would give a NaN picture blamed on a damaged model."""
+    with pytest.raises(ValueError, match="has a weight that is not a number: write it like <lora:x:0.8>"):
+        extract_extra_networks(f"a fox {tag}")
