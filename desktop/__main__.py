@@ -1,4 +1,4 @@
-"""`python -m desktop` / `sfumato`: the app, or `generate ...` for the CLI."""
+"""`python -m desktop` / `sfumato`: the app, or `generate ...` / `upscale ...` for the CLI."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
         from desktop.cli import main as cli_main
 
         return cli_main(argv[1:])
+    if argv[:1] == ["upscale"]:
+        from desktop.cli_upscale import main as upscale_main
+
+        return upscale_main(argv[1:])
     from desktop.app import main as app_main
 
     return app_main(argv)

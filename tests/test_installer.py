@@ -98,3 +98,10 @@ def test_install_sh_and_the_app_name_the_same_packages():
     script = (ROOT / "installer" / "linux" / "install.sh").read_text()
     cases = dict(re.findall(r"^\s+(lib\S+)\) echo (\S+) ;;$", script, re.MULTILINE))
     assert cases == platform_check.XCB_LIBRARIES
+
+
+def test_the_bundle_takes_spandrel_for_upscalers_and_leaves_torchvision_out():
+    spec = (ROOT / "installer" / "sfumato.spec").read_text()
+    assert 'collect_submodules("spandrel"' in spec  # imported only when a picture is upscaled
+    excludes = re.search(r"excludes = \[(.*?)\]", spec, re.DOTALL).group(1)
+    assert '"torchvision"' in excludes  # upscalers run without it (desktop/engine/upscale.py)

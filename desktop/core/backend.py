@@ -20,10 +20,10 @@ backend checks `state.cancelled()` between steps and raises Cancelled, so a
 cancelled job stops within one step. Errors a person can act on are
 SfumatoError subclasses (desktop/core/errors.py) with a sentence to show.
 
-A job is a small frozen dataclass with a `kind`. Today there is one,
-GenerationJob; an operation that is not a diffusion run (model upscale, face
-restore) becomes a new job dataclass with its own kind, and a model says which
-kinds it can run in `ModelDescriptor.kinds`.
+A job is a small frozen dataclass with a `kind`: GenerationJob, and UpscaleJob
+(a model upscale, desktop/core/postprocess.py); an operation that is not a
+diffusion run (face restore, denoise) becomes a new job dataclass with its own
+kind, and a model says which kinds it can run in `ModelDescriptor.kinds`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from desktop.core.postprocess import UPSCALE, UpscaleRequest
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
@@ -53,7 +54,15 @@ class GenerationJob:
     preview_every: int = 1
 
 
-Job = GenerationJob  # grows into a union as job kinds are added
+@dataclass(frozen=True)
+class UpscaleJob:
+    """Enlarge one picture with an upscaler model; progress is one step per tile."""
+
+    kind: ClassVar[str] = UPSCALE
+    request: UpscaleRequest
+
+
+Job = GenerationJob | UpscaleJob  # grows as job kinds are added
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ class ModelDescriptor:
 class Result:
     image: np.ndarray  # HxWx3 uint8
     seed: int
-    request: GenerationRequest = field(repr=False)  # resolved; shared by the batch
+    request: GenerationRequest | UpscaleRequest = field(repr=False)  # resolved; shared by the batch
     # What the run adds to the infotext beside the request's values, in A1111's keys and order
     # ("Lora hashes", "TI hashes", "Pad conds", ...)
     params: tuple[tuple[str, str], ...] = ()

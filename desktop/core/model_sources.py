@@ -224,6 +224,7 @@ def problem_of(info: ModelInfo, *, downloaded: bool = False) -> str:
         "lora": "a LoRA, not a full model",
         "vae": "a VAE, not a full model",
         "embedding": "a textual-inversion embedding, not a full model",
+        "upscaler": "an upscaler (for Upscale and `sfumato upscale`), not a full model",
     }
     if info.kind in kinds:
         return kinds[info.kind]

@@ -68,7 +68,7 @@ class Family(str, enum.Enum):
 class ModelInfo:
     path: Path
     format: str  # "safetensors" | "ckpt" | "diffusers"
-    kind: str  # "checkpoint" | "lora" | "vae" | "embedding" | "unknown"
+    kind: str  # "checkpoint" | "lora" | "vae" | "embedding" | "upscaler" | "unknown"
     family: Family
     inpaint: bool = False
     size_bytes: int = 0
@@ -152,7 +152,21 @@ def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[st
         return _Guess(note=_unsupported("a ControlNet"))
     if has("conv_in.", "down_blocks.", "time_embedding."):
         return _Guess(note="looks like one part of a diffusers model; add the whole diffusers folder")
+    if _upscaler_layout(keys, has, contains):
+        return _Guess("upscaler", note="an upscaler (super-resolution model)")
     return _Guess(note="does not look like a Stable Diffusion checkpoint, LoRA, VAE or embedding")
+
+
+def _upscaler_layout(keys, has, contains) -> bool:
+    """The key names of the super-resolution models spandrel loads: ESRGAN (old and new layouts), Real-ESRGAN
+    Compact, SwinIR / HAT / DAT / Swin2SR and the other transformer upscalers, SPAN, OmniSR."""
+    if has("model.0.weight") and contains(".sub.", "RDB1"):  # ESRGAN, old layout
+        return True
+    if has("conv_first.") and (has("RRDB_trunk.", "body.0.rdb1.", "layers.0.") or has("conv_after_body.")):
+        return True
+    if {"body.0.weight", "body.1.weight"} <= keys and not has("body.0.rdb1."):  # Compact (SRVGG)
+        return True
+    return has("block_1.c1_r.", "residual_layer.", "upsampler.0.weight") and has("conv_first.", "conv_1.", "input.")
 
 
 def _unsupported(what: str) -> str:

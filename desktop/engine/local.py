@@ -13,8 +13,9 @@ import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
-from desktop.core import addons, model_sources, modelfiles, paths
+from desktop.core import addons, model_sources, modelfiles, paths, postprocess
 from desktop.core.backend import GENERATION, CurrentCall, Job, ModelDescriptor, Result
+from desktop.core.postprocess import UPSCALE
 from desktop.core.errors import SfumatoError
 from desktop.core.progress import TaskState
 from desktop.core.settings import Settings
@@ -64,18 +65,27 @@ class LocalBackend:
             return self._describe(self._manager.load(ref, state))
 
     def run(self, job: Job, state: TaskState) -> list[Result]:
-        if job.kind != GENERATION:
+        if job.kind not in (GENERATION, UPSCALE):
             raise SfumatoError(f"This version of Sfumato cannot run {job.kind} jobs on this computer.")
         with self._call.running(state):
             self.start(state)
+            if job.kind == UPSCALE:
+                from . import upscale  # spandrel only when something is upscaled
+
+                return upscale.run(job.request, state, self._manager, self._folders)
             return generate.run(job.request, state, self._manager, job.preview_method, job.preview_every,
                                 FolderAddons(self._folders))
 
     def models(self) -> list[ModelDescriptor]:
-        """The usable models in the model folders, then the demo model."""
+        """The usable models in the model folders, then the demo model; then the upscalers (kind UPSCALE) of the
+        upscaler folders and the demo upscaler."""
         found = [ModelDescriptor(str(entry.path), entry.info.family.value, entry.name)
                  for entry in model_sources.list_models(self._folders) if entry.usable]
-        return [*found, ModelDescriptor(DEMO, "sd1", DEMO_NAME)]
+        upscale = frozenset({UPSCALE})
+        upscalers = [ModelDescriptor(str(path), "upscaler", name, kinds=upscale)
+                     for name, path in postprocess.list_upscalers(self._folders).items()]
+        return [*found, ModelDescriptor(DEMO, "sd1", DEMO_NAME), *upscalers,
+                ModelDescriptor(DEMO, "upscaler", postprocess.DEMO_UPSCALER_NAME, kinds=upscale)]
 
     def cancel(self) -> None:
         self._call.cancel()

@@ -305,6 +305,9 @@ class ModelManager:
             raise ModelLoadError(path, str(error)) from None
         if info.kind == "unknown":
             raise ModelLoadError(path, _sentence(info.note or "it is not a Stable Diffusion model file."))
+        if info.kind == "upscaler":
+            raise ModelLoadError(path, "it is an upscaler, not a full model. Use it to upscale pictures, and choose "
+                                       "a Stable Diffusion checkpoint to generate.")
         if info.kind != "checkpoint":
             raise ModelLoadError(path, f"it is a {info.kind.upper() if info.kind == 'vae' else info.kind} file, "
                                        "not a full model. Choose a Stable Diffusion checkpoint instead.")

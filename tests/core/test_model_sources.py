@@ -183,3 +183,23 @@ def test_model_sources_imports_neither_qt_nor_torch():
             "('torch', 'diffusers', 'transformers', 'PySide6', 'huggingface_hub')))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+UPSCALER_LAYOUTS = {
+    "ESRGAN-old": ["model.0.weight", "model.1.sub.0.RDB1.conv1.0.weight", "model.10.weight"],
+    "RealESRGAN_x4plus": ["conv_first.weight", "body.0.rdb1.conv1.weight", "conv_up1.weight", "conv_last.weight"],
+    "realesr-general-x4v3": ["body.0.weight", "body.1.weight", "body.2.weight", "body.3.weight"],
+    "SwinIR-M": ["conv_first.weight", "layers.0.residual_group.blocks.0.norm1.weight", "conv_after_body.weight"],
+}
+
+
+def test_upscalers_are_listed_as_upscalers_not_checkpoints(tmp_path):
+    for name, keys in UPSCALER_LAYOUTS.items():
+        write_safetensors(tmp_path / "ESRGAN" / f"{name}.safetensors", keys)
+    write_safetensors(tmp_path / "ESRGAN" / "style.safetensors", LORA_KEYS)
+    entries = {e.name: e for e in list_models([str(tmp_path)])}
+    for name in UPSCALER_LAYOUTS:
+        assert entries[name].info.kind == "upscaler", name
+        assert not entries[name].usable
+        assert entries[name].problem == "an upscaler (for Upscale and `sfumato upscale`), not a full model"
+    assert entries["style"].info.kind == "lora"

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from desktop.core import modelfiles, paths
-from desktop.core.backend import Backend, GenerationJob
+from desktop.core.backend import GENERATION, Backend, GenerationJob
+from desktop.core.postprocess import UPSCALE
 from desktop.core.errors import Cancelled, ModelLoadError
 from desktop.core.progress import TaskState
 
@@ -67,8 +68,14 @@ def test_models_lists_the_usable_models_in_its_folders_then_the_demo(tiny_models
     folder.mkdir()
     shutil.copy(tiny_models["sd1"].checkpoint, folder / "painter.safetensors")
     (folder / "notes.safetensors").write_bytes(b"not a model")
+    (folder / "upscalers").mkdir()
+    (folder / "upscalers" / "4x-Sharp.pth").write_bytes(b"x")
     catalogue = LocalBackend("cpu", models_folders=[folder]).models()
-    assert [(m.ref, m.family) for m in catalogue] == [(str(folder / "painter.safetensors"), "sd1"), ("demo", "sd1")]
+    generation = [(m.ref, m.family) for m in catalogue if GENERATION in m.kinds]
+    assert generation == [(str(folder / "painter.safetensors"), "sd1"), ("demo", "sd1")]
+    upscalers = [(m.ref, m.name) for m in catalogue if m.kinds == {UPSCALE}]
+    assert upscalers == [(str(folder / "upscalers" / "4x-Sharp.pth"), "4x-Sharp"),
+                         ("demo", "Demo upscaler (random weights)")]
 
 
 def test_a_full_disk_while_building_the_demo_model_is_a_sentence(monkeypatch):

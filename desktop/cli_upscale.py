@@ -1,0 +1,152 @@
+"""`sfumato upscale ...`: enlarge pictures with an upscaler model, without the window.
+
+    sfumato upscale --input IMG|DIR [--scale 2 | --size WxH] [--upscaler demo|NAME|PATH] [--out DIR]
+
+A folder input processes every picture in it (not its subfolders), in name order, skipping those whose
+result is already in the output folder, so an interrupted run goes on where it stopped. Each result is
+``<out>/<name>-x<scale>.png`` (``-<W>x<H>`` for --size) with the source picture's parameters and A1111's
+``Postprocess upscale by`` / ``Postprocess upscaler``. Prints each written path (stdout) and progress, one
+line per picture and a bar of tiles (stderr). Exits 0 when every picture was upscaled or skipped, 2 with a
+one-line reason on bad input, 1 when a picture failed (the others are still done), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from desktop.cli import _Parser, _print_path, _Progress, _reason, UsageError
+from desktop.core import paths, settings
+from desktop.core.backend import UpscaleJob
+from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
+from desktop.core.geometry import Extent
+from desktop.core.imageio import load_image, save_png
+from desktop.core.postprocess import DEMO_UPSCALER, MAX_SCALE, UpscaleRequest, UpscalerError, scale_text
+
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".tga", ".ppm", ".qoi", ".avif")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sfumato upscale", description="Enlarge pictures with an upscaler model.")
+    add = parser.add_argument
+    add("--input", type=Path, required=True, help="a picture, or a folder: every picture in it")
+    add("--scale", type=float, default=2.0, help=f"how many times larger (more than 0, at most {MAX_SCALE:g})")
+    add("--size", type=_size, metavar="WxH", help="the exact size of the result instead of --scale")
+    add("--upscaler", default=DEMO_UPSCALER,
+        help="'demo', an upscaler file (.safetensors/.pth), or the name of one in your upscaler folders")
+    add("--out", type=Path, help="output folder (default: the 'upscaled' folder in Sfumato's output folder)")
+    add("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
+    add("--precision", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
+    return parser
+
+
+def _size(text: str) -> Extent:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text)
+    if not match or min(int(match[1]), int(match[2])) < 1:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in whole pixels, such as 2048x1536, got {text!r}")
+    return Extent(int(match[1]), int(match[2]))
+
+
+def inputs(source: Path) -> list[Path]:
+    """The pictures to upscale: the file, or the pictures of the folder in name order."""
+    if source.is_dir():
+        return sorted((p for p in source.iterdir() if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES
+                       and not p.name.startswith(".")), key=lambda p: p.name.lower())
+    if source.is_file():
+        return [source]
+    raise UsageError(f"--input: {source} does not exist")
+
+
+def output_name(source: Path, scale: float, size: Extent | None) -> str:
+    return f"{source.stem}-{size.width}x{size.height}.png" if size else f"{source.stem}-x{scale_text(scale)}.png"
+
+
+def main(argv: list[str]) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        pictures = inputs(args.input)
+        UpscaleRequest(_probe(), args.scale, args.size, args.upscaler).validated()  # bad options before any work
+    except InvalidRequest as error:
+        print(f"sfumato: --{error.field}: {error.message}", file=sys.stderr)
+        return 2
+    except (UsageError, SfumatoError) as error:
+        print(f"sfumato: {error}", file=sys.stderr)
+        return 2
+    if not pictures:
+        print(f"sfumato: there are no pictures in {args.input}", file=sys.stderr)
+        return 2
+    out = args.out or paths.output_dir() / "upscaled"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"sfumato: the output folder {out} cannot be used: {_reason(error)}", file=sys.stderr)
+        return 1
+    from desktop.core.gallery.metadata import read_image_meta
+    from desktop.engine.local import LocalBackend
+
+    progress = _Progress()
+    backend = LocalBackend(args.device, args.precision, settings.load().models_folders)
+    try:
+        backend.start(progress.state)
+    except ValueError as error:
+        print(f"sfumato: {error}", file=sys.stderr)
+        return 2
+    failed, names = 0, set()
+    try:
+        for number, source in enumerate(pictures, 1):
+            name = output_name(source, args.scale, args.size)
+            if name in names:  # a.jpg and a.png in one folder
+                name = f"{Path(name).stem}-{source.suffix.lstrip('.').lower()}.png"
+            names.add(name)
+            target = out / name
+            label = f"[{number}/{len(pictures)}] {source.name}"
+            if target.exists():
+                progress.status(f"{label}: already done ({target.name})")
+                continue
+            progress.status(label)
+            try:
+                image = load_image(source)
+                try:
+                    meta, _, _ = read_image_meta(source)
+                    parameters = meta.parameters
+                except (OSError, SfumatoError, ValueError):
+                    parameters = ""
+                request = UpscaleRequest(image, args.scale, args.size, args.upscaler, parameters)
+                result = backend.run(UpscaleJob(request), progress.state)[0]
+                progress.end()
+                text = {"parameters": result.request.parameters}
+                written = save_png(target, result.image, text)
+            except (Cancelled, KeyboardInterrupt):
+                raise
+            except SfumatoError as error:
+                progress.end()
+                print(f"sfumato: {source.name}: {error}", file=sys.stderr)
+                failed += 1
+                if isinstance(error, UpscalerError):
+                    return 1  # the same upscaler would fail for every picture
+                continue
+            except OSError as error:
+                progress.end()
+                print(f"sfumato: {source.name}: could not be written to {out}: {_reason(error)}", file=sys.stderr)
+                failed += 1
+                continue
+            _print_path(written)
+    except (KeyboardInterrupt, Cancelled):
+        progress.end()
+        print("\nsfumato: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        backend.close()
+    if failed:
+        print(f"sfumato: {failed} of {len(pictures)} pictures could not be upscaled.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _probe():
+    import numpy as np
+
+    return np.zeros((1, 1, 3), np.uint8)

@@ -1,0 +1,180 @@
+"""Pixel operations that are not a diffusion run: the request of a model upscale, and where upscalers are.
+
+An UpscaleRequest says what to enlarge (a picture), by how much (a scale such as 1.5, 2, 3, 4, or a target
+size) and with which upscaler: "demo" (the built-in tiny random-weight one), a file path, or a file stem
+looked for in the upscaler folders of the model folders:
+
+- Sfumato's own ``<models folder>/upscalers``;
+- beside a model folder of another app: AUTOMATIC1111 / Forge / SD.Next ``X/models/Stable-diffusion`` ->
+  ``X/models/ESRGAN``, ``X/models/RealESRGAN``, ``X/models/SwinIR``, ``X/models/DAT``, ``X/models/HAT``;
+  ComfyUI ``X/models/checkpoints`` -> ``X/models/upscale_models``; any folder's own ``upscalers``,
+  ``upscale_models`` and ``ESRGAN`` subfolders.
+
+The result's metadata is the source picture's parameters (when it had them) with A1111's Extras keys
+appended: ``Postprocess upscale by: 2, Postprocess upscaler: 4x-UltraSharp``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from desktop.core import paths
+from desktop.core.errors import InvalidRequest, SfumatoError
+from desktop.core.geometry import Extent
+
+UPSCALE = "upscale"  # the job kind
+DEMO_UPSCALER = "demo"
+DEMO_UPSCALER_NAME = "Demo upscaler (random weights)"
+UPSCALER_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
+OWN_SUBFOLDER = "upscalers"
+MAX_SCALE = 8.0
+MAX_SIDE = 32768  # an output side longer than this is refused before any work
+
+# The upscaler folders of the apps whose model folders people add, relative to the app's "models" folder.
+_APP_FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT", "upscale_models", "upscalers")
+_OWN_FOLDERS = ("upscalers", "upscale_models", "ESRGAN")
+
+
+class UpscalerError(SfumatoError):
+    """An upscaler file could not be used; the message says why and what to do."""
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"Could not use the upscaler {name}: {reason}")
+        self.name, self.reason = name, reason
+
+
+@dataclass(frozen=True)
+class UpscaleRequest:
+    """Enlarge `image` (HxWx3 or HxWx4 uint8) by `scale`, or to `size` when it is given."""
+
+    image: np.ndarray = field(repr=False)
+    scale: float = 2.0
+    size: Extent | None = None  # the exact output size; overrides scale
+    upscaler: str = DEMO_UPSCALER  # "demo", a path, or a file stem in the upscaler folders
+    parameters: str = ""  # the source picture's A1111 parameters text, "" when it had none
+
+    def replace(self, **changes) -> UpscaleRequest:
+        return replace(self, **changes)
+
+    @property
+    def source(self) -> Extent:
+        return Extent(int(self.image.shape[1]), int(self.image.shape[0]))
+
+    def target(self) -> Extent:
+        """The output size: `size`, or the source times `scale` rounded to whole pixels."""
+        if self.size is not None:
+            return Extent(int(self.size.width), int(self.size.height))
+        src = self.source
+        return Extent(max(1, round(src.width * self.scale)), max(1, round(src.height * self.scale)))
+
+    def factor(self) -> float:
+        """The scale written into the metadata: the asked scale, or the size's over the source's (the larger)."""
+        if self.size is None:
+            return float(self.scale)
+        src, out = self.source, self.target()
+        return max(out.width / src.width, out.height / src.height)
+
+    def validated(self) -> UpscaleRequest:
+        image = self.image
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+                or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 1:
+            raise InvalidRequest("image", "the picture must be an RGB or RGBA image of at least 1x1 pixels.")
+        if self.size is None:
+            if not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale) and 0 < self.scale <= MAX_SCALE):
+                raise InvalidRequest("scale", f"the scale must be more than 0 and at most {MAX_SCALE:g}, got {self.scale}.")
+        elif min(self.size) < 1:
+            raise InvalidRequest("size", f"the size must be at least 1x1, got {self.size.width}x{self.size.height}.")
+        out = self.target()
+        if max(out) > MAX_SIDE:
+            raise InvalidRequest("scale" if self.size is None else "size",
+                                 f"the result would be {out.width}x{out.height}; Sfumato makes pictures of at most "
+                                 f"{MAX_SIDE} pixels a side. Ask for a smaller scale.")
+        if not isinstance(self.upscaler, str) or not self.upscaler.strip():
+            raise InvalidRequest("upscaler", "name an upscaler: 'demo', a file, or the name of one in your upscaler folders.")
+        return self
+
+
+def scale_text(factor: float) -> str:
+    """2.0 -> "2", 1.5 -> "1.5", as A1111 writes "Postprocess upscale by"."""
+    return f"{factor:.4g}"
+
+
+def upscale_params(factor: float, upscaler_name: str) -> tuple[tuple[str, str], ...]:
+    return (("Postprocess upscale by", scale_text(factor)), ("Postprocess upscaler", upscaler_name))
+
+
+def with_params(parameters: str, params: Iterable[tuple[str, str]]) -> str:
+    """The source picture's parameters with `params` appended to its last line, as A1111's Extras does;
+    just the params when the picture had none."""
+    added = ", ".join(f"{key}: {value}" for key, value in params)
+    parameters = parameters.rstrip()
+    if not parameters:
+        return added
+    return f"{parameters}, {added}"
+
+
+# ------------------------------------------------------------------ finding upscalers
+
+
+def own_folder() -> Path:
+    return paths.models_dir() / OWN_SUBFOLDER
+
+
+def upscaler_folders(models_folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """The existing folders where upscalers are kept, Sfumato's own first (see the module's notes)."""
+    candidates: list[Path] = [own_folder()]
+    for folder in (Path(f).expanduser() for f in models_folders):
+        parent = folder.parent
+        if folder.name.lower() in ("stable-diffusion", "checkpoints", "stablediffusion") and parent.name.lower() == "models":
+            candidates += [parent / name for name in _APP_FOLDERS]
+        candidates += [folder / name for name in _OWN_FOLDERS]
+    found: list[Path] = []
+    for candidate in candidates:
+        if candidate not in found and candidate.is_dir():
+            found.append(candidate)
+    return found
+
+
+def list_upscalers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Path]:
+    """name (file stem) -> file, for the upscaler files of the upscaler folders (one level of subfolders)."""
+    found: dict[str, Path] = {}
+    for folder in upscaler_folders(models_folders):
+        for path in _files(folder, depth=1):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def find_upscaler(name: str, models_folders: Iterable[str | os.PathLike]) -> Path | None:
+    """The upscaler file called `name` (its stem, or its file name), exact case first, then any case."""
+    files = list_upscalers(models_folders)
+    stem = Path(name).stem if Path(name).suffix.lower() in UPSCALER_SUFFIXES else name
+    if stem in files:
+        return files[stem]
+    folded = {key.casefold(): path for key, path in reversed(list(files.items()))}
+    return folded.get(stem.casefold())
+
+
+def _files(folder: Path, depth: int) -> list[Path]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return []
+    files: list[Path] = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            if entry.is_dir():
+                if depth > 0:
+                    files += _files(Path(entry.path), depth - 1)
+            elif entry.is_file() and Path(entry.name).suffix.lower() in UPSCALER_SUFFIXES:
+                files.append(Path(entry.path))
+        except OSError:
+            continue
+    return files
