@@ -384,8 +384,9 @@ def _tiled(upscaler: Upscaler, image: np.ndarray, state: TaskState, tile: int, o
                 raise Cancelled(done)
             tile_out = _infer(upscaler, image[y:y + th, x:x + tw])
             left = x * scale
-            wx_n = (wx / tx[left:left + tw * scale])[None, :, None]
-            strip[:th * scale, left:left + tw * scale] += tile_out * wy * wx_n
+            tile_out *= wy
+            tile_out *= (wx / tx[left:left + tw * scale])[None, :, None]
+            strip[:th * scale, left:left + tw * scale] += tile_out
             done += 1
             state.step(done, total, None)
     _flush(out, strip, strip_top)
