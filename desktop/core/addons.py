@@ -522,9 +522,9 @@ def lora_names(text: str) -> list[str]:
     return names
 
 
-def check_prompts(prompt: str, negative: str, params: dict[str, str], folders: Iterable[str | os.PathLike], *,
+def check_prompts(prompt: str, params: dict[str, str], folders: Iterable[str | os.PathLike], *,
                   cache: str | os.PathLike | None = None) -> AddonCheck:
-    """Find the LoRAs of a picture's prompts and the embeddings its ``TI hashes`` name, by name, then by hash.
+    """Find the LoRAs of a picture's prompt and the embeddings its ``TI hashes`` name, by name, then by hash.
 
     ``params``: the picture's infotext parameters (``Lora hashes``, ``TI hashes``: "name: hash, ...").
     Hashing may read whole files: call it off the GUI thread.
@@ -535,7 +535,7 @@ def check_prompts(prompt: str, negative: str, params: dict[str, str], folders: I
     renamed_loras: dict[str, str] = {}
     renamed_embeddings: dict[str, str] = {}
     missing_loras, missing_embeddings = [], []
-    for name in lora_names(f"{prompt}\n{negative}"):
+    for name in lora_names(prompt):  # as in A1111, the negative prompt's tags are words, not LoRAs
         if find(LORA, name, folders) is not None:
             continue
         short = lora_hashes.get(name.replace(":", "").replace(",", ""), "")

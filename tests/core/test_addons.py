@@ -217,7 +217,7 @@ def test_check_prompts_renames_what_is_found_by_hash_and_lists_what_is_missing(t
     params = {"Lora hashes": f"add_detail: 111111111111, detailer: {lora_hash}, gone: 222222222222",
               "TI hashes": f"EasyNegative: {ti_hash}, badhands: 333333333333"}
     prompt = "a cat <lora:add_detail:0.7>, <lora:detailer:0.5:0.2> <lyco:gone:1> <lora:nohash>"
-    check = addons.check_prompts(prompt, "EasyNegative, badhands", params, [sd])
+    check = addons.check_prompts(prompt, params, [sd])
     assert check.missing_loras == ("gone", "nohash")
     assert check.missing_embeddings == ("badhands",)
     assert check.rename(prompt) == ("a cat <lora:add_detail:0.7>, <lora:detail_tweaker_v2:0.5:0.2> "
@@ -232,5 +232,6 @@ def test_check_prompts_renames_what_is_found_by_hash_and_lists_what_is_missing(t
 def test_check_prompts_with_everything_here_says_nothing(tmp_path):
     sd = a1111(tmp_path / "webui")
     write_lora(tmp_path / "webui/models/Lora/a.safetensors")
-    check = addons.check_prompts("<lora:a:1>", "", {"Lora hashes": "not a list"}, [sd])
+    check = addons.check_prompts("<lora:a:1>", {"Lora hashes": "not a list"}, [sd])
     assert check.message() == "" and check.rename("<lora:a:1>") == "<lora:a:1>"
+

@@ -60,3 +60,19 @@ def test_use_all_parameters_with_every_lora_here_shows_no_warning(make_window, q
     qtbot.waitUntil(lambda: window.panel.prompt.toPlainText() == "a fox <lora:add_detail:0.7>", timeout=TIMEOUT)
     qtbot.wait(100)
     assert "Missing" not in window.error_banner.text()  # (the model scan may have said something)
+
+
+def test_use_all_parameters_does_not_ask_for_a_lora_tag_of_the_negative_prompt(make_window, qtbot, tmp_path,
+                                                                                sfumato_home):
+    """As in A1111, a <lora:...> tag in the negative prompt is words: no LoRA is missing for it."""
+    picture = a1111_picture(tmp_path, "a fox\nNegative prompt: blurry, <lora:gone_lora:1>\nSteps: 20, Seed: 1, "
+                                      "Size: 64x64")
+    store = GalleryStore(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails")
+    store.import_files([picture])
+    store.close()
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=TIMEOUT)
+    gallery.select_row(0)
+    qtbot.mouseClick(gallery.buttons["use"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.panel.negative.toPlainText() == "blurry, <lora:gone_lora:1>", timeout=TIMEOUT)
+    assert "Missing" not in window.error_banner.text()  # said, if at all, in the same step that set the prompts

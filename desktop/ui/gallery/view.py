@@ -487,7 +487,7 @@ class GalleryView(QWidget):
                 return meta, None
             # LoRAs and embeddings by name, else by their hash in the parameters (which may hash whole files)
             params = parse_infotext(meta.parameters).params if meta.parameters else {}
-            return meta, addons.check_prompts(meta.prompt, meta.negative_prompt, params, folders)
+            return meta, addons.check_prompts(meta.prompt, params, folders)
 
         def read(result: tuple[ImageMeta, AddonCheck | None]) -> None:
             meta, check = result
