@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
-    QGroupBox,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -257,7 +257,8 @@ class PromptPanel(QWidget):
         layout.addWidget(_row(QLabel("Negative prompt"), self.negative_tokens))
         layout.addWidget(self.negative, 1)
         layout.addLayout(form)
-        layout.addWidget(self.hires_box)
+        layout.addWidget(self.hires_check)
+        layout.addWidget(self.hires_body)
         layout.addWidget(self.inpaint_box)
         scroll = QScrollArea()
         scroll.setWidget(values)
@@ -295,7 +296,7 @@ class PromptPanel(QWidget):
         bind_check(s, "aspect_locked", self.aspect_lock)
         bind_combo_data(s, "masked_content", self.masked_content)
         bind_combo_data(s, "inpaint_area", self.inpaint_area)
-        bind_check(s, "hires_enabled", self.hires_box)
+        bind_check(s, "hires_enabled", self.hires_check)
         bind_combo_text(s, "hires_upscaler", self.hires_upscaler)
         for name, box in (("hires_scale", self.hires_scale), ("hires_steps", self.hires_steps),
                           ("hires_denoise", self.hires_denoise), ("hires_resize_width", self.hires_resize_width),
@@ -368,13 +369,14 @@ class PromptPanel(QWidget):
         self.mode_label.setText(f"<b>{title}</b>: {text}")
 
     def _build_hires(self) -> None:
-        """A1111's "Hires. fix" group: checked, it opens; unchecked, only its title shows (the panel stays short)."""
-        self.hires_box = QGroupBox("Hires fix")
-        self.hires_box.setCheckable(True)
-        self.hires_box.setToolTip("Text to image in two passes, as AUTOMATIC1111's Hires. fix: a picture at the "
+        """A1111's "Hires. fix" group: checked, it opens; unchecked, only its check box shows (the panel stays short)."""
+        self.hires_check = QCheckBox("Hires fix")
+        self.hires_check.setToolTip("Text to image in two passes, as AUTOMATIC1111's Hires. fix: a picture at the "
                                   "frame's size, upscaled, then repainted at that size for more detail")
         self.hires_upscaler = QComboBox()
         self.hires_upscaler.addItems(list(HIRES_UPSCALERS))
+        self.hires_upscaler.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.hires_upscaler.setMinimumContentsLength(12)  # the longest names are cut, not the panel widened
         self.hires_upscaler.setToolTip("Latent: upscale the first pass before it is decoded (needs a denoising "
                                        "strength of 0.5 or more, or it blurs). Lanczos, Nearest: upscale the "
                                        "picture, which keeps more of it at a low strength")
@@ -397,22 +399,25 @@ class PromptPanel(QWidget):
         self.hires_denoise.setDecimals(GenerationSettings.field("hires_denoise").decimals)
         self.hires_denoise.setToolTip("Denoising strength of the second pass: how much of the upscaled picture is "
                                       "repainted (0.7 is A1111's default)")
-        self.hires_body = QWidget()
+        self.hires_body = QFrame()
+        self.hires_body.setFrameShape(QFrame.Shape.StyledPanel)
         hires_form = QFormLayout(self.hires_body)
-        hires_form.setContentsMargins(0, 0, 0, 0)
+        hires_form.setContentsMargins(6, 6, 6, 6)
         hires_form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         hires_form.addRow("Upscaler", self.hires_upscaler)
         hires_form.addRow("Upscale by", self.hires_scale)
-        hires_form.addRow("Resize to", _row(self.hires_resize_width, QLabel("x"), self.hires_resize_height))
+        resize = _row(self.hires_resize_width, QLabel("x"), self.hires_resize_height)
+        resize.layout().setStretch(2, 1)  # the two sides alike
+        hires_form.addRow("Resize to", resize)
         hires_form.addRow("Hires steps", self.hires_steps)
         hires_form.addRow("Denoising strength", self.hires_denoise)
-        QVBoxLayout(self.hires_box).addWidget(self.hires_body)
 
     def _show_hires(self, mode: Mode) -> None:
         """Open when checked; only text to image makes a first pass to upscale, so other modes cannot use it."""
         self.hires_body.setVisible(self.settings.hires_enabled)
-        self.hires_box.setEnabled(mode is Mode.TXT2IMG)
-        self.hires_box.setTitle("Hires fix" if mode is Mode.TXT2IMG else "Hires fix (text to image only)")
+        for widget in (self.hires_check, self.hires_body):
+            widget.setEnabled(mode is Mode.TXT2IMG)
+        self.hires_check.setText("Hires fix" if mode is Mode.TXT2IMG else "Hires fix (text to image only)")
 
     def set_size(self, width: int, height: int) -> None:
         """Show the frame's size (whatever the aspect lock)."""

@@ -1,6 +1,7 @@
 """The prompt panel's Hires fix group: bound to the settings, shut when off, text to image only, and the window fits."""
 
 import pytest
+from PySide6.QtWidgets import QScrollArea
 
 from desktop.core import settings as settings_store
 from desktop.core.gallery.metadata import meta_from_chunks, to_request
@@ -20,9 +21,9 @@ def make_panel(qtbot) -> PromptPanel:
 
 def test_the_group_is_shut_until_checked_and_its_values_make_the_request(qtbot):
     panel = make_panel(qtbot)
-    assert panel.hires_box.isVisible() and not panel.hires_body.isVisible()  # one line while off
+    assert panel.hires_check.isVisible() and not panel.hires_body.isVisible()  # one line while off
     assert not panel.request().hires.enabled
-    panel.hires_box.setChecked(True)  # as a click on its title does
+    panel.hires_check.setChecked(True)  # as a click does
     assert panel.hires_body.isVisible()
     assert panel.hires_steps.text() == "Same as Steps"  # 0, as A1111's Hires steps
     panel.hires_upscaler.setCurrentText("Lanczos")
@@ -32,7 +33,7 @@ def test_the_group_is_shut_until_checked_and_its_values_make_the_request(qtbot):
     hires = panel.request().hires
     assert (hires.enabled, hires.upscaler, hires.scale, hires.steps, hires.denoise) == (True, "Lanczos", 1.5, 10, 0.45)
     assert "hires fix makes it 768x768" in panel.mode_label.text()  # 512 x 1.5
-    panel.hires_box.setChecked(False)
+    panel.hires_check.setChecked(False)
     assert not panel.hires_body.isVisible() and not panel.request().hires.enabled
     assert "hires" not in panel.mode_label.text()
 
@@ -40,7 +41,7 @@ def test_the_group_is_shut_until_checked_and_its_values_make_the_request(qtbot):
 def test_use_all_parameters_of_an_a1111_hires_picture_opens_the_group_with_its_values(qtbot):
     panel = make_panel(qtbot)
     panel.set_request(to_request(meta_from_chunks({"parameters": A1111_HIRES}), panel.request()))
-    assert panel.hires_box.isChecked() and panel.hires_body.isVisible()
+    assert panel.hires_check.isChecked() and panel.hires_body.isVisible()
     assert (panel.hires_upscaler.currentText(), panel.hires_scale.value(), panel.hires_steps.value(),
             panel.hires_denoise.value()) == ("Latent (nearest-exact)", 2.0, 10, 0.45)
     assert "1024x1536" in panel.mode_label.text()
@@ -51,10 +52,11 @@ def test_other_modes_cannot_use_it_and_say_so(qtbot, mode):
     panel = make_panel(qtbot)
     panel.settings.hires_enabled = True
     panel.set_mode(mode)
-    assert not panel.hires_box.isEnabled() and "text to image only" in panel.hires_box.title()
+    assert not panel.hires_check.isEnabled() and not panel.hires_body.isEnabled()
+    assert "text to image only" in panel.hires_check.text()
     assert "hires" not in panel.mode_label.text()
     panel.set_mode(Mode.TXT2IMG)
-    assert panel.hires_box.isEnabled() and panel.hires_box.title() == "Hires fix"
+    assert panel.hires_check.isEnabled() and panel.hires_check.text() == "Hires fix"
 
 
 @pytest.fixture
@@ -82,3 +84,5 @@ def test_the_window_fits_1280x720_with_the_group_open_or_shut(window, qtbot, ope
     assert size.width() <= SCREEN_W and size.height() <= SCREEN_H - TITLE_BAR, size
     fit_to_screen(window, qtbot)
     assert fully_shown(window, window.panel.generate_button)
+    scroll = window.panel.findChild(QScrollArea)  # it never scrolls sideways: nothing may be wider than it
+    assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width()
