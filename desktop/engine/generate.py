@@ -189,8 +189,11 @@ def run(
         first = generated if latent else [finish(image) for image in _pictures(generated)]
         try:
             generated, pipe, finish = _hires_pass(request, second, loaded.inpaint_model, first, pipe, denoise, state)
-        except OutOfMemory as error:  # the first pass's pictures are kept, as made without the hires fix
-            state.status(f"{error} The first pass's pictures ({request.width}x{request.height}) are kept.")
+        except OutOfMemory:  # the first pass's pictures are kept, as made without the hires fix
+            state.status(f"The {models.device.description} ran out of memory in the hires fix's second pass at "
+                         f"{second.target.width}x{second.target.height}, even with lighter settings: the first "
+                         f"pass's pictures ({request.width}x{request.height}) are kept. Lower Upscale by or the "
+                         "batch size to use the hires fix.")
             request = request.replace(hires=request.hires.replace(enabled=False))
             if latent:
                 pipe.vae.enable_tiling()

@@ -118,7 +118,8 @@ def test_out_of_memory_in_the_second_pass_keeps_the_first_pass_picture(cpu_manag
     assert len(calls) == 2  # tried again with lighter settings first
     assert results[0].image.shape == (64, 72, 3) and not results[0].request.hires.enabled
     assert np.abs(results[0].image.astype(int) - plain.astype(int)).max() <= 1
-    assert any("first pass's pictures (72x64) are kept" in text for text in status)
+    said = next(text for text in status if "second pass" in text)
+    assert "108x96" in said and "first pass's pictures (72x64) are kept" in said and "Lower Upscale by" in said
 
 
 @pytest.mark.parametrize("kind", ["sd1-inpaint", "sdxl"])
