@@ -9,6 +9,9 @@ model and conditioning (ModelManager.prompt_embeddings), so a new seed or a
 batch count reuses it.
 Seeds: image i of a batch uses seed + i, drawn from a CPU generator so the
 same seed gives the same picture on every run of the same device and precision.
+Text to image with the hires fix on is two pipeline calls (passes), with the
+same seeds, prompt encodings and LoRAs, on one progress bar: the second one's
+inputs come from desktop/engine/hires.py.
 """
 
 from __future__ import annotations
