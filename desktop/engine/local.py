@@ -87,6 +87,9 @@ class LocalBackend:
         return [*found, ModelDescriptor(DEMO, "sd1", DEMO_NAME), *upscalers,
                 ModelDescriptor(DEMO, "upscaler", postprocess.DEMO_UPSCALER_NAME, kinds=upscale)]
 
+    def use_folders(self, folders: Iterable[str | Path]) -> None:
+        self._folders = list(folders)
+
     def cancel(self) -> None:
         self._call.cancel()
 

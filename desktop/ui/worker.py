@@ -220,6 +220,7 @@ class _Runner(_WorkerSignals):
         try:
             request = request.resolved()
             backend = self._started(state)
+            backend.use_folders(list(settings.models_folders))  # ones added since it started count too
             self.job_started.emit(job_id, request)
             started = time.perf_counter()
             loaded = backend.load(request.model, state)

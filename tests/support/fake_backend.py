@@ -57,6 +57,7 @@ class FakeBackend:
         self.closed = 0
         self.loads: list[str] = []  # refs asked for, in order
         self.jobs: list[Job] = []
+        self.folders: list[str] = []  # the model folders of the latest use_folders()
         self.current: ModelDescriptor | None = None
         self._call = CurrentCall()  # for cancel() from another thread
 
@@ -117,6 +118,9 @@ class FakeBackend:
 
     def models(self) -> list[ModelDescriptor]:
         return list(self.catalogue)
+
+    def use_folders(self, folders: list[str]) -> None:
+        self.folders = list(folders)
 
     def cancel(self) -> None:
         self._call.cancel()
