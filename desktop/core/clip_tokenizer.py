@@ -208,7 +208,7 @@ def _read_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TokenizerFilesError(f"{path} is missing; the tokenizer folder needs vocab.json and merges.txt.") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:  # RecursionError: nested too deep
         raise TokenizerFilesError(f"{path} cannot be read ({error}); copy the tokenizer folder "
                                   "from the model again.") from None
 

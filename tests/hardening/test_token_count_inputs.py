@@ -33,3 +33,11 @@ def test_odd_tokenizer_configs_are_read_or_refused_in_a_sentence(tmp_path):
     (folder / "merges.txt").write_text("#version: 0.2\na b c\n", encoding="utf-8")
     with pytest.raises(clip_tokenizer.TokenizerFilesError, match="line 2 is not a merge of two symbols"):
         clip_tokenizer.load(folder)
+
+
+def test_a_deeply_nested_tokenizer_config_is_refused_in_a_sentence(tmp_path):
+    folder = tmp_path / "tokenizer"
+    shutil.copytree(tokenizer_files.bundled_folder(), folder)
+    (folder / "tokenizer_config.json").write_text("[" * 100_000, encoding="utf-8")
+    with pytest.raises(clip_tokenizer.TokenizerFilesError, match="tokenizer_config.json cannot be read"):
+        clip_tokenizer.load(folder)
