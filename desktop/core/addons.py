@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core import atomic, modelfiles, paths
+from desktop.core import atomic, modelfiles, paths, prompts
 from desktop.core.infotext import InfotextError, parse_hashes
 from desktop.core.modelfiles import Family
 from desktop.core.safetensors_header import ModelFileError, open_regular, read_safetensors_header
@@ -63,7 +63,6 @@ MAX_WORD_CHARS = 100
 TAG_FREQUENCY_WORDS = 5
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_TAG = re.compile(r"<(lora|lyco):([^>]+)>", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -490,12 +489,14 @@ class AddonCheck:
         """``text`` with renamed LoRA tags and embedding words naming the local files."""
 
         def tag(match: re.Match) -> str:
+            if match.group(1).lower() not in prompts.LORA_KINDS:
+                return match.group(0)
             name, colon, rest = match.group(2).partition(":")
             new = self.renamed_loras.get(name.strip())
             return match.group(0) if new is None else f"<{match.group(1)}:{new}{colon}{rest}>"
 
         if self.renamed_loras:
-            text = _TAG.sub(tag, text)
+            text = prompts.EXTRA_NETWORK.sub(tag, text)
         for old, new in self.renamed_embeddings.items():
             text = re.sub(rf"(?<![\w-]){re.escape(old)}(?![\w-])", lambda _m, new=new: new, text)
         return text
@@ -515,7 +516,9 @@ class AddonCheck:
 def lora_names(text: str) -> list[str]:
     """The LoRA names of the ``<lora:...>`` / ``<lyco:...>`` tags in a prompt, each once, in order."""
     names: list[str] = []
-    for match in _TAG.finditer(text):
+    for match in prompts.EXTRA_NETWORK.finditer(text):
+        if match.group(1).lower() not in prompts.LORA_KINDS:
+            continue
         name = match.group(2).split(":", 1)[0].strip()
         if name and "=" not in name and name not in names:
             names.append(name)

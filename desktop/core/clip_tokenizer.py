@@ -53,7 +53,6 @@ _CACHE_LIMIT = 100_000
 # CLIP's split pattern keeps these whole; the byte-level pre-tokenizer after it (GPT-2's pattern) cuts them.
 _SPLIT_AGAIN = {BOS: ("<|", "startoftext", "|>"), EOS: ("<|", "endoftext", "|>")}
 # What A1111 removes before counting; prompts.extract_extra_networks does the same but refuses a bad weight.
-_EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
 
 
 class TokenizerFilesError(ValueError):
@@ -280,7 +279,7 @@ def _count_one(text: str, tokenizer: ClipTokenizer, emphasis: str) -> tuple[int,
     try:
         text, _ = prompts.extract_extra_networks(text)
     except ValueError:  # a tag with a bad weight: the encoder refuses it, the counter still leaves it out
-        text = _EXTRA_NETWORK.sub("", text)
+        text = prompts.EXTRA_NETWORK.sub("", text)
     pieces = [([] if piece.is_break else tokenizer.encode(piece.text), piece)
               for piece in prompts.pieces_for(text, emphasis)]
     _, count = prompts.chunk(pieces, tokenizer.bos_id, tokenizer.eos_id, tokenizer.comma_id)

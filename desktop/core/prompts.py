@@ -46,7 +46,8 @@ _ATTENTION = re.compile(
     re.X,
 )
 _BREAK = re.compile(r"\s*\bBREAK\b\s*")
-_EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")
+EXTRA_NETWORK = re.compile(r"<(\w+):([^>]+)>")  # a <kind:name:...> tag: kind, then what follows the colon
+LORA_KINDS = ("lora", "lyco")
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def extract_extra_networks(text: str) -> tuple[str, list[ExtraNetwork]]:
         found.append(ExtraNetwork(kind, name, text_weight, unet_weight, match.group(0)))
         return ""
 
-    return _EXTRA_NETWORK.sub(take, text), found
+    return EXTRA_NETWORK.sub(take, text), found
 
 
 # -- chunks -------------------------------------------------------------------------

@@ -81,7 +81,7 @@ class LoraError(SfumatoError):
 
 @dataclass(frozen=True)
 class LoraUse:
-    """One ``<lora:name:unet_weight:te_weight>`` of a prompt, resolved to a file."""
+    """One ``<lora:name:te_weight:unet_weight>`` of a prompt (A1111's order), resolved to a file."""
 
     path: Path
     unet: float = 1.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from desktop.ui.token_counter import DEBOUNCE_MS
 
 
 def counters(window):
@@ -43,9 +42,7 @@ def test_it_counts_after_a_pause_not_at_every_key(make_window, qtbot):
     prompt, _ = counters(window)
     shows(qtbot, prompt, "0/75")
     qtbot.keyClicks(window.panel.prompt, "a red fox")
-    assert prompt.text() == "0/75"
-    qtbot.wait(DEBOUNCE_MS // 3)
-    assert prompt.text() == "0/75"
+    assert prompt.text() == "0/75"  # no count while keys arrive (the event loop has not run its timer)
     shows(qtbot, prompt, "3/75")
 
 
