@@ -1,9 +1,10 @@
 """Prompt editing and alternation during a run: the conditioning changes at the steps the prompt says.
 
 ``[from:to:when]`` and ``[a|b]`` (desktop/core/prompts.prompt_schedule) give each span of steps its own
-prompt text, for the prompt and the negative prompt alike. Each distinct pair is encoded once; the step
-callback hands the pipeline the next span's encoding (prompt_embeds, and SDXL's pooled add_text_embeds)
-when a span ends, so the run is one pipeline call as without editing.
+prompt text, for the prompt and the negative prompt alike. The texts are encoded together as A1111 encodes
+them (prompt_encoding.encode_spans); the step callback hands the pipeline the next span's encoding
+(prompt_embeds, and SDXL's pooled add_text_embeds) when a span ends, so the run is one pipeline call as
+without editing.
 """
 
 from __future__ import annotations

@@ -145,8 +145,9 @@ def run(
         def call():
             with torch.inference_mode():
                 encoded["value"] = editing.Schedule(
-                    [(end, models.prompt_embeddings(pipe, conditioning, guided, embeddings)) for end, conditioning
-                     in spans], guided, sampling.batch_size)
+                    list(zip([end for end, _ in spans],
+                             models.span_embeddings(pipe, [c for _, c in spans], guided, embeddings), strict=True)),
+                    guided, sampling.batch_size)
                 tensors = ["latents"] if len(spans) == 1 else [
                     name for name in ("latents", "prompt_embeds", "add_text_embeds")
                     if name in pipe._callback_tensor_inputs]

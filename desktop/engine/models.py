@@ -228,23 +228,28 @@ class ModelManager:
         return pipes[(task, extras)]
 
     def prompt_embeddings(self, pipe, conditioning, guided: bool, embeddings: dict | None = None):
-        """The encoded prompt (prompt_encoding.Encoded: pipeline arguments and infotext params), encoded once
+        """The encoded prompt (prompt_encoding.Encoded: pipeline arguments and infotext params)."""
+        return self.span_embeddings(pipe, (conditioning,), guided, embeddings)[0]
+
+    def span_embeddings(self, pipe, spans, guided: bool, embeddings: dict | None = None) -> list:
+        """The encodings of a prompt's spans of steps (editing.spans; one without prompt editing), encoded once
         per conditioning (a new seed reuses it).
 
-        Remembered by all that changes the encoding: the model and the text encoders of `pipe`, the whole
-        `conditioning` (prompt, negative prompt, clip skip, emphasis), whether the run is guided, the LoRAs
+        Remembered by all that changes the encoding: the model and the text encoders of `pipe`, every span's
+        conditioning (prompt, negative prompt, clip skip, emphasis), whether the run is guided, the LoRAs
         merged into the text encoders and the textual-inversion embeddings that can be used.
         """
+        spans = tuple(spans)
         loaded = self.current
         cache = loaded.embeddings
         encoders = tuple(id(getattr(pipe, name, None)) for name in ("text_encoder", "text_encoder_2"))
         vectors = tuple(sorted((name, id(v)) for name, value in (embeddings or {}).items() for v in value.values()))
         loras = loaded.loras.signature() if loaded.loras is not None else ()
-        key = (loaded.ref, encoders, conditioning, guided, loras, vectors)
+        key = (loaded.ref, encoders, spans, guided, loras, vectors)
         if key in cache:
             cache.move_to_end(key)
             return cache[key][0]
-        encoded = prompt_encoding.encode(pipe, loaded.family, conditioning, guided, self.device.device, embeddings)
+        encoded = prompt_encoding.encode_spans(pipe, loaded.family, spans, guided, self.device.device, embeddings)
         cache[key] = (encoded, embeddings)  # holding the vectors: no re-read embedding can take their ids
         while len(cache) > EMBEDDINGS_KEPT:
             cache.popitem(last=False)

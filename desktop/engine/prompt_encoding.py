@@ -25,7 +25,7 @@ negative prompt on an SDXL model that asks for it is zeros, as in A1111.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -62,6 +62,7 @@ class _Text:
     hidden: list[torch.Tensor]  # one [1, tokens, features] per encoder
     pooled: torch.Tensor | None
     chunks: int
+    used: list[str] = field(default_factory=list)  # the embeddings it names
 
 
 def encoders(pipe, family: str, clip_skip: int) -> list[Encoder]:
@@ -84,32 +85,51 @@ def encode(pipe, family: str, conditioning, guided: bool, device: torch.device,
     `conditioning`: prompt, negative_prompt, clip_skip, emphasis. `embeddings`: name -> {"clip_l": [n, d], ...}
     for every textual-inversion embedding this model can use; those named in a prompt are used.
     """
-    specs = encoders(pipe, family, conditioning.clip_skip)
-    emphasis = getattr(conditioning, "emphasis", prompts.DEFAULT_EMPHASIS)
+    return encode_spans(pipe, family, [conditioning], guided, device, embeddings)[0]
+
+
+def encode_spans(pipe, family: str, spans: Sequence, guided: bool, device: torch.device,
+                 embeddings: Mapping[str, dict[str, torch.Tensor]] | None = None) -> list[Encoded]:
+    """The encodings of the spans of a prompt with editing (editing.spans: one conditioning per span of steps).
+
+    As A1111 does, the prompt's texts are encoded as one batch, and the negative prompt's as another: the
+    texts of a batch have the same chunk count (shorter ones get empty chunks) and "Original" emphasis keeps
+    the mean of each chunk position over the batch; an SDXL negative is zeros when all its texts are empty.
+    A span whose prompt and negative prompt differ in length gets empty-prompt chunks ("Pad conds").
+    """
+    first = spans[0]
+    specs = encoders(pipe, family, first.clip_skip)
+    emphasis = getattr(first, "emphasis", prompts.DEFAULT_EMPHASIS)
     embeddings = embeddings or {}
-    used: list[str] = []
-    positive = _encode_text(specs, _without_tags(conditioning.prompt), emphasis, embeddings, device, used)
-    kwargs: dict = {}
-    params: dict = {}
-    negative = None
-    if guided:
-        text = conditioning.negative_prompt  # as in A1111, its <lora:...> tags are words: no LoRA comes from it
-        zeros = family == "sdxl" and not text and getattr(pipe.config, "force_zeros_for_empty_prompt", False)
-        negative = _encode_text(specs, text, emphasis, embeddings, device, used)
-        if zeros:
-            negative = _Text([torch.zeros_like(h) for h in negative.hidden], torch.zeros_like(negative.pooled), 1)
-        if positive.chunks != negative.chunks:
-            empty = _encode_text(specs, "", emphasis, {}, device, [])
-            positive, negative = _padded(positive, empty, negative.chunks), _padded(negative, empty, positive.chunks)
+    texts = list(dict.fromkeys(_without_tags(span.prompt) for span in spans))
+    positives = dict(zip(texts, _encode_texts(specs, texts, emphasis, embeddings, device), strict=True))
+    negatives: dict = {}
+    if guided:  # as in A1111, the negative prompt's <lora:...> tags are words: no LoRA comes from it
+        texts = list(dict.fromkeys(span.negative_prompt for span in spans))
+        negatives = dict(zip(texts, _encode_texts(specs, texts, emphasis, embeddings, device), strict=True))
+        if family == "sdxl" and not any(texts) and getattr(pipe.config, "force_zeros_for_empty_prompt", False):
+            negatives = {text: _Text([torch.zeros_like(h) for h in t.hidden], torch.zeros_like(t.pooled), t.chunks)
+                         for text, t in negatives.items()}
+    empty: list = []
+    out = []
+    for span in spans:
+        positive = positives[_without_tags(span.prompt)]
+        negative = negatives.get(span.negative_prompt)
+        params = {}
+        if negative is not None and positive.chunks != negative.chunks:
+            empty = empty or _encode_texts(specs, [""], emphasis, {}, device)
+            positive, negative = _padded(positive, empty[0], negative.chunks), _padded(negative, empty[0], positive.chunks)
             params["Pad conds"] = "True"
-    kwargs["prompt_embeds"] = _joined(positive)
-    if negative is not None:
-        kwargs["negative_prompt_embeds"] = _joined(negative)
-    if family == "sdxl":
-        kwargs["pooled_prompt_embeds"] = positive.pooled
+        kwargs = {"prompt_embeds": _joined(positive)}
         if negative is not None:
-            kwargs["negative_pooled_prompt_embeds"] = negative.pooled
-    return Encoded(kwargs, params, list(dict.fromkeys(used)))
+            kwargs["negative_prompt_embeds"] = _joined(negative)
+        if family == "sdxl":
+            kwargs["pooled_prompt_embeds"] = positive.pooled
+            if negative is not None:
+                kwargs["negative_pooled_prompt_embeds"] = negative.pooled
+        used = positive.used + (negative.used if negative is not None else [])
+        out.append(Encoded(kwargs, params, list(dict.fromkeys(used))))
+    return out
 
 
 def _without_tags(text: str) -> str:
@@ -128,31 +148,52 @@ def _padded(text: _Text, empty: _Text, chunks: int) -> _Text:
         return text
     extra = chunks - text.chunks
     hidden = [torch.cat([h, e.repeat(1, extra, 1)], dim=1) for h, e in zip(text.hidden, empty.hidden, strict=True)]
-    return _Text(hidden, text.pooled, chunks)
+    return _Text(hidden, text.pooled, chunks, text.used)
 
 
-def _encode_text(specs: list[Encoder], text: str, emphasis: str, embeddings, device, used: list[str]) -> _Text:
-    pieces = prompts.pieces_for(text, emphasis)
-    hidden, pooled, counts = [], None, []
+def _encode_texts(specs: list[Encoder], texts: list[str], emphasis: str, embeddings, device) -> list[_Text]:
+    """The texts encoded as one batch (A1111's get_learned_conditioning of a prompt's schedule)."""
+    pieces = [prompts.pieces_for(text, emphasis) for text in texts]
+    hidden: list[list[torch.Tensor]] = [[] for _ in texts]  # per text: one tensor per encoder
+    pooled: list = [None] * len(texts)
+    used: list[list[str]] = [[] for _ in texts]
+    counts = []
     for spec in specs:
-        chunks = chunk_text(spec, pieces, embeddings)
-        outputs = [_encode_chunk(spec, c, embeddings, device, emphasis) for c in chunks]
-        hidden.append(torch.cat([z for z, _ in outputs], dim=1))
-        if spec.pooled:
-            pooled = outputs[0][1]
-        counts.append(len(chunks))
-        used.extend(at.name for c in chunks for at in c.embeddings)
-    if len(set(counts)) > 1:  # the encoders' tokenizers split the text differently: line them up
-        most = max(counts)
-        return _Text([_pad_each(h, n, most, specs[i], device) for i, (h, n) in enumerate(zip(hidden, counts))],
-                     pooled, most)
-    return _Text(hidden, pooled, counts[0])
+        chunked = [chunk_text(spec, p, embeddings) for p in pieces]
+        counts.append(max(len(chunks) for chunks in chunked))
+        empty = chunk_text(spec, prompts.pieces_for(""), {})[0]
+        per_text: list[list[torch.Tensor]] = [[] for _ in texts]
+        for position in range(counts[-1]):
+            batch = [chunks[position] if position < len(chunks) else empty for chunks in chunked]
+            outputs = [_encode_chunk(spec, c, embeddings, device) for c in batch]
+            for i, z in enumerate(_emphasised([z for z, _ in outputs], [c.weights for c in batch], emphasis)):
+                per_text[i].append(z)
+                if spec.pooled and position == 0:
+                    pooled[i] = outputs[i][1]
+        for i, chunks in enumerate(chunked):
+            hidden[i].append(torch.cat(per_text[i], dim=1))
+            used[i].extend(at.name for c in chunks for at in c.embeddings)
+    most = max(counts)
+    return [_Text([_pad_each(h, n, most, spec, device) for h, n, spec in zip(hidden[i], counts, specs, strict=True)],
+                  pooled[i], most, used[i]) for i in range(len(texts))]
+
+
+def _emphasised(zs: list[torch.Tensor], weights: list[tuple[float, ...]], emphasis: str) -> list[torch.Tensor]:
+    """Each token's vector times its weight; "Original" then scales the batch back to its mean before."""
+    if emphasis not in ("Original", "No norm") or all(w == 1.0 for ws in weights for w in ws):
+        return zs
+    original = torch.cat(zs).float()
+    multipliers = torch.tensor(weights, device=original.device, dtype=torch.float32).unsqueeze(-1)
+    weighted = original * multipliers
+    if emphasis == "Original":
+        weighted = weighted * (original.mean() / weighted.mean())
+    return [z.to(zs[0].dtype) for z in weighted.split(1)]
 
 
 def _pad_each(hidden, chunks, most, spec, device):
     if chunks == most:
         return hidden
-    empty, _ = _encode_chunk(spec, chunk_text(spec, prompts.pieces_for(""), {})[0], {}, device, "Original")
+    empty, _ = _encode_chunk(spec, chunk_text(spec, prompts.pieces_for(""), {})[0], {}, device)
     return torch.cat([hidden, empty.repeat(1, most - chunks, 1)], dim=1)
 
 
@@ -174,7 +215,8 @@ def chunk_text(spec: Encoder, pieces: list[prompts.Piece], embeddings) -> list[C
     return chunks
 
 
-def _encode_chunk(spec: Encoder, chunk: Chunk, embeddings, device, emphasis: str):
+def _encode_chunk(spec: Encoder, chunk: Chunk, embeddings, device):
+    """The chunk's hidden state as the model reads it (before emphasis), and its pooled output."""
     tokenizer, model = spec.tokenizer, spec.model
     tokens = list(chunk.tokens)
     end = tokens.index(tokenizer.eos_token_id)
@@ -190,14 +232,6 @@ def _encode_chunk(spec: Encoder, chunk: Chunk, embeddings, device, emphasis: str
         if spec.norm:
             z = getattr(model, "text_model", model).final_layer_norm(z)
     pooled = output.text_embeds if spec.pooled else None
-    if emphasis in ("Original", "No norm"):
-        weights = torch.tensor(chunk.weights, device=z.device, dtype=torch.float32).reshape(1, -1, 1)
-        if not bool((weights == 1.0).all()):
-            original = z.float()
-            weighted = original * weights
-            if emphasis == "Original":
-                weighted = weighted * (original.mean() / weighted.mean())
-            z = weighted.to(z.dtype)
     return z, pooled
 
 

@@ -246,3 +246,27 @@ def test_sdxl_prompt_editing_swaps_the_pooled_prompt_too(manager, tiny_models):
     got = ours(manager, model, "a [cat:dog:1]").image
     assert not np.array_equal(got, ours(manager, model, "a cat").image)
     assert not np.array_equal(got, ours(manager, model, "a dog").image)
+
+
+def test_the_texts_of_an_edited_prompt_are_weighted_as_one_batch(manager, tiny_models, bare):
+    """A1111 encodes a prompt's schedule as one batch: "Original" emphasis keeps the mean over all its texts."""
+    pipe, model = bare("sd1"), str(tiny_models["sd1"].folder)
+    tok = pipe.tokenizer
+    with torch.inference_mode():
+        raw = []
+        for tokens, weights in (weighted(tok, ("a ", 1.0), ("cat", 1.5)), weighted(tok, ("a dog", 1.0))):
+            ids, multipliers = chunk_ids(tok, tokens, weights)
+            z = pipe.text_encoder(ids, output_hidden_states=True).last_hidden_state
+            raw.append((z, multipliers))
+        batch = torch.cat([z for z, _ in raw])
+        scaled = torch.cat([z * m for z, m in raw])
+        scaled = scaled * (batch.mean() / scaled.mean())
+        cat, dog = scaled.split(1)
+        uncond = sd1_cond(pipe, [([], [])])
+
+    def swap(pipe_, index, timestep, tensors):
+        return {"prompt_embeds": torch.cat([uncond, dog])} if index == 1 else {}
+
+    expected = theirs(pipe, prompt_embeds=cat, negative_prompt_embeds=uncond, callback_on_step_end=swap,
+                      callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])
+    assert np.array_equal(ours(manager, model, "a [(cat:1.5)|dog]").image, expected)
