@@ -193,8 +193,12 @@ def main(argv: list[str]) -> int:
     from desktop.engine.local import DemoModelUnwritable, LocalBackend
 
     progress = _Progress()
-    # LoRAs and embeddings are looked for in the model folders the window uses (File > Settings, Models)
-    backend = LocalBackend(args.device, args.precision, settings.load().models_folders)
+    # LoRAs and embeddings are looked for in the model folders the window uses (File > Settings, Models);
+    # a settings file the CLI cannot read is left for the window to deal with
+    window_settings = settings.load(set_aside=False)
+    if window_settings.notice:
+        print(f"sfumato: {window_settings.notice}", file=sys.stderr)
+    backend = LocalBackend(args.device, args.precision, window_settings.models_folders)
     try:
         backend.start(progress.state)
     except ValueError as error:

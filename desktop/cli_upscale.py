@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
     from desktop.engine.local import LocalBackend
 
     progress = _Progress()
-    backend = LocalBackend(args.device, args.precision, settings.load().models_folders)
+    backend = LocalBackend(args.device, args.precision, settings.load(set_aside=False).models_folders)
     try:
         backend.start(progress.state)
     except ValueError as error:

@@ -67,7 +67,9 @@ def _valid(name: str, value: object, default: object) -> bool:
     return isinstance(value, type(default))
 
 
-def load(path: Path | None = None) -> Settings:
+def load(path: Path | None = None, *, set_aside: bool = True) -> Settings:
+    """The settings in `path`; defaults with a `notice` when it cannot be read, and then (with `set_aside`, as
+    the window does) the file is renamed to .bad so that it is not written over."""
     path = path or paths.settings_file()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -78,11 +80,13 @@ def load(path: Path | None = None) -> Settings:
     except (OSError, ValueError) as error:
         settings = Settings()
         kept = path.with_name(path.name + ".bad")
+        where = ""
         try:
-            os.replace(path, kept)
-            where = f" It was kept as {kept.name}."
+            if set_aside:
+                os.replace(path, kept)
+                where = f" It was kept as {kept.name}."
         except OSError:
-            where = ""
+            pass
         settings.notice = f"The settings file {path} could not be read ({error}); the defaults are used.{where}"
         return settings
     return Settings.from_json(data)

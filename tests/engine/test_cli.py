@@ -115,3 +115,16 @@ def test_demo_model_through_the_real_entry_point(tmp_path):
     assert out.returncode == 0, out.stderr
     written = out.stdout.strip().splitlines()
     assert len(written) == 1 and Image.open(written[0]).size == (64, 64)
+
+
+def test_a_settings_file_it_cannot_read_is_left_in_place_and_said(capsys, tmp_path, tiny_models):
+    from desktop.core import paths
+
+    broken = paths.settings_file()
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_text("{not json", encoding="utf-8")
+    code = main(["--model", str(tiny_models["sd1"].folder), "--prompt", "a fox", "--steps", "1", "--width", "64",
+                 "--height", "64", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "could not be read" in err and broken.read_text(encoding="utf-8") == "{not json"
