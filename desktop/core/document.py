@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from . import history as edits
 from .brush import Brush, Stroke
@@ -356,6 +357,31 @@ class CanvasDocument:
         self.history.push(edits.Compound("Accept result", steps))
         return layer
 
+    def accept_upscale(self, image: np.ndarray, name: str) -> ImageLayer:
+        """Make the canvas `image`'s size with every layer scaled to match, and add `image` as a new layer on top.
+
+        One undo step. The layers are scaled (not cropped) so masks and paint stay over what they covered, and
+        the upscaled picture is a layer of its own, to compare with the scaled ones below or to hide (as Krita
+        AI Diffusion's upscale does). The generation frame keeps its size: it is what the model works at.
+        """
+        self.end_drag()
+        new = Extent(int(image.shape[1]), int(image.shape[0]))
+        _check_extent(new)
+        old = self.extent
+        fx, fy = new.width / old.width, new.height / old.height
+        steps: list[edits.Edit] = [edits.Resize(old, new, Point(0, 0))]
+        for layer in self.layers:
+            scaled = (_scaled(layer, fx, fy), Point(round(layer.offset.x * fx), round(layer.offset.y * fy)))
+            steps.append(edits.ReplacePixels("Upscale", layer, (layer.share(), layer.offset), scaled))
+        layer = ImageLayer(rgba(image).copy(), name)
+        index = self._result_index()
+        steps.append(edits.InsertLayer("Upscale", layer, index))
+        for step in steps:
+            step.redo(self)
+        self._set_active(layer)
+        self.history.push(edits.Compound("Upscale", steps))
+        return layer
+
     def begin_stroke(self, layer: Layer, brush: Brush) -> StrokeSession:
         self.end_drag()
         self._check_editable(layer)
@@ -567,6 +593,14 @@ def _unique_name(doc: CanvasDocument, stem: str) -> str:
     while f"{stem} {number}" in names:
         number += 1
     return f"{stem} {number}"
+
+
+def _scaled(layer: Layer, fx: float, fy: float) -> np.ndarray:
+    """A layer's pixels scaled by (fx, fy): Lanczos for pictures (Pillow weighs colours by alpha), bilinear for masks."""
+    h, w = layer.pixels.shape[:2]
+    size = (max(1, round(w * fx)), max(1, round(h * fy)))
+    resample = Image.Resampling.LANCZOS if isinstance(layer, ImageLayer) else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(layer.pixels).resize(size, resample)).copy()
 
 
 def _check_extent(extent: Extent) -> None:

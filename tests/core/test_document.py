@@ -481,3 +481,35 @@ def test_undoing_a_new_layer_or_an_accepted_result_chooses_the_layer_below_not_t
     assert doc.active is photo, "deleting a layer chooses the one below it"
     doc.undo()
     assert doc.active is photo, "undo leaves the chosen layer chosen"
+
+
+def test_accepting_an_upscale_scales_every_layer_and_adds_the_picture_on_top_in_one_undo_step():
+    doc = CanvasDocument.new(Extent(100, 60))
+    doc.add_layer(ImageLayer(solid(60, 100, (9, 9, 9, 255)), "photo"), 0)
+    sticker = doc.add_layer(ImageLayer(solid(10, 20, (200, 0, 0, 255)), "sticker"), 2)
+    doc.set_property(sticker, "offset", Point(30, 20))
+    doc.set_property(sticker, "visible", False)
+    mask = doc.masks()[0]
+    mask.writable()[10:20, 10:40] = 255
+    frame = doc.frame
+    before = state(doc)
+    upscaled = solid(120, 200, (1, 2, 3, 255))[..., :3]
+    layer = doc.accept_upscale(upscaled, "Upscaled x2")
+    assert doc.extent == Extent(200, 120) and layer.bounds == doc.bounds and doc.active is layer
+    assert doc.index(layer) == len(doc.layers) - 2, "above the image layers, under the mask"
+    assert sticker.bounds == Bounds(60, 40, 40, 20) and not sticker.visible, "hidden layers scale too, in place"
+    assert mask.bounds == doc.bounds and mask.pixels[30, 50] == 255 and mask.pixels[50, 50] == 0
+    assert tuple(doc.composite()[5, 5]) == (1, 2, 3, 255)
+    assert doc.frame == frame, "the frame keeps the model's size"
+    assert doc.undo() == "Upscale"
+    assert_same(state(doc), before)
+    doc.redo()
+    assert doc.extent == Extent(200, 120) and tuple(doc.composite()[5, 5]) == (1, 2, 3, 255)
+
+
+def test_an_upscale_past_the_largest_canvas_is_refused_and_changes_nothing():
+    doc = CanvasDocument.new(Extent(64, 64))
+    before = state(doc)
+    with pytest.raises(ValueError, match="16384"):
+        doc.accept_upscale(np.zeros((8, 20000, 3), np.uint8), "Upscaled")
+    assert_same(state(doc), before)
