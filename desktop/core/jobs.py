@@ -20,6 +20,7 @@ from enum import Enum
 import numpy as np
 
 from .geometry import Bounds, only_masked_area
+from .postprocess import UpscaleRequest
 from .request import MAX_SEED, RANDOM_SEED, GenerationRequest, InpaintArea, Mode
 
 
@@ -34,7 +35,7 @@ class JobState(str, Enum):
 @dataclass
 class Job:
     id: int
-    request: GenerationRequest
+    request: GenerationRequest | UpscaleRequest
     frame: Bounds | None  # the canvas frame the results go to; None: not on the picture shown
     region: Bounds | None = None  # where the preview is drawn: the frame, or the crop of "only masked" inpainting
     mask: np.ndarray | None = field(default=None, repr=False)  # the preview shows only where this is not 0
@@ -44,8 +45,10 @@ class Job:
     step_times: list[float] = field(default_factory=list, repr=False)  # the start, then the end of each step
 
 
-def preview_area(request: GenerationRequest, frame: Bounds) -> tuple[Bounds, np.ndarray | None]:
+def preview_area(request: GenerationRequest | UpscaleRequest, frame: Bounds) -> tuple[Bounds, np.ndarray | None]:
     """Where a job's preview is drawn, and its mask: inpainting and outpainting show only what they change."""
+    if isinstance(request, UpscaleRequest):
+        return frame, None
     mask, inpaint = request.images.mask, request.inpaint
     if request.mode is Mode.INPAINT:
         if inpaint.area is InpaintArea.ONLY_MASKED:
@@ -87,7 +90,7 @@ class JobController:
 
     plan = staticmethod(plan)
 
-    def submitted(self, job_id: int, request: GenerationRequest, frame: Bounds | None) -> Job:
+    def submitted(self, job_id: int, request: GenerationRequest | UpscaleRequest, frame: Bounds | None) -> Job:
         job = self.jobs[job_id] = Job(job_id, request, frame)
         if frame is not None:
             job.region, job.mask = preview_area(request, frame)
@@ -104,7 +107,7 @@ class JobController:
         for job in self.jobs.values():
             job.frame = job.region = job.mask = None
 
-    def started(self, job_id: int, request: GenerationRequest) -> Job:
+    def started(self, job_id: int, request: GenerationRequest | UpscaleRequest) -> Job:
         job = self.jobs.get(job_id) or self.submitted(job_id, request, None)
         job.state = JobState.RUNNING
         job.step_times = [self.clock()]

@@ -27,6 +27,7 @@ import numpy as np
 from desktop.core import paths
 from desktop.core.errors import InvalidRequest, SfumatoError
 from desktop.core.geometry import Extent
+from desktop.core.imageio import output_path
 
 UPSCALE = "upscale"  # the job kind
 DEMO_UPSCALER = "demo"
@@ -103,6 +104,21 @@ class UpscaleRequest:
 def scale_text(factor: float) -> str:
     """2.0 -> "2", 1.5 -> "1.5", as A1111 writes "Postprocess upscale by"."""
     return f"{factor:.4g}"
+
+
+def describe(request: UpscaleRequest) -> str:
+    """What the queue and the canvas call the job: "Upscale x2", "Upscale to 2048x1536"."""
+    if request.size is not None:
+        return f"Upscale to {request.size.width}x{request.size.height}"
+    return f"Upscale x{scale_text(request.scale)}"
+
+
+def result_path(folder: Path, request: UpscaleRequest) -> Path:
+    """Where an upscaled picture made in the window goes: <folder>/<date>/<NNNNN>-x2.png (-<W>x<H> for a size),
+    numbered with the generated pictures of that day."""
+    numbered = output_path(folder, 0)
+    tag = f"{request.size.width}x{request.size.height}" if request.size is not None else f"x{scale_text(request.scale)}"
+    return numbered.with_name(f"{numbered.name[:5]}-{tag}.png")
 
 
 def upscale_params(factor: float, upscaler_name: str) -> tuple[tuple[str, str], ...]:

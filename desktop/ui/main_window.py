@@ -42,6 +42,7 @@ from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Bounds, Extent
 from desktop.core.jobs import JobController
 from desktop.core.model_choice import after_scan
+from desktop.core.postprocess import DEMO_UPSCALER, DEMO_UPSCALER_NAME, UpscaleRequest, list_upscalers
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
@@ -53,6 +54,7 @@ from .canvas.generation import CanvasGeneration
 from .canvas.layers_panel import LayersPanel
 from .canvas.tool_bar import ToolBar
 from .canvas.tools import Tool, ToolState
+from .canvas.upscale_dialog import UpscaleDialog
 from .canvas.view import CanvasView
 from .gallery.export_dialog import ExportDialog
 from .gallery.view import GalleryView
@@ -262,6 +264,7 @@ class MainWindow(QMainWindow):
 
         menu = bar.addMenu("&Image")
         self._action(menu, "Canvas size...", "Ctrl+Alt+C", self.canvas_size)
+        self.upscale_action = self._action(menu, "Upscale...", "Ctrl+Alt+U", self.upscale)
 
         menu = bar.addMenu("&Layer")
         self._action(menu, "New layer", "Ctrl+Shift+N", lambda: self.layers.new_layer("image"))
@@ -631,10 +634,10 @@ class MainWindow(QMainWindow):
         self.queue.set_jobs(jobs)
 
     @Slot(int, object)
-    def _job_started(self, job_id: int, request: GenerationRequest) -> None:
+    def _job_started(self, job_id: int, request: GenerationRequest | UpscaleRequest) -> None:
         self.cancel_button.setEnabled(True)
         self.jobs.started(job_id, request)
-        self.progress.setRange(0, request.sampling.steps)
+        self.progress.setRange(0, 1 if isinstance(request, UpscaleRequest) else request.sampling.steps)
         self.progress.setValue(0)
         self.progress.setFormat("Starting...")
 
@@ -653,7 +656,8 @@ class MainWindow(QMainWindow):
         self.generation.finished(job)
         self.gallery.add_results([str(path) for _, _, path in saved if path])
         for _image, seed, _path in saved:
-            self.panel.remember_seed(seed)
+            if seed >= 0:  # an upscale's result has no seed
+                self.panel.remember_seed(seed)
         self.results_shown.emit(saved)
 
     @Slot(int, str)
@@ -693,6 +697,24 @@ class MainWindow(QMainWindow):
         self.canvas.fit()
         extent = self.doc.extent
         self.note(f"The canvas is now {extent.width} × {extent.height} px (Ctrl+Z to undo).")
+
+    def upscale(self) -> int | None:
+        """Image > Upscale: queue the visible picture's model upscale; its result is staged like a generation's,
+        and accepting it makes the canvas that size (one undo step). Returns the job id."""
+        files = list_upscalers(self.settings.models_folders)  # what the engine's models() lists as kind "upscale"
+        upscalers = [*((str(path), name) for name, path in files.items()), (DEMO_UPSCALER, DEMO_UPSCALER_NAME)]
+        dialog = UpscaleDialog(self.doc.extent, upscalers, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return None
+        try:
+            request = dialog.request(self.doc.composite()).validated()
+        except InvalidRequest as error:
+            self.show_error(f"Cannot upscale: {error}")
+            return None
+        self.tabs.setCurrentIndex(0)
+        job_id = self.worker.submit(request)
+        self.jobs.submitted(job_id, request, self.doc.bounds)  # its result shows over the whole picture
+        return job_id
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self)

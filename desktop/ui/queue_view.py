@@ -22,10 +22,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core.postprocess import UpscaleRequest, describe as describe_upscale
 from desktop.core.request import GenerationRequest
 
 
-def describe(request: GenerationRequest) -> str:
+def describe(request: GenerationRequest | UpscaleRequest) -> str:
+    if isinstance(request, UpscaleRequest):
+        source, target = request.source, request.target()
+        return f"{describe_upscale(request)}  ·  {source.width}x{source.height} to {target.width}x{target.height}"
     prompt = " ".join(request.conditioning.prompt.split()) or "(no prompt)"
     if len(prompt) > 48:
         prompt = prompt[:47] + "…"

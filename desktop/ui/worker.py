@@ -13,9 +13,10 @@ Signals:
     device_ready(str): description of the device chosen.
     model_loaded(str, str): model reference and its family ("sd1", "sdxl", ...).
     model_failed(str, str): model reference and why it could not be loaded.
-    queue_changed(list): pending jobs as [(job_id, GenerationRequest)], oldest first.
-    job_started(int, object): job id and its resolved GenerationRequest.
-    step(int, int, int, object): job id, step (1-based), total steps, preview (HxWx3 uint8 or None).
+    queue_changed(list): pending jobs as [(job_id, GenerationRequest | UpscaleRequest)], oldest first.
+    job_started(int, object): job id and its resolved GenerationRequest (or validated UpscaleRequest).
+    step(int, int, int, object): job id, step (1-based), total steps, preview (HxWx3 uint8 or None); for an
+        upscale, one step per tile and no preview.
     job_finished(int, list): job id and [(image HxWx3 uint8, seed, saved Path or None)].
     save_failed(int, str): job id and why its pictures could not be written (they are still shown).
     job_failed(int, str): job id and a message to show as it is.
@@ -32,9 +33,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from desktop.core.backend import Backend, BackendFactory, GenerationJob, ModelDescriptor
+from desktop.core.backend import Backend, BackendFactory, GenerationJob, ModelDescriptor, UpscaleJob
 from desktop.core.errors import Cancelled, SfumatoError
+from desktop.core.imageio import save_png
 from desktop.core.outputs import save_result
+from desktop.core.postprocess import UpscaleRequest, result_path
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
@@ -72,7 +75,7 @@ class _Runner(_WorkerSignals):
         self._thread = QThread()
         self._thread.setObjectName("generation-worker")
         self._lock = threading.Lock()
-        self._pending: deque[tuple[int, GenerationRequest]] = deque()
+        self._pending: deque[tuple[int, GenerationRequest | UpscaleRequest]] = deque()
         self._ids = itertools.count(1)
         self._current: TaskState | None = None
         self._stopping = False
@@ -87,8 +90,8 @@ class _Runner(_WorkerSignals):
 
     # -- called from the GUI thread ---------------------------------------------
 
-    def submit(self, request: GenerationRequest) -> int:
-        """Queue a request; returns its job id."""
+    def submit(self, request: GenerationRequest | UpscaleRequest) -> int:
+        """Queue a request (a generation, or a model upscale); returns its job id."""
         with self._lock:
             job_id = next(self._ids)
             self._pending.append((job_id, request))
@@ -122,7 +125,7 @@ class _Runner(_WorkerSignals):
                 self._current.cancel()  # a download for a model no longer wanted
         self._preload.emit(model)
 
-    def pending(self) -> list[tuple[int, GenerationRequest]]:
+    def pending(self) -> list[tuple[int, GenerationRequest | UpscaleRequest]]:
         with self._lock:
             return list(self._pending)
 
@@ -215,16 +218,21 @@ class _Runner(_WorkerSignals):
             with self._lock:
                 self._current = None
 
-    def _run_one(self, job_id: int, request: GenerationRequest, state: TaskState, settings: Settings,
-                 said: list[str]) -> None:
+    def _run_one(self, job_id: int, request: GenerationRequest | UpscaleRequest, state: TaskState,
+                 settings: Settings, said: list[str]) -> None:
+        upscale = isinstance(request, UpscaleRequest)
+        loaded: ModelDescriptor | None = None  # an upscale loads its upscaler inside run()
         try:
-            request = request.resolved()
+            request = request.validated() if upscale else request.resolved()
             backend = self._started(state)
             backend.use_folders(list(settings.models_folders))  # ones added since it started count too
             self.job_started.emit(job_id, request)
             started = time.perf_counter()
-            loaded = backend.load(request.model, state)
-            results = backend.run(GenerationJob(request, settings.preview_method, settings.preview_every), state)
+            if upscale:
+                results = backend.run(UpscaleJob(request), state)
+            else:
+                loaded = backend.load(request.model, state)
+                results = backend.run(GenerationJob(request, settings.preview_method, settings.preview_every), state)
         except Cancelled:
             self.job_cancelled.emit(job_id)
             self.status.emit("Cancelled.")
@@ -232,7 +240,8 @@ class _Runner(_WorkerSignals):
         except Exception as error:  # noqa: BLE001 - the worker must survive anything and say what happened
             self.job_failed.emit(job_id, _message(error))
             return
-        self.model_loaded.emit(loaded.ref, loaded.family)
+        if loaded is not None:
+            self.model_loaded.emit(loaded.ref, loaded.family)
         saved, problem = self._save(results, loaded, settings)
         seconds = time.perf_counter() - started
         self.job_finished.emit(job_id, saved)
@@ -240,11 +249,11 @@ class _Runner(_WorkerSignals):
             self.save_failed.emit(job_id, problem)
         else:
             done = f"Done in {seconds:.1f} s: {len(saved)} image(s) saved to {Path(saved[0][2]).parent}"
-            if len(saved) < request.sampling.batch_size and said:  # the engine said why the others are missing
+            if not upscale and len(saved) < request.sampling.batch_size and said:  # the engine said why the others are missing
                 done = f"{done}. {said[-1]}"
             self.status.emit(done)
 
-    def _save(self, results, loaded: ModelDescriptor, settings: Settings) -> tuple[list, str]:
+    def _save(self, results, loaded: ModelDescriptor | None, settings: Settings) -> tuple[list, str]:
         """Write each result; a failure is reported, never a reason to drop the pictures."""
         saved, problem = [], ""
         with self._lock:
@@ -253,7 +262,11 @@ class _Runner(_WorkerSignals):
             gallery = None  # the output folder changed: its gallery opens later and finds these files
         for r in results:
             try:
-                if gallery is not None:
+                if isinstance(r.request, UpscaleRequest):  # A1111 Extras' keys appended to the source's parameters
+                    target = result_path(settings.output_path(), r.request)
+                    path = gallery.add_picture(target, r.image, r.request.parameters) if gallery is not None else \
+                        save_png(target, r.image, {"parameters": r.request.parameters})
+                elif gallery is not None:
                     path = gallery.add_result(r.image, r.request, r.seed, loaded.name, loaded.hash, r.params)
                 else:
                     path = save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, loaded.hash,
@@ -309,8 +322,8 @@ class GenerationWorker(_WorkerSignals):
     def _say_queue(self, _snapshot: list) -> None:
         self.queue_changed.emit(self._runner.pending())
 
-    def submit(self, request: GenerationRequest) -> int:
-        """Queue a request; returns its job id."""
+    def submit(self, request: GenerationRequest | UpscaleRequest) -> int:
+        """Queue a request (a generation, or a model upscale); returns its job id."""
         return self._runner.submit(request)
 
     def remove(self, job_id: int) -> bool:
@@ -325,7 +338,7 @@ class GenerationWorker(_WorkerSignals):
         """Start the engine and load `model` in the background (after the window shows)."""
         self._runner.preload(model)
 
-    def pending(self) -> list[tuple[int, GenerationRequest]]:
+    def pending(self) -> list[tuple[int, GenerationRequest | UpscaleRequest]]:
         return self._runner.pending()
 
     def is_busy(self) -> bool:

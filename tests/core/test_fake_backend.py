@@ -148,3 +148,16 @@ def test_load_describes_the_model_and_records_what_was_asked():
     backend.close()
     assert backend.closed == 1 and backend.current is None
     assert [m.ref for m in backend.models()] == ["demo"]
+
+
+def test_an_upscale_job_resizes_in_one_step_per_tile_with_the_postprocess_keys():
+    from desktop.core.backend import UpscaleJob
+    from desktop.core.postprocess import DEMO_UPSCALER_NAME, UpscaleRequest
+
+    backend = FakeBackend()
+    steps = []
+    state = TaskState(on_step=lambda i, n, preview: steps.append((i, n, preview)))
+    image = np.full((30, 40, 3), 99, np.uint8)
+    result, = backend.run(UpscaleJob(UpscaleRequest(image, 2.0, parameters="a cat\nSteps: 3")), state)
+    assert result.image.shape == (60, 80, 3) and steps == [(i, 4, None) for i in range(1, 5)]
+    assert result.request.parameters == f"a cat\nSteps: 3, Postprocess upscale by: 2, Postprocess upscaler: {DEMO_UPSCALER_NAME}"

@@ -13,6 +13,8 @@ seconds. It behaves like the engine where a caller can see it:
   counts it (steps x strength for img2img and inpaint);
 - a cancel (of the state, or through cancel()) raises Cancelled within one
   step, also during `step_delay`;
+- an UpscaleJob returns the picture resized with Lanczos to the asked size, its parameters with A1111's
+  Postprocess keys, after `upscale_tiles` steps (one per tile, no preview), as the engine does;
 - `load_error`, `run_error` (raised after `fail_at_step` steps; OutOfMemory for
   a run out of memory) and `start_error` inject failures.
 
@@ -29,6 +31,7 @@ from PIL import Image
 
 from desktop.core.backend import GENERATION, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.errors import Cancelled, SfumatoError
+from desktop.core.postprocess import DEMO_UPSCALER, DEMO_UPSCALER_NAME, UPSCALE, upscale_params, with_params
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest, InpaintArea, Mode
 from desktop.core.settings import Settings
@@ -49,6 +52,7 @@ class FakeBackend:
         catalogue: list[ModelDescriptor] | None = None,
     ):
         self.step_delay = step_delay
+        self.upscale_tiles = 4  # the steps of an upscale
         self.family = family
         self.start_error, self.load_error, self.run_error = start_error, load_error, run_error
         self.fail_at_step = fail_at_step
@@ -94,6 +98,8 @@ class FakeBackend:
         return self.current
 
     def run(self, job: Job, state: TaskState) -> list[Result]:
+        if job.kind == UPSCALE:
+            return self._upscale(job, state)
         if job.kind != GENERATION:
             raise SfumatoError(f"The fake backend cannot run {job.kind} jobs.")
         request = job.request.resolved()
@@ -115,6 +121,22 @@ class FakeBackend:
             if self.run_error is not None:
                 raise self.run_error
             return [Result(image, seed, request) for image, seed in zip(images, request.sampling.seeds, strict=True)]
+
+    def _upscale(self, job: Job, state: TaskState) -> list[Result]:
+        request = job.request.validated()
+        with self._call.running(state):
+            self.jobs.append(job)
+            target = request.target()
+            state.status(f"Upscaling {request.source.width}x{request.source.height} to {target.width}x{target.height}")
+            for index in range(1, self.upscale_tiles + 1):
+                if self.run_error is not None and index > self.fail_at_step:
+                    raise self.run_error
+                self._wait(state, index)
+                state.step(index, self.upscale_tiles, None)
+            name = DEMO_UPSCALER_NAME if request.upscaler == DEMO_UPSCALER else request.upscaler
+            params = upscale_params(request.factor(), name)
+            image = _fit(request.image, target.width, target.height)
+            return [Result(image, -1, request.replace(parameters=with_params(request.parameters, params)), params)]
 
     def models(self) -> list[ModelDescriptor]:
         return list(self.catalogue)

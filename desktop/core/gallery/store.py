@@ -122,6 +122,16 @@ class GalleryStore:
             pass
         return path
 
+    def add_picture(self, path: Path, image: np.ndarray, parameters: str) -> Path:
+        """Save a finished picture that is not a generation (an upscale) with its A1111 `parameters` text at `path`
+        (numbered, never overwriting), and index it; returns its file."""
+        path = save_png(path, image, {"parameters": parameters} if parameters else None)
+        try:
+            self.index_files([path])
+        except sqlite3.Error:
+            pass
+        return path
+
     def import_files(self, files: Iterable[Path]) -> tuple[list[ImageRecord], list[str]]:
         """Copy pictures from elsewhere into today's folder and index them; returns (records, problems)."""
         day = self.folder / _dt.date.today().isoformat()

@@ -4,7 +4,9 @@ Where each job paints is the JobController's (desktop/core/jobs.py): its
 live preview is painted in the job's preview area, and its results are staged
 on the job's frame (a strip to step through, accept or discard). Accepting
 makes the result a new layer, growing the canvas when the frame reached past
-it: one undo step. If the canvas grows to the left or top meanwhile, this
+it: one undo step. A model upscale's result waits the same way, shown over the
+whole picture; accepting it makes the canvas its size, the layers scaled, with
+the upscaled picture as a new layer on top (one undo step too). If the canvas grows to the left or top meanwhile, this
 tells the controller, and the waiting frames move with the picture.
 """
 
@@ -21,6 +23,7 @@ from desktop.core.frame import frame_request
 from desktop.core.geometry import Bounds, Extent, Point
 from desktop.core.jobs import Job, JobController
 from desktop.core.layers import Layer
+from desktop.core.postprocess import UpscaleRequest, describe
 from desktop.core.request import GenerationRequest
 
 from ..qimage import masked_qimage, to_qimage
@@ -30,11 +33,12 @@ from .view import CanvasView
 
 @dataclass(frozen=True)
 class StagedResult:
-    image: np.ndarray  # HxWx3 uint8, the frame's size
+    image: np.ndarray  # HxWx3 uint8, the frame's size (an upscale's: the size the canvas becomes)
     seed: int
     path: Path | None
-    frame: Bounds
+    frame: Bounds  # where it shows (an upscale: over the whole picture, scaled down)
     prompt: str
+    upscale: str = ""  # "Upscale x2" for a model upscale's result, "" for a generation's
 
 
 class CanvasGeneration(QObject):
@@ -105,12 +109,14 @@ class CanvasGeneration(QObject):
         self._clear_preview(job.id)
         if job.frame is None:
             return
-        frame, prompt, saved = job.frame, job.request.conditioning.prompt, job.results
+        frame, saved = job.frame, job.results
+        upscale = describe(job.request) if isinstance(job.request, UpscaleRequest) else ""
+        prompt = "" if upscale else job.request.conditioning.prompt
         first_new = len(self.staged)
         for image, seed, path in saved:
-            if image.shape[:2] != (frame.height, frame.width):
+            if not upscale and image.shape[:2] != (frame.height, frame.width):
                 frame = Bounds(frame.x, frame.y, image.shape[1], image.shape[0])
-            self.staged.append(StagedResult(image, seed, Path(path) if path else None, frame, prompt))
+            self.staged.append(StagedResult(image, seed, Path(path) if path else None, frame, prompt, upscale))
         if saved:
             self._show(first_new)
 
@@ -128,9 +134,13 @@ class CanvasGeneration(QObject):
         words = " ".join(result.prompt.split())
         name = f"Seed {result.seed}" + (f": {words[:40]}" if words else "")
         try:
-            layer = self.doc.accept_result(result.image, result.frame, name)
+            if result.upscale:
+                layer = self.doc.accept_upscale(result.image, result.upscale.replace("Upscale", "Upscaled", 1))
+            else:
+                layer = self.doc.accept_result(result.image, result.frame, name)
         except ValueError as error:  # the canvas would grow past its largest size
-            self.failed.emit(f"This result cannot be placed there: {error}. Move the frame closer to the picture.")
+            where = "Ask for a smaller size." if result.upscale else "Move the frame closer to the picture."
+            self.failed.emit(f"This result cannot be placed there: {error}. {where}")
             return None
         self.staged.clear()
         self._show(0)
@@ -151,7 +161,12 @@ class CanvasGeneration(QObject):
         if self.staged:
             result = self.staged[self.current]
             self.view.set_picture("staged", to_qimage(result.image), result.frame)
-            self.bar.show_state(self.current, len(self.staged), result.seed)
+            if result.upscale:
+                size = f"{result.image.shape[1]}x{result.image.shape[0]}"
+                note = result.upscale if result.upscale.endswith(size) else f"{result.upscale} to {size}"
+                self.bar.show_state(self.current, len(self.staged), None, f"{note} px")
+            else:
+                self.bar.show_state(self.current, len(self.staged), result.seed)
         else:
             self.view.set_picture("staged", None)
             self.bar.show_state(0, 0, None)

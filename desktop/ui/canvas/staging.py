@@ -41,11 +41,13 @@ class StagingBar(QFrame):
             layout.addWidget(widget)
         self.hide()
 
-    def show_state(self, index: int, count: int, seed: int | None) -> None:
+    def show_state(self, index: int, count: int, seed: int | None, note: str = "") -> None:
+        """`note`: what else to say about the shown result ("Upscale x2 to 1024x1024")."""
         if count == 0:
             self.hide()
             return
-        self.label.setText(f"Result {index + 1} of {count}" + (f"  ·  seed {seed}" if seed is not None else ""))
+        self.label.setText(f"Result {index + 1} of {count}" + (f"  ·  seed {seed}" if seed is not None else "")
+                           + (f"  ·  {note}" if note else ""))
         self.previous.setEnabled(index > 0)
         self.next.setEnabled(index < count - 1)
         self.discard_all.setVisible(count > 1)
