@@ -108,6 +108,9 @@ def test_upscale_stages_the_result_and_accept_makes_the_canvas_that_size_in_one_
     assert all(layer.bounds == doc.bounds for layer in doc.layers), "every layer scaled with the canvas"
     assert mask.pixels[50, 100] == 255 and mask.pixels[30, 40] == 0, "the mask still covers what it covered"
     assert window.undo_action.text() == "Undo upscale"
+    assert "768" not in window.statusBar().currentMessage() and "192 × 160 px" in window.statusBar().currentMessage()
+    shown_rect = window.canvas.widget_rect(doc.bounds)
+    assert window.canvas.rect().contains(shown_rect), "the whole grown picture is in view"
 
     qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert doc.extent == Extent(96, 80) and len(doc.layers) == layers

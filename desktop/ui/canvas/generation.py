@@ -144,6 +144,10 @@ class CanvasGeneration(QObject):
             return None
         self.staged.clear()
         self._show(0)
+        if result.upscale:  # the whole picture changed size: show all of it, and say so
+            self.view.fit()
+            extent = self.doc.extent
+            self.view.message.emit(f"The canvas is now {extent.width} × {extent.height} px (Ctrl+Z to undo).")
         self.accepted.emit(layer)
         return layer
 
