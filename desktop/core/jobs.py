@@ -70,9 +70,10 @@ def plan(request: GenerationRequest, count: int) -> list[GenerationRequest]:
             for i in range(count)]
 
 
-def progress_text(step_times: list[float], index: int, total: int) -> str:
-    """ "Step 3/20 · 1.52 it/s · ETA 11 s": the speed is the mean over the steps after the first (which warms up)."""
-    text = f"Step {index}/{total}"
+def progress_text(step_times: list[float], index: int, total: int, unit: str = "Step") -> str:
+    """ "Step 3/20 · 1.52 it/s · ETA 11 s": the speed is the mean over the steps after the first (which warms up).
+    An upscale counts tiles: "Tile 3/4 · ..."."""
+    text = f"{unit} {index}/{total}"
     if len(step_times) > 2:
         per_step = (step_times[-1] - step_times[1]) / (len(step_times) - 2)
         if per_step > 0:
@@ -118,7 +119,8 @@ class JobController:
         job = self.jobs.get(job_id)
         times = job.step_times if job is not None else []
         times.append(self.clock())
-        return progress_text(times, index, total)
+        unit = "Tile" if job is not None and isinstance(job.request, UpscaleRequest) else "Step"
+        return progress_text(times, index, total, unit)
 
     def finished(self, job_id: int, results: list) -> Job | None:
         return self._end(job_id, JobState.DONE, results=list(results))

@@ -59,6 +59,7 @@ class UpscaleRequest:
     size: Extent | None = None  # the exact output size; overrides scale
     upscaler: str = DEMO_UPSCALER  # "demo", a path, or a file stem in the upscaler folders
     parameters: str = ""  # the source picture's A1111 parameters text, "" when it had none
+    beside: str = ""  # the source picture's file, when the result is to be saved beside it (the gallery's)
 
     def replace(self, **changes) -> UpscaleRequest:
         return replace(self, **changes)
@@ -114,10 +115,14 @@ def describe(request: UpscaleRequest) -> str:
 
 
 def result_path(folder: Path, request: UpscaleRequest) -> Path:
-    """Where an upscaled picture made in the window goes: <folder>/<date>/<NNNNN>-x2.png (-<W>x<H> for a size),
-    numbered with the generated pictures of that day."""
-    numbered = output_path(folder, 0)
+    """Where an upscaled picture made in the window goes: beside its source as <name>-x2.png when it came from
+    a file (the gallery), else <folder>/<date>/<NNNNN>-x2.png, numbered with the generated pictures of that
+    day; -<W>x<H> for a size. An existing file is never replaced (save_png numbers the name)."""
     tag = f"{request.size.width}x{request.size.height}" if request.size is not None else f"x{scale_text(request.scale)}"
+    if request.beside:
+        source = Path(request.beside)
+        return source.with_name(f"{source.stem}-{tag}.png")
+    numbered = output_path(folder, 0)
     return numbered.with_name(f"{numbered.name[:5]}-{tag}.png")
 
 

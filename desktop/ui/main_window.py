@@ -42,7 +42,7 @@ from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Bounds, Extent
 from desktop.core.jobs import JobController
 from desktop.core.model_choice import after_scan
-from desktop.core.postprocess import DEMO_UPSCALER, DEMO_UPSCALER_NAME, UpscaleRequest, list_upscalers
+from desktop.core.postprocess import UpscaleRequest
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
@@ -54,7 +54,6 @@ from .canvas.generation import CanvasGeneration
 from .canvas.layers_panel import LayersPanel
 from .canvas.tool_bar import ToolBar
 from .canvas.tools import Tool, ToolState
-from .canvas.upscale_dialog import UpscaleDialog
 from .canvas.view import CanvasView
 from .gallery.export_dialog import ExportDialog
 from .gallery.view import GalleryView
@@ -64,6 +63,7 @@ from .prompt_panel import MODE_TEXT, PromptPanel
 from .queue_view import QueueView
 from .settings_dialog import SettingsDialog
 from .theme import apply_theme
+from .upscaling import Upscaling
 from .welcome import WelcomeDialog
 from .window_parts import Banner, StatusBar
 from .worker import GenerationWorker
@@ -182,6 +182,7 @@ class MainWindow(QMainWindow):
         self.gallery.base_request = self.panel.request
         self.gallery.model_folders = lambda: self.settings.models_folders
         self.addon_tools = AddonTools(self.panel, lambda: self.settings.models_folders, self)
+        self.upscaling = Upscaling(self)
         canvas_page = QWidget()
         canvas_layout = QVBoxLayout(canvas_page)
         canvas_layout.setContentsMargins(0, 0, 0, 0)
@@ -323,6 +324,7 @@ class MainWindow(QMainWindow):
         g.use_seed.connect(self._use_seed)
         g.to_canvas.connect(self._to_canvas)
         g.export_requested.connect(self.export_pictures)
+        g.upscale_requested.connect(self.upscaling.pictures)
         g.message.connect(self.note)
         g.error.connect(self.show_error)
         g.undo_changed.connect(self._history_changed)
@@ -701,20 +703,7 @@ class MainWindow(QMainWindow):
     def upscale(self) -> int | None:
         """Image > Upscale: queue the visible picture's model upscale; its result is staged like a generation's,
         and accepting it makes the canvas that size (one undo step). Returns the job id."""
-        files = list_upscalers(self.settings.models_folders)  # what the engine's models() lists as kind "upscale"
-        upscalers = [*((str(path), name) for name, path in files.items()), (DEMO_UPSCALER, DEMO_UPSCALER_NAME)]
-        dialog = UpscaleDialog(self.doc.extent, upscalers, self)
-        if dialog.exec() != QDialog.DialogCode.Accepted:
-            return None
-        try:
-            request = dialog.request(self.doc.composite()).validated()
-        except InvalidRequest as error:
-            self.show_error(f"Cannot upscale: {error}")
-            return None
-        self.tabs.setCurrentIndex(0)
-        job_id = self.worker.submit(request)
-        self.jobs.submitted(job_id, request, self.doc.bounds)  # its result shows over the whole picture
-        return job_id
+        return self.upscaling.canvas()
 
     def open_settings(self) -> None:
         dialog = SettingsDialog(self.settings, self)

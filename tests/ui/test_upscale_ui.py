@@ -41,8 +41,7 @@ def ask_upscale(window, qtbot, choose=None, accept=True) -> list:
 
 def painted_mask(doc):
     mask = next(layer for layer in doc.layers if isinstance(layer, MaskLayer))
-    doc._write(mask, [])  # noqa: SLF001 - a mask painted without the brush: the rectangle below
-    mask.writable()[20:40, 30:60] = 255
+    mask.writable()[20:40, 30:60] = 255  # painted without the brush: masks are not composited
     return mask
 
 
@@ -79,11 +78,14 @@ def test_upscale_stages_the_result_and_accept_makes_the_canvas_that_size_in_one_
     before, layers = doc.composite().copy(), len(doc.layers)
     steps = []
     window.worker.step.connect(lambda job, i, n, preview: steps.append((i, n, preview, window.progress.maximum())))
+    formats = []
+    window.worker.step.connect(lambda *_: formats.append(window.progress.format()))  # after the window's slot
     with qtbot.waitSignal(window.results_shown, timeout=10_000) as shown:
         said = ask_upscale(window, qtbot)
     assert "192 × 160 px" in said[0]
     assert [(i, n, p) for i, n, p, _ in steps] == [(1, 4, None), (2, 4, None), (3, 4, None), (4, 4, None)]
     assert window.progress.maximum() == 4 and window.progress.value() == 4, "one step per tile on the bar"
+    assert [text.split(" · ")[0] for text in formats] == ["Tile 1/4", "Tile 2/4", "Tile 3/4", "Tile 4/4"]
     (image, _seed, path), = shown.args[0]
     assert image.shape[:2] == (160, 192)
     staged = window.generation.staged
@@ -164,6 +166,62 @@ def test_esc_cancels_a_running_upscale_and_the_queue_names_waiting_ones(make_win
         qtbot.keyClick(window.canvas, Qt.Key.Key_Escape)
     assert window.progress.format() == "Cancelled"
     assert not window.generation.staged and doc.extent == Extent(96, 80)
+
+
+def test_gallery_upscale_saves_each_selected_picture_beside_it_with_its_parameters_and_postprocess_keys(
+        make_window, qtbot, sfumato_home):
+    from tests.ui.test_gallery import gallery_of
+
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["a red door", "a blue boat"])
+    canvas_before = (window.doc.extent, len(window.doc.layers))
+    gallery.list.selectAll()
+    sources = [gallery.store.path(record) for record in gallery.selected()]
+    parameters = {path.name: read_image_meta(path)[0].parameters for path in sources}
+    assert gallery.buttons["upscale"].isEnabled()
+    said = {}
+
+    def answer():
+        dialog = QApplication.activeModalWidget()
+        assert isinstance(dialog, UpscaleDialog)
+        said["size enabled"] = dialog.size_button.isEnabled()
+        dialog.scale_box.setCurrentText("x3")
+        said["summary"] = dialog.summary.text()
+        qtbot.keyClick(dialog, Qt.Key.Key_Return)
+
+    finished = []
+    window.worker.job_finished.connect(lambda job, saved: finished.append(saved))
+    QTimer.singleShot(0, answer)
+    qtbot.mouseClick(gallery.buttons["upscale"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(finished) == 2, timeout=10_000)
+    assert said == {"size enabled": False,
+                    "summary": "The first result is 192 × 192 px, saved beside its picture with its parameters."}
+    for source in sources:
+        result = source.with_name(f"{source.stem}-x3.png")
+        meta, width, height = read_image_meta(result)
+        assert (width, height) == (192, 192)
+        assert meta.parameters == (f"{parameters[source.name]}, Postprocess upscale by: 3, "
+                                   f"Postprocess upscaler: {DEMO_UPSCALER_NAME}")
+        assert meta.prompt in ("a red door", "a blue boat"), "the source's prompt is still read from it"
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 4, timeout=5000)
+    assert not window.generation.staged and (window.doc.extent, len(window.doc.layers)) == canvas_before
+
+
+def test_gallery_upscale_of_an_unreadable_picture_says_so_and_does_the_others(make_window, qtbot, sfumato_home):
+    from tests.ui.test_gallery import gallery_of
+
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["a red door", "a blue boat"])
+    gallery.list.selectAll()
+    broken, kept = [gallery.store.path(record) for record in gallery.selected()]
+    broken.write_bytes(b"not a png")
+    finished = []
+    window.worker.job_finished.connect(lambda job, saved: finished.append(saved))
+    QTimer.singleShot(0, lambda: qtbot.keyClick(QApplication.activeModalWidget(), Qt.Key.Key_Return))
+    qtbot.mouseClick(gallery.buttons["upscale"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(finished) == 1, timeout=10_000)
+    assert kept.with_name(f"{kept.stem}-x2.png").exists() and not broken.with_name(f"{broken.stem}-x2.png").exists()
+    assert window.error_banner.isVisible()
+    assert window.error_banner.text().startswith(f"{broken.name} is not a picture Sfumato can read")
+    assert window.error_banner.text().endswith("It was not upscaled.")
 
 
 @pytest.mark.engine

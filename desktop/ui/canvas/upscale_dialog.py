@@ -1,4 +1,5 @@
-"""Image > Upscale...: which upscaler, and how large (x1.5 to x4, or a width and height); it says the result's size.
+"""Image > Upscale... (and the gallery's Upscale...): which upscaler, and how large (x1.5 to x4, or a width and
+height); it says the result's size.
 
 The upscalers are the files of the upscaler folders (desktop/core/postprocess.py, the list the engine's
 models() gives with kind "upscale") and the built-in demo upscaler, which is always there.
@@ -19,9 +20,12 @@ SCALES = (1.5, 2.0, 3.0, 4.0)
 
 
 class UpscaleDialog(QDialog):
-    def __init__(self, source: Extent, upscalers: list[tuple[str, str]], parent: QWidget | None = None):
-        """`upscalers`: (ref, label) pairs, the first chosen."""
+    def __init__(self, source: Extent, upscalers: list[tuple[str, str]], parent: QWidget | None = None,
+                 pictures: int = 0):
+        """`upscalers`: (ref, label) pairs, the first chosen. `pictures`: 0 for the canvas's picture, else how many
+        gallery pictures (`source` is the first one's size); several take a scale only, not one size for all."""
         super().__init__(parent)
+        self.pictures = pictures
         self.setWindowTitle("Upscale")
         self.setMinimumWidth(380)
         self.source = source
@@ -60,7 +64,16 @@ class UpscaleDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"The visible picture, now {source.width} × {source.height} px"))
+        if pictures > 1:
+            heading = f"{pictures} pictures; the first is {source.width} × {source.height} px"
+            self.size_button.setEnabled(False)
+            for widget in (self.width_box, self.height_box, self.keep_ratio):
+                widget.setEnabled(False)
+        elif pictures == 1:
+            heading = f"The picture, {source.width} × {source.height} px"
+        else:
+            heading = f"The visible picture, now {source.width} × {source.height} px"
+        layout.addWidget(QLabel(heading))
         layout.addLayout(form)
         layout.addWidget(self.summary)
         layout.addWidget(self.buttons)
@@ -71,7 +84,10 @@ class UpscaleDialog(QDialog):
         self._explain()
 
     def target(self) -> Extent:
-        return self.request(np.zeros((self.source.height, self.source.width, 3), np.uint8)).target()
+        if self.size_button.isChecked():
+            return Extent(self.width_box.value(), self.height_box.value())
+        scale = float(self.scale_box.currentData())
+        return Extent(max(1, round(self.source.width * scale)), max(1, round(self.source.height * scale)))
 
     def request(self, image: np.ndarray, parameters: str = "") -> UpscaleRequest:
         """What the dialog asks for, of `image` (the source's size)."""
@@ -99,7 +115,11 @@ class UpscaleDialog(QDialog):
     def _explain(self, *_args) -> None:
         out = self.target()
         ok = max(out) <= MAX_EXTENT
-        if ok:
+        if ok and self.pictures:
+            first = "The first result" if self.pictures > 1 else "The result"
+            self.summary.setText(f"{first} is {out.width} × {out.height} px, saved beside its picture with its "
+                                 "parameters.")
+        elif ok:
             self.summary.setText(f"The result is {out.width} × {out.height} px; the canvas becomes that size, its "
                                  "layers scaled, with the upscaled picture as a new layer on top.")
         else:

@@ -186,6 +186,7 @@ class GalleryView(QWidget):
     use_seed(int): its seed.
     to_canvas(str, bool): its file, and True to add it as a layer (False: open it as a new picture).
     export_requested(list): the selected records, to export.
+    upscale_requested(list): the selected records, to upscale (beside them, in the output folder).
     message(str): a short note for the status bar.
     error(str): what went wrong, to show.
     undo_changed(): a deletion was made or undone (Edit > Undo follows).
@@ -195,6 +196,7 @@ class GalleryView(QWidget):
     use_seed = Signal(int)
     to_canvas = Signal(str, bool)
     export_requested = Signal(list)
+    upscale_requested = Signal(list)
     message = Signal(str)
     error = Signal(str)
     undo_changed = Signal()
@@ -277,6 +279,8 @@ class GalleryView(QWidget):
               self.show_in_folder)],
             [("favourite", "★ Favourite", "Mark or unmark the selected pictures as favourites (F)",
               self.toggle_favourite),
+             ("upscale", "Upscale...", "Upscale the selected pictures with an upscaler model; the results are saved "
+              "beside them", self.upscale_selected),
              ("export", "Export...", "Export the selected pictures", self.export_selected),
              ("delete", "Delete", "Move the selected pictures to the trash (Delete; Ctrl+Z brings them back)",
               self.delete_selected)],
@@ -431,7 +435,7 @@ class GalleryView(QWidget):
         one = self.current() is not None and count <= 1
         for key in ("use", "seed", "layer", "open", "copy", "copy_text", "folder"):
             self.buttons[key].setEnabled(one)
-        for key in ("favourite", "export", "delete"):
+        for key in ("favourite", "upscale", "export", "delete"):
             self.buttons[key].setEnabled(count > 0)
         self.buttons["export"].setText(f"Export {count}..." if count > 1 else "Export...")
         records = self.selected()
@@ -607,6 +611,11 @@ class GalleryView(QWidget):
         records = self.selected()
         if records:
             self.export_requested.emit(records)
+
+    def upscale_selected(self) -> None:
+        records = self.selected()
+        if records:
+            self.upscale_requested.emit(records)
 
 
 def read_picture(path: Path) -> QImage:

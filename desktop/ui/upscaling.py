@@ -1,0 +1,108 @@
+"""Upscaling from the window: Image > Upscale... for the canvas's picture, and the gallery's Upscale... for pictures.
+
+Both ask with UpscaleDialog and queue an UpscaleRequest per picture on the worker, where it runs like a
+generation (the queue, the progress bar one tile a step, Esc). The canvas's result is staged on the picture to
+accept or discard (desktop/ui/canvas/generation.py); a gallery picture's is saved beside it as <name>-x2.png, its
+parameters with A1111's Postprocess keys appended, and appears in the gallery, not on the canvas.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtWidgets import QDialog
+
+from desktop.core.errors import InvalidRequest, SfumatoError
+from desktop.core.gallery.metadata import read_image_meta
+from desktop.core.geometry import Extent
+from desktop.core.imageio import load_image
+from desktop.core.postprocess import DEMO_UPSCALER, DEMO_UPSCALER_NAME, UpscaleRequest, list_upscalers
+
+from .canvas.upscale_dialog import UpscaleDialog
+
+
+class Upscaling:
+    def __init__(self, window):
+        self.window = window  # the MainWindow: its settings, document, worker, jobs, gallery and messages
+
+    def upscalers(self) -> list[tuple[str, str]]:
+        """(ref, name) of the upscaler files, as the engine's models() lists them with kind "upscale", then the demo."""
+        files = list_upscalers(self.window.settings.models_folders)
+        return [*((str(path), name) for name, path in files.items()), (DEMO_UPSCALER, DEMO_UPSCALER_NAME)]
+
+    def ask(self, source: Extent, pictures: int = 0) -> UpscaleRequest | None:
+        """What the person chose, as a request of a placeholder picture of `source`'s size; None when cancelled."""
+        w = self.window
+        dialog = UpscaleDialog(source, self.upscalers(), w, pictures)
+        try:
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return None
+            return dialog.request(np.zeros((1, 1, 3), np.uint8))  # the picture is put in by the caller
+        finally:
+            dialog.deleteLater()
+
+    def canvas(self) -> int | None:
+        """Queue the visible picture's upscale; its result is staged over the whole picture. Returns the job id."""
+        w = self.window
+        chosen = self.ask(w.doc.extent)
+        if chosen is None:
+            return None
+        w.tabs.setCurrentIndex(0)
+        return self._queue(chosen.replace(image=w.doc.composite()), w.doc.bounds)
+
+    def pictures(self, records: list) -> None:
+        """Queue the upscale of each gallery picture (read in the background), each saved beside its file."""
+        w = self.window
+        store = w.gallery_store
+        if store is None or not records:
+            return
+        first = records[0]
+        chosen = self.ask(Extent(max(1, first.width), max(1, first.height)), len(records))
+        if chosen is None:
+            return
+        paths = [store.path(record) for record in records]
+
+        def read() -> tuple[list[UpscaleRequest], list[str]]:
+            requests, problems = [], []
+            for path in paths:
+                try:
+                    image = load_image(path)
+                except SfumatoError as error:  # says which file and why
+                    problems.append(f"{error} It was not upscaled.")
+                    continue
+                except (OSError, ValueError) as error:
+                    problems.append(f"{path.name} could not be read ({error}); it was not upscaled.")
+                    continue
+                requests.append(chosen.replace(image=image, parameters=_parameters(path), beside=str(path)))
+            return requests, problems
+
+        def queue(result: tuple[list[UpscaleRequest], list[str]]) -> None:
+            requests, problems = result
+            queued = sum(self._queue(request, None) is not None for request in requests)
+            if queued:
+                w.note(f"{queued} picture{'s' if queued != 1 else ''} queued to upscale; the results are saved "
+                       "beside them.")
+            if problems:
+                w.show_error(" ".join(problems))
+
+        w.background.run(read, queue, lambda error: w.show_error(f"The pictures could not be read: {error}"),
+                         name="upscale-read")
+
+    def _queue(self, request: UpscaleRequest, frame) -> int | None:
+        w = self.window
+        try:
+            request = request.validated()
+        except InvalidRequest as error:
+            w.show_error(f"Cannot upscale: {error}")
+            return None
+        job_id = w.worker.submit(request)
+        w.jobs.submitted(job_id, request, frame)  # no frame: the result goes to the gallery, not the canvas
+        return job_id
+
+
+def _parameters(path: Path) -> str:
+    try:
+        return read_image_meta(path)[0].parameters
+    except (OSError, SfumatoError, ValueError, SyntaxError):
+        return ""
