@@ -135,6 +135,19 @@ def test_discarding_an_upscale_leaves_the_canvas_as_it_was(make_window, qtbot):
     assert window.undo_action.text() == undo
 
 
+def test_an_upscale_of_a_canvas_that_changed_size_since_is_not_accepted_stretched(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo(96, 80))
+    with qtbot.waitSignal(window.results_shown, timeout=10_000):
+        ask_upscale(window, qtbot)
+    doc.resize_canvas(16, 0, 0, 0)
+    layers = len(doc.layers)
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Return)
+    assert doc.extent == Extent(112, 80) and len(doc.layers) == layers and window.generation.staged
+    assert window.error_banner.text() == ("The canvas changed size since this upscale was asked for (96 × 80 px, now "
+                                          "112 × 80 px); discard it and upscale the picture again.")
+
+
 def test_an_upscale_to_a_size_is_staged_at_that_size(make_window, qtbot):
     window = make_window()
     doc = open_photo(window, photo(96, 80))

@@ -133,6 +133,11 @@ class CanvasGeneration(QObject):
         result = self.staged[self.current]
         words = " ".join(result.prompt.split())
         name = f"Seed {result.seed}" + (f": {words[:40]}" if words else "")
+        if result.upscale and result.frame.extent != self.doc.extent:
+            self.failed.emit(f"The canvas changed size since this upscale was asked for ({result.frame.width} × "
+                             f"{result.frame.height} px, now {self.doc.extent.width} × {self.doc.extent.height} px); "
+                             "Discard it and upscale the picture again.")
+            return None
         try:
             if result.upscale:
                 layer = self.doc.accept_upscale(result.image, result.upscale.replace("Upscale", "Upscaled", 1))
