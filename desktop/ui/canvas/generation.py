@@ -136,7 +136,7 @@ class CanvasGeneration(QObject):
         if result.upscale and result.frame.extent != self.doc.extent:
             self.failed.emit(f"The canvas changed size since this upscale was asked for ({result.frame.width} × "
                              f"{result.frame.height} px, now {self.doc.extent.width} × {self.doc.extent.height} px); "
-                             "Discard it and upscale the picture again.")
+                             "discard it and upscale the picture again.")
             return None
         try:
             if result.upscale:
