@@ -238,7 +238,7 @@ class _Runner(_WorkerSignals):
             self.status.emit("Cancelled.")
             return
         except Exception as error:  # noqa: BLE001 - the worker must survive anything and say what happened
-            self.job_failed.emit(job_id, _message(error))
+            self.job_failed.emit(job_id, _message(error, "The upscale" if upscale else "Generation"))
             return
         if loaded is not None:
             self.model_loaded.emit(loaded.ref, loaded.family)
@@ -282,14 +282,14 @@ class _Runner(_WorkerSignals):
         return saved, problem
 
 
-def _message(error: Exception) -> str:
+def _message(error: Exception, what: str = "Generation") -> str:
     if isinstance(error, SfumatoError):
         return str(error)
     if isinstance(error, ValueError) and "chosen but" in str(error):
         return f"{error}. Set Device to Automatic in File > Settings, or install a PyTorch build for that device."
     if isinstance(error, OSError):
         return f"A file could not be read or written: {error}. Check the disk and the folder permissions."
-    return f"Generation failed ({type(error).__name__}: {error}). The app keeps working; try again or another model."
+    return f"{what} failed ({type(error).__name__}: {error}). The app keeps working; try again or another model."
 
 
 class GenerationWorker(_WorkerSignals):

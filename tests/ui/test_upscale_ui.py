@@ -237,6 +237,17 @@ def test_gallery_upscale_of_an_unreadable_picture_says_so_and_does_the_others(ma
     assert window.error_banner.text().endswith("It was not upscaled.")
 
 
+def test_a_failed_upscale_says_the_upscale_failed_and_the_canvas_is_unchanged(make_window, qtbot, fake_backend):
+    window = make_window()
+    doc = open_photo(window, photo(96, 80))
+    fake_backend.run_error, fake_backend.fail_at_step = RuntimeError("tile exploded"), 2
+    with qtbot.waitSignal(window.worker.job_failed, timeout=10_000):
+        ask_upscale(window, qtbot)
+    assert window.error_banner.text() == ("The upscale failed (RuntimeError: tile exploded). The app keeps working; "
+                                          "try again or another model.")
+    assert window.progress.format() == "Failed" and not window.generation.staged and doc.extent == Extent(96, 80)
+
+
 @pytest.mark.engine
 def test_upscale_on_the_engine_with_the_demo_upscaler(make_window, qtbot):
     window = make_window()
