@@ -4,7 +4,7 @@ An UpscaleRequest says what to enlarge (a picture), by how much (a scale such as
 size) and with which upscaler: "demo" (the built-in tiny random-weight one), a file path, or a file stem
 looked for in the upscaler folders of the model folders:
 
-- Sfumato's own ``<models folder>/upscalers``;
+- Sfumato's own ``<models folder>/upscalers`` (and ``restorers``);
 - beside a model folder of another app: AUTOMATIC1111 / Forge / SD.Next ``X/models/Stable-diffusion`` ->
   ``X/models/ESRGAN``, ``X/models/RealESRGAN``, ``X/models/SwinIR``, ``X/models/DAT``, ``X/models/HAT``;
   ComfyUI ``X/models/checkpoints`` -> ``X/models/upscale_models``; any folder's own ``upscalers``,
@@ -12,6 +12,12 @@ looked for in the upscaler folders of the model folders:
 
 The result's metadata is the source picture's parameters (when it had them) with A1111's Extras keys
 appended: ``Postprocess upscale by: 2, Postprocess upscaler: 4x-UltraSharp``.
+
+A restore (denoise, de-JPEG, restore) is an upscale at scale 1 with a restorer: a model of scale 1 (SCUNet,
+NAFNet, DRUNet, FBCNN, DnCNN, ...) from the same folders or Sfumato's own ``<models folder>/restorers``, or
+"demo-restorer" (a tiny random-weight one). It runs through the same tiled engine, is staged and saved like an
+upscale, and its metadata gets ``Postprocess restore: <restorer>`` (A1111's Extras has no such key; this
+follows its ``Postprocess <what>: <model>`` form).
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ DEMO_UPSCALER = "demo"
 DEMO_UPSCALER_NAME = "Demo upscaler (random weights)"
 UPSCALER_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 OWN_SUBFOLDER = "upscalers"
+RESTORER_SUBFOLDER = "restorers"
+DEMO_RESTORER = "demo-restorer"
+DEMO_RESTORER_NAME = "Demo restorer (random weights)"
+RESTORE_KINDS = ("denoise", "jpeg", "restore")
+RESTORE_STRENGTH = 0.25  # the diffusion restore: an img2img of the whole picture at this strength
 MAX_SCALE = 8.0
 MAX_SIDE = 32768  # an output side longer than this is refused before any work
 
@@ -60,6 +71,7 @@ class UpscaleRequest:
     upscaler: str = DEMO_UPSCALER  # "demo", a path, or a file stem in the upscaler folders
     parameters: str = ""  # the source picture's A1111 parameters text, "" when it had none
     beside: str = ""  # the source picture's file, when the result is to be saved beside it (the gallery's)
+    restore: str = ""  # a restore at scale 1 (one of RESTORE_KINDS) with a restorer; "" for an upscale
 
     def replace(self, **changes) -> UpscaleRequest:
         return replace(self, **changes)
@@ -97,6 +109,9 @@ class UpscaleRequest:
             raise InvalidRequest("scale" if self.size is None else "size",
                                  f"the result would be {out.width}x{out.height}; Sfumato makes pictures of at most "
                                  f"{MAX_SIDE} pixels a side. Ask for a smaller scale.")
+        if self.restore and (self.restore not in RESTORE_KINDS or self.size is not None or self.scale != 1):
+            raise InvalidRequest("restore", f"a restore keeps the picture's size and is one of {', '.join(RESTORE_KINDS)}"
+                                            f", got {self.restore!r} at x{self.factor():g}.")
         if not isinstance(self.upscaler, str) or not self.upscaler.strip():
             raise InvalidRequest("upscaler", "name an upscaler: 'demo', a file, or the name of one in your upscaler folders.")
         return self
@@ -108,7 +123,9 @@ def scale_text(factor: float) -> str:
 
 
 def describe(request: UpscaleRequest) -> str:
-    """What the queue and the canvas call the job: "Upscale x2", "Upscale to 2048x1536"."""
+    """What the queue and the canvas call the job: "Upscale x2", "Upscale to 2048x1536", "Restore (denoise)"."""
+    if request.restore:
+        return f"Restore ({request.restore})"
     if request.size is not None:
         return f"Upscale to {request.size.width}x{request.size.height}"
     return f"Upscale x{scale_text(request.scale)}"
@@ -119,6 +136,7 @@ def result_path(folder: Path, request: UpscaleRequest) -> Path:
     a file (the gallery), else <folder>/<date>/<NNNNN>-x2.png, numbered with the generated pictures of that
     day; -<W>x<H> for a size. An existing file is never replaced (save_png numbers the name)."""
     tag = f"{request.size.width}x{request.size.height}" if request.size is not None else f"x{scale_text(request.scale)}"
+    tag = request.restore or tag
     if request.beside:
         source = Path(request.beside)
         return source.with_name(f"{source.stem}-{tag}.png")
@@ -128,6 +146,13 @@ def result_path(folder: Path, request: UpscaleRequest) -> Path:
 
 def upscale_params(factor: float, upscaler_name: str) -> tuple[tuple[str, str], ...]:
     return (("Postprocess upscale by", scale_text(factor)), ("Postprocess upscaler", upscaler_name))
+
+
+def result_params(request: UpscaleRequest, model_name: str) -> tuple[tuple[str, str], ...]:
+    """The keys a result adds to its parameters: a restore's `Postprocess restore`, an upscale's A1111 Extras keys."""
+    if request.restore:
+        return (("Postprocess restore", model_name),)
+    return upscale_params(request.factor(), model_name)
 
 
 def with_params(parameters: str, params: Iterable[tuple[str, str]]) -> str:
@@ -149,7 +174,7 @@ def own_folder() -> Path:
 
 def upscaler_folders(models_folders: Iterable[str | os.PathLike]) -> list[Path]:
     """The existing folders where upscalers are kept, Sfumato's own first (see the module's notes)."""
-    candidates: list[Path] = [own_folder()]
+    candidates: list[Path] = [own_folder(), own_folder().with_name(RESTORER_SUBFOLDER)]
     for folder in (Path(f).expanduser() for f in models_folders):
         parent = folder.parent
         if folder.name.lower() in ("stable-diffusion", "checkpoints", "stablediffusion") and parent.name.lower() == "models":

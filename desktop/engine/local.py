@@ -77,15 +77,19 @@ class LocalBackend:
                                 FolderAddons(self._folders))
 
     def models(self) -> list[ModelDescriptor]:
-        """The usable models in the model folders, then the demo model; then the upscalers (kind UPSCALE) of the
-        upscaler folders and the demo upscaler."""
+        """The usable models in the model folders, then the demo model; then the upscalers and restorers (kind
+        UPSCALE; family "upscaler", or "restorer" for a model of scale 1) of the upscaler folders and the demo
+        upscaler and restorer."""
         found = [ModelDescriptor(str(entry.path), entry.info.family.value, entry.name)
                  for entry in model_sources.list_models(self._folders) if entry.usable]
+        from .upscale import kind_of  # restorer (scale 1) or upscaler, from spandrel's reading of the file
+
         upscale = frozenset({UPSCALE})
-        upscalers = [ModelDescriptor(str(path), "upscaler", name, kinds=upscale)
+        upscalers = [ModelDescriptor(str(path), kind_of(path) or "upscaler", name, kinds=upscale)
                      for name, path in postprocess.list_upscalers(self._folders).items()]
         return [*found, ModelDescriptor(DEMO, "sd1", DEMO_NAME), *upscalers,
-                ModelDescriptor(DEMO, "upscaler", postprocess.DEMO_UPSCALER_NAME, kinds=upscale)]
+                ModelDescriptor(DEMO, "upscaler", postprocess.DEMO_UPSCALER_NAME, kinds=upscale),
+                ModelDescriptor(postprocess.DEMO_RESTORER, "restorer", postprocess.DEMO_RESTORER_NAME, kinds=upscale)]
 
     def use_folders(self, folders: Iterable[str | Path]) -> None:
         self._folders = list(folders)

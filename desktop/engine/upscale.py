@@ -36,8 +36,9 @@ from PIL import Image
 from desktop.core import paths
 from desktop.core.backend import Result
 from desktop.core.errors import Cancelled, OutOfMemory, SfumatoError
-from desktop.core.postprocess import (DEMO_UPSCALER, DEMO_UPSCALER_NAME, UPSCALER_SUFFIXES, UpscaleRequest,
-                                      UpscalerError, find_upscaler, own_folder, upscale_params, with_params)
+from desktop.core.postprocess import (DEMO_RESTORER, DEMO_RESTORER_NAME, DEMO_UPSCALER, DEMO_UPSCALER_NAME,
+                                      UPSCALER_SUFFIXES, UpscaleRequest, UpscalerError, find_upscaler, own_folder,
+                                      result_params, with_params)
 from desktop.core.progress import TaskState
 
 from . import tiny_upscaler, tuning
@@ -87,6 +88,8 @@ def resolve(ref: str, models_folders=()) -> tuple[Path, str]:
     """The file and display name of an upscaler reference: "demo", a path, or a name in the upscaler folders."""
     if ref == DEMO_UPSCALER:
         return tiny_upscaler.build(tiny_upscaler.demo_path(paths.demo_model_dir())), DEMO_UPSCALER_NAME
+    if ref == DEMO_RESTORER:
+        return tiny_upscaler.build_restorer(tiny_upscaler.restorer_path(paths.demo_model_dir())), DEMO_RESTORER_NAME
     path = Path(ref).expanduser()
     if path.is_file():
         return path, path.stem
@@ -163,6 +166,26 @@ def read_model(path: Path, name: str):
     if type(architecture).__module__.startswith("spandrel_extra_arches"):
         licence = EXTRA_LICENCES.get(str(architecture.id), "a restrictive licence (often non-commercial)")
     return descriptor, architecture.name, licence
+
+
+_KINDS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> kind_of's answer
+
+
+def kind_of(path: Path) -> str:
+    """"restorer" for a model of scale 1 (denoise, de-JPEG, restore), "upscaler" for a larger scale, "" for a file
+    that is neither (unreadable, a face restorer, ...); read once per file version."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return ""
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _KINDS:
+        try:
+            descriptor = read_model(path, path.stem)[0]
+            _KINDS[key] = "restorer" if int(descriptor.scale) == 1 else "upscaler"
+        except SfumatoError:
+            _KINDS[key] = ""
+    return _KINDS[key]
 
 
 def read_weights(path: Path, name: str) -> dict:
@@ -261,6 +284,9 @@ def run(request: UpscaleRequest, state: TaskState, manager, models_folders=()) -
     """Upscale the request's picture; one Result with A1111's Extras keys in `params`."""
     request = request.validated()
     upscaler = load(request.upscaler, manager, state, models_folders)
+    if request.restore and upscaler.scale != 1:
+        raise UpscalerError(upscaler.name, f"it is an x{upscaler.scale} upscaler, not a restorer. Choose a restorer "
+                                           "(a model of scale 1, such as SCUNet, NAFNet, DRUNet or FBCNN).")
     image = request.image
     rgb, alpha = image[..., :3], (image[..., 3] if image.shape[2] == 4 else None)
     target = request.target()
@@ -271,7 +297,7 @@ def run(request: UpscaleRequest, state: TaskState, manager, models_folders=()) -
         out = np.asarray(Image.fromarray(out).resize(tuple(target), Image.LANCZOS))
     if alpha is not None:  # upscalers see RGB; the transparency follows with Lanczos
         out = np.dstack([out, np.asarray(Image.fromarray(alpha).resize(tuple(target), Image.LANCZOS))])
-    params = upscale_params(request.factor(), upscaler.name)
+    params = result_params(request, upscaler.name)
     return [Result(out, -1, request.replace(parameters=with_params(request.parameters, params)), params)]
 
 

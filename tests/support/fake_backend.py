@@ -31,7 +31,8 @@ from PIL import Image
 
 from desktop.core.backend import GENERATION, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.errors import Cancelled, SfumatoError
-from desktop.core.postprocess import DEMO_UPSCALER, DEMO_UPSCALER_NAME, UPSCALE, upscale_params, with_params
+from desktop.core.postprocess import (DEMO_RESTORER, DEMO_RESTORER_NAME, DEMO_UPSCALER, DEMO_UPSCALER_NAME, UPSCALE,
+                                      result_params, with_params)
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest, InpaintArea, Mode
 from desktop.core.settings import Settings
@@ -133,8 +134,9 @@ class FakeBackend:
                     raise self.run_error
                 self._wait(state, index)
                 state.step(index, self.upscale_tiles, None)
-            name = DEMO_UPSCALER_NAME if request.upscaler == DEMO_UPSCALER else request.upscaler
-            params = upscale_params(request.factor(), name)
+            name = {DEMO_UPSCALER: DEMO_UPSCALER_NAME, DEMO_RESTORER: DEMO_RESTORER_NAME}.get(request.upscaler,
+                                                                                           request.upscaler)
+            params = result_params(request, name)
             image = _fit(request.image, target.width, target.height)
             return [Result(image, -1, request.replace(parameters=with_params(request.parameters, params)), params)]
 
