@@ -1,4 +1,4 @@
-"""`python -m desktop` / `sfumato`: the app, or `generate ...` / `upscale ...` for the CLI."""
+"""`python -m desktop` / `sfumato`: the app, or `generate ...` / `upscale ...` / `restore ...` for the CLI."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
         from desktop.cli import main as cli_main
 
         return cli_main(argv[1:])
+    if argv[:1] == ["restore"]:
+        from desktop.cli_restore import main as restore_main
+
+        return restore_main(argv[1:])
     if argv[:1] == ["upscale"]:
         from desktop.cli_upscale import main as upscale_main
 
