@@ -57,3 +57,15 @@ def _flatten(rgba: np.ndarray) -> np.ndarray:
     opaque = rgba[..., 3] == 255
     out[opaque] = rgba[..., :3][opaque]
     return out
+
+
+def restore_request(doc: CanvasDocument, base: GenerationRequest, strength: float) -> GenerationRequest | None:
+    """The diffusion restore of the whole picture (when no restorer model is used): `base` (the panel's model,
+    prompt and sampler) as an img2img of the visible picture, flattened over white paper and any mask ignored,
+    at `strength`, one picture; None when the canvas is empty."""
+    pixels = doc.composite(doc.bounds)
+    if not pixels[..., 3].any():
+        return None
+    sampling = base.sampling.replace(strength=strength, batch_size=1)
+    return base.replace(mode=Mode.IMG2IMG, images=Images(_flatten(pixels)), width=doc.extent.width,
+                        height=doc.extent.height, outpaint=Margins(), sampling=sampling)

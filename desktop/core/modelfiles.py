@@ -68,7 +68,7 @@ class Family(str, enum.Enum):
 class ModelInfo:
     path: Path
     format: str  # "safetensors" | "ckpt" | "diffusers"
-    kind: str  # "checkpoint" | "lora" | "vae" | "embedding" | "upscaler" | "unknown"
+    kind: str  # "checkpoint" | "lora" | "vae" | "embedding" | "upscaler" | "restorer" | "unknown"
     family: Family
     inpaint: bool = False
     size_bytes: int = 0
@@ -152,9 +152,27 @@ def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[st
         return _Guess(note=_unsupported("a ControlNet"))
     if has("conv_in.", "down_blocks.", "time_embedding."):
         return _Guess(note="looks like one part of a diffusers model; add the whole diffusers folder")
+    if _restorer_layout(shapes, has, contains):
+        return _Guess("restorer", note="a restorer (denoise / de-JPEG model of scale 1)")
     if _upscaler_layout(keys, has, contains):
         return _Guess("upscaler", note="an upscaler (super-resolution model)")
     return _Guess(note="does not look like a Stable Diffusion checkpoint, LoRA, VAE or embedding")
+
+
+def _restorer_layout(shapes, has, contains) -> bool:
+    """The key names of spandrel's scale-1 restorers: DnCNN, SCUNet / DRUNet / FBCNN (m_head ... m_tail), NAFNet,
+    and a Real-ESRGAN Compact whose last convolution gives 3 channels (scale 1)."""
+    keys = shapes.keys()
+    if {"model.0.weight", "model.2.weight", "model.4.weight"} <= keys and not contains(".sub.", "RDB"):  # DnCNN
+        return True
+    if has("m_head.") and has("m_tail.") or {"intro.weight", "ending.weight"} <= keys:
+        return True
+    convolutions = sorted((int(k.split(".")[1]) for k in keys
+                           if k.startswith("body.") and k.endswith(".weight") and k.split(".")[1].isdigit()))
+    if convolutions and {"body.0.weight", "body.1.weight"} <= keys and not has("body.0.rdb1."):
+        last = shapes.get(f"body.{convolutions[-1]}.weight")
+        return bool(last) and last[0] == 3
+    return False
 
 
 def _upscaler_layout(keys, has, contains) -> bool:

@@ -196,6 +196,21 @@ def list_upscalers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Pat
     return found
 
 
+def list_restorers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Path]:
+    """name -> file, for the files of the upscaler folders whose layout is a scale-1 restorer's (their key names
+    read from the file's header, nothing loaded; see modelfiles)."""
+    from desktop.core import modelfiles
+
+    found = {}
+    for name, path in list_upscalers(models_folders).items():
+        try:
+            if modelfiles.identify(path).kind == "restorer":
+                found[name] = path
+        except (OSError, SfumatoError, ValueError):
+            continue
+    return found
+
+
 def find_upscaler(name: str, models_folders: Iterable[str | os.PathLike]) -> Path | None:
     """The upscaler file called `name` (its stem, or its file name), exact case first, then any case."""
     files = list_upscalers(models_folders)
