@@ -266,6 +266,7 @@ class MainWindow(QMainWindow):
         menu = bar.addMenu("&Image")
         self._action(menu, "Canvas size...", "Ctrl+Alt+C", self.canvas_size)
         self.upscale_action = self._action(menu, "Upscale...", "Ctrl+Alt+U", self.upscale)
+        self.restore_action = self._action(menu, "Restore...", None, self.upscaling.restore)
 
         menu = bar.addMenu("&Layer")
         self._action(menu, "New layer", "Ctrl+Shift+N", lambda: self.layers.new_layer("image"))

@@ -17,8 +17,11 @@ from desktop.core.errors import InvalidRequest, SfumatoError
 from desktop.core.gallery.metadata import read_image_meta
 from desktop.core.geometry import Extent
 from desktop.core.imageio import load_image
-from desktop.core.postprocess import DEMO_UPSCALER, DEMO_UPSCALER_NAME, UpscaleRequest, list_upscalers
+from desktop.core.frame import restore_request
+from desktop.core.postprocess import (DEMO_RESTORER, DEMO_RESTORER_NAME, DEMO_UPSCALER, DEMO_UPSCALER_NAME,
+                                      RESTORE_STRENGTH, UpscaleRequest, list_restorers, list_upscalers)
 
+from .canvas.restore_dialog import DIFFUSION, RestoreDialog
 from .canvas.upscale_dialog import UpscaleDialog
 
 
@@ -88,6 +91,35 @@ class Upscaling:
 
         w.background.run(read, queue, lambda error: w.show_error(f"The pictures could not be read: {error}"),
                          name="upscale-read")
+
+    def restore(self) -> int | None:
+        """Image > Restore: queue the visible picture's restore, with a restorer model (an upscale at scale 1) or
+        as a light img2img of the whole picture; its result is staged over the picture. Returns the job id."""
+        w = self.window
+        files = list_restorers(w.settings.models_folders)
+        restorers = [*((str(path), name) for name, path in files.items()), (DEMO_RESTORER, DEMO_RESTORER_NAME)]
+        dialog = RestoreDialog(w.doc.extent, restorers, w, has_files=bool(files))
+        try:
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return None
+            model, kind = dialog.model(), dialog.kind()
+        finally:
+            dialog.deleteLater()
+        w.tabs.setCurrentIndex(0)
+        if model != DIFFUSION:
+            return self._queue(UpscaleRequest(w.doc.composite(), 1.0, upscaler=model, restore=kind), w.doc.bounds)
+        request = restore_request(w.doc, w.panel.request(), RESTORE_STRENGTH)
+        if request is None:
+            w.show_error("The canvas is empty, so there is nothing to restore. Open or paste a picture first.")
+            return None
+        try:
+            request.validate()
+        except InvalidRequest as error:
+            w.show_error(f"Cannot restore: {error}")
+            return None
+        job_id = w.worker.submit(request)
+        w.jobs.submitted(job_id, request, w.doc.bounds)
+        return job_id
 
     def _queue(self, request: UpscaleRequest, frame) -> int | None:
         w = self.window
