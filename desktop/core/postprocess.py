@@ -18,6 +18,10 @@ NAFNet, DRUNet, FBCNN, DnCNN, ...) from the same folders or Sfumato's own ``<mod
 "demo-restorer" (a tiny random-weight one). It runs through the same tiled engine, is staged and saved like an
 upscale, and its metadata gets ``Postprocess restore: <restorer>`` (A1111's Extras has no such key; this
 follows its ``Postprocess <what>: <model>`` form).
+
+"Upscale with detail" (``UpscaleRequest.detail``, a DetailSettings): after the upscale, one img2img pass at
+low strength over the whole picture with a model and prompt (desktop/engine/detail.py); its result's
+metadata is that pass's as A1111's img2img writes it, with the Postprocess keys appended.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from desktop.core import paths
 from desktop.core.errors import InvalidRequest, SfumatoError
 from desktop.core.geometry import Extent
 from desktop.core.imageio import output_path
+from desktop.core.infotext import format_infotext, from_request
+from desktop.core.request import RANDOM_SEED, Conditioning, GenerationRequest, Mode, Sampling
 
 UPSCALE = "upscale"  # the job kind
 DEMO_UPSCALER = "demo"
@@ -61,6 +67,34 @@ class UpscalerError(SfumatoError):
         self.name, self.reason = name, reason
 
 
+DETAIL_STRENGTH = 0.35  # "Add detail"'s default denoising strength
+
+
+@dataclass(frozen=True)
+class DetailSettings:
+    """The img2img pass of "Upscale with detail": the model, the prompt and how to sample (its `strength`)."""
+
+    model: str = "demo"
+    conditioning: Conditioning = Conditioning()
+    sampling: Sampling = Sampling(sampler="Euler a", schedule="Automatic", strength=DETAIL_STRENGTH)
+
+    def replace(self, **changes) -> DetailSettings:
+        return replace(self, **changes)
+
+    def validated(self) -> DetailSettings:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise InvalidRequest("model", "name the model of the detail pass: 'demo', a file or a folder.")
+        self.conditioning.validate()
+        self.sampling.replace(batch_size=1).validate()
+        return self
+
+    def as_img2img(self, size: Extent, seed: int) -> GenerationRequest:
+        """The img2img request this pass is (for its infotext): one picture of `size` with `seed`."""
+        return GenerationRequest(mode=Mode.IMG2IMG, model=self.model, width=size.width, height=size.height,
+                                 sampling=self.sampling.replace(seed=seed, batch_size=1),
+                                 conditioning=self.conditioning)
+
+
 @dataclass(frozen=True)
 class UpscaleRequest:
     """Enlarge `image` (HxWx3 or HxWx4 uint8) by `scale`, or to `size` when it is given."""
@@ -71,6 +105,7 @@ class UpscaleRequest:
     upscaler: str = DEMO_UPSCALER  # "demo", a path, or a file stem in the upscaler folders
     parameters: str = ""  # the source picture's A1111 parameters text, "" when it had none
     beside: str = ""  # the source picture's file, when the result is to be saved beside it (the gallery's)
+    detail: DetailSettings | None = None  # "Upscale with detail": an img2img pass after the upscale
     restore: str = ""  # a restore at scale 1 (one of RESTORE_KINDS) with a restorer; "" for an upscale
 
     def replace(self, **changes) -> UpscaleRequest:
@@ -114,6 +149,8 @@ class UpscaleRequest:
                                             f", got {self.restore!r} at x{self.factor():g}.")
         if not isinstance(self.upscaler, str) or not self.upscaler.strip():
             raise InvalidRequest("upscaler", "name an upscaler: 'demo', a file, or the name of one in your upscaler folders.")
+        if self.detail is not None:
+            self.detail.validated()
         return self
 
 
@@ -126,9 +163,9 @@ def describe(request: UpscaleRequest) -> str:
     """What the queue and the canvas call the job: "Upscale x2", "Upscale to 2048x1536", "Restore (denoise)"."""
     if request.restore:
         return f"Restore ({request.restore})"
-    if request.size is not None:
-        return f"Upscale to {request.size.width}x{request.size.height}"
-    return f"Upscale x{scale_text(request.scale)}"
+    text = f"Upscale to {request.size.width}x{request.size.height}" if request.size is not None \
+        else f"Upscale x{scale_text(request.scale)}"
+    return f"{text} with detail" if request.detail is not None else text
 
 
 def result_path(folder: Path, request: UpscaleRequest) -> Path:
@@ -163,6 +200,13 @@ def with_params(parameters: str, params: Iterable[tuple[str, str]]) -> str:
     if not parameters:
         return added
     return f"{parameters}, {added}"
+
+
+def detail_parameters(detail: DetailSettings, size: Extent, seed: int, model_name: str, model_hash: str,
+                      extra: Iterable[tuple[str, str]], postprocess: Iterable[tuple[str, str]]) -> str:
+    """The infotext of an upscale with detail: its img2img pass's, as A1111 writes it, then `postprocess`."""
+    info = from_request(detail.as_img2img(size, seed), seed, model_name, model_hash, tuple(extra))
+    return with_params(format_infotext(info), postprocess)
 
 
 # ------------------------------------------------------------------ finding upscalers

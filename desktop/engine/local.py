@@ -13,10 +13,13 @@ import weakref
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from desktop.core import addons, model_sources, modelfiles, paths, postprocess
 from desktop.core.backend import GENERATION, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.postprocess import UPSCALE
 from desktop.core.errors import SfumatoError
+from desktop.core.geometry import Extent
 from desktop.core.progress import TaskState
 from desktop.core.settings import Settings
 
@@ -72,9 +75,29 @@ class LocalBackend:
             if job.kind == UPSCALE:
                 from . import upscale  # spandrel only when something is upscaled
 
-                return upscale.run(job.request, state, self._manager, self._folders)
+                results = upscale.run(job.request, state, self._manager, self._folders)
+                if job.request.detail is None:
+                    return results
+                return self._add_detail(job.request, results[0], state)
             return generate.run(job.request, state, self._manager, job.preview_method, job.preview_every,
                                 FolderAddons(self._folders))
+
+    def _add_detail(self, request, upscaled: Result, state: TaskState) -> list[Result]:
+        """Upscale with detail: the img2img pass over the upscaled picture (desktop/engine/detail.py), with its
+        parameters as A1111's img2img writes them and the Postprocess keys after them."""
+        from . import detail
+
+        image = upscaled.image
+        done = detail.run(request.detail, image[..., :3], state, self._manager, FolderAddons(self._folders))
+        if image.shape[2] == 4:  # the transparency stays the upscaled one
+            done_image = np.dstack([done.image, image[..., 3]])
+        else:
+            done_image = done.image
+        model = self._describe(self._manager.current)
+        size = Extent(int(image.shape[1]), int(image.shape[0]))
+        text = postprocess.detail_parameters(request.detail, size, done.seed, model.name, model.hash, done.params,
+                                             upscaled.params)
+        return [Result(done_image, done.seed, request.replace(parameters=text), done.params + upscaled.params)]
 
     def models(self) -> list[ModelDescriptor]:
         """The usable models in the model folders, then the demo model; then the upscalers and restorers (kind
@@ -123,6 +146,7 @@ class FolderAddons:
 
     def __init__(self, folders: Iterable[str | Path]):
         self._folders = list(folders)
+        self.folders = self._folders  # also where the hires fix's model upscalers are looked for
 
     def find(self, kind: str, name: str) -> Path | None:
         return addons.find(kind, name, self._folders)

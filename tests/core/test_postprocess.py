@@ -68,3 +68,18 @@ def test_named_upscalers_are_found_in_the_other_apps_folders(tmp_path):
     assert find_upscaler("realesrgan_x4plus", folders) == a1111 / "RealESRGAN" / "RealESRGAN_x4plus.pth"
     assert find_upscaler("2x-Compact.safetensors", folders) == comfy / "upscale_models" / "sub" / "2x-Compact.safetensors"
     assert find_upscaler("4x-Nothing", folders) is None
+
+
+def test_an_upscale_with_detail_is_named_so_and_its_bad_settings_are_one_sentence():
+    from desktop.core.postprocess import DetailSettings, describe
+    from desktop.core.request import Sampling
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    assert describe(UpscaleRequest(image, 2, detail=DetailSettings())) == "Upscale x2 with detail"
+    assert DetailSettings().sampling.strength == 0.35
+    with pytest.raises(InvalidRequest) as error:
+        UpscaleRequest(image, 2, detail=DetailSettings(sampling=Sampling(strength=1.5))).validated()
+    assert error.value.field == "strength"
+    with pytest.raises(InvalidRequest) as error:
+        UpscaleRequest(image, 2, detail=DetailSettings(model=" ")).validated()
+    assert error.value.field == "model" and "name the model" in str(error.value)
