@@ -1,6 +1,13 @@
 """`sfumato upscale ...`: enlarge pictures with an upscaler model, without the window.
 
     sfumato upscale --input IMG|DIR [--scale 2 | --size WxH] [--upscaler demo|NAME|PATH] [--out DIR]
+                    [--detail STRENGTH --model M --prompt TEXT [--negative TEXT] [--steps N] [--cfg X]
+                     [--sampler NAME] [--seed N]]
+
+--detail adds detail after the upscale: one img2img pass at that denoising strength (0.35 is a good start)
+over the whole picture in blended latent tiles (desktop/engine/detail.py); its result is
+``<name>-x<scale>-detail.png`` with the pass's parameters as A1111's img2img writes them, then the
+Postprocess keys.
 
 A folder input processes every picture in it (not its subfolders), in name order, skipping those whose
 result is already in the output folder, so an interrupted run goes on where it stopped. Each result is
@@ -23,7 +30,9 @@ from desktop.core.backend import UpscaleJob
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.geometry import Extent
 from desktop.core.imageio import load_image, save_png
-from desktop.core.postprocess import DEMO_UPSCALER, MAX_SCALE, UpscaleRequest, UpscalerError, scale_text
+from desktop.core.postprocess import (DEMO_UPSCALER, MAX_SCALE, DetailSettings, UpscaleRequest, UpscalerError,
+                                      scale_text)
+from desktop.core.request import Conditioning, Sampling
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".tga", ".ppm", ".qoi", ".avif")
 
@@ -37,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--upscaler", default=DEMO_UPSCALER,
         help="'demo', an upscaler file (.safetensors/.pth), or the name of one in your upscaler folders")
     add("--out", type=Path, help="output folder (default: the 'upscaled' folder in Sfumato's output folder)")
+    add("--detail", type=float, metavar="STRENGTH",
+        help="add detail after the upscale: an img2img pass at this denoising strength (such as 0.35)")
+    add("--model", default="demo", help="the model of the detail pass: a .safetensors file, a diffusers folder or 'demo'")
+    add("--prompt", default="", help="the prompt of the detail pass")
+    add("--negative", default="", help="the negative prompt of the detail pass")
+    add("--steps", type=int, default=20, help="the detail pass's schedule (it runs steps x strength of them)")
+    add("--cfg", type=float, default=7.0, help="CFG scale of the detail pass")
+    add("--sampler", default="Euler a", help="sampler of the detail pass (default: Euler a)")
+    add("--seed", type=int, default=-1, help="seed of the detail pass; -1: random")
     add("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
     add("--precision", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
     return parser
@@ -59,8 +77,23 @@ def inputs(source: Path) -> list[Path]:
     raise UsageError(f"--input: {source} does not exist")
 
 
-def output_name(source: Path, scale: float, size: Extent | None) -> str:
-    return f"{source.stem}-{size.width}x{size.height}.png" if size else f"{source.stem}-x{scale_text(scale)}.png"
+def output_name(source: Path, scale: float, size: Extent | None, detail: bool = False) -> str:
+    tag = f"{size.width}x{size.height}" if size else f"x{scale_text(scale)}"
+    return f"{source.stem}-{tag}{'-detail' if detail else ''}.png"
+
+
+# The option that sets each field of the detail pass, to name it in messages.
+DETAIL_OPTIONS = {"strength": "--detail", "steps": "--steps", "cfg_scale": "--cfg", "sampler": "--sampler",
+                  "schedule": "--sampler", "seed": "--seed", "prompt": "--prompt", "negative_prompt": "--negative",
+                  "model": "--model"}
+
+
+def _detail(args) -> DetailSettings | None:
+    if args.detail is None:
+        return None
+    return DetailSettings(args.model, Conditioning(args.prompt, args.negative),
+                          Sampling(sampler=args.sampler, schedule="Automatic", steps=args.steps, cfg_scale=args.cfg,
+                                   seed=args.seed, strength=args.detail))
 
 
 def main(argv: list[str]) -> int:
@@ -68,9 +101,11 @@ def main(argv: list[str]) -> int:
         parser = build_parser()
         args = parser.parse_args(argv)
         pictures = inputs(args.input)
-        UpscaleRequest(_probe(), args.scale, args.size, args.upscaler).validated()  # bad options before any work
+        detail = _detail(args)
+        UpscaleRequest(_probe(), args.scale, args.size, args.upscaler, detail=detail).validated()  # before any work
     except InvalidRequest as error:
-        print(f"sfumato: --{error.field}: {error.message}", file=sys.stderr)
+        option = DETAIL_OPTIONS.get(error.field, f"--{error.field}") if args.detail is not None else f"--{error.field}"
+        print(f"sfumato: {option}: {error.message}", file=sys.stderr)
         return 2
     except (UsageError, SfumatoError) as error:
         print(f"sfumato: {error}", file=sys.stderr)
@@ -97,7 +132,7 @@ def main(argv: list[str]) -> int:
     failed, names = 0, set()
     try:
         for number, source in enumerate(pictures, 1):
-            name = output_name(source, args.scale, args.size)
+            name = output_name(source, args.scale, args.size, detail is not None)
             if name in names:  # a.jpg and a.png in one folder
                 name = f"{Path(name).stem}-{source.suffix.lstrip('.').lower()}.png"
             names.add(name)
@@ -114,7 +149,7 @@ def main(argv: list[str]) -> int:
                     parameters = meta.parameters
                 except (OSError, SfumatoError, ValueError):
                     parameters = ""
-                request = UpscaleRequest(image, args.scale, args.size, args.upscaler, parameters)
+                request = UpscaleRequest(image, args.scale, args.size, args.upscaler, parameters, detail=detail)
                 result = backend.run(UpscaleJob(request), progress.state)[0]
                 progress.end()
                 text = {"parameters": result.request.parameters}

@@ -81,3 +81,26 @@ def test_a_picture_that_cannot_be_read_does_not_stop_the_others(capsys, tmp_path
     assert code == 1
     assert [p.rsplit("/", 1)[1] for p in paths] == ["a-x2.png", "b-x2.png"]
     assert "broken.png" in err and "1 of 3 pictures could not be upscaled" in err
+
+
+def test_detail_adds_an_img2img_pass_with_its_parameters(capsys, tmp_path, pictures):
+    out = tmp_path / "out"
+    code, paths, err = run(capsys, "--input", str(pictures / "a.png"), "--scale", "2", "--detail", "0.5",
+                           "--model", "demo", "--prompt", "a red boat", "--steps", "4", "--seed", "9",
+                           "--out", str(out))
+    assert code == 0, err
+    assert paths == [str(out / "a-x2-detail.png")]
+    picture = Image.open(out / "a-x2-detail.png")
+    assert picture.size == (80, 60)
+    info = parse_infotext(picture.text["parameters"])
+    assert info.prompt == "a red boat"
+    assert {key: info.params[key] for key in ("Steps", "Sampler", "Seed", "Size", "Denoising strength",
+                                              "Postprocess upscale by")} == {
+        "Steps": "4", "Sampler": "Euler a", "Seed": "9", "Size": "80x60", "Denoising strength": "0.5",
+        "Postprocess upscale by": "2"}
+
+
+def test_a_detail_strength_out_of_range_names_the_option(capsys, pictures):
+    code, _, err = run(capsys, "--input", str(pictures), "--detail", "1.5", "--prompt", "x")
+    assert code == 2
+    assert err.startswith("sfumato: --detail:") and "Traceback" not in err and len(err.strip().splitlines()) == 1
