@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--hires-scale", type=float, metavar="X",
         help="hires fix (txt2img): make the picture at --width x --height, upscale it X times, repaint it")
     add("--hires-resize", type=_size, metavar="WxH", help="hires fix to this size instead (0 follows the aspect)")
-    add("--hires-upscaler", choices=HIRES_UPSCALERS, default="Latent", help="hires fix upscaler (default: Latent)")
+    add("--hires-upscaler", default="Latent", metavar="NAME",
+        help=f"hires fix upscaler: {', '.join(HIRES_UPSCALERS)}, or an upscaler file's name or path (default: Latent)")
     add("--hires-steps", type=int, default=0, help="steps of the hires pass; 0: as --steps (default)")
     add("--hires-denoise", type=float, default=0.7, help="denoising strength of the hires pass (default: 0.7)")
     add("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
@@ -167,6 +168,13 @@ def _hires(args: argparse.Namespace, mode: Mode) -> Hires:
     if on and mode is not Mode.TXT2IMG:
         raise UsageError(f"the hires fix is for txt2img; --mode {mode.value} cannot use --hires-scale or "
                          "--hires-resize")
+    name = args.hires_upscaler
+    if on and name not in HIRES_UPSCALERS and not Path(name).expanduser().is_file():
+        from desktop.core.postprocess import find_upscaler
+
+        if find_upscaler(name, settings.load(set_aside=False).models_folders) is None:
+            raise UsageError(f"--hires-upscaler: {name} is not one of {', '.join(HIRES_UPSCALERS)}, and there is no "
+                             "upscaler file of that name in your upscaler folders; give its name or path")
     width, height = args.hires_resize or (0, 0)
     return Hires(enabled=on, upscaler=args.hires_upscaler, scale=2.0 if args.hires_scale is None else args.hires_scale,
                  steps=args.hires_steps, denoise=args.hires_denoise, resize_width=width, resize_height=height)

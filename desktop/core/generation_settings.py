@@ -26,6 +26,7 @@ from .errors import InvalidRequest
 from .events import Event
 from .request import (
     HIRES_UPSCALERS,
+    is_hires_upscaler,
     MAX_BATCH,
     MAX_CFG,
     MAX_CLIP_SKIP,
@@ -135,6 +136,13 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str, object], str]:
     return check
 
 
+def _hires_upscaler(name: str, value: object) -> str:
+    if not is_hires_upscaler(value):
+        raise InvalidRequest(name, f"must be one of {', '.join(HIRES_UPSCALERS)} or the name of an upscaler file, "
+                                   f"got {value!r}")
+    return value
+
+
 def _sampler(name: str, value: object) -> str:
     if value not in SAMPLERS:
         raise InvalidRequest(name, f"must be one of {', '.join(SAMPLERS)}, got {value!r}")
@@ -184,7 +192,7 @@ class GenerationSettings:
     inpaint_area = Field(InpaintArea.WHOLE, _choice(InpaintArea))
     inpaint_padding = _ranged(32, _whole, 0, 256)
     hires_enabled = Field(False, _flag)  # A1111's "Hires. fix" (text to image): the Hires part of the request
-    hires_upscaler = Field("Latent", _one_of(HIRES_UPSCALERS))
+    hires_upscaler = Field("Latent", _hires_upscaler)
     hires_scale = Field(2.0, _number(1.0, MAX_HIRES_SCALE, 2), 1.0, MAX_HIRES_SCALE, decimals=2)
     hires_steps = _ranged(0, _whole, 0, MAX_STEPS)  # 0: as many as the first pass
     hires_denoise = Field(0.7, _number(0.01, 1.0, 2), 0.01, 1.0, decimals=2)

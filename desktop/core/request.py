@@ -154,10 +154,21 @@ class InpaintSettings:
 
 
 #: AUTOMATIC1111's hires-fix upscalers: "Latent ..." resize the first pass's latents (torch interpolation modes),
-#: the others its decoded picture (Pillow). Model upscalers join them when Sfumato loads them.
+#: the others its decoded picture (Pillow). Model upscalers join them: "Demo upscaler" (the built-in x4 one) and
+#: any upscaler file named by its name (its stem, as the upscaler folders list it) or path: the model at its
+#: native scale, then Lanczos to the hires size, as A1111 does.
 LATENT_UPSCALERS = ("Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)",
                     "Latent (nearest)", "Latent (nearest-exact)")
-HIRES_UPSCALERS = (*LATENT_UPSCALERS, "Lanczos", "Nearest")
+DEMO_HIRES_UPSCALER = "Demo upscaler"
+HIRES_UPSCALERS = (*LATENT_UPSCALERS, "Lanczos", "Nearest", DEMO_HIRES_UPSCALER)
+
+
+def is_hires_upscaler(name: object) -> bool:
+    """One of HIRES_UPSCALERS, or what can name an upscaler file: one line with no commas (infotext-safe)."""
+    if name in HIRES_UPSCALERS:
+        return True
+    return isinstance(name, str) and 0 < len(name) <= 1024 and name.strip() == name \
+        and not any(c in name for c in ",\n\r")
 MAX_HIRES_SCALE = 4.0
 
 
@@ -205,9 +216,9 @@ class Hires:
         return Extent(self.resize_width or upscaled.width, self.resize_height or upscaled.height)
 
     def validate(self, width: int, height: int) -> None:
-        if self.upscaler not in HIRES_UPSCALERS:
-            raise InvalidRequest("hires_upscaler", f"must be one of {', '.join(HIRES_UPSCALERS)}, "
-                                                   f"got {self.upscaler!r}")
+        if not is_hires_upscaler(self.upscaler):
+            raise InvalidRequest("hires_upscaler", f"must be one of {', '.join(HIRES_UPSCALERS)} or the name of an "
+                                                   f"upscaler file, got {self.upscaler!r}")
         _check_number("hires_scale", self.scale, 1.0, MAX_HIRES_SCALE)
         _check_int("hires_steps", self.steps, 0, MAX_STEPS)
         _check_number("hires_denoise", self.denoise, 0.0, 1.0)

@@ -33,7 +33,8 @@ from desktop.core import prompts
 from desktop.core.errors import Cancelled, NoPicture, OutOfMemory, SfumatoError
 from desktop.core.geometry import Bounds, Extent, only_masked_area
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest, InpaintArea, InpaintSettings, MaskedContent, Mode
+from desktop.core.request import (DEMO_HIRES_UPSCALER, GenerationRequest, InpaintArea, InpaintSettings, MaskedContent,
+                                  Mode)
 
 from . import editing, hires, inpaint
 from .models import ModelManager
@@ -112,6 +113,7 @@ def run(
     prepared = prepare(request, Traits(loaded.family, loaded.inpaint_model))
     sampling = request.sampling
     second = hires.plan(request) if request.hires.enabled else None
+    enlarge = _enlarger(request.hires.upscaler, models, state, addons) if second and not second.latent else None
     previewer = models.previewer(loaded.family, preview_method)
     last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
     done = {"steps": 0, "later": second.steps if second else 0}  # the steps of the passes before and after this
@@ -192,7 +194,8 @@ def run(
     if second is not None:
         first = generated if latent else [finish(image) for image in _pictures(generated)]
         try:
-            generated, pipe, finish = _hires_pass(request, second, loaded.inpaint_model, first, pipe, denoise, state)
+            generated, pipe, finish = _hires_pass(request, second, loaded.inpaint_model, first, pipe, denoise, state,
+                                                  enlarge)
         except OutOfMemory:  # the first pass's pictures are kept, as made without the hires fix
             state.status(f"The {models.device.description} ran out of memory in the hires fix's second pass at "
                          f"{second.target.width}x{second.target.height}, even with lighter settings: the first "
@@ -210,15 +213,28 @@ def run(
 
 
 def _hires_pass(request: GenerationRequest, second: hires.Plan, inpainting_model: bool, first, pipe, denoise,
-                state: TaskState):
+                state: TaskState, enlarge=None):
     """The hires fix's upscale and second pass (desktop/engine/hires.py): (pictures, pipe, finish)."""
     state.status(f"Hires fix, pass 2/2: {request.hires.upscaler} to {second.target.width}x{second.target.height}, "
                  f"{second.steps} steps at denoising strength {request.hires.denoise:g}")
     prepared = hires.second_pass(request, second, inpainting_model, first,
-                                 lambda latents: _pictures(hires.decode(pipe, latents)))
+                                 lambda latents: _pictures(hires.decode(pipe, latents)), enlarge)
     spans = editing.spans(request.conditioning, second.steps, after=request.sampling.steps)
     output, _, pipe = denoise(prepared, spans, second.schedule_steps, "np")
     return output.images, pipe, prepared.finish
+
+
+def _enlarger(name: str, models: ModelManager, state: TaskState, addons) -> Callable | None:
+    """The hires fix's model upscale (None for Lanczos and Nearest): "Demo upscaler" or an upscaler file, found
+    before the first pass so that a missing one stops the run at once."""
+    if name in hires.PIXEL_MODES:
+        return None
+    from . import upscale  # spandrel only when a model upscaler is used
+
+    ref = "demo" if name == DEMO_HIRES_UPSCALER else name
+    folders = getattr(addons, "folders", ())
+    upscale.resolve(ref, folders)
+    return lambda picture: upscale.enlarge(ref, picture, state, models, folders)
 
 
 def _pictures(images: np.ndarray) -> np.ndarray:

@@ -8,7 +8,9 @@ LoRA set for both passes.
 - Upscale: "Latent ..." upscalers resize the first pass's latents (torch
   interpolation: bilinear, bicubic or nearest, with or without antialiasing,
   as A1111's latent modes); "Lanczos" and "Nearest" resize its decoded
-  picture, which the img2img pipeline encodes again. Resize to a size with
+  picture, which the img2img pipeline encodes again; a model upscaler ("Demo
+  upscaler", an upscaler file) runs at its native scale, tiled
+  (desktop/engine/upscale.py), then Lanczos makes the size. Resize to a size with
   both sides set covers that size, then cuts it at the centre (A1111).
 - Steps, as A1111 counts them: the second pass runs all of its steps (Hires
   steps, or the first pass's count when 0) as the last part of a longer
@@ -65,10 +67,11 @@ def plan(request: GenerationRequest) -> Plan:
                 hires.upscaler in LATENT_MODES)
 
 
-def second_pass(request: GenerationRequest, plan: Plan, inpainting_model: bool, first, decode):
+def second_pass(request: GenerationRequest, plan: Plan, inpainting_model: bool, first, decode, enlarge=None):
     """The second pass's Prepared (generate.Prepared: task, inputs, finish, shown), from the first pass's output:
     latents (N, C, h, w) when `plan.latent`, else its pictures (list of HxWx3 uint8 at the request's size).
-    `decode(latents) -> pictures` is used when latents must become pixels (an inpainting model)."""
+    `decode(latents) -> pictures` is used when latents must become pixels (an inpainting model); `enlarge(picture)`
+    is the model upscaler's native-scale upscale, for an upscaler that is neither latent nor Lanczos / Nearest."""
     from .generate import Prepared, _full_mask_inpaint  # the preparers' own pieces
 
     grid = plan.target.multiple_of_8()
@@ -84,7 +87,8 @@ def second_pass(request: GenerationRequest, plan: Plan, inpainting_model: bool, 
             return Prepared("img2img", {"image": latents, "strength": plan.strength}, finish, shown=shown)
         pictures = [picture[:height, :width] for picture in decode(latents)]
     else:
-        pictures = [upscale_picture(picture, request.hires.upscaler, plan.upscaled, plan.target) for picture in first]
+        pictures = [upscale_picture(picture, request.hires.upscaler, plan.upscaled, plan.target, enlarge)
+                    for picture in first]
     images = [Image.fromarray(inpaint.pad_to_grid(picture)) for picture in pictures]
     if not inpainting_model:
         return Prepared("img2img", {"image": images, "strength": plan.strength}, finish, shown=shown)
@@ -102,9 +106,13 @@ def upscale_latents(latents: torch.Tensor, upscaler: str, upscaled: Extent, grid
     return resized[..., y:y + grid.height // 8, x:x + grid.width // 8].to(latents.dtype)
 
 
-def upscale_picture(picture: np.ndarray, upscaler: str, upscaled: Extent, target: Extent) -> np.ndarray:
-    """The picture resized to `upscaled` with Pillow, then cut at the centre to `target`."""
-    resized = np.asarray(Image.fromarray(picture).resize(tuple(upscaled), PIXEL_MODES[upscaler]))
+def upscale_picture(picture: np.ndarray, upscaler: str, upscaled: Extent, target: Extent, enlarge=None) -> np.ndarray:
+    """The picture resized to `upscaled` with Pillow (a model upscaler: `enlarge`d first, then Lanczos), then cut
+    at the centre to `target`."""
+    if upscaler in PIXEL_MODES:
+        resized = np.asarray(Image.fromarray(picture).resize(tuple(upscaled), PIXEL_MODES[upscaler]))
+    else:
+        resized = np.asarray(Image.fromarray(enlarge(picture)).resize(tuple(upscaled), Image.Resampling.LANCZOS))
     x, y = (upscaled.width - target.width) // 2, (upscaled.height - target.height) // 2
     return np.ascontiguousarray(resized[y:y + target.height, x:x + target.width])
 

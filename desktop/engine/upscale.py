@@ -301,6 +301,15 @@ def run(request: UpscaleRequest, state: TaskState, manager, models_folders=()) -
     return [Result(out, -1, request.replace(parameters=with_params(request.parameters, params)), params)]
 
 
+def enlarge(ref: str, image: np.ndarray, state: TaskState, manager, models_folders=()) -> np.ndarray:
+    """HxWx3 uint8 through the upscaler `ref` at its native scale, tiled: the hires fix's model upscale. Its tiles
+    do not move the generation's progress bar; cancel still stops it within a tile."""
+    upscaler = load(ref, manager, state, models_folders)
+    quiet = types.SimpleNamespace(cancelled=state.cancelled, status=state.status, step=lambda *args: None)
+    return upscale_image(upscaler, np.ascontiguousarray(image[..., :3]), quiet,
+                         tile_side(upscaler, manager, image.shape[:2]), release=manager.release_cache)
+
+
 def tile_side(upscaler: Upscaler, manager, shape: tuple[int, int]) -> int:
     """The tile side for this picture: what a quarter of the free memory holds (an estimate: OOM halves it)."""
     if not upscaler.tiled:

@@ -317,6 +317,19 @@ class PromptPanel(QWidget):
 
     # -- models -------------------------------------------------------------------------
 
+    def set_hires_upscalers(self, files: list[str]) -> None:
+        """The hires fix's upscaler choices: A1111's built-in ones and the demo upscaler, then the names of the
+        upscaler files; the chosen one stays chosen."""
+        box, wanted = self.hires_upscaler, self.settings.hires_upscaler
+        names = [*HIRES_UPSCALERS, *(name for name in files if name not in HIRES_UPSCALERS)]
+        if [box.itemText(i) for i in range(box.count())] == names:
+            return
+        box.blockSignals(True)
+        box.clear()
+        box.addItems(names)
+        box.setCurrentText(wanted)
+        box.blockSignals(False)
+
     def set_models(self, models: list[tuple[str, str, str]], current: str) -> None:
         """models: [(reference, label, family)], shown in order; selects `current` if present."""
         self.model.blockSignals(True)
@@ -379,7 +392,8 @@ class PromptPanel(QWidget):
         self.hires_upscaler.setMinimumContentsLength(12)  # the longest names are cut, not the panel widened
         self.hires_upscaler.setToolTip("Latent: upscale the first pass before it is decoded (needs a denoising "
                                        "strength of 0.5 or more, or it blurs). Lanczos, Nearest: upscale the "
-                                       "picture, which keeps more of it at a low strength")
+                                       "picture, which keeps more of it at a low strength. Demo upscaler and the "
+                                       "upscaler files: the model, then Lanczos to the size")
         self.hires_scale = QDoubleSpinBox()
         self.hires_scale.setSingleStep(0.25)
         self.hires_scale.setDecimals(GenerationSettings.field("hires_scale").decimals)

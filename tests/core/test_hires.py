@@ -44,7 +44,8 @@ def test_resize_to_both_sides_covers_the_size_first():
 
 
 @pytest.mark.parametrize("hires, field", [
-    ({"upscaler": "R-ESRGAN 4x+"}, "hires_upscaler"),
+    ({"upscaler": ""}, "hires_upscaler"),  # any other one-line name is an upscaler file's, found when it runs
+    ({"upscaler": "R-ESRGAN 4x+\nSteps: 1"}, "hires_upscaler"),
     ({"scale": 0.5}, "hires_scale"),
     ({"scale": 4.5}, "hires_scale"),
     ({"steps": -1}, "hires_steps"),

@@ -86,3 +86,20 @@ def test_the_window_fits_1280x720_with_the_group_open_or_shut(window, qtbot, ope
     assert fully_shown(window, window.panel.generate_button)
     scroll = window.panel.findChild(QScrollArea)  # it never scrolls sideways: nothing may be wider than it
     assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width()
+
+
+def test_the_upscaler_files_and_the_demo_upscaler_are_hires_choices(make_window, qtbot, fake_backend):
+    from desktop.core import paths
+    from desktop.engine import tiny_upscaler
+
+    tiny_upscaler.build(paths.models_dir() / "upscalers" / "4x-Tiny.safetensors")
+    window = make_window()
+    panel = window.panel
+    qtbot.waitUntil(lambda: panel.hires_upscaler.findText("4x-Tiny") >= 0, timeout=5000)
+    items = [panel.hires_upscaler.itemText(i) for i in range(panel.hires_upscaler.count())]
+    assert items[-3:] == ["Nearest", "Demo upscaler", "4x-Tiny"]
+    panel.hires_check.setChecked(True)
+    panel.hires_upscaler.setCurrentText("4x-Tiny")
+    assert panel.request().hires.upscaler == "4x-Tiny"
+    panel.set_hires_upscalers(["4x-Tiny", "2x-Other"])  # a rescan keeps the choice
+    assert panel.hires_upscaler.currentText() == "4x-Tiny" and panel.request().hires.upscaler == "4x-Tiny"
