@@ -255,6 +255,12 @@ def list_restorers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Pat
     return found
 
 
+def list_enlargers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Path]:
+    """The upscaler files that are not restorers: the choices where a picture is to be made larger."""
+    restorers = list_restorers(models_folders)
+    return {name: path for name, path in list_upscalers(models_folders).items() if name not in restorers}
+
+
 def find_upscaler(name: str, models_folders: Iterable[str | os.PathLike]) -> Path | None:
     """The upscaler file called `name` (its stem, or its file name), exact case first, then any case."""
     files = list_upscalers(models_folders)

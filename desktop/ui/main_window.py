@@ -42,7 +42,7 @@ from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Bounds, Extent
 from desktop.core.jobs import JobController
 from desktop.core.model_choice import after_scan
-from desktop.core.postprocess import UpscaleRequest, list_upscalers
+from desktop.core.postprocess import UpscaleRequest, list_enlargers
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
@@ -517,7 +517,7 @@ class MainWindow(QMainWindow):
             self.show_error(f"The model {Path(wanted).name} was not found any more; another one is selected.")
         self._first_scan = False
         self.panel.set_models([*found, ("demo", DEMO_LABEL, "sd1")], current)
-        self.panel.set_hires_upscalers(list(list_upscalers(self.settings.models_folders)))
+        self.panel.set_hires_upscalers(list(list_enlargers(self.settings.models_folders)))
         self._update_demo_banner()
         if self.panel.model_ref() != self.worker_model:
             self._model_changed(self.panel.model_ref())

@@ -238,7 +238,8 @@ class _Runner(_WorkerSignals):
             self.status.emit("Cancelled.")
             return
         except Exception as error:  # noqa: BLE001 - the worker must survive anything and say what happened
-            self.job_failed.emit(job_id, _message(error, "The upscale" if upscale else "Generation"))
+            what = ("The restore" if request.restore else "The upscale") if upscale else "Generation"
+            self.job_failed.emit(job_id, _message(error, what))
             return
         if loaded is not None:
             self.model_loaded.emit(loaded.ref, loaded.family)

@@ -93,11 +93,12 @@ def test_the_upscaler_files_and_the_demo_upscaler_are_hires_choices(make_window,
     from desktop.engine import tiny_upscaler
 
     tiny_upscaler.build(paths.models_dir() / "upscalers" / "4x-Tiny.safetensors")
+    tiny_upscaler.build_restorer(paths.models_dir() / "upscalers" / "1x-Denoise.safetensors")
     window = make_window()
     panel = window.panel
     qtbot.waitUntil(lambda: panel.hires_upscaler.findText("4x-Tiny") >= 0, timeout=5000)
     items = [panel.hires_upscaler.itemText(i) for i in range(panel.hires_upscaler.count())]
-    assert items[-3:] == ["Nearest", "Demo upscaler", "4x-Tiny"]
+    assert items[-3:] == ["Nearest", "Demo upscaler", "4x-Tiny"], "a restorer (scale 1) is no hires upscaler"
     panel.hires_check.setChecked(True)
     panel.hires_upscaler.setCurrentText("4x-Tiny")
     assert panel.request().hires.upscaler == "4x-Tiny"

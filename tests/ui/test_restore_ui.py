@@ -63,6 +63,16 @@ def test_restore_with_the_demo_restorer_is_staged_at_its_size_and_accepted_in_on
     assert len(doc.layers) == layers and np.array_equal(doc.composite(), before), "one undo step"
 
 
+def test_a_failed_restore_says_the_restore_failed(make_window, qtbot, fake_backend):
+    window = make_window()
+    doc = open_photo(window, photo(96, 80))
+    fake_backend.run_error, fake_backend.fail_at_step = RuntimeError("tile exploded"), 2
+    with qtbot.waitSignal(window.worker.job_failed, timeout=10_000):
+        ask_restore(window, qtbot, choose_model(DEMO_RESTORER_NAME))
+    assert window.error_banner.text().startswith("The restore failed (RuntimeError: tile exploded).")
+    assert not window.generation.staged and doc.extent == Extent(96, 80)
+
+
 def test_a_restorer_file_is_offered_first(make_window, qtbot, fake_backend):
     from desktop.engine import tiny_upscaler
 
