@@ -50,6 +50,7 @@ RESTORER_SUBFOLDER = "restorers"
 DEMO_RESTORER = "demo-restorer"
 DEMO_RESTORER_NAME = "Demo restorer (random weights)"
 RESTORE_KINDS = ("denoise", "jpeg", "restore")
+RESTORE_LABELS = {"restore": "Restore", "denoise": "Denoise", "jpeg": "Remove JPEG artefacts"}
 RESTORE_STRENGTH = 0.25  # the diffusion restore: an img2img of the whole picture at this strength
 MAX_SCALE = 8.0
 MAX_SIDE = 32768  # an output side longer than this is refused before any work
@@ -160,9 +161,9 @@ def scale_text(factor: float) -> str:
 
 
 def describe(request: UpscaleRequest) -> str:
-    """What the queue and the canvas call the job: "Upscale x2", "Upscale to 2048x1536", "Restore (denoise)"."""
+    """What the queue and the canvas call the job: "Upscale x2", "Upscale to 2048x1536", "Denoise, 640x480"."""
     if request.restore:
-        return f"Restore ({request.restore})"
+        return f"{RESTORE_LABELS.get(request.restore, 'Restore')}, {request.source.width}x{request.source.height}"
     text = f"Upscale to {request.size.width}x{request.size.height}" if request.size is not None \
         else f"Upscale x{scale_text(request.scale)}"
     return f"{text} with detail" if request.detail is not None else text

@@ -55,7 +55,7 @@ def test_restore_with_the_demo_restorer_is_staged_at_its_size_and_accepted_in_on
     (image, _seed, path), = shown.args[0]
     assert image.shape[:2] == (80, 96) and path.name.endswith("-denoise.png")
     assert read_image_meta(path)[0].parameters == f"Postprocess restore: {DEMO_RESTORER_NAME}"
-    assert "Restore (denoise)" in window.generation.bar.label.text()
+    assert "Denoise, 96x80 px" in window.generation.bar.label.text()
     assert doc.extent == Extent(96, 80) and len(doc.layers) == layers, "nothing changes before Accept"
     window.generation.accept()
     assert doc.extent == Extent(96, 80) and len(doc.layers) == layers + 1

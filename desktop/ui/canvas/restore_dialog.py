@@ -15,7 +15,7 @@ from desktop.core.geometry import Extent
 from desktop.core.postprocess import RESTORE_STRENGTH
 
 DIFFUSION = "diffusion"  # the model box's entry for the diffusion restore
-KINDS = (("restore", "Restore"), ("denoise", "Remove noise"), ("jpeg", "Remove JPEG artefacts"))
+KINDS = (("restore", "Restore"), ("denoise", "Denoise"), ("jpeg", "Remove JPEG artefacts"))
 
 
 class RestoreDialog(QDialog):
