@@ -19,7 +19,7 @@ from desktop.core.geometry import Extent
 from desktop.core.imageio import load_image
 from desktop.core.frame import restore_request
 from desktop.core.postprocess import (DEMO_RESTORER, DEMO_RESTORER_NAME, DEMO_UPSCALER, DEMO_UPSCALER_NAME,
-                                      RESTORE_STRENGTH, UpscaleRequest, list_restorers, list_upscalers)
+                                      RESTORE_STRENGTH, DetailSettings, UpscaleRequest, list_restorers, list_upscalers)
 
 from .canvas.restore_dialog import DIFFUSION, RestoreDialog
 from .canvas.upscale_dialog import UpscaleDialog
@@ -37,7 +37,7 @@ class Upscaling:
     def ask(self, source: Extent, pictures: int = 0) -> UpscaleRequest | None:
         """What the person chose, as a request of a placeholder picture of `source`'s size; None when cancelled."""
         w = self.window
-        dialog = UpscaleDialog(source, self.upscalers(), w, pictures)
+        dialog = UpscaleDialog(source, self.upscalers(), w, pictures, _detail_settings(w.panel.request()))
         try:
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return None
@@ -131,6 +131,11 @@ class Upscaling:
         job_id = w.worker.submit(request)
         w.jobs.submitted(job_id, request, frame)  # no frame: the result goes to the gallery, not the canvas
         return job_id
+
+
+def _detail_settings(request) -> DetailSettings:
+    """The panel's model, prompt and sampling, for "Add detail" (one picture; the dialog sets the strength)."""
+    return DetailSettings(request.model, request.conditioning, request.sampling.replace(batch_size=1))
 
 
 def _parameters(path: Path) -> str:

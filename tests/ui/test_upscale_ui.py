@@ -260,3 +260,36 @@ def test_upscale_on_the_engine_with_the_demo_upscaler(make_window, qtbot):
     assert f"Postprocess upscaler: {DEMO_UPSCALER_NAME}" in meta.parameters
     qtbot.keyClick(window.canvas, Qt.Key.Key_Return)
     assert doc.extent == Extent(128, 96) and doc.active.bounds == doc.bounds
+
+
+@pytest.mark.engine
+def test_add_detail_uses_the_panels_model_prompt_and_seed_at_the_chosen_strength(make_window, qtbot):
+    from tests.support.requests import make_request
+
+    window = make_window()
+    doc = open_photo(window, photo(64, 48))
+    window.panel.set_request(make_request(model=window.panel.request().model, prompt="a red boat",
+                                          negative_prompt="fog", steps=4, seed=21,
+                                          sampler="Euler a", schedule="Automatic", width=64, height=48))
+    steps = []
+    window.worker.step.connect(lambda job, i, n, preview: steps.append((i, n, preview)))
+
+    def choose(dialog):
+        assert dialog.detail_box.isVisible() and not dialog.detail_box.isChecked()
+        assert not dialog.strength_box.isEnabled() and dialog.strength_box.value() == 0.35
+        dialog.detail_box.setChecked(True)
+        dialog.strength_box.setValue(0.5)
+
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT) as shown:
+        said = ask_upscale(window, qtbot, choose)
+    assert "Then 2 steps of Euler a at denoising strength 0.5 add detail" in said[0]
+    (image, _seed, path), = shown.args[0]
+    assert image.shape[:2] == (96, 128)
+    assert any(p is not None for _, _, p in steps), "the detail pass shows the whole picture as it goes"
+    meta, _, _ = read_image_meta(path)
+    assert meta.parameters.startswith("a red boat\nNegative prompt: fog\nSteps: 4, Sampler: Euler a")
+    assert "Seed: 21" in meta.parameters and "Denoising strength: 0.5" in meta.parameters
+    assert meta.parameters.endswith(f"Postprocess upscale by: 2, Postprocess upscaler: {DEMO_UPSCALER_NAME}")
+    assert "with detail" in window.generation.bar.label.text()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Return)
+    assert doc.extent == Extent(128, 96)
