@@ -59,6 +59,8 @@ def test_restore_with_the_demo_restorer_is_staged_at_its_size_and_accepted_in_on
     assert doc.extent == Extent(96, 80) and len(doc.layers) == layers, "nothing changes before Accept"
     window.generation.accept()
     assert doc.extent == Extent(96, 80) and len(doc.layers) == layers + 1
+    assert doc.active.name == "Denoise, 96x80"
+    assert window.statusBar().currentMessage() == "Denoise: the result is a new layer on top (Ctrl+Z to undo)."
     window.undo_action.trigger()
     assert len(doc.layers) == layers and np.array_equal(doc.composite(), before), "one undo step"
 

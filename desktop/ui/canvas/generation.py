@@ -149,7 +149,9 @@ class CanvasGeneration(QObject):
             return None
         self.staged.clear()
         self._show(0)
-        if result.upscale:  # the whole picture changed size: show all of it, and say so
+        if result.upscale and self.doc.extent == result.frame.extent:  # a restore: the size stayed
+            self.view.message.emit(f"{result.upscale.split(',')[0]}: the result is a new layer on top (Ctrl+Z to undo).")
+        elif result.upscale:  # the whole picture changed size: show all of it, and say so
             self.view.fit()
             extent = self.doc.extent
             self.view.message.emit(f"The canvas is now {extent.width} × {extent.height} px (Ctrl+Z to undo).")
