@@ -37,7 +37,7 @@ from desktop.core.request import (DEMO_HIRES_UPSCALER, GenerationRequest, Inpain
                                   Mode)
 
 from . import editing, hires, inpaint
-from .models import ModelManager
+from .models import CHECKPOINT, ModelManager
 from .schedulers import make_scheduler
 
 
@@ -113,7 +113,8 @@ def run(
     prepared = prepare(request, Traits(loaded.family, loaded.inpaint_model))
     sampling = request.sampling
     second = hires.plan(request) if request.hires.enabled else None
-    enlarge = _enlarger(request.hires.upscaler, models, state, addons) if second and not second.latent else None
+    enlarge = _enlarger(request.hires.upscaler, models, state, addons, loaded.ref) \
+        if second and not second.latent else None
     previewer = models.previewer(loaded.family, preview_method)
     last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
     done = {"steps": 0, "later": second.steps if second else 0}  # the steps of the passes before and after this
@@ -224,9 +225,9 @@ def _hires_pass(request: GenerationRequest, second: hires.Plan, inpainting_model
     return output.images, pipe, prepared.finish
 
 
-def _enlarger(name: str, models: ModelManager, state: TaskState, addons) -> Callable | None:
+def _enlarger(name: str, models: ModelManager, state: TaskState, addons, checkpoint: str) -> Callable | None:
     """The hires fix's model upscale (None for Lanczos and Nearest): "Demo upscaler" or an upscaler file, found
-    before the first pass so that a missing one stops the run at once."""
+    before the first pass so that a missing one stops the run at once; loading it never unloads `checkpoint`."""
     if name in hires.PIXEL_MODES:
         return None
     from . import upscale  # spandrel only when a model upscaler is used
@@ -234,7 +235,8 @@ def _enlarger(name: str, models: ModelManager, state: TaskState, addons) -> Call
     ref = "demo" if name == DEMO_HIRES_UPSCALER else name
     folders = getattr(addons, "folders", ())
     upscale.resolve(ref, folders)
-    return lambda picture: upscale.enlarge(ref, picture, state, models, folders)
+    spare = {(CHECKPOINT, checkpoint)}
+    return lambda picture: upscale.enlarge(ref, picture, state, models, folders, spare)
 
 
 def _pictures(images: np.ndarray) -> np.ndarray:

@@ -102,8 +102,9 @@ def resolve(ref: str, models_folders=()) -> tuple[Path, str]:
     return found, found.stem
 
 
-def load(ref: str, manager, state: TaskState, models_folders=()) -> Upscaler:
-    """The upscaler `ref`, from the ModelManager when it is still loaded, else from its file."""
+def load(ref: str, manager, state: TaskState, models_folders=(), spare=()) -> Upscaler:
+    """The upscaler `ref`, from the ModelManager when it is still loaded, else from its file. `spare`: the
+    ModelManager keys never unloaded to make room for it (the checkpoint of the hires fix it runs in)."""
     path, name = resolve(ref, models_folders)
     key = str(path.resolve())
     held = manager.held(KIND, key)
@@ -119,7 +120,7 @@ def load(ref: str, manager, state: TaskState, models_folders=()) -> Upscaler:
         dtype = torch.bfloat16
     size = sum(p.numel() for p in descriptor.model.parameters()) * torch.finfo(dtype).bits // 8
     pool = tuning.GPU if device.device.type == "cuda" else tuning.SYSTEM
-    manager.make_room(pool, size, name, state)
+    manager.make_room(pool, size, name, state, spare)
     try:
         descriptor = descriptor.to(device.device)
         descriptor = descriptor.half() if dtype == torch.float16 else \
@@ -301,10 +302,10 @@ def run(request: UpscaleRequest, state: TaskState, manager, models_folders=()) -
     return [Result(out, -1, request.replace(parameters=with_params(request.parameters, params)), params)]
 
 
-def enlarge(ref: str, image: np.ndarray, state: TaskState, manager, models_folders=()) -> np.ndarray:
+def enlarge(ref: str, image: np.ndarray, state: TaskState, manager, models_folders=(), spare=()) -> np.ndarray:
     """HxWx3 uint8 through the upscaler `ref` at its native scale, tiled: the hires fix's model upscale. Its tiles
     do not move the generation's progress bar; cancel still stops it within a tile."""
-    upscaler = load(ref, manager, state, models_folders)
+    upscaler = load(ref, manager, state, models_folders, spare)
     quiet = types.SimpleNamespace(cancelled=state.cancelled, status=state.status, step=lambda *args: None)
     return upscale_image(upscaler, np.ascontiguousarray(image[..., :3]), quiet,
                          tile_side(upscaler, manager, image.shape[:2]), release=manager.release_cache)

@@ -72,3 +72,14 @@ def test_the_cli_records_hires_upscaler_and_refuses_a_missing_one(capsys, tmp_pa
     out, err = capsys.readouterr()
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--hires-upscaler: 4x-Missing is not one of" in err
+
+
+def test_loading_the_upscaler_never_unloads_the_checkpoint_of_the_run(cpu_manager, sd1, monkeypatch):  # noqa: F811
+    from desktop.engine.models import CHECKPOINT
+
+    asked = []
+    make_room = cpu_manager.make_room
+    monkeypatch.setattr(cpu_manager, "make_room", lambda pool, size, name, state, spare=(): (
+        asked.append((name, set(spare))), make_room(pool, size, name, state, spare)))
+    generate.run(request(sd1, upscaler="Demo upscaler"), TaskState(), cpu_manager)
+    assert ("Demo upscaler (random weights)", {(CHECKPOINT, sd1)}) in asked
