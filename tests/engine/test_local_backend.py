@@ -73,9 +73,10 @@ def test_models_lists_the_usable_models_in_its_folders_then_the_demo(tiny_models
     catalogue = LocalBackend("cpu", models_folders=[folder]).models()
     generation = [(m.ref, m.family) for m in catalogue if GENERATION in m.kinds]
     assert generation == [(str(folder / "painter.safetensors"), "sd1"), ("demo", "sd1")]
-    upscalers = [(m.ref, m.name) for m in catalogue if m.kinds == {UPSCALE}]
-    assert upscalers == [(str(folder / "upscalers" / "4x-Sharp.pth"), "4x-Sharp"),
-                         ("demo", "Demo upscaler (random weights)")]
+    upscalers = [(m.ref, m.name, m.family) for m in catalogue if m.kinds == {UPSCALE}]
+    assert upscalers == [(str(folder / "upscalers" / "4x-Sharp.pth"), "4x-Sharp", "upscaler"),
+                         ("demo", "Demo upscaler (random weights)", "upscaler"),
+                         ("demo-restorer", "Demo restorer (random weights)", "restorer")]
 
 
 def test_a_full_disk_while_building_the_demo_model_is_a_sentence(monkeypatch):
