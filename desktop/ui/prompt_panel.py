@@ -43,6 +43,7 @@ from desktop.core.generation_settings import GenerationSettings, supported_sched
 from desktop.core.request import (HIRES_UPSCALERS, MAX_SIZE, MIN_SIZE, GenerationRequest, InpaintArea, MaskedContent,
                                   Mode)
 from desktop.core.prompts import EMPHASIS_MODES
+from desktop.ui.wheel_guard import guard_wheel
 from desktop.core.samplers import SAMPLERS, SCHEDULES
 
 from .binding import bind_check, bind_combo_data, bind_combo_text, bind_spin, bind_text
@@ -276,6 +277,7 @@ class PromptPanel(QWidget):
         footer.addLayout(self.footer_buttons)
         outer.addLayout(footer)
         self._bind()
+        guard_wheel(self)  # the wheel scrolls the panel, not the field under the pointer
         self.set_mode(Mode.TXT2IMG)
 
     def _bind(self) -> None:
