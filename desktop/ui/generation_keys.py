@@ -1,7 +1,8 @@
 """GenerationKeys: the keys of a generation work wherever the focus is.
 
-Esc cancels the running job; Enter accepts, Delete discards and Left/Right
-step through the results staged on the canvas. Shortcuts and key presses
+Esc cancels the running job; Enter accepts, Delete discards, Left/Right
+step through the results staged on the canvas and C compares the shown one
+with the picture before. Shortcuts and key presses
 follow the focus, so they failed where the focus happened to be: after a
 menu was closed with Esc the menu bar kept the focus and ate the next Esc,
 and after a click on Generate a spin box took Right and Enter. One
@@ -47,7 +48,7 @@ from PySide6.QtWidgets import (
 from .canvas.generation import CanvasGeneration
 
 _Key = Qt.Key
-_STAGING_KEYS = {_Key.Key_Return, _Key.Key_Enter, _Key.Key_Delete, _Key.Key_Left, _Key.Key_Right}
+_STAGING_KEYS = {_Key.Key_Return, _Key.Key_Enter, _Key.Key_Delete, _Key.Key_Left, _Key.Key_Right, _Key.Key_C}
 _EDITING_KEYS = {_Key.Key_Delete, _Key.Key_Backspace}  # they type, though their text may be empty
 
 
@@ -103,6 +104,8 @@ class GenerationKeys(QObject):
             return self.generation.accept
         if key == _Key.Key_Delete:
             return self.generation.discard
+        if key == _Key.Key_C:
+            return self.generation.toggle_compare
         return lambda: self.generation.step(-1 if key == _Key.Key_Left else 1)
 
     def _typing(self, widget: QWidget | None, key: Qt.Key) -> bool:

@@ -64,6 +64,7 @@ class CanvasGeneration(QObject):
         self.bar.accept_requested.connect(self.accept)
         self.bar.discard_requested.connect(self.discard)
         self.bar.discard_all_requested.connect(self.discard_all)
+        self.bar.compare_toggled.connect(self.set_compare)
         view.view_changed.connect(self._place_bar)
 
     def set_document(self, doc: CanvasDocument) -> None:
@@ -158,6 +159,15 @@ class CanvasGeneration(QObject):
         self.accepted.emit(layer)
         return layer
 
+    def set_compare(self, on: bool) -> None:
+        """Compare the shown result with the picture under it (an upscale's: the picture, scaled to its size)."""
+        on = on and bool(self.staged)
+        self.view.set_compare(on)
+        self.bar.compare.setChecked(on)
+
+    def toggle_compare(self) -> None:
+        self.set_compare(not self.view.comparing)
+
     def discard(self) -> None:
         if self.staged:
             del self.staged[self.current]
@@ -181,6 +191,7 @@ class CanvasGeneration(QObject):
         else:
             self.view.set_picture("staged", None)
             self.bar.show_state(0, 0, None)
+            self.set_compare(False)  # the next results show whole
         self._place_bar()
         self.staging_changed.emit(len(self.staged))
 

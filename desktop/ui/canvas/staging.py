@@ -12,12 +12,14 @@ class StagingBar(QFrame):
     accept_requested(): keep the shown result as a new layer (Enter).
     discard_requested(): drop the shown result (Delete).
     discard_all_requested(): drop every waiting result.
+    compare_toggled(bool): show the picture before left of a split line, the result right of it (C).
     """
 
     step_requested = Signal(int)
     accept_requested = Signal()
     discard_requested = Signal()
     discard_all_requested = Signal()
+    compare_toggled = Signal(bool)
 
     def __init__(self, parent: QWidget):
         super().__init__(parent)
@@ -37,7 +39,12 @@ class StagingBar(QFrame):
         self.discard = _button("Discard", "Drop this result; it stays in the output folder (Delete)",
                                self.discard_requested.emit)
         self.discard_all = _button("Discard all", "Drop every waiting result", self.discard_all_requested.emit)
-        for widget in (self.previous, self.label, self.next, self.accept, self.discard, self.discard_all):
+        self.compare = _button("Compare", "Compare with the picture before: before left of the line, the result"
+                               " right of it; move the pointer over the result to move the line (C)",
+                               lambda: self.compare_toggled.emit(self.compare.isChecked()))
+        self.compare.setCheckable(True)
+        for widget in (self.previous, self.label, self.next, self.compare, self.accept, self.discard,
+                       self.discard_all):
             layout.addWidget(widget)
         self.hide()
 

@@ -58,6 +58,8 @@ class CanvasView(QWidget):
         self._live_frame: Bounds | None = None
         self._frame_caption = ""
         self._pictures: dict[str, tuple[QImage, Bounds]] = {}  # "preview" / "staged" -> drawn in a frame
+        self._comparing = False  # the staged result shows right of the split, what is under it left
+        self._split = 0.5  # where across the staged result, 0..1
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setAcceptDrops(True)
@@ -139,6 +141,44 @@ class CanvasView(QWidget):
 
     def picture(self, kind: str) -> tuple[QImage, Bounds] | None:
         return self._pictures.get(kind)
+
+    def set_compare(self, on: bool) -> None:
+        """Compare the staged result with the picture under it: left of a vertical split line the picture
+        before, right of it the result. The pointer over the result moves the line. Only painting changes."""
+        self._comparing = on
+        self.update()
+
+    @property
+    def comparing(self) -> bool:
+        return self._comparing
+
+    def set_split(self, fraction: float) -> None:
+        """Where the compare line is across the staged result: 0 its left edge, 1 its right edge."""
+        self._split = min(1.0, max(0.0, fraction))
+        if self._comparing:
+            self.update()
+
+    def split_x(self) -> float | None:
+        """The compare line's x in the widget, while comparing a staged result."""
+        rect = self._compare_rect()
+        return None if rect is None else rect.left() + rect.width() * self._split
+
+    def _compare_rect(self) -> QRectF | None:
+        if not self._comparing or "staged" not in self._pictures:
+            return None
+        return QRectF(self.widget_rect(self._pictures["staged"][1]).adjusted(2, 2, -2, -2))
+
+    def _on_compared(self, pos: QPointF) -> bool:
+        rect = self._compare_rect()
+        return rect is not None and rect.contains(pos)
+
+    def _follow_split(self, pos: QPointF) -> bool:
+        """Move the compare line to the pointer when it is over the staged result; whether it was."""
+        rect = self._compare_rect()
+        if rect is None or not rect.contains(pos) or rect.width() <= 0:
+            return False
+        self.set_split((pos.x() - rect.left()) / rect.width())
+        return True
 
     def set_frame_caption(self, text: str) -> None:
         if text != self._frame_caption:
@@ -238,10 +278,36 @@ class CanvasView(QWidget):
             if kind in self._pictures:
                 image, bounds = self._pictures[kind]
                 painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-                painter.drawImage(QRectF(self.widget_rect(bounds).adjusted(2, 2, -2, -2)), image)
+                rect = QRectF(self.widget_rect(bounds).adjusted(2, 2, -2, -2))
+                if kind == "staged" and self._comparing:
+                    self._draw_compared(painter, rect, image)
+                else:
+                    painter.drawImage(rect, image)
         self._draw_layer_bounds(painter)
         self._draw_frame(painter)
         self._draw_brush(painter)
+
+    def _draw_compared(self, painter: QPainter, rect: QRectF, image: QImage) -> None:
+        """The result right of the split line only; left of it the picture under it shows."""
+        x = rect.left() + rect.width() * self._split
+        painter.save()
+        painter.setClipRect(QRectF(x, rect.top(), rect.right() - x, rect.height()))
+        painter.drawImage(rect, image)
+        painter.restore()
+        painter.save()
+        painter.setClipRect(rect)
+        painter.setPen(QPen(QColor(0, 0, 0, 160), 4))
+        painter.drawLine(QPointF(x, rect.top()), QPointF(x, rect.bottom()))
+        painter.setPen(QPen(QColor(255, 255, 255), 2))
+        painter.drawLine(QPointF(x, rect.top()), QPointF(x, rect.bottom()))
+        metrics = painter.fontMetrics()
+        for text, right in (("Before", False), ("After", True)):
+            width, height = metrics.horizontalAdvance(text) + 10, metrics.height() + 4
+            box = QRectF(x + 6 if right else x - 6 - width, rect.top() + 6, width, height)
+            painter.fillRect(box, QColor(0, 0, 0, 150))
+            painter.setPen(QColor(255, 255, 255))
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
+        painter.restore()
 
     def _visible_document(self, rect: QRect) -> Bounds:
         top_left = self.to_document(QPointF(rect.topLeft()))
@@ -286,7 +352,7 @@ class CanvasView(QWidget):
         painter.drawText(box, Qt.AlignmentFlag.AlignCenter, caption)
 
     def _draw_brush(self, painter: QPainter) -> None:
-        if self._pointer is None or not self.tools.tool.paints or self._panning():
+        if self._pointer is None or not self.tools.tool.paints or self._panning() or self._on_compared(self._pointer):
             return
         radius = max(1.0, self.tools.brush().size / 2 * self._zoom)
         painter.setBrush(Qt.BrushStyle.NoBrush)
@@ -308,6 +374,8 @@ class CanvasView(QWidget):
         if self.doc is None or self._drag is not None:
             return
         pos = event.position()
+        if event.button() == Qt.MouseButton.LeftButton and not self._panning() and self._follow_split(pos):
+            return  # while comparing, the staged result is the split's handle, not a place to paint
         self._drag_button = event.button()
         if event.button() == Qt.MouseButton.MiddleButton or (event.button() == Qt.MouseButton.LeftButton and self._panning()):
             self._drag = _PanDrag(self, pos)
@@ -325,6 +393,7 @@ class CanvasView(QWidget):
         if self._drag is not None:
             self._drag.move(pos)
         else:
+            self._follow_split(pos)
             self._update_cursor(pos)
 
     def mouseReleaseEvent(self, event) -> None:
@@ -424,6 +493,8 @@ class CanvasView(QWidget):
             shape = Qt.CursorShape.ClosedHandCursor
         elif self._panning():
             shape = Qt.CursorShape.OpenHandCursor
+        elif pos is not None and self._on_compared(pos):
+            shape = Qt.CursorShape.SplitHCursor  # the pointer moves the compare line; nothing paints here
         elif tool.paints:
             shape = Qt.CursorShape.BlankCursor
         elif tool is Tool.PICKER:
