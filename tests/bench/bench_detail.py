@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.bench.common import Figure
+from tests.bench.common import Figure, sfumato_home
 
 SIDE = int(os.environ.get("SFUMATO_BENCH_DETAIL_SIDE", "768"))
 STEPS, STRENGTH = 20, 0.35
 
 
 def run() -> list[Figure]:
-    os.environ.setdefault("SFUMATO_HOME", "/tmp/sfumato-bench-detail")
+    os.environ["SFUMATO_HOME"] = sfumato_home("detail")
     from desktop.core.postprocess import DetailSettings
     from desktop.core.progress import TaskState
     from desktop.core.request import Conditioning, GenerationRequest, Images, Mode, Sampling

@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 
-from tests.bench.common import Figure
+from tests.bench.common import Figure, sfumato_home
 
 SIDE = int(os.environ.get("SFUMATO_BENCH_UPSCALE_SIDE", "1024"))
 TILE = 256
@@ -50,7 +50,7 @@ print(json.dumps({"seconds": seconds, "peak": peak() - before, "shape": list(out
 
 
 def _measure(variant: str) -> dict:
-    env = {**os.environ, "SFUMATO_HOME": os.environ.get("SFUMATO_HOME", "/tmp/sfumato-bench-upscale")}
+    env = {**os.environ, "SFUMATO_HOME": sfumato_home("upscale")}
     done = subprocess.run([sys.executable, "-c", _CHILD, variant, str(SIDE), str(TILE)], capture_output=True,
                           text=True, env=env, timeout=1800, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 
@@ -32,3 +35,9 @@ def best_of(function: Callable[[], object], repeat: int = 5, number: int = 1) ->
             function()
         best = min(best, (time.perf_counter() - start) / number)
     return best
+
+
+def sfumato_home(name: str) -> str:
+    """Where a benchmark's Sfumato keeps its files: SFUMATO_HOME when set, else a folder of the system's
+    temporary directory named for the benchmark (so the tiny models it builds are reused between runs)."""
+    return os.environ.get("SFUMATO_HOME") or str(Path(tempfile.gettempdir()) / f"sfumato-bench-{name}")
