@@ -186,6 +186,24 @@ def _default_extent(image) -> Extent:
     return Extent(max(64, min(4096, w)), max(64, min(4096, h)))
 
 
+def start_backend(args: argparse.Namespace, progress: _Progress):
+    """The LocalBackend on the chosen device, or None after saying why not. LoRAs, embeddings and upscalers are
+    looked for in the model folders the window uses; a settings file the CLI cannot read is left for the window
+    to deal with."""
+    from desktop.engine.local import LocalBackend
+
+    window_settings = settings.load(set_aside=False)
+    if window_settings.notice:
+        print(f"sfumato: {window_settings.notice}", file=sys.stderr)
+    backend = LocalBackend(args.device, args.precision, window_settings.models_folders)
+    try:
+        backend.start(progress.state)
+    except ValueError as error:
+        print(f"sfumato: {error}", file=sys.stderr)
+        return None
+    return backend
+
+
 def main(argv: list[str]) -> int:
     try:
         parser = build_parser()
@@ -198,19 +216,11 @@ def main(argv: list[str]) -> int:
         print(f"sfumato: {error}", file=sys.stderr)
         return 2
     # Heavy imports only once the input is known to be good.
-    from desktop.engine.local import DemoModelUnwritable, LocalBackend
+    from desktop.engine.local import DemoModelUnwritable
 
     progress = _Progress()
-    # LoRAs and embeddings are looked for in the model folders the window uses (File > Settings, Models);
-    # a settings file the CLI cannot read is left for the window to deal with
-    window_settings = settings.load(set_aside=False)
-    if window_settings.notice:
-        print(f"sfumato: {window_settings.notice}", file=sys.stderr)
-    backend = LocalBackend(args.device, args.precision, window_settings.models_folders)
-    try:
-        backend.start(progress.state)
-    except ValueError as error:
-        print(f"sfumato: {error}", file=sys.stderr)
+    backend = start_backend(args, progress)
+    if backend is None:
         return 2
     folder = args.out or paths.output_dir()
     try:

@@ -15,13 +15,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from desktop.cli import _Parser, _print_path, _Progress, _reason, UsageError
-from desktop.cli_upscale import inputs
-from desktop.core import paths, settings
-from desktop.core.backend import UpscaleJob
-from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
-from desktop.core.imageio import load_image, save_png
-from desktop.core.postprocess import DEMO_RESTORER, RESTORE_KINDS, UpscaleRequest, UpscalerError
+from desktop.cli import _Parser, UsageError
+from desktop.cli_upscale import inputs, process
+from desktop.core import paths
+from desktop.core.errors import InvalidRequest, SfumatoError
+from desktop.core.postprocess import DEMO_RESTORER, RESTORE_KINDS, UpscaleRequest
 
 
 def build_parser():
@@ -58,66 +56,6 @@ def main(argv: list[str]) -> int:
     if not pictures:
         print(f"sfumato: there are no pictures in {args.input}", file=sys.stderr)
         return 2
-    out = args.out or paths.output_dir() / "restored"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        print(f"sfumato: the output folder {out} cannot be used: {_reason(error)}", file=sys.stderr)
-        return 1
-    from desktop.core.gallery.metadata import read_image_meta
-    from desktop.engine.local import LocalBackend
-
-    progress = _Progress()
-    backend = LocalBackend(args.device, args.precision, settings.load(set_aside=False).models_folders)
-    try:
-        backend.start(progress.state)
-    except ValueError as error:
-        print(f"sfumato: {error}", file=sys.stderr)
-        return 2
-    failed, names = 0, set()
-    try:
-        for number, source in enumerate(pictures, 1):
-            name = f"{source.stem}-{args.kind}.png"
-            if name in names:  # a.jpg and a.png in one folder
-                name = f"{source.stem}-{args.kind}-{source.suffix.lstrip('.').lower()}.png"
-            names.add(name)
-            target = out / name
-            label = f"[{number}/{len(pictures)}] {source.name}"
-            if target.exists():
-                progress.status(f"{label}: already done ({target.name})")
-                continue
-            progress.status(label)
-            try:
-                image = load_image(source)
-                try:
-                    parameters = read_image_meta(source)[0].parameters
-                except (OSError, SfumatoError, ValueError):
-                    parameters = ""
-                result = backend.run(UpscaleJob(request(image, args, parameters)), progress.state)[0]
-                progress.end()
-                written = save_png(target, result.image, {"parameters": result.request.parameters})
-            except (Cancelled, KeyboardInterrupt):
-                raise
-            except SfumatoError as error:
-                progress.end()
-                print(f"sfumato: {source.name}: {error}", file=sys.stderr)
-                failed += 1
-                if isinstance(error, UpscalerError):
-                    return 1  # the same restorer would fail for every picture
-                continue
-            except OSError as error:
-                progress.end()
-                print(f"sfumato: {source.name}: could not be written to {out}: {_reason(error)}", file=sys.stderr)
-                failed += 1
-                continue
-            _print_path(written)
-    except (KeyboardInterrupt, Cancelled):
-        progress.end()
-        print("\nsfumato: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        backend.close()
-    if failed:
-        print(f"sfumato: {failed} of {len(pictures)} pictures could not be restored.", file=sys.stderr)
-        return 1
-    return 0
+    return process(args, pictures, args.out or paths.output_dir() / "restored", "restored",
+                   lambda source: f"{source.stem}-{args.kind}.png",
+                   lambda image, parameters: request(image, args, parameters))

@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from desktop.cli import _Parser, _print_path, _Progress, _reason, UsageError
-from desktop.core import paths, settings
+from desktop.cli import _Parser, _print_path, _Progress, _reason, start_backend, UsageError
+from desktop.core import paths
 from desktop.core.backend import UpscaleJob
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.geometry import Extent
@@ -113,26 +114,32 @@ def main(argv: list[str]) -> int:
     if not pictures:
         print(f"sfumato: there are no pictures in {args.input}", file=sys.stderr)
         return 2
-    out = args.out or paths.output_dir() / "upscaled"
+    return process(args, pictures, args.out or paths.output_dir() / "upscaled", "upscaled",
+                   lambda source: output_name(source, args.scale, args.size, detail is not None),
+                   lambda image, parameters: UpscaleRequest(image, args.scale, args.size, args.upscaler, parameters,
+                                                            detail=detail))
+
+
+def process(args, pictures: list[Path], out: Path, done: str, name_for: Callable[[Path], str],
+            request_for: Callable[[object, str], UpscaleRequest]) -> int:
+    """Run an UpscaleJob (request_for(picture, its parameters)) for each picture, writing out/name_for(picture) with
+    the job's parameters and skipping pictures already done; `done` says what was done in the summary ("upscaled").
+    Returns the exit code: 0, 1 when a picture failed, 2 for no device, 130 when interrupted."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         print(f"sfumato: the output folder {out} cannot be used: {_reason(error)}", file=sys.stderr)
         return 1
     from desktop.core.gallery.metadata import read_image_meta
-    from desktop.engine.local import LocalBackend
 
     progress = _Progress()
-    backend = LocalBackend(args.device, args.precision, settings.load(set_aside=False).models_folders)
-    try:
-        backend.start(progress.state)
-    except ValueError as error:
-        print(f"sfumato: {error}", file=sys.stderr)
+    backend = start_backend(args, progress)
+    if backend is None:
         return 2
     failed, names = 0, set()
     try:
         for number, source in enumerate(pictures, 1):
-            name = output_name(source, args.scale, args.size, detail is not None)
+            name = name_for(source)
             if name in names:  # a.jpg and a.png in one folder
                 name = f"{Path(name).stem}-{source.suffix.lstrip('.').lower()}.png"
             names.add(name)
@@ -145,15 +152,12 @@ def main(argv: list[str]) -> int:
             try:
                 image = load_image(source)
                 try:
-                    meta, _, _ = read_image_meta(source)
-                    parameters = meta.parameters
+                    parameters = read_image_meta(source)[0].parameters
                 except (OSError, SfumatoError, ValueError):
                     parameters = ""
-                request = UpscaleRequest(image, args.scale, args.size, args.upscaler, parameters, detail=detail)
-                result = backend.run(UpscaleJob(request), progress.state)[0]
+                result = backend.run(UpscaleJob(request_for(image, parameters)), progress.state)[0]
                 progress.end()
-                text = {"parameters": result.request.parameters}
-                written = save_png(target, result.image, text)
+                written = save_png(target, result.image, {"parameters": result.request.parameters})
             except (Cancelled, KeyboardInterrupt):
                 raise
             except SfumatoError as error:
@@ -161,7 +165,7 @@ def main(argv: list[str]) -> int:
                 print(f"sfumato: {source.name}: {error}", file=sys.stderr)
                 failed += 1
                 if isinstance(error, UpscalerError):
-                    return 1  # the same upscaler would fail for every picture
+                    return 1  # the same model would fail for every picture
                 continue
             except OSError as error:
                 progress.end()
@@ -176,7 +180,7 @@ def main(argv: list[str]) -> int:
     finally:
         backend.close()
     if failed:
-        print(f"sfumato: {failed} of {len(pictures)} pictures could not be upscaled.", file=sys.stderr)
+        print(f"sfumato: {failed} of {len(pictures)} pictures could not be {done}.", file=sys.stderr)
         return 1
     return 0
 
