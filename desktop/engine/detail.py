@@ -53,23 +53,14 @@ def run(settings: DetailSettings, picture: np.ndarray, state: TaskState, models:
     settings = settings.validated()
     sampling, conditioning = settings.sampling, settings.conditioning
     seed = sampling.seed if sampling.seed != RANDOM_SEED else random.randint(0, MAX_SEED)
-    addons = addons or generate.NoAddons()
-    uses, lora_hashes = generate._loras(conditioning, addons)
-    loaded = models.load(settings.model, state)
+    loaded, extras = generate.load_for(models, settings.model, conditioning, addons, state)
     if loaded.inpaint_model:
         raise SfumatoError(f"{loaded.name} is an inpainting model; add detail with an ordinary model of its family.")
     steps = sampling.steps
     run_steps = min(int(steps * sampling.strength), steps)
     if run_steps < 1:  # nothing to denoise: the upscaled picture as it is
         return Detailed(picture, seed, loaded.ref, ())
-    if state.cancelled():
-        raise Cancelled(0)
-    for note in models.use_loras(uses):
-        state.status(note)
-    embedding_files = addons.files("embedding")
-    embeddings, refused = models.usable_embeddings(embedding_files)
-    for note in generate._refused_named(conditioning, refused):
-        state.status(note)
+    embeddings = extras.embeddings
 
     pipe = models.pipeline("img2img")
     guided = sampling.cfg_scale > 1
@@ -93,8 +84,7 @@ def run(settings: DetailSettings, picture: np.ndarray, state: TaskState, models:
                           "picture. Use a smaller scale, or close other programs.") from None
     generate._check_finite(decoded, latents, pipe.vae.dtype, state)
     image = generate._pictures(decoded)[0][:height, :width]
-    return Detailed(np.ascontiguousarray(image), seed, loaded.ref,
-                    generate._params(schedule, lora_hashes, addons, embedding_files))
+    return Detailed(np.ascontiguousarray(image), seed, loaded.ref, extras.params(schedule))
 
 
 def _denoise(pipe, loaded, schedule: editing.Schedule, picture: np.ndarray, seed: int, sampling, side: int,

@@ -99,17 +99,8 @@ def run(
 ) -> list[Result]:
     """Generate the images of `request`. Raises InvalidRequest, ModelLoadError, OutOfMemory or Cancelled."""
     request = request.resolved()
-    addons = addons or NoAddons()
-    uses, lora_hashes = _loras(request.conditioning, addons)  # a missing LoRA stops before any loading
-    loaded = models.load(request.model, state)
-    if state.cancelled():
-        raise Cancelled(0)
-    for note in models.use_loras(uses):
-        state.status(note)
-    embedding_files = addons.files("embedding")
-    embeddings, refused = models.usable_embeddings(embedding_files)
-    for note in _refused_named(request.conditioning, refused):
-        state.status(note)
+    loaded, extras = load_for(models, request.model, request.conditioning, addons, state)
+    embeddings = extras.embeddings
     prepared = prepare(request, Traits(loaded.family, loaded.inpaint_model))
     sampling = request.sampling
     second = hires.plan(request) if request.hires.enabled else None
@@ -209,7 +200,7 @@ def run(
     finite = _check_finite(generated, last.get("latents"), pipe.vae.dtype, state)
     images = _pictures(generated[finite])
     seeds = [seed for seed, kept in zip(sampling.seeds, finite, strict=True) if kept]
-    params = _params(schedule, lora_hashes, addons, embedding_files)
+    params = extras.params(schedule)
     return [Result(finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
 
 
@@ -246,6 +237,36 @@ def _pictures(images: np.ndarray) -> np.ndarray:
 
 def _first(image):
     return image[0] if isinstance(image, list) else image
+
+
+@dataclass
+class PromptAddons:
+    """The LoRAs and embeddings a run's prompts use, for the encoder and the infotext."""
+
+    addons: Addons
+    lora_hashes: list[str]  # "name: hash", as "Lora hashes" lists them
+    embeddings: dict  # name -> vectors, those the loaded model can use
+    embedding_files: dict[str, Path]
+
+    def params(self, schedule: editing.Schedule) -> tuple:
+        return _params(schedule, self.lora_hashes, self.addons, self.embedding_files)
+
+
+def load_for(models: ModelManager, model: str, conditioning, addons: Addons | None, state: TaskState):
+    """Load `model` with the LoRAs the prompt names merged in, and find the embeddings it can use, saying in the
+    status what is read as words. A missing LoRA stops before any loading. Returns (loaded, PromptAddons)."""
+    addons = addons or NoAddons()
+    uses, lora_hashes = _loras(conditioning, addons)
+    loaded = models.load(model, state)
+    if state.cancelled():
+        raise Cancelled(0)
+    for note in models.use_loras(uses):
+        state.status(note)
+    embedding_files = addons.files("embedding")
+    embeddings, refused = models.usable_embeddings(embedding_files)
+    for note in _refused_named(conditioning, refused):
+        state.status(note)
+    return loaded, PromptAddons(addons, lora_hashes, embeddings, embedding_files)
 
 
 def _loras(conditioning, addons: Addons) -> tuple[list, list[str]]:
