@@ -402,49 +402,46 @@ def _editing_node(inner: str):
     return None
 
 
-def _nesting(text: str) -> int:
-    """How deep the "[" brackets of `text` go (unclosed ones count to the end)."""
-    depth = deepest = i = 0
+def _unescaped(text: str, start: int = 0):
+    """(index, character) of each character of `text` from `start` that a backslash does not escape."""
+    i = start
     while i < len(text):
-        char = text[i]
-        if char == "\\":
+        if text[i] == "\\":
             i += 2
             continue
+        yield i, text[i]
+        i += 1
+
+
+def _nesting(text: str) -> int:
+    """How deep the "[" brackets of `text` go (unclosed ones count to the end)."""
+    depth = deepest = 0
+    for _, char in _unescaped(text):
         if char == "[":
             depth += 1
             deepest = max(deepest, depth)
         elif char == "]":
             depth = max(0, depth - 1)
-        i += 1
     return deepest
 
 
 def _closing(text: str, start: int) -> int | None:
     """The index of the "]" that closes the "[" at `start`, or None."""
-    depth, i = 0, start
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
+    depth = 0
+    for i, char in _unescaped(text, start):
         if char == "[":
             depth += 1
         elif char == "]":
             depth -= 1
             if depth == 0:
                 return i
-        i += 1
     return None
 
 
 def _split_top(text: str, separator: str) -> list[str]:
     """`text` split at `separator` outside any brackets (and not escaped)."""
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
+    parts, depth, start = [], 0, 0
+    for i, char in _unescaped(text):
         if char in "([":
             depth += 1
         elif char in ")]":
@@ -452,6 +449,5 @@ def _split_top(text: str, separator: str) -> list[str]:
         elif char == separator and depth == 0:
             parts.append(text[start:i])
             start = i + 1
-        i += 1
     parts.append(text[start:])
     return parts
