@@ -3,20 +3,12 @@
 import pytest
 from PySide6.QtWidgets import QScrollArea
 
-from desktop.core import settings as settings_store
 from desktop.core.gallery.metadata import meta_from_chunks, to_request
 from desktop.core.request import Mode
-from desktop.ui.prompt_panel import PromptPanel
 from tests.core.test_hires import A1111_HIRES
-from tests.ui.test_window_fit import SCREEN_H, SCREEN_W, TITLE_BAR, fit_to_screen, fully_shown, needed, set_mode
-
-
-def make_panel(qtbot) -> PromptPanel:
-    panel = PromptPanel()
-    qtbot.addWidget(panel)
-    panel.show()
-    qtbot.waitExposed(panel)
-    return panel
+from tests.ui.test_prompt_panel_binding import make_panel
+from tests.ui.test_window_fit import (  # noqa: F401 - window is the fixture
+    SCREEN_H, SCREEN_W, TITLE_BAR, fit_to_screen, fully_shown, needed, set_mode, window)
 
 
 def test_the_group_is_shut_until_checked_and_its_values_make_the_request(qtbot):
@@ -57,22 +49,6 @@ def test_other_modes_cannot_use_it_and_say_so(qtbot, mode):
     assert "hires" not in panel.mode_label.text()
     panel.set_mode(Mode.TXT2IMG)
     assert panel.hires_check.isEnabled() and panel.hires_check.text() == "Hires fix"
-
-
-@pytest.fixture
-def window(qtbot):
-    from desktop.ui.main_window import MainWindow
-
-    settings = settings_store.load()
-    settings.welcome_done = True
-    settings.model = "demo"
-    window = MainWindow(settings)
-    window.worker_model = "demo"
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    yield window
-    window.close()
 
 
 @pytest.mark.parametrize("opened", [False, True])
