@@ -241,25 +241,32 @@ def list_upscalers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Pat
     return found
 
 
-def list_restorers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Path]:
-    """name -> file, for the files of the upscaler folders whose layout is a scale-1 restorer's (their key names
-    read from the file's header, nothing loaded; see modelfiles)."""
+@dataclass(frozen=True)
+class PostprocessFiles:
+    """The files of the upscaler folders, name -> file, sorted into those that enlarge and the restorers."""
+
+    enlargers: dict[str, Path] = field(default_factory=dict)
+    restorers: dict[str, Path] = field(default_factory=dict)
+
+
+def scan_postprocess_files(models_folders: Iterable[str | os.PathLike]) -> PostprocessFiles:
+    """The upscaler folders' files, a restorer told by the key names in its header (nothing loaded; see
+    modelfiles). Reads the folders and headers: call it off the GUI thread."""
     from desktop.core import modelfiles
 
-    found = {}
+    enlargers, restorers = {}, {}
     for name, path in list_upscalers(models_folders).items():
         try:
-            if modelfiles.identify(path).kind == "restorer":
-                found[name] = path
+            restorer = modelfiles.identify(path).kind == "restorer"
         except (OSError, SfumatoError, ValueError):
-            continue
-    return found
+            restorer = False  # listed, and refused with a sentence when used
+        (restorers if restorer else enlargers)[name] = path
+    return PostprocessFiles(enlargers, restorers)
 
 
-def list_enlargers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Path]:
-    """The upscaler files that are not restorers: the choices where a picture is to be made larger."""
-    restorers = list_restorers(models_folders)
-    return {name: path for name, path in list_upscalers(models_folders).items() if name not in restorers}
+def list_restorers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Path]:
+    """name -> file, for the files of the upscaler folders whose layout is a scale-1 restorer's."""
+    return scan_postprocess_files(models_folders).restorers
 
 
 def find_upscaler(name: str, models_folders: Iterable[str | os.PathLike]) -> Path | None:

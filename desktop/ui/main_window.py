@@ -42,7 +42,7 @@ from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Bounds, Extent
 from desktop.core.jobs import JobController
 from desktop.core.model_choice import after_scan
-from desktop.core.postprocess import UpscaleRequest, list_enlargers
+from desktop.core.postprocess import PostprocessFiles, UpscaleRequest, scan_postprocess_files
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
@@ -89,12 +89,13 @@ def local_backend(settings: Settings) -> Backend:
 class MainWindow(QMainWindow):
     """Signals:
     results_shown(list): [(image, seed, path)] of a finished job, once staged on the canvas.
-    models_scanned(list): internal; [(ref, label, family)] found by the background scan.
+    models_scanned(list, object): internal; [(ref, label, family)] and the PostprocessFiles found by the
+        background scan.
     crash_reported(object, str): internal; an unhandled error was written to this report (desktop/diagnostics.py).
     """
 
     results_shown = Signal(list)
-    models_scanned = Signal(list)
+    models_scanned = Signal(list, object)
     crash_reported = Signal(object, str)  # from any thread: the crash report's path, and what happened
 
     def __init__(self, settings: Settings, backend_factory: BackendFactory | None = None):
@@ -119,6 +120,7 @@ class MainWindow(QMainWindow):
         known = [] if settings.model == "demo" else [(settings.model, Path(settings.model).stem, "sd1")]
         self.panel.set_models([*known, ("demo", DEMO_LABEL, "sd1")], settings.model)
         self.files.set_document(CanvasDocument.new(Extent(self.panel.settings.width, self.panel.settings.height)))
+        self.postprocess_files = PostprocessFiles()  # the upscaler folders' files, as the last model scan found
         self._scan_models()
         self.background = Background(self)
         self.gallery_store: GalleryStore | None = None
@@ -500,15 +502,16 @@ class MainWindow(QMainWindow):
 
         def scan() -> None:  # header reads only, but never on the GUI thread
             found = [(str(e.path), e.name, e.info.family.value) for e in model_sources.list_models(folders) if e.usable]
+            files = scan_postprocess_files(folders)
             try:
-                self.models_scanned.emit(found)
+                self.models_scanned.emit(found, files)
             except RuntimeError:  # the window was closed while the scan ran
                 pass
 
         threading.Thread(target=scan, name="model-scan", daemon=True).start()
 
-    @Slot(list)
-    def _models_found(self, found: list) -> None:
+    @Slot(list, object)
+    def _models_found(self, found: list, files: PostprocessFiles) -> None:
         wanted = self._select_after_scan or self.panel.model_ref()
         self._select_after_scan = None
         current, lost = after_scan([ref for ref, _, _ in found], wanted, first_scan=self._first_scan,
@@ -517,7 +520,8 @@ class MainWindow(QMainWindow):
             self.show_error(f"The model {Path(wanted).name} was not found any more; another one is selected.")
         self._first_scan = False
         self.panel.set_models([*found, ("demo", DEMO_LABEL, "sd1")], current)
-        self.panel.set_hires_upscalers(list(list_enlargers(self.settings.models_folders)))
+        self.postprocess_files = files
+        self.panel.set_hires_upscalers(list(files.enlargers))
         self._update_demo_banner()
         if self.panel.model_ref() != self.worker_model:
             self._model_changed(self.panel.model_ref())

@@ -19,7 +19,7 @@ from desktop.core.geometry import Extent
 from desktop.core.imageio import load_image
 from desktop.core.frame import restore_request
 from desktop.core.postprocess import (DEMO_RESTORER, DEMO_RESTORER_NAME, DEMO_UPSCALER, DEMO_UPSCALER_NAME,
-                                      RESTORE_STRENGTH, DetailSettings, UpscaleRequest, list_restorers, list_upscalers)
+                                      RESTORE_STRENGTH, DetailSettings, UpscaleRequest)
 
 from .canvas.restore_dialog import DIFFUSION, RestoreDialog
 from .canvas.upscale_dialog import UpscaleDialog
@@ -31,7 +31,7 @@ class Upscaling:
 
     def upscalers(self) -> list[tuple[str, str]]:
         """(ref, name) of the upscaler files, as the engine's models() lists them with kind "upscale", then the demo."""
-        files = list_upscalers(self.window.settings.models_folders)
+        files = self.window.postprocess_files.enlargers  # from the last model scan: no file is read here
         return [*((str(path), name) for name, path in files.items()), (DEMO_UPSCALER, DEMO_UPSCALER_NAME)]
 
     def ask(self, source: Extent, pictures: int = 0) -> UpscaleRequest | None:
@@ -96,7 +96,7 @@ class Upscaling:
         """Image > Restore: queue the visible picture's restore, with a restorer model (an upscale at scale 1) or
         as a light img2img of the whole picture; its result is staged over the picture. Returns the job id."""
         w = self.window
-        files = list_restorers(w.settings.models_folders)
+        files = w.postprocess_files.restorers  # from the last model scan: no file is read here
         restorers = [*((str(path), name) for name, path in files.items()), (DEMO_RESTORER, DEMO_RESTORER_NAME)]
         dialog = RestoreDialog(w.doc.extent, restorers, w, has_files=bool(files))
         try:
