@@ -5,7 +5,7 @@ Prepared): the pipeline task to ask the model manager for (with its extras),
 the pipeline's inputs, and `finish`, the pixel work on its output
 (desktop/engine/inpaint.py). One wrapper, _on_grid, pads every mode's inputs
 to the 8-pixel grid and crops the output back. The prompt is encoded once per
-model and conditioning (ModelManager.prompt_embeddings), so a new seed or a
+model and conditioning (ModelManager.span_embeddings), so a new seed or a
 batch count reuses it.
 Seeds: image i of a batch uses seed + i, drawn from a CPU generator so the
 same seed gives the same picture on every run of the same device and precision.

@@ -75,7 +75,7 @@ class LoadedModel:
     pipelines: dict = field(repr=False)  # (task, extras) -> pipeline; the first is the one loaded from disk
     scheduler_config: dict = field(repr=False)  # the model's own, before any sampler replaced it
     plan: tuning.Plan = field(default_factory=tuning.Plan)  # the device settings it was loaded with
-    embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)  # see ModelManager.prompt_embeddings
+    embeddings: OrderedDict = field(default_factory=OrderedDict, repr=False)  # see ModelManager.span_embeddings
     loras: lora.LoraPatcher | None = field(default=None, repr=False)  # the LoRAs merged into its weights
 
     @property
@@ -226,10 +226,6 @@ class ModelManager:
             tuning.derive(pipe, loaded.plan, self.device.device)
             pipes[(task, extras)] = pipe
         return pipes[(task, extras)]
-
-    def prompt_embeddings(self, pipe, conditioning, guided: bool, embeddings: dict | None = None):
-        """The encoded prompt (prompt_encoding.Encoded: pipeline arguments and infotext params)."""
-        return self.span_embeddings(pipe, (conditioning,), guided, embeddings)[0]
 
     def span_embeddings(self, pipe, spans, guided: bool, embeddings: dict | None = None) -> list:
         """The encodings of a prompt's spans of steps (editing.spans; one without prompt editing), encoded once

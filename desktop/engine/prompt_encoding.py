@@ -78,16 +78,6 @@ def encoders(pipe, family: str, clip_skip: int) -> list[Encoder]:
     return [Encoder(pipe.tokenizer, pipe.text_encoder, "clip_l", -1, False)]
 
 
-def encode(pipe, family: str, conditioning, guided: bool, device: torch.device,
-           embeddings: Mapping[str, dict[str, torch.Tensor]] | None = None) -> Encoded:
-    """The prompt (and negative prompt when `guided`) as prompt_embeds & co for `pipe`.
-
-    `conditioning`: prompt, negative_prompt, clip_skip, emphasis. `embeddings`: name -> {"clip_l": [n, d], ...}
-    for every textual-inversion embedding this model can use; those named in a prompt are used.
-    """
-    return encode_spans(pipe, family, [conditioning], guided, device, embeddings)[0]
-
-
 def encode_spans(pipe, family: str, spans: Sequence, guided: bool, device: torch.device,
                  embeddings: Mapping[str, dict[str, torch.Tensor]] | None = None) -> list[Encoded]:
     """The encodings of the spans of a prompt with editing (editing.spans: one conditioning per span of steps).

@@ -148,7 +148,7 @@ def test_an_embedding_saved_again_is_encoded_anew(manager, tiny_models, tmp_path
         os.utime(path, ns=(stamp, stamp))
         embeddings, _ = manager.usable_embeddings({"shinystyle": path})
         with torch.inference_mode():
-            got = manager.prompt_embeddings(pipe, conditioning, True, embeddings).kwargs["prompt_embeds"]
-            fresh = prompt_encoding.encode(pipe, "sd1", conditioning, True, torch.device("cpu"), embeddings)
+            got = manager.span_embeddings(pipe, [conditioning], True, embeddings)[0].kwargs["prompt_embeds"]
+            fresh = prompt_encoding.encode_spans(pipe, "sd1", [conditioning], True, torch.device("cpu"), embeddings)[0]
         assert torch.equal(got, fresh.kwargs["prompt_embeds"]), f"version {version} got an earlier encoding"
         del embeddings, got, fresh  # the run is over: only the caches hold anything

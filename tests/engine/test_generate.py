@@ -260,8 +260,8 @@ def test_clip_skip_2_encodes_from_the_layer_before_the_last_and_1_is_as_before(c
                                         do_classifier_free_guidance=True)[0]
         else:
             before = pipe.encode_prompt("a lighthouse", "cpu", 1, True)[0]
-        one = cpu_manager.prompt_embeddings(pipe, Conditioning("a lighthouse", "", 1), True).kwargs["prompt_embeds"]
-        two = cpu_manager.prompt_embeddings(pipe, Conditioning("a lighthouse", "", 2), True).kwargs["prompt_embeds"]
+        one = cpu_manager.span_embeddings(pipe, [Conditioning("a lighthouse", "", 1)], True)[0].kwargs["prompt_embeds"]
+        two = cpu_manager.span_embeddings(pipe, [Conditioning("a lighthouse", "", 2)], True)[0].kwargs["prompt_embeds"]
     assert torch.equal(one, before), "clip skip 1 encodes exactly as before"
     skipped = run(cpu_manager, model=model, seed=3, clip_skip=2)[0].image
     assert np.array_equal(run(cpu_manager, model=model, seed=3, clip_skip=1)[0].image, plain)

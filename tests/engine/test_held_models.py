@@ -161,7 +161,7 @@ def test_the_prompt_is_encoded_again_only_when_the_conditioning_changes(tiny_mod
     def encodes(conditioning, guided=True, using=pipe) -> bool:
         before = len(calls)
         with torch.inference_mode():
-            manager.prompt_embeddings(using, conditioning, guided)
+            manager.span_embeddings(using, [conditioning], guided)[0]
         return len(calls) > before
 
     base = Conditioning(prompt="a boat", negative_prompt="fog")
@@ -174,8 +174,8 @@ def test_the_prompt_is_encoded_again_only_when_the_conditioning_changes(tiny_mod
     assert not encodes(base, using=manager.pipeline("img2img")), "another task of the model reuses it"
 
     with torch.inference_mode():
-        last = manager.prompt_embeddings(pipe, base, True).kwargs["prompt_embeds"]
-        skipped = manager.prompt_embeddings(pipe, base.replace(clip_skip=2), True).kwargs["prompt_embeds"]
+        last = manager.span_embeddings(pipe, [base], True)[0].kwargs["prompt_embeds"]
+        skipped = manager.span_embeddings(pipe, [base.replace(clip_skip=2)], True)[0].kwargs["prompt_embeds"]
     assert not torch.equal(last, skipped), "clip skip 2 reads the layer before the last"
 
 
@@ -190,7 +190,7 @@ def test_clip_skip_reads_the_layer_a1111_reads(tiny_models, clip_skip):
                     return_tensors="pt").input_ids
     with torch.inference_mode():
         expected = encoder.final_layer_norm(encoder(ids, output_hidden_states=True).hidden_states[-clip_skip])
-        got = manager.prompt_embeddings(pipe, Conditioning(prompt="a boat", clip_skip=clip_skip), False)
+        got = manager.span_embeddings(pipe, [Conditioning(prompt="a boat", clip_skip=clip_skip)], False)[0]
     torch.testing.assert_close(got.kwargs["prompt_embeds"], expected)
 
 
@@ -200,9 +200,9 @@ def test_clip_skip_beyond_the_text_encoder_is_refused_in_a_sentence(tiny_models)
     manager.load(str(tiny_models["sd1"].folder))
     pipe = manager.pipeline("txt2img")
     with torch.inference_mode():
-        assert manager.prompt_embeddings(pipe, Conditioning(prompt="a boat", clip_skip=4), True)
+        assert manager.span_embeddings(pipe, [Conditioning(prompt="a boat", clip_skip=4)], True)[0]
         with pytest.raises(SfumatoError) as refused:
-            manager.prompt_embeddings(pipe, Conditioning(prompt="a boat", clip_skip=8), True)
+            manager.span_embeddings(pipe, [Conditioning(prompt="a boat", clip_skip=8)], True)[0]
     assert str(refused.value) == "Clip skip 8 is more than this model's text encoder has layers (4): use 1 to 4."
 
 
