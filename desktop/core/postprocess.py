@@ -36,6 +36,7 @@ import numpy as np
 
 from desktop.core import paths
 from desktop.core.errors import InvalidRequest, SfumatoError
+from desktop.core.faces import FACE, FaceSettings
 from desktop.core.geometry import Extent
 from desktop.core.imageio import output_path
 from desktop.core.infotext import format_infotext, from_request
@@ -49,8 +50,8 @@ OWN_SUBFOLDER = "upscalers"
 RESTORER_SUBFOLDER = "restorers"
 DEMO_RESTORER = "demo-restorer"
 DEMO_RESTORER_NAME = "Demo restorer (random weights)"
-RESTORE_KINDS = ("denoise", "jpeg", "restore")
-RESTORE_LABELS = {"restore": "Restore", "denoise": "Denoise", "jpeg": "Remove JPEG artefacts"}
+RESTORE_KINDS = ("denoise", "jpeg", "restore", "face")
+RESTORE_LABELS = {"restore": "Restore", "denoise": "Denoise", "jpeg": "Remove JPEG artefacts", "face": "Fix faces"}
 RESTORE_STRENGTH = 0.25  # the diffusion restore: an img2img of the whole picture at this strength
 MAX_SCALE = 8.0
 MAX_SIDE = 32768  # an output side longer than this is refused before any work
@@ -108,6 +109,7 @@ class UpscaleRequest:
     beside: str = ""  # the source picture's file, when the result is to be saved beside it (the gallery's)
     detail: DetailSettings | None = None  # "Upscale with detail": an img2img pass after the upscale
     restore: str = ""  # a restore at scale 1 (one of RESTORE_KINDS) with a restorer; "" for an upscale
+    faces: FaceSettings | None = None  # restore "face": how faces are found and fixed (desktop/core/faces.py)
 
     def replace(self, **changes) -> UpscaleRequest:
         return replace(self, **changes)
@@ -152,6 +154,13 @@ class UpscaleRequest:
             raise InvalidRequest("upscaler", "name an upscaler: 'demo', a file, or the name of one in your upscaler folders.")
         if self.detail is not None:
             self.detail.validated()
+        if (self.restore == FACE) != (self.faces is not None):
+            raise InvalidRequest("faces", "a face fix is a restore of kind 'face' with its face settings.")
+        if self.faces is not None:
+            self.faces.validated()
+            mask = self.faces.mask
+            if mask is not None and (mask.shape != image.shape[:2] or mask.dtype != np.bool_):
+                raise InvalidRequest("mask", "the face mask must be a yes/no mask of the picture's size.")
         return self
 
 

@@ -45,5 +45,5 @@ def test_a_named_restorer_file_is_used_and_an_upscaler_is_refused(capsys, tmp_pa
 
 
 def test_a_bad_kind_is_one_line(capsys, pictures):  # noqa: F811
-    code, paths, err = run(capsys, "--input", str(pictures), "--kind", "face")
+    code, paths, err = run(capsys, "--input", str(pictures), "--kind", "faces")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--kind" in err

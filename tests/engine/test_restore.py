@@ -62,7 +62,9 @@ def test_an_upscaler_is_refused_as_a_restorer(manager, tmp_path):
 def test_a_restore_keeps_the_size():
     with pytest.raises(InvalidRequest, match="keeps the picture's size"):
         UpscaleRequest(picture(10, 10), 2.0, restore="denoise").validated()
-    with pytest.raises(InvalidRequest, match="one of denoise, jpeg, restore"):
+    with pytest.raises(InvalidRequest, match="one of denoise, jpeg, restore, face"):
+        restore(picture(10, 10), kind="faces").validated()
+    with pytest.raises(InvalidRequest, match="face settings"):
         restore(picture(10, 10), kind="face").validated()
 
 
