@@ -226,6 +226,7 @@ def problem_of(info: ModelInfo, *, downloaded: bool = False) -> str:
         "embedding": "a textual-inversion embedding, not a full model",
         "upscaler": "an upscaler (for Upscale and `sfumato upscale`), not a full model",
         "restorer": "a restorer (for Restore and `sfumato restore`), not a full model",
+        "face restorer": "a face restorer (for fixing faces), not a full model",
     }
     if info.kind in kinds:
         return kinds[info.kind]

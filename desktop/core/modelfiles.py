@@ -68,7 +68,7 @@ class Family(str, enum.Enum):
 class ModelInfo:
     path: Path
     format: str  # "safetensors" | "ckpt" | "diffusers"
-    kind: str  # "checkpoint" | "lora" | "vae" | "embedding" | "upscaler" | "restorer" | "unknown"
+    kind: str  # "checkpoint" | "lora" | "vae" | "embedding" | "upscaler" | "restorer" | "face restorer" | "unknown"
     family: Family
     inpaint: bool = False
     size_bytes: int = 0
@@ -144,6 +144,9 @@ def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[st
         return _Guess("checkpoint", note=_unsupported("a model that is not SD 1.x, 2.x or SDXL"))
     if {"emb_params", "string_to_param", "clip_l", "clip_g"} & keys:
         return _classify_embedding(shapes)
+    face = _face_restorer(keys)  # before the VAE: RestoreFormer has a VAE's encoder and decoder
+    if face:
+        return _Guess("face restorer", note=face)
     if has("encoder.conv_in.", "decoder.conv_in.") or (
         has("first_stage_model.") and not has("cond_stage_model.")
     ):
@@ -157,6 +160,24 @@ def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[st
     if _upscaler_layout(keys, has, contains):
         return _Guess("upscaler", note="an upscaler (super-resolution model)")
     return _Guess(note="does not look like a Stable Diffusion checkpoint, LoRA, VAE or embedding")
+
+
+FACE_RESTORERS = {  # spandrel's face restorers (purpose "FaceSR"): the key names it detects each by
+    "GFPGAN": {"toRGB.0.weight", "stylegan_decoder.style_mlp.1.weight"},
+    "CodeFormer": {"position_emb", "quantize.embedding.weight", "ft_layers.0.self_attn.in_proj_weight"},
+    "RestoreFormer": {"quantize.embedding.weight", "encoder.conv_out.weight", "decoder.conv_out.weight"},
+}
+FACE_LICENCES = {"CodeFormer": "its architecture comes from spandrel-extra-arches under the S-Lab License 1.0, "
+                               "for non-commercial use only"}
+
+
+def _face_restorer(keys) -> str:
+    """The note of a face restoration model (GFPGAN, CodeFormer, RestoreFormer), "" for any other file."""
+    for architecture, names in FACE_RESTORERS.items():
+        if names <= keys:
+            licence = FACE_LICENCES.get(architecture)
+            return f"a {architecture} face restorer (for fixing faces)" + (f"; {licence}" if licence else "")
+    return ""
 
 
 def _restorer_layout(shapes, has, contains) -> bool:
