@@ -16,6 +16,7 @@ import numpy as np
 
 from .document import CanvasDocument
 from .geometry import Bounds, Margins
+from .postprocess import PIXEL_UPSCALERS, DetailSettings, UpscaleRequest
 from .request import GenerationRequest, Images, Mode
 
 PAPER = 255
@@ -59,13 +60,14 @@ def _flatten(rgba: np.ndarray) -> np.ndarray:
     return out
 
 
-def restore_request(doc: CanvasDocument, base: GenerationRequest, strength: float) -> GenerationRequest | None:
-    """The diffusion restore of the whole picture (when no restorer model is used): `base` (the panel's model,
-    prompt and sampler) as an img2img of the visible picture, flattened over white paper and any mask ignored,
-    at `strength`, one picture; None when the canvas is empty."""
+def restore_request(doc: CanvasDocument, base: GenerationRequest, strength: float, kind: str = "restore"
+                    ) -> UpscaleRequest | None:
+    """The diffusion restore of the whole picture (when no restorer model is used): the visible picture,
+    flattened over white paper and any mask ignored, repainted lightly at `strength` by `base`'s model, prompt
+    and sampler: a restore at scale 1 whose only work is the tiled detail pass (desktop/core/postprocess.py),
+    so a large picture fits in memory. None when the canvas is empty."""
     pixels = doc.composite(doc.bounds)
     if not pixels[..., 3].any():
         return None
-    sampling = base.sampling.replace(strength=strength, batch_size=1)
-    return base.replace(mode=Mode.IMG2IMG, images=Images(_flatten(pixels)), width=doc.extent.width,
-                        height=doc.extent.height, outpaint=Margins(), sampling=sampling)
+    detail = DetailSettings(base.model, base.conditioning, base.sampling.replace(strength=strength, batch_size=1))
+    return UpscaleRequest(_flatten(pixels), 1.0, upscaler=PIXEL_UPSCALERS[0], restore=kind, detail=detail)

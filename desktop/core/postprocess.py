@@ -20,8 +20,11 @@ upscale, and its metadata gets ``Postprocess restore: <restorer>`` (A1111's Extr
 follows its ``Postprocess <what>: <model>`` form).
 
 "Upscale with detail" (``UpscaleRequest.detail``, a DetailSettings): after the upscale, one img2img pass at
-low strength over the whole picture with a model and prompt (desktop/engine/detail.py); its result's
-metadata is that pass's as A1111's img2img writes it, with the Postprocess keys appended.
+low strength over the whole picture with a model and prompt (desktop/engine/detail.py, tiled and blended in
+latent space, so a large picture fits); its result's metadata is that pass's as A1111's img2img writes it, with
+the Postprocess keys appended. The upscale may be "Lanczos" or "Nearest" (PIXEL_UPSCALERS: no model, as
+A1111's Extras offers them), and the diffusion restore is such a request at scale 1: "Lanczos" (nothing to
+resize) then the detail pass at RESTORE_STRENGTH, metadata the img2img's alone.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ DEMO_UPSCALER_NAME = "Demo upscaler (random weights)"
 UPSCALER_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 OWN_SUBFOLDER = "upscalers"
 RESTORER_SUBFOLDER = "restorers"
+PIXEL_UPSCALERS = ("Lanczos", "Nearest")  # A1111 Extras' resamplers: no model, only pixels resized
 DEMO_RESTORER = "demo-restorer"
 DEMO_RESTORER_NAME = "Demo restorer (random weights)"
 RESTORE_KINDS = ("denoise", "jpeg", "restore", "face")
@@ -198,7 +202,7 @@ def upscale_params(factor: float, upscaler_name: str) -> tuple[tuple[str, str], 
 def result_params(request: UpscaleRequest, model_name: str) -> tuple[tuple[str, str], ...]:
     """The keys a result adds to its parameters: a restore's `Postprocess restore`, an upscale's A1111 Extras keys."""
     if request.restore:
-        return (("Postprocess restore", model_name),)
+        return () if request.upscaler in PIXEL_UPSCALERS else (("Postprocess restore", model_name),)
     return upscale_params(request.factor(), model_name)
 
 

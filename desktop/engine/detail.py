@@ -114,6 +114,7 @@ def _denoise(pipe, loaded, schedule: editing.Schedule, picture: np.ndarray, seed
     accepted = set(inspect.signature(scheduler.step).parameters)
     extra = {key: value for key, value in (("eta", 0.0), ("generator", generator)) if key in accepted}
     total, done = len(timesteps) * len(tiles), 0
+    shown = previewer(latents) if len(tiles) > 1 else None  # the picture as it stands, the tile marked on it
     for index, timestep in enumerate(timesteps):
         kwargs = schedule.entries[schedule._index(index)][1].kwargs
         embeds = schedule._pair(kwargs["prompt_embeds"], kwargs.get("negative_prompt_embeds")).to(device, dtype)
@@ -137,10 +138,34 @@ def _denoise(pipe, loaded, schedule: editing.Schedule, picture: np.ndarray, seed
             blended[..., y:y + h, x:x + w] += pred.float() if weight is None else pred.float() * weight
             done += 1
             if number + 1 < len(tiles):
-                state.step(done, total, None)
+                following = tiles[number + 1]
+                state.step(done, total, marked(shown, following[:4], latents.shape[-2:]))
         latents = scheduler.step(blended.to(dtype), timestep, latents, **extra, return_dict=False)[0]
-        state.step(done, total, previewer(latents))
+        preview = previewer(latents)
+        shown = preview if len(tiles) > 1 else None
+        more = shown is not None and index + 1 < len(timesteps)
+        state.step(done, total, marked(preview, tiles[0][:4], latents.shape[-2:]) if more else preview)
     return latents
+
+
+def marked(preview: np.ndarray | None, tile: tuple[int, int, int, int], latent_size) -> np.ndarray | None:
+    """A copy of `preview` with the outline of the latent `tile` (y, x, h, w) on it: the tile worked on next,
+    light over a dark edge so it shows on any picture."""
+    if preview is None:
+        return None
+    scale_y, scale_x = preview.shape[0] / latent_size[0], preview.shape[1] / latent_size[1]
+    y, x, h, w = tile
+    top, left = int(y * scale_y), int(x * scale_x)
+    bottom = min(preview.shape[0], int((y + h) * scale_y)) - 1
+    right = min(preview.shape[1], int((x + w) * scale_x)) - 1
+    out = preview.copy()
+    for colour, inset in (((20, 20, 20), 0), ((255, 255, 255), 1)):
+        t, l, b, r = top + inset, left + inset, bottom - inset, right - inset
+        if b <= t or r <= l:
+            break
+        out[t, l:r + 1] = out[b, l:r + 1] = colour
+        out[t:b + 1, l] = out[t:b + 1, r] = colour
+    return out
 
 
 def _encode(pipe, pixels: torch.Tensor, generator: torch.Generator, sdxl: bool) -> torch.Tensor:

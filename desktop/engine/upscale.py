@@ -37,8 +37,8 @@ from desktop.core import paths
 from desktop.core.backend import Result
 from desktop.core.errors import Cancelled, OutOfMemory, SfumatoError
 from desktop.core.postprocess import (DEMO_RESTORER, DEMO_RESTORER_NAME, DEMO_UPSCALER, DEMO_UPSCALER_NAME,
-                                      UPSCALER_SUFFIXES, UpscaleRequest, UpscalerError, find_upscaler, own_folder,
-                                      result_params, with_params)
+                                      PIXEL_UPSCALERS, UPSCALER_SUFFIXES, UpscaleRequest, UpscalerError, find_upscaler,
+                                      own_folder, result_params, with_params)
 from desktop.core.progress import TaskState
 
 from . import tiny_upscaler, tuning
@@ -284,6 +284,8 @@ def _registry(spandrel):
 def run(request: UpscaleRequest, state: TaskState, manager, models_folders=()) -> list[Result]:
     """Upscale the request's picture; one Result with A1111's Extras keys in `params`."""
     request = request.validated()
+    if request.upscaler in PIXEL_UPSCALERS:
+        return [_resampled(request)]
     upscaler = load(request.upscaler, manager, state, models_folders)
     if request.restore and upscaler.scale != 1:
         raise UpscalerError(upscaler.name, f"it is an x{upscaler.scale} upscaler, not a restorer. Choose a restorer "
@@ -300,6 +302,17 @@ def run(request: UpscaleRequest, state: TaskState, manager, models_folders=()) -
         out = np.dstack([out, np.asarray(Image.fromarray(alpha).resize(tuple(target), Image.LANCZOS))])
     params = result_params(request, upscaler.name)
     return [Result(out, -1, request.replace(parameters=with_params(request.parameters, params)), params)]
+
+
+def _resampled(request: UpscaleRequest) -> Result:
+    """A Lanczos or Nearest resize of the whole picture (transparency too): no model, no tiles."""
+    target = request.target()
+    image = request.image
+    if (image.shape[1], image.shape[0]) != tuple(target):
+        method = Image.Resampling.LANCZOS if request.upscaler == "Lanczos" else Image.Resampling.NEAREST
+        image = np.asarray(Image.fromarray(image).resize(tuple(target), method))
+    params = result_params(request, request.upscaler)
+    return Result(image, -1, request.replace(parameters=with_params(request.parameters, params)), params)
 
 
 def enlarge(ref: str, image: np.ndarray, state: TaskState, manager, models_folders=(), spare=()) -> np.ndarray:

@@ -108,18 +108,11 @@ class Upscaling:
         w.tabs.setCurrentIndex(0)
         if model != DIFFUSION:
             return self._queue(UpscaleRequest(w.doc.composite(), 1.0, upscaler=model, restore=kind), w.doc.bounds)
-        request = restore_request(w.doc, w.panel.request(), RESTORE_STRENGTH)
+        request = restore_request(w.doc, w.panel.request(), RESTORE_STRENGTH, kind)
         if request is None:
             w.show_error("The canvas is empty, so there is nothing to restore. Open or paste a picture first.")
             return None
-        try:
-            request.validate()
-        except InvalidRequest as error:
-            w.show_error(f"Cannot restore: {error}")
-            return None
-        job_id = w.worker.submit(request)
-        w.jobs.submitted(job_id, request, w.doc.bounds)
-        return job_id
+        return self._queue(request, w.doc.bounds)
 
     def _queue(self, request: UpscaleRequest, frame) -> int | None:
         w = self.window

@@ -9,7 +9,7 @@ from desktop.core.document import CanvasDocument, ImageLayer
 from desktop.core.frame import restore_request
 from desktop.core.geometry import Extent
 from desktop.core.postprocess import RESTORE_STRENGTH, list_restorers, list_upscalers
-from desktop.core.request import GenerationRequest, Mode, Sampling
+from desktop.core.request import GenerationRequest, Sampling
 
 
 def weights(*names, last=None):
@@ -42,16 +42,17 @@ def test_restorers_are_told_from_upscalers_by_their_layout(tmp_path):
     assert "4x-ESRGAN" in list_upscalers([]) and "broken" in list_upscalers([])
 
 
-def test_the_diffusion_restore_is_an_img2img_of_the_whole_picture_at_low_strength():
+def test_the_diffusion_restore_is_a_detail_pass_over_the_whole_picture_at_low_strength():
     doc = CanvasDocument(Extent(96, 64))
     base = GenerationRequest(model="my.safetensors", sampling=Sampling(batch_size=4, strength=0.75))
     assert restore_request(doc, base, RESTORE_STRENGTH) is None, "an empty canvas has nothing to restore"
     top = np.zeros((64, 96, 4), np.uint8)
     top[:32] = (200, 10, 10, 255)  # the lower half transparent: flattened over white paper
     doc.add_layer(ImageLayer(top, "top"))
-    request = restore_request(doc, base, RESTORE_STRENGTH)
-    assert request.mode is Mode.IMG2IMG and (request.width, request.height) == (96, 64)
-    assert request.model == "my.safetensors" and request.sampling.strength == 0.25 and request.sampling.batch_size == 1
-    image = request.images.init
+    request = restore_request(doc, base, RESTORE_STRENGTH, "denoise")
+    assert request.restore == "denoise" and request.scale == 1 and request.upscaler == "Lanczos"
+    detail = request.detail
+    assert detail.model == "my.safetensors" and detail.sampling.strength == 0.25 and detail.sampling.batch_size == 1
+    image = request.image
     assert image.shape == (64, 96, 3) and tuple(image[0, 0]) == (200, 10, 10) and tuple(image[-1, -1]) == (255,) * 3
-    request.validate()
+    request.validated()

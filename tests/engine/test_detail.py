@@ -121,3 +121,64 @@ def test_size_alpha_and_metadata_of_an_upscale_with_detail(tmp_path):
         "Postprocess upscaler": "Demo upscaler (random weights)"}
     assert params["Model"], "the model of the detail pass is named"
     backend.close()
+
+
+def test_the_preview_marks_the_tile_worked_on_next(cpu_manager, tiny_models):
+    """Many tiles: each step's preview is the whole picture with the next tile's outline on it (light inside a
+    dark edge); the last preview is the finished picture, unmarked."""
+    model = str(tiny_models["sd1"].folder)
+    previews = []
+    state = TaskState(on_step=lambda i, n, p: previews.append((i, p)))
+    detail.run(settings(model, steps=2), picture(5, 256, 256), state, cpu_manager, tile=16, overlap=4)
+    # 32x32 latents, tiles starting at 0 and 16 each way with 4 shared... (0, 12, 16): 9 tiles, 1 step
+    assert [i for i, _ in previews] == list(range(1, 10))
+    first = previews[0][1]  # after tile 1 of 9: tile 2 (y 0, x 12, 16x16 latents) is next
+    assert first.shape == (32, 32, 3)
+    assert (first[1, 13:27] == 255).all() and (first[0, 12:28] == 20).all(), "tile 2's outline"
+    assert (first[14, 13] == 255).all() and (first[14, 26] == 255).all() and (first[14, 27] == 20).all()
+    last = previews[-1][1]
+    assert not ((last[0] == 20).all(axis=-1).sum() > 8 and (last[1] == 255).all(axis=-1).sum() > 8), \
+        "the finished picture has no outline"
+
+
+def test_one_tile_previews_are_unmarked(cpu_manager, tiny_models, monkeypatch):
+    model = str(tiny_models["sd1"].folder)
+    calls = []
+    monkeypatch.setattr(detail, "marked", lambda *args: calls.append(args))
+    detail.run(settings(model, steps=2), picture(5, 64, 64), TaskState(), cpu_manager)
+    assert calls == []
+
+
+def test_lanczos_and_nearest_upscale_without_a_model(tmp_path):
+    from PIL import Image
+
+    backend = LocalBackend("cpu", "fp32", hash_cache=tmp_path / "hashes.json")
+    image = picture(6, 30, 21)
+    for name, method in (("Lanczos", Image.Resampling.LANCZOS), ("Nearest", Image.Resampling.NEAREST)):
+        result, = backend.run(UpscaleJob(UpscaleRequest(image, 1.5, upscaler=name, parameters="a cat")), TaskState())
+        assert np.array_equal(result.image, np.asarray(Image.fromarray(image).resize((45, 32), method)))
+        assert result.request.parameters == f"a cat, Postprocess upscale by: 1.5, Postprocess upscaler: {name}"
+    backend.close()
+
+
+def test_the_diffusion_restore_repaints_lightly_and_writes_img2img_parameters(tmp_path):
+    """A restore with no restorer model: the detail pass at strength 0.25 over the picture at its size; its
+    metadata is the img2img's alone (no model ran to name in a Postprocess key)."""
+    from desktop.core.document import CanvasDocument, ImageLayer
+    from desktop.core.frame import restore_request
+    from desktop.core.geometry import Extent
+    from desktop.core.postprocess import RESTORE_STRENGTH
+    from desktop.core.request import GenerationRequest
+
+    doc = CanvasDocument(Extent(40, 24))
+    image = picture(7, 40, 24)
+    doc.add_layer(ImageLayer(np.dstack([image, np.full((24, 40), 255, np.uint8)]), "photo"))
+    base = GenerationRequest(model="demo", conditioning=Conditioning("an old photograph"),
+                             sampling=Sampling(steps=8, seed=5))
+    backend = LocalBackend("cpu", "fp32", hash_cache=tmp_path / "hashes.json")
+    result, = backend.run(UpscaleJob(restore_request(doc, base, RESTORE_STRENGTH, "denoise")), TaskState())
+    assert result.image.shape == (24, 40, 3) and not np.array_equal(result.image, image)
+    info = parse_infotext(result.request.parameters)
+    assert info.prompt == "an old photograph" and info.params["Denoising strength"] == "0.25"
+    assert info.params["Size"] == "40x24" and not any(key.startswith("Postprocess") for key in info.params)
+    backend.close()

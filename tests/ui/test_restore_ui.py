@@ -10,7 +10,6 @@ from desktop.core import paths
 from desktop.core.gallery.metadata import read_image_meta
 from desktop.core.geometry import Extent
 from desktop.core.postprocess import DEMO_RESTORER_NAME, UpscaleRequest
-from desktop.core.request import GenerationRequest, Mode
 from desktop.ui.canvas.restore_dialog import RestoreDialog
 from tests.ui.test_canvas import open_photo, photo
 
@@ -89,7 +88,8 @@ def test_a_restorer_file_is_offered_first(make_window, qtbot, fake_backend):
     assert fake_backend.jobs[-1].request.upscaler.endswith("1x-SCUNet.safetensors")
 
 
-def test_the_diffusion_restore_is_an_img2img_of_the_whole_picture_at_low_strength(make_window, qtbot, fake_backend):
+def test_the_diffusion_restore_is_a_tiled_detail_pass_of_the_whole_picture_at_low_strength(make_window, qtbot,
+                                                                                          fake_backend):
     window = make_window()
     doc = open_photo(window, photo(96, 80))
     window.panel.prompt.setPlainText("an old photograph")
@@ -97,9 +97,10 @@ def test_the_diffusion_restore_is_an_img2img_of_the_whole_picture_at_low_strengt
         seen = ask_restore(window, qtbot)
     assert "strength 0.25" in seen["summary"]
     request = fake_backend.jobs[-1].request
-    assert isinstance(request, GenerationRequest) and request.mode is Mode.IMG2IMG
-    assert (request.width, request.height) == (96, 80) and request.sampling.strength == 0.25
-    assert request.conditioning.prompt == "an old photograph" and request.sampling.batch_size == 1
-    assert np.array_equal(request.images.init, doc.composite()[..., :3])
+    assert isinstance(request, UpscaleRequest) and request.restore == "restore" and request.upscaler == "Lanczos"
+    detail = request.detail
+    assert request.source == Extent(96, 80) and detail.sampling.strength == 0.25
+    assert detail.conditioning.prompt == "an old photograph" and detail.sampling.batch_size == 1
+    assert np.array_equal(request.image, doc.composite()[..., :3])
     (image, _seed, _path), = shown.args[0]
     assert image.shape[:2] == (80, 96)
