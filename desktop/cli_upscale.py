@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--scale", type=float, default=2.0, help=f"how many times larger (more than 0, at most {MAX_SCALE:g})")
     add("--size", type=_size, metavar="WxH", help="the exact size of the result instead of --scale")
     add("--upscaler", default=DEMO_UPSCALER,
-        help="'demo', an upscaler file (.safetensors/.pth), or the name of one in your upscaler folders")
+        help="'demo', an upscaler file (.safetensors/.pth), the name of one in your upscaler folders, or "
+             "Lanczos / Nearest (no model)")
     add("--out", type=Path, help="output folder (default: the 'upscaled' folder in Sfumato's output folder)")
     add("--detail", type=float, metavar="STRENGTH",
         help="add detail after the upscale: an img2img pass at this denoising strength (such as 0.35)")

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from desktop.core.safetensors_header import human_size as _human_size
@@ -28,6 +28,7 @@ FAMILY_LABELS = {
     Family.SDXL_REFINER: "SDXL refiner",
     Family.UNKNOWN: "",
 }
+POSTPROCESS_KINDS = ("upscaler", "restorer", "face restorer")  # the kinds of the upscaler folders' files
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 
 # ---------------------------------------------------------------- other apps
@@ -152,6 +153,7 @@ class ModelEntry:
     own: bool  # found in one of Sfumato's own folders
     name: str
     problem: str = ""  # why it can't be used; empty when it can
+    label: str = ""  # what an upscaler-folder file is as the engine read it ("ESRGAN x4"; see read_as)
 
     @property
     def path(self) -> Path:
@@ -163,6 +165,8 @@ class ModelEntry:
 
     @property
     def family_label(self) -> str:
+        if self.info.kind in POSTPROCESS_KINDS:
+            return self.label or self.info.kind
         label = FAMILY_LABELS[self.info.family]
         if self.info.inpaint:
             label = f"{label} inpainting".strip()
@@ -173,14 +177,24 @@ class ModelEntry:
         return human_size(self.info.size_bytes)
 
 
-def list_models(folders: Iterable[str | os.PathLike]) -> list[ModelEntry]:
+def list_models(folders: Iterable[str | os.PathLike], *, upscalers: bool = False) -> list[ModelEntry]:
     """Every model in Sfumato's own folders and ``folders`` (the settings' models_folders),
-    usable ones first. Reads headers and configs only; call it off the GUI thread."""
+    usable ones first; with `upscalers`, also the files of the upscaler folders (.pth too, and the
+    other apps' ESRGAN / upscale_models folders beside their model folders: postprocess.upscaler_folders).
+    Reads headers and configs only; call it off the GUI thread."""
     own = own_folders()
     searched = _unique([*own, *(Path(f).expanduser() for f in folders)])
     demo, hub = paths.demo_model_dir(), hub_cache_dir()
     entries = []
-    for info in modelfiles.scan(searched):
+    infos = modelfiles.scan(searched)
+    if upscalers:
+        from desktop.core import postprocess
+
+        seen = {info.path.resolve() for info in infos}
+        searched += [f for f in postprocess.upscaler_folders(folders) if f not in searched]
+        infos += [modelfiles.identify_or_explain(path) for path in postprocess.list_upscalers(folders).values()
+                  if path.resolve() not in seen]
+    for info in infos:
         if info.path == demo or demo in info.path.parents:
             continue
         folder = next((f for f in searched if f == info.path or f in info.path.parents), info.path.parent)
@@ -188,6 +202,17 @@ def list_models(folders: Iterable[str | os.PathLike]) -> list[ModelEntry]:
         name = _hub_name(info.path) if downloaded else info.name
         entries.append(ModelEntry(info, folder, folder in own, name, problem_of(info, downloaded=downloaded)))
     return sorted(entries, key=lambda e: (not e.usable, e.name.lower(), str(e.path)))
+
+
+def read_as(entry: ModelEntry, kind: str, label: str, licence: str = "") -> ModelEntry:
+    """The entry of an upscaler-folder file as the engine (spandrel) read it: its kind ("upscaler", "restorer",
+    "face restorer"), label ("ESRGAN x4", "SCUNet x1 restorer") and architecture licence, which are the truth where
+    the header's key names leave the kind uncertain. An empty kind (spandrel could not read it) keeps the entry."""
+    if not kind:
+        return entry
+    note = f"{label}; its architecture is under {licence}" if licence else label
+    info = replace(entry.info, kind=kind, note=note)
+    return replace(entry, info=info, problem=problem_of(info), label=label)
 
 
 def covering_folder(path: Path, folders: Iterable[Path]) -> Path | None:

@@ -39,7 +39,7 @@ from desktop.core.safetensors_header import (
 
 __all__ = [
     "DTYPE_BITS", "Family", "ModelFileError", "ModelInfo", "SafetensorsHeader", "TensorInfo",
-    "identify", "model_hash", "read_safetensors_header", "scan", "sidecar_config",
+    "identify", "identify_or_explain", "model_hash", "read_safetensors_header", "scan", "sidecar_config",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -461,7 +461,7 @@ def scan(folders: Iterable[Path]) -> list[ModelInfo]:
             found.setdefault(folder.resolve(), folder)
         else:
             _walk(folder, SCAN_DEPTH, found)
-    models = [_identify_or_explain(p) for p in found.values()]
+    models = [identify_or_explain(p) for p in found.values()]
     return sorted(models, key=lambda m: (m.name.lower(), str(m.path)))
 
 
@@ -497,7 +497,7 @@ def _is_regular(entry: os.DirEntry) -> bool:
         return False
 
 
-def _identify_or_explain(path: Path) -> ModelInfo:
+def identify_or_explain(path: Path) -> ModelInfo:
     try:
         return identify(path)
     except Exception as e:  # noqa: BLE001 - one bad file must not break a scan

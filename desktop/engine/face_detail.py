@@ -16,7 +16,8 @@ import numpy as np
 
 from desktop.core.postprocess import DetailSettings
 from desktop.core.progress import TaskState
-from desktop.core.request import GenerationRequest, Images, InpaintArea, InpaintSettings, MaskedContent, Mode
+from desktop.core.request import (MAX_SEED, GenerationRequest, Images, InpaintArea, InpaintSettings, MaskedContent,
+                                  Mode)
 
 from . import generate
 from .models import ModelManager
@@ -28,9 +29,10 @@ def repaint(settings: DetailSettings, crop: np.ndarray, mask: np.ndarray, seed: 
             models: ModelManager, addons) -> tuple[np.ndarray, tuple[tuple[str, str], ...]]:
     """`crop` (RxRx3 uint8, R a multiple of 8) with its `mask` area (RxR bool) repainted at the detailer's
     strength with `seed`, and the ADetailer keys the pass adds to the infotext. Nothing to repaint (an empty
-    mask, or a strength that leaves no step) returns the crop as it is and no keys."""
+    mask, or a strength that leaves no step) returns the crop as it is and no keys. A seed past the last one
+    wraps to 0, as a batch's seeds do (a picture's faces take seed, seed + 1, ...); -1 is a random one."""
     settings = settings.validated()
-    sampling = settings.sampling.replace(seed=seed, batch_size=1)
+    sampling = settings.sampling.replace(seed=seed % (MAX_SEED + 1) if seed >= 0 else seed, batch_size=1)
     if not mask.any() or int(sampling.steps * sampling.strength) < 1:
         return crop.copy(), ()
     side = crop.shape[0]

@@ -101,11 +101,11 @@ class LocalBackend:
 
     def models(self) -> list[ModelDescriptor]:
         """The usable models in the model folders, then the demo model; then the upscalers and restorers (kind
-        UPSCALE; family "upscaler", or "restorer" for a model of scale 1) of the upscaler folders and the demo
-        upscaler and restorer."""
+        UPSCALE; family "upscaler", "restorer" for a model of scale 1, or "face restorer") of the upscaler folders
+        and the demo upscaler and restorer."""
         found = [ModelDescriptor(str(entry.path), entry.info.family.value, entry.name)
                  for entry in model_sources.list_models(self._folders) if entry.usable]
-        from .upscale import kind_of  # restorer (scale 1) or upscaler, from spandrel's reading of the file
+        from .upscale import kind_of  # restorer (scale 1), upscaler or face restorer, from spandrel's reading
 
         upscale = frozenset({UPSCALE})
         upscalers = [ModelDescriptor(str(path), kind_of(path) or "upscaler", name, kinds=upscale)

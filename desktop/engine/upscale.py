@@ -145,6 +145,19 @@ def load(ref: str, manager, state: TaskState, models_folders=(), spare=()) -> Up
 def read_model(path: Path, name: str):
     """(spandrel descriptor on the CPU, architecture name, licence or "") of an upscaler file; UpscalerError
     with one sentence for a file that is not one, is damaged, or holds code."""
+    descriptor, architecture, licence = _read_any(path, name)
+    if descriptor.purpose not in ("SR", "Restoration"):
+        what = {"FaceSR": "a face restorer", "Inpainting": "an inpainting model"}.get(descriptor.purpose, "not an upscaler")
+        raise UpscalerError(name, f"it is {what}, not an upscaler.")
+    if descriptor.input_channels != 3 or descriptor.output_channels != 3:
+        raise UpscalerError(name, f"it takes {descriptor.input_channels} and gives {descriptor.output_channels} "
+                                  "channels; Sfumato runs upscalers of RGB pictures.")
+    return descriptor, architecture, licence
+
+
+def _read_any(path: Path, name: str):
+    """(spandrel's image descriptor, architecture name, licence or "") of any model spandrel reads, whatever its
+    purpose; UpscalerError for a file it does not."""
     spandrel = import_spandrel()
     state_dict = read_weights(path, name)
     registry = _registry(spandrel)
@@ -156,12 +169,8 @@ def read_model(path: Path, name: str):
     except Exception:  # noqa: BLE001 - a detected layout with the wrong shapes or missing weights
         raise UpscalerError(name, "its weights do not fit the architecture they look like; the file is damaged "
                                   "or not an upscaler. Download it again.") from None
-    if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.purpose not in ("SR", "Restoration"):
-        what = {"FaceSR": "a face restorer", "Inpainting": "an inpainting model"}.get(descriptor.purpose, "not an upscaler")
-        raise UpscalerError(name, f"it is {what}, not an upscaler.")
-    if descriptor.input_channels != 3 or descriptor.output_channels != 3:
-        raise UpscalerError(name, f"it takes {descriptor.input_channels} and gives {descriptor.output_channels} "
-                                  "channels; Sfumato runs upscalers of RGB pictures.")
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor):
+        raise UpscalerError(name, "it is not an upscaler.")
     architecture = descriptor.architecture
     licence = ""
     if type(architecture).__module__.startswith("spandrel_extra_arches"):
@@ -169,24 +178,60 @@ def read_model(path: Path, name: str):
     return descriptor, architecture.name, licence
 
 
-_KINDS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> kind_of's answer
+@dataclass(frozen=True)
+class Reading:
+    """What spandrel reads an upscaler-folder file as: its kind ("upscaler", "restorer" for scale 1, "face
+    restorer"; "" for a file that is none of them: unreadable, damaged, grey, inpainting, ...), architecture and
+    scale, and the licence of a spandrel-extra-arches architecture."""
+
+    kind: str = ""
+    architecture: str = ""
+    scale: int = 0
+    licence: str = ""
+
+    @property
+    def label(self) -> str:
+        """"ESRGAN x4", "SCUNet x1 restorer", "GFPGAN face restorer"; "" when it is none of them."""
+        if self.kind == "face restorer":
+            return f"{self.architecture} face restorer"
+        if self.kind:
+            return f"{self.architecture} x{self.scale}" + (" restorer" if self.kind == "restorer" else "")
+        return ""
 
 
-def kind_of(path: Path) -> str:
-    """"restorer" for a model of scale 1 (denoise, de-JPEG, restore), "upscaler" for a larger scale, "" for a file
-    that is neither (unreadable, a face restorer, ...); read once per file version."""
+_READINGS: dict[tuple[str, int, int], Reading] = {}  # (path, size, mtime) -> read_kind's answer
+
+
+def read_kind(path: Path) -> Reading:
+    """spandrel's reading of an upscaler-folder file (the truth where its header leaves the kind uncertain);
+    read once per file version."""
     try:
         stat = path.stat()
     except OSError:
-        return ""
+        return Reading()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _KINDS:
+    if key not in _READINGS:
         try:
-            descriptor = read_model(path, path.stem)[0]
-            _KINDS[key] = "restorer" if int(descriptor.scale) == 1 else "upscaler"
+            descriptor, architecture, licence = _read_any(path, path.stem)
         except SfumatoError:
-            _KINDS[key] = ""
-    return _KINDS[key]
+            _READINGS[key] = Reading()
+        else:
+            scale = int(descriptor.scale)
+            if descriptor.purpose == "FaceSR":
+                kind = "face restorer"
+            elif descriptor.purpose in ("SR", "Restoration") and descriptor.input_channels == 3 == \
+                    descriptor.output_channels:
+                kind = "restorer" if scale == 1 else "upscaler"
+            else:
+                kind = ""
+            _READINGS[key] = Reading(kind, architecture, scale, licence) if kind else Reading()
+    return _READINGS[key]
+
+
+def kind_of(path: Path) -> str:
+    """"restorer" for a model of scale 1 (denoise, de-JPEG, restore), "upscaler" for a larger scale, "face
+    restorer" for a face restoration model (GFPGAN, RestoreFormer, ...), "" for a file that is none of them."""
+    return read_kind(path).kind
 
 
 def read_weights(path: Path, name: str) -> dict:

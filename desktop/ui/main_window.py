@@ -79,11 +79,20 @@ DEMO_NOTICE = (
 def local_backend(settings: Settings) -> Backend:
     """The window's backend: the engine on this computer. Called on the worker thread, so torch loads there.
 
-    The only place in desktop/ui that reaches into desktop/engine (tests/core/test_layering.py).
+    With read_upscaler, the only places in desktop/ui that reach into desktop/engine (tests/core/test_layering.py).
     """
     from desktop.engine.local import LocalBackend
 
     return LocalBackend.from_settings(settings)
+
+
+def read_upscaler(path: Path) -> tuple[str, str, str]:
+    """The engine's (spandrel's) reading of an upscaler-folder file for the Models window: kind, label ("ESRGAN
+    x4") and licence; ("", "", "") when it can't read it. Run off the GUI thread: it reads the weights."""
+    from desktop.engine.upscale import read_kind
+
+    reading = read_kind(Path(path))
+    return reading.kind, reading.label, reading.licence
 
 
 class MainWindow(QMainWindow):
@@ -564,7 +573,7 @@ class MainWindow(QMainWindow):
 
     def open_models_dialog(self, then: str | None = None) -> None:
         """The Models window; `then` is "add file" or "download" to start there."""
-        dialog = ModelsDialog(self.settings, parent=self, in_use=self.panel.model_ref())
+        dialog = ModelsDialog(self.settings, parent=self, in_use=self.panel.model_ref(), read_upscaler=read_upscaler)
         if then == "download":
             dialog.show_download_panel()
         elif then == "add file":

@@ -19,7 +19,7 @@ from desktop.core.geometry import Extent
 from desktop.core.imageio import load_image
 from desktop.core.frame import restore_request
 from desktop.core.postprocess import (DEMO_RESTORER, DEMO_RESTORER_NAME, DEMO_UPSCALER, DEMO_UPSCALER_NAME,
-                                      RESTORE_STRENGTH, DetailSettings, UpscaleRequest)
+                                      PIXEL_UPSCALERS, RESTORE_STRENGTH, DetailSettings, UpscaleRequest)
 
 from .canvas.restore_dialog import DIFFUSION, RestoreDialog
 from .canvas.upscale_dialog import UpscaleDialog
@@ -32,7 +32,8 @@ class Upscaling:
     def upscalers(self) -> list[tuple[str, str]]:
         """(ref, name) of the upscaler files, as the engine's models() lists them with kind "upscale", then the demo."""
         files = self.window.postprocess_files.enlargers  # from the last model scan: no file is read here
-        return [*((str(path), name) for name, path in files.items()), (DEMO_UPSCALER, DEMO_UPSCALER_NAME)]
+        return [*((str(path), name) for name, path in files.items()), (DEMO_UPSCALER, DEMO_UPSCALER_NAME),
+                *((name, f"{name} (no model)") for name in PIXEL_UPSCALERS)]
 
     def ask(self, source: Extent, pictures: int = 0) -> UpscaleRequest | None:
         """What the person chose, as a request of a placeholder picture of `source`'s size; None when cancelled."""

@@ -90,3 +90,12 @@ def test_the_prompts_loras_are_used_and_their_hashes_written(cpu_manager, tiny_m
     assert not np.array_equal(plain, with_lora)
     assert dict(params)["Lora hashes"] == "detail: 0123456789ab"
     assert dict(params)["ADetailer prompt"] == "a face <lora:detail:1>"
+
+
+def test_a_seed_past_the_last_wraps_to_0_as_a_batchs_seeds_do(cpu_manager, tiny_models):
+    """The faces of a picture take seed, seed + 1, ...: the one after 4294967295 is 0, not a refused request."""
+    pass_ = settings(str(tiny_models["sd1"].folder))
+    image, mask = crop(7), face_mask()
+    past, _ = face_detail.repaint(pass_, image, mask, 2**32, TaskState(), cpu_manager, None)
+    zero, _ = face_detail.repaint(pass_, image, mask, 0, TaskState(), cpu_manager, None)
+    assert np.array_equal(past, zero)

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import model_sources, modelfiles
+from desktop.core import model_sources, modelfiles, postprocess
 from desktop.core.errors import SfumatoError
 from desktop.core.model_sources import ModelEntry, Source, detect_other_apps
 from desktop.core.settings import Settings
@@ -41,6 +41,27 @@ from .other_apps import OtherAppsDialog
 from .table import ModelTable, ModelTableModel
 
 log = logging.getLogger(__name__)
+
+UpscalerReader = Callable[[Path], tuple[str, str, str]]  # file -> the engine's (kind, label, licence) of it
+
+
+def list_models(folders: list[str], read_upscaler: UpscalerReader | None = None) -> list[ModelEntry]:
+    """The Models window's rows: the models, and the upscaler folders' files (other apps' too) by kind, architecture
+    and scale as `read_upscaler` (the engine's spandrel reading) tells them, where the header alone guesses."""
+    entries = model_sources.list_models(folders, upscalers=True)
+    if read_upscaler is None:
+        return entries
+    files = set(postprocess.list_upscalers(folders).values())
+
+    def read(entry: ModelEntry) -> ModelEntry:
+        try:
+            return model_sources.read_as(entry, *read_upscaler(entry.path))
+        except Exception:  # noqa: BLE001 - the header's reading stays when the engine can't read the file
+            log.warning("could not read the upscaler %s", entry.path, exc_info=True)
+            return entry
+
+    return [read(e) if e.info.kind in model_sources.POSTPROCESS_KINDS or e.path in files else e for e in entries]
+
 
 CLOSE_WAIT_S = 10.0  # how long closing waits for a cancelled download to stop
 ADD_FOLDER_SHORTCUT = "Ctrl+Shift+O"
@@ -62,8 +83,9 @@ class ModelsDialog(QDialog):
     download_finished = Signal(str)
 
     def __init__(self, settings: Settings, download: DownloadFunction | None = None, parent: QWidget | None = None,
-                 in_use: str | None = None):
+                 in_use: str | None = None, read_upscaler: UpscalerReader | None = None):
         super().__init__(parent)
+        self._read_upscaler = read_upscaler  # the engine's reading of upscaler files, run off the GUI thread
         self.setWindowTitle("Models")
         self._chosen: str | None = None
         self._in_use = in_use or settings.model  # the model the window uses now ("demo": the built-in one)
@@ -184,7 +206,8 @@ class ModelsDialog(QDialog):
         generation, folders = self._scan_generation, self.folders()
         self.rescan_button.setEnabled(False)  # (setText would drop the button's shortcut)
         self.scan_status.setText("Scanning...")
-        self._start("scan", lambda: model_sources.list_models(folders), partial(self._scan_done, generation))
+        read = self._read_upscaler
+        self._start("scan", lambda: list_models(folders, read), partial(self._scan_done, generation))
 
     def _scan_done(self, generation: int, entries: list[ModelEntry] | None, error: BaseException | None) -> None:
         if generation != self._scan_generation:
