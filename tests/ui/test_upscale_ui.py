@@ -63,6 +63,7 @@ def test_image_menu_upscale_dialog_says_the_result_size_for_each_scale_and_a_siz
 
     ask_upscale(window, qtbot, choose, accept=False)
     assert DEMO_UPSCALER_NAME in said["upscalers"], "the demo upscaler is always there"
+    assert said["upscalers"][-2:] == ["Lanczos (no model)", "Nearest (no model)"]
     assert "144 × 120 px" in said["x1.5"] and "192 × 160 px" in said["x2"]
     assert "288 × 240 px" in said["x3"] and "384 × 320 px" in said["x4"]
     assert said["size"][:2] == (True, 250) and "300 × 250 px" in said["size"][2], "typing a width picks Size"
