@@ -119,3 +119,21 @@ def _box_blur(values: np.ndarray, radius: int) -> np.ndarray:
         lo = np.take(total, np.arange(0, total.shape[axis] - n), axis=axis)
         values = ((hi - lo) / n).astype(np.float32)
     return values
+
+
+def boxes_from_mask(mask: np.ndarray) -> list[FaceBox]:
+    """One FaceBox around each connected part of a painted mask (HxW bool; parts touching at a corner are one),
+    left to right then top to bottom; none for an empty mask."""
+    return [box for box, _ in mask_parts(mask)]
+
+
+def mask_parts(mask: np.ndarray) -> list[tuple[FaceBox, np.ndarray]]:
+    """(box, HxW bool of that part alone) for each connected part of a painted mask, as boxes_from_mask orders them."""
+    from scipy import ndimage
+
+    labels, _ = ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3), bool))
+    parts = []
+    for index, (rows, cols) in enumerate(ndimage.find_objects(labels)):
+        box = FaceBox(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
+        parts.append((box, labels == index + 1))
+    return sorted(parts, key=lambda part: (part[0].x, part[0].y))

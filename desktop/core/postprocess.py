@@ -61,7 +61,8 @@ MAX_SCALE = 8.0
 MAX_SIDE = 32768  # an output side longer than this is refused before any work
 
 # The upscaler folders of the apps whose model folders people add, relative to the app's "models" folder.
-_APP_FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT", "upscale_models", "upscalers")
+_APP_FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "DAT", "HAT", "upscale_models", "upscalers",
+                "GFPGAN", "Codeformer", "facerestore_models")  # the last three: face restorers (A1111, ComfyUI)
 _OWN_FOLDERS = ("upscalers", "upscale_models", "ESRGAN")
 
 
@@ -256,10 +257,12 @@ def list_upscalers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Pat
 
 @dataclass(frozen=True)
 class PostprocessFiles:
-    """The files of the upscaler folders, name -> file, sorted into those that enlarge and the restorers."""
+    """The files of the upscaler folders, name -> file, sorted into those that enlarge, the restorers and the face
+    restorers (GFPGAN, RestoreFormer, CodeFormer)."""
 
     enlargers: dict[str, Path] = field(default_factory=dict)
     restorers: dict[str, Path] = field(default_factory=dict)
+    faces: dict[str, Path] = field(default_factory=dict)
 
 
 def scan_postprocess_files(models_folders: Iterable[str | os.PathLike]) -> PostprocessFiles:
@@ -267,14 +270,14 @@ def scan_postprocess_files(models_folders: Iterable[str | os.PathLike]) -> Postp
     modelfiles). Reads the folders and headers: call it off the GUI thread."""
     from desktop.core import modelfiles
 
-    enlargers, restorers = {}, {}
+    enlargers, restorers, faces = {}, {}, {}
     for name, path in list_upscalers(models_folders).items():
         try:
-            restorer = modelfiles.identify(path).kind == "restorer"
+            kind = modelfiles.identify(path).kind
         except (OSError, SfumatoError, ValueError):
-            restorer = False  # listed, and refused with a sentence when used
-        (restorers if restorer else enlargers)[name] = path
-    return PostprocessFiles(enlargers, restorers)
+            kind = ""  # listed, and refused with a sentence when used
+        {"restorer": restorers, "face restorer": faces}.get(kind, enlargers)[name] = path
+    return PostprocessFiles(enlargers, restorers, faces)
 
 
 def list_restorers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Path]:

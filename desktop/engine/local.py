@@ -72,6 +72,10 @@ class LocalBackend:
             raise SfumatoError(f"This version of Sfumato cannot run {job.kind} jobs on this computer.")
         with self._call.running(state):
             self.start(state)
+            if job.kind == UPSCALE and job.request.faces is not None:
+                from . import faces  # the face fix: OpenCV and spandrel only when faces are fixed
+
+                return faces.run(job.request, state, self._manager, self._folders, FolderAddons(self._folders))
             if job.kind == UPSCALE:
                 from . import upscale  # spandrel only when something is upscaled
 

@@ -10,6 +10,11 @@ noise. Same seed, same bytes on every build.
 The demo restorer (`build_restorer`) is a DnCNN of eight 3x3 convolutions of eight features (spandrel detects
 its "model.0" ... "model.14" layout, scale 1, purpose Restoration): it subtracts the noise it predicts from the
 picture, and with its small last layer that is a faint change, so the demo's restore keeps the picture.
+
+The demo face restorer (`build_face_restorer`) is a RestoreFormer (spandrel's purpose FaceSR) of 32 channels at
+every level and one residual block per level: 0.55 M weights (2.2 MB), from which spandrel reads its sizes.
+With random weights its faces are a smooth blur of the codebook's colours: it shows that the face fix runs, not
+what a trained restorer does.
 """
 
 from __future__ import annotations
@@ -60,6 +65,24 @@ def restorer_state_dict(features: int = 8, layers: int = 8, seed: int = SEED) ->
     return weights
 
 
+def face_restorer_state_dict(channels: int = 32, seed: int = SEED) -> dict:
+    """The weights of a tiny RestoreFormer (spandrel's architecture, random weights; its GroupNorms need channels
+    in multiples of 32). Six levels as the real one, so its attention runs at 16x16 for a 512-pixel face."""
+    import torch
+
+    from .upscale import import_spandrel
+
+    import_spandrel()  # spandrel's registry, with the torchvision stand-in where torchvision does not import
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = RestoreFormer(n_embed=32, embed_dim=channels, ch=channels, out_ch=3, ch_mult=(1,) * 6,
+                              num_res_blocks=1, attn_resolutions=(16,), dropout=0.0, in_channels=3, resolution=512,
+                              z_channels=channels, double_z=False, enable_mid=True, head_size=8)
+    return {key: value.contiguous() for key, value in model.state_dict().items()}
+
+
 def build(path: str | os.PathLike, scale: int = 4, **options) -> Path:
     """Write the upscaler to `path` (.safetensors) unless it is already there; returns the path."""
     return _write(path, lambda: state_dict(scale, **options), "upscaler")
@@ -68,6 +91,11 @@ def build(path: str | os.PathLike, scale: int = 4, **options) -> Path:
 def build_restorer(path: str | os.PathLike, **options) -> Path:
     """Write the demo restorer to `path` (.safetensors) unless it is already there; returns the path."""
     return _write(path, lambda: restorer_state_dict(**options), "restorer")
+
+
+def build_face_restorer(path: str | os.PathLike, **options) -> Path:
+    """Write the demo face restorer to `path` (.safetensors) unless it is already there; returns the path."""
+    return _write(path, lambda: face_restorer_state_dict(**options), "face-restorer")
 
 
 def _write(path: str | os.PathLike, weights, what: str) -> Path:
@@ -96,3 +124,8 @@ def demo_path(demo_dir: str | os.PathLike) -> Path:
 def restorer_path(demo_dir: str | os.PathLike) -> Path:
     """Where the demo restorer lives, beside the demo upscaler."""
     return Path(demo_dir) / "upscaler" / f"demo-restorer-x1-v{VERSION}.safetensors"
+
+
+def face_restorer_path(demo_dir: str | os.PathLike) -> Path:
+    """Where the demo face restorer lives, beside the demo upscaler."""
+    return Path(demo_dir) / "upscaler" / f"demo-face-restorer-v{VERSION}.safetensors"

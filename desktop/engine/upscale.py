@@ -36,6 +36,7 @@ from PIL import Image
 from desktop.core import paths
 from desktop.core.backend import Result
 from desktop.core.errors import Cancelled, OutOfMemory, SfumatoError
+from desktop.core.faces import DEMO_FACE_RESTORER, DEMO_FACE_RESTORER_NAME
 from desktop.core.postprocess import (DEMO_RESTORER, DEMO_RESTORER_NAME, DEMO_UPSCALER, DEMO_UPSCALER_NAME,
                                       PIXEL_UPSCALERS, UPSCALER_SUFFIXES, UpscaleRequest, UpscalerError, find_upscaler,
                                       own_folder, result_params, with_params)
@@ -75,6 +76,7 @@ class Upscaler:
     tiled: bool = True  # False: the model tiles by itself (spandrel's ModelTiling.INTERNAL)
     minimum: int = 0  # the smallest input side it takes
     multiple_of: int = 1
+    face: bool = False  # a face restorer (spandrel's purpose FaceSR), run by desktop/engine/faces.py
 
     @property
     def bytes(self) -> int:
@@ -90,6 +92,9 @@ def resolve(ref: str, models_folders=()) -> tuple[Path, str]:
         return tiny_upscaler.build(tiny_upscaler.demo_path(paths.demo_model_dir())), DEMO_UPSCALER_NAME
     if ref == DEMO_RESTORER:
         return tiny_upscaler.build_restorer(tiny_upscaler.restorer_path(paths.demo_model_dir())), DEMO_RESTORER_NAME
+    if ref == DEMO_FACE_RESTORER:
+        path = tiny_upscaler.build_face_restorer(tiny_upscaler.face_restorer_path(paths.demo_model_dir()))
+        return path, DEMO_FACE_RESTORER_NAME
     path = Path(ref).expanduser()
     if path.is_file():
         return path, path.stem
@@ -102,16 +107,19 @@ def resolve(ref: str, models_folders=()) -> tuple[Path, str]:
     return found, found.stem
 
 
-def load(ref: str, manager, state: TaskState, models_folders=(), spare=()) -> Upscaler:
+def load(ref: str, manager, state: TaskState, models_folders=(), spare=(), face: bool = False) -> Upscaler:
     """The upscaler `ref`, from the ModelManager when it is still loaded, else from its file. `spare`: the
-    ModelManager keys never unloaded to make room for it (the checkpoint of the hires fix it runs in)."""
+    ModelManager keys never unloaded to make room for it (the checkpoint of the hires fix it runs in). `face`:
+    a face restorer (GFPGAN, RestoreFormer, CodeFormer) is wanted, and nothing else; without it one is refused."""
     path, name = resolve(ref, models_folders)
     key = str(path.resolve())
     held = manager.held(KIND, key)
     if held is not None:
+        if held.face != face:
+            raise UpscalerError(name, _not_a_face_restorer() if face else _a_face_restorer())
         return held
-    state.status(f"Loading the upscaler {path.name}...")
-    descriptor, architecture, licence = read_model(path, name)
+    state.status(f"Loading the {'face restorer' if face else 'upscaler'} {path.name}...")
+    descriptor, architecture, licence = read_face_model(path, name) if face else read_model(path, name)
     device = manager.device
     dtype = torch.float32
     if device.dtype == torch.float16 and descriptor.supports_half:
@@ -134,7 +142,7 @@ def load(ref: str, manager, state: TaskState, models_folders=(), spare=()) -> Up
     requirements = descriptor.size_requirements
     upscaler = Upscaler(name, path, descriptor, int(descriptor.scale), dtype, architecture, licence,
                         descriptor.tiling is not ModelTiling.INTERNAL, requirements.minimum,
-                        requirements.multiple_of)
+                        requirements.multiple_of, face)
     manager.keep(KIND, key, upscaler, size, pool, name)
     if licence:
         state.status(f"{name} is a {architecture} model; its architecture comes from spandrel-extra-arches under "
@@ -153,6 +161,23 @@ def read_model(path: Path, name: str):
         raise UpscalerError(name, f"it takes {descriptor.input_channels} and gives {descriptor.output_channels} "
                                   "channels; Sfumato runs upscalers of RGB pictures.")
     return descriptor, architecture, licence
+
+
+def read_face_model(path: Path, name: str):
+    """(spandrel descriptor on the CPU, architecture name, licence or "") of a face restorer file (spandrel's
+    purpose FaceSR: GFPGAN, RestoreFormer; CodeFormer with spandrel-extra-arches); UpscalerError otherwise."""
+    descriptor, architecture, licence = _read_any(path, name)
+    if descriptor.purpose != "FaceSR":
+        raise UpscalerError(name, _not_a_face_restorer())
+    return descriptor, architecture, licence
+
+
+def _a_face_restorer() -> str:
+    return "it is a face restorer, not an upscaler; use it to fix faces (Image > Restore..., Fix faces)."
+
+
+def _not_a_face_restorer() -> str:
+    return "it is not a face restorer; fixing faces takes a GFPGAN, RestoreFormer or CodeFormer file."
 
 
 def _read_any(path: Path, name: str):
@@ -269,7 +294,8 @@ def read_weights(path: Path, name: str) -> dict:
 def import_spandrel():
     """spandrel, also where torchvision cannot be imported (a CPU-only torch beside a CUDA torchvision: 'operator
     torchvision::nms does not exist'). spandrel's registry imports torchvision only for LaMa (inpainting) and
-    RestoreFormer (faces), never to upscale, so the registry is imported with a stand-in that is removed again."""
+    RestoreFormer (faces), never to upscale, so the registry is imported with a stand-in that is removed again;
+    its `normalize` works (RestoreFormer calls it), its `rotate` (LaMa's) says to install torchvision."""
     try:
         import spandrel
 
@@ -296,10 +322,16 @@ def _torchvision_stand_in():
         raise SfumatoError("This model needs torchvision, which does not work with the installed torch: install "
                            "the torchvision that matches it.")
 
+    def normalize(tensor, mean, std, inplace=False):  # RestoreFormer's only use of it: (x - 0.5) / 0.5 per channel
+        mean = torch.as_tensor(mean, dtype=tensor.dtype, device=tensor.device).view(-1, 1, 1)
+        std = torch.as_tensor(std, dtype=tensor.dtype, device=tensor.device).view(-1, 1, 1)
+        return tensor.sub_(mean).div_(std) if inplace else (tensor - mean) / std
+
     modules = {n: types.ModuleType(n) for n in names}
     functional = modules["torchvision.transforms.functional"]
     functional.InterpolationMode = types.SimpleNamespace(BILINEAR="bilinear", NEAREST="nearest", BICUBIC="bicubic")
-    functional.rotate = functional.normalize = unavailable
+    functional.rotate = unavailable
+    functional.normalize = normalize
     modules["torchvision"].transforms = modules["torchvision.transforms"]
     modules["torchvision.transforms"].functional = functional
     sys.modules.update(modules)

@@ -1,0 +1,193 @@
+"""The face fix: faces found by OpenCV's bundled cascades (or a painted mask, one face per part), each restored
+by a face restorer (the tiny random RestoreFormer here) through a feathered mask, so nothing outside the faces
+changes; the metadata says `Face restoration: NAME`, and a picture with no face comes back unchanged with a
+sentence saying so."""
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from desktop.core.backend import UpscaleJob
+from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
+from desktop.core.faces import (DEMO_FACE_RESTORER, DEMO_FACE_RESTORER_NAME, FaceBox, FaceSettings,
+                                boxes_from_mask, feathered, square_around)
+from desktop.core.postprocess import UpscaleRequest, UpscalerError, result_path
+from desktop.core.progress import TaskState
+from desktop.engine import devices, face_detect, faces, tiny_upscaler, upscale
+from desktop.engine.local import LocalBackend
+from desktop.engine.models import ModelManager
+
+SMALL = 64  # the face side the tests work at: the tiny RestoreFormer is slow at 512 on a CPU
+
+
+def face_picture(width=320, height=320, centres=((160, 160),), size=160, background=(90, 120, 150)) -> np.ndarray:
+    """A drawn face the frontal Haar cascade finds: hair, a skin oval, brows, eyes with pupils, a nose, a mouth."""
+    img = Image.new("RGB", (width, height), background)
+    draw = ImageDraw.Draw(img)
+    w, h = size, int(size * 1.3)
+    for cx, cy in centres:
+        draw.ellipse([cx - w * 0.55, cy - h * 0.62, cx + w * 0.55, cy + h * 0.2], fill=(50, 35, 25))
+        draw.ellipse([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], fill=(225, 180, 150))
+        ey = cy - h * 0.08
+        for sx in (-1, 1):
+            ex = cx + sx * w * 0.2
+            draw.rectangle([ex - w * 0.13, ey - h * 0.13, ex + w * 0.13, ey - h * 0.1], fill=(60, 40, 30))
+            draw.ellipse([ex - w * 0.1, ey - h * 0.04, ex + w * 0.1, ey + h * 0.04], fill=(250, 250, 250))
+            draw.ellipse([ex - w * 0.05, ey - h * 0.04, ex + w * 0.05, ey + h * 0.04], fill=(40, 30, 30))
+        draw.polygon([(cx, ey), (cx - w * 0.07, cy + h * 0.15), (cx + w * 0.07, cy + h * 0.15)], fill=(195, 150, 120))
+        draw.ellipse([cx - w * 0.17, cy + h * 0.24, cx + w * 0.17, cy + h * 0.31], fill=(150, 60, 60))
+    return np.asarray(img.filter(ImageFilter.GaussianBlur(size / 80)))
+
+
+@pytest.fixture
+def manager():
+    return ModelManager(devices.choose("cpu", "fp32"))
+
+
+def fix(image, restorer=DEMO_FACE_RESTORER, parameters="", beside="", **settings):
+    settings.setdefault("resolution", SMALL)
+    return UpscaleRequest(image, 1.0, parameters=parameters, beside=beside, restore="face",
+                          faces=FaceSettings(restorer=restorer, **settings))
+
+
+def test_the_bundled_cascades_find_a_drawn_face_and_nothing_in_a_plain_picture():
+    boxes = face_detect.detect(face_picture())
+    assert len(boxes) == 1
+    box = boxes[0]
+    assert 40 <= box.x <= 100 and 40 <= box.y <= 100 and 140 <= box.width <= 260, box
+    assert face_detect.detect(np.full((200, 300, 3), 128, np.uint8)) == []
+
+
+def test_two_faces_are_two_boxes_and_overlapping_finds_merge():
+    boxes = face_detect.detect(face_picture(640, 320, ((160, 160), (480, 160))))
+    assert len(boxes) == 2 and sorted(b.x < 320 for b in boxes) == [False, True]
+    merged = face_detect.merge([FaceBox(10, 10, 50, 50), FaceBox(14, 12, 50, 50, 0.8), FaceBox(200, 10, 40, 40)])
+    assert merged == [FaceBox(10, 10, 54, 52), FaceBox(200, 10, 40, 40)]
+
+
+def test_a_painted_mask_is_one_box_per_connected_part():
+    mask = np.zeros((100, 120), bool)
+    mask[10:30, 60:90] = True
+    mask[50:70, 5:25] = True
+    mask[70:80, 25:30] = True  # touches the part above at a corner: the same face
+    assert boxes_from_mask(mask) == [FaceBox(5, 50, 25, 30), FaceBox(60, 10, 30, 20)]
+    assert boxes_from_mask(np.zeros((10, 10), bool)) == []
+
+
+def test_a_missing_detector_file_is_one_sentence(tmp_path):
+    with pytest.raises(SfumatoError, match="is not a YuNet .onnx file"):
+        face_detect.detect(face_picture(), str(tmp_path / "nope.onnx"))
+    broken = tmp_path / "detectors" / "face_detection_yunet_2023mar.onnx"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a model")
+    assert face_detect.yunet_file([tmp_path]) == broken  # "auto" uses a YuNet the person added
+    with pytest.raises(SfumatoError, match="could not be run; it is damaged or not a YuNet model"):
+        face_detect.detect(face_picture(), "auto", [tmp_path])
+
+
+def test_the_face_is_restored_and_nothing_outside_it_changes(manager):
+    image = face_picture()
+    steps = []
+    result, = faces.run(fix(image), TaskState(on_step=lambda i, n, p: steps.append((i, n))), manager)
+    assert result.image.shape == image.shape and steps == [(1, 1)]
+    box = face_detect.detect(image)[0]
+    changed = np.any(result.image != image, axis=2)
+    assert changed[box.y + box.height // 2, box.x + box.width // 2], "the face's middle is restored"
+    inside = np.zeros(changed.shape, bool)
+    inside[box.y:box.y + box.height, box.x:box.x + box.width] = True
+    assert not changed[~inside].any(), "pixels outside the face's box are the input's, bit for bit"
+    assert result.params == (("Face restoration", DEMO_FACE_RESTORER_NAME),)
+
+
+def test_visibility_blends_the_restored_face_over_the_original(manager):
+    image = face_picture()
+    full, = faces.run(fix(image), TaskState(), manager)
+    half, = faces.run(fix(image, visibility=0.5), TaskState(), manager)
+    none, = faces.run(fix(image, visibility=0.0, blur=0), TaskState(), manager)
+    centre = (160, 160)
+    original, restored, blended = (p.image[centre].astype(int) for p in (none, full, half))
+    assert np.abs(blended - (original + restored) / 2).max() <= 2
+    # visibility 0: the face only goes through the resize to the working size and back
+    assert np.abs(none.image.astype(int) - image.astype(int)).mean() < 2
+
+
+def test_a_painted_mask_chooses_the_faces_and_only_its_area_changes(manager):
+    image = face_picture(640, 320, ((160, 160), (480, 160)))
+    mask = np.zeros(image.shape[:2], bool)
+    mask[100:220, 420:540] = True  # only the right face
+    steps = []
+    result, = faces.run(fix(image, mask=mask, blur=0), TaskState(on_step=lambda i, n, p: steps.append(n)), manager)
+    changed = np.any(result.image != image, axis=2)
+    assert steps == [1] and changed[mask].mean() > 0.5 and not changed[~mask].any()
+
+
+def test_no_face_found_keeps_the_picture_and_says_to_paint_a_mask(manager):
+    image = np.full((120, 160, 3), 128, np.uint8)
+    said = []
+    result, = faces.run(fix(image), TaskState(on_status=said.append), manager)
+    assert np.array_equal(result.image, image) and result.params == ()
+    assert any("No face was found" in text and "Paint a mask" in text for text in said)
+
+
+def test_cancel_between_faces_stops(manager):
+    state = TaskState()
+    state.step = lambda i, n, p: state.cancel()
+    with pytest.raises(Cancelled):
+        faces.run(fix(face_picture(640, 320, ((160, 160), (480, 160)))), state, manager)
+
+
+def test_an_upscaler_is_refused_as_a_face_restorer_and_a_face_restorer_as_an_upscaler(manager, tmp_path):
+    upscaler = tiny_upscaler.build(tmp_path / "4x-Tiny.safetensors")
+    with pytest.raises(UpscalerError, match="it is not a face restorer"):
+        faces.run(fix(face_picture(), str(upscaler)), TaskState(), manager)
+    face_file = tiny_upscaler.build_face_restorer(tmp_path / "RestoreFormer-tiny.safetensors")
+    with pytest.raises(UpscalerError, match="face restorer"):
+        upscale.run(UpscaleRequest(face_picture(40, 40), 2.0, upscaler=str(face_file)), TaskState(), manager)
+    upscale.load(str(face_file), manager, TaskState(), face=True)  # held: still refused as an upscaler
+    with pytest.raises(UpscalerError, match="it is a face restorer, not an upscaler"):
+        upscale.load(str(face_file), manager, TaskState())
+
+
+def test_the_demo_face_restorer_is_a_small_restoreformer(manager):
+    restorer = upscale.load(DEMO_FACE_RESTORER, manager, TaskState(), face=True)
+    assert restorer.face and restorer.architecture == "RestoreFormer" and restorer.name == DEMO_FACE_RESTORER_NAME
+    assert restorer.bytes < 3_000_000
+    assert restorer.path.stat().st_size < 3_000_000
+
+
+def test_the_backend_runs_the_face_fix_with_its_metadata_and_file_name(tmp_path):
+    backend = LocalBackend("cpu", "fp32", hash_cache=tmp_path / "hashes.json")
+    source = "a portrait\nSteps: 20, Seed: 7, Size: 320x320"
+    rgba = np.dstack([face_picture(), np.full((320, 320), 200, np.uint8)])
+    result, = backend.run(UpscaleJob(fix(rgba, parameters=source, beside=str(tmp_path / "p.png"))), TaskState())
+    assert result.request.parameters == source + ", Face restoration: " + DEMO_FACE_RESTORER_NAME
+    assert result.image.shape == (320, 320, 4) and (result.image[..., 3] == 200).all()
+    assert result_path(tmp_path, result.request).name == "p-face.png"
+    backend.close()
+
+
+def test_a_face_fix_asks_for_a_restorer_or_the_detailer():
+    with pytest.raises(InvalidRequest, match="choose a face restorer, the face detailer, or both"):
+        fix(face_picture(), restorer="").validated()
+
+
+def test_the_square_and_its_feather_stay_inside_the_picture():
+    assert square_around(FaceBox(0, 0, 40, 40), 32, 300, 200) == (0, 0, 104)
+    assert square_around(FaceBox(280, 180, 20, 20), 32, 300, 200) == (216, 116, 84)
+    weight = feathered(np.pad(np.ones((20, 20), bool), 10), 4)
+    assert weight[0].max() == 0 and weight[20, 20] == 1
+
+
+def test_face_restorer_files_are_found_in_the_face_folders_of_other_apps(tmp_path):
+    from desktop.core.postprocess import scan_postprocess_files
+
+    a1111 = tmp_path / "webui" / "models"
+    (a1111 / "Stable-diffusion").mkdir(parents=True)
+    tiny_upscaler.build_face_restorer(a1111 / "GFPGAN" / "RestoreFormer-tiny.safetensors")
+    tiny_upscaler.build_restorer(a1111 / "ESRGAN" / "1x-Denoise.safetensors")
+    comfy = tmp_path / "ComfyUI" / "models"
+    (comfy / "checkpoints").mkdir(parents=True)
+    tiny_upscaler.build_face_restorer(comfy / "facerestore_models" / "rf-comfy.safetensors")
+    files = scan_postprocess_files([a1111 / "Stable-diffusion", comfy / "checkpoints"])
+    assert set(files.faces) == {"RestoreFormer-tiny", "rf-comfy"}
+    assert set(files.restorers) == {"1x-Denoise"} and files.enlargers == {}
