@@ -337,6 +337,7 @@ class MainWindow(QMainWindow):
         g.to_canvas.connect(self._to_canvas)
         g.export_requested.connect(self.export_pictures)
         g.upscale_requested.connect(self.upscaling.pictures)
+        g.restore_requested.connect(self.upscaling.restore_pictures)
         g.message.connect(self.note)
         g.error.connect(self.show_error)
         g.undo_changed.connect(self._history_changed)

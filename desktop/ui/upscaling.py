@@ -35,6 +35,11 @@ class Upscaling:
         return [*((str(path), name) for name, path in files.items()), (DEMO_UPSCALER, DEMO_UPSCALER_NAME),
                 *((name, f"{name} (no model)") for name in PIXEL_UPSCALERS)]
 
+    def restorers(self) -> list[tuple[str, str]]:
+        """(ref, name) of the restorer files the last model scan found, then the demo restorer."""
+        files = self.window.postprocess_files.restorers  # no file is read here
+        return [*((str(path), name) for name, path in files.items()), (DEMO_RESTORER, DEMO_RESTORER_NAME)]
+
     def ask(self, source: Extent, pictures: int = 0) -> UpscaleRequest | None:
         """What the person chose, as a request of a placeholder picture of `source`'s size; None when cancelled."""
         w = self.window
@@ -65,7 +70,38 @@ class Upscaling:
         chosen = self.ask(Extent(max(1, first.width), max(1, first.height)), len(records))
         if chosen is None:
             return
+        self._queue_pictures(store, records, chosen, "upscale")
+
+    def restore_pictures(self, records: list) -> None:
+        """The gallery's Restore...: queue the restore of each picture (read in the background) with a restorer
+        model, or the diffusion restore with the panel's model and prompt, each saved beside its file as
+        <name>-<kind>.png."""
+        w = self.window
+        store = w.gallery_store
+        if store is None or not records:
+            return
+        first = records[0]
+        dialog = RestoreDialog(Extent(max(1, first.width), max(1, first.height)), self.restorers(), w,
+                               has_files=bool(w.postprocess_files.restorers))
+        try:
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return
+            model, kind = dialog.model(), dialog.kind()
+        finally:
+            dialog.deleteLater()
+        chosen = UpscaleRequest(np.zeros((1, 1, 3), np.uint8), 1.0, upscaler=model, restore=kind)
+        if model == DIFFUSION:  # as frame.restore_request: nothing resized, then the detail pass at low strength
+            detail = _detail_settings(w.panel.request())
+            chosen = chosen.replace(upscaler=PIXEL_UPSCALERS[0], detail=detail.replace(
+                sampling=detail.sampling.replace(strength=RESTORE_STRENGTH)))
+        self._queue_pictures(store, records, chosen, "restore")
+
+    def _queue_pictures(self, store, records: list, chosen: UpscaleRequest, verb: str) -> None:
+        """Read each picture in the background, then queue `chosen` on it, saved beside its file with its
+        parameters; says how many were queued and which could not be read."""
+        w = self.window
         paths = [store.path(record) for record in records]
+        done = {"upscale": "upscaled", "restore": "restored"}[verb]
 
         def read() -> tuple[list[UpscaleRequest], list[str]]:
             requests, problems = [], []
@@ -73,10 +109,10 @@ class Upscaling:
                 try:
                     image = load_image(path)
                 except SfumatoError as error:  # says which file and why
-                    problems.append(f"{error} It was not upscaled.")
+                    problems.append(f"{error} It was not {done}.")
                     continue
                 except (OSError, ValueError) as error:
-                    problems.append(f"{path.name} could not be read ({error}); it was not upscaled.")
+                    problems.append(f"{path.name} could not be read ({error}); it was not {done}.")
                     continue
                 requests.append(chosen.replace(image=image, parameters=_parameters(path), beside=str(path)))
             return requests, problems
@@ -85,21 +121,19 @@ class Upscaling:
             requests, problems = result
             queued = sum(self._queue(request, None) is not None for request in requests)
             if queued:
-                w.note(f"{queued} picture{'s' if queued != 1 else ''} queued to upscale; the results are saved "
+                w.note(f"{queued} picture{'s' if queued != 1 else ''} queued to {verb}; the results are saved "
                        "beside them.")
             if problems:
                 w.show_error(" ".join(problems))
 
         w.background.run(read, queue, lambda error: w.show_error(f"The pictures could not be read: {error}"),
-                         name="upscale-read")
+                         name=f"{verb}-read")
 
     def restore(self) -> int | None:
         """Image > Restore: queue the visible picture's restore, with a restorer model (an upscale at scale 1) or
         as a light img2img of the whole picture; its result is staged over the picture. Returns the job id."""
         w = self.window
-        files = w.postprocess_files.restorers  # from the last model scan: no file is read here
-        restorers = [*((str(path), name) for name, path in files.items()), (DEMO_RESTORER, DEMO_RESTORER_NAME)]
-        dialog = RestoreDialog(w.doc.extent, restorers, w, has_files=bool(files))
+        dialog = RestoreDialog(w.doc.extent, self.restorers(), w, has_files=bool(w.postprocess_files.restorers))
         try:
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -31,6 +32,7 @@ import numpy as np
 from .. import atomic
 from ..imageio import ImageError, open_picture, reading, save_png
 from ..outputs import metadata_chunks, output_path
+from ..postprocess import RESTORE_KINDS
 from ..request import GenerationRequest
 from .index import GalleryIndex, GalleryIndexError, ImageRecord, Query
 from .metadata import read_image_meta
@@ -40,6 +42,8 @@ INDEX_NAME = ".sfumato-gallery.sqlite"
 FAVOURITES_NAME = ".sfumato-favourites.json"
 HOLDING_NAME = ".sfumato-deleted"
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+# A result saved beside its source: <stem>-<x2 | x1.5 | 1024x768 | a restore kind>[-<n>].png
+_POSTPROCESSED = re.compile(r"^(?P<stem>.+)-(?:x\d+(?:\.\d+)?|\d+x\d+|" + "|".join(RESTORE_KINDS) + r")(?:-\d+)?\.png$")
 
 
 def _send_to_trash(path: Path) -> None:
@@ -239,6 +243,19 @@ class GalleryStore:
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.folder).as_posix()
+
+    def source_of(self, record: ImageRecord) -> ImageRecord | None:
+        """The picture an upscale or restore saved beside its source was made from, by the name it was given
+        (postprocess.result_path: <name>-x2.png, <name>-denoise.png, numbered <name>-x2-2.png when taken), as the
+        files are the truth; None for any other picture, or when no such source is in the gallery."""
+        match = _POSTPROCESSED.match(record.path)
+        if match is None:
+            return None
+        for suffix in sorted(PICTURE_SUFFIXES) + sorted(s.upper() for s in PICTURE_SUFFIXES):
+            source = self.index.by_path(match["stem"] + suffix)
+            if source is not None and source.id != record.id:
+                return source
+        return None
 
     def thumbnail(self, record: ImageRecord) -> Path:
         """The thumbnail file of a record, made if needed (call it off the GUI thread)."""

@@ -2,9 +2,13 @@
 
 The grid is a QListView over GalleryModel (thumbnails load in the
 background). Arrow keys step through pictures; several can be selected to
-favourite, delete or export. The detail panel shows the picture large with
+favourite, delete, export, upscale or restore. The detail panel shows the picture large with
 every parameter, and the actions: use its parameters or seed, send it to the
 canvas, copy it, show it in its folder, favourite, delete.
+
+Compare (C) shows two pictures over each other split by a divider to drag (desktop/ui/compare_view.py): the two
+selected, the older one before; or an upscale or restore saved beside its source, and that source. Esc or C goes
+back to the grid.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSlider,
     QSplitter,
+    QStackedWidget,
     QStyle,
     QStyledItemDelegate,
     QToolButton,
@@ -45,6 +50,7 @@ from desktop.core.infotext import parse_infotext
 from desktop.core.request import GenerationRequest
 
 from ..background import Background
+from ..compare_view import CompareView
 from ..qimage import to_qimage
 from ..reveal import reveal
 from ..theme import CHECKED_BUTTON_STYLE
@@ -187,6 +193,7 @@ class GalleryView(QWidget):
     to_canvas(str, bool): its file, and True to add it as a layer (False: open it as a new picture).
     export_requested(list): the selected records, to export.
     upscale_requested(list): the selected records, to upscale (beside them, in the output folder).
+    restore_requested(list): the selected records, to restore with a restorer model (beside them).
     message(str): a short note for the status bar.
     error(str): what went wrong, to show.
     undo_changed(): a deletion was made or undone (Edit > Undo follows).
@@ -197,6 +204,7 @@ class GalleryView(QWidget):
     to_canvas = Signal(str, bool)
     export_requested = Signal(list)
     upscale_requested = Signal(list)
+    restore_requested = Signal(list)
     message = Signal(str)
     error = Signal(str)
     undo_changed = Signal()
@@ -209,6 +217,7 @@ class GalleryView(QWidget):
         self.base_request = lambda: GenerationRequest()  # the prompt panel's values; set by the window
         self.model_folders = lambda: []  # the settings' model folders, where Use all parameters finds LoRAs
         self._shown: int | None = None
+        self._compared: tuple[int, int] | None = None  # the ids of the pictures in the compare view
         self._build()
 
     def _build(self) -> None:
@@ -253,7 +262,8 @@ class GalleryView(QWidget):
         self.list.files_dropped.connect(self.import_files)
         self.model.count_changed.connect(self._count_changed)
         self.model.modelReset.connect(self._selection_changed)
-        for keys, slot in ((QKeySequence.StandardKey.Delete, self.delete_selected), ("F", self.toggle_favourite)):
+        for keys, slot in ((QKeySequence.StandardKey.Delete, self.delete_selected), ("F", self.toggle_favourite),
+                           ("C", self.compare_selected)):
             QShortcut(QKeySequence(keys), self.list, activated=slot,
                       context=Qt.ShortcutContext.WidgetWithChildrenShortcut)
 
@@ -277,10 +287,14 @@ class GalleryView(QWidget):
              ("copy_text", "Copy parameters", "Copy the parameters text to the clipboard", self.copy_parameters),
              ("folder", "Show in folder", "Open the folder that holds this picture, with the picture selected",
               self.show_in_folder)],
+            [("upscale", "Upscale...", "Upscale the selected pictures with an upscaler model; the results are saved "
+              "beside them", self.upscale_selected),
+             ("restore", "Restore...", "Denoise, remove JPEG artefacts or restore the selected pictures with a "
+              "restorer model; the results are saved beside them", self.restore_selected),
+             ("compare", "Compare", "Compare two selected pictures, or an upscale or restore with its source, "
+              "with a divider to drag (C)", self.compare_selected)],
             [("favourite", "★ Favourite", "Mark or unmark the selected pictures as favourites (F)",
               self.toggle_favourite),
-             ("upscale", "Upscale...", "Upscale the selected pictures with an upscaler model; the results are saved "
-              "beside them", self.upscale_selected),
              ("export", "Export...", "Export the selected pictures", self.export_selected),
              ("delete", "Delete", "Move the selected pictures to the trash (Delete; Ctrl+Z brings them back)",
               self.delete_selected)],
@@ -307,13 +321,34 @@ class GalleryView(QWidget):
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         splitter.setSizes([700, 420])
+        self.pages = QStackedWidget()
+        self.pages.addWidget(splitter)
+        self.pages.addWidget(self._build_compare())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.pages, 1)
         self.buttons["favourite"].setCheckable(True)  # checked: the selected pictures are favourites
         self.buttons["favourite"].setStyleSheet(CHECKED_BUTTON_STYLE)
         self._selection_changed()
+
+    def _build_compare(self) -> QWidget:
+        page = QWidget()
+        self.compare_view = CompareView()
+        self.compare_caption = QLabel()
+        self.compare_caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.close_compare_button = QPushButton("Back to the gallery")
+        self.close_compare_button.setToolTip("Close the comparison (Esc or C)")
+        self.close_compare_button.clicked.connect(self.close_compare)
+        top = QHBoxLayout()
+        top.addWidget(self.compare_caption, 1)
+        top.addWidget(self.close_compare_button)
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.compare_view, 1)
+        self.compare_view.close_requested.connect(self.close_compare)
+        return page
 
     # -- the store --------------------------------------------------------------------------------
 
@@ -435,8 +470,9 @@ class GalleryView(QWidget):
         one = self.current() is not None and count <= 1
         for key in ("use", "seed", "layer", "open", "copy", "copy_text", "folder"):
             self.buttons[key].setEnabled(one)
-        for key in ("favourite", "upscale", "export", "delete"):
+        for key in ("favourite", "upscale", "restore", "export", "delete"):
             self.buttons[key].setEnabled(count > 0)
+        self.buttons["compare"].setEnabled(self.compare_pair() is not None)
         self.buttons["export"].setText(f"Export {count}..." if count > 1 else "Export...")
         records = self.selected()
         favourite = bool(records) and all(r.favourite for r in records)
@@ -616,6 +652,63 @@ class GalleryView(QWidget):
         records = self.selected()
         if records:
             self.upscale_requested.emit(records)
+
+    def restore_selected(self) -> None:
+        records = self.selected()
+        if records:
+            self.restore_requested.emit(records)
+
+    # -- compare ----------------------------------------------------------------------------------------
+
+    def compare_pair(self) -> tuple[ImageRecord, ImageRecord] | None:
+        """(before, after): the two selected pictures, the older first; or the one selected, when it is an upscale
+        or restore saved beside its source, after that source. None for anything else."""
+        records = self.selected()
+        if len(records) == 2:
+            return tuple(sorted(records, key=lambda r: (r.created, r.id)))
+        if len(records) == 1 and self.store is not None:
+            source = self.store.source_of(records[0])
+            if source is not None:
+                return source, records[0]
+        return None
+
+    def comparing(self) -> bool:
+        return self.pages.currentIndex() == 1
+
+    def compare_selected(self) -> None:
+        """Show the compare view of compare_pair() in place of the grid; the pictures are read in the background."""
+        pair = self.compare_pair()
+        if pair is None:
+            self.message.emit("Select two pictures to compare, or an upscaled or restored picture to compare with "
+                              "its source.")
+            return
+        before, after = pair
+        self._compared = (before.id, after.id)
+        self.compare_caption.setText(f"Before: {Path(before.path).name} ({before.width} × {before.height})   ·   "
+                                     f"After: {Path(after.path).name} ({after.width} × {after.height})")
+        self.compare_view.set_images(QImage(), QImage())
+        self.compare_view.set_split(0.5)
+        self.pages.setCurrentIndex(1)
+        self.compare_view.setFocus()
+        paths = (self.store.path(before), self.store.path(after))
+        self.background.run(lambda: tuple(read_picture(path) for path in paths),
+                            lambda images, ids=self._compared: self._compare_loaded(ids, images))
+
+    def _compare_loaded(self, ids: tuple[int, int], images: tuple[QImage, QImage]) -> None:
+        if ids != self._compared or not self.comparing():
+            return
+        if any(image.isNull() for image in images):
+            self.close_compare()
+            self.error.emit("A picture to compare can no longer be read; it may have been moved or deleted outside "
+                            "Sfumato.")
+            return
+        self.compare_view.set_images(*images)
+
+    def close_compare(self) -> None:
+        self._compared = None
+        self.compare_view.set_images(QImage(), QImage())
+        self.pages.setCurrentIndex(0)
+        self.list.setFocus()
 
 
 def read_picture(path: Path) -> QImage:
