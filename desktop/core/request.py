@@ -26,6 +26,7 @@ from enum import Enum
 
 import numpy as np
 
+from .control import MAX_CONTROLS, Control, Reference
 from .errors import InvalidRequest
 from .geometry import Extent, Margins
 from .samplers import AUTOMATIC, SAMPLERS, split_sampler_name
@@ -261,6 +262,8 @@ class GenerationRequest:
     inpaint: InpaintSettings = InpaintSettings()
     outpaint: Margins = Margins()  # the margins an outpaint grows by
     hires: Hires = Hires()  # text to image only: resolved() turns it off for the other modes
+    controls: tuple[Control, ...] = ()  # ControlNet guidance (desktop/core/control.py); pictures never written
+    references: tuple[Reference, ...] = ()  # IP-Adapter reference pictures
 
     def replace(self, **changes) -> GenerationRequest:
         return dataclasses.replace(self, **changes)
@@ -363,6 +366,13 @@ class GenerationRequest:
         if self.hires.enabled and self.mode is Mode.TXT2IMG:
             self.hires.validate(self.width, self.height)
         self._validate_images()
+        for what, items, kind in (("control", self.controls, Control), ("reference", self.references, Reference)):
+            if not isinstance(items, tuple) or not all(isinstance(item, kind) for item in items):
+                raise InvalidRequest(what, f"the {what}s must be a tuple of {kind.__name__}")
+            if len(items) > MAX_CONTROLS:
+                raise InvalidRequest(what, f"at most {MAX_CONTROLS} {what}s at once, got {len(items)}")
+            for index, item in enumerate(items):
+                item.validate(index)
 
     def _validate_images(self) -> None:
         if self.mode is Mode.TXT2IMG:

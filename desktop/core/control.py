@@ -1,0 +1,85 @@
+"""Control inputs of a generation: ControlNet guidance and reference pictures (pure; no torch, no Qt).
+
+A Control steers the picture's layout with a ControlNet: `image` is the control picture (HxWx3 uint8) and
+`type` says what it shows ("canny", "lineart", "scribble", "depth", or "none" for a picture used as it is). When
+`preprocess` is true the engine first runs the type's preprocessor on `image` (the CLI's ``image=photo.png,
+type=canny``); a control layer made on the canvas with "from picture" already holds the preprocessed picture and
+sends ``preprocess=False``. `weight` scales the ControlNet's residuals (A1111's "Weight"); `start` and `end` are
+the fractions of the steps it acts on (A1111's "Guidance Start" / "Guidance End").
+
+A Reference steers content or style with an IP-Adapter: `image` is any picture; `mode` "content" uses all of
+the adapter's layers, "style" only its style layers (where the adapter allows layer-wise scales); `weight` is the
+adapter's scale.
+
+The infotext writes A1111's ControlNet keys, one per control, numbered from 0:
+``ControlNet 0: "Module: canny, Model: control_canny [a1b2c3d4], Weight: 1, Guidance Start: 0, Guidance End: 1"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from desktop.core.errors import InvalidRequest
+
+CONTROL_TYPES = ("canny", "lineart", "scribble", "depth", "none")
+REFERENCE_MODES = ("content", "style")
+DEMO_CONTROLNET = "demo"
+MAX_CONTROLS = 4
+
+
+@dataclass(frozen=True)
+class Control:
+    model: str  # a ControlNet file or diffusers folder, its name in the ControlNet folders, or "demo"
+    image: np.ndarray = field(compare=False, repr=False)
+    type: str = "none"
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    preprocess: bool = False  # run the type's preprocessor on `image` before use
+
+    def replace(self, **changes) -> Control:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self, index: int = 0) -> None:
+        name = f"control {index + 1}"
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise InvalidRequest("control", f"{name}: name its ControlNet model (a file, a folder or 'demo').")
+        _check_picture(self.image, "control", name)
+        if self.type not in CONTROL_TYPES:
+            raise InvalidRequest("control", f"{name}: the type must be one of {', '.join(CONTROL_TYPES)}, "
+                                            f"got {self.type!r}.")
+        if not 0.0 <= float(self.weight) <= 2.0:
+            raise InvalidRequest("control", f"{name}: the weight must be between 0 and 2, got {self.weight}.")
+        if not 0.0 <= float(self.start) <= float(self.end) <= 1.0:
+            raise InvalidRequest("control", f"{name}: start and end must be fractions with 0 <= start <= end <= 1, "
+                                            f"got {self.start} and {self.end}.")
+
+
+@dataclass(frozen=True)
+class Reference:
+    image: np.ndarray = field(compare=False, repr=False)
+    weight: float = 0.6
+    mode: str = "content"
+    adapter: str = "demo"  # an IP-Adapter file, its name in the IP-Adapter folders, or "demo"
+
+    def replace(self, **changes) -> Reference:
+        return dataclasses.replace(self, **changes)
+
+    def validate(self, index: int = 0) -> None:
+        name = f"reference {index + 1}"
+        _check_picture(self.image, "reference", name)
+        if self.mode not in REFERENCE_MODES:
+            raise InvalidRequest("reference", f"{name}: the mode must be content or style, got {self.mode!r}.")
+        if not 0.0 <= float(self.weight) <= 2.0:
+            raise InvalidRequest("reference", f"{name}: the weight must be between 0 and 2, got {self.weight}.")
+        if not isinstance(self.adapter, str) or not self.adapter.strip():
+            raise InvalidRequest("reference", f"{name}: name its IP-Adapter (a file or 'demo').")
+
+
+def _check_picture(image, what: str, name: str) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+            or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 1:
+        raise InvalidRequest(what, f"{name}: its picture must be an RGB or RGBA image.")
