@@ -7,7 +7,8 @@ other size). The face restorer, a spandrel model of purpose FaceSR loaded like a
 upscale.py), restores it and the result is blended over the crop by `visibility`; then the face detailer
 (desktop/engine/face_detail.py) repaints it when one is asked for. The crop is resized back and pasted through
 the face's feathered mask, so every pixel outside it stays the input's, bit for bit. Progress is one step per
-face, cancel is checked before each. No face found leaves the picture as it was and says so in the status.
+face (with the detailer, its steps of each face), cancel is checked before each. No face found leaves the
+picture as it was and says so in the status.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ def run(request: UpscaleRequest, state: TaskState, manager, models_folders=(), a
         if state.cancelled():
             raise Cancelled(index)
         state.status(f"Fixing face {index + 1} of {len(faces)}...")
-        params = fix(out, face, settings, restorer, seed + index, state, manager, addons) or params
-        state.step(index + 1, len(faces), None)
+        params = fix(out, face, settings, restorer, (seed + index) % 2 ** 32, state, manager, addons) or params
+        if settings.detailer is None:  # the detailer's own steps move the bar while it repaints
+            state.step(index + 1, len(faces), None)
     if restorer is not None:
         params = ((FACE_KEY, restorer.name), *params)
     if image.shape[2] == 4:

@@ -191,3 +191,25 @@ def test_face_restorer_files_are_found_in_the_face_folders_of_other_apps(tmp_pat
     files = scan_postprocess_files([a1111 / "Stable-diffusion", comfy / "checkpoints"])
     assert set(files.faces) == {"RestoreFormer-tiny", "rf-comfy"}
     assert set(files.restorers) == {"1x-Denoise"} and files.enlargers == {}
+
+
+def test_the_face_detailer_repaints_each_painted_face_and_writes_its_keys(cpu_manager, tiny_models):
+    from desktop.core.postprocess import DetailSettings
+    from desktop.core.request import Conditioning, Sampling
+
+    image = face_picture(256, 128, ((64, 64), (192, 64)), size=60)
+    mask = np.zeros(image.shape[:2], bool)
+    mask[30:100, 30:100] = True
+    mask[30:100, 160:230] = True
+    detailer = DetailSettings(str(tiny_models["sd1"].folder), Conditioning("a face"),
+                              Sampling(sampler="Euler a", schedule="Automatic", steps=4, seed=9, strength=0.5))
+    said = []
+    result, = faces.run(fix(image, restorer="", detailer=detailer, mask=mask, padding=8),
+                        TaskState(on_status=said.append), cpu_manager)
+    changed = np.any(result.image != image, axis=2)
+    assert changed[:, :128][mask[:, :128]].any() and changed[:, 128:][mask[:, 128:]].any(), "both faces repainted"
+    assert not changed[~mask].any()
+    assert result.seed == 9 and dict(result.params)["ADetailer denoising strength"] == "0.5"
+    text = result.request.parameters
+    assert "Face restoration" not in text and "ADetailer prompt: a face" in text
+    assert "Fixing face 2 of 2..." in said
