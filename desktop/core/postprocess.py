@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -288,10 +288,17 @@ def list_restorers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Pat
 def find_upscaler(name: str, models_folders: Iterable[str | os.PathLike]) -> Path | None:
     """The upscaler file called `name` (its stem, or its file name), exact case first, then any case."""
     files = list_upscalers(models_folders)
+    found = match_upscaler(name, files)
+    return None if found is None else files[found]
+
+
+def match_upscaler(name: str, files: Mapping[str, Path]) -> str | None:
+    """The key of `files` (name -> upscaler file) that `name` (a stem, or a file name) names: exact case first,
+    then any case; None when none does."""
     stem = Path(name).stem if Path(name).suffix.lower() in UPSCALER_SUFFIXES else name
     if stem in files:
-        return files[stem]
-    folded = {key.casefold(): path for key, path in reversed(list(files.items()))}
+        return stem
+    folded = {key.casefold(): key for key in reversed(list(files))}
     return folded.get(stem.casefold())
 
 

@@ -42,8 +42,9 @@ from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Bounds, Extent
 from desktop.core.jobs import JobController
 from desktop.core.model_choice import after_scan
-from desktop.core.postprocess import PostprocessFiles, UpscaleRequest, scan_postprocess_files
-from desktop.core.request import GenerationRequest
+from desktop.core.postprocess import (PostprocessFiles, UpscaleRequest, match_upscaler, own_folder,
+                                      scan_postprocess_files)
+from desktop.core.request import HIRES_UPSCALERS, GenerationRequest
 from desktop.core.settings import Settings
 
 from .addon_tools import AddonTools
@@ -447,8 +448,20 @@ class MainWindow(QMainWindow):
             self.gallery.list.setFocus()
 
     def _use_parameters(self, request: GenerationRequest) -> None:
+        hires, files = request.hires, self.postprocess_files.enlargers  # the last model scan's: nothing read here
+        missing = ""
+        if hires.enabled and hires.upscaler not in HIRES_UPSCALERS:
+            found = match_upscaler(hires.upscaler, files)
+            if found is None:
+                missing = hires.upscaler
+            else:
+                request = request.replace(hires=hires.replace(upscaler=found))
         self.panel.set_request(request)
+        self.panel.set_hires_upscalers(list(files))  # lists a missing upscaler's name, chosen, beside the files
         self.statusBar().showMessage("The picture's parameters are in the panel.", 5_000)
+        if missing:
+            self.show_error(f"Missing hires upscaler: {missing} — put its file in {own_folder()} (or an ESRGAN or "
+                            "upscale_models folder) and Sfumato will find it.")
 
     def _use_seed(self, seed: int) -> None:
         self.panel.settings.seed = seed

@@ -321,9 +321,12 @@ class PromptPanel(QWidget):
 
     def set_hires_upscalers(self, files: list[str]) -> None:
         """The hires fix's upscaler choices: A1111's built-in ones and the demo upscaler, then the names of the
-        upscaler files; the chosen one stays chosen."""
+        upscaler files; the chosen one stays chosen, and stays listed when no file has its name (a picture's
+        upscaler that is missing here: the run names it before any work)."""
         box, wanted = self.hires_upscaler, self.settings.hires_upscaler
         names = [*HIRES_UPSCALERS, *(name for name in files if name not in HIRES_UPSCALERS)]
+        if wanted and wanted not in names:
+            names.append(wanted)
         if [box.itemText(i) for i in range(box.count())] == names:
             return
         box.blockSignals(True)

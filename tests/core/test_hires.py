@@ -137,12 +137,13 @@ def test_use_all_parameters_of_an_a1111_hires_picture_turns_hires_fix_on_in_the_
     assert request.hires.enabled and request.output_extent() == (1024, 1536)
 
 
-def test_an_upscaler_sfumato_lacks_keeps_the_panels_and_a_picture_without_hires_turns_it_off():
+def test_a_model_upscalers_name_is_kept_and_a_picture_without_hires_turns_it_off():
     settings = GenerationSettings()
     settings.hires_upscaler = "Lanczos"
     text = A1111_HIRES.replace("Latent (nearest-exact)", "R-ESRGAN 4x+")
     settings.apply(to_request(meta_from_chunks({"parameters": text}), settings.to_request()))
-    assert settings.hires_enabled and settings.hires_upscaler == "Lanczos"
+    assert settings.hires_enabled and settings.hires_upscaler == "R-ESRGAN 4x+"  # the window finds its file or says
+    settings.hires_upscaler = "Lanczos"
     img2img = A1111_HIRES.split(", Hires upscale")[0]  # a denoising strength alone: an img2img picture
     settings.apply(to_request(meta_from_chunks({"parameters": img2img}), settings.to_request()))
     assert not settings.hires_enabled and settings.hires_upscaler == "Lanczos"

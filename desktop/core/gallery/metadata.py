@@ -33,7 +33,7 @@ from PIL import Image
 from .. import imageio  # open_picture; importing it sets Pillow's size and text-chunk limits
 from ..infotext import Infotext, InfotextError, format_infotext, from_fooocus_json, parse_infotext, parse_size
 from ..request import (HIRES_UPSCALERS, MAX_CLIP_SKIP, MAX_HIRES_SCALE, MAX_SEED, GenerationRequest, Hires, Images,
-                       InvalidRequest, Mode, nested)
+                       InvalidRequest, Mode, is_hires_upscaler, nested)
 from ..samplers import AUTOMATIC, SAMPLERS, split_sampler_name
 from ..prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
 
@@ -320,8 +320,8 @@ _HIRES_KEYS = ("denoising strength", "hires upscale", "hires upscaler", "hires s
 def _hires(values: dict, base: Hires) -> Hires:
     """A1111's hires fix from its infotext, as A1111's "Use all parameters" reads it: on when the text has a
     denoising strength and a hires upscale, upscaler or resize (a txt2img picture made with it), else off
-    (`base`, the panel's, turned off). A value left out or unusable takes A1111's default; an upscaler
-    Sfumato does not have (a model upscaler it lacks) keeps the panel's."""
+    (`base`, the panel's, turned off). A value left out or unusable takes A1111's default; any other upscaler
+    name is kept (an upscaler file's: the window selects the file of that name or says it is missing)."""
     if "denoising strength" not in values or not {"hires upscale", "hires upscaler", "hires resize"} & values.keys():
         return base.replace(enabled=False)
     hires = Hires(upscaler=base.upscaler)
@@ -337,6 +337,8 @@ def _hires(values: dict, base: Hires) -> Hires:
     known = {name.lower(): name for name in HIRES_UPSCALERS}
     if upscaler.lower() in known:
         changes["upscaler"] = known[upscaler.lower()]
+    elif upscaler and is_hires_upscaler(upscaler):
+        changes["upscaler"] = upscaler
     try:
         width, height = parse_size(values.get("hires resize", ""))
         if 0 <= width <= 4096 and 0 <= height <= 4096:
