@@ -133,14 +133,22 @@ class Upscaling:
         """Image > Restore: queue the visible picture's restore, with a restorer model (an upscale at scale 1) or
         as a light img2img of the whole picture; its result is staged over the picture. Returns the job id."""
         w = self.window
-        dialog = RestoreDialog(w.doc.extent, self.restorers(), w, has_files=bool(w.postprocess_files.restorers))
+        mask = w.doc.mask() if w.doc.masks() else None  # "Only the masked faces" paints faces on the canvas's mask
+        faces = [(str(path), name) for name, path in w.postprocess_files.faces.items()]
+        dialog = RestoreDialog(w.doc.extent, self.restorers(), w, has_files=bool(w.postprocess_files.restorers),
+                               face_restorers=faces, detail=_detail_settings(w.panel.request()),
+                               has_mask=mask is not None and bool(mask.any()))
         try:
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return None
-            model, kind = dialog.model(), dialog.kind()
+            model, kind, settings = dialog.model(), dialog.kind(), dialog.faces()
+            if settings is not None and dialog.only_masked():
+                settings = settings.replace(mask=mask > 127)
         finally:
             dialog.deleteLater()
         w.tabs.setCurrentIndex(0)
+        if settings is not None:
+            return self._queue(UpscaleRequest(w.doc.composite(), 1.0, restore=kind, faces=settings), w.doc.bounds)
         if model != DIFFUSION:
             return self._queue(UpscaleRequest(w.doc.composite(), 1.0, upscaler=model, restore=kind), w.doc.bounds)
         request = restore_request(w.doc, w.panel.request(), RESTORE_STRENGTH, kind)
