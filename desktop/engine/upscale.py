@@ -16,7 +16,8 @@ everywhere (to rounding). Rows of tiles go into a float strip the height of one 
 touches are rounded into the uint8 output at once, so the working memory is one strip (tile height x output
 width), not the whole output in float. The tile side comes from the free memory and is halved on running out
 of memory, down to `MIN_TILE`, before giving up with a sentence. The model runs at its native scale; any
-other asked scale or size is reached with Lanczos. Cancel is checked before every tile; progress is one step
+other asked scale or size is reached with Lanczos band by band as the rows are done (LanczosRows), so a 4096x4096
+x2 with an x4 model never holds its 16384x16384 output. Cancel is checked before every tile; progress is one step
 per tile.
 """
 
@@ -370,11 +371,12 @@ def run(request: UpscaleRequest, state: TaskState, manager, models_folders=()) -
     image = request.image
     rgb, alpha = image[..., :3], (image[..., 3] if image.shape[2] == 4 else None)
     target = request.target()
+    native = (rgb.shape[1] * upscaler.scale, rgb.shape[0] * upscaler.scale)
+    if native != tuple(target):
+        state.status(f"Upscaling to {native[0]}x{native[1]}, resampled to {target.width}x{target.height} (Lanczos) "
+                     "as the rows are done...")
     out = upscale_image(upscaler, rgb, state, tile_side(upscaler, manager, rgb.shape[:2]),
-                        release=manager.release_cache)
-    if (out.shape[1], out.shape[0]) != tuple(target):
-        state.status(f"Resampling {out.shape[1]}x{out.shape[0]} to {target.width}x{target.height} (Lanczos)...")
-        out = np.asarray(Image.fromarray(out).resize(tuple(target), Image.LANCZOS))
+                        release=manager.release_cache, size=tuple(target))
     if alpha is not None:  # upscalers see RGB; the transparency follows with Lanczos
         out = np.dstack([out, np.asarray(Image.fromarray(alpha).resize(tuple(target), Image.LANCZOS))])
     params = result_params(request, upscaler.name)
@@ -424,11 +426,17 @@ def _available_system_memory(total: int | None) -> int | None:
 
 
 def upscale_image(upscaler: Upscaler, image: np.ndarray, state: TaskState, tile: int, overlap: int = OVERLAP,
-                  release=None) -> np.ndarray:
-    """HxWx3 uint8 -> (H*scale)x(W*scale)x3 uint8, tiled; halves the tile on out-of-memory down to MIN_TILE."""
+                  release=None, size: tuple[int, int] | None = None) -> np.ndarray:
+    """HxWx3 uint8 -> (H*scale)x(W*scale)x3 uint8, tiled; halves the tile on out-of-memory down to MIN_TILE.
+    `size` (width, height): the output's size when it is not the model's scale, made with Lanczos band by band
+    as the model's rows are done (LanczosRows), so the model's larger output is never held whole."""
+    height, width = image.shape[0] * upscaler.scale, image.shape[1] * upscaler.scale
+    resampled = size is not None and tuple(size) != (width, height)
     while True:
         try:
-            return _tiled(upscaler, image, state, tile, overlap)
+            sink = LanczosRows((width, height), tuple(size)) if resampled else _Whole((width, height))
+            _tiled(upscaler, image, state, tile, overlap, sink)
+            return sink.out
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not _is_out_of_memory(error):
                 raise
@@ -484,21 +492,71 @@ def ramps(length: int, tile: int, overlap: int, scale: int) -> tuple[list[int], 
     return first, weights, np.maximum(total, 1e-12)
 
 
-def _tiled(upscaler: Upscaler, image: np.ndarray, state: TaskState, tile: int, overlap: int) -> np.ndarray:
+class _Whole:
+    """Rows of the model's output kept as they are done, in the whole output."""
+
+    def __init__(self, size: tuple[int, int]):
+        self.out = np.empty((size[1], size[0], 3), np.uint8)
+
+    def add(self, rows: np.ndarray, top: int) -> None:
+        self.out[top:top + len(rows)] = rows
+
+
+class LanczosRows:
+    """Lanczos (PIL's) from `source` (width, height) to `size`, fed the source's rows in order and making the output
+    band by band as the rows each band's filter reaches arrive; rows no later band reaches are dropped.
+
+    Each band is PIL's resize of a slice of rows with the band's exact source box inside it and `MARGIN` rows
+    beyond the filter's reach on either side, so no filter tap is cut at the slice's edges: the coefficients are
+    the whole picture's (to floating-point rounding of the box), and the result is the whole-picture Lanczos to
+    within one level (tests/engine/test_upscale_resample.py)."""
+
+    BAND = 64  # output rows made at once
+    MARGIN = 2  # rows beyond the filter's support, for the rounding of its ends
+
+    def __init__(self, source: tuple[int, int], size: tuple[int, int]):
+        self.source, self.size = source, size
+        self.out = np.empty((size[1], size[0], 3), np.uint8)
+        self._per_row = source[1] / size[1]  # source rows per output row
+        self._reach = 3.0 * max(self._per_row, 1.0) + self.MARGIN  # Lanczos-3's support, widened when shrinking
+        self._rows = np.zeros((0, source[0], 3), np.uint8)  # source rows [self._top, self._top + len)
+        self._top = 0
+        self._done = 0  # output rows made
+
+    def add(self, rows: np.ndarray, top: int) -> None:
+        if top != self._top + len(self._rows):
+            raise ValueError("LanczosRows takes the source's rows in order")
+        self._rows = np.concatenate([self._rows, rows]) if len(self._rows) else np.array(rows)
+        arrived = top + len(rows)
+        while self._done < self.size[1]:
+            end = min(self._done + self.BAND, self.size[1])
+            low = max(0, math.floor(self._done * self._per_row - self._reach))
+            high = min(self.source[1], math.ceil(end * self._per_row + self._reach))
+            if high > arrived:
+                return
+            piece = Image.fromarray(self._rows[low - self._top:high - self._top])
+            box = (0, self._done * self._per_row - low, self.source[0], end * self._per_row - low)
+            self.out[self._done:end] = np.asarray(piece.resize((self.size[0], end - self._done), Image.LANCZOS, box))
+            self._done = end
+            keep = max(0, math.floor(self._done * self._per_row - self._reach)) - self._top  # the next band's low
+            if keep > 0:
+                self._rows, self._top = self._rows[keep:], self._top + keep
+
+
+def _tiled(upscaler: Upscaler, image: np.ndarray, state: TaskState, tile: int, overlap: int, sink) -> None:
     height, width = image.shape[:2]
     scale = upscaler.scale
     tile = max(tile, upscaler.minimum, 1)
     overlap = min(overlap, tile // 4) if max(height, width) > tile else 0
     ys, wys, ty = ramps(height, tile, overlap, scale)
     xs, wxs, tx = ramps(width, tile, overlap, scale)
-    out = np.empty((height * scale, width * scale, 3), np.uint8)
     strip = np.zeros((0, width * scale, 3), np.float32)  # output rows [strip_top, strip_top + len(strip))
     strip_top = 0
     total, done = len(ys) * len(xs), 0
     th, tw = min(tile, height), min(tile, width)
     for y, wy in zip(ys, wys):
         top = y * scale
-        _flush(out, strip[:top - strip_top], strip_top)  # rows above this tile row are final
+        _flush(sink, strip[:top - strip_top], strip_top)  # rows above this tile row are final
         strip = strip[top - strip_top:]
         grow = top + th * scale - (top + len(strip))
         if grow > 0:
@@ -515,13 +573,12 @@ def _tiled(upscaler: Upscaler, image: np.ndarray, state: TaskState, tile: int, o
             strip[:th * scale, left:left + tw * scale] += tile_out
             done += 1
             state.step(done, total, None)
-    _flush(out, strip, strip_top)
-    return out
+    _flush(sink, strip, strip_top)
 
 
-def _flush(out: np.ndarray, rows: np.ndarray, top: int) -> None:
+def _flush(sink, rows: np.ndarray, top: int) -> None:
     if len(rows):
-        out[top:top + len(rows)] = np.clip(np.rint(rows * 255.0), 0, 255).astype(np.uint8)
+        sink.add(np.clip(np.rint(rows * 255.0), 0, 255).astype(np.uint8), top)
 
 
 def _infer(upscaler: Upscaler, pixels: np.ndarray) -> np.ndarray:
