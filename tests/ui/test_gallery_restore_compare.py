@@ -172,3 +172,17 @@ def test_an_upscale_and_its_source_are_compared_at_the_same_displayed_size(qtbot
     assert view.split == 1.0 and near(colour_at(view, rect.right() - inside, rect.bottom() - inside), RED)
     qtbot.keyClick(view, Qt.Key.Key_Left)
     assert abs(view.split - 0.9) < 1e-9
+
+
+def test_on_a_1280x720_screen_the_details_picture_text_and_actions_do_not_overlap(make_window, qtbot,
+                                                                                 sfumato_home):
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["one"])
+    window.move(0, 0)
+    window.resize(1240, 676)  # the window Sfumato opens on a 1280x720 screen
+    qtbot.wait(50)
+    select_rows(gallery, [0])
+    stacked = [gallery.picture, gallery.info, gallery.parameters, gallery.buttons["use"], gallery.buttons["upscale"],
+               gallery.buttons["favourite"]]
+    boxes = [widget.geometry().translated(widget.parentWidget().mapTo(window, QPoint(0, 0))) for widget in stacked]
+    assert all(box.bottom() < below.top() for box, below in zip(boxes, boxes[1:])), boxes
+    assert gallery.picture.height() >= 120 and gallery.parameters.height() >= 64

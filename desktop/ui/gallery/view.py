@@ -165,7 +165,7 @@ class PictureView(QWidget):
     def __init__(self):
         super().__init__()
         self.image = QImage()
-        self.setMinimumSize(240, 200)
+        self.setMinimumSize(240, 120)  # on a short screen the picture gives way to the actions below it
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def set_image(self, image: QImage) -> None:
@@ -275,6 +275,8 @@ class GalleryView(QWidget):
         self.parameters.setReadOnly(True)
         self.parameters.setPlaceholderText("No parameters were found in this picture.")
         self.parameters.setMaximumHeight(150)
+        self.parameters.setMinimumHeight(64)  # on a small screen it scrolls, and the picture keeps its room
+        self.parameters.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         self.buttons: dict[str, QToolButton | QPushButton] = {}
         rows = [
             [("use", "Use all parameters", "Put this picture's prompt and settings in the panel", self.use_all),
@@ -302,9 +304,9 @@ class GalleryView(QWidget):
         details = QWidget()
         side = QVBoxLayout(details)
         side.setContentsMargins(4, 0, 0, 0)
-        side.addWidget(self.picture, 1)
+        side.addWidget(self.picture, 3)
         side.addWidget(self.info)
-        side.addWidget(self.parameters)
+        side.addWidget(self.parameters, 1)
         for row in rows:
             line = QHBoxLayout()
             for key, text, tip, slot in row:
