@@ -17,6 +17,7 @@ from PIL import Image
 
 from . import history as edits
 from .brush import Brush, Stroke
+from .control_layers import ControlSpec
 from .errors import SfumatoError
 from .events import Event
 from .geometry import Bounds, Extent, Point
@@ -43,6 +44,7 @@ class LayerData:
     opacity: float = 1.0
     locked: bool = False
     offset: Point = Point(0, 0)
+    control: ControlSpec | None = None  # set on a control layer (desktop/core/control_layers.py)
 
     @property
     def bounds(self) -> Bounds:
@@ -200,7 +202,8 @@ class CanvasDocument:
     def snapshot(self) -> DocumentSnapshot:
         """A still picture of the document, cheap to take (copy-on-write), safe to save in a thread."""
         layers = tuple(
-            LayerData(layer.kind, layer.name, layer.share(), layer.visible, layer.opacity, layer.locked, layer.offset)
+            LayerData(layer.kind, layer.name, layer.share(), layer.visible, layer.opacity, layer.locked, layer.offset,
+                      layer.control)
             for layer in self.layers
         )
         active = self.index(self.active) if self.active is not None else None
@@ -212,7 +215,8 @@ class CanvasDocument:
         for data in snapshot.layers:
             kind = MaskLayer if data.kind == "mask" else ImageLayer
             doc.layers.append(kind(np.array(data.pixels), data.name, visible=data.visible, opacity=data.opacity,
-                                   locked=data.locked, offset=data.offset))
+                                   locked=data.locked, offset=data.offset,
+                                   control=data.control if kind is ImageLayer else None))
         doc._composite = np.array(composite(doc.layers, doc.bounds))  # once, not once per layer
         if doc.layers:
             index = snapshot.active if snapshot.active is not None and 0 <= snapshot.active < len(doc.layers) else 0
@@ -244,6 +248,36 @@ class CanvasDocument:
             name = _unique_name(self, "Mask")
             return self.add_layer(MaskLayer.blank(self.extent, name), len(self.layers), "New mask layer")
         return self.add_layer(ImageLayer.blank(self.extent, _unique_name(self, "Layer")), label="New layer")
+
+    def add_control_layer(self, spec: ControlSpec, name: str | None = None) -> ImageLayer:
+        """A blank control layer the size of the canvas, above the active one (one undo step)."""
+        layer = ImageLayer.blank(self.extent, name or _unique_name(self, spec.label), control=spec)
+        return self.add_layer(layer, label="Add control layer")
+
+    def set_control(self, layer: Layer, spec: ControlSpec | None) -> None:
+        """Make an image layer a control layer, change its settings, or (None) make it a picture layer again.
+
+        One undo step; nothing when unchanged.
+        """
+        self.end_drag()
+        if spec is not None and not isinstance(layer, ImageLayer):
+            raise LayerNotEditable(f"{layer.name} is a mask; only picture layers can be control layers.")
+        if spec is not None and not isinstance(spec, ControlSpec):
+            raise ValueError(f"a control layer needs a ControlSpec, got {type(spec).__name__}")
+        old = layer.control
+        if spec == old:
+            return
+        self._set_property(layer, "control", spec)
+        self.history.push(edits.SetProperty("Control layer settings", layer, "control", old, spec))
+
+    def set_layer_pixels(self, layer: Layer, pixels: np.ndarray, offset: Point = Point(0, 0),
+                         label: str = "Replace layer") -> None:
+        """Replace a layer's whole picture (a control layer made from the picture): one undo step."""
+        self.end_drag()
+        self._check_editable(layer)
+        old = (layer.share(), layer.offset)
+        self._replace_pixels(layer, pixels, Point(*offset))
+        self.history.push(edits.ReplacePixels(label, layer, old, (layer.share(), layer.offset)))
 
     def remove_layer(self, layer: Layer) -> None:
         self.end_drag()
@@ -289,6 +323,9 @@ class CanvasDocument:
         """Merge `layer` into the layer below it (image onto image, mask onto mask)."""
         self.end_drag()
         index = self.index(layer)
+        if layer.control is not None or (index > 0 and self.layers[index - 1].control is not None):
+            raise LayerNotEditable(f"{layer.name} cannot be merged: control layers guide generations and are not "
+                                   "merged with the picture. Delete or hide them instead.")
         if index == 0 or type(self.layers[index - 1]) is not type(layer):
             kind = "mask" if isinstance(layer, MaskLayer) else "image"
             raise LayerNotEditable(f"{layer.name} can only be merged onto a {kind} layer directly below it.")
@@ -441,7 +478,7 @@ class CanvasDocument:
         before = layer.bounds
         setattr(layer, name, value)
         self.layers_changed.emit()
-        if name in ("visible", "opacity", "offset"):
+        if name in ("visible", "opacity", "offset", "control"):
             self._pixels_changed(layer, before.union(layer.bounds), force=True)
 
     def _replace_pixels(self, layer: Layer, pixels: np.ndarray, offset: Point) -> None:

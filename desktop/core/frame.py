@@ -7,13 +7,15 @@
 - otherwise: img2img of what the frame shows.
 
 Partly transparent pixels count as content, flattened over white as they
-look on paper.
+look on paper. Control layers are not content: each visible one adds a
+Control (its pixels in the frame) or a Reference (desktop/core/control_layers.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .control_layers import request_parts
 from .document import CanvasDocument
 from .geometry import Bounds, Margins
 from .postprocess import PIXEL_UPSCALERS, DetailSettings, UpscaleRequest
@@ -37,17 +39,19 @@ def frame_request(doc: CanvasDocument, base: GenerationRequest, frame: Bounds | 
     frame = frame or doc.frame
     pixels = doc.composite(frame)
     alpha = pixels[..., 3]
-    size = {"width": frame.width, "height": frame.height, "outpaint": Margins()}
+    controls, references = request_parts(doc.layers, frame)
+    common = {"width": frame.width, "height": frame.height, "outpaint": Margins(), "controls": controls,
+              "references": references}
     if not alpha.any():
-        return base.replace(mode=Mode.TXT2IMG, images=Images(), **size)
+        return base.replace(mode=Mode.TXT2IMG, images=Images(), **common)
     rgb = _flatten(pixels)
     mask = doc.mask(frame)
     if not alpha.all():
         image = np.dstack([rgb, np.where(alpha > 0, 255, 0).astype(np.uint8)])
-        return base.replace(mode=Mode.OUTPAINT, images=Images(image, mask if mask.any() else None), **size)
+        return base.replace(mode=Mode.OUTPAINT, images=Images(image, mask if mask.any() else None), **common)
     if mask.any():
-        return base.replace(mode=Mode.INPAINT, images=Images(rgb, mask), **size)
-    return base.replace(mode=Mode.IMG2IMG, images=Images(rgb), **size)
+        return base.replace(mode=Mode.INPAINT, images=Images(rgb, mask), **common)
+    return base.replace(mode=Mode.IMG2IMG, images=Images(rgb), **common)
 
 
 def _flatten(rgba: np.ndarray) -> np.ndarray:

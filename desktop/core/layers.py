@@ -35,6 +35,7 @@ class Layer:
         opacity: float = 1.0,
         locked: bool = False,
         offset: Point = Point(0, 0),
+        control=None,
     ):
         self._check(pixels)
         self.id = next(_ids)
@@ -45,6 +46,7 @@ class Layer:
         self.opacity = float(opacity)
         self.locked = locked
         self.offset = Point(*offset)
+        self.control = control  # a ControlSpec makes it a control layer (desktop/core/control_layers.py)
 
     @classmethod
     def _check(cls, pixels: np.ndarray) -> None:
@@ -97,6 +99,7 @@ class Layer:
             opacity=self.opacity,
             locked=self.locked,
             offset=self.offset,
+            control=self.control,
         )
 
     def __repr__(self) -> str:
@@ -128,6 +131,8 @@ def rgba(image: np.ndarray) -> np.ndarray:
 def composite(layers, box: Bounds) -> np.ndarray:
     """The visible image layers (bottom first) flattened over transparency: box.height x box.width x 4.
 
+    Control layers (those with a `control` spec) guide generations and are not part of the picture: left out.
+
     Straight-alpha "over" (Pillow's alpha_composite, in C); an opaque pixel
     on top comes out exactly as it is.
     """
@@ -135,7 +140,8 @@ def composite(layers, box: Bounds) -> np.ndarray:
 
     out = Image.new("RGBA", (max(box.width, 0), max(box.height, 0)))
     for layer in layers:
-        if layer.kind != "image" or not layer.visible or layer.opacity <= 0:
+        if layer.kind != "image" or not layer.visible or layer.opacity <= 0 \
+                or getattr(layer, "control", None) is not None:
             continue
         part = layer.bounds.intersect(box)
         if part.is_empty:

@@ -5,7 +5,9 @@ Written as the spec asks: `mimetype` first and uncompressed, `stack.xml`
 most 256 pixels. Sfumato's own facts ride in attributes of its namespace: the
 generation frame, and which layers are masks. A mask is saved as a hidden
 layer of white paint whose alpha is the mask, so other programs show it
-sensibly; Sfumato reads it back as a mask.
+sensibly; Sfumato reads it back as a mask. A control layer is an ordinary
+layer with `sfumato:control="canny"` (its kind) and its model, weight, start
+and end beside it; the merged image leaves it out, as Sfumato's picture does.
 
 Reading accepts what other programs write: nested stacks are flattened
 (their offsets, opacity and visibility applied to their layers). Sizes,
@@ -28,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from . import atomic
+from .control_layers import ControlSpec
 from .document import MAX_EXTENT, DocumentSnapshot, LayerData, clamp_frame, default_frame
 from .errors import SfumatoError
 from .geometry import Bounds, Extent, Point
@@ -92,6 +95,8 @@ def stack_xml(snapshot: DocumentSnapshot) -> bytes:
             attributes["selected"] = "true"
         if layer.kind == "mask":
             attributes.update({"visibility": "hidden", f"{{{NS}}}kind": "mask", f"{{{NS}}}visibility": visible})
+        elif layer.control is not None:
+            attributes.update({f"{{{NS}}}{key}": value for key, value in layer.control.to_attributes().items()})
         ElementTree.SubElement(stack, "layer", attributes)
     return ElementTree.tostring(image, encoding="utf-8", xml_declaration=True)
 
@@ -221,7 +226,8 @@ def _read_layer(archive, element, origin: Point, opacity: float, visible: bool, 
         return LayerData("mask", name, np.ascontiguousarray(alpha), visible, 1.0, locked, origin)
     if pixels.shape[2] == 3:
         pixels = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
-    return LayerData("image", name, pixels, visible, opacity, locked, origin)
+    control = ControlSpec.from_attributes(lambda key: element.get(f"{{{NS}}}{key}"))
+    return LayerData("image", name, pixels, visible, opacity, locked, origin, control)
 
 
 class _TooLarge(Exception):
