@@ -14,6 +14,7 @@ import numpy as np
 from PySide6.QtWidgets import QDialog
 
 from desktop.core.errors import InvalidRequest, SfumatoError
+from desktop.core.faces import FaceSettings
 from desktop.core.gallery.metadata import read_image_meta
 from desktop.core.geometry import Extent
 from desktop.core.imageio import load_image
@@ -81,16 +82,14 @@ class Upscaling:
         if store is None or not records:
             return
         first = records[0]
-        dialog = RestoreDialog(Extent(max(1, first.width), max(1, first.height)), self.restorers(), w,
-                               has_files=bool(w.postprocess_files.restorers))
-        try:
-            if dialog.exec() != QDialog.DialogCode.Accepted:
-                return
-            model, kind = dialog.model(), dialog.kind()
-        finally:
-            dialog.deleteLater()
+        asked = self.ask_restore(Extent(max(1, first.width), max(1, first.height)))
+        if asked is None:
+            return
+        model, kind, settings = asked
         chosen = UpscaleRequest(np.zeros((1, 1, 3), np.uint8), 1.0, upscaler=model, restore=kind)
-        if model == DIFFUSION:  # as frame.restore_request: nothing resized, then the detail pass at low strength
+        if settings is not None:  # Fix faces: the faces the detector finds in each picture
+            chosen = chosen.replace(upscaler=DEMO_UPSCALER, faces=settings)
+        elif model == DIFFUSION:  # as frame.restore_request: nothing resized, then the detail pass at low strength
             detail = _detail_settings(w.panel.request())
             chosen = chosen.replace(upscaler=PIXEL_UPSCALERS[0], detail=detail.replace(
                 sampling=detail.sampling.replace(strength=RESTORE_STRENGTH)))
@@ -134,18 +133,10 @@ class Upscaling:
         as a light img2img of the whole picture; its result is staged over the picture. Returns the job id."""
         w = self.window
         mask = w.doc.mask() if w.doc.masks() else None  # "Only the masked faces" paints faces on the canvas's mask
-        faces = [(str(path), name) for name, path in w.postprocess_files.faces.items()]
-        dialog = RestoreDialog(w.doc.extent, self.restorers(), w, has_files=bool(w.postprocess_files.restorers),
-                               face_restorers=faces, detail=_detail_settings(w.panel.request()),
-                               has_mask=mask is not None and bool(mask.any()))
-        try:
-            if dialog.exec() != QDialog.DialogCode.Accepted:
-                return None
-            model, kind, settings = dialog.model(), dialog.kind(), dialog.faces()
-            if settings is not None and dialog.only_masked():
-                settings = settings.replace(mask=mask > 127)
-        finally:
-            dialog.deleteLater()
+        asked = self.ask_restore(w.doc.extent, mask)
+        if asked is None:
+            return None
+        model, kind, settings = asked
         w.tabs.setCurrentIndex(0)
         if settings is not None:
             return self._queue(UpscaleRequest(w.doc.composite(), 1.0, restore=kind, faces=settings), w.doc.bounds)
@@ -156,6 +147,25 @@ class Upscaling:
             w.show_error("The canvas is empty, so there is nothing to restore. Open or paste a picture first.")
             return None
         return self._queue(request, w.doc.bounds)
+
+    def ask_restore(self, source: Extent, mask: np.ndarray | None = None
+                    ) -> tuple[str, str, FaceSettings | None] | None:
+        """What the person chose in the Restore dialog for a picture of `source`'s size: (model, kind, the face
+        settings of "Fix faces" or None); None when cancelled. `mask`: the canvas's, for "Only the masked faces"."""
+        w = self.window
+        faces = [(str(path), name) for name, path in w.postprocess_files.faces.items()]
+        dialog = RestoreDialog(source, self.restorers(), w, has_files=bool(w.postprocess_files.restorers),
+                               face_restorers=faces, detail=_detail_settings(w.panel.request()),
+                               has_mask=mask is not None and bool(mask.any()))
+        try:
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return None
+            settings = dialog.faces()
+            if settings is not None and dialog.only_masked():
+                settings = settings.replace(mask=mask > 127)
+            return dialog.model(), dialog.kind(), settings
+        finally:
+            dialog.deleteLater()
 
     def _queue(self, request: UpscaleRequest, frame) -> int | None:
         w = self.window

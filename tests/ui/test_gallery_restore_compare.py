@@ -110,6 +110,21 @@ def test_the_diffusion_restore_in_the_gallery_repaints_each_picture_lightly_with
     assert not window.generation.staged, "the result is saved beside the picture, not staged on the canvas"
 
 
+def test_fix_faces_in_the_gallery_queues_a_face_restore_of_each_picture_saved_beside_it(make_window, qtbot,
+                                                                                       sfumato_home, fake_backend):
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["a portrait"])
+    gallery.list.selectAll()
+    source = gallery.store.path(gallery.selected()[0])
+    finished = []
+    window.worker.job_finished.connect(lambda job, saved: finished.append(saved))
+    answer_restore(qtbot, DEMO_RESTORER_NAME, "face")
+    qtbot.mouseClick(gallery.buttons["restore"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(finished) == 1, timeout=10_000)
+    request, = [job.request for job in fake_backend.jobs]
+    assert request.restore == "face" and request.faces is not None and request.faces.mask is None
+    assert request.beside == str(source) and source.with_name(f"{source.stem}-face.png").exists()
+
+
 def test_compare_is_offered_for_two_selected_pictures_only(make_window, qtbot, sfumato_home):
     window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["one", "two", "three"])
     for rows, enabled in (([], False), ([0], False), ([0, 1], True), ([0, 1, 2], False), ([2, 0], True)):
