@@ -117,3 +117,13 @@ def test_face_restorer_files_of_the_model_scan_are_offered(make_window, qtbot, f
     assert seen["restorers"] == ["RestoreFormer-tiny", DEMO_FACE_RESTORER_NAME, "None"]
     assert "RestoreFormer-tiny" not in seen["models"], "a face restorer is not offered as a restorer"
     assert fake_backend.jobs[-1].request.faces.restorer.endswith("RestoreFormer-tiny.safetensors")
+
+
+def test_choosing_fix_faces_in_the_open_dialog_makes_room_for_its_rows(qtbot):
+    dialog = RestoreDialog(Extent(64, 64), [], face_restorers=[], has_mask=True)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    fix_faces(dialog)
+    for widget in (dialog.face_box, dialog.visibility, dialog.detailer_strength, dialog.masked_box):
+        assert widget.height() >= widget.sizeHint().height(), "no squeezed rows (seen at 1366x768)"

@@ -146,3 +146,6 @@ class RestoreDialog(QDialog):
             text = ("Runs the restorer over the picture at its size, tile by tile; the result waits on the canvas to "
                     "Accept (a new layer on top) or Discard.")
         self.summary.setText(text)
+        if self.isVisible():  # rows shown or hidden: fit them, no squeezed rows
+            self.layout().activate()
+            self.adjustSize()
