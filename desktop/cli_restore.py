@@ -36,7 +36,7 @@ FACE_OPTIONS = {"visibility": "--strength", "faces": "--model", "strength": "--d
 
 
 def build_parser():
-    parser = _Parser(prog="sfumato restore", description="Denoise, de-JPEG or restore pictures with a restorer model.")
+    parser = _Parser(prog="sfumato restore", description="Denoise, de-JPEG or restore pictures, or fix their faces.")
     add = parser.add_argument
     add("--input", type=Path, required=True, help="a picture, or a folder: every picture in it")
     add("--kind", choices=RESTORE_KINDS, default="restore", help="what the restore is for (named in the result)")

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from desktop.core.backend import UpscaleJob
-from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
+from desktop.core.errors import Cancelled, InvalidRequest, OutOfMemory, SfumatoError
 from desktop.core.faces import (DEMO_FACE_RESTORER, DEMO_FACE_RESTORER_NAME, FaceBox, FaceSettings,
                                 boxes_from_mask, feathered, square_around)
 from desktop.core.postprocess import UpscaleRequest, UpscalerError, result_path
@@ -213,3 +213,46 @@ def test_the_face_detailer_repaints_each_painted_face_and_writes_its_keys(cpu_ma
     text = result.request.parameters
     assert "Face restoration" not in text and "ADetailer prompt: a face" in text
     assert "Fixing face 2 of 2..." in said
+
+
+def stub_restorer(architecture, forward):
+    """An Upscaler-like face restorer whose network is `forward` (GFPGAN's call: a tuple, the picture first)."""
+    import types
+
+    import torch
+
+    descriptor = types.SimpleNamespace(device=torch.device("cpu"), model=forward)
+    return types.SimpleNamespace(model=descriptor, dtype=torch.float32, architecture=architecture, name="stub")
+
+
+def test_gfpgan_sees_its_faces_in_minus_one_to_one_and_its_output_is_mapped_back(manager):
+    seen = []
+
+    def gfpgan(x):
+        seen.append((float(x.min()), float(x.max())))
+        return (-x, None)  # the negative picture, in -1..1
+
+    face = np.zeros((64, 64, 3), np.uint8)
+    face[:, 32:] = 255
+    out = faces.restore(stub_restorer("GFPGAN", gfpgan), face, manager)
+    assert seen == [(-1.0, 1.0)]
+    assert np.allclose(out, 255 - face.astype(np.float32), atol=1e-3)
+
+
+def test_a_face_restorer_out_of_memory_is_one_sentence(manager):
+    import torch
+
+    def out_of_memory(x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(OutOfMemory, match=r"^The face restorer stub ran out of memory on a 64-pixel face\."):
+        faces.restore(stub_restorer("GFPGAN", out_of_memory), np.zeros((64, 64, 3), np.uint8), manager)
+
+
+def test_missing_opencv_is_one_sentence_saying_how_to_install_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(SfumatoError, match=r'needs OpenCV 4, which is missing or broken: pip install '
+                                           r'"opencv-python-headless>=4.8,<5"'):
+        face_detect.detect(face_picture())
