@@ -256,3 +256,11 @@ def test_missing_opencv_is_one_sentence_saying_how_to_install_it(monkeypatch):
     with pytest.raises(SfumatoError, match=r'needs OpenCV 4, which is missing or broken: pip install '
                                            r'"opencv-python-headless>=4.8,<5"'):
         face_detect.detect(face_picture())
+
+
+def test_the_installer_bundles_opencv_and_the_cascades_the_detector_reads():
+    from pathlib import Path
+
+    spec = (Path(__file__).resolve().parents[2] / "installer" / "sfumato.spec").read_text()
+    assert 'hidden += ["cv2"]' in spec and 'collect_data_files("cv2", subdir="data"' in spec
+    assert all(f'"{name}"' in spec for name in face_detect.CASCADES)
