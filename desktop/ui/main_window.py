@@ -133,6 +133,8 @@ class MainWindow(QMainWindow):
         self.postprocess_files = PostprocessFiles()  # the upscaler folders' files, as the last model scan found
         self._scan_models()
         self.background = Background(self)
+        self.layers.controls.run_in_background = self.background.run  # "From picture" preprocesses off the GUI
+        self.layers.controls.models_folders = lambda: self.settings.models_folders
         self.gallery_store: GalleryStore | None = None
         self._open_gallery()
         if settings.notice:

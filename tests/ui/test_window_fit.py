@@ -131,6 +131,7 @@ def test_at_1280x720_generate_and_cancel_are_on_screen(window, qtbot, mode):
 def test_at_1280x720_every_button_of_the_canvas_tab_is_on_screen(window, qtbot):
     set_mode(window, qtbot, Mode.INPAINT)
     window.queue.set_jobs(jobs(4))
+    window.layers.add_control("canny")  # its settings show under the layer list, and must fit too
     fit_to_screen(window, qtbot)
     groups = {"layers": window.layers, "queue": window.queue, "tools": window.tool_bar}
     for name, group in groups.items():

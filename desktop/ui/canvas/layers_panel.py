@@ -3,6 +3,8 @@
 Visibility is the row's check box, a double-click renames, a drag reorders;
 the buttons add, duplicate, delete, move, merge and lock; the slider sets
 the active layer's opacity. Every action is an undo step of the document.
+"Control" adds a control layer (desktop/core/control_layers.py), whose
+settings show under the list while it is the active layer.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core.control_layers import ControlSpec
 from desktop.core.document import CanvasDocument, LayerNotEditable
 from desktop.core.layers import Layer, MaskLayer
 
 from ..flow_layout import FlowLayout
 from ..qimage import to_qimage
 from ..theme import CHECKED_BUTTON_STYLE, CheckEdgeDelegate
+from .control_layers import ControlSettings, add_menu
 from .view import checker_brush
 
 MIME = "application/x-sfumato-layer-row"
@@ -79,7 +83,8 @@ class LayersModel(QAbstractListModel):
             return None
         layer = self.layer(index.row())
         if role == Qt.ItemDataRole.DisplayRole:
-            extras = [f"{round(layer.opacity * 100)}%"] if layer.opacity < 1 else []
+            extras = [layer.control.label] if layer.control is not None else []
+            extras += [f"{round(layer.opacity * 100)}%"] if layer.opacity < 1 else []
             extras += ["locked"] if layer.locked else []
             name = layer.name if len(layer.name) <= 26 else layer.name[:25] + "…"  # the full name is in the tooltip
             return name + (f"  ({', '.join(extras)})" if extras else "")
@@ -91,12 +96,15 @@ class LayersModel(QAbstractListModel):
             if layer.id not in self._thumbs:
                 self._thumbs[layer.id] = _thumbnail(layer)
             return self._thumbs[layer.id]
-        if role == Qt.ItemDataRole.FontRole and isinstance(layer, MaskLayer):
+        if role == Qt.ItemDataRole.FontRole and (isinstance(layer, MaskLayer) or layer.control is not None):
             font = QFont()
             font.setItalic(True)
             return font
         if role == Qt.ItemDataRole.ToolTipRole:
             kind = "Mask: white is where the next generation repaints" if isinstance(layer, MaskLayer) else "Image layer"
+            if layer.control is not None:
+                kind = (f"Control layer: {layer.control.label}, {layer.control.model}, strength "
+                        f"{layer.control.weight:g}; guides generations, not part of the picture")
             b = layer.bounds
             return f"{layer.name}\n{kind}\n{b.width} x {b.height} at {b.x}, {b.y}"
         return None
@@ -201,6 +209,8 @@ class LayersPanel(QWidget):
         for row, key, text, tip, slot in (
             (top_row, "new", "New", "New layer above the active one (Ctrl+Shift+N)", lambda: self.new_layer("image")),
             (top_row, "mask", "Mask", "New mask layer", lambda: self.new_layer("mask")),
+            (top_row, "control", "Control", "New control layer: lines, depth or a reference picture that guide "
+                                            "the generation", None),
             (top_row, "duplicate", "Copy", "Duplicate the active layer (Ctrl+J)", self.duplicate),
             (top_row, "delete", "Delete", "Delete the active layer", self.delete),
             (bottom_row, "up", "Up", "Move the active layer up", lambda: self._step(1)),
@@ -214,9 +224,14 @@ class LayersPanel(QWidget):
             button.setToolTip(tip)
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
             button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-            button.clicked.connect(slot)
+            if slot is not None:
+                button.clicked.connect(slot)
             row.addWidget(button)
             self.buttons[key] = button
+        self.buttons["control"].setMenu(add_menu(self, self.add_control))
+        self.buttons["control"].setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.controls = ControlSettings()
+        self.controls.message.connect(self.message)
         self.buttons["lock"].setCheckable(True)
         self.buttons["lock"].setStyleSheet(CHECKED_BUTTON_STYLE)
 
@@ -227,6 +242,7 @@ class LayersPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.list, 1)
+        layout.addWidget(self.controls)
         layout.addLayout(opacity_row)
         layout.addLayout(top_row)
 
@@ -236,6 +252,7 @@ class LayersPanel(QWidget):
         self.doc = doc
         self.model.set_document(doc)
         doc.active_changed.connect(self._show_active)
+        self.controls.set_document(doc)
         self._show_active()
 
     # -- actions ----------------------------------------------------------------------------
@@ -248,6 +265,10 @@ class LayersPanel(QWidget):
 
     def new_layer(self, kind: str) -> None:
         self._run(lambda: self.doc.new_layer(kind))
+
+    def add_control(self, kind: str) -> None:
+        """A new control layer of `kind` above the active layer; its settings show under the list."""
+        self._run(lambda: self.doc.add_control_layer(ControlSpec.default(kind)))
 
     def _on_active(self, edit) -> None:
         if self.doc.active is not None:
@@ -306,6 +327,7 @@ class LayersPanel(QWidget):
                                         "Lock the active layer against changes")
         for key in ("duplicate", "delete", "up", "down", "merge", "clear", "lock"):
             self.buttons[key].setEnabled(layer is not None)
+        self.controls.show_layer(layer)
 
 
 def _thumbnail(layer: Layer) -> QIcon:

@@ -1,7 +1,7 @@
 """CanvasView: draws a CanvasDocument and turns mouse, pen, wheel and keys into edits.
 
-The composite and the mask overlay are kept as two QImages the size of the
-document and updated rectangle by rectangle from the document's
+The composite, the control layers' tints and the mask overlay are kept as
+three QImages the size of the document and updated rectangle by rectangle from the document's
 pixels_changed event, so a brush dab repaints only what it touched. Zoom
 and pan are a plain transform: widget = document x zoom + pan.
 """
@@ -15,6 +15,7 @@ from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QCursor, QImage, QPainter, QPen, QPixmap, QPointingDevice, QTransform
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from desktop.core.control_layers import overlay as control_overlay
 from desktop.core.document import MIN_FRAME, CanvasDocument, LayerNotEditable, snap_frame
 from desktop.core.geometry import Bounds, Extent
 
@@ -48,6 +49,7 @@ class CanvasView(QWidget):
         self.doc: CanvasDocument | None = None
         self._image = QImage()
         self._overlay = QImage()
+        self._controls = QImage()  # the control layers, each a tint of its kind's colour
         self._zoom = 1.0
         self._pan = QPointF(0, 0)
         self._fit_pending = True
@@ -98,11 +100,13 @@ class CanvasView(QWidget):
         extent = self.doc.extent
         self._image = QImage(extent.width, extent.height, QImage.Format.Format_ARGB32_Premultiplied)
         self._overlay = QImage(extent.width, extent.height, QImage.Format.Format_ARGB32_Premultiplied)
+        self._controls = QImage(extent.width, extent.height, QImage.Format.Format_ARGB32_Premultiplied)
         self._refresh(self.doc.bounds)
 
     def _refresh(self, box: Bounds) -> None:
-        """Copy the document's composite and masks in `box` into the QImages drawn on screen."""
+        """Copy the document's composite, control layers and masks in `box` into the QImages drawn on screen."""
         for target, picture in ((self._image, to_qimage(self.doc.composite(box))),
+                                (self._controls, to_qimage(control_overlay(self.doc.layers, box))),
                                 (self._overlay, overlay_qimage(self.doc.mask(box), MASK_COLOUR, MASK_OPACITY))):
             painter = QPainter(target)
             painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
@@ -272,6 +276,7 @@ class CanvasView(QWidget):
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self._zoom < 2)
             source = QRectF(visible.x, visible.y, visible.width, visible.height)
             painter.drawImage(source, self._image, source)
+            painter.drawImage(source, self._controls, source)
             painter.drawImage(source, self._overlay, source)
             painter.restore()
         for kind in ("staged", "preview"):

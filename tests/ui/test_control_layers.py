@@ -1,0 +1,209 @@
+"""Control layers as a person uses them: add one from the Layers panel, fill it from the picture, paint on it, set
+its strength and steps, generate (the fake backend sees the Control), hide it, undo, save and reopen the .ora."""
+
+import sys
+import types
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor
+
+from desktop.core.control_layers import COLOURS, ControlSpec
+from desktop.core.document import CanvasDocument
+from desktop.core.geometry import Bounds
+from desktop.ui.canvas.tools import Tool
+from tests.support.requests import make_request
+
+TIMEOUT = 60_000
+
+
+def photo(w=96, h=80):
+    """Left half dark, right half light: its 'edges' are the line between them."""
+    pixels = np.full((h, w, 3), 30, np.uint8)
+    pixels[:, w // 2:] = 220
+    return pixels
+
+
+@pytest.fixture
+def preprocessor(monkeypatch):
+    """A stand-in for desktop/engine/preprocess.py (another part of the app): white where the picture is light,
+    recording the calls and the thread they ran on."""
+    import threading
+
+    calls = []
+
+    def run(type, image, models_folders=(), state=None):
+        calls.append((type, image.shape, threading.current_thread() is threading.main_thread()))
+        light = (image.mean(axis=2) > 128).astype(np.uint8) * 255
+        return np.dstack([light] * 3)
+
+    module = types.ModuleType("desktop.engine.preprocess")
+    module.run = run
+    module.PREPROCESSORS = {"canny": "Canny edges"}
+    monkeypatch.setitem(sys.modules, "desktop.engine.preprocess", module)
+    import desktop.engine
+
+    monkeypatch.setattr(desktop.engine, "preprocess", module, raising=False)
+    return calls
+
+
+def open_photo(window, pixels):
+    window.files.set_document(CanvasDocument.from_image(pixels, "photo"), name="photo")
+    window.canvas.fit()
+    return window.doc
+
+
+def add_control(window, kind):
+    menu = window.layers.buttons["control"].menu()
+    action = next(a for a in menu.actions() if a.data() == kind)
+    action.trigger()
+    return window.doc.active
+
+
+def at(window, x, y):
+    return window.canvas.to_widget(QPointF(x + 0.5, y + 0.5)).toPoint()
+
+
+def drag(qtbot, widget, points):
+    qtbot.mousePress(widget, Qt.MouseButton.LeftButton, pos=points[0])
+    for point in points[1:]:
+        qtbot.mouseMove(widget, point)
+    qtbot.mouseRelease(widget, Qt.MouseButton.LeftButton, pos=points[-1])
+
+
+def generate(window, qtbot, fake_backend):
+    request = make_request(prompt="a house", steps=3, seed=7, sampler="Euler a", schedule="Automatic")
+    window.panel.set_request(request.replace(width=window.doc.frame.width, height=window.doc.frame.height))
+    before = len(fake_backend.jobs)
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        assert window.generate(), window.error_banner.text()
+    assert len(fake_backend.jobs) == before + 1
+    return fake_backend.jobs[-1].request
+
+
+def test_a_control_layer_made_from_the_picture_and_painted_on_guides_the_generation(
+        make_window, qtbot, fake_backend, preprocessor):
+    window = make_window()
+    pixels = photo()
+    doc = open_photo(window, pixels)
+    layer = add_control(window, "canny")
+    controls = window.layers.controls
+    assert layer.control == ControlSpec("canny") and controls.isVisible(), "its settings show under the list"
+    qtbot.mouseClick(controls.from_picture, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: layer.pixels[..., 3].any(), timeout=10_000)
+    assert preprocessor == [("canny", (80, 96, 3), False)], "the preprocessor ran once, off the GUI thread"
+    assert controls.from_picture.isEnabled()
+    np.testing.assert_array_equal(doc.composite()[..., :3], pixels, "the control layer is not in the picture")
+
+    window.tools.set_tool(Tool.BRUSH)
+    window.tools.set_brush(size=6, hardness=1.0, opacity=1.0)
+    window.tools.set_colour(QColor("black"))  # any colour: on a line layer a stroke is a line
+    drag(qtbot, window.canvas, [at(window, 8, 20), at(window, 30, 20)])
+    assert layer.pixels[20, 10, 3] == 255 and doc.history.undo_label == "Brush stroke"
+    shown = window.canvas.grab().toImage().pixelColor(at(window, 15, 20))
+    assert (shown.red(), shown.green(), shown.blue()) != (30, 30, 30), "the stroke shows on the canvas, tinted"
+    assert shown.blue() > shown.red(), "in the canny layers' colour"
+
+    controls.strength.setValue(150)
+    controls.start.setValue(10)
+    controls.end.setValue(80)
+    assert layer.control == ControlSpec("canny", weight=1.5, start=0.1, end=0.8)
+    doc.set_frame(Bounds(0, 8, 96, 64))
+    request = generate(window, qtbot, fake_backend)
+    assert len(request.controls) == 1 and request.references == ()
+    control = request.controls[0]
+    assert (control.model, control.type, control.weight, control.start, control.end, control.preprocess) == (
+        "demo", "canny", 1.5, 0.1, 0.8, False)
+    expected = np.zeros((64, 96), np.uint8)
+    expected[:, 48:] = 255  # the preprocessor's lines ...
+    expected[12, 8:31] = 255  # ... and the painted stroke (row 20 of the picture is row 12 of the frame)
+    assert control.image.shape == (64, 96, 3)
+    np.testing.assert_array_equal(control.image[..., 0][:, 40:], expected[:, 40:])
+    assert control.image[12, 10:29].min() == 255 and control.image[40, 10:29].max() == 0
+    np.testing.assert_array_equal(request.images.init, pixels[8:72], "the init image is the picture alone")
+
+
+def test_a_hidden_control_layer_is_not_sent(make_window, qtbot, fake_backend, preprocessor):
+    window = make_window()
+    doc = open_photo(window, photo())
+    layer = add_control(window, "canny")
+    window.layers.controls.fill_from_picture()
+    qtbot.waitUntil(lambda: layer.pixels[..., 3].any(), timeout=10_000)
+    model = window.layers.model
+    model.setData(model.index(model.row(layer)), Qt.CheckState.Unchecked.value, Qt.ItemDataRole.CheckStateRole)
+    assert not layer.visible
+    assert generate(window, qtbot, fake_backend).controls == ()
+    assert doc.layers[-2] is layer
+
+
+def test_a_reference_layer_copies_the_picture_and_is_sent_as_a_style_reference(make_window, qtbot, fake_backend):
+    window = make_window()
+    pixels = photo()
+    doc = open_photo(window, pixels)
+    layer = add_control(window, "style")
+    controls = window.layers.controls
+    assert not controls.start.isVisible() and controls.model_label.text() == "Adapter"
+    qtbot.mouseClick(controls.from_picture, Qt.MouseButton.LeftButton)  # a copy: no preprocessor, at once
+    np.testing.assert_array_equal(layer.pixels[..., :3], pixels)
+    request = generate(window, qtbot, fake_backend)
+    assert request.controls == () and len(request.references) == 1
+    reference = request.references[0]
+    assert (reference.mode, reference.weight, reference.adapter) == ("style", 0.6, "demo")
+    np.testing.assert_array_equal(reference.image, pixels)
+
+
+def test_adding_and_changing_a_control_layer_undo_one_step_each(make_window, qtbot):
+    window = make_window()
+    doc = open_photo(window, photo())
+    layers = len(doc.layers)
+    layer = add_control(window, "depth")
+    controls = window.layers.controls
+    controls.strength.setValue(40)
+    controls.kind.setCurrentIndex(controls.kind.findData("scribble"))
+    controls.kind.activated.emit(controls.kind.currentIndex())
+    assert layer.control == ControlSpec("scribble", weight=0.4)
+    assert "Scribble" in window.layers.model.data(window.layers.model.index(window.layers.model.row(layer)))
+    window.undo()
+    assert layer.control == ControlSpec("depth", weight=0.4)
+    assert controls.kind.currentData() == "depth", "the settings show the undone kind"
+    window.undo()
+    assert layer.control == ControlSpec("depth") and controls.strength.value() == 100
+    window.undo()
+    assert len(doc.layers) == layers and not controls.isVisible()
+
+
+def test_a_control_layer_is_saved_in_the_ora_and_reopens_as_one(make_window, qtbot, tmp_path, answer_dialogs,
+                                                                 preprocessor):
+    window = make_window()
+    pixels = photo()
+    open_photo(window, pixels)
+    layer = add_control(window, "lineart")
+    window.layers.controls.strength.setValue(70)
+    window.layers.controls.fill_from_picture()
+    qtbot.waitUntil(lambda: layer.pixels[..., 3].any(), timeout=10_000)
+    answer_dialogs["path"] = str(tmp_path / "guided")
+    window.files.save()
+    path = tmp_path / "guided.ora"
+    qtbot.waitUntil(lambda: not window.doc.modified, timeout=10_000)
+    window.files.new()
+    window.files.open(path)
+    qtbot.waitUntil(lambda: window.files.path == path, timeout=10_000)
+    opened = next(l for l in window.doc.layers if l.name == layer.name)
+    assert opened.control == ControlSpec("lineart", weight=0.7)
+    np.testing.assert_array_equal(opened.pixels, layer.pixels)
+    np.testing.assert_array_equal(window.doc.composite()[..., :3], pixels)
+    window.doc.set_active(opened)
+    assert window.layers.controls.isVisible() and window.layers.controls.strength.value() == 70
+
+
+def test_from_picture_on_an_empty_canvas_says_what_to_do(make_window, qtbot, preprocessor):
+    window = make_window()
+    add_control(window, "canny")
+    with qtbot.waitSignal(window.layers.message, timeout=2000) as said:
+        window.layers.controls.fill_from_picture()
+    assert "empty" in said.args[0] and preprocessor == []
+
+
+def test_each_kind_has_its_own_tint():
+    assert len(set(COLOURS[k] for k in ("canny", "lineart", "scribble", "depth", "none"))) == 5
