@@ -84,6 +84,7 @@ class Result:
     # What the run adds to the infotext beside the request's values, in A1111's keys and order
     # ("Lora hashes", "TI hashes", "Pad conds", ...)
     params: tuple[tuple[str, str], ...] = ()
+    note: str = ""  # a sentence for the person beside "Done" (e.g. that no face was found, so nothing changed)
 
 
 @runtime_checkable

@@ -53,7 +53,7 @@ def run(request: UpscaleRequest, state: TaskState, manager, models_folders=(), a
     faces = find(rgb, settings, models_folders)
     if not faces:
         state.status(NO_FACE)
-        return [Result(image.copy(), -1, request, ())]
+        return [Result(image.copy(), -1, request, (), note=NO_FACE)]
     seed = _seed(settings)
     out = rgb.copy()
     params: tuple[tuple[str, str], ...] = ()

@@ -252,6 +252,9 @@ class _Runner(_WorkerSignals):
             done = f"Done in {seconds:.1f} s: {len(saved)} image(s) saved to {Path(saved[0][2]).parent}"
             if not upscale and len(saved) < request.sampling.batch_size and said:  # the engine said why the others are missing
                 done = f"{done}. {said[-1]}"
+            notes = list(dict.fromkeys(r.note for r in results if r.note))
+            if notes:  # what the person should know about the result, e.g. that no face was found
+                done = " ".join([f"{done}.", *notes])
             self.status.emit(done)
 
     def _save(self, results, loaded: ModelDescriptor | None, settings: Settings) -> tuple[list, str]:

@@ -127,6 +127,7 @@ def test_no_face_found_keeps_the_picture_and_says_to_paint_a_mask(manager):
     result, = faces.run(fix(image), TaskState(on_status=said.append), manager)
     assert np.array_equal(result.image, image) and result.params == ()
     assert any("No face was found" in text and "Paint a mask" in text for text in said)
+    assert result.note == faces.NO_FACE, "the window's closing line says it too"
 
 
 def test_cancel_between_faces_stops(manager):

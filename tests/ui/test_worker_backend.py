@@ -1,5 +1,6 @@
 """GenerationWorker drives any Backend: made on its thread, remade for a new device, failures said in a sentence."""
 
+import dataclasses
 import threading
 
 import pytest
@@ -117,3 +118,21 @@ def test_the_closing_line_says_why_a_picture_of_the_batch_is_missing(worker_on, 
         worker.submit(change(REQUEST, batch_size=2))
     qtbot.waitUntil(lambda: statuses and statuses[-1].startswith("Done"), timeout=TIMEOUT)
     assert "1 image(s) saved" in statuses[-1] and "no picture for 1 of 2" in statuses[-1]
+
+
+def test_the_closing_line_carries_the_notes_of_the_results(worker_on, qtbot):
+    """A result that says something (a face fix that found no face) says it after "Done", not only in a status
+    line the closing line replaces."""
+    class Notes(FakeBackend):
+        def run(self, job, state):
+            return [dataclasses.replace(result, note="No face was found, so the picture is unchanged.")
+                    for result in super().run(job, state)]
+
+    worker = worker_on(Notes())
+    statuses = []
+    worker.status.connect(statuses.append)
+    with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT):
+        worker.submit(change(REQUEST, batch_size=2))
+    qtbot.waitUntil(lambda: statuses and statuses[-1].startswith("Done"), timeout=TIMEOUT)
+    assert statuses[-1].endswith(". No face was found, so the picture is unchanged.")
+    assert statuses[-1].count("No face") == 1, "said once, not once per picture"
