@@ -18,7 +18,7 @@ import numpy as np
 from .control_layers import request_parts
 from .document import CanvasDocument
 from .geometry import Bounds, Margins
-from .postprocess import PIXEL_UPSCALERS, DetailSettings, UpscaleRequest
+from .postprocess import DetailSettings, UpscaleRequest, diffusion_restore
 from .request import GenerationRequest, Images, Mode
 
 PAPER = 255
@@ -64,14 +64,13 @@ def _flatten(rgba: np.ndarray) -> np.ndarray:
     return out
 
 
-def restore_request(doc: CanvasDocument, base: GenerationRequest, strength: float, kind: str = "restore"
-                    ) -> UpscaleRequest | None:
+def restore_request(doc: CanvasDocument, base: GenerationRequest, kind: str = "restore") -> UpscaleRequest | None:
     """The diffusion restore of the whole picture (when no restorer model is used): the visible picture,
     flattened over white paper and any mask ignored, repainted lightly at `strength` by `base`'s model, prompt
-    and sampler: a restore at scale 1 whose only work is the tiled detail pass (desktop/core/postprocess.py),
+    and sampler at RESTORE_STRENGTH: a restore at scale 1 whose only work is the tiled detail pass
+    (desktop/core/postprocess.py diffusion_restore),
     so a large picture fits in memory. None when the canvas is empty."""
     pixels = doc.composite(doc.bounds)
     if not pixels[..., 3].any():
         return None
-    detail = DetailSettings(base.model, base.conditioning, base.sampling.replace(strength=strength, batch_size=1))
-    return UpscaleRequest(_flatten(pixels), 1.0, upscaler=PIXEL_UPSCALERS[0], restore=kind, detail=detail)
+    return diffusion_restore(_flatten(pixels), DetailSettings(base.model, base.conditioning, base.sampling), kind)

@@ -169,6 +169,13 @@ class UpscaleRequest:
         return self
 
 
+def diffusion_restore(image: np.ndarray, base: DetailSettings, kind: str = "restore") -> UpscaleRequest:
+    """The restore with no restorer model: `image` at its size (nothing to resize), then the detail pass of
+    `base`'s model, prompt and sampler at RESTORE_STRENGTH, one picture."""
+    detail = base.replace(sampling=base.sampling.replace(strength=RESTORE_STRENGTH, batch_size=1))
+    return UpscaleRequest(image, 1.0, upscaler=PIXEL_UPSCALERS[0], restore=kind, detail=detail)
+
+
 def scale_text(factor: float) -> str:
     """2.0 -> "2", 1.5 -> "1.5", as A1111 writes "Postprocess upscale by"."""
     return f"{factor:.4g}"

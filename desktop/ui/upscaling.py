@@ -20,7 +20,7 @@ from desktop.core.geometry import Extent
 from desktop.core.imageio import load_image
 from desktop.core.frame import restore_request
 from desktop.core.postprocess import (DEMO_RESTORER, DEMO_RESTORER_NAME, DEMO_UPSCALER, DEMO_UPSCALER_NAME,
-                                      PIXEL_UPSCALERS, RESTORE_STRENGTH, DetailSettings, UpscaleRequest)
+                                      PIXEL_UPSCALERS, DetailSettings, UpscaleRequest, diffusion_restore)
 
 from .canvas.restore_dialog import DIFFUSION, RestoreDialog
 from .canvas.upscale_dialog import UpscaleDialog
@@ -82,17 +82,15 @@ class Upscaling:
         if store is None or not records:
             return
         first = records[0]
-        asked = self.ask_restore(Extent(max(1, first.width), max(1, first.height)))
+        asked = self.ask_restore(Extent(max(1, first.width), max(1, first.height)), pictures=len(records))
         if asked is None:
             return
         model, kind, settings = asked
         chosen = UpscaleRequest(np.zeros((1, 1, 3), np.uint8), 1.0, upscaler=model, restore=kind)
         if settings is not None:  # Fix faces: the faces the detector finds in each picture
             chosen = chosen.replace(upscaler=DEMO_UPSCALER, faces=settings)
-        elif model == DIFFUSION:  # as frame.restore_request: nothing resized, then the detail pass at low strength
-            detail = _detail_settings(w.panel.request())
-            chosen = chosen.replace(upscaler=PIXEL_UPSCALERS[0], detail=detail.replace(
-                sampling=detail.sampling.replace(strength=RESTORE_STRENGTH)))
+        elif model == DIFFUSION:
+            chosen = diffusion_restore(chosen.image, _detail_settings(w.panel.request()), kind)
         self._queue_pictures(store, records, chosen, "restore")
 
     def _queue_pictures(self, store, records: list, chosen: UpscaleRequest, verb: str) -> None:
@@ -142,13 +140,13 @@ class Upscaling:
             return self._queue(UpscaleRequest(w.doc.composite(), 1.0, restore=kind, faces=settings), w.doc.bounds)
         if model != DIFFUSION:
             return self._queue(UpscaleRequest(w.doc.composite(), 1.0, upscaler=model, restore=kind), w.doc.bounds)
-        request = restore_request(w.doc, w.panel.request(), RESTORE_STRENGTH, kind)
+        request = restore_request(w.doc, w.panel.request(), kind)
         if request is None:
             w.show_error("The canvas is empty, so there is nothing to restore. Open or paste a picture first.")
             return None
         return self._queue(request, w.doc.bounds)
 
-    def ask_restore(self, source: Extent, mask: np.ndarray | None = None
+    def ask_restore(self, source: Extent, mask: np.ndarray | None = None, pictures: int = 0
                     ) -> tuple[str, str, FaceSettings | None] | None:
         """What the person chose in the Restore dialog for a picture of `source`'s size: (model, kind, the face
         settings of "Fix faces" or None); None when cancelled. `mask`: the canvas's, for "Only the masked faces"."""
@@ -156,7 +154,7 @@ class Upscaling:
         faces = [(str(path), name) for name, path in w.postprocess_files.faces.items()]
         dialog = RestoreDialog(source, self.restorers(), w, has_files=bool(w.postprocess_files.restorers),
                                face_restorers=faces, detail=_detail_settings(w.panel.request()),
-                               has_mask=mask is not None and bool(mask.any()))
+                               has_mask=mask is not None and bool(mask.any()), pictures=pictures)
         try:
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return None

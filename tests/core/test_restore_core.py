@@ -8,7 +8,7 @@ from desktop.core import modelfiles, paths
 from desktop.core.document import CanvasDocument, ImageLayer
 from desktop.core.frame import restore_request
 from desktop.core.geometry import Extent
-from desktop.core.postprocess import RESTORE_STRENGTH, list_restorers, list_upscalers
+from desktop.core.postprocess import list_restorers, list_upscalers
 from desktop.core.request import GenerationRequest, Sampling
 
 
@@ -45,11 +45,11 @@ def test_restorers_are_told_from_upscalers_by_their_layout(tmp_path):
 def test_the_diffusion_restore_is_a_detail_pass_over_the_whole_picture_at_low_strength():
     doc = CanvasDocument(Extent(96, 64))
     base = GenerationRequest(model="my.safetensors", sampling=Sampling(batch_size=4, strength=0.75))
-    assert restore_request(doc, base, RESTORE_STRENGTH) is None, "an empty canvas has nothing to restore"
+    assert restore_request(doc, base) is None, "an empty canvas has nothing to restore"
     top = np.zeros((64, 96, 4), np.uint8)
     top[:32] = (200, 10, 10, 255)  # the lower half transparent: flattened over white paper
     doc.add_layer(ImageLayer(top, "top"))
-    request = restore_request(doc, base, RESTORE_STRENGTH, "denoise")
+    request = restore_request(doc, base, "denoise")
     assert request.restore == "denoise" and request.scale == 1 and request.upscaler == "Lanczos"
     detail = request.detail
     assert detail.model == "my.safetensors" and detail.sampling.strength == 0.25 and detail.sampling.batch_size == 1

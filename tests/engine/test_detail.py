@@ -167,7 +167,6 @@ def test_the_diffusion_restore_repaints_lightly_and_writes_img2img_parameters(tm
     from desktop.core.document import CanvasDocument, ImageLayer
     from desktop.core.frame import restore_request
     from desktop.core.geometry import Extent
-    from desktop.core.postprocess import RESTORE_STRENGTH
     from desktop.core.request import GenerationRequest
 
     doc = CanvasDocument(Extent(40, 24))
@@ -176,7 +175,7 @@ def test_the_diffusion_restore_repaints_lightly_and_writes_img2img_parameters(tm
     base = GenerationRequest(model="demo", conditioning=Conditioning("an old photograph"),
                              sampling=Sampling(steps=8, seed=5))
     backend = LocalBackend("cpu", "fp32", hash_cache=tmp_path / "hashes.json")
-    result, = backend.run(UpscaleJob(restore_request(doc, base, RESTORE_STRENGTH, "denoise")), TaskState())
+    result, = backend.run(UpscaleJob(restore_request(doc, base, "denoise")), TaskState())
     assert result.image.shape == (24, 40, 3) and not np.array_equal(result.image, image)
     info = parse_infotext(result.request.parameters)
     assert info.prompt == "an old photograph" and info.params["Denoising strength"] == "0.25"

@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 from PySide6.QtCore import QItemSelectionModel, QPoint, Qt, QTimer
 from PySide6.QtGui import QColor, QImage
-from PySide6.QtWidgets import QApplication, QDialogButtonBox
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QLabel
 
 from desktop.core.gallery.metadata import read_image_meta
 from desktop.core.postprocess import DEMO_RESTORER_NAME, UpscaleRequest
@@ -26,6 +26,8 @@ def answer_restore(qtbot, model_label: str, kind: str) -> dict:
         seen["models"] = [dialog.model_box.itemText(i) for i in range(dialog.model_box.count())]
         dialog.model_box.setCurrentIndex(dialog.model_box.findText(model_label))
         dialog.kind_box.setCurrentIndex(dialog.kind_box.findData(kind))
+        seen["heading"] = dialog.findChildren(QLabel)[0].text()
+        seen["summary"] = dialog.summary.text()
         dialog.buttons.button(QDialogButtonBox.StandardButton.Ok).click()
 
     QTimer.singleShot(0, answer)
@@ -71,6 +73,9 @@ def test_gallery_restore_queues_one_restore_per_picture_saved_beside_it_and_show
     qtbot.mouseClick(gallery.buttons["restore"], Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: len(finished) == 2, timeout=10_000)
     assert DEMO_RESTORER_NAME in seen["models"]
+    assert seen["heading"] == "2 pictures; the first is 64 × 64 px"
+    assert seen["summary"].endswith("Each result is saved beside its picture with its parameters.")
+    assert "canvas" not in seen["summary"], "the gallery's results do not wait on the canvas"
     requests = [job.request for job in fake_backend.jobs]
     assert all(isinstance(r, UpscaleRequest) and r.restore == "denoise" and r.scale == 1 for r in requests)
     assert sorted(r.beside for r in requests) == sorted(str(path) for path in sources), "one per picture"

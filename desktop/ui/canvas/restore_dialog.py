@@ -28,12 +28,15 @@ KINDS = (("restore", "Restore"), ("denoise", "Denoise"), ("jpeg", "Remove JPEG a
 class RestoreDialog(QDialog):
     def __init__(self, source: Extent, restorers: list[tuple[str, str]], parent: QWidget | None = None,
                  has_files: bool = False, face_restorers: list[tuple[str, str]] | None = None,
-                 detail: DetailSettings | None = None, has_mask: bool = False):
+                 detail: DetailSettings | None = None, has_mask: bool = False, pictures: int = 0):
         """`restorers`: (ref, label) pairs; the diffusion restore is added last. `has_files`: restorer files were
         found, so the first is chosen; else the diffusion restore is. `face_restorers`: the face restorer files
         (ref, label), to offer "Fix faces" (None: not offered); `detail`: the panel's model, prompt and sampling
-        for the face detailer; `has_mask`: the canvas has a mask, so "Only the masked faces" is offered."""
+        for the face detailer; `has_mask`: the canvas has a mask, so "Only the masked faces" is offered.
+        `pictures`: 0 for the canvas's picture, else how many gallery pictures (`source` is the first one's size),
+        whose results are saved beside them."""
         super().__init__(parent)
+        self.pictures = pictures
         self.setWindowTitle("Restore")
         self.setMinimumWidth(380)
         self.model_box = QComboBox()
@@ -87,7 +90,9 @@ class RestoreDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel(f"The visible picture, {source.width} × {source.height} px"))
+        layout.addWidget(QLabel(f"{pictures} pictures; the first is {source.width} × {source.height} px" if pictures > 1
+                                else f"The picture, {source.width} × {source.height} px" if pictures
+                                else f"The visible picture, {source.width} × {source.height} px"))
         layout.addLayout(form)
         layout.addWidget(self.summary)
         layout.addWidget(self.buttons)
@@ -128,6 +133,9 @@ class RestoreDialog(QDialog):
         self.detailer_strength.setEnabled(self.detailer_box.isChecked())
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         ok.setEnabled(not face or restorer or self.detailer_box.isChecked())
+        outcome = ("Each result is saved beside its picture with its parameters." if self.pictures > 1 else
+                   "The result is saved beside the picture with its parameters." if self.pictures else
+                   "The result waits on the canvas to Accept (a new layer on top) or Discard.")
         if face:
             where = "the masked parts of the canvas (each one face)" if self.only_masked() else \
                 "the faces OpenCV's detector finds (none found: paint a mask over them)"
@@ -136,15 +144,13 @@ class RestoreDialog(QDialog):
                 done.append("restores each with the face restorer")
             if self.detailer_box.isChecked():
                 done.append(f"repaints {'it' if restorer else 'each'} with the prompt panel's model and prompt")
-            text = (f"Fixes {where}: {' and '.join(done)}; nothing outside the faces changes. The result waits on "
-                    "the canvas to Accept or Discard." if done else
+            text = (f"Fixes {where}: {' and '.join(done)}; nothing outside the faces changes. {outcome}" if done else
                     "Choose a face restorer, the face detailer, or both.")
         elif self.model() == DIFFUSION:
             text = (f"Repaints the whole picture lightly (img2img at strength {RESTORE_STRENGTH:g}) with the model and "
-                    "prompt of the prompt panel; the result waits on the canvas to Accept or Discard.")
+                    f"prompt of the prompt panel. {outcome}")
         else:
-            text = ("Runs the restorer over the picture at its size, tile by tile; the result waits on the canvas to "
-                    "Accept (a new layer on top) or Discard.")
+            text = f"Runs the restorer over the picture at its size, tile by tile. {outcome}"
         self.summary.setText(text)
         if self.isVisible():  # rows shown or hidden: fit them, no squeezed rows
             self.layout().activate()
