@@ -196,3 +196,32 @@ def test_an_original_format_checkpoint_is_named_in_the_missing_weights_sentence(
     (downloads / "depth_anything_v2_vits.pth").write_bytes(b"not read")
     with pytest.raises(SfumatoError, match="depth_anything_v2_vits.pth .* original format"):
         preprocess.run("depth", photo(), [models])
+
+
+class _KnownDepth:
+    """A stand-in for the depth network: its depth grows from the top row to the bottom one, from 3 to 5."""
+
+    config = type("Config", (), {"patch_size": 14})()
+
+    def __call__(self, pixel_values):
+        import torch
+
+        height, width = pixel_values.shape[2:]
+        ramp = torch.linspace(3.0, 5.0, height)[:, None].expand(height, width)
+        return type("Output", (), {"predicted_depth": ramp[None].clone()})()
+
+
+@pytest.mark.parametrize("metric", [False, True])
+def test_depth_is_normalised_with_near_white(tiny_depth_folder, monkeypatch, metric):
+    """A relative model's larger values are nearer (disparity) and become white; a metric model's larger values
+    are farther and become black. Either way the picture spans 0..255."""
+    import torch
+
+    loaded = preprocess._DepthModel(tiny_depth_folder, None, _KnownDepth(), torch.device("cpu"), torch.float32,
+                                    28, preprocess.IMAGENET_MEAN, preprocess.IMAGENET_STD, metric)
+    monkeypatch.setattr(preprocess, "_load", lambda folder, state: loaded)
+    out = preprocess.run("depth", photo())[..., 0].astype(int)
+    near, far = (out[:4], out[-4:]) if metric else (out[-4:], out[:4])
+    assert near.min() > 240 and far.max() < 15
+    column = out[:, 48] if not metric else out[::-1, 48]
+    assert (np.diff(column) >= 0).all() and len(np.unique(column)) > 60  # a smooth ramp, not two levels
