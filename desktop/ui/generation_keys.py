@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 )
 
 from .canvas.generation import CanvasGeneration
+from .compare_view import CompareView
 
 _Key = Qt.Key
 _STAGING_KEYS = {_Key.Key_Return, _Key.Key_Enter, _Key.Key_Delete, _Key.Key_Left, _Key.Key_Right, _Key.Key_C}
@@ -95,7 +96,10 @@ class GenerationKeys(QObject):
             return None  # Ctrl+Enter generates, Shift+Delete clears a layer...
         key = event.key()
         if key == _Key.Key_Escape:
-            return self.cancel if self.running() and not _in_place_editor(QApplication.focusWidget()) else None
+            focus = QApplication.focusWidget()
+            if _in_place_editor(focus) or isinstance(focus, CompareView):  # Esc gives up the edit / closes it
+                return None
+            return self.cancel if self.running() else None
         if key not in _STAGING_KEYS or not self.generation.staged or not self.generation.view.isVisible():
             return None
         if self._typing(QApplication.focusWidget(), key):

@@ -11,6 +11,7 @@ from desktop.core.gallery.metadata import read_image_meta
 from desktop.core.postprocess import DEMO_RESTORER_NAME, UpscaleRequest
 from desktop.ui.canvas.restore_dialog import RestoreDialog
 from desktop.ui.compare_view import CompareView
+from tests.support.requests import make_request
 from tests.ui.test_gallery import gallery_of
 
 RED, BLUE = (220, 30, 30), (30, 40, 220)
@@ -206,3 +207,24 @@ def test_on_a_1280x720_screen_the_details_picture_text_and_actions_do_not_overla
     boxes = [widget.geometry().translated(widget.parentWidget().mapTo(window, QPoint(0, 0))) for widget in stacked]
     assert all(box.bottom() < below.top() for box, below in zip(boxes, boxes[1:])), boxes
     assert gallery.picture.height() >= 120 and gallery.parameters.height() >= 64
+
+
+def test_esc_in_the_compare_view_closes_it_and_leaves_a_running_job_alone(make_window, qtbot, sfumato_home,
+                                                                        fake_backend):
+    """Esc cancels a run from anywhere in the window, except where it closes something the person opened."""
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["one", "two"])
+    fake_backend.step_delay = 0.05  # a run that lasts 3 s unless it is cancelled
+    window.panel.set_request(make_request(prompt="", steps=60, width=64, height=64, sampler="Euler a",
+                                          schedule="Automatic"))
+    steps = []
+    window.worker.step.connect(lambda job, i, n, preview: steps.append(i))
+    window.generate()
+    qtbot.waitUntil(lambda: len(steps) >= 1, timeout=10_000)
+    select_rows(gallery, [0, 1])
+    qtbot.keyClick(gallery.list, Qt.Key.Key_C)
+    assert gallery.comparing() and gallery.compare_view.hasFocus()
+    with qtbot.assertNotEmitted(window.worker.job_cancelled, wait=50):
+        qtbot.keyClick(gallery.compare_view, Qt.Key.Key_Escape)
+    assert not gallery.comparing()
+    with qtbot.waitSignal(window.worker.job_cancelled, timeout=10_000):
+        qtbot.keyClick(gallery.list, Qt.Key.Key_Escape)  # now Esc cancels the run, as anywhere else
