@@ -38,6 +38,7 @@ from desktop.core.request import (DEMO_HIRES_UPSCALER, GenerationRequest, Inpain
 
 from . import editing, hires, inpaint
 from .models import CHECKPOINT, ModelManager
+from . import reference
 from .schedulers import make_scheduler
 
 
@@ -98,8 +99,18 @@ def run(
     addons: Addons | None = None,
 ) -> list[Result]:
     """Generate the images of `request`. Raises InvalidRequest, ModelLoadError, OutOfMemory or Cancelled."""
+    try:
+        return _run(request, state, models, preview_method, preview_every, addons)
+    finally:  # IP-Adapters patch the model's UNet, which all its pipelines share: none stays after the run
+        reference.release()
+
+
+def _run(request: GenerationRequest, state: TaskState, models: ModelManager, preview_method: str,
+         preview_every: int, addons: Addons | None) -> list[Result]:
     request = request.resolved()
     loaded, extras = load_for(models, request.model, request.conditioning, addons, state)
+    references = reference.prepare(request.references, models, getattr(addons, "folders", ()), state,
+                                   request.sampling.cfg_scale > 1)
     embeddings = extras.embeddings
     prepared = prepare(request, Traits(loaded.family, loaded.inpaint_model))
     sampling = request.sampling
@@ -114,6 +125,7 @@ def run(
     def denoise(prepared: Prepared, spans: list, steps: int, output_type: str):
         """One pipeline call (one pass) with its own scheduler; progress counts on over the passes."""
         pipe = models.pipeline(prepared.task, prepared.extras)
+        ip_inputs = reference.use(pipe, references)
         pipe.scheduler = make_scheduler(loaded.scheduler_config, sampling.sampler, sampling.schedule, sampling.seeds)
         encoded: dict = {}  # "value": the editing.Schedule of the prompt's encodings
 
@@ -155,6 +167,7 @@ def run(
                     output_type=output_type,
                     callback_on_step_end=on_step_end,
                     **prepared.inputs,
+                    **ip_inputs,
                 )
 
         output = None
@@ -201,6 +214,7 @@ def run(
     images = _pictures(generated[finite])
     seeds = [seed for seed, kept in zip(sampling.seeds, finite, strict=True) if kept]
     params = extras.params(schedule)
+    params += references.params if references is not None else ()
     return [Result(finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
 
 

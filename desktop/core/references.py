@@ -1,0 +1,229 @@
+"""IP-Adapter files for reference pictures: where they are, what they need, how they are written (pure).
+
+A reference names its adapter as a file, a file's name, or "demo" (the tiny adapter of the tiny models).
+Files are looked for in Sfumato's own ``<models>/ipadapter``, and beside each model folder of another app:
+ComfyUI's ``models/ipadapter`` (beside ``models/checkpoints``) and A1111's ``models/ControlNet`` (beside
+``models/Stable-diffusion``: the ControlNet extension keeps IP-Adapter files with the ControlNets). Only
+``.safetensors`` adapters are used (the ``.bin`` ones are pickles).
+
+An adapter needs the CLIP image encoder it was trained with: a transformers folder (config.json +
+model.safetensors, as h94/IP-Adapter's ``image_encoder``), found ``image_encoder`` beside the adapter file
+(h94's layout) or in a ``clip_vision`` folder (Sfumato's own ``<models>/clip_vision``, ComfyUI's
+``models/clip_vision`` beside its ``models/ipadapter``). Of several, the first whose output width is the
+one the adapter's image projection takes.
+
+The infotext writes one key per reference (our own key family, so A1111's ``ControlNet N`` keys stay the
+ControlNets'): ``IP-Adapter 0: "Model: ip-adapter_sd15 [0123abcd], Weight: 0.6, Mode: style"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from desktop.core import paths
+from desktop.core.errors import SfumatoError
+from desktop.core.safetensors_header import ModelFileError, read_safetensors_header
+
+DEMO = "demo"
+OWN_SUBFOLDER = "ipadapter"
+ENCODER_SUBFOLDER = "clip_vision"
+SUFFIX = ".safetensors"
+MAX_CONFIG_BYTES = 1 << 20
+# The cross-attention width of each family's UNet: which models an adapter is for.
+FAMILY_WIDTHS = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
+
+
+class ReferenceError(SfumatoError):
+    pass
+
+
+@dataclass(frozen=True)
+class AdapterLayout:
+    image_width: int  # the width of the image encoder's output the adapter takes
+    hidden_states: bool  # True: the encoder's hidden states (Plus, Full face); False: its image embedding
+    cross_width: int  # the UNet cross-attention width it was trained for
+
+
+def own_folder() -> Path:
+    return paths.models_dir() / OWN_SUBFOLDER
+
+
+def own_encoder_folder() -> Path:
+    return paths.models_dir() / ENCODER_SUBFOLDER
+
+
+def _app_models(folder: Path) -> tuple[str, Path] | None:
+    """("comfyui" | "a1111", the app's models folder) for a checkpoint folder of ComfyUI or A1111."""
+    name, parent = folder.name.lower(), folder.parent
+    if parent.name.lower() != "models":
+        return None
+    if name == "checkpoints":
+        return "comfyui", parent
+    if name == "stable-diffusion":
+        return "a1111", parent
+    return None
+
+
+def adapter_folders(models_folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """The existing folders where IP-Adapter files are kept, Sfumato's own first."""
+    candidates = [own_folder()]
+    for folder in (Path(f).expanduser() for f in models_folders):
+        app = _app_models(folder)
+        if app is not None:
+            candidates.append(app[1] / ("ipadapter" if app[0] == "comfyui" else "ControlNet"))
+    return _existing(candidates)
+
+
+def encoder_folders(models_folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """The existing ``clip_vision`` folders, Sfumato's own first."""
+    candidates = [own_encoder_folder()]
+    for folder in (Path(f).expanduser() for f in models_folders):
+        app = _app_models(folder)
+        if app is not None:
+            candidates.append(app[1] / "clip_vision")
+    return _existing(candidates)
+
+
+def _existing(candidates: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for candidate in candidates:
+        if candidate not in found and candidate.is_dir():
+            found.append(candidate)
+    return found
+
+
+def find_adapter(name: str, models_folders: Iterable[str | os.PathLike]) -> Path:
+    """The adapter file `name` means: a path to a file, or a file's name (with or without .safetensors) in the
+    adapter folders, exact case first. Raises ReferenceError with where they go when there is none."""
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix.lower() in (".bin", ".pt", ".pth", ".ckpt"):
+        raise ReferenceError(f"{path.name} is a pickle file; Sfumato uses .safetensors IP-Adapters. Download the "
+                             ".safetensors version.")
+    if path.is_file():
+        return path
+    stem = path.stem if path.suffix.lower() == SUFFIX else name
+    folders = adapter_folders(models_folders)
+    files = [f for folder in folders for f in _safetensors(folder)]
+    for match in ([f for f in files if f.stem == stem], [f for f in files if f.stem.casefold() == stem.casefold()]):
+        if match:
+            return match[0]
+    where = " or ".join(str(f) for f in [own_folder(), *folders[1:]])
+    raise ReferenceError(f"No IP-Adapter file is named {name}. Put it (a .safetensors file) in {where}, or give "
+                         "its path.")
+
+
+def _safetensors(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.suffix.lower() == SUFFIX and p.is_file())
+    except OSError:
+        return []
+
+
+def read_adapter(path: Path) -> AdapterLayout:
+    """What the IP-Adapter file needs, from its header (no tensor is read)."""
+    try:
+        shapes = {key: tuple(info.shape) for key, info in read_safetensors_header(path).tensors.items()}
+    except (ModelFileError, OSError) as error:
+        raise ReferenceError(f"Could not read the IP-Adapter {path.name}: {_reason(error)}") from None
+    if not any(key.startswith("ip_adapter.") for key in shapes):
+        raise ReferenceError(f"{path.name} is not an IP-Adapter file (it has no image_proj and ip_adapter "
+                             "weights). Choose an IP-Adapter, such as ip-adapter_sd15.safetensors.")
+    proj = lambda name: shapes.get(f"image_proj.{name}")  # noqa: E731
+    if proj("proj.weight") is not None and len(proj("proj.weight")) == 2 and proj("norm.weight") is not None:
+        width = proj("proj.weight")[1]
+        return AdapterLayout(width, False, proj("norm.weight")[0])
+    if proj("latents") is not None and proj("proj_in.weight") is not None and proj("proj_out.weight") is not None:
+        return AdapterLayout(proj("proj_in.weight")[1], True, proj("proj_out.weight")[0])
+    if proj("proj.0.weight") is not None and proj("proj.3.weight") is not None:
+        return AdapterLayout(proj("proj.0.weight")[1], True, proj("proj.3.weight")[0])
+    raise ReferenceError(f"{path.name} is an IP-Adapter Sfumato does not use (FaceID adapters need InsightFace). "
+                         "Use an IP-Adapter, IP-Adapter Plus or Full face file.")
+
+
+def read_encoder(folder: Path) -> tuple[int, int] | None:
+    """(image embedding width, hidden state width) of an image encoder folder; None when it is not one."""
+    try:
+        config_file = folder / "config.json"
+        if not (folder / "model.safetensors").is_file() or config_file.stat().st_size > MAX_CONFIG_BYTES:
+            return None
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config = config.get("vision_config", config)
+        return int(config["projection_dim"]), int(config["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def find_encoder(adapter: Path, layout: AdapterLayout, models_folders: Iterable[str | os.PathLike]) -> Path:
+    """The image encoder folder for `adapter`: ``image_encoder`` beside it, then the clip_vision folders, the
+    first whose output is as wide as the adapter takes. Raises ReferenceError saying where to put one."""
+    candidates = [adapter.parent / "image_encoder", adapter.parent.parent / ENCODER_SUBFOLDER]
+    for folder in [*candidates[1:], *encoder_folders(models_folders)]:
+        try:
+            candidates += sorted(p for p in folder.iterdir() if p.is_dir())
+        except OSError:
+            pass
+    for candidate in dict.fromkeys(candidates):
+        widths = read_encoder(candidate)
+        if widths is not None and widths[1 if layout.hidden_states else 0] == layout.image_width:
+            return candidate
+    raise ReferenceError(
+        f"No image encoder for the IP-Adapter {adapter.name} was found. Put the CLIP vision encoder it was "
+        f"trained with (a folder with config.json and model.safetensors, such as h94/IP-Adapter's image_encoder) "
+        f"in {own_encoder_folder()} or beside the adapter file, in a folder named image_encoder.")
+
+
+def models_of_width(width: int) -> str:
+    """The models whose UNet has this cross-attention width, in words: "SDXL models"."""
+    return f"{FAMILY_WIDTHS[width]} models" if width in FAMILY_WIDTHS else f"models of cross-attention width {width}"
+
+
+def style_scale(family: str, up_attentions: list[int], weight: float) -> dict:
+    """InstantStyle's style-only scales for set_ip_adapter_scale: the first up block with attention layers
+    (SDXL: its second attention layer only; SD 1.x: the whole block, as InstantStyle's SD 1.5 example).
+    `up_attentions`: the number of attention layers of each up block (0 for one without)."""
+    index = next((i for i, count in enumerate(up_attentions) if count), None)
+    if index is None:
+        raise ReferenceError("This model's UNet has no attention layers in its up blocks, so a reference cannot "
+                             "be used for style only. Use the mode content.")
+    count = up_attentions[index]
+    if family == "sdxl" and count > 1:
+        return {"up": {f"block_{index}": [weight if i == 1 else 0.0 for i in range(count)]}}
+    return {"up": {f"block_{index}": weight}}
+
+
+def parse_options(text: str, option: str) -> dict[str, str]:
+    """``key=value,key=value`` -> {key: value}. Each part splits at its first '=', so a Windows path (C:\\x)
+    works; a part without '=' belongs to the value before it (a path with a comma in it)."""
+    found: dict[str, str] = {}
+    last = None
+    for part in text.split(","):
+        if "=" not in part:
+            if last is None:
+                raise ReferenceError(f"{option}: expected key=value parts separated by commas, got {text!r}.")
+            found[last] += "," + part
+            continue
+        key, value = part.split("=", 1)
+        key = key.strip().lower()
+        if key in found:
+            raise ReferenceError(f"{option}: {key} is given twice in {text!r}.")
+        found[key], last = value, key
+    return found
+
+
+def params(entries: Iterable[tuple[str, str, float, str]]) -> tuple[tuple[str, str], ...]:
+    """The infotext entries of the references: (adapter name, short hash, weight, mode) each."""
+    out = []
+    for index, (name, short, weight, mode) in enumerate(entries):
+        model = f"{name} [{short}]" if short else name
+        out.append((f"IP-Adapter {index}", f"Model: {model}, Weight: {weight:g}, Mode: {mode}"))
+    return tuple(out)
+
+
+def _reason(error: Exception) -> str:
+    text = getattr(error, "reason", None) or str(error)
+    text = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return text if text.endswith((".", "!", "?")) else text + "."
