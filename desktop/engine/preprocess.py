@@ -55,6 +55,7 @@ SCRIBBLE_INK = 32  # a drawing's ink above this is a scribble stroke
 DEPTH_FOLDER = "depth-anything-v2-small"
 DEPTH_SUBFOLDER = "preprocessors"
 DEPTH_SIZE = 518  # Depth Anything's input: the shorter side, in multiples of its 14-pixel patches
+DEPTH_LONGEST = 2048  # ... unless that makes the longer side longer than this (a long strip of a picture)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # the backbone's width -> the size's name; Depth Anything V2's Base, Large and Giant weights are non-commercial
 DEPTH_SIZES = {384: "Small", 768: "Base", 1024: "Large", 1536: "Giant"}
@@ -286,11 +287,15 @@ def _load(folder: Path, state) -> _DepthModel:
 
     choice = devices.choose("auto")
     dtype = torch.float16 if choice.device.type in ("cuda", "mps") else torch.float32
+    damaged = (f"The depth model in {folder} is damaged or not Depth Anything's: download the "
+               "Depth-Anything-V2-Small-hf folder again.")
     try:
-        model = DepthAnythingForDepthEstimation.from_pretrained(folder, local_files_only=True, use_safetensors=True)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
-        raise SfumatoError(f"The depth model in {folder} could not be loaded ({type(error).__name__}); download "
-                           "the Depth-Anything-V2-Small-hf folder again.") from None
+        model, info = DepthAnythingForDepthEstimation.from_pretrained(
+            folder, local_files_only=True, use_safetensors=True, output_loading_info=True)
+    except Exception:  # noqa: BLE001 - a damaged file raises anything from safetensors' or transformers' insides
+        raise SfumatoError(damaged) from None
+    if info.get("missing_keys") or info.get("mismatched_keys"):  # else transformers fills them with noise
+        raise SfumatoError(damaged)
     model = model.to(choice.device, dtype).eval()
     processor = {}
     try:
@@ -310,13 +315,13 @@ def _load(folder: Path, state) -> _DepthModel:
 
 
 def _depth_input(rgb: np.ndarray, loaded: _DepthModel, patch: int):
-    """The picture resized so its shorter side is `loaded.size` (both sides multiples of the patch), bicubic,
-    normalised: 1x3xhxw."""
+    """The picture resized so its shorter side is `loaded.size` (its longer side at most DEPTH_LONGEST; both sides
+    multiples of the patch), bicubic, normalised: 1x3xhxw."""
     import torch
     from PIL import Image
 
     height, width = rgb.shape[:2]
-    scale = loaded.size / min(height, width)
+    scale = min(loaded.size / min(height, width), DEPTH_LONGEST / max(height, width))
     h, w = (max(patch, int(round(side * scale / patch)) * patch) for side in (height, width))
     resized = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BICUBIC), dtype=np.float32) / 255.0
     normal = (resized - np.asarray(loaded.mean, np.float32)) / np.asarray(loaded.std, np.float32)

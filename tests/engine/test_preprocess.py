@@ -225,3 +225,37 @@ def test_depth_is_normalised_with_near_white(tiny_depth_folder, monkeypatch, met
     assert near.min() > 240 and far.max() < 15
     column = out[:, 48] if not metric else out[::-1, 48]
     assert (np.diff(column) >= 0).all() and len(np.unique(column)) > 60  # a smooth ramp, not two levels
+
+
+@pytest.mark.parametrize("damage", ["cut short", "another model's weights"])
+def test_damaged_depth_weights_are_refused_in_one_sentence(tiny_depth_folder, tmp_path, damage):
+    weights = tiny_depth_folder / "model.safetensors"
+    if damage == "cut short":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    else:
+        from safetensors.numpy import save_file
+
+        save_file({"conv.weight": np.zeros((4, 4), np.float32)}, str(weights))
+    preprocess.unload()
+    with pytest.raises(SfumatoError) as caught:
+        preprocess.run("depth", photo())
+    assert "damaged" in str(caught.value) and "Depth-Anything-V2-Small-hf" in str(caught.value)
+
+
+def test_a_long_strip_is_not_enlarged_past_the_depth_models_longest_side(tiny_depth_folder, monkeypatch):
+    import torch
+
+    seen = []
+
+    class Spy(_KnownDepth):
+        def __call__(self, pixel_values):
+            seen.append(tuple(pixel_values.shape[2:]))
+            return super().__call__(pixel_values)
+
+    loaded = preprocess._DepthModel(tiny_depth_folder, None, Spy(), torch.device("cpu"), torch.float32, 518,
+                                    preprocess.IMAGENET_MEAN, preprocess.IMAGENET_STD, False)
+    monkeypatch.setattr(preprocess, "_load", lambda folder, state: loaded)
+    assert preprocess.run("depth", np.zeros((20, 1000, 3), np.uint8)).shape == (20, 1000, 3)
+    assert preprocess.run("depth", np.zeros((300, 200, 3), np.uint8)).shape == (300, 200, 3)
+    assert seen[0][1] <= preprocess.DEPTH_LONGEST and seen[0][0] % 14 == 0 and seen[0][1] % 14 == 0
+    assert seen[1] == (784, 518)  # the shorter side at 518, the longer 777 to the nearest multiple of 14
