@@ -57,6 +57,14 @@ def detect(image: np.ndarray, detector: str = AUTO_DETECTOR, models_folders: Ite
     return sorted(boxes, key=lambda box: -box.width * box.height)
 
 
+def detector_name(detector: str = AUTO_DETECTOR, models_folders: Iterable[str | os.PathLike] = ()) -> str:
+    """What finds the faces, as the metadata names it: the YuNet file's name, or "OpenCV Haar cascades"."""
+    if detector != AUTO_DETECTOR:
+        return Path(detector).name
+    found = yunet_file(models_folders)
+    return found.name if found is not None else "OpenCV Haar cascades"
+
+
 def detector_folders(models_folders: Iterable[str | os.PathLike] = ()) -> list[Path]:
     return [paths.models_dir() / DETECTOR_SUBFOLDER,
             *(Path(folder).expanduser() / DETECTOR_SUBFOLDER for folder in models_folders)]

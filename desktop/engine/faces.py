@@ -64,6 +64,11 @@ def run(request: UpscaleRequest, state: TaskState, manager, models_folders=(), a
         params = fix(out, face, settings, restorer, (seed + index) % 2 ** 32, state, manager, addons) or params
         if settings.detailer is None:  # the detailer's own steps move the bar while it repaints
             state.step(index + 1, len(faces), None)
+    if settings.detailer is not None:  # ADetailer's keys: what found the faces, the pass's, how it was pasted
+        found_by = "painted mask" if settings.mask is not None else \
+            face_detect.detector_name(settings.detector, models_folders)
+        params = (("ADetailer model", found_by), *params, ("ADetailer mask blur", str(settings.blur)),
+                  ("ADetailer inpaint padding", str(settings.padding)))
     if restorer is not None:
         params = ((FACE_KEY, restorer.name), *params)
     if image.shape[2] == 4:

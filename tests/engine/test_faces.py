@@ -74,6 +74,13 @@ def test_a_painted_mask_is_one_box_per_connected_part():
     assert boxes_from_mask(np.zeros((10, 10), bool)) == []
 
 
+def test_the_detector_is_named_for_the_metadata(tmp_path):
+    assert face_detect.detector_name() == "OpenCV Haar cascades"
+    (tmp_path / "detectors").mkdir()
+    (tmp_path / "detectors" / "face_detection_yunet_2023mar.onnx").write_bytes(b"")
+    assert face_detect.detector_name("auto", [tmp_path]) == "face_detection_yunet_2023mar.onnx"
+
+
 def test_a_missing_detector_file_is_one_sentence(tmp_path):
     with pytest.raises(SfumatoError, match="is not a YuNet .onnx file"):
         face_detect.detect(face_picture(), str(tmp_path / "nope.onnx"))
@@ -210,7 +217,10 @@ def test_the_face_detailer_repaints_each_painted_face_and_writes_its_keys(cpu_ma
     changed = np.any(result.image != image, axis=2)
     assert changed[:, :128][mask[:, :128]].any() and changed[:, 128:][mask[:, 128:]].any(), "both faces repainted"
     assert not changed[~mask].any()
-    assert result.seed == 9 and dict(result.params)["ADetailer denoising strength"] == "0.5"
+    assert result.seed == 9
+    assert result.params == (("ADetailer model", "painted mask"), ("ADetailer denoising strength", "0.5"),
+                             ("ADetailer prompt", "a face"), ("ADetailer mask blur", "4"),
+                             ("ADetailer inpaint padding", "8")), "ADetailer's keys, in its order"
     text = result.request.parameters
     assert "Face restoration" not in text and "ADetailer prompt: a face" in text
     assert "Fixing face 2 of 2..." in said
