@@ -282,8 +282,12 @@ def _load(folder: Path, state) -> _DepthModel:
                      "licensed CC-BY-NC-4.0: non-commercial use only (the Small one is Apache-2.0).")
     import torch
     from transformers import DepthAnythingForDepthEstimation
+    from transformers.utils import logging as hf_logging
 
     from desktop.engine import devices
+
+    hf_logging.set_verbosity_error()  # as desktop/engine/models.py: no stderr warnings or bars in a windowed app
+    hf_logging.disable_progress_bar()
 
     choice = devices.choose("auto")
     dtype = torch.float16 if choice.device.type in ("cuda", "mps") else torch.float32

@@ -9,6 +9,7 @@ zero. Same seed, same weights on every build.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 SEED = 20_240
@@ -33,14 +34,20 @@ def build(folder: str | Path, width: int = 16, input_size: int = 28) -> Path:
         for name, parameter in model.head.named_parameters():
             if name.endswith("bias"):
                 parameter.fill_(0.1)
-    model.save_pretrained(folder, safe_serialization=True)
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar
+    try:
+        model.save_pretrained(folder, safe_serialization=True)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
     processor = {
         "image_processor_type": "DPTImageProcessor", "do_resize": True, "keep_aspect_ratio": True,
         "ensure_multiple_of": 14, "resample": 3, "do_rescale": True, "rescale_factor": 1 / 255,
         "do_normalize": True, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225],
         "do_pad": False, "size": {"height": input_size, "width": input_size},
     }
-    import json
-
     (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2), encoding="utf-8")
     return folder
