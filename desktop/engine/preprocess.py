@@ -123,9 +123,13 @@ def _darkest(pixels: np.ndarray) -> np.ndarray:
 
 
 def _cv2():
-    from desktop.engine.face_detect import import_cv2
-
-    return import_cv2()
+    """OpenCV, or one sentence saying how to install it."""
+    try:
+        import cv2
+    except ImportError:
+        raise SfumatoError("Control pictures need OpenCV, which is missing: pip install "
+                           "\"opencv-python-headless>=4.8,<5\"") from None
+    return cv2
 
 
 def canny(rgb: np.ndarray) -> np.ndarray:

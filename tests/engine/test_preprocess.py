@@ -259,3 +259,12 @@ def test_a_long_strip_is_not_enlarged_past_the_depth_models_longest_side(tiny_de
     assert preprocess.run("depth", np.zeros((300, 200, 3), np.uint8)).shape == (300, 200, 3)
     assert seen[0][1] <= preprocess.DEPTH_LONGEST and seen[0][0] % 14 == 0 and seen[0][1] % 14 == 0
     assert seen[1] == (784, 518)  # the shorter side at 518, the longer 777 to the nearest multiple of 14
+
+
+def test_without_opencv_the_weight_free_ones_say_how_to_install_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
+    with pytest.raises(SfumatoError, match="Control pictures need OpenCV.*opencv-python-headless"):
+        preprocess.run("canny", photo())
+    assert preprocess.run("none", photo()).shape == (96, 96, 3)  # a picture used as it is needs nothing
