@@ -33,7 +33,8 @@ LABELS = {"canny": "Canny edges", "lineart": "Line art", "scribble": "Scribble",
 #: The tint each kind is shown in on the canvas (RGB).
 COLOURS = {"canny": (40, 220, 255), "lineart": (80, 255, 120), "scribble": (255, 200, 40), "depth": (170, 110, 255),
            "none": (255, 120, 60), "reference": (255, 255, 255), "style": (255, 255, 255)}
-OVERLAY_OPACITY = 0.8
+LINE_OPACITY = 1.0  # lines are thin: at a zoom under 100% they fade, so they show at full strength
+OVERLAY_OPACITY = 0.6  # a depth map or plain picture covers everything: the picture must show through
 REFERENCE_OPACITY = 0.5
 
 
@@ -193,7 +194,7 @@ def overlay(layers, box: Bounds) -> np.ndarray:
         else:
             tint = np.empty_like(pixels)
             tint[..., :3] = COLOURS[spec.kind]
-            strength = OVERLAY_OPACITY
+            strength = LINE_OPACITY if spec.kind in LINE_KINDS else OVERLAY_OPACITY
             signal = pixels[..., 3] if spec.kind in LINE_KINDS else _luminance(_over(pixels, 0))
         tint[..., 3] = (signal.astype(np.float32) * (strength * layer.opacity) + 0.5).astype(np.uint8)
         out.alpha_composite(Image.fromarray(tint))

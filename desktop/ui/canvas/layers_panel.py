@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core.control_layers import ControlSpec
+from desktop.core.control_layers import ControlSpec, control_picture
 from desktop.core.document import CanvasDocument, LayerNotEditable
 from desktop.core.layers import Layer, MaskLayer
 
@@ -83,7 +83,8 @@ class LayersModel(QAbstractListModel):
             return None
         layer = self.layer(index.row())
         if role == Qt.ItemDataRole.DisplayRole:
-            extras = [layer.control.label] if layer.control is not None else []
+            spec = layer.control
+            extras = [spec.label] if spec is not None and not layer.name.startswith(spec.label) else []
             extras += [f"{round(layer.opacity * 100)}%"] if layer.opacity < 1 else []
             extras += ["locked"] if layer.locked else []
             name = layer.name if len(layer.name) <= 26 else layer.name[:25] + "…"  # the full name is in the tooltip
@@ -331,11 +332,13 @@ class LayersPanel(QWidget):
 
 
 def _thumbnail(layer: Layer) -> QIcon:
-    """A small picture of the layer on a checkerboard (masks in white on black)."""
+    """A small picture of the layer on a checkerboard (masks, and control layers as their ControlNet sees them)."""
     pixels = layer.pixels
     step = max(1, max(pixels.shape[:2]) // (THUMB * 2))
     small = np.ascontiguousarray(pixels[::step, ::step])
-    if isinstance(layer, MaskLayer):
+    if layer.control is not None and not layer.control.is_reference:
+        small = control_picture(small, layer.control.kind)
+    elif isinstance(layer, MaskLayer):
         small = np.dstack([small, small, small])
     image = to_qimage(small).scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
                                     Qt.TransformationMode.SmoothTransformation)
