@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"hires fix upscaler: {', '.join(HIRES_UPSCALERS)}, or an upscaler file's name or path (default: Latent)")
     add("--hires-steps", type=int, default=0, help="steps of the hires pass; 0: as --steps (default)")
     add("--hires-denoise", type=float, default=0.7, help="denoising strength of the hires pass (default: 0.7)")
+    add("--reference", action="append", default=[], type=_reference, metavar="image=PATH,...",
+        help="a reference picture (IP-Adapter), repeatable: comma-separated image=PATH (required), weight=0.6, "
+             "mode=content|style (style: only the adapter's style layers), adapter=NAME|PATH|demo (default demo)")
     add("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
     add("--precision", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
     add("--out", type=Path, help="output folder (default: Sfumato's output folder)")
@@ -85,6 +88,7 @@ OPTIONS = {"prompt": "--prompt", "negative_prompt": "--negative", "model": "--mo
            "height": "--height", "batch_size": "--batch", "strength": "--strength", "init_image": "--init",
            "mask": "--mask", "mask_blur": "--mask-blur", "inpaint_padding": "--padding", "expand": "--expand",
            "clip_skip": "--clip-skip", "emphasis": "--emphasis", "hires_scale": "--hires-scale",
+           "reference": "--reference",
            "hires_resize": "--hires-resize", "hires_resize_width": "--hires-resize", "hires_resize_height":
            "--hires-resize", "hires_upscaler": "--hires-upscaler", "hires_steps": "--hires-steps",
            "hires_denoise": "--hires-denoise"}
@@ -148,7 +152,43 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
                                 area=InpaintArea(args.inpaint_area), padding=args.padding),
         outpaint=args.expand,
         hires=_hires(args, mode),
+        references=tuple(_references(args.reference)),
     )
+
+
+REFERENCE_KEYS = ("image", "weight", "mode", "adapter")
+
+
+def _reference(text: str) -> dict[str, str]:
+    """--reference's comma-separated key=value parts (desktop/core/references.parse_options)."""
+    from desktop.core.control import REFERENCE_MODES
+    from desktop.core.references import ReferenceError, parse_options
+
+    try:
+        spec = {key: value.strip() for key, value in parse_options(text, "--reference").items()}
+    except ReferenceError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--reference: ").rstrip(".")) from None
+    unknown = [key for key in spec if key not in REFERENCE_KEYS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{unknown[0]!r} is not one of its keys {', '.join(REFERENCE_KEYS)}")
+    if not spec.get("image"):
+        raise argparse.ArgumentTypeError(f"{text!r} names no reference picture; add image=PATH")
+    if "weight" in spec:
+        try:
+            float(spec["weight"])
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"the weight must be a number, got {spec['weight']!r}") from None
+    if spec.get("mode", "content") not in REFERENCE_MODES:
+        raise argparse.ArgumentTypeError(f"the mode must be {' or '.join(REFERENCE_MODES)}, got {spec['mode']!r}")
+    return spec
+
+
+def _references(specs: list[dict[str, str]]):
+    from desktop.core.control import Reference
+
+    for spec in specs:
+        yield Reference(image=load_image(Path(spec["image"])), weight=float(spec.get("weight", 0.6)),
+                        mode=spec.get("mode", "content"), adapter=spec.get("adapter") or "demo")
 
 
 def _size(text: str) -> tuple[int, int]:

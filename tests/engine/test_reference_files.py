@@ -1,0 +1,89 @@
+"""Bad IP-Adapter files and missing encoders give one sentence, and leave the model as it was."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from desktop.core import paths
+from desktop.core.control import Reference
+from desktop.core.references import ReferenceError
+from desktop.engine import tiny_reference
+from tests.engine.test_reference import manager, picture, run  # noqa: F401 - fixture
+
+
+@pytest.fixture
+def tiny_adapters(tiny_models):
+    """The tiny SD 1.x and SDXL adapters in Sfumato's own folders, as a person would put them there."""
+    import json
+
+    built = {}
+    for kind in ("sd1", "sdxl"):
+        config = json.loads((tiny_models[kind].folder / "unet" / "config.json").read_text())
+        built[kind] = tiny_reference.build(paths.models_dir(), kind, config)
+    return built
+
+
+def use(manager, tiny_models, adapter, kind="sd1"):  # noqa: F811
+    return run(manager, str(tiny_models[kind].folder), [Reference(picture(1), weight=1.0, adapter=str(adapter))])
+
+
+def message(manager, tiny_models, adapter, kind="sd1"):  # noqa: F811
+    with pytest.raises(ReferenceError) as raised:
+        use(manager, tiny_models, adapter, kind)
+    text = str(raised.value)
+    assert "\n" not in text and text.endswith(".")
+    return text
+
+
+def test_a_file_of_the_own_folder_is_found_by_name(manager, tiny_models, tiny_adapters):  # noqa: F811
+    by_name = use(manager, tiny_models, "ip-adapter_tiny-sd1").image
+    assert np.array_equal(by_name, use(manager, tiny_models, tiny_adapters["sd1"].adapter).image)
+
+
+def test_files_that_are_not_adapters(manager, tiny_models, tmp_path):  # noqa: F811
+    lora = tmp_path / "detail.safetensors"
+    save_file({"lora_unet_down.lora_down.weight": torch.zeros(4, 4)}, str(lora))
+    assert message(manager, tiny_models, lora) == (
+        "detail.safetensors is not an IP-Adapter file (it has no image_proj and ip_adapter weights). Choose an "
+        "IP-Adapter, such as ip-adapter_sd15.safetensors.")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    assert message(manager, tiny_models, junk).startswith("Could not read the IP-Adapter junk.safetensors: ")
+    pickle = tmp_path / "ip-adapter_sd15.bin"
+    pickle.write_bytes(b"\x80\x02")
+    assert message(manager, tiny_models, pickle) == (
+        "ip-adapter_sd15.bin is a pickle file; Sfumato uses .safetensors IP-Adapters. Download the .safetensors "
+        "version.")
+    assert message(manager, tiny_models, "ip-adapter_plus_sd15").startswith(
+        "No IP-Adapter file is named ip-adapter_plus_sd15. Put it (a .safetensors file) in ")
+
+
+def test_an_adapter_of_another_family_or_without_its_encoder(manager, tiny_models, tiny_adapters, tmp_path):  # noqa: F811
+    assert message(manager, tiny_models, tiny_adapters["sd1"].adapter, "sdxl") == (
+        "ip-adapter_tiny-sd1.safetensors is an IP-Adapter for models of cross-attention width 32; the model is one "
+        "of the models of cross-attention width 96. Choose an IP-Adapter made for models of cross-attention width 96.")
+    alone = tmp_path / "alone" / "ip-adapter_tiny-sd1.safetensors"
+    alone.parent.mkdir()
+    alone.write_bytes(tiny_adapters["sd1"].adapter.read_bytes())
+    (tiny_adapters["sd1"].encoder / "config.json").rename(tmp_path / "config.json")  # the encoder is gone
+    assert message(manager, tiny_models, alone).startswith(
+        "No image encoder for the IP-Adapter ip-adapter_tiny-sd1.safetensors was found. Put the CLIP vision encoder "
+        "it was trained with (a folder with config.json and model.safetensors")
+
+
+def test_weights_that_do_not_fit_the_model_leave_it_as_it_was(manager, tiny_models, tiny_adapters, tmp_path):  # noqa: F811
+    from safetensors.torch import load_file
+
+    base = run(manager, str(tiny_models["sd1"].folder)).image
+    state = load_file(str(tiny_adapters["sd1"].adapter))
+    state["image_proj.proj.bias"] = torch.zeros(7)  # found wrong after the attention layers were replaced
+    broken = tmp_path / "ip-adapter_broken.safetensors"
+    save_file(state, str(broken))
+    shutil.copytree(tiny_adapters["sd1"].encoder, tmp_path / "image_encoder")
+    text = message(manager, tiny_models, broken)
+    assert text == ("Could not load the IP-Adapter ip-adapter_broken.safetensors: its weights do not match the "
+                    "model. It may be damaged or made for another model family.")
+    assert np.array_equal(run(manager, str(tiny_models["sd1"].folder)).image, base)
