@@ -12,6 +12,7 @@ from PySide6.QtGui import QColor
 from desktop.core.control_layers import COLOURS, ControlSpec
 from desktop.core.document import CanvasDocument
 from desktop.core.geometry import Bounds
+from desktop.core.layers import ImageLayer
 from desktop.ui.canvas.tools import Tool
 from tests.support.requests import make_request
 
@@ -207,3 +208,33 @@ def test_from_picture_on_an_empty_canvas_says_what_to_do(make_window, qtbot, pre
 
 def test_each_kind_has_its_own_tint():
     assert len(set(COLOURS[k] for k in ("canny", "lineart", "scribble", "depth", "none"))) == 5
+
+
+def test_from_picture_with_the_weight_free_canny_preprocessor_draws_the_picture_s_edges(make_window, qtbot):
+    pytest.importorskip("cv2")
+    window = make_window()
+    doc = open_photo(window, photo())
+    layer = add_control(window, "canny")
+    window.layers.controls.fill_from_picture()
+    qtbot.waitUntil(lambda: layer.pixels[..., 3].any(), timeout=30_000)
+    edges = layer.pixels[..., 3] > 0
+    columns = np.flatnonzero(edges.any(axis=0))
+    assert set(columns) <= {47, 48}, "the only edge is where dark meets light"
+    assert doc.history.undo_label == "Control from picture"
+
+
+def test_a_picture_layer_becomes_a_reference_and_leaves_the_picture(make_window, qtbot, fake_backend):
+    window = make_window()
+    doc = open_photo(window, photo())
+    style = np.zeros((80, 96, 4), np.uint8)
+    style[0:10, 0:20] = (10, 200, 10, 255)
+    layer = doc.add_layer(ImageLayer(style, "dropped"))
+    assert tuple(doc.composite()[5, 5, :3]) == (10, 200, 10)
+    menu = window.layers.buttons["control"].menu()
+    next(a for a in menu.actions() if a.data() == "active:style").trigger()
+    assert layer.control == ControlSpec("style", weight=0.6) and window.layers.controls.isVisible()
+    np.testing.assert_array_equal(doc.composite()[..., :3], photo(), "it left the picture")
+    reference = generate(window, qtbot, fake_backend).references[0]
+    assert reference.mode == "style" and reference.image.shape == (10, 20, 3)
+    window.undo()
+    assert layer.control is None and tuple(doc.composite()[5, 5, :3]) == (10, 200, 10)

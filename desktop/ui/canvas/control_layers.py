@@ -39,8 +39,9 @@ TIPS = {
 }
 
 
-def add_menu(parent: QWidget, add: Callable[[str], None]) -> QMenu:
-    """The "Control" button's menu: one entry per kind of control layer."""
+def add_menu(parent: QWidget, add: Callable[[str], None], convert: Callable[[str], None]) -> QMenu:
+    """The "Control" button's menu: one entry per kind of control layer, then the active layer (a picture put on
+    the canvas, say) used as a reference or a style."""
     menu = QMenu(parent)
     for kind in KINDS:
         if kind == "reference":
@@ -49,6 +50,13 @@ def add_menu(parent: QWidget, add: Callable[[str], None]) -> QMenu:
         action.setToolTip(TIPS[kind])
         action.setData(kind)
         action.triggered.connect(lambda _checked=False, k=kind: add(k))
+    menu.addSeparator()
+    for kind in REFERENCE_KINDS:
+        action = menu.addAction(f"Active layer as {LABELS[kind].lower()}")
+        action.setToolTip(f"The active layer's picture guides the {'style' if kind == 'style' else 'content'} "
+                          "and leaves the picture (Ctrl+Z undoes it)")
+        action.setData(f"active:{kind}")
+        action.triggered.connect(lambda _checked=False, k=kind: convert(k))
     menu.setToolTipsVisible(True)
     return menu
 

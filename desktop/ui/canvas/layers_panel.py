@@ -229,7 +229,7 @@ class LayersPanel(QWidget):
                 button.clicked.connect(slot)
             row.addWidget(button)
             self.buttons[key] = button
-        self.buttons["control"].setMenu(add_menu(self, self.add_control))
+        self.buttons["control"].setMenu(add_menu(self, self.add_control, self.use_active_as))
         self.buttons["control"].setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.controls = ControlSettings()
         self.controls.message.connect(self.message)
@@ -270,6 +270,15 @@ class LayersPanel(QWidget):
     def add_control(self, kind: str) -> None:
         """A new control layer of `kind` above the active layer; its settings show under the list."""
         self._run(lambda: self.doc.add_control_layer(ControlSpec.default(kind)))
+
+    def use_active_as(self, kind: str) -> None:
+        """Make the active picture layer a reference or style layer (one undo step)."""
+        layer = self.doc.active if self.doc is not None else None
+        if layer is None or layer.control is not None:
+            self.message.emit("Choose a picture layer first: its picture becomes the reference." if layer is None else
+                              f"{layer.name} is already a control layer; change its kind under the list.")
+            return
+        self._run(lambda: self.doc.set_control(layer, ControlSpec.default(kind)))
 
     def _on_active(self, edit) -> None:
         if self.doc.active is not None:
