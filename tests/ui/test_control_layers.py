@@ -238,3 +238,22 @@ def test_a_picture_layer_becomes_a_reference_and_leaves_the_picture(make_window,
     assert reference.mode == "style" and reference.image.shape == (10, 20, 3)
     window.undo()
     assert layer.control is None and tuple(doc.composite()[5, 5, :3]) == (10, 200, 10)
+
+
+def test_the_model_box_lists_the_controlnet_and_ip_adapter_files_of_the_model_folders(make_window, qtbot):
+    controlnets = pytest.importorskip("desktop.core.controlnets")
+    references = pytest.importorskip("desktop.core.references")
+    for folder, name in ((controlnets.own_folder(), "control_v11p_sd15_canny.safetensors"),
+                         (references.own_folder(), "ip-adapter_sd15.safetensors")):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"")
+    window = make_window()
+    add_control(window, "canny")
+    box = window.layers.controls.model
+    qtbot.waitUntil(lambda: box.count() == 2, timeout=10_000)
+    assert [box.itemText(i) for i in range(box.count())] == ["demo", "control_v11p_sd15_canny"]
+    box.setCurrentIndex(1)
+    box.activated.emit(1)
+    assert window.doc.active.control.model == "control_v11p_sd15_canny"
+    add_control(window, "reference")
+    assert [box.itemText(i) for i in range(box.count())] == ["demo", "ip-adapter_sd15"]

@@ -77,7 +77,8 @@ class ControlSettings(QWidget):
         self.layer: Layer | None = None
         self.run_in_background: Callable | None = None
         self.models_folders: Callable[[], list[str]] = list
-        self._controlnets: list[str] | None = None  # names found in the ControlNet folders (None: not looked yet)
+        self._models: dict[str, list[str]] | None = None  # "control" / "reference" -> file names found (None: not
+        # looked for yet)
         self._busy: set[int] = set()  # ids of layers a preprocessor is filling
 
         self.kind = QComboBox()
@@ -167,33 +168,31 @@ class ControlSettings(QWidget):
         busy = layer.id in self._busy
         self.from_picture.setEnabled(not busy)
         self.from_picture.setText("Working…" if busy else "From picture")
-        if self._controlnets is None and not reference:
-            self._look_for_controlnets()
+        if self._models is None:
+            self._look_for_models()
 
     def _fill_models(self, spec: ControlSpec) -> None:
-        names = [DEMO_CONTROLNET] + ([] if spec.is_reference else list(self._controlnets or []))
+        names = [DEMO_CONTROLNET, *(self._models or {}).get("reference" if spec.is_reference else "control", [])]
         if spec.model not in names:
             names.append(spec.model)
         self.model.clear()
         self.model.addItems(names)
         self.model.setCurrentIndex(names.index(spec.model))
 
-    def _look_for_controlnets(self) -> None:
-        """List the ControlNets of the model folders, off the GUI thread (a folder scan)."""
-        self._controlnets = []
+    def _look_for_models(self) -> None:
+        """List the ControlNets and IP-Adapters of the model folders, off the GUI thread (folder scans)."""
+        self._models = {}
         folders = list(self.models_folders())
 
-        def scan() -> list[str]:
-            try:
-                from desktop.core.controlnets import list_controlnets
-            except ImportError:  # an install without ControlNet support: demo and paths only
-                return []
-            return sorted(list_controlnets(folders))
+        def scan() -> dict[str, list[str]]:
+            return {"control": _controlnet_names(folders), "reference": _adapter_names(folders)}
 
-        def found(names: list[str]) -> None:
-            self._controlnets = names
-            if self.layer is not None and not self.layer.control.is_reference:
+        def found(models: dict[str, list[str]]) -> None:
+            self._models = models
+            if self.layer is not None and self.layer.control is not None:
+                self.model.blockSignals(True)
                 self._fill_models(self.layer.control)
+                self.model.blockSignals(False)
 
         if self.run_in_background is not None:
             self.run_in_background(scan, found, lambda _error: None)
@@ -312,3 +311,30 @@ def _over_white(rgba: np.ndarray) -> np.ndarray:
 def _sentence(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _is_adapter(name: str) -> bool:
+    """IP-Adapter files share A1111's ControlNet folder; their names say what they are (ip-adapter_sd15...)."""
+    return "adapter" in name.casefold()
+
+
+def _controlnet_names(folders: list[str]) -> list[str]:
+    try:
+        from desktop.core.controlnets import list_controlnets
+    except ImportError:  # an install without ControlNet support: demo and paths only
+        return []
+    return sorted(name for name in list_controlnets(folders) if not _is_adapter(name))
+
+
+def _adapter_names(folders: list[str]) -> list[str]:
+    try:
+        from desktop.core.references import SUFFIX, adapter_folders
+    except ImportError:
+        return []
+    names = set()
+    for folder in adapter_folders(folders):
+        try:
+            names.update(p.stem for p in folder.iterdir() if p.suffix.lower() == SUFFIX and _is_adapter(p.stem))
+        except OSError:
+            continue
+    return sorted(names)
