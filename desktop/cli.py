@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"hires fix upscaler: {', '.join(HIRES_UPSCALERS)}, or an upscaler file's name or path (default: Latent)")
     add("--hires-steps", type=int, default=0, help="steps of the hires pass; 0: as --steps (default)")
     add("--hires-denoise", type=float, default=0.7, help="denoising strength of the hires pass (default: 0.7)")
+    add("--control", action="append", default=[], type=_control, metavar="model=M,image=PATH,...",
+        help="ControlNet guidance, repeatable: comma-separated model=M (a ControlNet file or folder, its name, or "
+             "demo; default demo), image=PATH (required), type=canny|lineart|scribble|depth|none (default none; "
+             "another type runs its preprocessor on the picture unless preprocessed=1), weight=1, start=0, end=1")
     add("--reference", action="append", default=[], type=_reference, metavar="image=PATH,...",
         help="a reference picture (IP-Adapter), repeatable: comma-separated image=PATH (required), weight=0.6, "
              "mode=content|style (style: only the adapter's style layers), adapter=NAME|PATH|demo (default demo)")
@@ -91,7 +95,7 @@ OPTIONS = {"prompt": "--prompt", "negative_prompt": "--negative", "model": "--mo
            "reference": "--reference",
            "hires_resize": "--hires-resize", "hires_resize_width": "--hires-resize", "hires_resize_height":
            "--hires-resize", "hires_upscaler": "--hires-upscaler", "hires_steps": "--hires-steps",
-           "hires_denoise": "--hires-denoise"}
+           "hires_denoise": "--hires-denoise", "control": "--control"}
 
 
 def _margins(text: str) -> Margins:
@@ -153,7 +157,51 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
         outpaint=args.expand,
         hires=_hires(args, mode),
         references=tuple(_references(args.reference)),
+        controls=tuple(_controls(args.control)),
     )
+
+
+CONTROL_KEYS = ("model", "image", "type", "weight", "start", "end", "preprocessed")
+
+
+def _control(text: str) -> dict[str, str]:
+    """--control's comma-separated key=value parts (split at each part's first '=', so C:\\x\\y.png works)."""
+    from desktop.core.control import CONTROL_TYPES
+
+    spec: dict[str, str] = {}
+    for part in filter(str.strip, text.split(",")):
+        key, equals, value = part.partition("=")
+        key = key.strip().lower()
+        if not equals or key not in CONTROL_KEYS:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not key=value with a key of "
+                                             f"{', '.join(CONTROL_KEYS)}")
+        spec[key] = value.strip()
+        if key in ("weight", "start", "end") and not _is_number(spec[key]):
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: {key} must be a number")
+        if key == "type" and spec[key] not in CONTROL_TYPES:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: the type must be one of {', '.join(CONTROL_TYPES)}")
+        if key == "preprocessed" and spec[key] not in ("0", "1"):
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: preprocessed must be 0 or 1")
+    if not spec.get("image"):
+        raise argparse.ArgumentTypeError(f"{text!r} names no control picture; add image=PATH")
+    return spec
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return float(text) == float(text)  # not NaN
+    except ValueError:
+        return False
+
+
+def _controls(specs: list[dict[str, str]]):
+    from desktop.core.control import DEMO_CONTROLNET, Control
+
+    for spec in specs:
+        kind = spec.get("type", "none")
+        yield Control(model=spec.get("model") or DEMO_CONTROLNET, image=load_image(Path(spec["image"])), type=kind,
+                      weight=float(spec.get("weight", 1)), start=float(spec.get("start", 0)),
+                      end=float(spec.get("end", 1)), preprocess=kind != "none" and spec.get("preprocessed") != "1")
 
 
 REFERENCE_KEYS = ("image", "weight", "mode", "adapter")

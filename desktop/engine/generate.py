@@ -36,7 +36,7 @@ from desktop.core.progress import TaskState
 from desktop.core.request import (DEMO_HIRES_UPSCALER, GenerationRequest, InpaintArea, InpaintSettings, MaskedContent,
                                   Mode)
 
-from . import editing, hires, inpaint
+from . import controlnet, editing, hires, inpaint
 from .models import CHECKPOINT, ModelManager
 from . import reference
 from .schedulers import make_scheduler
@@ -62,6 +62,7 @@ class Prepared:
     finish: Callable[[np.ndarray], np.ndarray] = lambda image: image
     extras: tuple = ()  # what the pipeline needs beside the model (a ControlNet, ...): part of its cache key
     shown: tuple[float, float] = (1.0, 1.0)  # the part of the generated width and height that is the result
+    crop: Bounds | None = None  # inpaint "only masked": the part of the input picture that is generated
 
 
 class Addons(Protocol):
@@ -112,7 +113,10 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     references = reference.prepare(request.references, models, getattr(addons, "folders", ()), state,
                                    request.sampling.cfg_scale > 1)
     embeddings = extras.embeddings
+    guidance = controlnet.prepare(request, models, getattr(addons, "folders", ()), state, loaded)
     prepared = prepare(request, Traits(loaded.family, loaded.inpaint_model))
+    if guidance is not None:
+        prepared = guidance.attach(prepared, request)
     sampling = request.sampling
     second = hires.plan(request) if request.hires.enabled else None
     enlarge = _enlarger(request.hires.upscaler, models, state, addons, loaded.ref) \
@@ -200,7 +204,7 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
         first = generated if latent else [finish(image) for image in _pictures(generated)]
         try:
             generated, pipe, finish = _hires_pass(request, second, loaded.inpaint_model, first, pipe, denoise, state,
-                                                  enlarge)
+                                                  enlarge, guidance)
         except OutOfMemory:  # the first pass's pictures are kept, as made without the hires fix
             state.status(f"The {models.device.description} ran out of memory in the hires fix's second pass at "
                          f"{second.target.width}x{second.target.height}, even with lighter settings: the first "
@@ -213,18 +217,20 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     finite = _check_finite(generated, last.get("latents"), pipe.vae.dtype, state)
     images = _pictures(generated[finite])
     seeds = [seed for seed, kept in zip(sampling.seeds, finite, strict=True) if kept]
-    params = extras.params(schedule)
+    params = extras.params(schedule) + (guidance.params if guidance is not None else ())
     params += references.params if references is not None else ()
     return [Result(finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
 
 
 def _hires_pass(request: GenerationRequest, second: hires.Plan, inpainting_model: bool, first, pipe, denoise,
-                state: TaskState, enlarge=None):
+                state: TaskState, enlarge=None, guidance=None):
     """The hires fix's upscale and second pass (desktop/engine/hires.py): (pictures, pipe, finish)."""
     state.status(f"Hires fix, pass 2/2: {request.hires.upscaler} to {second.target.width}x{second.target.height}, "
                  f"{second.steps} steps at denoising strength {request.hires.denoise:g}")
     prepared = hires.second_pass(request, second, inpainting_model, first,
                                  lambda latents: _pictures(hires.decode(pipe, latents)), enlarge)
+    if guidance is not None:  # A1111 applies the controls to the second pass too, at its size
+        prepared = guidance.attach(prepared, request, second)
     spans = editing.spans(request.conditioning, second.steps, after=request.sampling.steps)
     output, _, pipe = denoise(prepared, spans, second.schedule_steps, "np")
     return output.images, pipe, prepared.finish
@@ -447,7 +453,7 @@ def _inpaint(request: GenerationRequest, traits: Traits) -> Prepared:
         patch = _resize(crop_finish(generated), box.extent)
         return _paste_region(original, patch, soft_full, box)
 
-    return dataclasses.replace(prepared, finish=finish)
+    return dataclasses.replace(prepared, finish=finish, crop=box)
 
 
 Preparer = Callable[[GenerationRequest, Traits], Prepared]

@@ -53,6 +53,13 @@ _PIPELINES = {
     ("sdxl", "txt2img", frozenset()): diffusers.StableDiffusionXLPipeline,
     ("sdxl", "img2img", frozenset()): diffusers.StableDiffusionXLImg2ImgPipeline,
     ("sdxl", "inpaint", frozenset()): diffusers.StableDiffusionXLInpaintPipeline,
+    # ControlNet guidance (desktop/engine/controlnet.py): one ControlNetModel, or a MultiControlNetModel for several
+    ("sd", "txt2img", frozenset({"controlnet"})): diffusers.StableDiffusionControlNetPipeline,
+    ("sd", "img2img", frozenset({"controlnet"})): diffusers.StableDiffusionControlNetImg2ImgPipeline,
+    ("sd", "inpaint", frozenset({"controlnet"})): diffusers.StableDiffusionControlNetInpaintPipeline,
+    ("sdxl", "txt2img", frozenset({"controlnet"})): diffusers.StableDiffusionXLControlNetPipeline,
+    ("sdxl", "img2img", frozenset({"controlnet"})): diffusers.StableDiffusionXLControlNetImg2ImgPipeline,
+    ("sdxl", "inpaint", frozenset({"controlnet"})): diffusers.StableDiffusionXLControlNetInpaintPipeline,
 }
 # Their warnings and tqdm bars go to stderr, which a windowed app does not have;
 # anything the user must know is raised as an error with a message instead.
@@ -196,9 +203,23 @@ class ModelManager:
             entry = self._held.pop(key, None)
             if entry is not None and entry.value is self.current:
                 self.current = None
+            if entry is not None and not isinstance(entry.value, LoadedModel):
+                self._forget_pipelines_using(entry.value)
         if kind is None:
             self.current = None
         self.release_cache()
+
+    def _forget_pipelines_using(self, module) -> None:
+        """Drop the pipelines made with an auxiliary model just unloaded (alone, or in a MultiControlNetModel),
+        so that they do not keep its weights in memory."""
+        def uses(extra) -> bool:
+            return extra is module or any(net is module for net in getattr(extra, "nets", ()))
+
+        for held in self._held.values():
+            if isinstance(held.value, LoadedModel):
+                pipes = held.value.pipelines
+                for key in [k for k in pipes if any(uses(extra) for _, extra in k[1])]:
+                    del pipes[key]
 
     # -- using the current checkpoint -----------------------------------------
 
