@@ -1,0 +1,209 @@
+"""ControlNet guidance end to end on the tiny models: what the control pictures change, and what they must not."""
+
+import numpy as np
+import pytest
+import torch
+
+from desktop.core.control import Control
+from desktop.core.errors import SfumatoError
+from desktop.core.geometry import Bounds
+from desktop.core.progress import TaskState
+from desktop.core.request import Hires, InpaintArea, Mode
+from desktop.engine import controlnet, generate, tiny_control
+from desktop.engine.models import CHECKPOINT
+from tests.support.requests import make_request
+
+
+@pytest.fixture(scope="session")
+def controls(tiny_models, tmp_path_factory):
+    """kind -> TinyControlNet built from the tiny model of that kind."""
+    root = tmp_path_factory.mktemp("tiny-controls")
+
+    class Built(dict):
+        def __missing__(self, kind):
+            self[kind] = tiny_control.build(root, kind, models_root=tiny_models[kind].folder.parent)
+            return self[kind]
+
+    return Built()
+
+
+def picture(seed=0, w=64, h=64):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def run(manager, model, **fields):
+    fields = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 3, "seed": 1, "model": model, **fields}
+    return generate.run(make_request(**fields), TaskState(), manager)
+
+
+def image(manager, model, *controls, **fields):
+    return run(manager, model, controls=tuple(controls), **fields)[0].image
+
+
+def differ(a, b) -> float:
+    return float(np.abs(a.astype(int) - b.astype(int)).mean())
+
+
+@pytest.mark.parametrize("kind", ["sd1", "sdxl"])
+def test_both_layouts_load_by_the_real_loaders_to_the_same_weights(controls, kind):
+    built = controls[kind]
+    folder = controlnet.read(built.folder, "folder", torch.float32)
+    single = controlnet.read(built.file, "file", torch.float32)
+    assert {k: v for k, v in folder.config.items() if not k.startswith("_")} == \
+        {k: v for k, v in single.config.items() if not k.startswith("_")}
+    a, b = folder.state_dict(), single.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(bool(v.any()) for k, v in a.items() if k.startswith("controlnet_down_blocks"))  # not zero convs
+    if kind == "sd1":
+        from safetensors import safe_open
+
+        with safe_open(str(built.file), "pt") as f:
+            keys = set(f.keys())
+        for prefix in ("control_model.input_blocks.", "control_model.zero_convs.", "control_model.input_hint_block.",
+                       "control_model.middle_block_out."):
+            assert any(k.startswith(prefix) for k in keys), prefix
+
+
+def test_both_layouts_give_the_same_pixels(cpu_manager, tiny_models, controls):
+    sd1, control = str(tiny_models["sd1"].folder), picture(3)
+    from_folder = image(cpu_manager, sd1, Control(str(controls["sd1"].folder), control))
+    from_file = image(cpu_manager, sd1, Control(str(controls["sd1"].file), control))
+    assert np.array_equal(from_folder, from_file)
+
+
+def test_a_control_at_weight_0_or_ending_at_0_gives_the_pixels_of_none(cpu_manager, tiny_models, controls):
+    sd1, ref = str(tiny_models["sd1"].folder), str(controls["sd1"].file)
+    none = image(cpu_manager, sd1)
+    assert np.array_equal(image(cpu_manager, sd1, Control(ref, picture(), weight=0.0)), none)
+    assert np.array_equal(image(cpu_manager, sd1, Control(ref, picture(), start=0.0, end=0.0)), none)
+    acting = image(cpu_manager, sd1, Control(ref, picture()))
+    assert differ(acting, none) > 1  # the same control at weight 1 does change the picture
+
+
+def test_changing_the_control_picture_changes_the_result(cpu_manager, tiny_models, controls):
+    sd1, ref = str(tiny_models["sd1"].folder), str(controls["sd1"].file)
+    a = image(cpu_manager, sd1, Control(ref, picture(1)))
+    again = image(cpu_manager, sd1, Control(ref, picture(1)))
+    b = image(cpu_manager, sd1, Control(ref, picture(2)))
+    assert np.array_equal(a, again)
+    assert differ(a, b) > 0.5
+
+
+def test_two_controlnets_at_once(cpu_manager, tiny_models, controls):
+    sd1 = str(tiny_models["sd1"].folder)
+    first = Control(str(controls["sd1"].file), picture(1))
+    second = Control(str(controls["sd1"].folder), picture(2), weight=0.5, start=0.2, end=0.8)
+    one = run(cpu_manager, sd1, controls=(first,))[0]
+    both = run(cpu_manager, sd1, controls=(first, second))[0]
+    assert differ(one.image, both.image) > 0.5
+    muted = image(cpu_manager, sd1, first, second.replace(weight=0.0))
+    assert np.array_equal(muted, one.image)
+    params = dict(both.params)
+    assert params["ControlNet 0"].startswith("Module: none, Model: tiny-control-sd1 [")
+    assert params["ControlNet 1"].startswith("Module: none, Model: tiny-control-sd1 [")
+    assert params["ControlNet 1"].endswith("Weight: 0.5, Guidance Start: 0.2, Guidance End: 0.8")
+
+
+def test_the_demo_controlnet_is_built_beside_the_demo_model(cpu_manager):
+    result = run(cpu_manager, "demo", controls=(Control("demo", picture()),), steps=2)[0]
+    assert result.image.shape == (64, 64, 3)
+    assert dict(result.params)["ControlNet 0"].startswith("Module: none, Model: demo [")
+
+
+def test_a_controlnet_of_another_family_is_refused_naming_both(cpu_manager, tiny_models, controls):
+    with pytest.raises(SfumatoError) as refused:
+        run(cpu_manager, str(tiny_models["sd1"].folder), controls=(Control(str(controls["sdxl"].file), picture()),))
+    message = str(refused.value)
+    assert "is a SDXL ControlNet" in message and "is a SD 1.x model" in message and "\n" not in message
+
+
+def test_sdxl_with_a_controlnet(cpu_manager, tiny_models, controls):
+    sdxl, ref = str(tiny_models["sdxl"].folder), str(controls["sdxl"].folder)
+    none = image(cpu_manager, sdxl, steps=2)
+    assert np.array_equal(image(cpu_manager, sdxl, Control(ref, picture(), weight=0.0), steps=2), none)
+    assert differ(image(cpu_manager, sdxl, Control(ref, picture()), steps=2), none) > 0.5
+
+
+def test_img2img_takes_the_control(cpu_manager, tiny_models, controls):
+    sd1, ref = str(tiny_models["sd1"].folder), str(controls["sd1"].file)
+    fields = dict(mode=Mode.IMG2IMG, init_image=picture(7, 80, 72), width=80, height=72, strength=0.75, steps=4)
+    none = image(cpu_manager, sd1, **fields)
+    muted = image(cpu_manager, sd1, Control(ref, picture(1), weight=0.0), **fields)
+    guided = image(cpu_manager, sd1, Control(ref, picture(1, 40, 36)), **fields)  # any size: resized to 80x72
+    assert np.array_equal(muted, none)
+    assert guided.shape == (72, 80, 3) and differ(guided, none) > 0.5
+
+
+def test_inpaint_only_masked_crops_the_control_picture_as_the_picture(cpu_manager, tiny_models, controls):
+    sd1, ref = str(tiny_models["sd1"].folder), str(controls["sd1"].file)
+    init = picture(7, 128, 128)
+    mask = np.zeros((128, 128), np.uint8)
+    mask[Bounds(80, 80, 24, 24).slices] = 255
+    fields = dict(mode=Mode.INPAINT, init_image=init, mask=mask, inpaint_area=InpaintArea.ONLY_MASKED, inpaint_padding=8,
+                  mask_blur=2, width=64, height=64, steps=4)
+    control = picture(1, 128, 128)
+    elsewhere = control.copy()
+    elsewhere[:64, :64] = 255 - elsewhere[:64, :64]  # far from the mask's crop
+    inside = control.copy()
+    inside[84:100, 84:100] = 255 - inside[84:100, 84:100]
+    a = image(cpu_manager, sd1, Control(ref, control), **fields)
+    assert a.shape == (128, 128, 3)
+    assert np.array_equal(a[:64, :64], init[:64, :64])  # nothing outside the mask changes
+    assert np.array_equal(image(cpu_manager, sd1, Control(ref, elsewhere), **fields), a)
+    assert differ(image(cpu_manager, sd1, Control(ref, inside), **fields)[80:104, 80:104], a[80:104, 80:104]) > 0.5
+
+
+def test_the_hires_fix_second_pass_takes_the_control_at_its_size(cpu_manager, tiny_models, controls, monkeypatch):
+    sd1, ref = str(tiny_models["sd1"].folder), str(controls["sd1"].file)
+    seen = []
+    attach = controlnet.Guidance.attach
+
+    def spy(self, prepared, request, hires_plan=None):
+        done = attach(self, prepared, request, hires_plan)
+        seen.append((done.task, done.inputs.get("image") if done.task == "txt2img" else done.inputs["control_image"]))
+        return done
+
+    monkeypatch.setattr(controlnet.Guidance, "attach", spy)
+    hires = Hires(enabled=True, scale=1.5, upscaler="Latent", steps=2)
+    result = run(cpu_manager, sd1, controls=(Control(ref, picture()),), steps=2, hires=hires, width=64, height=80)[0]
+    assert result.image.shape == (120, 96, 3)
+    assert [(task, picture.size) for task, picture in seen] == [("txt2img", (64, 80)), ("img2img", (96, 120))]
+
+
+def test_a_controlnet_loads_once_and_unloading_it_frees_its_pipelines(cpu_manager, tiny_models, controls):
+    sd1, ref = str(tiny_models["sd1"].folder), str(controls["sd1"].folder)
+    run(cpu_manager, sd1, controls=(Control(ref, picture()),), steps=2)
+    key = str(controls["sd1"].folder.resolve())
+    net = cpu_manager.held(controlnet.KIND, key)
+    assert net is not None
+    said = []
+    controlnet.load(ref, cpu_manager, TaskState(on_status=said.append))
+    assert said == []  # held: nothing read again
+    loaded = cpu_manager.held(CHECKPOINT, sd1)
+    assert any(extras for _, extras in loaded.pipelines)
+    cpu_manager.unload(controlnet.KIND, key)
+    assert not any(module is net for _, extras in loaded.pipelines for _, module in extras)
+
+
+def test_a_preprocessed_control_without_its_preprocessor_says_so(cpu_manager, tiny_models, controls, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_preprocess(name, globals=None, locals=None, fromlist=(), level=0):
+        if level and fromlist and "preprocess" in fromlist:
+            raise ImportError("not yet")
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(builtins, "__import__", no_preprocess)
+    control = Control(str(controls["sd1"].file), picture(), type="canny", preprocess=True)
+    with pytest.raises(SfumatoError, match="The canny preprocessor is not part of this version"):
+        controlnet.control_picture(control)
+
+
+def test_a_transparent_control_picture_is_black_where_transparent():
+    rgba = np.full((8, 8, 4), 255, np.uint8)
+    rgba[:4, ..., 3] = 0
+    seen = controlnet.control_picture(Control("demo", rgba))
+    assert seen.shape == (8, 8, 3) and (seen[:4] == 0).all() and (seen[4:] == 255).all()
