@@ -117,6 +117,9 @@ def test_the_spec_clamps_what_it_is_given_and_refuses_an_unknown_kind():
     assert (spec.model, spec.weight, spec.start, spec.end) == ("demo", 2.0, 0.4, 0.4)
     with pytest.raises(ValueError, match="kind"):
         ControlSpec("pose")
+    odd = ControlSpec.from_attributes({"control": "depth", "control-weight": "nan", "control-start": "-inf",
+                                       "control-end": "1e999", "control-model": "m" * 100_000}.get)
+    assert (odd.weight, odd.start, odd.end, len(odd.model)) == (1.0, 0.0, 1.0, 1000)
 
 
 def test_ora_keeps_control_layers_as_plain_layers_with_sfumato_attributes(tmp_path):

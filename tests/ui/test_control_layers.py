@@ -257,3 +257,16 @@ def test_the_model_box_lists_the_controlnet_and_ip_adapter_files_of_the_model_fo
     assert window.doc.active.control.model == "control_v11p_sd15_canny"
     add_control(window, "reference")
     assert [box.itemText(i) for i in range(box.count())] == ["demo", "ip-adapter_sd15"]
+
+
+def test_closing_a_picture_with_only_a_painted_control_layer_asks_to_save_it(make_window, qtbot, answer_dialogs):
+    window = make_window()
+    doc = window.doc
+    layer = add_control(window, "scribble")
+    window.tools.set_tool(Tool.BRUSH)
+    drag(qtbot, window.canvas, [at(window, 20, 20), at(window, 60, 20)])
+    assert layer.pixels.any() and not doc.composite().any()
+    answer_dialogs["save_changes"] = "cancel"
+    assert not window.files.new(), "the person is asked, and Cancel keeps the scribble"
+    assert window.doc is doc
+    answer_dialogs["save_changes"] = "discard"  # the window may close at the end

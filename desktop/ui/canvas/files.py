@@ -272,7 +272,8 @@ class CanvasFiles(QObject):
 
     def confirm_discard(self, action: str) -> bool:
         """True when the document may be replaced or closed (saved first if the user says so)."""
-        if self.doc is None or not self.doc.modified or not (self.doc.composite().any() or self.doc.mask().any()):
+        if self.doc is None or not self.doc.modified or not (self.doc.composite().any() or self.doc.mask().any()
+                                                             or _controls_painted(self.doc)):
             return True  # nothing unsaved, or nothing to lose (an empty canvas whose frame moved)
         answer = self.ask_save_changes(action)
         if answer == "cancel":
@@ -341,3 +342,8 @@ def _export(path: Path, snapshot: DocumentSnapshot) -> None:
         paper.paste(image, mask=image.getchannel("A"))
         image = paper
     atomic.write_with(path, lambda handle: image.save(handle, format=fmt, **options))
+
+
+def _controls_painted(doc: CanvasDocument) -> bool:
+    """Something is on a control layer (not part of the composite, but work to lose all the same)."""
+    return any(layer.control is not None and layer.pixels.any() for layer in doc.layers)
