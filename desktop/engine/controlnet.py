@@ -256,23 +256,22 @@ def check_family(net, name: str, unet, model_name: str) -> None:
 # -- control pictures and the pipeline ------------------------------------------------------------------------------
 
 
-def control_picture(control: Control, models_folders=()) -> np.ndarray:
-    """The picture the ControlNet sees (HxWx3 uint8): transparent parts are black (no line, no edge); the type's
-    preprocessor runs first when the control asks for it."""
+def control_picture(control: Control, models_folders=(), state: TaskState | None = None) -> np.ndarray:
+    """The picture the ControlNet sees (HxWx3 uint8): the type's preprocessor's output when the control asks for it
+    (desktop/engine/preprocess.py), else the picture as it is, transparent parts black (no line, no edge)."""
     image = control.image
+    if control.preprocess and control.type != "none":
+        try:
+            from . import preprocess
+        except ImportError:
+            raise SfumatoError(f"The {control.type} preprocessor is not part of this version of Sfumato: give a "
+                               "control picture made already, with type none (preprocessed=1 on the command "
+                               "line).") from None
+        return preprocess.run(control.type, image, models_folders, state)
     if image.shape[2] == 4:
         alpha = image[..., 3:].astype(np.float32) / 255.0
         image = (image[..., :3].astype(np.float32) * alpha + 0.5).astype(np.uint8)
-    image = np.ascontiguousarray(image[..., :3])
-    if not control.preprocess or control.type == "none":
-        return image
-    try:
-        from . import preprocess
-    except ImportError:
-        raise SfumatoError(f"The {control.type} preprocessor is not part of this version of Sfumato: give a "
-                           "control picture made already, with type none (preprocessed=1 on the command "
-                           "line).") from None
-    return preprocess.run(control.type, image, models_folders)
+    return np.ascontiguousarray(image[..., :3])
 
 
 @dataclass
@@ -341,7 +340,7 @@ def prepare(request, models, folders, state: TaskState, loaded) -> Guidance | No
         net = _load(path, name, models, state, spare={(CHECKPOINT, loaded.ref)})
         check_family(net, name, unet, loaded.name)
         nets.append(net)
-        pictures.append(control_picture(control, folders))
+        pictures.append(control_picture(control, folders, state))
         acts = control.start < control.end  # diffusers refuses start >= end: such a control never acts
         scales.append(float(control.weight) if acts else 0.0)
         starts.append(float(control.start) if acts else 0.0)

@@ -207,3 +207,17 @@ def test_a_transparent_control_picture_is_black_where_transparent():
     rgba[:4, ..., 3] = 0
     seen = controlnet.control_picture(Control("demo", rgba))
     assert seen.shape == (8, 8, 3) and (seen[:4] == 0).all() and (seen[4:] == 255).all()
+
+
+def test_a_control_asking_for_it_is_preprocessed_first(cpu_manager, tiny_models, controls):
+    from desktop.engine import preprocess
+
+    sd1, ref = str(tiny_models["sd1"].folder), str(controls["sd1"].file)
+    photo = np.zeros((64, 64, 3), np.uint8)
+    photo[16:48, 16:48] = 200
+    edges = preprocess.run("canny", photo)
+    assert np.array_equal(controlnet.control_picture(Control(ref, photo, type="canny", preprocess=True)), edges)
+    assert np.array_equal(controlnet.control_picture(Control(ref, photo, type="canny")), photo)  # made already
+    made = run(cpu_manager, sd1, controls=(Control(ref, photo, type="canny", preprocess=True),))[0]
+    assert np.array_equal(made.image, image(cpu_manager, sd1, Control(ref, edges, type="canny")))
+    assert dict(made.params)["ControlNet 0"].startswith("Module: canny, Model: tiny-control-sd1 [")
