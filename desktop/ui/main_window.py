@@ -135,6 +135,7 @@ class MainWindow(QMainWindow):
         self.background = Background(self)
         self.layers.controls.run_in_background = self.background.run  # "From picture" preprocesses off the GUI
         self.layers.controls.models_folders = lambda: self.settings.models_folders
+        self.layers.controls.failed.connect(self.show_error)
         self.gallery_store: GalleryStore | None = None
         self._open_gallery()
         if settings.notice:

@@ -270,3 +270,19 @@ def test_closing_a_picture_with_only_a_painted_control_layer_asks_to_save_it(mak
     assert not window.files.new(), "the person is asked, and Cancel keeps the scribble"
     assert window.doc is doc
     answer_dialogs["save_changes"] = "discard"  # the window may close at the end
+
+
+def test_a_preprocessor_that_fails_says_why_above_the_canvas(make_window, qtbot, preprocessor, monkeypatch):
+    import desktop.engine.preprocess as module
+
+    def missing(*args, **kwargs):
+        raise RuntimeError("Depth needs the Depth Anything V2 Small weights; put their folder in models/preprocessors")
+
+    monkeypatch.setattr(module, "run", missing)
+    window = make_window()
+    open_photo(window, photo())
+    layer = add_control(window, "depth")
+    window.layers.controls.fill_from_picture()
+    qtbot.waitUntil(window.error_banner.isVisible, timeout=10_000)
+    assert "Depth from the picture did not work: Depth needs" in window.error_banner.text()
+    assert window.layers.controls.from_picture.isEnabled() and not layer.pixels.any()

@@ -63,13 +63,16 @@ def add_menu(parent: QWidget, add: Callable[[str], None], convert: Callable[[str
 
 class ControlSettings(QWidget):
     """Signals:
-    message(str): why something could not be done, or what was done.
+    message(str): why something could not be done, or what was done (a short note).
+    failed(str): the preprocessor failed: what happened and what to do (depth's weights are missing...), to show
+        where a long sentence can be read.
 
     `run_in_background(work, done, failed)` runs the preprocessor off the GUI thread (the window's
     Background.run); `models_folders()` says where to look for ControlNets and preprocessor weights.
     """
 
     message = Signal(str)
+    failed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -285,7 +288,7 @@ class ControlSettings(QWidget):
         def failed(error: BaseException) -> None:
             self._busy.discard(layer.id)
             self.show_layer(self.doc.active if self.doc is not None else None)
-            self.message.emit(f"{LABELS[kind]} from the picture did not work: {_sentence(error)}")
+            self.failed.emit(f"{LABELS[kind]} from the picture did not work: {_sentence(error)}")
 
         self._busy.add(layer.id)
         self.show_layer(layer)
