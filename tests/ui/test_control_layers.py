@@ -286,3 +286,34 @@ def test_a_preprocessor_that_fails_says_why_above_the_canvas(make_window, qtbot,
     qtbot.waitUntil(window.error_banner.isVisible, timeout=10_000)
     assert "Depth from the picture did not work: Depth needs" in window.error_banner.text()
     assert window.layers.controls.from_picture.isEnabled() and not layer.pixels.any()
+
+
+def _generate_and_read(window, qtbot):
+    """Generate what the frame holds; the result's pixels and its saved parameters (the infotext)."""
+    from PIL import Image
+
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT) as shown:
+        assert window.generate(), window.error_banner.text()
+    window.generation.discard_all()
+    image, _seed, path = shown.args[0][0]
+    return np.asarray(image), Image.open(path).info.get("parameters", "")
+
+
+@pytest.mark.engine
+def test_a_painted_scribble_layer_steers_a_real_generation_with_the_demo_controlnet(make_window, qtbot):
+    """End to end on the tiny SD 1 model: the scribble changes the picture, and the infotext names the control."""
+    window = make_window()
+    window.panel.set_request(make_request(prompt="a house", steps=2, seed=5, sampler="Euler", width=64, height=64))
+    window.doc.set_frame(Bounds(0, 0, 64, 64))
+    plain = _generate_and_read(window, qtbot)
+    layer = add_control(window, "scribble")
+    window.tools.set_tool(Tool.BRUSH)
+    window.tools.set_brush(size=10, hardness=1.0, opacity=1.0)
+    drag(qtbot, window.canvas, [at(window, 8, 30), at(window, 56, 30)])
+    window.layers.controls.strength.setValue(200)
+    guided = _generate_and_read(window, qtbot)
+    assert not np.array_equal(plain[0], guided[0]), "the scribble changed the picture"
+    assert "ControlNet 0:" in guided[1] and "scribble" in guided[1], guided[1]
+    window.doc.set_property(layer, "visible", False)
+    hidden = _generate_and_read(window, qtbot)
+    np.testing.assert_array_equal(hidden[0], plain[0], "hidden, it guides nothing")
