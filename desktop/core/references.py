@@ -7,10 +7,12 @@ ComfyUI's ``models/ipadapter`` (beside ``models/checkpoints``) and A1111's ``mod
 ``.safetensors`` adapters are used (the ``.bin`` ones are pickles).
 
 An adapter needs the CLIP image encoder it was trained with: a transformers folder (config.json +
-model.safetensors, as h94/IP-Adapter's ``image_encoder``), found ``image_encoder`` beside the adapter file
-(h94's layout) or in a ``clip_vision`` folder (Sfumato's own ``<models>/clip_vision``, ComfyUI's
-``models/clip_vision`` beside its ``models/ipadapter``). Of several, the first whose output width is the
-one the adapter's image projection takes.
+model.safetensors, as h94/IP-Adapter's ``image_encoder``), or that model.safetensors alone, as ComfyUI keeps
+them (``CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors``: its config is read from its tensor shapes, for the
+CLIP towers IP-Adapters use). It is found ``image_encoder`` beside the adapter file (h94's layout) or in a
+``clip_vision`` folder (Sfumato's own ``<models>/clip_vision``, ComfyUI's ``models/clip_vision`` beside its
+``models/ipadapter``). Of several, the first whose output width is the one the adapter's image projection
+takes.
 
 The infotext writes one key per reference (our own key family, so A1111's ``ControlNet N`` keys stay the
 ControlNets'): ``IP-Adapter 0: "Model: ip-adapter_sd15 [0123abcd], Weight: 0.6, Mode: style"``.
@@ -144,8 +146,45 @@ def read_adapter(path: Path) -> AdapterLayout:
                          "Use an IP-Adapter, IP-Adapter Plus or Full face file.")
 
 
+# The CLIP vision towers IP-Adapters are trained with, by width: (attention heads, activation). A single
+# encoder file has no config, and its shapes do not tell these two.
+VISION_TOWERS = {768: (12, "quick_gelu"), 1024: (16, "quick_gelu"), 1280: (16, "gelu"), 1664: (16, "gelu")}
+_VISION = "vision_model."
+
+
+def encoder_config(shapes: dict[str, tuple[int, ...]]) -> dict | None:
+    """The transformers CLIPVisionConfig values of a single-file image encoder in transformers' key layout
+    (ComfyUI's clip_vision files), from its tensor shapes; None when it is not one, or not a known tower."""
+    patch = shapes.get(_VISION + "embeddings.patch_embedding.weight")
+    positions = shapes.get(_VISION + "embeddings.position_embedding.weight")
+    projection = shapes.get("visual_projection.weight")
+    fc1 = shapes.get(_VISION + "encoder.layers.0.mlp.fc1.weight")
+    if None in (patch, positions, projection, fc1) or len(patch) != 4 or patch[0] not in VISION_TOWERS:
+        return None
+    side = int((positions[0] - 1) ** 0.5)
+    if side * side != positions[0] - 1:
+        return None
+    prefix = _VISION + "encoder.layers."
+    layers = {key[len(prefix):].split(".", 1)[0] for key in shapes if key.startswith(prefix)}
+    heads, act = VISION_TOWERS[patch[0]]
+    return {"hidden_size": patch[0], "intermediate_size": fc1[0], "projection_dim": projection[0],
+            "num_hidden_layers": len(layers), "num_attention_heads": heads, "hidden_act": act,
+            "image_size": side * patch[2], "patch_size": patch[2], "num_channels": patch[1]}
+
+
+def encoder_file_config(path: Path) -> dict | None:
+    try:
+        tensors = read_safetensors_header(path).tensors
+    except (ModelFileError, OSError):
+        return None
+    return encoder_config({key: tuple(info.shape) for key, info in tensors.items()})
+
+
 def read_encoder(folder: Path) -> tuple[int, int] | None:
-    """(image embedding width, hidden state width) of an image encoder folder; None when it is not one."""
+    """(image embedding width, hidden state width) of an image encoder folder or file; None when it is not one."""
+    if folder.suffix.lower() == SUFFIX and folder.is_file():
+        config = encoder_file_config(folder)
+        return None if config is None else (config["projection_dim"], config["hidden_size"])
     try:
         config_file = folder / "config.json"
         if not (folder / "model.safetensors").is_file() or config_file.stat().st_size > MAX_CONFIG_BYTES:
@@ -158,12 +197,13 @@ def read_encoder(folder: Path) -> tuple[int, int] | None:
 
 
 def find_encoder(adapter: Path, layout: AdapterLayout, models_folders: Iterable[str | os.PathLike]) -> Path:
-    """The image encoder folder for `adapter`: ``image_encoder`` beside it, then the clip_vision folders, the
-    first whose output is as wide as the adapter takes. Raises ReferenceError saying where to put one."""
+    """The image encoder (folder or file) for `adapter`: ``image_encoder`` beside it, then the clip_vision
+    folders, the first whose output is as wide as the adapter takes. Raises ReferenceError saying where to put
+    one."""
     candidates = [adapter.parent / "image_encoder", adapter.parent.parent / ENCODER_SUBFOLDER]
     for folder in [*candidates[1:], *encoder_folders(models_folders)]:
         try:
-            candidates += sorted(p for p in folder.iterdir() if p.is_dir())
+            candidates += sorted(p for p in folder.iterdir() if p.is_dir() or p.suffix.lower() == SUFFIX)
         except OSError:
             pass
     for candidate in dict.fromkeys(candidates):
@@ -172,8 +212,9 @@ def find_encoder(adapter: Path, layout: AdapterLayout, models_folders: Iterable[
             return candidate
     raise ReferenceError(
         f"No image encoder for the IP-Adapter {adapter.name} was found. Put the CLIP vision encoder it was "
-        f"trained with (a folder with config.json and model.safetensors, such as h94/IP-Adapter's image_encoder) "
-        f"in {own_encoder_folder()} or beside the adapter file, in a folder named image_encoder.")
+        f"trained with (a folder with config.json and model.safetensors, such as h94/IP-Adapter's image_encoder, "
+        f"or that model.safetensors alone) in {own_encoder_folder()}, or beside the adapter file in a folder named "
+        "image_encoder.")
 
 
 def models_of_width(width: int) -> str:

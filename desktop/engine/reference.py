@@ -171,7 +171,8 @@ def _check(layout: files.AdapterLayout, path: Path, width: int) -> files.Adapter
 
 
 def _encoder(folder: Path, models, state: TaskState):
-    """The image encoder of `folder` and its picture preparation, loaded once and held by the ModelManager."""
+    """The image encoder `folder` (or single file) and its picture preparation, loaded once and held by the
+    ModelManager."""
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
     key = str(folder)
@@ -181,8 +182,16 @@ def _encoder(folder: Path, models, state: TaskState):
     loaded = models.current
     state.status(f"Loading the image encoder {folder.name}...")
     try:
-        encoder = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True,
-                                                                dtype=models.device.dtype)
+        if folder.is_file():  # ComfyUI's single file: its config from its shapes
+            from safetensors.torch import load_file
+            from transformers import CLIPVisionConfig
+
+            config = CLIPVisionConfig(**files.encoder_file_config(folder))
+            encoder = CLIPVisionModelWithProjection.from_pretrained(None, config=config, state_dict=load_file(folder),
+                                                                    dtype=models.device.dtype)
+        else:
+            encoder = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True,
+                                                                    dtype=models.device.dtype)
     except Exception as error:  # noqa: BLE001
         raise ReferenceError(f"Could not load the image encoder {folder.name}: {_explain(error)}") from error
     encoder.requires_grad_(False).eval()

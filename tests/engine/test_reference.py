@@ -112,3 +112,17 @@ def test_an_rgba_layer_is_seen_over_white():
     rgba[0, 0] = (10, 20, 30, 255)
     seen = np.asarray(reference._picture(rgba))
     assert seen[0, 0].tolist() == [10, 20, 30] and seen[1, 1].tolist() == [255, 255, 255]
+
+
+def test_the_hires_fix_uses_the_references_in_both_passes(manager, tiny_models):
+    """The second pass runs another pipeline (img2img) on the same UNet, which has the adapters then: it must get
+    the encodings too (without them the UNet refuses to run)."""
+    from desktop.core.request import Hires
+
+    model, on = str(tiny_models["sd1"].folder), Hires(enabled=True, scale=1.5, steps=2, denoise=0.5,
+                                                      upscaler="Lanczos")
+    plain = run(manager, model, hires=on).image
+    steered = run(manager, model, [Reference(picture(1), weight=1.0)], hires=on)
+    assert steered.image.shape == (96, 96, 3)
+    assert differ(steered.image, plain) > 5.0
+    assert np.array_equal(run(manager, model, hires=on).image, plain)

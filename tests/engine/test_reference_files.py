@@ -9,9 +9,12 @@ from safetensors.torch import save_file
 
 from desktop.core import paths
 from desktop.core.control import Reference
+from desktop.core.progress import TaskState
 from desktop.core.references import ReferenceError
-from desktop.engine import tiny_reference
+from desktop.engine import generate, tiny_reference
+from desktop.engine.local import FolderAddons
 from tests.engine.test_reference import manager, picture, run  # noqa: F401 - fixture
+from tests.support.requests import make_request
 
 
 @pytest.fixture
@@ -87,3 +90,32 @@ def test_weights_that_do_not_fit_the_model_leave_it_as_it_was(manager, tiny_mode
     assert text == ("Could not load the IP-Adapter ip-adapter_broken.safetensors: its weights do not match the "
                     "model. It may be damaged or made for another model family.")
     assert np.array_equal(run(manager, str(tiny_models["sd1"].folder)).image, base)
+
+
+def test_comfyuis_single_file_encoder_is_read_from_its_shapes(manager, tiny_models, tiny_adapters, tmp_path):  # noqa: F811
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from desktop.core import references
+
+    comfy = tmp_path / "ComfyUI" / "models"
+    (comfy / "checkpoints").mkdir(parents=True)
+    (comfy / "ipadapter").mkdir()
+    (comfy / "clip_vision").mkdir()
+    adapter = comfy / "ipadapter" / "ip-adapter_tiny-sd1.safetensors"
+    adapter.write_bytes(tiny_adapters["sd1"].adapter.read_bytes())
+    shutil.rmtree(tiny_adapters["sd1"].encoder)  # only ComfyUI's file is left
+    config = CLIPVisionConfig(hidden_size=768, intermediate_size=37, projection_dim=32, num_hidden_layers=2,
+                              num_attention_heads=12, hidden_act="quick_gelu", image_size=32, patch_size=16)
+    torch.manual_seed(0)
+    encoder = comfy / "clip_vision" / "CLIP-ViT-B-tiny.safetensors"
+    save_file(CLIPVisionModelWithProjection(config).state_dict(), str(encoder))
+    assert references.encoder_file_config(encoder) == {
+        "hidden_size": 768, "intermediate_size": 37, "projection_dim": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 12, "hidden_act": "quick_gelu", "image_size": 32, "patch_size": 16, "num_channels": 3}
+    folders = [comfy / "checkpoints"]
+    assert references.find_encoder(adapter, references.read_adapter(adapter), folders) == encoder
+    base = run(manager, str(tiny_models["sd1"].folder)).image
+    request = make_request(model=str(tiny_models["sd1"].folder), prompt="a fox", width=64, height=64, steps=3, seed=7,
+                           sampler="Euler", references=(Reference(picture(1), weight=1.0, adapter=adapter.stem),))
+    steered = generate.run(request, TaskState(), manager, addons=FolderAddons(folders))[0].image
+    assert float(np.abs(steered.astype(int) - base.astype(int)).mean()) > 2.0
