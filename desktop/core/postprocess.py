@@ -219,8 +219,8 @@ def with_params(parameters: str, params: Iterable[tuple[str, str]]) -> str:
     just the params when the picture had none."""
     added = ", ".join(f"{key}: {value}" for key, value in params)
     parameters = parameters.rstrip()
-    if not parameters:
-        return added
+    if not parameters or not added:
+        return added or parameters
     return f"{parameters}, {added}"
 
 
@@ -299,14 +299,30 @@ def find_upscaler(name: str, models_folders: Iterable[str | os.PathLike]) -> Pat
     return None if found is None else files[found]
 
 
+# AUTOMATIC1111's names for the upscalers it downloads itself, as its infotext writes them (`Hires upscaler:
+# R-ESRGAN 4x+`), and the stems of the files it saves them as (in models/RealESRGAN, ESRGAN, SwinIR, ScuNET, DAT).
+A1111_UPSCALER_FILES = {
+    "R-ESRGAN 4x+": "RealESRGAN_x4plus", "R-ESRGAN 4x+ Anime6B": "RealESRGAN_x4plus_anime_6B",
+    "R-ESRGAN 2x+": "RealESRGAN_x2plus", "R-ESRGAN General 4xV3": "realesr-general-x4v3",
+    "R-ESRGAN General WDN 4xV3": "realesr-general-wdn-x4v3", "R-ESRGAN AnimeVideo": "realesr-animevideov3",
+    "ESRGAN_4x": "ESRGAN_4x", "SwinIR 4x": "SwinIR_4x", "ScuNET GAN": "ScuNET", "ScuNET PSNR": "ScuNET_PSNR",
+    "DAT x2": "DAT_x2", "DAT x3": "DAT_x3", "DAT x4": "DAT_x4",
+}
+
+
 def match_upscaler(name: str, files: Mapping[str, Path]) -> str | None:
-    """The key of `files` (name -> upscaler file) that `name` (a stem, or a file name) names: exact case first,
-    then any case; None when none does."""
+    """The key of `files` (name -> upscaler file) that `name` (a stem, a file name, or A1111's name of an
+    upscaler it downloads, such as "R-ESRGAN 4x+") names: exact case first, then any case; None when none does."""
     stem = Path(name).stem if Path(name).suffix.lower() in UPSCALER_SUFFIXES else name
-    if stem in files:
-        return stem
     folded = {key.casefold(): key for key in reversed(list(files))}
-    return folded.get(stem.casefold())
+    for candidate in (stem, A1111_UPSCALER_FILES.get(name.strip())):
+        if candidate is None:
+            continue
+        if candidate in files:
+            return candidate
+        if candidate.casefold() in folded:
+            return folded[candidate.casefold()]
+    return None
 
 
 def _files(folder: Path, depth: int) -> list[Path]:

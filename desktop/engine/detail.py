@@ -57,7 +57,7 @@ def run(settings: DetailSettings, picture: np.ndarray, state: TaskState, models:
     if loaded.inpaint_model:
         raise SfumatoError(f"{loaded.name} is an inpainting model; add detail with an ordinary model of its family.")
     steps = sampling.steps
-    run_steps = min(int(steps * sampling.strength), steps)
+    run_steps = denoise_steps(sampling)
     if run_steps < 1:  # nothing to denoise: the upscaled picture as it is
         return Detailed(picture, seed, loaded.ref, ())
     embeddings = extras.embeddings
@@ -94,7 +94,7 @@ def _denoise(pipe, loaded, schedule: editing.Schedule, picture: np.ndarray, seed
     scheduler = make_scheduler(loaded.scheduler_config, sampling.sampler, sampling.schedule, [seed])
     steps = sampling.steps
     scheduler.set_timesteps(steps, device=device)
-    start = steps - min(int(steps * sampling.strength), steps)
+    start = steps - denoise_steps(sampling)
     timesteps = scheduler.timesteps[start * scheduler.order:]
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start * scheduler.order)
@@ -166,6 +166,14 @@ def marked(preview: np.ndarray | None, tile: tuple[int, int, int, int], latent_s
         out[t, l:r + 1] = out[b, l:r + 1] = colour
         out[t:b + 1, l] = out[t:b + 1, r] = colour
     return out
+
+
+def denoise_steps(sampling) -> int:
+    """The steps the pass runs: strength x steps as img2img counts them, but at least one for any strength
+    above 0, so a few-step model (Turbo, LCM: 3 steps x 0.25) still repaints instead of returning the picture."""
+    if sampling.strength <= 0:
+        return 0
+    return max(1, min(int(sampling.steps * sampling.strength), sampling.steps))
 
 
 def _encode(pipe, pixels: torch.Tensor, generator: torch.Generator, sdxl: bool) -> torch.Tensor:

@@ -187,9 +187,17 @@ def _read_any(path: Path, name: str):
     spandrel = import_spandrel()
     state_dict = read_weights(path, name)
     registry = _registry(spandrel)
+    state_dict = spandrel.canonicalize_state_dict(state_dict)  # unwraps "params_ema" / "state_dict" ...
     try:
-        descriptor = registry.load(spandrel.canonicalize_state_dict(state_dict))
+        descriptor = registry.load(state_dict)
     except spandrel.UnsupportedModelError:
+        from desktop.core.modelfiles import FACE_RESTORERS
+
+        if FACE_RESTORERS["CodeFormer"] <= set(state_dict):
+            raise UpscalerError(name, "it is a CodeFormer face restorer, whose architecture is in spandrel-extra-arches "
+                                      "under the S-Lab License 1.0 (non-commercial use only), which Sfumato does not "
+                                      "install. Use a GFPGAN or RestoreFormer file, or, if your use is non-commercial, "
+                                      "install spandrel-extra-arches yourself.") from None
         raise UpscalerError(name, "its layout is not one of the upscaler architectures Sfumato knows (ESRGAN, "
                                   "Real-ESRGAN, SwinIR, HAT, DAT, OmniSR, SPAN, ...). Is it an upscaler?") from None
     except Exception:  # noqa: BLE001 - a detected layout with the wrong shapes or missing weights

@@ -170,7 +170,7 @@ class Upscaling:
         try:
             request = request.validated()
         except InvalidRequest as error:
-            w.show_error(f"Cannot upscale: {error}")
+            w.show_error(f"Cannot {'restore' if request.restore else 'upscale'}: {error}")
             return None
         job_id = w.worker.submit(request)
         w.jobs.submitted(job_id, request, frame)  # no frame: the result goes to the gallery, not the canvas

@@ -56,3 +56,18 @@ def test_the_diffusion_restore_is_a_detail_pass_over_the_whole_picture_at_low_st
     image = request.image
     assert image.shape == (64, 96, 3) and tuple(image[0, 0]) == (200, 10, 10) and tuple(image[-1, -1]) == (255,) * 3
     request.validated()
+
+
+def test_a1111s_names_of_the_upscalers_it_downloads_find_their_files():
+    """A1111 writes `Hires upscaler: R-ESRGAN 4x+` for its RealESRGAN_x4plus.pth: Use all parameters finds it."""
+    from pathlib import Path
+
+    from desktop.core.postprocess import match_upscaler, with_params
+
+    files = {"RealESRGAN_x4plus": Path("a/RealESRGAN_x4plus.pth"), "4x-UltraSharp": Path("b/4x-UltraSharp.pth"),
+             "scunet": Path("c/ScuNET.pth")}
+    assert match_upscaler("R-ESRGAN 4x+", files) == "RealESRGAN_x4plus"
+    assert match_upscaler("ScuNET GAN", files) == "scunet"
+    assert match_upscaler("4x-ultrasharp", files) == "4x-UltraSharp"
+    assert match_upscaler("R-ESRGAN 4x+ Anime6B", files) is None
+    assert with_params("a cat, Steps: 20", ()) == "a cat, Steps: 20"

@@ -181,3 +181,20 @@ def test_the_diffusion_restore_repaints_lightly_and_writes_img2img_parameters(tm
     assert info.prompt == "an old photograph" and info.params["Denoising strength"] == "0.25"
     assert info.params["Size"] == "40x24" and not any(key.startswith("Postprocess") for key in info.params)
     backend.close()
+
+
+def test_a_few_step_model_still_repaints_at_low_strength(tmp_path):
+    """3 steps x 0.25 (a Turbo or LCM user's panel) counts 0 img2img steps; the pass runs one rather than
+    returning the picture with metadata that says it was repainted."""
+    backend = LocalBackend("cpu", "fp32", hash_cache=tmp_path / "hashes.json")
+    image = picture(8, 40, 24)
+    steps = []
+    state = TaskState(on_step=lambda i, n, p: steps.append((i, n)))
+    pass_ = settings("demo", strength=0.25, steps=3)
+    result, = backend.run(UpscaleJob(UpscaleRequest(image, 1.0, upscaler="Lanczos", restore="restore",
+                                                    detail=pass_)), state)
+    assert steps == [(1, 1)] and not np.array_equal(result.image, image)
+    assert not result.request.parameters.endswith(","), "no stray comma when no Postprocess key is added"
+    assert detail.denoise_steps(Sampling(steps=3, strength=0.0)) == 0
+    assert detail.denoise_steps(Sampling(steps=20, strength=0.35)) == 7
+    backend.close()

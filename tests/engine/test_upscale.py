@@ -12,7 +12,7 @@ import torch
 from desktop.core.backend import UpscaleJob
 from desktop.core.errors import Cancelled, OutOfMemory
 from desktop.core.geometry import Extent
-from desktop.core.postprocess import UpscaleRequest
+from desktop.core.postprocess import UpscaleRequest, UpscalerError
 from desktop.core.progress import TaskState
 from desktop.engine import devices, tiny_upscaler, upscale
 from desktop.engine.local import LocalBackend
@@ -221,3 +221,16 @@ def test_a_torchvision_built_for_another_torch_breaks_neither_clip_nor_upscaling
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "True"
+
+
+def test_a_codeformer_file_without_its_non_commercial_package_says_so(manager, tmp_path):
+    """A1111 keeps codeformer-v0.1.0.pth in models/Codeformer; spandrel reads it only with spandrel-extra-arches,
+    which Sfumato does not install. Fixing faces with it says why it cannot, not that it is a bad upscaler."""
+    import torch
+
+    names = ("position_emb", "quantize.embedding.weight", "ft_layers.0.self_attn.in_proj_weight",
+             "encoder.blocks.0.weight")
+    path = tmp_path / "codeformer-v0.1.0.pth"
+    torch.save({"params_ema": {name: torch.zeros(2, 2) for name in names}}, path)
+    with pytest.raises(UpscalerError, match="CodeFormer face restorer.*S-Lab License 1.0.*non-commercial"):
+        upscale.load(str(path), manager, TaskState(), face=True)
