@@ -248,9 +248,13 @@ def check_family(net, name: str, unet, model_name: str) -> None:
     xl_unet = unet.config.get("addition_embed_type") == "text_time"
     if mine == theirs and xl_net == xl_unet:
         return
-    raise ControlNetError(name, f"it is a {family_name(net.config)} ControlNet (cross-attention width {mine}) and "
-                                f"{model_name} is a {family_name(unet.config)} model (width {theirs}). Choose a "
-                                f"ControlNet made for {family_name(unet.config)}.")
+    wanted = family_name(unet.config)
+    if name == DEMO_NAME:
+        raise ControlNetError(name, f"the demo ControlNet works with the demo model only, and {model_name} is an "
+                                    f"{wanted} model. Choose a ControlNet made for {wanted}.")
+    raise ControlNetError(name, f"it is an {family_name(net.config)} ControlNet (cross-attention width {mine}) and "
+                                f"{model_name} is an {wanted} model (width {theirs}). Choose a ControlNet made for "
+                                f"{wanted}.")
 
 
 # -- control pictures and the pipeline ------------------------------------------------------------------------------

@@ -115,7 +115,11 @@ def test_a_controlnet_of_another_family_is_refused_naming_both(cpu_manager, tiny
     with pytest.raises(SfumatoError) as refused:
         run(cpu_manager, str(tiny_models["sd1"].folder), controls=(Control(str(controls["sdxl"].file), picture()),))
     message = str(refused.value)
-    assert "is a SDXL ControlNet" in message and "is a SD 1.x model" in message and "\n" not in message
+    assert "it is an SDXL ControlNet (cross-attention width 96)" in message and "\n" not in message
+    assert "tiny-sd1 is an SD 1.x model (width 32). Choose a ControlNet made for SD 1.x." in message
+    with pytest.raises(SfumatoError, match="the demo ControlNet works with the demo model only, and tiny-sdxl is an "
+                                           "SDXL model"):
+        run(cpu_manager, str(tiny_models["sdxl"].folder), controls=(Control("demo", picture()),))
 
 
 def test_sdxl_with_a_controlnet(cpu_manager, tiny_models, controls):
@@ -221,3 +225,13 @@ def test_a_control_asking_for_it_is_preprocessed_first(cpu_manager, tiny_models,
     made = run(cpu_manager, sd1, controls=(Control(ref, photo, type="canny", preprocess=True),))[0]
     assert np.array_equal(made.image, image(cpu_manager, sd1, Control(ref, edges, type="canny")))
     assert dict(made.params)["ControlNet 0"].startswith("Module: canny, Model: tiny-control-sd1 [")
+
+
+def test_a_control_and_a_reference_picture_together(cpu_manager):
+    from desktop.core.control import Reference
+
+    both = run(cpu_manager, "demo", controls=(Control("demo", picture(1)),), references=(Reference(picture(2)),),
+               steps=2)[0]
+    control_only = image(cpu_manager, "demo", Control("demo", picture(1)), steps=2)
+    assert differ(both.image, control_only) > 0.5
+    assert {"ControlNet 0", "IP-Adapter 0"} <= dict(both.params).keys()
