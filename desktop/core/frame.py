@@ -64,13 +64,22 @@ def _flatten(rgba: np.ndarray) -> np.ndarray:
     return out
 
 
-def restore_request(doc: CanvasDocument, base: GenerationRequest, kind: str = "restore") -> UpscaleRequest | None:
-    """The diffusion restore of the whole picture (when no restorer model is used): the visible picture,
-    flattened over white paper and any mask ignored, repainted lightly at `strength` by `base`'s model, prompt
-    and sampler at RESTORE_STRENGTH: a restore at scale 1 whose only work is the tiled detail pass
-    (desktop/core/postprocess.py diffusion_restore),
-    so a large picture fits in memory. None when the canvas is empty."""
-    pixels = doc.composite(doc.bounds)
+def restore_area(doc: CanvasDocument) -> Bounds:
+    """What Image > Restore works on: the generation frame's area when the frame lies inside the picture and is
+    smaller than it (a damaged corner, one face), else the whole picture (a restore never grows the canvas)."""
+    frame, bounds = doc.frame, doc.bounds
+    inside = bounds.union(frame) == bounds
+    return frame if inside and frame != bounds else bounds
+
+
+def restore_request(doc: CanvasDocument, base: GenerationRequest, kind: str = "restore",
+                    area: Bounds | None = None) -> UpscaleRequest | None:
+    """The diffusion restore of the picture, or of its `area` (default: all of it), when no restorer model is
+    used: the visible pixels flattened over white paper, any mask ignored, repainted lightly by `base`'s model,
+    prompt and sampler at RESTORE_STRENGTH: a restore at scale 1 whose only work is the tiled detail pass
+    (desktop/core/postprocess.py diffusion_restore), so a large picture fits in memory. None when there is
+    nothing there."""
+    pixels = doc.composite(area or doc.bounds)
     if not pixels[..., 3].any():
         return None
     return diffusion_restore(_flatten(pixels), DetailSettings(base.model, base.conditioning, base.sampling), kind)

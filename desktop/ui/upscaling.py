@@ -16,9 +16,9 @@ from PySide6.QtWidgets import QDialog
 from desktop.core.errors import InvalidRequest, SfumatoError
 from desktop.core.faces import FaceSettings
 from desktop.core.gallery.metadata import read_image_meta
-from desktop.core.geometry import Extent
+from desktop.core.geometry import Bounds, Extent
 from desktop.core.imageio import load_image
-from desktop.core.frame import restore_request
+from desktop.core.frame import restore_area, restore_request
 from desktop.core.postprocess import (DEMO_RESTORER, DEMO_RESTORER_NAME, DEMO_UPSCALER, DEMO_UPSCALER_NAME,
                                       PIXEL_UPSCALERS, DetailSettings, UpscaleRequest, diffusion_restore)
 
@@ -85,7 +85,7 @@ class Upscaling:
         asked = self.ask_restore(Extent(max(1, first.width), max(1, first.height)), pictures=len(records))
         if asked is None:
             return
-        model, kind, settings = asked
+        model, kind, settings, _area = asked
         chosen = UpscaleRequest(np.zeros((1, 1, 3), np.uint8), 1.0, upscaler=model, restore=kind)
         if settings is not None:  # Fix faces: the faces the detector finds in each picture
             chosen = chosen.replace(upscaler=DEMO_UPSCALER, faces=settings)
@@ -127,41 +127,51 @@ class Upscaling:
                          name=f"{verb}-read")
 
     def restore(self) -> int | None:
-        """Image > Restore: queue the visible picture's restore, with a restorer model (an upscale at scale 1) or
-        as a light img2img of the whole picture; its result is staged over the picture. Returns the job id."""
+        """Image > Restore: queue the restore of the visible picture, or of the frame's area when the person
+        chooses it, with a restorer model (an upscale at scale 1), the face fix, or the diffusion restore; its
+        result is staged over what was restored. Returns the job id."""
         w = self.window
-        mask = w.doc.mask() if w.doc.masks() else None  # "Only the masked faces" paints faces on the canvas's mask
-        asked = self.ask_restore(w.doc.extent, mask)
+        doc = w.doc
+        frame = restore_area(doc)
+        asked = self.ask_restore(doc.extent, doc.mask() if doc.masks() else None,
+                                 frame_area=frame.extent if frame != doc.bounds else None)
         if asked is None:
             return None
-        model, kind, settings = asked
+        model, kind, settings, area = asked
+        area = area or doc.bounds
         w.tabs.setCurrentIndex(0)
         if settings is not None:
-            return self._queue(UpscaleRequest(w.doc.composite(), 1.0, restore=kind, faces=settings), w.doc.bounds)
+            if settings.mask is not None:  # "Only the masked faces": the canvas's mask over the area
+                settings = settings.replace(mask=np.ascontiguousarray(
+                    settings.mask[area.y:area.y + area.height, area.x:area.x + area.width]))
+            return self._queue(UpscaleRequest(doc.composite(area), 1.0, restore=kind, faces=settings), area)
         if model != DIFFUSION:
-            return self._queue(UpscaleRequest(w.doc.composite(), 1.0, upscaler=model, restore=kind), w.doc.bounds)
-        request = restore_request(w.doc, w.panel.request(), kind)
+            return self._queue(UpscaleRequest(doc.composite(area), 1.0, upscaler=model, restore=kind), area)
+        request = restore_request(doc, w.panel.request(), kind, area)
         if request is None:
-            w.show_error("The canvas is empty, so there is nothing to restore. Open or paste a picture first.")
+            w.show_error("There is nothing to restore there. Open or paste a picture first.")
             return None
-        return self._queue(request, w.doc.bounds)
+        return self._queue(request, area)
 
-    def ask_restore(self, source: Extent, mask: np.ndarray | None = None, pictures: int = 0
-                    ) -> tuple[str, str, FaceSettings | None] | None:
+    def ask_restore(self, source: Extent, mask: np.ndarray | None = None, pictures: int = 0,
+                    frame_area: Extent | None = None) -> tuple[str, str, FaceSettings | None, Bounds | None] | None:
         """What the person chose in the Restore dialog for a picture of `source`'s size: (model, kind, the face
-        settings of "Fix faces" or None); None when cancelled. `mask`: the canvas's, for "Only the masked faces"."""
+        settings of "Fix faces" or None, the frame's area when chosen over the whole picture or None); None when
+        cancelled. `mask`: the canvas's, for "Only the masked faces"; `frame_area`: offer the frame's area."""
         w = self.window
         faces = [(str(path), name) for name, path in w.postprocess_files.faces.items()]
         dialog = RestoreDialog(source, self.restorers(), w, has_files=bool(w.postprocess_files.restorers),
                                face_restorers=faces, detail=_detail_settings(w.panel.request()),
-                               has_mask=mask is not None and bool(mask.any()), pictures=pictures)
+                               has_mask=mask is not None and bool(mask.any()), pictures=pictures,
+                               frame_area=frame_area)
         try:
             if dialog.exec() != QDialog.DialogCode.Accepted:
                 return None
             settings = dialog.faces()
             if settings is not None and dialog.only_masked():
                 settings = settings.replace(mask=mask > 127)
-            return dialog.model(), dialog.kind(), settings
+            area = restore_area(self.window.doc) if dialog.frame_area() else None
+            return dialog.model(), dialog.kind(), settings, area
         finally:
             dialog.deleteLater()
 

@@ -8,7 +8,7 @@ from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
 from desktop.core import paths
 from desktop.core.gallery.metadata import read_image_meta
-from desktop.core.geometry import Extent
+from desktop.core.geometry import Bounds, Extent
 from desktop.core.postprocess import DEMO_RESTORER_NAME, UpscaleRequest
 from desktop.ui.canvas.restore_dialog import RestoreDialog
 from tests.ui.test_canvas import open_photo, photo
@@ -104,3 +104,43 @@ def test_the_diffusion_restore_is_a_tiled_detail_pass_of_the_whole_picture_at_lo
     assert np.array_equal(request.image, doc.composite()[..., :3])
     (image, _seed, _path), = shown.args[0]
     assert image.shape[:2] == (80, 96)
+
+
+def test_restore_of_the_frames_area_changes_only_that_area(make_window, qtbot, fake_backend):
+    """With the frame inside the picture, the dialog offers its area beside the whole picture (the default); the
+    frame's area is restored, staged over it and accepted as a layer there, the canvas keeping its size."""
+    window = make_window()
+    doc = open_photo(window, photo(160, 120))
+    doc.set_frame(Bounds(16, 8, 96, 64))
+    offered = {}
+
+    def frame_area(dialog):
+        offered["areas"] = [dialog.area_box.itemText(i) for i in range(dialog.area_box.count())]
+        offered["default"] = dialog.area_box.currentText()
+        choose_model(DEMO_RESTORER_NAME)(dialog)
+        dialog.area_box.setCurrentIndex(1)
+
+    with qtbot.waitSignal(window.results_shown, timeout=10_000):
+        ask_restore(window, qtbot, frame_area)
+    assert offered["areas"] == ["The whole picture (160 × 120 px)", "The frame's area (96 × 64 px)"]
+    assert offered["default"].startswith("The whole picture")
+    request = fake_backend.jobs[-1].request
+    assert request.source == Extent(96, 64)
+    assert np.array_equal(request.image, doc.composite(Bounds(16, 8, 96, 64)))
+    layer = window.generation.accept()
+    assert doc.extent == Extent(160, 120) and (layer.offset.x, layer.offset.y) == (16, 8)
+    assert layer.pixels.shape[:2] == (64, 96)
+
+
+def test_with_the_frame_as_large_as_the_picture_no_area_is_asked(make_window, qtbot, fake_backend):
+    window = make_window()
+    open_photo(window, photo(96, 80))
+    offered = {}
+
+    def look(dialog):
+        offered["rows"] = dialog.area_box.count()
+        choose_model(DEMO_RESTORER_NAME)(dialog)
+
+    with qtbot.waitSignal(window.results_shown, timeout=10_000):
+        ask_restore(window, qtbot, look)
+    assert offered["rows"] == 0 and fake_backend.jobs[-1].request.source == Extent(96, 80)

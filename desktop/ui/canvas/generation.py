@@ -38,7 +38,8 @@ class StagedResult:
     path: Path | None
     frame: Bounds  # where it shows (an upscale: over the whole picture, scaled down)
     prompt: str
-    upscale: str = ""  # "Upscale x2" for a model upscale's result, "" for a generation's
+    upscale: str = ""  # "Upscale x2" for a model upscale's result, "Denoise, 640x480" for a restore's, "" else
+    restore: bool = False  # a restore: it keeps its frame's size and is placed over it like a generation's
 
 
 class CanvasGeneration(QObject):
@@ -112,12 +113,14 @@ class CanvasGeneration(QObject):
             return
         frame, saved = job.frame, job.results
         upscale = describe(job.request) if isinstance(job.request, UpscaleRequest) else ""
+        restore = bool(upscale) and bool(job.request.restore)
         prompt = "" if upscale else job.request.conditioning.prompt
         first_new = len(self.staged)
         for image, seed, path in saved:
             if not upscale and image.shape[:2] != (frame.height, frame.width):
                 frame = Bounds(frame.x, frame.y, image.shape[1], image.shape[0])
-            self.staged.append(StagedResult(image, seed, Path(path) if path else None, frame, prompt, upscale))
+            self.staged.append(StagedResult(image, seed, Path(path) if path else None, frame, prompt, upscale,
+                                            restore))
         if saved:
             self._show(first_new)
 
@@ -134,13 +137,15 @@ class CanvasGeneration(QObject):
         result = self.staged[self.current]
         words = " ".join(result.prompt.split())
         name = f"Seed {result.seed}" + (f": {words[:40]}" if words else "")
-        if result.upscale and result.frame.extent != self.doc.extent:
+        if result.upscale and not result.restore and result.frame.extent != self.doc.extent:
             self.failed.emit(f"The canvas changed size since this upscale was asked for ({result.frame.width} × "
                              f"{result.frame.height} px, now {self.doc.extent.width} × {self.doc.extent.height} px); "
                              "discard it and upscale the picture again.")
             return None
         try:
-            if result.upscale:
+            if result.restore:  # over the picture or the frame's area it was asked for, at its size
+                layer = self.doc.accept_result(result.image, result.frame, result.upscale)
+            elif result.upscale:
                 layer = self.doc.accept_upscale(result.image, result.upscale.replace("Upscale", "Upscaled", 1))
             else:
                 layer = self.doc.accept_result(result.image, result.frame, name)
@@ -150,7 +155,7 @@ class CanvasGeneration(QObject):
             return None
         self.staged.clear()
         self._show(0)
-        if result.upscale and self.doc.extent == result.frame.extent:  # a restore: the size stayed
+        if result.restore:  # the size stayed
             self.view.message.emit(f"{result.upscale.split(',')[0]}: the result is a new layer on top (Ctrl+Z to undo).")
         elif result.upscale:  # the whole picture changed size: show all of it, and say so
             self.view.fit()

@@ -28,13 +28,15 @@ KINDS = (("restore", "Restore"), ("denoise", "Denoise"), ("jpeg", "Remove JPEG a
 class RestoreDialog(QDialog):
     def __init__(self, source: Extent, restorers: list[tuple[str, str]], parent: QWidget | None = None,
                  has_files: bool = False, face_restorers: list[tuple[str, str]] | None = None,
-                 detail: DetailSettings | None = None, has_mask: bool = False, pictures: int = 0):
+                 detail: DetailSettings | None = None, has_mask: bool = False, pictures: int = 0,
+                 frame_area: Extent | None = None):
         """`restorers`: (ref, label) pairs; the diffusion restore is added last. `has_files`: restorer files were
         found, so the first is chosen; else the diffusion restore is. `face_restorers`: the face restorer files
         (ref, label), to offer "Fix faces" (None: not offered); `detail`: the panel's model, prompt and sampling
         for the face detailer; `has_mask`: the canvas has a mask, so "Only the masked faces" is offered.
         `pictures`: 0 for the canvas's picture, else how many gallery pictures (`source` is the first one's size),
-        whose results are saved beside them."""
+        whose results are saved beside them. `frame_area`: the generation frame's size when it lies inside the
+        picture, so "The frame's area" is offered beside the whole picture (the default)."""
         super().__init__(parent)
         self.pictures = pictures
         self.setWindowTitle("Restore")
@@ -51,6 +53,11 @@ class RestoreDialog(QDialog):
         form = self.form = QFormLayout()
         form.addRow("Restorer", self.model_box)
         form.addRow("For", self.kind_box)
+        self.area_box = QComboBox()
+        if frame_area is not None:
+            self.area_box.addItem(f"The whole picture ({source.width} × {source.height} px)", False)
+            self.area_box.addItem(f"The frame's area ({frame_area.width} × {frame_area.height} px)", True)
+            form.addRow("Area", self.area_box)
         self._detail = detail or DetailSettings()
         self._face_rows: list[tuple[QWidget, bool]] = []  # (a face row's field, whether it can be shown)
         self._has_mask = has_mask
@@ -119,6 +126,10 @@ class RestoreDialog(QDialog):
             detailer = self._detail.replace(sampling=sampling)
         return FaceSettings(restorer=self.face_box.currentData(), visibility=round(self.visibility.value(), 2),
                             detailer=detailer)
+
+    def frame_area(self) -> bool:
+        """Whether the frame's area was chosen rather than the whole picture."""
+        return bool(self.area_box.currentData())
 
     def only_masked(self) -> bool:
         return self.kind() == FACE and self._has_mask and self.masked_box.isChecked()
