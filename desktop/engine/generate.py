@@ -384,15 +384,18 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 @contextmanager
 def _lighter(pipe, sliced: bool):
-    """Attention in slices and the VAE in tiles: slower, but far less memory at once."""
-    pipe.enable_attention_slicing("max")
+    """Attention in slices and the VAE in tiles: slower, but far less memory at once. The attention stays as it
+    is while IP-Adapters are in the UNet: slicing would replace their layers."""
+    adapters = reference.loaded(pipe.unet)
+    if not adapters:
+        pipe.enable_attention_slicing("max")
     pipe.vae.enable_tiling()
     try:
         yield
     finally:  # back to the attention the model was loaded with, for the next run
-        if sliced:
+        if sliced and not adapters:
             pipe.enable_attention_slicing()
-        else:
+        elif not adapters:
             pipe.disable_attention_slicing()
 
 

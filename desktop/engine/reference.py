@@ -116,6 +116,11 @@ def use(pipe, plan: Plan | None) -> dict:
     return {"ip_adapter_image_embeds": [group.embeds for group in plan.groups]}
 
 
+def loaded(unet) -> bool:
+    """Whether IP-Adapters are in `unet` now (between use() and release())."""
+    return unet in _applied
+
+
 def release() -> None:
     """Take every adapter out of the UNets they were loaded into (after each run)."""
     for unet in list(_applied.keys()):

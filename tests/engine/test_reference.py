@@ -4,6 +4,7 @@ picture by weight, mode and picture, and gone again after the run."""
 import os
 
 import numpy as np
+import torch
 import pytest
 from diffusers import StableDiffusionPipeline
 from PIL import Image
@@ -126,3 +127,22 @@ def test_the_hires_fix_uses_the_references_in_both_passes(manager, tiny_models):
     assert steered.image.shape == (96, 96, 3)
     assert differ(steered.image, plain) > 5.0
     assert np.array_equal(run(manager, model, hires=on).image, plain)
+
+
+def test_a_run_out_of_memory_tries_again_with_its_references(manager, tiny_models, monkeypatch):
+    """The lighter retry slices attention, which would replace the adapter's layers: with references it does not."""
+    model, refs = str(tiny_models["sd1"].folder), [Reference(picture(1), weight=1.0)]
+    steered = run(manager, model, refs).image
+    unet = manager.pipeline("txt2img").unet
+    forward, calls = unet.forward, []
+
+    def once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(unet, "forward", once)
+    assert np.array_equal(run(manager, model, refs).image, steered)
+    monkeypatch.undo()
+    assert np.array_equal(run(manager, model, refs).image, steered)
