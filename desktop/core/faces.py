@@ -5,9 +5,12 @@ A face fix is a postprocess job (an UpscaleRequest at scale 1 with ``restore="fa
 1. find the faces: a painted mask when one is given (each connected part is one face), else a detector
    (``detector``: "auto" = OpenCV's bundled Haar cascades, which need no download; or a face detector file the
    person adds, such as YuNet's ``face_detection_yunet_*.onnx`` in ``<models folder>/detectors``);
-2. for each face, a square crop around it (``padding`` pixels of context), worked at ``resolution``:
+2. for each face, a square crop around it (``padding`` pixels of context; a part too wide or tall for a square
+   in the picture is a rectangle padded to a square and cut back after), worked at ``resolution`` (0: the
+   restorer's 512, and the detailer's model's own size, 1024 for SDXL):
    - restored by a face restorer (``restorer``: a GFPGAN or RestoreFormer file, or "demo-face"), the result
-     blended over the original by ``visibility`` as A1111's "GFPGAN visibility" does, and/or
+     resized back and blended over the full-size original by ``visibility`` as A1111's "GFPGAN visibility"
+     does (visibility 0 gives the picture back as it was), then, once every face is restored,
    - repainted by the "face detailer" (``detailer``): an inpaint of the face at low strength with a model and
      prompt, as ADetailer does, which needs no restorer;
 3. each fixed crop pasted back through a feathered mask (``blur`` pixels), so nothing outside the faces changes.
@@ -33,7 +36,8 @@ AUTO_DETECTOR = "auto"
 DEMO_FACE_RESTORER = "demo-face"
 DEMO_FACE_RESTORER_NAME = "Demo face restorer (random weights)"
 DETAILER_STRENGTH = 0.4  # ADetailer's default denoising strength
-RESOLUTION = 512  # the side a face crop is worked at (GFPGAN's and SD1's native size)
+RESOLUTION = 512  # the side a face crop is restored at (GFPGAN's and SD1's native size)
+MODEL_RESOLUTION = 0  # FaceSettings.resolution: the restorer's 512 and the detailer's model's own size
 PADDING = 32  # ADetailer's "inpaint only masked padding"
 BLUR = 4  # ADetailer's mask blur
 
@@ -58,7 +62,7 @@ class FaceSettings:
     mask: np.ndarray | None = field(default=None, repr=False, compare=False)  # HxW bool: painted faces
     padding: int = PADDING
     blur: int = BLUR
-    resolution: int = RESOLUTION
+    resolution: int = MODEL_RESOLUTION  # the side a face crop is worked at
 
     def replace(self, **changes) -> FaceSettings:
         return replace(self, **changes)
@@ -72,26 +76,45 @@ class FaceSettings:
             self.detailer.validated()
         if not 0 <= self.padding <= 512 or not 0 <= self.blur <= 64:
             raise InvalidRequest("padding", "the padding must be 0 to 512 pixels and the mask blur 0 to 64.")
-        if not 64 <= self.resolution <= 2048 or self.resolution % 8:
-            raise InvalidRequest("resolution", "the face resolution must be a multiple of 8 from 64 to 2048.")
+        if self.resolution != MODEL_RESOLUTION and (not 64 <= self.resolution <= 2048 or self.resolution % 8):
+            raise InvalidRequest("resolution", "the face resolution must be a multiple of 8 from 64 to 2048, or 0 "
+                                               "for the model's own.")
         return self
 
+    def restorer_side(self) -> int:
+        return self.resolution or RESOLUTION
 
-def square_around(box: FaceBox, padding: int, width: int, height: int) -> tuple[int, int, int]:
-    """(left, top, side): the square around `box` with `padding` pixels of context each way, moved inside the
-    picture where it fits and cut to the picture's shorter side where it does not."""
-    side = min(max(box.width, box.height) + 2 * padding, width, height)
+    def detailer_side(self, family: str, prediction: str | None = None) -> int:
+        """The side the detailer repaints a face at: the resolution asked, else the model family's own (as
+        ADetailer inpaints at the model's size): 1024 for SDXL, 768 for a v-prediction SD 2, else 512."""
+        if self.resolution:
+            return self.resolution
+        return 1024 if family.startswith("sdxl") else 768 if family == "sd2" and prediction == "v_prediction" \
+            else RESOLUTION
+
+
+def crop_around(box: FaceBox, padding: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """(left, top, width, height): the square around `box` with `padding` pixels of context each way, moved
+    inside the picture where it fits; where the picture is too narrow or too short for it, that side is the
+    picture's, so the crop is a rectangle that still covers the whole box (the fix pads it to a square)."""
+    need = max(box.width, box.height) + 2 * padding
+    across, down = min(need, width), min(need, height)
     cx, cy = box.x + box.width / 2, box.y + box.height / 2
-    left = int(round(min(max(cx - side / 2, 0), width - side)))
-    top = int(round(min(max(cy - side / 2, 0), height - side)))
-    return left, top, int(side)
+    left = int(round(min(max(cx - across / 2, 0), width - across)))
+    top = int(round(min(max(cy - down / 2, 0), height - down)))
+    return left, top, int(across), int(down)
 
 
 def feathered(mask: np.ndarray, blur: int) -> np.ndarray:
-    """HxW float32 in 0..1: `mask` (bool) with its edge softened over about `blur` pixels inwards, so a
-    pasted crop fades into the picture and nothing outside the mask changes."""
+    """HxW float32 in 0..1: `mask` (bool, one face) with its edge softened over about `blur` pixels inwards, so a
+    pasted crop fades into the picture and nothing outside the mask changes. The softening is at most a quarter
+    of the mask's smaller side, so a small face still changes (a face under 4 pixels has a hard edge)."""
     weight = mask.astype(np.float32)
     if blur <= 0 or not mask.any():
+        return weight
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    blur = min(blur, (min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1) // 4)
+    if blur <= 0:
         return weight
     # a box blur twice ≈ a gaussian; shrink first so the fade stays inside the mask
     soft = _erode(mask, blur).astype(np.float32)

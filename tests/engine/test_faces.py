@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from desktop.core.backend import UpscaleJob
 from desktop.core.errors import Cancelled, InvalidRequest, OutOfMemory, SfumatoError
 from desktop.core.faces import (DEMO_FACE_RESTORER, DEMO_FACE_RESTORER_NAME, FaceBox, FaceSettings,
-                                boxes_from_mask, feathered, square_around)
+                                boxes_from_mask, crop_around, feathered)
 from desktop.core.postprocess import UpscaleRequest, UpscalerError, result_path
 from desktop.core.progress import TaskState
 from desktop.engine import devices, face_detect, faces, tiny_upscaler, upscale
@@ -113,9 +113,60 @@ def test_visibility_blends_the_restored_face_over_the_original(manager):
     none, = faces.run(fix(image, visibility=0.0, blur=0), TaskState(), manager)
     centre = (160, 160)
     original, restored, blended = (p.image[centre].astype(int) for p in (none, full, half))
-    assert np.abs(blended - (original + restored) / 2).max() <= 2
-    # visibility 0: the face only goes through the resize to the working size and back
-    assert np.abs(none.image.astype(int) - image.astype(int)).mean() < 2
+    assert np.abs(blended - (original + restored) / 2).max() <= 1
+    assert np.array_equal(none.image, image), "visibility 0: the picture as it was"
+
+
+def test_a_face_larger_than_the_working_size_keeps_its_detail_at_visibility_0(manager):
+    # the restored face is resized back and blended with the full-size crop, not with a shrunk one (as A1111)
+    noisy = np.random.default_rng(1).integers(0, 256, (700, 700, 3), dtype=np.uint8)
+    mask = np.zeros(noisy.shape[:2], bool)
+    mask[30:670, 30:670] = True  # a 640x640 face, worked at 512 (here SMALL)
+    none, = faces.run(fix(noisy, visibility=0.0, mask=mask), TaskState(), manager)
+    assert np.array_equal(none.image, noisy)
+    half, = faces.run(fix(noisy, visibility=0.5, mask=mask, blur=0), TaskState(), manager)
+    # half the original's detail stays: the difference from the original is half the restored face's
+    restored, = faces.run(fix(noisy, visibility=1.0, mask=mask, blur=0), TaskState(), manager)
+    half_diff = half.image.astype(int) - noisy
+    full_diff = restored.image.astype(int) - noisy
+    assert np.abs(half_diff - full_diff / 2)[mask].max() <= 1
+
+
+def inverting(monkeypatch):
+    """Make the face restorer give the negative of each face, so every pixel it is pasted over changes."""
+    monkeypatch.setattr(faces, "restore", lambda restorer, face, manager: 255.0 - face.astype(np.float32))
+
+
+def test_a_painted_part_wider_than_the_picture_is_tall_is_fixed_whole(manager, monkeypatch):
+    inverting(monkeypatch)
+    image = np.zeros((100, 400, 3), np.uint8)
+    image[...] = np.linspace(30, 70, 400, dtype=np.uint8)[None, :, None]
+    mask = np.zeros((100, 400), bool)
+    mask[20:80, 20:380] = True  # 360x60: more than the picture's height wide
+    result, = faces.run(fix(image, mask=mask, blur=0), TaskState(), manager)
+    changed = np.any(result.image != image, axis=2)
+    assert changed[mask].all(), "every pixel of the painted part is fixed"
+    assert not changed[~mask].any()
+    assert np.abs(result.image[mask].astype(int) - (255 - image[mask].astype(int))).max() <= 3, "undistorted"
+
+
+def test_a_small_painted_part_still_changes_with_the_feather_it_has_room_for(manager, monkeypatch):
+    part = np.zeros((20, 20), bool)
+    part[7:13, 7:13] = True  # 6x6: a mask blur of 4 would erode it all
+    weight = feathered(part, 4)
+    assert weight[part].min() > 0 and weight[~part].max() == 0
+    assert weight[10, 10] > weight[7, 7], "a soft edge where there is room for one"
+    tiny = np.zeros((20, 20), bool)
+    tiny[9:11, 9:12] = True
+    assert np.array_equal(feathered(tiny, 4), tiny.astype(np.float32))
+    inverting(monkeypatch)
+    image = np.full((120, 160, 3), 100, np.uint8)
+    mask = np.zeros(image.shape[:2], bool)
+    mask[50:56, 70:76] = True
+    result, = faces.run(fix(image, mask=mask), TaskState(), manager)
+    changed = np.any(result.image != image, axis=2)
+    assert changed[mask].all() and not changed[~mask].any()
+    assert result.params == (("Face restoration", DEMO_FACE_RESTORER_NAME),)
 
 
 def test_a_painted_mask_chooses_the_faces_and_only_its_area_changes(manager):
@@ -133,7 +184,8 @@ def test_no_face_found_keeps_the_picture_and_says_to_paint_a_mask(manager):
     said = []
     result, = faces.run(fix(image), TaskState(on_status=said.append), manager)
     assert np.array_equal(result.image, image) and result.params == ()
-    assert any("No face was found" in text and "Paint a mask" in text for text in said)
+    assert any("No face was found" in text and "open it on the canvas, paint a mask over each face" in text
+               and "Image > Restore... > Fix faces with 'Only the masked faces'" in text for text in said)
     assert result.note == faces.NO_FACE, "the window's closing line says it too"
 
 
@@ -180,8 +232,9 @@ def test_a_face_fix_asks_for_a_restorer_or_the_detailer():
 
 
 def test_the_square_and_its_feather_stay_inside_the_picture():
-    assert square_around(FaceBox(0, 0, 40, 40), 32, 300, 200) == (0, 0, 104)
-    assert square_around(FaceBox(280, 180, 20, 20), 32, 300, 200) == (216, 116, 84)
+    assert crop_around(FaceBox(0, 0, 40, 40), 32, 300, 200) == (0, 0, 104, 104)
+    assert crop_around(FaceBox(280, 180, 20, 20), 32, 300, 200) == (216, 116, 84, 84)
+    assert crop_around(FaceBox(20, 20, 360, 60), 32, 400, 100) == (0, 0, 400, 100), "a rectangle covering it"
     weight = feathered(np.pad(np.ones((20, 20), bool), 10), 4)
     assert weight[0].max() == 0 and weight[20, 20] == 1
 
@@ -223,7 +276,7 @@ def test_the_face_detailer_repaints_each_painted_face_and_writes_its_keys(cpu_ma
                              ("ADetailer inpaint padding", "8")), "ADetailer's keys, in its order"
     text = result.request.parameters
     assert "Face restoration" not in text and "ADetailer prompt: a face" in text
-    assert "Fixing face 2 of 2..." in said
+    assert "Repainting face 2 of 2..." in said
 
 
 def stub_restorer(architecture, forward):
@@ -275,3 +328,48 @@ def test_the_installer_bundles_opencv_and_the_cascades_the_detector_reads():
     spec = (Path(__file__).resolve().parents[2] / "installer" / "sfumato.spec").read_text()
     assert 'hidden += ["cv2"]' in spec and 'collect_data_files("cv2", subdir="data"' in spec
     assert all(f'"{name}"' in spec for name in face_detect.CASCADES)
+
+
+def test_the_face_restorer_is_loaded_only_when_faces_are_found_and_let_go_before_the_detailer(monkeypatch):
+    import types
+
+    from desktop.core.modelfiles import Family
+    from desktop.core.postprocess import DetailSettings
+
+    events = []
+    monkeypatch.setattr(upscale, "load", lambda *a, **k: events.append("load restorer") or
+                        types.SimpleNamespace(architecture="RestoreFormer", name="stub"))
+    monkeypatch.setattr(faces, "restore", lambda restorer, face, manager: events.append("restore") or
+                        255.0 - face.astype(np.float32))
+
+    def repaint(settings, crop, mask, seed, state, manager, addons):
+        events.append(f"repaint {crop.shape[0]}")
+        return 255 - crop, (("ADetailer denoising strength", "0.4"),)
+
+    monkeypatch.setattr(faces, "_repaint", lambda: repaint)
+
+    class Manager:  # loads the detailer's checkpoint, which may unload what is not in use
+        def load(self, ref, state):
+            events.append("load checkpoint")
+            return types.SimpleNamespace(info=types.SimpleNamespace(family=Family.SDXL, prediction=None))
+
+    plain = np.full((120, 160, 3), 128, np.uint8)
+    faces.run(fix(plain), TaskState(), Manager())
+    assert events == [], "no face: no restorer loaded"
+    mask = np.zeros(plain.shape[:2], bool)
+    mask[10:40, 10:40] = mask[60:90, 100:130] = True
+    detailer = DetailSettings("sdxl.safetensors")
+    result, = faces.run(fix(plain, mask=mask, detailer=detailer, resolution=0), TaskState(), Manager())
+    assert events == ["load restorer", "restore", "restore", "load checkpoint", "repaint 1024", "repaint 1024"], \
+        "every face restored before the detailer's checkpoint loads; an SDXL detailer works at 1024"
+    assert result.params[0] == ("Face restoration", "stub")
+
+
+def test_the_detailer_works_at_the_model_familys_size_unless_a_resolution_is_asked():
+    settings = FaceSettings(restorer=DEMO_FACE_RESTORER)
+    assert settings.resolution == 0 and settings.validated().restorer_side() == 512
+    assert [settings.detailer_side(family) for family in ("sd1", "sd2", "sdxl")] == [512, 512, 1024]
+    assert settings.detailer_side("sd2", "v_prediction") == 768
+    assert settings.replace(resolution=640).detailer_side("sdxl") == 640
+    with pytest.raises(InvalidRequest, match="or 0 for the model's own"):
+        settings.replace(resolution=100).validated()
