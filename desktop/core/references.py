@@ -37,6 +37,7 @@ SUFFIX = ".safetensors"
 MAX_CONFIG_BYTES = 1 << 20
 # The cross-attention width of each family's UNet: which models an adapter is for.
 FAMILY_WIDTHS = {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}
+EXAMPLES = {768: "ip-adapter_sd15.safetensors", 2048: "ip-adapter_sdxl_vit-h.safetensors"}  # h94/IP-Adapter's
 
 
 class ReferenceError(SfumatoError):

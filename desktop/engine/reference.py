@@ -156,11 +156,11 @@ def _load(pipe, plan: Plan) -> None:
 def _adapter_path(name: str, loaded, unet, folders) -> Path:
     if name.strip().lower() != files.DEMO:
         return files.find_adapter(name, folders)
-    if unet.config.cross_attention_dim in files.FAMILY_WIDTHS:
-        family = files.models_of_width(unet.config.cross_attention_dim)
+    width = unet.config.cross_attention_dim
+    if width in files.FAMILY_WIDTHS:
+        example = f" (such as {files.EXAMPLES[width]})" if width in files.EXAMPLES else ""
         raise ReferenceError(f"The demo IP-Adapter only works with the demo model. Choose an IP-Adapter file for "
-                             f"{family} (such as ip-adapter_sd15.safetensors for SD 1.x) and put it in "
-                             f"{files.own_folder()}.")
+                             f"{files.models_of_width(width)}{example} and put it in {files.own_folder()}.")
     from . import tiny_reference
 
     return tiny_reference.build(paths.demo_model_dir(), "sdxl" if loaded.family == "sdxl" else "sd1",

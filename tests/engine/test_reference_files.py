@@ -119,3 +119,16 @@ def test_comfyuis_single_file_encoder_is_read_from_its_shapes(manager, tiny_mode
                            sampler="Euler", references=(Reference(picture(1), weight=1.0, adapter=adapter.stem),))
     steered = generate.run(request, TaskState(), manager, addons=FolderAddons(folders))[0].image
     assert float(np.abs(steered.astype(int) - base.astype(int)).mean()) > 2.0
+
+
+def test_the_demo_adapter_with_a_real_model_says_what_to_choose():
+    from types import SimpleNamespace
+
+    from desktop.engine import reference
+
+    unet = SimpleNamespace(config=SimpleNamespace(cross_attention_dim=2048))
+    with pytest.raises(ReferenceError) as raised:
+        reference._adapter_path("demo", SimpleNamespace(family="sdxl"), unet, ())
+    assert str(raised.value).startswith(
+        "The demo IP-Adapter only works with the demo model. Choose an IP-Adapter file for SDXL models (such as "
+        "ip-adapter_sdxl_vit-h.safetensors) and put it in ")
