@@ -99,6 +99,18 @@ def _existing(candidates: list[Path]) -> list[Path]:
     return found
 
 
+def list_adapters(models_folders: Iterable[str | os.PathLike]) -> dict[str, Path]:
+    """name (file stem) -> file, for the .safetensors files of the adapter folders, the first of a name kept.
+    A1111's models/ControlNet holds ControlNets too: only files whose name says ip-adapter are listed from it."""
+    found: dict[str, Path] = {}
+    for folder in adapter_folders(models_folders):
+        mixed = folder.name == "ControlNet"
+        for path in _safetensors(folder):
+            if not mixed or "ip-adapter" in path.stem.lower().replace("_", "-"):
+                found.setdefault(path.stem, path)
+    return found
+
+
 def find_adapter(name: str, models_folders: Iterable[str | os.PathLike]) -> Path:
     """The adapter file `name` means: a path to a file, or a file's name (with or without .safetensors) in the
     adapter folders, exact case first. Raises ReferenceError with where they go when there is none."""

@@ -132,3 +132,18 @@ def test_the_demo_adapter_with_a_real_model_says_what_to_choose():
     assert str(raised.value).startswith(
         "The demo IP-Adapter only works with the demo model. Choose an IP-Adapter file for SDXL models (such as "
         "ip-adapter_sdxl_vit-h.safetensors) and put it in ")
+
+
+def test_the_adapters_of_sfumato_comfyui_and_a1111_are_listed(tmp_path):
+    from desktop.core import references
+
+    comfy, a1111 = tmp_path / "ComfyUI" / "models", tmp_path / "webui" / "models"
+    for folder in (comfy / "checkpoints", comfy / "ipadapter", a1111 / "Stable-diffusion", a1111 / "ControlNet",
+                   references.own_folder()):
+        folder.mkdir(parents=True)
+    for path in (comfy / "ipadapter" / "ip-adapter-plus_sd15.safetensors", a1111 / "ControlNet" /
+                 "ip-adapter_sdxl_vit-h.safetensors", a1111 / "ControlNet" / "control_v11p_sd15_canny.safetensors",
+                 references.own_folder() / "style.safetensors", comfy / "ipadapter" / "notes.txt"):
+        path.write_bytes(b"")
+    listed = references.list_adapters([comfy / "checkpoints", a1111 / "Stable-diffusion"])
+    assert list(listed) == ["style", "ip-adapter-plus_sd15", "ip-adapter_sdxl_vit-h"]
