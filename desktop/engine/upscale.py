@@ -514,10 +514,11 @@ class LanczosRows:
     """Lanczos (PIL's) from `source` (width, height) to `size`, fed the source's rows in order and making the output
     band by band as the rows each band's filter reaches arrive; rows no later band reaches are dropped.
 
-    Each band is PIL's resize of a slice of rows with the band's exact source box inside it and `MARGIN` rows
-    beyond the filter's reach on either side, so no filter tap is cut at the slice's edges: the coefficients are
-    the whole picture's (to floating-point rounding of the box), and the result is the whole-picture Lanczos to
-    within one level (tests/engine/test_upscale_resample.py)."""
+    The two passes go in a fixed order, each a one-axis PIL resize: the rows of a band (the band's exact source box
+    inside a slice with `MARGIN` rows beyond the filter's reach on either side, so no tap is cut), then its width.
+    PIL picks the order of its own two passes by size, and the 8-bit picture between them rounds and clips
+    differently in the two orders, so the reference is `two_pass` (tests/engine/test_upscale_resample.py): the same
+    to within one level, whatever the slices."""
 
     BAND = 64  # output rows made at once
     MARGIN = 2  # rows beyond the filter's support, for the rounding of its ends
@@ -536,6 +537,7 @@ class LanczosRows:
             raise ValueError("LanczosRows takes the source's rows in order")
         self._rows = np.concatenate([self._rows, rows]) if len(self._rows) else np.array(rows)
         arrived = top + len(rows)
+        width = self.source[0]
         while self._done < self.size[1]:
             end = min(self._done + self.BAND, self.size[1])
             low = max(0, math.floor(self._done * self._per_row - self._reach))
@@ -543,12 +545,21 @@ class LanczosRows:
             if high > arrived:
                 return
             piece = Image.fromarray(self._rows[low - self._top:high - self._top])
-            box = (0, self._done * self._per_row - low, self.source[0], end * self._per_row - low)
-            self.out[self._done:end] = np.asarray(piece.resize((self.size[0], end - self._done), Image.LANCZOS, box))
+            box = (0, self._done * self._per_row - low, width, end * self._per_row - low)
+            band = piece.resize((width, end - self._done), Image.LANCZOS, box)  # the rows' pass only
+            if width != self.size[0]:
+                band = band.resize((self.size[0], end - self._done), Image.LANCZOS)  # then the width's
+            self.out[self._done:end] = np.asarray(band)
             self._done = end
             keep = max(0, math.floor(self._done * self._per_row - self._reach)) - self._top  # the next band's low
             if keep > 0:
                 self._rows, self._top = self._rows[keep:], self._top + keep
+
+
+def two_pass(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The whole picture's Lanczos to `size` in LanczosRows' order of passes: its rows, then its width."""
+    rows = Image.fromarray(image).resize((image.shape[1], size[1]), Image.LANCZOS)
+    return np.asarray(rows.resize(size, Image.LANCZOS) if image.shape[1] != size[0] else rows)
 
 
 def _tiled(upscaler: Upscaler, image: np.ndarray, state: TaskState, tile: int, overlap: int, sink) -> None:

@@ -1,10 +1,11 @@
 """An upscale to a size other than the model's scale resamples the model's rows with Lanczos band by band as they
 are done (upscale.LanczosRows), so a 4096x4096 x2 with an x4 model never holds the 16384x16384 intermediate; the
-result is PIL's whole-picture Lanczos to within one level."""
+result is the whole picture's two-pass Lanczos (rows, then width) to within one level, and PIL's own one-call
+resize (which orders its passes by size) to within the rounding of the 8-bit picture between the passes."""
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from desktop.core.postprocess import UpscaleRequest
 from desktop.core.progress import TaskState
@@ -15,7 +16,7 @@ from .test_upscale import picture
 
 
 def whole_lanczos(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+    return upscale.two_pass(image, size)
 
 
 @pytest.mark.parametrize("source, size", [
@@ -24,6 +25,8 @@ def whole_lanczos(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     ((256, 400), (512, 800)),  # x4 -> x8: enlarging
     ((201, 333), (77, 127)),   # odd sizes, ratios that are not round
     ((64, 40), (64, 1000)),    # a tall stretch: many bands from few rows
+    ((256, 1200), (200, 900)),  # both axes shrink, a slice shorter than it is wide (PIL would swap its passes)
+    ((64, 300), (48, 225)),
 ])
 def test_rows_resampled_band_by_band_are_the_whole_pictures_lanczos(source, size):
     image = picture(source[1], source[0])
@@ -60,3 +63,13 @@ def test_an_upscale_at_another_scale_resamples_as_it_goes_and_never_holds_the_mo
     assert result.shape == (300, 400, 3)
     assert np.abs(result.astype(int) - expected).max() <= 1
     assert held == [], "the x4 output was held whole"
+
+
+def test_the_two_pass_order_is_pils_lanczos_on_a_photo_like_picture():
+    """On a smooth picture (no clipping between the passes) the fixed order is PIL's one-call resize."""
+    y, x = np.mgrid[0:300, 0:256]
+    smooth = np.dstack([(x % 256), (y * 255 // 299), ((x + y) % 256)]).astype(np.uint8)
+    smooth = np.asarray(Image.fromarray(smooth).filter(ImageFilter.GaussianBlur(2)))
+    for size in ((200, 225), (512, 600), (77, 127)):
+        one_call = np.asarray(Image.fromarray(smooth).resize(size, Image.LANCZOS))
+        assert np.abs(upscale.two_pass(smooth, size).astype(int) - one_call).max() <= 2, size
