@@ -107,6 +107,8 @@ def main(argv: list[str]) -> int:
         if args.kind != FACE and (args.mask or args.detailer is not None):
             raise UsageError("--mask and --detailer are for --kind face")
         mask = read_mask(args.mask) if args.mask else None
+        if mask is not None and not mask.any():
+            raise UsageError(f"--mask: {args.mask.name} is empty (it has no white part); paint each face white on it")
         request(np.zeros((1, 1, 3), np.uint8), args).validated()  # bad options before any work
     except InvalidRequest as error:
         option = FACE_OPTIONS.get(error.field, f"--{error.field}") if args.kind == FACE else f"--{error.field}"

@@ -187,6 +187,9 @@ def test_no_face_found_keeps_the_picture_and_says_to_paint_a_mask(manager):
     assert any("No face was found" in text and "open it on the canvas, paint a mask over each face" in text
                and "Image > Restore... > Fix faces with 'Only the masked faces'" in text for text in said)
     assert result.note == faces.NO_FACE, "the window's closing line says it too"
+    empty, = faces.run(fix(image, mask=np.zeros(image.shape[:2], bool)), TaskState(), manager)
+    assert empty.note == "The mask has no painted part, so the picture is unchanged; paint a mask over each face " \
+                         "to fix them."
 
 
 def test_cancel_between_faces_stops(manager):

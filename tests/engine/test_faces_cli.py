@@ -63,10 +63,15 @@ def test_bad_face_options_are_one_line(capsys, tmp_path):
     assert code == 2 and "choose a face restorer, the face detailer, or both" in err
     code, _, err = run(capsys, "--input", str(source), "--kind", "denoise", "--mask", str(source))
     assert code == 2 and "--mask and --detailer are for --kind face" in err
-    Image.new("L", (10, 10)).save(tmp_path / "small-mask.png")
+    Image.new("L", (10, 10), 255).save(tmp_path / "small-mask.png")
     code, paths, err = run(capsys, "--input", str(source), "--kind", "face", "--mask", str(tmp_path / "small-mask.png"),
                            "--out", str(tmp_path / "out"))
     assert code == 1 and paths == [] and "the mask is 10x10 pixels and the picture 320x320" in err
+    Image.new("L", (320, 320)).save(tmp_path / "black.png")
+    code, paths, err = run(capsys, "--input", str(source), "--kind", "face", "--mask", str(tmp_path / "black.png"),
+                           "--out", str(tmp_path / "out"))
+    assert code == 2 and paths == [] and len(err.strip().splitlines()) == 1
+    assert err.strip() == "sfumato: --mask: black.png is empty (it has no white part); paint each face white on it"
 
 
 def test_an_upscaler_is_refused_as_a_face_restorer(capsys, tmp_path):

@@ -92,10 +92,18 @@ def test_a_face_restorer_file_is_chosen_first_and_nothing_chosen_cannot_be_run(q
     assert dialog.faces() is None and dialog.form.isRowVisible(dialog.model_box)
 
 
-def test_the_gallery_restore_does_not_offer_fix_faces(qtbot):
-    dialog = RestoreDialog(Extent(64, 64), [])
+def test_the_gallery_restore_offers_fix_faces_with_advice_it_can_follow(qtbot):
+    dialog = RestoreDialog(Extent(64, 64), [], face_restorers=[], pictures=2)
     qtbot.addWidget(dialog)
-    assert dialog.kind_box.findData("face") == -1
+    fix_faces(dialog)
+    assert dialog.kind() == "face" and not dialog.form.isRowVisible(dialog.masked_box), "no canvas mask here"
+    summary = dialog.summary.text()
+    assert "for faces it misses, open the picture on the canvas and paint a mask over them" in summary
+    assert "none found: paint a mask" not in summary
+    canvas = RestoreDialog(Extent(64, 64), [], face_restorers=[])
+    qtbot.addWidget(canvas)
+    fix_faces(canvas)
+    assert "none found: paint a mask over them" in canvas.summary.text()
 
 
 def test_face_restorer_files_of_the_model_scan_are_offered(make_window, qtbot, fake_backend):

@@ -149,6 +149,8 @@ class RestoreDialog(QDialog):
                    "The result waits on the canvas to Accept (a new layer on top) or Discard.")
         if face:
             where = "the masked parts of the canvas (each one face)" if self.only_masked() else \
+                "the faces OpenCV's detector finds (for faces it misses, open the picture on the canvas and paint " \
+                "a mask over them)" if self.pictures else \
                 "the faces OpenCV's detector finds (none found: paint a mask over them)"
             done = []
             if restorer:
