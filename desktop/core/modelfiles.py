@@ -68,7 +68,8 @@ class Family(str, enum.Enum):
 class ModelInfo:
     path: Path
     format: str  # "safetensors" | "ckpt" | "diffusers"
-    kind: str  # "checkpoint" | "lora" | "vae" | "embedding" | "upscaler" | "restorer" | "face restorer" | "unknown"
+    kind: str  # "checkpoint" | "lora" | "vae" | "embedding" | "upscaler" | "restorer" | "face restorer" |
+    #            "controlnet" | "unknown"
     family: Family
     inpaint: bool = False
     size_bytes: int = 0
@@ -152,7 +153,7 @@ def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[st
     ):
         return _Guess("vae", note="a VAE; its layout does not tell which family it was trained for")
     if has("control_model.", "controlnet_"):
-        return _Guess(note=_unsupported("a ControlNet"))
+        return _Guess("controlnet", note="a ControlNet (for control layers and `--control`)")
     if has("conv_in.", "down_blocks.", "time_embedding."):
         return _Guess(note="looks like one part of a diffusers model; add the whole diffusers folder")
     if _restorer_layout(shapes, has, contains):

@@ -43,3 +43,13 @@ def test_a_vae_is_still_a_vae(tmp_path):
     save_file(tensors("encoder.conv_in.weight", "decoder.conv_out.weight", "quant_conv.weight",
                       "encoder.conv_out.weight"), str(tmp_path / "vae.safetensors"))
     assert modelfiles.identify(tmp_path / "vae.safetensors").kind == "vae"
+
+
+@pytest.mark.parametrize("keys", [("control_model.input_blocks.0.0.weight", "control_model.zero_convs.0.0.weight"),
+                                  ("controlnet_cond_embedding.conv_in.weight", "controlnet_down_blocks.0.weight")])
+def test_a_controlnet_is_a_controlnet_not_an_unsupported_file(tmp_path, keys):
+    """Both layouts a ControlNet comes in (A1111's ldm keys, diffusers'), named for what they are used for."""
+    save_file(tensors(*keys), str(tmp_path / "control.safetensors"))
+    info = modelfiles.identify(tmp_path / "control.safetensors")
+    assert info.kind == "controlnet" and "does not support" not in info.note
+    assert model_sources.problem_of(info) == "a ControlNet (for control layers and `--control`), not a full model"
