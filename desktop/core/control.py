@@ -18,11 +18,12 @@ The infotext writes A1111's ControlNet keys, one per control, numbered from 0:
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from desktop.core.errors import InvalidRequest
+from desktop.core.errors import InvalidRequest, SfumatoError
 
 CONTROL_TYPES = ("canny", "lineart", "scribble", "depth", "none")
 REFERENCE_MODES = ("content", "style")
@@ -83,3 +84,43 @@ def _check_picture(image, what: str, name: str) -> None:
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
             or image.shape[2] not in (3, 4) or min(image.shape[:2]) < 1:
         raise InvalidRequest(what, f"{name}: its picture must be an RGB or RGBA image.")
+
+
+def used_controls_note(params: dict[str, str], models_folders=()) -> str:
+    """What "Use all parameters" cannot put back: the picture's ControlNets and reference pictures (A1111's
+    ``ControlNet N`` keys, ours ``IP-Adapter N``), whose pictures are not in its metadata. A sentence naming each,
+    whether its model file is here, and how to use it again; "" when the picture used none."""
+    from desktop.core import controlnets, references  # folder look-ups; imported here, as control.py is a leaf
+
+    said = []
+    for key in sorted((k for k in params if _CONTROL_KEY.fullmatch(k)), key=lambda k: (k[0], int(k.split()[-1]))):
+        fields = _fields(params[key])
+        model = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", fields.get("model", "")).strip()
+        if key.startswith("ControlNet"):
+            found = bool(model) and controlnets.find_controlnet(model, models_folders) is not None
+            what = f"{key} ({fields.get('module', 'none')}, {model or 'no model named'})"
+        else:
+            try:
+                found = bool(model) and references.find_adapter(model, models_folders) is not None
+            except SfumatoError:  # not in the adapter folders
+                found = False
+            what = f"{key} ({fields.get('mode', 'content')}, {model or 'no model named'})"
+        said.append(what + ("" if found else ", whose file is not in your folders"))
+    if not said:
+        return ""
+    return (f"This picture was also steered by {', '.join(said)}. Its control pictures are not in its "
+            "metadata: to use them again, add a control layer with the Layers panel's Control button, paint it or "
+            "fill it From picture, and choose the model.")
+
+
+_CONTROL_KEY = re.compile(r"(ControlNet|IP-Adapter) \d+")
+
+
+def _fields(value: str) -> dict[str, str]:
+    """'Module: canny, Model: x [ab12], Weight: 1' -> {"module": "canny", "model": "x [ab12]", "weight": "1"}."""
+    found = {}
+    for part in value.strip().strip('"').split(", "):
+        name, _, text = part.partition(":")
+        if text:
+            found[name.strip().lower()] = text.strip()
+    return found

@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core import addons
 from desktop.core.addons import AddonCheck
+from desktop.core.control import used_controls_note
 from desktop.core.gallery.index import ImageRecord, Query
 from desktop.core.gallery.metadata import ImageMeta, read_image_meta, to_request
 from desktop.core.gallery.store import GalleryStore
@@ -523,16 +524,16 @@ class GalleryView(QWidget):
         path = self.store.path(record)
         folders = list(self.model_folders())
 
-        def work() -> tuple[ImageMeta, AddonCheck | None]:
+        def work() -> tuple[ImageMeta, AddonCheck | None, str]:
             meta = read_image_meta(path)[0]
             if not meta.source:
-                return meta, None
+                return meta, None, ""
             # LoRAs and embeddings by name, else by their hash in the parameters (which may hash whole files)
             params = parse_infotext(meta.parameters).params if meta.parameters else {}
-            return meta, addons.check_prompts(meta.prompt, params, folders)
+            return meta, addons.check_prompts(meta.prompt, params, folders), used_controls_note(params, folders)
 
-        def read(result: tuple[ImageMeta, AddonCheck | None]) -> None:
-            meta, check = result
+        def read(result: tuple[ImageMeta, AddonCheck | None, str]) -> None:
+            meta, check, controls = result
             if not meta.source:
                 self.message.emit(meta.notice or f"{path.name} does not say how it was made: the panel is unchanged.")
                 return
@@ -541,8 +542,9 @@ class GalleryView(QWidget):
             request = request.replace(conditioning=conditioning.replace(
                 prompt=check.rename(conditioning.prompt), negative_prompt=check.rename(conditioning.negative_prompt)))
             self.use_parameters.emit(request)
-            if check.message():
-                self.error.emit(check.message())
+            said = " ".join(text for text in (check.message(), controls) if text)
+            if said:  # what could not be put back: missing add-ons, the control pictures
+                self.error.emit(said)
 
         self.background.run(work, read, lambda error: self.error.emit(f"{path.name} could not be read: {error}"))
 
