@@ -105,3 +105,15 @@ def test_the_bundle_takes_spandrel_for_upscalers_and_leaves_torchvision_out():
     assert 'collect_submodules("spandrel"' in spec  # imported only when a picture is upscaled
     excludes = re.search(r"excludes = \[(.*?)\]", spec, re.DOTALL).group(1)
     assert '"torchvision"' in excludes  # upscalers run without it (desktop/engine/upscale.py)
+
+
+def test_the_bundle_collects_the_package_of_every_pipeline_the_engine_makes():
+    """Pipelines are made by class at run time (ModelManager.pipeline), which PyInstaller's scan does not see:
+    each one's package must be in the spec's collect list, or the bundled app fails the first time it is used
+    (a ControlNet generation, say) although the smoke check passes."""
+    from desktop.engine.models import _PIPELINES
+
+    spec = (ROOT / "installer" / "sfumato.spec").read_text()
+    collected = re.findall(r'"((?:diffusers|transformers)\.[a-z_.]+)"', spec)
+    for cls in set(_PIPELINES.values()):
+        assert any(cls.__module__.startswith(package + ".") for package in collected), cls.__module__
