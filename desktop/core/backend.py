@@ -20,8 +20,9 @@ backend checks `state.cancelled()` between steps and raises Cancelled, so a
 cancelled job stops within one step. Errors a person can act on are
 SfumatoError subclasses (desktop/core/errors.py) with a sentence to show.
 
-A job is a small frozen dataclass with a `kind`: GenerationJob, and UpscaleJob
-(a model upscale, desktop/core/postprocess.py); an operation that is not a
+A job is a small frozen dataclass with a `kind`: GenerationJob, UpscaleJob
+(a model upscale, desktop/core/postprocess.py) and PreprocessJob (a control layer's
+"From picture": a ControlNet preprocessor, desktop/core/preprocessors.py); an operation that is not a
 diffusion run (face restore, denoise) becomes a new job dataclass with its own
 kind, and a model says which kinds it can run in `ModelDescriptor.kinds`.
 """
@@ -42,6 +43,7 @@ from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
 
 GENERATION = "generation"
+PREPROCESS = "preprocess"
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,18 @@ class UpscaleJob:
     request: UpscaleRequest
 
 
-Job = GenerationJob | UpscaleJob  # grows as job kinds are added
+@dataclass(frozen=True)
+class PreprocessJob:
+    """Make the control picture of `type` (desktop/core/preprocessors.py) from `image` (HxWx3 uint8 RGB, the
+    picture on white paper). Its result is one Result whose image is the control picture (HxWx3 uint8, the size of
+    `image`), seed -1 and this job as its request; it is not a picture to save."""
+
+    kind: ClassVar[str] = PREPROCESS
+    type: str
+    image: np.ndarray = field(compare=False, repr=False)
+
+
+Job = GenerationJob | UpscaleJob | PreprocessJob  # grows as job kinds are added
 
 
 @dataclass(frozen=True)
@@ -80,7 +93,8 @@ class ModelDescriptor:
 class Result:
     image: np.ndarray  # HxWx3 uint8
     seed: int
-    request: GenerationRequest | UpscaleRequest = field(repr=False)  # resolved; shared by the batch
+    # resolved; shared by the batch (a PreprocessJob's result carries its job)
+    request: GenerationRequest | UpscaleRequest | PreprocessJob = field(repr=False)
     # What the run adds to the infotext beside the request's values, in A1111's keys and order
     # ("Lora hashes", "TI hashes", "Pad conds", ...)
     params: tuple[tuple[str, str], ...] = ()

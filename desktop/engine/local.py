@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop.core import addons, controlnets, model_sources, modelfiles, paths, postprocess
-from desktop.core.backend import GENERATION, CurrentCall, Job, ModelDescriptor, Result
+from desktop.core.backend import GENERATION, PREPROCESS, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.postprocess import UPSCALE
 from desktop.core.errors import SfumatoError
 from desktop.core.geometry import Extent
@@ -68,10 +68,14 @@ class LocalBackend:
             return self._describe(self._manager.load(ref, state))
 
     def run(self, job: Job, state: TaskState) -> list[Result]:
-        if job.kind not in (GENERATION, UPSCALE):
+        if job.kind not in (GENERATION, UPSCALE, PREPROCESS):
             raise SfumatoError(f"This version of Sfumato cannot run {job.kind} jobs on this computer.")
         with self._call.running(state):
             self.start(state)
+            if job.kind == PREPROCESS:
+                from . import preprocess  # OpenCV, and transformers for depth, only when a control picture is made
+
+                return [Result(preprocess.run(job.type, job.image, self._folders, state), -1, job)]
             if job.kind == UPSCALE and job.request.faces is not None:
                 from . import faces  # the face fix: OpenCV and spandrel only when faces are fixed
 

@@ -33,14 +33,8 @@ import numpy as np
 
 from desktop.core import paths
 from desktop.core.errors import InvalidRequest, SfumatoError
-
-PREPROCESSORS = {
-    "canny": "Canny edges",
-    "lineart": "Line art",
-    "scribble": "Scribble",
-    "depth": "Depth (Depth Anything V2 Small)",
-    "none": "None (use as is)",
-}
+from desktop.core.preprocessors import PREPROCESSORS, needs_weights  # noqa: F401 - the tables, one definition
+from desktop.core.preprocessors import check_type as _check_type
 
 CANNY_LOW, CANNY_HIGH = 100, 200  # A1111's defaults
 LINEART_SIGMA = 6.0
@@ -66,12 +60,6 @@ _APP_MODEL_FOLDERS = ("stable-diffusion", "checkpoints")  # X/models/<this> is a
 _SEARCH_DEPTH = 3
 
 
-def needs_weights(type: str) -> bool:
-    """True when the preprocessor runs a model whose weights the person must have on disk."""
-    _check_type(type)
-    return type == "depth"
-
-
 def run(type: str, image: np.ndarray, models_folders=(), state=None) -> np.ndarray:
     """The control picture of `type` for `image` (HxWx3 or HxWx4 uint8): HxWx3 uint8, white on black."""
     _check_type(type)
@@ -82,12 +70,6 @@ def run(type: str, image: np.ndarray, models_folders=(), state=None) -> np.ndarr
         return depth(rgb, models_folders, state)
     gray = {"canny": canny, "lineart": lineart, "scribble": scribble}[type](rgb)
     return np.repeat(gray[..., None], 3, axis=2)
-
-
-def _check_type(type: str) -> None:
-    if type not in PREPROCESSORS:
-        raise InvalidRequest("control", f"there is no preprocessor {type!r}; choose one of "
-                                        f"{', '.join(PREPROCESSORS)}.")
 
 
 def on_white(image: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ select after a scan in desktop/core/model_choice.py.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal, Slot
@@ -33,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core import autosave, model_sources, paths
 from desktop.core import settings as settings_store
-from desktop.core.backend import Backend, BackendFactory
+from desktop.core.backend import Backend, BackendFactory, PreprocessJob
 from desktop.core.document import CanvasDocument
 from desktop.core.errors import InvalidRequest
 from desktop.core.frame import frame_mode
@@ -44,6 +45,7 @@ from desktop.core.jobs import JobController
 from desktop.core.model_choice import after_scan
 from desktop.core.postprocess import (PostprocessFiles, UpscaleRequest, match_upscaler, own_folder,
                                       scan_postprocess_files)
+from desktop.core.preprocessors import describe as describe_preprocess
 from desktop.core.request import HIRES_UPSCALERS, GenerationRequest
 from desktop.core.settings import Settings
 
@@ -133,7 +135,9 @@ class MainWindow(QMainWindow):
         self.postprocess_files = PostprocessFiles()  # the upscaler folders' files, as the last model scan found
         self._scan_models()
         self.background = Background(self)
-        self.layers.controls.run_in_background = self.background.run  # "From picture" preprocesses off the GUI
+        self.layers.controls.run_in_background = self.background.run  # the model box's folder scans
+        self.layers.controls.preprocess = self.preprocess  # "From picture": a job on the worker
+        self._preprocessing: dict[int, tuple[Callable, Callable]] = {}  # job id -> (done, failed) of preprocess()
         self.layers.controls.models_folders = lambda: self.settings.models_folders
         self.layers.controls.failed.connect(self.show_error)
         self.gallery_store: GalleryStore | None = None
@@ -640,9 +644,20 @@ class MainWindow(QMainWindow):
     def cancel(self) -> None:
         self.worker.cancel()
 
+    def preprocess(self, type: str, image, done: Callable, failed: Callable) -> int:
+        """Queue a control layer's preprocessor of `type` on `image` (HxWx3 uint8) on the worker, behind what runs
+        there; `done(control picture)` or `failed(sentence)` is called on the GUI thread once it ended (the
+        sentence is "" when it was cancelled or removed). Returns the job id."""
+        job_id = self.worker.submit(PreprocessJob(type, image))
+        self._preprocessing[job_id] = (done, failed)
+        return job_id
+
     @Slot(int)
     def _remove_job(self, job_id: int) -> None:
         if self.worker.remove(job_id):
+            if job_id in self._preprocessing:
+                self._preprocessing.pop(job_id)[1]("")
+                return
             self.jobs.cancelled(job_id)
             self.generation.ended(job_id)
 
@@ -668,8 +683,13 @@ class MainWindow(QMainWindow):
         self.queue.set_jobs(jobs)
 
     @Slot(int, object)
-    def _job_started(self, job_id: int, request: GenerationRequest | UpscaleRequest) -> None:
+    def _job_started(self, job_id: int, request: GenerationRequest | UpscaleRequest | PreprocessJob) -> None:
         self.cancel_button.setEnabled(True)
+        if isinstance(request, PreprocessJob):
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat(f"{describe_preprocess(request.type)}...")
+            return
         self.jobs.started(job_id, request)
         self.progress.setRange(0, 1 if isinstance(request, UpscaleRequest) else request.sampling.steps)
         self.progress.setValue(0)
@@ -685,6 +705,11 @@ class MainWindow(QMainWindow):
 
     @Slot(int, list)
     def _job_finished(self, job_id: int, saved: list) -> None:
+        if job_id in self._preprocessing:  # a control picture for a layer, not a result to stage
+            self.progress.setValue(self.progress.maximum())
+            self._job_done("Done")
+            self._preprocessing.pop(job_id)[0](saved[0][0])
+            return
         job = self.jobs.finished(job_id, saved)
         self._job_done("Done")
         self.generation.finished(job)
@@ -696,6 +721,10 @@ class MainWindow(QMainWindow):
 
     @Slot(int, str)
     def _job_failed(self, job_id: int, message: str) -> None:
+        if job_id in self._preprocessing:
+            self._job_done("Failed")
+            self._preprocessing.pop(job_id)[1](message)  # the layer panel shows it
+            return
         self.jobs.failed(job_id, message)
         self.generation.ended(job_id)
         self._job_done("Failed")
@@ -714,6 +743,10 @@ class MainWindow(QMainWindow):
 
     @Slot(int)
     def _job_cancelled(self, job_id: int) -> None:
+        if job_id in self._preprocessing:
+            self._job_done("Cancelled")
+            self._preprocessing.pop(job_id)[1]("")
+            return
         self.jobs.cancelled(job_id)
         self.generation.ended(job_id)
         self._job_done("Cancelled")

@@ -22,11 +22,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core.backend import PreprocessJob
 from desktop.core.postprocess import UpscaleRequest, describe as describe_upscale
+from desktop.core.preprocessors import describe as describe_preprocess
 from desktop.core.request import GenerationRequest
 
 
-def describe(request: GenerationRequest | UpscaleRequest) -> str:
+def describe(request: GenerationRequest | UpscaleRequest | PreprocessJob) -> str:
+    if isinstance(request, PreprocessJob):  # a control layer's "From picture"
+        height, width = request.image.shape[:2]
+        return f"{describe_preprocess(request.type)}  ·  {width}x{height}"
     if isinstance(request, UpscaleRequest):
         source, target = request.source, request.target()
         return f"{describe_upscale(request)}  ·  {source.width}x{source.height} to {target.width}x{target.height}"
@@ -69,7 +74,7 @@ class QueueView(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.list.hide()
 
-    def set_jobs(self, jobs: list[tuple[int, GenerationRequest]]) -> None:
+    def set_jobs(self, jobs: list[tuple[int, GenerationRequest | UpscaleRequest | PreprocessJob]]) -> None:
         self.list.clear()
         for job_id, request in jobs:
             item = QListWidgetItem(describe(request))

@@ -8,16 +8,24 @@ one job at a time, saves each result to disk (PNG encoding stays off the GUI
 thread) and reports through signals, delivered to slots on the GUI thread.
 This module never imports the engine.
 
+A job is a GenerationRequest, an UpscaleRequest or a PreprocessJob (a control
+layer's "From picture"): the last waits its turn in the same queue, but its
+control picture is not a result to keep, so it is neither saved nor added to
+the gallery; it arrives through job_finished with no path.
+
 Signals:
     status(str): what the engine is doing ("Loading model...", "Ready: ...").
     device_ready(str): description of the device chosen.
     model_loaded(str, str): model reference and its family ("sd1", "sdxl", ...).
     model_failed(str, str): model reference and why it could not be loaded.
-    queue_changed(list): pending jobs as [(job_id, GenerationRequest | UpscaleRequest)], oldest first.
-    job_started(int, object): job id and its resolved GenerationRequest (or validated UpscaleRequest).
+    queue_changed(list): pending jobs as [(job_id, GenerationRequest | UpscaleRequest | PreprocessJob)], oldest
+        first.
+    job_started(int, object): job id and its resolved GenerationRequest (or validated UpscaleRequest, or the
+        PreprocessJob).
     step(int, int, int, object): job id, step (1-based), total steps, preview (HxWx3 uint8 or None); for an
         upscale, one step per tile and no preview.
-    job_finished(int, list): job id and [(image HxWx3 uint8, seed, saved Path or None)].
+    job_finished(int, list): job id and [(image HxWx3 uint8, seed, saved Path or None)]; a PreprocessJob's is
+        [(its control picture, -1, None)].
     save_failed(int, str): job id and why its pictures could not be written (they are still shown).
     job_failed(int, str): job id and a message to show as it is.
     job_cancelled(int): job id.
@@ -33,14 +41,17 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from desktop.core.backend import Backend, BackendFactory, GenerationJob, ModelDescriptor, UpscaleJob
+from desktop.core.backend import Backend, BackendFactory, GenerationJob, ModelDescriptor, PreprocessJob, UpscaleJob
 from desktop.core.errors import Cancelled, SfumatoError
 from desktop.core.imageio import save_png
 from desktop.core.outputs import save_result
 from desktop.core.postprocess import UpscaleRequest, result_path
+from desktop.core.preprocessors import describe as describe_preprocess
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest
 from desktop.core.settings import Settings
+
+Queued = GenerationRequest | UpscaleRequest | PreprocessJob  # what submit() takes
 
 
 class _WorkerSignals(QObject):
@@ -75,7 +86,7 @@ class _Runner(_WorkerSignals):
         self._thread = QThread()
         self._thread.setObjectName("generation-worker")
         self._lock = threading.Lock()
-        self._pending: deque[tuple[int, GenerationRequest | UpscaleRequest]] = deque()
+        self._pending: deque[tuple[int, Queued]] = deque()
         self._ids = itertools.count(1)
         self._current: TaskState | None = None
         self._stopping = False
@@ -90,8 +101,8 @@ class _Runner(_WorkerSignals):
 
     # -- called from the GUI thread ---------------------------------------------
 
-    def submit(self, request: GenerationRequest | UpscaleRequest) -> int:
-        """Queue a request (a generation, or a model upscale); returns its job id."""
+    def submit(self, request: Queued) -> int:
+        """Queue a request (a generation, a model upscale, or a control picture to make); returns its job id."""
         with self._lock:
             job_id = next(self._ids)
             self._pending.append((job_id, request))
@@ -125,7 +136,7 @@ class _Runner(_WorkerSignals):
                 self._current.cancel()  # a download for a model no longer wanted
         self._preload.emit(model)
 
-    def pending(self) -> list[tuple[int, GenerationRequest | UpscaleRequest]]:
+    def pending(self) -> list[tuple[int, Queued]]:
         with self._lock:
             return list(self._pending)
 
@@ -218,17 +229,20 @@ class _Runner(_WorkerSignals):
             with self._lock:
                 self._current = None
 
-    def _run_one(self, job_id: int, request: GenerationRequest | UpscaleRequest, state: TaskState,
-                 settings: Settings, said: list[str]) -> None:
+    def _run_one(self, job_id: int, request: Queued, state: TaskState, settings: Settings, said: list[str]) -> None:
         upscale = isinstance(request, UpscaleRequest)
+        preprocess = isinstance(request, PreprocessJob)
         loaded: ModelDescriptor | None = None  # an upscale loads its upscaler inside run()
         try:
-            request = request.validated() if upscale else request.resolved()
+            if not preprocess:
+                request = request.validated() if upscale else request.resolved()
             backend = self._started(state)
             backend.use_folders(list(settings.models_folders))  # ones added since it started count too
             self.job_started.emit(job_id, request)
             started = time.perf_counter()
-            if upscale:
+            if preprocess:
+                results = backend.run(request, state)
+            elif upscale:
                 results = backend.run(UpscaleJob(request), state)
             else:
                 loaded = backend.load(request.model, state)
@@ -238,8 +252,17 @@ class _Runner(_WorkerSignals):
             self.status.emit("Cancelled.")
             return
         except Exception as error:  # noqa: BLE001 - the worker must survive anything and say what happened
+            if preprocess:
+                self.job_failed.emit(job_id, f"{describe_preprocess(request.type)} did not work: "
+                                             f"{_message(error, 'The preprocessor')}")
+                return
             what = ("The restore" if request.restore else "The upscale") if upscale else "Generation"
             self.job_failed.emit(job_id, _message(error, what))
+            return
+        if preprocess:  # a control picture for the canvas: nothing to save; said first, so what the canvas says
+            # of it (the layer it filled) comes last
+            self.status.emit(f"{describe_preprocess(request.type)}: done in {time.perf_counter() - started:.1f} s.")
+            self.job_finished.emit(job_id, [(r.image, r.seed, None) for r in results])
             return
         if loaded is not None:
             self.model_loaded.emit(loaded.ref, loaded.family)
@@ -326,8 +349,9 @@ class GenerationWorker(_WorkerSignals):
     def _say_queue(self, _snapshot: list) -> None:
         self.queue_changed.emit(self._runner.pending())
 
-    def submit(self, request: GenerationRequest | UpscaleRequest) -> int:
-        """Queue a request (a generation, or a model upscale); returns its job id."""
+    def submit(self, request: Queued) -> int:
+        """Queue a request (a generation, a model upscale, or a PreprocessJob: a control picture to make, which
+        is not saved); returns its job id."""
         return self._runner.submit(request)
 
     def remove(self, job_id: int) -> bool:
@@ -342,7 +366,7 @@ class GenerationWorker(_WorkerSignals):
         """Start the engine and load `model` in the background (after the window shows)."""
         self._runner.preload(model)
 
-    def pending(self) -> list[tuple[int, GenerationRequest | UpscaleRequest]]:
+    def pending(self) -> list[tuple[int, Queued]]:
         return self._runner.pending()
 
     def is_busy(self) -> bool:

@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from desktop.core.backend import Backend, GenerationJob
-from desktop.core.errors import Cancelled, ModelLoadError, OutOfMemory
+from desktop.core.backend import Backend, GenerationJob, PreprocessJob
+from desktop.core.errors import Cancelled, InvalidRequest, ModelLoadError, OutOfMemory, SfumatoError
 from desktop.core.geometry import Margins
 from desktop.core.progress import TaskState
 from desktop.core.request import InpaintArea, Mode
@@ -161,3 +161,24 @@ def test_an_upscale_job_resizes_in_one_step_per_tile_with_the_postprocess_keys()
     result, = backend.run(UpscaleJob(UpscaleRequest(image, 2.0, parameters="a cat\nSteps: 3")), state)
     assert result.image.shape == (60, 80, 3) and steps == [(i, 4, None) for i in range(1, 5)]
     assert result.request.parameters == f"a cat\nSteps: 3, Postprocess upscale by: 2, Postprocess upscaler: {DEMO_UPSCALER_NAME}"
+
+
+def test_a_preprocess_job_returns_a_control_picture_of_the_picture_s_size_without_the_engine():
+    picture = np.full((40, 30, 3), 20, np.uint8)
+    picture[:, 10:] = 230
+    backend = FakeBackend()
+    job = PreprocessJob("canny", picture)
+    (result,) = backend.run(job, TaskState())
+    assert result.image.shape == (40, 30, 3) and result.image.dtype == np.uint8
+    assert result.image[:, :10].max() == 0 and result.image[:, 10:].min() == 255
+    assert (result.seed, result.request) == (-1, job) and backend.jobs == [job]
+    np.testing.assert_array_equal(backend.run(PreprocessJob("none", picture), TaskState())[0].image, picture)
+    with pytest.raises(InvalidRequest, match="no preprocessor 'hed'"):
+        backend.run(PreprocessJob("hed", picture), TaskState())
+    state = TaskState()
+    state.cancel()
+    with pytest.raises(Cancelled):
+        backend.run(job, state)
+    backend.preprocess_error = SfumatoError("Depth needs its weights.")
+    with pytest.raises(SfumatoError, match="Depth needs"):
+        backend.run(PreprocessJob("depth", picture), TaskState())

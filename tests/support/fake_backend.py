@@ -15,8 +15,11 @@ seconds. It behaves like the engine where a caller can see it:
   step, also during `step_delay`;
 - an UpscaleJob returns the picture resized with Lanczos to the asked size, its parameters with A1111's
   Postprocess keys, after `upscale_tiles` steps (one per tile, no preview), as the engine does;
+- a PreprocessJob (a control layer's "From picture") returns its control picture at once, white where the
+  picture is light and black elsewhere (no engine, no OpenCV), after checking the type as the engine does;
 - `load_error`, `run_error` (raised after `fail_at_step` steps; OutOfMemory for
-  a run out of memory) and `start_error` inject failures.
+  a run out of memory), `preprocess_error` (raised by a PreprocessJob, as depth without its weights) and
+  `start_error` inject failures.
 
 What it saw is kept for assertions: `started`, `closed`, `loads`, `jobs`.
 """
@@ -29,7 +32,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from desktop.core.backend import GENERATION, CurrentCall, Job, ModelDescriptor, Result
+from desktop.core import preprocessors
+from desktop.core.backend import GENERATION, PREPROCESS, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.errors import Cancelled, SfumatoError
 from desktop.core.postprocess import (DEMO_RESTORER, DEMO_RESTORER_NAME, DEMO_UPSCALER, DEMO_UPSCALER_NAME, UPSCALE,
                                       result_params, with_params)
@@ -57,6 +61,7 @@ class FakeBackend:
         self.family = family
         self.start_error, self.load_error, self.run_error = start_error, load_error, run_error
         self.fail_at_step = fail_at_step
+        self.preprocess_error: Exception | None = None
         self.catalogue = catalogue if catalogue is not None else [ModelDescriptor("demo", "sd1", "Demo model")]
         self.started = 0  # start() calls that succeeded
         self.closed = 0
@@ -101,6 +106,8 @@ class FakeBackend:
     def run(self, job: Job, state: TaskState) -> list[Result]:
         if job.kind == UPSCALE:
             return self._upscale(job, state)
+        if job.kind == PREPROCESS:
+            return self._preprocess(job, state)
         if job.kind != GENERATION:
             raise SfumatoError(f"The fake backend cannot run {job.kind} jobs.")
         request = job.request.resolved()
@@ -139,6 +146,19 @@ class FakeBackend:
             params = result_params(request, name)
             image = _fit(request.image, target.width, target.height)
             return [Result(image, -1, request.replace(parameters=with_params(request.parameters, params)), params)]
+
+    def _preprocess(self, job: Job, state: TaskState) -> list[Result]:
+        with self._call.running(state):
+            self.jobs.append(job)
+            preprocessors.check_type(job.type)
+            self._wait(state, 0)
+            if self.preprocess_error is not None:
+                raise self.preprocess_error
+            rgb = job.image[..., :3]
+            if job.type == "none":
+                return [Result(np.ascontiguousarray(rgb).copy(), -1, job)]
+            light = np.where(rgb.mean(axis=2) > 127.5, 255, 0).astype(np.uint8)
+            return [Result(np.repeat(light[..., None], 3, axis=2), -1, job)]
 
     def models(self) -> list[ModelDescriptor]:
         return list(self.catalogue)

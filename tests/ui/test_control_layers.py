@@ -1,15 +1,14 @@
 """Control layers as a person uses them: add one from the Layers panel, fill it from the picture, paint on it, set
 its strength and steps, generate (the fake backend sees the Control), hide it, undo, save and reopen the .ora."""
 
-import sys
-import types
-
 import numpy as np
 import pytest
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor
 
+from desktop.core.backend import PreprocessJob
 from desktop.core.control_layers import COLOURS, ControlSpec
+from desktop.core.errors import SfumatoError
 from desktop.core.document import CanvasDocument
 from desktop.core.geometry import Bounds
 from desktop.core.layers import ImageLayer
@@ -26,27 +25,9 @@ def photo(w=96, h=80):
     return pixels
 
 
-@pytest.fixture
-def preprocessor(monkeypatch):
-    """A stand-in for desktop/engine/preprocess.py (another part of the app): white where the picture is light,
-    recording the calls and the thread they ran on."""
-    import threading
-
-    calls = []
-
-    def run(type, image, models_folders=(), state=None):
-        calls.append((type, image.shape, threading.current_thread() is threading.main_thread()))
-        light = (image.mean(axis=2) > 128).astype(np.uint8) * 255
-        return np.dstack([light] * 3)
-
-    module = types.ModuleType("desktop.engine.preprocess")
-    module.run = run
-    module.PREPROCESSORS = {"canny": "Canny edges"}
-    monkeypatch.setitem(sys.modules, "desktop.engine.preprocess", module)
-    import desktop.engine
-
-    monkeypatch.setattr(desktop.engine, "preprocess", module, raising=False)
-    return calls
+def preprocessed(fake_backend):
+    """The preprocess jobs the backend ran (the FakeBackend's control picture: white where the picture is light)."""
+    return [(job.type, job.image.shape) for job in fake_backend.jobs if isinstance(job, PreprocessJob)]
 
 
 def open_photo(window, pixels):
@@ -84,7 +65,7 @@ def generate(window, qtbot, fake_backend):
 
 
 def test_a_control_layer_made_from_the_picture_and_painted_on_guides_the_generation(
-        make_window, qtbot, fake_backend, preprocessor):
+        make_window, qtbot, fake_backend):
     window = make_window()
     pixels = photo()
     doc = open_photo(window, pixels)
@@ -93,7 +74,7 @@ def test_a_control_layer_made_from_the_picture_and_painted_on_guides_the_generat
     assert layer.control == ControlSpec("canny") and controls.isVisible(), "its settings show under the list"
     qtbot.mouseClick(controls.from_picture, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: layer.pixels[..., 3].any(), timeout=10_000)
-    assert preprocessor == [("canny", (80, 96, 3), False)], "the preprocessor ran once, off the GUI thread"
+    assert preprocessed(fake_backend) == [("canny", (80, 96, 3))], "the preprocessor ran once, on the backend"
     assert controls.from_picture.isEnabled()
     np.testing.assert_array_equal(doc.composite()[..., :3], pixels, "the control layer is not in the picture")
 
@@ -125,7 +106,7 @@ def test_a_control_layer_made_from_the_picture_and_painted_on_guides_the_generat
     np.testing.assert_array_equal(request.images.init, pixels[8:72], "the init image is the picture alone")
 
 
-def test_a_hidden_control_layer_is_not_sent(make_window, qtbot, fake_backend, preprocessor):
+def test_a_hidden_control_layer_is_not_sent(make_window, qtbot, fake_backend):
     window = make_window()
     doc = open_photo(window, photo())
     layer = add_control(window, "canny")
@@ -174,8 +155,7 @@ def test_adding_and_changing_a_control_layer_undo_one_step_each(make_window, qtb
     assert len(doc.layers) == layers and not controls.isVisible()
 
 
-def test_a_control_layer_is_saved_in_the_ora_and_reopens_as_one(make_window, qtbot, tmp_path, answer_dialogs,
-                                                                 preprocessor):
+def test_a_control_layer_is_saved_in_the_ora_and_reopens_as_one(make_window, qtbot, tmp_path, answer_dialogs):
     window = make_window()
     pixels = photo()
     open_photo(window, pixels)
@@ -198,19 +178,21 @@ def test_a_control_layer_is_saved_in_the_ora_and_reopens_as_one(make_window, qtb
     assert window.layers.controls.isVisible() and window.layers.controls.strength.value() == 70
 
 
-def test_from_picture_on_an_empty_canvas_says_what_to_do(make_window, qtbot, preprocessor):
+def test_from_picture_on_an_empty_canvas_says_what_to_do(make_window, qtbot, fake_backend):
     window = make_window()
     add_control(window, "canny")
     with qtbot.waitSignal(window.layers.message, timeout=2000) as said:
         window.layers.controls.fill_from_picture()
-    assert "empty" in said.args[0] and preprocessor == []
+    assert "empty" in said.args[0] and preprocessed(fake_backend) == []
 
 
 def test_each_kind_has_its_own_tint():
     assert len(set(COLOURS[k] for k in ("canny", "lineart", "scribble", "depth", "none"))) == 5
 
 
+@pytest.mark.engine
 def test_from_picture_with_the_weight_free_canny_preprocessor_draws_the_picture_s_edges(make_window, qtbot):
+    """On the real LocalBackend: the job reaches desktop/engine/preprocess.py through the worker."""
     pytest.importorskip("cv2")
     window = make_window()
     doc = open_photo(window, photo())
@@ -272,13 +254,9 @@ def test_closing_a_picture_with_only_a_painted_control_layer_asks_to_save_it(mak
     answer_dialogs["save_changes"] = "discard"  # the window may close at the end
 
 
-def test_a_preprocessor_that_fails_says_why_above_the_canvas(make_window, qtbot, preprocessor, monkeypatch):
-    import desktop.engine.preprocess as module
-
-    def missing(*args, **kwargs):
-        raise RuntimeError("Depth needs the Depth Anything V2 Small weights; put their folder in models/preprocessors")
-
-    monkeypatch.setattr(module, "run", missing)
+def test_a_preprocessor_that_fails_says_why_above_the_canvas(make_window, qtbot, fake_backend):
+    fake_backend.preprocess_error = SfumatoError("Depth needs the Depth Anything V2 Small weights; put their folder "
+                                                 "in models/preprocessors.")
     window = make_window()
     open_photo(window, photo())
     layer = add_control(window, "depth")
@@ -286,6 +264,74 @@ def test_a_preprocessor_that_fails_says_why_above_the_canvas(make_window, qtbot,
     qtbot.waitUntil(window.error_banner.isVisible, timeout=10_000)
     assert "Depth from the picture did not work: Depth needs" in window.error_banner.text()
     assert window.layers.controls.from_picture.isEnabled() and not layer.pixels.any()
+
+
+def test_from_picture_waits_in_the_queue_behind_a_generation_and_its_picture_is_not_kept(make_window, qtbot,
+                                                                                         fake_backend):
+    fake_backend.step_delay = 0.05
+    window = make_window()
+    doc = open_photo(window, photo())
+    layer = add_control(window, "canny")
+    controls = window.layers.controls
+    request = make_request(prompt="a house", steps=8, seed=7, width=96, height=80)
+    window.panel.set_request(request)
+    with qtbot.waitSignal(window.worker.job_started, timeout=TIMEOUT):
+        assert window.generate()
+    qtbot.mouseClick(controls.from_picture, Qt.MouseButton.LeftButton)
+    assert [window.queue.list.item(i).text() for i in range(window.queue.list.count())] == [
+        "Canny edges from the picture  ·  96x80"]
+    assert controls.from_picture.text() == "Working…" and not controls.from_picture.isEnabled()
+    assert not layer.pixels.any(), "it waits for the generation"
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT) as shown:
+        pass
+    qtbot.waitUntil(lambda: layer.pixels[..., 3].any(), timeout=TIMEOUT)
+    assert isinstance(fake_backend.jobs[-1], PreprocessJob), "it ran after the generation"
+    assert controls.from_picture.text() == "From picture" and controls.from_picture.isEnabled()
+    assert doc.history.undo_label == "Control from picture" and window.queue.list.count() == 0
+    assert not window.error_banner.isVisible()
+    window.generation.discard_all()
+    saved = [path for _image, _seed, path in shown.args[0]]
+    assert sorted(p.name for p in window.settings.output_path().rglob("*.png")) == sorted(p.name for p in saved), \
+        "only the generation's picture is written to the output folder"
+    qtbot.waitUntil(lambda: window.gallery.model.rowCount() == len(saved), timeout=TIMEOUT)
+    window.undo()
+    assert not layer.pixels.any(), "one undo step"
+
+
+def test_a_control_layer_deleted_while_its_picture_is_made_drops_the_picture(make_window, qtbot, fake_backend):
+    fake_backend.step_delay = 0.3
+    window = make_window()
+    doc = open_photo(window, photo())
+    layer = add_control(window, "scribble")
+    messages = []
+    window.layers.message.connect(messages.append)
+    with qtbot.waitSignal(window.worker.job_started, timeout=TIMEOUT):
+        window.layers.controls.fill_from_picture()
+    window.layers.delete()
+    assert all(candidate is not layer for candidate in doc.layers)
+    with qtbot.waitSignal(window.worker.job_finished, timeout=TIMEOUT):
+        pass
+    qtbot.wait(50)
+    assert not layer.pixels.any() and not window.error_banner.isVisible()
+    assert not any("now holds" in m for m in messages) and doc.history.undo_label == "Delete layer"
+    window.undo()
+    doc.set_active(layer)
+    assert window.layers.controls.from_picture.isEnabled(), "back again, it can be filled again"
+
+
+def test_cancelling_from_picture_frees_the_button_and_says_nothing_wrong(make_window, qtbot, fake_backend):
+    fake_backend.step_delay = 5.0
+    window = make_window()
+    open_photo(window, photo())
+    layer = add_control(window, "lineart")
+    controls = window.layers.controls
+    with qtbot.waitSignal(window.worker.job_started, timeout=TIMEOUT):
+        controls.fill_from_picture()
+    assert window.cancel_button.isEnabled()
+    with qtbot.waitSignal(window.worker.job_cancelled, timeout=TIMEOUT):
+        qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
+    assert controls.from_picture.isEnabled() and controls.from_picture.text() == "From picture"
+    assert not layer.pixels.any() and not window.error_banner.isVisible()
 
 
 def _generate_and_read(window, qtbot):

@@ -3,10 +3,15 @@
 import dataclasses
 import threading
 
+import numpy as np
 import pytest
 
+from desktop.core import paths
 from desktop.core import settings as settings_store
-from desktop.core.errors import ModelLoadError, OutOfMemory
+from desktop.core.backend import PreprocessJob
+from desktop.core.errors import ModelLoadError, OutOfMemory, SfumatoError
+from desktop.core.gallery.index import Query
+from desktop.core.gallery.store import GalleryStore
 
 from desktop.ui.worker import GenerationWorker
 from tests.support.fake_backend import DEVICE, FakeBackend
@@ -136,3 +141,58 @@ def test_the_closing_line_carries_the_notes_of_the_results(worker_on, qtbot):
     qtbot.waitUntil(lambda: statuses and statuses[-1].startswith("Done"), timeout=TIMEOUT)
     assert statuses[-1].endswith(". No face was found, so the picture is unchanged.")
     assert statuses[-1].count("No face") == 1, "said once, not once per picture"
+
+
+def photo(w=48, h=32):
+    """Left half dark, right half light."""
+    pixels = np.full((h, w, 3), 30, np.uint8)
+    pixels[:, w // 2:] = 220
+    return pixels
+
+
+def test_a_control_picture_waits_behind_a_generation_and_is_neither_saved_nor_in_the_gallery(worker_on, qtbot):
+    settings = settings_store.load()
+    store = GalleryStore(settings.output_path(), paths.cache_dir() / "thumbnails")
+    backend = FakeBackend(step_delay=0.05)
+    worker = worker_on(backend)
+    worker.set_gallery(store)
+    ended, said = [], []
+    worker.job_finished.connect(lambda job, saved: ended.append((job, saved)))
+    worker.save_failed.connect(lambda job, message: said.append(message))
+    worker.status.connect(said.append)
+    with qtbot.waitSignal(worker.job_started, timeout=TIMEOUT):
+        generation = worker.submit(REQUEST)
+    preprocess = worker.submit(PreprocessJob("canny", photo()))
+    assert [(job, type(request).__name__) for job, request in worker.pending()] == [(preprocess, "PreprocessJob")]
+    qtbot.waitUntil(lambda: len(ended) == 2, timeout=TIMEOUT)
+    assert [job for job, _ in ended] == [generation, preprocess], "it ran after the generation"
+    (image, seed, path), = ended[1][1]
+    expected = np.zeros((32, 48, 3), np.uint8)
+    expected[:, 24:] = 255  # the fake's control picture: white where the picture is light
+    np.testing.assert_array_equal(image, expected)
+    assert (seed, path) == (-1, None)
+    qtbot.waitUntil(lambda: said[-1].startswith("Canny edges from the picture: done in "), timeout=TIMEOUT)
+    assert [line for line in said if "saved" in line and not line.startswith("Done")] == [], \
+        "only the generation's pictures are saved, and no save failed"
+    assert len(store.search(Query())) == 1, "only the generation is in the gallery"
+    assert [p.name for p in settings.output_path().rglob("*.png")] == [ended[0][1][0][2].name], \
+        "only the generation's picture is written"
+    store.close()
+
+
+def test_a_preprocessor_that_fails_or_a_wrong_type_is_said_in_a_sentence(worker_on, qtbot):
+    backend = FakeBackend()
+    backend.preprocess_error = SfumatoError("Depth needs the Depth Anything V2 Small weights, which are not on "
+                                            "this computer.")
+    worker = worker_on(backend)
+    with qtbot.waitSignal(worker.job_failed, timeout=TIMEOUT) as failed:
+        job = worker.submit(PreprocessJob("depth", photo()))
+    assert failed.args == [job, "Depth from the picture did not work: Depth needs the Depth Anything V2 Small "
+                                "weights, which are not on this computer."]
+    backend.preprocess_error = None
+    with qtbot.waitSignal(worker.job_failed, timeout=TIMEOUT) as failed:
+        worker.submit(PreprocessJob("hed", photo()))
+    assert failed.args[1].startswith("hed from the picture did not work: ") and "choose one of canny" in \
+        failed.args[1]
+    with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT):
+        worker.submit(PreprocessJob("canny", photo()))

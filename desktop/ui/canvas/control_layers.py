@@ -2,8 +2,9 @@
 "From picture", which fills it from the visible picture with the kind's preprocessor.
 
 A thin adapter over the document (desktop/core/control_layers.py): every change is one undo step there. The
-preprocessor (desktop/engine/preprocess.py, imported lazily) runs off the GUI thread through the window's
-background runner; its result lands in the layer it was asked for, as one undo step, unless that layer is gone.
+preprocessor runs on the backend, as a job the window queues on its worker (a PreprocessJob,
+desktop/core/backend.py), so it waits behind a running generation and works with any backend; its result lands
+in the layer it was asked for, as one undo step, unless that layer or the picture is gone.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ class ControlSettings(QWidget):
     failed(str): the preprocessor failed: what happened and what to do (depth's weights are missing...), to show
         where a long sentence can be read.
 
-    `run_in_background(work, done, failed)` runs the preprocessor off the GUI thread (the window's
-    Background.run); `models_folders()` says where to look for ControlNets and preprocessor weights.
+    `preprocess(type, image, done, failed)` queues the preprocessor of `type` on `image` (HxWx3 uint8) on the
+    window's worker and later calls `done(control picture)` or `failed(sentence)` ("" when cancelled);
+    `run_in_background(work, done, failed)` runs the model box's folder scans off the GUI thread (the window's
+    Background.run); `models_folders()` says where to look for ControlNets and IP-Adapters.
     """
 
     message = Signal(str)
@@ -78,6 +81,7 @@ class ControlSettings(QWidget):
         super().__init__(parent)
         self.doc: CanvasDocument | None = None
         self.layer: Layer | None = None
+        self.preprocess: Callable | None = None
         self.run_in_background: Callable | None = None
         self.models_folders: Callable[[], list[str]] = list
         self._models: dict[str, list[str]] | None = None  # "control" / "reference" -> file names found (None: not
@@ -245,8 +249,8 @@ class ControlSettings(QWidget):
     # -- from picture ---------------------------------------------------------------------------
 
     def fill_from_picture(self) -> None:
-        """Fill the active control layer from the visible picture: its preprocessor's output (off the GUI
-        thread), or for a reference and "picture as is" the picture itself. One undo step."""
+        """Fill the active control layer from the visible picture: its preprocessor's output (a job on the
+        worker), or for a reference and "picture as is" the picture itself. One undo step."""
         layer, doc = self.layer, self.doc
         if layer is None or doc is None or layer.id in self._busy:
             return
@@ -263,40 +267,33 @@ class ControlSettings(QWidget):
         if kind == "none":
             self._put(doc, layer, kind, rgb)
             return
-        if self.run_in_background is None:
+        if self.preprocess is None:
             self.message.emit("The preprocessor cannot run before the window has started.")
             return
-        folders = tuple(self.models_folders())
-        size = (picture.shape[1], picture.shape[0])
-
-        def work() -> np.ndarray:
-            from desktop.engine import preprocess  # lazily: it may import OpenCV or transformers
-
-            out = np.asarray(preprocess.run(kind, rgb, models_folders=folders), np.uint8)
-            if out.shape[:2] != (size[1], size[0]):  # a depth model may answer at its own size
-                from PIL import Image
-
-                out = np.asarray(Image.fromarray(np.ascontiguousarray(out[..., :3])).resize(
-                    size, Image.Resampling.BILINEAR))
-            return out[..., :3]
 
         def done(out: np.ndarray) -> None:
             self._busy.discard(layer.id)
             self._put(doc, layer, kind, out)
             self.show_layer(self.doc.active if self.doc is not None else None)
 
-        def failed(error: BaseException) -> None:
+        def failed(message: str) -> None:
             self._busy.discard(layer.id)
             self.show_layer(self.doc.active if self.doc is not None else None)
-            self.failed.emit(f"{LABELS[kind]} from the picture did not work: {_sentence(error)}")
+            if message:
+                self.failed.emit(message)
 
         self._busy.add(layer.id)
         self.show_layer(layer)
-        self.run_in_background(work, done, failed)
+        self.preprocess(kind, rgb, done, failed)
 
     def _put(self, doc: CanvasDocument, layer: Layer, kind: str, picture: np.ndarray) -> None:
         if doc is not self.doc or not any(candidate is layer for candidate in doc.layers):
             return  # the picture or the layer went meanwhile: nothing to fill
+        if picture.shape[:2] != doc.extent[::-1]:
+            self.failed.emit(f"{LABELS[kind]} from the picture did not work: the preprocessor made a "
+                             f"{picture.shape[1]}x{picture.shape[0]} picture for a {doc.extent.width}x"
+                             f"{doc.extent.height} canvas. Try again.")
+            return
         try:
             doc.set_layer_pixels(layer, layer_pixels(kind, picture), label="Control from picture")
         except (LayerNotEditable, ValueError) as error:
@@ -309,11 +306,6 @@ def _over_white(rgba: np.ndarray) -> np.ndarray:
     """The picture as it looks on paper: RGB over white."""
     alpha = rgba[..., 3:4].astype(np.float32) / 255.0
     return (rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
-
-
-def _sentence(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _is_adapter(name: str) -> bool:
