@@ -86,34 +86,69 @@ def _check_picture(image, what: str, name: str) -> None:
         raise InvalidRequest(what, f"{name}: its picture must be an RGB or RGBA image.")
 
 
+@dataclass(frozen=True)
+class UsedControl:
+    """One control a picture's parameters name: A1111's ``ControlNet N`` key or our ``IP-Adapter N``."""
+
+    key: str  # "ControlNet 0", "IP-Adapter 1"
+    module: str  # the preprocessor A1111 names ("canny", "depth_midas", ...); "" for a reference
+    model: str  # the model's name without its hash
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    mode: str = ""  # a reference's "content" or "style"
+
+    @property
+    def is_reference(self) -> bool:
+        return self.key.startswith("IP-Adapter") or self.module.startswith("ip-adapter")
+
+
+def used_controls(params: dict[str, str]) -> list[UsedControl]:
+    """The controls `params` (parsed infotext) name, ControlNets first, in their numbers' order."""
+    found = []
+    for key in sorted((k for k in params if _CONTROL_KEY.fullmatch(k)), key=lambda k: (k[0], int(k.split()[-1]))):
+        fields = _fields(params[key])
+        found.append(UsedControl(
+            key, fields.get("module", "" if key.startswith("IP-Adapter") else "none"),
+            re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", fields.get("model", "")).strip(),
+            _number(fields.get("weight"), 1.0), _number(fields.get("guidance start"), 0.0),
+            _number(fields.get("guidance end"), 1.0), fields.get("mode", "content" if key.startswith("IP") else "")))
+    return found
+
+
 def used_controls_note(params: dict[str, str], models_folders=()) -> str:
-    """What "Use all parameters" cannot put back: the picture's ControlNets and reference pictures (A1111's
-    ``ControlNet N`` keys, ours ``IP-Adapter N``), whose pictures are not in its metadata. A sentence naming each,
-    whether its model file is here, and how to use it again; "" when the picture used none."""
+    """What "Use all parameters" cannot put back: the pictures of the picture's ControlNets and references, which
+    are not in its metadata. A sentence naming each, whether its model file is here, and how to use it again;
+    "" when the picture used none."""
     from desktop.core import controlnets, references  # folder look-ups; imported here, as control.py is a leaf
 
     said = []
-    for key in sorted((k for k in params if _CONTROL_KEY.fullmatch(k)), key=lambda k: (k[0], int(k.split()[-1]))):
-        fields = _fields(params[key])
-        model = re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", fields.get("model", "")).strip()
-        if key.startswith("ControlNet"):
-            found = bool(model) and controlnets.find_controlnet(model, models_folders) is not None
-            what = f"{key} ({fields.get('module', 'none')}, {model or 'no model named'})"
-        else:
+    for used in used_controls(params):
+        if used.is_reference:
             try:
-                found = bool(model) and references.find_adapter(model, models_folders) is not None
+                found = bool(used.model) and references.find_adapter(used.model, models_folders) is not None
             except SfumatoError:  # not in the adapter folders
                 found = False
-            what = f"{key} ({fields.get('mode', 'content')}, {model or 'no model named'})"
+            what = f"{used.key} ({used.mode or 'content'}, {used.model or 'no model named'})"
+        else:
+            found = bool(used.model) and controlnets.find_controlnet(used.model, models_folders) is not None
+            what = f"{used.key} ({used.module}, {used.model or 'no model named'})"
         said.append(what + ("" if found else ", whose file is not in your folders"))
     if not said:
         return ""
-    return (f"This picture was also steered by {', '.join(said)}. Its control pictures are not in its "
-            "metadata: to use them again, add a control layer with the Layers panel's Control button, paint it or "
-            "fill it From picture, and choose the model.")
+    return (f"This picture was also steered by {', '.join(said)}. Its control pictures are not in its metadata: "
+            "empty control layers with their settings were added to the canvas; paint them or fill them From "
+            "picture to use them again.")
 
 
 _CONTROL_KEY = re.compile(r"(ControlNet|IP-Adapter) \d+")
+
+
+def _number(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text is not None else default
+    except ValueError:
+        return default
 
 
 def _fields(value: str) -> dict[str, str]:

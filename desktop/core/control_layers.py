@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .control import CONTROL_TYPES, DEMO_CONTROLNET, Control, Reference
+from .control import CONTROL_TYPES, DEMO_CONTROLNET, Control, Reference, UsedControl
 from .geometry import Bounds
 
 LINE_KINDS = ("canny", "lineart", "scribble")
@@ -213,3 +213,20 @@ def _over(rgba: np.ndarray, paper: int) -> np.ndarray:
     opaque = rgba[..., 3] == 255
     out[opaque] = rgba[..., :3][opaque]
     return out
+
+
+#: A1111's preprocessor names (its ControlNet extension's "Module"), by the start of the name, -> our kind.
+_MODULE_KINDS = (("canny", "canny"), ("lineart", "lineart"), ("scribble", "scribble"), ("depth", "depth"),
+                 ("invert", "lineart"), ("softedge", "scribble"), ("hed", "scribble"), ("pidi", "scribble"))
+
+
+def spec_of_used(used: UsedControl) -> ControlSpec:
+    """The control layer settings a picture's parameters give for one of its controls (its picture is not in
+    them): the kind its preprocessor makes ("none" for one Sfumato has no kind for), the model by name, the
+    weight and the steps it acts on."""
+    if used.is_reference:
+        return ControlSpec("style" if used.mode == "style" else "reference", used.model or DEMO_CONTROLNET,
+                           used.weight)
+    module = used.module.lower()
+    kind = next((kind for start, kind in _MODULE_KINDS if module.startswith(start)), "none")
+    return ControlSpec(kind, used.model or DEMO_CONTROLNET, used.weight, used.start, used.end)

@@ -341,6 +341,7 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self._tab_changed)
         g = self.gallery
         g.use_parameters.connect(self._use_parameters)
+        g.use_controls.connect(self._use_controls)
         g.use_seed.connect(self._use_seed)
         g.to_canvas.connect(self._to_canvas)
         g.export_requested.connect(self.export_pictures)
@@ -469,6 +470,18 @@ class MainWindow(QMainWindow):
         if missing:
             self.show_error(f"Missing hires upscaler: {missing} — put its file in {own_folder()} (or an ESRGAN or "
                             "upscale_models folder) and Sfumato will find it.")
+
+    def _use_controls(self, specs: list) -> None:
+        """A picture's controls, as empty control layers with their settings (its control pictures are not in its
+        parameters); one already on the canvas with the same settings and nothing painted is not added again."""
+        doc = self.doc
+        waiting = [layer.control for layer in doc.layers
+                   if getattr(layer, "control", None) is not None and not layer.pixels[..., 3].any()]
+        for spec in specs:
+            if spec in waiting:
+                waiting.remove(spec)
+            else:
+                doc.add_control_layer(spec)
 
     def _use_seed(self, seed: int) -> None:
         self.panel.settings.seed = seed

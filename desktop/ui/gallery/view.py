@@ -42,7 +42,8 @@ from PySide6.QtWidgets import (
 
 from desktop.core import addons
 from desktop.core.addons import AddonCheck
-from desktop.core.control import used_controls_note
+from desktop.core.control import used_controls, used_controls_note
+from desktop.core.control_layers import spec_of_used
 from desktop.core.gallery.index import ImageRecord, Query
 from desktop.core.gallery.metadata import ImageMeta, read_image_meta, to_request
 from desktop.core.gallery.store import GalleryStore
@@ -190,6 +191,8 @@ class PictureView(QWidget):
 class GalleryView(QWidget):
     """Signals:
     use_parameters(object): a GenerationRequest with the chosen picture's parameters.
+    use_controls(object): the ControlSpecs of the controls the chosen picture was made with (their pictures are
+        not in its parameters), after use_parameters; not sent when it had none.
     use_seed(int): its seed.
     to_canvas(str, bool): its file, and True to add it as a layer (False: open it as a new picture).
     export_requested(list): the selected records, to export.
@@ -201,6 +204,7 @@ class GalleryView(QWidget):
     """
 
     use_parameters = Signal(object)
+    use_controls = Signal(object)
     use_seed = Signal(int)
     to_canvas = Signal(str, bool)
     export_requested = Signal(list)
@@ -524,16 +528,17 @@ class GalleryView(QWidget):
         path = self.store.path(record)
         folders = list(self.model_folders())
 
-        def work() -> tuple[ImageMeta, AddonCheck | None, str]:
+        def work() -> tuple[ImageMeta, AddonCheck | None, str, list]:
             meta = read_image_meta(path)[0]
             if not meta.source:
-                return meta, None, ""
+                return meta, None, "", []
             # LoRAs and embeddings by name, else by their hash in the parameters (which may hash whole files)
             params = parse_infotext(meta.parameters).params if meta.parameters else {}
-            return meta, addons.check_prompts(meta.prompt, params, folders), used_controls_note(params, folders)
+            specs = [spec_of_used(used) for used in used_controls(params)]
+            return meta, addons.check_prompts(meta.prompt, params, folders), used_controls_note(params, folders), specs
 
-        def read(result: tuple[ImageMeta, AddonCheck | None, str]) -> None:
-            meta, check, controls = result
+        def read(result: tuple[ImageMeta, AddonCheck | None, str, list]) -> None:
+            meta, check, controls, specs = result
             if not meta.source:
                 self.message.emit(meta.notice or f"{path.name} does not say how it was made: the panel is unchanged.")
                 return
@@ -542,6 +547,8 @@ class GalleryView(QWidget):
             request = request.replace(conditioning=conditioning.replace(
                 prompt=check.rename(conditioning.prompt), negative_prompt=check.rename(conditioning.negative_prompt)))
             self.use_parameters.emit(request)
+            if specs:
+                self.use_controls.emit(specs)
             said = " ".join(text for text in (check.message(), controls) if text)
             if said:  # what could not be put back: missing add-ons, the control pictures
                 self.error.emit(said)
