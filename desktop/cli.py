@@ -165,26 +165,32 @@ CONTROL_KEYS = ("model", "image", "type", "weight", "start", "end", "preprocesse
 
 
 def _control(text: str) -> dict[str, str]:
-    """--control's comma-separated key=value parts (split at each part's first '=', so C:\\x\\y.png works)."""
+    """--control's comma-separated key=value parts (desktop/core/options.parse_options: C:\\x, y\\z.png works)."""
     from desktop.core.control import CONTROL_TYPES
 
-    spec: dict[str, str] = {}
-    for part in filter(str.strip, text.split(",")):
-        key, equals, value = part.partition("=")
-        key = key.strip().lower()
-        if not equals or key not in CONTROL_KEYS:
-            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not key=value with a key of "
-                                             f"{', '.join(CONTROL_KEYS)}")
-        spec[key] = value.strip()
-        if key in ("weight", "start", "end") and not _is_number(spec[key]):
-            raise argparse.ArgumentTypeError(f"{part.strip()!r}: {key} must be a number")
-        if key == "type" and spec[key] not in CONTROL_TYPES:
-            raise argparse.ArgumentTypeError(f"{part.strip()!r}: the type must be one of {', '.join(CONTROL_TYPES)}")
-        if key == "preprocessed" and spec[key] not in ("0", "1"):
-            raise argparse.ArgumentTypeError(f"{part.strip()!r}: preprocessed must be 0 or 1")
+    spec = _options(text, "--control")
+    for key, value in spec.items():
+        part = f"{key}={value}"
+        if key not in CONTROL_KEYS:
+            raise argparse.ArgumentTypeError(f"{part!r} is not key=value with a key of {', '.join(CONTROL_KEYS)}")
+        if key in ("weight", "start", "end") and not _is_number(value):
+            raise argparse.ArgumentTypeError(f"{part!r}: {key} must be a number")
+        if key == "type" and value not in CONTROL_TYPES:
+            raise argparse.ArgumentTypeError(f"{part!r}: the type must be one of {', '.join(CONTROL_TYPES)}")
+        if key == "preprocessed" and value not in ("0", "1"):
+            raise argparse.ArgumentTypeError(f"{part!r}: preprocessed must be 0 or 1")
     if not spec.get("image"):
         raise argparse.ArgumentTypeError(f"{text!r} names no control picture; add image=PATH")
     return spec
+
+
+def _options(text: str, option: str) -> dict[str, str]:
+    from desktop.core.options import parse_options
+
+    try:
+        return parse_options(text, option)
+    except InvalidRequest as error:  # argparse names the option itself
+        raise argparse.ArgumentTypeError(error.message.rstrip(".")) from None
 
 
 def _is_number(text: str) -> bool:
@@ -208,14 +214,10 @@ REFERENCE_KEYS = ("image", "weight", "mode", "adapter")
 
 
 def _reference(text: str) -> dict[str, str]:
-    """--reference's comma-separated key=value parts (desktop/core/references.parse_options)."""
+    """--reference's comma-separated key=value parts (desktop/core/options.parse_options)."""
     from desktop.core.control import REFERENCE_MODES
-    from desktop.core.references import ReferenceError, parse_options
 
-    try:
-        spec = {key: value.strip() for key, value in parse_options(text, "--reference").items()}
-    except ReferenceError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("--reference: ").rstrip(".")) from None
+    spec = _options(text, "--reference")
     unknown = [key for key in spec if key not in REFERENCE_KEYS]
     if unknown:
         raise argparse.ArgumentTypeError(f"{unknown[0]!r} is not one of its keys {', '.join(REFERENCE_KEYS)}")

@@ -249,25 +249,6 @@ def style_scale(family: str, up_attentions: list[int], weight: float) -> dict:
     return {"up": {f"block_{index}": weight}}
 
 
-def parse_options(text: str, option: str) -> dict[str, str]:
-    """``key=value,key=value`` -> {key: value}. Each part splits at its first '=', so a Windows path (C:\\x)
-    works; a part without '=' belongs to the value before it (a path with a comma in it)."""
-    found: dict[str, str] = {}
-    last = None
-    for part in text.split(","):
-        if "=" not in part:
-            if last is None:
-                raise ReferenceError(f"{option}: expected key=value parts separated by commas, got {text!r}.")
-            found[last] += "," + part
-            continue
-        key, value = part.split("=", 1)
-        key = key.strip().lower()
-        if key in found:
-            raise ReferenceError(f"{option}: {key} is given twice in {text!r}.")
-        found[key], last = value, key
-    return found
-
-
 def params(entries: Iterable[tuple[str, str, float, str]]) -> tuple[tuple[str, str], ...]:
     """The infotext entries of the references: (adapter name, short hash, weight, mode) each."""
     out = []

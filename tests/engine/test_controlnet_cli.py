@@ -32,10 +32,24 @@ def test_a_windows_path_keeps_its_drive_and_backslashes():
     assert _control("image=D:\\a=b\\c.png")["image"] == "D:\\a=b\\c.png"  # split at the first '=' only
 
 
+def test_a_path_with_a_comma_is_one_picture(tmp_path):
+    assert _control(r"image=C:\My Pictures, 2024\edges.png,type=canny") == {
+        "image": r"C:\My Pictures, 2024\edges.png", "type": "canny"}
+    folder = tmp_path / "My Pictures, 2024"
+    folder.mkdir()
+    Image.fromarray(np.zeros((16, 24, 3), np.uint8)).save(folder / "edges.png")
+    assert _control(rf"image={folder / 'edges.png'},type=canny") == {"image": str(folder / "edges.png"),
+                                                                     "type": "canny"}
+    args = build_parser().parse_args(["--prompt", "x", "--control", f"image={folder / 'edges.png'},type=canny"])
+    (control,) = request_from_args(args).controls
+    assert (control.type, control.image.shape) == ("canny", (16, 24, 3))
+
+
 @pytest.mark.parametrize("text, words", [
     ("model=demo", "names no control picture; add image=PATH"),
     ("image=a.png,strength=1", "'strength=1' is not key=value"),
-    ("image=a.png,canny", "'canny' is not key=value"),
+    ("canny,image=a.png", "expected key=value parts separated by commas"),
+    ("image=a.png,type=canny,image=b.png", "image is given twice"),
     ("image=a.png,weight=much", "'weight=much': weight must be a number"),
     ("image=a.png,type=pose", "'type=pose': the type must be one of canny, lineart, scribble, depth, none"),
     ("image=a.png,preprocessed=yes", "'preprocessed=yes': preprocessed must be 0 or 1"),

@@ -32,6 +32,12 @@ def test_a_windows_path_keeps_its_drive_its_backslashes_and_its_commas():
     assert _reference("image=D:\\a=b\\c.png")["image"] == "D:\\a=b\\c.png"  # split at the first '=' only
 
 
+def test_a_repeated_key_exits_2_with_one_line(capsys):
+    assert main(["--prompt", "x", "--reference", "image=a.png,weight=0.5,image=b.png"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--reference" in err and "image is given twice" in err
+
+
 @pytest.mark.parametrize("text, words", [
     ("weight=0.5", "names no reference picture; add image=PATH"),
     ("image=a.png,strength=1", "'strength' is not one of its keys image, weight, mode, adapter"),
