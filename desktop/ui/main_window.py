@@ -333,6 +333,7 @@ class MainWindow(QMainWindow):
         self.canvas.zoom_changed.connect(self.tool_bar.set_zoom)
         self.canvas.files_dropped.connect(self.files.drop_files)
         self.canvas.image_dropped.connect(self.files.drop_image)
+        self.panel.reference_dropped.connect(self.files.add_reference)
         self.tool_bar.fit_requested.connect(self.canvas.fit)
         self.tool_bar.actual_size_requested.connect(self.canvas.actual_size)
         self.layers.message.connect(self.note)

@@ -21,7 +21,7 @@ Signals:
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -102,9 +102,13 @@ MODE_TEXT = {
 
 
 class PromptPanel(QWidget):
+    """Signals besides the settings': reference_dropped(object): a picture dropped on the panel (a file path,
+    or a QImage), to guide the next generation as a reference."""
+
     generate_requested = Signal()
     model_changed = Signal(str)
     size_changed = Signal(int, int)
+    reference_dropped = Signal(object)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -113,6 +117,25 @@ class PromptPanel(QWidget):
         self.last_seed: int | None = None
         self._family = "sd1"
         self._build()
+        self.setAcceptDrops(True)
+
+    # -- a picture dropped on the panel: a reference --------------------------------------
+
+    def dragEnterEvent(self, event) -> None:
+        data = event.mimeData()
+        if data.hasUrls() and any(url.isLocalFile() for url in data.urls()) or data.hasImage():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        data = event.mimeData()
+        files = [url.toLocalFile() for url in data.urls() if url.isLocalFile()] if data.hasUrls() else []
+        if files:
+            self.reference_dropped.emit(files[0])
+        elif data.hasImage():
+            self.reference_dropped.emit(QImage(data.imageData()))
+        else:
+            return
+        event.acceptProposedAction()
 
     # -- building -------------------------------------------------------------------
 

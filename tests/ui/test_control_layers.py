@@ -363,3 +363,34 @@ def test_a_painted_scribble_layer_steers_a_real_generation_with_the_demo_control
     window.doc.set_property(layer, "visible", False)
     hidden = _generate_and_read(window, qtbot)
     np.testing.assert_array_equal(hidden[0], plain[0], "hidden, it guides nothing")
+
+
+def test_a_picture_dropped_on_the_prompt_panel_becomes_a_reference_layer(make_window, qtbot, tmp_path):
+    """Dropping a picture on the panel (as from a file manager) makes it a Reference layer at the frame's corner:
+    sent as a content Reference, not part of the picture, one undo step."""
+    from PIL import Image
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    from desktop.core.layers import ImageLayer
+
+    window = make_window()
+    doc = window.doc
+    doc.add_layer(ImageLayer(np.full((64, 64, 4), 200, np.uint8), "photo"))
+    before, layers = doc.composite().copy(), len(doc.layers)
+    style = np.zeros((40, 30, 3), np.uint8)
+    style[:, :15] = (200, 30, 30)
+    path = tmp_path / "style.png"
+    Image.fromarray(style).save(path)
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(path))])
+    drop = QDropEvent(QPointF(20, 20), Qt.DropAction.CopyAction, data, Qt.MouseButton.NoButton,
+                      Qt.KeyboardModifier.NoModifier)
+    window.panel.dropEvent(drop)
+    qtbot.waitUntil(lambda: len(doc.layers) == layers + 1, timeout=5000)
+    layer = doc.active
+    assert layer.name == "Reference: style" and layer.control.kind == "reference"
+    assert np.array_equal(layer.pixels[..., :3], style) and (layer.offset.x, layer.offset.y) == (doc.frame.x, doc.frame.y)
+    assert np.array_equal(doc.composite(), before), "a reference is not part of the picture"
+    doc.undo()
+    assert len(doc.layers) == layers

@@ -24,6 +24,7 @@ from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from desktop.core import atomic, autosave, ora
+from desktop.core.control_layers import ControlSpec
 from desktop.core.document import MAX_EXTENT, CanvasDocument, DocumentSnapshot
 from desktop.core.errors import SfumatoError
 from desktop.core.geometry import Extent, Point
@@ -168,6 +169,28 @@ class CanvasFiles(QObject):
     def drop_image(self, image: QImage, at: QPointF) -> None:
         if not image.isNull():
             self.add_picture(from_qimage(image), "Dropped", at)
+
+    def add_reference(self, dropped: str | QImage) -> None:
+        """A picture (a file, or one dragged from another program) as a Reference control layer: it guides the
+        next generation's content through an IP-Adapter and is not part of the picture (one undo step)."""
+        if isinstance(dropped, QImage):
+            if not dropped.isNull():
+                self._add_reference(from_qimage(dropped), "Dropped")
+            return
+        path = Path(dropped)
+        self.background.run(lambda: _checked(load_image(path), path.name),
+                            lambda pixels: self._add_reference(pixels, path.stem),
+                            lambda error: self._failed(f"{path.name} could not be used as a reference", error))
+
+    def _add_reference(self, pixels: np.ndarray, name: str) -> None:
+        try:
+            _checked(pixels, name)
+        except SfumatoError as error:
+            self.error.emit(str(error))
+            return
+        layer = ImageLayer(rgba(pixels).copy(), f"Reference: {name}", offset=Point(self.doc.frame.x, self.doc.frame.y),
+                           control=ControlSpec.default("reference"))
+        self.doc.add_layer(layer, label="Add reference")
 
     # -- saving ------------------------------------------------------------------------------
 
