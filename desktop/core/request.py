@@ -370,7 +370,9 @@ class GenerationRequest:
             if not isinstance(items, tuple) or not all(isinstance(item, kind) for item in items):
                 raise InvalidRequest(what, f"the {what}s must be a tuple of {kind.__name__}")
             if len(items) > MAX_CONTROLS:
-                raise InvalidRequest(what, f"at most {MAX_CONTROLS} {what}s at once, got {len(items)}")
+                words = "control layers" if what == "control" else "reference pictures"
+                raise InvalidRequest(what, f"at most {MAX_CONTROLS} {words} work at once, and {len(items)} are in "
+                                           f"use: hide or remove {len(items) - MAX_CONTROLS} of them.")
             for index, item in enumerate(items):
                 item.validate(index)
 

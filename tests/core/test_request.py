@@ -172,3 +172,15 @@ _requests = st.builds(
 def test_every_request_round_trips_through_its_dict_as_json(request):
     data = json.loads(json.dumps(request.to_dict()))
     assert GenerationRequest.from_dict(data) == request
+
+
+@pytest.mark.parametrize("what, words", [("control", "control layers"), ("reference", "reference pictures")])
+def test_too_many_controls_or_references_say_how_many_to_hide(what, words):
+    from desktop.core.control import Control, Reference
+
+    item = Control("demo", image()) if what == "control" else Reference(image())
+    request = make_request().replace(**{f"{what}s": (item,) * 5})
+    with pytest.raises(InvalidRequest) as caught:
+        request.validate()
+    assert caught.value.field == what
+    assert caught.value.message == f"at most 4 {words} work at once, and 5 are in use: hide or remove 1 of them."
