@@ -17,7 +17,6 @@ layers (core.references.style_scale).
 
 from __future__ import annotations
 
-import hashlib
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from desktop.core import paths
+from desktop.core import controlnets, paths
 from desktop.core import references as files
 from desktop.core.control import Reference
 from desktop.core.progress import TaskState
@@ -67,7 +66,6 @@ class _Applied:
 
 
 _applied: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # UNet -> _Applied
-_hashes: dict[tuple[str, int, int], str] = {}
 
 
 def prepare(references: tuple[Reference, ...], models, folders, state: TaskState, guided: bool) -> Plan | None:
@@ -242,17 +240,10 @@ def _name(path: Path) -> str:
 
 
 def _short_hash(path: Path) -> str:
-    """The first 8 hex digits of the file's sha256, as A1111's ControlNet extension shows a model's hash."""
+    """A1111's old-style model hash of the adapter file (controlnets.short_hash), as its ControlNet extension
+    names every file of its models/ControlNet folder, IP-Adapters included: ``ip-adapter_sd15 [a1b2c3d4]``."""
     try:
-        stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
-        if key not in _hashes:
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-            _hashes[key] = digest.hexdigest()[:8]
-        return _hashes[key]
+        return controlnets.short_hash(path)
     except OSError:
         return ""  # the picture matters more than the hash in its metadata
 

@@ -147,3 +147,19 @@ def test_the_adapters_of_sfumato_comfyui_and_a1111_are_listed(tmp_path):
         path.write_bytes(b"")
     listed = references.list_adapters([comfy / "checkpoints", a1111 / "Stable-diffusion"])
     assert list(listed) == ["style", "ip-adapter-plus_sd15", "ip-adapter_sdxl_vit-h"]
+
+
+def test_an_adapters_hash_is_the_old_style_one_a1111s_controlnet_extension_writes(tmp_path):
+    """A1111's ControlNet extension names each file of models/ControlNet (IP-Adapters too) by the sha256 of the
+    64 KiB at 1 MiB, as desktop/core/controlnets.short_hash; not the whole file's sha256."""
+    import hashlib
+
+    from desktop.core import controlnets
+    from desktop.engine import reference
+
+    data = np.random.default_rng(0).integers(0, 256, 0x120000, np.uint8).tobytes()
+    path = tmp_path / "ip-adapter_sd15.safetensors"
+    path.write_bytes(data)
+    expected = hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+    assert reference._short_hash(path) == controlnets.short_hash(path) == expected
+    assert reference._short_hash(tmp_path / "gone.safetensors") == ""
