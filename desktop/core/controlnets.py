@@ -22,11 +22,11 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from desktop.core import paths
+from desktop.core.app_folders import app_models_folder
 
 SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 OWN_SUBFOLDER = "controlnet"
 _APP_FOLDERS = ("ControlNet", "controlnet")
-_MODEL_FOLDERS = ("stable-diffusion", "checkpoints", "stablediffusion")
 _IP_ADAPTER = re.compile(r"ip[-_ ]?adapter", re.IGNORECASE)
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 
@@ -39,8 +39,9 @@ def controlnet_folders(models_folders: Iterable[str | os.PathLike]) -> list[Path
     """The existing folders where ControlNets are kept, Sfumato's own first."""
     candidates: list[Path] = [own_folder()]
     for folder in (Path(f).expanduser() for f in models_folders):
-        if folder.name.lower() in _MODEL_FOLDERS and folder.parent.name.lower() == "models":
-            candidates += [folder.parent / name for name in _APP_FOLDERS]
+        app = app_models_folder(folder)
+        if app is not None:
+            candidates += [app[1] / name for name in _APP_FOLDERS]
         candidates += [folder / name for name in _APP_FOLDERS]
     found: list[Path] = []
     for candidate in candidates:

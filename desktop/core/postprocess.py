@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop.core import paths
+from desktop.core.app_folders import app_models_folder
 from desktop.core.errors import InvalidRequest, SfumatoError
 from desktop.core.faces import FACE, FaceSettings
 from desktop.core.geometry import Extent
@@ -242,9 +243,9 @@ def upscaler_folders(models_folders: Iterable[str | os.PathLike]) -> list[Path]:
     """The existing folders where upscalers are kept, Sfumato's own first (see the module's notes)."""
     candidates: list[Path] = [own_folder(), own_folder().with_name(RESTORER_SUBFOLDER)]
     for folder in (Path(f).expanduser() for f in models_folders):
-        parent = folder.parent
-        if folder.name.lower() in ("stable-diffusion", "checkpoints", "stablediffusion") and parent.name.lower() == "models":
-            candidates += [parent / name for name in _APP_FOLDERS]
+        app = app_models_folder(folder)
+        if app is not None:
+            candidates += [app[1] / name for name in _APP_FOLDERS]
         candidates += [folder / name for name in _OWN_FOLDERS]
     found: list[Path] = []
     for candidate in candidates:

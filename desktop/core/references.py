@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop.core import paths
+from desktop.core.app_folders import COMFYUI, app_models_folder
 from desktop.core.errors import SfumatoError
 from desktop.core.safetensors_header import ModelFileError, read_safetensors_header
 
@@ -59,25 +60,13 @@ def own_encoder_folder() -> Path:
     return paths.models_dir() / ENCODER_SUBFOLDER
 
 
-def _app_models(folder: Path) -> tuple[str, Path] | None:
-    """("comfyui" | "a1111", the app's models folder) for a checkpoint folder of ComfyUI or A1111."""
-    name, parent = folder.name.lower(), folder.parent
-    if parent.name.lower() != "models":
-        return None
-    if name == "checkpoints":
-        return "comfyui", parent
-    if name == "stable-diffusion":
-        return "a1111", parent
-    return None
-
-
 def adapter_folders(models_folders: Iterable[str | os.PathLike]) -> list[Path]:
     """The existing folders where IP-Adapter files are kept, Sfumato's own first."""
     candidates = [own_folder()]
     for folder in (Path(f).expanduser() for f in models_folders):
-        app = _app_models(folder)
+        app = app_models_folder(folder)
         if app is not None:
-            candidates.append(app[1] / ("ipadapter" if app[0] == "comfyui" else "ControlNet"))
+            candidates.append(app[1] / ("ipadapter" if app[0] == COMFYUI else "ControlNet"))
     return _existing(candidates)
 
 
@@ -85,7 +74,7 @@ def encoder_folders(models_folders: Iterable[str | os.PathLike]) -> list[Path]:
     """The existing ``clip_vision`` folders, Sfumato's own first."""
     candidates = [own_encoder_folder()]
     for folder in (Path(f).expanduser() for f in models_folders):
-        app = _app_models(folder)
+        app = app_models_folder(folder)
         if app is not None:
             candidates.append(app[1] / "clip_vision")
     return _existing(candidates)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop.core import paths
+from desktop.core.app_folders import app_models_folder
 from desktop.core.errors import InvalidRequest, SfumatoError
 from desktop.core.preprocessors import PREPROCESSORS, needs_weights  # noqa: F401 - the tables, one definition
 from desktop.core.preprocessors import check_type as _check_type
@@ -56,7 +57,6 @@ DEPTH_SIZES = {384: "Small", 768: "Base", 1024: "Large", 1536: "Giant"}
 NON_COMMERCIAL = ("Base", "Large", "Giant")
 _A1111_DEPTH = ("extensions", "sd-webui-controlnet", "annotator", "downloads", "depth_anything_v2")
 _COMFY_DEPTH = ("custom_nodes", "comfyui_controlnet_aux", "ckpts")
-_APP_MODEL_FOLDERS = ("stable-diffusion", "checkpoints")  # X/models/<this> is an A1111 or ComfyUI install X
 _SEARCH_DEPTH = 3
 
 
@@ -161,8 +161,9 @@ def depth_search_folders(models_folders: Iterable[str | os.PathLike] = ()) -> li
     folders = [paths.models_dir() / DEPTH_SUBFOLDER]
     for folder in (Path(f).expanduser() for f in models_folders):
         folders.append(folder / DEPTH_SUBFOLDER)
-        if folder.name.lower() in _APP_MODEL_FOLDERS and folder.parent.name.lower() == "models":
-            app = folder.parent.parent
+        app_models = app_models_folder(folder)  # X/models/Stable-diffusion or X/models/checkpoints: an install X
+        if app_models is not None:
+            app = app_models[1].parent
             folders += [app.joinpath(*_A1111_DEPTH), app.joinpath(*_COMFY_DEPTH)]
     return folders
 

@@ -188,6 +188,11 @@ def test_depth_weights_are_found_in_the_controlnet_extensions_of_other_apps(tmp_
     assert preprocess.run("depth", photo(), [models]).shape == (96, 96, 3)
 
 
+def test_sdnexts_stablediffusion_folder_is_an_app_for_the_depth_search_too(tmp_path):
+    app = tmp_path / "sdnext"
+    assert app.joinpath(*preprocess._A1111_DEPTH) in preprocess.depth_search_folders([app / "models" / "stablediffusion"])
+
+
 def test_an_original_format_checkpoint_is_named_in_the_missing_weights_sentence(tmp_path):
     models = tmp_path / "webui" / "models" / "Stable-diffusion"
     models.mkdir(parents=True)
