@@ -1,8 +1,9 @@
 """The ControlNet preprocessors a backend offers, as tables (pure; the preprocessors themselves are in
 desktop/engine/preprocess.py and run on the backend as a PreprocessJob, desktop/core/backend.py).
 
-`PREPROCESSORS` maps each type to its name; `needs_weights(type)` says whether it runs a model whose weights the
-person must have on disk; `describe(type)` is what the queue and the messages call a "From picture" job.
+`PREPROCESSORS` maps each type to its name, `A1111_MODULES` to the "Module" the infotext writes for it;
+`needs_weights(type)` says whether it runs a model whose weights the person must have on disk; `describe(type)` is
+what the queue and the messages call a "From picture" job.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ PREPROCESSORS = {
     "none": "None (use as is)",
 }
 
+# The "Module" AUTOMATIC1111's ControlNet extension writes in the infotext for the preprocessor each type runs here
+# (a control layer made "From picture" holds that preprocessor's output, so its type's module is written too).
+A1111_MODULES = {
+    "canny": "canny",
+    "lineart": "lineart_standard (from white bg & black line)",
+    "scribble": "scribble_xdog",
+    "depth": "depth_anything_v2",
+    "none": "none",
+}
+
 
 def check_type(type: str) -> None:
     if type not in PREPROCESSORS:
@@ -29,6 +40,12 @@ def needs_weights(type: str) -> bool:
     """True when the preprocessor runs a model whose weights the person must have on disk."""
     check_type(type)
     return type == "depth"
+
+
+def a1111_module(type: str) -> str:
+    """ "lineart_standard (from white bg & black line)": the infotext's "Module" of a control of this type."""
+    check_type(type)
+    return A1111_MODULES[type]
 
 
 def describe(type: str) -> str:

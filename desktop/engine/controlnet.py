@@ -2,12 +2,14 @@
 
 A request's controls (desktop/core/control.py) become a `Guidance` before the first pass: each ControlNet found
 ("demo", a file or diffusers folder, or a name in the ControlNet folders: desktop/core/controlnets.py), loaded
-once and kept by the ModelManager like the upscalers (kind "controlnet"), checked against the loaded model's
-family, and each control picture preprocessed when asked (desktop/engine/preprocess.py). `Guidance.attach` then
-turns a pass's Prepared into the ControlNet pipeline's: extra ("controlnet", the net, or one MultiControlNetModel
-for several) and the control pictures fitted to what the pass generates: resized to the picture's size and padded
-to the 8-pixel grid as the pass's own inputs are, cut as the inpaint "only masked" crop is cut, and upscaled and
-cut as the hires fix's first pass is for its second pass.
+once and kept by the ModelManager like the upscalers (kind "controlnet", in the memory the model's weights are in:
+system memory when it is offloaded), checked against the loaded model's family before it is kept, and each control
+picture preprocessed when asked (desktop/engine/preprocess.py). Making room for one never unloads the checkpoint
+or a ControlNet the run already holds. `Guidance.attach` then turns a pass's Prepared into the ControlNet
+pipeline's: extra ("controlnet", the net, or one MultiControlNetModel for several) and the control pictures fitted
+to what the pass generates: resized to the picture's size and padded to the 8-pixel grid as the pass's own inputs
+are, placed where the photo is on an outpaint's enlarged canvas (outpaint_control), cut as the inpaint "only
+masked" crop is cut, and upscaled and cut as the hires fix's first pass is for its second pass.
 
 Weights are the ControlNets' conditioning scales; start and end the fraction of the steps they act on. A control
 whose start is not before its end never acts: it runs at scale 0 (diffusers refuses start >= end).
@@ -33,11 +35,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from desktop.core import controlnets
+from desktop.core import controlnets, preprocessors
 from desktop.core.control import DEMO_CONTROLNET, Control
 from desktop.core.errors import OutOfMemory, SfumatoError
 from desktop.core.geometry import Extent
 from desktop.core.progress import TaskState
+from desktop.core.request import Mode
 
 from . import inpaint, tiny_control, tuning
 
@@ -76,22 +79,34 @@ def load(ref: str, manager, state: TaskState, models_folders=(), spare=()):
     """The ControlNetModel of `ref`, from the ModelManager when it is still loaded, else from its file. `spare`:
     ModelManager keys never unloaded to make room for it (the checkpoint it is loaded for)."""
     path = resolve(ref, models_folders)
-    return _load(path, _name(ref, path), manager, state, spare)
+    current = manager.current
+    pool = tuning.pool(manager.device, current.plan if current is not None else tuning.Plan())
+    return _load(path, _name(ref, path), manager, state, pool, spare)
 
 
 def _name(ref: str, path: Path) -> str:
     return DEMO_NAME if ref == DEMO_CONTROLNET else controlnets.display_name(path)
 
 
-def _load(path: Path, name: str, manager, state: TaskState, spare=()):
-    key = str(path.resolve())
+def _key(path: Path) -> tuple[str, str]:
+    """The ModelManager key a ControlNet is held under."""
+    return KIND, str(path.resolve())
+
+
+def _load(path: Path, name: str, manager, state: TaskState, pool: str, spare=(), accept=None):
+    """Load and keep the ControlNet in `pool` (tuning.pool of the model it is for: the GPU's, or system memory when
+    that model is offloaded). `accept(net)` raises for a net that cannot be used: it is then not kept."""
+    _, key = _key(path)
     held = manager.held(KIND, key)
     if held is not None:
+        if accept is not None:
+            accept(held)
         return held
     state.status(f"Loading the ControlNet {name}...")
     net = read(path, name, manager.device.dtype)
+    if accept is not None:
+        accept(net)  # refused before it is kept: a ControlNet of another family is not left loaded
     size = sum(p.numel() * p.element_size() for p in net.parameters())
-    pool = tuning.GPU if manager.device.device.type == "cuda" else tuning.SYSTEM
     manager.make_room(pool, size, name, state, spare)
     manager.keep(KIND, key, net, size, pool, name)
     return net
@@ -304,9 +319,13 @@ class Guidance:
     def attach(self, prepared, request, hires_plan=None):
         """`prepared` (generate.Prepared) as the ControlNet pipeline's: its extras and the control pictures fitted
         to what it generates (see the module's notes). `hires_plan`: the hires fix's second pass."""
+        from .generate import _resize
+
         grid, picture = _frame(prepared)
         fitted = []
         for image in self.pictures:
+            if request.mode is Mode.OUTPAINT:
+                image = outpaint_control(image, request)
             crop = getattr(prepared, "crop", None)
             if crop is not None:  # the inpaint "only masked" crop, in the input picture's pixels
                 init = request.images.init
@@ -337,12 +356,15 @@ def prepare(request, models, folders, state: TaskState, loaded) -> Guidance | No
     from .models import CHECKPOINT
 
     unet = next(iter(loaded.pipelines.values())).unet
+    pool = tuning.pool(models.device, loaded.plan)
+    spare = {(CHECKPOINT, loaded.ref)}  # the checkpoint, and every ControlNet of this run already loaded
     nets, pictures, scales, starts, ends, params = [], [], [], [], [], []
     for index, control in enumerate(request.controls):
         path = resolve(control.model, folders)
         name = _name(control.model, path)
-        net = _load(path, name, models, state, spare={(CHECKPOINT, loaded.ref)})
-        check_family(net, name, unet, loaded.name)
+        net = _load(path, name, models, state, pool, frozenset(spare),
+                    accept=lambda net, name=name: check_family(net, name, unet, loaded.name))
+        spare.add(_key(path))
         nets.append(net)
         pictures.append(control_picture(control, folders, state))
         acts = control.start < control.end  # diffusers refuses start >= end: such a control never acts
@@ -355,7 +377,7 @@ def prepare(request, models, folders, state: TaskState, loaded) -> Guidance | No
 
 def infotext_value(control: Control, model: str) -> str:
     """A1111's value of "ControlNet N"."""
-    return (f"Module: {control.type}, Model: {model}, Weight: {control.weight:g}, "
+    return (f"Module: {preprocessors.a1111_module(control.type)}, Model: {model}, Weight: {control.weight:g}, "
             f"Guidance Start: {control.start:g}, Guidance End: {control.end:g}")
 
 
@@ -373,7 +395,19 @@ def _frame(prepared) -> tuple[Extent, Extent]:
     return grid, Extent(max(1, round(grid.width * shown[0])), max(1, round(grid.height * shown[1])))
 
 
-def _resize(image: np.ndarray, size: Extent) -> np.ndarray:
-    if image.shape[1] == size.width and image.shape[0] == size.height:
-        return image
-    return np.asarray(Image.fromarray(image).resize(tuple(size), Image.Resampling.LANCZOS))
+def outpaint_control(image: np.ndarray, request) -> np.ndarray:
+    """An outpaint's control picture on its enlarged canvas (`request` resolved: its size is the canvas's).
+
+    A picture the size of the init image (one made from the photo) is placed where the photo is, at the left and
+    top margins, on black (no line, no edge) and not stretched, so it lines up with the photo; a picture the size
+    of the enlarged canvas is used as it is; a picture of any other size is resized to the canvas."""
+    from .generate import _resize
+
+    canvas = request.extent
+    h, w = request.images.init.shape[:2]
+    if image.shape[:2] != (h, w) or (image.shape[1], image.shape[0]) == tuple(canvas):
+        return _resize(image, canvas)
+    margins = request.outpaint
+    placed = np.zeros((canvas.height, canvas.width, image.shape[2]), np.uint8)
+    placed[margins.top:margins.top + h, margins.left:margins.left + w] = image
+    return placed

@@ -538,6 +538,7 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, size: Extent) -> np.ndarray:
+    """`image` at `size` (Lanczos), itself when it is that size already; the control pictures' too (controlnet.py)."""
     if image.shape[1] == size.width and image.shape[0] == size.height:
         return image
     return np.asarray(Image.fromarray(image).resize(tuple(size), Image.Resampling.LANCZOS))

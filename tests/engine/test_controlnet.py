@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from desktop.core.control import Control
+from desktop.core.control import Control, used_controls_note
 from desktop.core.errors import SfumatoError
-from desktop.core.geometry import Bounds
+from desktop.core.geometry import Bounds, Margins
 from desktop.core.progress import TaskState
 from desktop.core.request import Hires, InpaintArea, Mode
-from desktop.engine import controlnet, generate, tiny_control
-from desktop.engine.models import CHECKPOINT
+from desktop.engine import controlnet, devices, generate, tiny_control, tuning
+from desktop.engine.models import CHECKPOINT, ModelManager
 from tests.support.requests import make_request
 
 
@@ -158,21 +158,125 @@ def test_inpaint_only_masked_crops_the_control_picture_as_the_picture(cpu_manage
     assert differ(image(cpu_manager, sd1, Control(ref, inside), **fields)[80:104, 80:104], a[80:104, 80:104]) > 0.5
 
 
-def test_the_hires_fix_second_pass_takes_the_control_at_its_size(cpu_manager, tiny_models, controls, monkeypatch):
-    sd1, ref = str(tiny_models["sd1"].folder), str(controls["sd1"].file)
+@pytest.fixture
+def handed(monkeypatch):
+    """(task, control picture as an array) for every pass, as the pipeline is given them."""
     seen = []
     attach = controlnet.Guidance.attach
 
     def spy(self, prepared, request, hires_plan=None):
         done = attach(self, prepared, request, hires_plan)
-        seen.append((done.task, done.inputs.get("image") if done.task == "txt2img" else done.inputs["control_image"]))
+        given = done.inputs.get("image") if done.task == "txt2img" else done.inputs["control_image"]
+        seen.append((done.task, np.asarray(given)))
         return done
 
     monkeypatch.setattr(controlnet.Guidance, "attach", spy)
-    hires = Hires(enabled=True, scale=1.5, upscaler="Latent", steps=2)
-    result = run(cpu_manager, sd1, controls=(Control(ref, picture()),), steps=2, hires=hires, width=64, height=80)[0]
-    assert result.image.shape == (120, 96, 3)
-    assert [(task, picture.size) for task, picture in seen] == [("txt2img", (64, 80)), ("img2img", (96, 120))]
+    return seen
+
+
+def lines(rows: list[int], w=64, h=80) -> np.ndarray:
+    """Black with a white horizontal line 2 pixels thick at each of `rows`."""
+    image = np.zeros((h, w, 3), np.uint8)
+    for row in rows:
+        image[row:row + 2] = 255
+    return image
+
+
+def bright_rows(image: np.ndarray) -> list[int]:
+    return [int(r) for r in np.flatnonzero(image[..., 0].mean(axis=1) > 127)]
+
+
+def test_the_hires_fix_second_pass_takes_the_control_cut_at_the_centre_as_the_picture(cpu_manager, tiny_models,
+                                                                                     controls, handed):
+    """A 64x80 first pass resized to 128x96 covers 128x160 and is cut at the centre (rows 32 to 128): the control
+    is upscaled and cut the same way, not squashed to 128x96."""
+    sd1, ref = str(tiny_models["sd1"].folder), str(controls["sd1"].file)
+    hires = Hires(enabled=True, upscaler="Latent", steps=2, resize_width=128, resize_height=96)
+    control = lines([4, 20, 39, 70])  # rows 4 and 70 fall outside the cut (rows 8 and 140 of 160)
+    result = run(cpu_manager, sd1, controls=(Control(ref, control),), steps=2, hires=hires, width=64, height=80)[0]
+    assert result.image.shape == (96, 128, 3)
+    (first_task, first), (second_task, second) = handed
+    assert (first_task, first.shape, second_task, second.shape) == ("txt2img", (80, 64, 3), "img2img", (96, 128, 3))
+    assert np.array_equal(first, control)
+    assert bright_rows(second) == [8, 9, 10, 11, 46, 47, 48, 49]  # rows 20 and 39, doubled, less the 32 cut off
+
+
+def test_an_outpaint_control_the_size_of_the_photo_lines_up_with_the_photo(cpu_manager, tiny_models, controls,
+                                                                          handed):
+    sd1, ref = str(tiny_models["sd1"].folder), str(controls["sd1"].file)
+    photo = picture(7, 64, 80)
+    control = lines([39])  # a line across the photo's middle (made from the photo: its size)
+    fields = dict(mode=Mode.OUTPAINT, init_image=photo, expand=Margins(16, 24, 8, 0), steps=2, mask_blur=2)
+    result = run(cpu_manager, sd1, controls=(Control(ref, control),), **fields)[0]
+    assert result.image.shape == (104, 88, 3)
+    [(task, given)] = handed
+    assert task == "inpaint" and given.shape == (104, 88, 3)
+    assert bright_rows(given) == [24 + 39, 24 + 40]  # over the photo's middle, placed at the top margin
+    assert np.array_equal(given[24:104, 16:80], control)  # not stretched
+    assert not given[:24].any() and not given[:, :16].any() and not given[:, 80:].any()  # black in the margins
+
+
+def test_an_outpaint_control_the_size_of_the_canvas_is_used_as_it_is_and_others_are_resized():
+    request = make_request(mode=Mode.OUTPAINT, init_image=picture(7, 64, 80), expand=Margins(16, 24, 8, 0),
+                           model="demo").resolved()
+    canvas = picture(3, 88, 104)
+    assert controlnet.outpaint_control(canvas, request) is canvas
+    resized = controlnet.outpaint_control(picture(3, 44, 52), request)
+    assert resized.shape == (104, 88, 3)
+
+
+def test_two_controlnets_of_a_run_never_unload_each_other(tiny_models, controls, monkeypatch):
+    """Room is made for the second ControlNet without unloading the first, which the run and its pipeline hold."""
+    sd1 = str(tiny_models["sd1"].folder)
+    manager = ModelManager(devices.choose("cpu"))
+    checkpoint = tuning.weights_bytes(next(iter(manager.load(sd1).pipelines.values())))
+    net = controlnet.read(controls["sd1"].file, "size", manager.device.dtype)
+    one = sum(p.numel() * p.element_size() for p in net.parameters())
+    budget = checkpoint + int(one * 1.5)  # the checkpoint and one ControlNet and a half
+    monkeypatch.setattr(tuning, "measure", lambda choice: (None, int(budget / tuning.SYSTEM_SHARE) + 1))
+    said = []
+    first, second = Control(str(controls["sd1"].file), picture(1)), Control(str(controls["sd1"].folder), picture(2))
+    generate.run(make_request(prompt="a lighthouse", width=64, height=64, steps=2, model=sd1,
+                              controls=(first, second)), TaskState(on_status=said.append), manager)
+    assert [s for s in said if s.startswith("Unloaded")] == []
+    for built in (controls["sd1"].file, controls["sd1"].folder):
+        assert manager.held(controlnet.KIND, str(built.resolve())) is not None
+
+
+def test_a_controlnet_refused_for_the_family_is_not_left_loaded(tiny_models, controls):
+    manager = ModelManager(devices.choose("cpu"))
+    with pytest.raises(SfumatoError, match="it is an SDXL ControlNet"):
+        run(manager, str(tiny_models["sd1"].folder), controls=(Control(str(controls["sdxl"].file), picture()),))
+    assert manager.held(controlnet.KIND, str(controls["sdxl"].file.resolve())) is None
+
+
+def test_an_offloaded_model_s_controlnet_is_counted_in_system_memory(tiny_models, controls, monkeypatch):
+    """A model offloaded to the CPU keeps its ControlNets there too: they are not counted against the GPU."""
+    sd1 = str(tiny_models["sd1"].folder)
+    monkeypatch.setattr(tuning, "configure_backends", lambda choice: None)
+    manager = ModelManager(devices.DeviceChoice(torch.device("cuda"), torch.float32, "CUDA (test)"))
+    monkeypatch.setattr(tuning, "measure", lambda choice: (None, None))
+    monkeypatch.setattr(tuning, "place", lambda pipe, plan, device, release: tuning.Plan(offload=True))
+    loaded = manager.load(sd1)
+    assert loaded.plan.offload
+    request = make_request(model=sd1, controls=(Control(str(controls["sd1"].file), picture()),)).resolved()
+    controlnet.prepare(request, manager, (), TaskState(), loaded)
+    held = manager._held[(controlnet.KIND, str(controls["sd1"].file.resolve()))]
+    assert held.pool == tuning.SYSTEM
+
+
+@pytest.mark.parametrize(("kind", "module"), [
+    ("canny", "canny"), ("lineart", "lineart_standard (from white bg & black line)"), ("scribble", "scribble_xdog"),
+    ("depth", "depth_anything_v2"), ("none", "none")])
+@pytest.mark.parametrize("preprocess", [True, False])  # a control layer made "From picture" holds the output
+def test_the_infotext_names_the_module_as_a1111_does_and_use_all_reads_it_back(kind, module, preprocess):
+    from desktop.core.control import used_controls
+    from desktop.core.control_layers import spec_of_used
+
+    value = controlnet.infotext_value(Control("demo", picture(), type=kind, preprocess=preprocess), "x [ab12cd34]")
+    assert value == f"Module: {module}, Model: x [ab12cd34], Weight: 1, Guidance Start: 0, Guidance End: 1"
+    assert f"ControlNet 0 ({module}, x)" in used_controls_note({"ControlNet 0": value})
+    assert spec_of_used(used_controls({"ControlNet 0": value})[0]).kind == kind  # Use all: a layer of its kind
 
 
 def test_a_controlnet_loads_once_and_unloading_it_frees_its_pipelines(cpu_manager, tiny_models, controls):
