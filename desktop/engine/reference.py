@@ -224,11 +224,20 @@ def _encode(encoder, extractor, pictures: list[Image.Image], hidden: bool, guide
 
 
 def _picture(image: np.ndarray) -> Image.Image:
-    """RGB; a transparent part of an RGBA layer is white, as it is shown."""
+    """RGB, centred on a white square (a transparent part of an RGBA layer is white, as it is shown): the image
+    encoder sees the whole picture, and a thin one (a single stroke on a reference layer, 1x4000) is not first
+    scaled to a 224-pixel short side (224x896000, seconds and gigabytes in CLIP's processor)."""
     if image.shape[2] == 3:
-        return Image.fromarray(image)
-    alpha = image[..., 3:4].astype(np.float32) / 255.0
-    return Image.fromarray((image[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8))
+        rgb = np.asarray(image)
+    else:
+        alpha = image[..., 3:4].astype(np.float32) / 255.0
+        rgb = (image[..., :3] * alpha + 255.0 * (1.0 - alpha) + 0.5).astype(np.uint8)
+    height, width = rgb.shape[:2]
+    side = max(height, width)
+    square = np.full((side, side, 3), 255, np.uint8)
+    top, left = (side - height) // 2, (side - width) // 2
+    square[top:top + height, left:left + width] = rgb
+    return Image.fromarray(square)
 
 
 def _bytes(module) -> int:

@@ -115,6 +115,23 @@ def test_an_rgba_layer_is_seen_over_white():
     assert seen[0, 0].tolist() == [10, 20, 30] and seen[1, 1].tolist() == [255, 255, 255]
 
 
+@pytest.mark.parametrize("shape", [(1, 4000, 4), (4000, 1, 3)])
+def test_a_thin_picture_reaches_the_image_processor_as_a_white_square(shape):
+    """A single stroke on a reference layer trimmed to what is painted: CLIP's processor would first scale its
+    short side to 224 (224x896000 pixels: seconds and gigabytes), so the picture is centred on a white square."""
+    from transformers import CLIPImageProcessor
+
+    thin = np.zeros(shape, np.uint8)
+    thin[..., 3:] = 255
+    seen = reference._picture(thin)
+    assert seen.size == (4000, 4000)
+    pixels = np.asarray(seen)
+    middle = (1999, slice(None)) if shape[0] == 1 else (slice(None), 1999)
+    assert (pixels[middle] == 0).all() and (pixels == 255).mean() > 0.99  # the stroke, in the middle, on white
+    handed = CLIPImageProcessor(size=224, crop_size=224)([seen], return_tensors="pt").pixel_values
+    assert tuple(handed.shape) == (1, 3, 224, 224)
+
+
 def test_the_hires_fix_uses_the_references_in_both_passes(manager, tiny_models):
     """The second pass runs another pipeline (img2img) on the same UNet, which has the adapters then: it must get
     the encodings too (without them the UNet refuses to run)."""
