@@ -1,0 +1,363 @@
+"""The wire protocol between RemoteBackend (desktop/remote) and Sfumato's server (desktop/server): pure, no Qt/torch.
+
+A job goes in as one JSON object, every picture in it a base64 PNG (pixels exact, alpha and masks kept):
+
+    {"kind": "generation", "request": GenerationRequest.to_dict(), "images": {"init": PNG|null, "mask": PNG|null},
+     "controls": [{"model", "type", "weight", "start", "end", "preprocess", "image": PNG}, ...],
+     "references": [{"adapter", "mode", "weight", "image": PNG}, ...], "preview_method", "preview_every"}
+    {"kind": "preprocess", "type", "image": PNG}
+    {"kind": "upscale", "image": PNG, "scale", "size": [w, h]|null, "upscaler", "parameters", "restore"}
+
+Model references in a job are names from the server's catalogue (GET /models), never paths: `decode_job` takes
+`resolve(ref, kind) -> str`, the server's own reference for a name, which raises UnknownModel for anything else.
+
+Events come out as NDJSON, one JSON object a line (`encode_event` / `decode_event`):
+
+    accepted {replica}, status {text}, step {step, total, preview: base64 JPEG (<= PREVIEW_SIDE a side) | null},
+    result {image: PNG, seed, params: [[key, value], ...], note, request}, model {ref, family, name, hash, kinds},
+    alive {} (a heartbeat while the engine is busy without news), cancelled {}, error {kind, message}
+
+A stream ends with the results followed by `done`, or with `cancelled` or `error`; a stream that ends otherwise
+is a failed server (the client retries once).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from desktop.core.backend import GENERATION, PREPROCESS, GenerationJob, Job, ModelDescriptor, PreprocessJob, Result, \
+    UpscaleJob
+from desktop.core.control import Control, Reference
+from desktop.core.errors import InvalidRequest, SfumatoError
+from desktop.core.geometry import Extent
+from desktop.core.postprocess import UPSCALE, UpscaleRequest
+from desktop.core.request import HIRES_UPSCALERS, MAX_SIZE, GenerationRequest, Images
+
+MAX_BODY = 64 * 1024 * 1024  # bytes of one request body
+MAX_PICTURE_SIDE = MAX_SIZE  # pixels, any picture in a job
+PREVIEW_SIDE = 256
+NDJSON = "application/x-ndjson"
+TERMINAL = ("done", "cancelled", "error")
+EVENTS = ("accepted", "status", "step", "result", "model", "alive", *TERMINAL)
+
+# The kinds of model reference `resolve` is asked for.
+MODEL, UPSCALER, HIRES_UPSCALER, CONTROLNET, ADAPTER = GENERATION, UPSCALE, "hires upscaler", "controlnet", "ipadapter"
+
+Resolve = Callable[[str, str], str]
+
+
+class ProtocolError(SfumatoError):
+    """A job or event that is not what the protocol says (a bad field, a picture too large, a body too long)."""
+
+
+class UnknownModel(SfumatoError):
+    """A model name the server's catalogue does not have."""
+
+
+class ServerRefused(SfumatoError):
+    """The server refused the request before running it (a wrong token, a body too large)."""
+
+
+# -- pictures
+
+
+def encode_png(image: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, "PNG", compress_level=1)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def decode_png(text: object, what: str) -> np.ndarray:
+    """A base64 PNG -> uint8 array (HxW for a grey picture, HxWx3 / HxWx4); refuses one over MAX_PICTURE_SIDE."""
+    if not isinstance(text, str):
+        raise ProtocolError(f"The {what} must be a base64 PNG picture.")
+    try:
+        data = base64.b64decode(text, validate=True)
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as picture:
+            if max(picture.size) > MAX_PICTURE_SIDE:
+                raise ProtocolError(f"The {what} is {picture.width}x{picture.height}; pictures of at most "
+                                    f"{MAX_PICTURE_SIDE} pixels a side can be sent to the server.")
+            if picture.mode not in ("L", "RGB", "RGBA"):
+                picture = picture.convert("RGBA" if "A" in picture.mode else "RGB")
+            return np.asarray(picture).copy()
+    except (binascii.Error, ValueError, OSError, Image.DecompressionBombError):
+        raise ProtocolError(f"The {what} is not a readable PNG picture.") from None
+
+
+def encode_preview(image: np.ndarray | None) -> str | None:
+    """A small JPEG of a step's preview (longest side at most PREVIEW_SIDE)."""
+    if image is None:
+        return None
+    picture = Image.fromarray(np.ascontiguousarray(image[..., :3]))
+    picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=80)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def decode_preview(text: str | None) -> np.ndarray | None:
+    if text is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(text, validate=True)), formats=["JPEG"]) as picture:
+            if max(picture.size) > PREVIEW_SIDE:
+                return None
+            return np.asarray(picture.convert("RGB")).copy()
+    except (binascii.Error, ValueError, OSError):
+        return None  # a preview is not worth failing a job for
+
+
+# -- jobs
+
+
+def encode_job(job: Job) -> bytes:
+    """The JSON body of POST /run."""
+    if isinstance(job, GenerationJob):
+        request = job.request
+        data = {"kind": GENERATION, "request": request.to_dict(),
+                "images": {"init": _png_or_none(request.images.init), "mask": _png_or_none(request.images.mask)},
+                "controls": [{"model": c.model, "type": c.type, "weight": float(c.weight), "start": float(c.start),
+                              "end": float(c.end), "preprocess": bool(c.preprocess), "image": encode_png(c.image)}
+                             for c in request.controls],
+                "references": [{"adapter": r.adapter, "mode": r.mode, "weight": float(r.weight),
+                                "image": encode_png(r.image)} for r in request.references],
+                "preview_method": job.preview_method, "preview_every": job.preview_every}
+    elif isinstance(job, PreprocessJob):
+        data = {"kind": PREPROCESS, "type": job.type, "image": encode_png(job.image)}
+    elif isinstance(job, UpscaleJob):
+        request = job.request
+        if request.detail is not None or request.faces is not None or request.restore:
+            raise SfumatoError("Restores, face fixes and upscales with detail cannot run on a server yet; "
+                               "run them on this computer.")
+        data = {"kind": UPSCALE, "image": encode_png(request.image), "scale": float(request.scale),
+                "size": None if request.size is None else [int(request.size.width), int(request.size.height)],
+                "upscaler": request.upscaler, "parameters": request.parameters}
+    else:
+        raise SfumatoError(f"A {getattr(job, 'kind', type(job).__name__)} job cannot run on a server.")
+    return json.dumps(data).encode("utf-8")
+
+
+def decode_job(body: bytes | dict, resolve: Resolve) -> Job:
+    """The job of a POST /run body, with every model reference resolved by the server's `resolve`.
+    Raises ProtocolError, InvalidRequest or UnknownModel with a sentence."""
+    if isinstance(body, (bytes, bytearray)):
+        if len(body) > MAX_BODY:
+            raise ProtocolError(too_large(len(body)))
+        try:
+            body = json.loads(body)
+        except (ValueError, RecursionError):
+            raise ProtocolError("The job is not valid JSON; send it with Sfumato's RemoteBackend.") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("The job must be a JSON object.")
+    kind = body.get("kind")
+    if kind == GENERATION:
+        return _decode_generation(body, resolve)
+    if kind == PREPROCESS:
+        return PreprocessJob(_text(body, "type"), _picture(body.get("image"), "picture", rgb=True))
+    if kind == UPSCALE:
+        size = body.get("size")
+        if size is not None and not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
+            raise ProtocolError("The upscale's size must be [width, height] or null.")
+        return UpscaleJob(UpscaleRequest(_picture(body.get("image"), "picture", rgb=True), _number(body, "scale"),
+                                         None if size is None else Extent(*size),
+                                         resolve(_text(body, "upscaler"), UPSCALER), _text(body, "parameters")))
+    raise ProtocolError(f"The server cannot run jobs of kind {kind!r}; it runs generation, upscale and "
+                        "preprocess jobs.")
+
+
+def _decode_generation(body: dict, resolve: Resolve) -> GenerationJob:
+    request = GenerationRequest.from_dict(_dict(body, "request"))
+    images = _dict(body, "images")
+    init = images.get("init")
+    mask = images.get("mask")
+    request = request.replace(
+        model=resolve(request.model, MODEL),
+        images=Images(None if init is None else _picture(init, "init image"),
+                      None if mask is None else _picture(mask, "mask", grey=True)),
+        controls=tuple(_control(item, index, resolve) for index, item in enumerate(_list(body, "controls"))),
+        references=tuple(_reference(item, index, resolve) for index, item in enumerate(_list(body, "references"))))
+    if request.hires.enabled and request.hires.upscaler not in HIRES_UPSCALERS:
+        request = request.replace(hires=request.hires.replace(upscaler=resolve(request.hires.upscaler,
+                                                                                HIRES_UPSCALER)))
+    method, every = body.get("preview_method", "approximate"), body.get("preview_every", 1)
+    if not isinstance(method, str) or not _is_int(every) or not 1 <= every <= 1000:
+        raise ProtocolError("preview_method must be text and preview_every a whole number from 1 to 1000.")
+    return GenerationJob(request, method, every)
+
+
+def _control(item: object, index: int, resolve: Resolve) -> Control:
+    if not isinstance(item, dict):
+        raise ProtocolError(f"Control {index + 1} must be a JSON object.")
+    return Control(resolve(_text(item, "model"), CONTROLNET), _picture(item.get("image"), f"control {index + 1}'s "
+                   "picture", rgb=True), _text(item, "type"), _number(item, "weight"), _number(item, "start"),
+                   _number(item, "end"), bool(item.get("preprocess", False)))
+
+
+def _reference(item: object, index: int, resolve: Resolve) -> Reference:
+    if not isinstance(item, dict):
+        raise ProtocolError(f"Reference {index + 1} must be a JSON object.")
+    return Reference(_picture(item.get("image"), f"reference {index + 1}'s picture", rgb=True),
+                     _number(item, "weight"), _text(item, "mode"), resolve(_text(item, "adapter"), ADAPTER))
+
+
+# -- events
+
+
+def encode_event(event: str, **fields) -> bytes:
+    """One NDJSON line."""
+    return json.dumps({"event": event, **fields}).encode("utf-8") + b"\n"
+
+
+def decode_event(line: bytes | str) -> dict:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        raise ProtocolError("The server sent a line that is not JSON; is the URL a Sfumato server?") from None
+    if not isinstance(event, dict) or event.get("event") not in EVENTS:
+        raise ProtocolError("The server sent an event Sfumato does not know; is the URL a Sfumato server of "
+                            "this version?")
+    return event
+
+
+def step_event(step: int, total: int, preview: np.ndarray | None) -> bytes:
+    return encode_event("step", step=int(step), total=int(total), preview=encode_preview(preview))
+
+
+def error_event(error: BaseException) -> bytes:
+    if isinstance(error, SfumatoError):
+        return encode_event("error", kind=type(error).__name__, message=str(error))
+    return encode_event("error", kind="SfumatoError",
+                        message=f"The server failed ({type(error).__name__}: {error}); see the server's log.")
+
+
+def result_event(result: Result, public_model: str = "") -> bytes:
+    """`public_model`: the name the client asked for, written instead of the server's path to the model."""
+    request = result.request
+    if isinstance(request, GenerationRequest):
+        sent = request.replace(model=public_model or request.model).to_dict()
+    elif isinstance(request, UpscaleRequest):
+        sent = {"parameters": request.parameters}
+    else:
+        sent = None
+    return encode_event("result", image=encode_png(result.image), seed=int(result.seed),
+                        params=[list(pair) for pair in result.params], note=result.note, request=sent)
+
+
+def decode_result(event: dict, job: Job) -> Result:
+    """A result event -> Result, its request the client's own (with its pictures) updated with what the run
+    resolved (the seed, the sampler's name, ...)."""
+    image = decode_png(event.get("image"), "result picture")
+    params = event.get("params", [])
+    if not isinstance(params, list) or not all(isinstance(p, list) and len(p) == 2 for p in params):
+        raise ProtocolError("The server's result has parameters that are not [key, value] pairs.")
+    if isinstance(job, GenerationJob):
+        sent = GenerationRequest.from_dict(event.get("request"))
+        request = sent.replace(model=job.request.model, images=job.request.images, controls=job.request.controls,
+                               references=job.request.references)
+    elif isinstance(job, UpscaleJob):
+        request = job.request.replace(parameters=str((event.get("request") or {}).get("parameters", "")))
+    else:
+        request = job
+    return Result(image, int(event.get("seed", -1)), request, tuple((str(k), str(v)) for k, v in params),
+                  str(event.get("note", "")))
+
+
+def model_event(descriptor: ModelDescriptor, public_ref: str) -> bytes:
+    return encode_event("model", **describe_model(descriptor, public_ref))
+
+
+def describe_model(descriptor: ModelDescriptor, public_ref: str) -> dict:
+    return {"ref": public_ref, "family": descriptor.family, "name": descriptor.name, "hash": descriptor.hash,
+            "kinds": sorted(descriptor.kinds)}
+
+
+def read_model(data: dict) -> ModelDescriptor:
+    try:
+        return ModelDescriptor(str(data["ref"]), str(data["family"]), str(data["name"]), str(data.get("hash", "")),
+                               frozenset(str(k) for k in data.get("kinds", [GENERATION])))
+    except (KeyError, TypeError):
+        raise ProtocolError("The server described a model without its ref, family and name.") from None
+
+
+def raise_error(event: dict) -> None:
+    """Raise the SfumatoError an error event names (SfumatoError itself for a kind this side does not know)."""
+    raise error_from(str(event.get("kind", "")), str(event.get("message", "The server failed without saying why.")))
+
+
+def error_from(kind: str, message: str) -> SfumatoError:
+    cls = _error_classes().get(kind, SfumatoError)
+    error = cls.__new__(cls)
+    SfumatoError.__init__(error, message)  # the server's sentence, whatever the class's own constructor takes
+    if cls is InvalidRequest:
+        error.field, error.message = message.partition(": ")[0], message.partition(": ")[2]
+    return error
+
+
+def too_large(size: int | None = None, limit: int = MAX_BODY) -> str:
+    told = f" ({size / 2**20:.3g} MiB)" if size else ""
+    return (f"The job is too large{told}: the server takes at most {limit / 2**20:.3g} MiB; use smaller pictures or "
+            "fewer control layers.")
+
+
+def _error_classes() -> dict[str, type[SfumatoError]]:
+    found, todo = {}, [SfumatoError]
+    while todo:
+        cls = todo.pop()
+        found.setdefault(cls.__name__, cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+# -- fields
+
+
+def _png_or_none(image: np.ndarray | None) -> str | None:
+    return None if image is None else encode_png(image)
+
+
+def _picture(text: object, what: str, rgb: bool = False, grey: bool = False) -> np.ndarray:
+    image = decode_png(text, what)
+    if grey and image.ndim != 2:
+        raise ProtocolError(f"The {what} must be a grey (one channel) PNG.")
+    if rgb and image.ndim != 3:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return image
+
+
+def _dict(body: dict, name: str) -> dict:
+    value = body.get(name, {})
+    if not isinstance(value, dict):
+        raise ProtocolError(f"The job's {name} must be a JSON object.")
+    return value
+
+
+def _list(body: dict, name: str) -> list:
+    value = body.get(name, [])
+    if not isinstance(value, list):
+        raise ProtocolError(f"The job's {name} must be a list.")
+    return value
+
+
+def _text(body: dict, name: str) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str):
+        raise ProtocolError(f"The job's {name} must be text.")
+    return value
+
+
+def _number(body: dict, name: str) -> float:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest(name, f"must be a number, got {value!r}")
+    return float(value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,244 @@
+"""The server's web app: a Backend's models and jobs over HTTP, in the protocol of desktop/core/remote_protocol.py.
+
+    GET  /health   {"status": "ok", "replica": ...}
+    GET  /models   {"models": [{ref, family, name, hash, kinds}, ...]}: the backend's catalogue, by name
+    POST /load     {"model": name} -> NDJSON: status lines, then a model line (the loaded model with its hash)
+    POST /run      a job (remote_protocol.encode_job) -> NDJSON: accepted, status, step, result..., done
+
+One engine thread per app runs the jobs one at a time on the Backend, which it makes (`make_backend()`) and owns.
+When the client goes away before a job ends (its cancel), the stream's cleanup sets the job's TaskState cancel
+flag, so the engine stops within one step. With `token`, every route wants ``Authorization: Bearer <token>``
+(compared in constant time) and answers 401 otherwise; a body over MAX_BODY gets 413. Which address it listens on
+is the caller's business (127.0.0.1 unless told otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from desktop.core import remote_protocol as protocol
+from desktop.core.backend import Backend
+from desktop.core.errors import Cancelled, SfumatoError
+from desktop.core.progress import TaskState
+
+from .catalogue import Catalogue
+
+log = logging.getLogger(__name__)
+HEARTBEAT_S = 5.0  # an `alive` line when the engine has said nothing for this long (a long load, a queue)
+NDJSON = protocol.NDJSON
+
+
+class Engine:
+    """The one thread that owns the backend; jobs wait their turn."""
+
+    def __init__(self, make_backend: Callable[[], Backend]):
+        self._make = make_backend
+        self._backend: Backend | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfumato-engine")
+
+    def submit(self, call: Callable[[Backend], object]):
+        return self._pool.submit(lambda: call(self._started()))
+
+    def _started(self) -> Backend:
+        if self._backend is None:
+            backend = self._make()
+            backend.start(TaskState())
+            self._backend = backend
+        return self._backend
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._backend is not None:
+            self._backend.close()
+
+
+def create_app(make_backend: Callable[[], Backend], token: str | None = None, replica: str | None = None,
+               max_body: int = protocol.MAX_BODY) -> Starlette:
+    engine = Engine(make_backend)
+    catalogue = Catalogue()
+    replica = replica or f"{socket.gethostname()}:{os.getpid()}"
+
+    def authorised(request: Request) -> Response | None:
+        if not token:
+            return None
+        given = request.headers.get("authorization", "")
+        if hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {token}".encode()):
+            return None
+        return _refusal(401, "The server wants a token and this one is missing or wrong: set the token the "
+                             "server was started with.")
+
+    async def refresh() -> None:
+        models = await asyncio.wrap_future(engine.submit(lambda backend: backend.models()))
+        catalogue.update(models)
+
+    async def resolver():
+        if catalogue.empty:
+            await refresh()
+        return catalogue.resolve
+
+    async def health(request: Request) -> Response:
+        return authorised(request) or JSONResponse({"status": "ok", "replica": replica})
+
+    async def models(request: Request) -> Response:
+        if refused := authorised(request):
+            return refused
+        await refresh()
+        return JSONResponse({"models": catalogue.listed()})
+
+    async def load(request: Request) -> Response:
+        if refused := authorised(request) or await _too_large(request, max_body):
+            return refused
+        try:
+            data = json.loads(await request.body())
+            name = data["model"] if isinstance(data, dict) and isinstance(data.get("model"), str) else None
+            if name is None:
+                raise protocol.ProtocolError('Send {"model": "<name>"} to load a model.')
+            ref = (await resolver())(name, protocol.MODEL)
+        except ValueError:
+            return _refusal(400, 'Send {"model": "<name>"} as JSON to load a model.')
+        except SfumatoError as error:
+            return _refusal(400, str(error), type(error).__name__)
+        return _stream(engine, replica, lambda backend, state: [protocol.model_event(backend.load(ref, state), name)])
+
+    async def run(request: Request) -> Response:
+        if refused := authorised(request) or await _too_large(request, max_body):
+            return refused
+        try:
+            body = await _read(request, max_body)
+        except ClientDisconnect:
+            return Response(status_code=400)
+        if body is None:
+            return _refusal(413, protocol.too_large(limit=max_body))
+        try:
+            job = protocol.decode_job(body, await resolver())
+        except protocol.UnknownModel:
+            await refresh()  # a model added to the server's folders since the list was read
+            try:
+                job = protocol.decode_job(body, catalogue.resolve)
+            except SfumatoError as error:
+                return _refusal(400, str(error), type(error).__name__)
+        except SfumatoError as error:
+            return _refusal(400, str(error), type(error).__name__)
+        public = json.loads(body).get("request", {}).get("model", "") if job.kind == protocol.GENERATION else ""
+
+        def work(backend: Backend, state: TaskState) -> list[bytes]:
+            return [protocol.result_event(result, public) for result in backend.run(job, state)]
+
+        return _stream(engine, replica, work)
+
+    app = Starlette(routes=[Route("/health", health), Route("/models", models),
+                            Route("/load", load, methods=["POST"]), Route("/run", run, methods=["POST"])],
+                    lifespan=_closing(engine))
+    app.state.engine = engine
+    return app
+
+
+def _closing(engine: Engine):
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await asyncio.get_running_loop().run_in_executor(None, engine.close)
+
+    return lifespan
+
+
+class _JobStream(StreamingResponse):
+    """A StreamingResponse that calls `on_close` however it ends: finished, or cut off by the client."""
+
+    def __init__(self, content, on_close: Callable[[], None]):
+        super().__init__(content, media_type=NDJSON)
+        self._on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        async def watch() -> None:  # the body is read: the next message is the client going away
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self._on_close()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            watcher.cancel()
+            self._on_close()
+
+
+def _stream(engine: Engine, replica: str, work: Callable[[Backend, TaskState], list[bytes]]) -> Response:
+    """Run `work` on the engine thread and stream its events: the lines it returns come after its status and
+    step lines; then `done`, or `cancelled` / `error`."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def put(line: bytes | None) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, line)
+
+    state = TaskState(on_step=lambda i, n, preview: put(protocol.step_event(i, n, preview)),
+                      on_status=lambda text: put(protocol.encode_event("status", text=text)))
+
+    def job(backend: Backend) -> None:
+        try:
+            if state.cancelled():
+                raise Cancelled(0)
+            for line in work(backend, state):
+                put(line)
+            put(protocol.encode_event("done"))
+        except Cancelled:
+            put(protocol.encode_event("cancelled"))
+        except Exception as error:  # every failure is a line for the client, and a traceback in the log
+            if not isinstance(error, SfumatoError):
+                log.exception("The job failed")
+            put(protocol.error_event(error))
+        finally:
+            put(None)
+
+    async def lines():
+        yield protocol.encode_event("accepted", replica=replica)
+        engine.submit(job)
+        while True:
+            try:
+                line = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+            except asyncio.TimeoutError:
+                yield protocol.encode_event("alive")
+                continue
+            if line is None:
+                return
+            yield line
+
+    return _JobStream(lines(), on_close=state.cancel)  # a cancel after the end changes nothing
+
+
+async def _too_large(request: Request, max_body: int) -> Response | None:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_body:
+        return _refusal(413, protocol.too_large(int(length), max_body))
+    return None
+
+
+async def _read(request: Request, max_body: int) -> bytes | None:
+    """The body, or None when it grows past max_body (a body sent without its length)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _refusal(status: int, message: str, kind: str = "ServerRefused") -> Response:
+    return Response(protocol.encode_event("error", kind=kind, message=message), status_code=status,
+                    media_type=NDJSON)
+

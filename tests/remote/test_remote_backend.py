@@ -1,0 +1,274 @@
+"""RemoteBackend against the server's app (uvicorn on 127.0.0.1) over a FakeBackend: what the window would see."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+
+from desktop.core import remote_protocol as protocol
+from desktop.core.backend import Backend, GenerationJob, ModelDescriptor, PreprocessJob
+from desktop.core.errors import Cancelled, OutOfMemory, SfumatoError
+from desktop.core.progress import TaskState
+from desktop.core.request import Images, Mode
+from desktop.remote.backend import RETRY_STATUS, RemoteBackend, ServerUnreachable
+from desktop.server.app import create_app
+from tests.remote.conftest import serving
+from tests.support.fake_backend import FakeBackend
+from tests.support.requests import make_request
+
+
+class RecordingBackend(FakeBackend):
+    """A FakeBackend that keeps the steps it ran, and says when a job has ended on its thread."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.steps: list[int] = []
+        self.ended = threading.Event()
+        self.outcome: object = None
+
+    def _wait(self, state, index):
+        super()._wait(state, index)
+        self.steps.append(index)
+
+    def run(self, job, state):
+        try:
+            self.outcome = results = super().run(job, state)
+            return results
+        except BaseException as error:
+            self.outcome = error
+            raise
+        finally:
+            self.ended.set()
+
+
+@contextmanager
+def server(fake: FakeBackend, **options):
+    with serving(create_app(lambda: fake, **options)) as url:
+        yield url
+
+
+def _request(**fields):
+    return make_request(width=64, height=64, steps=5, seed=11, prompt="a lighthouse", **fields)
+
+
+def test_a_generation_through_the_server_equals_the_backend_s_own():
+    fake = RecordingBackend()
+    job = GenerationJob(_request(batch_size=2))
+    with server(fake) as url:
+        remote = RemoteBackend(url)
+        assert isinstance(remote, Backend)
+        assert remote.start(TaskState()) == f"server at {url}"
+        results = remote.run(job, TaskState())
+    local = FakeBackend().run(job, TaskState())
+    assert [r.seed for r in results] == [11, 12]
+    for got, want in zip(results, local, strict=True):
+        assert np.array_equal(got.image, want.image)
+        assert (got.seed, got.request, got.params, got.note) == (want.seed, want.request, want.params, want.note)
+
+
+def test_an_img2img_result_carries_the_client_s_own_pictures():
+    init = np.random.default_rng(4).integers(0, 256, (64, 64, 3), np.uint8)
+    job = GenerationJob(_request(mode=Mode.IMG2IMG).replace(images=Images(init)))
+    with server(RecordingBackend()) as url:
+        [result] = RemoteBackend(url).run(job, TaskState())
+    [want] = FakeBackend().run(job, TaskState())
+    assert np.array_equal(result.image, want.image) and result.request.images.init is init
+
+
+def test_every_step_arrives_with_its_preview_and_status():
+    steps, statuses = [], []
+    state = TaskState(on_step=lambda i, n, preview: steps.append((i, n, None if preview is None else preview.shape)),
+                      on_status=statuses.append)
+    with server(RecordingBackend()) as url:
+        RemoteBackend(url).run(GenerationJob(_request()), state)
+    assert steps == [(i, 5, (8, 8, 3)) for i in range(1, 6)]
+    assert "Generating 1 image(s), 64x64" in statuses
+
+
+def test_models_are_the_server_s_by_name_and_load_gives_its_descriptor():
+    catalogue = [ModelDescriptor("/srv/models/dreamy.safetensors", "sdxl", "dreamy"),
+                 ModelDescriptor("demo", "sd1", "Demo model")]
+    fake = RecordingBackend(catalogue=catalogue)
+    with server(fake) as url:
+        remote = RemoteBackend(url)
+        assert remote.models() == [ModelDescriptor("dreamy", "sdxl", "dreamy"), ModelDescriptor("demo", "sd1",
+                                                                                                  "Demo model")]
+        statuses = []
+        loaded = remote.load("dreamy", TaskState(on_status=statuses.append))
+    assert fake.loads == ["/srv/models/dreamy.safetensors"]
+    assert loaded.ref == "dreamy" and loaded.name == "dreamy.safetensors" and loaded.hash
+    assert statuses[0] == "Loading dreamy.safetensors..."
+
+
+def test_a_cancel_stops_the_server_s_job_within_one_step():
+    fake = RecordingBackend(step_delay=0.2)
+    cancelled_after = []
+
+    def on_step(index, total, preview):
+        if index == 2:
+            cancelled_after.append(len(fake.steps))
+            state.cancel()
+
+    state = TaskState(on_step=on_step)
+    with server(fake) as url:
+        started = time.monotonic()
+        with pytest.raises(Cancelled):
+            RemoteBackend(url).run(GenerationJob(_request().replace(
+                sampling=_request().sampling.replace(steps=50))), state)
+        assert time.monotonic() - started < 2
+        assert fake.ended.wait(5), "the server's job did not stop"
+    assert isinstance(fake.outcome, Cancelled)
+    assert len(fake.steps) <= cancelled_after[0] + 1, (fake.steps, cancelled_after)
+
+
+def test_cancel_from_another_thread_stops_the_call():
+    fake = RecordingBackend(step_delay=0.2)
+    remote = RemoteBackend("http://127.0.0.1:1")
+    state = TaskState(on_step=lambda i, n, p: remote.cancel() if i == 1 else None)
+    with server(fake) as url:
+        remote = RemoteBackend(url)
+        with pytest.raises(Cancelled):
+            remote.run(GenerationJob(_request().replace(sampling=_request().sampling.replace(steps=50))), state)
+        assert fake.ended.wait(5) and isinstance(fake.outcome, Cancelled)
+
+
+def test_an_engine_error_is_the_same_error_with_the_same_sentence():
+    fake = RecordingBackend(run_error=OutOfMemory("Out of memory at 64x64: lower the batch size."), fail_at_step=2)
+    with server(fake) as url, pytest.raises(OutOfMemory, match=r"^Out of memory at 64x64: lower the batch size\.$"):
+        RemoteBackend(url).run(GenerationJob(_request()), TaskState())
+
+
+def test_a_preprocess_job_runs_on_the_server():
+    image = np.random.default_rng(5).integers(0, 256, (40, 30, 3), np.uint8)
+    job = PreprocessJob("canny", image)
+    with server(RecordingBackend()) as url:
+        [result] = RemoteBackend(url).run(job, TaskState())
+    [want] = FakeBackend().run(job, TaskState())
+    assert np.array_equal(result.image, want.image) and result.request is job
+
+
+def test_a_wrong_token_gets_401_and_a_sentence():
+    with server(RecordingBackend(), token="s3cret") as url:
+        for token in (None, "wrong"):
+            with pytest.raises(protocol.ServerRefused, match=r"^The server wants a token and this one is missing or "
+                                                             r"wrong: set the token the server was started with\.$"):
+                RemoteBackend(url, token=token).start(TaskState())
+        connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=5)
+        connection.request("POST", "/run", body=b"{}", headers={"Authorization": "Bearer wrong"})
+        assert connection.getresponse().status == 401
+        connection.close()
+        assert RemoteBackend(url, token="s3cret").run(GenerationJob(_request()), TaskState())
+
+
+def test_an_oversized_body_gets_413_and_a_sentence():
+    noise = np.random.default_rng(6).integers(0, 256, (512, 512, 3), np.uint8)  # ~780 KB as PNG
+    job = GenerationJob(_request(mode=Mode.IMG2IMG).replace(images=Images(noise)))
+    fake = RecordingBackend()
+    with server(fake, max_body=256 * 1024) as url:
+        with pytest.raises(protocol.ServerRefused, match=r"^The job is too large \([\d.]+ MiB\): the server takes "
+                                                         r"at most 0\.25 MiB; use smaller pictures"):
+            RemoteBackend(url).run(job, TaskState())
+        # sent without its length (chunked), the body is cut off at the limit too
+        connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=5)
+        connection.request("POST", "/run", body=iter([protocol.encode_job(job)]), encode_chunked=True)
+        response = connection.getresponse()
+        assert response.status == 413 and b"too large" in response.read()
+        connection.close()
+    assert fake.jobs == []
+
+
+def test_an_unknown_model_is_a_sentence_and_no_path_is_touched(tmp_path):
+    secret = tmp_path / "secret.safetensors"
+    secret.write_bytes(b"not for clients")
+    fake = RecordingBackend()
+    with server(fake) as url:
+        for name in (str(secret), "nothing-here"):
+            with pytest.raises(protocol.UnknownModel, match=r"^The server has no model named .*GET /models.*\.$"):
+                RemoteBackend(url).run(GenerationJob(_request(model=name)), TaskState())
+            with pytest.raises(protocol.UnknownModel):
+                RemoteBackend(url).load(name, TaskState())
+    assert fake.jobs == [] and fake.loads == []
+
+
+class DyingServer:
+    """A stand-in server on 127.0.0.1 that accepts a job, sends a step, then closes without a last line."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(10)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.served = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            while True:
+                connection, _ = self.sock.accept()
+                with connection:
+                    connection.settimeout(5)
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += connection.recv(65536)
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = int([line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")][0])
+                    while len(body) < length:
+                        body += connection.recv(65536)
+                    self.served += 1
+                    lines = protocol.encode_event("accepted", replica="r1") + protocol.step_event(1, 5, None)
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+                                       b"Connection: close\r\n\r\n" + lines + b'{"event": "st')
+        except OSError:
+            return
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(5)
+
+
+def test_a_server_that_dies_mid_stream_is_tried_again_once_then_a_sentence():
+    dying = DyingServer()
+    statuses = []
+    try:
+        with pytest.raises(SfumatoError, match=r"^The server at http://127\.0\.0\.1:\d+ stopped twice before "
+                                               r"finishing the job; look at the server's log, then try again\.$"):
+            RemoteBackend(dying.url).run(GenerationJob(_request()), TaskState(on_status=statuses.append))
+    finally:
+        dying.close()
+    assert dying.served == 2
+    assert statuses == [RETRY_STATUS]
+
+
+def test_an_unreachable_server_is_a_sentence_within_the_timeout():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(ServerUnreachable, match=rf"^The Sfumato server at http://127\.0\.0\.1:{port} cannot be "
+                                                r"reached \(nothing answers there\): check that it is running"):
+        RemoteBackend(f"http://127.0.0.1:{port}", connect_timeout=2).run(GenerationJob(_request()), TaskState())
+    assert time.monotonic() - started < 3
+
+
+def test_a_server_that_accepts_but_never_answers_is_a_sentence_within_the_read_timeout():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts: the request goes unanswered
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(ServerUnreachable, match="did not answer in time"):
+            RemoteBackend(url, connect_timeout=1, read_timeout=1).start(TaskState())
+        assert time.monotonic() - started < 3
+
+
+def test_health_and_models_answer_json():
+    with server(RecordingBackend()) as url:
+        connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=5)
+        connection.request("GET", "/health")
+        assert json.loads(connection.getresponse().read())["status"] == "ok"
+        connection.close()
