@@ -75,7 +75,7 @@ class LocalBackend:
             if job.kind == PREPROCESS:
                 from . import preprocess  # OpenCV, and transformers for depth, only when a control picture is made
 
-                return [Result(preprocess.run(job.type, job.image, self._folders, state), -1, job)]
+                return [Result(preprocess.run(job.type, job.image, self._folders, state, self._manager), -1, job)]
             if job.kind == UPSCALE and job.request.faces is not None:
                 from . import faces  # the face fix: OpenCV and spandrel only when faces are fixed
 

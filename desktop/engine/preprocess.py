@@ -11,7 +11,8 @@ annotators make them:
 - "scribble": a difference of Gaussians (sigmas 0.5 and 5) of the dark side, thresholded to white, which gives
   the thick lines of A1111's "scribble_xdog".
 - "depth": Depth Anything V2 Small through transformers, when its weights are on disk (see `depth_folder`):
-  the relative depth normalised to 0..255, near white, as A1111's depth_anything_v2 makes it.
+  the relative depth normalised to 0..255, near white, as A1111's depth_anything_v2 makes it. Its model is held
+  by the backend's ModelManager (kind "depth", on its device and precision, under its memory budget).
 
 A drawing (at least half of the picture is white paper: a line drawing, or strokes painted on a white or
 transparent layer) is not edge-detected for "lineart" and "scribble": its ink (how far each pixel is from white)
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from desktop.core.app_folders import app_models_folder
 from desktop.core.errors import InvalidRequest, SfumatoError
 from desktop.core.preprocessors import PREPROCESSORS, needs_weights  # noqa: F401 - the tables, one definition
 from desktop.core.preprocessors import check_type as _check_type
+from desktop.core.progress import TaskState
 
 CANNY_LOW, CANNY_HIGH = 100, 200  # A1111's defaults
 LINEART_SIGMA = 6.0
@@ -58,16 +59,18 @@ NON_COMMERCIAL = ("Base", "Large", "Giant")
 _A1111_DEPTH = ("extensions", "sd-webui-controlnet", "annotator", "downloads", "depth_anything_v2")
 _COMFY_DEPTH = ("custom_nodes", "comfyui_controlnet_aux", "ckpts")
 _SEARCH_DEPTH = 3
+KIND = "depth"  # the ModelManager kind the depth model is held under
 
 
-def run(type: str, image: np.ndarray, models_folders=(), state=None) -> np.ndarray:
-    """The control picture of `type` for `image` (HxWx3 or HxWx4 uint8): HxWx3 uint8, white on black."""
+def run(type: str, image: np.ndarray, models_folders=(), state=None, manager=None) -> np.ndarray:
+    """The control picture of `type` for `image` (HxWx3 or HxWx4 uint8): HxWx3 uint8, white on black. `manager`:
+    the backend's ModelManager, which holds the depth model (see `_load`)."""
     _check_type(type)
     rgb = on_white(image)
     if type == "none":
         return rgb
     if type == "depth":
-        return depth(rgb, models_folders, state)
+        return depth(rgb, models_folders, state, manager)
     gray = {"canny": canny, "lineart": lineart, "scribble": scribble}[type](rgb)
     return np.repeat(gray[..., None], 3, axis=2)
 
@@ -243,25 +246,16 @@ class _DepthModel:
         self.size, self.mean, self.std, self.metric = size, mean, std, metric
 
 
-_lock = threading.Lock()
-_loaded: _DepthModel | None = None
-
-
-def unload() -> None:
-    """Forget the loaded depth model (frees its memory)."""
-    global _loaded
-    with _lock:
-        _loaded = None
-
-
-def _load(folder: Path, state) -> _DepthModel:
-    global _loaded
+def _load(folder: Path, state, manager) -> _DepthModel:
+    """The depth model of `folder`. With the backend's ModelManager: held by it under KIND, on its device and in
+    its precision, counted in its memory budget and unloaded with its other models (to make room, or by close).
+    Without one (a caller that has none): loaded on the best device for this call only."""
     weights = folder / "model.safetensors"
-    key = (str(folder), weights.stat().st_mtime_ns, weights.stat().st_size)
-    with _lock:
-        if _loaded is not None and _loaded.key == key:
-            return _loaded
-        _loaded = None
+    key = str((str(folder), weights.stat().st_mtime_ns, weights.stat().st_size))
+    if manager is not None:
+        held = manager.held(KIND, key)
+        if held is not None:
+            return held
     config = _read_config(folder)
     size_name = _size_name(config)
     if size_name in NON_COMMERCIAL and state is not None:
@@ -276,8 +270,11 @@ def _load(folder: Path, state) -> _DepthModel:
     hf_logging.set_verbosity_error()  # as desktop/engine/models.py: no stderr warnings or bars in a windowed app
     hf_logging.disable_progress_bar()
 
-    choice = devices.choose("auto")
-    dtype = torch.float16 if choice.device.type in ("cuda", "mps") else torch.float32
+    if manager is not None:
+        choice, dtype = manager.device, manager.device.dtype
+    else:
+        choice = devices.choose("auto")
+        dtype = torch.float16 if choice.device.type in ("cuda", "mps") else torch.float32
     damaged = (f"The depth model in {folder} is damaged or not Depth Anything's: download the "
                "Depth-Anything-V2-Small-hf folder again.")
     try:
@@ -287,6 +284,14 @@ def _load(folder: Path, state) -> _DepthModel:
         raise SfumatoError(damaged) from None
     if info.get("missing_keys") or info.get("mismatched_keys"):  # else transformers fills them with noise
         raise SfumatoError(damaged)
+    size = sum(p.numel() for p in model.parameters()) * torch.finfo(dtype).bits // 8
+    if manager is not None:
+        from . import tuning
+        from .models import CHECKPOINT
+
+        pool = tuning.GPU if choice.device.type == "cuda" else tuning.SYSTEM
+        spare = {(CHECKPOINT, manager.current.ref)} if manager.current is not None else set()
+        manager.make_room(pool, size, folder.name, state or TaskState(), spare)
     model = model.to(choice.device, dtype).eval()
     processor = {}
     try:
@@ -295,14 +300,15 @@ def _load(folder: Path, state) -> _DepthModel:
     except (OSError, ValueError):
         pass
     side = processor.get("size", {}) if isinstance(processor, dict) else {}
-    size = side.get("height", DEPTH_SIZE) if isinstance(side, dict) else DEPTH_SIZE
+    side_size = side.get("height", DEPTH_SIZE) if isinstance(side, dict) else DEPTH_SIZE
     mean = processor.get("image_mean", IMAGENET_MEAN) if isinstance(processor, dict) else IMAGENET_MEAN
     std = processor.get("image_std", IMAGENET_STD) if isinstance(processor, dict) else IMAGENET_STD
-    loaded = _DepthModel(folder, key, model, choice.device, dtype, int(size), mean, std,
+    loaded = _DepthModel(folder, key, model, choice.device, dtype, int(side_size), mean, std,
                          config.get("depth_estimation_type") == "metric")
-    with _lock:
-        _loaded = loaded
+    if manager is not None:
+        manager.keep(KIND, key, loaded, size, pool, f"the depth model {folder.name}")
     return loaded
+
 
 
 def _depth_input(rgb: np.ndarray, loaded: _DepthModel, patch: int):
@@ -319,12 +325,12 @@ def _depth_input(rgb: np.ndarray, loaded: _DepthModel, patch: int):
     return torch.from_numpy(normal.transpose(2, 0, 1).copy())[None]
 
 
-def depth(rgb: np.ndarray, models_folders=(), state=None) -> np.ndarray:
+def depth(rgb: np.ndarray, models_folders=(), state=None, manager=None) -> np.ndarray:
     """HxWx3 uint8 depth, near white: Depth Anything's relative depth at the picture's size, normalised."""
     folder = depth_folder(models_folders)
     if folder is None:
         raise SfumatoError(missing_depth_message(models_folders))
-    loaded = _load(folder, state)
+    loaded = _load(folder, state, manager)
     if state is not None:
         state.status("Estimating depth...")
     import torch

@@ -165,7 +165,6 @@ def test_depth_of_a_transparent_layer_works_without_a_state(tiny_depth_folder):
 
 def test_the_non_commercial_sizes_are_named_in_the_status(tiny_depth_folder, monkeypatch):
     monkeypatch.setitem(preprocess.DEPTH_SIZES, 16, "Large")  # the tiny backbone's width read as Large's
-    preprocess.unload()
     statuses = []
     preprocess.run("depth", photo(), state=TaskState(on_status=statuses.append))
     assert any("Large" in line and "CC-BY-NC-4.0" in line and "non-commercial" in line for line in statuses)
@@ -224,7 +223,7 @@ def test_depth_is_normalised_with_near_white(tiny_depth_folder, monkeypatch, met
 
     loaded = preprocess._DepthModel(tiny_depth_folder, None, _KnownDepth(), torch.device("cpu"), torch.float32,
                                     28, preprocess.IMAGENET_MEAN, preprocess.IMAGENET_STD, metric)
-    monkeypatch.setattr(preprocess, "_load", lambda folder, state: loaded)
+    monkeypatch.setattr(preprocess, "_load", lambda folder, state, manager: loaded)
     out = preprocess.run("depth", photo())[..., 0].astype(int)
     near, far = (out[:4], out[-4:]) if metric else (out[-4:], out[:4])
     assert near.min() > 240 and far.max() < 15
@@ -241,7 +240,6 @@ def test_damaged_depth_weights_are_refused_in_one_sentence(tiny_depth_folder, tm
         from safetensors.numpy import save_file
 
         save_file({"conv.weight": np.zeros((4, 4), np.float32)}, str(weights))
-    preprocess.unload()
     with pytest.raises(SfumatoError) as caught:
         preprocess.run("depth", photo())
     assert "damaged" in str(caught.value) and "Depth-Anything-V2-Small-hf" in str(caught.value)
@@ -259,7 +257,7 @@ def test_a_long_strip_is_not_enlarged_past_the_depth_models_longest_side(tiny_de
 
     loaded = preprocess._DepthModel(tiny_depth_folder, None, Spy(), torch.device("cpu"), torch.float32, 518,
                                     preprocess.IMAGENET_MEAN, preprocess.IMAGENET_STD, False)
-    monkeypatch.setattr(preprocess, "_load", lambda folder, state: loaded)
+    monkeypatch.setattr(preprocess, "_load", lambda folder, state, manager: loaded)
     assert preprocess.run("depth", np.zeros((20, 1000, 3), np.uint8)).shape == (20, 1000, 3)
     assert preprocess.run("depth", np.zeros((300, 200, 3), np.uint8)).shape == (300, 200, 3)
     assert seen[0][1] <= preprocess.DEPTH_LONGEST and seen[0][0] % 14 == 0 and seen[0][1] % 14 == 0
@@ -273,3 +271,27 @@ def test_without_opencv_the_weight_free_ones_say_how_to_install_it(monkeypatch):
     with pytest.raises(SfumatoError, match="Control pictures need OpenCV.*opencv-python-headless"):
         preprocess.run("canny", photo())
     assert preprocess.run("none", photo()).shape == (96, 96, 3)  # a picture used as it is needs nothing
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_depth_model_is_held_by_the_backends_model_manager_on_its_device(tiny_depth_folder, precision):
+    """Counted with the checkpoints and upscalers, on the backend's device and precision, released by close()."""
+    import torch
+
+    from desktop.core.backend import PreprocessJob
+    from desktop.engine.local import LocalBackend
+
+    backend = LocalBackend("cpu", precision)
+    (result,) = backend.run(PreprocessJob("depth", photo()), TaskState())
+    assert result.image.shape == (96, 96, 3)
+    manager = backend._manager
+    (held,) = [entry for (kind, _), entry in manager._held.items() if kind == preprocess.KIND]
+    parameter = next(held.value.model.parameters())
+    assert parameter.device == manager.device.device == torch.device("cpu")
+    assert parameter.dtype == manager.device.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    assert held.size == sum(p.numel() * p.element_size() for p in held.value.model.parameters())
+    again = backend.run(PreprocessJob("depth", photo()), TaskState())[0].image
+    assert manager.held(preprocess.KIND, held.ref) is held.value  # loaded once
+    assert np.array_equal(again, result.image)
+    backend.close()
+    assert manager.held(preprocess.KIND, held.ref) is None
