@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -48,9 +49,24 @@ class Engine:
         self._make = make_backend
         self._backend: Backend | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfumato-engine")
+        self._lock = threading.Lock()
+        self._waiting = 0  # calls submitted and not finished
+
+    @property
+    def idle(self) -> bool:
+        return self._waiting == 0
 
     def submit(self, call: Callable[[Backend], object]):
-        return self._pool.submit(lambda: call(self._started()))
+        with self._lock:
+            self._waiting += 1
+
+        def done(_future) -> None:
+            with self._lock:
+                self._waiting -= 1
+
+        future = self._pool.submit(lambda: call(self._started()))
+        future.add_done_callback(done)
+        return future
 
     def _started(self) -> Backend:
         if self._backend is None:
@@ -84,10 +100,18 @@ def create_app(make_backend: Callable[[], Backend], token: str | None = None, re
         models = await asyncio.wrap_future(engine.submit(lambda backend: backend.models()))
         catalogue.update(models)
 
-    async def resolver():
+    async def resolved(decode: Callable[[protocol.Resolve], object]):
+        """decode(resolve) with the catalogue; read again on a miss when the engine is free (a model added to
+        the server's folders since)."""
         if catalogue.empty:
             await refresh()
-        return catalogue.resolve
+        try:  # off the event loop: a job's pictures take a while to decode
+            return await asyncio.to_thread(decode, catalogue.resolve)
+        except protocol.UnknownModel:
+            if not engine.idle:
+                raise
+            await refresh()
+            return await asyncio.to_thread(decode, catalogue.resolve)
 
     async def health(request: Request) -> Response:
         return authorised(request) or JSONResponse({"status": "ok", "replica": replica})
@@ -95,44 +119,57 @@ def create_app(make_backend: Callable[[], Backend], token: str | None = None, re
     async def models(request: Request) -> Response:
         if refused := authorised(request):
             return refused
-        await refresh()
+        try:
+            if engine.idle or catalogue.empty:  # else the list as it was before the jobs, not one after them
+                await refresh()
+        except SfumatoError as error:
+            return _refusal(503, str(error), type(error).__name__)
         return JSONResponse({"models": catalogue.listed()})
 
-    async def load(request: Request) -> Response:
-        if refused := authorised(request) or await _too_large(request, max_body):
-            return refused
-        try:
-            data = json.loads(await request.body())
-            name = data["model"] if isinstance(data, dict) and isinstance(data.get("model"), str) else None
-            if name is None:
-                raise protocol.ProtocolError('Send {"model": "<name>"} to load a model.')
-            ref = (await resolver())(name, protocol.MODEL)
-        except ValueError:
-            return _refusal(400, 'Send {"model": "<name>"} as JSON to load a model.')
-        except SfumatoError as error:
-            return _refusal(400, str(error), type(error).__name__)
-        return _stream(engine, replica, lambda backend, state: [protocol.model_event(backend.load(ref, state), name)])
-
-    async def run(request: Request) -> Response:
+    async def body_of(request: Request) -> bytes | Response:
         if refused := authorised(request) or await _too_large(request, max_body):
             return refused
         try:
             body = await _read(request, max_body)
         except ClientDisconnect:
             return Response(status_code=400)
-        if body is None:
-            return _refusal(413, protocol.too_large(limit=max_body))
+        return _refusal(413, protocol.too_large(limit=max_body)) if body is None else body
+
+    async def load(request: Request) -> Response:
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
         try:
-            job = protocol.decode_job(body, await resolver())
-        except protocol.UnknownModel:
-            await refresh()  # a model added to the server's folders since the list was read
-            try:
-                job = protocol.decode_job(body, catalogue.resolve)
-            except SfumatoError as error:
-                return _refusal(400, str(error), type(error).__name__)
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        name = data.get("model") if isinstance(data, dict) else None
+        if not isinstance(name, str):
+            return _refusal(400, 'Send {"model": "<name>"} as JSON to load a model.', "ProtocolError")
+        try:
+            ref = await resolved(lambda resolve: resolve(name, protocol.MODEL))
         except SfumatoError as error:
             return _refusal(400, str(error), type(error).__name__)
-        public = json.loads(body).get("request", {}).get("model", "") if job.kind == protocol.GENERATION else ""
+        return _stream(engine, replica, lambda backend, state: [protocol.model_event(backend.load(ref, state), name)])
+
+    async def run(request: Request) -> Response:
+        body = await body_of(request)
+        if isinstance(body, Response):
+            return body
+        asked = {}  # the model's name as the client gave it, for the results' metadata
+
+        def decode(resolve: protocol.Resolve):
+            def remember(name: str, kind: str) -> str:
+                asked.setdefault(kind, name)
+                return resolve(name, kind)
+
+            return protocol.decode_job(body, remember)
+
+        try:
+            job = await resolved(decode)
+        except SfumatoError as error:
+            return _refusal(400, str(error), type(error).__name__)
+        public = asked.get(protocol.MODEL, "")
 
         def work(backend: Backend, state: TaskState) -> list[bytes]:
             return [protocol.result_event(result, public) for result in backend.run(job, state)]

@@ -107,6 +107,26 @@ def test_models_are_the_server_s_by_name_and_load_gives_its_descriptor():
     assert statuses[0] == "Loading dreamy.safetensors..."
 
 
+def test_the_models_are_listed_at_once_while_a_job_runs():
+    fake = RecordingBackend(step_delay=0.2)
+    steps = threading.Event()
+    with server(fake) as url:
+        remote = RemoteBackend(url)
+        assert remote.models()
+        state = TaskState(on_step=lambda i, n, p: steps.set())
+        job = GenerationJob(_request().replace(sampling=_request().sampling.replace(steps=30)))
+        running = threading.Thread(target=lambda: pytest.raises(Cancelled, remote.run, job, state))
+        running.start()
+        try:
+            assert steps.wait(5)
+            started = time.monotonic()
+            assert remote.models() == [ModelDescriptor("demo", "sd1", "Demo model")]
+            assert time.monotonic() - started < 1
+        finally:
+            state.cancel()
+            running.join(5)
+
+
 def test_a_cancel_stops_the_server_s_job_within_one_step():
     fake = RecordingBackend(step_delay=0.2)
     cancelled_after = []
@@ -130,10 +150,9 @@ def test_a_cancel_stops_the_server_s_job_within_one_step():
 
 def test_cancel_from_another_thread_stops_the_call():
     fake = RecordingBackend(step_delay=0.2)
-    remote = RemoteBackend("http://127.0.0.1:1")
-    state = TaskState(on_step=lambda i, n, p: remote.cancel() if i == 1 else None)
     with server(fake) as url:
         remote = RemoteBackend(url)
+        state = TaskState(on_step=lambda i, n, p: threading.Thread(target=remote.cancel).start() if i == 1 else None)
         with pytest.raises(Cancelled):
             remote.run(GenerationJob(_request().replace(sampling=_request().sampling.replace(steps=50))), state)
         assert fake.ended.wait(5) and isinstance(fake.outcome, Cancelled)
@@ -262,7 +281,7 @@ def test_a_server_that_accepts_but_never_answers_is_a_sentence_within_the_read_t
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         started = time.monotonic()
         with pytest.raises(ServerUnreachable, match="did not answer in time"):
-            RemoteBackend(url, connect_timeout=1, read_timeout=1).start(TaskState())
+            RemoteBackend(url, connect_timeout=5, read_timeout=1).start(TaskState())
         assert time.monotonic() - started < 3
 
 
@@ -272,3 +291,14 @@ def test_health_and_models_answer_json():
         connection.request("GET", "/health")
         assert json.loads(connection.getresponse().read())["status"] == "ok"
         connection.close()
+
+
+def test_an_engine_that_cannot_start_is_its_sentence_for_models_and_jobs():
+    fake = RecordingBackend(start_error=SfumatoError("No such device: cuda:3."))
+    with server(fake) as url:
+        remote = RemoteBackend(url)
+        with pytest.raises(SfumatoError, match=r"^No such device: cuda:3\.$"):
+            remote.models()
+        fake.catalogue = []
+        with pytest.raises(SfumatoError, match=r"^No such device: cuda:3\.$"):
+            remote.load("demo", TaskState())
