@@ -35,7 +35,7 @@ from PIL import Image
 from desktop.core.backend import GENERATION, PREPROCESS, GenerationJob, Job, ModelDescriptor, PreprocessJob, Result, \
     UpscaleJob
 from desktop.core.control import Control, Reference
-from desktop.core.errors import InvalidRequest, SfumatoError
+from desktop.core.errors import InvalidRequest, ModelLoadError, SfumatoError
 from desktop.core.geometry import Extent
 from desktop.core.postprocess import UPSCALE, UpscaleRequest
 from desktop.core.request import HIRES_UPSCALERS, MAX_SIZE, GenerationRequest, Images
@@ -237,11 +237,13 @@ def error_event(error: BaseException) -> bytes:
                         message=f"The server failed ({type(error).__name__}: {error}); see the server's log.")
 
 
-def result_event(result: Result, public_model: str = "") -> bytes:
-    """`public_model`: the name the client asked for, written instead of the server's path to the model."""
-    request = result.request
+def result_event(result: Result, asked: dict[str, str] | None = None) -> bytes:
+    """`asked`: resolve's kind -> the name the client gave, written instead of the server's path (the model's,
+    the hires fix's upscaler's)."""
+    request, asked = result.request, asked or {}
     if isinstance(request, GenerationRequest):
-        sent = request.replace(model=public_model or request.model).to_dict()
+        hires = request.hires.replace(upscaler=asked.get(HIRES_UPSCALER, request.hires.upscaler))
+        sent = request.replace(model=asked.get(MODEL, request.model), hires=hires).to_dict()
     elif isinstance(request, UpscaleRequest):
         sent = {"parameters": request.parameters}
     else:
@@ -297,6 +299,8 @@ def error_from(kind: str, message: str) -> SfumatoError:
     SfumatoError.__init__(error, message)  # the server's sentence, whatever the class's own constructor takes
     if cls is InvalidRequest:
         error.field, error.message = message.partition(": ")[0], message.partition(": ")[2]
+    elif cls is ModelLoadError:
+        error.path, error.reason = "", message
     return error
 
 

@@ -169,10 +169,9 @@ def create_app(make_backend: Callable[[], Backend], token: str | None = None, re
             job = await resolved(decode)
         except SfumatoError as error:
             return _refusal(400, str(error), type(error).__name__)
-        public = asked.get(protocol.MODEL, "")
 
         def work(backend: Backend, state: TaskState) -> list[bytes]:
-            return [protocol.result_event(result, public) for result in backend.run(job, state)]
+            return [protocol.result_event(result, asked) for result in backend.run(job, state)]
 
         return _stream(engine, replica, work)
 

@@ -99,7 +99,7 @@ def test_events_round_trip():
     request = make_request(seed=5).resolved()
     image = np.random.default_rng(3).integers(0, 256, (64, 64, 3), np.uint8)
     result = Result(image, 5, request.replace(model="/srv/x.safetensors"), (("Lora hashes", "a: 1"),), "a note")
-    event = protocol.decode_event(protocol.result_event(result, public_model=request.model))
+    event = protocol.decode_event(protocol.result_event(result, {protocol.MODEL: request.model}))
     assert "/srv" not in json.dumps(event)
     back = protocol.decode_result(event, GenerationJob(request))
     assert (back.seed, back.request, back.params, back.note) == (5, request, (("Lora hashes", "a: 1"),), "a note")

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from desktop.core import remote_protocol as protocol
-from desktop.core.backend import Backend, GenerationJob, ModelDescriptor, PreprocessJob
+from desktop.core.backend import Backend, GenerationJob, ModelDescriptor, PreprocessJob, UpscaleJob
 from desktop.core.errors import Cancelled, OutOfMemory, SfumatoError
+from desktop.core.postprocess import DEMO_UPSCALER_NAME, UPSCALE, UpscaleRequest
 from desktop.core.progress import TaskState
-from desktop.core.request import Images, Mode
+from desktop.core.request import Hires, Images, Mode
 from desktop.remote.backend import RETRY_STATUS, RemoteBackend, ServerUnreachable
 from desktop.server.app import create_app
 from tests.remote.conftest import serving
@@ -302,3 +303,37 @@ def test_an_engine_that_cannot_start_is_its_sentence_for_models_and_jobs():
         fake.catalogue = []
         with pytest.raises(SfumatoError, match=r"^No such device: cuda:3\.$"):
             remote.load("demo", TaskState())
+
+
+def test_a_hires_upscaler_file_is_named_by_the_client_and_its_server_path_never_comes_back(monkeypatch):
+    catalogue = [ModelDescriptor("demo", "sd1", "Demo model"),
+                 ModelDescriptor("/srv/upscalers/4x-Sharp.pth", "upscaler", "4x-Sharp", kinds=frozenset({UPSCALE}))]
+    fake = RecordingBackend(catalogue=catalogue)
+    request = _request().replace(hires=Hires(enabled=True, upscaler="4x-Sharp", scale=1.5, steps=2))
+    sent, result_event = [], protocol.result_event
+    monkeypatch.setattr(protocol, "result_event", lambda *args: sent.append(result_event(*args)) or sent[-1])
+    with server(fake) as url:
+        [result] = RemoteBackend(url).run(GenerationJob(request), TaskState())
+    assert fake.jobs[0].request.hires.upscaler == "/srv/upscalers/4x-Sharp.pth"
+    assert result.request.hires.upscaler == "4x-Sharp"
+    assert sent and all(b"/srv" not in line for line in sent)
+
+
+def test_an_upscale_runs_on_the_server_with_its_parameters():
+    catalogue = [ModelDescriptor("demo", "upscaler", DEMO_UPSCALER_NAME, kinds=frozenset({UPSCALE}))]
+    image = np.random.default_rng(7).integers(0, 256, (20, 30, 4), np.uint8)
+    job = UpscaleJob(UpscaleRequest(image, 2.0, upscaler="demo", parameters="a cat\nSteps: 5, Seed: 1"))
+    with server(RecordingBackend(catalogue=catalogue)) as url:
+        [result] = RemoteBackend(url).run(job, TaskState())
+    [want] = FakeBackend().run(job, TaskState())
+    assert np.array_equal(result.image, want.image) and result.image.shape == (40, 60, 4)
+    assert result.request.parameters == want.request.parameters and "Postprocess upscale by: 2" in \
+        result.request.parameters
+    assert result.params == want.params
+
+
+def test_a_face_fix_is_refused_in_one_sentence_before_anything_is_sent():
+    job = UpscaleJob(UpscaleRequest(np.zeros((8, 8, 3), np.uint8), 1.0, upscaler="demo-restorer", restore="denoise"))
+    with pytest.raises(SfumatoError, match=r"^Restores, face fixes and upscales with detail cannot run on a server "
+                                           r"yet; run them on this computer\.$"):
+        RemoteBackend("http://127.0.0.1:1").run(job, TaskState())
