@@ -24,6 +24,7 @@ from desktop.core.errors import Cancelled, SfumatoError
 from desktop.core.progress import TaskState
 
 RETRY_STATUS = "The server's worker stopped; trying again..."
+MAX_LINE = 1024**3  # one event line: a result is a PNG in base64, 4096x4096 noise is about 90 MB
 _EOF = object()
 
 
@@ -115,6 +116,9 @@ class RemoteBackend:
                 if isinstance(line, socket.timeout):
                     raise SfumatoError(f"The server at {self.url} said nothing for {self.read_timeout:g} s; look "
                                        "at the server's log, then try again.")
+                if isinstance(line, bytes) and len(line) >= MAX_LINE:
+                    raise SfumatoError(f"The server at {self.url} sent a result over {MAX_LINE // 2**20} MiB; ask "
+                                       "for smaller pictures.")
                 if isinstance(line, Exception) or not line.endswith(b"\n"):  # reset, or cut in the middle of a line
                     raise _Broken()
                 if not line.strip():
@@ -195,7 +199,7 @@ class RemoteBackend:
 
 def _read_lines(response: http.client.HTTPResponse, lines: queue.Queue) -> None:
     try:
-        while line := response.readline(protocol.MAX_BODY):
+        while line := response.readline(MAX_LINE):
             lines.put(line)
         lines.put(_EOF)
     except Exception as error:  # a reset, a timeout, a shut socket: the follower decides what it means

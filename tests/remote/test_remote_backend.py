@@ -18,6 +18,7 @@ from desktop.core.errors import Cancelled, OutOfMemory, SfumatoError
 from desktop.core.postprocess import DEMO_UPSCALER_NAME, UPSCALE, UpscaleRequest
 from desktop.core.progress import TaskState
 from desktop.core.request import Hires, Images, Mode
+from desktop.remote import backend as remote_backend
 from desktop.remote.backend import RETRY_STATUS, RemoteBackend, ServerUnreachable
 from desktop.server.app import create_app
 from tests.remote.conftest import serving
@@ -244,7 +245,7 @@ class DyingServer:
 
     def _serve(self):
         try:
-            while True:
+            for _ in range(3):  # a third would be a second retry
                 connection, _ = self.sock.accept()
                 with connection:
                     connection.settimeout(5)
@@ -264,6 +265,7 @@ class DyingServer:
             return
 
     def close(self):
+        self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept
         self.sock.close()
         self.thread.join(5)
 
@@ -351,3 +353,11 @@ def test_a_face_fix_is_refused_in_one_sentence_before_anything_is_sent():
     with pytest.raises(SfumatoError, match=r"^Restores, face fixes and upscales with detail cannot run on a server "
                                            r"yet; run them on this computer\.$"):
         RemoteBackend("http://127.0.0.1:1").run(job, TaskState())
+
+
+def test_a_result_line_over_the_limit_is_a_sentence_not_a_retry(monkeypatch):
+    monkeypatch.setattr(remote_backend, "MAX_LINE", 2000)
+    statuses = []
+    with server(RecordingBackend()) as url, pytest.raises(SfumatoError, match=r"sent a result over 0 MiB; ask for "):
+        RemoteBackend(url).run(GenerationJob(_request()), TaskState(on_status=statuses.append))
+    assert RETRY_STATUS not in statuses
