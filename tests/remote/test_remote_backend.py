@@ -20,6 +20,7 @@ from desktop.core.progress import TaskState
 from desktop.core.request import Hires, Images, Mode
 from desktop.remote import backend as remote_backend
 from desktop.remote.backend import RETRY_STATUS, RemoteBackend, ServerUnreachable
+from desktop.server import app as server_app
 from desktop.server.app import create_app
 from tests.remote.conftest import serving
 from tests.support.fake_backend import FakeBackend
@@ -361,3 +362,12 @@ def test_a_result_line_over_the_limit_is_a_sentence_not_a_retry(monkeypatch):
     with server(RecordingBackend()) as url, pytest.raises(SfumatoError, match=r"sent a result over 0 MiB; ask for "):
         RemoteBackend(url).run(GenerationJob(_request()), TaskState(on_status=statuses.append))
     assert RETRY_STATUS not in statuses
+
+
+def test_a_long_step_is_not_taken_for_a_silent_server(monkeypatch):
+    monkeypatch.setattr(server_app, "HEARTBEAT_S", 0.1)  # the server says it is alive more often than the timeout
+    fake = RecordingBackend(step_delay=1.0)
+    job = GenerationJob(_request().replace(sampling=_request().sampling.replace(steps=2)))
+    with server(fake) as url:
+        [result] = RemoteBackend(url, read_timeout=0.5).run(job, TaskState())
+    assert result.seed == 11
