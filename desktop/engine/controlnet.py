@@ -16,9 +16,16 @@ whose start is not before its end never acts: it runs at scale 0 (diffusers refu
 
 Single files are read here (safetensors, or a pickle with weights_only=True and no fallback) and handed to
 diffusers' ``from_single_file`` with a local config: the sidecar ``<name>.config/`` when there is one, else one
-read off the weights' shapes (blocks, widths, attention layers), so no config is downloaded. SDXL "union"
-ControlNets (ControlNetUnionModel) are refused with a sentence: they need a control mode per picture, which this
-version does not send.
+read off the weights' shapes (blocks, widths, attention layers), so no config is downloaded.
+
+SDXL "union" ControlNets (ControlNetUnionModel, such as xinsir/controlnet-union-sdxl-1.0 and its promax variant)
+are read from their diffusers folder (diffusers reads no single-file union ControlNet: such a file is refused with a
+sentence) and run by diffusers' ControlNet union pipelines, told what each picture shows by its control's type
+(UNION_MODES, xinsir's numbering). Several controls use one MultiControlNetUnionModel with one picture per entry,
+the same net as often as controls name it (loaded once), rather than one net given a list of pictures: in that
+form diffusers neither scales the net's output by the weights nor stops it where the controls end, so a control at
+weight 0 would still act. A union ControlNet and an ordinary one cannot run together (diffusers has no pipeline for
+both): that is refused with a sentence.
 """
 
 from __future__ import annotations
@@ -120,7 +127,13 @@ def read(path: Path, name: str, dtype: torch.dtype):
         if path.is_dir():
             config = _folder_config(path, name)
             if config.get("_class_name") == "ControlNetUnionModel":
-                raise ControlNetError(name, _UNION)
+                from diffusers.models.controlnets import ControlNetUnionModel
+
+                if config.get("addition_embed_type") != "text_time" or not config.get("addition_time_embed_dim"):
+                    raise ControlNetError(name, "its config.json is not that of an SDXL \"union\" ControlNet, the "
+                                                "only kind diffusers runs. Download the ControlNet again.")
+
+                return ControlNetUnionModel.from_pretrained(path, torch_dtype=dtype, local_files_only=True).eval()
             return ControlNetModel.from_pretrained(path, torch_dtype=dtype, local_files_only=True).eval()
         state = _read_weights(path, name)
         sidecar = path.with_name(path.stem + ".config")  # as a checkpoint's sidecar configs (desktop/engine/tiny.py)
@@ -140,8 +153,9 @@ def read(path: Path, name: str, dtype: torch.dtype):
         raise ControlNetError(name, _explain(error)) from error
 
 
-_UNION = ("it is an SDXL \"union\" ControlNet (several control types in one file), which this version of Sfumato "
-          "cannot drive yet. Choose a ControlNet of one type, such as a canny or depth ControlNet.")
+_UNION = ("it is an SDXL \"union\" ControlNet (several control types in one file) as a single file, which diffusers "
+          "cannot read. Use its diffusers folder (config.json and diffusion_pytorch_model.safetensors, as "
+          "xinsir/controlnet-union-sdxl-1.0 is shared), or a ControlNet of one type.")
 
 
 def _from_single_file(state: dict, config: Path, dtype: torch.dtype):
@@ -272,6 +286,28 @@ def check_family(net, name: str, unet, model_name: str) -> None:
                                 f"{wanted}.")
 
 
+# -- union ControlNets ------------------------------------------------------------------------------------------
+
+# A control's type -> the control mode a union ControlNet is told (xinsir's numbering, as ComfyUI's
+# SetUnionControlNetType: 0 openpose, 1 depth, 2 hed/pidi/scribble/ted, 3 canny/lineart/anime_lineart/mlsd,
+# 4 normal, 5 segment, 6 tile, 7 repaint).
+UNION_MODES = {"canny": 3, "lineart": 3, "scribble": 2, "depth": 1}
+
+
+def is_union(net) -> bool:
+    return type(net).__name__ == "ControlNetUnionModel"
+
+
+def union_mode(control: Control, name: str) -> int:
+    """The control mode a union ControlNet is told for `control`; ControlNetError when its type has none."""
+    mode = UNION_MODES.get(control.type)
+    if mode is None:
+        raise ControlNetError(name, "it is a \"union\" ControlNet, which must be told what the control picture "
+                                    "shows: choose the control's type (canny, lineart, scribble or depth) instead "
+                                    f"of {control.type}.")
+    return mode
+
+
 # -- control pictures and the pipeline ------------------------------------------------------------------------------
 
 
@@ -303,18 +339,20 @@ class Guidance:
     starts: list[float]
     ends: list[float]
     params: tuple  # infotext: ("ControlNet 0", "Module: ..., Model: ...") pairs
+    modes: tuple = ()  # union ControlNets: the control mode of each picture (UNION_MODES); () for ordinary ones
 
     def extras(self) -> tuple:
+        extra = "controlnet_union" if self.modes else "controlnet"  # models._PIPELINES: the union pipelines
         if len(self.nets) == 1:
-            return (("controlnet", self.nets[0]),)
-        key = tuple(id(net) for net in self.nets)
+            return ((extra, self.nets[0]),)
+        key = (extra, *(id(net) for net in self.nets))
         multi = _MULTI.get(key)
         if multi is None:
-            from diffusers.models.controlnets import MultiControlNetModel
+            from diffusers.models.controlnets import MultiControlNetModel, MultiControlNetUnionModel
 
-            multi = MultiControlNetModel(self.nets)
+            multi = (MultiControlNetUnionModel if self.modes else MultiControlNetModel)(self.nets)
             _MULTI[key] = multi
-        return (("controlnet", multi),)
+        return ((extra, multi),)
 
     def attach(self, prepared, request, hires_plan=None):
         """`prepared` (generate.Prepared) as the ControlNet pipeline's: its extras and the control pictures fitted
@@ -338,10 +376,11 @@ class Guidance:
             image = _resize(image, picture)
             fitted.append(Image.fromarray(inpaint.pad_to_grid(image) if Extent(*picture) != grid else image))
         several = len(self.nets) > 1
-        key = "image" if prepared.task == "txt2img" else "control_image"
+        key = "image" if prepared.task == "txt2img" and not self.modes else "control_image"
         inputs = {
             **prepared.inputs,
-            key: fitted if several else fitted[0],
+            **({"control_mode": list(self.modes)} if self.modes else {}),
+            key: fitted if several or self.modes else fitted[0],
             "controlnet_conditioning_scale": self.scales if several else self.scales[0],
             "control_guidance_start": self.starts if several else self.starts[0],
             "control_guidance_end": self.ends if several else self.ends[0],
@@ -358,7 +397,7 @@ def prepare(request, models, folders, state: TaskState, loaded) -> Guidance | No
     unet = next(iter(loaded.pipelines.values())).unet
     pool = tuning.pool(models.device, loaded.plan)
     spare = {(CHECKPOINT, loaded.ref)}  # the checkpoint, and every ControlNet of this run already loaded
-    nets, pictures, scales, starts, ends, params = [], [], [], [], [], []
+    nets, pictures, scales, starts, ends, params, modes, names = [], [], [], [], [], [], [], []
     for index, control in enumerate(request.controls):
         path = resolve(control.model, folders)
         name = _name(control.model, path)
@@ -366,13 +405,21 @@ def prepare(request, models, folders, state: TaskState, loaded) -> Guidance | No
                     accept=lambda net, name=name: check_family(net, name, unet, loaded.name))
         spare.add(_key(path))
         nets.append(net)
+        names.append(name)
+        modes.append(union_mode(control, name) if is_union(net) else None)
+        if (modes[0] is None) != (modes[-1] is None):  # diffusers has no pipeline for both kinds at once
+            union, other = (names[0], name) if modes[-1] is None else (name, names[0])
+            raise ControlNetError(union, f"it is a \"union\" ControlNet, which cannot run together with an "
+                                         f"ordinary ControlNet such as {other}. Use union ControlNets only, or "
+                                         "ordinary ones only.")
         pictures.append(control_picture(control, folders, state))
         acts = control.start < control.end  # diffusers refuses start >= end: such a control never acts
         scales.append(float(control.weight) if acts else 0.0)
         starts.append(float(control.start) if acts else 0.0)
         ends.append(float(control.end) if acts else 1.0)
         params.append((f"ControlNet {index}", infotext_value(control, controlnets.infotext_name(path, name))))
-    return Guidance(nets, pictures, scales, starts, ends, tuple(params))
+    modes = tuple(modes) if None not in modes else ()
+    return Guidance(nets, pictures, scales, starts, ends, tuple(params), modes)
 
 
 def infotext_value(control: Control, model: str) -> str:

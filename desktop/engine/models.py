@@ -60,7 +60,13 @@ _PIPELINES = {
     ("sdxl", "txt2img", frozenset({"controlnet"})): diffusers.StableDiffusionXLControlNetPipeline,
     ("sdxl", "img2img", frozenset({"controlnet"})): diffusers.StableDiffusionXLControlNetImg2ImgPipeline,
     ("sdxl", "inpaint", frozenset({"controlnet"})): diffusers.StableDiffusionXLControlNetInpaintPipeline,
+    # an SDXL "union" ControlNet (ControlNetUnionModel, or a MultiControlNetUnionModel for several), given to the
+    # pipeline as its "controlnet" (_COMPONENTS)
+    ("sdxl", "txt2img", frozenset({"controlnet_union"})): diffusers.StableDiffusionXLControlNetUnionPipeline,
+    ("sdxl", "img2img", frozenset({"controlnet_union"})): diffusers.StableDiffusionXLControlNetUnionImg2ImgPipeline,
+    ("sdxl", "inpaint", frozenset({"controlnet_union"})): diffusers.StableDiffusionXLControlNetUnionInpaintPipeline,
 }
+_COMPONENTS = {"controlnet_union": "controlnet"}  # extras named apart to choose the class -> the component they are
 # Their warnings and tqdm bars go to stderr, which a windowed app does not have;
 # anything the user must know is raised as an error with a message instead.
 for _logging in (diffusers_logging, transformers_logging):
@@ -242,7 +248,7 @@ class ModelManager:
                 raise ValueError(f"no {group} pipeline does {task} with {', '.join(sorted(own))}")
             for _, module in extras:
                 tuning.adopt(module, loaded.plan, self.device.device)
-            pipe = cls.from_pipe(base, dtype=self.device.dtype, **dict(extras))
+            pipe = cls.from_pipe(base, dtype=self.device.dtype, **{_COMPONENTS.get(k, k): v for k, v in extras})
             pipe.set_progress_bar_config(disable=True)
             tuning.derive(pipe, loaded.plan, self.device.device)
             pipes[(task, extras)] = pipe

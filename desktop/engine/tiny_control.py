@@ -153,3 +153,70 @@ def _write(model: tiny.TinyModel, target: TinyControlNet) -> None:
     else:
         state = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
     save_file(state, str(target.file), metadata={"format": "pt", "sfumato": f"tiny-control-{target.kind}-{VERSION}"})
+
+
+# -- a tiny SDXL "union" ControlNet (ControlNetUnionModel), for the union tests ------------------------------------
+
+UNION_NAME = "tiny-control-union-sdxl"
+UNION_MODES = 8  # control modes 0-7, as the xinsir "promax" union ControlNet has
+
+
+def build_union(root: Path, models_root: Path | None = None) -> Path:
+    """Build (or find built) a tiny SDXL union ControlNet, a diffusers folder (config.json with "_class_name":
+    "ControlNetUnionModel" + diffusion_pytorch_model.safetensors) as union ControlNets are shared."""
+    root = Path(root)
+    target, stamp = root / UNION_NAME, root / f".{UNION_NAME}.stamp"
+    if _union_is_current(stamp, target):
+        return target
+    model = tiny.build(Path(models_root or root), "sdxl")
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{UNION_NAME}.", suffix=".tmp", dir=root))
+    try:
+        from diffusers import UNet2DConditionModel
+
+        unet = UNet2DConditionModel.from_pretrained(model.folder / "unet", local_files_only=True)
+        union_controlnet(unet).save_pretrained(work / UNION_NAME, safe_serialization=True)
+        atomic.fsync_tree(work)
+        if not _union_is_current(stamp, target):
+            stamp.unlink(missing_ok=True)
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(work / UNION_NAME, target)
+            atomic.write_json(stamp, {"version": VERSION})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _union_is_current(stamp: Path, target: Path) -> bool:
+    try:
+        data = json.loads(stamp.read_text(encoding="utf-8"))
+        return data.get("version") == VERSION and (target / "diffusion_pytorch_model.safetensors").is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def union_controlnet(unet):
+    """ControlNetUnionModel.from_unet(unet), its control-type transformer as wide as the UNet's first block (which
+    from_unet leaves at the full model's 320), with seeded random weights where it starts at zero."""
+    import torch
+    from diffusers import ControlNetUnionModel
+
+    width = unet.config.block_out_channels[0]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(zlib.crc32(f"{_SEED_TAG}/union".encode()))
+        shaped = ControlNetUnionModel.from_unet(unet)
+        config = {k: v for k, v in shaped.config.items() if not k.startswith("_")}  # "_use_default_values" too
+        config.update({"num_trans_channel": width, "num_proj_channel": width, "num_trans_head": 2,
+                       "num_control_type": UNION_MODES})
+        net = ControlNetUnionModel.from_config(config)
+    own = net.state_dict()
+    net.load_state_dict({k: v for k, v in shaped.state_dict().items() if own[k].shape == v.shape}, strict=False)
+    with torch.no_grad():
+        for name, param in sorted(net.named_parameters()):
+            if bool(param.any()):
+                continue
+            gen = torch.Generator().manual_seed(zlib.crc32(f"{_SEED_TAG}/union/{name}".encode()))
+            bound = 1.0 / float(param[0].numel()) ** 0.5 if param.ndim > 1 else 0.05
+            param.copy_(torch.empty(param.shape).uniform_(-bound, bound, generator=gen))
+    return net
