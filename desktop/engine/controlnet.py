@@ -311,18 +311,15 @@ def union_mode(control: Control, name: str) -> int:
 # -- control pictures and the pipeline ------------------------------------------------------------------------------
 
 
-def control_picture(control: Control, models_folders=(), state: TaskState | None = None) -> np.ndarray:
+def control_picture(control: Control, models_folders=(), state: TaskState | None = None,
+                    models=None) -> np.ndarray:
     """The picture the ControlNet sees (HxWx3 uint8): the type's preprocessor's output when the control asks for it
     (desktop/engine/preprocess.py), else the picture as it is, transparent parts black (no line, no edge)."""
     image = control.image
     if control.preprocess and control.type != "none":
-        try:
-            from . import preprocess
-        except ImportError:
-            raise SfumatoError(f"The {control.type} preprocessor is not part of this version of Sfumato: give a "
-                               "control picture made already, with type none (preprocessed=1 on the command "
-                               "line).") from None
-        return preprocess.run(control.type, image, models_folders, state)
+        from . import preprocess  # OpenCV and transformers only when a control is preprocessed
+
+        return preprocess.run(control.type, image, models_folders, state, models)  # depth: held by `models`
     if image.shape[2] == 4:
         alpha = image[..., 3:].astype(np.float32) / 255.0
         image = (image[..., :3].astype(np.float32) * alpha + 0.5).astype(np.uint8)
@@ -412,7 +409,7 @@ def prepare(request, models, folders, state: TaskState, loaded) -> Guidance | No
             raise ControlNetError(union, f"it is a \"union\" ControlNet, which cannot run together with an "
                                          f"ordinary ControlNet such as {other}. Use union ControlNets only, or "
                                          "ordinary ones only.")
-        pictures.append(control_picture(control, folders, state))
+        pictures.append(control_picture(control, folders, state, models))
         acts = control.start < control.end  # diffusers refuses start >= end: such a control never acts
         scales.append(float(control.weight) if acts else 0.0)
         starts.append(float(control.start) if acts else 0.0)

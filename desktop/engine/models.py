@@ -45,7 +45,7 @@ from .devices import DeviceChoice, empty_cache
 from .previews import Previewer, taesd_dir
 
 # (family group, task, the extras that need a pipeline class of their own) -> class. Extras that replace a
-# component every pipeline has (a VAE override) keep the class; a ControlNet would add rows here.
+# component every pipeline has (a VAE override) keep the class; ControlNets (ordinary or union) have rows here.
 _PIPELINES = {
     ("sd", "txt2img", frozenset()): diffusers.StableDiffusionPipeline,
     ("sd", "img2img", frozenset()): diffusers.StableDiffusionImg2ImgPipeline,

@@ -294,22 +294,6 @@ def test_a_controlnet_loads_once_and_unloading_it_frees_its_pipelines(cpu_manage
     assert not any(module is net for _, extras in loaded.pipelines for _, module in extras)
 
 
-def test_a_preprocessed_control_without_its_preprocessor_says_so(cpu_manager, tiny_models, controls, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_preprocess(name, globals=None, locals=None, fromlist=(), level=0):
-        if level and fromlist and "preprocess" in fromlist:
-            raise ImportError("not yet")
-        return real_import(name, globals, locals, fromlist, level)
-
-    monkeypatch.setattr(builtins, "__import__", no_preprocess)
-    control = Control(str(controls["sd1"].file), picture(), type="canny", preprocess=True)
-    with pytest.raises(SfumatoError, match="The canny preprocessor is not part of this version"):
-        controlnet.control_picture(control)
-
-
 def test_a_transparent_control_picture_is_black_where_transparent():
     rgba = np.full((8, 8, 4), 255, np.uint8)
     rgba[:4, ..., 3] = 0
@@ -339,3 +323,18 @@ def test_a_control_and_a_reference_picture_together(cpu_manager):
     control_only = image(cpu_manager, "demo", Control("demo", picture(1)), steps=2)
     assert differ(both.image, control_only) > 0.5
     assert {"ControlNet 0", "IP-Adapter 0"} <= dict(both.params).keys()
+
+
+def test_a_depth_control_is_preprocessed_with_the_model_the_backends_manager_holds(monkeypatch):
+    """--control type=depth: the depth model is the one the backend's ModelManager holds (its device, counted),
+    not one loaded for the call on another device."""
+    from desktop.core.control import Control
+    from desktop.engine import controlnet, preprocess
+
+    seen = {}
+    monkeypatch.setattr(preprocess, "run", lambda type, image, folders=(), state=None, manager=None:
+                        seen.setdefault("manager", manager) or image[..., :3])
+    manager = object()
+    controlnet.control_picture(Control("demo", np.zeros((8, 8, 3), np.uint8), "depth", preprocess=True),
+                               (), None, manager)
+    assert seen["manager"] is manager
