@@ -144,3 +144,17 @@ def test_with_the_frame_as_large_as_the_picture_no_area_is_asked(make_window, qt
     with qtbot.waitSignal(window.results_shown, timeout=10_000):
         ask_restore(window, qtbot, look)
     assert offered["rows"] == 0 and fake_backend.jobs[-1].request.source == Extent(96, 80)
+
+
+def test_a_restore_accepted_after_the_canvas_shrank_is_refused_not_grown_back(make_window, qtbot, fake_backend):
+    """A restore keeps the canvas's size: when the canvas was cut smaller while its result waited, Accept says
+    why it cannot place it instead of growing the canvas back to the old size."""
+    window = make_window()
+    doc = open_photo(window, photo(160, 120))
+    with qtbot.waitSignal(window.results_shown, timeout=10_000):
+        ask_restore(window, qtbot, choose_model(DEMO_RESTORER_NAME))
+    doc.resize_canvas(0, 0, -60, -40)
+    failed = []
+    window.generation.failed.connect(failed.append)
+    assert window.generation.accept() is None
+    assert doc.extent == Extent(100, 80) and "changed since this restore was asked for" in failed[0]

@@ -142,6 +142,11 @@ class CanvasGeneration(QObject):
                              f"{result.frame.height} px, now {self.doc.extent.width} × {self.doc.extent.height} px); "
                              "discard it and upscale the picture again.")
             return None
+        if result.restore and self.doc.bounds.union(result.frame) != self.doc.bounds:  # a restore never grows it
+            self.failed.emit(f"The canvas changed since this restore was asked for: the area it restored "
+                             f"({result.frame.width} × {result.frame.height} px) is no longer all inside the "
+                             "picture. Discard it and restore again.")
+            return None
         try:
             if result.restore:  # over the picture or the frame's area it was asked for, at its size
                 layer = self.doc.accept_result(result.image, result.frame, result.upscale)
