@@ -118,12 +118,15 @@ def test_restore_of_the_frames_area_changes_only_that_area(make_window, qtbot, f
         offered["areas"] = [dialog.area_box.itemText(i) for i in range(dialog.area_box.count())]
         offered["default"] = dialog.area_box.currentText()
         choose_model(DEMO_RESTORER_NAME)(dialog)
+        offered["whole"] = dialog.summary.text()
         dialog.area_box.setCurrentIndex(1)
+        offered["area"] = dialog.summary.text()
 
     with qtbot.waitSignal(window.results_shown, timeout=10_000):
         ask_restore(window, qtbot, frame_area)
     assert offered["areas"] == ["The whole picture (160 × 120 px)", "The frame's area (96 × 64 px)"]
     assert offered["default"].startswith("The whole picture")
+    assert "over the whole picture" in offered["whole"] and "over the frame's area" in offered["area"]
     request = fake_backend.jobs[-1].request
     assert request.source == Extent(96, 64)
     assert np.array_equal(request.image, doc.composite(Bounds(16, 8, 96, 64)))

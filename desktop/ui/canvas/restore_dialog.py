@@ -105,7 +105,7 @@ class RestoreDialog(QDialog):
         layout.addWidget(self.buttons)
         self.model_box.currentIndexChanged.connect(self._explain)
         for signal in (self.kind_box.currentIndexChanged, self.face_box.currentIndexChanged,
-                       self.detailer_box.toggled, self.masked_box.toggled):
+                       self.detailer_box.toggled, self.masked_box.toggled, self.area_box.currentIndexChanged):
             signal.connect(self._explain)
         self._explain()
 
@@ -147,6 +147,7 @@ class RestoreDialog(QDialog):
         outcome = ("Each result is saved beside its picture with its parameters." if self.pictures > 1 else
                    "The result is saved beside the picture with its parameters." if self.pictures else
                    "The result waits on the canvas to Accept (a new layer on top) or Discard.")
+        picture = "the frame's area" if self.frame_area() else "the whole picture"
         if face:
             where = "the masked parts of the canvas (each one face)" if self.only_masked() else \
                 "the faces OpenCV's detector finds (for faces it misses, open the picture on the canvas and paint " \
@@ -160,10 +161,10 @@ class RestoreDialog(QDialog):
             text = (f"Fixes {where}: {' and '.join(done)}; nothing outside the faces changes. {outcome}" if done else
                     "Choose a face restorer, the face detailer, or both.")
         elif self.model() == DIFFUSION:
-            text = (f"Repaints the whole picture lightly (img2img at strength {RESTORE_STRENGTH:g}) with the model and "
+            text = (f"Repaints {picture} lightly (img2img at strength {RESTORE_STRENGTH:g}) with the model and "
                     f"prompt of the prompt panel. {outcome}")
         else:
-            text = f"Runs the restorer over the picture at its size, tile by tile. {outcome}"
+            text = f"Runs the restorer over {picture} at its size, tile by tile. {outcome}"
         self.summary.setText(text)
         if self.isVisible():  # rows shown or hidden: fit them, no squeezed rows
             self.layout().activate()
