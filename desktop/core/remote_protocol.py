@@ -27,6 +27,7 @@ import base64
 import binascii
 import io
 import json
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -34,7 +35,7 @@ from PIL import Image
 
 from desktop.core.backend import GENERATION, PREPROCESS, GenerationJob, Job, ModelDescriptor, PreprocessJob, Result, \
     UpscaleJob
-from desktop.core.control import Control, Reference
+from desktop.core.control import MAX_CONTROLS, Control, Reference
 from desktop.core.errors import InvalidRequest, ModelLoadError, SfumatoError
 from desktop.core.geometry import Extent
 from desktop.core.postprocess import UPSCALE, UpscaleRequest
@@ -42,6 +43,7 @@ from desktop.core.request import HIRES_UPSCALERS, MAX_SIZE, GenerationRequest, I
 
 MAX_BODY = 64 * 1024 * 1024  # bytes of one request body
 MAX_PICTURE_SIDE = MAX_SIZE  # pixels, any picture in a job
+MAX_JOB_PIXELS = (MAX_CONTROLS * 2 + 2) * MAX_SIZE ** 2  # decoded pixels of all of one job's pictures together
 PREVIEW_SIDE = 256
 NDJSON = "application/x-ndjson"
 TERMINAL = ("done", "cancelled", "error")
@@ -74,8 +76,23 @@ def encode_png(image: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def decode_png(text: object, what: str) -> np.ndarray:
-    """A base64 PNG -> uint8 array (HxW for a grey picture, HxWx3 / HxWx4); refuses one over MAX_PICTURE_SIDE."""
+class PixelBudget:
+    """What is left of one job's MAX_JOB_PIXELS, taken from each PNG's header before the picture is decoded."""
+
+    def __init__(self):
+        self.limit = self.left = MAX_JOB_PIXELS
+
+    def take(self, width: int, height: int) -> None:
+        self.left -= width * height
+        if self.left < 0:
+            raise ProtocolError(f"The job's pictures come to {(self.limit - self.left) / 1e6:.3g} megapixels; the "
+                                f"server takes at most {self.limit / 1e6:.3g} in one job: send smaller pictures or "
+                                "fewer control layers.")
+
+
+def decode_png(text: object, what: str, budget: PixelBudget | None = None) -> np.ndarray:
+    """A base64 PNG -> uint8 array (HxW for a grey picture, HxWx3 / HxWx4); refuses one over MAX_PICTURE_SIDE, or
+    over what is left of the job's `budget`, before decoding it."""
     if not isinstance(text, str):
         raise ProtocolError(f"The {what} must be a base64 PNG picture.")
     try:
@@ -84,6 +101,8 @@ def decode_png(text: object, what: str) -> np.ndarray:
             if max(picture.size) > MAX_PICTURE_SIDE:
                 raise ProtocolError(f"The {what} is {picture.width}x{picture.height}; pictures of at most "
                                     f"{MAX_PICTURE_SIDE} pixels a side can be sent to the server.")
+            if budget is not None:
+                budget.take(picture.width, picture.height)
             if picture.mode not in ("L", "RGB", "RGBA"):
                 picture = picture.convert("RGBA" if "A" in picture.mode else "RGB")
             return np.asarray(picture).copy()
@@ -177,12 +196,17 @@ def _decode_generation(body: dict, resolve: Resolve) -> GenerationJob:
     images = _dict(body, "images")
     init = images.get("init")
     mask = images.get("mask")
+    controls, references = _list(body, "controls"), _list(body, "references")
+    if len(controls) > MAX_CONTROLS or len(references) > MAX_CONTROLS:  # counted before any picture is decoded
+        raise ProtocolError(f"The job has {len(controls)} control(s) and {len(references)} reference(s); at most "
+                            f"{MAX_CONTROLS} of each work at once: hide or remove the others.")
+    budget = PixelBudget()
     request = request.replace(
         model=resolve(request.model, MODEL),
-        images=Images(None if init is None else _picture(init, "init image"),
-                      None if mask is None else _picture(mask, "mask", grey=True)),
-        controls=tuple(_control(item, index, resolve) for index, item in enumerate(_list(body, "controls"))),
-        references=tuple(_reference(item, index, resolve) for index, item in enumerate(_list(body, "references"))))
+        images=Images(None if init is None else _picture(init, "init image", budget=budget),
+                      None if mask is None else _picture(mask, "mask", grey=True, budget=budget)),
+        controls=tuple(_control(item, index, resolve, budget) for index, item in enumerate(controls)),
+        references=tuple(_reference(item, index, resolve, budget) for index, item in enumerate(references)))
     if request.hires.enabled and request.hires.upscaler not in HIRES_UPSCALERS:
         request = request.replace(hires=request.hires.replace(upscaler=resolve(request.hires.upscaler,
                                                                                 HIRES_UPSCALER)))
@@ -192,18 +216,18 @@ def _decode_generation(body: dict, resolve: Resolve) -> GenerationJob:
     return GenerationJob(request, method, every)
 
 
-def _control(item: object, index: int, resolve: Resolve) -> Control:
+def _control(item: object, index: int, resolve: Resolve, budget: PixelBudget) -> Control:
     if not isinstance(item, dict):
         raise ProtocolError(f"Control {index + 1} must be a JSON object.")
     return Control(resolve(_text(item, "model"), CONTROLNET), _picture(item.get("image"), f"control {index + 1}'s "
-                   "picture", rgb=True), _text(item, "type"), _number(item, "weight"), _number(item, "start"),
+                   "picture", rgb=True, budget=budget), _text(item, "type"), _number(item, "weight"), _number(item, "start"),
                    _number(item, "end"), bool(item.get("preprocess", False)))
 
 
-def _reference(item: object, index: int, resolve: Resolve) -> Reference:
+def _reference(item: object, index: int, resolve: Resolve, budget: PixelBudget) -> Reference:
     if not isinstance(item, dict):
         raise ProtocolError(f"Reference {index + 1} must be a JSON object.")
-    return Reference(_picture(item.get("image"), f"reference {index + 1}'s picture", rgb=True),
+    return Reference(_picture(item.get("image"), f"reference {index + 1}'s picture", rgb=True, budget=budget),
                      _number(item, "weight"), _text(item, "mode"), resolve(_text(item, "adapter"), ADAPTER))
 
 
@@ -233,8 +257,10 @@ def step_event(step: int, total: int, preview: np.ndarray | None) -> bytes:
 def error_event(error: BaseException) -> bytes:
     if isinstance(error, SfumatoError):
         return encode_event("error", kind=type(error).__name__, message=str(error))
-    return encode_event("error", kind="SfumatoError",
-                        message=f"The server failed ({type(error).__name__}: {error}); see the server's log.")
+    # its own words (an OSError's path on the server, ...) stay in the server's log
+    logging.getLogger(__name__).error("The server failed to run a job", exc_info=error)
+    return encode_event("error", kind="SfumatoError", message=f"The server failed to run the job "
+                                                              f"({type(error).__name__}); its log has the details.")
 
 
 def result_event(result: Result, asked: dict[str, str] | None = None) -> bytes:
@@ -326,8 +352,9 @@ def _png_or_none(image: np.ndarray | None) -> str | None:
     return None if image is None else encode_png(image)
 
 
-def _picture(text: object, what: str, rgb: bool = False, grey: bool = False) -> np.ndarray:
-    image = decode_png(text, what)
+def _picture(text: object, what: str, rgb: bool = False, grey: bool = False,
+             budget: PixelBudget | None = None) -> np.ndarray:
+    image = decode_png(text, what, budget)
     if grey and image.ndim != 2:
         raise ProtocolError(f"The {what} must be a grey (one channel) PNG.")
     if rgb and image.ndim != 3:

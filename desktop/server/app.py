@@ -8,7 +8,8 @@
 One engine thread per app runs the jobs one at a time on the Backend, which it makes (`make_backend()`) and owns.
 When the client goes away before a job ends (its cancel), the stream's cleanup sets the job's TaskState cancel
 flag, so the engine stops within one step. With `token`, every route wants ``Authorization: Bearer <token>``
-(compared in constant time) and answers 401 otherwise; a body over MAX_BODY gets 413. Which address it listens on
+(compared in constant time) and answers 401 otherwise; a body over MAX_BODY gets 413. The pictures of at most
+DECODES_AT_ONCE jobs are decoded at a time, server-wide. Which address it listens on
 is the caller's business (127.0.0.1 unless told otherwise).
 """
 
@@ -38,6 +39,7 @@ from desktop.core.progress import TaskState
 from .catalogue import Catalogue
 
 log = logging.getLogger(__name__)
+DECODES_AT_ONCE = 2  # jobs whose pictures are decoded at the same time, for the whole server (each up to ~0.7 GB)
 HEARTBEAT_S = 5.0  # an `alive` line when the engine has said nothing for this long (a long load, a queue)
 NDJSON = protocol.NDJSON
 
@@ -84,6 +86,7 @@ class Engine:
 def create_app(make_backend: Callable[[], Backend], token: str | None = None, replica: str | None = None,
                max_body: int = protocol.MAX_BODY) -> Starlette:
     engine = Engine(make_backend)
+    decoder = ThreadPoolExecutor(max_workers=DECODES_AT_ONCE, thread_name_prefix="sfumato-decode")
     catalogue = Catalogue()
     replica = replica or f"{socket.gethostname()}:{os.getpid()}"
 
@@ -105,13 +108,14 @@ def create_app(make_backend: Callable[[], Backend], token: str | None = None, re
         the server's folders since)."""
         if catalogue.empty:
             await refresh()
-        try:  # off the event loop: a job's pictures take a while to decode
-            return await asyncio.to_thread(decode, catalogue.resolve)
+        loop = asyncio.get_running_loop()
+        try:  # off the event loop, and a few jobs at a time: a job's pictures take a while and memory to decode
+            return await loop.run_in_executor(decoder, decode, catalogue.resolve)
         except protocol.UnknownModel:
             if not engine.idle:
                 raise
             await refresh()
-            return await asyncio.to_thread(decode, catalogue.resolve)
+            return await loop.run_in_executor(decoder, decode, catalogue.resolve)
 
     async def health(request: Request) -> Response:
         return authorised(request) or JSONResponse({"status": "ok", "replica": replica})
@@ -141,7 +145,7 @@ def create_app(make_backend: Callable[[], Backend], token: str | None = None, re
             return body
         try:
             data = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         name = data.get("model") if isinstance(data, dict) else None
         if not isinstance(name, str):
@@ -177,15 +181,16 @@ def create_app(make_backend: Callable[[], Backend], token: str | None = None, re
 
     app = Starlette(routes=[Route("/health", health), Route("/models", models),
                             Route("/load", load, methods=["POST"]), Route("/run", run, methods=["POST"])],
-                    lifespan=_closing(engine))
+                    lifespan=_closing(engine, decoder))
     app.state.engine = engine
     return app
 
 
-def _closing(engine: Engine):
+def _closing(engine: Engine, decoder: ThreadPoolExecutor):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
+        decoder.shutdown(wait=False, cancel_futures=True)
         await asyncio.get_running_loop().run_in_executor(None, engine.close)
 
     return lifespan
@@ -233,9 +238,7 @@ def _stream(engine: Engine, replica: str, work: Callable[[Backend, TaskState], l
             put(protocol.encode_event("done"))
         except Cancelled:
             put(protocol.encode_event("cancelled"))
-        except Exception as error:  # every failure is a line for the client, and a traceback in the log
-            if not isinstance(error, SfumatoError):
-                log.exception("The job failed")
+        except Exception as error:  # every failure is a line for the client (error_event logs its traceback)
             put(protocol.error_event(error))
         finally:
             put(None)
