@@ -118,7 +118,15 @@ def test_the_models_are_listed_at_once_while_a_job_runs():
         assert remote.models()
         state = TaskState(on_step=lambda i, n, p: steps.set())
         job = GenerationJob(_request().replace(sampling=_request().sampling.replace(steps=30)))
-        running = threading.Thread(target=lambda: pytest.raises(Cancelled, remote.run, job, state))
+        outcome = []
+
+        def generate() -> None:
+            try:
+                outcome.append(remote.run(job, state))
+            except BaseException as error:  # checked below: a raise in this thread cannot fail the test
+                outcome.append(error)
+
+        running = threading.Thread(target=generate)
         running.start()
         try:
             assert steps.wait(5)
@@ -128,6 +136,8 @@ def test_the_models_are_listed_at_once_while_a_job_runs():
         finally:
             state.cancel()
             running.join(5)
+        assert not running.is_alive(), "the cancelled job did not end"
+        assert len(outcome) == 1 and isinstance(outcome[0], Cancelled), outcome
 
 
 def claiming(spec_version: str, app):
