@@ -1,4 +1,4 @@
-"""`python -m desktop` / `sfumato`: the app, or `generate ...` / `upscale ...` / `restore ...` for the CLI."""
+"""`python -m desktop` / `sfumato`: the app, or `generate` / `upscale` / `restore` / `serve ...` for the CLI."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
         from desktop.cli_restore import main as restore_main
 
         return restore_main(argv[1:])
+    if argv[:1] == ["serve"]:
+        from desktop.cli_serve import main as serve_main
+
+        return serve_main(argv[1:])
     if argv[:1] == ["upscale"]:
         from desktop.cli_upscale import main as upscale_main
 

@@ -5,7 +5,8 @@ Prints the path of each image as it is written (stdout) and progress
 the generation fails or a picture could not be written, 130 when
 interrupted. Pictures are saved through the gallery's store, as the window
 saves them, so a gallery on the folder lists them at once. It runs through
-LocalBackend (desktop/core/backend.py), as the window does.
+LocalBackend (desktop/core/backend.py), as the window does, or with --server
+through RemoteBackend on a `sfumato serve` elsewhere, writing the same files.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sfumato generate", description="Generate images without the window.")
     add = parser.add_argument
-    add("--model", default="demo", help="a .safetensors file, a diffusers folder, a Hugging Face repo id, or 'demo'")
+    add("--model", default="demo", help="a .safetensors file, a diffusers folder, a Hugging Face repo id, or 'demo'; "
+                                        "with --server, the name of one of the server's models")
     add("--prompt", required=True)
     add("--negative", default="", help="negative prompt")
     add("--mode", choices=[m.value for m in Mode], default=None, help="default: txt2img, or img2img with --init")
@@ -83,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
     add("--precision", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
     add("--out", type=Path, help="output folder (default: Sfumato's output folder)")
+    add("--server", metavar="URL", help="generate on a Sfumato server (sfumato serve) instead of this computer, "
+                                        "e.g. http://gpu-box:7862; --model then names one of the server's models")
+    add("--token", default=os.environ.get("SFUMATO_TOKEN") or None,
+        help="the token the server was started with (default: the SFUMATO_TOKEN environment variable)")
     return parser
 
 
@@ -259,7 +265,8 @@ def _hires(args: argparse.Namespace, mode: Mode) -> Hires:
         raise UsageError(f"the hires fix is for txt2img; --mode {mode.value} cannot use --hires-scale or "
                          "--hires-resize")
     name = args.hires_upscaler
-    if on and name not in HIRES_UPSCALERS and not Path(name).expanduser().is_file():
+    local = not getattr(args, "server", None)  # a server looks in its own folders
+    if on and local and name not in HIRES_UPSCALERS and not Path(name).expanduser().is_file():
         from desktop.core.postprocess import find_upscaler
 
         if find_upscaler(name, settings.load(set_aside=False).models_folders) is None:
@@ -279,7 +286,9 @@ def _default_extent(image) -> Extent:
 def start_backend(args: argparse.Namespace, progress: _Progress):
     """The LocalBackend on the chosen device, or None after saying why not. LoRAs, embeddings and upscalers are
     looked for in the model folders the window uses; a settings file the CLI cannot read is left for the window
-    to deal with."""
+    to deal with. With --server, the RemoteBackend on that server, once it has answered."""
+    if getattr(args, "server", None):
+        return _start_remote(args, progress)
     from desktop.engine.local import LocalBackend
 
     window_settings = settings.load(set_aside=False)
@@ -289,6 +298,22 @@ def start_backend(args: argparse.Namespace, progress: _Progress):
     try:
         backend.start(progress.state)
     except ValueError as error:
+        print(f"sfumato: {error}", file=sys.stderr)
+        return None
+    return backend
+
+
+def _start_remote(args: argparse.Namespace, progress: _Progress):
+    from desktop.remote.backend import RemoteBackend
+
+    if args.device != "auto" or args.precision != "auto":
+        print("sfumato: --device and --precision are chosen where the server starts (sfumato serve --device ...); "
+              "leave them out with --server.", file=sys.stderr)
+        return None
+    try:
+        backend = RemoteBackend(args.server, args.token)
+        backend.start(progress.state)
+    except SfumatoError as error:
         print(f"sfumato: {error}", file=sys.stderr)
         return None
     return backend
@@ -305,8 +330,11 @@ def main(argv: list[str]) -> int:
     except (UsageError, SfumatoError) as error:
         print(f"sfumato: {error}", file=sys.stderr)
         return 2
-    # Heavy imports only once the input is known to be good.
-    from desktop.engine.local import DemoModelUnwritable
+    # Heavy imports only once the input is known to be good, and only for a run on this computer.
+    if args.server:
+        DemoModelUnwritable = ()  # nothing is built here: a server builds its own demo model
+    else:
+        from desktop.engine.local import DemoModelUnwritable
 
     progress = _Progress()
     backend = start_backend(args, progress)
