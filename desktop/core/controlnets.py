@@ -23,6 +23,7 @@ from pathlib import Path
 
 from desktop.core import paths
 from desktop.core.app_folders import app_models_folder
+from desktop.core.filescan import files_in
 
 SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 OWN_SUBFOLDER = "controlnet"
@@ -63,7 +64,7 @@ def list_controlnets(models_folders: Iterable[str | os.PathLike]) -> dict[str, P
     The IP-Adapters A1111 keeps in the same folder are left out by their names."""
     found: dict[str, Path] = {}
     for folder in controlnet_folders(models_folders):
-        for path in _entries(folder, depth=1):
+        for path in files_in(folder, SUFFIXES, depth=1, is_item=is_diffusers_folder):
             name = path.stem if path.is_file() else path.name
             if not _IP_ADAPTER.search(name):
                 found.setdefault(name, path)
@@ -109,26 +110,3 @@ def infotext_name(path: str | os.PathLike, name: str | None = None) -> str:
         return f"{name} [{short_hash(path)}]"
     except OSError:
         return name
-
-
-def _entries(folder: Path, depth: int) -> list[Path]:
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return []
-    found: list[Path] = []
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        path = Path(entry.path)
-        try:
-            if entry.is_dir():
-                if is_diffusers_folder(path):
-                    found.append(path)
-                elif depth > 0:
-                    found += _entries(path, depth - 1)
-            elif entry.is_file() and path.suffix.lower() in SUFFIXES:
-                found.append(path)
-        except OSError:
-            continue
-    return found

@@ -40,6 +40,7 @@ import numpy as np
 from desktop.core import paths
 from desktop.core.app_folders import app_models_folder
 from desktop.core.errors import InvalidRequest, SfumatoError
+from desktop.core.filescan import files_in
 from desktop.core.faces import FACE, FaceSettings
 from desktop.core.geometry import Extent
 from desktop.core.imageio import output_path
@@ -258,7 +259,7 @@ def list_upscalers(models_folders: Iterable[str | os.PathLike]) -> dict[str, Pat
     """name (file stem) -> file, for the upscaler files of the upscaler folders (one level of subfolders)."""
     found: dict[str, Path] = {}
     for folder in upscaler_folders(models_folders):
-        for path in _files(folder, depth=1):
+        for path in files_in(folder, UPSCALER_SUFFIXES, depth=1):
             found.setdefault(path.stem, path)
     return found
 
@@ -324,23 +325,3 @@ def match_upscaler(name: str, files: Mapping[str, Path]) -> str | None:
         if candidate.casefold() in folded:
             return folded[candidate.casefold()]
     return None
-
-
-def _files(folder: Path, depth: int) -> list[Path]:
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return []
-    files: list[Path] = []
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        try:
-            if entry.is_dir():
-                if depth > 0:
-                    files += _files(Path(entry.path), depth - 1)
-            elif entry.is_file() and Path(entry.name).suffix.lower() in UPSCALER_SUFFIXES:
-                files.append(Path(entry.path))
-        except OSError:
-            continue
-    return files

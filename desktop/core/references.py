@@ -29,6 +29,7 @@ from pathlib import Path
 from desktop.core import paths
 from desktop.core.app_folders import COMFYUI, app_models_folder
 from desktop.core.errors import SfumatoError
+from desktop.core.filescan import files_in
 from desktop.core.safetensors_header import ModelFileError, read_safetensors_header
 
 DEMO = "demo"
@@ -94,7 +95,7 @@ def list_adapters(models_folders: Iterable[str | os.PathLike]) -> dict[str, Path
     found: dict[str, Path] = {}
     for folder in adapter_folders(models_folders):
         mixed = folder.name == "ControlNet"
-        for path in _safetensors(folder):
+        for path in files_in(folder, (SUFFIX,), depth=0):
             if not mixed or "ip-adapter" in path.stem.lower().replace("_", "-"):
                 found.setdefault(path.stem, path)
     return found
@@ -111,20 +112,13 @@ def find_adapter(name: str, models_folders: Iterable[str | os.PathLike]) -> Path
         return path
     stem = path.stem if path.suffix.lower() == SUFFIX else name
     folders = adapter_folders(models_folders)
-    files = [f for folder in folders for f in _safetensors(folder)]
+    files = [f for folder in folders for f in files_in(folder, (SUFFIX,), depth=0)]
     for match in ([f for f in files if f.stem == stem], [f for f in files if f.stem.casefold() == stem.casefold()]):
         if match:
             return match[0]
     where = " or ".join(str(f) for f in [own_folder(), *folders[1:]])
     raise ReferenceError(f"No IP-Adapter file is named {name}. Put it (a .safetensors file) in {where}, or give "
                          "its path.")
-
-
-def _safetensors(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if p.suffix.lower() == SUFFIX and p.is_file())
-    except OSError:
-        return []
 
 
 def read_adapter(path: Path) -> AdapterLayout:
