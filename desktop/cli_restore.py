@@ -20,11 +20,10 @@ reason on bad input, 1 when a picture failed, 130 when interrupted.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from desktop.cli import _Parser, UsageError
-from desktop.cli_upscale import inputs, process
+from desktop.cli_upscale import inputs, process, refused
 from desktop.core import paths
 from desktop.core.errors import InvalidRequest, SfumatoError
 from desktop.core.faces import DEMO_FACE_RESTORER, DETAILER_STRENGTH, FACE, FaceSettings
@@ -110,16 +109,12 @@ def main(argv: list[str]) -> int:
         if mask is not None and not mask.any():
             raise UsageError(f"--mask: {args.mask.name} is empty (it has no white part); paint each face white on it")
         request(np.zeros((1, 1, 3), np.uint8), args).validated()  # bad options before any work
-    except InvalidRequest as error:
-        option = FACE_OPTIONS.get(error.field, f"--{error.field}") if args.kind == FACE else f"--{error.field}"
-        print(f"sfumato: {option}: {error.message}", file=sys.stderr)
-        return 2
+    except InvalidRequest as error:  # the options are parsed: name the one at fault
+        return refused(error, FACE_OPTIONS if args.kind == FACE else {})
     except (UsageError, SfumatoError) as error:
-        print(f"sfumato: {error}", file=sys.stderr)
-        return 2
+        return refused(error)
     if not pictures:
-        print(f"sfumato: there are no pictures in {args.input}", file=sys.stderr)
-        return 2
+        return refused(UsageError(f"there are no pictures in {args.input}"))
     return process(args, pictures, args.out or paths.output_dir() / "restored", "restored",
                    lambda source: f"{source.stem}-{args.kind}.png",
                    lambda image, parameters: _for_picture(image, args, parameters, mask))

@@ -105,20 +105,26 @@ def main(argv: list[str]) -> int:
         pictures = inputs(args.input)
         detail = _detail(args)
         UpscaleRequest(_probe(), args.scale, args.size, args.upscaler, detail=detail).validated()  # before any work
-    except InvalidRequest as error:
-        option = DETAIL_OPTIONS.get(error.field, f"--{error.field}") if args.detail is not None else f"--{error.field}"
-        print(f"sfumato: {option}: {error.message}", file=sys.stderr)
-        return 2
+    except InvalidRequest as error:  # the options are parsed: name the one at fault
+        return refused(error, DETAIL_OPTIONS if args.detail is not None else {})
     except (UsageError, SfumatoError) as error:
-        print(f"sfumato: {error}", file=sys.stderr)
-        return 2
+        return refused(error)
     if not pictures:
-        print(f"sfumato: there are no pictures in {args.input}", file=sys.stderr)
-        return 2
+        return refused(UsageError(f"there are no pictures in {args.input}"))
     return process(args, pictures, args.out or paths.output_dir() / "upscaled", "upscaled",
                    lambda source: output_name(source, args.scale, args.size, detail is not None),
                    lambda image, parameters: UpscaleRequest(image, args.scale, args.size, args.upscaler, parameters,
                                                             detail=detail))
+
+
+def refused(error: Exception, options: dict[str, str] | None = None) -> int:
+    """Bad input, said in one line before any work: an InvalidRequest names its option (`options` maps a field
+    to the option that sets it, else --field); exit code 2."""
+    if isinstance(error, InvalidRequest):
+        print(f"sfumato: {(options or {}).get(error.field, f'--{error.field}')}: {error.message}", file=sys.stderr)
+    else:
+        print(f"sfumato: {error}", file=sys.stderr)
+    return 2
 
 
 def process(args, pictures: list[Path], out: Path, done: str, name_for: Callable[[Path], str],
