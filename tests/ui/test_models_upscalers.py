@@ -13,7 +13,7 @@ from desktop.core import settings as settings_store
 from desktop.engine import upscale
 from desktop.ui.main_window import read_upscaler
 from desktop.ui.models import ModelsDialog
-from desktop.ui.models.table import ModelTableModel
+from tests.ui.test_models_dialog import rows
 
 TIMEOUT = 30_000
 
@@ -46,14 +46,6 @@ def webui(tmp_path) -> Path:
     save_file(tiny_esrgan(1), str(esrgan / "1x-Smooth.safetensors"))
     save_file(tiny_restoreformer(), str(esrgan / "RestoreFormer.safetensors"))
     return models / "Stable-diffusion"
-
-
-def rows(dialog: ModelsDialog) -> dict[str, dict[str, str]]:
-    proxy, shown = dialog.table.proxy, {}
-    for row in range(proxy.rowCount()):
-        texts = [proxy.index(row, c).data() for c in range(proxy.columnCount())]
-        shown[texts[0]] = dict(zip(ModelTableModel.COLUMNS, texts, strict=True))
-    return shown
 
 
 def test_upscalers_in_other_apps_folders_are_listed_by_kind_architecture_and_scale(qtbot, webui):
