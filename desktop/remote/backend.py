@@ -46,12 +46,15 @@ class RemoteBackend:
         self._token = token or None
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self._call = CurrentCall()
+        self.slots = 1  # jobs the server runs at once (its replicas), read by start(): the worker sends that many
 
     # -- the Backend protocol
 
     def start(self, state: TaskState) -> str:
-        self._json("GET", "/health")
-        return f"server at {self.url}"
+        health = self._json("GET", "/health")
+        count = health.get("replicas", 1) if isinstance(health, dict) else 1
+        self.slots = count if isinstance(count, int) and 1 <= count <= 1024 else 1
+        return f"server at {self.url}" + (f" ({self.slots} replicas)" if self.slots > 1 else "")
 
     def models(self) -> list[ModelDescriptor]:
         data = self._json("GET", "/models")

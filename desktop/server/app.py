@@ -1,6 +1,7 @@
 """The server's web app: a Backend's models and jobs over HTTP, in the protocol of desktop/core/remote_protocol.py.
 
-    GET  /health   {"status": "ok", "replica": ...}
+    GET  /health   {"status": "ok", "replica": ..., "replicas": n}: n replicas serve this address (1 alone; under
+                   Ray Serve, the deployment's running replicas), so a client can send n jobs at once
     GET  /models   {"models": [{ref, family, name, hash, kinds}, ...]}: the backend's catalogue, by name
     POST /load     {"model": name} -> NDJSON: status lines, then a model line (the loaded model with its hash)
     POST /run      a job (remote_protocol.encode_job) -> NDJSON: accepted, status, step, result..., done
@@ -84,7 +85,7 @@ class Engine:
 
 
 def create_app(make_backend: Callable[[], Backend], token: str | None = None, replica: str | None = None,
-               max_body: int = protocol.MAX_BODY) -> Starlette:
+               max_body: int = protocol.MAX_BODY, replicas: Callable[[], int] | None = None) -> Starlette:
     engine = Engine(make_backend)
     decoder = ThreadPoolExecutor(max_workers=DECODES_AT_ONCE, thread_name_prefix="sfumato-decode")
     catalogue = Catalogue()
@@ -118,7 +119,10 @@ def create_app(make_backend: Callable[[], Backend], token: str | None = None, re
             return await loop.run_in_executor(decoder, decode, catalogue.resolve)
 
     async def health(request: Request) -> Response:
-        return authorised(request) or JSONResponse({"status": "ok", "replica": replica})
+        if refused := authorised(request):
+            return refused
+        count = 1 if replicas is None else await asyncio.get_running_loop().run_in_executor(None, replicas)
+        return JSONResponse({"status": "ok", "replica": replica, "replicas": max(1, int(count))})
 
     async def models(request: Request) -> Response:
         if refused := authorised(request):

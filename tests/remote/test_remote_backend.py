@@ -381,3 +381,12 @@ def test_a_long_step_is_not_taken_for_a_silent_server(monkeypatch):
     with server(fake) as url:
         [result] = RemoteBackend(url, read_timeout=0.5).run(job, TaskState())
     assert result.seed == 11
+
+
+def test_the_client_learns_how_many_jobs_the_server_runs_at_once():
+    with server(RecordingBackend()) as url:
+        alone = RemoteBackend(url)
+        assert alone.start(TaskState()) == f"server at {url}" and alone.slots == 1
+    with server(RecordingBackend(), replicas=lambda: 3) as url:
+        spread = RemoteBackend(url)
+        assert spread.start(TaskState()) == f"server at {url} (3 replicas)" and spread.slots == 3
