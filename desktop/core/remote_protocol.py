@@ -6,10 +6,18 @@ A job goes in as one JSON object, every picture in it a base64 PNG (pixels exact
      "controls": [{"model", "type", "weight", "start", "end", "preprocess", "image": PNG}, ...],
      "references": [{"adapter", "mode", "weight", "image": PNG}, ...], "preview_method", "preview_every"}
     {"kind": "preprocess", "type", "image": PNG}
-    {"kind": "upscale", "image": PNG, "scale", "size": [w, h]|null, "upscaler", "parameters", "restore"}
+    {"kind": "upscale", "image": PNG, "scale", "size": [w, h]|null, "upscaler", "parameters", "restore",
+     "detail": DETAIL|null, "faces": {"restorer", "visibility", "detector": "auto", "detailer": DETAIL|null,
+     "padding", "blur", "resolution", "mask": grey PNG (white: the faces)|null}|null}
+    DETAIL = {"model", "conditioning": {prompt, negative_prompt, ...}, "sampling": {sampler, steps, strength, ...}}
 
-Model references in a job are names from the server's catalogue (GET /models), never paths: `decode_job` takes
-`resolve(ref, kind) -> str`, the server's own reference for a name, which raises UnknownModel for anything else.
+An upscale job is also a restore, a face fix and an upscale with detail (UpscaleRequest's restore, faces and
+detail); its `beside` stays with the client, which saves the result. Model references in a job are names from
+the server's catalogue (GET /models), never paths: `decode_job` takes `resolve(ref, kind) -> str`, the server's
+own reference for a name, which raises UnknownModel for anything else. The engine's built-in names that are no
+file pass as they are: the pixel upscalers ("Lanczos", "Nearest"), "demo-face", the hires fix's latent
+upscalers. A face detector file cannot be sent (the server has no list of them): a face fix uses the server's
+automatic detector.
 
 Events come out as NDJSON, one JSON object a line (`encode_event` / `decode_event`):
 
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import json
 import logging
@@ -37,8 +46,9 @@ from desktop.core.backend import GENERATION, PREPROCESS, GenerationJob, Job, Mod
     UpscaleJob
 from desktop.core.control import MAX_CONTROLS, Control, Reference
 from desktop.core.errors import InvalidRequest, ModelLoadError, SfumatoError
+from desktop.core.faces import AUTO_DETECTOR, DEMO_FACE_RESTORER, FaceSettings
 from desktop.core.geometry import Extent
-from desktop.core.postprocess import UPSCALE, UpscaleRequest
+from desktop.core.postprocess import PIXEL_UPSCALERS, UPSCALE, DetailSettings, UpscaleRequest
 from desktop.core.request import HIRES_UPSCALERS, MAX_SIZE, GenerationRequest, Images
 
 MAX_BODY = 64 * 1024 * 1024  # bytes of one request body
@@ -51,6 +61,9 @@ EVENTS = ("accepted", "status", "step", "result", "model", "alive", *TERMINAL)
 
 # The kinds of model reference `resolve` is asked for.
 MODEL, UPSCALER, HIRES_UPSCALER, CONTROLNET, ADAPTER = GENERATION, UPSCALE, "hires upscaler", "controlnet", "ipadapter"
+DETECTOR_REFUSED = ("A face detector file cannot be sent to a server, which finds faces with its own (YuNet from "
+                    "its detectors folder, else OpenCV's): use the automatic detector, or run the face fix on this "
+                    "computer.")
 
 Resolve = Callable[[str, str], str]
 
@@ -152,12 +165,10 @@ def encode_job(job: Job) -> bytes:
         data = {"kind": PREPROCESS, "type": job.type, "image": encode_png(job.image)}
     elif isinstance(job, UpscaleJob):
         request = job.request
-        if request.detail is not None or request.faces is not None or request.restore:
-            raise SfumatoError("Restores, face fixes and upscales with detail cannot run on a server yet; "
-                               "run them on this computer.")
         data = {"kind": UPSCALE, "image": encode_png(request.image), "scale": float(request.scale),
                 "size": None if request.size is None else [int(request.size.width), int(request.size.height)],
-                "upscaler": request.upscaler, "parameters": request.parameters}
+                "upscaler": request.upscaler, "parameters": request.parameters, "restore": request.restore,
+                "detail": _detail_fields(request.detail), "faces": _face_fields(request.faces)}
     else:
         raise SfumatoError(f"A {getattr(job, 'kind', type(job).__name__)} job cannot run on a server.")
     return json.dumps(data).encode("utf-8")
@@ -181,12 +192,7 @@ def decode_job(body: bytes | dict, resolve: Resolve) -> Job:
     if kind == PREPROCESS:
         return PreprocessJob(_text(body, "type"), _picture(body.get("image"), "picture", rgb=True))
     if kind == UPSCALE:
-        size = body.get("size")
-        if size is not None and not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
-            raise ProtocolError("The upscale's size must be [width, height] or null.")
-        return UpscaleJob(UpscaleRequest(_picture(body.get("image"), "picture", rgb=True), _number(body, "scale"),
-                                         None if size is None else Extent(*size),
-                                         resolve(_text(body, "upscaler"), UPSCALER), _text(body, "parameters")))
+        return UpscaleJob(_decode_upscale(body, resolve))
     raise ProtocolError(f"The server cannot run jobs of kind {kind!r}; it runs generation, upscale and "
                         "preprocess jobs.")
 
@@ -229,6 +235,73 @@ def _reference(item: object, index: int, resolve: Resolve, budget: PixelBudget) 
         raise ProtocolError(f"Reference {index + 1} must be a JSON object.")
     return Reference(_picture(item.get("image"), f"reference {index + 1}'s picture", rgb=True, budget=budget),
                      _number(item, "weight"), _text(item, "mode"), resolve(_text(item, "adapter"), ADAPTER))
+
+
+def _decode_upscale(body: dict, resolve: Resolve) -> UpscaleRequest:
+    """An upscale, a restore (a restorer's, or the diffusion restore: "Lanczos" then the detail pass), a face fix
+    or an upscale with detail; validated, so a bad value is refused before the job waits for the engine."""
+    size = body.get("size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
+        raise ProtocolError("The upscale's size must be [width, height] or null.")
+    budget = PixelBudget()
+    image = _picture(body.get("image"), "picture", rgb=True, budget=budget)
+    upscaler = _text(body, "upscaler")
+    faces = body.get("faces")
+    request = UpscaleRequest(image, _number(body, "scale"), None if size is None else Extent(*size),
+                             upscaler if upscaler in PIXEL_UPSCALERS else resolve(upscaler, UPSCALER),
+                             _text(body, "parameters"), detail=_detail(body.get("detail"), "detail", resolve),
+                             restore=_text(body, "restore"),
+                             faces=None if faces is None else _faces(faces, image, resolve, budget))
+    return request.validated()
+
+
+def _detail_fields(detail: DetailSettings | None) -> dict | None:
+    if detail is None:
+        return None
+    return {"model": detail.model, "conditioning": _fields(detail.conditioning), "sampling": _fields(detail.sampling)}
+
+
+def _detail(value: object, what: str, resolve: Resolve) -> DetailSettings | None:
+    """The img2img pass of an upscale with detail or a diffusion restore, or the face detailer's inpaint."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"The job's {what} must be a JSON object or null.")
+    default = DetailSettings()
+    parts = GenerationRequest.from_dict({"conditioning": _fields(default.conditioning) | _dict(value, "conditioning"),
+                                         "sampling": _fields(default.sampling) | _dict(value, "sampling")})
+    return DetailSettings(resolve(_text(value, "model"), MODEL), parts.conditioning, parts.sampling)
+
+
+def _face_fields(faces: FaceSettings | None) -> dict | None:
+    if faces is None:
+        return None
+    if faces.detector != AUTO_DETECTOR:
+        raise SfumatoError(DETECTOR_REFUSED)
+    return {"restorer": faces.restorer, "visibility": float(faces.visibility), "detector": faces.detector,
+            "detailer": _detail_fields(faces.detailer), "padding": faces.padding, "blur": faces.blur,
+            "resolution": faces.resolution,
+            "mask": None if faces.mask is None else encode_png(np.asarray(faces.mask, bool).astype(np.uint8) * 255)}
+
+
+def _faces(value: object, image: np.ndarray, resolve: Resolve, budget: PixelBudget) -> FaceSettings:
+    """A face fix's settings: its face restorer by name ("demo-face" is built in), the detailer's model by name,
+    the painted mask (white: the faces) at the picture's size."""
+    if not isinstance(value, dict):
+        raise ProtocolError("The job's faces must be a JSON object or null.")
+    if value.get("detector", AUTO_DETECTOR) != AUTO_DETECTOR:
+        raise ProtocolError(DETECTOR_REFUSED)
+    restorer = _text(value, "restorer")
+    mask = value.get("mask")
+    if mask is not None:
+        mask = _picture(mask, "face mask", grey=True, budget=budget) > 127
+        if mask.shape != image.shape[:2]:
+            raise ProtocolError(f"The face mask is {mask.shape[1]}x{mask.shape[0]} pixels and the picture "
+                                f"{image.shape[1]}x{image.shape[0]}; paint the mask at the picture's size.")
+    return FaceSettings(restorer if restorer in ("", DEMO_FACE_RESTORER) else resolve(restorer, UPSCALER),
+                        _number(value, "visibility"), _detail(value.get("detailer"), "face detailer", resolve),
+                        AUTO_DETECTOR, mask, _whole(value, "padding"), _whole(value, "blur"),
+                        _whole(value, "resolution"))
 
 
 # -- events
@@ -388,6 +461,18 @@ def _number(body: dict, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidRequest(name, f"must be a number, got {value!r}")
     return float(value)
+
+
+def _whole(body: dict, name: str) -> int:
+    value = body.get(name)
+    if not _is_int(value):
+        raise InvalidRequest(name, f"must be a whole number, got {value!r}")
+    return value
+
+
+def _fields(part: object) -> dict:
+    """A dataclass of plain values (Conditioning, Sampling) as a dict of them."""
+    return {f.name: getattr(part, f.name) for f in dataclasses.fields(part)}
 
 
 def _is_int(value: object) -> bool:

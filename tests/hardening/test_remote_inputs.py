@@ -16,8 +16,11 @@ import pytest
 from PIL import Image, ImageFile
 
 from desktop.core import remote_protocol as protocol
-from desktop.core.backend import GenerationJob
+from desktop.core.backend import GenerationJob, UpscaleJob
 from desktop.core.control import MAX_CONTROLS
+from desktop.core.errors import SfumatoError
+from desktop.core.faces import DEMO_FACE_RESTORER, FACE, FaceSettings
+from desktop.core.postprocess import UpscaleRequest
 from desktop.core.request import Images, Mode
 from desktop.server import app as server_app
 from desktop.server.app import create_app
@@ -129,3 +132,67 @@ def test_a_failure_that_names_a_server_path_is_sent_without_it(caplog):
     assert event == {"event": "error", "kind": "SfumatoError",
                      "message": "The server failed to run the job (FileNotFoundError); its log has the details."}
     assert "/srv/sfumato/secret" in caplog.text  # the detail is in the server's own log
+
+
+def _face_fix(**faces) -> dict:
+    """The body of a face fix of an 8x8 picture, its faces' fields replaced by `faces`."""
+    request = UpscaleRequest(np.zeros((8, 8, 3), np.uint8), 1.0, restore=FACE, faces=FaceSettings(DEMO_FACE_RESTORER))
+    body = json.loads(protocol.encode_job(UpscaleJob(request)))
+    body["faces"].update(faces)
+    return body
+
+
+@pytest.mark.parametrize("faces, said", [
+    ({"mask": _black_png(9)}, "The face mask is 9x9 pixels and the picture 8x8; paint the mask at the picture's size."),
+    ({"mask": base64.b64encode(b"\x89PNG not really").decode()}, "The face mask is not a readable PNG picture."),
+    ({"mask": 7}, "The face mask must be a base64 PNG picture."),
+    ({"visibility": "all"}, "visibility: must be a number, got 'all'"),
+    ({"visibility": 3}, "visibility: the visibility must be between 0 and 1, got 3.0."),
+    ({"padding": 1.5}, "padding: must be a whole number, got 1.5"),
+    ({"resolution": None}, "resolution: must be a whole number, got None"),
+    ({"restorer": ["GFPGAN"]}, "The job's restorer must be text."),
+    ({"detector": "/srv/face_detection_yunet.onnx"}, protocol.DETECTOR_REFUSED),
+    ({"detailer": "yes"}, "The job's face detailer must be a JSON object or null."),
+    ({"detailer": {"model": "demo", "sampling": {"steps": "many"}}}, "steps: must be a whole number, got 'many'"),
+    ({"detailer": {"model": "demo", "conditioning": []}}, "The job's conditioning must be a JSON object."),
+])
+def test_a_hostile_face_fix_is_refused_in_one_sentence(faces, said):
+    with pytest.raises(SfumatoError) as caught:
+        protocol.decode_job(json.dumps(_face_fix(**faces)).encode(), _resolve)
+    assert str(caught.value) == said
+
+
+@pytest.mark.parametrize("body, said", [
+    ({"faces": "all of them"}, "The job's faces must be a JSON object or null."),
+    ({"detail": 1}, "The job's detail must be a JSON object or null."),
+    ({"restore": "sharpen", "faces": None}, "restore: a restore keeps the picture's size and is one of denoise, jpeg, "
+                                            "restore, face, got 'sharpen' at x1."),
+    ({"restore": "denoise"}, "faces: a face fix is a restore of kind 'face' with its face settings."),
+])
+def test_a_postprocess_job_with_a_bad_field_is_refused_in_one_sentence(body, said):
+    with pytest.raises(SfumatoError) as caught:
+        protocol.decode_job(json.dumps({**_face_fix(), **body}).encode(), _resolve)
+    assert str(caught.value) == said
+
+
+def test_a_huge_face_mask_is_refused_from_its_header_before_it_is_decoded(monkeypatch):
+    decoded = []
+    real = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or real(self))
+    huge = protocol.MAX_PICTURE_SIDE + 1
+    with pytest.raises(protocol.ProtocolError) as caught:
+        protocol.decode_job(json.dumps(_face_fix(mask=_black_png(huge))).encode(), _resolve)
+    assert str(caught.value) == (f"The face mask is {huge}x{huge}; pictures of at most {protocol.MAX_PICTURE_SIDE} "
+                                 "pixels a side can be sent to the server.")
+    assert decoded == [(8, 8)]  # the picture only
+
+
+def test_a_face_mask_over_the_job_s_pixel_budget_is_refused_from_its_header(monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_JOB_PIXELS", 8 * 8 + 4 * 4)
+    decoded = []
+    real = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or real(self))
+    with pytest.raises(protocol.ProtocolError, match=r"^The job's pictures come to 0.000128 megapixels; the server "
+                                                     r"takes at most 8e-05 in one job: "):
+        protocol.decode_job(json.dumps(_face_fix(mask=_black_png(8))).encode(), _resolve)
+    assert decoded == [(8, 8)]

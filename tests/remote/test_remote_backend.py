@@ -15,6 +15,7 @@ import pytest
 from desktop.core import remote_protocol as protocol
 from desktop.core.backend import Backend, GenerationJob, ModelDescriptor, PreprocessJob, UpscaleJob
 from desktop.core.errors import Cancelled, OutOfMemory, SfumatoError
+from desktop.core.faces import DEMO_FACE_RESTORER, FACE, FaceSettings
 from desktop.core.postprocess import DEMO_UPSCALER_NAME, UPSCALE, UpscaleRequest
 from desktop.core.progress import TaskState
 from desktop.core.request import Hires, Images, Mode
@@ -359,11 +360,12 @@ def test_an_upscale_runs_on_the_server_with_its_parameters():
     assert result.params == want.params
 
 
-def test_a_face_fix_is_refused_in_one_sentence_before_anything_is_sent():
-    job = UpscaleJob(UpscaleRequest(np.zeros((8, 8, 3), np.uint8), 1.0, upscaler="demo-restorer", restore="denoise"))
-    with pytest.raises(SfumatoError, match=r"^Restores, face fixes and upscales with detail cannot run on a server "
-                                           r"yet; run them on this computer\.$"):
+def test_a_face_fix_with_its_own_detector_file_is_refused_in_one_sentence_before_anything_is_sent():
+    faces = FaceSettings(DEMO_FACE_RESTORER, detector="/home/me/face_detection_yunet_2023mar.onnx")
+    job = UpscaleJob(UpscaleRequest(np.zeros((8, 8, 3), np.uint8), 1.0, restore=FACE, faces=faces))
+    with pytest.raises(SfumatoError) as caught:
         RemoteBackend("http://127.0.0.1:1").run(job, TaskState())
+    assert str(caught.value) == protocol.DETECTOR_REFUSED
 
 
 def test_a_result_line_over_the_limit_is_a_sentence_not_a_retry(monkeypatch):
