@@ -1,4 +1,4 @@
-"""The Settings window: engine, folders, previews and appearance on one page.
+"""The Settings window: backend, engine, folders, previews and appearance on one page.
 
 It edits a copy. `SettingsDialog(settings, parent)`; when it is accepted
 (`exec()` returns `QDialog.DialogCode.Accepted`, or on the `accepted` signal),
@@ -8,6 +8,8 @@ over as they were.
 
 No torch here: the device list is the fixed set of choices, and whether the
 chosen one exists is checked when the engine starts (in the worker thread).
+"Test connection" asks the server from a background thread (with timeouts),
+never from the GUI thread.
 """
 
 from __future__ import annotations
@@ -37,11 +39,19 @@ from PySide6.QtWidgets import (
 from desktop.core import paths
 from desktop.core.settings import Settings
 
+from .background import Background
 from .models.folders import FolderListEditor
 
 ENGINE_RESTART_NOTE = "Device and precision changes take effect from the next generation (the model is loaded again)."
 CPU_FP16_PROBLEM = "fp16 does not work on the CPU. Choose Automatic, bf16 or fp32."
 CHECK_DELAY_MS = 300  # wait for typing to pause before touching the disk
+SERVER_EXAMPLE = "http://192.168.1.20:7862"
+NO_SERVER_ADDRESS = f"Enter the server's address, for example {SERVER_EXAMPLE}, or choose This computer."
+SERVER_ONLY_TIP = ("The server chooses its own device and precision (sfumato serve --device and --precision); "
+                   "this applies to pictures made on this computer only.")
+TOKEN_TIP = ("The token the server was started with (sfumato serve --token), or the one its reverse proxy wants; "
+             "leave it empty when it asks for none.\nIt is kept in Sfumato's settings file in plain text, as "
+             "AUTOMATIC1111 and Krita keep theirs.")
 
 _MESSAGE_STYLE = (
     "QLabel { color: white; background: #a33a3a; border: 1px solid #7a2020;"
@@ -80,6 +90,12 @@ PREVIEW_CHOICES = [
         ),
     ),
     ("off", "Off", "No preview while a picture is made; the result appears at the end."),
+]
+
+BACKEND_CHOICES = [
+    ("local", "This computer", "The engine runs here, on the device chosen below."),
+    ("server", "A Sfumato server", "Another computer's engine (sfumato serve) makes the pictures; they are saved "
+                                   "here, with their metadata, as usual."),
 ]
 
 THEME_CHOICES = [
@@ -127,6 +143,14 @@ def output_folder_problem(text: str) -> str | None:
             except OSError:
                 pass
     return None
+
+
+def _sentence(error: BaseException) -> str:
+    from desktop.core.errors import SfumatoError
+
+    if isinstance(error, SfumatoError):
+        return str(error)
+    return f"The connection test failed ({type(error).__name__}: {error})."
 
 
 class _MessageLabel(QLabel):
@@ -179,6 +203,8 @@ class SettingsDialog(QDialog):
         self._output_timer.setSingleShot(True)
         self._output_timer.setInterval(CHECK_DELAY_MS)
         self._output_timer.timeout.connect(self._check_output_folder)
+        self._background = Background(self)  # the connection test's thread
+        self._connection_check = 0  # the latest test's number; an older one's answer is dropped
         self._build()
         self._load(settings)
         self._check_output_folder()
@@ -187,6 +213,7 @@ class SettingsDialog(QDialog):
 
     def _build(self) -> None:
         layout = QVBoxLayout(self)
+        layout.addWidget(self._backend_group())
         layout.addWidget(self._engine_group())
         layout.addWidget(self._folders_group())
         layout.addWidget(self._previews_group())
@@ -223,6 +250,40 @@ class SettingsDialog(QDialog):
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         return combo
 
+    def _backend_group(self) -> QGroupBox:
+        group, form = self._form("Backend")
+        self.backend_choice = self._combo(
+            BACKEND_CHOICES,
+            "Where pictures are made: on this computer, or on a Sfumato server (sfumato serve) on another one.",
+        )
+        self.server_url = QLineEdit()
+        self.server_url.setPlaceholderText(SERVER_EXAMPLE)
+        self.server_url.setClearButtonEnabled(True)
+        self.server_url.setToolTip("The address sfumato serve printed on the server, for example "
+                                   f"{SERVER_EXAMPLE} (https:// behind a reverse proxy).")
+        self.test_button = QPushButton("Test &connection")
+        self.test_button.setToolTip("Ask the server whether it answers, and how many replicas and models it has")
+        self.test_button.setAutoDefault(False)
+        self.server_token = QLineEdit()
+        self.server_token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.server_token.setPlaceholderText("Only when the server asks for one")
+        self.server_token.setToolTip(TOKEN_TIP)
+        self.connection_message = _MessageLabel(_NOTE_STYLE)  # the test's sentence, or what is wrong
+        url_field = QWidget()
+        url_row = QHBoxLayout(url_field)
+        url_row.setContentsMargins(0, 0, 0, 0)
+        url_row.addWidget(self.server_url, 1)
+        url_row.addWidget(self.test_button)
+        self._row(form, "Pictures made o&n:", self.backend_choice)
+        self._row(form, "Server &address:", url_field, self.server_url)
+        self._row(form, "To&ken:", self.server_token)
+        form.addRow("", self.connection_message)
+        self.backend_choice.currentIndexChanged.connect(self._backend_changed)
+        self.server_url.textChanged.connect(self._server_edited)
+        self.server_token.textChanged.connect(self._server_edited)
+        self.test_button.clicked.connect(self.test_connection)
+        return group
+
     def _engine_group(self) -> QGroupBox:
         group, form = self._form("Engine")
         self.device = self._combo(
@@ -243,6 +304,7 @@ class SettingsDialog(QDialog):
         form.addRow("", self.engine_note)
         self.device.currentIndexChanged.connect(self._engine_changed)
         self.precision.currentIndexChanged.connect(self._engine_changed)
+        self._engine_tips = {combo: combo.toolTip() for combo in (self.device, self.precision)}
         return group
 
     def _folders_group(self) -> QGroupBox:
@@ -322,13 +384,16 @@ class SettingsDialog(QDialog):
             (self.precision, settings.precision),
             (self.preview_method, settings.preview_method),
             (self.theme, settings.theme),
+            (self.backend_choice, "server" if settings.server_url else "local"),
         ):
             combo.setCurrentIndex(max(0, combo.findData(value)))
+        self.server_url.setText(settings.server_url)
+        self.server_token.setText(settings.server_token)
         self.folders_editor.set_folders(settings.models_folders)
         self.output_folder.setText(settings.output_folder)
         self.preview_every.setValue(settings.preview_every)
         self._preview_every_suffix(self.preview_every.value())
-        self._engine_changed()
+        self._backend_changed()
         self._previews_changed()
 
     def settings(self) -> Settings:
@@ -342,6 +407,9 @@ class SettingsDialog(QDialog):
         edited.preview_method = self.preview_method.currentData()
         edited.preview_every = self.preview_every.value()
         edited.theme = self.theme.currentData()
+        on_server = self._on_server()
+        edited.server_url = self.server_url.text().strip() if on_server else ""  # empty: this computer
+        edited.server_token = self.server_token.text().strip() if on_server else ""
         return edited
 
     @Slot()
@@ -359,7 +427,7 @@ class SettingsDialog(QDialog):
         super().accept()
 
     def _problems(self) -> list[str]:
-        found = [self._output_problem, self._engine_problem()]
+        found = [self._output_problem, self._engine_problem(), self._server_problem()]
         return [problem for problem in found if problem]
 
     def _update_ok(self) -> None:
@@ -370,6 +438,8 @@ class SettingsDialog(QDialog):
     # -- engine --------------------------------------------------------------------------------
 
     def _engine_problem(self) -> str | None:
+        if self._on_server():
+            return None  # the server's own device and precision count
         if self.device.currentData() == "cpu" and self.precision.currentData() == "fp16":
             return CPU_FP16_PROBLEM
         return None
@@ -384,8 +454,75 @@ class SettingsDialog(QDialog):
             self._original.precision,
         )
         self.engine_note.setText(ENGINE_RESTART_NOTE)
-        self.engine_note.setVisible(changed and problem is None)
+        self.engine_note.setVisible(changed and problem is None and not self._on_server())
         self._update_ok()
+
+    # -- backend -----------------------------------------------------------------------------
+
+    def _on_server(self) -> bool:
+        return self.backend_choice.currentData() == "server"
+
+    def _server_problem(self) -> str | None:
+        if not self._on_server():
+            return None
+        url = self.server_url.text().strip()
+        if not url:
+            return NO_SERVER_ADDRESS
+        from desktop.core.errors import SfumatoError
+        from desktop.remote.backend import RemoteBackend
+
+        try:
+            RemoteBackend(url)  # reads the address only; nothing is sent
+        except SfumatoError as error:
+            return str(error)
+        return None
+
+    @Slot()
+    def _backend_changed(self) -> None:
+        on_server = self._on_server()
+        for widget in (self.server_url, self.server_token, self.test_button):
+            widget.setEnabled(on_server)
+        for combo, tip in self._engine_tips.items():
+            combo.setEnabled(not on_server)
+            combo.setToolTip(SERVER_ONLY_TIP if on_server else tip)
+        self._server_edited()
+        self._engine_changed()
+
+    @Slot()
+    def _server_edited(self) -> None:
+        """The address or token changed: an earlier test's answer no longer applies."""
+        self._connection_check += 1
+        self.test_button.setEnabled(self._on_server())
+        self._say_connection(self._server_problem(), problem=True)
+        self._update_ok()
+
+    def _say_connection(self, text: str | None, *, problem: bool) -> None:
+        self.connection_message.setStyleSheet(_MESSAGE_STYLE if problem else _NOTE_STYLE)
+        self.connection_message.setText(text or "")
+        self.connection_message.setVisible(bool(text))
+
+    @Slot()
+    def test_connection(self) -> None:
+        """Ask the server from a background thread; its sentence shows below the fields when it answers."""
+        problem = self._server_problem()
+        if problem:
+            self._say_connection(problem, problem=True)
+            return
+        from desktop.remote.connection import check
+
+        self._connection_check += 1
+        number, url, token = self._connection_check, self.server_url.text().strip(), self.server_token.text()
+        self.test_button.setEnabled(False)
+        self._say_connection(f"Asking the server at {url}...", problem=False)
+
+        def answered(text: object, problem: bool) -> None:
+            if number != self._connection_check:
+                return  # the address or token changed meanwhile
+            self.test_button.setEnabled(self._on_server())
+            self._say_connection(str(text), problem=problem)
+
+        self._background.run(lambda: check(url, token), lambda text: answered(text, False),
+                             lambda error: answered(_sentence(error), True), name="connection-test")
 
     # -- output folder -----------------------------------------------------------------------
 
