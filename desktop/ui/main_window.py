@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from desktop.core import autosave, model_sources, paths
 from desktop.core import settings as settings_store
-from desktop.core.backend import Backend, BackendFactory, PreprocessJob
+from desktop.core.backend import GENERATION, Backend, BackendFactory, PreprocessJob
 from desktop.core.document import CanvasDocument
 from desktop.core.errors import InvalidRequest
 from desktop.core.frame import frame_mode
@@ -79,6 +79,19 @@ DEMO_NOTICE = (
 )
 
 
+def window_backend(settings: Settings) -> Backend:
+    """The window's backend: the Sfumato server the settings name (File > Settings > Backend), else this
+    computer's engine. Called on the worker thread."""
+    return remote_backend(settings) if settings.server_url else local_backend(settings)
+
+
+def remote_backend(settings: Settings) -> Backend:
+    """A Sfumato server's backend (plain HTTP; nothing is sent until it is used)."""
+    from desktop.remote.backend import RemoteBackend
+
+    return RemoteBackend(settings.server_url, settings.server_token or None)
+
+
 def local_backend(settings: Settings) -> Backend:
     """The window's backend: the engine on this computer. Called on the worker thread, so torch loads there.
 
@@ -101,20 +114,22 @@ def read_upscaler(path: Path) -> tuple[str, str, str]:
 class MainWindow(QMainWindow):
     """Signals:
     results_shown(list): [(image, seed, path)] of a finished job, once staged on the canvas.
-    models_scanned(list, object): internal; [(ref, label, family)] and the PostprocessFiles found by the
-        background scan.
+    models_scanned(list, object, str): internal; [(ref, label, family)] and the PostprocessFiles found by the
+        background scan, and the server's address the models were listed by ("" for this computer's folders).
+    models_scan_failed(str, str): internal; the server's address and why it could not list its models.
     crash_reported(object, str): internal; an unhandled error was written to this report (desktop/diagnostics.py).
     """
 
     results_shown = Signal(list)
-    models_scanned = Signal(list, object)
+    models_scanned = Signal(list, object, str)
+    models_scan_failed = Signal(str, str)
     crash_reported = Signal(object, str)  # from any thread: the crash report's path, and what happened
 
     def __init__(self, settings: Settings, backend_factory: BackendFactory | None = None):
         super().__init__()
         self.settings = settings
         self.setWindowTitle("Sfumato")
-        self.worker = GenerationWorker(settings, backend_factory or local_backend)
+        self.worker = GenerationWorker(settings, backend_factory or window_backend)
         self.jobs = JobController()
         self._select_after_scan: str | None = None
         self._closing = False
@@ -325,6 +340,7 @@ class MainWindow(QMainWindow):
         self.panel.size_changed.connect(self._panel_size_changed)
         self.queue.remove_requested.connect(self._remove_job)
         self.models_scanned.connect(self._models_found)
+        self.models_scan_failed.connect(self._models_not_listed)
         self.files.document_changed.connect(self._document_changed)
         self.files.title_changed.connect(lambda name: self.setWindowTitle(f"{name} — Sfumato"))
         self.files.error.connect(self.show_error)
@@ -542,20 +558,39 @@ class MainWindow(QMainWindow):
             return GenerationRequest()
 
     def _scan_models(self) -> None:
-        folders = list(self.settings.models_folders)
+        """List the models in the background: the model folders' on this computer, or the server's (over HTTP,
+        with the backend's timeouts) when the settings name one."""
+        folders, settings = list(self.settings.models_folders), self.settings
+        server = settings.server_url
 
         def scan() -> None:  # header reads only, but never on the GUI thread
-            found = [(str(e.path), e.name, e.info.family.value) for e in model_sources.list_models(folders) if e.usable]
             files = scan_postprocess_files(folders)
             try:
-                self.models_scanned.emit(found, files)
+                if server:
+                    found = [(m.ref, m.name, m.family) for m in remote_backend(settings).models()
+                             if GENERATION in m.kinds]
+                else:
+                    found = [(str(e.path), e.name, e.info.family.value)
+                             for e in model_sources.list_models(folders) if e.usable]
+            except Exception as error:  # noqa: BLE001 - a server's failure is a sentence (RemoteBackend's)
+                if not server:
+                    raise
+                try:
+                    self.models_scan_failed.emit(server, str(error) or type(error).__name__)
+                except RuntimeError:
+                    pass
+                return
+            try:
+                self.models_scanned.emit(found, files, server)
             except RuntimeError:  # the window was closed while the scan ran
                 pass
 
         threading.Thread(target=scan, name="model-scan", daemon=True).start()
 
-    @Slot(list, object)
-    def _models_found(self, found: list, files: PostprocessFiles) -> None:
+    @Slot(list, object, str)
+    def _models_found(self, found: list, files: PostprocessFiles, server: str) -> None:
+        if server != self.settings.server_url:
+            return  # listed for the backend the settings named before
         wanted = self._select_after_scan or self.panel.model_ref()
         self._select_after_scan = None
         current, lost = after_scan([ref for ref, _, _ in found], wanted, first_scan=self._first_scan,
@@ -563,12 +598,19 @@ class MainWindow(QMainWindow):
         if lost:
             self.show_error(f"The model {Path(wanted).name} was not found any more; another one is selected.")
         self._first_scan = False
-        self.panel.set_models([*found, ("demo", DEMO_LABEL, "sd1")], current)
+        listed = found if server else [*found, ("demo", DEMO_LABEL, "sd1")]  # a server lists its own demo
+        self.panel.set_models(listed or [("demo", DEMO_LABEL, "sd1")], current)
         self.postprocess_files = files
         self.panel.set_hires_upscalers(list(files.enlargers))
         self._update_demo_banner()
         if self.panel.model_ref() != self.worker_model:
             self._model_changed(self.panel.model_ref())
+
+    @Slot(str, str)
+    def _models_not_listed(self, server: str, message: str) -> None:
+        if server == self.settings.server_url:
+            self.device_label.setText("Engine: not connected")
+            self.show_error(message)
 
     def show_welcome(self) -> None:
         """The first start: where do the models come from? (Not modal: the window works behind it.)"""
@@ -793,7 +835,11 @@ class MainWindow(QMainWindow):
         self.worker.update_settings(new)  # previews, output folder, device: from the next job on
         self._save_settings()
         apply_theme(QApplication.instance(), new.theme)
-        if new.models_folders != old.models_folders:
+        server_changed = (new.server_url, new.server_token) != (old.server_url, old.server_token)
+        if server_changed:  # the worker starts over on the new backend; its models replace the list
+            self._first_scan, self.worker_model = True, None
+            self.device_label.setText("Engine: starting...")
+        if new.models_folders != old.models_folders or server_changed:
             self._scan_models()
         if new.output_path() != old.output_path():
             self.worker.set_gallery(None)
