@@ -125,23 +125,24 @@ BackendFactory = Callable[[Settings], Backend]
 
 
 class CurrentCall:
-    """The TaskState of a backend's call in progress, so that `cancel()` from any thread reaches it."""
+    """The TaskStates of a backend's calls in progress, so that `cancel()` from any thread reaches every one (a
+    server's backend runs several jobs at once, one per replica)."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._state: TaskState | None = None
+        self._states: list[TaskState] = []
 
     @contextmanager
     def running(self, state: TaskState) -> Iterator[TaskState]:
         with self._lock:
-            self._state = state
+            self._states.append(state)
         try:
             yield state
         finally:
             with self._lock:
-                self._state = None
+                self._states.remove(state)
 
     def cancel(self) -> None:
         with self._lock:
-            if self._state is not None:
-                self._state.cancel()
+            for state in self._states:
+                state.cancel()

@@ -8,6 +8,13 @@ one job at a time, saves each result to disk (PNG encoding stays off the GUI
 thread) and reports through signals, delivered to slots on the GUI thread.
 This module never imports the engine.
 
+A backend that runs several jobs at once (a server with several replicas: its
+`slots`, read once it has started) gets that many: each job taken from the
+queue in order runs on a thread of its own, and what each one made (or why it
+did not) is saved and reported in the order the jobs were submitted, so a
+batch's pictures arrive in seed order even when a later one finishes first.
+Cancel stops every running job; the queued ones stay, as with one at a time.
+
 A job is a GenerationRequest, an UpscaleRequest or a PreprocessJob (a control
 layer's "From picture"): the last waits its turn in the same queue, but its
 control picture is not a result to keep, so it is neither saved nor added to
@@ -29,6 +36,8 @@ Signals:
     save_failed(int, str): job id and why its pictures could not be written (they are still shown).
     job_failed(int, str): job id and a message to show as it is.
     job_cancelled(int): job id.
+    working(int, int): how many jobs run now, and how many the backend runs at once (its slots: a server's
+        replicas; 1 on this computer); said as each job starts and ends.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import itertools
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -68,9 +78,10 @@ class _WorkerSignals(QObject):
     job_failed = Signal(int, str)
     job_cancelled = Signal(int)
     save_failed = Signal(int, str)
+    working = Signal(int, int)
 
     NAMES = ("status", "device_ready", "model_loaded", "model_failed", "queue_changed", "job_started", "step",
-             "job_finished", "job_failed", "job_cancelled", "save_failed")
+             "job_finished", "job_failed", "job_cancelled", "save_failed", "working")
 
 
 class _Runner(_WorkerSignals):
@@ -88,7 +99,13 @@ class _Runner(_WorkerSignals):
         self._lock = threading.Lock()
         self._pending: deque[tuple[int, Queued]] = deque()
         self._ids = itertools.count(1)
-        self._current: TaskState | None = None
+        self._current: TaskState | None = None  # a preload's
+        self._changed = threading.Condition(self._lock)  # a job ended, or the worker is stopping
+        self._running: dict[int, TaskState] = {}  # the jobs running now, by id
+        self._order: deque[int] = deque()  # the jobs taken and not yet reported, oldest first
+        self._reports: dict[int, Callable[[], None]] = {}  # what an ended job says, until the earlier ones said theirs
+        self._reporting = threading.Lock()  # one thread reports at a time, so the order holds
+        self._threads: list[threading.Thread] = []  # the jobs' own threads (several at once)
         self._stopping = False
         self._backend: Backend | None = None  # made in the worker thread
         self._engine_stale = False
@@ -123,10 +140,12 @@ class _Runner(_WorkerSignals):
         return removed
 
     def cancel(self) -> None:
-        """Stop the running job within one step; the next pending job then starts."""
+        """Stop the running jobs within one step; the next pending job then starts."""
         with self._lock:
             if self._current is not None:
                 self._current.cancel()
+            for state in self._running.values():
+                state.cancel()
 
     def preload(self, model: str) -> None:
         """Start the engine and load `model` in the background; only the latest request counts."""
@@ -142,7 +161,7 @@ class _Runner(_WorkerSignals):
 
     def is_busy(self) -> bool:
         with self._lock:
-            return self._current is not None or bool(self._pending)
+            return self._current is not None or bool(self._order) or bool(self._pending)
 
     def set_gallery(self, store) -> None:
         with self._lock:
@@ -162,9 +181,21 @@ class _Runner(_WorkerSignals):
             self._pending.clear()
             if self._current is not None:
                 self._current.cancel()
+            for state in self._running.values():
+                state.cancel()
+            self._changed.notify_all()
             backend = self._backend
         if backend is not None:
             backend.cancel()  # thread-safe: a backend with work elsewhere (a server) stops it too
+
+    def join_jobs(self, timeout_s: float) -> bool:
+        """Wait for the jobs' own threads (after stop()); True when they all ended in time."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
 
     # -- the worker thread ------------------------------------------------------------
 
@@ -213,8 +244,12 @@ class _Runner(_WorkerSignals):
     def _run_pending(self) -> None:
         while True:
             with self._lock:
+                # A free slot (all of them busy: wait for one to end); a device or precision change waits for
+                # every running job to end before the backend is made again.
+                while self._pending and not self._stopping and \
+                        len(self._running) >= (1 if self._engine_stale else self._slots()):
+                    self._changed.wait()
                 if self._stopping or not self._pending:
-                    self._current = None
                     return
                 job_id, request = self._pending.popleft()
                 pending = list(self._pending)
@@ -223,23 +258,47 @@ class _Runner(_WorkerSignals):
                     on_step=lambda i, n, preview, job=job_id: self.step.emit(job, i, n, preview),
                     on_status=lambda text, said=said: (said.append(text), self.status.emit(text)),
                 )
-                self._current = state
+                self._running[job_id] = state
+                self._order.append(job_id)
                 settings = self._settings
             self.queue_changed.emit(pending)
-            self._run_one(job_id, request, state, settings, said)
-            with self._lock:
-                self._current = None
+            self._take(job_id, request, state, settings, said)
 
-    def _run_one(self, job_id: int, request: Queued, state: TaskState, settings: Settings, said: list[str]) -> None:
+    def _slots(self) -> int:
+        """How many jobs the backend runs at once (a server's replicas); 1 before it started. Under the lock."""
+        slots = getattr(self._backend, "slots", 1) if self._backend is not None else 1
+        return slots if isinstance(slots, int) and slots > 1 else 1
+
+    def _take(self, job_id: int, request: Queued, state: TaskState, settings: Settings, said: list[str]) -> None:
+        """Check the job, start the backend and say the job started (here, so in the queue's order); then run it
+        here, or on a thread of its own when the backend runs several at once."""
+        try:
+            if not isinstance(request, PreprocessJob):
+                request = request.validated() if isinstance(request, UpscaleRequest) else request.resolved()
+            backend = self._started(state)
+            backend.use_folders(list(settings.models_folders))  # ones added since it started count too
+            self.job_started.emit(job_id, request)
+        except Exception as error:  # noqa: BLE001 - the worker must survive anything and say what happened
+            self._ended(job_id, self._failure(job_id, request, error))
+            return
+        with self._lock:  # said under the lock, so the counts arrive in the order they changed
+            slots = self._slots()
+            self.working.emit(len(self._running), slots)
+            if slots > 1:
+                thread = threading.Thread(target=self._run_one, args=(job_id, request, backend, state, settings, said),
+                                          name=f"generation-job-{job_id}", daemon=True)
+                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        if slots > 1:
+            thread.start()
+        else:
+            self._run_one(job_id, request, backend, state, settings, said)
+
+    def _run_one(self, job_id: int, request: Queued, backend: Backend, state: TaskState, settings: Settings,
+                 said: list[str]) -> None:
         upscale = isinstance(request, UpscaleRequest)
         preprocess = isinstance(request, PreprocessJob)
         loaded: ModelDescriptor | None = None  # an upscale loads its upscaler inside run()
         try:
-            if not preprocess:
-                request = request.validated() if upscale else request.resolved()
-            backend = self._started(state)
-            backend.use_folders(list(settings.models_folders))  # ones added since it started count too
-            self.job_started.emit(job_id, request)
             started = time.perf_counter()
             if preprocess:
                 results = backend.run(request, state)
@@ -248,20 +307,49 @@ class _Runner(_WorkerSignals):
             else:
                 loaded = backend.load(request.model, state)
                 results = backend.run(GenerationJob(request, settings.preview_method, settings.preview_every), state)
-        except Cancelled:
-            self.job_cancelled.emit(job_id)
-            self.status.emit("Cancelled.")
-            return
         except Exception as error:  # noqa: BLE001 - the worker must survive anything and say what happened
-            if preprocess:
-                self.job_failed.emit(job_id, f"{describe_preprocess(request.type)} did not work: "
-                                             f"{_message(error, 'The preprocessor')}")
-                return
-            what = ("The restore" if request.restore else "The upscale") if upscale else "Generation"
-            self.job_failed.emit(job_id, _message(error, what))
+            self._ended(job_id, self._failure(job_id, request, error))
             return
-        if preprocess:  # a control picture for the canvas: nothing to save; said first, so what the canvas says
-            # of it (the layer it filled) comes last
+        self._ended(job_id, lambda: self._report(job_id, request, results, loaded, settings, said, started))
+
+    def _ended(self, job_id: int, report: Callable[[], None]) -> None:
+        """The job has run; `report` (saving and saying what it made, or why it did not) is called once every
+        earlier job's has been."""
+        with self._lock:
+            self._running.pop(job_id, None)
+            self._reports[job_id] = report
+            self._changed.notify_all()
+            self.working.emit(len(self._running), self._slots())
+        with self._reporting:
+            while True:
+                with self._lock:
+                    if not self._order or self._order[0] not in self._reports:
+                        return
+                    report = self._reports.pop(self._order[0])
+                try:
+                    report()
+                finally:  # whatever it raised, the later jobs still get their turn
+                    with self._lock:
+                        self._order.popleft()
+
+    def _failure(self, job_id: int, request: Queued, error: Exception) -> Callable[[], None]:
+        """What a job that did not finish says: that it was cancelled, or why it failed, in a sentence."""
+        if isinstance(error, Cancelled):
+            return lambda: (self.job_cancelled.emit(job_id), self.status.emit("Cancelled."))
+        if isinstance(request, PreprocessJob):
+            message = f"{describe_preprocess(request.type)} did not work: {_message(error, 'The preprocessor')}"
+        elif isinstance(request, UpscaleRequest):
+            message = _message(error, "The restore" if request.restore else "The upscale")
+        else:
+            message = _message(error)
+        return lambda: self.job_failed.emit(job_id, message)
+
+    def _report(self, job_id: int, request: Queued, results, loaded: ModelDescriptor | None, settings: Settings,
+                said: list[str], started: float) -> None:
+        """Save what a job made and say so."""
+        upscale = isinstance(request, UpscaleRequest)
+        if isinstance(request, PreprocessJob):  # a control picture for the canvas: nothing to save; said first, so
+            # what the canvas says of it (the layer it filled) comes last
             self.status.emit(f"{describe_preprocess(request.type)}: done in {time.perf_counter() - started:.1f} s.")
             self.job_finished.emit(job_id, [(r.image, r.seed, None) for r in results])
             return
@@ -360,7 +448,8 @@ class GenerationWorker(_WorkerSignals):
         return self._runner.remove(job_id)
 
     def cancel(self) -> None:
-        """Stop the running job within one step; the next pending job then starts."""
+        """Stop the running job (all of them, on a server's replicas) within one step; the next pending job then
+        starts."""
         self._runner.cancel()
 
     def preload(self, model: str) -> None:
@@ -384,4 +473,4 @@ class GenerationWorker(_WorkerSignals):
         """Cancel everything and stop the thread. Returns True when it stopped in time."""
         self._runner.stop()
         self._thread.quit()
-        return self._thread.wait(timeout_ms)
+        return self._thread.wait(timeout_ms) and self._runner.join_jobs(timeout_ms / 1000)
