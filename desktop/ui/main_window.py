@@ -41,7 +41,7 @@ from desktop.core.frame import frame_mode
 from desktop.core.gallery import export as exporting
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Bounds, Extent
-from desktop.core.jobs import JobController
+from desktop.core.jobs import JobController, JobState
 from desktop.core.model_choice import after_scan
 from desktop.core.postprocess import (PostprocessFiles, UpscaleRequest, match_upscaler, own_folder,
                                       scan_postprocess_files)
@@ -68,7 +68,7 @@ from .settings_dialog import SettingsDialog
 from .theme import apply_theme
 from .upscaling import Upscaling
 from .welcome import WelcomeDialog
-from .window_parts import Banner, StatusBar
+from .window_parts import Banner, ReplicaLabel, StatusBar
 from .worker import GenerationWorker
 
 DEMO_LABEL = "Demo model (random weights)"
@@ -250,6 +250,8 @@ class MainWindow(QMainWindow):
         self.progress.setFormat("Idle")
         self.progress.setValue(0)
         self.device_label = QLabel("Engine: starting after the window")
+        self.replicas_label = ReplicaLabel()  # "2 of 3 replicas working", while a server's replicas run jobs
+        self.statusBar().addPermanentWidget(self.replicas_label)
         self.statusBar().addPermanentWidget(self.device_label)
         self.statusBar().addPermanentWidget(self.progress)
         self._build_menus()
@@ -379,6 +381,7 @@ class MainWindow(QMainWindow):
         w.job_failed.connect(self._job_failed)
         w.job_cancelled.connect(self._job_cancelled)
         w.save_failed.connect(lambda job_id, message: self.show_error(message))
+        w.working.connect(self.replicas_label.show_working)
 
     # -- the document ----------------------------------------------------------------------
 
@@ -747,15 +750,25 @@ class MainWindow(QMainWindow):
             self.progress.setFormat(f"{describe_preprocess(request.type)}...")
             return
         self.jobs.started(job_id, request)
+        if not self._on_the_bar(job_id):
+            return
         self.progress.setRange(0, 1 if isinstance(request, UpscaleRequest) else request.sampling.steps)
         self.progress.setValue(0)
         self.progress.setFormat("Starting...")
 
+    def _on_the_bar(self, job_id: int) -> bool:
+        """Whether the progress bar shows this job: with several running at once (a server's replicas), the
+        oldest."""
+        running = [job for job, each in self.jobs.jobs.items() if each.state is JobState.RUNNING]
+        return not running or job_id == min(running)
+
     @Slot(int, int, int, object)
     def _step(self, job_id: int, index: int, total: int, preview) -> None:
-        self.progress.setRange(0, total)
-        self.progress.setValue(index)
-        self.progress.setFormat(self.jobs.step(job_id, index, total))
+        text = self.jobs.step(job_id, index, total)
+        if self._on_the_bar(job_id):
+            self.progress.setRange(0, total)
+            self.progress.setValue(index)
+            self.progress.setFormat(text)
         if preview is not None:
             self.generation.preview(job_id, preview)
 
@@ -808,7 +821,8 @@ class MainWindow(QMainWindow):
         self._job_done("Cancelled")
 
     def _job_done(self, text: str) -> None:
-        self.cancel_button.setEnabled(bool(self.worker.pending()))
+        running = any(job.state is JobState.RUNNING for job in self.jobs.jobs.values())  # a server's other replicas
+        self.cancel_button.setEnabled(bool(self.worker.pending()) or running)
         self.progress.setFormat(text)
 
     def canvas_size(self) -> None:

@@ -75,3 +75,18 @@ class StatusBar(QStatusBar):
         painter.drawText(self.message_rect(), Qt.AlignmentFlag.AlignLeading | Qt.AlignmentFlag.AlignVCenter
                          | Qt.TextFlag.TextSingleLine, self.shown_message())
         painter.end()
+
+
+class ReplicaLabel(QLabel):
+    """ "2 of 3 replicas working": beside the Device label while a server with several replicas runs jobs;
+    hidden otherwise (this computer, a server with one replica, nothing running)."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setToolTip("How many of the server's replicas (one per GPU) are running a job of yours now")
+        self.setContentsMargins(0, 0, 8, 0)  # apart from the Device label
+        self.hide()
+
+    def show_working(self, working: int, slots: int) -> None:
+        self.setText(f"{working} of {slots} replicas working")
+        self.setVisible(slots > 1 and working > 0)

@@ -1,0 +1,72 @@
+"""The window on a backend with several replicas (a server's `slots`): the status bar says how many work, a batch
+count's pictures arrive in seed order, and Cancel stays on while any replica still works."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+from tests.support.requests import make_request
+
+TIMEOUT = 20_000
+
+
+def small(window, **fields):
+    base = {"prompt": "a quay", "steps": 20, "width": 64, "height": 64, "seed": 7, "sampler": "Euler a",
+            "schedule": "Automatic"}
+    window.panel.set_request(make_request(**{**base, **fields}))
+
+
+def test_the_status_bar_says_how_many_replicas_work_and_a_batch_arrives_in_seed_order(make_window, fake_backend,
+                                                                                       qtbot):
+    fake_backend.slots = 2
+    fake_backend.step_delay = 0.03
+    window = make_window()
+    label = window.replicas_label
+    assert label.isHidden(), "nothing runs yet"
+    small(window)
+    window.panel.batch_count.setValue(3)
+    shown = []
+    window.results_shown.connect(lambda saved: shown.append([seed for _, seed, _ in saved]))
+    window.generate()
+    qtbot.waitUntil(lambda: label.isVisible(), timeout=TIMEOUT)
+    assert label.text() == "2 of 2 replicas working"
+    assert label.geometry().right() < window.device_label.geometry().left(), "beside the Device label"
+    qtbot.waitUntil(lambda: len(shown) == 3, timeout=TIMEOUT)
+    assert shown == [[7], [8], [9]]
+    qtbot.waitUntil(lambda: label.isHidden(), timeout=TIMEOUT)
+
+
+def test_one_replica_shows_no_count(make_window, fake_backend, qtbot):
+    fake_backend.step_delay = 0.02
+    window = make_window()
+    small(window, steps=6)
+    window.panel.batch_count.setValue(2)
+    visible = []
+    window.worker.step.connect(lambda *_: visible.append(window.replicas_label.isVisible()))
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    qtbot.waitUntil(lambda: not window.worker.is_busy(), timeout=TIMEOUT)
+    assert visible and not any(visible) and window.replicas_label.isHidden()
+
+
+def test_cancel_stays_on_while_another_replica_works_and_the_bar_follows_the_oldest_job(make_window, fake_backend,
+                                                                                       qtbot):
+    fake_backend.slots = 2
+    fake_backend.step_delay = 0.03
+    window = make_window()
+    formats = []
+    window.worker.step.connect(lambda job, i, n, preview: formats.append(window.progress.format()))
+    small(window, steps=4)
+    first, = window.generate()
+    small(window, steps=100, seed=50)
+    second, = window.generate()
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        pass
+    assert window.cancel_button.isEnabled(), "the second job still runs"
+    qtbot.wait(200)
+    assert "/100" in window.progress.format(), "the bar now follows the second job"
+    assert all("/100" not in text for text in formats[:3]), "while the first ran, the bar was its"
+    with qtbot.waitSignal(window.worker.job_cancelled, timeout=TIMEOUT) as cancelled:
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert cancelled.args == [second]
+    qtbot.waitUntil(lambda: not window.cancel_button.isEnabled(), timeout=TIMEOUT)
