@@ -512,13 +512,17 @@ class SettingsDialog(QDialog):
 
         self._connection_check += 1
         number, url, token = self._connection_check, self.server_url.text().strip(), self.server_token.text()
-        self.test_button.setEnabled(False)
+        had_focus = self.test_button.hasFocus()
+        self.test_button.setEnabled(False)  # Qt moves the focus on, to the token field
+        moved_to = self.focusWidget()
         self._say_connection(f"Asking the server at {url}...", problem=False)
 
         def answered(text: object, problem: bool) -> None:
             if number != self._connection_check:
                 return  # the address or token changed meanwhile
             self.test_button.setEnabled(self._on_server())
+            if had_focus and self.focusWidget() is moved_to:
+                self.test_button.setFocus()  # back where the person left it
             self._say_connection(str(text), problem=problem)
 
         self._background.run(lambda: check(url, token), lambda text: answered(text, False),

@@ -118,6 +118,17 @@ def test_the_connection_test_says_replicas_and_models_without_blocking(open_dial
         assert dialog.connection_message.isVisible() and dialog.test_button.isEnabled()
 
 
+def test_the_focus_stays_on_test_connection(open_dialog, qtbot):
+    with server() as url:
+        dialog = open_dialog(Settings(server_url=url))
+        dialog.activateWindow()
+        qtbot.waitUntil(dialog.isActiveWindow, timeout=5000)
+        dialog.test_button.setFocus()
+        qtbot.keyClick(dialog.test_button, Qt.Key.Key_Space)  # as a keyboard user presses it
+        qtbot.waitUntil(lambda: dialog.connection_message.text().startswith("Connected"), timeout=10_000)
+        assert dialog.test_button.hasFocus(), "the answer left the focus in the token field"
+
+
 def test_a_wrong_token_is_said(open_dialog, qtbot):
     with server(token="right") as url:
         dialog = open_dialog(Settings(server_url=url, server_token="wrong"))
