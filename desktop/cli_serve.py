@@ -55,7 +55,7 @@ def _replicas(text: str) -> int:
     except ValueError:
         count = 0
     if not 1 <= count <= 256:
-        raise argparse.ArgumentTypeError(f"--replicas must be a whole number from 1 to 256, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 256, got {text!r}")
     return count
 
 
