@@ -13,7 +13,6 @@ running deploy it with `serve deploy resources/serving/serve_config.yaml`, which
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -39,10 +38,9 @@ class SfumatoEngine:
     def __serve_build_asgi_app__(self):
         from desktop.server.app import create_app
 
-        context = serve.get_replica_context()
-        replica = f"{socket.gethostname()}:{context.replica_id.unique_id}"
-        self._count = max(1, context.world_size)
-        return create_app(self._make_backend, token=self._token, replica=replica, replicas=self._running)
+        self._count = max(1, serve.get_replica_context().world_size)
+        # named host:pid, as a lone server is: the process to look for in the machine's logs and process list
+        return create_app(self._make_backend, token=self._token, replicas=self._running)
 
     def _make_backend(self):
         from desktop.engine.local import LocalBackend

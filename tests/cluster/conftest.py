@@ -26,12 +26,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
+
+from desktop.core.progress import TaskState
 
 MARKER = "SFUMATO_TEST_CLUSTER"
 TOKEN = "cluster-test-token"
@@ -172,3 +173,24 @@ def cluster(tmp_path_factory):
         stop_marked(marker)
         timer.cancel()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local(tmp_path_factory):
+    """The same engine on this process: cpu, fp32, its own demo model (the same random weights, built here), on
+    one thread as a replica that holds one CPU (Ray gives it one; on the CPU the sums, and so the last bits of a
+    picture, depend on how many threads share them)."""
+    import torch
+
+    from desktop.engine.local import LocalBackend
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SFUMATO_HOME", str(tmp_path_factory.mktemp("local-home")))
+        backend = LocalBackend("cpu", "fp32")
+        backend.start(TaskState())
+        loaded = backend.load("demo", TaskState())
+    yield backend, loaded
+    backend.close()
+    torch.set_num_threads(threads)
