@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from desktop.core import addons, controlnets, model_sources, modelfiles, paths, postprocess
+from desktop.core import addons, controlnets, model_sources, modelfiles, paths, postprocess, references
 from desktop.core.backend import GENERATION, PREPROCESS, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.postprocess import UPSCALE
 from desktop.core.errors import SfumatoError
@@ -110,7 +110,8 @@ class LocalBackend:
     def models(self) -> list[ModelDescriptor]:
         """The usable models in the model folders, then the demo model; then the upscalers and restorers (kind
         UPSCALE; family "upscaler", "restorer" for a model of scale 1, or "face restorer") of the upscaler folders
-        and the demo upscaler and restorer; then the ControlNets (kind and family "controlnet") and the demo one."""
+        and the demo upscaler and restorer; then the ControlNets (kind and family "controlnet") and the demo one; then
+        the IP-Adapter files (kind and family "ipadapter"; the demo one is built in), so a server can name them."""
         found = [ModelDescriptor(str(entry.path), entry.info.family.value, entry.name)
                  for entry in model_sources.list_models(self._folders) if entry.usable]
         from .upscale import kind_of  # restorer (scale 1), upscaler or face restorer, from spandrel's reading
@@ -121,10 +122,14 @@ class LocalBackend:
         control = frozenset({"controlnet"})  # ControlNets (desktop/core/controlnets.py), for control layers
         controls = [ModelDescriptor(str(path), "controlnet", name, kinds=control)
                     for name, path in controlnets.list_controlnets(self._folders).items()]
+        adapter = frozenset({"ipadapter"})
+        adapters = [ModelDescriptor(str(path), "ipadapter", name, kinds=adapter)
+                    for name, path in references.list_adapters(self._folders).items()]
         return [*found, ModelDescriptor(DEMO, "sd1", DEMO_NAME), *upscalers,
                 ModelDescriptor(DEMO, "upscaler", postprocess.DEMO_UPSCALER_NAME, kinds=upscale),
                 ModelDescriptor(postprocess.DEMO_RESTORER, "restorer", postprocess.DEMO_RESTORER_NAME, kinds=upscale),
-                *controls, ModelDescriptor(DEMO, "controlnet", "Demo ControlNet (random weights)", kinds=control)]
+                *controls, ModelDescriptor(DEMO, "controlnet", "Demo ControlNet (random weights)", kinds=control),
+                *adapters]
 
     def use_folders(self, folders: Iterable[str | Path]) -> None:
         self._folders = list(folders)

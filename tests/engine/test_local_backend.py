@@ -93,3 +93,19 @@ def test_a_full_disk_while_building_the_demo_model_is_a_sentence(monkeypatch):
         LocalBackend("cpu").load("demo", TaskState())
     assert str(raised.value) == (f"Could not build the demo model in {paths.demo_model_dir()}: the disk is full; "
                                  f"free some space there, or point {paths.HOME_ENV} at a folder on another disk.")
+
+
+def test_models_lists_the_ip_adapter_files_so_a_server_can_name_them(tmp_path):
+    from desktop.core import references
+    from desktop.server.catalogue import Catalogue
+    from desktop.core import remote_protocol as protocol
+
+    references.own_folder().mkdir(parents=True, exist_ok=True)
+    adapter = references.own_folder() / "ip-adapter_sd15.safetensors"
+    adapter.write_bytes(b"x")  # listed by its name; read only when used
+    catalogue = LocalBackend("cpu", models_folders=[tmp_path]).models()
+    assert [(m.ref, m.name, m.family) for m in catalogue if "ipadapter" in m.kinds] == [
+        (str(adapter), "ip-adapter_sd15", "ipadapter")]
+    served = Catalogue()
+    served.update(catalogue)
+    assert served.resolve("ip-adapter_sd15", protocol.ADAPTER) == str(adapter)
