@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import autosave, model_sources, paths
+from desktop.core import autosave, model_lists, model_sources, paths
 from desktop.core import settings as settings_store
 from desktop.core.backend import GENERATION, Backend, BackendFactory, PreprocessJob
 from desktop.core.document import CanvasDocument
@@ -43,8 +43,8 @@ from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Bounds, Extent
 from desktop.core.jobs import JobController, JobState
 from desktop.core.model_choice import after_scan
-from desktop.core.postprocess import (PostprocessFiles, UpscaleRequest, match_upscaler, own_folder,
-                                      scan_postprocess_files)
+from desktop.core.model_lists import ModelLists
+from desktop.core.postprocess import UpscaleRequest, match_upscaler, own_folder, scan_postprocess_files
 from desktop.core.preprocessors import describe as describe_preprocess
 from desktop.core.request import HIRES_UPSCALERS, GenerationRequest
 from desktop.core.settings import Settings
@@ -76,6 +76,11 @@ DEMO_NOTICE = (
     "You are using the built-in demo model. Its weights are random, so it paints noise, not pictures. "
     "To make real images, put a Stable Diffusion .safetensors file in the models folder "
     "(Models > Open models folder), or add or download one in Models > Manage models (Ctrl+M)."
+)
+SERVER_DEMO_NOTICE = (
+    "You are using the demo model of the Sfumato server at {server}. Its weights are random, so it paints noise, "
+    "not pictures. To make real images, put a Stable Diffusion .safetensors file in that server's models folder "
+    "(on the server's computer), then press F5 here to list it."
 )
 
 
@@ -114,7 +119,7 @@ def read_upscaler(path: Path) -> tuple[str, str, str]:
 class MainWindow(QMainWindow):
     """Signals:
     results_shown(list): [(image, seed, path)] of a finished job, once staged on the canvas.
-    models_scanned(list, object, str): internal; [(ref, label, family)] and the PostprocessFiles found by the
+    models_scanned(list, object, str): internal; [(ref, label, family)] and the ModelLists found by the
         background scan, and the server's address the models were listed by ("" for this computer's folders).
     models_scan_failed(str, str): internal; the server's address and why it could not list its models.
     crash_reported(object, str): internal; an unhandled error was written to this report (desktop/diagnostics.py).
@@ -147,7 +152,6 @@ class MainWindow(QMainWindow):
         known = [] if settings.model == "demo" else [(settings.model, Path(settings.model).stem, "sd1")]
         self.panel.set_models([*known, ("demo", DEMO_LABEL, "sd1")], settings.model)
         self.files.set_document(CanvasDocument.new(Extent(self.panel.settings.width, self.panel.settings.height)))
-        self.postprocess_files = PostprocessFiles()  # the upscaler folders' files, as the last model scan found
         self._scan_models()
         self.background = Background(self)
         self.layers.controls.run_in_background = self.background.run  # the model box's folder scans
@@ -155,6 +159,9 @@ class MainWindow(QMainWindow):
         self._preprocessing: dict[int, tuple[Callable, Callable]] = {}  # job id -> (done, failed) of preprocess()
         self.layers.controls.models_folders = lambda: self.settings.models_folders
         self.layers.controls.failed.connect(self.show_error)
+        # The add-on lists (upscalers, restorers, ControlNets...): this computer's files or the server's models, as
+        # the last model scan found them (self.model_lists)
+        self._use_model_lists(model_lists.nothing_yet(settings.server_url), hires=False)
         self.gallery_store: GalleryStore | None = None
         self._open_gallery()
         if settings.notice:
@@ -476,7 +483,7 @@ class MainWindow(QMainWindow):
             self.gallery.list.setFocus()
 
     def _use_parameters(self, request: GenerationRequest) -> None:
-        hires, files = request.hires, self.postprocess_files.enlargers  # the last model scan's: nothing read here
+        hires, files = request.hires, self.model_lists.upscalers  # the last model scan's: nothing read here
         missing = ""
         if hires.enabled and hires.upscaler not in HIRES_UPSCALERS:
             found = match_upscaler(hires.upscaler, files)
@@ -487,7 +494,10 @@ class MainWindow(QMainWindow):
         self.panel.set_request(request)
         self.panel.set_hires_upscalers(list(files))  # lists a missing upscaler's name, chosen, beside the files
         self.statusBar().showMessage("The picture's parameters are in the panel.", 5_000)
-        if missing:
+        if missing and self.model_lists.server:
+            self.show_error(f"Missing hires upscaler: {missing} — the server at {self.model_lists.server} has none "
+                            "of that name; put its file in the server's upscaler folder, then press F5 here.")
+        elif missing:
             self.show_error(f"Missing hires upscaler: {missing} — put its file in {own_folder()} (or an ESRGAN or "
                             "upscale_models folder) and Sfumato will find it.")
 
@@ -567,12 +577,13 @@ class MainWindow(QMainWindow):
         server = settings.server_url
 
         def scan() -> None:  # header reads only, but never on the GUI thread
-            files = scan_postprocess_files(folders)
             try:
-                if server:
-                    found = [(m.ref, m.name, m.family) for m in remote_backend(settings).models()
-                             if GENERATION in m.kinds]
+                if server:  # one answer for the model picker and the add-on lists (the server's names)
+                    models = remote_backend(settings).models()
+                    found = [(m.ref, m.name, m.family) for m in models if GENERATION in m.kinds]
+                    lists = model_lists.from_server(models, server)
                 else:
+                    lists = model_lists.from_files(scan_postprocess_files(folders))
                     found = [(str(e.path), e.name, e.info.family.value)
                              for e in model_sources.list_models(folders) if e.usable]
             except Exception as error:  # noqa: BLE001 - a server's failure is a sentence (RemoteBackend's)
@@ -584,14 +595,14 @@ class MainWindow(QMainWindow):
                     pass
                 return
             try:
-                self.models_scanned.emit(found, files, server)
+                self.models_scanned.emit(found, lists, server)
             except RuntimeError:  # the window was closed while the scan ran
                 pass
 
         threading.Thread(target=scan, name="model-scan", daemon=True).start()
 
     @Slot(list, object, str)
-    def _models_found(self, found: list, files: PostprocessFiles, server: str) -> None:
+    def _models_found(self, found: list, lists: ModelLists, server: str) -> None:
         if server != self.settings.server_url:
             return  # listed for the backend the settings named before
         wanted = self._select_after_scan or self.panel.model_ref()
@@ -603,11 +614,17 @@ class MainWindow(QMainWindow):
         self._first_scan = False
         listed = found if server else [*found, ("demo", DEMO_LABEL, "sd1")]  # a server lists its own demo
         self.panel.set_models(listed or [("demo", DEMO_LABEL, "sd1")], current)
-        self.postprocess_files = files
-        self.panel.set_hires_upscalers(list(files.enlargers))
+        self._use_model_lists(lists)
         self._update_demo_banner()
         if self.panel.model_ref() != self.worker_model:
             self._model_changed(self.panel.model_ref())
+
+    def _use_model_lists(self, lists: ModelLists, hires: bool = True) -> None:
+        """The add-on lists the dialogs, the hires fix and the control layers offer from now on."""
+        self.model_lists = lists
+        if hires:
+            self.panel.set_hires_upscalers(list(lists.upscalers))
+        self.layers.controls.use_models(lists.controlnets, lists.adapters)
 
     @Slot(str, str)
     def _models_not_listed(self, server: str, message: str) -> None:
@@ -671,6 +688,8 @@ class MainWindow(QMainWindow):
             self._scan_models()
 
     def _update_demo_banner(self) -> None:
+        server = self.settings.server_url
+        self.demo_banner.setText(SERVER_DEMO_NOTICE.format(server=server) if server else DEMO_NOTICE)
         self.demo_banner.setVisible(self.panel.model_ref() == "demo")
 
     @Slot(str)
@@ -853,6 +872,7 @@ class MainWindow(QMainWindow):
         if server_changed:  # the worker starts over on the new backend; its models replace the list
             self._first_scan, self.worker_model = True, None
             self.device_label.setText("Engine: starting...")
+            self._use_model_lists(model_lists.nothing_yet(new.server_url))  # none of the old backend's offered
         if new.models_folders != old.models_folders or server_changed:
             self._scan_models()
         if new.output_path() != old.output_path():

@@ -31,15 +31,16 @@ class Upscaling:
         self.window = window  # the MainWindow: its settings, document, worker, jobs, gallery and messages
 
     def upscalers(self) -> list[tuple[str, str]]:
-        """(ref, name) of the upscaler files, as the engine's models() lists them with kind "upscale", then the demo."""
-        files = self.window.postprocess_files.enlargers  # from the last model scan: no file is read here
-        return [*((str(path), name) for name, path in files.items()), (DEMO_UPSCALER, DEMO_UPSCALER_NAME),
+        """(ref, name) of the upscalers, as the engine's models() lists them with kind "upscale" (this computer's
+        files, or the server's by its names: window.model_lists), then the demo and the pixel resizers."""
+        listed = self.window.model_lists.upscalers  # from the last model scan: no file is read here
+        return [*((ref, name) for name, ref in listed.items()), (DEMO_UPSCALER, DEMO_UPSCALER_NAME),
                 *((name, f"{name} (no model)") for name in PIXEL_UPSCALERS)]
 
     def restorers(self) -> list[tuple[str, str]]:
-        """(ref, name) of the restorer files the last model scan found, then the demo restorer."""
-        files = self.window.postprocess_files.restorers  # no file is read here
-        return [*((str(path), name) for name, path in files.items()), (DEMO_RESTORER, DEMO_RESTORER_NAME)]
+        """(ref, name) of the restorers the last model scan found, then the demo restorer."""
+        listed = self.window.model_lists.restorers  # no file is read here
+        return [*((ref, name) for name, ref in listed.items()), (DEMO_RESTORER, DEMO_RESTORER_NAME)]
 
     def ask(self, source: Extent, pictures: int = 0) -> UpscaleRequest | None:
         """What the person chose, as a request of a placeholder picture of `source`'s size; None when cancelled."""
@@ -159,8 +160,8 @@ class Upscaling:
         settings of "Fix faces" or None, the frame's area when chosen over the whole picture or None); None when
         cancelled. `mask`: the canvas's, for "Only the masked faces"; `frame_area`: offer the frame's area."""
         w = self.window
-        faces = [(str(path), name) for name, path in w.postprocess_files.faces.items()]
-        dialog = RestoreDialog(source, self.restorers(), w, has_files=bool(w.postprocess_files.restorers),
+        faces = [(ref, name) for name, ref in w.model_lists.faces.items()]
+        dialog = RestoreDialog(source, self.restorers(), w, has_files=bool(w.model_lists.restorers),
                                face_restorers=faces, detail=_detail_settings(w.panel.request()),
                                has_mask=mask is not None and bool(mask.any()), pictures=pictures,
                                frame_area=frame_area)

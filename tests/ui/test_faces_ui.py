@@ -111,7 +111,7 @@ def test_face_restorer_files_of_the_model_scan_are_offered(make_window, qtbot, f
 
     tiny_upscaler.build_face_restorer(paths.models_dir() / "restorers" / "RestoreFormer-tiny.safetensors")
     window = make_window()
-    qtbot.waitUntil(lambda: bool(window.postprocess_files.faces), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(window.model_lists.faces), timeout=10_000)
     open_photo(window, photo(64, 48))
     seen = {}
 

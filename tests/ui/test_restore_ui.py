@@ -80,7 +80,7 @@ def test_a_restorer_file_is_offered_first(make_window, qtbot, fake_backend):
     tiny_upscaler.build_restorer(paths.models_dir() / "restorers" / "1x-SCUNet.safetensors")
     tiny_upscaler.build(paths.models_dir() / "upscalers" / "4x-Tiny.safetensors")
     window = make_window()
-    qtbot.waitUntil(lambda: bool(window.postprocess_files.restorers), timeout=10_000)  # the model scan found them
+    qtbot.waitUntil(lambda: bool(window.model_lists.restorers), timeout=10_000)  # the model scan found them
     open_photo(window, photo(64, 48))
     with qtbot.waitSignal(window.results_shown, timeout=10_000):
         seen = ask_restore(window, qtbot)

@@ -71,7 +71,8 @@ class ControlSettings(QWidget):
     `preprocess(type, image, done, failed)` queues the preprocessor of `type` on `image` (HxWx3 uint8) on the
     window's worker and later calls `done(control picture)` or `failed(sentence)` ("" when cancelled);
     `run_in_background(work, done, failed)` runs the model box's folder scans off the GUI thread (the window's
-    Background.run); `models_folders()` says where to look for ControlNets and IP-Adapters.
+    Background.run); `models_folders()` says where to look for ControlNets and IP-Adapters on this computer;
+    `use_models` gives a server's instead.
     """
 
     message = Signal(str)
@@ -86,6 +87,7 @@ class ControlSettings(QWidget):
         self.models_folders: Callable[[], list[str]] = list
         self._models: dict[str, list[str]] | None = None  # "control" / "reference" -> file names found (None: not
         # looked for yet)
+        self._server_models = False  # _models are a server's (use_models), not this computer's folders'
         self._busy: set[int] = set()  # ids of layers a preprocessor is filling
 
         self.kind = QComboBox()
@@ -168,8 +170,11 @@ class ControlSettings(QWidget):
             widget.blockSignals(False)
         reference = spec.is_reference
         self.model_label.setText("Adapter" if reference else "Model")
-        self.model.setToolTip("The IP-Adapter file (or demo)" if reference else
-                              "The ControlNet: a file in the ControlNet folders, a path, or demo")
+        if self._server_models:
+            self.model.setToolTip(f"The {'IP-Adapter' if reference else 'ControlNet'}: one of the server's, or demo")
+        else:
+            self.model.setToolTip("The IP-Adapter file (or demo)" if reference else
+                                  "The ControlNet: a file in the ControlNet folders, a path, or demo")
         for widget in (self.start, self.end, self.steps_label):
             widget.setVisible(not reference)
         busy = layer.id in self._busy
@@ -186,6 +191,25 @@ class ControlSettings(QWidget):
         self.model.addItems(names)
         self.model.setCurrentIndex(names.index(spec.model))
 
+    def use_models(self, controlnets: tuple[str, ...] | None, adapters: tuple[str, ...] | None) -> None:
+        """List a server's ControlNets and IP-Adapters (by the names it lists them under) instead of this computer's
+        folders'; None, None: this computer's again, looked for when a control layer is next shown."""
+        if controlnets is None and adapters is None:
+            if self._server_models:
+                self._models, self._server_models = None, False
+                if self.layer is not None:
+                    self._look_for_models()
+            return
+        self._models = {"control": list(controlnets or ()), "reference": list(adapters or ())}
+        self._server_models = True
+        self._refill()
+
+    def _refill(self) -> None:
+        if self.layer is not None and self.layer.control is not None:
+            self.model.blockSignals(True)
+            self._fill_models(self.layer.control)
+            self.model.blockSignals(False)
+
     def _look_for_models(self) -> None:
         """List the ControlNets and IP-Adapters of the model folders, off the GUI thread (folder scans)."""
         self._models = {}
@@ -195,11 +219,10 @@ class ControlSettings(QWidget):
             return {"control": _controlnet_names(folders), "reference": _adapter_names(folders)}
 
         def found(models: dict[str, list[str]]) -> None:
+            if self._server_models:
+                return  # a server was chosen while the folders were read
             self._models = models
-            if self.layer is not None and self.layer.control is not None:
-                self.model.blockSignals(True)
-                self._fill_models(self.layer.control)
-                self.model.blockSignals(False)
+            self._refill()
 
         if self.run_in_background is not None:
             self.run_in_background(scan, found, lambda _error: None)
