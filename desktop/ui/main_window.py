@@ -42,6 +42,7 @@ from desktop.core.gallery import export as exporting
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Bounds, Extent
 from desktop.core.jobs import JobController, JobState
+from desktop.core.runs import Run
 from desktop.core.model_choice import after_scan
 from desktop.core.model_lists import ModelLists
 from desktop.core.postprocess import UpscaleRequest, match_upscaler, own_folder, scan_postprocess_files
@@ -718,6 +719,15 @@ class MainWindow(QMainWindow):
             jobs.append(job_id)
         return jobs
 
+    def submit_run(self, run: Run) -> int:
+        """Queue a Run (an X/Y/Z plot, a folder batch: desktop/core/runs.py) behind what is queued; its pictures go
+        to the gallery, not onto the canvas. Returns the job id."""
+        self.error_banner.hide()
+        job_id = self.worker.submit(run)
+        self.jobs.submitted(job_id, run, None)
+        self.cancel_button.setEnabled(True)
+        return job_id
+
     @Slot()
     def cancel(self) -> None:
         self.worker.cancel()
@@ -771,7 +781,10 @@ class MainWindow(QMainWindow):
         self.jobs.started(job_id, request)
         if not self._on_the_bar(job_id):
             return
-        self.progress.setRange(0, 1 if isinstance(request, UpscaleRequest) else request.sampling.steps)
+        if isinstance(request, Run):
+            self.progress.setRange(0, max(1, request.total_steps()))
+        else:
+            self.progress.setRange(0, 1 if isinstance(request, UpscaleRequest) else request.sampling.steps)
         self.progress.setValue(0)
         self.progress.setFormat("Starting...")
 

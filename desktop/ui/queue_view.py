@@ -26,9 +26,12 @@ from desktop.core.backend import PreprocessJob
 from desktop.core.postprocess import UpscaleRequest, describe as describe_upscale
 from desktop.core.preprocessors import describe as describe_preprocess
 from desktop.core.request import GenerationRequest
+from desktop.core.runs import Run
 
 
 def describe(request: GenerationRequest | UpscaleRequest | PreprocessJob) -> str:
+    if isinstance(request, Run):  # an X/Y/Z plot, a folder batch
+        return request.describe()
     if isinstance(request, PreprocessJob):  # a control layer's "From picture"
         height, width = request.image.shape[:2]
         return f"{describe_preprocess(request.type)}  ·  {width}x{height}"

@@ -18,7 +18,9 @@ Cancel stops every running job; the queued ones stay, as with one at a time.
 A job is a GenerationRequest, an UpscaleRequest or a PreprocessJob (a control
 layer's "From picture"): the last waits its turn in the same queue, but its
 control picture is not a result to keep, so it is neither saved nor added to
-the gallery; it arrives through job_finished with no path.
+the gallery; it arrives through job_finished with no path. A Run (desktop/core/runs.py: an X/Y/Z plot, a folder
+batch) runs its parts itself on the backend, saving through what the worker lends it, and its job_finished holds
+what it returns to show.
 
 Signals:
     status(str): what the engine is doing ("Loading model...", "Ready: ...").
@@ -59,9 +61,10 @@ from desktop.core.postprocess import UpscaleRequest, result_path
 from desktop.core.preprocessors import describe as describe_preprocess
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest
+from desktop.core.runs import Run, RunContext, SaveFailed
 from desktop.core.settings import Settings
 
-Queued = GenerationRequest | UpscaleRequest | PreprocessJob  # what submit() takes
+Queued = GenerationRequest | UpscaleRequest | PreprocessJob | Run  # what submit() takes
 
 
 class _WorkerSignals(QObject):
@@ -273,7 +276,7 @@ class _Runner(_WorkerSignals):
         """Check the job, start the backend and say the job started (here, so in the queue's order); then run it
         here, or on a thread of its own when the backend runs several at once."""
         try:
-            if not isinstance(request, PreprocessJob):
+            if not isinstance(request, (PreprocessJob, Run)):  # a Run checks its own parts as it runs them
                 request = request.validated() if isinstance(request, UpscaleRequest) else request.resolved()
             backend = self._started(state)
             backend.use_folders(list(settings.models_folders))  # ones added since it started count too
@@ -300,6 +303,10 @@ class _Runner(_WorkerSignals):
         loaded: ModelDescriptor | None = None  # an upscale loads its upscaler inside run()
         try:
             started = time.perf_counter()
+            if isinstance(request, Run):
+                outcome = request.run(backend, state, self._lend(settings, state))
+                self._ended(job_id, lambda: self._report_run(job_id, outcome))
+                return
             if preprocess:
                 results = backend.run(request, state)
             elif upscale:
@@ -340,6 +347,8 @@ class _Runner(_WorkerSignals):
             message = f"{describe_preprocess(request.type)} did not work: {_message(error, 'The preprocessor')}"
         elif isinstance(request, UpscaleRequest):
             message = _message(error, "The restore" if request.restore else "The upscale")
+        elif isinstance(request, Run):
+            message = _message(error, request.describe())
         else:
             message = _message(error)
         return lambda: self.job_failed.emit(job_id, message)
@@ -369,13 +378,45 @@ class _Runner(_WorkerSignals):
                 done = " ".join([f"{done}.", *notes])
             self.status.emit(done)
 
+    def _lend(self, settings: Settings, state: TaskState) -> RunContext:
+        """What a Run saves its pictures with: a lone job's way, and the output folder's gallery for the others."""
+
+        def save(results, loaded):
+            saved, problem = self._save(results, loaded, settings)
+            if problem:
+                raise SaveFailed(problem)
+            return saved
+
+        def add_picture(name: str, image, parameters: str, extra: dict[str, str]) -> Path:
+            gallery = self._gallery_for(settings)
+            try:
+                path = save_png(settings.output_path() / name, image, {"parameters": parameters, **extra})
+            except OSError as error:
+                raise SaveFailed(_unsaved(settings, error)) from None
+            if gallery is not None:
+                try:
+                    gallery.index_files([path])
+                except Exception:  # noqa: BLE001 - it is saved; the gallery finds it when it next reads the folder
+                    pass
+            return path
+
+        return RunContext(settings, save, add_picture, state.status)
+
+    def _report_run(self, job_id: int, outcome) -> None:
+        self.job_finished.emit(job_id, list(outcome.shown))
+        if outcome.summary:
+            self.status.emit(outcome.summary)
+
+    def _gallery_for(self, settings: Settings):
+        """The gallery of the output folder, or None (none yet, or the folder changed since it opened)."""
+        with self._lock:
+            gallery = self._gallery
+        return gallery if gallery is not None and gallery.folder == settings.output_path() else None
+
     def _save(self, results, loaded: ModelDescriptor | None, settings: Settings) -> tuple[list, str]:
         """Write each result; a failure is reported, never a reason to drop the pictures."""
         saved, problem = [], ""
-        with self._lock:
-            gallery = self._gallery
-        if gallery is not None and gallery.folder != settings.output_path():
-            gallery = None  # the output folder changed: its gallery opens later and finds these files
+        gallery = self._gallery_for(settings)  # after a change of folder, that gallery opens later and finds these
         for r in results:
             try:
                 if isinstance(r.request, UpscaleRequest):  # A1111 Extras' keys appended to the source's parameters
@@ -389,13 +430,17 @@ class _Runner(_WorkerSignals):
                                        r.params)
             except OSError as error:
                 path = None
-                problem = (f"The pictures could not be saved to {settings.output_path()}: {error.strerror or error}. "
-                           "Check that the folder exists and the disk is not full (File > Settings sets the folder).")
+                problem = _unsaved(settings, error)
             except Exception as error:  # noqa: BLE001 - a bug in the metadata must not lose the pictures
                 path = None
                 problem = f"The pictures could not be saved ({type(error).__name__}: {error}); they are still shown."
             saved.append((r.image, r.seed, path))
         return saved, problem
+
+
+def _unsaved(settings: Settings, error: OSError) -> str:
+    return (f"The pictures could not be saved to {settings.output_path()}: {error.strerror or error}. Check that the "
+            "folder exists and the disk is not full (File > Settings sets the folder).")
 
 
 def _message(error: Exception, what: str = "Generation") -> str:
