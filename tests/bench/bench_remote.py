@@ -1,0 +1,106 @@
+"""The remote path against the local one, on the tiny demo model on the CPU, each figure against a baseline of the
+same run.
+
+- overhead per job: a 64x64, 5-step generation through RemoteBackend and a server on 127.0.0.1 (the protocol,
+  HTTP, PNG both ways, the engine thread) against the same job on the same LocalBackend called directly;
+- throughput of a batch of jobs on a real Ray cluster of this computer (tests/support/ray_cluster.py) with two
+  Serve replicas against one replica, the client sending as many jobs at once as the server has replicas, as the
+  window does. Each replica holds one CPU (one thread), so on a two-core machine two replicas can at best double it.
+
+    python -m tests.bench remote
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .common import Figure, best_of, sfumato_home
+
+JOBS = 8  # the batch of the throughput figure
+SIDE = 256
+
+
+def run() -> list[Figure]:
+    os.environ["SFUMATO_HOME"] = sfumato_home("remote")  # the demo model is built there, not in the user's home
+    return _overhead() + _throughput()
+
+
+def _overhead() -> list[Figure]:
+    import torch
+
+    from desktop.core.backend import GenerationJob
+    from desktop.core.progress import TaskState
+    from desktop.engine.local import LocalBackend
+    from desktop.remote.backend import RemoteBackend
+    from desktop.server.app import create_app
+    from tests.remote.conftest import serving
+    from tests.support.requests import make_request
+
+    job = GenerationJob(make_request(model="demo", prompt="a lighthouse", width=64, height=64, steps=5, seed=3))
+    backend = LocalBackend("cpu", "fp32")
+    backend.start(TaskState())
+    backend.load("demo", TaskState())
+    threads = torch.get_num_threads()
+    try:
+        local = best_of(lambda: backend.run(job, TaskState()), repeat=7)
+        with serving(create_app(lambda: backend)) as url:
+            remote_backend = RemoteBackend(url)
+            remote_backend.load("demo", TaskState())
+            remote = best_of(lambda: remote_backend.run(job, TaskState()), repeat=7)
+    finally:
+        backend.close()
+        torch.set_num_threads(threads)
+    return [Figure("64x64 5-step job through RemoteBackend and a server on 127.0.0.1", remote, "s",
+                   "the same job on the same LocalBackend, called directly", local),
+            Figure("remote overhead per job (the difference)", remote - local, "s", "the local job", local)]
+
+
+def _throughput() -> list[Figure]:
+    from desktop.core.backend import GenerationJob
+    from desktop.core.progress import TaskState
+    from desktop.remote.backend import RemoteBackend
+    from tests.support.ray_cluster import ray_head, sfumato_serve
+    from tests.support.requests import make_request
+
+    jobs = [GenerationJob(make_request(model="demo", prompt="a lighthouse", width=SIDE, height=SIDE, steps=8,
+                                       seed=100 + k)) for k in range(JOBS)]
+    seconds = {}
+    with tempfile.TemporaryDirectory(prefix="sfumato-bench-remote-") as home:
+        with ray_head(4, Path(home)) as (head, env):
+            for replicas in (1, 2):
+                with sfumato_serve(head, env, replicas) as cluster:
+                    remote = RemoteBackend(cluster.url, cluster.token, read_timeout=300)
+                    remote.start(TaskState())
+                    for warm in jobs[:replicas]:  # every replica has imported, built and loaded its model
+                        _all_at_once(remote, [warm] * replicas)
+                    started = time.perf_counter()
+                    for first in range(0, JOBS, remote.slots):
+                        _all_at_once(remote, jobs[first:first + remote.slots])
+                    seconds[replicas] = time.perf_counter() - started
+    name = f"{JOBS} jobs of {SIDE}x{SIDE}, 8 steps, through Ray Serve"
+    return [Figure(f"{name}: 2 replicas, jobs per second", JOBS / seconds[2], "jobs/s", "1 replica",
+                   JOBS / seconds[1])]
+
+
+def _all_at_once(remote, jobs) -> None:
+    from desktop.core.progress import TaskState
+
+    failures = []
+
+    def one(job) -> None:
+        try:
+            remote.run(job, TaskState())
+        except Exception as error:  # noqa: BLE001 - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=one, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    if failures:
+        raise failures[0]
