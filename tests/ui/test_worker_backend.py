@@ -196,3 +196,23 @@ def test_a_preprocessor_that_fails_or_a_wrong_type_is_said_in_a_sentence(worker_
         failed.args[1]
     with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT):
         worker.submit(PreprocessJob("canny", photo()))
+
+
+def test_after_choosing_a_server_that_cannot_be_reached_every_job_says_so_and_none_runs_on_this_computer(qtbot):
+    local = FakeBackend()
+    unreachable = "The Sfumato server at http://gpu-box:7862 cannot be reached; is it running?"
+    server = FakeBackend(start_error=SfumatoError(unreachable))
+    settings = settings_store.load()
+    worker = GenerationWorker(settings, lambda chosen: server if chosen.server_url else local)
+    try:
+        with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT):
+            worker.submit(REQUEST)
+        worker.update_settings(dataclasses.replace(settings, server_url="http://gpu-box:7862"))
+        for seed in (6, 7):
+            with qtbot.waitSignal(worker.job_failed, timeout=TIMEOUT) as failed:
+                job = worker.submit(change(REQUEST, seed=seed))
+            assert failed.args == [job, unreachable]
+        assert [job.request.sampling.seed for job in local.jobs] == [5], "a job ran here though a server is chosen"
+        assert local.closed == 1
+    finally:
+        assert worker.shutdown(5000)
