@@ -71,6 +71,7 @@ def main(argv: list[str]) -> int:
         import uvicorn
 
         from desktop.server.app import create_app
+        from desktop.server.cluster import reachable
     except ImportError:
         print("sfumato: serving needs the server's packages; install them with pip install 'sfumato[server]'.",
               file=sys.stderr)
@@ -91,8 +92,7 @@ def main(argv: list[str]) -> int:
         config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=GRACE_S)
         host, port = sock.getsockname()[:2]
         _warn_if_open(args.host, port)
-        shown = f"[{host}]" if ":" in host else host
-        print(f"Serving Sfumato's engine at http://{shown}:{port} (Ctrl+C stops it)", flush=True)
+        print(f"Serving Sfumato's engine at http://{reachable(host, None)}:{port} (Ctrl+C stops it)", flush=True)
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn stops on Ctrl+C, then raises it again for the caller
         pass

@@ -36,11 +36,51 @@ class _Broken(Exception):
     """The stream ended without its last line."""
 
 
+class _Raise:
+    """An error of the reader thread, for the follower to raise."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+class _Link:
+    """The connection a reader thread opened, for the follower to shut; once closed, a late one is refused."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._connection: http.client.HTTPConnection | None = None
+        self._closed = False
+
+    def hold(self, connection: http.client.HTTPConnection) -> bool:
+        with self._lock:
+            if self._closed:
+                connection.close()
+                return False
+            self._connection = connection
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            _shut(connection.sock)
+            connection.close()
+
+
 class RemoteBackend:
     def __init__(self, url: str, token: str | None = None, connect_timeout: float = 5.0, read_timeout: float = 60.0):
         parts = urlsplit(url if "://" in url else f"http://{url}")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is no port
+        except ValueError:
+            raise SfumatoError(f"{url!r} has no valid port; write it as http://host:port, the port a number from 1 "
+                               "to 65535.") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SfumatoError(f"{url!r} is not a server address; write it as http://host:port.")
+        if parts.username is not None or parts.password is not None:
+            raise SfumatoError("Write the server address without a name or password in it (http://host:port); a "
+                               "reverse proxy's secret goes in the token field.")
         self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self._parts = parts
         self._token = token or None
@@ -100,10 +140,11 @@ class RemoteBackend:
                            "server's log, then try again.")
 
     def _follow(self, path: str, body: bytes, state: TaskState, wanted: str) -> list[dict]:
-        connection, response = self._request("POST", path, body)
-        sock = connection.sock
+        """The request is sent and its answer read on a reader thread, so a cancel is heard at once even while
+        the server has not answered yet (a proxy holding the request while every replica is busy)."""
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=_read_lines, args=(response, lines), daemon=True,
+        link = _Link()
+        threading.Thread(target=self._send_and_read, args=(path, body, link, lines), daemon=True,
                          name="sfumato-remote-reader").start()
         found, step = [], 0
         try:
@@ -116,6 +157,8 @@ class RemoteBackend:
                     continue
                 if line is _EOF:
                     raise _Broken()
+                if isinstance(line, _Raise):  # the server refused the request, or cannot be reached
+                    raise line.error
                 if isinstance(line, socket.timeout):
                     raise SfumatoError(f"The server at {self.url} said nothing for {self.read_timeout:g} s; look "
                                        "at the server's log, then try again.")
@@ -142,8 +185,15 @@ class RemoteBackend:
                 elif kind == "error":
                     protocol.raise_error(event)
         finally:
-            _shut(sock)  # the cancel, when the job is not over; the server's end of a finished one
-            connection.close()
+            link.close()  # the cancel, when the job is not over; the server's end of a finished one
+
+    def _send_and_read(self, path: str, body: bytes, link: _Link, lines: queue.Queue) -> None:
+        try:
+            connection, response = self._request("POST", path, body, link)
+        except Exception as error:  # noqa: BLE001 - the follower raises it, unless it has gone (a cancel)
+            lines.put(_Raise(error))
+            return
+        _read_lines(response, lines)
 
     def _json(self, method: str, path: str) -> object:
         connection, response = self._request(method, path)
@@ -157,8 +207,10 @@ class RemoteBackend:
         finally:
             connection.close()
 
-    def _request(self, method: str, path: str, body: bytes | None = None):
-        """Send a request; the connection and its response (200), or the server's refusal raised."""
+    def _request(self, method: str, path: str, body: bytes | None = None, link: _Link | None = None):
+        """Send a request; the connection and its response (200), or the server's refusal raised. With `link`,
+        the connection is handed to it once connected, so the follower can shut it (and it is shut at once when
+        the follower has already gone)."""
         parts = self._parts
         if parts.scheme == "https":
             connection = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=self.connect_timeout,
@@ -170,6 +222,8 @@ class RemoteBackend:
             headers["Authorization"] = f"Bearer {self._token}"
         try:
             connection.connect()
+            if link is not None and not link.hold(connection):
+                raise Cancelled(0)  # the follower went while this connected: send nothing
             connection.sock.settimeout(self.read_timeout)
             connection.request(method, parts.path.rstrip("/") + path, body=body, headers=headers)
             response = connection.getresponse()

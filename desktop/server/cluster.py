@@ -3,10 +3,11 @@
 `deployed(...)` joins the cluster at `address` (machines joined with `ray start --address`, or a KubeRay head) or
 starts one on this computer, starts Ray Serve's HTTP proxy on host:port when Serve is not running yet, and deploys
 desktop/server/ray_app.py's engines; it yields the URL once every replica answers. Leaving it takes back exactly
-what it added: the Sfumato application; Serve, when it started Serve; the local cluster, when it started one.
-Anything else on the cluster is left alone (never `ray stop`, which stops every Ray process on a machine).
-Problems it can foresee (not enough GPUs or CPUs for the replicas, an address with no cluster) are a Refused
-with one sentence.
+what it added: the Sfumato application it deployed; Serve, when it started Serve; the local cluster, when it
+started one. Anything else on the cluster is left alone (never `ray stop`, which stops every Ray process on a
+machine), and an application already named "sfumato" there is refused, not replaced. Problems it can foresee
+(not enough free GPUs or CPUs for the replicas, an address with no cluster, replicas that do not start) are a
+Refused with one sentence.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import threading
 from collections.abc import Iterator
 
 from desktop.core.errors import SfumatoError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+DEPLOY_LIMIT_S = 600  # replicas import torch and the engine, on a busy machine; longer is resources held elsewhere
 
 
 class Refused(SfumatoError):
@@ -45,40 +49,76 @@ def deployed(replicas: int | None, address: str | None, host: str, port: int, de
     else:
         local = {"_node_ip_address": "127.0.0.1"} if host in LOOPBACK else {}
         ray.init(include_dashboard=False, **local, **options)
-    started_serve = False
+    started_serve = deployed_here = False
     try:
-        resources = ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0)) if device in ("auto", "cuda") else 0
+        free = ray.available_resources()  # what other work on the cluster does not hold now
+        gpus = int(free.get("GPU", 0)) if device in ("auto", "cuda") else 0
         count = replicas or max(1, gpus)
-        _check_room(count, gpus, int(resources.get("CPU", 0)), device)
+        _check_room(count, gpus, int(free.get("CPU", 0)), device)
         started_serve = not _serve_running()
+        if not started_serve and ray_app.APP_NAME in serve.status().applications:
+            raise Refused(f"The Ray cluster at {address} already serves an application named "
+                          f"{ray_app.APP_NAME!r} (another sfumato serve, or serve deploy): use that one, or stop it "
+                          "first (serve shutdown, or Ctrl+C where it was started).")
         serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
         http = serve.context._get_global_client().http_config
         if not started_serve and (http.host, http.port) != (host, port):
             say(f"sfumato: Ray Serve already runs on this cluster at {http.host}:{http.port}; Sfumato is served "
                 "there too.")
-        serve.run(ray_app.deployment(count, gpus > 0, device, precision, token), name=ray_app.APP_NAME,
-                  route_prefix="/", blocking=False)
-        shown = f"[{http.host}]" if ":" in http.host else http.host
-        yield f"http://{shown}:{http.port}", count
+        deployed_here = True
+        _run_within(lambda: serve.run(ray_app.deployment(count, gpus > 0, device, precision, token),
+                                      name=ray_app.APP_NAME, route_prefix="/", blocking=False), count, gpus > 0)
+        yield f"http://{reachable(http.host, address)}:{http.port}", count
     finally:
-        _quietly(serve.delete, ray_app.APP_NAME)
+        if deployed_here:  # never an application of the same name that was there before
+            _quietly(serve.delete, ray_app.APP_NAME)
         if started_serve:
             _quietly(serve.shutdown)
         _quietly(ray.shutdown)  # stops the cluster it started; from a joined one, only this driver goes
 
 
+def _run_within(deploy, count: int, gpus: bool) -> None:
+    """Deploy, and wait at most DEPLOY_LIMIT_S for the replicas to run (Serve waits forever for resources that
+    other work holds)."""
+    done, failed = threading.Event(), []
+
+    def run() -> None:
+        try:
+            deploy()
+        except Exception as error:  # noqa: BLE001 - said below, in a sentence
+            failed.append(error)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True, name="sfumato-deploy").start()
+    if not done.wait(DEPLOY_LIMIT_S):
+        held = "GPUs" if gpus else "CPUs"
+        raise Refused(f"The {count} replica(s) did not start within {DEPLOY_LIMIT_S / 60:g} minutes: the cluster's "
+                      f"{held} may be held by other work (`ray status` shows what holds them); ask for fewer "
+                      "--replicas, or try again when they are free.")
+    if failed:
+        raise Refused(f"Ray Serve could not start Sfumato's engines ({_first_line(failed[0])}); the replicas' "
+                      "logs are under the Ray session folder (/tmp/ray/session_latest/logs/serve on the head).")
+
+
+def reachable(host: str, address: str | None) -> str:
+    """The address to give other computers: the head's (the proxy runs there) when listening on every network."""
+    if host in ("0.0.0.0", "::", ""):
+        host = address.rsplit(":", 1)[0] if address else socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
 def _check_room(count: int, gpus: int, cpus: int, device: str) -> None:
     if gpus:
         if count > gpus:
-            raise Refused(f"{count} replicas want one GPU each and the Ray cluster has {gpus}: ask for "
+            raise Refused(f"{count} replicas want one GPU each and the Ray cluster has {gpus} free: ask for "
                           f"--replicas {gpus} or fewer, or join machines with more GPUs (ray start --address ...).")
         return
     if device == "cuda":
         raise Refused("--device cuda was asked for and the Ray cluster has no GPU: join a machine with one "
                       "(ray start --address ...), or leave --device out.")
     if count > cpus:
-        raise Refused(f"{count} replicas want one CPU each and the Ray cluster has {cpus}: ask for --replicas "
+        raise Refused(f"{count} replicas want one CPU each and the Ray cluster has {cpus} free: ask for --replicas "
                       f"{max(1, cpus)} or fewer.")
 
 

@@ -392,3 +392,38 @@ def test_the_client_learns_how_many_jobs_the_server_runs_at_once():
     with server(RecordingBackend(), replicas=lambda: 3) as url:
         spread = RemoteBackend(url)
         assert spread.start(TaskState()) == f"server at {url} (3 replicas)" and spread.slots == 3
+
+
+def test_a_cancel_is_heard_at_once_while_the_server_has_not_answered_yet():
+    """A proxy may hold a request while every replica is busy: the person's cancel must not wait for it."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes the request, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        state, outcome = TaskState(), []
+
+        def run() -> None:
+            try:
+                outcome.append(RemoteBackend(url, read_timeout=30).run(GenerationJob(_request()), state))
+            except Exception as error:  # noqa: BLE001 - the test looks at it
+                outcome.append(error)
+
+        runner = threading.Thread(target=run, daemon=True)
+        runner.start()
+        time.sleep(0.5)
+        cancelled_at = time.monotonic()
+        state.cancel()
+        runner.join(5)
+        assert isinstance(outcome[0], Cancelled) and time.monotonic() - cancelled_at < 1
+
+
+@pytest.mark.parametrize("url, sentence", [
+    ("http://gpu-box:99999", "'http://gpu-box:99999' has no valid port; write it as http://host:port, the port a "
+                             "number from 1 to 65535."),
+    ("http://gpu-box:78a2", "'http://gpu-box:78a2' has no valid port; write it as http://host:port, the port a "
+                            "number from 1 to 65535."),
+    ("http://artist:s3cret@gpu-box:7862", "Write the server address without a name or password in it "
+                                          "(http://host:port); a reverse proxy's secret goes in the token field."),
+])
+def test_an_address_with_a_bad_port_or_a_password_in_it_is_a_sentence(url, sentence):
+    with pytest.raises(SfumatoError) as refused:
+        RemoteBackend(url)
+    assert str(refused.value) == sentence and "s3cret" not in str(refused.value)

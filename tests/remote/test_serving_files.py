@@ -37,9 +37,9 @@ def test_the_replicas_ask_for_one_gpu_each_or_one_cpu_each():
 
 
 @pytest.mark.parametrize("count, gpus, cpus, device, sentence", [
-    (4, 2, 16, "auto", "4 replicas want one GPU each and the Ray cluster has 2: ask for --replicas 2 or fewer, or "
+    (4, 2, 16, "auto", "4 replicas want one GPU each and the Ray cluster has 2 free: ask for --replicas 2 or fewer, or "
                        "join machines with more GPUs (ray start --address ...)."),
-    (3, 0, 2, "cpu", "3 replicas want one CPU each and the Ray cluster has 2: ask for --replicas 2 or fewer."),
+    (3, 0, 2, "cpu", "3 replicas want one CPU each and the Ray cluster has 2 free: ask for --replicas 2 or fewer."),
     (1, 0, 8, "cuda", "--device cuda was asked for and the Ray cluster has no GPU: join a machine with one "
                       "(ray start --address ...), or leave --device out."),
 ])
