@@ -29,6 +29,7 @@ from desktop.core.request import (HIRES_UPSCALERS, Conditioning, GenerationReque
                                   InpaintSettings, MaskedContent, Mode, Sampling)
 from desktop.core.prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
 from desktop.core.samplers import SAMPLERS, SCHEDULES
+from desktop.core.wildcards import expand_request
 
 
 class UsageError(Exception):
@@ -323,7 +324,8 @@ def main(argv: list[str]) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(_values_may_start_with_dash(parser, argv))
-        request = request_from_args(args).resolved()
+        # The wildcards are this computer's (also with --server), looked for beside the window's model folders.
+        request = expand_request(request_from_args(args).resolved(), settings.load(set_aside=False).models_folders)
     except InvalidRequest as error:
         print(f"sfumato: {OPTIONS.get(error.field, error.field)}: {error.message}", file=sys.stderr)
         return 2

@@ -74,12 +74,18 @@ def progress_text(step_times: list[float], index: int, total: int, unit: str = "
     """ "Step 3/20 · 1.52 it/s · ETA 11 s": the speed is the mean over the steps after the first (which warms up).
     An upscale counts tiles: "Tile 3/4 · ..."."""
     text = f"{unit} {index}/{total}"
-    if len(step_times) > 2:
-        per_step = (step_times[-1] - step_times[1]) / (len(step_times) - 2)
-        if per_step > 0:
-            rate = f"{1 / per_step:.2f} it/s" if per_step < 1 else f"{per_step:.1f} s/it"
-            text += f" · {rate} · ETA {per_step * (total - index):.0f} s"
+    per_step = seconds_per_step(step_times)
+    if per_step is not None and per_step > 0:
+        rate = f"{1 / per_step:.2f} it/s" if per_step < 1 else f"{per_step:.1f} s/it"
+        text += f" · {rate} · ETA {per_step * (total - index):.0f} s"
     return text
+
+
+def seconds_per_step(step_times: list[float]) -> float | None:
+    """The mean time of a step over the steps after the first (which warms up); None with too few steps."""
+    if len(step_times) > 2:
+        return (step_times[-1] - step_times[1]) / (len(step_times) - 2)
+    return None
 
 
 class JobController:
@@ -88,6 +94,7 @@ class JobController:
     def __init__(self, clock: Callable[[], float] = time.perf_counter):
         self.clock = clock
         self.jobs: dict[int, Job] = {}
+        self.seconds_per_step: float | None = None  # measured on the last finished job with steps to measure
 
     plan = staticmethod(plan)
 
@@ -110,6 +117,7 @@ class JobController:
 
     def started(self, job_id: int, request: GenerationRequest | UpscaleRequest) -> Job:
         job = self.jobs.get(job_id) or self.submitted(job_id, request, None)
+        job.request = request  # as it runs: the seed drawn, the wildcards chosen; what its results are staged with
         job.state = JobState.RUNNING
         job.step_times = [self.clock()]
         return job
@@ -123,7 +131,12 @@ class JobController:
         return progress_text(times, index, total, unit)
 
     def finished(self, job_id: int, results: list) -> Job | None:
-        return self._end(job_id, JobState.DONE, results=list(results))
+        job = self._end(job_id, JobState.DONE, results=list(results))
+        measured = seconds_per_step(job.step_times) if job is not None and not isinstance(job.request,
+                                                                                        UpscaleRequest) else None
+        if measured is not None and measured > 0:
+            self.seconds_per_step = measured
+        return job
 
     def failed(self, job_id: int, message: str) -> Job | None:
         return self._end(job_id, JobState.FAILED, error=message)

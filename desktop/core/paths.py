@@ -74,8 +74,19 @@ def output_dir() -> Path:
     return Path(platformdirs.user_pictures_dir()) / APP_NAME
 
 
+def wildcards_dir() -> Path:
+    """The person's own wildcards folder (``__name__`` in a prompt is a line of ``name.txt`` here)."""
+    home = _home()
+    return home / "wildcards" if home is not None else data_dir() / "wildcards"
+
+
 def settings_file() -> Path:
     return config_dir() / "settings.json"
+
+
+def queue_file() -> Path:
+    """The queue that survives a restart (desktop/core/queue_store.py), beside the settings."""
+    return config_dir() / "queue.sqlite"
 
 
 def resources_dir() -> Path:

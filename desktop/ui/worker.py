@@ -63,6 +63,7 @@ from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest
 from desktop.core.runs import Run, RunContext, SaveFailed
 from desktop.core.settings import Settings
+from desktop.core.wildcards import expand_request
 
 Queued = GenerationRequest | UpscaleRequest | PreprocessJob | Run  # what submit() takes
 
@@ -115,6 +116,8 @@ class _Runner(_WorkerSignals):
         self._preload_target: str | None = None
         self._current_is_preload = False
         self._gallery = None  # GalleryStore: results are saved through it, so the gallery indexes them
+        self._paused = False  # no job starts while paused; the running ones finish
+        self._store = None  # a QueueStore (desktop/core/queue_store.py): told what joins, moves and ends
         self.moveToThread(self._thread)
         self._wake.connect(self._run_pending)
         self._preload.connect(self._load_model)
@@ -126,7 +129,9 @@ class _Runner(_WorkerSignals):
         with self._lock:
             job_id = next(self._ids)
             self._pending.append((job_id, request))
-            pending = list(self._pending)
+            pending, store = list(self._pending), self._store
+        if store is not None:
+            store.queued(job_id, request)
         self.queue_changed.emit(pending)
         self._wake.emit()
         return job_id
@@ -137,10 +142,74 @@ class _Runner(_WorkerSignals):
             kept = deque(item for item in self._pending if item[0] != job_id)
             removed = len(kept) != len(self._pending)
             self._pending = kept
-            pending = list(kept)
+            pending, store = list(kept), self._store
         if removed:
+            if store is not None:
+                store.ended(job_id)
             self.queue_changed.emit(pending)
         return removed
+
+    def move(self, job_id: int, by: int) -> bool:
+        """Move a waiting job `by` places (-1: one earlier). Returns False when it is not pending or cannot move."""
+        with self._lock:
+            ids = [job for job, _ in self._pending]
+            if job_id not in ids:
+                return False
+            index = ids.index(job_id)
+            to = max(0, min(len(ids) - 1, index + by))
+            if to == index:
+                return False
+            items = list(self._pending)
+            items.insert(to, items.pop(index))
+            self._pending = deque(items)
+        self._reordered()
+        return True
+
+    def duplicate(self, job_id: int) -> int | None:
+        """Queue a copy of a waiting job right after it; returns the copy's id (None when it is not pending, or a
+        control picture, which belongs to its layer)."""
+        with self._lock:
+            items = list(self._pending)
+            index = next((i for i, (job, _) in enumerate(items) if job == job_id), None)
+            if index is None or isinstance(items[index][1], PreprocessJob):
+                return None
+            copy_id, request = next(self._ids), items[index][1]
+            items.insert(index + 1, (copy_id, request))
+            self._pending = deque(items)
+            store = self._store
+        if store is not None:
+            store.queued(copy_id, request)
+        self._reordered()
+        return copy_id
+
+    def _reordered(self) -> None:
+        """Say the new order (to the queue view and the store)."""
+        with self._lock:
+            pending, store = list(self._pending), self._store
+            order = list(self._order) + [job for job, _ in pending]
+        if store is not None:
+            store.ordered(order)
+        self.queue_changed.emit(pending)
+
+    def pause(self) -> None:
+        """Start no new job until resume(); the running ones finish."""
+        with self._lock:
+            self._paused = True
+            self._changed.notify_all()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._paused = False
+        self._wake.emit()
+
+    def is_paused(self) -> bool:
+        with self._lock:
+            return self._paused
+
+    def set_store(self, store) -> None:
+        """Tell this QueueStore what joins, moves and ends from now on (None: nothing is kept)."""
+        with self._lock:
+            self._store = store
 
     def cancel(self) -> None:
         """Stop the running jobs within one step; the next pending job then starts."""
@@ -208,8 +277,6 @@ class _Runner(_WorkerSignals):
             stale, self._engine_stale = self._engine_stale, False
             backend, settings = self._backend, self._settings
         if stale and backend is not None:
-            with self._lock:  # gone before it closes: if the new one cannot start, the next job tries it again
-                self._backend = None
             backend.close()  # start over on the new device
             backend = None
         if backend is None:
@@ -251,10 +318,10 @@ class _Runner(_WorkerSignals):
             with self._lock:
                 # A free slot (all of them busy: wait for one to end); a device or precision change waits for
                 # every running job to end before the backend is made again.
-                while self._pending and not self._stopping and \
+                while self._pending and not self._stopping and not self._paused and \
                         len(self._running) >= (1 if self._engine_stale else self._slots()):
                     self._changed.wait()
-                if self._stopping or not self._pending:
+                if self._stopping or not self._pending or self._paused:
                     return
                 job_id, request = self._pending.popleft()
                 pending = list(self._pending)
@@ -279,12 +346,13 @@ class _Runner(_WorkerSignals):
         here, or on a thread of its own when the backend runs several at once."""
         try:
             if not isinstance(request, (PreprocessJob, Run)):  # a Run checks its own parts as it runs them
-                request = request.validated() if isinstance(request, UpscaleRequest) else request.resolved()
+                request = request.validated() if isinstance(request, UpscaleRequest) else \
+                    expand_request(request.resolved(), settings.models_folders)  # this computer's wildcards
             backend = self._started(state)
             backend.use_folders(list(settings.models_folders))  # ones added since it started count too
             self.job_started.emit(job_id, request)
         except Exception as error:  # noqa: BLE001 - the worker must survive anything and say what happened
-            self._ended(job_id, self._failure(job_id, request, error))
+            self._ended(job_id, self._failure(job_id, request, error), error)
             return
         with self._lock:  # said under the lock, so the counts arrive in the order they changed
             slots = self._slots()
@@ -316,27 +384,37 @@ class _Runner(_WorkerSignals):
             else:
                 loaded = backend.load(request.model, state)
                 results = backend.run(GenerationJob(request, settings.preview_method, settings.preview_every), state)
+            if not results:  # e.g. a server's `done` without a result: nothing to save or show
+                raise SfumatoError("The server finished the job without a picture; look at the server's log, then "
+                                   "try again." if getattr(backend, "url", None) else
+                                   "The engine finished the job without a picture; try again, or another model.")
         except Exception as error:  # noqa: BLE001 - the worker must survive anything and say what happened
-            self._ended(job_id, self._failure(job_id, request, error))
+            self._ended(job_id, self._failure(job_id, request, error), error)
             return
         self._ended(job_id, lambda: self._report(job_id, request, results, loaded, settings, said, started))
 
-    def _ended(self, job_id: int, report: Callable[[], None]) -> None:
+    def _ended(self, job_id: int, report: Callable[[], None], error: Exception | None = None) -> None:
         """The job has run; `report` (saving and saying what it made, or why it did not) is called once every
-        earlier job's has been."""
+        earlier job's has been. A job cancelled because the app closes stays in the store, to run next time."""
         with self._lock:
             self._running.pop(job_id, None)
             self._reports[job_id] = report
             self._changed.notify_all()
             self.working.emit(len(self._running), self._slots())
+            store = None if self._stopping and isinstance(error, Cancelled) else self._store
+        if store is not None:
+            store.ended(job_id)
         with self._reporting:
             while True:
                 with self._lock:
                     if not self._order or self._order[0] not in self._reports:
                         return
-                    report = self._reports.pop(self._order[0])
+                    first = self._order[0]
+                    report = self._reports.pop(first)
                 try:
                     report()
+                except Exception as error:  # noqa: BLE001 - said as the job's failure; the later jobs get their turn
+                    self.job_failed.emit(first, _message(error))
                 finally:  # whatever it raised, the later jobs still get their turn
                     with self._lock:
                         self._order.popleft()
@@ -467,6 +545,7 @@ class GenerationWorker(_WorkerSignals):
     """
 
     stopped = Signal()
+    paused_changed = Signal(bool)  # from pause() / resume()
 
     def __init__(self, settings: Settings, backend_factory: BackendFactory, parent: QObject | None = None):
         super().__init__(parent)
@@ -493,6 +572,30 @@ class GenerationWorker(_WorkerSignals):
     def remove(self, job_id: int) -> bool:
         """Drop a job that has not started. Returns False when it is not pending."""
         return self._runner.remove(job_id)
+
+    def move(self, job_id: int, by: int) -> bool:
+        """Move a waiting job `by` places (-1: one earlier, +1: one later)."""
+        return self._runner.move(job_id, by)
+
+    def duplicate(self, job_id: int) -> int | None:
+        """Queue a copy of a waiting job right after it; returns its id (None: not pending, or a control picture)."""
+        return self._runner.duplicate(job_id)
+
+    def pause(self) -> None:
+        """Start no new job until resume(); the running ones finish."""
+        self._runner.pause()
+        self.paused_changed.emit(True)
+
+    def resume(self) -> None:
+        self._runner.resume()
+        self.paused_changed.emit(False)
+
+    def is_paused(self) -> bool:
+        return self._runner.is_paused()
+
+    def set_store(self, store) -> None:
+        """Keep the queue in this QueueStore (desktop/core/queue_store.py) from now on, so it survives a restart."""
+        self._runner.set_store(store)
 
     def cancel(self) -> None:
         """Stop the running job (all of them, on a server's replicas) within one step; the next pending job then

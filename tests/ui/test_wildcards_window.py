@@ -1,0 +1,44 @@
+"""Wildcards in the window: the prompt the seed chose is what runs, is saved and is staged; a missing file is said."""
+
+from PIL import Image
+
+from desktop.core import paths
+from desktop.core.infotext import parse_infotext
+from desktop.core.wildcards import expand, wildcard_folders
+
+from tests.support.requests import make_request
+
+TIMEOUT = 60_000
+PROMPT, NEGATIVE = "a __animals/birds__ in {fog|rain|snow}, (detailed:1.2)", "{blurry|dark|grainy}"
+
+
+def test_the_saved_and_staged_prompt_is_the_one_the_seed_chose(make_window, qtbot, fake_backend):
+    birds = paths.wildcards_dir() / "animals" / "birds.txt"
+    birds.parent.mkdir(parents=True)
+    birds.write_text("# birds\nowl\nwren\n{blue|grey} heron\n", encoding="utf-8")
+    window = make_window()
+    window.panel.set_request(make_request(prompt=PROMPT, negative_prompt=NEGATIVE, steps=2, width=64, height=64,
+                                          seed=41, batch_size=2))
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT) as shown:
+        window.generate()
+    folders = wildcard_folders(window.settings.models_folders)
+    prompt, negative = expand(PROMPT, 41, folders), expand(NEGATIVE, 41, folders, negative=True)
+    assert "__" not in prompt and "{" not in prompt + negative and prompt.endswith("(detailed:1.2)")
+    ran = fake_backend.jobs[-1].request.conditioning
+    assert (ran.prompt, ran.negative_prompt) == (prompt, negative)
+    assert len(shown.args[0]) == 2  # the batch shares the prompt its first seed chose
+    for _, seed, path in shown.args[0]:
+        info = parse_infotext(Image.open(path).text["parameters"])
+        assert (info.prompt, info.negative_prompt) == (prompt, negative)
+    assert [staged.prompt for staged in window.generation.staged] == [prompt, prompt]
+    assert window.panel.prompt.toPlainText() == PROMPT  # the template stays for the next run
+
+
+def test_a_missing_wildcard_file_is_one_sentence_in_the_window(make_window, qtbot, fake_backend):
+    window = make_window()
+    window.panel.set_request(make_request(prompt="a __nowhere__ cat", steps=2, width=64, height=64, seed=1))
+    with qtbot.waitSignal(window.worker.job_failed, timeout=TIMEOUT):
+        window.generate()
+    said = window.error_banner.text()
+    assert "__nowhere__" in said and str(paths.wildcards_dir()) in said
+    assert fake_backend.jobs == []
