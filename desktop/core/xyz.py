@@ -8,8 +8,9 @@ Axes and their values are typed as in AUTOMATIC1111's "X/Y/Z plot" script, so it
                        end + 1, so 1 is not reached)
     1-10 [4]           4 values evenly spread from 1 to 10, truncated to whole numbers: 1, 4, 7, 10
     0.5-1.5 (+0.25)    decimal ranges for the decimal axes (CFG Scale, Denoising, LoRA weight); 1-2 [3] gives
-                       1, 1.5, 2. Unlike A1111, 0.3-0.7 (+0.2) stops at 0.7 (A1111's numpy range adds 0.9
-                       when the steps do not add up exactly in binary); values are rounded to 8 decimals
+                       1, 1.5, 2. Unlike A1111, a decimal range never passes its end: 0-0.4 (+0.2) is 0, 0.2,
+                       0.4 (A1111's numpy range adds 0.6 when the steps do not add up exactly in binary, and
+                       0-0.5 (+0.2) gives it 0.6 too); values are rounded to 8 decimals
     -1                 on the Seed axis, a random seed drawn when the plot starts (each -1 its own), as A1111
 
 The plot runs as a Run (desktop/core/runs.py). Each cell is one generation of batch size 1 (A1111 makes the
@@ -195,8 +196,7 @@ def _floats(name: str, items: list[str]) -> list[float]:
             step = float(ranged[3]) if ranged[3] else 1.0
             if step == 0:
                 raise InvalidAxis(f"The {name} axis's range {item!r} has a step of 0; use a step such as +0.5.")
-            # A1111's values start, start + step, ... up to the end, but without the value past the end that
-            # numpy's arange adds when the span is not a whole number of steps in binary (0.3-0.7 (+0.2))
+            # start, start + step, ... up to the end, never past it (A1111's numpy arange can add one more)
             count = math.floor((end - start) / step + 1e-9) + 1
             if count > MAX_CELLS:
                 raise InvalidAxis(_too_many(count))
