@@ -277,6 +277,8 @@ class _Runner(_WorkerSignals):
             stale, self._engine_stale = self._engine_stale, False
             backend, settings = self._backend, self._settings
         if stale and backend is not None:
+            with self._lock:  # gone before it closes: if the new one cannot start, the next job tries it again
+                self._backend = None
             backend.close()  # start over on the new device
             backend = None
         if backend is None:

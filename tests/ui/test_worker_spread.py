@@ -140,6 +140,52 @@ def test_a_failure_is_said_in_its_turn(worker_on, qtbot):
     assert "replica on fire" in ended[1][2]
 
 
+def test_a_server_job_that_ends_without_a_picture_is_said_and_the_later_one_still_arrives(worker_on, qtbot):
+    class NoPictureForTheFirst(Replicas):
+        url = "http://gpu-box:7862"  # a server's backend
+
+        def run(self, job, state):
+            results = super().run(job, state)
+            return [] if job.request.sampling.seed == 100 else results  # `done` with no result line
+
+    backend = NoPictureForTheFirst(slots=2)
+    worker = worker_on(backend)
+    ended = ended_in(worker)
+    first, second = (worker.submit(each) for each in seeds(2))
+    qtbot.waitUntil(lambda: backend.running == {100, 101}, timeout=TIMEOUT)
+    backend.release(101)  # the second ends first and waits for the first's turn
+    qtbot.wait(100)
+    backend.release(100)
+    qtbot.waitUntil(lambda: len(ended) == 2, timeout=TIMEOUT)
+    assert ended == [(first, "failed", "The server finished the job without a picture; look at the server's log, "
+                                       "then try again."),
+                     (second, "finished", [101])]
+    qtbot.waitUntil(lambda: not worker.is_busy(), timeout=TIMEOUT)
+
+
+def test_a_job_whose_report_breaks_is_said_as_failed_and_the_later_ones_still_arrive(worker_on, qtbot, monkeypatch):
+    from desktop.ui import worker as worker_module
+
+    report = worker_module._Runner._report
+
+    def breaks_for_the_first(runner, job_id, request, *rest):
+        if request.sampling.seed == 100:
+            raise KeyError("a bug")
+        report(runner, job_id, request, *rest)
+
+    monkeypatch.setattr(worker_module._Runner, "_report", breaks_for_the_first)
+    backend = Replicas(slots=2)
+    worker = worker_on(backend)
+    ended = ended_in(worker)
+    jobs = [worker.submit(each) for each in seeds(3)]
+    backend.release(100, 101, 102)
+    qtbot.waitUntil(lambda: len(ended) == 3, timeout=TIMEOUT)
+    assert [(job, kind) for job, kind, _ in ended] == [(jobs[0], "failed"), (jobs[1], "finished"),
+                                                       (jobs[2], "finished")]
+    assert ended[0][2].startswith("Generation failed (KeyError: 'a bug'). The app keeps working")
+    qtbot.waitUntil(lambda: not worker.is_busy(), timeout=TIMEOUT)
+
+
 def test_cancel_stops_every_running_job_within_a_step_and_the_queued_ones_run_after(worker_on, qtbot):
     backend = Replicas(slots=2, step_delay=0.05)
     worker = worker_on(backend)
