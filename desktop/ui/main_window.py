@@ -801,8 +801,8 @@ class MainWindow(QMainWindow):
             self.progress.setRange(0, total)
             self.progress.setValue(index)
             self.progress.setFormat(text)
-        if preview is not None:
-            self.generation.preview(job_id, preview)
+            if preview is not None:  # the bar's job only: several replicas' previews would take turns every step
+                self.generation.preview(job_id, preview)
 
     @Slot(int, list)
     def _job_finished(self, job_id: int, saved: list) -> None:

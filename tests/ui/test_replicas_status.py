@@ -28,12 +28,35 @@ def test_the_status_bar_says_how_many_replicas_work_and_a_batch_arrives_in_seed_
     shown = []
     window.results_shown.connect(lambda saved: shown.append([seed for _, seed, _ in saved]))
     window.generate()
-    qtbot.waitUntil(lambda: label.isVisible(), timeout=TIMEOUT)
-    assert label.text() == "2 of 2 replicas working"
+    qtbot.waitUntil(lambda: label.isVisible() and label.text() == "2 of 2 replicas working", timeout=TIMEOUT)
     assert label.geometry().right() < window.device_label.geometry().left(), "beside the Device label"
     qtbot.waitUntil(lambda: len(shown) == 3, timeout=TIMEOUT)
     assert shown == [[7], [8], [9]]
     qtbot.waitUntil(lambda: label.isHidden(), timeout=TIMEOUT)
+
+
+def test_a_batch_on_two_replicas_previews_one_seed_until_it_is_done_instead_of_flickering(make_window, fake_backend,
+                                                                                       qtbot):
+    fake_backend.slots = 2
+    fake_backend.step_delay = 0.03
+    window = make_window()
+    small(window)
+    window.panel.batch_count.setValue(2)
+    painted, last = [], [None]  # the job whose preview the frame shows, each time it changes
+
+    def stepped(job, index, total, preview):  # after the window's own slot: what it painted for this step
+        shown = window.canvas.picture("preview")
+        key = shown[0].cacheKey() if shown else None
+        if key != last[0]:
+            last[0] = key
+            painted.append(job)
+
+    window.worker.step.connect(stepped)
+    first, second = window.generate()
+    qtbot.waitUntil(lambda: not window.worker.is_busy(), timeout=TIMEOUT)
+    assert painted[0] == first
+    switches = [job for job, before in zip(painted[1:], painted) if job != before]
+    assert switches in ([], [second]), f"the preview went back and forth between the seeds: {painted}"
 
 
 def test_one_replica_shows_no_count(make_window, fake_backend, qtbot):
