@@ -106,11 +106,11 @@ def test_fp16_on_the_cpu_does_not_block_a_server(open_dialog, qtbot):
 
 
 def test_the_connection_test_says_replicas_and_models_without_blocking(open_dialog, qtbot):
-    with server(replicas=2, delay=0.8) as url:
+    with server(replicas=2, delay=3.0) as url:  # far longer than the click may take on a busy machine
         dialog = open_dialog(Settings(server_url=url))
         began = time.monotonic()
         click(qtbot, dialog.test_button)
-        assert time.monotonic() - began < 0.5, "the window waited for the server"
+        assert time.monotonic() - began < 1.0, "the window waited for the server"
         assert dialog.connection_message.text() == f"Asking the server at {url}..."
         assert not dialog.test_button.isEnabled()
         qtbot.waitUntil(lambda: dialog.connection_message.text().startswith("Connected"), timeout=10_000)
