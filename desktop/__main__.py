@@ -15,6 +15,10 @@ def main(argv: list[str] | None = None) -> int:
         from desktop.cli import main as cli_main
 
         return cli_main(argv[1:])
+    if argv[:1] == ["grid"]:
+        from desktop.cli_grid import main as grid_main
+
+        return grid_main(argv[1:])
     if argv[:1] == ["restore"]:
         from desktop.cli_restore import main as restore_main
 

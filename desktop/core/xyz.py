@@ -15,7 +15,8 @@ Axes and their values are typed as in AUTOMATIC1111's "X/Y/Z plot" script, so it
 
 The plot runs as a Run (desktop/core/runs.py). Each cell is one generation of batch size 1 (A1111 makes the
 batch in every cell; Sfumato makes one picture a cell so the grid shows one picture per combination). A -1 base
-seed is drawn once, so every cell shares it (A1111's default; its "Keep -1 for seeds" is not offered). Cells that
+seed is drawn once, so every cell shares it (A1111's default; its "Keep -1 for seeds" is not offered); the
+wildcards of a cell's prompt are chosen by its seed, as a lone picture's. Cells that
 share a checkpoint run one after the other, so each model loads once; the grid keeps the axes' order.
 
 Every cell is saved as its own picture (gallery, A1111 metadata) as soon as it is done, so a cancelled plot keeps
@@ -50,6 +51,7 @@ from .progress import TaskState
 from .request import MAX_CFG, MAX_CLIP_SKIP, MAX_SEED, MAX_SIZE, MAX_STEPS, MIN_SIZE, RANDOM_SEED, \
     GenerationRequest, Mode
 from .samplers import AUTOMATIC, SAMPLERS, SCHEDULES, split_sampler_name
+from .wildcards import expand_request
 
 SEED, STEPS, CFG, SAMPLER, SCHEDULE, DENOISING, SIZE, CHECKPOINT, PROMPT_SR, CLIP_SKIP, LORA_WEIGHT = (
     "Seed", "Steps", "CFG Scale", "Sampler", "Schedule type", "Denoising", "Size", "Checkpoint name", "Prompt S/R",
@@ -418,7 +420,7 @@ class PlotRun:
         results_of: dict[int, tuple] = {}
         for count, index in enumerate(order, 1):
             cell = cells[index]
-            request = cell.request.resolved()
+            request = expand_request(cell.request.resolved(), context.settings.models_folders)  # its wildcards
             if loaded is None or loaded.ref != request.model:
                 loaded = backend.load(request.model, runs.part(state, done, total))
                 models[request.model] = loaded
