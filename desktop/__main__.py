@@ -1,4 +1,4 @@
-"""`python -m desktop` / `sfumato`: the app, or `generate` / `upscale` / `restore` / `serve ...` for the CLI."""
+"""`python -m desktop` / `sfumato`: the app, or `generate` / `upscale` / `restore` / `batch` / `serve ...` (the CLI)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from desktop.cli_serve import main as serve_main
 
         return serve_main(argv[1:])
+    if argv[:1] == ["batch"]:
+        from desktop.cli_batch import main as batch_main
+
+        return batch_main(argv[1:])
     if argv[:1] == ["upscale"]:
         from desktop.cli_upscale import main as upscale_main
 

@@ -118,11 +118,21 @@ def save_png(path: Path, image: np.ndarray, text: dict[str, str] | None = None) 
     If `path` exists, a numbered variant ("name-2.png", ...) is used. Returns
     the path written.
     """
+    return atomic.write_new(path, _png_writer(image, text))
+
+
+def replace_png(path: Path, image: np.ndarray, text: dict[str, str] | None = None) -> Path:
+    """Write `image` to `path` atomically, replacing the file there (a folder batch's output made again after
+    a crash, so that it exists exactly once). Returns `path`."""
+    atomic.write_with(path, _png_writer(image, text))
+    return Path(path)
+
+
+def _png_writer(image: np.ndarray, text: dict[str, str] | None):
     info = PngImagePlugin.PngInfo()
     for key, value in (text or {}).items():
         info.add_text(key, value)
-    return atomic.write_new(
-        path, lambda handle: Image.fromarray(image).save(handle, format="PNG", pnginfo=info, compress_level=4))
+    return lambda handle: Image.fromarray(image).save(handle, format="PNG", pnginfo=info, compress_level=4)
 
 
 def output_path(folder: Path, seed: int, now: _dt.datetime | None = None) -> Path:

@@ -1,0 +1,195 @@
+"""desktop/core/folder_batch.py: every picture of a folder, N variations each with their own seeds, names that keep
+the stem, masks matched by name, a complete manifest, unreadable pictures listed, and a resume that skips what is
+done. The resume after a SIGKILL of `sfumato batch` on the demo model is in tests/engine/test_cli_batch.py."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from desktop.core.errors import Cancelled, InvalidRequest
+from desktop.core.folder_batch import FolderBatchRun, PostSettings
+from desktop.core.progress import TaskState
+from desktop.core.runs import RunContext, decode_run
+from desktop.core.settings import Settings
+from tests.support.fake_backend import FakeBackend
+from tests.support.requests import make_request
+
+
+def _context() -> RunContext:
+    def nowhere(*args):
+        raise AssertionError("a folder batch saves into its own folder, not the gallery")
+
+    return RunContext(Settings(), nowhere, nowhere)
+
+
+def _picture(path: Path, width: int = 80, height: int = 72, colour=(200, 40, 40), text: str = "") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", (width, height), colour)
+    if text:
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_text("parameters", text)
+        image.save(path, pnginfo=info)
+    else:
+        image.save(path)
+    return path
+
+
+def _manifest(folder: Path) -> tuple[dict, list[dict]]:
+    data = json.loads((folder / "manifest.json").read_text("utf-8"))
+    with open(folder / "manifest.csv", newline="", encoding="utf-8") as handle:
+        return data, list(csv.DictReader(handle))
+
+
+BASE = make_request(model="demo", prompt="a quay at dusk", steps=4, strength=0.5, seed=100)
+
+
+def test_each_picture_gets_n_variations_with_distinct_seeds_named_after_its_stem(tmp_path):
+    for name in ("cat.png", "dog.jpg"):
+        _picture(tmp_path / "in" / name)
+    (tmp_path / "in" / "notes.txt").write_text("not a picture")
+    out = tmp_path / "out"
+    backend, seen = FakeBackend(), []
+    run = FolderBatchRun(tmp_path / "in", "img2img", out, BASE, variations=3).check()
+    state = TaskState(on_step=lambda i, n, preview: seen.append((i, n)))
+    outcome = run.run(backend, state, _context())
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{s}-{k:02d}.png" for s in ("cat", "dog") for k in range(3)]
+    assert [job.request.sampling.seed for job in backend.jobs] == [100, 101, 102, 100, 101, 102]
+    assert {(job.request.width, job.request.height) for job in backend.jobs} == {(80, 72)}  # its own size
+    parameters = Image.open(out / "cat-01.png").text["parameters"]
+    assert "Seed: 101" in parameters and "Denoising strength: 0.5" in parameters and "a quay at dusk" in parameters
+    assert json.loads(Image.open(out / "cat-01.png").text["sfumato"])["request"]["sampling"]["seed"] == 101
+    data, rows = _manifest(out)
+    assert [(r["input"], r["output"], r["status"], r["seed"]) for r in rows] == [
+        (s, f"{Path(s).stem}-{k:02d}.png", "done", str(100 + k)) for s in ("cat.png", "dog.jpg") for k in range(3)]
+    assert rows[1]["parameters"] == parameters
+    assert data["batch"]["seed"] == 100 and data["batch"]["variations"] == 3
+    assert [e["status"] for e in data["inputs"]] == ["done", "done"]
+    assert seen[-1] == (run.total_steps(), run.total_steps()) == (12, 12)  # one bar: 6 outputs x 2 steps
+    assert outcome.summary == f"6 outputs; the manifest is {out / 'manifest.csv'}"
+
+
+def test_a_picture_that_cannot_be_read_is_listed_with_its_reason_and_the_batch_goes_on(tmp_path):
+    _picture(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.png").write_bytes(b"not a png at all")
+    _picture(tmp_path / "in" / "c.png")
+    out = tmp_path / "out"
+    outcome = FolderBatchRun(tmp_path / "in", "img2img", out, BASE, variations=2).check().run(
+        FakeBackend(), TaskState(), _context())
+    assert sorted(p.name for p in out.glob("*.png")) == ["a-00.png", "a-01.png", "c-00.png", "c-01.png"]
+    data, rows = _manifest(out)
+    broken = [r for r in rows if r["input"] == "b.png"]
+    assert broken == [{"input": "b.png", "output": "", "status": "unreadable", "seed": "", "mask": "",
+                       "parameters": "", "reason": broken[0]["reason"]}]
+    assert broken[0]["reason"].startswith("b.png is not a picture Sfumato can read")
+    assert outcome.summary == f"4 outputs, 1 unreadable: see {out / 'manifest.csv'}"
+
+
+def test_masks_are_matched_by_name_and_a_picture_without_one_is_listed(tmp_path):
+    _picture(tmp_path / "in" / "cat.jpg")
+    _picture(tmp_path / "in" / "dog.png")
+    _picture(tmp_path / "in" / "owl.png")
+    masks = tmp_path / "masks"
+    mask = np.zeros((36, 40), np.uint8)
+    mask[:, 20:] = 255  # the right half, at half the size: resized to the picture's
+    Image.fromarray(mask).save(_picture(masks / "cat.png"))  # cat.jpg <-> cat.png: the same stem
+    full = np.zeros((72, 80), np.uint8)
+    full[:36] = 255  # the top half
+    Image.fromarray(full).save(_picture(masks / "dog.png"))
+    backend, out = FakeBackend(), tmp_path / "out"
+    outcome = FolderBatchRun(tmp_path / "in", "inpaint", out, BASE, variations=1, mask_dir=masks).check().run(
+        backend, TaskState(), _context())
+    assert len(backend.jobs) == 2 and all(job.request.mode.value == "inpaint" for job in backend.jobs)
+    cat, dog = (job.request.images.mask for job in backend.jobs)
+    assert cat.shape == (72, 80) and cat[:, 42:].min() == 255 and cat[:, :38].max() == 0
+    assert dog[:36].min() == 255 and dog[36:].max() == 0
+    assert sorted(p.name for p in out.glob("*.png")) == ["cat-00.png", "dog-00.png"]
+    data, rows = _manifest(out)
+    assert [(r["input"], r["mask"], r["status"]) for r in rows] == [
+        ("cat.jpg", "cat.png", "done"), ("dog.png", "dog.png", "done"), ("owl.png", "", "failed")]
+    assert rows[2]["reason"] == f"owl.png has no mask in {masks}: add one of the same name."
+    assert outcome.summary == f"2 outputs, 1 failed: see {out / 'manifest.csv'}"
+
+
+def test_an_upscale_writes_one_picture_per_input_with_the_stem_and_extras_keys(tmp_path):
+    _picture(tmp_path / "in" / "cat.png", text="a cat, Steps: 20, Seed: 5")
+    _picture(tmp_path / "in" / "cat.jpg")  # shares the stem: both get their suffix
+    out = tmp_path / "out"
+    run = FolderBatchRun(tmp_path / "in", "upscale", out, post=PostSettings(scale=2.0), variations=4).check()
+    assert run.variations == 1 and run.pictures() == 2
+    outcome = run.run(FakeBackend(), TaskState(), _context())
+    assert sorted(p.name for p in out.glob("*.png")) == ["cat-jpg.png", "cat-png.png"]
+    assert Image.open(out / "cat-png.png").size == (160, 144)
+    assert Image.open(out / "cat-png.png").text["parameters"] == (
+        "a cat, Steps: 20, Seed: 5, Postprocess upscale by: 2, Postprocess upscaler: Demo upscaler (random weights)")
+    assert outcome.summary.endswith("An upscale makes one picture of each; variations count only for img2img and "
+                                    "inpaint.")
+
+
+def test_a_second_run_skips_what_is_done_and_remakes_an_output_the_manifest_does_not_list(tmp_path):
+    for name in ("a.png", "b.png", "c.png"):
+        _picture(tmp_path / "in" / name)
+    out = tmp_path / "out"
+    run = FolderBatchRun(tmp_path / "in", "img2img", out, BASE, variations=2)
+    run.run(FakeBackend(), TaskState(), _context())
+    data = json.loads((out / "manifest.json").read_text("utf-8"))  # as if killed after b-01.png was written but
+    data["inputs"][1]["outputs"].pop()  # before the manifest listed it, and before c was started
+    data["inputs"].pop()
+    (out / "manifest.json").write_text(json.dumps(data), "utf-8")
+    for name in ("c-00.png", "c-01.png"):
+        (out / name).unlink()
+    (out / ".c-00.png.0123456789.tmp").write_bytes(b"half a png")  # a write the kill cut short
+    again = FakeBackend()
+    outcome = FolderBatchRun.decode(run.encode()).run(again, TaskState(), _context())
+    assert [(job.request.sampling.seed) for job in again.jobs] == [101, 100, 101]  # b-01, c-00, c-01
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a-00.png", "a-01.png", "b-00.png", "b-01.png", "c-00.png", "c-01.png", "manifest.csv", "manifest.json"]
+    _, rows = _manifest(out)
+    assert [(r["output"], r["status"]) for r in rows] == [(f"{s}-{k:02d}.png", "done") for s in "abc" for k in (0, 1)]
+    assert outcome.summary == f"3 outputs, 3 skipped (already done); the manifest is {out / 'manifest.csv'}"
+
+
+def test_a_random_seed_is_drawn_once_and_a_resume_keeps_it(tmp_path):
+    for name in ("a.png", "b.png"):
+        _picture(tmp_path / "in" / name)
+    out = tmp_path / "out"
+    first = FolderBatchRun(tmp_path / "in", "img2img", out, make_request(prompt="x", steps=2, seed=-1, strength=0.5))
+    state = TaskState(on_step=lambda i, n, preview: state.cancel())  # a's one step done: b is cancelled
+    with pytest.raises(Cancelled):
+        first.run(FakeBackend(), state, _context())
+    assert sorted(p.name for p in out.glob("*.png")) == ["a-00.png"]
+    seed = json.loads((out / "manifest.json").read_text("utf-8"))["batch"]["seed"]
+    second = FolderBatchRun(tmp_path / "in", "img2img", out, make_request(prompt="x", steps=2, seed=-1, strength=0.5))
+    again = FakeBackend()
+    second.run(again, TaskState(), _context())
+    assert [job.request.sampling.seed for job in again.jobs] == [seed]
+    _, rows = _manifest(out)
+    assert [r["seed"] for r in rows] == [str(seed), str(seed)]
+
+
+def test_a_folder_batch_comes_back_from_the_stored_queue(tmp_path):
+    _picture(tmp_path / "in" / "a.png")
+    run = FolderBatchRun(tmp_path / "in", "inpaint", tmp_path / "out", BASE, variations=3, mask_dir=tmp_path / "m")
+    back = decode_run(json.loads(json.dumps(run.encode())))
+    assert isinstance(back, FolderBatchRun) and back.encode() == run.encode()
+    assert back.describe() == "Folder batch (inpaint): 1 pictures of in, 3 each"
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"variations": 0}, "variations"), ({"mode": "inpaint"}, "mask_dir"), ({"mode": "outpaint"}, "mode"),
+    ({"output": "in"}, "output"), ({"input": "nowhere"}, "input"), ({"base": make_request(steps=0)}, "steps")])
+def test_bad_settings_are_refused_before_any_work_naming_the_setting(tmp_path, changes, field):
+    _picture(tmp_path / "in" / "a.png")
+    settings = {"input": "in", "mode": "img2img", "output": "out", "base": BASE, "variations": 1, **changes}
+    for key in ("input", "output"):
+        settings[key] = tmp_path / settings[key]
+    with pytest.raises(InvalidRequest) as refused:
+        FolderBatchRun(**settings).check()
+    assert refused.value.field == field
