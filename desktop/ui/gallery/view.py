@@ -14,6 +14,7 @@ back to the grid.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import sqlite3
 from pathlib import Path
 
@@ -46,18 +47,21 @@ from desktop.core.control import used_controls, used_controls_note
 from desktop.core.control_layers import spec_of_used
 from desktop.core.gallery.index import ImageRecord, Query
 from desktop.core.gallery.metadata import ImageMeta, read_image_meta, to_request
+from desktop.core.gallery.plots import Plot, PlotCell, read_plot
 from desktop.core.gallery.store import GalleryStore
-from desktop.core.imageio import ImageError, load_image
 from desktop.core.infotext import parse_infotext
 from desktop.core.request import GenerationRequest
 
 from ..background import Background
 from ..compare_view import CompareView
-from ..qimage import to_qimage
 from ..reveal import reveal
 from ..theme import CHECKED_BUTTON_STYLE
 from .model import GalleryModel, RecordRole
+from .picture_view import PictureView, read_picture
+from .plot_view import PlotView
+from .side_by_side import SideBySide
 
+MAX_SIDE_BY_SIDE = 8  # pictures compared side by side at once
 DATES = {"Any time": None, "Today": 0, "Last 7 days": 7, "Last 30 days": 30, "This year": 365}
 SORTS = {"Newest first": "newest", "Oldest first": "oldest", "By seed": "seed"}
 
@@ -161,33 +165,6 @@ class GalleryList(QListView):
             self.files_dropped.emit(files)
 
 
-class PictureView(QWidget):
-    """The chosen picture, as large as fits."""
-
-    def __init__(self):
-        super().__init__()
-        self.image = QImage()
-        self.setMinimumSize(240, 120)  # on a short screen the picture gives way to the actions below it
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-
-    def set_image(self, image: QImage) -> None:
-        self.image = image
-        self.update()
-
-    def paintEvent(self, event) -> None:
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), self.palette().base())
-        if self.image.isNull():
-            painter.setPen(self.palette().placeholderText().color())
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "Choose a picture")
-            return
-        size = self.image.size().scaled(self.rect().adjusted(6, 6, -6, -6).size(), Qt.AspectRatioMode.KeepAspectRatio)
-        target = QRect(0, 0, size.width(), size.height())
-        target.moveCenter(self.rect().center())
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        painter.drawImage(target, self.image)
-
-
 class GalleryView(QWidget):
     """Signals:
     use_parameters(object): a GenerationRequest with the chosen picture's parameters.
@@ -223,6 +200,10 @@ class GalleryView(QWidget):
         self.model_folders = lambda: []  # the settings' model folders, where Use all parameters finds LoRAs
         self._shown: int | None = None
         self._compared: tuple[int, int] | None = None  # the ids of the pictures in the compare view
+        self._shown_plot: Plot | None = None  # the plot the shown picture is the grid of
+        self._plot_record: ImageRecord | None = None  # the grid picture open in the grid view
+        self._cell: ImageRecord | None = None  # the grid view's chosen cell, when it is in the gallery
+        self._side_by_side: tuple[int, ...] | None = None  # the ids of the pictures compared side by side
         self._build()
 
     def _build(self) -> None:
@@ -263,7 +244,7 @@ class GalleryView(QWidget):
         self.tile.valueChanged.connect(self.list.set_tile)
         self.list.selectionModel().currentChanged.connect(self._current_changed)
         self.list.selectionModel().selectionChanged.connect(self._selection_changed)
-        self.list.doubleClicked.connect(lambda index: self._send_to_canvas(False))
+        self.list.doubleClicked.connect(lambda index: self._open_shown())
         self.list.files_dropped.connect(self.import_files)
         self.model.count_changed.connect(self._count_changed)
         self.model.modelReset.connect(self._selection_changed)
@@ -289,7 +270,9 @@ class GalleryView(QWidget):
             [("layer", "To canvas as layer", "Add this picture to the canvas as a new layer",
               lambda: self._send_to_canvas(True)),
              ("open", "Open as new picture", "Open this picture on the canvas as a new document (double-click)",
-              lambda: self._send_to_canvas(False))],
+              lambda: self._send_to_canvas(False)),
+             ("grid", "Grid view", "Open this X/Y/Z plot as a grid whose cells show their own pictures "
+              "(double-click)", self.open_plot)],
             [("copy", "Copy image", "Copy the picture to the clipboard", self.copy_image),
              ("copy_text", "Copy parameters", "Copy the parameters text to the clipboard", self.copy_parameters),
              ("folder", "Show in folder", "Open the folder that holds this picture, with the picture selected",
@@ -299,7 +282,9 @@ class GalleryView(QWidget):
              ("restore", "Restore...", "Denoise, remove JPEG artefacts or restore the selected pictures with a "
               "restorer model; the results are saved beside them", self.restore_selected),
              ("compare", "Compare", "Compare two selected pictures, or an upscale or restore with its source, "
-              "with a divider to drag (C)", self.compare_selected)],
+              "with a divider to drag (C)", self.compare_selected),
+             ("compare_params", "Compare parameters", "Show the selected pictures side by side, with the "
+              "parameters that differ highlighted", self.compare_parameters)],
             [("favourite", "★ Favourite", "Mark or unmark the selected pictures as favourites (F)",
               self.toggle_favourite),
              ("export", "Export...", "Export the selected pictures", self.export_selected),
@@ -322,8 +307,14 @@ class GalleryView(QWidget):
                 line.addWidget(button)
             side.addLayout(line)
 
+        self.plot_view = PlotView()
+        self.plot_view.chosen.connect(self._cell_chosen)
+        self.plot_view.close_requested.connect(self.close_plot)
+        self.left = QStackedWidget()  # the thumbnails, or a plot's grid view
+        self.left.addWidget(self.list)
+        self.left.addWidget(self.plot_view)
         splitter = QSplitter()
-        splitter.addWidget(self.list)
+        splitter.addWidget(self.left)
         splitter.addWidget(details)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
@@ -331,6 +322,9 @@ class GalleryView(QWidget):
         self.pages = QStackedWidget()
         self.pages.addWidget(splitter)
         self.pages.addWidget(self._build_compare())
+        self.side_by_side = SideBySide()
+        self.side_by_side.close_requested.connect(self.close_side_by_side)
+        self.pages.addWidget(self.side_by_side)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(bar)
@@ -457,13 +451,18 @@ class GalleryView(QWidget):
     # -- selection and details ---------------------------------------------------------------------
 
     def selected(self) -> list[ImageRecord]:
-        """The selected pictures; with none selected, the one shown (the grid shows one before any click)."""
+        """The selected pictures; with none selected, the one shown (the grid shows one before any click). In
+        the grid view of a plot, the chosen cell's picture (the grid's before a cell is chosen)."""
+        if self.plot_open():
+            return [self.current()] if self.current() is not None else []
         rows = sorted(index.row() for index in self.list.selectionModel().selectedIndexes())
         records = [r for r in (self.model.record(row) for row in rows) if r is not None]
         shown = self.current()
         return records or ([shown] if shown is not None else [])
 
     def current(self) -> ImageRecord | None:
+        if self.plot_open():
+            return self._cell if self.plot_view.grid.current is not None else self._plot_record
         index = self.list.currentIndex()
         return self.model.record(index.row()) if index.isValid() else None
 
@@ -477,6 +476,8 @@ class GalleryView(QWidget):
         one = self.current() is not None and count <= 1
         for key in ("use", "seed", "layer", "open", "copy", "copy_text", "folder"):
             self.buttons[key].setEnabled(one)
+        self.buttons["grid"].setEnabled(self._shown_plot is not None and not self.plot_open())
+        self.buttons["compare_params"].setEnabled(count > 1)
         for key in ("favourite", "upscale", "restore", "export", "delete"):
             self.buttons[key].setEnabled(count > 0)
         self.buttons["compare"].setEnabled(self.compare_pair() is not None)
@@ -486,15 +487,18 @@ class GalleryView(QWidget):
         self.buttons["favourite"].setChecked(favourite)
         self.buttons["favourite"].setText("★ Favourite" if favourite else "☆ Favourite")
         self.buttons["delete"].setText(f"Delete {count}" if count > 1 else "Delete")
-        if count == 0 and not self.list.currentIndex().isValid():
+        if count == 0 and not self.list.currentIndex().isValid() and not self.plot_open():
             self._show(None)
 
     def _current_changed(self, current: QModelIndex, _previous=None) -> None:
+        if self.plot_open():
+            return
         self._show(self.model.record(current.row()) if current.isValid() else None)
         self._selection_changed()
 
     def _show(self, record: ImageRecord | None) -> None:
         self._shown = record.id if record else None
+        self._shown_plot = None
         if record is None:
             self.picture.set_image(QImage())
             self.info.setText("")
@@ -509,15 +513,18 @@ class GalleryView(QWidget):
         details.append(record.path)
         self.info.setText("  ·  ".join(details))
         self.parameters.setPlainText(record.parameters)
-        path = self.store.path(record)
+        path, root = self.store.path(record), self.store.folder
         self.picture.set_image(QImage())  # the large picture is decoded in the background
-        self.background.run(lambda: read_picture(path), lambda image, rid=record.id: self._picture_loaded(rid, image))
+        self.background.run(lambda: (read_picture(path), read_plot(path, root)),
+                            lambda read, rid=record.id: self._picture_loaded(rid, *read))
 
-    def _picture_loaded(self, record_id: int, image: QImage) -> None:
+    def _picture_loaded(self, record_id: int, image: QImage, plot: Plot | None = None) -> None:
         if record_id == self._shown:
             if image.isNull():
                 self.error.emit("This picture can no longer be read; it may have been moved or deleted outside Sfumato.")
             self.picture.set_image(image)
+            self._shown_plot = plot
+            self._selection_changed()  # Grid view is offered for a plot
 
     # -- actions ----------------------------------------------------------------------------------------
 
@@ -669,6 +676,112 @@ class GalleryView(QWidget):
         if records:
             self.restore_requested.emit(records)
 
+    # -- a plot's grid view -----------------------------------------------------------------------------
+
+    def plot_open(self) -> bool:
+        return self.left.currentIndex() == 1
+
+    def _open_shown(self) -> None:
+        """Double-click: a plot opens as its grid, any other picture on the canvas."""
+        if self._shown_plot is not None:
+            self.open_plot()
+        else:
+            self._send_to_canvas(False)
+
+    def open_plot(self) -> None:
+        """Show the shown X/Y/Z plot as a grid of its cells in place of the thumbnails; their thumbnails are read
+        in the background."""
+        record, plot = self.current(), self._shown_plot
+        if record is None or plot is None or self.plot_open():
+            if record is not None and plot is None:
+                self.message.emit("This picture is not an X/Y/Z plot: Grid view opens the grid pictures plots make.")
+            return
+        self._plot_record, self._cell = record, None
+        self.plot_view.set_plot(Path(record.path).name, plot)
+        self.left.setCurrentIndex(1)
+        self.plot_view.grid.setFocus()
+        self._selection_changed()
+        store = self.store
+        present = [cell for cell in plot.cells if cell.present]
+
+        def thumbnails() -> list[tuple[tuple[int, int, int], QImage]]:
+            found = []
+            for cell in present:
+                cell_record = self._record_of(store, cell)
+                image = QImage(str(store.thumbnail(cell_record))) if cell_record is not None else QImage()
+                found.append(((cell.x, cell.y, cell.z), image if not image.isNull() else read_picture(cell.path)))
+            return found
+
+        def loaded(found: list) -> None:
+            if self._plot_record is record and self.plot_open():
+                for place, image in found:
+                    self.plot_view.grid.set_thumbnail(place, image)
+
+        self.background.run(thumbnails, loaded, lambda error: self.error.emit(
+            f"The plot's pictures could not be read: {getattr(error, 'strerror', None) or error}"))
+
+    @staticmethod
+    def _record_of(store: GalleryStore, cell: PlotCell) -> ImageRecord | None:
+        """The gallery's record of a cell's picture (its path may climb out of the grid's folder: "../")."""
+        try:
+            return store.index.by_path(Path(os.path.normpath(cell.path)).relative_to(store.folder).as_posix())
+        except ValueError:
+            return None
+
+    def _cell_chosen(self, cell: PlotCell) -> None:
+        record = self._record_of(self.store, cell) if cell.present and self.store is not None else None
+        self._cell = record
+        if record is not None:
+            self._show(record)
+        else:
+            self._shown = None
+            self.picture.set_image(QImage())
+            name = Path(cell.path).name if cell.path is not None else "this cell"
+            self.info.setText(f"Missing: {name}")
+            self.parameters.setPlainText("")
+            self.parameters.setPlaceholderText(
+                "This cell's picture is missing: it was moved or deleted outside Sfumato, or the plot stopped before "
+                "it was made." if cell.present is False else "This cell's picture is not in the gallery yet.")
+        self._selection_changed()
+
+    def close_plot(self) -> None:
+        """Back from the grid view to the thumbnails, showing the grid picture again."""
+        if not self.plot_open():
+            return
+        self._plot_record = self._cell = None
+        self.left.setCurrentIndex(0)
+        self.plot_view.grid.set_plot(None)
+        self._current_changed(self.list.currentIndex())
+        self.list.setFocus()
+
+    # -- compare parameters ------------------------------------------------------------------------------
+
+    def compare_parameters(self) -> None:
+        """Show the selected pictures side by side with the parameters that differ highlighted, in place of the
+        gallery; the pictures are read in the background."""
+        records = self.selected()
+        if not 2 <= len(records) <= MAX_SIDE_BY_SIDE:
+            self.message.emit(f"Select 2 to {MAX_SIDE_BY_SIDE} pictures to compare their parameters side by side.")
+            return
+        records = sorted(records, key=lambda r: (r.created, r.id))
+        ids = self._side_by_side = tuple(r.id for r in records)
+        self.side_by_side.set_pictures([(Path(r.path).name, r.parameters) for r in records])
+        self.pages.setCurrentIndex(2)
+        self.side_by_side.setFocus()
+        paths = [self.store.path(r) for r in records]
+
+        def loaded(images: list) -> None:
+            if self._side_by_side == ids and self.pages.currentIndex() == 2:
+                for index, image in enumerate(images):
+                    self.side_by_side.set_image(index, image)
+
+        self.background.run(lambda: [read_picture(path) for path in paths], loaded)
+
+    def close_side_by_side(self) -> None:
+        self._side_by_side = None
+        self.pages.setCurrentIndex(0)
+        self.list.setFocus()
+
     # -- compare ----------------------------------------------------------------------------------------
 
     def compare_pair(self) -> tuple[ImageRecord, ImageRecord] | None:
@@ -720,11 +833,3 @@ class GalleryView(QWidget):
         self.compare_view.set_images(QImage(), QImage())
         self.pages.setCurrentIndex(0)
         self.list.setFocus()
-
-
-def read_picture(path: Path) -> QImage:
-    """The picture upright (EXIF orientation), through Sfumato's one reader; a null QImage when unreadable."""
-    try:
-        return to_qimage(load_image(path))
-    except ImageError:
-        return QImage()

@@ -1,0 +1,136 @@
+"""The gallery's grid view of an X/Y/Z plot and its side-by-side compare, as a person uses them: a plot's grid
+picture opens as a grid of clickable cells, a cell shows its own picture and Use all parameters puts that cell's
+values in the panel, a missing cell is shown as missing; Compare parameters puts the selected pictures in a row with
+exactly the parameters that differ highlighted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+
+from desktop.core.gallery.plots import PLOT_KEY
+from desktop.core.gallery.store import GalleryStore
+from desktop.core.imageio import save_png
+from tests.support.requests import make_request
+from tests.ui.test_gallery import open_gallery
+
+TIMEOUT = 20_000
+STEPS, CFGS = (4, 8), (3.0, 7.0)
+
+
+def seed_plot(home: Path, missing: tuple[int, int] | None = None) -> dict[tuple[int, int], int]:
+    """A 2x2 plot (Steps 4, 8 x CFG scale 3, 7) in the gallery, as a plot saves it: its cells in the day folder,
+    its grid in grids/ with the plot chunk; the cell at `missing` is deleted afterwards. Returns the cells' seeds."""
+    store = GalleryStore(home / "outputs", home / "cache" / "thumbnails")
+    cells, seeds = [], {}
+    for y, cfg in enumerate(CFGS):
+        for x, steps in enumerate(STEPS):
+            seed = 700 + 10 * y + x
+            picture = np.full((64, 64, 3), (60 * x + 40, 60 * y + 40, 90), np.uint8)
+            request = make_request(prompt="a lighthouse at dusk", seed=seed, steps=steps, cfg_scale=cfg, width=64,
+                                   height=64, sampler="DDIM", schedule="Automatic").resolved()
+            path = store.add_result(picture, request, seed, "painter")
+            cells.append({"file": Path("..", path.relative_to(store.folder)).as_posix(), "x": x, "y": y, "z": 0,
+                          "seed": seed})
+            seeds[(x, y)] = seed
+            if (x, y) == missing:
+                path.unlink()
+    plot = {"x": {"name": "Steps", "labels": [str(s) for s in STEPS]},
+            "y": {"name": "CFG scale", "labels": [f"{c:g}" for c in CFGS]}, "z": None, "cells": cells}
+    grid = save_png(store.folder / "grids" / "plot-0001.png", np.full((140, 140, 3), 200, np.uint8),
+                    {"parameters": "a lighthouse at dusk\nSteps: 4, Seed: 700", PLOT_KEY: json.dumps(plot)})
+    store.index_files([grid])
+    store.close()
+    return seeds
+
+
+def row_of_grid(gallery) -> int:
+    return next(row for row in range(gallery.model.rowCount()) if "grids/" in gallery.model.record(row).path)
+
+
+def open_grid_view(make_window, qtbot, home, missing=None):
+    seeds = seed_plot(home, missing)
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 5 - (missing is not None), timeout=TIMEOUT)
+    gallery.select_row(row_of_grid(gallery))
+    qtbot.waitUntil(lambda: gallery.buttons["grid"].isEnabled(), timeout=TIMEOUT)
+    qtbot.mouseClick(gallery.buttons["grid"], Qt.MouseButton.LeftButton)
+    assert gallery.plot_open()
+    return window, gallery, seeds
+
+
+def click_cell(qtbot, gallery, x, y):
+    grid = gallery.plot_view.grid
+    qtbot.mouseClick(grid, Qt.MouseButton.LeftButton, pos=grid.cell_rect(x, y).center())
+
+
+def test_a_plot_opens_as_a_grid_and_a_cells_use_parameters_fills_the_panel(make_window, qtbot, sfumato_home):
+    window, gallery, seeds = open_grid_view(make_window, qtbot, sfumato_home)
+    grid = gallery.plot_view.grid
+    assert (grid.columns(), grid.rows()) == (2, 2)
+    assert grid.plot.x.labels == ("4", "8") and grid.plot.y.labels == ("3", "7")
+    assert gallery.plot_view.axes.text() == "X: Steps   ·   Y: CFG scale"
+    assert gallery.plot_view.caption.text().startswith("plot-0001.png: 4 pictures.")
+    assert {(c.x, c.y): c.seed for c in grid.plot.cells if c.present} == seeds
+    qtbot.waitUntil(lambda: len(grid.thumbnails) == 4, timeout=TIMEOUT)  # every cell's picture, drawn
+    assert not gallery.buttons["use"].isEnabled() or gallery.current() is gallery._plot_record
+
+    click_cell(qtbot, gallery, 1, 1)  # Steps 8, CFG 7
+    assert gallery.current().seed == seeds[(1, 1)]
+    assert gallery.info.text().startswith("64 x 64")
+    qtbot.waitUntil(lambda: gallery.buttons["use"].isEnabled(), timeout=TIMEOUT)
+    qtbot.mouseClick(gallery.buttons["use"], Qt.MouseButton.LeftButton)
+    settings = window.panel.settings
+    qtbot.waitUntil(lambda: settings.steps == 8, timeout=TIMEOUT)
+    assert (settings.steps, settings.cfg_scale, settings.seed) == (8, 7.0, seeds[(1, 1)])
+
+    click_cell(qtbot, gallery, 0, 1)  # another cell: Steps 4, CFG 7
+    qtbot.mouseClick(gallery.buttons["use"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: settings.steps == 4, timeout=TIMEOUT)
+    assert (settings.cfg_scale, settings.seed) == (7.0, seeds[(0, 1)])
+
+    qtbot.keyClick(grid, Qt.Key.Key_Escape)  # back to the thumbnails, the grid picture shown again
+    assert not gallery.plot_open() and "grids/" in gallery.current().path
+
+
+def test_a_missing_cell_is_shown_missing_not_a_crash(make_window, qtbot, sfumato_home):
+    window, gallery, _ = open_grid_view(make_window, qtbot, sfumato_home, missing=(1, 0))
+    grid = gallery.plot_view.grid
+    assert (grid.columns(), grid.rows()) == (2, 2)
+    assert gallery.plot_view.caption.text().startswith("plot-0001.png: 4 pictures, 1 missing.")
+    qtbot.waitUntil(lambda: len(grid.thumbnails) == 3, timeout=TIMEOUT)
+    click_cell(qtbot, gallery, 1, 0)
+    assert gallery.current() is None and gallery.info.text().startswith("Missing: ")
+    assert not gallery.buttons["use"].isEnabled() and not window.error_banner.isVisible()
+    click_cell(qtbot, gallery, 0, 0)  # the others still open
+    qtbot.waitUntil(lambda: gallery.buttons["use"].isEnabled(), timeout=TIMEOUT)
+
+
+def test_compare_parameters_highlights_exactly_what_differs(make_window, qtbot, sfumato_home):
+    store = GalleryStore(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails")
+    picture = np.full((64, 64, 3), 90, np.uint8)
+    for seed, cfg in ((11, 5.0), (12, 5.0), (13, 6.5)):
+        request = make_request(prompt="a red kite", seed=seed, steps=9, cfg_scale=cfg, width=64, height=64,
+                               sampler="DDIM", schedule="Automatic").resolved()
+        store.add_result(picture, request, seed, "painter")
+    store.close()
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 3, timeout=TIMEOUT)
+    gallery.select_row(0)
+    qtbot.waitUntil(lambda: not gallery.picture.image.isNull(), timeout=TIMEOUT)
+    assert not gallery.buttons["compare_params"].isEnabled() and not gallery.buttons["grid"].isEnabled()
+    gallery.list.selectAll()
+    assert gallery.buttons["compare_params"].isEnabled()
+    qtbot.mouseClick(gallery.buttons["compare_params"], Qt.MouseButton.LeftButton)
+    view = gallery.side_by_side
+    assert gallery.pages.currentWidget() is view and len(view.columns) == 3
+    for column in view.columns:
+        assert column.highlighted == ["CFG scale", "Seed"]  # in the order the parameters text has them
+        assert dict(column.rows)["Steps"] == "9"
+    assert view.caption.text() == "Highlighted: the 2 parameters that differ (CFG scale, Seed)."
+    qtbot.waitUntil(lambda: all(not c.picture.image.isNull() for c in view.columns), timeout=TIMEOUT)
+    qtbot.keyClick(view, Qt.Key.Key_Escape)
+    assert gallery.pages.currentIndex() == 0
