@@ -63,6 +63,7 @@ from .gallery.export_dialog import ExportDialog
 from .gallery.view import GalleryView
 from .generation_keys import GenerationKeys
 from .models import ModelsDialog
+from .plot_dialog import PlotDialog
 from .prompt_panel import MODE_TEXT, PromptPanel
 from .queue_view import QueueView
 from .settings_dialog import SettingsDialog
@@ -330,6 +331,8 @@ class MainWindow(QMainWindow):
         menu = bar.addMenu("&Generate")
         self.generate_action = self._action(menu, "Generate", "Ctrl+Return", self.generate)
         self.cancel_action = self._action(menu, "Cancel", "Esc", self.cancel)
+        menu.addSeparator()
+        self._action(menu, "X/Y/Z plot...", "Ctrl+Shift+P", self.open_plot_dialog)
         menu = bar.addMenu("&Models")
         self._action(menu, "Manage models...", "Ctrl+M", self.open_models_dialog)
         self._action(menu, "Open models folder", None, lambda: self._open_folder(paths.models_dir()))
@@ -727,6 +730,16 @@ class MainWindow(QMainWindow):
         self.jobs.submitted(job_id, run, None)
         self.cancel_button.setEnabled(True)
         return job_id
+
+    def open_plot_dialog(self) -> None:
+        """Generate > X/Y/Z plot...: axes over what Generate would send now; OK queues the plot (self.plot_dialog)."""
+        box = self.panel.model
+        models = [(box.itemData(i)[0], box.itemText(i)) for i in range(box.count()) if box.itemData(i)]
+        self.plot_dialog = dialog = PlotDialog(self.generation.request(self.panel.request()), models,
+                                               self.jobs.seconds_per_step, self)
+        dialog.accepted.connect(lambda: self.submit_run(dialog.plot()))
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
 
     @Slot()
     def cancel(self) -> None:
