@@ -76,6 +76,9 @@ AXIS_HELP: dict[str, str] = {
 }
 
 MAX_CELLS = 400  # pictures in one plot (A1111 has no cap, only a grid size in megapixels); 20x20 is plenty to compare
+# The cells of a grid picture together, in pixels: above it they are drawn smaller, so the grid stays under Pillow's
+# decompression-bomb warning (89 megapixels) that the gallery reads pictures with; the cells' own files keep theirs.
+MAX_GRID_PIXELS = 64_000_000
 PLOT_KEY = "sfumato_plot"  # the PNG text chunk of a grid picture: JSON of its axes and cell files
 GRIDS_FOLDER = "grids"
 SCRIPT = "X/Y/Z plot"
@@ -445,6 +448,12 @@ class PlotRun:
 
     def _grid(self, images: list[np.ndarray]) -> np.ndarray:
         x_labels, y_labels, z_labels = self._labels()
+        area = sum(image.shape[0] * image.shape[1] for image in images)
+        if area > MAX_GRID_PIXELS:  # smaller cells, so that the gallery (and any viewer) can open the grid
+            scale = math.sqrt(MAX_GRID_PIXELS / area)
+            images = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., :3])).resize(
+                (max(1, int(image.shape[1] * scale)), max(1, int(image.shape[0] * scale))), Image.LANCZOS))
+                for image in images]
         per_grid = max(1, len(x_labels)) * max(1, len(y_labels))
         grids = [draw_grid(images[k * per_grid:(k + 1) * per_grid], x_labels, y_labels,
                            z_labels[k] if z_labels else None)

@@ -317,3 +317,14 @@ def test_a_grid_has_its_cells_and_labels_in_bands_on_top_and_left():
     # a long label wraps to more lines, so its band grows
     long = draw_grid(cells, ["Prompt S/R: a very long piece of the prompt to replace"] * 3, ["a", "b"])
     assert long.shape[0] - 128 > draw_grid(cells, ["short"] * 3, ["a", "b"]).shape[0] - 128
+
+
+def test_a_grid_too_large_to_open_is_drawn_with_smaller_cells(tmp_path, monkeypatch):
+    monkeypatch.setattr(xyz, "MAX_GRID_PIXELS", 4 * 64 * 64 // 4)  # four 64x64 cells must shrink to 32x32
+    outcome = PlotRun(BASE, parse_axis("Steps", "2,3"), parse_axis("CFG Scale", "3,7")).run(
+        FakeBackend(), TaskState(), Saver(tmp_path / "out").context)
+    grid = outcome.shown[0][0]
+    labels_w = grid.shape[1] - 2 * 32
+    assert 0 < labels_w < 100 and all(image.shape == (64, 64, 3) for image, _, _ in outcome.shown[1:])
+    assert grid.shape[0] < 2 * 64 + 40
+
