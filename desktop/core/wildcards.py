@@ -85,7 +85,7 @@ def expand(text: str, seed: int, folders: Iterable[Path], *, negative: bool = Fa
     if not uses_syntax(text):
         return text
     rng = random.Random(seed + _NEGATIVE_STREAM if negative else seed)
-    return _Expander(list(folders), rng).text(text, (), in_variant=False)
+    return _Expander(list(folders), rng, "negative prompt" if negative else "prompt").text(text, (), in_variant=False)
 
 
 def expand_request(request: GenerationRequest, models_folders: Iterable[str | os.PathLike]) -> GenerationRequest:
@@ -102,8 +102,8 @@ def expand_request(request: GenerationRequest, models_folders: Iterable[str | os
 
 
 class _Expander:
-    def __init__(self, folders: list[Path], rng: random.Random):
-        self.folders, self.rng = folders, rng
+    def __init__(self, folders: list[Path], rng: random.Random, where: str):
+        self.folders, self.rng, self.where = folders, rng, where
         self.files: dict[str, list[str]] = {}
 
     def text(self, text: str, chain: tuple[str, ...], *, in_variant: bool) -> str:
@@ -118,14 +118,14 @@ class _Expander:
             elif char == "{":
                 end = _closing(text, i)
                 if end is None:
-                    raise WildcardError(f"The prompt has a {{ with no }} to close it (at “{_near(text, i)}”): "
+                    raise WildcardError(f"The {self.where} has a {{ with no }} to close it (at “{_near(text, i)}”): "
                                         "close it, or write \\{ for a brace.")
                 if len(chain) >= MAX_NESTING:
                     raise _too_deep(chain)
                 out.append(self.variant(text[i + 1:end], (*chain, "{")))
                 i = end + 1
             elif char == "}":
-                raise WildcardError(f"The prompt has a }} that no {{ opens (at “{_near(text, i)}”): "
+                raise WildcardError(f"The {self.where} has a }} that no {{ opens (at “{_near(text, i)}”): "
                                     "remove it, or write \\} for a brace.")
             elif text.startswith("__", i) and (found := _WILDCARD.match(text, i)):
                 out.append(self.wildcard(found.group(1), chain))
@@ -266,6 +266,7 @@ def _listed(folders: list[Path]) -> str:
 def _too_deep(chain: tuple[str, ...]) -> WildcardError:
     names = [link for link in chain if link.startswith("__")]
     through = " → ".join(names[:4]) + (" → …" if len(names) > 4 else "")
-    return WildcardError(f"The prompt's wildcards and variants nest more than {MAX_NESTING} deep"
-                         + (f" (through {through})" if names else "")
-                         + ": a wildcard file probably names itself; take that line out.")
+    if not names:
+        return WildcardError(f"The prompt's variants nest more than {MAX_NESTING} deep: take some braces out.")
+    return WildcardError(f"The prompt's wildcards and variants nest more than {MAX_NESTING} deep (through {through}): "
+                         "a wildcard file probably names itself; take that line out.")

@@ -3,7 +3,8 @@
 The panel's LoRA button opens the AddonPicker; a LoRA chosen there goes into
 the prompt at its cursor as ``<lora:name:1>``, an embedding's name into the
 prompt field that last had the focus (the negative prompt until one had it:
-most embeddings are negative ones). Both prompt fields get a LoraCompleter.
+most embeddings are negative ones). Both prompt fields get a LoraCompleter, and a
+WildcardCompleter for ``__name__`` (this computer's wildcard files, beside the same folders).
 The lists come from one AddonCatalog, refreshed when the picker opens.
 """
 
@@ -18,7 +19,7 @@ from desktop.core.addons import LORA
 
 from .addon_catalog import AddonCatalog
 from .addon_picker import AddonPicker
-from .lora_completer import LoraCompleter
+from .lora_completer import LoraCompleter, WildcardCompleter
 
 
 def insert_text(edit: QPlainTextEdit, text: str, *, at_cursor: bool = True) -> None:
@@ -50,6 +51,7 @@ class AddonTools(QObject):
         self.picker: AddonPicker | None = None
         self.last_field: QPlainTextEdit | None = None  # the prompt field the person was last in
         self.completers = [LoraCompleter(edit, self.catalog) for edit in (panel.prompt, panel.negative)]
+        self.wildcard_completers = [WildcardCompleter(edit, folders) for edit in (panel.prompt, panel.negative)]
         for edit in (panel.prompt, panel.negative):
             edit.installEventFilter(self)
         panel.addons_button.clicked.connect(self.open_picker)

@@ -99,10 +99,11 @@ def test_several_options_joined_by_a_comma_or_the_given_separator():
 
 @pytest.mark.parametrize("text", [
     "(masterpiece:1.2), [cat:dog:0.5], [red|blue] hair, <lora:detail_tweaker:0.7>, \\(literal\\)",
-    "a photo, BREAK, (((very))) [[small]] __, ___, 4__2",
+    "a photo, BREAK, (((very))) [[small]] __, ___, ____ 4__2 \\\\ x \\ y",
 ])
 def test_a1111_syntax_is_untouched(text):
     assert expand(text, 1, []) == text
+    assert expand("{x} " + text, 1, []) == "x " + text  # also beside a variant
 
 
 def test_an_alternation_inside_a_variant_is_not_split():
@@ -129,6 +130,11 @@ def test_broken_syntax_is_a_sentence(folder, text, says):
     write(folder, "self", "__self__ again")
     with pytest.raises(WildcardError, match=says):
         expand(text, 1, [folder])
+
+
+def test_the_sentence_names_the_negative_prompt_when_it_is_there():
+    with pytest.raises(WildcardError, match="^The negative prompt has a { with no }"):
+        expand_request(request("{fine|good}", "{blurry"), [])
 
 
 def test_an_empty_file_is_a_sentence(folder):

@@ -1,6 +1,8 @@
 """Wildcards in the window: the prompt the seed chose is what runs, is saved and is staged; a missing file is said."""
 
+import pytest
 from PIL import Image
+from PySide6.QtCore import Qt
 
 from desktop.core import paths
 from desktop.core.infotext import parse_infotext
@@ -42,3 +44,30 @@ def test_a_missing_wildcard_file_is_one_sentence_in_the_window(make_window, qtbo
     said = window.error_banner.text()
     assert "__nowhere__" in said and str(paths.wildcards_dir()) in said
     assert fake_backend.jobs == []
+
+
+@pytest.mark.qt_log_ignore("does not support raise", "does not support grabbing the keyboard")  # offscreen
+def test_typing_two_underscores_offers_the_wildcard_names(make_window, qtbot, fake_backend, tmp_path):
+    own = paths.wildcards_dir()
+    (own / "clothes").mkdir(parents=True)
+    (own / "clothes" / "hats.txt").write_text("beret\n", encoding="utf-8")
+    (own / "colors.txt").write_text("red\n", encoding="utf-8")
+    beside = tmp_path / "more-models" / "wildcards"
+    beside.mkdir(parents=True)
+    (beside / "hair_color.txt").write_text("black\n", encoding="utf-8")
+    window = make_window(models_folders=[str(tmp_path / "more-models")])
+    edit = window.panel.prompt
+    edit.setFocus()
+    qtbot.waitUntil(edit.hasFocus, timeout=TIMEOUT)
+    completer = window.addon_tools.wildcard_completers[0]
+    qtbot.keyClicks(edit, "a __")
+    qtbot.waitUntil(completer.popup_visible, timeout=TIMEOUT)
+    model = completer.completer.completionModel()
+    assert [model.index(i, 0).data() for i in range(model.rowCount())] == ["clothes/hats", "colors", "hair_color"]
+    qtbot.keyClicks(completer.completer.popup(), "ha")
+    assert completer.completer.completionCount() == 2
+    qtbot.keyClick(completer.completer.popup(), Qt.Key.Key_Return)
+    assert edit.toPlainText() == "a __clothes/hats__"
+    qtbot.keyClicks(edit, " ")
+    assert not completer.popup_visible()
+    assert not window.addon_tools.completers[0].popup_visible()  # the LoRA list stays shut
