@@ -260,8 +260,10 @@ class FolderBatchRun:
         if failed:
             parts.append(f"{failed} failed")
         text = ", ".join(parts)
-        where = self.output / MANIFEST_CSV
-        text = f"{text}: see {where}" if unreadable or failed else f"{text}; the manifest is {where}"
+        if unreadable or failed:
+            text = f"{text}: see {MANIFEST_CSV} in {self.output}"
+        else:
+            text = f"{text}; they and {MANIFEST_CSV} are in {self.output}"
         return f"{text}. {self.note}" if self.note else text
 
     def _outputs(self, stem: str) -> list[tuple[str, int]]:

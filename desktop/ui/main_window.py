@@ -333,6 +333,7 @@ class MainWindow(QMainWindow):
         self.cancel_action = self._action(menu, "Cancel", "Esc", self.cancel)
         menu.addSeparator()
         self._action(menu, "X/Y/Z plot...", "Ctrl+Shift+P", self.open_plot_dialog)
+        self._action(menu, "Batch from folder...", None, self.open_batch_dialog)
         menu = bar.addMenu("&Models")
         self._action(menu, "Manage models...", "Ctrl+M", self.open_models_dialog)
         self._action(menu, "Open models folder", None, lambda: self._open_folder(paths.models_dir()))
@@ -730,6 +731,16 @@ class MainWindow(QMainWindow):
         self.jobs.submitted(job_id, run, None)
         self.cancel_button.setEnabled(True)
         return job_id
+
+    def open_batch_dialog(self) -> None:
+        """Generate > Batch from folder...: OK queues a FolderBatchRun on the panel's request (self.batch_dialog)."""
+        from .batch_dialog import BatchDialog
+
+        self.batch_dialog = dialog = BatchDialog(self.panel.request(), self.settings.output_path(),
+                                                 self.upscaling.upscalers(), self.upscaling.restorers(), self)
+        dialog.accepted.connect(lambda: self.submit_run(dialog.batch()))
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
 
     def open_plot_dialog(self) -> None:
         """Generate > X/Y/Z plot...: axes over what Generate would send now; OK queues the plot (self.plot_dialog)."""

@@ -73,7 +73,7 @@ def test_each_picture_gets_n_variations_with_distinct_seeds_named_after_its_stem
     assert data["batch"]["seed"] == 100 and data["batch"]["variations"] == 3
     assert [e["status"] for e in data["inputs"]] == ["done", "done"]
     assert seen[-1] == (run.total_steps(), run.total_steps()) == (12, 12)  # one bar: 6 outputs x 2 steps
-    assert outcome.summary == f"6 outputs; the manifest is {out / 'manifest.csv'}"
+    assert outcome.summary == f"6 outputs; they and manifest.csv are in {out}"
 
 
 def test_a_picture_that_cannot_be_read_is_listed_with_its_reason_and_the_batch_goes_on(tmp_path):
@@ -89,7 +89,7 @@ def test_a_picture_that_cannot_be_read_is_listed_with_its_reason_and_the_batch_g
     assert broken == [{"input": "b.png", "output": "", "status": "unreadable", "seed": "", "mask": "",
                        "parameters": "", "reason": broken[0]["reason"]}]
     assert broken[0]["reason"].startswith("b.png is not a picture Sfumato can read")
-    assert outcome.summary == f"4 outputs, 1 unreadable: see {out / 'manifest.csv'}"
+    assert outcome.summary == f"4 outputs, 1 unreadable: see manifest.csv in {out}"
 
 
 def test_masks_are_matched_by_name_and_a_picture_without_one_is_listed(tmp_path):
@@ -115,7 +115,7 @@ def test_masks_are_matched_by_name_and_a_picture_without_one_is_listed(tmp_path)
     assert [(r["input"], r["mask"], r["status"]) for r in rows] == [
         ("cat.jpg", "cat.png", "done"), ("dog.png", "dog.png", "done"), ("owl.png", "", "failed")]
     assert rows[2]["reason"] == f"owl.png has no mask in {masks}: add one of the same name."
-    assert outcome.summary == f"2 outputs, 1 failed: see {out / 'manifest.csv'}"
+    assert outcome.summary == f"2 outputs, 1 failed: see manifest.csv in {out}"
 
 
 def test_an_upscale_writes_one_picture_per_input_with_the_stem_and_extras_keys(tmp_path):
@@ -153,7 +153,7 @@ def test_a_second_run_skips_what_is_done_and_remakes_an_output_the_manifest_does
         "a-00.png", "a-01.png", "b-00.png", "b-01.png", "c-00.png", "c-01.png", "manifest.csv", "manifest.json"]
     _, rows = _manifest(out)
     assert [(r["output"], r["status"]) for r in rows] == [(f"{s}-{k:02d}.png", "done") for s in "abc" for k in (0, 1)]
-    assert outcome.summary == f"3 outputs, 3 skipped (already done); the manifest is {out / 'manifest.csv'}"
+    assert outcome.summary == f"3 outputs, 3 skipped (already done); they and manifest.csv are in {out}"
 
 
 def test_a_random_seed_is_drawn_once_and_a_resume_keeps_it(tmp_path):

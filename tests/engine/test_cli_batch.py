@@ -56,7 +56,7 @@ def test_a_batch_killed_halfway_and_run_again_makes_each_output_exactly_once(tmp
     again = [Path(line).name for line in second.stdout.splitlines()]
     assert sorted(again + listed) == expected  # what was done is skipped, the rest made once
     assert second.stderr.strip().splitlines()[-1] == (
-        f"sfumato: {len(again)} outputs, {len(listed)} skipped (already done); the manifest is {out / 'manifest.csv'}")
+        f"sfumato: {len(again)} outputs, {len(listed)} skipped (already done); they and manifest.csv are in {out}")
     with open(out / "manifest.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["input"], r["output"], r["status"], r["seed"]) for r in rows] == [
