@@ -933,8 +933,9 @@ class MainWindow(QMainWindow):
             self.gallery.model.loader.stop()
             self.background.wait()
             self.addon_tools.close()
-        if not self.worker.shutdown(timeout_ms=3000):
-            # A step, a VAE decode or a model load is still finishing: close when the thread ends.
+        if not self.worker.shutdown(timeout_ms=3000, wait_for_jobs=False):
+            # A step, a VAE decode or a model load is still finishing (or a replica's job, never waited for here):
+            # close when the worker has stopped.
             self.statusBar().showMessage("Stopping: finishing the current step...")
             self.worker.stopped.connect(self.close, Qt.ConnectionType.SingleShotConnection)
             event.ignore()

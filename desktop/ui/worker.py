@@ -93,6 +93,7 @@ class _Runner(_WorkerSignals):
 
     _wake = Signal()
     _preload = Signal(str)
+    _job_thread_ended = Signal()  # from a job's own thread, as its last act
 
     def __init__(self, settings: Settings, backend_factory: BackendFactory):
         super().__init__()
@@ -109,7 +110,7 @@ class _Runner(_WorkerSignals):
         self._order: deque[int] = deque()  # the jobs taken and not yet reported, oldest first
         self._reports: dict[int, Callable[[], None]] = {}  # what an ended job says, until the earlier ones said theirs
         self._reporting = threading.Lock()  # one thread reports at a time, so the order holds
-        self._threads: list[threading.Thread] = []  # the jobs' own threads (several at once)
+        self._job_threads = 0  # the jobs' own threads (several at once) that have not ended
         self._stopping = False
         self._backend: Backend | None = None  # made in the worker thread
         self._engine_stale = False
@@ -264,10 +265,9 @@ class _Runner(_WorkerSignals):
         """Wait for the jobs' own threads (after stop()); True when they all ended in time."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(thread.is_alive() for thread in threads)
+            while self._job_threads and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+            return not self._job_threads
 
     # -- the worker thread ------------------------------------------------------------
 
@@ -360,13 +360,24 @@ class _Runner(_WorkerSignals):
             slots = self._slots()
             self.working.emit(len(self._running), slots)
             if slots > 1:
-                thread = threading.Thread(target=self._run_one, args=(job_id, request, backend, state, settings, said),
+                thread = threading.Thread(target=self._job_thread,
+                                          args=(job_id, request, backend, state, settings, said),
                                           name=f"generation-job-{job_id}", daemon=True)
-                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+                self._job_threads += 1
         if slots > 1:
             thread.start()
         else:
             self._run_one(job_id, request, backend, state, settings, said)
+
+    def _job_thread(self, *job) -> None:
+        """A job's own thread: runs it, then says it ended (the worker is stopped once the last one has)."""
+        try:
+            self._run_one(*job)
+        finally:
+            with self._lock:
+                self._job_threads -= 1
+                self._changed.notify_all()
+            self._job_thread_ended.emit()
 
     def _run_one(self, job_id: int, request: Queued, backend: Backend, state: TaskState, settings: Settings,
                  said: list[str]) -> None:
@@ -543,7 +554,7 @@ class GenerationWorker(_WorkerSignals):
 
     Its methods return at once. Its signals (listed in the module docstring)
     are emitted on the GUI thread, so any slot or plain function may receive
-    them; `stopped()` is emitted once the thread has ended after shutdown().
+    them; `stopped()` is emitted once, when the thread and every job's own thread have ended after shutdown().
     """
 
     stopped = Signal()
@@ -559,8 +570,22 @@ class GenerationWorker(_WorkerSignals):
         # since (submits): say the queue as it is on arrival, never a stale copy ("empty" with jobs waiting).
         self._runner.queue_changed.connect(self._say_queue)
         self._thread = self._runner._thread
-        self._thread.finished.connect(self.stopped)
+        self._thread_ended = self._said_stopped = False
+        self._thread.finished.connect(self._thread_finished)
+        self._runner._job_thread_ended.connect(self._say_stopped)  # queued from the job's thread
         self._thread.start()
+
+    @Slot()
+    def _thread_finished(self) -> None:
+        self._thread_ended = True  # isFinished() may not say so yet: `finished` comes just before
+        self._say_stopped()
+
+    @Slot()
+    def _say_stopped(self) -> None:
+        """Say `stopped` once the worker thread and the last job's own thread (a replica's) have ended."""
+        if self._thread_ended and not self._said_stopped and self._runner.join_jobs(0):
+            self._said_stopped = True
+            self.stopped.emit()
 
     @Slot(list)
     def _say_queue(self, _snapshot: list) -> None:
@@ -621,8 +646,13 @@ class GenerationWorker(_WorkerSignals):
         """Save results through this GalleryStore (None: as plain files), from the next one on."""
         self._runner.set_gallery(store)
 
-    def shutdown(self, timeout_ms: int = 30_000) -> bool:
-        """Cancel everything and stop the thread. Returns True when it stopped in time."""
+    def shutdown(self, timeout_ms: int = 30_000, wait_for_jobs: bool = True) -> bool:
+        """Cancel everything and stop the thread, waiting up to `timeout_ms` for it (a lone job runs there and ends
+        within a step) and, with `wait_for_jobs`, for the jobs' own threads (a server's replicas; one stuck in the
+        network notices the cancel late). True when all ended in time; else `stopped` comes once they have."""
+        deadline = time.monotonic() + timeout_ms / 1000
         self._runner.stop()
         self._thread.quit()
-        return self._thread.wait(timeout_ms) and self._runner.join_jobs(timeout_ms / 1000)
+        if not self._thread.wait(timeout_ms):
+            return False
+        return self._runner.join_jobs(max(0.0, deadline - time.monotonic()) if wait_for_jobs else 0)

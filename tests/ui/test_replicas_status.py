@@ -3,8 +3,13 @@ count's pictures arrive in seed order, and Cancel stays on while any replica sti
 
 from __future__ import annotations
 
+import threading
+import time
+
 from PySide6.QtCore import Qt
 
+from desktop.core.errors import Cancelled
+from tests.support.fake_backend import FakeBackend
 from tests.support.requests import make_request
 
 TIMEOUT = 20_000
@@ -93,3 +98,41 @@ def test_cancel_stays_on_while_another_replica_works_and_the_bar_follows_the_old
         qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert cancelled.args == [second]
     qtbot.waitUntil(lambda: not window.cancel_button.isEnabled(), timeout=TIMEOUT)
+
+
+class StuckInTheNetwork(FakeBackend):
+    """Two replicas whose job is blocked in a connect or an upload: it notices a cancel only once the test lets it
+    go."""
+
+    slots = 2
+
+    def __init__(self):
+        super().__init__()
+        self.inside, self.let_go = threading.Event(), threading.Event()
+
+    def run(self, job, state):
+        self.inside.set()
+        self.let_go.wait(TIMEOUT / 1000)
+        if state.cancelled():
+            raise Cancelled(0)
+        return super().run(job, state)
+
+
+def test_closing_while_a_replica_is_stuck_says_stopping_at_once_and_closes_when_it_ends(make_window, qtbot,
+                                                                                        monkeypatch):
+    from desktop.ui import main_window
+
+    backend = StuckInTheNetwork()
+    monkeypatch.setattr(main_window, "local_backend", backend.factory)  # before the window starts its engine
+    window = make_window()
+    small(window, steps=2)
+    window.generate()
+    qtbot.waitUntil(backend.inside.is_set, timeout=TIMEOUT)
+    began = time.monotonic()
+    window.close()
+    assert time.monotonic() - began < 1.0, "the window froze waiting for the stuck job"
+    assert window.isVisible() and window.statusBar().currentMessage() == "Stopping: finishing the current step..."
+    qtbot.wait(300)  # the worker thread has ended by now; the job's has not
+    assert window.isVisible()
+    backend.let_go.set()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=TIMEOUT)
