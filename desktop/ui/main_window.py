@@ -47,6 +47,8 @@ from desktop.core.model_choice import after_scan
 from desktop.core.model_lists import ModelLists
 from desktop.core.postprocess import UpscaleRequest, match_upscaler, own_folder, scan_postprocess_files
 from desktop.core.preprocessors import describe as describe_preprocess
+from desktop.core.queue_progress import QueueProgress
+from desktop.core.queue_store import QueueStore
 from desktop.core.request import HIRES_UPSCALERS, GenerationRequest
 from desktop.core.settings import Settings
 
@@ -131,6 +133,7 @@ class MainWindow(QMainWindow):
     models_scanned = Signal(list, object, str)
     models_scan_failed = Signal(str, str)
     crash_reported = Signal(object, str)  # from any thread: the crash report's path, and what happened
+    queue_store_failed = Signal(str)  # from the store's thread: why the queue could not be kept
 
     def __init__(self, settings: Settings, backend_factory: BackendFactory | None = None):
         super().__init__()
@@ -168,6 +171,7 @@ class MainWindow(QMainWindow):
         self._open_gallery()
         if settings.notice:
             self.statusBar().showMessage(settings.notice, 15_000)
+        self._restore_queue()
         if autosave.exists():
             QTimer.singleShot(0, self.files.offer_restore)
 
@@ -193,6 +197,15 @@ class MainWindow(QMainWindow):
         )
         self.error_banner.clicked.connect(self.error_banner.hide)
         self.error_banner.hide()
+        self.queue_notice = Banner()  # the jobs of the last session, back and paused
+        self.queue_notice.setObjectName("queueNotice")
+        self.queue_notice.setToolTip("Click to dismiss")
+        self.queue_notice.setStyleSheet(
+            "#queueNotice { background: palette(alternate-base); border: 1px solid palette(mid);"
+            " border-radius: 4px; padding: 8px; }"
+        )
+        self.queue_notice.clicked.connect(self.queue_notice.hide)
+        self.queue_notice.hide()
 
         self.tools = ToolState(self)
         self.canvas = CanvasView(self.tools)
@@ -243,6 +256,7 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.demo_banner)
         layout.addWidget(self.error_banner)
+        layout.addWidget(self.queue_notice)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.queue)
 
@@ -353,6 +367,10 @@ class MainWindow(QMainWindow):
         self.panel.model_changed.connect(self._model_changed)
         self.panel.size_changed.connect(self._panel_size_changed)
         self.queue.remove_requested.connect(self._remove_job)
+        self.queue.move_requested.connect(self.worker.move)
+        self.queue.duplicate_requested.connect(self._duplicate_job)
+        self.queue.pause_requested.connect(self.pause_queue)
+        self.queue_store_failed.connect(self.show_error)
         self.models_scanned.connect(self._models_found)
         self.models_scan_failed.connect(self._models_not_listed)
         self.files.document_changed.connect(self._document_changed)
@@ -394,6 +412,8 @@ class MainWindow(QMainWindow):
         w.job_cancelled.connect(self._job_cancelled)
         w.save_failed.connect(lambda job_id, message: self.show_error(message))
         w.working.connect(self.replicas_label.show_working)
+        w.working.connect(self._working)
+        w.paused_changed.connect(self.queue.set_paused)
 
     # -- the document ----------------------------------------------------------------------
 
@@ -721,6 +741,8 @@ class MainWindow(QMainWindow):
             job_id = self.worker.submit(each)
             self.jobs.submitted(job_id, each, self.doc.frame)  # where its preview and results go
             jobs.append(job_id)
+        if self.worker.is_paused():
+            self.note("Queued, but the queue is paused: press Resume below the canvas to run it.")
         return jobs
 
     def submit_run(self, run: Run) -> int:
@@ -756,6 +778,58 @@ class MainWindow(QMainWindow):
     def cancel(self) -> None:
         self.worker.cancel()
 
+    # -- the queue that survives ---------------------------------------------------------------
+
+    def _restore_queue(self) -> None:
+        """Queue again, paused, what the last session left waiting or running (desktop/core/queue_store.py);
+        their canvas frames are gone, so their pictures go to the gallery."""
+        self.queue_progress = QueueProgress()
+        self._at_once = 1  # jobs the backend runs at once, for the time left
+        self.queue_store = QueueStore(on_problem=self.queue_store_failed.emit)
+        jobs = self.queue_store.load()
+        self.worker.set_store(self.queue_store)
+        said = []
+        if jobs:
+            self.worker.pause()  # a person may have quit because of them: nothing starts on its own
+            for job in jobs:
+                self.jobs.submitted(self.worker.submit(job), job, None)
+            count = "1 job" if len(jobs) == 1 else f"{len(jobs)} jobs"
+            said.append(f"{count} from the last session {'is' if len(jobs) == 1 else 'are'} back in the queue "
+                        "(paused): press Resume below to run them, or remove them.")
+            self.cancel_button.setEnabled(True)
+        if self.queue_store.notice:
+            said.append(self.queue_store.notice)
+        if said:
+            self.queue_notice.setText(" ".join(said))
+            self.queue_notice.show()
+            self.statusBar().showMessage(said[0], 15_000)
+
+    @Slot(bool)
+    def pause_queue(self, paused: bool) -> None:
+        """Pause (the running job finishes; no new one starts) or resume the queue."""
+        if paused:
+            self.worker.pause()
+            self.note("The queue is paused: the running job finishes, the others wait for Resume.")
+        else:
+            self.queue_notice.hide()
+            self.worker.resume()
+
+    @Slot(int)
+    def _duplicate_job(self, job_id: int) -> None:
+        copy = self.worker.duplicate(job_id)
+        if copy is not None:
+            original = self.jobs.jobs.get(job_id)
+            request = next((r for j, r in self.worker.pending() if j == copy), None)
+            if original is not None and request is not None:
+                self.jobs.submitted(copy, request, original.frame)  # its pictures go where the original's do
+
+    @Slot(int, int)
+    def _working(self, _running: int, slots: int) -> None:
+        self._at_once = max(1, slots)
+
+    def _show_queue_progress(self) -> None:
+        self.queue.set_progress(self.queue_progress.text(self._at_once))
+
     def preprocess(self, type: str, image, done: Callable, failed: Callable) -> int:
         """Queue a control layer's preprocessor of `type` on `image` (HxWx3 uint8) on the worker, behind what runs
         there; `done(control picture)` or `failed(sentence)` is called on the GUI thread once it ended (the
@@ -767,6 +841,8 @@ class MainWindow(QMainWindow):
     @Slot(int)
     def _remove_job(self, job_id: int) -> None:
         if self.worker.remove(job_id):
+            self.queue_progress.removed(job_id)
+            self._show_queue_progress()
             if job_id in self._preprocessing:
                 self._preprocessing.pop(job_id)[1]("")
                 return
@@ -792,11 +868,19 @@ class MainWindow(QMainWindow):
 
     @Slot(list)
     def _queue_changed(self, jobs: list) -> None:
+        for job_id, request in jobs:
+            self.queue_progress.queued(job_id, request)
         self.queue.set_jobs(jobs)
+        self._show_queue_progress()
+        if not jobs:
+            self.queue_notice.hide()
 
     @Slot(int, object)
     def _job_started(self, job_id: int, request: GenerationRequest | UpscaleRequest | PreprocessJob) -> None:
         self.cancel_button.setEnabled(True)
+        self.queue_progress.queued(job_id, request)
+        self.queue_progress.started(job_id)
+        self._show_queue_progress()
         if isinstance(request, PreprocessJob):
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
@@ -821,6 +905,8 @@ class MainWindow(QMainWindow):
     @Slot(int, int, int, object)
     def _step(self, job_id: int, index: int, total: int, preview) -> None:
         text = self.jobs.step(job_id, index, total)
+        self.queue_progress.stepped(job_id, index, total)
+        self._show_queue_progress()
         if self._on_the_bar(job_id):
             self.progress.setRange(0, total)
             self.progress.setValue(index)
@@ -830,6 +916,7 @@ class MainWindow(QMainWindow):
 
     @Slot(int, list)
     def _job_finished(self, job_id: int, saved: list) -> None:
+        self._queue_job_ended(job_id, True)
         if job_id in self._preprocessing:  # a control picture for a layer, not a result to stage
             self.progress.setValue(self.progress.maximum())
             self._job_done("Done")
@@ -846,6 +933,7 @@ class MainWindow(QMainWindow):
 
     @Slot(int, str)
     def _job_failed(self, job_id: int, message: str) -> None:
+        self._queue_job_ended(job_id, False)
         if job_id in self._preprocessing:
             self._job_done("Failed")
             self._preprocessing.pop(job_id)[1](message)  # the layer panel shows it
@@ -868,6 +956,7 @@ class MainWindow(QMainWindow):
 
     @Slot(int)
     def _job_cancelled(self, job_id: int) -> None:
+        self._queue_job_ended(job_id, False)
         if job_id in self._preprocessing:
             self._job_done("Cancelled")
             self._preprocessing.pop(job_id)[1]("")
@@ -875,6 +964,10 @@ class MainWindow(QMainWindow):
         self.jobs.cancelled(job_id)
         self.generation.ended(job_id)
         self._job_done("Cancelled")
+
+    def _queue_job_ended(self, job_id: int, finished: bool) -> None:
+        self.queue_progress.ended(job_id, finished)
+        self._show_queue_progress()
 
     def _job_done(self, text: str) -> None:
         running = any(job.state is JobState.RUNNING for job in self.jobs.jobs.values())  # a server's other replicas
@@ -943,4 +1036,5 @@ class MainWindow(QMainWindow):
         if self.gallery_store is not None:  # after the worker: it may have been saving a result through it
             self.gallery_store.close()
             self.gallery_store = None
+        self.queue_store.close()  # what still waits (and the job the close cancelled) comes back next time
         super().closeEvent(event)
