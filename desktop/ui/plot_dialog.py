@@ -114,6 +114,7 @@ class PlotDialog(QDialog):
         grid = QGridLayout()
         grid.setColumnStretch(2, 1)
         grid.setColumnMinimumWidth(2, 320)
+        grid.setColumnMinimumWidth(3, 28)  # the … button's, shown or not: the values field keeps its width
         choices = {SAMPLER: list(SAMPLERS), SCHEDULE: list(SCHEDULES), CHECKPOINT: [label for _, label in models]}
         self.rows = [AxisRow(key, self, grid, row, choices) for row, key in enumerate(KEYS)]
         syntax = QLabel(SYNTAX)
@@ -127,6 +128,8 @@ class PlotDialog(QDialog):
         self.problem.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         red = "#ff8a80" if is_dark(self.palette()) else "#b3261e"
         self.problem.setStyleSheet(f"#plotProblem {{ color: {red}; }}")
+        self.problem.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.problem.setMinimumHeight(self.fontMetrics().lineSpacing() * 3)  # room for a sentence: nothing moves
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.ok.setText("Queue plot")
@@ -170,7 +173,6 @@ class PlotDialog(QDialog):
     def _say(self, count: str, problem: str) -> None:
         self.count.setText(count)
         self.problem.setText(problem)
-        self.problem.setVisible(bool(problem))
         self.ok.setEnabled(self._plot is not None)
 
     def accept(self) -> None:

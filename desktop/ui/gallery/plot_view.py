@@ -25,8 +25,8 @@ def short(label: str, name: str) -> str:
 
 
 class PlotGrid(QWidget):
-    """The cells of one Z value, as large as the width allows (between MIN_CELL and MAX_CELL), with the X labels
-    above and the Y labels left of them.
+    """The cells of one Z value, as large as the room shown allows (between MIN_CELL and MAX_CELL: more rows than
+    fit scroll), with the X labels above and the Y labels left of them.
 
     Signals:
         chosen(object): the PlotCell clicked (or reached with the arrow keys).
@@ -40,6 +40,7 @@ class PlotGrid(QWidget):
         self.z = 0
         self.thumbnails: dict[tuple[int, int, int], QImage] = {}
         self.current: tuple[int, int] | None = None
+        self.room_height = 0  # of the scroll area's viewport: the cells shrink to fit it, down to MIN_CELL
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
@@ -67,14 +68,23 @@ class PlotGrid(QWidget):
     def _left(self) -> int:
         return LABEL_WIDTH if self.plot is not None and self.plot.y.name else 0
 
-    def cell_side(self) -> int:
-        columns = max(1, self.columns())
-        room = (self.width() - self._left() - GAP * (columns + 1)) // columns
+    def cell_side(self, width: int | None = None) -> int:
+        columns, rows = max(1, self.columns()), max(1, self.rows())
+        room = ((self.width() if width is None else width) - self._left() - GAP * (columns + 1)) // columns
+        if self.room_height:
+            room = min(room, (self.room_height - LABEL_HEIGHT - GAP * (rows + 1)) // rows)
         return max(MIN_CELL, min(MAX_CELL, room))
+
+    def set_room_height(self, height: int) -> None:
+        if height != self.room_height:
+            self.room_height = height
+            self._resize()
 
     def cell_rect(self, x: int, y: int) -> QRect:
         side = self.cell_side()
-        return QRect(self._left() + GAP + x * (side + GAP), LABEL_HEIGHT + GAP + y * (side + GAP), side, side)
+        spare = self.width() - self._left() - GAP - max(1, self.columns()) * (side + GAP)
+        left = self._left() + max(0, spare // 2)  # the grid centred in the room it has
+        return QRect(left + GAP + x * (side + GAP), LABEL_HEIGHT + GAP + y * (side + GAP), side, side)
 
     def sizeHint(self) -> QSize:
         return QSize(self._left() + (MAX_CELL + GAP) * max(1, self.columns()), self.heightForWidth(800))
@@ -83,9 +93,7 @@ class PlotGrid(QWidget):
         return True
 
     def heightForWidth(self, width: int) -> int:
-        columns = max(1, self.columns())
-        side = max(MIN_CELL, min(MAX_CELL, (width - self._left() - GAP * (columns + 1)) // columns))
-        return LABEL_HEIGHT + GAP + self.rows() * (side + GAP)
+        return LABEL_HEIGHT + GAP + self.rows() * (self.cell_side(width) + GAP)
 
     def _resize(self) -> None:
         columns = max(1, self.columns())
@@ -148,7 +156,7 @@ class PlotGrid(QWidget):
             for y, label in enumerate(self.plot.y.labels):
                 label = short(label, self.plot.y.name)
                 rect = self.cell_rect(0, y)
-                box = QRect(0, rect.top(), LABEL_WIDTH - GAP, rect.height())
+                box = QRect(rect.left() - LABEL_WIDTH, rect.top(), LABEL_WIDTH - GAP, rect.height())
                 painter.drawText(box, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight | Qt.TextFlag.TextWordWrap,
                                  label)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
@@ -200,9 +208,10 @@ class PlotView(QWidget):
         self.grid = PlotGrid()
         self.grid.chosen.connect(self.chosen)
         self.grid.installEventFilter(self)
-        scroll = QScrollArea()
+        self.scroll_area = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.grid)
+        scroll.viewport().installEventFilter(self)
         self.axes = QLabel()  # "X: Steps · Y: CFG scale"
         top = QHBoxLayout()
         top.addWidget(self.caption, 1)
@@ -233,6 +242,8 @@ class PlotView(QWidget):
         self.grid.setFocus()
 
     def eventFilter(self, watched, event) -> bool:
+        if watched is self.scroll_area.viewport() and event.type() == QEvent.Type.Resize:
+            self.grid.set_room_height(event.size().height())
         if watched is self.grid and event.type() == QEvent.Type.KeyPress and event.key() == Qt.Key.Key_Escape:
             self.close_requested.emit()
             return True
