@@ -51,13 +51,20 @@ def row_of_grid(gallery) -> int:
     return next(row for row in range(gallery.model.rowCount()) if "grids/" in gallery.model.record(row).path)
 
 
-def open_grid_view(make_window, qtbot, home, missing=None):
+def open_grid_view(make_window, qtbot, home, missing=None, double_click=False):
     seeds = seed_plot(home, missing)
     window, gallery = open_gallery(make_window, qtbot)
     qtbot.waitUntil(lambda: gallery.model.rowCount() == 5 - (missing is not None), timeout=TIMEOUT)
-    gallery.select_row(row_of_grid(gallery))
+    row = row_of_grid(gallery)
+    gallery.select_row(row)
     qtbot.waitUntil(lambda: gallery.buttons["grid"].isEnabled(), timeout=TIMEOUT)
-    qtbot.mouseClick(gallery.buttons["grid"], Qt.MouseButton.LeftButton)
+    if double_click:  # a plot's tile opens its grid, not the canvas
+        at = gallery.list.visualRect(gallery.model.index(row)).center()
+        qtbot.mouseClick(gallery.list.viewport(), Qt.MouseButton.LeftButton, pos=at)  # as with a real mouse
+        qtbot.mouseDClick(gallery.list.viewport(), Qt.MouseButton.LeftButton, pos=at)
+    else:
+        qtbot.mouseClick(gallery.buttons["grid"], Qt.MouseButton.LeftButton)
+    assert window.tabs.currentIndex() == 1
     assert gallery.plot_open()
     return window, gallery, seeds
 
@@ -97,7 +104,7 @@ def test_a_plot_opens_as_a_grid_and_a_cells_use_parameters_fills_the_panel(make_
 
 
 def test_a_missing_cell_is_shown_missing_not_a_crash(make_window, qtbot, sfumato_home):
-    window, gallery, _ = open_grid_view(make_window, qtbot, sfumato_home, missing=(1, 0))
+    window, gallery, _ = open_grid_view(make_window, qtbot, sfumato_home, missing=(1, 0), double_click=True)
     grid = gallery.plot_view.grid
     assert (grid.columns(), grid.rows()) == (2, 2)
     assert gallery.plot_view.caption.text().startswith("plot-0001.png: 4 pictures, 1 missing.")

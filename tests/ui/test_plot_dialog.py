@@ -112,12 +112,13 @@ def test_a_finished_plot_opens_as_a_grid_and_a_cell_gives_its_parameters(make_wi
     dialog = open_dialog(window, qtbot)
     type_axis(qtbot, dialog, 0, "Steps", "2,3")
     type_axis(qtbot, dialog, 1, "CFG Scale", "3,7")
+    type_axis(qtbot, dialog, 2, "Seed", "21,22")
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT) as shown:
         qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
-    assert len(shown.args[0]) == 5  # the grid, then its 4 cells
+    assert len(shown.args[0]) == 9  # the grid, then its 8 cells
     gallery = window.gallery
     window.tabs.setCurrentIndex(1)
-    qtbot.waitUntil(lambda: gallery.model.rowCount() == 5, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 9, timeout=TIMEOUT)
     row = gallery.model.row_of(gallery.store.index.by_path(gallery.store.relative(shown.args[0][0][2])).id)
     gallery.select_row(row)
     qtbot.waitUntil(lambda: gallery.buttons["grid"].isEnabled(), timeout=TIMEOUT)
@@ -125,12 +126,15 @@ def test_a_finished_plot_opens_as_a_grid_and_a_cell_gives_its_parameters(make_wi
     grid = gallery.plot_view.grid
     assert (grid.columns(), grid.rows()) == (2, 2) and grid.plot.missing() == 0
     assert gallery.plot_view.axes.text() == "X: Steps   ·   Y: CFG Scale"
-    assert {(c.x, c.y) for c in grid.plot.cells} == {(0, 0), (1, 0), (0, 1), (1, 1)}
-    qtbot.waitUntil(lambda: len(grid.thumbnails) == 4, timeout=TIMEOUT)
+    assert {(c.x, c.y, c.z) for c in grid.plot.cells} == set(itertools.product((0, 1), (0, 1), (0, 1)))
+    qtbot.waitUntil(lambda: len(grid.thumbnails) == 8, timeout=TIMEOUT)
+    z_box = gallery.plot_view.z_box
+    assert z_box.isVisible() and [z_box.itemText(i) for i in range(2)] == ["Seed: 21", "Seed: 22"]
+    z_box.setCurrentIndex(1)  # the second grid
     window.panel.set_request(make_request(prompt="something else", steps=9, cfg_scale=11.0))
     qtbot.mouseClick(grid, Qt.MouseButton.LeftButton, pos=grid.cell_rect(0, 1).center())  # Steps 2, CFG 7
     qtbot.waitUntil(lambda: gallery.buttons["use"].isEnabled(), timeout=TIMEOUT)
     qtbot.mouseClick(gallery.buttons["use"], Qt.MouseButton.LeftButton)
     settings = window.panel.settings
     qtbot.waitUntil(lambda: settings.steps == 2, timeout=TIMEOUT)
-    assert (settings.cfg_scale, settings.prompt, settings.seed) == (7.0, "a harbour", 21)
+    assert (settings.cfg_scale, settings.prompt, settings.seed) == (7.0, "a harbour", 22)
