@@ -8,7 +8,7 @@ What it does, and the choices made:
   continuation; the same seeds for every picture, so a seed recreates its variation), each at the picture's
   own size rounded to 8 pixels (at least 64; a picture over 4096 pixels a side is listed as too large). The
   base request (the panel's or the CLI's prompt, model, strength, sampler, ...) is used without its pictures,
-  control layers and references. A random seed (-1) is drawn once, and a resumed batch keeps it.
+  control layers and references; its wildcards and {a|b} variants are chosen by each output's seed. A random seed (-1) is drawn once, and a resumed batch keeps it.
 - An upscale or a restore makes one picture of each: variations make no sense there and count as 1.
 - Inpaint masks are matched by name as A1111's batch inpaint does: the file of the mask folder with the
   picture's name, else one with its stem and any picture suffix (cat.jpg <-> cat.png); a mask of another
@@ -52,6 +52,7 @@ from .postprocess import DEMO_RESTORER, DEMO_UPSCALER, RESTORE_KINDS, UpscaleReq
 from .progress import TaskState
 from .request import MAX_SEED, MAX_SIZE, MIN_SIZE, RANDOM_SEED, GenerationRequest, Images, Mode
 from .runs import RunContext, RunOutcome, register
+from .wildcards import expand_request
 
 KIND = "folder-batch"
 MODES = ("img2img", "inpaint", "upscale", "restore")
@@ -226,10 +227,11 @@ class FolderBatchRun:
                 if self.base is not None:
                     request = self._generation(image, mask[0] if mask else None, seed)
                     try:
-                        request.validate()
+                        request = request.resolved()
                     except InvalidRequest as error:
                         entry.update(status=FAILED, reason=f"{source.name}: {error}")
                         break
+                    request = expand_request(request, context.settings.models_folders)  # its wildcards, by its seed
                     result = backend.run(GenerationJob(request), share)[0]
                     chunks = metadata_chunks(result.request, result.seed, loaded.name, loaded.hash, result.params)
                 else:

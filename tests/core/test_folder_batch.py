@@ -193,3 +193,14 @@ def test_bad_settings_are_refused_before_any_work_naming_the_setting(tmp_path, c
     with pytest.raises(InvalidRequest) as refused:
         FolderBatchRun(**settings).check()
     assert refused.value.field == field
+
+
+def test_the_prompt_s_variants_are_chosen_by_each_output_s_seed_and_recorded(tmp_path):
+    _picture(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    base = make_request(prompt="a {red|green|blue|white|black} boat", steps=2, strength=0.5, seed=1)
+    backend = FakeBackend()
+    FolderBatchRun(tmp_path / "in", "img2img", out, base, variations=4).run(backend, TaskState(), _context())
+    prompts = [job.request.conditioning.prompt for job in backend.jobs]
+    assert all("{" not in p for p in prompts) and len(set(prompts)) > 1
+    assert [Image.open(out / f"a-{k:02d}.png").text["parameters"].splitlines()[0] for k in range(4)] == prompts
