@@ -48,7 +48,9 @@ class BatchDialog(QDialog):
         self.variations_box.setRange(1, MAX_VARIATIONS)
         self.variations_box.setToolTip("Pictures made of each input, with the seeds seed, seed+1, ...")
         self.mask_edit, self.mask_row = self._folder_row("Choose the folder of the masks", None)
-        self.mask_edit.setPlaceholderText("a mask per picture, of the same name (white = repaint)")
+        self.mask_edit.setPlaceholderText("masks named as the pictures")
+        self.mask_edit.setToolTip("A mask per picture, of the same name (cat.png for cat.jpg works): white is "
+                                  "repainted")
         self.model_box = QComboBox()
         self.scale_box = QDoubleSpinBox()
         self.scale_box.setRange(1.0, MAX_SCALE)
@@ -127,7 +129,8 @@ class BatchDialog(QDialog):
                 self.model_box.setItemData(self.model_box.count() - 1, ref, Qt.ItemDataRole.ToolTipRole)
             self.form.labelForField(self.model_box).setText("Upscaler" if mode == "upscale" else "Restorer")
         if generating:
-            text = (f"Each picture at its own size with the prompt panel's model ({self.base.model}), prompt, "
+            model = Path(self.base.model).stem
+            text = (f"Each picture at its own size with the prompt panel's model ({model}), prompt, "
                     f"strength ({self.base.sampling.strength:g}), sampler and seed; outputs <name>-00.png, "
                     "<name>-01.png, ...")
         else:
