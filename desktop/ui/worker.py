@@ -51,7 +51,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
 from desktop.core.backend import Backend, BackendFactory, GenerationJob, ModelDescriptor, PreprocessJob, UpscaleJob
 from desktop.core.errors import Cancelled, SfumatoError
@@ -111,6 +111,7 @@ class _Runner(_WorkerSignals):
         self._reports: dict[int, Callable[[], None]] = {}  # what an ended job says, until the earlier ones said theirs
         self._reporting = threading.Lock()  # one thread reports at a time, so the order holds
         self._job_threads = 0  # the jobs' own threads (several at once) that have not ended
+        self._job_threads_made = 0  # and all there were: the GUI thread counts the ends it heard against it
         self._stopping = False
         self._backend: Backend | None = None  # made in the worker thread
         self._engine_stale = False
@@ -261,6 +262,10 @@ class _Runner(_WorkerSignals):
         if backend is not None:
             backend.cancel()  # thread-safe: a backend with work elsewhere (a server) stops it too
 
+    def job_threads_made(self) -> int:
+        with self._lock:
+            return self._job_threads_made
+
     def join_jobs(self, timeout_s: float) -> bool:
         """Wait for the jobs' own threads (after stop()); True when they all ended in time."""
         deadline = time.monotonic() + timeout_s
@@ -364,6 +369,7 @@ class _Runner(_WorkerSignals):
                                           args=(job_id, request, backend, state, settings, said),
                                           name=f"generation-job-{job_id}", daemon=True)
                 self._job_threads += 1
+                self._job_threads_made += 1
         if slots > 1:
             thread.start()
         else:
@@ -571,8 +577,9 @@ class GenerationWorker(_WorkerSignals):
         self._runner.queue_changed.connect(self._say_queue)
         self._thread = self._runner._thread
         self._thread_ended = self._said_stopped = False
+        self._job_ends_heard = 0  # each after what that job's thread said before it ended
         self._thread.finished.connect(self._thread_finished)
-        self._runner._job_thread_ended.connect(self._say_stopped)  # queued from the job's thread
+        self._runner._job_thread_ended.connect(self._job_thread_ended)  # queued from the job's thread
         self._thread.start()
 
     @Slot()
@@ -581,9 +588,14 @@ class GenerationWorker(_WorkerSignals):
         self._say_stopped()
 
     @Slot()
+    def _job_thread_ended(self) -> None:
+        self._job_ends_heard += 1
+        self._say_stopped()
+
+    @Slot()
     def _say_stopped(self) -> None:
         """Say `stopped` once the worker thread and the last job's own thread (a replica's) have ended."""
-        if self._thread_ended and not self._said_stopped and self._runner.join_jobs(0):
+        if self._thread_ended and not self._said_stopped and self._job_ends_heard == self._runner.job_threads_made():
             self._said_stopped = True
             self.stopped.emit()
 
@@ -649,10 +661,15 @@ class GenerationWorker(_WorkerSignals):
     def shutdown(self, timeout_ms: int = 30_000, wait_for_jobs: bool = True) -> bool:
         """Cancel everything and stop the thread, waiting up to `timeout_ms` for it (a lone job runs there and ends
         within a step) and, with `wait_for_jobs`, for the jobs' own threads (a server's replicas; one stuck in the
-        network notices the cancel late). True when all ended in time; else `stopped` comes once they have."""
+        network notices the cancel late). True when all ended in time, and then what they said has been emitted
+        (a picture finished as the window closes is shown before its gallery closes); else `stopped` comes once they
+        have."""
         deadline = time.monotonic() + timeout_ms / 1000
         self._runner.stop()
         self._thread.quit()
         if not self._thread.wait(timeout_ms):
             return False
-        return self._runner.join_jobs(max(0.0, deadline - time.monotonic()) if wait_for_jobs else 0)
+        if not self._runner.join_jobs(max(0.0, deadline - time.monotonic()) if wait_for_jobs else 0):
+            return False
+        QCoreApplication.sendPostedEvents(self)  # the signals still queued to this thread
+        return True

@@ -136,3 +136,21 @@ def test_closing_while_a_replica_is_stuck_says_stopping_at_once_and_closes_when_
     assert window.isVisible()
     backend.let_go.set()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=TIMEOUT)
+
+
+def test_a_replica_job_that_ends_as_the_window_closes_still_shows_its_picture(make_window, qtbot, monkeypatch):
+    from desktop.ui import main_window
+
+    backend = StuckInTheNetwork()
+    monkeypatch.setattr(main_window, "local_backend", backend.factory)
+    window = make_window()
+    small(window, steps=2)
+    shown = []
+    window.results_shown.connect(lambda saved: shown.append([seed for _, seed, _ in saved]))
+    window.generate()
+    qtbot.waitUntil(backend.inside.is_set, timeout=TIMEOUT)
+    backend.let_go.set()
+    assert window.worker._runner.join_jobs(TIMEOUT / 1000)  # it ended; the window has not heard it yet
+    window.close()
+    assert not window.isVisible()
+    assert shown == [[7]], "its picture is shown (and in the gallery) before the gallery closes"

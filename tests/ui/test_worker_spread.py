@@ -208,6 +208,30 @@ def test_cancel_stops_every_running_job_within_a_step_and_the_queued_ones_run_af
         assert max(i for j, i in steps if j == job) <= at_cancel[job] + 2, (at_cancel, steps)
 
 
+def test_stopped_comes_after_what_a_job_slow_to_notice_the_cancel_says(worker_on, qtbot):
+    class SlowToNotice(Replicas):  # blocked in the network: it sees the cancel only once let go
+        def run(self, job, state):
+            self.running.add(job.request.sampling.seed)
+            self.gate(job.request.sampling.seed).wait(TIMEOUT / 1000)
+            if state.cancelled():
+                raise Cancelled(0)
+            return FakeBackend.run(self, job, state)
+
+    backend = SlowToNotice(slots=2)
+    worker = worker_on(backend)
+    said = []
+    worker.job_cancelled.connect(lambda job: said.append("cancelled"))
+    worker.stopped.connect(lambda: said.append("stopped"))
+    worker.submit(REQUEST)
+    qtbot.waitUntil(lambda: backend.running == {100}, timeout=TIMEOUT)
+    assert not worker.shutdown(5000, wait_for_jobs=False), "the job is still running"
+    backend.release(100)
+    assert worker._runner.join_jobs(5), "the job's thread ended"  # here, before the window hears of it
+    qtbot.waitUntil(lambda: "stopped" in said, timeout=TIMEOUT)
+    qtbot.wait(50)
+    assert said == ["cancelled", "stopped"], "the window closes after the job's end is said, not before"
+
+
 def test_one_slot_runs_one_job_at_a_time_on_the_worker_thread(worker_on, qtbot):
     backend = Replicas(slots=1)
     threads = set()
