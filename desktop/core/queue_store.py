@@ -97,7 +97,7 @@ class QueueStore:
         self._on_problem = on_problem
         self._lock = threading.Lock()
         self._rows: dict[int, int] = {}  # job id -> row id
-        self._adopt: dict[int, int] = {}  # id() of a job load() returned -> its row id
+        self._adopt: dict[int, tuple[object, int]] = {}  # id() of a job load() returned -> (the job, its row id)
         self._told = False
         self._db = self._open()
         row = self._db.execute("SELECT max(position) FROM jobs").fetchone()
@@ -165,7 +165,7 @@ class QueueStore:
                 except (SfumatoError, ValueError, TypeError, KeyError, RecursionError) as error:
                     bad.append((row_id, kind, data, str(error) or type(error).__name__))
                     continue
-                self._adopt[id(job)] = row_id
+                self._adopt[id(job)] = (job, row_id)  # the job held, so its id() is not another's
                 jobs.append(job)
             if bad:
                 try:
@@ -190,9 +190,10 @@ class QueueStore:
         if not storable(job):
             return
         with self._lock:
-            row = self._adopt.pop(id(job), None)
-            if row is not None:  # one of load()'s: already stored
-                self._rows[job_id] = row
+            adopted = self._adopt.get(id(job))
+            if adopted is not None and adopted[0] is job:  # one of load()'s: already stored
+                del self._adopt[id(job)]
+                self._rows[job_id] = adopted[1]
                 return
             position, self._next = self._next, self._next + 1
         self._writes.put(("add", job_id, job, position))

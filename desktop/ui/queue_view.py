@@ -14,7 +14,7 @@ Signals:
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QPainter, QShortcut
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -49,6 +49,15 @@ def describe(request: GenerationRequest | UpscaleRequest | PreprocessJob) -> str
     return f"{prompt}  ·  {request.width}x{request.height}, {sampling.steps} steps, x{sampling.batch_size}"
 
 
+class _Title(QLabel):
+    """The header's line: cut with "…" where the buttons leave it too little room (the whole line is its tooltip)."""
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width())
+        painter.drawText(self.contentsRect(), int(self.alignment()), text)
+
+
 class QueueView(QWidget):
     remove_requested = Signal(int)
     move_requested = Signal(int, int)
@@ -58,7 +67,7 @@ class QueueView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self._count, self._paused, self._progress = 0, False, ""
-        self.title = QLabel("Queue: empty")
+        self.title = _Title("Queue: empty")
         self.title.setMinimumWidth(80)  # a long figure is cut, never a reason to widen the window
         self.list = QListWidget()
         self.list.setToolTip("Waiting generations, oldest first")
@@ -136,9 +145,9 @@ class QueueView(QWidget):
             self._update_title()
 
     def _update_title(self) -> None:
-        parts = [f"Queue: {self._count} waiting" if self._count else "Queue: empty"]
-        if self._paused:
-            parts.append("paused")
+        state = "paused" if self._paused else "waiting"  # short: the line shares its room with five buttons
+        parts = [f"Queue: {self._count} {state}" if self._count else
+                 "Queue: empty, paused" if self._paused else "Queue: empty"]
         if self._progress:
             parts.append(self._progress)
         text = " · ".join(parts)

@@ -4,6 +4,7 @@ and the whole queue's progress figure (desktop/core/queue_progress.py)."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import subprocess
 import sys
@@ -146,7 +147,13 @@ def test_what_ended_is_gone_and_a_new_order_is_kept():
     again.close()
     third = QueueStore()
     assert [job.conditioning.prompt for job in third.load()] == ["job 4", "job 3", "a new one"]
+    gc.collect()
+    for job_id in range(1, 201):  # new jobs, made where what load() gave was let go, are stored as new ones
+        third.queued(job_id, make_request(prompt=f"more {job_id}"))
     third.close()
+    fourth = QueueStore()
+    assert len(fourth.load()) == 203
+    fourth.close()
 
 
 def test_an_unreadable_database_is_set_aside_and_the_queue_starts_empty():

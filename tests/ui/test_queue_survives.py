@@ -62,7 +62,7 @@ def test_jobs_left_at_close_come_back_paused_with_a_notice_and_resume_into_the_g
     runs_before = len(fake_backend.jobs)
     assert listed(again) == ["first", "second", "third"]
     assert again.worker.is_paused() and again.queue.pause_button.text() == "Resume"
-    assert again.queue.title.text().startswith("Queue: 3 waiting · paused · 0 of 3")
+    assert again.queue.title.text().startswith("Queue: 3 paused · 0 of 3")
     assert again.queue_notice.isVisible()
     assert again.queue_notice.text() == ("3 jobs from the last session are back in the queue (paused): press Resume "
                                          "below to run them, or remove them.")
@@ -109,9 +109,9 @@ def test_reorder_duplicate_pause_and_the_progress_figure(make_window, fake_backe
     assert stored_prompts() == ["one", "three", "three", "two"]  # the running one first, then the new order
 
     click(qtbot, window.queue.pause_button)  # "one" finishes; nothing new starts
-    assert window.queue.pause_button.text() == "Resume" and "paused" in window.queue.title.text()
+    assert window.queue.pause_button.text() == "Resume" and window.queue.title.text().startswith("Queue: 3 paused")
     fake_backend.step_delay = 0.0
-    qtbot.waitUntil(lambda: window.queue.title.text().startswith("Queue: 3 waiting · paused · 1 of 4"),
+    qtbot.waitUntil(lambda: window.queue.title.text().startswith("Queue: 3 paused · 1 of 4"),
                     timeout=TIMEOUT)
     qtbot.wait(300)
     assert started[-1] == "one" and listed(window) == ["three", "three", "two"]
