@@ -501,11 +501,20 @@ def decode(data: dict) -> PlotRun:
             if item is None:
                 axes.append(None)
                 continue
-            choices = [str(v) for v in item["values"]] if item["name"] == CHECKPOINT else None
-            axes.append(parse_axis(item["name"], item["text"], choices))
+            if item["name"] == CHECKPOINT:  # the text may hold the picker's labels: the stored values are the models
+                axes.append(_checkpoint_axis(item["text"], item["values"]))
+            else:
+                axes.append(parse_axis(item["name"], item["text"]))
         return PlotRun(base, *axes)
     except (KeyError, TypeError, ValueError) as error:
         raise SfumatoError(f"A queued X/Y/Z plot could not be read back ({error}); make it again.") from None
+
+
+def _checkpoint_axis(text, values) -> Axis:
+    if not isinstance(text, str) or not isinstance(values, list) or not 0 < len(values) <= MAX_CELLS \
+            or not all(isinstance(value, str) and value for value in values):
+        raise ValueError("its Checkpoint name axis is not a list of model names")
+    return Axis(CHECKPOINT, text, tuple(values))
 
 
 runs.register(PlotRun.kind, decode)

@@ -300,6 +300,22 @@ def test_a_plot_comes_back_from_the_stored_queue_equal_with_its_picture(tmp_path
     assert back.describe() == "X/Y/Z plot: Denoising × Checkpoint name, 6 pictures"
 
 
+def test_a_plot_whose_checkpoint_axis_was_typed_as_the_pickers_labels_comes_back_from_the_stored_queue():
+    # what the dialog queues: the text as typed (the picker's labels), the values the models they load
+    axis = xyz.Axis("Checkpoint name", "alpha, Demo model (random weights)", ("/models/alpha.safetensors", "demo"))
+    plot = PlotRun(make_request(prompt="a quay", width=64, height=64, seed=3), axis)
+    back = decode_run(json.loads(json.dumps(plot.encode())))
+    assert back == plot and back.x.values == ("/models/alpha.safetensors", "demo")
+
+
+@pytest.mark.parametrize("stored", [[], [3], [""], "demo", None])
+def test_a_stored_plot_with_a_damaged_checkpoint_axis_is_refused_with_a_sentence(stored):
+    data = json.loads(json.dumps(PlotRun(BASE, parse_axis("Checkpoint name", "demo")).encode()))
+    data["axes"][0]["values"] = stored
+    with pytest.raises(xyz.SfumatoError, match=r"^A queued X/Y/Z plot could not be read back \(.*\); make it again\.$"):
+        decode_run(data)
+
+
 # -- drawing
 
 

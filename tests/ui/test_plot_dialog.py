@@ -5,12 +5,14 @@ give their own parameters."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 from PySide6.QtCore import Qt
 
 from desktop.core.document import CanvasDocument
 from desktop.core.request import Mode
+from desktop.core.runs import decode_run
 from desktop.core.xyz import PlotRun
 from desktop.ui.plot_dialog import UNKNOWN_TIME
 from tests.support.requests import make_request
@@ -103,6 +105,8 @@ def test_a_checkpoint_axis_takes_the_pickers_names_and_loads_their_models(make_w
     assert dialog.rows[0].values.text() == "alpha, Demo model"
     qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
     assert queued[0].x.values == ("/models/alpha.safetensors", "demo")
+    # stored in the queue and read back after a restart, it loads the same models
+    assert decode_run(json.loads(json.dumps(queued[0].encode()))) == queued[0]
 
 
 def test_a_finished_plot_opens_as_a_grid_and_a_cell_gives_its_parameters(make_window, qtbot):
