@@ -87,14 +87,17 @@ class QueueProgress:
                 self.done = self.total = 0
 
     def seconds_left(self, at_once: int = 1) -> float | None:
-        """None when a kind of job left has no finished one to measure by."""
-        left = 0.0
+        """None when a kind of job left has no finished one to measure by. `at_once` jobs run side by side, but
+        never more than are left, and the queue takes at least as long as its longest job left."""
+        each = []
         for job in self._left.values():
             measured = self._measured.get(job.kind)
             if not measured:
                 return None
-            left += job.units * (1.0 - job.fraction) * sum(measured) / len(measured)
-        return left / max(1, at_once)
+            each.append(job.units * (1.0 - job.fraction) * sum(measured) / len(measured))
+        if not each:
+            return 0.0
+        return max(sum(each) / max(1, min(at_once, len(each))), max(each))
 
     def text(self, at_once: int = 1) -> str:
         """ "12 of 40, about 6 min left"; "12 of 40" until there is a time to give; "" with nothing counted."""

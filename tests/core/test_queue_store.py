@@ -229,6 +229,24 @@ def test_the_progress_figure_counts_since_the_queue_last_emptied_and_estimates_b
     assert [duration(s) for s in (0.2, 59, 61, 3600, 4800)] == ["1 s", "59 s", "1 min", "1 h", "1 h 20 min"]
 
 
+def test_the_time_left_on_replicas_is_never_less_than_the_longest_job_left():
+    now = [0.0]
+    progress = QueueProgress(clock=lambda: now[0])
+    job = make_request(steps=20)
+    progress.queued(1, job)
+    progress.started(1)
+    now[0] = 60.0  # one job: 60 s
+    progress.ended(1, finished=True)
+    progress.queued(2, job)
+    progress.started(2)
+    assert progress.text(at_once=4) == "0 of 1, about 1 min left"  # one job left runs on one replica, not four
+    progress.queued(3, job)
+    assert progress.text(at_once=4) == "0 of 2, about 1 min left"  # two jobs side by side: 60 s, not 30
+    progress.queued(4, make_request(steps=2))
+    progress.queued(5, make_request(steps=2))
+    assert progress.seconds_left(at_once=2) == 66.0  # 132 s of work on two replicas, at least the longest job
+
+
 def test_a_stored_plot_comes_back_in_a_fresh_app_that_has_not_opened_the_plot_dialog():
     store = QueueStore()
     init = pixels(64, 80, seed=8)
