@@ -6,6 +6,7 @@ exactly the parameters that differ highlighted."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PySide6.QtCore import Qt
 from desktop.core.gallery.plots import PLOT_KEY
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.imageio import save_png
+from desktop.ui.gallery import view
 from tests.support.requests import make_request
 from tests.ui.test_gallery import open_gallery
 
@@ -114,6 +116,28 @@ def test_a_missing_cell_is_shown_missing_not_a_crash(make_window, qtbot, sfumato
     assert not gallery.buttons["use"].isEnabled() and not window.error_banner.isVisible()
     click_cell(qtbot, gallery, 0, 0)  # the others still open
     qtbot.waitUntil(lambda: gallery.buttons["use"].isEnabled(), timeout=TIMEOUT)
+
+
+def test_a_double_click_on_a_plot_tile_opens_its_grid_while_the_grid_picture_is_still_decoding(
+        make_window, qtbot, sfumato_home, monkeypatch):
+    """A large grid picture (a 3x3 plot of 1024-pixel cells is ~10 megapixels) takes a while to decode: a
+    double-click on its tile, not shown before, arrives before the picture is read."""
+    seed_plot(sfumato_home)
+    slow = view.read_picture
+    monkeypatch.setattr(view, "read_picture", lambda path: (time.sleep(0.5), slow(path))[1])
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 5, timeout=TIMEOUT)
+    row = row_of_grid(gallery)
+    gallery.select_row(0 if row != 0 else 1)
+    qtbot.waitUntil(lambda: not gallery.picture.image.isNull(), timeout=TIMEOUT)
+    at = gallery.list.visualRect(gallery.model.index(row)).center()
+    qtbot.mouseClick(gallery.list.viewport(), Qt.MouseButton.LeftButton, pos=at)
+    qtbot.wait(150)  # a person's double-click
+    qtbot.mouseDClick(gallery.list.viewport(), Qt.MouseButton.LeftButton, pos=at)
+    assert window.tabs.currentIndex() == 1, "the grid picture was sent to the canvas"
+    assert gallery.plot_open() and gallery.plot_view.grid.columns() == 2
+    qtbot.waitUntil(lambda: not gallery.picture.image.isNull(), timeout=TIMEOUT)  # the decode ends: still the grid
+    assert gallery.plot_open() and window.tabs.currentIndex() == 1
 
 
 def test_compare_parameters_highlights_exactly_what_differs(make_window, qtbot, sfumato_home):

@@ -201,6 +201,7 @@ class GalleryView(QWidget):
         self._shown: int | None = None
         self._compared: tuple[int, int] | None = None  # the ids of the pictures in the compare view
         self._shown_plot: Plot | None = None  # the plot the shown picture is the grid of
+        self._plot_read = False  # whether _shown_plot is known (it is read with the picture, in the background)
         self._plot_record: ImageRecord | None = None  # the grid picture open in the grid view
         self._cell: ImageRecord | None = None  # the grid view's chosen cell, when it is in the gallery
         self._side_by_side: tuple[int, ...] | None = None  # the ids of the pictures compared side by side
@@ -498,7 +499,7 @@ class GalleryView(QWidget):
 
     def _show(self, record: ImageRecord | None) -> None:
         self._shown = record.id if record else None
-        self._shown_plot = None
+        self._shown_plot, self._plot_read = None, record is None
         if record is None:
             self.picture.set_image(QImage())
             self.info.setText("")
@@ -523,7 +524,8 @@ class GalleryView(QWidget):
             if image.isNull():
                 self.error.emit("This picture can no longer be read; it may have been moved or deleted outside Sfumato.")
             self.picture.set_image(image)
-            self._shown_plot = plot
+            if not self._plot_read:  # a double-click may have read it already
+                self._shown_plot, self._plot_read = plot, True
             self._selection_changed()  # Grid view is offered for a plot
 
     # -- actions ----------------------------------------------------------------------------------------
@@ -683,6 +685,10 @@ class GalleryView(QWidget):
 
     def _open_shown(self) -> None:
         """Double-click: a plot opens as its grid, any other picture on the canvas."""
+        record = self.current()
+        if not self._plot_read and record is not None and record.id == self._shown and not self.plot_open():
+            # the picture is still being decoded; the plot chunk is read without it (a plot writes it before the pixels)
+            self._shown_plot, self._plot_read = read_plot(self.store.path(record), self.store.folder), True
         if self._shown_plot is not None:
             self.open_plot()
         else:
