@@ -18,7 +18,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from desktop.core import paths, settings
+from desktop.core import paths, runs, settings
 from desktop.core.backend import GenerationJob, ModelDescriptor
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.gallery.store import GalleryStore
@@ -29,7 +29,7 @@ from desktop.core.request import (HIRES_UPSCALERS, Conditioning, GenerationReque
                                   InpaintSettings, MaskedContent, Mode, Sampling)
 from desktop.core.prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
 from desktop.core.samplers import SAMPLERS, SCHEDULES
-from desktop.core.wildcards import expand_request
+from desktop.core.wildcards import expand_batch
 
 
 class UsageError(Exception):
@@ -325,7 +325,8 @@ def main(argv: list[str]) -> int:
         parser = build_parser()
         args = parser.parse_args(_values_may_start_with_dash(parser, argv))
         # The wildcards are this computer's (also with --server), looked for beside the window's model folders.
-        request = expand_request(request_from_args(args).resolved(), settings.load(set_aside=False).models_folders)
+        # A batch whose seeds choose different prompts runs a seed at a time, each as that seed alone would.
+        seeds = expand_batch(request_from_args(args).resolved(), settings.load(set_aside=False).models_folders)
     except InvalidRequest as error:
         print(f"sfumato: {OPTIONS.get(error.field, error.field)}: {error.message}", file=sys.stderr)
         return 2
@@ -351,8 +352,9 @@ def main(argv: list[str]) -> int:
         print(f"sfumato: the output folder {folder} cannot be used: {_reason(error)}", file=sys.stderr)
         return 1
     try:
-        model = backend.load(request.model, progress.state)
-        results = backend.run(GenerationJob(request), progress.state)
+        model = backend.load(seeds[0].model, progress.state)
+        results = [result for k, one in enumerate(seeds) for result in backend.run(
+            GenerationJob(one), progress.state if len(seeds) == 1 else runs.nth(progress.state, k, len(seeds)))]
         progress.end()
         return _save(store, results, model)
     except DemoModelUnwritable as error:

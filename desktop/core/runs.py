@@ -91,12 +91,22 @@ def part(state: TaskState, done: int, total: int) -> TaskState:
     """A TaskState for one backend call of a Run: its steps count after `done` of the Run's `total`, its status
     lines are the Run's, and cancelling the Run cancels it."""
 
-    class Part(TaskState):
-        def cancelled(self) -> bool:
-            return state.cancelled() or super().cancelled()
+    return _Part(state, lambda index, _total, preview: state.step(done + index, total, preview))
 
-        def cancel(self) -> None:
-            state.cancel()
 
-    return Part(on_step=lambda index, _total, preview: state.step(done + index, total, preview),
-                on_status=state.status)
+def nth(state: TaskState, k: int, count: int) -> TaskState:
+    """A TaskState for the k-th (from 0) of `count` backend calls of the same length (a batch run a seed at a
+    time): its steps fill the k-th of `count` equal parts of `state`'s bar."""
+    return _Part(state, lambda index, total, preview: state.step(k * total + index, count * total, preview))
+
+
+class _Part(TaskState):
+    def __init__(self, state: TaskState, on_step):
+        super().__init__(on_step=on_step, on_status=state.status)
+        self._whole = state
+
+    def cancelled(self) -> bool:
+        return self._whole.cancelled() or super().cancelled()
+
+    def cancel(self) -> None:
+        self._whole.cancel()

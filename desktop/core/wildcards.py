@@ -89,8 +89,8 @@ def expand(text: str, seed: int, folders: Iterable[Path], *, negative: bool = Fa
 
 
 def expand_request(request: GenerationRequest, models_folders: Iterable[str | os.PathLike]) -> GenerationRequest:
-    """The resolved `request` with both prompts expanded by its seed (a batch's first: the batch shares them),
-    so that what runs, and what the infotext records, is what the model saw. Raises WildcardError."""
+    """The resolved `request` with both prompts expanded by its seed (a batch's first: see expand_batch), so that
+    what runs, and what the infotext records, is what the model saw. Raises WildcardError."""
     conditioning = request.conditioning
     if not (uses_syntax(conditioning.prompt) or uses_syntax(conditioning.negative_prompt)):
         return request
@@ -99,6 +99,26 @@ def expand_request(request: GenerationRequest, models_folders: Iterable[str | os
     return request.replace(conditioning=conditioning.replace(
         prompt=expand(conditioning.prompt, seed, folders),
         negative_prompt=expand(conditioning.negative_prompt, seed, folders, negative=True)))
+
+
+def expand_batch(request: GenerationRequest, models_folders: Iterable[str | os.PathLike]) -> list[GenerationRequest]:
+    """What runs for the resolved `request`: itself expanded by its seed when every seed of its batch chooses the
+    same prompts (always so without wildcards or variants); else one request of batch size 1 per seed, in the
+    batch's order, each with the prompts its seed chose, so that a seed makes the same picture in a batch as alone,
+    in a plot or in a folder batch. Raises WildcardError."""
+    conditioning = request.conditioning
+    if not (uses_syntax(conditioning.prompt) or uses_syntax(conditioning.negative_prompt)):
+        return [request]
+    folders = wildcard_folders(models_folders)
+    seeds = request.sampling.seeds
+    prompts = [(expand(conditioning.prompt, seed, folders), expand(conditioning.negative_prompt, seed, folders,
+                                                                   negative=True)) for seed in seeds]
+    if len(set(prompts)) == 1:
+        return [request.replace(conditioning=conditioning.replace(prompt=prompts[0][0],
+                                                                  negative_prompt=prompts[0][1]))]
+    return [request.replace(sampling=request.sampling.replace(seed=seed, batch_size=1),
+                            conditioning=conditioning.replace(prompt=prompt, negative_prompt=negative))
+            for seed, (prompt, negative) in zip(seeds, prompts, strict=True)]
 
 
 class _Expander:

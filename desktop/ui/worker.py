@@ -61,9 +61,9 @@ from desktop.core.postprocess import UpscaleRequest, result_path
 from desktop.core.preprocessors import describe as describe_preprocess
 from desktop.core.progress import TaskState
 from desktop.core.request import GenerationRequest
-from desktop.core.runs import Run, RunContext, SaveFailed
+from desktop.core.runs import Run, RunContext, SaveFailed, nth
 from desktop.core.settings import Settings
-from desktop.core.wildcards import expand_request
+from desktop.core.wildcards import expand_batch
 
 Queued = GenerationRequest | UpscaleRequest | PreprocessJob | Run  # what submit() takes
 
@@ -351,10 +351,14 @@ class _Runner(_WorkerSignals):
     def _take(self, job_id: int, request: Queued, state: TaskState, settings: Settings, said: list[str]) -> None:
         """Check the job, start the backend and say the job started (here, so in the queue's order); then run it
         here, or on a thread of its own when the backend runs several at once."""
+        seeds = None  # a batch whose seeds choose different prompts: run a seed at a time
         try:
-            if not isinstance(request, (PreprocessJob, Run)):  # a Run checks its own parts as it runs them
-                request = request.validated() if isinstance(request, UpscaleRequest) else \
-                    expand_request(request.resolved(), settings.models_folders)  # this computer's wildcards
+            if isinstance(request, UpscaleRequest):
+                request = request.validated()
+            elif not isinstance(request, (PreprocessJob, Run)):  # a Run checks its own parts as it runs them
+                seeds = expand_batch(request.resolved(), settings.models_folders)  # this computer's wildcards
+                request = seeds[0].replace(sampling=seeds[0].sampling.replace(batch_size=len(seeds))) \
+                    if len(seeds) > 1 else seeds[0]
             backend = self._started(state)
             backend.use_folders(list(settings.models_folders))  # ones added since it started count too
             self.job_started.emit(job_id, request)
@@ -366,14 +370,14 @@ class _Runner(_WorkerSignals):
             self.working.emit(len(self._running), slots)
             if slots > 1:
                 thread = threading.Thread(target=self._job_thread,
-                                          args=(job_id, request, backend, state, settings, said),
+                                          args=(job_id, request, backend, state, settings, said, seeds),
                                           name=f"generation-job-{job_id}", daemon=True)
                 self._job_threads += 1
                 self._job_threads_made += 1
         if slots > 1:
             thread.start()
         else:
-            self._run_one(job_id, request, backend, state, settings, said)
+            self._run_one(job_id, request, backend, state, settings, said, seeds)
 
     def _job_thread(self, *job) -> None:
         """A job's own thread: runs it, then says it ended (the worker is stopped once the last one has)."""
@@ -386,7 +390,7 @@ class _Runner(_WorkerSignals):
             self._job_thread_ended.emit()
 
     def _run_one(self, job_id: int, request: Queued, backend: Backend, state: TaskState, settings: Settings,
-                 said: list[str]) -> None:
+                 said: list[str], seeds: list[GenerationRequest] | None = None) -> None:
         upscale = isinstance(request, UpscaleRequest)
         preprocess = isinstance(request, PreprocessJob)
         loaded: ModelDescriptor | None = None  # an upscale loads its upscaler inside run()
@@ -402,7 +406,11 @@ class _Runner(_WorkerSignals):
                 results = backend.run(UpscaleJob(request), state)
             else:
                 loaded = backend.load(request.model, state)
-                results = backend.run(GenerationJob(request, settings.preview_method, settings.preview_every), state)
+                parts = seeds or [request]
+                results = []
+                for k, one in enumerate(parts):  # a batch run a seed at a time: one bar, the pictures in seed order
+                    results += backend.run(GenerationJob(one, settings.preview_method, settings.preview_every),
+                                           state if len(parts) == 1 else nth(state, k, len(parts)))
             if not results:  # e.g. a server's `done` without a result: nothing to save or show
                 raise SfumatoError("The server finished the job without a picture; look at the server's log, then "
                                    "try again." if getattr(backend, "url", None) else

@@ -12,6 +12,7 @@ from desktop.core.request import Conditioning, GenerationRequest, Sampling
 from desktop.core.wildcards import (
     WildcardError,
     expand,
+    expand_batch,
     expand_request,
     wildcard_folders,
     wildcard_names,
@@ -175,3 +176,19 @@ def test_a_request_has_both_prompts_expanded_by_its_seed(folder):
 def test_a_request_without_the_syntax_is_returned_as_it_is():
     plain = request("a (cat:1.2)", "blurry")
     assert expand_request(plain, []) is plain
+    assert expand_batch(plain.replace(sampling=plain.sampling.replace(batch_size=4)), []) == \
+        [plain.replace(sampling=plain.sampling.replace(batch_size=4))]
+
+
+def test_a_batch_gives_each_seed_the_prompt_that_seed_chooses_alone():
+    template = "a {red|green|blue|yellow|pink|black|white|grey} cat"
+    batch = expand_batch(request(template, "{blurry|dark|flat}", seed=100, batch_size=4), [])
+    alone = [expand_request(request(template, "{blurry|dark|flat}", seed=seed), []) for seed in range(100, 104)]
+    assert batch == alone  # one picture a seed, in the batch's order, each as that seed alone (a plot, a folder batch)
+    assert len({r.conditioning.prompt for r in batch}) > 1
+
+
+def test_a_batch_whose_seeds_all_choose_the_same_runs_as_one_batch(folder):
+    write(folder, "only", "calm")
+    [one] = expand_batch(request("a __only__ {sea}", seed=7, batch_size=3), [])
+    assert (one.conditioning.prompt, one.sampling.seed, one.sampling.batch_size) == ("a calm sea", 7, 3)

@@ -21,10 +21,15 @@ def test_the_saved_parameters_hold_the_prompt_the_seed_chose(capsys, tmp_path, t
     folders = wildcard_folders()
     prompt = expand(template, 9, folders)
     assert "__" not in prompt and prompt.endswith(", (fur:1.2) [snow|rain]")
-    for path in out.splitlines():
+    assert prompt != expand(template, 10, folders)
+    seeds = []
+    for path in out.splitlines():  # each seed of the batch with the prompt it chooses alone
         info = parse_infotext(Image.open(path).text["parameters"])
-        assert (info.prompt, info.negative_prompt) == (prompt, expand("{blurry|dark}", 9, folders, negative=True))
-    assert len(out.splitlines()) == 2
+        seed = int(info.params["Seed"])
+        seeds.append(seed)
+        assert (info.prompt, info.negative_prompt) == (expand(template, seed, folders),
+                                                        expand("{blurry|dark}", seed, folders, negative=True))
+    assert seeds == [9, 10]
 
 
 def test_a_missing_wildcard_file_exits_2_with_one_line(capsys):

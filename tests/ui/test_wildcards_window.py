@@ -24,15 +24,19 @@ def test_the_saved_and_staged_prompt_is_the_one_the_seed_chose(make_window, qtbo
     with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT) as shown:
         window.generate()
     folders = wildcard_folders(window.settings.models_folders)
-    prompt, negative = expand(PROMPT, 41, folders), expand(NEGATIVE, 41, folders, negative=True)
+    chosen = {seed: (expand(PROMPT, seed, folders), expand(NEGATIVE, seed, folders, negative=True)) for seed in (41, 42)}
+    prompt, negative = chosen[41]
     assert "__" not in prompt and "{" not in prompt + negative and prompt.endswith("(detailed:1.2)")
-    ran = fake_backend.jobs[-1].request.conditioning
-    assert (ran.prompt, ran.negative_prompt) == (prompt, negative)
-    assert len(shown.args[0]) == 2  # the batch shares the prompt its first seed chose
+    assert chosen[41] != chosen[42]
+    # each seed of the batch gets the prompt it chooses alone (in a plot, a folder batch): a picture a seed
+    assert [(job.request.sampling.seed, job.request.sampling.batch_size, job.request.conditioning.prompt,
+             job.request.conditioning.negative_prompt) for job in fake_backend.jobs[-2:]] == \
+        [(seed, 1, *chosen[seed]) for seed in (41, 42)]
+    assert [seed for _, seed, _ in shown.args[0]] == [41, 42]
     for _, seed, path in shown.args[0]:
         info = parse_infotext(Image.open(path).text["parameters"])
-        assert (info.prompt, info.negative_prompt) == (prompt, negative)
-    assert [staged.prompt for staged in window.generation.staged] == [prompt, prompt]
+        assert (info.prompt, info.negative_prompt, info.params["Seed"]) == (*chosen[seed], str(seed))
+    assert window.generation.staged[0].prompt == prompt
     assert window.panel.prompt.toPlainText() == PROMPT  # the template stays for the next run
 
 
