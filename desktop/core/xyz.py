@@ -127,7 +127,13 @@ def parse_axis(name: str, text: str, choices: list[str] | tuple[str, ...] | None
         items = [item.strip() for row in rows for item in row]
     except csv.Error:
         raise InvalidAxis(f"The {name} axis's values are not a comma-separated list; check the quotes.") from None
-    items = [item for item in items if item]
+    if name == PROMPT_SR:  # an empty value replaces the text with nothing: "with and without a term", as A1111
+        items = items if any(items) else []
+        if items and not items[0]:
+            raise InvalidAxis("The Prompt S/R axis's first value is the text to look for in the prompt; it cannot be "
+                              "empty.")
+    else:
+        items = [item for item in items if item]
     if not items:
         raise InvalidAxis(f"The {name} axis has no values; type them as in 3,5,7 or 1-5.")
     if name in _INTS:

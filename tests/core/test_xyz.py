@@ -141,6 +141,25 @@ def test_prompt_search_and_replace_keeps_the_first_cell_s_prompt_and_changes_bot
         PlotRun(BASE, parse_axis("Prompt S/R", "horse,cow")).cells()
 
 
+@pytest.mark.parametrize("text", ["cat, ", 'cat, ""', 'cat,""'])
+def test_prompt_search_and_replace_keeps_an_empty_value_with_and_without_a_term(text):
+    axis = parse_axis("Prompt S/R", text)
+    assert axis.values == ("cat", "")
+    cells = PlotRun(BASE, axis).cells()
+    assert [c.request.conditioning.prompt for c in cells] == ["a cat <lora:ink:0.8> by the sea",
+                                                             "a  <lora:ink:0.8> by the sea"]
+    assert axis_labels(axis) == ["cat", ""]
+
+
+@pytest.mark.parametrize("text", [", cat", '"", cat'])
+def test_prompt_search_and_replace_needs_a_text_to_look_for(text):
+    with pytest.raises(InvalidAxis, match=r"^The Prompt S/R axis's first value is the text to look for in the "
+                                          r"prompt; it cannot be empty\.$"):
+        parse_axis("Prompt S/R", text)
+    with pytest.raises(InvalidAxis, match=r"^The Prompt S/R axis has no values"):
+        parse_axis("Prompt S/R", " , ")
+
+
 def test_lora_weight_replaces_the_weight_of_the_first_lora_tag():
     request = BASE.replace(conditioning=BASE.conditioning.replace(prompt="<lora:ink:0.8:0.5> cat <lora:sea:1>"))
     cells = PlotRun(request, parse_axis("LoRA weight", "0, 0.5")).cells()
