@@ -7,8 +7,9 @@
 img2img and inpaint make N variations of each picture (seeds seed, seed+1, ...) at the picture's own size
 rounded to 8, named <stem>-00.png, <stem>-01.png, ...; an upscale or a restore makes <stem>.png. Inpaint takes
 each picture's mask from --mask-dir by name (cat.jpg <-> cat.png). The outputs, manifest.csv and manifest.json go
-to --out (default: <Sfumato's output folder>/batches/<input folder's name>); the choices are in
-desktop/core/folder_batch.py. Run it again to resume: what is done is skipped.
+to --out (default: <Sfumato's output folder>/batches/<input folder's name>, or <name>-2, ... when that holds
+another batch; an --out that holds another batch is refused); the choices are in desktop/core/folder_batch.py.
+Run the same batch again to resume: what is done is skipped.
 
 Prints each output's path (stdout), progress and a summary line (stderr). Exits 0 when the batch ran, even
 with pictures listed as unreadable or failed in the manifest; 2 with a one-line reason on bad options; 1 when
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"img2img, inpaint: pictures made of each, seeds seed, seed+1, ... (1 to {MAX_VARIATIONS})")
     add("--mask-dir", type=Path, help="inpaint: the folder of the masks, named as the pictures (white = repaint)")
     add("--prompt", default="", help="img2img, inpaint: the prompt")
-    add("--out", type=Path, help="the output folder (default: batches/<input's name> in Sfumato's output folder)")
+    add("--out", type=Path, help="the output folder (default: batches/<input's name> in Sfumato's output folder, "
+                                 "or <name>-2, ... when that holds another batch)")
     add("--upscaler", default=DEMO_UPSCALER,
         help="upscale: 'demo', an upscaler file, the name of one in your upscaler folders, or Lanczos / Nearest; "
              "restore: 'demo' or a restorer (a model of scale 1)")
@@ -71,9 +73,11 @@ def batch_from_args(args: argparse.Namespace) -> FolderBatchRun:
     if args.mode in ("img2img", "inpaint"):
         plain = argparse.Namespace(**{**vars(args), "mode": None, "init": None, "mask": None})
         base = request_from_args(plain)
-    out = args.out or paths.output_dir() / "batches" / args.input.resolve().name
     post = PostSettings(args.upscaler, args.scale, args.restore_kind)
-    return FolderBatchRun(args.input, args.mode, out, base, post, args.variations, args.mask_dir).check()
+    run = FolderBatchRun(args.input, args.mode, args.out or args.input, base, post, args.variations, args.mask_dir)
+    if args.out is None:  # batches/<input's name>, or <name>-2, ... where another batch is
+        run.into_default_folder(paths.output_dir() / "batches")
+    return run.check()
 
 
 def main(argv: list[str]) -> int:

@@ -20,11 +20,16 @@ What it does, and the choices made:
   chunk (desktop/core/outputs.py); an upscale's or restore's source parameters with A1111 Extras' keys.
 - `manifest.json` (the batch's settings, then per input: status, reason, mask, outputs with seed and
   parameters) and `manifest.csv` (one row per output, or per input that made none) are rewritten atomically
-  after every output, each output itself written atomically before it is listed.
+  when the batch starts, at most every WRITE_EVERY seconds while it runs (every output would make a long
+  batch quadratic) and when it ends, fails or is cancelled; each output is written atomically before it is listed.
 - Resumable: an output that exists and is listed as done is skipped; one that exists but is not listed (the
   batch was killed between writing it and the manifest) is made again and replaces it, so after a resume every
-  output exists exactly once. A picture that cannot be read (or is too large) is listed with the reason, and
-  the batch goes on.
+  output exists exactly once. A picture that cannot be read (or is too large), or that the backend fails on
+  (out of memory), is listed with the reason, and the batch goes on; a resume tries it again.
+- A folder resumes only the same batch: the same input folder (resolved), mode, request (but a random seed),
+  upscale settings, variations and mask folder as its manifest's. Another batch is refused there with a
+  sentence (`check`); the default folder, `batches/<input's name>`, becomes `<name>-2`, `-3`, ... instead
+  (`into_default_folder`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import glob
 import io
 import json
 import random
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,7 +49,7 @@ from PIL import Image
 
 from . import atomic
 from .backend import GenerationJob, UpscaleJob
-from .errors import InvalidRequest, SfumatoError
+from .errors import Cancelled, InvalidRequest, SfumatoError
 from .filescan import files_in
 from .geometry import Extent
 from .imageio import ImageError, load_image, load_mask, replace_png
@@ -64,6 +70,7 @@ MANIFEST_JSON, MANIFEST_CSV = "manifest.json", "manifest.csv"
 CSV_COLUMNS = ("input", "output", "status", "seed", "mask", "parameters", "reason")
 DONE, UNREADABLE, FAILED = "done", "unreadable", "failed"
 POST_UNITS = 10  # the bar's length of one upscale or restore (its tiles are not known before it runs)
+WRITE_EVERY = 5.0  # seconds between the manifest's rewrites while a batch runs
 
 
 @dataclass(frozen=True)
@@ -86,12 +93,14 @@ def output_size(width: int, height: int) -> Extent:
     return Extent(*(max(MIN_SIZE, round(side / 8) * 8) for side in (width, height)))
 
 
-def find_mask(mask_dir: Path, picture: Path) -> Path | None:
-    """The picture's mask: the same file name in `mask_dir`, else the same stem with a picture suffix."""
-    same = Path(mask_dir) / picture.name
-    if same.is_file():
-        return same
-    return next((p for p in pictures_in(mask_dir) if p.stem == picture.stem), None)
+def mask_finder(mask_dir: Path) -> Callable[[Path], Path | None]:
+    """A picture's mask, the mask folder read once: the same file name in `mask_dir`, else the same stem with a
+    picture suffix."""
+    masks = pictures_in(mask_dir)
+    by_name, by_stem = {p.name: p for p in masks}, {}
+    for mask in masks:
+        by_stem.setdefault(mask.stem, mask)
+    return lambda picture: by_name.get(picture.name) or by_stem.get(picture.stem)
 
 
 class FolderBatchRun:
@@ -143,6 +152,12 @@ class FolderBatchRun:
         if self.mode == "inpaint" and (self.mask_dir is None or not self.mask_dir.is_dir()):
             given = "none was given" if self.mask_dir is None else f"{self.mask_dir} is not a folder"
             raise InvalidRequest("mask_dir", f"inpaint needs a folder of masks named as the pictures ({given}).")
+        if self.mode == "inpaint" and self.mask_dir.resolve() == self.input.resolve():
+            raise InvalidRequest("mask_dir", "the masks are in the folder of the pictures, so each picture would be "
+                                             "its own mask; choose a folder that holds only the masks.")
+        if self._holds_other(self.output):
+            raise InvalidRequest("output", f"{self.output} holds another batch (its manifest.json has other "
+                                           "settings); choose another output folder.")
         probe = np.full((64, 64, 3), 128, np.uint8)
         if self.base is not None:
             self.base.replace(images=Images(probe, np.full((64, 64), 255, np.uint8)), width=64, height=64).validate()
@@ -187,7 +202,32 @@ class FolderBatchRun:
                    int(data["variations"]), Path(data["mask_dir"]) if data.get("mask_dir") else None,
                    bool(data.get("seed_was_random")))
 
+    def into_default_folder(self, batches: Path) -> FolderBatchRun:
+        """Send the outputs to `batches`/<input's name>, or to <name>-2, -3, ... where that one holds another batch
+        (this same batch resumes in its own)."""
+        name = self.input.resolve().name or "batch"
+        number = 1
+        while self._holds_other(Path(batches) / (name if number == 1 else f"{name}-{number}")):
+            number += 1
+        self.output = Path(batches) / (name if number == 1 else f"{name}-{number}")
+        return self
+
+    def _holds_other(self, folder: Path) -> bool:
+        """Whether `folder`'s manifest is another batch's (not this one's, which resumes there)."""
+        stored = Manifest.stored_settings(folder)
+        if stored is None:
+            return False
+        mine = json.loads(json.dumps(self._settings()))
+        if self.seed_was_random:  # drawn anew each time: the stored one is taken up
+            for settings in (mine, stored):
+                settings.pop("seed", None)
+                if isinstance(settings.get("request"), dict) and isinstance(settings["request"].get("sampling"), dict):
+                    settings["request"] = {**settings["request"],
+                                           "sampling": {**settings["request"]["sampling"], "seed": None}}
+        return mine != stored
+
     def run(self, backend, state: TaskState, context: RunContext) -> RunOutcome:
+        self.check()  # a stored batch whose folders changed since it was queued
         self.output.mkdir(parents=True, exist_ok=True)
         manifest = Manifest(self.output, self._settings())
         if self.seed_was_random and self.base is not None:  # a resumed batch keeps the seed it drew first
@@ -195,9 +235,20 @@ class FolderBatchRun:
             if seed is not None:
                 self.base = self.base.replace(sampling=self.base.sampling.replace(seed=seed))
                 manifest.settings = self._settings()
+        names = _names(self._sources)
+        _clear_leftovers(self.output, [n for s in self._sources for n, _ in self._outputs(names[s])])
+        manifest.write()  # the folder is this batch's from now on
+        try:
+            made, skipped = self._run(backend, state, context, manifest)
+        finally:  # at the end, and on a cancel or a failure: what was made is listed
+            manifest.write()
+        return RunOutcome([], self.summary(made, skipped, manifest))
+
+    def _run(self, backend, state: TaskState, context: RunContext, manifest: Manifest) -> tuple[int, int]:
+        """Make what is not done yet; (made, skipped)."""
+        find_mask = mask_finder(self.mask_dir) if self.mode == "inpaint" else None
         sources = self._sources
         names = _names(sources)
-        _clear_leftovers(self.output, [n for s in sources for n, _ in self._outputs(names[s])])
         units, total = self._units(), self.total_steps()
         loaded = backend.load(self.base.model, state) if self.base is not None else None
         made = skipped = 0
@@ -211,10 +262,10 @@ class FolderBatchRun:
                 done += units * len(outputs)
                 continue
             try:
-                image, parameters, mask = self._read(source)
+                image, parameters, mask = self._read(source, find_mask)
             except SfumatoError as error:
                 entry.update(status=UNREADABLE if isinstance(error, ImageError) else FAILED, reason=str(error))
-                manifest.write()
+                manifest.write_soon()
                 done += units * len(outputs)
                 continue
             entry.update(status="", reason="", mask=mask[1].name if mask else "")
@@ -224,30 +275,30 @@ class FolderBatchRun:
                     done += units
                     continue
                 share = _Share(state, done, units, total)
-                if self.base is not None:
-                    request = self._generation(image, mask[0] if mask else None, seed)
-                    try:
-                        request = request.resolved()
-                    except InvalidRequest as error:
-                        entry.update(status=FAILED, reason=f"{source.name}: {error}")
-                        break
-                    request = expand_request(request, context.settings.models_folders)  # its wildcards, by its seed
-                    result = backend.run(GenerationJob(request), share)[0]
-                    chunks = metadata_chunks(result.request, result.seed, loaded.name, loaded.hash, result.params)
-                else:
-                    result = backend.run(UpscaleJob(self._post_request(image, parameters)), share)[0]
-                    chunks = {"parameters": result.request.parameters}
+                try:
+                    if self.base is not None:
+                        request = self._generation(image, mask[0] if mask else None, seed).resolved()
+                        request = expand_request(request, context.settings.models_folders)  # its wildcards, by seed
+                        result = backend.run(GenerationJob(request), share)[0]
+                        chunks = metadata_chunks(result.request, result.seed, loaded.name, loaded.hash, result.params)
+                    else:
+                        result = backend.run(UpscaleJob(self._post_request(image, parameters)), share)[0]
+                        chunks = {"parameters": result.request.parameters}
+                except Cancelled:
+                    raise
+                except SfumatoError as error:  # its request, or the backend on it (out of memory): the batch goes on
+                    entry.update(status=FAILED, reason=f"{source.name}: {error}")
+                    break
                 path = replace_png(self.output / name, result.image, chunks)
                 manifest.add_output(source.name, name, result.seed, chunks["parameters"])
-                manifest.write()
+                manifest.write_soon()
                 self.wrote(path)
                 made += 1
                 done += units
             if entry["status"] != FAILED:
                 entry["status"] = DONE
-            manifest.write()
-        manifest.write()
-        return RunOutcome([], self.summary(made, skipped, manifest))
+            manifest.write_soon()
+        return made, skipped
 
     # -- parts ----------------------------------------------------------------------------------------------
 
@@ -276,7 +327,7 @@ class FolderBatchRun:
         seed = self.base.sampling.seed
         return [(f"{stem}-{k:0{width}d}.png", (seed + k) % (MAX_SEED + 1)) for k in range(self.variations)]
 
-    def _read(self, source: Path):
+    def _read(self, source: Path, find_mask):
         """(image, its parameters text, (mask, mask path) or None); ImageError when it cannot be read."""
         image = load_image(source)
         height, width = image.shape[:2]
@@ -293,7 +344,7 @@ class FolderBatchRun:
                 parameters = ""
         mask = None
         if self.mode == "inpaint":
-            path = find_mask(self.mask_dir, source)
+            path = find_mask(source)
             if path is None:
                 raise SfumatoError(f"{source.name} has no mask in {self.mask_dir}: add one of the same name.")
             grey = load_mask(path)
@@ -314,8 +365,9 @@ class FolderBatchRun:
         return UpscaleRequest(image, self.post.scale, upscaler=self.post.upscaler, parameters=parameters)
 
     def _settings(self) -> dict:
-        settings = {"input": str(self.input), "mode": self.mode, "variations": self.variations,
-                    "mask_dir": str(self.mask_dir) if self.mask_dir else None}
+        settings = {"input": str(self.input.resolve()), "mode": self.mode, "variations": self.variations,
+                    "mask_dir": str(self.mask_dir.resolve()) if self.mask_dir else None,
+                    "seed_was_random": self.seed_was_random}
         if self.base is not None:
             settings["seed"] = self.base.sampling.seed
             settings["request"] = self.base.to_dict()
@@ -362,6 +414,7 @@ class Manifest:
     def __init__(self, folder: Path, settings: dict):
         self.folder, self.settings = folder, settings
         self._previous: dict = {}
+        self._written: float | None = None
         self.entries: dict[str, dict] = {}
         try:
             data = json.loads((folder / MANIFEST_JSON).read_text("utf-8"))
@@ -373,6 +426,15 @@ class Manifest:
                     self.entries[entry["input"]] = {**_blank(entry["input"]), **entry, "outputs": outputs}
         except (OSError, ValueError, AttributeError, TypeError):
             pass  # none yet, or unreadable: the batch starts over, replacing what it makes again
+
+    @staticmethod
+    def stored_settings(folder: Path) -> dict | None:
+        """The batch settings of `folder`'s manifest; None without a readable one."""
+        try:
+            data = json.loads((Path(folder) / MANIFEST_JSON).read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data["batch"] if isinstance(data, dict) and isinstance(data.get("batch"), dict) else None
 
     def previous_seed(self) -> int | None:
         seed = self._previous.get("seed")
@@ -395,7 +457,13 @@ class Manifest:
     def count(self, status: str) -> int:
         return sum(1 for e in self.entries.values() if e.get("status") == status)
 
+    def write_soon(self) -> None:
+        """Write, unless the last write is less than WRITE_EVERY seconds old."""
+        if self._written is None or time.monotonic() - self._written >= WRITE_EVERY:
+            self.write()
+
     def write(self) -> None:
+        self._written = time.monotonic()
         entries = [self.entries[name] for name in sorted(self.entries)]
         atomic.write_text(self.folder / MANIFEST_CSV, _csv(entries))
         atomic.write_text(self.folder / MANIFEST_JSON, json.dumps({"batch": self.settings, "inputs": entries},

@@ -160,13 +160,16 @@ class BatchDialog(QDialog):
         folder = self.input_edit.text().strip()
         if not folder:
             raise SfumatoError("Choose the folder of the pictures.")
-        out = self.out_edit.text().strip() or str(self.output_root / BATCHES / Path(folder).name)
+        out = self.out_edit.text().strip() if self._out_edited else ""
         mode = self.mode()
         mask = self.mask_edit.text().strip()
         post = PostSettings(self.model_box.currentData() or "demo", self.scale_box.value(),
                             self.kind_box.currentData())
-        return FolderBatchRun(Path(folder), mode, Path(out), self.base, post, self.variations_box.value(),
-                              Path(mask) if mode == "inpaint" and mask else None).check()
+        run = FolderBatchRun(Path(folder), mode, Path(out or folder), self.base, post, self.variations_box.value(),
+                             Path(mask) if mode == "inpaint" and mask else None)
+        if not out:  # the default: batches/<name>, or <name>-2, ... where another batch is
+            run.into_default_folder(self.output_root / BATCHES)
+        return run.check()
 
     def accept(self) -> None:
         try:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from desktop.core.errors import Cancelled, InvalidRequest
+from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.folder_batch import FolderBatchRun, PostSettings
 from desktop.core.progress import TaskState
 from desktop.core.runs import RunContext, decode_run
@@ -204,3 +204,126 @@ def test_the_prompt_s_variants_are_chosen_by_each_output_s_seed_and_recorded(tmp
     prompts = [job.request.conditioning.prompt for job in backend.jobs]
     assert all("{" not in p for p in prompts) and len(set(prompts)) > 1
     assert [Image.open(out / f"a-{k:02d}.png").text["parameters"].splitlines()[0] for k in range(4)] == prompts
+
+
+def test_another_batch_is_refused_in_a_batch_s_folder_and_the_default_folder_becomes_a_fresh_one(tmp_path):
+    for name in ("a.png", "b.png"):
+        _picture(tmp_path / "shoot1" / "in" / name)
+        _picture(tmp_path / "shoot2" / "in" / name, colour=(0, 0, 200))
+    batches = tmp_path / "batches"
+    quay = make_request(model="demo", prompt="a red quay", steps=4, strength=0.3, seed=5)
+    forest = make_request(model="demo", prompt="a blue forest", steps=4, strength=0.8, seed=5)
+    first = FolderBatchRun(tmp_path / "shoot1" / "in", "img2img", tmp_path, quay).into_default_folder(batches)
+    assert first.output == batches / "in"
+    first.check().run(FakeBackend(), TaskState(), _context())
+
+    with pytest.raises(InvalidRequest) as refused:  # the same folder, named: refused, nothing made
+        FolderBatchRun(tmp_path / "shoot1" / "in", "img2img", batches / "in", forest).check()
+    assert str(refused.value) == (f"output: {batches / 'in'} holds another batch (its manifest.json has other "
+                                  "settings); choose another output folder.")
+    backend = FakeBackend()
+    second = FolderBatchRun(tmp_path / "shoot1" / "in", "img2img", tmp_path, forest).into_default_folder(batches)
+    outcome = second.check().run(backend, TaskState(), _context())
+    assert second.output == batches / "in-2" and len(backend.jobs) == 2
+    assert outcome.summary == f"2 outputs; they and manifest.csv are in {batches / 'in-2'}"
+    assert _manifest(batches / "in")[0]["batch"]["request"]["conditioning"]["prompt"] == "a red quay"
+    assert Image.open(batches / "in" / "a-00.png").text["parameters"].startswith("a red quay")
+
+    other = FolderBatchRun(tmp_path / "shoot2" / "in", "img2img", tmp_path, quay).into_default_folder(batches)
+    assert other.output == batches / "in-3"  # another folder of the same name is another batch
+    again = FolderBatchRun(tmp_path / "shoot1" / "in", "img2img", tmp_path, quay).into_default_folder(batches)
+    assert again.output == batches / "in"  # the same batch resumes in its folder
+    assert again.check().run(FakeBackend(), TaskState(), _context()).summary == (
+        f"0 outputs, 2 skipped (already done); they and manifest.csv are in {batches / 'in'}")
+
+
+def test_a_new_batch_with_a_random_seed_does_not_take_up_another_batch_s_seed(tmp_path):
+    _picture(tmp_path / "in" / "a.png")
+    batches = tmp_path / "batches"
+    for prompt in ("a quay", "a forest"):
+        run = FolderBatchRun(tmp_path / "in", "img2img", tmp_path, make_request(prompt=prompt, steps=2, seed=-1))
+        run.into_default_folder(batches).check().run(FakeBackend(), TaskState(), _context())
+    seeds = [_manifest(batches / name)[0]["batch"]["seed"] for name in ("in", "in-2")]
+    assert seeds[0] != seeds[1]
+
+
+def test_a_picture_the_backend_fails_on_is_listed_and_the_batch_goes_on(tmp_path):
+    for name, colour in (("a.png", (200, 0, 0)), ("b.png", (0, 0, 200)), ("c.png", (200, 0, 0))):
+        _picture(tmp_path / "in" / name, colour=colour)
+    out, tries = tmp_path / "out", []
+
+    class OutOfMemory(FakeBackend):
+        def run(self, job, state):
+            tries.append(job.request.images.init[0, 0, 2])
+            if job.request.images.init[0, 0, 2] == 200:  # b.png
+                raise SfumatoError("The GPU ran out of memory.")
+            return super().run(job, state)
+
+    run = FolderBatchRun(tmp_path / "in", "img2img", out, BASE, variations=2)
+    outcome = run.check().run(OutOfMemory(), TaskState(), _context())
+    assert sorted(p.name for p in out.glob("*.png")) == ["a-00.png", "a-01.png", "c-00.png", "c-01.png"]
+    data, rows = _manifest(out)
+    assert [(r["input"], r["output"], r["status"], r["reason"]) for r in rows if r["input"] == "b.png"] == [
+        ("b.png", "", "failed", "b.png: The GPU ran out of memory.")]
+    assert outcome.summary == f"4 outputs, 1 failed: see manifest.csv in {out}"
+    tries.clear()
+    outcome = FolderBatchRun.decode(run.encode()).run(OutOfMemory(), TaskState(), _context())
+    assert tries == [200] and outcome.summary.startswith("0 outputs, 4 skipped (already done), 1 failed")
+
+
+def test_the_manifest_is_rewritten_every_few_seconds_not_after_every_output_and_when_cancelled(tmp_path,
+                                                                                                monkeypatch):
+    from desktop.core import folder_batch
+
+    for k in range(6):
+        _picture(tmp_path / "in" / f"p{k}.png")
+    out, writes = tmp_path / "out", []
+    write_text = folder_batch.atomic.write_text
+    monkeypatch.setattr(folder_batch.atomic, "write_text",
+                        lambda path, text, *a, **k: (writes.append(Path(path).name), write_text(path, text, *a, **k)))
+    FolderBatchRun(tmp_path / "in", "img2img", out, BASE, variations=2).run(FakeBackend(), TaskState(), _context())
+    assert writes.count("manifest.json") <= 3  # at the start, at the end, and at most one more
+    assert len(_manifest(out)[1]) == 12
+    writes.clear()
+    steps = []
+    state = TaskState(on_step=lambda i, n, preview: steps.append(i) or (len(steps) == 5 and state.cancel()))
+    with pytest.raises(Cancelled):
+        FolderBatchRun(tmp_path / "in", "img2img", tmp_path / "cut", BASE, variations=2).run(
+            FakeBackend(), state, _context())
+    assert writes.count("manifest.json") <= 3
+    _, rows = _manifest(tmp_path / "cut")  # what was made before the cancel is listed
+    assert [r["output"] for r in rows if r["output"]] == sorted(p.name for p in (tmp_path / "cut").glob("*.png")) != []
+
+
+def test_the_mask_folder_is_read_once_not_once_per_picture(tmp_path, monkeypatch):
+    from desktop.core import folder_batch
+
+    for k in range(5):
+        _picture(tmp_path / "in" / f"p{k}.jpg")
+        _picture(tmp_path / "masks" / f"p{k}.png")  # matched by stem
+    scans = []
+    pictures_in = folder_batch.pictures_in
+    monkeypatch.setattr(folder_batch, "pictures_in",
+                        lambda folder: scans.append(Path(folder).name) or pictures_in(folder))
+    backend = FakeBackend()
+    FolderBatchRun(tmp_path / "in", "inpaint", tmp_path / "out", BASE, mask_dir=tmp_path / "masks").check().run(
+        backend, TaskState(), _context())
+    assert len(backend.jobs) == 5 and scans.count("masks") == 1
+
+
+def test_a_mask_folder_that_is_the_pictures_folder_is_refused(tmp_path):
+    _picture(tmp_path / "in" / "a.png")
+    with pytest.raises(InvalidRequest) as refused:
+        FolderBatchRun(tmp_path / "in", "inpaint", tmp_path / "out", BASE, mask_dir=tmp_path / "in" / ".").check()
+    assert str(refused.value) == ("mask_dir: the masks are in the folder of the pictures, so each picture would be "
+                                  "its own mask; choose a folder that holds only the masks.")
+
+
+def test_a_stored_batch_whose_folder_is_gone_fails_with_its_sentence(tmp_path):
+    _picture(tmp_path / "in" / "a.png")
+    stored = FolderBatchRun(tmp_path / "in", "img2img", tmp_path / "out", BASE).check().encode()
+    (tmp_path / "in" / "a.png").unlink()
+    (tmp_path / "in").rmdir()
+    with pytest.raises(InvalidRequest) as refused:
+        FolderBatchRun.decode(stored).run(FakeBackend(), TaskState(), _context())
+    assert str(refused.value) == f"input: {tmp_path / 'in'} is not a folder; choose the folder of the pictures."

@@ -14,6 +14,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
 from desktop.core.folder_batch import FolderBatchRun
+from desktop.core.progress import TaskState
+from desktop.core.runs import RunContext
+from desktop.core.settings import Settings
+from tests.support.fake_backend import FakeBackend
 from tests.support.requests import make_request
 
 TIMEOUT = 20_000
@@ -88,3 +92,30 @@ def test_a_wrong_choice_is_a_sentence_and_the_dialog_stays_open(make_window, qtb
     qtbot.mouseClick(ok, Qt.MouseButton.LeftButton)
     [run] = queued
     assert (run.mode, run.variations, run.post.upscaler, run.post.scale) == ("upscale", 1, "demo", 2.0)
+
+
+def test_another_batch_of_the_same_folder_goes_to_a_fresh_folder_and_a_chosen_one_holding_a_batch_is_refused(
+        make_window, qtbot, tmp_path, monkeypatch):
+    window = make_window()
+    queued = []
+    monkeypatch.setattr(window, "submit_run", queued.append)
+    window.panel.set_request(make_request(prompt="a forest", steps=4, strength=0.5, seed=8))
+    photos = _pictures(tmp_path / "photos")
+    out = window.settings.output_path() / "batches" / "photos"
+    FolderBatchRun(photos, "img2img", out, make_request(prompt="a quay", steps=4, strength=0.5, seed=8)).check().run(
+        FakeBackend(), TaskState(), RunContext(Settings(), None, None))  # yesterday's batch of the same folder
+    dialog = open_dialog(window, qtbot)
+    qtbot.keyClicks(dialog.input_edit, str(photos))
+    assert dialog.out_edit.text() == str(out)
+    qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
+    [run] = queued  # the default: a fresh folder, not yesterday's batch resumed with today's prompt
+    assert run.output == out.parent / "photos-2" and run.base.conditioning.prompt == "a forest"
+    dialog = open_dialog(window, qtbot)
+    dialog.input_edit.clear()
+    qtbot.keyClicks(dialog.input_edit, str(photos))
+    dialog.out_edit.clear()
+    qtbot.keyClicks(dialog.out_edit, str(out))  # chosen: refused
+    qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
+    assert dialog.isVisible() and len(queued) == 1
+    assert dialog.problem.text() == (f"Save to: {out} holds another batch (its manifest.json has other settings); "
+                                     "choose another output folder.")
