@@ -58,7 +58,8 @@ class SfumatoEngine:
                 self._count = max(1, int(deployment.replica_states.get("RUNNING", 0)))
             except Exception:  # noqa: BLE001 - the controller is busy or gone: the last count is good enough
                 pass
-            self._counted_at = time.monotonic()
+            if self._count >= context.world_size:  # while replicas start (or restart), ask again next time
+                self._counted_at = time.monotonic()
             return self._count
 
 
