@@ -3,7 +3,7 @@
 The grid picture carries a `sfumato_plot` PNG text chunk (desktop/core/xyz.py writes it): JSON with each axis's
 name and labels and, per cell, its file (relative to the grid's folder), its place on the axes and its seed. The
 gallery opens such a picture as a grid whose cells link to their pictures. Reading never raises: a chunk that is
-not a plot gives None, a cell that says nothing usable is left out, a cell file that is gone is marked missing,
+not a plot gives None (so does one with more places on its axes than a plot makes pictures), a cell that says nothing usable is left out, a cell file that is gone is marked missing,
 and a file outside the gallery's folder is treated as missing (a picture from elsewhere can point anywhere).
 """
 
@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .. import imageio
-from ..xyz import PLOT_KEY
+from ..xyz import MAX_CELLS, PLOT_KEY
 
 MAX_TEXT = 4 * 2**20  # the chunk's length read at most
-MAX_LABELS = 1000  # per axis
-MAX_PLOT_CELLS = 10_000
+MAX_LABELS = MAX_CELLS  # per axis
+# places on the axes (columns x rows x Z values), and cells read: a plot makes at most MAX_CELLS pictures, so a
+# chunk with more is not one of ours (a crafted one would make the grid view draw a million cells)
+MAX_PLOT_CELLS = MAX_CELLS
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,14 @@ class Plot:
     cells: tuple[PlotCell, ...]
 
     def cell(self, x: int, y: int, z: int) -> PlotCell | None:
-        return next((c for c in self.cells if (c.x, c.y, c.z) == (x, y, z)), None)
+        return self._places.get((x, y, z))
+
+    @cached_property
+    def _places(self) -> dict[tuple[int, int, int], PlotCell]:
+        places: dict[tuple[int, int, int], PlotCell] = {}
+        for c in self.cells:
+            places.setdefault((c.x, c.y, c.z), c)  # the first cell said for a place, as before
+        return places
 
     def missing(self) -> int:
         return sum(not c.present for c in self.cells)
@@ -83,7 +93,9 @@ def parse_plot(text: str, folder: Path, root: Path) -> Plot | None:
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         return None
     x, y, z = (_axis(data.get(key)) for key in ("x", "y", "z"))
-    if x is NO_AXIS and y is NO_AXIS and z is NO_AXIS:
+    if None in (x, y, z) or (x is NO_AXIS and y is NO_AXIS and z is NO_AXIS):
+        return None
+    if len(x.labels) * len(y.labels) * len(z.labels) > MAX_PLOT_CELLS:  # more places than a plot has pictures
         return None
     root = _resolved(root)
     cells = []
@@ -94,14 +106,16 @@ def parse_plot(text: str, folder: Path, root: Path) -> Plot | None:
     return Plot(x, y, z, tuple(cells))
 
 
-def _axis(value: object) -> PlotAxis:
+def _axis(value: object) -> PlotAxis | None:
     if not isinstance(value, dict):
         return NO_AXIS
     labels = value.get("labels")
     if not isinstance(labels, list) or not labels:
         return NO_AXIS
     name = value.get("name")
-    return PlotAxis(name if isinstance(name, str) else "", tuple(str(label) for label in labels[:MAX_LABELS]))
+    if len(labels) > MAX_LABELS:
+        return None  # more values than a plot can have
+    return PlotAxis(name if isinstance(name, str) else "", tuple(str(label) for label in labels))
 
 
 def _cell(item: object, axes: tuple[PlotAxis, ...], folder: Path, root: Path | None) -> PlotCell | None:

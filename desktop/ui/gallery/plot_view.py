@@ -146,23 +146,34 @@ class PlotGrid(QWidget):
             return
         metrics = painter.fontMetrics()
         painter.setPen(palette.text().color())
-        for x, label in enumerate(self.plot.x.labels):
-            label = short(label, self.plot.x.name)
+        columns, rows = self._visible(event.rect())  # only what is shown: a plot may have hundreds of cells
+        for x in columns:
+            label = short(self.plot.x.labels[x], self.plot.x.name)
             rect = self.cell_rect(x, 0)
             box = QRect(rect.left(), 0, rect.width(), LABEL_HEIGHT)
             painter.drawText(box, Qt.AlignmentFlag.AlignCenter,
                              metrics.elidedText(label, Qt.TextElideMode.ElideRight, box.width()))
         if self._left():
-            for y, label in enumerate(self.plot.y.labels):
-                label = short(label, self.plot.y.name)
+            for y in rows:
+                label = short(self.plot.y.labels[y], self.plot.y.name)
                 rect = self.cell_rect(0, y)
                 box = QRect(rect.left() - LABEL_WIDTH, rect.top(), LABEL_WIDTH - GAP, rect.height())
                 painter.drawText(box, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight | Qt.TextFlag.TextWordWrap,
                                  label)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-        for y in range(self.rows()):
-            for x in range(self.columns()):
+        for y in rows:
+            for x in columns:
                 self._paint_cell(painter, x, y)
+
+    def _visible(self, area: QRect) -> tuple[range, range]:
+        """The columns and the rows whose cells (and labels) meet `area`."""
+        first, step = self.cell_rect(0, 0), self.cell_side() + GAP
+        # (the X labels are painted for the columns, the Y labels for the rows: each band is counted apart)
+        columns = range(max(0, (area.left() - first.left()) // step),
+                        max(0, min(self.columns(), (area.right() - first.left()) // step + 1)))
+        rows = range(max(0, (area.top() - first.top()) // step),
+                     max(0, min(self.rows(), (area.bottom() - first.top()) // step + 1)))
+        return columns, rows
 
     def _paint_cell(self, painter: QPainter, x: int, y: int) -> None:
         rect = self.cell_rect(x, y)
