@@ -6,6 +6,7 @@ exactly the parameters that differ highlighted."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -113,6 +114,8 @@ def test_a_missing_cell_is_shown_missing_not_a_crash(make_window, qtbot, sfumato
     qtbot.waitUntil(lambda: len(grid.thumbnails) == 3, timeout=TIMEOUT)
     click_cell(qtbot, gallery, 1, 0)
     assert gallery.current() is None and gallery.info.text().startswith("Missing: ")
+    assert gallery.parameters.placeholderText() == \
+        "This cell's picture is missing: it was moved or deleted outside Sfumato."  # a grid is saved after every cell
     assert not gallery.buttons["use"].isEnabled() and not window.error_banner.isVisible()
     click_cell(qtbot, gallery, 0, 0)  # the others still open
     qtbot.waitUntil(lambda: gallery.buttons["use"].isEnabled(), timeout=TIMEOUT)
@@ -140,6 +143,35 @@ def test_a_double_click_on_a_plot_tile_opens_its_grid_while_the_grid_picture_is_
     assert gallery.plot_open() and window.tabs.currentIndex() == 1
 
 
+def test_a_cell_outside_the_gallery_folder_and_a_place_without_a_cell_are_said_apart(make_window, qtbot,
+                                                                                       sfumato_home, tmp_path):
+    store = GalleryStore(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails")
+    inside = store.add_result(np.full((64, 64, 3), 90, np.uint8), make_request(prompt="a kite", seed=5).resolved(), 5,
+                              "painter")
+    outside = save_png(tmp_path / "elsewhere" / "cell.png", np.zeros((64, 64, 3), np.uint8))
+    cells = [{"file": Path("..", inside.relative_to(store.folder)).as_posix(), "x": 0},
+             {"file": Path(os.path.relpath(outside, store.folder / "grids")).as_posix(), "x": 1}]
+    plot = {"x": {"name": "Seed", "labels": ["5", "6", "7"]}, "cells": cells}
+    grid = save_png(store.folder / "grids" / "plot-0002.png", np.full((64, 192, 3), 200, np.uint8),
+                    {"parameters": "a kite\nSteps: 4, Seed: 5", PLOT_KEY: json.dumps(plot)})
+    store.index_files([grid])
+    store.close()
+    window, gallery = open_gallery(make_window, qtbot)
+    qtbot.waitUntil(lambda: gallery.model.rowCount() == 2, timeout=TIMEOUT)
+    gallery.select_row(row_of_grid(gallery))
+    qtbot.waitUntil(lambda: gallery.buttons["grid"].isEnabled(), timeout=TIMEOUT)
+    qtbot.mouseClick(gallery.buttons["grid"], Qt.MouseButton.LeftButton)
+    click_cell(qtbot, gallery, 1, 0)
+    assert gallery.info.text() == "Not opened: cell.png"
+    assert gallery.parameters.placeholderText() == (
+        f"This cell's picture is outside the gallery's folder ({store.folder}), so the gallery does not open it: keep "
+        "a plot's grid picture and its cells' pictures in the output folder.")
+    click_cell(qtbot, gallery, 2, 0)
+    assert gallery.parameters.placeholderText() == "The plot has no picture for this cell."
+    click_cell(qtbot, gallery, 0, 0)
+    qtbot.waitUntil(lambda: gallery.buttons["use"].isEnabled(), timeout=TIMEOUT)
+
+
 def test_compare_parameters_highlights_exactly_what_differs(make_window, qtbot, sfumato_home):
     store = GalleryStore(sfumato_home / "outputs", sfumato_home / "cache" / "thumbnails")
     picture = np.full((64, 64, 3), 90, np.uint8)
@@ -165,3 +197,12 @@ def test_compare_parameters_highlights_exactly_what_differs(make_window, qtbot, 
     qtbot.waitUntil(lambda: all(not c.picture.image.isNull() for c in view.columns), timeout=TIMEOUT)
     qtbot.keyClick(view, Qt.Key.Key_Escape)
     assert gallery.pages.currentIndex() == 0
+
+    # two pictures that differ in one parameter: said in the singular
+    rows = [row for row in range(3) if gallery.model.record(row).seed in (11, 12)]
+    gallery.select_row(rows[0])
+    qtbot.mouseClick(gallery.list.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier,
+                     gallery.list.visualRect(gallery.model.index(rows[1])).center())
+    qtbot.mouseClick(gallery.buttons["compare_params"], Qt.MouseButton.LeftButton)
+    assert len(view.columns) == 2
+    assert view.caption.text() == "Highlighted: the 1 parameter that differs (Seed)."

@@ -38,6 +38,7 @@ class PlotCell:
     z: int
     seed: int | None
     present: bool  # the file is there, inside the gallery's folder
+    inside: bool = True  # the file's place is inside the gallery's folder (else it is never opened)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def _cell(item: object, axes: tuple[PlotAxis, ...], folder: Path, root: Path | N
         present = inside and resolved.is_file()
     except (OSError, ValueError):  # a NUL or an over-long name in the chunk
         return None
-    return PlotCell(path, *place, seed=seed, present=present)
+    return PlotCell(path, *place, seed=seed, present=present, inside=inside)
 
 
 def _index(value: object, axis: PlotAxis) -> int | None:

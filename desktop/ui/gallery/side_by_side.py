@@ -97,8 +97,9 @@ class SideBySide(QWidget):
         if not differing:
             self.caption.setText(f"These {len(pictures)} pictures have the same parameters.")
         else:
-            self.caption.setText(f"Highlighted: the {len(differing)} parameter{'s' if len(differing) > 1 else ''} "
-                                 f"that differ ({', '.join(named)}).")
+            one = len(differing) == 1
+            self.caption.setText(f"Highlighted: the {len(differing)} parameter{'' if one else 's'} "
+                                 f"that differ{'s' if one else ''} ({', '.join(named)}).")
 
     def set_image(self, index: int, image: QImage) -> None:
         if 0 <= index < len(self.columns):

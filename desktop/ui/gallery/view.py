@@ -743,11 +743,18 @@ class GalleryView(QWidget):
             self._shown = None
             self.picture.set_image(QImage())
             name = Path(cell.path).name if cell.path is not None else "this cell"
-            self.info.setText(f"Missing: {name}")
+            self.info.setText(f"{'Missing' if cell.inside else 'Not opened'}: {name}")
             self.parameters.setPlainText("")
-            self.parameters.setPlaceholderText(
-                "This cell's picture is missing: it was moved or deleted outside Sfumato, or the plot stopped before "
-                "it was made." if cell.present is False else "This cell's picture is not in the gallery yet.")
+            if cell.path is None:
+                why = "The plot has no picture for this cell."
+            elif not cell.inside:
+                why = (f"This cell's picture is outside the gallery's folder ({self.store.folder}), so the gallery "
+                       "does not open it: keep a plot's grid picture and its cells' pictures in the output folder.")
+            elif not cell.present:
+                why = "This cell's picture is missing: it was moved or deleted outside Sfumato."
+            else:
+                why = "This cell's picture is not in the gallery yet."
+            self.parameters.setPlaceholderText(why)
         self._selection_changed()
 
     def close_plot(self) -> None:
