@@ -103,11 +103,13 @@ def main(argv: list[str]) -> int:
     except SfumatoError as error:
         progress.end()
         print(f"sfumato: {error}", file=sys.stderr)
+        _cells_without_grid(saved, plot.pictures())
         return 1
     except OSError as error:
         progress.end()
         print(f"sfumato: the plot stopped: a picture could not be written to {folder}: {cli._reason(error)}",
               file=sys.stderr)
+        _cells_without_grid(saved, plot.pictures())
         return 1
     finally:
         try:
@@ -115,6 +117,17 @@ def main(argv: list[str]) -> int:
         except (OSError, SfumatoError, sqlite3.Error):
             pass  # the pictures are saved; the next refresh indexes whatever this one could not
         store.close()
+
+
+def _cells_without_grid(saved: list, count: int) -> None:
+    """After a plot failed: the paths of the cells it saved (stdout, as a finished plot prints them), and a line
+    saying that the grid was not made."""
+    if not saved:
+        return
+    for path in saved:
+        if not cli._print_path(path):
+            break
+    print(f"sfumato: {len(saved)} of {count} pictures were made and saved; the grid was not made.", file=sys.stderr)
 
 
 def _context(store: GalleryStore, folder, saved: list) -> RunContext:

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from desktop import cli
 from desktop.__main__ import main
+from desktop.core.errors import SfumatoError
 from desktop.core.infotext import parse_infotext
 from desktop.core.xyz import PLOT_KEY
+from tests.support.fake_backend import FakeBackend
 
 
 def run_grid(capsys, *args):
@@ -56,3 +59,22 @@ def test_a_bad_axis_is_one_line_and_exit_2(capsys, args, message):
     code, paths, err = run_grid(capsys, "--prompt", "a fox", *args)
     assert code == 2 and paths == []
     assert err.strip() == message
+
+
+class FailsOnThirdPicture(FakeBackend):
+    def run(self, job, state):
+        if len(self.jobs) == 2:
+            raise SfumatoError("The engine ran out of memory; try a smaller size.")
+        return super().run(job, state)
+
+
+def test_a_plot_that_fails_halfway_prints_the_cells_it_saved_and_says_the_grid_was_not_made(capsys, tmp_path,
+                                                                                            monkeypatch):
+    monkeypatch.setattr(cli, "start_backend", lambda args, progress: FailsOnThirdPicture())
+    code, paths, err = run_grid(capsys, "--prompt", "a red fox", "--width", "64", "--height", "64", "--steps", "2",
+                                "--x", "Steps: 2,3", "--y", "CFG scale: 3,7", "--out", str(tmp_path))
+    assert code == 1
+    assert len(paths) == 2 and all(path.is_file() and path.parent != tmp_path / "grids" for path in paths)
+    assert err.strip().splitlines()[-2:] == ["sfumato: The engine ran out of memory; try a smaller size.",
+                                             "sfumato: 2 of 4 pictures were made and saved; the grid was not made."]
+    assert not (tmp_path / "grids").exists()
