@@ -86,7 +86,12 @@ def test_a_plot_opens_as_a_grid_and_a_cells_use_parameters_fills_the_panel(make_
     assert gallery.plot_view.caption.text().startswith("plot-0001.png: 4 pictures.")
     assert {(c.x, c.y): c.seed for c in grid.plot.cells if c.present} == seeds
     qtbot.waitUntil(lambda: len(grid.thumbnails) == 4, timeout=TIMEOUT)  # every cell's picture, drawn
-    assert not gallery.buttons["use"].isEnabled() or gallery.current() is gallery._plot_record
+    # no cell chosen yet: the details are the grid picture's, and Use all parameters gives its (the first cell's)
+    assert gallery.info.text().startswith("140 x 140") and "grids/plot-0001.png" in gallery.info.text()
+    assert gallery.buttons["use"].isEnabled()
+    qtbot.mouseClick(gallery.buttons["use"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.panel.settings.seed == 700, timeout=TIMEOUT)
+    assert window.panel.settings.steps == 4
 
     click_cell(qtbot, gallery, 1, 1)  # Steps 8, CFG 7
     assert gallery.current().seed == seeds[(1, 1)]
