@@ -19,6 +19,7 @@ file and `notice` says how many and why. Nothing here raises at start.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -26,6 +27,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import folder_batch, paths, xyz  # noqa: F401 - the Run kinds they register, so a stored one decodes
@@ -37,13 +39,18 @@ from .remote_protocol import decode_job, encode_job
 from .request import GenerationRequest
 from .runs import Run, decode_run
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: each distinct picture is stored once, in `pictures`, and a job's data refers to it
 GENERATION_KIND, UPSCALE_KIND, RUN_KIND = "generation", "upscale", "run"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (id INTEGER PRIMARY KEY, position REAL NOT NULL, kind TEXT NOT NULL,
                                  data TEXT NOT NULL, queued REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS set_aside (id INTEGER PRIMARY KEY, kind TEXT, data TEXT, reason TEXT, at REAL);
+CREATE TABLE IF NOT EXISTS pictures (hash TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS uses (job INTEGER NOT NULL, hash TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS uses_job ON uses (job);
 """
+_PNG = "iVBORw0KGgo"  # how every base64 PNG begins
+_REF = "$picture"  # {"$picture": hash} stands for a picture of the `pictures` table
 
 Stored = GenerationRequest | UpscaleRequest | Run
 
@@ -71,7 +78,10 @@ def encode(job: Stored) -> tuple[str, str]:
 
 def decode(kind: str, text: str) -> Stored:
     """The job `encode` gave; SfumatoError (or ValueError) with what is wrong."""
-    data = json.loads(text)
+    return _decode(kind, json.loads(text))
+
+
+def _decode(kind: str, data) -> Stored:
     if kind == RUN_KIND:
         return decode_run(data)
     if kind not in (GENERATION_KIND, UPSCALE_KIND):
@@ -88,6 +98,30 @@ def decode(kind: str, text: str) -> Stored:
     raise SfumatoError(f"a queued {kind} job holds a {job.kind} job")
 
 
+def _split(value, pictures: dict[str, str]):
+    """`value` (JSON data) with each base64 PNG in it replaced by a reference, the pictures put in `pictures`."""
+    if isinstance(value, dict):
+        return {key: _split(item, pictures) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_split(item, pictures) for item in value]
+    if isinstance(value, str) and len(value) > 256 and value.startswith(_PNG):
+        digest = hashlib.sha256(value.encode("ascii", "replace")).hexdigest()
+        pictures[digest] = value
+        return {_REF: digest}
+    return value
+
+
+def _join(value, pictures: dict[str, str]):
+    """What `_split` was given; KeyError when a picture is missing."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get(_REF), str):
+            return pictures[value[_REF]]
+        return {key: _join(item, pictures) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_join(item, pictures) for item in value]
+    return value
+
+
 class QueueStore:
     def __init__(self, path: Path | None = None, on_problem: Callable[[str], None] | None = None):
         """Open (or make) the store; never raises. `on_problem(sentence)` is called, from the store's thread,
@@ -95,7 +129,8 @@ class QueueStore:
         self.path = Path(path or paths.queue_file())
         self.notice = ""  # what the person should know about the last session's queue
         self._on_problem = on_problem
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the database's, held while the store's thread writes
+        self._meta = threading.Lock()  # for _adopt and _next only, so queued() never waits for the disk
         self._rows: dict[int, int] = {}  # job id -> row id
         self._adopt: dict[int, tuple[object, int]] = {}  # id() of a job load() returned -> (the job, its row id)
         self._told = False
@@ -159,13 +194,18 @@ class QueueStore:
         jobs, bad = [], []
         with self._lock:
             rows = self._db.execute("SELECT id, kind, data FROM jobs ORDER BY position, id").fetchall()
+            pictures = dict(self._db.execute("SELECT hash, data FROM pictures").fetchall())
             for row_id, kind, data in rows:
                 try:
-                    job = decode(kind, data)
-                except (SfumatoError, ValueError, TypeError, KeyError, RecursionError) as error:
+                    job = _decode(kind, _join(json.loads(data), pictures))
+                except KeyError:
+                    bad.append((row_id, kind, data, "one of its pictures is missing"))
+                    continue
+                except (SfumatoError, ValueError, TypeError, RecursionError) as error:
                     bad.append((row_id, kind, data, str(error) or type(error).__name__))
                     continue
-                self._adopt[id(job)] = (job, row_id)  # the job held, so its id() is not another's
+                with self._meta:
+                    self._adopt[id(job)] = (job, row_id)  # the job held, so its id() is not another's
                 jobs.append(job)
             if bad:
                 try:
@@ -174,6 +214,7 @@ class QueueStore:
                         self._db.execute("INSERT INTO set_aside (kind, data, reason, at) VALUES (?, ?, ?, ?)",
                                          (kind, data, reason, time.time()))
                         self._db.execute("DELETE FROM jobs WHERE id = ?", (row_id,))
+                        self._db.execute("DELETE FROM uses WHERE job = ?", (row_id,))
                     self._db.execute("COMMIT")
                 except sqlite3.Error:
                     self._db.execute("ROLLBACK") if self._db.in_transaction else None
@@ -187,16 +228,20 @@ class QueueStore:
     # -- what the worker says (any thread) ----------------------------------------------------------
 
     def queued(self, job_id: int, job: object) -> None:
+        """Cheap (the writing happens on the store's thread): the worker says it under its own lock, so what a job
+        says later (its end) is always written after it."""
         if not storable(job):
             return
-        with self._lock:
-            adopted = self._adopt.get(id(job))
-            if adopted is not None and adopted[0] is job:  # one of load()'s: already stored
-                del self._adopt[id(job)]
-                self._rows[job_id] = adopted[1]
-                return
-            position, self._next = self._next, self._next + 1
-        self._writes.put(("add", job_id, job, position))
+        with self._meta:
+            adopted = self._adopt.pop(id(job), None)
+            if adopted is not None and adopted[0] is not job:
+                adopted = None
+            if adopted is None:
+                position, self._next = self._next, self._next + 1
+        if adopted is not None:  # one of load()'s: already stored
+            self._writes.put(("adopt", job_id, adopted[1]))
+        else:
+            self._writes.put(("add", job_id, job, position))
 
     def ordered(self, job_ids: list[int]) -> None:
         """The jobs in this order (the running ones first, then the waiting ones)."""
@@ -229,7 +274,7 @@ class QueueStore:
                 if item is None:
                     return
                 self._write(*item)
-            except (sqlite3.Error, OSError, SfumatoError, ValueError, TypeError) as error:
+            except Exception as error:  # noqa: BLE001 - said once; the thread stays alive for what comes next
                 self._problem(error)
             finally:
                 self._writes.task_done()
@@ -238,31 +283,53 @@ class QueueStore:
         if what == "add":
             job_id, job, position = args
             kind, data = encode(job)
+            pictures: dict[str, str] = {}
+            data = json.dumps(_split(json.loads(data), pictures))
+            with self._lock, self._transaction():
+                self._db.executemany("INSERT OR IGNORE INTO pictures (hash, data) VALUES (?, ?)", pictures.items())
+                row = self._db.execute("INSERT INTO jobs (position, kind, data, queued) VALUES (?, ?, ?, ?)",
+                                       (position, kind, data, time.time())).lastrowid
+                self._db.executemany("INSERT INTO uses (job, hash) VALUES (?, ?)", [(row, h) for h in pictures])
+                self._rows[job_id] = row
+        elif what == "adopt":
             with self._lock:
-                cursor = self._db.execute("INSERT INTO jobs (position, kind, data, queued) VALUES (?, ?, ?, ?)",
-                                          (position, kind, data, time.time()))
-                self._rows[job_id] = cursor.lastrowid
+                self._rows[args[0]] = args[1]
         elif what == "order":
             with self._lock:
                 rows = [self._rows[job] for job in args[0] if job in self._rows]
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
+                with self._transaction():
                     for position, row in enumerate(rows):
                         self._db.execute("UPDATE jobs SET position = ? WHERE id = ?", (position, row))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+            with self._meta:
                 self._next = max(self._next, len(rows))
         elif what == "end":
             with self._lock:
                 row = self._rows.pop(args[0], None)
                 if row is not None:
-                    self._db.execute("DELETE FROM jobs WHERE id = ?", (row,))
+                    with self._transaction():  # its pictures go once no other job uses them
+                        self._db.execute("DELETE FROM jobs WHERE id = ?", (row,))
+                        self._db.execute("DELETE FROM uses WHERE job = ?", (row,))
+                        self._db.execute("DELETE FROM pictures WHERE hash NOT IN (SELECT hash FROM uses)")
+                    if self._db.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0:
+                        self._db.execute("VACUUM")  # the queue emptied: give the disk back
+                        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @contextmanager
+    def _transaction(self):
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _problem(self, error: Exception) -> None:
         if self._told or self._on_problem is None:
             return
         self._told = True
-        self._on_problem(f"The queue could not be saved ({error}): the waiting jobs may not come back after a "
-                         "restart. Check the disk and the settings folder.")
+        try:
+            self._on_problem(f"The queue could not be saved ({error}): the waiting jobs may not come back after a "
+                             "restart. Check the disk and the settings folder.")
+        except Exception:  # noqa: BLE001 - the store's thread outlives whoever listens
+            pass

@@ -8,6 +8,7 @@ import gc
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +259,56 @@ def test_a_stored_plot_comes_back_in_a_fresh_app_that_has_not_opened_the_plot_di
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2]).stdout
     assert out.strip() == f"['PlotRun: X/Y/Z plot: Steps, 2 pictures'] {int(init.sum())}"
+
+
+def queue_bytes() -> int:
+    path = paths.queue_file()
+    return sum(path.with_name(path.name + suffix).stat().st_size for suffix in ("", "-wal", "-shm")
+               if path.with_name(path.name + suffix).exists())
+
+
+def test_a_picture_many_jobs_share_is_stored_once_and_the_file_shrinks_when_the_queue_empties():
+    photo = pixels(512, 512)  # about 1 MB as a PNG
+    one_picture = len(encode_png(photo))
+    store = QueueStore()
+    for job_id in range(1, 9):  # batch count 8 of one img2img
+        store.queued(job_id, make_request(prompt=f"job {job_id}", seed=job_id, mode=Mode.IMG2IMG, init_image=photo))
+    store.flush()
+    assert queue_bytes() < 2 * one_picture  # once, not 8 times
+    for job_id in range(1, 8):
+        store.ended(job_id)
+    store.flush()
+    store.close()
+    again = QueueStore()
+    [last] = again.load()
+    assert last.conditioning.prompt == "job 8" and same_pictures(last.images.init, photo)  # its picture kept
+    again.queued(1, last)
+    again.ended(1)
+    again.close()
+    assert queue_bytes() < one_picture // 10  # emptied: the disk is given back
+
+
+def test_the_store_keeps_writing_after_a_job_it_could_not_store_and_says_so(monkeypatch):
+    from desktop.core import queue_store
+
+    real = queue_store.encode
+
+    def encode(job):
+        if job.conditioning.prompt == "unforeseen":
+            raise RuntimeError("an error nobody foresaw")
+        return real(job)
+
+    monkeypatch.setattr(queue_store, "encode", encode)
+    problems = []
+    store = QueueStore(on_problem=problems.append)
+    store.queued(1, make_request(prompt="fine"))
+    store.queued(2, make_request(prompt="unforeseen"))
+    store.queued(3, make_request(prompt="after it"))
+    deadline = time.monotonic() + 10
+    while store._writes.unfinished_tasks and time.monotonic() < deadline:  # a dead thread would never get there
+        time.sleep(0.01)
+    assert len(problems) == 1 and problems[0].startswith("The queue could not be saved")
+    store.close()
+    again = QueueStore()
+    assert [job.conditioning.prompt for job in again.load()] == ["fine", "after it"]
+    again.close()
