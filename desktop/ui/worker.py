@@ -49,6 +49,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
@@ -130,10 +131,10 @@ class _Runner(_WorkerSignals):
         """Queue a request (a generation, a model upscale, or a control picture to make); returns its job id."""
         with self._lock:
             job_id = next(self._ids)
+            if self._store is not None:  # a cheap put, said before the job can be taken (and end)
+                self._store.queued(job_id, request)
             self._pending.append((job_id, request))
-            pending, store = list(self._pending), self._store
-        if store is not None:
-            store.queued(job_id, request)
+            pending = list(self._pending)
         self.queue_changed.emit(pending)
         self._wake.emit()
         return job_id
@@ -178,9 +179,8 @@ class _Runner(_WorkerSignals):
             copy_id, request = next(self._ids), items[index][1]
             items.insert(index + 1, (copy_id, request))
             self._pending = deque(items)
-            store = self._store
-        if store is not None:
-            store.queued(copy_id, request)
+            if self._store is not None:  # before the copy can be taken, as submit() does
+                self._store.queued(copy_id, request)
         self._reordered()
         return copy_id
 
@@ -425,12 +425,11 @@ class _Runner(_WorkerSignals):
         earlier job's has been. A job cancelled because the app closes stays in the store, to run next time."""
         with self._lock:
             self._running.pop(job_id, None)
-            self._reports[job_id] = report
+            store = None if self._stopping and isinstance(error, Cancelled) else self._store
+            # its row goes once its report has run, so what it made is saved by then (a crash before: it comes back)
+            self._reports[job_id] = report if store is None else partial(self._report_then_end, report, store, job_id)
             self._changed.notify_all()
             self.working.emit(len(self._running), self._slots())
-            store = None if self._stopping and isinstance(error, Cancelled) else self._store
-        if store is not None:
-            store.ended(job_id)
         with self._reporting:
             while True:
                 with self._lock:
@@ -445,6 +444,13 @@ class _Runner(_WorkerSignals):
                 finally:  # whatever it raised, the later jobs still get their turn
                     with self._lock:
                         self._order.popleft()
+
+    @staticmethod
+    def _report_then_end(report: Callable[[], None], store, job_id: int) -> None:
+        try:
+            report()
+        finally:
+            store.ended(job_id)
 
     def _failure(self, job_id: int, request: Queued, error: Exception) -> Callable[[], None]:
         """What a job that did not finish says: that it was cancelled, or why it failed, in a sentence."""
