@@ -91,6 +91,7 @@ class QueueView(QWidget):
         self._selection_buttons = (self.up_button, self.down_button, self.duplicate_button, self.remove_button)
         for button in self._selection_buttons:
             button.setEnabled(False)
+        self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)  # Shift/Ctrl+click: several jobs
         self.list.itemSelectionChanged.connect(self._selection_changed)
         remove = QShortcut(QKeySequence.StandardKey.Delete, self.list, activated=self._remove_selected)
         remove.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)  # on the list only, not the whole window
@@ -170,6 +171,10 @@ class QueueView(QWidget):
             self.remove_requested.emit(item.data(Qt.ItemDataRole.UserRole))
 
     def _move_selected(self, by: int) -> None:
+        """Move the selected jobs as a block; at the top (or the bottom) nothing moves."""
+        rows = [row for row in range(self.list.count()) if self.list.item(row).isSelected()]
+        if not rows or rows[0] + by < 0 or rows[-1] + by >= self.list.count():
+            return
         ids = self.selected_ids()
         for job_id in (ids if by < 0 else reversed(ids)):  # in the order that keeps them apart
             self.move_requested.emit(job_id, by)
