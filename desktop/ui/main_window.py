@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QLockFile, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -51,6 +51,7 @@ from desktop.core.queue_progress import QueueProgress
 from desktop.core.queue_store import QueueStore
 from desktop.core.request import HIRES_UPSCALERS, GenerationRequest
 from desktop.core.settings import Settings
+from desktop.core.xyz import PlotRun
 
 from .addon_tools import AddonTools
 from .background import Background
@@ -751,7 +752,9 @@ class MainWindow(QMainWindow):
         self.error_banner.hide()
         job_id = self.worker.submit(run)
         self.jobs.submitted(job_id, run, None)
-        self.cancel_button.setEnabled(True)
+        self._update_cancel()
+        if self.worker.is_paused():
+            self.note("Queued, but the queue is paused: press Resume below the canvas to run it.")
         return job_id
 
     def open_batch_dialog(self) -> None:
@@ -785,10 +788,22 @@ class MainWindow(QMainWindow):
         their canvas frames are gone, so their pictures go to the gallery."""
         self.queue_progress = QueueProgress()
         self._at_once = 1  # jobs the backend runs at once, for the time left
-        self.queue_store = QueueStore(on_problem=self.queue_store_failed.emit)
-        jobs = self.queue_store.load()
-        self.worker.set_store(self.queue_store)
         said = []
+        # One window keeps a profile's queue: a second one on it would restore and run the same jobs again.
+        try:
+            paths.queue_file().parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # the store says why it cannot keep the queue
+        self._queue_lock = QLockFile(f"{paths.queue_file()}.lock")
+        self._queue_lock.setStaleLockTime(0)  # held for the window's life; a crashed app's lock is found stale
+        if self._queue_lock.tryLock(0) or self._queue_lock.error() != QLockFile.LockError.LockFailedError:
+            self.queue_store = QueueStore(on_problem=self.queue_store_failed.emit)
+            jobs = self.queue_store.load()
+            self.worker.set_store(self.queue_store)
+        else:
+            self.queue_store, jobs = None, []
+            said.append("Another Sfumato window keeps this profile's queue: this window's jobs run, but they do not "
+                        "come back after a restart.")
         if jobs:
             self.worker.pause()  # a person may have quit because of them: nothing starts on its own
             for job in jobs:
@@ -796,8 +811,10 @@ class MainWindow(QMainWindow):
             count = "1 job" if len(jobs) == 1 else f"{len(jobs)} jobs"
             said.append(f"{count} from the last session {'is' if len(jobs) == 1 else 'are'} back in the queue "
                         "(paused): press Resume below to run them, or remove them.")
-            self.cancel_button.setEnabled(True)
-        if self.queue_store.notice:
+            if any(isinstance(job, PlotRun) for job in jobs):
+                said.append("An X/Y/Z plot comes back from its start: the cells it had saved are made again.")
+            self._update_cancel()
+        if self.queue_store is not None and self.queue_store.notice:
             said.append(self.queue_store.notice)
         if said:
             self.queue_notice.setText(" ".join(said))
@@ -813,6 +830,7 @@ class MainWindow(QMainWindow):
         else:
             self.queue_notice.hide()
             self.worker.resume()
+        self._update_cancel()
 
     @Slot(int)
     def _duplicate_job(self, job_id: int) -> None:
@@ -970,9 +988,13 @@ class MainWindow(QMainWindow):
         self._show_queue_progress()
 
     def _job_done(self, text: str) -> None:
-        running = any(job.state is JobState.RUNNING for job in self.jobs.jobs.values())  # a server's other replicas
-        self.cancel_button.setEnabled(bool(self.worker.pending()) or running)
+        self._update_cancel()
         self.progress.setFormat(text)
+
+    def _update_cancel(self) -> None:
+        """Cancel works while something runs, or is about to (waiting jobs of a queue that is not paused)."""
+        running = any(job.state is JobState.RUNNING for job in self.jobs.jobs.values())  # a server's other replicas
+        self.cancel_button.setEnabled(running or (bool(self.worker.pending()) and not self.worker.is_paused()))
 
     def canvas_size(self) -> None:
         """Image > Canvas size: grow or shrink the canvas around an anchor, as one undo step."""
@@ -1036,5 +1058,8 @@ class MainWindow(QMainWindow):
         if self.gallery_store is not None:  # after the worker: it may have been saving a result through it
             self.gallery_store.close()
             self.gallery_store = None
-        self.queue_store.close()  # what still waits (and the job the close cancelled) comes back next time
+        if self.queue_store is not None:
+            self.queue_store.close()  # what still waits (and the job the close cancelled) comes back next time
+        if self._queue_lock.isLocked():
+            self._queue_lock.unlock()  # after the store's last write: another window may keep the queue now
         super().closeEvent(event)

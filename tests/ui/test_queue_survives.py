@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt
 
 from desktop.core import paths
 from desktop.core.queue_store import QueueStore
+from desktop.core.xyz import PlotRun, parse_axis
 from tests.support.requests import make_request
 
 TIMEOUT = 20_000
@@ -173,3 +174,48 @@ def test_the_app_killed_with_jobs_queued_finds_them_at_the_next_start(make_windo
     click(qtbot, window.queue.pause_button)
     qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 3 and not window.worker.is_busy(), timeout=TIMEOUT)
     assert [job.request.conditioning.prompt for job in fake_backend.jobs] == ["alpha", "beta", "gamma"]
+
+
+def test_a_second_window_on_the_profile_keeps_no_queue_and_says_so_and_its_jobs_still_run(make_window, fake_backend,
+                                                                                          qtbot):
+    first = make_window()
+    click(qtbot, first.queue.pause_button)  # Pause: the job waits, stored
+    small(first, "kept")
+    first.generate()
+    first.queue_store.flush()
+    assert stored_prompts() == ["kept"]
+
+    second = make_window()
+    assert listed(second) == [] and second.queue_store is None  # not the first window's job a second time
+    assert second.queue_notice.isVisible()
+    assert second.queue_notice.text() == ("Another Sfumato window keeps this profile's queue: this window's jobs "
+                                          "run, but they do not come back after a restart.")
+    runs_before = len(fake_backend.jobs)
+    small(second, "its own")
+    second.generate()
+    qtbot.waitUntil(lambda: len(fake_backend.jobs) == runs_before + 1 and not second.worker.is_busy(),
+                    timeout=TIMEOUT)
+    assert fake_backend.jobs[-1].request.conditioning.prompt == "its own"
+    assert stored_prompts() == ["kept"] and listed(first) == ["kept"]
+
+
+def test_cancel_works_only_while_something_runs_and_a_run_queued_while_paused_says_so(make_window, fake_backend,
+                                                                                      qtbot):
+    QueueStore().queued(1, PlotRun(make_request(prompt="a quay", width=64, height=64, steps=2),
+                                   parse_axis("Steps", "2,3")))  # left by a crash in the last session
+    window = make_window()
+    assert listed(window) == ["X/Y/Z"] and window.worker.is_paused()
+    assert "An X/Y/Z plot comes back from its start: the cells it had saved are made again." in \
+        window.queue_notice.text()
+    assert not window.cancel_button.isEnabled()  # paused and nothing runs: nothing to cancel
+
+    window.submit_run(PlotRun(make_request(prompt="a kite", width=64, height=64, steps=2), parse_axis("Steps", "2")))
+    assert window.statusBar().currentMessage() == ("Queued, but the queue is paused: press Resume below the canvas "
+                                                   "to run it.")
+    assert not window.cancel_button.isEnabled()
+
+    fake_backend.step_delay = 0.05
+    click(qtbot, window.queue.pause_button)  # Resume
+    assert window.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: not window.worker.is_busy(), timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not window.cancel_button.isEnabled(), timeout=TIMEOUT)
