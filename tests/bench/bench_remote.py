@@ -1,8 +1,9 @@
 """The remote path against the local one, on the tiny demo model on the CPU, each figure against a baseline of the
 same run.
 
-- overhead per job: a 64x64, 5-step generation through RemoteBackend and a server on 127.0.0.1 (the protocol,
-  HTTP, PNG both ways, the engine thread) against the same job on the same LocalBackend called directly;
+- overhead per job: a 64x64, 5-step generation through RemoteBackend and `sfumato serve` on 127.0.0.1 (the
+  protocol, HTTP, a JPEG preview per step, PNG both ways, the engine thread) against the same job on a
+  LocalBackend called directly;
 - throughput of a batch of jobs on a real Ray cluster of this computer (tests/support/ray_cluster.py) with two
   Serve replicas against one replica, the client sending as many jobs at once as the server has replicas, as the
   window does. Each replica holds one CPU (one thread), so on a two-core machine two replicas can at best double it.
@@ -30,32 +31,51 @@ def run() -> list[Figure]:
 
 
 def _overhead() -> list[Figure]:
-    import torch
+    """The server in a process of its own, as it runs for real (in one process, the client's and the engine's
+    thread pools fight over the cores and the figure says more about that than about the remote path)."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
 
     from desktop.core.backend import GenerationJob
     from desktop.core.progress import TaskState
     from desktop.engine.local import LocalBackend
     from desktop.remote.backend import RemoteBackend
-    from desktop.server.app import create_app
-    from tests.remote.conftest import serving
     from tests.support.requests import make_request
 
     job = GenerationJob(make_request(model="demo", prompt="a lighthouse", width=64, height=64, steps=5, seed=3))
-    backend = LocalBackend("cpu", "fp32")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "desktop", "serve", "--port", str(port), "--device", "cpu",
+                               "--precision", "fp32"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("sfumato serve did not start") from None
+                time.sleep(0.2)
+        remote_backend = RemoteBackend(url)
+        remote_backend.load("demo", TaskState())
+        remote = best_of(lambda: remote_backend.run(job, TaskState()), repeat=7)
+    finally:
+        server.terminate()
+        server.wait(30)
+    backend = LocalBackend("cpu", "fp32")  # the same engine, this process, once the server has gone
     backend.start(TaskState())
     backend.load("demo", TaskState())
-    threads = torch.get_num_threads()
     try:
         local = best_of(lambda: backend.run(job, TaskState()), repeat=7)
-        with serving(create_app(lambda: backend)) as url:
-            remote_backend = RemoteBackend(url)
-            remote_backend.load("demo", TaskState())
-            remote = best_of(lambda: remote_backend.run(job, TaskState()), repeat=7)
     finally:
         backend.close()
-        torch.set_num_threads(threads)
-    return [Figure("64x64 5-step job through RemoteBackend and a server on 127.0.0.1", remote, "s",
-                   "the same job on the same LocalBackend, called directly", local),
+    return [Figure("64x64 5-step job through RemoteBackend and sfumato serve on 127.0.0.1", remote, "s",
+                   "the same job on a LocalBackend in this process", local),
             Figure("remote overhead per job (the difference)", remote - local, "s", "the local job", local)]
 
 
