@@ -135,8 +135,9 @@ class QueueStore:
         self._adopt: dict[int, tuple[object, int]] = {}  # id() of a job load() returned -> (the job, its row id)
         self._told = False
         self._db = self._open()
-        row = self._db.execute("SELECT max(position) FROM jobs").fetchone()
+        row = self._db.execute("SELECT max(position), max(id) FROM jobs").fetchone()
         self._next = (row[0] or 0) + 1
+        self._last_row = row[1] or 0  # load() gives the rows of the last session, not those added since it opened
         self._writes: queue.Queue = queue.Queue()
         self._writer = threading.Thread(target=self._write_all, name="queue-store", daemon=True)
         self._writer.start()
@@ -189,11 +190,13 @@ class QueueStore:
     # -- reading ------------------------------------------------------------------------------------
 
     def load(self) -> list[Stored]:
-        """The stored jobs, oldest first. A row that cannot be read is set aside and `notice` says so. Queue
-        each returned job again as it is: the store knows it and keeps its row."""
+        """The jobs stored when the store opened, oldest first (any thread: the window reads them off the GUI
+        thread). A row that cannot be read is set aside and `notice` says so. Queue each returned job again as it
+        is: the store knows it and keeps its row."""
         jobs, bad = [], []
         with self._lock:
-            rows = self._db.execute("SELECT id, kind, data FROM jobs ORDER BY position, id").fetchall()
+            rows = self._db.execute("SELECT id, kind, data FROM jobs WHERE id <= ? ORDER BY position, id",
+                                    (self._last_row,)).fetchall()
             pictures = dict(self._db.execute("SELECT hash, data FROM pictures").fetchall())
             for row_id, kind, data in rows:
                 try:

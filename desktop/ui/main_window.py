@@ -785,7 +785,8 @@ class MainWindow(QMainWindow):
 
     def _restore_queue(self) -> None:
         """Queue again, paused, what the last session left waiting or running (desktop/core/queue_store.py);
-        their canvas frames are gone, so their pictures go to the gallery."""
+        their canvas frames are gone, so their pictures go to the gallery. Their pictures are decoded off the GUI
+        thread: the window answers at once, and they join the queue a moment later (self._restored)."""
         self.queue_progress = QueueProgress()
         self._at_once = 1  # jobs the backend runs at once, for the time left
         said = []
@@ -798,12 +799,17 @@ class MainWindow(QMainWindow):
         self._queue_lock.setStaleLockTime(0)  # held for the window's life; a crashed app's lock is found stale
         if self._queue_lock.tryLock(0) or self._queue_lock.error() != QLockFile.LockError.LockFailedError:
             self.queue_store = QueueStore(on_problem=self.queue_store_failed.emit)
-            jobs = self.queue_store.load()
-            self.worker.set_store(self.queue_store)
+            self.worker.set_store(self.queue_store)  # jobs queued before the load ends are kept, not loaded twice
+            self.background.run(self.queue_store.load, self._restored, lambda error: self._restored([]),
+                                name="queue-restore")
         else:
-            self.queue_store, jobs = None, []
-            said.append("Another Sfumato window keeps this profile's queue: this window's jobs run, but they do not "
-                        "come back after a restart.")
+            self.queue_store = None
+            self._restored([], ["Another Sfumato window keeps this profile's queue: this window's jobs run, but they "
+                                "do not come back after a restart."])
+
+    def _restored(self, jobs: list, said: list[str] | None = None) -> None:
+        """The last session's jobs, read: queued again, paused, with the notice."""
+        said = list(said or [])
         if jobs:
             self.worker.pause()  # a person may have quit because of them: nothing starts on its own
             for job in jobs:

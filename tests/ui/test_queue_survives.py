@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def test_jobs_left_at_close_come_back_paused_with_a_notice_and_resume_into_the_g
     fake_backend.step_delay = 0.0
     again = make_window()
     runs_before = len(fake_backend.jobs)
-    assert listed(again) == ["first", "second", "third"]
+    qtbot.waitUntil(lambda: listed(again) == ["first", "second", "third"], timeout=TIMEOUT)  # read off the GUI thread
     assert again.worker.is_paused() and again.queue.pause_button.text() == "Resume"
     assert again.queue.title.text().startswith("Queue: 3 paused · 0 of 3")
     assert again.queue_notice.isVisible()
@@ -167,7 +168,7 @@ def test_the_app_killed_with_jobs_queued_finds_them_at_the_next_start(make_windo
     assert paths.queue_file().is_file()
 
     window = make_window()
-    assert listed(window) == ["alpha", "beta", "gamma"]  # the running one too, in the order they were queued
+    qtbot.waitUntil(lambda: listed(window) == ["alpha", "beta", "gamma"], timeout=TIMEOUT)  # the running one too
     assert window.worker.is_paused() and window.queue_notice.isVisible()
     assert window.queue_notice.text().startswith("3 jobs from the last session are back in the queue (paused)")
     qtbot.waitUntil(lambda: window.gallery_store is not None, timeout=TIMEOUT)
@@ -201,10 +202,13 @@ def test_a_second_window_on_the_profile_keeps_no_queue_and_says_so_and_its_jobs_
 
 def test_cancel_works_only_while_something_runs_and_a_run_queued_while_paused_says_so(make_window, fake_backend,
                                                                                       qtbot):
-    QueueStore().queued(1, PlotRun(make_request(prompt="a quay", width=64, height=64, steps=2),
-                                   parse_axis("Steps", "2,3")))  # left by a crash in the last session
+    store = QueueStore()
+    store.queued(1, PlotRun(make_request(prompt="a quay", width=64, height=64, steps=2),
+                            parse_axis("Steps", "2,3")))  # left by a crash in the last session
+    store.close()
     window = make_window()
-    assert listed(window) == ["X/Y/Z"] and window.worker.is_paused()
+    qtbot.waitUntil(lambda: listed(window) == ["X/Y/Z"], timeout=TIMEOUT)
+    assert window.worker.is_paused()
     assert "An X/Y/Z plot comes back from its start: the cells it had saved are made again." in \
         window.queue_notice.text()
     assert not window.cancel_button.isEnabled()  # paused and nothing runs: nothing to cancel
@@ -219,3 +223,31 @@ def test_cancel_works_only_while_something_runs_and_a_run_queued_while_paused_sa
     assert window.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: not window.worker.is_busy(), timeout=TIMEOUT)
     qtbot.waitUntil(lambda: not window.cancel_button.isEnabled(), timeout=TIMEOUT)
+
+
+def test_the_last_sessions_pictures_are_decoded_off_the_gui_thread_and_a_job_queued_meanwhile_is_kept_once(
+        make_window, fake_backend, qtbot, monkeypatch):
+    store = QueueStore()
+    store.queued(1, make_request(prompt="old", width=64, height=64, steps=2))
+    store.close()
+    gate, readers = threading.Event(), []
+    load = QueueStore.load
+
+    def slow_load(self):
+        readers.append(threading.current_thread() is threading.main_thread())
+        gate.wait(10)  # many large pictures to decode
+        return load(self)
+
+    monkeypatch.setattr(QueueStore, "load", slow_load)
+    window = make_window()  # shown and answering while the pictures are read
+    qtbot.waitUntil(lambda: bool(readers), timeout=TIMEOUT)
+    assert readers == [False]
+    click(qtbot, window.queue.pause_button)  # Pause
+    small(window, "new")
+    window.generate()
+    window.queue_store.flush()
+    gate.set()
+    qtbot.waitUntil(lambda: listed(window) == ["new", "old"], timeout=TIMEOUT)
+    assert window.queue_notice.text().startswith("1 job from the last session is back in the queue (paused)")
+    window.queue_store.flush()
+    assert sorted(stored_prompts()) == ["new", "old"]  # each once
