@@ -30,7 +30,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import folder_batch, paths, xyz  # noqa: F401 - the Run kinds they register, so a stored one decodes
+from . import folder_batch, paths, recreate, xyz  # noqa: F401 - the Run kinds they register, so a stored one decodes
 from .backend import GenerationJob, PreprocessJob, UpscaleJob
 from .errors import SfumatoError
 from .faces import AUTO_DETECTOR
