@@ -356,7 +356,7 @@ def main(argv: list[str]) -> int:
         results = [result for k, one in enumerate(seeds) for result in backend.run(
             GenerationJob(one), progress.state if len(seeds) == 1 else runs.nth(progress.state, k, len(seeds)))]
         progress.end()
-        return _save(store, results, model)
+        return _save(store, results, model, settings.load(set_aside=False).mark_ai)
     except DemoModelUnwritable as error:
         print(f"sfumato: could not build the demo model in {error.folder}: {error.reason}.", file=sys.stderr)
         return 1
@@ -377,12 +377,12 @@ def main(argv: list[str]) -> int:
         store.close()
 
 
-def _save(store: GalleryStore, results, model: ModelDescriptor) -> int:
+def _save(store: GalleryStore, results, model: ModelDescriptor, mark: bool = True) -> int:
     """Save and index each result, printing its path at once; say how many could not be saved, and why."""
     saved, problems, reading = 0, [], True
     for r in results:
         try:
-            path = store.add_result(r.image, r.request, r.seed, model.name, model.hash, r.params)
+            path = store.add_result(r.image, r.request, r.seed, model.name, model.hash, r.params, mark)
         except OSError as error:
             problems.append(_reason(error))
             continue

@@ -137,7 +137,8 @@ def _context(store: GalleryStore, folder, saved: list) -> RunContext:
     def save(results, loaded):
         shown = []
         for r in results:
-            path = store.add_result(r.image, r.request, r.seed, loaded.name, loaded.hash, r.params)
+            path = store.add_result(r.image, r.request, r.seed, loaded.name, loaded.hash, r.params,
+                                    window_settings.mark_ai)
             saved.append(path)
             shown.append((r.image, r.seed, path))
         return shown

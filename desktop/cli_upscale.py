@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from desktop.cli import _Parser, _print_path, _Progress, _reason, start_backend, UsageError
-from desktop.core import paths
+from desktop.core import marking, paths, settings
 from desktop.core.backend import UpscaleJob
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.geometry import Extent
@@ -144,6 +144,7 @@ def process(args, pictures: list[Path], out: Path, done: str, name_for: Callable
     if backend is None:
         return 2
     failed, names = 0, set()
+    mark = settings.load(set_aside=False).mark_ai
     try:
         for number, source in enumerate(pictures, 1):
             name = name_for(source)
@@ -164,7 +165,9 @@ def process(args, pictures: list[Path], out: Path, done: str, name_for: Callable
                     parameters = ""
                 result = backend.run(UpscaleJob(request_for(image, parameters)), progress.state)[0]
                 progress.end()
-                written = save_png(target, result.image, {"parameters": result.request.parameters})
+                written = save_png(target, result.image, {"parameters": result.request.parameters,
+                                                          **marking.chunks(result.request.replace(beside=str(source)),
+                                                                           mark)})
             except (Cancelled, KeyboardInterrupt):
                 raise
             except SfumatoError as error:

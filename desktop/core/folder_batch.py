@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import atomic
+from . import atomic, marking
 from .backend import GenerationJob, UpscaleJob
 from .errors import Cancelled, InvalidRequest, SfumatoError
 from .filescan import files_in
@@ -280,10 +280,12 @@ class FolderBatchRun:
                         request = self._generation(image, mask[0] if mask else None, seed).resolved()
                         request = expand_request(request, context.settings.models_folders)  # its wildcards, by seed
                         result = backend.run(GenerationJob(request), share)[0]
-                        chunks = metadata_chunks(result.request, result.seed, loaded.name, loaded.hash, result.params)
+                        chunks = metadata_chunks(result.request, result.seed, loaded.name, loaded.hash, result.params,
+                                                 context.settings.mark_ai)
                     else:
                         result = backend.run(UpscaleJob(self._post_request(image, parameters)), share)[0]
-                        chunks = {"parameters": result.request.parameters}
+                        chunks = {"parameters": result.request.parameters,
+                                  **marking.chunks(result.request, context.settings.mark_ai)}
                 except Cancelled:
                     raise
                 except SfumatoError as error:  # its request, or the backend on it (out of memory): the batch goes on

@@ -27,6 +27,7 @@ from .errors import SfumatoError
 
 MAX_PIXELS = 8192 * 8192  # generous for inputs; generation itself is capped at 4096x4096
 MAX_TEXT_CHUNK = 1 << 20
+XMP_KEY = "XML:com.adobe.xmp"  # the PNG iTXt keyword of an XMP packet
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 PngImagePlugin.MAX_TEXT_CHUNK = MAX_TEXT_CHUNK
@@ -131,7 +132,10 @@ def replace_png(path: Path, image: np.ndarray, text: dict[str, str] | None = Non
 def _png_writer(image: np.ndarray, text: dict[str, str] | None):
     info = PngImagePlugin.PngInfo()
     for key, value in (text or {}).items():
-        info.add_text(key, value)
+        if key == XMP_KEY:  # XMP goes in an uncompressed iTXt chunk, where XMP readers look (desktop/core/marking.py)
+            info.add_itxt(key, value)
+        else:
+            info.add_text(key, value)
     return lambda handle: Image.fromarray(image).save(handle, format="PNG", pnginfo=info, compress_level=4)
 
 

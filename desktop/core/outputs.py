@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import infotext
+from . import infotext, lineage
 from .imageio import output_path, save_png
 from .request import GenerationRequest
 
@@ -40,4 +40,5 @@ def save_result(
     params: tuple[tuple[str, str], ...] = (),
 ) -> Path:
     """Write one result under folder/<date>/ and return its path."""
-    return save_png(output_path(folder, seed), image, metadata_chunks(request, seed, model_name, model_hash, params))
+    return save_png(output_path(folder, seed), image, {**metadata_chunks(request, seed, model_name, model_hash, params),
+                                                       **lineage.chunks(image, request)})

@@ -38,6 +38,7 @@ class Settings:
     aspect_locked: bool = False  # the prompt panel's size lock
     last_export_folder: str = ""
     welcome_done: bool = False  # the first-start welcome was answered
+    mark_ai: bool = True  # saved pictures say in XMP that they are generated (IPTC digital source type)
     # Where pictures are made: "" is this computer; else a Sfumato server's address (`sfumato serve`), with the
     # bearer token its reverse proxy or --token wants. The token is kept here in plain text, as A1111 and Krita
     # keep theirs.

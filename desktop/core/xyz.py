@@ -43,7 +43,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import infotext, runs
+from . import infotext, marking, runs
 from .backend import Backend, GenerationJob, ModelDescriptor
 from .errors import InvalidRequest, SfumatoError
 from .infotext import InfotextError, parse_size
@@ -443,7 +443,8 @@ class PlotRun:
         first_request, params, first_model = results_of[0]
         chunk = plot._plot_chunk(cells, [shown[index] for index in range(len(cells))], folder)
         path = context.add_picture(f"{GRIDS_FOLDER}/xyz_grid-{first_request.sampling.seed}.png", grid,
-                                   plot._parameters(first_request, params, first_model), {PLOT_KEY: chunk})
+                                   plot._parameters(first_request, params, first_model),
+                                   {PLOT_KEY: chunk, **marking.chunks(first_request, context.settings.mark_ai)})
         seconds = time.perf_counter() - began
         return runs.RunOutcome([(grid, -1, path), *(shown[index] for index in range(len(cells)))],
                                f"Plot done in {seconds:.0f} s: {len(cells)} pictures and the grid saved to "

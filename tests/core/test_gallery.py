@@ -262,8 +262,8 @@ def one_export(folder, tmp_path):
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
 def test_a_stripped_export_carries_no_metadata_at_all(one_export, tmp_path, fmt):
     store, record, _ = one_export
-    out = exporting.export([(record, store.path(record))],
-                           exporting.ExportOptions(tmp_path / "out", format=fmt, keep_metadata=False))[0]
+    out = exporting.export([(record, store.path(record))], exporting.ExportOptions(
+        tmp_path / "out", format=fmt, keep_metadata=False, keep_mark=False))[0]  # the mark: tests/core/test_marking.py
     if fmt == "PNG":
         assert set(png_chunks(out)) <= {"IHDR", "IDAT", "IEND"}
     elif fmt == "JPEG":

@@ -3,7 +3,8 @@
 Kept metadata goes where other tools look for it: the PNG text chunks (the
 `parameters`, Sfumato's own, a ComfyUI workflow...), or the EXIF UserComment of a JPEG or WebP,
 as AUTOMATIC1111 writes it. Stripped means stripped: no text, EXIF, XMP or
-ICC data at all. File names come from a template (`{date}-{seed}-{prompt}`)
+ICC data at all, except the mark that says the picture is generated (the IPTC digital source type in XMP,
+desktop/core/marking.py), which stays unless `keep_mark` is off too. File names come from a template (`{date}-{seed}-{prompt}`)
 and are made safe on every system. A file name is never stripped, so the
 default for a stripped export leaves the prompt out (`{date}-{seed}`).
 """
@@ -19,8 +20,8 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, PngImagePlugin
 
-from .. import atomic
-from ..imageio import open_picture, reading
+from .. import atomic, marking
+from ..imageio import XMP_KEY, open_picture, reading
 from .index import ImageRecord
 from .metadata import EXIF_IFD, USER_COMMENT, encode_user_comment
 
@@ -41,6 +42,7 @@ class ExportOptions:
     max_side: int | None = None  # shrink larger pictures to fit this (never enlarged)
     template: str | None = None  # None: default_template(keep_metadata)
     keep_metadata: bool = True
+    keep_mark: bool = True  # the XMP digital source type of a picture that has one, even when metadata is stripped
 
     def __post_init__(self) -> None:
         if self.template is None:
@@ -112,10 +114,12 @@ def export(items: Sequence[tuple[ImageRecord, Path]], options: ExportOptions,
         taken.add(target.name.lower())
         with reading(source.name), open_picture(source) as image:
             image.load()
-            chunks = {k: v for k, v in getattr(image, "text", {}).items() if isinstance(v, str)}
+            chunks = {k: v for k, v in getattr(image, "text", {}).items() if isinstance(v, str) and k != XMP_KEY}
+            source_type = marking.source_type_in(marking.xmp_of(image)) if options.keep_mark else None
             picture = _prepared(ImageOps.exif_transpose(image), options)  # a phone's rotated photo stays upright
         parameters = chunks.get("parameters") or record.parameters
-        atomic.write_with(target, lambda handle: _save(picture, handle, options, parameters, chunks))
+        xmp = marking.xmp_packet(source_type) if source_type else ""
+        atomic.write_with(target, lambda handle: _save(picture, handle, options, parameters, chunks, xmp))
         written.append(target)
         if progress is not None:
             progress(number, len(items))
@@ -136,11 +140,13 @@ def _prepared(image: Image.Image, options: ExportOptions) -> Image.Image:
     return picture
 
 
-def _save(picture: Image.Image, handle, options: ExportOptions, parameters: str, chunks: dict) -> None:
+def _save(picture: Image.Image, handle, options: ExportOptions, parameters: str, chunks: dict, xmp: str) -> None:
+    """`xmp`: the marking's packet, "" for none."""
     if options.format == "PNG":
-        info = None
+        info = PngImagePlugin.PngInfo() if options.keep_metadata or xmp else None
+        if xmp:
+            info.add_itxt(XMP_KEY, xmp)
         if options.keep_metadata:
-            info = PngImagePlugin.PngInfo()
             if parameters:
                 info.add_text("parameters", parameters)
             for key, value in chunks.items():  # Sfumato's own, ComfyUI's workflow, InvokeAI's metadata...
@@ -148,7 +154,7 @@ def _save(picture: Image.Image, handle, options: ExportOptions, parameters: str,
                     info.add_text(key, value)
         picture.save(handle, format="PNG", pnginfo=info, compress_level=6)
         return
-    extra = {}
+    extra = {"xmp": xmp.encode()} if xmp else {}
     if options.keep_metadata and parameters:
         exif = Image.Exif()
         exif.get_ifd(EXIF_IFD)[USER_COMMENT] = encode_user_comment(parameters)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import SfumatoError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS = {
     1: """
@@ -62,6 +62,19 @@ MIGRATIONS = {
             VALUES (new.id, new.prompt, new.negative_prompt, new.model);
         END;
     """,
+    # Lineage (desktop/core/lineage.py): a picture's pixel hash, and what each hash was made from. The links are
+    # kept by hash, not by picture, so deleting a picture leaves its children's chain readable through a gap.
+    2: """
+        ALTER TABLE images ADD COLUMN pixel_hash TEXT NOT NULL DEFAULT '';
+        CREATE INDEX images_pixel_hash ON images (pixel_hash);
+        CREATE TABLE parents (
+            child TEXT NOT NULL,                -- the pixel hash of the picture made
+            parent TEXT NOT NULL,               -- the pixel hash of a picture it was made from
+            role TEXT NOT NULL,                 -- init, mask, control, reference or source
+            PRIMARY KEY (child, parent, role)
+        );
+        CREATE INDEX parents_parent ON parents (parent);
+    """,
 }
 
 
@@ -88,6 +101,7 @@ class ImageRecord:
     parameters: str
     source: str
     favourite: bool
+    pixel_hash: str = ""  # lineage.py; "" for a picture that does not carry one
 
 
 COLUMNS = [f.name for f in fields(ImageRecord)]
@@ -154,15 +168,21 @@ class GalleryIndex:
     # -- writing ---------------------------------------------------------------------------------
 
     def upsert(self, rows: Sequence[dict]) -> None:
-        """Insert or update records by path (a row: ImageRecord's fields without id)."""
+        """Insert or update records by path (a row: ImageRecord's fields without id, and optionally "parents":
+        the lineage.Parent its file records, which replace those known for its pixel hash)."""
         if not rows:
             return
         names = [c for c in COLUMNS if c != "id"]
         updates = ", ".join(f"{c} = excluded.{c}" for c in names if c not in ("path", "favourite"))
         sql = (f"INSERT INTO images ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
                f"ON CONFLICT(path) DO UPDATE SET {updates}")
+        links = [(row["pixel_hash"], row["parents"]) for row in rows if row.get("pixel_hash") and row.get("parents")]
         with self.transaction() as db:
-            db.executemany(sql, [[row.get(c) for c in names] for row in rows])
+            db.executemany(sql, [[row.get(c, "") if c == "pixel_hash" else row.get(c) for c in names] for row in rows])
+            for child, parents in links:
+                db.execute("DELETE FROM parents WHERE child = ?", (child,))
+                db.executemany("INSERT OR IGNORE INTO parents (child, parent, role) VALUES (?, ?, ?)",
+                               [(child, p.hash, p.role) for p in parents])
 
     def remove_paths(self, paths: Sequence[str]) -> None:
         with self.transaction() as db:
@@ -211,6 +231,33 @@ class GalleryIndex:
         with self._lock:
             row = self._db.execute(f"SELECT {', '.join(COLUMNS)} FROM images WHERE path = ?", (path,)).fetchone()
         return _record(row) if row else None
+
+    def parents(self, pixel_hash: str) -> list[tuple[str, str]]:
+        """(role, parent hash) of what the picture with this hash was made from, in the roles' order."""
+        with self._lock:
+            rows = self._db.execute("SELECT role, parent FROM parents WHERE child = ? ORDER BY rowid",
+                                    (pixel_hash,)).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def children(self, pixel_hash: str) -> list[tuple[str, str]]:
+        """(role, child hash) of what was made from the picture with this hash, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT role, child FROM parents WHERE parent = ? ORDER BY rowid",
+                                    (pixel_hash,)).fetchall()
+        return [(row[0], row[1]) for row in rows]
+
+    def by_hash(self, hashes: Sequence[str]) -> dict[str, list[int]]:
+        """pixel hash -> ids of the pictures with it (oldest first); a hash no picture has is left out."""
+        out: dict[str, list[int]] = {}
+        wanted = [h for h in dict.fromkeys(hashes) if h]
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                sql = (f"SELECT pixel_hash, id FROM images WHERE pixel_hash IN ({', '.join('?' * len(chunk))}) "
+                       "ORDER BY created, id")
+                for row in self._db.execute(sql, chunk):
+                    out.setdefault(row[0], []).append(row[1])
+        return out
 
     def stamps(self) -> dict[str, tuple[int, int]]:
         """path -> (mtime_ns, size) of every record: what a refresh compares with the files."""

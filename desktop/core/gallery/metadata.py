@@ -23,6 +23,7 @@ JSON no reader knows is never taken as a prompt (ImageMeta.notice says so).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .. import imageio  # open_picture; importing it sets Pillow's size and text-chunk limits
+from .. import imageio, lineage  # open_picture; importing it sets Pillow's size and text-chunk limits
 from ..infotext import Infotext, InfotextError, format_infotext, from_fooocus_json, parse_infotext, parse_size
 from ..request import (HIRES_UPSCALERS, MAX_CLIP_SKIP, MAX_HIRES_SCALE, MAX_SEED, GenerationRequest, Hires, Images,
                        InvalidRequest, Mode, is_hires_upscaler, nested)
@@ -75,6 +76,8 @@ class ImageMeta:
     source: str = ""  # "sfumato", "a1111", "comfyui", "invokeai", "swarmui", "ruinedfooocus" or "" (nothing found)
     request: dict = field(default_factory=dict)  # Sfumato's own request (request.nested form), when ours
     notice: str = ""  # a sentence for the user when something could not be read
+    pixel_hash: str = ""  # lineage.py: the hash of its pixels it carries, "" when none
+    parents: tuple = ()  # lineage.Parent of the pictures it was made from, as it records them
 
 
 def read_image_meta(path: str | Path) -> tuple[ImageMeta, int, int]:
@@ -97,7 +100,8 @@ def read_image_meta(path: str | Path) -> tuple[ImageMeta, int, int]:
                 chunks.update(exif_chunks(image))
     except Image.DecompressionBombError as error:
         raise ValueError(f"it is too large to open ({error})") from None
-    return meta_from_chunks(chunks), width, height
+    own, parents = lineage.read_chunks(chunks)
+    return dataclasses.replace(meta_from_chunks(chunks), pixel_hash=own, parents=parents), width, height
 
 
 def _known(chunks: dict) -> bool:

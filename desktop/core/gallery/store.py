@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic
+from .. import atomic, lineage
 from ..imageio import ImageError, open_picture, reading, save_png
 from ..outputs import metadata_chunks, output_path
 from ..postprocess import RESTORE_KINDS
@@ -118,18 +118,19 @@ class GalleryStore:
 
         The file is what matters: if the index cannot take it now, the next refresh will.
         """
-        path = save_png(output_path(self.folder, seed), image, metadata_chunks(request, seed, model_name, model_hash,
-                                                                              params))
+        text = {**metadata_chunks(request, seed, model_name, model_hash, params),
+                **lineage.chunks(image, request)}  # its pixel hash and its parents'
+        path = save_png(output_path(self.folder, seed), image, text)
         try:
             self.index_files([path])
         except sqlite3.Error:
             pass
         return path
 
-    def add_picture(self, path: Path, image: np.ndarray, parameters: str) -> Path:
+    def add_picture(self, path: Path, image: np.ndarray, parameters: str, marks: dict[str, str] | None = None) -> Path:
         """Save a finished picture that is not a generation (an upscale) with its A1111 `parameters` text at `path`
-        (numbered, never overwriting), and index it; returns its file."""
-        path = save_png(path, image, {"parameters": parameters} if parameters else None)
+        (numbered, never overwriting), and `marks` (marking.chunks), and index it; returns its file."""
+        path = save_png(path, image, {**({"parameters": parameters} if parameters else {}), **(marks or {})} or None)
         try:
             self.index_files([path])
         except sqlite3.Error:
@@ -177,7 +178,7 @@ class GalleryStore:
             "negative_prompt": meta.negative_prompt, "model": meta.model, "seed": meta.seed,
             "sampler": " ".join(p for p in (meta.sampler, meta.schedule) if p and p != "Automatic"),
             "steps": meta.steps, "cfg_scale": meta.cfg_scale, "parameters": meta.parameters, "source": meta.source,
-            "favourite": 0,
+            "favourite": 0, "pixel_hash": meta.pixel_hash, "parents": meta.parents,
         }
 
     # -- keeping the index in step with the files -------------------------------------------------
