@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import infotext, lineage
+from . import infotext, lineage, marking
 from .imageio import output_path, save_png
 from .request import GenerationRequest
 
@@ -21,8 +21,9 @@ METADATA_VERSION = 2
 
 
 def metadata_chunks(request: GenerationRequest, seed: int, model_name: str, model_hash: str = "",
-                    params: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
-    """`params`: what the run adds to the infotext (Result.params)."""
+                    params: tuple[tuple[str, str], ...] = (), mark: bool = True) -> dict[str, str]:
+    """`params`: what the run adds to the infotext (Result.params); `mark`: add the XMP that says the picture is
+    generated (desktop/core/marking.py; File > Settings turns it off)."""
     text = infotext.format_infotext(infotext.from_request(request, seed, model_name, model_hash, params))
     record = {
         "version": METADATA_VERSION,
@@ -32,13 +33,13 @@ def metadata_chunks(request: GenerationRequest, seed: int, model_name: str, mode
         "model_name": model_name,
         "model_hash": model_hash,
     }
-    return {"parameters": text, "sfumato": json.dumps(record, ensure_ascii=False)}
+    return {"parameters": text, "sfumato": json.dumps(record, ensure_ascii=False), **marking.chunks(request, mark)}
 
 
 def save_result(
     folder: Path, image: np.ndarray, request: GenerationRequest, seed: int, model_name: str, model_hash: str = "",
-    params: tuple[tuple[str, str], ...] = (),
+    params: tuple[tuple[str, str], ...] = (), mark: bool = True,
 ) -> Path:
     """Write one result under folder/<date>/ and return its path."""
-    return save_png(output_path(folder, seed), image, {**metadata_chunks(request, seed, model_name, model_hash, params),
-                                                       **lineage.chunks(image, request)})
+    return save_png(output_path(folder, seed), image, {**metadata_chunks(request, seed, model_name, model_hash, params,
+                                                                         mark), **lineage.chunks(image, request)})

@@ -54,7 +54,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from desktop.core import lineage
+from desktop.core import lineage, marking
 from desktop.core.backend import Backend, BackendFactory, GenerationJob, ModelDescriptor, PreprocessJob, UpscaleJob
 from desktop.core.errors import Cancelled, SfumatoError
 from desktop.core.imageio import save_png
@@ -535,14 +535,15 @@ class _Runner(_WorkerSignals):
             try:
                 if isinstance(r.request, UpscaleRequest):  # A1111 Extras' keys appended to the source's parameters
                     target = result_path(settings.output_path(), r.request)
-                    marks = lineage.chunks(r.image, r.request)
+                    marks = {**marking.chunks(r.request, settings.mark_ai), **lineage.chunks(r.image, r.request)}
                     path = gallery.add_picture(target, r.image, r.request.parameters, marks) if gallery is not None \
                         else save_png(target, r.image, {"parameters": r.request.parameters, **marks})
                 elif gallery is not None:
-                    path = gallery.add_result(r.image, r.request, r.seed, loaded.name, loaded.hash, r.params)
+                    path = gallery.add_result(r.image, r.request, r.seed, loaded.name, loaded.hash, r.params,
+                                              settings.mark_ai)
                 else:
                     path = save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, loaded.hash,
-                                       r.params)
+                                       r.params, settings.mark_ai)
             except OSError as error:
                 path = None
                 problem = _unsaved(settings, error)

@@ -113,12 +113,12 @@ class GalleryStore:
     # -- adding ---------------------------------------------------------------------------------
 
     def add_result(self, image: np.ndarray, request: GenerationRequest, seed: int, model_name: str,
-                   model_hash: str = "", params: tuple[tuple[str, str], ...] = ()) -> Path:
+                   model_hash: str = "", params: tuple[tuple[str, str], ...] = (), mark: bool = True) -> Path:
         """Save a generated picture (PNG with its metadata, never overwriting) and index it; returns its file.
 
         The file is what matters: if the index cannot take it now, the next refresh will.
         """
-        text = {**metadata_chunks(request, seed, model_name, model_hash, params),
+        text = {**metadata_chunks(request, seed, model_name, model_hash, params, mark),
                 **lineage.chunks(image, request)}  # its pixel hash and its parents'
         path = save_png(output_path(self.folder, seed), image, text)
         try:
