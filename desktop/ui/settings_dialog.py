@@ -21,6 +21,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -333,6 +334,11 @@ class SettingsDialog(QDialog):
         output_column.addLayout(output_row)
         output_column.addWidget(self.output_error)
         self._row(form, "O&utput folder:", output_field, self.output_folder)
+        self.mark_ai = QCheckBox("Mark pictures as AI-&generated (IPTC digital source type)")
+        self.mark_ai.setToolTip(
+            "The EU AI Act (article 50) expects generated pictures to be marked as such in a machine-readable way: "
+            "the mark is an XMP field that other apps read, and it says nothing about the prompt.")
+        form.addRow("", self.mark_ai)
 
         self.browse_button.clicked.connect(self._browse_output_folder)
         self.output_folder.textChanged.connect(self._output_folder_edited)
@@ -391,6 +397,7 @@ class SettingsDialog(QDialog):
         self.server_token.setText(settings.server_token)
         self.folders_editor.set_folders(settings.models_folders)
         self.output_folder.setText(settings.output_folder)
+        self.mark_ai.setChecked(settings.mark_ai)
         self.preview_every.setValue(settings.preview_every)
         self._preview_every_suffix(self.preview_every.value())
         self._backend_changed()
@@ -404,6 +411,7 @@ class SettingsDialog(QDialog):
         edited.precision = self.precision.currentData()
         edited.models_folders = self.folders_editor.folders()
         edited.output_folder = self.output_folder.text().strip()
+        edited.mark_ai = self.mark_ai.isChecked()
         edited.preview_method = self.preview_method.currentData()
         edited.preview_every = self.preview_every.value()
         edited.theme = self.theme.currentData()

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from desktop.core.gallery.store import GalleryStore
 
@@ -39,3 +40,19 @@ def test_a_template_the_user_typed_is_kept_and_the_notice_names_the_prompt(dialo
     assert dialog.template.text() == "{prompt}-{seed}"
     assert dialog.name_notice.text() == "The file names are not stripped: they show the prompt and the seed."
     assert "secret" in dialog.example.text()
+
+
+def test_a_stripped_export_keeps_the_ai_mark_until_its_box_is_unticked(dialog, qtbot, tmp_path):
+    from desktop.core import marking
+    from desktop.core.gallery.export import export
+
+    assert dialog.keep_mark.isChecked() and "article 50" in dialog.keep_mark.toolTip()
+    dialog.keep.setChecked(False)
+    record = dialog.records[0]
+    source = tmp_path / "outputs" / record.path
+    kept = export([(record, source)], dialog.options())[0]
+    assert marking.read_source_type(kept) == marking.TRAINED and b"secret" not in kept.read_bytes()
+    qtbot.mouseClick(dialog.keep_mark, Qt.MouseButton.LeftButton, pos=dialog.keep_mark.rect().center())
+    assert dialog.options().keep_mark is False
+    bare = export([(record, source)], dialog.options())[0]
+    assert marking.read_source_type(bare) is None and b"xmpmeta" not in bare.read_bytes()

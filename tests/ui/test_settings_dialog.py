@@ -300,3 +300,16 @@ def test_system_theme_follows_the_os_colour_scheme(app_look):
     theme.apply_theme(app_look, "light")
     hints.colorSchemeChanged.emit(Qt.ColorScheme.Dark)  # an explicit choice ignores the OS
     assert not theme.is_dark(app_look.palette())
+
+
+def test_the_ai_mark_is_on_by_default_and_its_box_says_why_and_turns_it_off(open_dialog, qtbot):
+    dialog = open_dialog(Settings())
+    assert dialog.mark_ai.isChecked() and "article 50" in dialog.mark_ai.toolTip()
+    assert dialog.mark_ai.isVisible() and dialog.mark_ai.width() >= dialog.mark_ai.sizeHint().width()
+    qtbot.mouseClick(dialog.mark_ai, Qt.MouseButton.LeftButton, pos=dialog.mark_ai.rect().center())
+    click(qtbot, dialog.ok_button)
+    assert dialog.settings().mark_ai is False
+    again = open_dialog(Settings(mark_ai=False))
+    assert not again.mark_ai.isChecked()
+    click(qtbot, again.restore_button)
+    assert again.mark_ai.isChecked()

@@ -57,8 +57,15 @@ class ExportDialog(QDialog):
         browse.clicked.connect(self._choose_folder)
         self.keep = QCheckBox("Keep the generation parameters in the files")
         self.keep.setChecked(True)
-        self.keep.setToolTip("Unchecked: no text, EXIF, XMP or colour profile is written at all")
+        self.keep.setToolTip("Unchecked: no text, EXIF, XMP or colour profile is written at all, only the "
+                             "AI-generated mark while that stays ticked")
         self.keep.toggled.connect(self._keep_toggled)
+        self.keep_mark = QCheckBox("Keep the AI-generated mark")
+        self.keep_mark.setChecked(True)
+        self.keep_mark.setToolTip(
+            "The mark says in the file, in a way other apps read (the IPTC digital source type in XMP), that the "
+            "picture was made by a model: the EU AI Act (article 50) expects generated pictures to be marked so. "
+            "It says nothing about the prompt or the parameters.")
         self.name_notice = QLabel()  # stripping metadata does not strip the file names
         self.name_notice.setWordWrap(True)
 
@@ -76,6 +83,7 @@ class ExportDialog(QDialog):
         form.addRow("Folder", folder_row)
         form.addRow("", self.keep)
         form.addRow("", self.name_notice)
+        form.addRow("", self.keep_mark)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
         self.buttons.accepted.connect(self.accept)
@@ -90,7 +98,7 @@ class ExportDialog(QDialog):
         return ExportOptions(
             folder=Path(self.folder.text()).expanduser(), format=self.format.currentData(),
             quality=self.quality.value(), max_side=self.max_side.value() if self.resize_box.isChecked() else None,
-            template=self.template.text(), keep_metadata=self.keep.isChecked(),
+            template=self.template.text(), keep_metadata=self.keep.isChecked(), keep_mark=self.keep_mark.isChecked(),
         )
 
     def _update(self) -> None:
