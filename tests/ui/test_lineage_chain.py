@@ -102,3 +102,47 @@ def test_deleting_the_middle_picture_leaves_the_chain_readable_with_a_gap(saving
     assert roles(family.ancestors(store.index, third)) == [("source", None), ("init", first.path), ("mask", None)]
     assert roles(family.descendants(store.index, first)) == [("init", None), ("source", third.path)]
     assert set(family.family_ids(store.index, first)) == {first.id, third.id}
+
+
+def test_the_detail_panel_shows_the_chain_and_the_family(saving, qtbot):
+    from PySide6.QtCore import Qt
+
+    from desktop.ui.gallery.view import GalleryView
+
+    store, save = saving
+    first, second, third, _ = chain(saving)
+    other = save(Result(noise(9), 9, make_request(prompt="unrelated", width=64, height=64, seed=9).resolved()))
+    view = GalleryView()
+    qtbot.addWidget(view)
+    view.set_store(store)
+    view.select_row(view.model.row_of(second.id))
+    qtbot.waitUntil(lambda: len(view.family.tiles("parents")) == 2 and len(view.family.tiles("children")) == 1)
+    assert not view.family.isHidden()
+    made_from, used_by = view.family.tiles("parents"), view.family.tiles("children")
+    assert made_from[0].isEnabled() and first.path.split("/")[-1] in made_from[0].toolTip()
+    assert not made_from[1].isEnabled() and "mask" in made_from[1].toolTip() and "not in the gallery" in \
+        made_from[1].toolTip()
+    assert third.path.split("/")[-1] in used_by[0].toolTip()
+    qtbot.mouseClick(made_from[0], Qt.MouseButton.LeftButton)
+    assert view.current().id == first.id
+
+    view.family.show_family.click()  # the family of the first picture: itself and what was made from it
+    assert set(view.model.ids) == {first.id, second.id, third.id} and other.id not in view.model.ids
+    assert view.current().id == first.id and not view.family_filter.isHidden()
+    view.family_filter.click()
+    assert set(view.model.ids) == {first.id, second.id, third.id, other.id} and view.family_filter.isHidden()
+    assert view.current().id == first.id
+
+    view.select_row(view.model.row_of(other.id))  # made from a prompt and used by nothing: no strip
+    qtbot.wait(200)
+    assert view.family.isHidden()
+
+    store.delete([second.id])  # the middle picture: the upscale's strip shows a gap
+    view.model.reload()
+    view.select_row(view.model.row_of(third.id))
+    qtbot.waitUntil(lambda: len(view.family.tiles("parents")) == 1)
+    assert not view.family.tiles("parents")[0].isEnabled()
+    view.family.show_family.click()  # the family goes on through the gap
+    assert set(view.model.ids) == {first.id, third.id}
+    view.background.wait()
+    qtbot.waitUntil(lambda: not view.background._callbacks)  # all delivered before the store closes

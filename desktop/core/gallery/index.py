@@ -118,6 +118,7 @@ class Query:
     since: float | None = None  # seconds since the epoch, inclusive
     until: float | None = None  # exclusive
     sort: str = "newest"
+    ids: frozenset[int] | None = None  # only these pictures (a picture's family), whatever else is asked
 
 
 class GalleryIndex:
@@ -206,6 +207,9 @@ class GalleryIndex:
         if query.model:
             where.append("model = ?")
             args.append(query.model)
+        if query.ids is not None:
+            where.append(f"id IN ({', '.join('?' * len(query.ids))})")
+            args.extend(sorted(query.ids))
         if query.since is not None:
             where.append("created >= ?")
             args.append(query.since)

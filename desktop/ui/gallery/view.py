@@ -45,6 +45,7 @@ from desktop.core import addons
 from desktop.core.addons import AddonCheck
 from desktop.core.control import used_controls, used_controls_note
 from desktop.core.control_layers import spec_of_used
+from desktop.core.gallery import family
 from desktop.core.gallery.index import ImageRecord, Query
 from desktop.core.gallery.metadata import ImageMeta, read_image_meta, to_request
 from desktop.core.gallery.plots import Plot, PlotCell, read_plot
@@ -56,6 +57,7 @@ from ..background import Background
 from ..compare_view import CompareView
 from ..reveal import reveal
 from ..theme import CHECKED_BUTTON_STYLE
+from .family_strip import FamilyStrip
 from .model import GalleryModel, RecordRole
 from .picture_view import PictureView, read_picture
 from .plot_view import PlotView
@@ -240,6 +242,11 @@ class GalleryView(QWidget):
         for widget in (self.search, self.favourites, self.model_filter, self.date_filter, self.sort, self.tile,
                        self.count):
             bar.addWidget(widget, 1 if widget is self.search else 0)
+        self.family_filter = QPushButton()  # shown while the grid shows one picture's family: back to all
+        self.family_filter.setToolTip("Show all the pictures again")
+        self.family_filter.clicked.connect(self.show_all)
+        self.family_filter.hide()
+        bar.insertWidget(1, self.family_filter)
 
         self.list = GalleryList(self.model)
         self.tile.valueChanged.connect(self.list.set_tile)
@@ -258,6 +265,9 @@ class GalleryView(QWidget):
         self.info = QLabel()
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.family = FamilyStrip(self.background)  # what it was made from and what was made from it
+        self.family.chosen.connect(self.show_record)
+        self.family.family_requested.connect(self.show_family)
         self.parameters = QPlainTextEdit()
         self.parameters.setReadOnly(True)
         self.parameters.setPlaceholderText("No parameters were found in this picture.")
@@ -297,6 +307,7 @@ class GalleryView(QWidget):
         side.setContentsMargins(4, 0, 0, 0)
         side.addWidget(self.picture, 3)
         side.addWidget(self.info)
+        side.addWidget(self.family)
         side.addWidget(self.parameters, 1)
         for row in rows:
             line = QHBoxLayout()
@@ -422,6 +433,7 @@ class GalleryView(QWidget):
             self._query_changed()
 
     def _query_changed(self) -> None:
+        self.family_filter.hide()
         days = DATES[self.date_filter.currentText()]
         since = None
         if days is not None:
@@ -500,6 +512,7 @@ class GalleryView(QWidget):
     def _show(self, record: ImageRecord | None) -> None:
         self._shown = record.id if record else None
         self._shown_plot, self._plot_read = None, record is None
+        self.family.show_record(self.store, record)
         if record is None:
             self.picture.set_image(QImage())
             self.info.setText("")
@@ -527,6 +540,35 @@ class GalleryView(QWidget):
             if not self._plot_read:  # a double-click may have read it already
                 self._shown_plot, self._plot_read = plot, True
             self._selection_changed()  # Grid view is offered for a plot
+
+    # -- lineage ----------------------------------------------------------------------------------------
+
+    def show_record(self, record: ImageRecord) -> None:
+        """Select a picture in the grid (a tile of the lineage strip); one the filters hide is shown with its
+        family, which holds both it and the picture shown now."""
+        if self.model.row_of(record.id) < 0:
+            self.show_family()
+        row = self.model.row_of(record.id)
+        if row >= 0:
+            self.select_row(row)
+
+    def show_family(self) -> None:
+        """Filter the grid to the shown picture's tree: what it was made from and what was made from it."""
+        record = self.current()
+        if record is None or self.store is None:
+            return
+        ids = family.family_ids(self.store.index, record)
+        self.model.set_query(Query(ids=frozenset(ids), sort=SORTS[self.sort.currentText()]))
+        self.family_filter.setText(f"✕ Family of {Path(record.path).name}")
+        self.family_filter.show()
+        self.select_row(max(0, self.model.row_of(record.id)))
+
+    def show_all(self) -> None:
+        """Leave a family: the grid shows what the search and the filters ask again, the picture kept chosen."""
+        record = self.current()
+        self._query_changed()
+        if record is not None and self.model.row_of(record.id) >= 0:
+            self.select_row(self.model.row_of(record.id))
 
     # -- actions ----------------------------------------------------------------------------------------
 
