@@ -10,8 +10,8 @@ Which type (decided simply, from the request alone):
 - a picture the model changed (img2img, inpaint, outpaint, upscale with detail, the diffusion restore, the face
   fix): compositeWithTrainedAlgorithmicMedia;
 - a plain model upscale or restore: the type its source file carries when that is known, else
-  trainedAlgorithmicMedia when the source had generation parameters, else compositeWithTrainedAlgorithmicMedia
-  (a user's picture whose detail an upscaler made up).
+  trainedAlgorithmicMedia when the source had a generation's parameters (not only an earlier upscale's
+  Postprocess keys), else compositeWithTrainedAlgorithmicMedia (a user's picture whose detail an upscaler made up).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from xml.sax.saxutils import quoteattr
 
 from PIL import Image
 
+from . import infotext
 from .imageio import XMP_KEY, open_picture
 from .postprocess import UpscaleRequest
 from .request import GenerationRequest, Mode
@@ -65,8 +66,20 @@ def source_type(request) -> str:
         if request.detail is not None or request.faces is not None:
             return COMPOSITE
         known = read_source_type(request.beside) if request.beside else None
-        return known or (TRAINED if request.parameters else COMPOSITE)
+        return known or (TRAINED if _from_a_generation(request.parameters) else COMPOSITE)
     raise TypeError(f"no source type for {type(request).__name__}")
+
+
+def _from_a_generation(parameters: str) -> bool:
+    """Whether an upscale's parameters are a generation's (a prompt, its keys), not only the Postprocess keys of
+    A1111's Extras that an upscale of a photo gets."""
+    if not parameters.strip():
+        return False
+    try:
+        info = infotext.parse_infotext(parameters)
+    except infotext.InfotextError:
+        return True
+    return bool(info.prompt.strip()) or any(not key.startswith("Postprocess ") for key in info.params)
 
 
 def xmp_packet(source: str) -> str:

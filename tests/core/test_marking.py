@@ -117,6 +117,8 @@ def test_upscales_keep_their_sources_type_or_say_composite_when_the_model_painte
     image = picture()
     assert marking.source_type(UpscaleRequest(image, parameters="a cat, Steps: 2")) == marking.TRAINED
     assert marking.source_type(UpscaleRequest(image)) == marking.COMPOSITE  # a user's photo, detail made up
+    extras_only = "Postprocess upscale by: 2, Postprocess upscaler: demo"  # what an upscaled photo's result says
+    assert marking.source_type(UpscaleRequest(image, parameters=extras_only)) == marking.COMPOSITE
     detail = DetailSettings(model="demo")
     assert marking.source_type(UpscaleRequest(image, parameters="a cat", detail=detail)) == marking.COMPOSITE
     inpainted = GalleryStore(tmp_path / "o", tmp_path / "t").add_result(
