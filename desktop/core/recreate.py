@@ -86,14 +86,21 @@ def _same_hash(a: str, b: str) -> bool:
 
 def find_model(name: str, models: list[ModelDescriptor]) -> ModelDescriptor:
     """The generation model of that name (or file name, with or without its extension); SfumatoError when none."""
-    wanted = _stem(name)
     for descriptor in models:
-        if GENERATION in descriptor.kinds and wanted in (_stem(descriptor.name), _stem(Path(descriptor.ref).name)):
+        if is_named(descriptor, name):
             return descriptor
+    raise no_model(name)
+
+
+def is_named(descriptor: ModelDescriptor, name: str) -> bool:
+    return GENERATION in descriptor.kinds and _stem(name) in (_stem(descriptor.name), _stem(Path(descriptor.ref).name))
+
+
+def no_model(name: str) -> SfumatoError:
     if not name:
-        raise SfumatoError("This picture does not say which model made it, so it cannot be recreated.")
-    raise SfumatoError(f"This picture was made with {name}, and no model of that name is in your model folders: "
-                       "add it, then recreate it again.")
+        return SfumatoError("This picture does not say which model made it, so it cannot be recreated.")
+    return SfumatoError(f"This picture was made with {name}, and no model of that name is in your model folders: "
+                        "add it, then recreate it again.")
 
 
 def _stem(name: str) -> str:
@@ -166,6 +173,7 @@ class RecreateRun:
     path: str  # the original picture
     request: GenerationRequest  # from recreate_request: model is the model's name
     model_hash: str = ""  # as the picture records it
+    panel_model: str = ""  # the prompt panel's model ref: a file or folder that may be outside the model folders
     kind: ClassVar[str] = "recreate"
     verdict: Verdict | None = field(default=None, compare=False)
 
@@ -185,8 +193,13 @@ class RecreateRun:
         except (OSError, ValueError) as error:
             raise SfumatoError(f"{Path(self.path).name} can no longer be read ({error}), so it cannot be "
                                "recreated.") from None
-        found = find_model(self.request.model, backend.models())
+        name = self.request.model
+        found = next((model for model in backend.models() if is_named(model, name)), None)
         device = backend.start(state)
+        if found is None and self.panel_model:  # a file outside the model folders, or the demo model: its name
+            found = backend.load(self.panel_model, state)  # is known once loaded (what Generate would load)
+        if found is None or not is_named(found, name):
+            raise no_model(name)
         loaded = backend.load(found.ref, state)
         request = self.request.replace(model=found.ref).resolved()
         state.status(f"Recreating {Path(self.path).name}")
@@ -201,7 +214,7 @@ class RecreateRun:
 
     def encode(self) -> dict:
         return {"kind": self.kind, "path": self.path, "request": self.request.to_dict(),
-                "model_hash": self.model_hash}
+                "model_hash": self.model_hash, "panel_model": self.panel_model}
 
 
 @dataclass(frozen=True)
@@ -225,12 +238,12 @@ class Verdict:
 def decode(data: dict) -> RecreateRun:
     try:
         return RecreateRun(str(data["path"]), GenerationRequest.from_dict(data["request"]),
-                           str(data.get("model_hash", "")))
+                           str(data.get("model_hash", "")), str(data.get("panel_model", "")))
     except (KeyError, TypeError, InvalidRequest):
         raise SfumatoError("A queued recreate was damaged and was skipped; recreate the picture again.") from None
 
 
-def prepare(path: str | Path) -> RecreateRun:
+def prepare(path: str | Path, panel_model: str = "") -> RecreateRun:
     """The RecreateRun of a picture file, read off the GUI thread; SfumatoError with a sentence when it cannot be
     made again (or read)."""
     from .gallery.metadata import meta_from_chunks
@@ -243,7 +256,7 @@ def prepare(path: str | Path) -> RecreateRun:
     except (OSError, ValueError, SyntaxError) as error:
         raise SfumatoError(f"{Path(path).name} could not be read ({error}), so it cannot be recreated.") from None
     request, model_hash = recreate_request(meta_from_chunks(chunks), chunks)
-    return RecreateRun(str(path), request, model_hash)
+    return RecreateRun(str(path), request, model_hash, panel_model)
 
 
 runs.register(RecreateRun.kind, decode)

@@ -49,6 +49,7 @@ from desktop.core.postprocess import UpscaleRequest, match_upscaler, own_folder,
 from desktop.core.preprocessors import describe as describe_preprocess
 from desktop.core.queue_progress import QueueProgress
 from desktop.core.queue_store import QueueStore
+from desktop.core.recreate import RecreateRun
 from desktop.core.request import HIRES_UPSCALERS, GenerationRequest
 from desktop.core.settings import Settings
 from desktop.core.xyz import PlotRun
@@ -397,6 +398,7 @@ class MainWindow(QMainWindow):
         g.export_requested.connect(self.export_pictures)
         g.upscale_requested.connect(self.upscaling.pictures)
         g.restore_requested.connect(self.upscaling.restore_pictures)
+        g.recreate_requested.connect(self.submit_run)
         g.message.connect(self.note)
         g.error.connect(self.show_error)
         g.undo_changed.connect(self._history_changed)
@@ -948,6 +950,9 @@ class MainWindow(QMainWindow):
             return
         job = self.jobs.finished(job_id, saved)
         self._job_done("Done")
+        verdict = job.request.verdict if job is not None and isinstance(job.request, RecreateRun) else None
+        if verdict is not None and not verdict.comparison.identical:  # identical: the status line says so
+            self.gallery.show_recreated(verdict)
         self.generation.finished(job)
         self.gallery.add_results([str(path) for _, _, path in saved if path])
         for _image, seed, _path in saved:

@@ -45,16 +45,20 @@ from desktop.core import addons
 from desktop.core.addons import AddonCheck
 from desktop.core.control import used_controls, used_controls_note
 from desktop.core.control_layers import spec_of_used
+from desktop.core.errors import SfumatoError
 from desktop.core.gallery import family
 from desktop.core.gallery.index import ImageRecord, Query
 from desktop.core.gallery.metadata import ImageMeta, read_image_meta, to_request
 from desktop.core.gallery.plots import Plot, PlotCell, read_plot
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.infotext import parse_infotext
+from desktop.core.recreate import Verdict
+from desktop.core.recreate import prepare as prepare_recreate
 from desktop.core.request import GenerationRequest
 
 from ..background import Background
 from ..compare_view import CompareView
+from ..qimage import to_qimage
 from ..reveal import reveal
 from ..theme import CHECKED_BUTTON_STYLE
 from .family_strip import FamilyStrip
@@ -177,6 +181,7 @@ class GalleryView(QWidget):
     export_requested(list): the selected records, to export.
     upscale_requested(list): the selected records, to upscale (beside them, in the output folder).
     restore_requested(list): the selected records, to restore with a restorer model (beside them).
+    recreate_requested(object): a RecreateRun (desktop/core/recreate.py) of the shown picture, to queue.
     message(str): a short note for the status bar.
     error(str): what went wrong, to show.
     undo_changed(): a deletion was made or undone (Edit > Undo follows).
@@ -189,6 +194,7 @@ class GalleryView(QWidget):
     export_requested = Signal(list)
     upscale_requested = Signal(list)
     restore_requested = Signal(list)
+    recreate_requested = Signal(object)
     message = Signal(str)
     error = Signal(str)
     undo_changed = Signal()
@@ -277,7 +283,10 @@ class GalleryView(QWidget):
         self.buttons: dict[str, QToolButton | QPushButton] = {}
         rows = [
             [("use", "Use all parameters", "Put this picture's prompt and settings in the panel", self.use_all),
-             ("seed", "Use seed", "Put this picture's seed in the panel", self.use_seed_clicked)],
+             ("seed", "Use seed", "Put this picture's seed in the panel", self.use_seed_clicked),
+             ("recreate", "Recreate", "Make this picture again from its parameters with the same model, on this "
+              "computer's device, and say whether it is identical pixel for pixel (nothing is saved)",
+              self.recreate)],
             [("layer", "To canvas as layer", "Add this picture to the canvas as a new layer",
               lambda: self._send_to_canvas(True)),
              ("open", "Open as new picture", "Open this picture on the canvas as a new document (double-click)",
@@ -353,8 +362,17 @@ class GalleryView(QWidget):
         self.close_compare_button = QPushButton("Back to the gallery")
         self.close_compare_button.setToolTip("Close the comparison (Esc or C)")
         self.close_compare_button.clicked.connect(self.close_compare)
+        self.diff_button = QPushButton("Show the difference")  # a recreated picture's: after <-> its diff picture
+        self.diff_button.setCheckable(True)
+        self.diff_button.setToolTip("Show where the recreated picture differs: black where equal, brighter where "
+                                    "it differs more (any difference is visible)")
+        self.diff_button.toggled.connect(self._show_difference)
+        self.diff_button.hide()
+        self._verdict: Verdict | None = None  # the recreate shown in the compare view
+        self.compare_caption.setWordWrap(True)
         top = QHBoxLayout()
         top.addWidget(self.compare_caption, 1)
+        top.addWidget(self.diff_button)
         top.addWidget(self.close_compare_button)
         layout = QVBoxLayout(page)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -487,7 +505,7 @@ class GalleryView(QWidget):
     def _selection_changed(self, *_args) -> None:
         count = len(self.selected()) if self.list.selectionModel() else 0
         one = self.current() is not None and count <= 1
-        for key in ("use", "seed", "layer", "open", "copy", "copy_text", "folder"):
+        for key in ("use", "seed", "recreate", "layer", "open", "copy", "copy_text", "folder"):
             self.buttons[key].setEnabled(one)
         self.buttons["grid"].setEnabled(self._shown_plot is not None and not self.plot_open())
         self.buttons["compare_params"].setEnabled(count > 1)
@@ -605,6 +623,41 @@ class GalleryView(QWidget):
                 self.error.emit(said)
 
         self.background.run(work, read, lambda error: self.error.emit(f"{path.name} could not be read: {error}"))
+
+    def recreate(self) -> None:
+        """Queue the shown picture made again (recreate_requested), or say in a sentence why it cannot be."""
+        record = self.current()
+        if record is None:
+            return
+        path, model = self.store.path(record), self.base_request().model
+        self.background.run(lambda: prepare_recreate(path, model), self._recreate_ready, lambda error: self.error.emit(
+            str(error) if isinstance(error, SfumatoError) else f"{path.name} could not be read: {error}"))
+
+    def _recreate_ready(self, run) -> None:
+        self.message.emit(f"Recreating {Path(run.path).name}: queued; the verdict comes when it has run.")
+        self.recreate_requested.emit(run)
+
+    def show_recreated(self, verdict: Verdict) -> None:
+        """A recreate that is not identical: the original against the recreated picture in the compare view, with
+        the figures (and the model and device notes) above, and the difference picture a click away."""
+        if self.plot_open():
+            self.close_plot()
+        self._compared, self._verdict = None, verdict
+        self.compare_caption.setText(f"Before: {verdict.name}   ·   After: recreated now. {verdict.summary()}")
+        self.diff_button.setVisible(verdict.comparison.diff is not None)
+        self.diff_button.setChecked(False)
+        self._show_difference(False)
+        self.compare_view.set_split(0.5)
+        self.pages.setCurrentIndex(1)
+        self.compare_view.setFocus()
+
+    def _show_difference(self, shown: bool) -> None:
+        verdict = self._verdict
+        if verdict is None:
+            return
+        after = verdict.comparison.diff if shown and verdict.comparison.diff is not None else verdict.recreated
+        self.compare_view.set_images(to_qimage(verdict.original), to_qimage(after),
+                                     ("Original", "Difference" if shown else "Recreated"))
 
     def use_seed_clicked(self) -> None:
         record = self.current()
@@ -862,7 +915,8 @@ class GalleryView(QWidget):
                               "its source.")
             return
         before, after = pair
-        self._compared = (before.id, after.id)
+        self._compared, self._verdict = (before.id, after.id), None
+        self.diff_button.hide()
         self.compare_caption.setText(f"Before: {Path(before.path).name} ({before.width} × {before.height})   ·   "
                                      f"After: {Path(after.path).name} ({after.width} × {after.height})")
         self.compare_view.set_images(QImage(), QImage())
@@ -884,7 +938,8 @@ class GalleryView(QWidget):
         self.compare_view.set_images(*images)
 
     def close_compare(self) -> None:
-        self._compared = None
+        self._compared, self._verdict = None, None
+        self.diff_button.hide()
         self.compare_view.set_images(QImage(), QImage())
         self.pages.setCurrentIndex(0)
         self.list.setFocus()
