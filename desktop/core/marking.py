@@ -51,6 +51,9 @@ _FOUND = re.compile(r"""DigitalSourceType\s*=\s*["']([^"'<>]{1,300})["']"""
                     r"""|DigitalSourceType\s*>\s*([^<\s]{1,300})\s*<""")
 
 
+_URI = re.compile(r"https?://[^\s&<>\"']+")
+
+
 def version() -> str:
     try:
         return metadata.version("sfumato")
@@ -99,7 +102,8 @@ def source_type_in(xmp: str | bytes | None) -> str | None:
     if isinstance(xmp, bytes):
         xmp = xmp[:MAX_XMP].decode("utf-8", "replace")
     found = _FOUND.search(xmp[:MAX_XMP])
-    return next((group for group in found.groups() if group), None) if found else None
+    value = next((group for group in found.groups() if group), None) if found else None
+    return value if value and _URI.fullmatch(value) else None  # an entity (&x;) is never expanded nor passed on
 
 
 def xmp_of(image) -> str | bytes | None:
