@@ -48,8 +48,7 @@ class Comparison:
             return "identical, pixel for pixel"
         if self.note:
             return self.note
-        return (f"{self.share_different:.2%} of the pixels differ, by at most {self.max_difference} of 255 "
-                f"(the difference picture is amplified: any change is visible)")
+        return f"{self.share_different:.2%} of the pixels differ, by at most {self.max_difference} of 255"
 
 
 def compare(original: np.ndarray, recreated: np.ndarray) -> Comparison:

@@ -51,6 +51,7 @@ def test_recreate_says_identical_then_shows_what_differs(make_window, qtbot):
     assert gallery.diff_button.isVisible()
     qtbot.mouseClick(gallery.diff_button, Qt.MouseButton.LeftButton)
     assert gallery.compare_view.labels == ("Original", "Difference")
+    assert gallery.diff_button.text() == "Show the recreated picture"
     diff = from_qimage(gallery.compare_view.after, alpha=False)
     assert diff.shape == (64, 64, 3) and diff.max() == 255, "the largest difference is white"
     assert (diff[..., 0] == diff[..., 2]).all(), "grey: black where equal"

@@ -643,7 +643,7 @@ class GalleryView(QWidget):
         if self.plot_open():
             self.close_plot()
         self._compared, self._verdict = None, verdict
-        self.compare_caption.setText(f"Before: {verdict.name}   ·   After: recreated now. {verdict.summary()}")
+        self.compare_caption.setText(f"Original (left) against made again now (right). {verdict.summary()}")
         self.diff_button.setVisible(verdict.comparison.diff is not None)
         self.diff_button.setChecked(False)
         self._show_difference(False)
@@ -656,6 +656,7 @@ class GalleryView(QWidget):
         if verdict is None:
             return
         after = verdict.comparison.diff if shown and verdict.comparison.diff is not None else verdict.recreated
+        self.diff_button.setText("Show the recreated picture" if shown else "Show the difference")
         self.compare_view.set_images(to_qimage(verdict.original), to_qimage(after),
                                      ("Original", "Difference" if shown else "Recreated"))
 
