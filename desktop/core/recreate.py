@@ -245,13 +245,15 @@ def decode(data: dict) -> RecreateRun:
 def prepare(path: str | Path, panel_model: str = "") -> RecreateRun:
     """The RecreateRun of a picture file, read off the GUI thread; SfumatoError with a sentence when it cannot be
     made again (or read)."""
-    from .gallery.metadata import meta_from_chunks
+    from .gallery.metadata import exif_chunks, meta_from_chunks
 
     try:
         with imageio.open_picture(path) as image:
             image.load()
             chunks = {k: v for k, v in {**image.info, **getattr(image, "text", {})}.items()
                       if isinstance(k, str) and isinstance(v, str)}
+            if image.format in ("JPEG", "WEBP"):  # A1111's and exports' parameters are in EXIF, as the gallery reads
+                chunks = {**exif_chunks(image), **chunks}
     except (OSError, ValueError, SyntaxError) as error:
         raise SfumatoError(f"{Path(path).name} could not be read ({error}), so it cannot be recreated.") from None
     request, model_hash = recreate_request(meta_from_chunks(chunks), chunks)

@@ -173,3 +173,18 @@ def test_the_reader_finds_the_element_forms_other_tools_write_and_ignores_junk()
     assert marking.source_type_in(element).endswith("/digitalCapture")
     assert marking.source_type_in('<a Iptc4xmpExt:DigitalSourceType rdf:resource="http://x/y"/>') == "http://x/y"
     assert marking.source_type_in(b"\xff\xfe not xml") is None and marking.source_type_in(None) is None
+
+
+def test_an_exported_camera_photo_is_not_given_sfumato_s_mark(tmp_path):
+    """A photo dropped in the gallery may carry its camera's own source type: an export does not repeat it under
+    Sfumato's name (the mark is for what a model made)."""
+    store = GalleryStore(tmp_path / "outputs", tmp_path / "thumbs")
+    photo = store.folder / "photo.jpg"
+    photo.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture()).save(photo, "JPEG", xmp=marking.xmp_packet(marking.CV + "digitalCapture").encode())
+    assert marking.read_source_type(photo).endswith("/digitalCapture")
+    store.index_files([photo])
+    record = store.index.by_path(store.relative(photo))
+    out = exporting.export([(record, photo)], exporting.ExportOptions(tmp_path / "out", format="PNG",
+                                                                     keep_metadata=False))[0]
+    assert raw_xmp(out) is None and b"Sfumato" not in out.read_bytes()

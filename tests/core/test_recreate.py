@@ -76,3 +76,13 @@ def test_an_a1111_picture_is_read_from_its_infotext():
 def test_what_cannot_be_made_again_is_refused_in_a_sentence(chunks, said):
     with pytest.raises(SfumatoError, match=said.replace("(", r"\(").replace(")", r"\)")):
         recreate_request(meta_from_chunks(chunks), chunks)
+
+
+def test_a_jpeg_whose_parameters_are_in_exif_is_read_as_the_gallery_reads_it(tmp_path):
+    from desktop.core.recreate import prepare
+    from tests.core.test_foreign_metadata import write
+
+    picture = write(tmp_path / "a1111.jpg", "JPEG", user_comment="a cat\nSteps: 4, Sampler: Euler a, CFG scale: 7, "
+                                                                  "Seed: 5, Size: 16x8, Model: tiny-sd1")
+    run = prepare(picture)
+    assert run.request.conditioning.prompt == "a cat" and run.request.sampling.seed == 5

@@ -116,6 +116,8 @@ def export(items: Sequence[tuple[ImageRecord, Path]], options: ExportOptions,
             image.load()
             chunks = {k: v for k, v in getattr(image, "text", {}).items() if isinstance(v, str) and k != XMP_KEY}
             source_type = marking.source_type_in(marking.xmp_of(image)) if options.keep_mark else None
+            if source_type not in (marking.TRAINED, marking.COMPOSITE):  # a camera's own type is not ours to repeat
+                source_type = None
             picture = _prepared(ImageOps.exif_transpose(image), options)  # a phone's rotated photo stays upright
         parameters = chunks.get("parameters") or record.parameters
         xmp = marking.xmp_packet(source_type) if source_type else ""
