@@ -98,7 +98,8 @@ def _run_within(deploy, count: int, gpus: bool) -> None:
                       "--replicas, or try again when they are free.")
     if failed:
         raise Refused(f"Ray Serve could not start Sfumato's engines ({_first_line(failed[0])}); the replicas' "
-                      "logs are under the Ray session folder (/tmp/ray/session_latest/logs/serve on the head).")
+                      "logs are in logs/serve of the head's Ray session folder (session_latest in the --temp-dir "
+                      "that ray start was given).")
 
 
 def reachable(host: str, address: str | None) -> str:
