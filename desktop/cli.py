@@ -333,23 +333,13 @@ def main(argv: list[str]) -> int:
     except (UsageError, SfumatoError) as error:
         print(f"sfumato: {error}", file=sys.stderr)
         return 2
-    # Heavy imports only once the input is known to be good, and only for a run on this computer.
-    if args.server:
-        DemoModelUnwritable = ()  # nothing is built here: a server builds its own demo model
-    else:
-        from desktop.engine.local import DemoModelUnwritable
-
+    DemoModelUnwritable = demo_model_error(args)
     progress = _Progress()
     backend = start_backend(args, progress)
     if backend is None:
         return 2
-    folder = args.out or paths.output_dir()
-    try:
-        # Opened first: a folder that cannot be written is found before minutes of work, not after.
-        # The CLI never empties the window's undo-able deletions: the window's store sends those to the trash.
-        store = GalleryStore(folder, paths.cache_dir() / "thumbnails", trash=lambda path: None)
-    except (OSError, SfumatoError, sqlite3.Error) as error:
-        print(f"sfumato: the output folder {folder} cannot be used: {_reason(error)}", file=sys.stderr)
+    store = output_store(args.out or paths.output_dir())
+    if store is None:
         return 1
     try:
         model = backend.load(seeds[0].model, progress.state)
@@ -375,6 +365,27 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         store.close()
+
+
+def demo_model_error(args: argparse.Namespace):
+    """What a run on this computer raises when the demo model cannot be built (a server builds its own); the
+    engine is imported only once the input is known to be good, and only for a run here."""
+    if args.server:
+        return ()
+    from desktop.engine.local import DemoModelUnwritable
+
+    return DemoModelUnwritable
+
+
+def output_store(folder: Path) -> GalleryStore | None:
+    """The output folder's gallery, opened before any work (a folder that cannot be written is found before
+    minutes of work, not after), or None after saying why. The CLI never empties the window's undo-able deletions:
+    the window's store sends those to the trash."""
+    try:
+        return GalleryStore(folder, paths.cache_dir() / "thumbnails", trash=lambda path: None)
+    except (OSError, SfumatoError, sqlite3.Error) as error:
+        print(f"sfumato: the output folder {folder} cannot be used: {_reason(error)}", file=sys.stderr)
+        return None
 
 
 def _save(store: GalleryStore, results, model: ModelDescriptor, mark: bool = True) -> int:

@@ -65,20 +65,14 @@ def main(argv: list[str]) -> int:
         return 2
     if args.batch != 1:
         print("sfumato: --batch is not used by a plot: each cell is one picture.", file=sys.stderr)
-    if args.server:
-        DemoModelUnwritable = ()  # nothing is built here: a server builds its own demo model
-    else:
-        from desktop.engine.local import DemoModelUnwritable
-
+    DemoModelUnwritable = cli.demo_model_error(args)
     progress = cli._Progress()
     backend = cli.start_backend(args, progress)
     if backend is None:
         return 2
     folder = args.out or paths.output_dir()
-    try:
-        store = GalleryStore(folder, paths.cache_dir() / "thumbnails", trash=lambda path: None)
-    except (OSError, SfumatoError, sqlite3.Error) as error:
-        print(f"sfumato: the output folder {folder} cannot be used: {cli._reason(error)}", file=sys.stderr)
+    store = cli.output_store(folder)
+    if store is None:
         return 1
     saved = []
     context = _context(store, folder, saved)
