@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import pytest
 import uvicorn
 
+from tests.support.fake_backend import FakeBackend
+
 TEST_LIMIT_S = 120
 
 
@@ -46,3 +48,27 @@ def serving(app):
         thread.join(10)
         sock.close()
         assert not thread.is_alive(), "the test server did not stop"
+
+
+class RecordingBackend(FakeBackend):
+    """A FakeBackend that keeps the steps it ran, and says when a job has ended on its thread."""
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        self.steps: list[int] = []
+        self.ended = threading.Event()
+        self.outcome: object = None
+
+    def _wait(self, state, index):
+        super()._wait(state, index)
+        self.steps.append(index)
+
+    def run(self, job, state):
+        try:
+            self.outcome = results = super().run(job, state)
+            return results
+        except BaseException as error:
+            self.outcome = error
+            raise
+        finally:
+            self.ended.set()

@@ -23,33 +23,9 @@ from desktop.remote import backend as remote_backend
 from desktop.remote.backend import RETRY_STATUS, RemoteBackend, ServerUnreachable
 from desktop.server import app as server_app
 from desktop.server.app import create_app
-from tests.remote.conftest import serving
+from tests.remote.conftest import RecordingBackend, serving
 from tests.support.fake_backend import FakeBackend
 from tests.support.requests import make_request
-
-
-class RecordingBackend(FakeBackend):
-    """A FakeBackend that keeps the steps it ran, and says when a job has ended on its thread."""
-
-    def __init__(self, **options):
-        super().__init__(**options)
-        self.steps: list[int] = []
-        self.ended = threading.Event()
-        self.outcome: object = None
-
-    def _wait(self, state, index):
-        super()._wait(state, index)
-        self.steps.append(index)
-
-    def run(self, job, state):
-        try:
-            self.outcome = results = super().run(job, state)
-            return results
-        except BaseException as error:
-            self.outcome = error
-            raise
-        finally:
-            self.ended.set()
 
 
 @contextmanager

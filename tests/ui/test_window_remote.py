@@ -7,7 +7,6 @@ engine is the `fake_backend` fixture's, which must stay unused while a server is
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 
 import pytest
@@ -20,7 +19,7 @@ from desktop.core.infotext import parse_infotext
 from desktop.core.postprocess import UPSCALE
 from desktop.server.app import create_app
 from desktop.ui import main_window
-from tests.remote.conftest import serving, time_limit  # noqa: F401 - time_limit: every test here has a hard limit
+from tests.remote.conftest import RecordingBackend, serving, time_limit  # noqa: F401 - time_limit: every test here has a hard limit
 from tests.support.fake_backend import FakeBackend
 from tests.support.requests import make_request
 
@@ -30,28 +29,11 @@ CATALOGUE = [ModelDescriptor("/srv/models/dreamy.safetensors", "sdxl", "dreamy")
              ModelDescriptor("/srv/upscalers/x4.pth", "upscaler", "x4", kinds=frozenset({UPSCALE}))]
 
 
-class ServerFake(FakeBackend):
-    """The server's engine: keeps the steps it ran and how its last job ended."""
+class ServerFake(RecordingBackend):
+    """The server's engine with a catalogue of its own."""
 
     def __init__(self, **options):
         super().__init__(catalogue=list(CATALOGUE), **options)
-        self.steps: list[int] = []
-        self.ended = threading.Event()
-        self.outcome: object = None
-
-    def _wait(self, state, index):
-        super()._wait(state, index)
-        self.steps.append(index)
-
-    def run(self, job, state):
-        try:
-            self.outcome = results = super().run(job, state)
-            return results
-        except BaseException as error:
-            self.outcome = error
-            raise
-        finally:
-            self.ended.set()
 
 
 @contextmanager
