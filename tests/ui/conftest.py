@@ -93,3 +93,19 @@ def app_look(qapp):
         qapp.setStyle(style)
     qapp.setPalette(palette)
     theme._restyle(qapp)
+
+
+@pytest.fixture
+def open_dialog(qtbot):
+    """Open File > Settings on `settings` (default: fresh ones); closed with the test."""
+    from desktop.core.settings import Settings
+    from desktop.ui.settings_dialog import SettingsDialog
+
+    def make(settings: Settings | None = None) -> SettingsDialog:
+        dialog = SettingsDialog(settings or Settings())
+        qtbot.addWidget(dialog)
+        dialog.show()
+        qtbot.waitExposed(dialog)
+        return dialog
+
+    return make

@@ -20,25 +20,13 @@ from desktop.core.backend import ModelDescriptor
 from desktop.core.postprocess import UPSCALE
 from desktop.core.settings import Settings
 from desktop.server.app import create_app
-from desktop.ui.settings_dialog import NO_SERVER_ADDRESS, SERVER_ONLY_TIP, SettingsDialog
+from desktop.ui.settings_dialog import NO_SERVER_ADDRESS, SERVER_ONLY_TIP
 from tests.remote.conftest import serving, time_limit  # noqa: F401 - time_limit: every test here has a hard limit
 from tests.support.fake_backend import FakeBackend
 from tests.ui.test_settings_dialog import choose, click, type_into
 
 WRONG_TOKEN = ("The server wants a token and this one is missing or wrong: set the token the server was started "
                "with.")
-
-
-@pytest.fixture
-def open_dialog(qtbot):
-    def make(settings: Settings | None = None) -> SettingsDialog:
-        dialog = SettingsDialog(settings or Settings())
-        qtbot.addWidget(dialog)
-        dialog.show()
-        qtbot.waitExposed(dialog)
-        return dialog
-
-    return make
 
 
 @contextmanager

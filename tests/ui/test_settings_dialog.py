@@ -27,18 +27,6 @@ Group = QPalette.ColorGroup
 
 
 @pytest.fixture
-def open_dialog(qtbot):
-    def make(settings: Settings | None = None) -> SettingsDialog:
-        dialog = SettingsDialog(settings or Settings())
-        qtbot.addWidget(dialog)
-        dialog.show()
-        qtbot.waitExposed(dialog)
-        return dialog
-
-    return make
-
-
-@pytest.fixture
 def pick_folder(monkeypatch):
     """Answer the next folder chooser with `folder` instead of opening a native dialog."""
 
