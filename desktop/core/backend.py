@@ -87,6 +87,7 @@ class ModelDescriptor:
     name: str
     hash: str = ""  # A1111's short hash; "" when unknown (a catalogue lists models unhashed)
     kinds: frozenset[str] = frozenset({GENERATION})  # the job kinds it can run
+    variant: str = ""  # within its family (desktop/core/families.py): "dev", "schnell", "turbo", ...; "" unknown
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,11 @@ class Family(str, enum.Enum):
     SD2 = "sd2"
     SDXL = "sdxl"
     SDXL_REFINER = "sdxl-refiner"
+    # flow-matching transformer families (desktop/core/families.py says what each needs and defaults to)
+    ZIMAGE = "zimage"
+    FLUX2_KLEIN = "flux2-klein"
+    FLUX1 = "flux1"
+    SD3 = "sd3"
     UNKNOWN = "unknown"
 
 
@@ -76,6 +81,7 @@ class ModelInfo:
     note: str = ""
     prediction: str | None = None  # "epsilon" | "v_prediction" when the file says
     config_dir: Path | None = None  # sidecar diffusers config folder, if any
+    variant: str = ""  # within a family (desktop/core/families.py VARIANTS): "dev", "schnell", "fill", "turbo", ...
 
     @property
     def name(self) -> str:

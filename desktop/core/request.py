@@ -35,6 +35,7 @@ from .prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
 MIN_SIZE, MAX_SIZE = 64, 4096
 MAX_STEPS = 150
 MAX_CFG = 30.0
+MAX_SHIFT = 20.0
 MAX_BATCH = 16
 MAX_SEED = 2**32 - 1
 RANDOM_SEED = -1
@@ -75,6 +76,9 @@ class Sampling:
     seed: int = RANDOM_SEED
     batch_size: int = 1
     strength: float = 0.75
+    # flow-matching families only (desktop/core/families.py); SD 1.x/2.x/SDXL ignore them
+    shift: float = 0.0  # the noise schedule's shift; 0: the model's own (dynamic shifting where it has it)
+    distilled_cfg: float = 3.5  # the guidance a guidance-distilled model takes (FLUX.1 dev: Forge's "Distilled CFG Scale")
 
     def replace(self, **changes) -> Sampling:
         return dataclasses.replace(self, **changes)
@@ -96,6 +100,8 @@ class Sampling:
         _check_number("cfg_scale", self.cfg_scale, 0.0, MAX_CFG)
         _check_int("batch_size", self.batch_size, 1, MAX_BATCH)
         _check_number("strength", self.strength, 0.0, 1.0)
+        _check_number("shift", self.shift, 0.0, MAX_SHIFT)
+        _check_number("distilled_cfg", self.distilled_cfg, 0.0, MAX_CFG)
         if self.seed != RANDOM_SEED:
             _check_int("seed", self.seed, 0, MAX_SEED)
 

@@ -29,7 +29,9 @@ from pathlib import Path
 
 from desktop.core import atomic
 
-KINDS = ("sd1", "sd1-inpaint", "sdxl")
+UNET_KINDS = ("sd1", "sd1-inpaint", "sdxl")
+FLOW_KINDS = ("zimage", "flux2-klein", "flux1", "sd3")  # flow-matching transformers: desktop/engine/tiny_flow.py
+KINDS = UNET_KINDS + FLOW_KINDS
 
 # Bump whenever anything that ends up on disk changes (sizes, configs, tokenizer, init).
 VERSION = 1
@@ -458,6 +460,11 @@ def _save_quietly(pipe, folder: Path) -> None:
 
 
 def _write_model(model: TinyModel) -> None:
+    if model.kind in FLOW_KINDS:
+        from desktop.engine import tiny_flow
+
+        tiny_flow.write_model(model)
+        return
     import torch
     from safetensors.torch import save_file
 
