@@ -21,10 +21,12 @@ from pathlib import Path
 from desktop.core import paths, runs, settings
 from desktop.core.backend import GenerationJob, ModelDescriptor
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
+from desktop.core.families import DEMO_KINDS, DEMO_PREFIX, Variant, demo_kind, spec
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Extent, Margins
 from desktop.core.imageio import load_image, load_mask
 from desktop.core.infotext import InfotextError, parse_size
+from desktop.core.modelfiles import Family, ModelFileError, identify
 from desktop.core.request import (HIRES_UPSCALERS, Conditioning, GenerationRequest, Hires, Images, InpaintArea,
                                   InpaintSettings, MaskedContent, Mode, Sampling)
 from desktop.core.prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
@@ -44,7 +46,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sfumato generate", description="Generate images without the window.")
     add = parser.add_argument
-    add("--model", default="demo", help="a .safetensors file, a diffusers folder, a Hugging Face repo id, or 'demo'; "
+    add("--model", default="demo", help="a .safetensors file, a diffusers folder, a Hugging Face repo id, 'demo' (the "
+                                        "SD 1.x demo model, random weights) or the demo model of another family: "
+                                        f"{', '.join(DEMO_PREFIX + kind for kind in DEMO_KINDS if kind != 'sd1')}; "
                                         "with --server, the name of one of the server's models")
     add("--prompt", required=True)
     add("--negative", default="", help="negative prompt")
@@ -53,10 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--mask", type=Path, help="inpaint mask: white = repaint")
     add("--expand", type=_margins, default=Margins(), metavar="L,T,R,B", help="outpaint margins in pixels")
     add("--strength", type=float, default=0.75, help="denoising strength (img2img, inpaint)")
-    add("--steps", type=int, default=20)
-    add("--cfg", type=float, default=7.0, help="CFG scale")
-    add("--sampler", default="DPM++ 2M", help=f"one of: {', '.join(SAMPLERS)} (a ' Karras' suffix also works)")
-    add("--schedule", default="Automatic", choices=SCHEDULES)
+    # Steps, CFG, sampler, schedule, distilled guidance: the model family's recommendation when not given
+    add("--steps", type=int, help="default: the model's recommendation (20 for SD 1.x, 2.x, SDXL; 9 for Z-Image "
+                                  "Turbo, 20 for FLUX.1 [dev], ...)")
+    add("--cfg", type=float, help="CFG scale; 1: none, the negative prompt unused (default: 7, or the model's "
+                                  "recommendation: 1 for FLUX.1 and the turbo models)")
+    add("--distilled-cfg", type=float, metavar="X",
+        help="Forge's Distilled CFG Scale: the guidance FLUX.1 [dev] was distilled to take (default: 3.5)")
+    add("--shift", type=float, default=0.0, metavar="X",
+        help="the noise schedule's shift of Z-Image, FLUX and SD 3.5 models; 0: the model's own (default)")
+    add("--sampler", help=f"one of: {', '.join(SAMPLERS)} (a ' Karras' suffix also works); default: DPM++ 2M, or "
+                          "Euler for the flow-matching models (which take Euler, Heun, DPM++ 2M and UniPC)")
+    add("--schedule", choices=SCHEDULES, help="default: Automatic")
     add("--seed", type=int, default=-1, help="-1: random")
     add("--width", type=int, help="default: 512, or the input image's size")
     add("--height", type=int)
@@ -95,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # The option that sets each request field, to name it in messages.
 OPTIONS = {"prompt": "--prompt", "negative_prompt": "--negative", "model": "--model", "sampler": "--sampler",
-           "schedule": "--schedule", "steps": "--steps", "cfg_scale": "--cfg", "seed": "--seed", "width": "--width",
+           "schedule": "--schedule", "steps": "--steps", "cfg_scale": "--cfg", "distilled_cfg": "--distilled-cfg",
+           "shift": "--shift", "seed": "--seed", "width": "--width",
            "height": "--height", "batch_size": "--batch", "strength": "--strength", "init_image": "--init",
            "mask": "--mask", "mask_blur": "--mask-blur", "inpaint_padding": "--padding", "expand": "--expand",
            "clip_skip": "--clip-skip", "emphasis": "--emphasis", "hires_scale": "--hires-scale",
@@ -149,13 +162,17 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
     if mask is not None and init is not None and mask.shape != init.shape[:2]:
         raise UsageError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {init.shape[1]}x{init.shape[0]}")
     default = Extent(512, 512) if init is None else _default_extent(init)
+    recommended = recommended_settings(args.model, bool(args.server))
     return GenerationRequest(
         mode=mode,
         model=args.model,
         width=args.width or default.width,
         height=args.height or default.height,
-        sampling=Sampling(sampler=args.sampler, schedule=args.schedule, steps=args.steps, cfg_scale=args.cfg,
-                          seed=args.seed, batch_size=args.batch, strength=args.strength),
+        sampling=Sampling(sampler=_given(args.sampler, recommended.sampler),
+                          schedule=_given(args.schedule, "Automatic"), steps=_given(args.steps, recommended.steps),
+                          cfg_scale=_given(args.cfg, recommended.cfg_scale), seed=args.seed, batch_size=args.batch,
+                          strength=args.strength, shift=args.shift,
+                          distilled_cfg=_given(args.distilled_cfg, recommended.distilled_cfg or 3.5)),
         conditioning=Conditioning(prompt=args.prompt, negative_prompt=args.negative, clip_skip=args.clip_skip,
                                   emphasis=args.emphasis),
         images=Images(init, mask),
@@ -166,6 +183,24 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
         references=tuple(_references(args.reference)),
         controls=tuple(_controls(args.control)),
     )
+
+
+def recommended_settings(model: str, on_server: bool = False) -> Variant:
+    """What the makers of the model's family and variant recommend (desktop/core/families.py): a demo model's, or a
+    file's or folder's on this computer as its header says; SD's for anything else (a Hub id, a server's model)."""
+    kind = demo_kind(model)
+    family, variant = (DEMO_KINDS[kind], "") if kind else (Family.SD1, "")
+    if kind is None and not on_server and Path(model).exists():
+        try:
+            info = identify(model)
+            family, variant = info.family, info.variant
+        except ModelFileError:
+            pass  # the run says what is wrong with it
+    return (spec(family) or spec(Family.SD1)).variant(variant)
+
+
+def _given(value, default):
+    return default if value is None else value
 
 
 CONTROL_KEYS = ("model", "image", "type", "weight", "start", "end", "preprocessed")

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from enum import Enum
 
+from . import families
 from .errors import InvalidRequest
 from .events import Event
 from .request import (
@@ -32,6 +33,7 @@ from .request import (
     MAX_CLIP_SKIP,
     MAX_HIRES_SCALE,
     MAX_SEED,
+    MAX_SHIFT,
     MAX_SIZE,
     MAX_STEPS,
     MIN_SIZE,
@@ -178,6 +180,9 @@ class GenerationSettings:
     schedule = Field("Karras", _schedule)
     steps = _ranged(20, _whole, 1, MAX_STEPS)
     cfg_scale = Field(7.0, _number(0.0, MAX_CFG, 2), 0.0, MAX_CFG, decimals=2)  # 7.25 shows as 7.25
+    # flow-matching families only (desktop/core/families.py): 0 is "Automatic", the model's own schedule
+    shift = Field(0.0, _number(0.0, MAX_SHIFT, 2), 0.0, MAX_SHIFT, decimals=2)
+    distilled_cfg = Field(3.5, _number(0.0, MAX_CFG, 1), 0.0, MAX_CFG, decimals=1)  # Forge's "Distilled CFG Scale"
     seed = _ranged(RANDOM_SEED, _whole, RANDOM_SEED, MAX_SEED)
     width = _ranged(512, _whole, MIN_SIZE, MAX_SIZE)
     height = _ranged(512, _whole, MIN_SIZE, MAX_SIZE)
@@ -198,6 +203,11 @@ class GenerationSettings:
     hires_denoise = Field(0.7, _number(0.01, 1.0, 2), 0.01, 1.0, decimals=2)
     hires_resize_width = _ranged(0, _whole, 0, MAX_SIZE)  # 0 and 0: "Upscale by" sets the size
     hires_resize_height = _ranged(0, _whole, 0, MAX_SIZE)
+
+    #: The values each model family (and variant) has its own of: what switching to another one sets (recommend),
+    #: and what the panel keeps of each while another is chosen, in the order they are set back.
+    FAMILY_FIELDS = ("steps", "cfg_scale", "sampler", "schedule", "distilled_cfg", "shift", "clip_skip", "emphasis",
+                     "hires_enabled")
 
     def __init__(self) -> None:
         self.changed = Event()
@@ -279,7 +289,8 @@ class GenerationSettings:
             width=self.width,
             height=self.height,
             sampling=Sampling(sampler=self.sampler, schedule=self.schedule, steps=self.steps, cfg_scale=self.cfg_scale,
-                              seed=self.seed, batch_size=self.batch_size, strength=self.strength),
+                              seed=self.seed, batch_size=self.batch_size, strength=self.strength, shift=self.shift,
+                              distilled_cfg=self.distilled_cfg),
             conditioning=Conditioning(prompt=self.prompt, negative_prompt=self.negative_prompt,
                                       clip_skip=self.clip_skip, emphasis=self.emphasis),
             inpaint=InpaintSettings(mask_blur=self.mask_blur, masked_content=self.masked_content,
@@ -314,6 +325,7 @@ class GenerationSettings:
         for name, value in (("prompt", conditioning.prompt), ("negative_prompt", conditioning.negative_prompt),
                             ("masked_content", inpaint.masked_content), ("inpaint_area", inpaint.area),
                             ("steps", sampling.steps), ("cfg_scale", sampling.cfg_scale),
+                            ("shift", sampling.shift), ("distilled_cfg", sampling.distilled_cfg),
                             ("batch_size", sampling.batch_size), ("strength", sampling.strength),
                             ("clip_skip", conditioning.clip_skip), ("emphasis", conditioning.emphasis),
                             ("mask_blur", inpaint.mask_blur),
@@ -322,6 +334,48 @@ class GenerationSettings:
         hires = request.hires
         for name in ("upscaler", "scale", "steps", "denoise", "resize_width", "resize_height", "enabled"):
             self._take(f"hires_{name}", self.field(f"hires_{name}").clamp(getattr(hires, name)))
+
+    # -- model families (desktop/core/families.py) -------------------------------------------
+
+    def recommend(self, family: str, variant: str = "") -> None:
+        """What the makers of the family's variant recommend (families.Variant): steps, CFG scale, sampler and
+        schedule, shift and distilled guidance; then `fit` to the family. An unknown family changes nothing."""
+        spec = families.spec(family)
+        if spec is None:
+            return
+        chosen = spec.variant(variant)
+        self._take("steps", chosen.steps)
+        self._take("cfg_scale", chosen.cfg_scale)
+        self._take("sampler", chosen.sampler)
+        self._take("schedule", chosen.schedule if chosen.schedule in supported_schedules(self.sampler) else AUTOMATIC)
+        self._take("shift", chosen.shift or 0.0)
+        if chosen.distilled_cfg is not None:
+            self._take("distilled_cfg", chosen.distilled_cfg)
+        self.fit(family, variant)
+
+    def fit(self, family: str, variant: str = "") -> None:
+        """Keep to what models of the family can run: one of its samplers (else its variant's), and the features
+        it lacks at their neutral values (hires fix off, Clip skip 1, emphasis Original)."""
+        spec = families.spec(family)
+        if spec is None:
+            return
+        if spec.samplers and self.sampler not in spec.samplers:
+            self.sampler = spec.variant(variant).sampler
+        for feature, name, neutral in ((families.HIRES, "hires_enabled", False), (families.CLIP_SKIP, "clip_skip", 1),
+                                       (families.EMPHASIS, "emphasis", DEFAULT_EMPHASIS)):
+            if not families.supports(family, feature):
+                self.set(name, neutral)
+
+    def family_values(self) -> dict[str, object]:
+        """The FAMILY_FIELDS' values now, for `take_values` when the family is chosen again."""
+        return {name: self.get(name) for name in self.FAMILY_FIELDS}
+
+    def take_values(self, values: dict[str, object]) -> None:
+        """Set each of `values` that passes its field's check (in the order given: the sampler before its schedule)."""
+        for name, value in values.items():
+            if name == "schedule" and value not in supported_schedules(self.sampler):
+                value = AUTOMATIC
+            self._take(name, value)
 
     def _take(self, name: str, value: object) -> None:
         """Set, or keep the field's value when this one fails its check."""

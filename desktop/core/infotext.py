@@ -44,13 +44,18 @@ from __future__ import annotations
 import bisect
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .request import GenerationRequest
+    from .request import GenerationRequest, Sampling
 
 NEGATIVE_MARKER = "Negative prompt:"
+#: Forge's keys for a flow-matching model's distilled guidance (FLUX.1 dev) and noise schedule shift. The engine
+#: writes them (Result.params: "Distilled CFG Scale" for variants that take it, "Shift" when not 0); from_request
+#: puts them after "CFG scale", where Forge writes them, and read_flow_sampling reads them back.
+DISTILLED_CFG_KEY, SHIFT_KEY = "Distilled CFG Scale", "Shift"
 _KEY = re.compile(r"\s*(\w[\w \-/.]*):\s*")
 _WRITABLE_KEY = re.compile(r"\w(?:[\w \-/.]*[\w\-/.])?")
 _AFTER_VALUE = re.compile(r"\s*(?:,|$)")
@@ -172,10 +177,40 @@ def from_request(request: GenerationRequest, seed: int, model_name: str, model_h
         params["Inpaint area"] = "Only masked" if inpaint.area.value == "only masked" else "Whole picture"
         if params["Inpaint area"] == "Only masked":
             params["Masked area padding"] = str(inpaint.padding)
+    after_cfg = {key: value for key, value in extra if key in (DISTILLED_CFG_KEY, SHIFT_KEY)}
+    if after_cfg:  # Forge's place for them: "CFG scale: 1, Distilled CFG Scale: 3.5, Seed: ..."
+        at = list(params).index("CFG scale") + 1
+        items = list(params.items())
+        params = dict([*items[:at], *after_cfg.items(), *items[at:]])
     params.update(extra)
     params = {key: value for key, value in params.items() if value}  # no model name or hash: no entry
     conditioning = request.conditioning
     return Infotext(conditioning.prompt, conditioning.negative_prompt, params)
+
+
+def read_flow_sampling(params: Mapping[str, str], sampling: Sampling, shift_written_when_set: bool = True) -> Sampling:
+    """`sampling` with an infotext's "Distilled CFG Scale" and "Shift" (keys in any case) where they are numbers in
+    range; a value left out or unusable keeps `sampling`'s. With `shift_written_when_set` (A1111, Forge and Sfumato
+    text: "Shift" is written only when it is not the model's own), no "Shift" means 0, the model's own."""
+    from .request import MAX_CFG, MAX_SHIFT
+
+    lowered = {key.lower(): value for key, value in params.items()}
+    changes: dict[str, float] = {}
+    if shift_written_when_set and SHIFT_KEY.lower() not in lowered:
+        changes["shift"] = 0.0
+    for key, name, high in ((DISTILLED_CFG_KEY, "distilled_cfg", MAX_CFG), (SHIFT_KEY, "shift", MAX_SHIFT)):
+        value = _read_number(lowered.get(key.lower()))
+        if value is not None and 0 <= value <= high:
+            changes[name] = value
+    return sampling.replace(**changes)
+
+
+def _read_number(text: object) -> float | None:
+    try:
+        value = float(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
 # -- writing

@@ -22,7 +22,7 @@ automatic detector.
 Events come out as NDJSON, one JSON object a line (`encode_event` / `decode_event`):
 
     accepted {replica}, status {text}, step {step, total, preview: base64 JPEG (<= PREVIEW_SIDE a side) | null},
-    result {image: PNG, seed, params: [[key, value], ...], note, request}, model {ref, family, name, hash, kinds},
+    result {image: PNG, seed, params: [[key, value], ...], note, request}, model {ref, family, name, hash, kinds, variant},
     alive {} (a heartbeat while the engine is busy without news), cancelled {}, error {kind, message}
 
 A stream ends with the results followed by `done`, or with `cancelled` or `error`; a stream that ends otherwise
@@ -376,13 +376,14 @@ def model_event(descriptor: ModelDescriptor, public_ref: str) -> bytes:
 
 def describe_model(descriptor: ModelDescriptor, public_ref: str) -> dict:
     return {"ref": public_ref, "family": descriptor.family, "name": descriptor.name, "hash": descriptor.hash,
-            "kinds": sorted(descriptor.kinds)}
+            "kinds": sorted(descriptor.kinds), "variant": descriptor.variant}
 
 
 def read_model(data: dict) -> ModelDescriptor:
     try:
         return ModelDescriptor(str(data["ref"]), str(data["family"]), str(data["name"]), str(data.get("hash", "")),
-                               frozenset(str(k) for k in data.get("kinds", [GENERATION])))
+                               frozenset(str(k) for k in data.get("kinds", [GENERATION])),
+                               str(data.get("variant") or ""))  # a server before the flow families sends none
     except (KeyError, TypeError):
         raise ProtocolError("The server described a model without its ref, family and name.") from None
 

@@ -32,7 +32,8 @@ from pathlib import Path
 from PIL import Image
 
 from .. import imageio, lineage  # open_picture; importing it sets Pillow's size and text-chunk limits
-from ..infotext import Infotext, InfotextError, format_infotext, from_fooocus_json, parse_infotext, parse_size
+from ..infotext import (DISTILLED_CFG_KEY, SHIFT_KEY, Infotext, InfotextError, format_infotext, from_fooocus_json,
+                        parse_infotext, parse_size, read_flow_sampling)
 from ..request import (HIRES_UPSCALERS, MAX_CLIP_SKIP, MAX_HIRES_SCALE, MAX_SEED, GenerationRequest, Hires, Images,
                        InvalidRequest, Mode, is_hires_upscaler, nested)
 from ..samplers import AUTOMATIC, SAMPLERS, split_sampler_name
@@ -72,6 +73,7 @@ class ImageMeta:
     clip_skip: int | None = None  # A1111's "Clip skip" (1: no layer skipped)
     emphasis: str = ""  # A1111's "Emphasis" mode; "" when not written (its default, "Original")
     hires: dict = field(default_factory=dict)  # A1111's hires-fix values as written: "hires upscale", ... (lower case)
+    flow: dict = field(default_factory=dict)  # Forge's "distilled cfg scale" and "shift" as written (lower case)
     parameters: str = ""  # A1111-style text, for Copy parameters
     source: str = ""  # "sfumato", "a1111", "comfyui", "invokeai", "swarmui", "ruinedfooocus" or "" (nothing found)
     request: dict = field(default_factory=dict)  # Sfumato's own request (request.nested form), when ours
@@ -230,7 +232,8 @@ def to_request(meta: ImageMeta, base: GenerationRequest) -> GenerationRequest:
     for name, value in (("width", meta.width), ("height", meta.height)):
         if value and 64 <= value <= 4096:
             size[name] = value
-    return base.replace(sampling=base.sampling.replace(**changes), conditioning=conditioning,
+    sampling = read_flow_sampling(meta.flow, base.sampling.replace(**changes), meta.source in ("a1111", "sfumato"))
+    return base.replace(sampling=sampling, conditioning=conditioning,
                         hires=_hires(meta.hires, base.hires), **size)
 
 
@@ -315,6 +318,7 @@ def _a1111(chunks: dict) -> ImageMeta | None:
         steps=_int(params.get("steps")), cfg_scale=_float(params.get("cfg scale")), width=width, height=height,
         clip_skip=_int(params.get("clip skip")), emphasis=params.get("emphasis", ""), parameters=text.strip(),
         hires={key: value for key, value in params.items() if key in _HIRES_KEYS}, source="a1111",
+        flow={key: value for key, value in params.items() if key in (DISTILLED_CFG_KEY.lower(), SHIFT_KEY.lower())},
     )
 
 
