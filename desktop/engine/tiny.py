@@ -143,7 +143,7 @@ def _is_current(root: Path, model: TinyModel) -> bool:
             and stamp.get("kind") == model.kind
             and (model.folder / "model_index.json").is_file()
             and (model.config / "model_index.json").is_file()
-            and model.checkpoint.stat().st_size == stamp.get("checkpoint_bytes")
+            and _checkpoint_bytes(model) == stamp.get("checkpoint_bytes")
         )
     except (OSError, ValueError):
         return False
@@ -153,9 +153,16 @@ def _write_stamp(root: Path, model: TinyModel) -> None:
     stamp = {
         "version": VERSION,
         "kind": model.kind,
-        "checkpoint_bytes": model.checkpoint.stat().st_size,
+        "checkpoint_bytes": _checkpoint_bytes(model),
     }
     atomic.write_json(_stamp_path(root, model.kind), stamp)
+
+
+def _checkpoint_bytes(model: TinyModel) -> int | None:
+    """The single file's size; None for a kind that has none (yet: the flow kinds)."""
+    if model.kind in FLOW_KINDS and not model.checkpoint.exists():
+        return None
+    return model.checkpoint.stat().st_size
 
 
 def _remove_stale_work(root: Path, kind: str) -> None:
@@ -178,6 +185,8 @@ def _install(staged: TinyModel, model: TinyModel, work: Path) -> None:
         (staged.config, model.config),
         (staged.checkpoint, model.checkpoint),
     ):
+        if not src.exists() and model.kind in FLOW_KINDS:  # no single file (yet)
+            continue
         if dst.is_dir() and not dst.is_symlink():
             os.replace(dst, trash / dst.name)  # a directory can only replace an empty one
         os.replace(src, dst)
