@@ -511,6 +511,324 @@ def write_family(family: Family, folder: Path) -> None:
         _write_json(folder / f"tokenizer{suffix}" / "special_tokens_map.json", special_tokens)
 
 
+# --------------------------------------------------------------------------
+# Flow-matching families (transformer models)
+# --------------------------------------------------------------------------
+#
+# diffusers has no converter that derives these configs from an original yaml:
+# its single-file loader fetches them from the Hub repos named in
+# diffusers.loaders.single_file_utils.DIFFUSERS_DEFAULT_PIPELINE_PATHS. The
+# values below are those repos' published config files (model_index.json,
+# transformer/, vae/, scheduler/, text_encoder*/ config.json), as quoted in the
+# sources listed in resources/configs/README.md; only the keys that differ from
+# the library defaults are kept here, and every component is instantiated from
+# them (on the meta device) and saved, so each file written is the complete
+# config as the installed library reads it.
+
+# The 16-channel autoencoder of FLUX.1 (black-forest-labs/FLUX.1-dev vae/config.json; Z-Image ships the same one).
+FLUX1_VAE = {
+    "latent_channels": 16,
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "layers_per_block": 2,
+    "sample_size": 1024,
+    "scaling_factor": 0.3611,
+    "shift_factor": 0.1159,
+    "use_quant_conv": False,
+    "use_post_quant_conv": False,
+    "force_upcast": True,
+    "mid_block_add_attention": True,
+}
+# stabilityai/stable-diffusion-3.5-{medium,large} vae/config.json: the same shape, SD3's scale and shift.
+SD3_VAE = {**FLUX1_VAE, "scaling_factor": 1.5305, "shift_factor": 0.0609}
+# black-forest-labs/FLUX.2-* vae/config.json (AutoencoderKLFlux2): 32 channels, 2x2 patches, batch-norm statistics.
+# (Its force_upcast: true is left out: AutoencoderKLFlux2 takes no such argument and drops it.)
+FLUX2_VAE = {
+    "latent_channels": 32,
+    "block_out_channels": [128, 256, 512, 512],
+    "layers_per_block": 2,
+    "sample_size": 1024,
+    "use_quant_conv": True,
+    "use_post_quant_conv": True,
+    "mid_block_add_attention": True,
+    "batch_norm_eps": 1e-4,
+    "batch_norm_momentum": 0.1,
+    "patch_size": [2, 2],
+}
+
+# FLUX.1 [dev] transformer/config.json (12B): 19 double and 38 single blocks of 24 heads x 128.
+FLUX1_DEV_TRANSFORMER = {
+    "patch_size": 1,
+    "in_channels": 64,
+    "num_layers": 19,
+    "num_single_layers": 38,
+    "attention_head_dim": 128,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "pooled_projection_dim": 768,
+    "guidance_embeds": True,
+    "axes_dims_rope": [16, 56, 56],
+}
+# schnell: no guidance embedding. Fill: the masked image and mask packed beside the latents (64 + 64 + 256 = 384 in).
+FLUX1_SCHNELL_TRANSFORMER = {**FLUX1_DEV_TRANSFORMER, "guidance_embeds": False}
+FLUX1_FILL_TRANSFORMER = {**FLUX1_DEV_TRANSFORMER, "in_channels": 384, "out_channels": 64}
+
+# The resolution-dependent shift of FLUX.1 [dev] and FLUX.2 (scheduler_config.json).
+DYNAMIC_SHIFT = {
+    "num_train_timesteps": 1000,
+    "shift": 3.0,
+    "use_dynamic_shifting": True,
+    "base_shift": 0.5,
+    "max_shift": 1.15,
+    "base_image_seq_len": 256,
+    "max_image_seq_len": 4096,
+}
+FLUX1_SCHNELL_SCHEDULER = {**DYNAMIC_SHIFT, "shift": 1.0, "use_dynamic_shifting": False}
+
+# stabilityai/stable-diffusion-3.5-medium transformer/config.json (2.5B, MMDiT-X: the first 13 blocks attend twice).
+SD35_MEDIUM_TRANSFORMER = {
+    "sample_size": 128,
+    "patch_size": 2,
+    "in_channels": 16,
+    "out_channels": 16,
+    "num_layers": 24,
+    "attention_head_dim": 64,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "caption_projection_dim": 1536,
+    "pooled_projection_dim": 2048,
+    "pos_embed_max_size": 384,
+    "dual_attention_layers": list(range(13)),
+    "qk_norm": "rms_norm",
+}
+# stabilityai/stable-diffusion-3.5-large transformer/config.json (8B): 38 blocks of 38 heads x 64.
+SD35_LARGE_TRANSFORMER = {
+    **SD35_MEDIUM_TRANSFORMER,
+    "num_layers": 38,
+    "num_attention_heads": 38,
+    "caption_projection_dim": 2432,
+    "pos_embed_max_size": 192,
+    "dual_attention_layers": [],
+}
+SD3_SCHEDULER = {"num_train_timesteps": 1000, "shift": 3.0}
+
+# Tongyi-MAI/Z-Image-Turbo transformer/config.json (6B single-stream DiT).
+ZIMAGE_TRANSFORMER = {
+    "all_patch_size": [2],
+    "all_f_patch_size": [1],
+    "in_channels": 16,
+    "dim": 3840,
+    "n_layers": 30,
+    "n_refiner_layers": 2,
+    "n_heads": 30,
+    "n_kv_heads": 30,
+    "norm_eps": 1e-5,
+    "qk_norm": True,
+    "cap_feat_dim": 2560,
+    "rope_theta": 256.0,
+    "t_scale": 1000.0,
+    "axes_dims": [32, 48, 48],
+    "axes_lens": [1536, 512, 512],
+}
+ZIMAGE_TURBO_SCHEDULER = {"num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": False}
+
+# black-forest-labs/FLUX.2-klein-4B transformer/config.json; the 9B has more and wider blocks and reads the
+# three stacked hidden states (layers 9, 18, 27) of the wider Qwen3-8B (3 x 4096).
+FLUX2_KLEIN_4B_TRANSFORMER = {
+    "patch_size": 1,
+    "in_channels": 128,
+    "num_layers": 5,
+    "num_single_layers": 20,
+    "attention_head_dim": 128,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 7680,
+    "timestep_guidance_channels": 256,
+    "mlp_ratio": 3.0,
+    "axes_dims_rope": [32, 32, 32, 32],
+    "rope_theta": 2000,
+    "eps": 1e-6,
+    "guidance_embeds": False,
+}
+FLUX2_KLEIN_9B_TRANSFORMER = {
+    **FLUX2_KLEIN_4B_TRANSFORMER,
+    "num_layers": 8,
+    "num_single_layers": 24,
+    "num_attention_heads": 32,
+    "joint_attention_dim": 12288,
+}
+
+# google/t5-v1_1-xxl's encoder, as FLUX.1's text_encoder_2 and SD3's text_encoder_3 config.json carry it.
+T5_XXL = {
+    "vocab_size": 32128,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_decoder_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "dropout_rate": 0.1,
+    "layer_norm_epsilon": 1e-6,
+    "initializer_factor": 1.0,
+    "feed_forward_proj": "gated-gelu",
+    "is_encoder_decoder": True,
+    "tie_word_embeddings": False,
+    "pad_token_id": 0,
+    "eos_token_id": 1,
+    "decoder_start_token_id": 0,
+}
+# Qwen/Qwen3-4B config.json (Z-Image's and FLUX.2 klein 4B's text encoder); Qwen/Qwen3-8B for klein 9B.
+QWEN3_4B = {
+    "vocab_size": 151936,
+    "hidden_size": 2560,
+    "intermediate_size": 9728,
+    "num_hidden_layers": 36,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "hidden_act": "silu",
+    "max_position_embeddings": 40960,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000,
+    "attention_bias": False,
+    "max_window_layers": 36,
+    "tie_word_embeddings": True,
+    "bos_token_id": 151643,
+    "eos_token_id": 151645,
+}
+QWEN3_8B = {**QWEN3_4B, "hidden_size": 4096, "intermediate_size": 12288, "tie_word_embeddings": False}
+
+# T5's tokenizer settings (FLUX.1-dev tokenizer_2/tokenizer_config.json); its SentencePiece model is not bundled.
+T5_SPECIAL = {
+    "eos_token": "</s>",
+    "pad_token": "<pad>",
+    "unk_token": "<unk>",
+    "additional_special_tokens": [f"<extra_id_{i}>" for i in range(100)],
+}
+T5_TOKENIZER = {
+    **T5_SPECIAL,
+    "extra_ids": 100,
+    "legacy": True,
+    "model_max_length": 512,
+    "clean_up_tokenization_spaces": True,
+    "tokenizer_class": "T5Tokenizer",
+}
+
+
+@dataclass(frozen=True)
+class FlowText:
+    """A text encoder of a flow family and its tokenizer."""
+
+    encoder_class: str  # transformers class named in model_index.json
+    config_class: str  # transformers config class of its config.json
+    encoder: dict
+    tokenizer_class: str  # named in model_index.json
+    # tokenizer_config.json and special_tokens_map.json, or None where none is bundled (Qwen: the chat
+    # template in its tokenizer_config.json is part of the model's data; it comes with the vocabulary).
+    tokenizer: tuple[dict, dict] | None
+
+
+def clip_text(stack: TextStack, encoder_class: str | None = None) -> FlowText:
+    return FlowText(encoder_class or stack.encoder_class, "CLIPTextConfig", stack.encoder, "CLIPTokenizer",
+                    tokenizer_settings(stack.pad_token))
+
+
+T5_TEXT = FlowText("T5EncoderModel", "T5Config", T5_XXL, "T5TokenizerFast", (T5_TOKENIZER, T5_SPECIAL))
+
+
+@dataclass(frozen=True)
+class FlowFamily:
+    name: str
+    pipeline: str
+    transformer_class: str
+    transformer: dict
+    vae_class: str
+    vae: dict
+    scheduler: dict  # FlowMatchEulerDiscreteScheduler
+    text: tuple[FlowText, ...]
+    pipeline_options: dict
+
+
+_SD3_OPTIONS = {"image_encoder": [None, None], "feature_extractor": [None, None]}
+
+FLOW_FAMILIES: dict[str, FlowFamily] = {
+    f.name: f
+    for f in (
+        FlowFamily("flux1-dev", "FluxPipeline", "FluxTransformer2DModel", FLUX1_DEV_TRANSFORMER,
+                   "AutoencoderKL", FLUX1_VAE, DYNAMIC_SHIFT, (clip_text(CLIP_L_STACK), T5_TEXT), {}),
+        FlowFamily("flux1-schnell", "FluxPipeline", "FluxTransformer2DModel", FLUX1_SCHNELL_TRANSFORMER,
+                   "AutoencoderKL", FLUX1_VAE, FLUX1_SCHNELL_SCHEDULER, (clip_text(CLIP_L_STACK), T5_TEXT), {}),
+        FlowFamily("flux1-fill", "FluxFillPipeline", "FluxTransformer2DModel", FLUX1_FILL_TRANSFORMER,
+                   "AutoencoderKL", FLUX1_VAE, DYNAMIC_SHIFT, (clip_text(CLIP_L_STACK), T5_TEXT), {}),
+        FlowFamily("sd3.5-medium", "StableDiffusion3Pipeline", "SD3Transformer2DModel", SD35_MEDIUM_TRANSFORMER,
+                   "AutoencoderKL", SD3_VAE, SD3_SCHEDULER,
+                   (clip_text(CLIP_L_STACK, "CLIPTextModelWithProjection"), clip_text(OPENCLIP_BIGG_STACK), T5_TEXT),
+                   _SD3_OPTIONS),
+        FlowFamily("sd3.5-large", "StableDiffusion3Pipeline", "SD3Transformer2DModel", SD35_LARGE_TRANSFORMER,
+                   "AutoencoderKL", SD3_VAE, SD3_SCHEDULER,
+                   (clip_text(CLIP_L_STACK, "CLIPTextModelWithProjection"), clip_text(OPENCLIP_BIGG_STACK), T5_TEXT),
+                   _SD3_OPTIONS),
+        FlowFamily("zimage-turbo", "ZImagePipeline", "ZImageTransformer2DModel", ZIMAGE_TRANSFORMER,
+                   "AutoencoderKL", FLUX1_VAE, ZIMAGE_TURBO_SCHEDULER,
+                   (FlowText("Qwen3Model", "Qwen3Config", QWEN3_4B, "Qwen2Tokenizer", None),), {}),
+        FlowFamily("flux2-klein-4b", "Flux2KleinPipeline", "Flux2Transformer2DModel", FLUX2_KLEIN_4B_TRANSFORMER,
+                   "AutoencoderKLFlux2", FLUX2_VAE, DYNAMIC_SHIFT,
+                   (FlowText("Qwen3ForCausalLM", "Qwen3Config", QWEN3_4B, "Qwen2TokenizerFast", None),),
+                   {"is_distilled": True}),
+        FlowFamily("flux2-klein-9b", "Flux2KleinPipeline", "Flux2Transformer2DModel", FLUX2_KLEIN_9B_TRANSFORMER,
+                   "AutoencoderKLFlux2", FLUX2_VAE, DYNAMIC_SHIFT,
+                   (FlowText("Qwen3ForCausalLM", "Qwen3Config", QWEN3_8B, "Qwen2TokenizerFast", None),),
+                   {"is_distilled": True}),
+    )
+}
+
+
+def flow_model_index(family: FlowFamily) -> dict:
+    import diffusers
+
+    components = {
+        "transformer": ["diffusers", family.transformer_class],
+        "vae": ["diffusers", family.vae_class],
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+    }
+    for i, text in enumerate(family.text):
+        suffix = f"_{i + 1}" if i else ""
+        components[f"text_encoder{suffix}"] = ["transformers", text.encoder_class]
+        components[f"tokenizer{suffix}"] = ["transformers", text.tokenizer_class]
+    return {
+        "_class_name": family.pipeline,
+        "_diffusers_version": diffusers.__version__,
+        **components,
+        **family.pipeline_options,
+    }
+
+
+def write_flow_family(family: FlowFamily, folder: Path) -> None:
+    """Write one flow family's config folder (no tokenizer vocabularies)."""
+    import diffusers
+    import transformers
+    from accelerate import init_empty_weights
+
+    folder.mkdir(parents=True)
+    _write_json(folder / "model_index.json", flow_model_index(family))
+    with init_empty_weights():  # validates the values against the library; allocates nothing
+        getattr(diffusers, family.transformer_class).from_config(family.transformer).save_config(
+            folder / "transformer")
+        getattr(diffusers, family.vae_class).from_config(family.vae).save_config(folder / "vae")
+    diffusers.FlowMatchEulerDiscreteScheduler.from_config(family.scheduler).save_config(folder / "scheduler")
+    for i, text in enumerate(family.text):
+        suffix = f"_{i + 1}" if i else ""
+        config = getattr(transformers, text.config_class)(**text.encoder)
+        config.architectures = [text.encoder_class]
+        config.save_pretrained(folder / f"text_encoder{suffix}")
+        if text.tokenizer is not None:
+            tokenizer_config, special_tokens = text.tokenizer
+            _write_json(folder / f"tokenizer{suffix}" / "tokenizer_config.json", tokenizer_config)
+            _write_json(folder / f"tokenizer{suffix}" / "special_tokens_map.json", special_tokens)
+
+
 README = """\
 # Bundled diffusers configs
 
@@ -527,10 +845,67 @@ loads a standard single-file checkpoint with the network off.
 | `sdxl`         | StableDiffusionXLPipeline         | 4       | epsilon       | 1024        |
 | `sdxl-inpaint` | StableDiffusionXLInpaintPipeline  | 9       | epsilon       | 1024        |
 
+The flow-matching families (transformer models, `FlowMatchEulerDiscreteScheduler`):
+
+| folder           | pipeline                 | transformer (parameters)          | text encoders                   | VAE latents |
+|------------------|--------------------------|-----------------------------------|---------------------------------|-------------|
+| `flux1-dev`      | FluxPipeline             | FluxTransformer2DModel (11.9 B)   | CLIP-L, T5-XXL                  | 16          |
+| `flux1-schnell`  | FluxPipeline             | FluxTransformer2DModel (11.9 B)   | CLIP-L, T5-XXL                  | 16          |
+| `flux1-fill`     | FluxFillPipeline         | FluxTransformer2DModel (11.9 B)   | CLIP-L, T5-XXL                  | 16          |
+| `sd3.5-medium`   | StableDiffusion3Pipeline | SD3Transformer2DModel (2.2 B)     | CLIP-L, OpenCLIP bigG, T5-XXL   | 16          |
+| `sd3.5-large`    | StableDiffusion3Pipeline | SD3Transformer2DModel (8.1 B)     | CLIP-L, OpenCLIP bigG, T5-XXL   | 16          |
+| `zimage-turbo`   | ZImagePipeline           | ZImageTransformer2DModel (6.2 B)  | Qwen3-4B (Qwen3Model)           | 16          |
+| `flux2-klein-4b` | Flux2KleinPipeline       | Flux2Transformer2DModel (3.9 B)   | Qwen3-4B (Qwen3ForCausalLM)     | 32          |
+| `flux2-klein-9b` | Flux2KleinPipeline       | Flux2Transformer2DModel (9.1 B)   | Qwen3-8B (Qwen3ForCausalLM)     | 32          |
+
 The CLIP BPE vocabulary is stored once in `clip-tokenizer/` (MIT, OpenAI; see its
 LICENSE). Family `tokenizer*/` folders hold only tokenizer_config.json and
 special_tokens_map.json: use `desktop.engine.bundled_configs.assemble_config()`
 to get a complete, loadable folder.
+
+Not bundled: T5-XXL's SentencePiece model (`spiece.model`, the FLUX.1 families'
+`tokenizer_2`, SD3.5's `tokenizer_3`) and Qwen3's vocabulary, merges and
+tokenizer_config.json with its chat template (the `tokenizer` of Z-Image and
+FLUX.2 klein; no file is written for it). They are third-party data Sfumato
+cannot fetch when this is generated. `bundled_configs.missing_tokenizers(family)`
+names them, `bundled_configs.tokenizer_need(family, folder)` says which files and
+from where, and `assemble_config(family, dest, tokenizers={folder: path})` adds
+the user's copies.
+
+Where the flow families' values come from: diffusers' single-file loader takes
+these configs from the Hub repos of `DIFFUSERS_DEFAULT_PIPELINE_PATHS`
+(diffusers/loaders/single_file_utils.py): black-forest-labs/FLUX.1-dev,
+FLUX.1-schnell, FLUX.1-Fill-dev; stabilityai/stable-diffusion-3.5-medium and
+-large; and (Z-Image, FLUX.2 klein) Tongyi-MAI/Z-Image-Turbo and
+black-forest-labs/FLUX.2-klein-4B / -9B. With no network to the Hub, the values
+of those repos' config files were taken from public code that quotes them
+verbatim (found by code search; several independent copies agreeing):
+
+- FLUX.1 transformer, VAE and scheduler: copies of FLUX.1-dev's
+  transformer/config.json and vae/config.json in inference tools, and BFL's own
+  `flux` repo parameters (hidden 3072, depth 19 + 38, axes 16/56/56, VAE scale
+  0.3611, shift 0.1159); schnell: guidance_embeds false, shift 1.0 without
+  dynamic shifting; Fill: in_channels 384, out_channels 64.
+- SD3.5 medium/large transformer: copies of both transformer/config.json files
+  (24 x 24 heads, caption projection 1536, dual attention in blocks 0-12,
+  pos_embed 384; 38 x 38 heads, 2432, pos_embed 192); VAE scale 1.5305, shift
+  0.0609; scheduler shift 3.0. The CLIP-G tokenizer pads with "!" as SDXL's
+  (SD3's reference code pads CLIP-G with id 0).
+- Z-Image Turbo: copies of its transformer/config.json (dim 3840, 30 + 2
+  layers, cap_feat_dim 2560, rope theta 256), model_index.json (Qwen3Model,
+  Qwen2Tokenizer) and scheduler (shift 3.0, no dynamic shifting); the VAE is
+  FLUX.1's.
+- FLUX.2 klein: the klein-4b/-9b entries of a FLUX.2-to-diffusers conversion
+  script and of several loaders that agree with it (5 + 20 and 8 + 24 blocks, joint
+  attention 7680 and 12288, mlp_ratio 3, rope theta 2000, axes 4 x 32), copies
+  of FLUX.2's vae/config.json (AutoencoderKLFlux2, 32 channels, 2x2 patches)
+  and scheduler_config.json; `is_distilled: true` for the distilled klein.
+- Text encoders: T5-XXL is google/t5-v1_1-xxl's encoder (d_model 4096, 24
+  layers, 64 heads, gated GELU, vocabulary 32128); Qwen3-4B and Qwen3-8B are
+  Qwen's published configs (2560/4096 wide, 36 layers, 32 heads, 8 KV heads,
+  vocabulary 151936; the 4B ties its embeddings).
+- Parameter counts are checked in tests/engine/test_bundled_flow_configs.py
+  against the published sizes (FLUX.1 11.9 B, T5-XXL encoder 4.76 B, ...).
 
 Generated by `installer/make_configs.py`; do not edit by hand.
 """
@@ -552,6 +927,8 @@ def build(out: Path, bpe: Path | None) -> None:
         )
     for family in FAMILIES.values():
         write_family(family, out / family.name)
+    for flow in FLOW_FAMILIES.values():
+        write_flow_family(flow, out / flow.name)
     (out / "README.md").write_text(README, encoding="utf-8", newline="\n")
 
 

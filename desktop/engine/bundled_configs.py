@@ -10,20 +10,64 @@ the folder it writes is what
 
 needs to load a standard checkpoint with the network off.
 
+The flow-matching families also use T5-XXL's SentencePiece model or Qwen3's BPE
+vocabulary, third-party data Sfumato does not ship: ``missing_tokenizers(family)``
+names the tokenizer folders a family lacks, ``tokenizer_need`` says what belongs
+in each and where it comes from, and ``assemble_config(..., tokenizers=...)``
+copies the user's files in.
+
 Pure standard library: safe to import anywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from desktop.core import atomic, paths
 
-FAMILIES = ("sd1", "sd1-inpaint", "sd2", "sd2-inpaint", "sdxl", "sdxl-inpaint")
+UNET_FAMILIES = ("sd1", "sd1-inpaint", "sd2", "sd2-inpaint", "sdxl", "sdxl-inpaint")
+FLOW_FAMILIES = ("flux1-dev", "flux1-schnell", "flux1-fill", "sd3.5-medium", "sd3.5-large", "zimage-turbo",
+                 "flux2-klein-4b", "flux2-klein-9b")
+FAMILIES = UNET_FAMILIES + FLOW_FAMILIES
+
+
+@dataclass(frozen=True)
+class TokenizerNeed:
+    """A tokenizer whose vocabulary is not bundled: what the user must supply for it."""
+
+    label: str  # "the T5-XXL tokenizer"
+    files: tuple[str, ...]  # the files its folder needs, e.g. ("spiece.model",)
+    source: str  # where they are published, e.g. "the tokenizer_2 folder of black-forest-labs/FLUX.1-dev"
+
+
+def _t5(repo: str, folder: str) -> TokenizerNeed:
+    return TokenizerNeed("the T5-XXL tokenizer", ("spiece.model",), f"the {folder} folder of {repo}")
+
+
+def _qwen3(repo: str) -> TokenizerNeed:
+    # tokenizer_config.json too: it carries the chat template the pipelines format the prompt with.
+    return TokenizerNeed("the Qwen3 tokenizer", ("vocab.json", "merges.txt", "tokenizer_config.json"),
+                         f"the tokenizer folder of {repo}")
+
+
+# family -> {tokenizer folder: what it needs}; every other tokenizer folder is complete once assembled.
+UNBUNDLED: dict[str, dict[str, TokenizerNeed]] = {
+    "flux1-dev": {"tokenizer_2": _t5("black-forest-labs/FLUX.1-dev", "tokenizer_2")},
+    "flux1-schnell": {"tokenizer_2": _t5("black-forest-labs/FLUX.1-schnell", "tokenizer_2")},
+    "flux1-fill": {"tokenizer_2": _t5("black-forest-labs/FLUX.1-Fill-dev", "tokenizer_2")},
+    "sd3.5-medium": {"tokenizer_3": _t5("stabilityai/stable-diffusion-3.5-medium", "tokenizer_3")},
+    "sd3.5-large": {"tokenizer_3": _t5("stabilityai/stable-diffusion-3.5-large", "tokenizer_3")},
+    "zimage-turbo": {"tokenizer": _qwen3("Tongyi-MAI/Z-Image-Turbo")},
+    "flux2-klein-4b": {"tokenizer": _qwen3("black-forest-labs/FLUX.2-klein-4B")},
+    "flux2-klein-9b": {"tokenizer": _qwen3("black-forest-labs/FLUX.2-klein-9B")},
+}
 
 TOKENIZER_DIR = "clip-tokenizer"
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
@@ -36,13 +80,40 @@ def configs_root() -> Path:
     return paths.resources_dir() / "configs"
 
 
-def cached_config(family: str) -> Path:
+def missing_tokenizers(family: str) -> list[str]:
+    """The tokenizer folders of `family` whose vocabulary Sfumato does not bundle ([] for the SD families)."""
+    _family_source(family)
+    return sorted(UNBUNDLED.get(family, {}))
+
+
+def tokenizer_need(family: str, folder: str) -> TokenizerNeed:
+    """What the tokenizer folder `folder` of `family` needs (one of missing_tokenizers(family))."""
+    try:
+        return UNBUNDLED[family][folder]
+    except KeyError:
+        raise ValueError(f"the {folder!r} tokenizer of {family!r} is bundled; nothing to supply") from None
+
+
+def lacking(family: str, tokenizers: Mapping[str, Path] | None = None) -> list[str]:
+    """Of missing_tokenizers(family), those `tokenizers` (folder -> the user's folder) does not complete."""
+    supplied = tokenizers or {}
+    return [name for name in missing_tokenizers(family)
+            if name not in supplied
+            or not all((Path(supplied[name]) / f).is_file() for f in tokenizer_need(family, name).files)]
+
+
+def cached_config(family: str, tokenizers: Mapping[str, Path] | None = None) -> Path:
     """The assembled folder for `family` in Sfumato's cache, built on first use."""
-    return assemble_config(family, paths.cache_dir() / "configs" / family)
+    return assemble_config(family, paths.cache_dir() / "configs" / family, tokenizers)
 
 
-def assemble_config(family: str, dest: Path) -> Path:
+def assemble_config(family: str, dest: Path, tokenizers: Mapping[str, Path] | None = None) -> Path:
     """Write the complete config folder of `family` (configs + full tokenizers) to `dest`.
+
+    `tokenizers` maps a tokenizer folder of missing_tokenizers(family) to a folder of
+    the user's holding its files (tokenizer_need(...).files; every file in it is
+    copied). Without them the assembled folder has everything else, and the
+    missing tokenizer folders hold what is bundled of them, if anything.
 
     Idempotent: a folder already assembled from the same sources is left as it
     is. Atomic: the folder is built beside `dest` and renamed into place, so
@@ -51,7 +122,8 @@ def assemble_config(family: str, dest: Path) -> Path:
     """
     source = _family_source(family)
     dest = Path(dest)
-    digest = _sources_digest(source)
+    extra = _supplied_files(family, tokenizers)
+    digest = _sources_digest(source, extra)
     if _read_stamp(dest) == digest:
         return dest
 
@@ -63,6 +135,9 @@ def assemble_config(family: str, dest: Path) -> Path:
         for folder in _tokenizer_folders(built):
             for name in TOKENIZER_FILES:
                 shutil.copyfile(configs_root() / TOKENIZER_DIR / name, folder / name)
+        for relative, path in extra:
+            (built / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, built / relative)
         (built / STAMP).write_text(digest, encoding="utf-8")
         atomic.fsync_tree(built)
         _swap_into_place(built, dest, staging / "old", digest)
@@ -84,12 +159,24 @@ def _family_source(family: str) -> Path:
 
 
 def _tokenizer_folders(root: Path) -> list[Path]:
-    return sorted(p.parent for p in root.glob("*/tokenizer_config.json"))
+    """The CLIP tokenizer folders, which get the shared CLIP vocabulary (T5's and Qwen's do not)."""
+    return sorted(p.parent for p in root.glob("*/tokenizer_config.json")
+                  if json.loads(p.read_text(encoding="utf-8")).get("tokenizer_class") == "CLIPTokenizer")
 
 
-def _sources_digest(source: Path) -> str:
+def _supplied_files(family: str, tokenizers: Mapping[str, Path] | None) -> list[tuple[str, Path]]:
+    """(path in the assembled folder, the user's file) for every file of the supplied tokenizer folders."""
+    files = []
+    for name, folder in sorted((tokenizers or {}).items()):
+        tokenizer_need(family, name)  # only the tokenizers Sfumato lacks can be supplied
+        files += [(f"{name}/{p.name}", p) for p in sorted(Path(folder).iterdir()) if p.is_file()]
+    return files
+
+
+def _sources_digest(source: Path, extra: list[tuple[str, Path]] = ()) -> str:
     files = [(p.relative_to(source).as_posix(), p) for p in source.rglob("*") if p.is_file()]
     files += [(f"{TOKENIZER_DIR}/{name}", configs_root() / TOKENIZER_DIR / name) for name in TOKENIZER_FILES]
+    files += [(f"supplied/{relative}", path) for relative, path in extra]
     h = hashlib.sha256(_FORMAT)
     for name, path in sorted(files):
         h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")

@@ -16,7 +16,7 @@ import pytest
 
 from desktop.core import paths
 from desktop.engine import bundled_configs
-from desktop.engine.bundled_configs import FAMILIES, assemble_config
+from desktop.engine.bundled_configs import FLOW_FAMILIES, UNET_FAMILIES, assemble_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "resources" / "configs"
@@ -91,12 +91,12 @@ def network_off(monkeypatch):
 @pytest.fixture(scope="module")
 def assembled(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("configs")
-    return {family: assemble_config(family, root / family) for family in FAMILIES}
+    return {family: assemble_config(family, root / family) for family in UNET_FAMILIES}
 
 
 def test_every_family_is_bundled():
-    assert set(FAMILIES) == set(FACTS)
-    for family in FAMILIES:
+    assert set(bundled_configs.FAMILIES) == set(FACTS) | set(FLOW_FAMILIES)  # flow ones: test_bundled_flow_configs
+    for family in bundled_configs.FAMILIES:
         assert (CONFIGS / family / "model_index.json").is_file()
     for name in ("vocab.json", "merges.txt", "LICENSE"):
         assert (CONFIGS / "clip-tokenizer" / name).is_file()
@@ -104,7 +104,7 @@ def test_every_family_is_bundled():
     assert not list(CONFIGS.glob("*/tokenizer*/vocab.json"))
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", UNET_FAMILIES)
 def test_model_index(assembled, family):
     index = json.loads((assembled[family] / "model_index.json").read_text())
     facts = FACTS[family]
@@ -125,7 +125,7 @@ def test_model_index(assembled, family):
         assert index["requires_aesthetics_score"] is False
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", UNET_FAMILIES)
 def test_unet_vae_scheduler_configs(assembled, family):
     import diffusers
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -172,7 +172,7 @@ def test_unet_vae_scheduler_configs(assembled, family):
     assert scheduler.config.timestep_spacing == "leading"
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", UNET_FAMILIES)
 def test_text_encoders_and_tokenizers(assembled, family):
     from transformers import CLIPTextConfig, CLIPTokenizer
 
@@ -199,7 +199,7 @@ def test_text_encoders_and_tokenizers(assembled, family):
         assert padded[7] == tokenizer.convert_tokens_to_ids(pad)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", UNET_FAMILIES)
 def test_full_size_parameter_counts(assembled, family):
     from accelerate import init_empty_weights
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -221,7 +221,7 @@ def test_full_size_parameter_counts(assembled, family):
             assert count(getattr(transformers, encoder_class)(config)) == size
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", UNET_FAMILIES)
 def test_from_single_file_uses_the_bundled_folder(assembled, family, tmp_path):
     """diffusers' own single-file loader reads model_index, scheduler and tokenizers from the folder.
 
