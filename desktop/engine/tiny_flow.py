@@ -164,6 +164,10 @@ def _t5_encoder(tokenizer, d_model: int):
     return T5EncoderModel(config)
 
 
+# Z-Image and FLUX.2 klein 4B read the same Qwen3-4B: their tiny encoders share weights too.
+_QWEN3_TAG = "qwen3-4b/text_encoder"
+
+
 def _qwen3_config(vocab: dict[str, int]):
     """Qwen3-4B's structure (36 layers, grouped-query attention, q/k norms), 32 wide."""
     from transformers import Qwen3Config
@@ -324,7 +328,8 @@ def _zimage(scratch: Path):
         axes_lens=[1536, 512, 512],
     )
     vae = _vae16(*_FLUX_VAE)
-    _init("zimage", {"transformer": transformer, "text_encoder": text_encoder, "vae": vae})
+    _init("zimage", {"transformer": transformer, "vae": vae})
+    tiny._init_weights(text_encoder, _QWEN3_TAG)
     pipe = ZImagePipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(**_ZIMAGE_SCHEDULER),
         vae=vae,
@@ -372,7 +377,8 @@ def _flux2_klein(scratch: Path):
         norm_num_groups=16,
         sample_size=1024,
     )
-    _init("flux2-klein", {"transformer": transformer, "text_encoder": text_encoder, "vae": vae})
+    _init("flux2-klein", {"transformer": transformer, "vae": vae})
+    tiny._init_weights(text_encoder.model, _QWEN3_TAG)  # its LM head is the (tied) token embedding
     pipe = Flux2KleinPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(**_FLUX2_SCHEDULER),
         vae=vae,

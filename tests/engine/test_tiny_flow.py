@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from desktop.core import families
 from desktop.engine import tiny
 
 PIPELINES = {
@@ -55,8 +56,17 @@ def _files(top: Path) -> dict[str, bytes]:
     return {str(p.relative_to(top)): p.read_bytes() for p in sorted(top.rglob("*")) if p.is_file()}
 
 
-def _run(pipe, **extra) -> np.ndarray:
+def _guidance(kind: str) -> dict:
+    """The guidance the family's makers recommend (desktop/core/families.py), as its pipeline takes it."""
+    variant = families.SPECS[families.DEMO_KINDS[kind]].variant()
+    if variant.distilled_cfg is not None:  # FLUX.1 dev: guidance_scale is the distilled guidance
+        return dict(guidance_scale=variant.distilled_cfg)
+    return dict(guidance_scale=variant.cfg_scale)
+
+
+def _run(pipe, kind: str, **extra) -> np.ndarray:
     args = dict(
+        _guidance(kind),
         prompt="a painting of a cat in a garden",
         height=64,
         width=64,
@@ -130,6 +140,18 @@ def test_the_families_keep_their_real_vae_and_scheduler_settings(pipes):
     assert klein.config.is_distilled and not klein.transformer.config.guidance_embeds
 
 
+def test_zimage_and_klein_read_the_same_tiny_qwen3_as_the_real_ones_do(pipes):
+    zimage = pipes["zimage"].text_encoder.state_dict()
+    klein = pipes["flux2-klein"].text_encoder.model.state_dict()
+    assert zimage.keys() == klein.keys()
+    assert all(torch.equal(zimage[name], klein[name]) for name in zimage)
+    # FLUX.2 klein reads the encoder's layers 9, 18 and 27 side by side; Z-Image its last but one.
+    encoder = pipes["flux2-klein"].text_encoder.config
+    assert encoder.num_hidden_layers > 27
+    assert pipes["flux2-klein"].transformer.config.joint_attention_dim == 3 * encoder.hidden_size
+    assert pipes["zimage"].transformer.config.cap_feat_dim == encoder.hidden_size
+
+
 def test_the_qwen_tokenizer_applies_the_chat_template_the_pipelines_ask_for(pipes):
     tokenizer = pipes["zimage"].tokenizer
     text = tokenizer.apply_chat_template(
@@ -156,8 +178,8 @@ def test_the_tokenizers_take_any_text(pipes, kind):
 
 @pytest.mark.parametrize("kind", tiny.FLOW_KINDS)
 def test_txt2img_makes_the_same_finite_picture_twice(pipes, kind):
-    first = _run(pipes[kind])
-    second = _run(pipes[kind])
+    first = _run(pipes[kind], kind)
+    second = _run(pipes[kind], kind)
     assert first.shape == (1, 64, 64, 3)
     assert np.isfinite(first).all()
     assert np.array_equal(first, second)
@@ -171,10 +193,10 @@ def test_img2img_and_inpaint_pipelines_share_the_loaded_model(pipes, kind):
     if img2img_name:
         img2img = getattr(diffusers, img2img_name).from_pipe(pipes[kind])
         img2img.set_progress_bar_config(disable=True)
-        out = _run(img2img, image=_picture(1), strength=0.9)
+        out = _run(img2img, kind, image=_picture(1), strength=0.9)
         assert out.shape == (1, 64, 64, 3) and np.isfinite(out).all()
     inpaint = getattr(diffusers, inpaint_name).from_pipe(pipes[kind])
     inpaint.set_progress_bar_config(disable=True)
     assert inpaint.transformer is pipes[kind].transformer
-    out = _run(inpaint, image=_picture(2), mask_image=_mask(), strength=0.9)
+    out = _run(inpaint, kind, image=_picture(2), mask_image=_mask(), strength=0.9)
     assert out.shape == (1, 64, 64, 3) and np.isfinite(out).all()
