@@ -17,15 +17,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from desktop.core.safetensors_header import human_size as _human_size
-from desktop.core import modelfiles, paths
+from desktop.core import families, modelfiles, paths
 from desktop.core.modelfiles import Family, ModelInfo
 
-USABLE_FAMILIES = (Family.SD1, Family.SD2, Family.SDXL)
+USABLE_FAMILIES = (Family.SD1, Family.SD2, Family.SDXL, *modelfiles.FLOW_FAMILIES)
 FAMILY_LABELS = {
-    Family.SD1: "SD 1.x",
-    Family.SD2: "SD 2.x",
-    Family.SDXL: "SDXL",
-    Family.SDXL_REFINER: "SDXL refiner",
+    **{family: spec.label for family, spec in families.SPECS.items()},  # "SD 1.x", "FLUX.1", ...
     Family.UNKNOWN: "",
 }
 POSTPROCESS_KINDS = ("upscaler", "restorer", "face restorer")  # the kinds of the upscaler folders' files
@@ -168,6 +165,9 @@ class ModelEntry:
         if self.info.kind in POSTPROCESS_KINDS:
             return self.label or self.info.kind
         label = FAMILY_LABELS[self.info.family]
+        spec = families.spec(self.info.family)
+        if spec and spec.flow:  # the variant's own name ("FLUX.1 Fill [dev]"), the family's when it is not known
+            return spec.variants[self.info.variant].label if self.info.variant in spec.variants.keys() - {""} else label
         if self.info.inpaint:
             label = f"{label} inpainting".strip()
         return label
@@ -259,7 +259,7 @@ def problem_of(info: ModelInfo, *, downloaded: bool = False) -> str:
     if info.family is Family.SDXL_REFINER:
         return "an SDXL refiner, which only works after an SDXL base model"
     if info.family not in USABLE_FAMILIES:
-        return info.note or "not SD 1.x, SD 2.x or SDXL"
+        return info.note or "not a model family Sfumato knows"
     if info.format == "diffusers":
         missing = _missing_weights(info.path)
         if missing:

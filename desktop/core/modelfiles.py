@@ -4,12 +4,13 @@ A safetensors file is identified from its JSON header alone (the tensor data is
 never read). A pickle checkpoint (.ckpt/.pt/.pth/.bin) is NEVER unpickled: its
 opcodes are listed with ``pickletools.genops``, which executes nothing, to
 collect the key strings. A diffusers folder is identified from its JSON configs.
+A GGUF file (a quantised transformer) from its header (desktop/core/gguf.py).
 
 Families are told apart by key *structure* (which text encoders are present) and
 by the UNet's input channels, never by layer widths: Sfumato's tiny test models
 share the real key layout with tiny widths. Layer widths are only used where
-nothing else can tell (the base model of a LoRA or an embedding), and then only
-the exact real widths count.
+nothing else can tell (the base model of a LoRA or an embedding, the size or
+depth of a flow-matching model's variant), and then only the exact real widths count.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import json
 import logging
 import os
 import pickletools
+import re
 import zipfile
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from desktop.core import atomic
+from desktop.core.gguf import read_gguf_header
 from desktop.core.safetensors_header import (
     DTYPE_BITS,
     ModelFileError,
@@ -38,13 +41,13 @@ from desktop.core.safetensors_header import (
 )
 
 __all__ = [
-    "DTYPE_BITS", "Family", "ModelFileError", "ModelInfo", "SafetensorsHeader", "TensorInfo",
+    "DTYPE_BITS", "Family", "ModelFileError", "ModelInfo", "SafetensorsHeader", "TensorInfo", "flow_parts",
     "identify", "identify_or_explain", "model_hash", "read_safetensors_header", "scan", "sidecar_config",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-MODEL_SUFFIXES = (".safetensors", ".ckpt")  # what scan() lists
+MODEL_SUFFIXES = (".safetensors", ".ckpt", ".gguf")  # what scan() lists
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 MAX_PICKLE_BYTES = 64 * 2**20  # bound on the pickle bytes scanned for key names
 MAX_CONFIG_BYTES = 4 * 2**20  # a diffusers config is a few KB
@@ -54,6 +57,8 @@ UNET = "model.diffusion_model."  # the UNet of an original-layout (LDM/SGM) chec
 CONV_IN = UNET + "input_blocks.0.0.weight"  # shape (width, in_channels, 3, 3)
 SD_PIPELINES = {f"StableDiffusion{task}Pipeline" for task in ("", "Img2Img", "Inpaint")}
 SDXL_PIPELINES = {f"StableDiffusionXL{task}Pipeline" for task in ("", "Img2Img", "Inpaint")}
+TEXT_PREFIXES = ("text_encoders.", "cond_stage_model.", "conditioner.")  # a ComfyUI checkpoint's text encoders
+VAE_PREFIXES = ("vae.", "first_stage_model.")
 
 
 class Family(str, enum.Enum):
@@ -72,7 +77,7 @@ class Family(str, enum.Enum):
 @dataclass(frozen=True)
 class ModelInfo:
     path: Path
-    format: str  # "safetensors" | "ckpt" | "diffusers"
+    format: str  # "safetensors" | "ckpt" | "gguf" | "diffusers"
     kind: str  # "checkpoint" | "lora" | "vae" | "embedding" | "upscaler" | "restorer" | "face restorer" |
     #            "controlnet" | "unknown"
     family: Family
@@ -98,6 +103,7 @@ class _Guess:
     inpaint: bool = False
     note: str = ""
     prediction: str | None = None
+    variant: str = ""
 
 
 def identify(path) -> ModelInfo:
@@ -109,7 +115,11 @@ def identify(path) -> ModelInfo:
     if suffix in (".safetensors", ".sft"):
         header = read_safetensors_header(path)
         shapes = {k: t.shape for k, t in header.tensors.items()}
-        guess, fmt = _classify(shapes, header.metadata), "safetensors"
+        guess, fmt = _classify(shapes, header.metadata, path.name), "safetensors"
+        if guess.family in FLOW_FAMILIES and any(t.dtype in ("F8_E4M3", "F8_E5M2") for t in header.tensors.values()):
+            guess.note = _join("fp8 weights", guess.note)
+    elif suffix == ".gguf":
+        guess, fmt = _identify_gguf(path), "gguf"
     elif suffix in PICKLE_SUFFIXES:
         guess, fmt = _identify_pickle(path), "ckpt"
     elif not path.exists():
@@ -125,11 +135,11 @@ def identify(path) -> ModelInfo:
         except ModelFileError as e:
             guess.note = f"{guess.note}; its config folder is unusable: {e.reason}".lstrip("; ")
     return ModelInfo(path, fmt, guess.kind, guess.family, guess.inpaint, path.stat().st_size,
-                     guess.note, guess.prediction, config)
+                     guess.note, guess.prediction, config, guess.variant)
 
 
-def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[str, str]) -> _Guess:
-    """Kind and family from tensor names (shapes are None where unknown)."""
+def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[str, str], name: str = "") -> _Guess:
+    """Kind and family from tensor names (shapes are None where unknown); `name` (the file's) hints a variant."""
     keys = shapes.keys()
 
     def has(*prefixes: str) -> bool:
@@ -141,10 +151,9 @@ def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[st
     lora_parts = (".lora_down.", ".lora_up.", "lora_A", "lora_B", ".lora.down.", ".hada_w1", ".lokr_w1")
     if has("lora_unet_", "lora_te") or contains(*lora_parts):
         return _classify_lora(shapes, metadata, has, contains)
-    if contains("double_blocks.", "single_blocks."):
-        return _Guess("checkpoint", note=_unsupported("a Flux model"))
-    if contains("joint_blocks."):
-        return _Guess("checkpoint", note=_unsupported("a Stable Diffusion 3 model"))
+    flow = _classify_flow(shapes, metadata, name)
+    if flow is not None:
+        return flow
     if has(UNET + "input_blocks."):
         return _classify_checkpoint(shapes, metadata, has)
     if has(UNET):  # newer architectures (Z-Image, Lumina, Wan, ...) share the prefix
@@ -217,6 +226,154 @@ def _upscaler_layout(keys, has, contains) -> bool:
 
 def _unsupported(what: str) -> str:
     return f"looks like {what}, which Sfumato does not support"
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+# ------------------------------------------------- flow-matching transformers
+#
+# Told apart by key structure, as diffusers' single_file_utils.infer_diffusers_model_type does (CHECKPOINT_KEY_NAMES
+# "flux", "flux2", "sd3", "z-image-turbo") and its convert_*_to_diffusers functions name them, in the original
+# layout (BFL's FLUX, Stability's MMDiT, Tongyi's Z-Image; bare, or under ComfyUI's "model.diffusion_model.") and
+# in diffusers' layout (a ComfyUI diffusion_models file may hold either). A variant that only a width or a depth
+# tells is set only for the real sizes, so the tiny test models (real names, tiny widths) get the family's "".
+
+FLOW_FAMILIES = (Family.ZIMAGE, Family.FLUX2_KLEIN, Family.FLUX1, Family.SD3)
+FLOW_PARTS = ("transformer", "text_encoders", "vae")
+_SD3_DIFFUSERS = {"pos_embed.proj.weight", "context_embedder.weight"}  # beside transformer_blocks.N (not FLUX.1's)
+
+
+def _classify_flow(shapes, metadata, name: str) -> _Guess | None:
+    """The family and variant of a flow-matching transformer checkpoint; None when it is not one."""
+    t = _transformer_tensors(shapes)
+
+    def has(*prefixes: str) -> bool:
+        return any(k.startswith(prefixes) for k in t)
+
+    hints = _hints(metadata, name)
+    if has("single_stream_modulation.", "double_stream_modulation_img."):
+        guess = _flux2(t, has, hints)
+    elif has("double_blocks.", "single_blocks.") or has("single_transformer_blocks.") and has("time_text_embed."):
+        guess = _flux1(t, has, hints)
+    elif has("joint_blocks.") or has("transformer_blocks.") and _SD3_DIFFUSERS <= t.keys():
+        guess = _sd3(t, has, hints)
+    elif {"x_pad_token", "cap_pad_token"} <= t.keys() or has("all_x_embedder.") or "cap_embedder.1.weight" in t:
+        guess = _zimage(t, hints)
+    else:
+        return None
+    if guess.family is not Family.UNKNOWN and _parts(shapes.keys()) == {"transformer"}:
+        guess.note = _join(guess.note, "the transformer only: its text encoders and VAE are separate files")
+    return guess
+
+
+def _transformer_tensors(shapes) -> dict:
+    """The transformer's tensors without a ComfyUI checkpoint's prefix, its text encoders' and VAE's left out."""
+    found = {}
+    for key, shape in shapes.items():
+        if key.startswith(UNET):
+            found[key[len(UNET):]] = shape
+        elif not key.startswith(TEXT_PREFIXES + VAE_PREFIXES):
+            found.setdefault(key, shape)
+    return found
+
+
+def _parts(keys: Iterable[str]) -> set[str]:
+    """What a flow-matching checkpoint holds, of FLOW_PARTS."""
+    parts = set()
+    for key in keys:
+        parts.add("text_encoders" if key.startswith(TEXT_PREFIXES) else "vae" if key.startswith(VAE_PREFIXES)
+                  else "transformer")
+    return parts
+
+
+def _hints(metadata, name: str) -> set[str]:
+    """The words of a file's name and of its short descriptive metadata ("kontext", "base", "turbo", ...)."""
+    texts = [v for k, v in metadata.items()
+             if isinstance(v, str) and len(v) <= 200 and k.startswith(("modelspec.", "general."))]
+    return set(re.split(r"[^a-z0-9]+", " ".join([name, *texts]).lower())) - {""}
+
+
+def _width(t, *names: str, axis: int) -> int | None:
+    """One axis of the first named 2-D tensor's shape (None when absent or unknown)."""
+    shape = next((t[n] for n in names if t.get(n)), None)
+    return shape[axis] if shape and len(shape) == 2 else None
+
+
+def _flux1(t, has, hints) -> _Guess:
+    if has("distilled_guidance_layer."):
+        return _Guess("checkpoint", note=_unsupported("a Chroma model"))
+    if has("txt_in.individual_token_refiner."):
+        return _Guess("checkpoint", note=_unsupported("a HunyuanVideo model"))
+    if not {"img_in.weight", "x_embedder.weight"} & t.keys():
+        return _Guess("checkpoint", note=_unsupported("a Flux-like model that is not FLUX.1"))
+    features = _width(t, "img_in.weight", "x_embedder.weight", axis=1)
+    guess = _Guess("checkpoint", Family.FLUX1)
+    if features == 128:  # diffusers' "flux-depth": FLUX.1 Depth and Canny take a control image's latents too
+        return _Guess("checkpoint", note=_unsupported("FLUX.1 Depth or Canny [dev]"))
+    if features == 384:  # 64 latent + 64 masked-image latent + 256 packed mask
+        guess.variant, guess.inpaint = "fill", True
+    elif not has("guidance_in.", "time_text_embed.guidance_embedder."):
+        guess.variant = "schnell"
+    else:  # Kontext has dev's layout: only its name or metadata tells
+        guess.variant = "kontext" if "kontext" in hints else "dev"
+    return guess
+
+
+def _flux2(t, has, hints) -> _Guess:
+    if has("guidance_in.", "time_guidance_embed.guidance_embedder."):
+        return _Guess("checkpoint", note=_unsupported("FLUX.2 [dev]"))
+    width = _width(t, "img_in.weight", "x_embedder.weight", axis=0)  # 3072 (24 heads) or 4096 (32 heads)
+    size = {3072: "4b", 4096: "9b"}.get(width, "")
+    variant = f"base-{size}" if size and "base" in hints else size  # the distilled model unless it says base
+    return _Guess("checkpoint", Family.FLUX2_KLEIN, variant=variant)
+
+
+def _sd3(t, has, hints) -> _Guess:
+    blocks = {k.split(".")[1] for k in t if k.startswith(("joint_blocks.", "transformer_blocks."))}
+    depth = sum(b.isdigit() for b in blocks)
+    if any(".x_block.attn2." in k or k.startswith("transformer_blocks.") and ".attn2." in k for k in t):
+        variant = "medium"  # MMDiT-X: 3.5 Medium's self-attention beside the joint attention
+    elif depth == 38:  # 3.5 Large and Large Turbo (3.0 Medium has 24 blocks and no attn2)
+        variant = "large-turbo" if "turbo" in hints else "large"
+    else:
+        variant = ""
+    return _Guess("checkpoint", Family.SD3, variant=variant)
+
+
+def _zimage(t, hints) -> _Guess:
+    width = _width(t, "cap_embedder.1.weight", axis=0)
+    if "x_pad_token" not in t and not any(k.startswith("all_x_embedder.") for k in t) and width != 3840:
+        return _Guess("checkpoint", note=_unsupported("a Lumina Image 2.0 model"))  # Z-Image's ancestor, no pads
+    return _Guess("checkpoint", Family.ZIMAGE, variant="base" if "base" in hints else "turbo")
+
+
+def _identify_gguf(path: Path) -> _Guess:
+    header = read_gguf_header(path)
+    shapes = {k: t.shape for k, t in header.tensors.items()}
+    texts = {k: v for k, v in header.metadata.items() if isinstance(v, str)}
+    guess = _classify(shapes, texts, path.name)
+    if guess.family in FLOW_FAMILIES:
+        guess.note = _join(f"GGUF {header.quantisation}".strip(), guess.note)
+    elif guess.kind == "unknown" and "token_embd.weight" in shapes:
+        guess.note = "a language model (perhaps a text encoder), not an image model"
+    return guess
+
+
+def flow_parts(path) -> set[str]:
+    """What a flow-matching model file or folder holds, of "transformer", "text_encoders" and "vae": a ComfyUI
+    checkpoint all three, a diffusion_models file or a GGUF the transformer only. Raises ModelFileError."""
+    path = Path(path)
+    if path.is_dir():
+        index = _read_json(path, "model_index.json")
+        names = {"transformer": ("transformer",), "text_encoders": ("text_encoder", "text_encoder_2"),
+                 "vae": ("vae",)}
+        return {part for part, keys in names.items()
+                if any(isinstance(index.get(k), list) and any(index[k]) for k in keys)}
+    if path.suffix.lower() == ".gguf":
+        return _parts(read_gguf_header(path).tensors)
+    return _parts(read_safetensors_header(path).tensors)
 
 
 def _classify_checkpoint(shapes, metadata, has) -> _Guess:
@@ -354,6 +511,9 @@ def _pickle_strings(data: bytes) -> set[str]:
 def _identify_diffusers(folder: Path) -> ModelInfo:
     index = _read_json(folder, "model_index.json")
     cls = str(index.get("_class_name", ""))
+    if cls in FLOW_PIPELINES:
+        family, variant, inpaint = _identify_flow_folder(folder, cls, index)
+        return ModelInfo(folder, "diffusers", "checkpoint", family, inpaint, _folder_size(folder), variant=variant)
     unet = _read_json(folder, "unet/config.json")
     try:
         scheduler = _read_json(folder, "scheduler/scheduler_config.json")
@@ -374,6 +534,12 @@ def _identify_diffusers(folder: Path) -> ModelInfo:
         family, note = Family.UNKNOWN, f"has an unusual UNet with {channels} input channels"
     if family is not Family.UNKNOWN:
         _check_parts(folder, cls, family, index, unet)
+    return ModelInfo(folder, "diffusers", "checkpoint", family, channels == 9, _folder_size(folder), note,
+                     scheduler.get("prediction_type"))
+
+
+def _folder_size(folder: Path) -> int:
+    """The bytes of a diffusers folder's files; refuses a folder holding a named pipe or a device."""
     size = 0
     for part in folder.rglob("*"):
         if part.is_file():
@@ -381,8 +547,82 @@ def _identify_diffusers(folder: Path) -> ModelInfo:
         elif part.exists() and not part.is_dir():  # a named pipe or device would hang the loader
             raise ModelFileError(folder, f"its {part.relative_to(folder).as_posix()} is not a regular file "
                                          "(a named pipe or a device), so Sfumato does not load it.")
-    return ModelInfo(folder, "diffusers", "checkpoint", family, channels == 9, size, note,
-                     scheduler.get("prediction_type"))
+    return size
+
+
+def _tasks(*names: str) -> set[str]:
+    return {name.format(task) for name in names for task in ("", "Img2Img", "Inpaint")}
+
+
+FLOW_PIPELINES = {
+    **dict.fromkeys(_tasks("ZImage{}Pipeline"), Family.ZIMAGE),
+    **dict.fromkeys(("Flux2KleinPipeline", "Flux2KleinInpaintPipeline"), Family.FLUX2_KLEIN),
+    **dict.fromkeys(_tasks("Flux{}Pipeline") | {"FluxFillPipeline", "FluxKontextPipeline",
+                                                 "FluxKontextInpaintPipeline"}, Family.FLUX1),
+    **dict.fromkeys(_tasks("StableDiffusion3{}Pipeline"), Family.SD3),
+}
+# The transformer each family's pipeline takes, and the text encoder whose width its text input has:
+# (transformer class, its config key, text encoder folder, that config's key, how many of its layers are stacked).
+FLOW_TRANSFORMERS = {
+    Family.ZIMAGE: ("ZImageTransformer2DModel", "cap_feat_dim", "text_encoder", "hidden_size", 1),
+    Family.FLUX2_KLEIN: ("Flux2Transformer2DModel", "joint_attention_dim", "text_encoder", "hidden_size", 3),
+    Family.FLUX1: ("FluxTransformer2DModel", "joint_attention_dim", "text_encoder_2", "d_model", 1),
+    Family.SD3: ("SD3Transformer2DModel", "joint_attention_dim", "text_encoder_3", "d_model", 1),
+}
+FLOW_NAMES = {Family.ZIMAGE: "a Z-Image", Family.FLUX2_KLEIN: "a FLUX.2 [klein]", Family.FLUX1: "a FLUX.1",
+              Family.SD3: "a Stable Diffusion 3"}
+
+
+def _identify_flow_folder(folder: Path, cls: str, index: dict) -> tuple[Family, str, bool]:
+    """(family, variant, inpaint) of a flow-matching diffusers folder, from model_index.json and the transformer's
+    config; a folder whose transformer does not fit its pipeline is refused with a sentence, as _check_parts does."""
+    family = FLOW_PIPELINES[cls]
+    expected, key, encoder, encoder_key, layers = FLOW_TRANSFORMERS[family]
+    start = f"its model_index.json names {cls}, {FLOW_NAMES[family]} pipeline, but"
+    try:
+        transformer = _read_json(folder, "transformer/config.json")
+    except ModelFileError as e:
+        raise ModelFileError(folder, f"{start} {e.reason.rstrip('.')}. Download the model again.") from None
+    problem = ""
+    found = transformer.get("_class_name")
+    width, text = transformer.get(key), _config_int(folder, encoder, encoder_key)
+    if found not in (None, expected):
+        problem = f"its transformer is a {found}, not the {expected} it needs"
+    elif isinstance(width, int) and text is not None and width != text * layers:
+        problem = f"its transformer takes text features {width} wide but its {encoder} gives {text * layers}"
+    if problem:
+        raise ModelFileError(folder, f"{start} {problem}: its parts come from different models. "
+                                     "Download the model again.")
+    hints = _hints({}, " ".join([folder.name, *(p for p in folder.parts if p.startswith("models--"))]))
+    channels = transformer.get("in_channels")
+    if family is Family.FLUX1:
+        if cls == "FluxFillPipeline" or channels == 384:
+            return family, "fill", True
+        if cls.startswith("FluxKontext"):
+            return family, "kontext", False
+        return family, "dev" if transformer.get("guidance_embeds") else "schnell", False
+    if family is Family.SD3:
+        if transformer.get("dual_attention_layers"):
+            return family, "medium", False
+        if transformer.get("num_layers") == 38:
+            return family, "large-turbo" if "turbo" in hints else "large", False
+        return family, "", False
+    if family is Family.FLUX2_KLEIN:
+        heads, head = transformer.get("num_attention_heads"), transformer.get("attention_head_dim")
+        size = {3072: "4b", 4096: "9b"}.get(heads * head if isinstance(heads, int) and isinstance(head, int) else 0, "")
+        distilled = index.get("is_distilled")
+        base = distilled is False or distilled is None and "base" in hints
+        return family, f"base-{size}" if size and base else size, False
+    return family, "base" if "base" in hints and "turbo" not in hints else "turbo", False
+
+
+def _config_int(folder: Path, name: str, key: str) -> int | None:
+    """An integer of a part's config.json (None when it can't be read)."""
+    try:
+        value = _read_json(folder, f"{name}/config.json").get(key)
+    except ModelFileError:
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _check_parts(folder: Path, cls: str, family: Family, index: dict, unet: dict) -> None:
@@ -517,7 +757,8 @@ def identify_or_explain(path: Path) -> ModelInfo:
         if path.is_dir():
             fmt = "diffusers"
         else:
-            fmt = "ckpt" if path.suffix.lower() in PICKLE_SUFFIXES else "safetensors"
+            suffix = path.suffix.lower()
+            fmt = "ckpt" if suffix in PICKLE_SUFFIXES else "gguf" if suffix == ".gguf" else "safetensors"
         return ModelInfo(path, fmt, "unknown", Family.UNKNOWN, size_bytes=size, note=str(e))
 
 

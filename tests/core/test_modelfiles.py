@@ -94,7 +94,6 @@ FLUX = {
     "double_blocks.0.img_attn.norm.key_norm.scale": (8,),
     "single_blocks.0.linear1.weight": (8, 8),
 }
-SD3 = {"model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias": (8,)}
 
 
 @pytest.mark.parametrize(
@@ -129,7 +128,9 @@ def test_identify_safetensors(tmp_path, tensors, kind, family, is_inpaint):
     [
         (FLUX, "Flux"),
         ({f"model.diffusion_model.{k}": s for k, s in FLUX.items()}, "Flux"),
-        (SD3, "Stable Diffusion 3"),
+        ({**FLUX, "single_stream_modulation.lin.weight": (8, 8), "guidance_in.in_layer.weight": (8, 8)},
+         "FLUX.2 [dev]"),
+        ({**FLUX, "distilled_guidance_layer.in_proj.bias": (8,)}, "Chroma"),
         (inpaint(SD1, 8), "pix2pix"),
         (inpaint(SD2, 7), "upscaler"),
         ({**SDXL, "edm_mean": (4,), "edm_std": (4,)}, "Playground"),
@@ -382,7 +383,7 @@ def make_diffusers(folder: Path, cls="StableDiffusionPipeline", in_channels=4, c
         ({"cls": "StableDiffusionXLPipeline", "cross": 2048}, Family.SDXL, False),
         ({"cls": "StableDiffusionXLInpaintPipeline", "in_channels": 9}, Family.SDXL, True),
         ({"cls": "StableDiffusionXLImg2ImgPipeline", "text_encoder": False}, Family.SDXL_REFINER, False),
-        ({"cls": "FluxPipeline"}, Family.UNKNOWN, False),
+        ({"cls": "PixArtSigmaPipeline"}, Family.UNKNOWN, False),  # (flow families: test_modelfiles_flow.py)
         ({"in_channels": 8}, Family.UNKNOWN, False),
     ],
 )
