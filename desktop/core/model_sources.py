@@ -253,6 +253,7 @@ def problem_of(info: ModelInfo, *, downloaded: bool = False) -> str:
         "restorer": "a restorer (for Restore and `sfumato restore`), not a full model",
         "face restorer": "a face restorer (for fixing faces), not a full model",
         "controlnet": "a ControlNet (for control layers and `--control`), not a full model",
+        "text encoder": "a text encoder, not a full model",
     }
     if info.kind in kinds:
         return kinds[info.kind]

@@ -79,7 +79,7 @@ class ModelInfo:
     path: Path
     format: str  # "safetensors" | "ckpt" | "gguf" | "diffusers"
     kind: str  # "checkpoint" | "lora" | "vae" | "embedding" | "upscaler" | "restorer" | "face restorer" |
-    #            "controlnet" | "unknown"
+    #            "controlnet" | "text encoder" | "unknown"
     family: Family
     inpaint: bool = False
     size_bytes: int = 0
@@ -160,6 +160,9 @@ def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[st
         return _Guess("checkpoint", note=_unsupported("a model that is not SD 1.x, 2.x or SDXL"))
     if {"emb_params", "string_to_param", "clip_l", "clip_g"} & keys:
         return _classify_embedding(shapes)
+    if has("text_model.encoder.", "encoder.block.", "model.embed_tokens.") and not has("encoder.conv_in."):
+        return _Guess("text encoder", note="a text encoder (CLIP, T5 or Qwen3, as ComfyUI's text_encoders folder "
+                                           "holds them), not a full model")
     face = _face_restorer(keys)  # before the VAE: RestoreFormer has a VAE's encoder and decoder
     if face:
         return _Guess("face restorer", note=face)

@@ -198,6 +198,21 @@ def test_fp8_files_are_identified_and_say_fp8(tmp_path, dtype):
     assert "fp8" in info.note
 
 
+@pytest.mark.parametrize(
+    "name, tensors",
+    [
+        ("clip_l", {"text_model.encoder.layers.0.self_attn.q_proj.weight": (8, 8),
+                    "text_model.embeddings.token_embedding.weight": (16, 8)}),
+        ("t5xxl_fp16", {"encoder.block.0.layer.0.SelfAttention.q.weight": (8, 8), "shared.weight": (16, 8)}),
+        ("qwen_3_4b", {"model.embed_tokens.weight": (16, 8), "model.layers.0.self_attn.q_proj.weight": (8, 8)}),
+    ],
+)
+def test_comfyui_text_encoder_files_say_what_they_are(tmp_path, name, tensors):
+    info = identify(write_safetensors(tmp_path / f"{name}.safetensors", tensors))
+    assert (info.kind, info.family) == ("text encoder", Family.UNKNOWN)
+    assert model_sources.problem_of(info) == "a text encoder, not a full model"
+
+
 # ---------------------------------------------------------------------- GGUF
 
 GGUF_TYPES = {"F32": 0, "F16": 1, "Q8_0": 8, "Q4_K": 12, "BF16": 30}
