@@ -13,6 +13,14 @@
   silicon Macs of that size it is faster too.
 - CPU: nothing more; bf16 against fp32 is chosen in devices.py.
 
+The flow-matching families (FLUX.1, SD3.5, Z-Image, FLUX.2 klein) have 4-12B
+parameter transformers and text encoders of 4-8B. On a GPU too small for all of
+it, model offload keeps only the running model on the GPU (it needs the largest
+one, usually the transformer, to fit with one step's activations); when even
+that does not fit, sequential offload moves each layer in as it runs (it runs
+on any GPU, much slower). `estimate` says so in a sentence before loading, and
+on the CPU how long a step will take from a measured matrix-multiply speed.
+
 A plan is made from plain numbers (so it is tested without a GPU) and applied
 once per loaded model.
 
@@ -25,10 +33,13 @@ computer keep the remainder.
 
 from __future__ import annotations
 
+import functools
+import time
 from dataclasses import dataclass, replace
 
 import torch
 
+from desktop.core import families
 from desktop.core.modelfiles import Family
 
 from .devices import DeviceChoice
@@ -37,6 +48,49 @@ GiB = 1024**3
 # Working memory on top of the weights at the family's usual size: activations, attention and the VAE decode.
 WORKING_MEMORY = {Family.SD1: 2 * GiB, Family.SD2: 2.5 * GiB, Family.SDXL: 3.5 * GiB}
 MPS_SLICING_BELOW = 64 * GiB
+
+
+@dataclass(frozen=True)
+class FlowWorking:
+    """Working memory of a flow family at 1024x1024, batch 1 (bytes), in its two phases."""
+
+    step: float  # one transformer step's activations (the step a model offload must fit beside the transformer)
+    decode: float  # the VAE decoding the picture
+
+
+# Estimates, not measurements (no GPU was at hand). Step: the transformer keeps no activations between its blocks
+# at inference and SDPA attention does not materialise the token x token matrix, so a step's peak is a few
+# (tokens x widest layer) tensors: FLUX.1 at 1024x1024 has 4096 image + 512 text tokens, its single blocks'
+# fused projection is 21,504 wide, 4608 x 21504 x 2 bytes = 0.2 GB each, with the MLP and attention outputs beside
+# them under 1 GiB; SD3.5 runs its two CFG passes as a batch of 2 (4096 + 333 tokens, 2432 wide). Decode: all
+# four use SD's VAE decoder (128-512 channels; FLUX.2's differs in its latent channels only), whose 1024x1024
+# decode in half precision is the bulk of SDXL's 3.5 GiB above: 1024 x 1024 x 128 channels x 2 bytes = 256 MiB a
+# tensor at full size, several alive in the last up-block.
+FLOW_WORKING = {
+    Family.FLUX1: FlowWorking(step=1 * GiB, decode=2.5 * GiB),
+    Family.SD3: FlowWorking(step=1.25 * GiB, decode=2.5 * GiB),
+    Family.ZIMAGE: FlowWorking(step=1 * GiB, decode=2.5 * GiB),
+    Family.FLUX2_KLEIN: FlowWorking(step=1 * GiB, decode=2.5 * GiB),
+}
+# Text tokens the transformer attends to beside the image's: the pipelines' max_sequence_length (T5 and Qwen3:
+# 512); SD3 joins CLIP's 77 to T5's 256.
+TEXT_TOKENS = {Family.FLUX1: 512, Family.SD3: 77 + 256, Family.ZIMAGE: 512, Family.FLUX2_KLEIN: 512}
+# Every flow family turns a 16x16 pixel patch into one token (an 8x VAE and 2x2 patches; FLUX.2: a 16x VAE).
+PIXELS_PER_TOKEN_SIDE = 16
+
+# How much slower than the model whole on the GPU. Model offload moves each model over PCIe once per picture, not
+# per step: about 32 GB for FLUX.1 at 10-25 GB/s is 1.5-3 s beside some 25 s of steps (diffusers' memory guide:
+# "negligible impact on inference time"), more for few-step models. Sequential offload moves the transformer's
+# weights in every step (24 GB at an effective ~10 GB/s from unpinned memory is about 2.4 s against 0.6-1 s of
+# compute on a GPU that has to use it), so 3-5x: we say 4.
+MODEL_OFFLOAD_SLOWDOWN = 1.3
+SEQUENTIAL_OFFLOAD_SLOWDOWN = 4.0
+# Attention's share of a flow transformer's multiply-adds on top of its linear layers (2 x parameters x tokens):
+# 4 x tokens^2 x width x blocks = 4 x 4608^2 x 3072 x 57 = 15 TFLOP against 2 x 11.9e9 x 4608 = 110 TFLOP for
+# FLUX.1 at 1024x1024: about 14%.
+ATTENTION_SHARE = 0.14
+MEASURE_SIDE = 512  # the square matrices whose product measures the CPU (0.27 GFLOP each: 27 ms at 10 GFLOP/s)
+MEASURE_SECONDS = 0.1  # time spent multiplying them, after one warm-up product
 GPU, SYSTEM = "gpu", "system"  # the memory pools loaded weights live in
 SYSTEM_SHARE = 0.5  # of the system's memory that loaded models may hold between them
 
@@ -44,19 +98,30 @@ SYSTEM_SHARE = 0.5  # of the system's memory that loaded models may hold between
 @dataclass(frozen=True)
 class Plan:
     channels_last: bool = False
-    offload: bool = False
+    offload: bool = False  # the weights stay in system memory: model offload, or with `sequential`, layer by layer
     attention_slicing: bool = False
     note: str = ""  # what the status bar says about it, e.g. "model offload: ... the GPU has 3.2 GiB free"
+    sequential: bool = False  # sequential CPU offload (always with offload): each layer moves in as it runs
 
 
 def plan(choice: DeviceChoice, family: Family, weights: int, gpu_memory: int | None = None,
-         system_memory: int | None = None) -> Plan:
-    """What to do for a model of `weights` bytes on `choice`, given the GPU's free and the system's memory."""
+         system_memory: int | None = None, *, largest: int | None = None) -> Plan:
+    """What to do for a model of `weights` bytes on `choice`, given the GPU's free and the system's memory.
+
+    `largest`: bytes of its largest model (largest_component(pipe)); without it a model too big for the GPU
+    gets model offload, with it sequential offload when even that model does not fit.
+    """
     half = choice.dtype in (torch.float16, torch.bfloat16)
     kind = choice.device.type
     if kind == "cuda" and gpu_memory is not None:
         need = weights + working_memory(family)
         if need > gpu_memory:
+            part = None if largest is None else offload_need(family, largest)
+            if part is not None and part > gpu_memory:
+                # channels-last is left off: the hooks keep the weights on the meta device between uses
+                return Plan(offload=True, sequential=True,
+                            note=f"sequential offload: even its largest part needs about {part / GiB:.1f} GiB, "
+                                 f"the GPU has {gpu_memory / GiB:.1f} GiB free")
             return Plan(channels_last=half, offload=True,
                         note=f"model offload: it needs about {need / GiB:.1f} GiB, the GPU has "
                              f"{gpu_memory / GiB:.1f} GiB free")
@@ -66,7 +131,92 @@ def plan(choice: DeviceChoice, family: Family, weights: int, gpu_memory: int | N
 
 
 def working_memory(family: Family) -> int:
+    """Bytes a run needs beside the weights when the whole model is on the GPU (1024x1024 for the flow families)."""
+    if family in FLOW_WORKING:
+        return int(max(FLOW_WORKING[family].step, FLOW_WORKING[family].decode))
     return int(WORKING_MEMORY.get(family, 2 * GiB))
+
+
+def offload_need(family: Family, largest: int) -> int:
+    """GPU bytes a model-offloaded run needs: its largest model with a step's activations, or the VAE decode."""
+    working = FLOW_WORKING.get(family)
+    if working is None:  # a UNet family: its working memory is mostly the UNet's own activations
+        return largest + working_memory(family)
+    return int(max(largest + working.step, working.decode))
+
+
+def largest_component(pipe) -> int:
+    """Bytes of the pipeline's largest model (the transformer or UNet, or a big text encoder)."""
+    modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
+    return max((sum(p.numel() * p.element_size() for p in m.parameters()) for m in modules), default=0)
+
+
+def denoiser_parameters(pipe) -> int:
+    """Parameters of the model that runs every step (the transformer, or the UNet)."""
+    model = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+    return 0 if model is None else sum(p.numel() for p in model.parameters())
+
+
+def estimate(choice: DeviceChoice, family: Family, weights: int, gpu_memory: int | None = None, *,
+             largest: int | None = None, denoiser: int | None = None, variant: str = "",
+             size: tuple[int, int] = (1024, 1024)) -> str:
+    """One sentence for the status line before a model loads ("" when there is nothing worth saying).
+
+    CUDA: what it needs against the GPU's free memory and how it will run, e.g. "needs about 33.9 GiB; this GPU
+    has 24.0 GiB free: it will run with model offload, about 1.3x slower". CPU (flow families, given the
+    `denoiser`'s parameter count): "about 95 s per step at 1024x1024 on this CPU".
+    """
+    kind = choice.device.type
+    if kind == "cuda" and gpu_memory is not None:
+        need = weights + working_memory(family)
+        head = f"needs about {need / GiB:.1f} GiB; this GPU has {gpu_memory / GiB:.1f} GiB free"
+        decided = plan(choice, family, weights, gpu_memory, largest=largest)
+        if decided.sequential:
+            return f"{head}: it will run with sequential offload, about {SEQUENTIAL_OFFLOAD_SLOWDOWN:g}x slower"
+        if decided.offload:
+            return f"{head}: it will run with model offload, about {MODEL_OFFLOAD_SLOWDOWN:g}x slower"
+        return f"{head}: it runs whole on the GPU"
+    if kind == "cpu" and denoiser and family in TEXT_TOKENS:
+        seconds = cpu_step_seconds(choice, family, denoiser, variant, size)
+        return f"about {_round(seconds)} s per step at {size[0]}x{size[1]} on this CPU"
+    return ""
+
+
+def cpu_step_seconds(choice: DeviceChoice, family: Family, denoiser: int, variant: str = "",
+                     size: tuple[int, int] = (1024, 1024)) -> float:
+    """Seconds one step of a flow transformer of `denoiser` parameters takes on this CPU, from its measured speed.
+
+    A step is 2 multiply-adds per parameter per token (image and text tokens), plus attention, once per
+    classifier-free guidance pass (2 when the variant's recommended CFG scale is above 1).
+    """
+    tokens = (size[0] // PIXELS_PER_TOKEN_SIDE) * (size[1] // PIXELS_PER_TOKEN_SIDE) + TEXT_TOKENS[family]
+    spec = families.spec(family)
+    passes = 2 if spec is not None and spec.variant(variant).cfg_scale > 1 else 1
+    flops = 2 * denoiser * tokens * passes * (1 + ATTENTION_SHARE)
+    return flops / cpu_flops(choice.dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flops(dtype: torch.dtype) -> float:
+    """Multiply-add throughput (FLOP/s) of this CPU in `dtype`, measured once (in about 0.1 s; under 0.2 s even at
+    10 GFLOP/s) and remembered."""
+    a = torch.randn(MEASURE_SIDE, MEASURE_SIDE).to(dtype)
+    b = torch.randn(MEASURE_SIDE, MEASURE_SIDE).to(dtype)
+    torch.mm(a, b)  # warm-up: thread pool, kernel choice
+    count, start = 0, time.perf_counter()
+    while True:
+        torch.mm(a, b)
+        count += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= MEASURE_SECONDS:
+            return count * 2 * MEASURE_SIDE**3 / elapsed
+
+
+def _round(seconds: float) -> str:
+    """Two significant figures: 0.84, 7.3, 95, 1300."""
+    if seconds < 10:
+        return f"{seconds:.2g}" if seconds < 1 else f"{seconds:.1f}"
+    return f"{float(f'{seconds:.2g}'):.0f}"
 
 
 def pool(choice: DeviceChoice, plan: Plan) -> str:
@@ -151,7 +301,9 @@ def adopt(module, plan: Plan, device: torch.device) -> None:
 def derive(pipe, plan: Plan, device: torch.device) -> None:
     """The settings that belong to a pipeline rather than to its modules, so a pipeline made by from_pipe() (which
     shares the modules, not the offload hooks) needs them again."""
-    if plan.offload:
+    if plan.sequential:
+        pipe.enable_sequential_cpu_offload(device=device)  # moves each layer to the GPU only while it runs
+    elif plan.offload:
         pipe.enable_model_cpu_offload(device=device)  # moves each model to the GPU only while it runs
     if plan.attention_slicing:
         pipe.enable_attention_slicing()
