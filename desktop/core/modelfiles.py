@@ -256,6 +256,9 @@ def _classify_flow(shapes, metadata, name: str) -> _Guess | None:
         return any(k.startswith(prefixes) for k in t)
 
     hints = _hints(metadata, name)
+    controlnet = has("controlnet_", "control_layers.", "control_all_x_embedder.")  # Flux/SD3's, Z-Image's
+    if controlnet and has("transformer_blocks.", "double_blocks.", "joint_blocks.", "layers."):
+        return _Guess("controlnet", note=_unsupported("a ControlNet for a flow-matching model"))
     if has("single_stream_modulation.", "double_stream_modulation_img."):
         guess = _flux2(t, has, hints)
     elif has("double_blocks.", "single_blocks.") or has("single_transformer_blocks.") and has("time_text_embed."):

@@ -180,6 +180,20 @@ def test_relatives_the_flow_families_do_not_cover_say_what_they_are(tmp_path, te
     assert model_sources.problem_of(info) == info.note
 
 
+@pytest.mark.parametrize(
+    "tensors",
+    [
+        {**FLUX1_DIFFUSERS_DEV, "controlnet_blocks.0.weight": (8, 8), "controlnet_x_embedder.weight": (8, 64)},
+        {**SD3_DIFFUSERS, "controlnet_blocks.0.weight": (8, 8)},
+        {**ZIMAGE, "control_all_x_embedder.2-1.weight": (8, 64), "control_layers.0.attention.qkv.weight": (24, 8)},
+    ],
+)
+def test_flow_controlnets_are_not_taken_for_models(tmp_path, tensors):
+    info = identify(write_safetensors(tmp_path / "controlnet.safetensors", tensors))
+    assert (info.kind, info.family) == ("controlnet", Family.UNKNOWN)
+    assert "ControlNet for a flow-matching model" in info.note
+
+
 def test_what_a_file_holds(tmp_path):
     full = write_safetensors(tmp_path / "full.safetensors", prefixed(FLUX1_DEV) | COMFY_FLUX_EXTRAS)
     bare = write_safetensors(tmp_path / "bare.safetensors", FLUX1_DEV)
