@@ -32,9 +32,11 @@ from desktop.core import atomic
 UNET_KINDS = ("sd1", "sd1-inpaint", "sdxl")
 FLOW_KINDS = ("zimage", "flux2-klein", "flux1", "sd3")  # flow-matching transformers: desktop/engine/tiny_flow.py
 KINDS = UNET_KINDS + FLOW_KINDS
+# Beside tiny-<kind>/, .config and .safetensors, a kind may have tiny-<kind><suffix>/ (see _extras).
+EXTRA_SUFFIXES = (".comfy",)
 
 # Bump whenever anything that ends up on disk changes (sizes, configs, tokenizer, init).
-VERSION = 1
+VERSION = 3
 
 MAX_LENGTH = 77
 BOS = "<|startoftext|>"
@@ -144,6 +146,7 @@ def _is_current(root: Path, model: TinyModel) -> bool:
             and (model.folder / "model_index.json").is_file()
             and (model.config / "model_index.json").is_file()
             and _checkpoint_bytes(model) == stamp.get("checkpoint_bytes")
+            and all((root / name).is_dir() for name in stamp.get("extras", []))
         )
     except (OSError, ValueError):
         return False
@@ -154,8 +157,14 @@ def _write_stamp(root: Path, model: TinyModel) -> None:
         "version": VERSION,
         "kind": model.kind,
         "checkpoint_bytes": _checkpoint_bytes(model),
+        "extras": [p.name for p in _extras(model) if p.is_dir()],
     }
     atomic.write_json(_stamp_path(root, model.kind), stamp)
+
+
+def _extras(model: TinyModel) -> list[Path]:
+    """Folders some kinds have beside the three: a ComfyUI-style tree of separate files (flow_layout.comfy_tree)."""
+    return [model.folder.with_name(model.folder.name + suffix) for suffix in EXTRA_SUFFIXES]
 
 
 def _checkpoint_bytes(model: TinyModel) -> int | None:
@@ -184,8 +193,11 @@ def _install(staged: TinyModel, model: TinyModel, work: Path) -> None:
         (staged.folder, model.folder),
         (staged.config, model.config),
         (staged.checkpoint, model.checkpoint),
+        *zip(_extras(staged), _extras(model)),
     ):
-        if not src.exists() and model.kind in FLOW_KINDS:  # no single file (yet)
+        if not src.exists() and (model.kind in FLOW_KINDS or dst in _extras(model)):  # a kind without it
+            if dst.is_dir() and not dst.is_symlink():
+                os.replace(dst, trash / dst.name)  # left from an older build
             continue
         if dst.is_dir() and not dst.is_symlink():
             os.replace(dst, trash / dst.name)  # a directory can only replace an empty one

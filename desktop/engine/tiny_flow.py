@@ -25,6 +25,7 @@ gives byte-identical files on every build.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -80,12 +81,32 @@ def write_model(model) -> None:
     with torch.random.fork_rng(devices=[]):
         pipe, clip_tokenizers = builders[model.kind](scratch)
     tiny._save_quietly(pipe, model.folder)
+    _name_fast_tokenizers(model.folder / "model_index.json")
     for name in clip_tokenizers:  # our own files, not whatever this transformers version writes
         shutil.rmtree(model.folder / name)
         shutil.copytree(scratch / name, model.folder / name)
     shutil.rmtree(scratch, ignore_errors=True)
     weights = shutil.ignore_patterns(*("*" + suffix for suffix in tiny._WEIGHT_SUFFIXES))
     shutil.copytree(model.folder, model.config, ignore=weights)
+    from desktop.engine import flow_layout  # the single files in the original key layouts
+
+    flow_layout.write_files(model, pipe)
+
+
+def _name_fast_tokenizers(index: Path) -> None:
+    """model_index.json names the fast T5 and Qwen2 tokenizer classes (as FLUX.1's, SD3's and klein's do).
+
+    transformers 5 saves its (only, fast) tokenizers under the plain names, which
+    transformers 4 reads as the slow classes that need files these folders lack.
+    """
+    data = json.loads(index.read_text(encoding="utf-8"))
+    for name, entry in data.items():
+        if isinstance(entry, list) and entry[0] == "transformers" and entry[1] in _FAST_NAMES:
+            data[name] = ["transformers", _FAST_NAMES[entry[1]]]
+    index.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+_FAST_NAMES = {"T5Tokenizer": "T5TokenizerFast", "Qwen2Tokenizer": "Qwen2TokenizerFast"}
 
 
 # ---------------------------------------------------------------------------
@@ -184,9 +205,9 @@ def _qwen3_config(vocab: dict[str, int]):
         rope_theta=1000000.0,
         rms_norm_eps=1e-6,
         tie_word_embeddings=True,
+        max_window_layers=36,
         bos_token_id=vocab["<|endoftext|>"],
         eos_token_id=vocab["<|im_end|>"],
-        pad_token_id=vocab["<|endoftext|>"],
     )
 
 

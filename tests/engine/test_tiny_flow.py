@@ -93,6 +93,9 @@ def test_each_family_builds_a_small_diffusers_folder_and_its_configs(built, kind
     model, seconds = built[kind]
     index = json.loads((model.folder / "model_index.json").read_text(encoding="utf-8"))
     assert index["_class_name"] == PIPELINES[kind][0]
+    # Tokenizer classes any transformers version loads from the files written (no spiece.model, no vocab.json).
+    tokenizers = {entry[1] for name, entry in index.items() if name.startswith("tokenizer")}
+    assert tokenizers <= {"CLIPTokenizer", "T5TokenizerFast", "Qwen2TokenizerFast"}
     weights = [p for p in model.folder.rglob("*") if p.suffix in WEIGHT_SUFFIXES]
     assert weights and all(p.suffix == ".safetensors" for p in weights)
     assert sum(p.stat().st_size for p in model.folder.rglob("*") if p.is_file()) < MAX_FOLDER_BYTES
