@@ -21,7 +21,7 @@ from pathlib import Path
 from desktop.core import paths, runs, settings
 from desktop.core.backend import GenerationJob, ModelDescriptor
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
-from desktop.core.families import DEMO_KINDS, DEMO_PREFIX, Variant, demo_kind, spec
+from desktop.core.families import DEMO_KINDS, DEMO_PREFIX, FLOW_SAMPLERS, Variant, demo_kind, spec
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Extent, Margins
 from desktop.core.imageio import load_image, load_mask
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--shift", type=float, default=0.0, metavar="X",
         help="the noise schedule's shift of Z-Image, FLUX and SD 3.5 models; 0: the model's own (default)")
     add("--sampler", help=f"one of: {', '.join(SAMPLERS)} (a ' Karras' suffix also works); default: DPM++ 2M, or "
-                          "Euler for the flow-matching models (which take Euler, Heun, DPM++ 2M and UniPC)")
+                          f"Euler for the flow-matching models (which take {', '.join(FLOW_SAMPLERS)})")
     add("--schedule", choices=SCHEDULES, help="default: Automatic")
     add("--seed", type=int, default=-1, help="-1: random")
     add("--width", type=int, help="default: 512, or the input image's size")

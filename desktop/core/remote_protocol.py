@@ -22,8 +22,9 @@ automatic detector.
 Events come out as NDJSON, one JSON object a line (`encode_event` / `decode_event`):
 
     accepted {replica}, status {text}, step {step, total, preview: base64 JPEG (<= PREVIEW_SIDE a side) | null},
-    result {image: PNG, seed, params: [[key, value], ...], note, request}, model {ref, family, name, hash, kinds, variant},
-    alive {} (a heartbeat while the engine is busy without news), cancelled {}, error {kind, message}
+    result {image: PNG, seed, params: [[key, value], ...], note, request},
+    model {ref, family, name, hash, kinds, variant}, alive {} (a heartbeat while the engine is busy without news),
+    cancelled {}, error {kind, message}
 
 A stream ends with the results followed by `done`, or with `cancelled` or `error`; a stream that ends otherwise
 is a failed server (the client retries once).

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import autosave, model_lists, model_sources, paths
+from desktop.core import autosave, families, model_lists, model_sources, paths
 from desktop.core import settings as settings_store
 from desktop.core.backend import GENERATION, Backend, BackendFactory, PreprocessJob
 from desktop.core.document import CanvasDocument
@@ -68,7 +68,7 @@ from .gallery.view import GalleryView
 from .generation_keys import GenerationKeys
 from .models import ModelsDialog
 from .plot_dialog import PlotDialog
-from .prompt_panel import MODE_TEXT, PromptPanel
+from .prompt_panel import MODE_TEXT, PromptPanel, lacks
 from .queue_view import QueueView
 from .settings_dialog import SettingsDialog
 from .theme import apply_theme
@@ -78,6 +78,9 @@ from .window_parts import Banner, ReplicaLabel, StatusBar
 from .worker import GenerationWorker
 
 DEMO_LABEL = "Demo model (random weights)"
+#: This computer's demo models, one of each family that has one ("demo" is SD 1.x's), listed after the real models.
+DEMO_MODELS = [("demo" if spec.demo == "sd1" else families.DEMO_PREFIX + spec.demo, f"{spec.label} demo",
+                spec.family.value) for spec in families.SPECS.values() if spec.demo]
 DEMO_NOTICE = (
     "You are using the built-in demo model. Its weights are random, so it paints noise, not pictures. "
     "To make real images, put a Stable Diffusion .safetensors file in the models folder "
@@ -156,8 +159,9 @@ class MainWindow(QMainWindow):
         self.panel.set_request(self._restored_request())  # a bad value keeps that field's default
         self.panel.settings.batch_count = self.panel.settings.field("batch_count").clamp(settings.batch_count)
         self.panel.settings.aspect_locked = settings.aspect_locked
-        known = [] if settings.model == "demo" else [(settings.model, Path(settings.model).stem, "sd1")]
-        self.panel.set_models([*known, ("demo", DEMO_LABEL, "sd1")], settings.model)
+        known = [] if families.demo_kind(settings.model) else [(settings.model, Path(settings.model).stem, "sd1")]
+        self.panel.set_models([*known, *DEMO_MODELS], settings.model)  # the family is known once the scan read it
+        self._update_demo_banner()
         self.files.set_document(CanvasDocument.new(Extent(self.panel.settings.width, self.panel.settings.height)))
         self._scan_models()
         self.background = Background(self)
@@ -208,6 +212,16 @@ class MainWindow(QMainWindow):
         )
         self.queue_notice.clicked.connect(self.queue_notice.hide)
         self.queue_notice.hide()
+        self.licence_banner = Banner()  # the chosen model's licence, once a session for each (families.Variant)
+        self.licence_banner.setObjectName("licenceBanner")
+        self.licence_banner.setToolTip("Click to dismiss")
+        self.licence_banner.setStyleSheet(
+            "#licenceBanner { background: palette(alternate-base); border: 1px solid palette(mid);"
+            " border-radius: 4px; padding: 8px; }"
+        )
+        self.licence_banner.clicked.connect(self.licence_banner.hide)
+        self.licence_banner.hide()
+        self._licences_shown: set[str] = set()
 
         self.tools = ToolState(self)
         self.canvas = CanvasView(self.tools)
@@ -226,6 +240,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, layers_dock)
         self.resizeDocks([layers_dock], [260], Qt.Orientation.Horizontal)  # its buttons wrap onto lines
         self.layers_dock = layers_dock
+        self._control_tip = self.layers.buttons["control"].toolTip()  # what a family that lacks control layers replaces
 
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop the running generation (Esc)")
@@ -259,6 +274,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.demo_banner)
         layout.addWidget(self.error_banner)
         layout.addWidget(self.queue_notice)
+        layout.addWidget(self.licence_banner)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(self.queue)
 
@@ -608,11 +624,11 @@ class MainWindow(QMainWindow):
             try:
                 if server:  # one answer for the model picker and the add-on lists (the server's names)
                     models = remote_backend(settings).models()
-                    found = [(m.ref, m.name, m.family) for m in models if GENERATION in m.kinds]
+                    found = [(m.ref, m.name, m.family, m.variant) for m in models if GENERATION in m.kinds]
                     lists = model_lists.from_server(models, server)
                 else:
                     lists = model_lists.from_files(scan_postprocess_files(folders))
-                    found = [(str(e.path), e.name, e.info.family.value)
+                    found = [(str(e.path), e.name, e.info.family.value, e.info.variant)
                              for e in model_sources.list_models(folders) if e.usable]
             except Exception as error:  # noqa: BLE001 - a server's failure is a sentence (RemoteBackend's)
                 if not server:
@@ -635,12 +651,12 @@ class MainWindow(QMainWindow):
             return  # listed for the backend the settings named before
         wanted = self._select_after_scan or self.panel.model_ref()
         self._select_after_scan = None
-        current, lost = after_scan([ref for ref, _, _ in found], wanted, first_scan=self._first_scan,
+        listed = found if server else [*found, *DEMO_MODELS]  # a server lists its own demos
+        current, lost = after_scan([ref for ref, *_ in listed], wanted, first_scan=self._first_scan,
                                    loaded=self.worker_model)
         if lost:
             self.show_error(f"The model {Path(wanted).name} was not found any more; another one is selected.")
         self._first_scan = False
-        listed = found if server else [*found, ("demo", DEMO_LABEL, "sd1")]  # a server lists its own demo
         self.panel.set_models(listed or [("demo", DEMO_LABEL, "sd1")], current)
         self._use_model_lists(lists)
         self._update_demo_banner()
@@ -716,9 +732,27 @@ class MainWindow(QMainWindow):
             self._scan_models()
 
     def _update_demo_banner(self) -> None:
+        """The demo banner while a demo model is chosen; the licence of the chosen model's variant, the first time
+        one of it is chosen; the canvas's features the model's family lacks, disabled, saying why."""
         server = self.settings.server_url
         self.demo_banner.setText(SERVER_DEMO_NOTICE.format(server=server) if server else DEMO_NOTICE)
-        self.demo_banner.setVisible(self.panel.model_ref() == "demo")
+        demo = families.demo_kind(self.panel.model_ref()) is not None
+        self.demo_banner.setVisible(demo)
+        family = self.panel.family()
+        spec = families.spec(family)
+        variant = spec.variant(self.panel.variant()) if spec else None
+        licensed = variant is not None and variant.licence and not demo  # a demo's weights are random, not theirs
+        text = f"{variant.label}: {variant.licence}." if licensed else ""
+        if text and variant.label not in self._licences_shown:
+            self._licences_shown.add(variant.label)
+            self.licence_banner.setText(text)
+            self.licence_banner.show()
+        elif self.licence_banner.text() != text:  # another model's
+            self.licence_banner.hide()
+        button = self.layers.buttons["control"]
+        why = lacks(family, families.CONTROLS)
+        button.setEnabled(not why)
+        button.setToolTip(why or self._control_tip)
 
     @Slot(str)
     def _model_changed(self, ref: str) -> None:

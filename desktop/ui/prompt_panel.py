@@ -11,6 +11,13 @@ lands there. Adding a control is a field there and one bound widget here.
 `request()` and `set_request()` go through the settings' to_request() and
 apply() (restoring the last session, "Use all parameters").
 
+Model families (desktop/core/families.py): the model list carries each model's family and variant. Only the
+family's samplers are listed, Shift and Distilled CFG show for the flow-matching families that take them, and
+the controls of what the family lacks (LoRAs, control layers, hires fix, clip skip, emphasis) are disabled,
+saying why. Choosing a model of another family or variant (not the same model again, not the window restoring
+its last settings) sets that variant's recommended steps, CFG, sampler and guidance, as Forge's UI presets do,
+or the values the person had for it when they last left it this session.
+
 Signals:
     generate_requested(): the user pressed Generate (or Ctrl+Enter in a prompt).
     model_changed(str): another model was picked in the list (not when `set_models` or the settings choose one).
@@ -39,6 +46,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core import families
 from desktop.core.generation_settings import GenerationSettings, supported_schedules
 from desktop.core.request import (HIRES_UPSCALERS, MAX_SIZE, MIN_SIZE, GenerationRequest, InpaintArea, MaskedContent,
                                   Mode)
@@ -55,6 +63,25 @@ SIZE_PRESETS = {
     "sd2": [(768, 768), (768, 1024), (1024, 768), (512, 512)],
     "sdxl": [(1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896), (1344, 768), (768, 1344)],
 }
+_MEGAPIXEL = [(1024, 1024), (896, 1152), (1152, 896), (832, 1216), (1216, 832), (768, 1344), (1344, 768)]
+SIZE_PRESETS.update({family: _MEGAPIXEL for family in ("zimage", "flux2-klein", "flux1", "sd3")})
+
+#: The model list's item data role of a model's variant (families.Variant: "dev", "schnell", ...).
+VARIANT_ROLE = Qt.ItemDataRole.UserRole + 1
+
+#: The heading above the demo models in the model list ("demo", "demo:<kind>"), after the real models.
+DEMO_HEADING = "Demo models (random weights)"
+
+#: What each family feature's controls do, for the sentence of a family that lacks it.
+FEATURE_WORDS = {families.LORAS: "LoRAs or embeddings", families.CONTROLS: "control layers or reference pictures",
+                 families.HIRES: "the hires fix", families.CLIP_SKIP: "Clip skip", families.EMPHASIS: "emphasis modes"}
+
+
+def lacks(family: str, feature: str) -> str:
+    """Why a model of `family` can't use `feature` ("FLUX.1 models can't use LoRAs ... yet"); "" when it can."""
+    if families.supports(family, feature):
+        return ""
+    return f"{families.spec(family).label} models can't use {FEATURE_WORDS[feature]} in Sfumato yet"
 
 
 class SizeSpinBox(QSpinBox):
@@ -115,7 +142,9 @@ class PromptPanel(QWidget):
         self.settings = GenerationSettings()
         self.mode = Mode.TXT2IMG
         self.last_seed: int | None = None
-        self._family = "sd1"
+        self._kept: dict[tuple[str, str], dict] = {}  # the values left behind in each family preset (preset_key)
+        self._preset: tuple[str, str] | None = None  # the preset the values are for; None before the first list
+        self._listing = False  # set_models is choosing the model
         self._build()
         self.setAcceptDrops(True)
 
@@ -162,7 +191,21 @@ class PromptPanel(QWidget):
         self.cfg = QDoubleSpinBox()
         self.cfg.setSingleStep(0.5)
         self.cfg.setDecimals(GenerationSettings.field("cfg_scale").decimals)
-        self.cfg.setToolTip("CFG scale: how strictly to follow the prompt (5-9 is typical)")
+        self.cfg.setToolTip("CFG scale: how strictly to follow the prompt (5-9 is typical; 1 turns it off and the "
+                            "negative prompt with it, as FLUX.1 and the turbo models want)")
+        self.shift = QDoubleSpinBox()
+        self.shift.setDecimals(GenerationSettings.field("shift").decimals)
+        self.shift.setSingleStep(0.5)
+        self.shift.setSpecialValueText("Automatic")
+        self.shift.setToolTip("Shift of the noise schedule: higher spends more steps on the composition. Automatic "
+                              "(0) is the model's own, which follows the picture's size where the model does")
+        self.shift_label = QLabel("Shift")
+        self.distilled = QDoubleSpinBox()
+        self.distilled.setDecimals(GenerationSettings.field("distilled_cfg").decimals)
+        self.distilled.setSingleStep(0.5)
+        self.distilled.setToolTip("Distilled CFG Scale (Forge's name): the guidance FLUX.1 [dev] was distilled to "
+                                  "take, how strictly it follows the prompt at no extra cost (3.5 is typical)")
+        self.distilled_label = QLabel("Distilled")
 
         self.seed = QDoubleSpinBox()  # QSpinBox stops at 2**31 - 1; seeds go to 2**32 - 1
         self.seed.setDecimals(0)
@@ -192,6 +235,7 @@ class PromptPanel(QWidget):
         self.batch_count = QSpinBox()
         self.batch_count.setToolTip("Runs queued one after another")
         self.clip_skip = QSpinBox()
+        self.emphasis_label = QLabel("Emphasis")
         self.clip_skip.setToolTip("Clip skip: 1 reads the prompt with the text encoder's last layer, 2 with the one "
                                   "before it (some anime models want 2). SD 1.x models only: SD 2.x and SDXL "
                                   "models read a fixed layer, as in AUTOMATIC1111")
@@ -259,9 +303,9 @@ class PromptPanel(QWidget):
         form.addRow("Model", self.model)
         form.addRow("Sampler", self.sampler)
         form.addRow("Schedule", self.schedule)
-        form.addRow("Steps", self.steps)
-        form.addRow("CFG scale", self.cfg)
-        form.addRow("Clip skip", _row(self.clip_skip, QLabel("Emphasis"), self.emphasis))
+        form.addRow("Steps", _row(self.steps, self.shift_label, self.shift))
+        form.addRow("CFG scale", _row(self.cfg, self.distilled_label, self.distilled))
+        form.addRow("Clip skip", _row(self.clip_skip, self.emphasis_label, self.emphasis))
         form.addRow("Seed", _row(self.seed, random_seed, self.reuse_seed))
         form.addRow("Width", _row(self.width_box, self.aspect_lock))
         form.addRow("Height", self.height_box)
@@ -312,7 +356,8 @@ class PromptPanel(QWidget):
         bind_combo_text(s, "sampler", self.sampler)
         bind_combo_text(s, "schedule", self.schedule)
         bind_combo_text(s, "emphasis", self.emphasis)
-        for name, box in (("steps", self.steps), ("cfg_scale", self.cfg), ("clip_skip", self.clip_skip),
+        for name, box in (("steps", self.steps), ("cfg_scale", self.cfg), ("shift", self.shift),
+                          ("distilled_cfg", self.distilled), ("clip_skip", self.clip_skip),
                           ("seed", self.seed), ("width", self.width_box), ("height", self.height_box),
                           ("batch_size", self.batch_size), ("batch_count", self.batch_count),
                           ("strength", self.strength), ("mask_blur", self.mask_blur),
@@ -329,14 +374,16 @@ class PromptPanel(QWidget):
             bind_spin(s, name, box)
         s.changed.connect(self._setting_changed)
         self._show_schedules(s.sampler)
+        self._tips = {widget: widget.toolTip() for widget in self._feature_widgets()}  # the tips a family may replace
+        self._show_family()
         s.size_changed.connect(self.size_changed.emit)
         self.model.currentIndexChanged.connect(lambda _index: self.model_changed.emit(self.model_ref()))
 
     def _setting_changed(self, name: str, value: object) -> None:
         if name == "sampler":
             self._show_schedules(value)
-        elif name == "model":
-            self._update_presets()
+        elif name == "model" and not self._listing:  # the person picked it (or "Use all" chose it)
+            self._use_family(switched=True)
         elif name == "inpaint_area" or name.startswith("hires_") or name in ("width", "height"):
             self.set_mode(self.mode)
 
@@ -358,17 +405,36 @@ class PromptPanel(QWidget):
         box.setCurrentText(wanted)
         box.blockSignals(False)
 
-    def set_models(self, models: list[tuple[str, str, str]], current: str) -> None:
-        """models: [(reference, label, family)], shown in order; selects `current` if present."""
+    def set_models(self, models: list[tuple], current: str) -> None:
+        """models: [(reference, label, family)] or [(reference, label, family, variant)], shown in order (the window
+        lists the demo models, "demo" and "demo:<kind>", last: under the DEMO_HEADING when there are several);
+        selects `current` if present. An item's data is (reference, family), its VARIANT_ROLE data the variant.
+
+        Another model than before, of another family or variant, takes that one's settings (see the module's notes);
+        the first list (the window restoring its last settings) and the same model again keep the values."""
+        rows = [(ref, label, family, rest[0] if rest else "") for ref, label, family, *rest in models]
+        demos = sum(families.demo_kind(row[0]) is not None for row in rows)
+        before = self.settings.model
         self.model.blockSignals(True)
         self.model.clear()
-        for ref, label, family in models:
+        for ref, label, family, variant in rows:
+            if demos > 1 and families.demo_kind(ref) is not None and self.model.findText(DEMO_HEADING) < 0:
+                if self.model.count():
+                    self.model.insertSeparator(self.model.count())
+                self.model.addItem(DEMO_HEADING)
+                self.model.model().item(self.model.count() - 1).setEnabled(False)
             self.model.addItem(label, (ref, family))
-        index = max(0, next((i for i, (ref, _, _) in enumerate(models) if ref == current), 0))
+            self.model.setItemData(self.model.count() - 1, variant, VARIANT_ROLE)
+        index = next((i for i in range(self.model.count()) if (self.model.itemData(i) or ("",))[0] == current),
+                     next((i for i in range(self.model.count()) if self.model.itemData(i)), -1))
         self.model.setCurrentIndex(index)
         self.model.blockSignals(False)
-        self.settings.model = models[index][0] if models else "demo"
-        self._update_presets()
+        self._listing = True
+        try:
+            self.settings.model = self.model.itemData(index)[0] if index >= 0 else "demo"
+        finally:
+            self._listing = False
+        self._use_family(switched=self.settings.model != before)
 
     def model_ref(self) -> str:
         return self.settings.model
@@ -376,6 +442,65 @@ class PromptPanel(QWidget):
     def family(self) -> str:
         data = self.model.currentData()
         return data[1] if data else "sd1"
+
+    def variant(self) -> str:
+        """The chosen model's variant within its family ("dev", "schnell", ...; "" when not known)."""
+        return self.model.currentData(VARIANT_ROLE) or ""
+
+    def preset_key(self) -> tuple[str, str]:
+        """Which values go with the chosen model: one preset for SD 1.x, 2.x and SDXL (A1111 keeps its values
+        whichever of them is chosen), one per variant of a flow-matching family ("" and "dev" of FLUX.1 alike)."""
+        family = self.family()
+        if not families.is_flow(family):
+            return ("sd", "")
+        return (family, families.spec(family).variant(self.variant()).label)
+
+    def _use_family(self, switched: bool) -> None:
+        """The chosen model's family: on a switch to another preset, leave the values of the last one behind and
+        take this one's (the person's own from earlier, else its recommendation); then keep to what it can run."""
+        key = self.preset_key()
+        if switched and self._preset is not None and key != self._preset:
+            self._kept[self._preset] = self.settings.family_values()
+            if key in self._kept:
+                self.settings.take_values(self._kept[key])
+            else:
+                self.settings.recommend(self.family(), self.variant())
+        self._preset = key
+        self.settings.fit(self.family(), self.variant())
+        self._show_family()
+
+    def _feature_widgets(self) -> dict[QWidget, str]:
+        """The panel's controls of the family features (families.LORAS, ...): disabled, saying why, where it lacks one."""
+        return {self.addons_button: families.LORAS, self.clip_skip: families.CLIP_SKIP,
+                self.emphasis: families.EMPHASIS, self.emphasis_label: families.EMPHASIS,
+                self.hires_check: families.HIRES}
+
+    def _show_family(self) -> None:
+        """Its samplers, its size presets, Shift and Distilled CFG where it takes them, its features' controls."""
+        family = self.family()
+        spec = families.spec(family)
+        names = list(spec.samplers) if spec and spec.samplers else list(SAMPLERS)
+        if [self.sampler.itemText(i) for i in range(self.sampler.count())] != names:
+            self.sampler.blockSignals(True)
+            self.sampler.clear()
+            self.sampler.addItems(names)
+            self.sampler.blockSignals(False)
+        if self.sampler.currentText() != self.settings.sampler:
+            blocked = self.sampler.blockSignals(True)
+            self.sampler.setCurrentText(self.settings.sampler)
+            self.sampler.blockSignals(blocked)
+        flow = families.is_flow(family)
+        distilled = flow and spec.variant(self.variant()).distilled_cfg is not None
+        for widget, shown in ((self.shift, flow), (self.shift_label, flow), (self.distilled, distilled),
+                              (self.distilled_label, distilled)):
+            widget.setVisible(shown)
+        for widget, feature in self._feature_widgets().items():
+            why = lacks(family, feature)
+            widget.setToolTip(why or self._tips[widget])
+            if widget is not self.hires_check:  # _show_hires: the mode decides too
+                widget.setEnabled(not why)
+        self._update_presets()
+        self._show_hires(self.mode)
 
     def _update_presets(self) -> None:
         self.presets.clear()
@@ -458,7 +583,7 @@ class PromptPanel(QWidget):
         """Open when checked; only text to image makes a first pass to upscale, so other modes cannot use it."""
         self.hires_body.setVisible(self.settings.hires_enabled)
         for widget in (self.hires_check, self.hires_body):
-            widget.setEnabled(mode is Mode.TXT2IMG)
+            widget.setEnabled(mode is Mode.TXT2IMG and families.supports(self.family(), families.HIRES))
         self.hires_check.setText("Hires fix" if mode is Mode.TXT2IMG else "Hires fix (text to image only)")
 
     def set_size(self, width: int, height: int) -> None:
@@ -469,7 +594,9 @@ class PromptPanel(QWidget):
         return self.settings.to_request()
 
     def set_request(self, request: GenerationRequest) -> None:
+        """Take a request's values (the model stays); what the chosen model's family can't run stays off."""
         self.settings.apply(request)
+        self.settings.fit(self.family(), self.variant())
 
     def remember_seed(self, seed: int) -> None:
         self.last_seed = seed

@@ -6,6 +6,7 @@ import pytest
 from desktop.cli import build_parser, request_from_args
 from desktop.core.backend import ModelDescriptor
 from desktop.core.errors import InvalidRequest
+from desktop.core.families import FLOW_SAMPLERS
 from desktop.core.generation_settings import GenerationSettings
 from desktop.core.remote_protocol import describe_model, read_model
 from desktop.core.request import GenerationRequest, Sampling
@@ -39,9 +40,9 @@ def test_recommend_sets_a_variants_values_and_turns_off_what_the_family_lacks():
 
 def test_fit_keeps_a_flow_familys_own_sampler():
     settings = GenerationSettings()
-    settings.sampler = "UniPC"
+    settings.sampler = FLOW_SAMPLERS[-1]
     settings.fit("sd3")
-    assert settings.sampler == "UniPC"
+    assert settings.sampler == FLOW_SAMPLERS[-1]
     settings.sampler = "Euler a"  # no flow-matching form
     settings.fit("sd3")
     assert settings.sampler == "Euler"

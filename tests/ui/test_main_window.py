@@ -204,7 +204,8 @@ def test_a_model_in_the_models_folder_is_found_and_preferred_over_the_demo(make_
     assert window.panel.model.currentText() == "painter"
     assert not window.demo_banner.isVisible()
     labels = [window.panel.model.itemText(i) for i in range(window.panel.model.count())]
-    assert labels == ["painter", "Demo model (random weights)"]
+    assert labels == ["painter", "", "Demo models (random weights)", "SD 1.x demo", "SDXL demo", "Z-Image demo",
+                      "FLUX.2 [klein] demo", "FLUX.1 demo", "SD 3.5 demo"]  # "": the separator
 
 
 def test_seeds_above_two_to_the_31_are_reused_exactly(make_window, qtbot, fake_backend):

@@ -44,7 +44,7 @@ def server(fake: FakeBackend, token: str | None = None):
 
 def listed(window) -> list[tuple[str, str, str]]:
     box = window.panel.model
-    return [(box.itemText(i), *box.itemData(i)) for i in range(box.count())]
+    return [(box.itemText(i), *box.itemData(i)) for i in range(box.count()) if box.itemData(i)]  # no headings
 
 
 def small(window, **fields):
