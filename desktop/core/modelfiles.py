@@ -520,7 +520,12 @@ def _identify_diffusers(folder: Path) -> ModelInfo:
     if cls in FLOW_PIPELINES:
         family, variant, inpaint = _identify_flow_folder(folder, cls, index)
         return ModelInfo(folder, "diffusers", "checkpoint", family, inpaint, _folder_size(folder), variant=variant)
-    unet = _read_json(folder, "unet/config.json")
+    try:
+        unet = _read_json(folder, "unet/config.json")
+    except ModelFileError:
+        if cls in SD_PIPELINES | SDXL_PIPELINES:
+            raise
+        unet = {}  # a transformer pipeline Sfumato does not know (FLUX.2 [dev], PixArt, ...): said below
     try:
         scheduler = _read_json(folder, "scheduler/scheduler_config.json")
     except ModelFileError:

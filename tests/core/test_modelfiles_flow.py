@@ -378,6 +378,14 @@ def test_flow_diffusers_folders(tmp_path, name, cls, transformer, index, family,
     assert info.size_bytes > 0 and info.name == name
 
 
+@pytest.mark.parametrize("cls", ["Flux2Pipeline", "QwenImagePipeline", ""])
+def test_a_transformer_pipeline_sfumato_does_not_know_says_so(tmp_path, cls):
+    folder = make_flow_folder(tmp_path / "FLUX.2-dev", cls, {"_class_name": "Flux2Transformer2DModel"})
+    info = identify(folder)
+    assert (info.kind, info.family) == ("checkpoint", Family.UNKNOWN)
+    assert model_sources.problem_of(info) == f"is a {cls or 'diffusers'} model, which Sfumato does not support"
+
+
 def test_a_hub_snapshot_is_named_by_its_repo(tmp_path):
     snapshot = tmp_path / "hub" / "models--Tongyi-MAI--Z-Image-Base" / "snapshots" / "0123abcd"
     assert identify(make_flow_folder(snapshot, "ZImagePipeline", ZIMAGE_T)).variant == "base"
