@@ -470,7 +470,7 @@ class PromptPanel(QWidget):
         self._show_family()
 
     def _feature_widgets(self) -> dict[QWidget, str]:
-        """The panel's controls of the family features (families.LORAS, ...): disabled, saying why, where it lacks one."""
+        """The panel's controls of family features (families.LORAS, ...): disabled, saying why, where it lacks one."""
         return {self.addons_button: families.LORAS, self.clip_skip: families.CLIP_SKIP,
                 self.emphasis: families.EMPHASIS, self.emphasis_label: families.EMPHASIS,
                 self.hires_check: families.HIRES}

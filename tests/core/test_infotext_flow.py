@@ -7,7 +7,8 @@ from desktop.core.request import GenerationRequest, Sampling
 
 FORGE = ("a cat in a hat\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG Scale: 3.5, "
          "Seed: 42, Size: 1024x1024, Model hash: abc, Model: flux1-dev-fp8, Version: f2.0.1v1.10.1")
-SD = "a cat\nNegative prompt: ugly\nSteps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6, Seed: 7, Size: 512x512"
+SD = ("a cat\nNegative prompt: ugly\n"
+      "Steps: 30, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6, Seed: 7, Size: 512x512")
 
 
 def use_all_parameters(text: str, base: GenerationRequest) -> GenerationRequest:
