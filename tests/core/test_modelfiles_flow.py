@@ -288,8 +288,9 @@ def test_gguf_files_give_family_and_variant(tmp_path, name, tensors, family, var
 
 
 def test_gguf_metadata_and_version_2(tmp_path):
-    path = write_gguf(tmp_path / "model.gguf", FLUX1_DEV, {"general.name": "FLUX.1 Kontext dev", "general.alignment": 64,
-                                                            "ok": True, "scale": 0.5, "tags": ["a", "b"]}, version=2)
+    metadata = {"general.name": "FLUX.1 Kontext dev", "general.alignment": 64, "ok": True, "scale": 0.5,
+                "tags": ["a", "b"]}
+    path = write_gguf(tmp_path / "model.gguf", FLUX1_DEV, metadata, version=2)
     info = identify(path)
     assert (info.family, info.variant) == (Family.FLUX1, "kontext")
 
@@ -417,7 +418,8 @@ def test_flow_folders_whose_parts_do_not_fit_are_refused(tmp_path, cls, transfor
 def test_fitting_text_encoders_pass(tmp_path):
     folder = make_flow_folder(tmp_path / "pipe", "FluxPipeline", FLUX_T, ("text_encoder_2", {"d_model": 4096}))
     assert identify(folder).family is Family.FLUX1
-    folder = make_flow_folder(tmp_path / "klein", "Flux2KleinPipeline", KLEIN_T, ("text_encoder", {"hidden_size": 2560}))
+    folder = make_flow_folder(tmp_path / "klein", "Flux2KleinPipeline", KLEIN_T,
+                              ("text_encoder", {"hidden_size": 2560}))
     assert identify(folder).variant == "4b"
     assert flow_parts(folder) == {"transformer", "text_encoders", "vae"}
 
