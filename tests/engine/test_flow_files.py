@@ -1,0 +1,287 @@
+"""Single-file checkpoints of the flow-matching families: the original key layouts and loading them offline.
+
+The tiny models' single files (desktop/engine/flow_layout.py, written by tiny.build) are in the layouts people
+download: FLUX.1 and SD3.5 full files as ComfyUI's checkpoints folder holds them, Z-Image and FLUX.2 klein
+transformers with their text encoder and VAE in a ComfyUI models tree. diffusers' own converters take each back
+to exactly the diffusers folder's weights, and desktop/engine/flow_files.load_single_file gives the same picture.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from desktop.core.errors import ModelLoadError
+from desktop.core.modelfiles import Family, ModelInfo
+from desktop.engine import flow_files, flow_layout
+from desktop.engine.flow_files import load_single_file
+
+# Two loads of the same weights agree to float rounding (the converters hand over views of fused tensors, so
+# some matrix products run in another order): far below one level of an 8-bit picture.
+SAME_PICTURE = 1e-4
+GUIDANCE = {"flux1": 3.5, "sd3": 4.5, "zimage": 1.0, "flux2-klein": 1.0}
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_models):
+    """kind -> the tiny diffusers folder's pipeline, as the diffusers folder loads."""
+    import diffusers
+
+    found = {}
+
+    class Pipes(dict):
+        def __missing__(self, kind):
+            pipe = diffusers.DiffusionPipeline.from_pretrained(tiny_models[kind].folder, local_files_only=True)
+            pipe.set_progress_bar_config(disable=True)
+            found[kind] = pipe
+            return pipe
+
+    return Pipes()
+
+
+def _single_file(tiny_models, kind: str) -> Path:
+    model = tiny_models[kind]
+    if kind in ("flux1", "sd3"):
+        return model.checkpoint
+    return flow_layout.comfy_tree(model) / "diffusion_models" / model.checkpoint.name
+
+
+def _info(path: Path, kind: str, variant: str = "") -> ModelInfo:
+    return ModelInfo(path, "gguf" if path.suffix == ".gguf" else "safetensors", "checkpoint", Family(kind),
+                     variant=variant)
+
+
+def _picture(pipe, kind: str) -> np.ndarray:
+    return pipe(prompt="a cat in a garden", num_inference_steps=2, height=64, width=64,
+                guidance_scale=GUIDANCE[kind], generator=torch.Generator().manual_seed(7), output_type="np").images[0]
+
+
+def _strip(state: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+# ---------------------------------------------------------------------------- layouts: round trips
+
+
+@pytest.mark.parametrize("kind", ["flux1", "sd3", "zimage", "flux2-klein"])
+def test_each_tiny_single_file_converts_back_through_diffusers_to_the_folders_transformer(tiny_models, reference,
+                                                                                          kind):
+    from diffusers.loaders import single_file_utils as su
+
+    convert = {
+        "flux1": su.convert_flux_transformer_checkpoint_to_diffusers,
+        "sd3": su.convert_sd3_transformer_checkpoint_to_diffusers,
+        "zimage": su.convert_z_image_transformer_checkpoint_to_diffusers,
+        "flux2-klein": su.convert_flux2_transformer_checkpoint_to_diffusers,
+    }[kind]
+    state = load_file(str(tiny_models[kind].checkpoint))
+    transformer = _strip(state, flow_layout.TRANSFORMER_PREFIX) if kind in ("flux1", "sd3") else state
+    expected = reference[kind].transformer.state_dict()
+    if kind == "flux1":  # diffusers 0.42 splits linear1 at FLUX.1's 3072 width; the tiny one is 32 wide
+        back = flow_files._flux1_checkpoint(transformer)
+    else:
+        back = convert(dict(transformer))
+    assert set(back) == set(expected)
+    assert all(torch.equal(back[k], expected[k]) for k in expected)
+
+
+@pytest.mark.parametrize("guidance", [True, False], ids=["dev", "schnell"])
+def test_the_flux1_layout_converts_back_through_diffusers_at_the_released_width(guidance):
+    """At 3072 wide (thin second dimensions keep it small) diffusers' own converter is the whole way back."""
+    from accelerate import init_empty_weights
+    from diffusers import FluxTransformer2DModel
+    from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+
+    with init_empty_weights():
+        model = FluxTransformer2DModel(num_layers=2, num_single_layers=2, guidance_embeds=guidance)
+    gen = torch.Generator().manual_seed(0)
+    state = {k: torch.randn((v.shape[0], 2) if v.ndim == 2 else v.shape, generator=gen)
+             for k, v in model.state_dict().items()}
+    original = flow_layout.flux1_transformer(state)
+    assert ("guidance_in.in_layer.weight" in original) == guidance
+    assert original["single_blocks.0.linear1.weight"].shape[0] == 3 * 3072 + 4 * 3072
+    back = convert_flux_transformer_checkpoint_to_diffusers(dict(original))
+    assert set(back) == set(state)
+    assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+@pytest.mark.parametrize("kind", ["flux1", "sd3"])
+def test_a_full_files_vae_and_text_encoders_convert_back_through_diffusers(tiny_models, reference, kind):
+    from diffusers.loaders import single_file_utils as su
+
+    pipe = reference[kind]
+    state = load_file(str(tiny_models[kind].checkpoint))
+    vae = su.convert_ldm_vae_checkpoint(state, pipe.vae.config)  # it finds the "vae." / "first_stage_model." prefix
+    assert vae.keys() == pipe.vae.state_dict().keys()
+    assert all(torch.equal(vae[k], v) for k, v in pipe.vae.state_dict().items())
+    t5 = su.convert_sd3_t5_checkpoint_to_diffusers(state)
+    encoder = pipe.text_encoder_2 if kind == "flux1" else pipe.text_encoder_3
+    assert all(torch.equal(t5[k], v) for k, v in encoder.state_dict().items())
+    clips = [(flow_layout.CLIP_L_PREFIX, pipe.text_encoder)]
+    if kind == "sd3":
+        clips.append((flow_layout.CLIP_G_PREFIX, pipe.text_encoder_2))
+    for prefix, encoder in clips:
+        back = su.convert_ldm_clip_checkpoint(state, prefix)
+        if not hasattr(encoder, "text_model"):  # transformers >= 5.6's CLIPTextModel, as diffusers' loader does
+            back = {k.removeprefix("text_model."): v for k, v in back.items()}
+        expected = {k: v for k, v in encoder.state_dict().items() if not k.endswith("position_ids")}
+        assert set(back) == set(expected)
+        assert all(torch.equal(back[k], v) for k, v in expected.items())
+
+
+@pytest.mark.parametrize("kind", ["zimage", "flux2-klein"])
+def test_a_comfy_trees_vae_file_converts_back_to_the_folders_vae(tiny_models, reference, kind):
+    vae = reference[kind].vae
+    name = flow_layout.VAE_FILES[kind]
+    state = load_file(str(flow_layout.comfy_tree(tiny_models[kind]) / "vae" / name))
+    assert "encoder.down.0.block.0.conv1.weight" in state  # the LDM layout, not diffusers'
+    back = flow_files._vae_to_diffusers(state, vae.config)
+    expected = {k: v for k, v in vae.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert set(back) == set(expected)
+    assert all(torch.equal(back[k], v) for k, v in expected.items())
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+@pytest.mark.parametrize("kind", ["flux1", "sd3", "zimage", "flux2-klein"])
+def test_each_tiny_single_file_loads_offline_and_makes_the_diffusers_folders_picture(tiny_models, reference, kind):
+    path = _single_file(tiny_models, kind)
+    pipe = load_single_file(path, _info(path, kind), torch.float32)
+    assert type(pipe).__name__ == type(reference[kind]).__name__
+    assert all(not m.training for m in pipe.components.values() if isinstance(m, torch.nn.Module))
+    expected = reference[kind]
+    if kind == "sd3":
+        # diffusers' single-file loader gives SD3's CLIP-L an identity projection (SD3 uses its pooled output
+        # unprojected, as SD3's reference code and ComfyUI do); the tiny folder's encoder has a random one.
+        expected = type(expected)(**{**expected.components, "text_encoder": _with_identity_projection(
+            expected.text_encoder)})
+        expected.set_progress_bar_config(disable=True)
+    difference = np.abs(_picture(pipe, kind) - _picture(expected, kind)).max()
+    assert difference < SAME_PICTURE
+
+
+def _with_identity_projection(encoder):
+    import copy
+
+    encoder = copy.deepcopy(encoder)
+    with torch.no_grad():
+        encoder.text_projection.weight.copy_(torch.eye(encoder.text_projection.weight.shape[0]))
+    return encoder
+
+
+def test_a_transformer_only_file_without_its_text_encoder_says_which_file_to_put_where(tiny_models, tmp_path):
+    tree = flow_layout.comfy_tree(tiny_models["zimage"])
+    copy = tmp_path / "models"
+    shutil.copytree(tree, copy)
+    (copy / "text_encoders" / flow_layout.TEXT_ENCODER_FILE).unlink()
+    path = copy / "diffusion_models" / tiny_models["zimage"].checkpoint.name
+    with pytest.raises(ModelLoadError) as caught:
+        load_single_file(path, _info(path, "zimage", "turbo"), torch.float32)
+    message = str(caught.value)
+    assert "the Qwen3-4B text encoder (qwen_3_4b.safetensors)" in message
+    assert f"text_encoders folder beside {copy}" in message
+    assert "VAE" not in message  # ae.safetensors is there
+    assert message.count(".") <= 3 and "Traceback" not in message
+
+
+def test_a_text_encoder_of_another_size_is_not_taken_for_the_one_the_model_needs(tiny_models, tmp_path):
+    copy = tmp_path / "models"
+    shutil.copytree(flow_layout.comfy_tree(tiny_models["flux2-klein"]), copy)
+    encoder = copy / "text_encoders" / flow_layout.TEXT_ENCODER_FILE
+    state = load_file(str(encoder))
+    save_file({k: torch.cat([v, v], dim=-1) if k.endswith("embed_tokens.weight") else v for k, v in state.items()},
+              str(encoder))  # a wider Qwen3 (as Qwen3-8B is beside 4B)
+    path = copy / "diffusion_models" / tiny_models["flux2-klein"].checkpoint.name
+    with pytest.raises(ModelLoadError, match=r"the Qwen3 text encoder \(qwen_3_4b.safetensors\) was not found"):
+        load_single_file(path, _info(path, "flux2-klein", "4b"), torch.float32)
+
+
+def test_a_file_beside_no_config_asks_for_the_tokenizer_sfumato_does_not_bundle(tiny_models, tmp_path):
+    path = tmp_path / "flux1-dev-fp8.safetensors"
+    shutil.copyfile(tiny_models["flux1"].checkpoint, path)  # no sidecar: the bundled FLUX.1 dev config
+    with pytest.raises(ModelLoadError) as caught:
+        load_single_file(path, _info(path, "flux1", "dev"), torch.float32)
+    message = str(caught.value)
+    assert "the T5-XXL tokenizer is not bundled with Sfumato" in message
+    assert "spiece.model" in message and "tokenizers/t5xxl" in message
+    assert "diffusers folder or Hugging Face id" in message
+
+
+def test_a_truncated_file_is_refused_in_a_sentence(tiny_models, tmp_path):
+    path = tmp_path / "flux1-dev.safetensors"
+    data = tiny_models["flux1"].checkpoint.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    shutil.copytree(tiny_models["flux1"].config, tmp_path / "flux1-dev.config")
+    with pytest.raises(ModelLoadError, match=r"flux1-dev.*it is truncated .*Download it again\.$"):
+        load_single_file(path, _info(path, "flux1", "dev"), torch.float32)
+
+
+def test_a_scaled_fp8_file_is_refused_in_a_sentence(tmp_path):
+    path = tmp_path / "flux1-dev-fp8-scaled.safetensors"
+    save_file({"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn),
+               "img_in.weight": torch.zeros(4, 4, dtype=torch.float8_e4m3fn),
+               "img_in.scale_weight": torch.ones(1)}, str(path))
+    with pytest.raises(ModelLoadError, match="scaled fp8"):
+        load_single_file(path, _info(path, "flux1", "dev"), torch.float32)
+
+
+def test_an_fp8_transformer_loads_upcast_to_the_working_dtype(tiny_models, reference, tmp_path):
+    copy = tmp_path / "models"
+    shutil.copytree(flow_layout.comfy_tree(tiny_models["flux2-klein"]), copy)
+    model = tiny_models["flux2-klein"]
+    original = copy / "diffusion_models" / model.checkpoint.name
+    path = original.with_name("tiny-flux2-klein-fp8.safetensors")
+    state = load_file(str(original))
+    save_file({k: v.to(torch.float8_e4m3fn) for k, v in state.items()}, str(path))
+    shutil.copytree(original.with_suffix(".config"), path.with_suffix(".config"))
+
+    pipe = load_single_file(path, _info(path, "flux2-klein", "4b"), torch.float32)
+    loaded = pipe.transformer.state_dict()
+    reference_state = reference["flux2-klein"].transformer.state_dict()
+    expected = {k: v.to(torch.float8_e4m3fn).float() for k, v in reference_state.items()}
+    assert all(loaded[k].dtype == torch.float32 and torch.equal(loaded[k], v) for k, v in expected.items())
+    assert np.isfinite(_picture(pipe, "flux2-klein")).all()
+
+
+def test_a_gguf_flux1_transformer_loads_quantized_with_comfy_text_encoders_and_vae(tiny_models, reference, tmp_path):
+    """A Q8_0 GGUF transformer (as city96's FLUX.1 files) in diffusion_models/, CLIP-L, T5 and ae.safetensors
+    beside it: the transformer stays quantized and the picture is the folder's within Q8_0's rounding."""
+    gguf = pytest.importorskip("gguf")
+    pipe = reference["flux1"]
+    models = tmp_path / "models"
+    for folder in ("diffusion_models", "text_encoders", "vae"):
+        (models / folder).mkdir(parents=True)
+    path = models / "diffusion_models" / "tiny-flux1-Q8_0.gguf"
+    _write_gguf(gguf, path, flow_layout.flux1_transformer(pipe.transformer.state_dict()))
+    shutil.copytree(tiny_models["flux1"].config, path.with_suffix(".config"))
+    save_file(flow_layout.clip_text(pipe.text_encoder), str(models / "text_encoders" / "clip_l.safetensors"))
+    save_file(flow_layout.plain_text(pipe.text_encoder_2), str(models / "text_encoders" / "t5xxl_fp16.safetensors"))
+    save_file(flow_layout.ldm_vae(pipe.vae), str(models / "vae" / "ae.safetensors"))
+
+    loaded = load_single_file(path, _info(path, "flux1", "dev"), torch.float32)
+    assert type(loaded.transformer.transformer_blocks[0].attn.to_q).__name__ == "GGUFLinear"
+    assert loaded.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.uint8
+    difference = np.abs(_picture(loaded, "flux1") - _picture(pipe, "flux1"))
+    assert difference.max() < 2 / 255 and difference.mean() < 1 / 255
+
+
+def _write_gguf(gguf, path: Path, state: dict) -> None:
+    """Q8_0 for every matrix whose rows fill whole 32-value blocks, F32 for the rest (as llama.cpp's tools do)."""
+    writer = gguf.GGUFWriter(str(path), "flux")
+    for name, value in state.items():
+        array = value.float().numpy()
+        if array.ndim == 2 and array.shape[1] % 32 == 0:
+            quantized = gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(name, quantized, raw_shape=quantized.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
