@@ -51,9 +51,9 @@ class Part:
 
 
 _TEXT = ("text_encoders", "clip")
-_CLIP_L = Part("text_encoder", "the CLIP-L text encoder", _TEXT, ("clip_l*",), "clip_l.safetensors",
+_CLIP_L = Part("text_encoder", "the CLIP-L text encoder", _TEXT, ("*clip_l*",), "clip_l.safetensors",
                ("text_encoders.clip_l.",))
-_T5 = ("t5xxl*", "t5-xxl*", "t5_xxl*", "t5-v1_1-xxl*")
+_T5 = ("*t5*xxl*",)  # t5xxl_fp16, t5xxl_fp8_e4m3fn, google_t5-v1_1-xxl_encoderonly, ...
 _FLUX_AE = ("ae.*", "ae_*", "ae-*", "flux1*vae*", "flux_vae*", "flux-vae*")
 
 PARTS: dict[str, tuple[Part, ...]] = {
@@ -65,7 +65,7 @@ PARTS: dict[str, tuple[Part, ...]] = {
     ),
     "sd3": (
         _CLIP_L,
-        Part("text_encoder_2", "the CLIP-G text encoder", _TEXT, ("clip_g*",), "clip_g.safetensors",
+        Part("text_encoder_2", "the CLIP-G text encoder", _TEXT, ("*clip_g*",), "clip_g.safetensors",
              ("text_encoders.clip_g.",)),
         Part("text_encoder_3", "the T5-XXL text encoder", _TEXT, _T5, "t5xxl_fp16.safetensors",
              ("text_encoders.t5xxl.",)),
@@ -73,11 +73,11 @@ PARTS: dict[str, tuple[Part, ...]] = {
              ("first_stage_model.", "vae.")),
     ),
     "zimage": (
-        Part("text_encoder", "the Qwen3-4B text encoder", _TEXT, ("qwen_3*", "qwen3*"), "qwen_3_4b.safetensors"),
+        Part("text_encoder", "the Qwen3-4B text encoder", _TEXT, ("*qwen_3*", "*qwen3*"), "qwen_3_4b.safetensors"),
         Part("vae", "the FLUX.1 VAE", ("vae",), _FLUX_AE, "ae.safetensors"),
     ),
     "flux2-klein": (
-        Part("text_encoder", "the Qwen3 text encoder", _TEXT, ("qwen_3*", "qwen3*"), "qwen_3_4b.safetensors"),
+        Part("text_encoder", "the Qwen3 text encoder", _TEXT, ("*qwen_3*", "*qwen3*"), "qwen_3_4b.safetensors"),
         Part("vae", "the FLUX.2 VAE", ("vae",), ("flux2*vae*", "flux2*ae*", "flux-2*vae*"), "flux2-vae.safetensors"),
     ),
 }
@@ -142,8 +142,9 @@ def _load(path: Path, info, dtype):
                 components[part.name] = _build(state, part.name, config, dtype)
     if transformer is None:
         transformer = _transformer(path, family, config, dtype)
+    # every module is passed, already in dtype: the config folder gives the scheduler and tokenizers
     return _finish(cls.from_pretrained(str(config), transformer=transformer, **components, local_files_only=True,
-                                       dtype=dtype, **_pipeline_kwargs(family, info)))
+                                       **_pipeline_kwargs(family, info)))
 
 
 def _finish(pipe):
@@ -209,7 +210,7 @@ def _config_folder(path: Path, info) -> Path:
 def _tokenizer_sentence(path: Path, need) -> str:
     folder = _TOKENIZER_FOLDERS.get(need.label, "tokenizer")
     return (f"{need.label} is not bundled with Sfumato: put {_and(need.files)} from {need.source} in a folder "
-            f"tokenizers/{folder} beside this file or beside its folder ({path.parent.parent}), "
+            f"tokenizers/{folder} beside this file or in {path.parent.parent}, "
             "or load the model's diffusers folder or Hugging Face id instead.")
 
 

@@ -175,6 +175,26 @@ def _with_identity_projection(encoder):
     return encoder
 
 
+def test_an_sd35_file_with_its_vae_takes_its_text_encoders_from_the_text_encoders_folder(tiny_models, reference,
+                                                                                        tmp_path):
+    """As Stability ships SD3.5: the MMDiT and the VAE in checkpoints/, CLIP-L, CLIP-G and T5 in text_encoders/."""
+    pipe = reference["sd3"]
+    models = tmp_path / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    (models / "text_encoders").mkdir()
+    path = models / "checkpoints" / "sd3.5_medium.safetensors"
+    state = load_file(str(tiny_models["sd3"].checkpoint))
+    save_file({k: v for k, v in state.items() if not k.startswith("text_encoders.")}, str(path))
+    shutil.copytree(tiny_models["sd3"].config, path.with_suffix(".config"))
+    save_file(flow_layout.clip_text(pipe.text_encoder), str(models / "text_encoders" / "clip_l.safetensors"))
+    save_file(flow_layout.clip_text(pipe.text_encoder_2), str(models / "text_encoders" / "clip_g.safetensors"))
+    t5 = models / "text_encoders" / "t5xxl_fp8_e4m3fn.safetensors"  # the name only: fp8 files are tested below
+    save_file(flow_layout.plain_text(pipe.text_encoder_3), str(t5))
+
+    loaded = load_single_file(path, _info(path, "sd3", "medium"), torch.float32)
+    assert np.abs(_picture(loaded, "sd3") - _picture(pipe, "sd3")).max() < SAME_PICTURE
+
+
 def test_a_transformer_only_file_without_its_text_encoder_says_which_file_to_put_where(tiny_models, tmp_path):
     tree = flow_layout.comfy_tree(tiny_models["zimage"])
     copy = tmp_path / "models"
