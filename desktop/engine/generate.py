@@ -29,17 +29,17 @@ import torch
 from PIL import Image
 
 from desktop.core.backend import Result
-from desktop.core import prompts
+from desktop.core import families, prompts
 from desktop.core.errors import Cancelled, NoPicture, OutOfMemory, SfumatoError
 from desktop.core.geometry import Bounds, Extent, only_masked_area
 from desktop.core.progress import TaskState
 from desktop.core.request import (DEMO_HIRES_UPSCALER, GenerationRequest, InpaintArea, InpaintSettings, MaskedContent,
                                   Mode)
 
-from . import controlnet, editing, hires, inpaint
+from . import controlnet, editing, flow, hires, inpaint
 from .models import CHECKPOINT, ModelManager
 from . import reference
-from .schedulers import make_scheduler
+from .schedulers import make_flow_scheduler, make_scheduler
 
 
 VAE_TILING_AREA = 1536 * 1536
@@ -49,8 +49,16 @@ VAE_TILING_AREA = 1536 * 1536
 class Traits:
     """What a preparer needs to know of the loaded model."""
 
-    family: str  # "sd1", "sd2", "sdxl"
-    inpaint: bool  # a 9-channel inpainting model: every mode runs as an inpaint
+    family: str  # "sd1", "sd2", "sdxl", or a flow-matching family (desktop/engine/flow.py)
+    inpaint: bool  # a 9-channel inpainting model (or FLUX.1 Fill): every mode runs as an inpaint
+    grid: int = 8  # pixels per latent cell: sizes are generated at a multiple of it
+    img2img: bool = True  # the family has an img2img pipeline; without one img2img is a full-mask inpaint
+
+    @classmethod
+    def of(cls, loaded) -> Traits:
+        if not loaded.flow:
+            return cls(loaded.family, loaded.inpaint_model)
+        return cls(loaded.family, loaded.inpaint_model, flow.GRID, flow.has_img2img(loaded.family))
 
 
 @dataclass(frozen=True)
@@ -109,12 +117,16 @@ def run(
 def _run(request: GenerationRequest, state: TaskState, models: ModelManager, preview_method: str,
          preview_every: int, addons: Addons | None) -> list[Result]:
     request = request.resolved()
+    family = models.identify(request.model, state).family
+    if families.is_flow(family):  # what these models cannot do stops the run before their long load
+        flow.refuse_unsupported(request, family, len(editing.spans(request.conditioning, request.sampling.steps)))
+        flow.refuse_sampler(family, request.sampling.sampler)
     loaded, extras = load_for(models, request.model, request.conditioning, addons, state)
     references = reference.prepare(request.references, models, getattr(addons, "folders", ()), state,
                                    request.sampling.cfg_scale > 1)
     embeddings = extras.embeddings
     guidance = controlnet.prepare(request, models, getattr(addons, "folders", ()), state, loaded)
-    prepared = prepare(request, Traits(loaded.family, loaded.inpaint_model))
+    prepared = prepare(request, Traits.of(loaded))
     if guidance is not None:
         prepared = guidance.attach(prepared, request)
     sampling = request.sampling
@@ -125,13 +137,22 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
     done = {"steps": 0, "later": second.steps if second else 0}  # the steps of the passes before and after this
     guided = sampling.cfg_scale > 1
+    texts = _flow_texts(request.conditioning, loaded, state) if loaded.flow else None
 
     def denoise(prepared: Prepared, spans: list, steps: int, output_type: str):
         """One pipeline call (one pass) with its own scheduler; progress counts on over the passes."""
         pipe = models.pipeline(prepared.task, prepared.extras)
         ip_inputs = reference.use(pipe, references)
-        pipe.scheduler = make_scheduler(loaded.scheduler_config, sampling.sampler, sampling.schedule, sampling.seeds)
-        encoded: dict = {}  # "value": the editing.Schedule of the prompt's encodings
+        if loaded.flow:
+            pipe.scheduler = make_flow_scheduler(loaded.scheduler_config, sampling.sampler, sampling.schedule,
+                                                 sampling.shift)
+        else:
+            pipe.scheduler = make_scheduler(loaded.scheduler_config, sampling.sampler, sampling.schedule,
+                                            sampling.seeds)
+        encoded: dict = {}  # "value": the editing.Schedule of the prompt's encodings (flow.Conditioning)
+        image = prepared.inputs.get("image")
+        width, height = (prepared.inputs["width"], prepared.inputs["height"]) if "width" in prepared.inputs else (
+            (image.shape[-1] * 8, image.shape[-2] * 8) if isinstance(image, torch.Tensor) else _first(image).size)
 
         def on_step_end(pipe, index: int, timestep, tensors: dict) -> dict:
             last["latents"] = tensors["latents"]
@@ -139,14 +160,12 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
                 raise Cancelled(done["steps"] + index + 1)
             total = getattr(pipe, "num_timesteps", None) or steps
             show = (index + 1) % max(1, preview_every) == 0 or index + 1 == total
+            preview = previewer(tensors["latents"], size=(width, height)) if show else None
             state.step(done["steps"] + index + 1, done["steps"] + total + done["later"],
-                       _shown(previewer(tensors["latents"]), prepared.shown) if show else None)
+                       _shown(preview, prepared.shown))
             return encoded["value"].switch(index, tensors)
 
         # Large pictures decode in overlapping tiles: the VAE's peak memory stays that of a 512x512 tile.
-        image = prepared.inputs.get("image")
-        width, height = (prepared.inputs["width"], prepared.inputs["height"]) if "width" in prepared.inputs else (
-            (image.shape[-1] * 8, image.shape[-2] * 8) if isinstance(image, torch.Tensor) else _first(image).size)
         if width * height > VAE_TILING_AREA:
             pipe.vae.enable_tiling()
         else:
@@ -154,23 +173,26 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
 
         def call():
             with torch.inference_mode():
-                encoded["value"] = editing.Schedule(
-                    list(zip([end for end, _ in spans],
-                             models.span_embeddings(pipe, [c for _, c in spans], guided, embeddings), strict=True)),
-                    guided, sampling.batch_size)
+                if texts is not None:
+                    encoded["value"] = _flow_conditioning(pipe, loaded, models, texts, sampling, state)
+                else:
+                    encoded["value"] = editing.Schedule(
+                        list(zip([end for end, _ in spans],
+                                 models.span_embeddings(pipe, [c for _, c in spans], guided, embeddings),
+                                 strict=True)),
+                        guided, sampling.batch_size)
                 tensors = ["latents"] if len(spans) == 1 else [
                     name for name in ("latents", "prompt_embeds", "add_text_embeds")
                     if name in pipe._callback_tensor_inputs]
                 return pipe(
-                    **encoded["value"].first.kwargs,
+                    **{"guidance_scale": sampling.cfg_scale, "num_images_per_prompt": sampling.batch_size,
+                       **encoded["value"].first.kwargs},
                     callback_on_step_end_tensor_inputs=tensors,
                     num_inference_steps=steps,
-                    guidance_scale=sampling.cfg_scale,
-                    num_images_per_prompt=sampling.batch_size,
                     generator=[torch.Generator("cpu").manual_seed(seed) for seed in sampling.seeds],
                     output_type=output_type,
                     callback_on_step_end=on_step_end,
-                    **prepared.inputs,
+                    **(_each_picture(prepared.inputs, sampling.batch_size) if loaded.flow else prepared.inputs),
                     **ip_inputs,
                 )
 
@@ -220,6 +242,38 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     params = extras.params(schedule) + (guidance.params if guidance is not None else ())
     params += references.params if references is not None else ()
     return [Result(finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
+
+
+def _each_picture(inputs: dict, batch: int) -> dict:
+    """A flow model's inputs with the init picture once per picture of the batch: each is then encoded with its
+    own seed's generator, so picture i of a batch is the single run with seed + i (and SD3's img2img, which
+    encodes one picture per generator, gets one for each)."""
+    if batch == 1 or "image" not in inputs:
+        return inputs
+    return {**inputs, "image": [inputs["image"]] * batch}
+
+
+def _flow_texts(conditioning, loaded, state: TaskState) -> tuple[str, str]:
+    """A flow model's prompt and negative prompt as plain text, saying in the status when weights were dropped."""
+    prompt, weighted = flow.plain_prompt(conditioning.prompt)
+    negative, negative_weighted = flow.plain_prompt(conditioning.negative_prompt)
+    if weighted or negative_weighted:
+        state.status(f"Emphasis weights such as (word:1.2) are not applied for {flow.label(loaded.info)}: the "
+                     "words were used without them.")
+    return prompt, negative
+
+
+def _flow_conditioning(pipe, loaded, models: ModelManager, texts: tuple[str, str], sampling,
+                       state: TaskState) -> flow.Conditioning:
+    """A flow model's prompt and guidance inputs for the batch, the prompt encoded once per conditioning."""
+    guide = flow.guidance(pipe, loaded.info, sampling)
+    if guide.note:
+        state.status(guide.note)
+    encoded = models.flow_prompt(pipe, texts[0], texts[1] if guide.guided else None)
+    conditioning = flow.conditioning(encoded, guide, sampling.batch_size)
+    if sampling.shift:
+        conditioning.params["Shift"] = f"{sampling.shift:g}"
+    return conditioning
 
 
 def _hires_pass(request: GenerationRequest, second: hires.Plan, inpainting_model: bool, first, pipe, denoise,
@@ -385,17 +439,19 @@ def _is_out_of_memory(error: BaseException) -> bool:
 @contextmanager
 def _lighter(pipe, sliced: bool):
     """Attention in slices and the VAE in tiles: slower, but far less memory at once. The attention stays as it
-    is while IP-Adapters are in the UNet: slicing would replace their layers."""
-    adapters = reference.loaded(pipe.unet)
-    if not adapters:
+    is while IP-Adapters are in the UNet (slicing would replace their layers) and in a flow model's transformer
+    (which has no sliced attention)."""
+    unet = getattr(pipe, "unet", None)
+    keep = unet is None or bool(reference.loaded(unet))
+    if not keep:
         pipe.enable_attention_slicing("max")
     pipe.vae.enable_tiling()
     try:
         yield
     finally:  # back to the attention the model was loaded with, for the next run
-        if sliced and not adapters:
+        if sliced and not keep:
             pipe.enable_attention_slicing()
-        elif not adapters:
+        elif not keep:
             pipe.disable_attention_slicing()
 
 
@@ -409,8 +465,8 @@ def _out_of_memory(request: GenerationRequest, models: ModelManager) -> OutOfMem
 
 
 def prepare(request: GenerationRequest, traits: Traits) -> Prepared:
-    """The pipeline task, inputs and finish for a resolved request, on the 8-pixel grid."""
-    return _on_grid(PREPARERS[request.mode](request, traits))
+    """The pipeline task, inputs and finish for a resolved request, on the model's grid (8 or 16 pixels)."""
+    return _on_grid(PREPARERS[request.mode](request, traits), traits.grid)
 
 
 def _txt2img(request: GenerationRequest, traits: Traits) -> Prepared:
@@ -424,8 +480,11 @@ def _txt2img(request: GenerationRequest, traits: Traits) -> Prepared:
 def _img2img(request: GenerationRequest, traits: Traits) -> Prepared:
     image = _resize(_rgb(request.images.init), request.extent)
     strength = request.sampling.strength
-    if not traits.inpaint:
-        return Prepared("img2img", {"image": Image.fromarray(image), "strength": strength})
+    if not traits.inpaint and traits.img2img:
+        inputs = {"image": Image.fromarray(image), "strength": strength}
+        if families.is_flow(traits.family):  # their img2img pipelines otherwise work at the model's own size
+            inputs.update(width=request.width, height=request.height)
+        return Prepared("img2img", inputs)
     return _full_mask_inpaint(image, strength, {"width": request.width, "height": request.height})
 
 
@@ -468,8 +527,9 @@ PREPARERS: dict[Mode, Preparer] = {
 }
 
 
-def _on_grid(prepared: Prepared) -> Prepared:
-    """Pipelines work in 8x8 latent cells: generate a picture of any size at the next multiple of 8, crop back.
+def _on_grid(prepared: Prepared, multiple: int = 8) -> Prepared:
+    """Pipelines work in 8x8 latent cells (16x16 for flow models): generate a picture of any size at the next
+    multiple of it, crop back.
 
     The inputs grow on the right and bottom (inpaint.pad_to_grid) and the
     output is cut to the asked size before `finish`, so an inpaint changes
@@ -478,12 +538,12 @@ def _on_grid(prepared: Prepared) -> Prepared:
     inputs = dict(prepared.inputs)
     image = inputs.get("image")
     width, height = (inputs["width"], inputs["height"]) if "width" in inputs else image.size
-    grid = Extent(width, height).multiple_of_8()
+    grid = Extent(-(-width // multiple) * multiple, -(-height // multiple) * multiple)
     if grid == (width, height):
         return prepared
     for key in ("image", "mask_image"):
         if key in inputs:
-            inputs[key] = Image.fromarray(inpaint.pad_to_grid(np.asarray(inputs[key])))
+            inputs[key] = Image.fromarray(inpaint.pad_to_grid(np.asarray(inputs[key]), multiple))
     if "width" in inputs:
         inputs.update(width=grid.width, height=grid.height)
     finish = prepared.finish

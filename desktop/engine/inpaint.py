@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from desktop.core.geometry import Margins, multiple_of_8
+from desktop.core.geometry import Margins
 
 
 def blur_mask(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -132,13 +132,14 @@ def outpaint_canvas(
     return fill_masked(rgb, empty), mask, soft
 
 
-def pad_to_grid(image: np.ndarray) -> np.ndarray:
-    """Grow an image (HxW or HxWxC) on the right and bottom to the next multiple of 8, the latent grid.
+def pad_to_grid(image: np.ndarray, multiple: int = 8) -> np.ndarray:
+    """Grow an image (HxW or HxWxC) on the right and bottom to the next multiple of 8 (or `multiple`), the
+    latent grid.
 
     Pictures mirror their edge and masks repeat theirs, so the model sees the
     picture carry on past its edge; the top-left h x w of the result is `image`.
     """
     h, w = image.shape[:2]
-    pad = [(0, multiple_of_8(h) - h), (0, multiple_of_8(w) - w)] + [(0, 0)] * (image.ndim - 2)
+    pad = [(0, -h % multiple), (0, -w % multiple)] + [(0, 0)] * (image.ndim - 2)
     mirror = image.ndim == 3 and min(h, w) > 8
     return np.pad(image, pad, mode="reflect" if mirror else "edge")

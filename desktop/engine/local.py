@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from desktop.core import addons, controlnets, model_sources, modelfiles, paths, postprocess, references
+from desktop.core import addons, controlnets, families, model_sources, modelfiles, paths, postprocess, references
 from desktop.core.backend import GENERATION, PREPROCESS, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.postprocess import UPSCALE
 from desktop.core.errors import SfumatoError
@@ -27,6 +27,8 @@ from . import devices, generate, tiny
 from .models import CHECKPOINT, DEMO, LoadedModel, ModelManager
 
 DEMO_NAME = "Demo model (random weights)"
+# The variants of the other families' tiny demo models (desktop/engine/tiny_flow.py builds them).
+_DEMO_VARIANTS = {"flux1": "dev", "zimage": "turbo", "sd3": "medium", "flux2-klein": "4b"}
 
 
 class DemoModelUnwritable(SfumatoError):
@@ -63,8 +65,9 @@ class LocalBackend:
     def load(self, ref: str, state: TaskState) -> ModelDescriptor:
         with self._call.running(state):
             self.start(state)
-            if ref == DEMO and self._manager.held(CHECKPOINT, DEMO) is None:
-                _build_demo(state)
+            kind = families.demo_kind(ref)
+            if kind is not None and self._manager.held(CHECKPOINT, ref) is None:
+                _build_demo(state, kind)
             return self._describe(self._manager.load(ref, state))
 
     def run(self, job: Job, state: TaskState) -> list[Result]:
@@ -112,8 +115,11 @@ class LocalBackend:
         UPSCALE; family "upscaler", "restorer" for a model of scale 1, or "face restorer") of the upscaler folders
         and the demo upscaler and restorer; then the ControlNets (kind and family "controlnet") and the demo one; then
         the IP-Adapter files (kind and family "ipadapter"; the demo one is built in), so a server can name them."""
-        found = [ModelDescriptor(str(entry.path), entry.info.family.value, entry.name)
+        found = [ModelDescriptor(str(entry.path), entry.info.family.value, entry.name, variant=entry.info.variant)
                  for entry in model_sources.list_models(self._folders) if entry.usable]
+        demos = [ModelDescriptor(families.DEMO_PREFIX + spec.demo, spec.family.value,
+                                 f"Demo {spec.label} (random weights)", variant=_DEMO_VARIANTS.get(spec.demo, ""))
+                 for spec in families.SPECS.values() if spec.demo and spec.demo != "sd1"]
         from .upscale import kind_of  # restorer (scale 1), upscaler or face restorer, from spandrel's reading
 
         upscale = frozenset({UPSCALE})
@@ -125,7 +131,7 @@ class LocalBackend:
         adapter = frozenset({"ipadapter"})
         adapters = [ModelDescriptor(str(path), "ipadapter", name, kinds=adapter)
                     for name, path in references.list_adapters(self._folders).items()]
-        return [*found, ModelDescriptor(DEMO, "sd1", DEMO_NAME), *upscalers,
+        return [*found, ModelDescriptor(DEMO, "sd1", DEMO_NAME), *demos, *upscalers,
                 ModelDescriptor(DEMO, "upscaler", postprocess.DEMO_UPSCALER_NAME, kinds=upscale),
                 ModelDescriptor(postprocess.DEMO_RESTORER, "restorer", postprocess.DEMO_RESTORER_NAME, kinds=upscale),
                 *controls, ModelDescriptor(DEMO, "controlnet", "Demo ControlNet (random weights)", kinds=control),
@@ -153,7 +159,7 @@ class LocalBackend:
             model_hash = modelfiles.model_hash(loaded.info.path, cache=cache)
         except (OSError, SfumatoError):
             model_hash = ""  # the pictures matter more than the hash in their metadata
-        described = ModelDescriptor(loaded.ref, loaded.family, loaded.name, model_hash)
+        described = ModelDescriptor(loaded.ref, loaded.family, loaded.name, model_hash, variant=loaded.info.variant)
         self._described[loaded.ref] = (weakref.ref(loaded), described)
         return described
 
@@ -184,15 +190,16 @@ class FolderAddons:
         return f"{addons.own_folder(kind)} or the {'Lora' if kind == 'lora' else 'embeddings'} folder of your other app"
 
 
-def _build_demo(state: TaskState) -> None:
-    """Build the demo model now (the first time), so a full or read-only disk gets a sentence, not a traceback."""
+def _build_demo(state: TaskState, kind: str = "sd1") -> None:
+    """Build the demo model of `kind` now (the first time), so a full or read-only disk gets a sentence, not a
+    traceback."""
     from safetensors import SafetensorError
 
     root = paths.demo_model_dir()
-    if not tiny.paths(root, "sd1").checkpoint.is_file():
+    if not tiny.paths(root, kind).folder.is_dir():
         state.status("Preparing the demo model...")
     try:
-        tiny.build(root, "sd1")
+        tiny.build(root, kind)
     except (OSError, SafetensorError) as error:
         text = str(error)
         if getattr(error, "errno", None) == errno.ENOSPC or "No space left" in text or "os error 28" in text:

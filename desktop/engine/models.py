@@ -34,12 +34,12 @@ import torch
 from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
-from desktop.core import hub, modelfiles, paths
+from desktop.core import families, hub, modelfiles, paths
 from desktop.core.errors import ModelLoadError, OutOfMemory, SfumatoError
 from desktop.core.modelfiles import Family, ModelFileError, ModelInfo
 from desktop.core.progress import TaskState
 
-from . import bundled_configs, prompt_encoding, tiny, tuning
+from . import bundled_configs, flow, prompt_encoding, tiny, tuning
 from .embeddings import EmbeddingLibrary
 from .devices import DeviceChoice, empty_cache
 from .previews import Previewer, taesd_dir
@@ -97,7 +97,12 @@ class LoadedModel:
 
     @property
     def inpaint_model(self) -> bool:
-        return self.info.inpaint
+        return flow.is_inpaint_model(self.info)
+
+    @property
+    def flow(self) -> bool:
+        """A flow-matching family (desktop/engine/flow.py), not an A1111 UNet model."""
+        return families.is_flow(self.info.family)
 
     @property
     def name(self) -> str:
@@ -127,6 +132,7 @@ class ModelManager:
         self._previewer: Previewer | None = None
         self._previewer_key: tuple[str, str] | None = None
         self._embedding_library = EmbeddingLibrary()
+        self._resolved: tuple[str, Path, ModelInfo] | None = None  # identify()'s answer, for the load after it
 
     def load(self, ref: str, state: TaskState | None = None) -> LoadedModel:
         """Make `ref` the current model: at once when it is still loaded, else from its file."""
@@ -137,9 +143,13 @@ class ModelManager:
                 self.current = loaded
                 state.status(self._ready(loaded))
             return loaded
-        path, info = self._resolve(ref, state)
+        resolved, self._resolved = self._resolved, None
+        path, info = resolved[1:] if resolved is not None and resolved[0] == ref else self._resolve(ref, state)
         state.status(f"Loading {path.name}...")
         pipe = self._load_pipeline(path, info)
+        licence = families.spec(info.family).variant(info.variant).licence if families.is_flow(info.family) else ""
+        if licence:
+            state.status(f"{flow.label(info)}: {licence}.")
         name, weights = _name(path), tuning.weights_bytes(pipe)
         self.make_room(tuning.GPU, weights + tuning.working_memory(info.family), name, state)
         plan = tuning.plan(self.device, info.family, weights, *tuning.measure(self.device))
@@ -155,12 +165,37 @@ class ModelManager:
         if info.prediction and pipe.scheduler.config.get("prediction_type") != info.prediction:
             # v-prediction checkpoints say so in their keys or metadata; the bundled config may not match
             pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=info.prediction)
-        task = "inpaint" if info.inpaint else "txt2img"
+        task = "inpaint" if flow.is_inpaint_model(info) else "txt2img"
         loaded = LoadedModel(ref, info, {(task, ()): pipe}, dict(pipe.scheduler.config), plan)
         self.keep(CHECKPOINT, ref, loaded, weights, pool, name)
         self.current = loaded
         state.status(self._ready(loaded))
         return loaded
+
+    def identify(self, ref: str, state: TaskState | None = None) -> ModelInfo:
+        """What `ref` is (family, variant, ...), from its file's header or folder's configs, without loading its
+        weights, so a request it cannot run stops before a long load; the load that follows does not read it
+        again. Raises ModelLoadError as load() does."""
+        held = self._held.get((CHECKPOINT, ref))
+        if held is not None:
+            return held.value.info
+        if self._resolved is None or self._resolved[0] != ref:
+            self._resolved = (ref, *self._resolve(ref, state or TaskState()))
+        return self._resolved[2]
+
+    def flow_prompt(self, pipe, prompt: str, negative: str | None) -> dict:
+        """The current flow model's encoding of `prompt` (and of `negative` when the run is guided; None when it
+        is not) for one picture (flow.encode), encoded once per conditioning: a new seed or batch reuses it."""
+        loaded = self.current
+        key = ("flow", loaded.ref, prompt, negative)
+        cache = loaded.embeddings
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        cache[key] = flow.encode(pipe, loaded.info.family, prompt, negative, self.device.device)
+        while len(cache) > EMBEDDINGS_KEPT:
+            cache.popitem(last=False)
+        return cache[key]
 
     def _ready(self, loaded: LoadedModel) -> str:
         note = f" ({loaded.plan.note})" if loaded.plan.note else ""
@@ -243,9 +278,12 @@ class ModelManager:
             base = next(iter(pipes.values()))
             group = "sdxl" if loaded.info.family is Family.SDXL else "sd"
             own = frozenset(name for name, _ in extras if name not in base.components)
-            cls = _PIPELINES.get((group, task, own))
+            if loaded.flow:
+                cls = flow.pipeline_class(loaded.info, task) if not own else None
+            else:
+                cls = _PIPELINES.get((group, task, own))
             if cls is None:
-                raise ValueError(f"no {group} pipeline does {task} with {', '.join(sorted(own))}")
+                raise ValueError(f"no {loaded.family} pipeline does {task} with {', '.join(sorted(own))}")
             for _, module in extras:
                 tuning.adopt(module, loaded.plan, self.device.device)
             pipe = cls.from_pipe(base, dtype=self.device.dtype, **{_COMPONENTS.get(k, k): v for k, v in extras})
@@ -296,6 +334,8 @@ class ModelManager:
     def usable_embeddings(self, files: dict[str, Path]) -> tuple[dict, dict[str, str]]:
         """The textual-inversion embeddings among `files` (name -> file) the current model's encoders take, and
         name -> why each other one cannot be used."""
+        if self.current.flow:  # their names are words: these families take no embeddings (yet)
+            return {}, {}
         base = next(iter(self.current.pipelines.values()))
         widths = {"clip_l": base.text_encoder.config.hidden_size}
         if getattr(base, "text_encoder_2", None) is not None:
@@ -318,9 +358,10 @@ class ModelManager:
     # -- resolving and loading ------------------------------------------------
 
     def _resolve(self, ref: str, state: TaskState) -> tuple[Path, ModelInfo]:
-        if ref == DEMO:
+        kind = families.demo_kind(ref)
+        if kind is not None:
             state.status("Preparing the demo model...")
-            path = tiny.build(paths.demo_model_dir(), "sd1").folder
+            path = tiny.build(paths.demo_model_dir(), kind).folder
         elif Path(ref).expanduser().exists():
             path = Path(ref).expanduser()
         elif _REPO_ID.match(ref):
@@ -339,17 +380,25 @@ class ModelManager:
         if info.kind != "checkpoint":
             raise ModelLoadError(path, f"it is a {info.kind.upper() if info.kind == 'vae' else info.kind} file, "
                                        "not a full model. Choose a Stable Diffusion checkpoint instead.")
-        if info.family not in (Family.SD1, Family.SD2, Family.SDXL):
-            hint = _sentence(info.note) if info.note else "it is not a Stable Diffusion 1.x, 2.x or SDXL model."
-            raise ModelLoadError(path, f"{hint} Sfumato loads Stable Diffusion 1.x, 2.x and SDXL models.")
+        if info.family not in (Family.SD1, Family.SD2, Family.SDXL) and not families.is_flow(info.family):
+            hint = _sentence(info.note) if info.note else "it is not a model Sfumato can generate with."
+            raise ModelLoadError(path, f"{hint} Sfumato loads Stable Diffusion 1.x, 2.x, SDXL, SD 3.5, FLUX.1, "
+                                       "FLUX.2 [klein] and Z-Image models.")
         return path, info
 
     def _load_pipeline(self, path: Path, info: ModelInfo):
         group = "sdxl" if info.family is Family.SDXL else "sd"
-        cls = _PIPELINES[(group, "inpaint" if info.inpaint else "txt2img", frozenset())]
+        if families.is_flow(info.family):
+            cls, group = flow.pipeline_class(info, "inpaint" if flow.is_inpaint_model(info) else "txt2img"), "flow"
+        else:
+            cls = _PIPELINES[(group, "inpaint" if info.inpaint else "txt2img", frozenset())]
         extra = {"safety_checker": None, "requires_safety_checker": False} if group == "sd" else {}
         try:
-            if path.is_dir():
+            if group == "flow" and not path.is_dir():
+                from . import flow_files  # single files of these families: their own loader
+
+                pipe = flow_files.load_single_file(path, info, self.device.dtype)
+            elif path.is_dir():
                 pipe = cls.from_pretrained(path, dtype=self.device.dtype, local_files_only=True, **extra)
             else:
                 config = modelfiles.sidecar_config(path) or self._bundled_config(info)

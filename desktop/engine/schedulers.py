@@ -45,3 +45,33 @@ def make_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMATIC, s
     if class_name == "DPMSolverSDEScheduler":
         config["noise_sampler_seed"] = list(seeds) if seeds else 0
     return getattr(diffusers, class_name).from_config(config)
+
+
+# The flow-matching families (desktop/core/families.py FLOW_SAMPLERS): sampler -> (scheduler class, extra config).
+# Only what every flow pipeline runs: they all pass `sigmas=` and `mu=` to set_timesteps and call scale_noise for
+# img2img and inpaint, which FlowMatchHeunDiscreteScheduler (no sigmas, no mu), DPMSolverMultistepScheduler (no
+# sigmas, no scale_noise) and UniPCMultistepScheduler (no scale_noise) do not all take.
+_FLOW_SCHEDULERS: dict[str, tuple[str, dict]] = {
+    "Euler": ("FlowMatchEulerDiscreteScheduler", {}),
+}
+
+
+def make_flow_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMATIC, shift: float = 0.0):
+    """A new flow-matching scheduler for `sampler` (a name in _FLOW_SCHEDULERS), keeping the model's settings.
+
+    `shift` > 0 replaces the model's shift and turns its dynamic (resolution-dependent) shifting off; 0 keeps the
+    model's own. Karras, Exponential and Beta respace the shifted sigmas as FlowMatchEulerDiscreteScheduler does.
+    """
+    sampler, schedule = split_sampler_name(sampler, schedule)
+    if sampler not in _FLOW_SCHEDULERS:
+        raise ValueError(f"{sampler} has no flow-matching scheduler; use one of {', '.join(_FLOW_SCHEDULERS)}")
+    class_name, extra = _FLOW_SCHEDULERS[sampler]
+    config = {k: v for k, v in dict(base_config).items() if k not in _SCHEDULE_FLAGS.values()}
+    config.update(extra)
+    if shift > 0:
+        config.update(shift=float(shift), use_dynamic_shifting=False)
+    if schedule != AUTOMATIC:
+        if schedule not in SAMPLERS[sampler]:
+            raise ValueError(f"{sampler} does not support the {schedule} schedule")
+        config[_SCHEDULE_FLAGS[schedule]] = True
+    return getattr(diffusers, class_name).from_config(config)

@@ -267,9 +267,11 @@ def apply(pipe, plan: Plan, device: torch.device) -> None:
     if not plan.offload:
         pipe.to(device)
     derive(pipe, plan, device)
-    if plan.channels_last:
-        pipe.unet.to(memory_format=torch.channels_last)
-        pipe.vae.to(memory_format=torch.channels_last)
+    if plan.channels_last:  # convolutions: a UNet and a VAE (a flow model's transformer works on tokens)
+        for name in ("unet", "vae"):
+            module = getattr(pipe, name, None)
+            if module is not None:
+                module.to(memory_format=torch.channels_last)
 
 
 def place(pipe, plan: Plan, device: torch.device, release_memory) -> Plan:

@@ -72,7 +72,9 @@ def test_models_lists_the_usable_models_in_its_folders_then_the_demo(tiny_models
     (folder / "upscalers" / "4x-Sharp.pth").write_bytes(b"x")
     catalogue = LocalBackend("cpu", models_folders=[folder]).models()
     generation = [(m.ref, m.family) for m in catalogue if GENERATION in m.kinds]
-    assert generation == [(str(folder / "painter.safetensors"), "sd1"), ("demo", "sd1")]
+    assert generation == [(str(folder / "painter.safetensors"), "sd1"), ("demo", "sd1"), ("demo:sdxl", "sdxl"),
+                          ("demo:zimage", "zimage"), ("demo:flux2-klein", "flux2-klein"), ("demo:flux1", "flux1"),
+                          ("demo:sd3", "sd3")]
     upscalers = [(m.ref, m.name, m.family) for m in catalogue if m.kinds == {UPSCALE}]
     assert upscalers == [(str(folder / "upscalers" / "4x-Sharp.pth"), "4x-Sharp", "upscaler"),
                          ("demo", "Demo upscaler (random weights)", "upscaler"),
