@@ -118,11 +118,10 @@ def _load(path: Path, info, dtype):
     cls = _pipeline_class(family, info.variant)
 
     inside = {part.name for part in PARTS[family] if shapes and _has_prefix(shapes, part.inside)}
-    transformer = None
-    if gguf or (family == "flux1" and _flux1_width(shapes) != FLUX1_WIDTH):
-        transformer = _transformer(path, family, config, dtype)
     if len(inside) == len(PARTS[family]):  # a full file
-        extra = {"transformer": transformer} if transformer is not None else {}
+        extra = {}
+        if family == "flux1" and _flux1_width(shapes) != FLUX1_WIDTH:
+            extra["transformer"] = _transformer(path, family, config, dtype)
         return _finish(cls.from_single_file(str(path), config=str(config), local_files_only=True,
                                             dtype=dtype, **extra, **_pipeline_kwargs(family, info)))
 
@@ -131,17 +130,11 @@ def _load(path: Path, info, dtype):
     if missing:
         raise ModelLoadError(path, _missing_sentence(path, missing))
     components = {name: _load_part(file, name, config, dtype) for name, file in found.items()}
-    if inside:  # a partial file (e.g. a transformer with its VAE): the rest of what it holds, from it
-        from diffusers.loaders.single_file_utils import load_single_file_checkpoint
-
-        checkpoint = load_single_file_checkpoint(str(path), local_files_only=True)
-        for part in PARTS[family]:
-            if part.name in inside:
-                prefix = next(p for p in part.inside if any(k.startswith(p) for k in checkpoint))
-                state = {k[len(prefix):]: v for k, v in checkpoint.items() if k.startswith(prefix)}
-                components[part.name] = _build(state, part.name, config, dtype)
-    if transformer is None:
-        transformer = _transformer(path, family, config, dtype)
+    for part in PARTS[family]:  # a partial file (e.g. a transformer with its VAE): the rest of what it holds
+        if part.name in inside:
+            prefix = next(p for p in part.inside if _has_prefix(shapes, (p,)))
+            components[part.name] = _build(_read_prefixed(path, prefix), part.name, config, dtype)
+    transformer = _transformer(path, family, config, dtype)
     # every module is passed, already in dtype: the config folder gives the scheduler and tokenizers
     return _finish(cls.from_pretrained(str(config), transformer=transformer, **components, local_files_only=True,
                                        **_pipeline_kwargs(family, info)))
@@ -244,6 +237,14 @@ def _header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     except ModelFileError as error:
         raise ModelLoadError(path, error.reason) from None
     return {name: (t.shape, t.dtype) for name, t in header.tensors.items()}
+
+
+def _read_prefixed(path: Path, prefix: str) -> dict:
+    """The tensors under `prefix`, the prefix taken off, without reading the rest of the file."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {key[len(prefix):]: f.get_tensor(key) for key in f.keys() if key.startswith(prefix)}
 
 
 def _has_prefix(shapes, prefixes) -> bool:
