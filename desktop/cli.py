@@ -18,7 +18,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from desktop.core import paths, runs, settings
+from desktop.core import credentials, paths, runs, settings
 from desktop.core.backend import GenerationJob, ModelDescriptor
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.families import DEMO_KINDS, DEMO_PREFIX, FLOW_SAMPLERS, Variant, demo_kind, spec
@@ -161,6 +161,9 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
         raise UsageError("--mode inpaint needs --mask IMAGE")
     if mask is not None and init is not None and mask.shape != init.shape[:2]:
         raise UsageError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {init.shape[1]}x{init.shape[0]}")
+    if args.model.startswith(DEMO_PREFIX) and demo_kind(args.model) is None:
+        kinds = ", ".join(["demo", *(DEMO_PREFIX + kind for kind in DEMO_KINDS if kind != "sd1")])
+        raise UsageError(f"--model {args.model} is not a demo model; the demo models are {kinds}")
     default = Extent(512, 512) if init is None else _default_extent(init)
     recommended = recommended_settings(args.model, bool(args.server))
     return GenerationRequest(
@@ -381,7 +384,8 @@ def main(argv: list[str]) -> int:
         results = [result for k, one in enumerate(seeds) for result in backend.run(
             GenerationJob(one), progress.state if len(seeds) == 1 else runs.nth(progress.state, k, len(seeds)))]
         progress.end()
-        return _save(store, results, model, settings.load(set_aside=False).mark_ai)
+        chosen = settings.load(set_aside=False)
+        return _save(store, results, model, chosen.mark_ai, credentials.Signing.from_settings(chosen))
     except DemoModelUnwritable as error:
         print(f"sfumato: could not build the demo model in {error.folder}: {error.reason}.", file=sys.stderr)
         return 1
@@ -423,12 +427,14 @@ def output_store(folder: Path) -> GalleryStore | None:
         return None
 
 
-def _save(store: GalleryStore, results, model: ModelDescriptor, mark: bool = True) -> int:
-    """Save and index each result, printing its path at once; say how many could not be saved, and why."""
+def _save(store: GalleryStore, results, model: ModelDescriptor, mark: bool = True,
+          signing: credentials.Signing | None = None) -> int:
+    """Save, sign (content credentials, with `signing`) and index each result, printing its path at once; say
+    how many could not be saved, and why, and which are saved unsigned."""
     saved, problems, reading = 0, [], True
     for r in results:
         try:
-            path = store.add_result(r.image, r.request, r.seed, model.name, model.hash, r.params, mark)
+            path = store.add_result(r.image, r.request, r.seed, model.name, model.hash, r.params, mark, signing)
         except OSError as error:
             problems.append(_reason(error))
             continue
@@ -438,6 +444,8 @@ def _save(store: GalleryStore, results, model: ModelDescriptor, mark: bool = Tru
         store.refresh()  # also clears what an earlier run that was killed left half-written
     except (OSError, SfumatoError, sqlite3.Error):
         pass  # the pictures are saved; the next refresh indexes whatever this one could not
+    if signing is not None and signing.problems:
+        print(f"sfumato: {signing.summary()}", file=sys.stderr)
     if not problems:
         return 0
     print(f"sfumato: {saved} of {len(results)} pictures were saved; {len(problems)} could not be written to "

@@ -3,7 +3,7 @@ list; and what switching to such a family sets (desktop/core/families.py)."""
 
 import pytest
 
-from desktop.cli import build_parser, request_from_args
+from desktop.cli import UsageError, build_parser, request_from_args
 from desktop.core.backend import ModelDescriptor
 from desktop.core.errors import InvalidRequest
 from desktop.core.families import FLOW_SAMPLERS
@@ -56,6 +56,11 @@ def test_the_cli_takes_a_demo_model_of_each_family_with_its_shift_and_distilled_
     assert (request.sampling.shift, request.sampling.distilled_cfg) == (3.0, 4.0)
     assert (request.sampling.steps, request.sampling.cfg_scale, request.sampling.sampler) == (20, 1.0, "Euler")
     request.validate()
+
+
+def test_the_cli_names_the_demo_models_when_one_is_misspelt():
+    with pytest.raises(UsageError, match="the demo models are demo, demo:sdxl, .*demo:flux1"):
+        request_from_args(build_parser().parse_args(["--model", "demo:flux", "--prompt", "x"]))
 
 
 def test_the_cli_keeps_its_sd_defaults_and_the_options_given():
