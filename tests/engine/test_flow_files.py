@@ -305,3 +305,14 @@ def _write_gguf(gguf, path: Path, state: dict) -> None:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def test_a_tiny_model_whose_comfy_tree_is_gone_is_built_again(tmp_path):
+    from desktop.engine import tiny
+
+    model = tiny.build(tmp_path, "flux2-klein")
+    tree = flow_layout.comfy_tree(model)
+    assert sorted(p.name for p in tree.iterdir()) == ["diffusion_models", "text_encoders", "vae"]
+    shutil.rmtree(tree)
+    tiny.build(tmp_path, "flux2-klein")
+    assert (tree / "vae" / "flux2-vae.safetensors").is_file()
