@@ -115,7 +115,7 @@ def _load(path: Path, info, dtype):
     shapes = {} if gguf else _header(path)
     _refuse_scaled_fp8(path, shapes)
     config = _config_folder(path, info)
-    cls = _pipeline_class(family, info.variant)
+    cls = _pipeline_class(info)
 
     inside = {part.name for part in PARTS[family] if shapes and _has_prefix(shapes, part.inside)}
     if len(inside) == len(PARTS[family]):  # a full file
@@ -150,16 +150,11 @@ def _finish(pipe):
     return pipe
 
 
-def _pipeline_class(family: str, variant: str):
-    import diffusers
+def _pipeline_class(info):
+    """The class a diffusers folder of the same model loads as (desktop/engine/flow.py)."""
+    from desktop.engine import flow
 
-    name = {
-        "flux1": {"fill": "FluxFillPipeline", "kontext": "FluxKontextPipeline"}.get(variant, "FluxPipeline"),
-        "sd3": "StableDiffusion3Pipeline",
-        "zimage": "ZImagePipeline",
-        "flux2-klein": "Flux2KleinPipeline",
-    }[family]
-    return getattr(diffusers, name)
+    return flow.pipeline_class(info, "inpaint" if flow.is_inpaint_model(info) else "txt2img")
 
 
 def _pipeline_kwargs(family: str, info) -> dict:
