@@ -73,8 +73,8 @@ SPECS: dict[Family, FamilySpec] = {
     Family.SD2: FamilySpec(Family.SD2, "SD 2.x", False, 768, {"": _SD}, _UNET_FEATURES),
     Family.SDXL: FamilySpec(Family.SDXL, "SDXL", False, 1024, {"": _SD}, _UNET_FEATURES, demo="sdxl"),
     Family.ZIMAGE: FamilySpec(Family.ZIMAGE, "Z-Image", True, 1024, {
-        "": Variant("Z-Image Turbo", 9, 1.0),
-        "turbo": Variant("Z-Image Turbo", 9, 1.0),
+        "": Variant("Z-Image Turbo", 8, 1.0),
+        "turbo": Variant("Z-Image Turbo", 8, 1.0),
         "base": Variant("Z-Image", 28, 4.0),
     }, samplers=FLOW_SAMPLERS, demo="zimage"),
     Family.FLUX2_KLEIN: FamilySpec(Family.FLUX2_KLEIN, "FLUX.2 [klein]", True, 1024, {

@@ -33,7 +33,7 @@ def test_recommend_sets_a_variants_values_and_turns_off_what_the_family_lacks():
         20, 1.0, 3.5, "Euler", "Automatic")
     assert (settings.clip_skip, settings.hires_enabled) == (1, False)
     settings.recommend("zimage", "turbo")
-    assert (settings.steps, settings.cfg_scale) == (9, 1.0)
+    assert (settings.steps, settings.cfg_scale) == (8, 1.0)
     settings.recommend("sd1")
     assert (settings.steps, settings.cfg_scale, settings.sampler, settings.schedule) == (20, 7.0, "DPM++ 2M", "Karras")
 
