@@ -14,6 +14,7 @@ Their latents are 2x2 patches of an 8x VAE: pictures are generated on a 16-pixel
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import diffusers
@@ -23,6 +24,7 @@ from desktop.core.errors import SfumatoError
 from desktop.core.modelfiles import Family, ModelInfo
 
 GRID = 16
+KLEIN_INPAINT_AREA = 1024 * 1024  # FLUX.2 klein's inpaint pipeline scales a larger picture down to this area
 
 # (family, task) -> pipeline class name. A family without an img2img row runs img2img as a full-mask inpaint.
 _PIPELINES = {
@@ -64,6 +66,15 @@ def pipeline_class(info: ModelInfo, task: str) -> type:
     if name is None:
         raise ValueError(f"no {info.family.value} pipeline does {task}")
     return getattr(diffusers, name)
+
+
+def working_size(pipe, width: int, height: int) -> tuple[int, int]:
+    """The size `pipe` really generates a width x height picture at: FLUX.2 klein's inpaint pipeline (which also
+    runs its img2img) scales a picture over a megapixel down to one, on its 16-pixel grid."""
+    if isinstance(pipe, diffusers.Flux2KleinInpaintPipeline) and width * height > KLEIN_INPAINT_AREA:
+        scale = math.sqrt(KLEIN_INPAINT_AREA / (width * height))
+        return int(width * scale) // GRID * GRID, int(height * scale) // GRID * GRID
+    return width, height
 
 
 def label(info: ModelInfo) -> str:

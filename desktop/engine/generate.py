@@ -153,6 +153,7 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
         image = prepared.inputs.get("image")
         width, height = (prepared.inputs["width"], prepared.inputs["height"]) if "width" in prepared.inputs else (
             (image.shape[-1] * 8, image.shape[-2] * 8) if isinstance(image, torch.Tensor) else _first(image).size)
+        made = flow.working_size(pipe, width, height) if loaded.flow else (width, height)
 
         def on_step_end(pipe, index: int, timestep, tensors: dict) -> dict:
             last["latents"] = tensors["latents"]
@@ -160,7 +161,7 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
                 raise Cancelled(done["steps"] + index + 1)
             total = getattr(pipe, "num_timesteps", None) or steps
             show = (index + 1) % max(1, preview_every) == 0 or index + 1 == total
-            preview = previewer(tensors["latents"], size=(width, height)) if show else None
+            preview = previewer(tensors["latents"], size=made) if show else None
             state.step(done["steps"] + index + 1, done["steps"] + total + done["later"],
                        _shown(preview, prepared.shown))
             return encoded["value"].switch(index, tensors)
@@ -214,6 +215,8 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
                 raise _out_of_memory(request, models) from again
         done["steps"] += getattr(pipe, "num_timesteps", None) or steps
         done["later"] = 0
+        if made != (width, height) and output_type == "np":
+            output.images = _at_size(output.images, width, height)
         return output, encoded["value"], pipe
 
     passes = f" (pass 1/2, then the hires fix to {second.target.width}x{second.target.height})" if second else ""
@@ -242,6 +245,13 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     params = extras.params(schedule) + (guidance.params if guidance is not None else ())
     params += references.params if references is not None else ()
     return [Result(finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
+
+
+def _at_size(images: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Float pictures (batch, h, w, 3) a pipeline made smaller than asked, scaled back to width x height."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    scaled = torch.nn.functional.interpolate(tensor, size=(height, width), mode="bicubic", antialias=True)
+    return scaled.permute(0, 2, 3, 1).numpy()
 
 
 def _each_picture(inputs: dict, batch: int) -> dict:

@@ -152,7 +152,13 @@ class ModelManager:
             state.status(f"{flow.label(info)}: {licence}.")
         name, weights = _name(path), tuning.weights_bytes(pipe)
         self.make_room(tuning.GPU, weights + tuning.working_memory(info.family), name, state)
-        plan = tuning.plan(self.device, info.family, weights, *tuning.measure(self.device))
+        gpu_free, system = tuning.measure(self.device)
+        largest = tuning.largest_component(pipe)
+        estimate = tuning.estimate(self.device, info.family, weights, gpu_free, largest=largest,
+                                   denoiser=tuning.denoiser_parameters(pipe), variant=info.variant)
+        if estimate:
+            state.status(f"{name}: {estimate}.")
+        plan = tuning.plan(self.device, info.family, weights, gpu_free, system, largest=largest)
         try:
             plan = tuning.place(pipe, plan, self.device.device, self.release_cache)
         except torch.OutOfMemoryError:

@@ -86,6 +86,15 @@ def test_every_mode_gives_a_picture_of_the_asked_size_with_a_preview_every_step(
         assert np.array_equal(result.image[16:], source)
 
 
+def test_klein_pictures_over_a_megapixel_come_back_at_the_asked_size(manager, tiny_models):
+    """FLUX.2 klein's inpaint pipeline (its img2img too) works on a picture over a megapixel scaled down to one."""
+    state = Recorder()
+    result, = run(manager, tiny_models, "flux2-klein", state, mode=Mode.IMG2IMG, init_image=picture(1072, 1040),
+                  strength=0.5, width=1072, height=1040)
+    assert result.image.shape == (1040, 1072, 3)
+    assert [preview is not None for _, _, preview in state.steps] == [True]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_seeds_repeat_and_a_batch_is_its_single_runs(manager, tiny_models, kind):
     first, = run(manager, tiny_models, kind, seed=5)
@@ -190,6 +199,8 @@ def test_demo_flux1_loads_through_the_local_backend(tiny_models, monkeypatch):
     assert (described.ref, described.family, described.variant) == ("demo:flux1", "flux1", "dev")
     assert any(note.startswith("FLUX.1 [dev]: its weights carry the FLUX.1 [dev] Non-Commercial License")
                for note in state.notes)
+    assert any(note.startswith("tiny-flux1: about ") and note.endswith(" s per step at 1024x1024 on this CPU.")
+               for note in state.notes), "the device plan's estimate before it is placed"
     listed = [(m.ref, m.family) for m in backend.models() if GENERATION in m.kinds]
     assert listed[:2] == [("demo", "sd1"), ("demo:sdxl", "sdxl")]
     assert {"demo:zimage", "demo:flux2-klein", "demo:flux1", "demo:sd3"} <= {ref for ref, _ in listed}
