@@ -316,3 +316,27 @@ def test_a_tiny_model_whose_comfy_tree_is_gone_is_built_again(tmp_path):
     shutil.rmtree(tree)
     tiny.build(tmp_path, "flux2-klein")
     assert (tree / "vae" / "flux2-vae.safetensors").is_file()
+
+
+@pytest.mark.parametrize("kind", ["flux1", "zimage"])
+def test_the_engine_runs_a_single_file_as_it_runs_the_diffusers_folder(tiny_models, kind):
+    """Through ModelManager and generate.run: txt2img and inpaint (another pipeline of the same weights)."""
+    from desktop.core.progress import TaskState
+    from desktop.core.request import Mode
+    from desktop.engine import devices, generate
+    from desktop.engine.models import ModelManager
+    from tests.support.requests import make_request
+
+    manager = ModelManager(devices.choose("cpu", "fp32"))
+    rng = np.random.default_rng(0)
+    init = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[16:48, 16:48] = 255
+    modes = ({}, {"mode": Mode.INPAINT, "init_image": init, "mask": mask, "mask_blur": 0, "strength": 1.0})
+    for fields in modes:
+        pictures = []
+        for model in (tiny_models[kind].folder, _single_file(tiny_models, kind)):
+            request = make_request(prompt="a lighthouse", width=64, height=64, steps=2, seed=1, sampler="Euler",
+                                   schedule="Automatic", cfg_scale=1.0, model=str(model), **fields)
+            pictures.append(generate.run(request, TaskState(), manager)[0].image.astype(int))
+        assert np.abs(pictures[0] - pictures[1]).max() <= 1  # one level of rounding at most
