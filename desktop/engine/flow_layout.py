@@ -154,14 +154,6 @@ def flux1_transformer(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return m.done()
 
 
-def flux1_width(state: dict[str, torch.Tensor]) -> int:
-    """The hidden width of a FLUX.1 transformer in BFL keys (3072 for every released FLUX.1)."""
-    for key in ("img_in.weight", TRANSFORMER_PREFIX + "img_in.weight"):
-        if key in state:
-            return int(state[key].shape[0])
-    raise ValueError("this is not a FLUX.1 transformer: it has no img_in weight")
-
-
 # ---------------------------------------------------------------------------- SD3.5
 
 
