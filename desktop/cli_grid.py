@@ -15,10 +15,9 @@ import sqlite3
 import sys
 
 from desktop import cli
-from desktop.core import paths, settings
+from desktop.core import credentials, paths, settings
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.gallery.store import GalleryStore
-from desktop.core.imageio import save_png
 from desktop.core.runs import RunContext
 from desktop.core.xyz import AXIS_HELP, AXIS_NAMES, Axis, InvalidAxis, PlotRun, parse_axis
 
@@ -127,22 +126,22 @@ def _cells_without_grid(saved: list, count: int) -> None:
 def _context(store: GalleryStore, folder, saved: list) -> RunContext:
     """A RunContext that saves into `store` as `sfumato generate` does, keeping the cells' paths in `saved`."""
     window_settings = dataclasses.replace(settings.load(set_aside=False), output_folder=str(folder))
+    signing = credentials.Signing.from_settings(window_settings)
 
     def save(results, loaded):
         shown = []
         for r in results:
             path = store.add_result(r.image, r.request, r.seed, loaded.name, loaded.hash, r.params,
-                                    window_settings.mark_ai)
+                                    window_settings.mark_ai, signing)
             saved.append(path)
             shown.append((r.image, r.seed, path))
         return shown
 
     def add_picture(name, image, parameters, extra):
-        path = save_png(folder / name, image, {"parameters": parameters, **extra})
-        try:
-            store.index_files([path])
-        except sqlite3.Error:
-            pass
+        path = store.add_picture(folder / name, image, parameters, extra, signing)  # saved, signed and indexed
+        if signing is not None and signing.problems:
+            print(f"sfumato: {signing.summary()}", file=sys.stderr)
+            signing.problems.clear()
         return path
 
     return RunContext(window_settings, save, add_picture, lambda text: None)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from desktop.cli import _Parser, _print_path, _Progress, _reason, start_backend, UsageError
-from desktop.core import marking, paths, settings
+from desktop.core import credentials, marking, paths, settings
 from desktop.core.backend import UpscaleJob
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.geometry import Extent
@@ -144,7 +144,8 @@ def process(args, pictures: list[Path], out: Path, done: str, name_for: Callable
     if backend is None:
         return 2
     failed, names = 0, set()
-    mark = settings.load(set_aside=False).mark_ai
+    chosen = settings.load(set_aside=False)
+    mark, signing = chosen.mark_ai, credentials.Signing.from_settings(chosen)
     try:
         for number, source in enumerate(pictures, 1):
             name = name_for(source)
@@ -182,6 +183,9 @@ def process(args, pictures: list[Path], out: Path, done: str, name_for: Callable
                 print(f"sfumato: {source.name}: could not be written to {out}: {_reason(error)}", file=sys.stderr)
                 failed += 1
                 continue
+            if signing is not None and not signing.sign(written, credentials.provenance(
+                    result.request.replace(beside=str(source)))):
+                print(f"sfumato: {signing.problems[-1]}", file=sys.stderr)  # saved, unsigned
             _print_path(written)
     except (KeyboardInterrupt, Cancelled):
         progress.end()

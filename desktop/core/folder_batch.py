@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import atomic, marking
+from . import atomic, credentials, marking
 from .backend import GenerationJob, UpscaleJob
 from .errors import Cancelled, InvalidRequest, SfumatoError
 from .filescan import files_in
@@ -292,6 +292,9 @@ class FolderBatchRun:
                     entry.update(status=FAILED, reason=f"{source.name}: {error}")
                     break
                 path = replace_png(self.output / name, result.image, chunks)
+                signing = credentials.Signing.from_settings(context.settings)
+                if signing is not None and not signing.sign(path, credentials.provenance(result.request)):
+                    context.status(signing.summary())  # saved, unsigned: the batch goes on
                 manifest.add_output(source.name, name, result.seed, chunks["parameters"])
                 manifest.write_soon()
                 self.wrote(path)

@@ -39,6 +39,11 @@ class Settings:
     last_export_folder: str = ""
     welcome_done: bool = False  # the first-start welcome was answered
     mark_ai: bool = True  # saved pictures say in XMP that they are generated (IPTC digital source type)
+    # saved pictures carry a signed C2PA manifest (desktop/core/credentials.py): with Sfumato's own key, or with
+    # the person's certificate chain and private key (PEM files) when both are named
+    content_credentials: bool = True
+    credentials_certificate: str = ""
+    credentials_key: str = ""
     # Where pictures are made: "" is this computer; else a Sfumato server's address (`sfumato serve`), with the
     # bearer token its reverse proxy or --token wants. The token is kept here in plain text, as A1111 and Krita
     # keep theirs.

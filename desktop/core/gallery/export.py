@@ -4,7 +4,9 @@ Kept metadata goes where other tools look for it: the PNG text chunks (the
 `parameters`, Sfumato's own, a ComfyUI workflow...), or the EXIF UserComment of a JPEG or WebP,
 as AUTOMATIC1111 writes it. Stripped means stripped: no text, EXIF, XMP or
 ICC data at all, except the mark that says the picture is generated (the IPTC digital source type in XMP,
-desktop/core/marking.py), which stays unless `keep_mark` is off too. File names come from a template (`{date}-{seed}-{prompt}`)
+desktop/core/marking.py), which stays unless `keep_mark` is off too. An export that keeps the mark is signed again
+with `signing` (content credentials, desktop/core/credentials.py): the action and the source type, and the
+parents' hashes when metadata is kept; one without the mark carries no manifest. File names come from a template (`{date}-{seed}-{prompt}`)
 and are made safe on every system. A file name is never stripped, so the
 default for a stripped export leaves the prompt out (`{date}-{seed}`).
 """
@@ -15,12 +17,12 @@ import datetime as _dt
 import re
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageOps, PngImagePlugin
 
-from .. import atomic, marking
+from .. import atomic, credentials, lineage, marking
 from ..imageio import XMP_KEY, open_picture, reading
 from .index import ImageRecord
 from .metadata import EXIF_IFD, USER_COMMENT, encode_user_comment
@@ -43,6 +45,8 @@ class ExportOptions:
     template: str | None = None  # None: default_template(keep_metadata)
     keep_metadata: bool = True
     keep_mark: bool = True  # the XMP digital source type of a picture that has one, even when metadata is stripped
+    # signs each export that keeps the mark (None: content credentials are off); its `problems` say what was not
+    signing: credentials.Signing | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.template is None:
@@ -122,6 +126,10 @@ def export(items: Sequence[tuple[ImageRecord, Path]], options: ExportOptions,
         parameters = chunks.get("parameters") or record.parameters
         xmp = marking.xmp_packet(source_type) if source_type else ""
         atomic.write_with(target, lambda handle: _save(picture, handle, options, parameters, chunks, xmp))
+        if source_type and options.signing is not None:  # written first: a failure leaves it saved, unsigned
+            parents = lineage.read_chunks(chunks)[1] if options.keep_metadata else ()
+            options.signing.sign(target, credentials.Provenance(
+                source_type, tuple(credentials.Ingredient(p.role, p.hash) for p in parents)))
         written.append(target)
         if progress is not None:
             progress(number, len(items))

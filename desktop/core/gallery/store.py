@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic, lineage
-from ..imageio import ImageError, open_picture, reading, save_png
+from .. import atomic, credentials, lineage, marking
+from ..imageio import XMP_KEY, ImageError, open_picture, reading, save_png
 from ..outputs import metadata_chunks, output_path
 from ..postprocess import RESTORE_KINDS
 from ..request import GenerationRequest
@@ -113,29 +113,59 @@ class GalleryStore:
     # -- adding ---------------------------------------------------------------------------------
 
     def add_result(self, image: np.ndarray, request: GenerationRequest, seed: int, model_name: str,
-                   model_hash: str = "", params: tuple[tuple[str, str], ...] = (), mark: bool = True) -> Path:
+                   model_hash: str = "", params: tuple[tuple[str, str], ...] = (), mark: bool = True,
+                   signing: credentials.Signing | None = None) -> Path:
         """Save a generated picture (PNG with its metadata, never overwriting) and index it; returns its file.
 
-        The file is what matters: if the index cannot take it now, the next refresh will.
+        The file is what matters: if the index cannot take it now, the next refresh will. With `signing`, it is
+        signed (content credentials) before it is indexed; a picture that cannot be signed stays, unsigned.
         """
         text = {**metadata_chunks(request, seed, model_name, model_hash, params, mark),
                 **lineage.chunks(image, request)}  # its pixel hash and its parents'
         path = save_png(output_path(self.folder, seed), image, text)
+        self._sign(path, request, signing)
         try:
             self.index_files([path])
         except sqlite3.Error:
             pass
         return path
 
-    def add_picture(self, path: Path, image: np.ndarray, parameters: str, marks: dict[str, str] | None = None) -> Path:
+    def add_picture(self, path: Path, image: np.ndarray, parameters: str, marks: dict[str, str] | None = None,
+                    signing: credentials.Signing | None = None, request=None) -> Path:
         """Save a finished picture that is not a generation (an upscale) with its A1111 `parameters` text at `path`
-        (numbered, never overwriting), and `marks` (marking.chunks), and index it; returns its file."""
+        (numbered, never overwriting), and `marks` (marking.chunks), and index it; returns its file. With
+        `signing`, it is signed first: with `request`'s provenance, or (a plot's grid) the source type of `marks`."""
         path = save_png(path, image, {**({"parameters": parameters} if parameters else {}), **(marks or {})} or None)
+        self._sign(path, request, signing, marks)
         try:
             self.index_files([path])
         except sqlite3.Error:
             pass
         return path
+
+    def _sign(self, path: Path, request, signing: credentials.Signing | None, marks: dict | None = None) -> None:
+        """Sign a picture just written; its parents that are in the gallery are named by their file's name."""
+        if signing is None:
+            return
+        try:
+            if request is not None:
+                hashes = [p.hash for p in lineage.parents_of(request)]
+                what = credentials.provenance(request, self.titles(hashes))
+            else:
+                what = credentials.Provenance(marking.source_type_in((marks or {}).get(XMP_KEY)) or marking.TRAINED)
+        except Exception as error:  # noqa: BLE001 - the picture is saved; only its credentials are missing
+            signing.note(f"{path.name} is saved without content credentials ({error}).")
+            return
+        signing.sign(path, what)
+
+    def titles(self, hashes: Iterable[str]) -> dict[str, str]:
+        """The file name of a gallery picture with each pixel hash (those it has)."""
+        try:
+            ids = self.index.by_hash(list(hashes))
+            records = self.index.records([i for group in ids.values() for i in group[:1]])
+        except sqlite3.Error:
+            return {}
+        return {h: Path(records[group[0]].path).name for h, group in ids.items() if group and group[0] in records}
 
     def import_files(self, files: Iterable[Path]) -> tuple[list[ImageRecord], list[str]]:
         """Copy pictures from elsewhere into today's folder and index them; returns (records, problems)."""
