@@ -36,7 +36,7 @@ KINDS = UNET_KINDS + FLOW_KINDS
 EXTRA_SUFFIXES = (".comfy",)
 
 # Bump whenever anything that ends up on disk changes (sizes, configs, tokenizer, init).
-VERSION = 3
+VERSION = 4
 
 MAX_LENGTH = 77
 BOS = "<|startoftext|>"

@@ -282,6 +282,7 @@ def _flux1(scratch: Path):
 
 
 def _sd3(scratch: Path):
+    import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
     from transformers import CLIPTextModelWithProjection
 
@@ -311,6 +312,8 @@ def _sd3(scratch: Path):
     vae = _vae16(*_SD3_VAE)
     _init("sd3", {"transformer": transformer, "text_encoder": text_encoder, "text_encoder_2": text_encoder_2,
                   "text_encoder_3": text_encoder_3, "vae": vae})
+    with torch.no_grad():  # SD3 uses CLIP-L's pooled output unprojected, as its single files load it
+        text_encoder.text_projection.weight.copy_(torch.eye(text_encoder.text_projection.weight.shape[0]))
     pipe = StableDiffusion3Pipeline(
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(**_SD3_SCHEDULER),
