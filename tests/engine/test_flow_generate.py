@@ -161,6 +161,31 @@ def test_the_negative_prompt_counts_only_with_cfg_above_one(manager, tiny_models
     assert changed(image(3.0, "fog"), image(3.0, "a red castle at night"))
 
 
+@pytest.fixture(scope="module")
+def klein_base(tiny_models, tmp_path_factory):
+    """The tiny FLUX.2 klein as a base (not step-distilled) model, which takes classifier-free guidance."""
+    import json
+    import shutil
+
+    folder = tmp_path_factory.mktemp("klein") / "tiny-flux2-klein-base"
+    shutil.copytree(tiny_models["flux2-klein"].folder, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "is_distilled": False}))
+    return str(folder)
+
+
+@pytest.mark.parametrize("mode", [Mode.TXT2IMG, Mode.IMG2IMG])
+def test_klein_base_takes_cfg_with_the_negative_prompt(manager, tiny_models, klein_base, mode):
+    fields = {"init_image": picture(), "strength": 0.5, "steps": 4} if mode is Mode.IMG2IMG else {}
+
+    def image(cfg, negative):
+        return run(manager, tiny_models, "flux2-klein", model=klein_base, mode=mode, cfg_scale=cfg,
+                   negative_prompt=negative, **fields)[0].image
+
+    assert np.array_equal(image(1.0, "fog"), image(1.0, "a red castle at night"))
+    assert changed(image(3.0, "fog"), image(3.0, "a red castle at night"))
+
+
 def test_a_step_distilled_klein_says_it_takes_no_cfg(manager, tiny_models):
     state = Recorder()
     guided, = run(manager, tiny_models, "flux2-klein", state, cfg_scale=4.0, negative_prompt="fog")
@@ -186,6 +211,44 @@ def test_the_prompt_is_encoded_once_per_conditioning(manager, tiny_models, monke
     assert calls == [], "a new seed or batch reuses the encoded prompt"
     run(manager, tiny_models, "sd3", prompt="an encoded lighthouse", cfg_scale=2.0, negative_prompt="fog")
     assert len(calls) == 1, "a new negative prompt is a new conditioning"
+
+
+@pytest.fixture(scope="module")
+def flux_fill(tiny_models, tmp_path_factory):
+    """A tiny FLUX.1 Fill: the tiny dev model with Fill's transformer (latents, masked picture and mask in)."""
+    import diffusers
+    import torch
+
+    base = diffusers.FluxPipeline.from_pretrained(tiny_models["flux1"].folder, local_files_only=True)
+    torch.manual_seed(0)
+    transformer = diffusers.FluxTransformer2DModel.from_config({**base.transformer.config, "in_channels": 384,
+                                                                 "out_channels": 64})
+    folder = tmp_path_factory.mktemp("fill") / "tiny-flux1-fill"
+    diffusers.FluxFillPipeline.from_pipe(base, transformer=transformer).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("mode", [Mode.TXT2IMG, Mode.IMG2IMG, Mode.INPAINT])
+def test_flux1_fill_runs_every_mode_as_an_inpaint_without_cfg(manager, tiny_models, flux_fill, mode):
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 255
+    fields = {Mode.TXT2IMG: {}, Mode.IMG2IMG: {"init_image": picture(), "strength": 0.5},
+              Mode.INPAINT: {"init_image": picture(), "mask": mask, "mask_blur": 0, "strength": 1.0}}[mode]
+    state = Recorder()
+    result, = run(manager, tiny_models, "flux1", state, mode=mode, model=str(flux_fill), cfg_scale=3.0, **fields)
+    assert result.image.shape == (64, 64, 3) and result.image.std() > 1
+    assert dict(result.params) == {"Distilled CFG Scale": "3.5"}
+    assert "FLUX.1 Fill [dev] takes no CFG scale: CFG 3 was not used." in state.notes
+    if mode is Mode.INPAINT:
+        assert np.array_equal(result.image[mask == 0], picture()[mask == 0])
+
+
+@pytest.mark.parametrize("kind", ["flux1", "sd3"])
+def test_a_single_file_makes_the_pictures_of_its_folder(manager, tiny_models, kind):
+    """Full single files (as ComfyUI's checkpoints folder holds them) load through flow_files."""
+    folder, = run(manager, tiny_models, kind)
+    single, = run(manager, tiny_models, kind, model=str(tiny_models[kind].checkpoint))
+    assert np.abs(folder.image.astype(int) - single.image.astype(int)).mean() < 2.0
 
 
 def test_demo_flux1_loads_through_the_local_backend(tiny_models, monkeypatch):
