@@ -3,6 +3,7 @@ previews, seeds, batches, cancel, guidance, the infotext, and what they refuse."
 
 import numpy as np
 import pytest
+import torch
 
 from desktop.core import paths
 from desktop.core.control import Control, Reference
@@ -123,6 +124,25 @@ def test_cancel_after_the_first_step_stops_within_a_step(manager, tiny_models):
     assert [done for done, _, _ in state.steps] == [1]
 
 
+def test_out_of_memory_retries_with_a_tiled_vae_and_succeeds(manager, tiny_models, monkeypatch):
+    """A transformer has no sliced attention: the retry tiles the VAE and runs again."""
+    run(manager, tiny_models, "sd3")
+    transformer = manager.pipeline("txt2img").transformer
+    forward, failed = transformer.forward, []
+
+    def once(*args, **kwargs):
+        if not failed:
+            failed.append(True)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(transformer, "forward", once)
+    state = Recorder()
+    result, = run(manager, tiny_models, "sd3", state)
+    assert result.image.shape == (64, 64, 3) and failed
+    assert any(note.startswith("Out of memory: trying again with lighter settings") for note in state.notes)
+
+
 @pytest.mark.parametrize("fields, sentence", [
     ({"prompt": "a lighthouse <lora:painterly:0.8>"}, "LoRAs do not work with FLUX.1 models in Sfumato yet: take "
                                                       "<lora:painterly:0.8> out of the prompt."),
@@ -217,7 +237,6 @@ def test_the_prompt_is_encoded_once_per_conditioning(manager, tiny_models, monke
 def flux_fill(tiny_models, tmp_path_factory):
     """A tiny FLUX.1 Fill: the tiny dev model with Fill's transformer (latents, masked picture and mask in)."""
     import diffusers
-    import torch
 
     base = diffusers.FluxPipeline.from_pretrained(tiny_models["flux1"].folder, local_files_only=True)
     torch.manual_seed(0)
