@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import paths
+from desktop.core import credentials, paths
 from desktop.core.settings import Settings
 
 from .background import Background
@@ -45,6 +45,8 @@ from .models.folders import FolderListEditor
 
 ENGINE_RESTART_NOTE = "Device and precision changes take effect from the next generation (the model is loaded again)."
 CPU_FP16_PROBLEM = "fp16 does not work on the CPU. Choose Automatic, bf16 or fp32."
+CREDENTIALS_NOTE = ("A signed record of how each picture was made (never its prompt); validators show\n"
+                    "Sfumato's own key as an \"untrusted signer\", which is honest: nobody vouches for it.")
 CHECK_DELAY_MS = 300  # wait for typing to pause before touching the disk
 SERVER_EXAMPLE = "http://192.168.1.20:7862"
 NO_SERVER_ADDRESS = f"Enter the server's address, for example {SERVER_EXAMPLE}, or choose This computer."
@@ -339,6 +341,56 @@ class SettingsDialog(QDialog):
             "The EU AI Act (article 50) expects generated pictures to be marked as such in a machine-readable way: "
             "the mark is an XMP field that other apps read, and it says nothing about the prompt.")
         form.addRow("", self.mark_ai)
+        self.content_credentials = QCheckBox("Sign them with &content credentials (C2PA)")
+        self.content_credentials.setToolTip(
+            "A C2PA manifest in each saved picture that Adobe's and other validators read; it never holds the "
+            "prompt or the parameters.")
+        self.own_certificate = QPushButton("Own certificate...")
+        self.own_certificate.setCheckable(True)
+        self.own_certificate.setAutoDefault(False)
+        self.own_certificate.setToolTip("Sign with your own certificate chain and key instead of Sfumato's own key")
+        credentials_field = QWidget()
+        credentials_row = QHBoxLayout(credentials_field)
+        credentials_row.setContentsMargins(0, 0, 0, 0)
+        credentials_row.addWidget(self.content_credentials)
+        credentials_row.addStretch(1)
+        credentials_row.addWidget(self.own_certificate)
+        form.addRow("", credentials_field)
+        # Two lines, broken by hand: a wrapped label asks for many more before the window is laid out, and the
+        # window must fit a 768-pixel screen.
+        self.credentials_note = QLabel(CREDENTIALS_NOTE)
+        self.credentials_note.setStyleSheet("QLabel { color: palette(placeholder-text); }")
+        form.addRow("", self.credentials_note)
+        self._credentials_form = form
+        self.credentials_certificate = QLineEdit()
+        self.credentials_certificate.setPlaceholderText("Certificate chain (.pem): empty for Sfumato's own key")
+        self.credentials_certificate.setClearButtonEnabled(True)
+        self.credentials_certificate.setToolTip(
+            "Your signing certificate, then its issuers, in one PEM file: a certificate from a C2PA-trusted "
+            "issuer makes validators show your name as a trusted signer.")
+        self.credentials_key = QLineEdit()
+        self.credentials_key.setPlaceholderText("Its private key (.pem)")
+        self.credentials_key.setClearButtonEnabled(True)
+        self.credentials_key.setToolTip("The unencrypted PEM private key of that certificate.")
+        signer_field = QWidget()
+        signer_row = QHBoxLayout(signer_field)
+        signer_row.setContentsMargins(0, 0, 0, 0)
+        signer_row.addWidget(self.credentials_certificate, 3)
+        signer_row.addWidget(self.credentials_key, 2)
+        self._row(form, "Si&gning certificate:", signer_field, self.credentials_certificate)
+        self._signer_field = signer_field
+        self.own_certificate.toggled.connect(self._show_signer_row)
+        self.credentials_error = _MessageLabel(_MESSAGE_STYLE)
+        form.addRow("", self.credentials_error)
+        self._credentials_problem: str | None = None
+        self._credentials_timer = QTimer(self)
+        self._credentials_timer.setSingleShot(True)
+        self._credentials_timer.setInterval(CHECK_DELAY_MS)
+        self._credentials_timer.timeout.connect(self._check_credentials)
+        for line in (self.credentials_certificate, self.credentials_key):
+            line.textChanged.connect(self._credentials_timer.start)
+        self.mark_ai.toggled.connect(self._credentials_toggled)
+        self.content_credentials.toggled.connect(self._credentials_toggled)
 
         self.browse_button.clicked.connect(self._browse_output_folder)
         self.output_folder.textChanged.connect(self._output_folder_edited)
@@ -398,6 +450,13 @@ class SettingsDialog(QDialog):
         self.folders_editor.set_folders(settings.models_folders)
         self.output_folder.setText(settings.output_folder)
         self.mark_ai.setChecked(settings.mark_ai)
+        self.content_credentials.setChecked(settings.content_credentials)
+        self.credentials_certificate.setText(settings.credentials_certificate)
+        self.credentials_key.setText(settings.credentials_key)
+        self.own_certificate.setChecked(bool(settings.credentials_certificate or settings.credentials_key))
+        self._show_signer_row(self.own_certificate.isChecked())
+        self._credentials_toggled()
+        self._check_credentials()
         self.preview_every.setValue(settings.preview_every)
         self._preview_every_suffix(self.preview_every.value())
         self._backend_changed()
@@ -412,6 +471,10 @@ class SettingsDialog(QDialog):
         edited.models_folders = self.folders_editor.folders()
         edited.output_folder = self.output_folder.text().strip()
         edited.mark_ai = self.mark_ai.isChecked()
+        edited.content_credentials = self.content_credentials.isChecked()
+        own = self.own_certificate.isChecked()
+        edited.credentials_certificate = self.credentials_certificate.text().strip() if own else ""
+        edited.credentials_key = self.credentials_key.text().strip() if own else ""
         edited.preview_method = self.preview_method.currentData()
         edited.preview_every = self.preview_every.value()
         edited.theme = self.theme.currentData()
@@ -428,6 +491,9 @@ class SettingsDialog(QDialog):
         if self._output_timer.isActive():  # Enter pressed right after typing: check now
             self._output_timer.stop()
             self._check_output_folder()
+        if self._credentials_timer.isActive():
+            self._credentials_timer.stop()
+            self._check_credentials()
         if self._problems():
             if self._output_problem:
                 self.output_folder.setFocus()
@@ -435,7 +501,7 @@ class SettingsDialog(QDialog):
         super().accept()
 
     def _problems(self) -> list[str]:
-        found = [self._output_problem, self._engine_problem(), self._server_problem()]
+        found = [self._output_problem, self._engine_problem(), self._server_problem(), self._credentials_problem]
         return [problem for problem in found if problem]
 
     def _update_ok(self) -> None:
@@ -556,6 +622,35 @@ class SettingsDialog(QDialog):
         self._output_problem = output_folder_problem(self.output_folder.text())
         self.output_error.setText(self._output_problem or "")
         self.output_error.setVisible(self._output_problem is not None)
+        self._update_ok()
+
+    # -- content credentials -------------------------------------------------------------------
+
+    @Slot()
+    def _credentials_toggled(self) -> None:
+        """The manifest says the picture is generated too: it goes only where the AI mark does."""
+        self.content_credentials.setEnabled(self.mark_ai.isChecked())
+        on = self.mark_ai.isChecked() and self.content_credentials.isChecked()
+        for widget in (self.credentials_certificate, self.credentials_key, self.own_certificate):
+            widget.setEnabled(on)
+        self._check_credentials()
+
+    @Slot(bool)
+    def _show_signer_row(self, shown: bool) -> None:
+        """The certificate and key fields, only for the person who signs with their own (Own certificate...)."""
+        self._credentials_form.setRowVisible(self._signer_field, shown)
+        if shown and self.isVisible():
+            self.credentials_certificate.setFocus()
+        self._check_credentials()
+
+    @Slot()
+    def _check_credentials(self) -> None:
+        """A certificate chain and key the person named must sign a test picture (a few milliseconds)."""
+        certificate, key = self.credentials_certificate.text().strip(), self.credentials_key.text().strip()
+        on = self.mark_ai.isChecked() and self.content_credentials.isChecked() and self.own_certificate.isChecked()
+        self._credentials_problem = (credentials.check_user_key(certificate, key) or None) if on else None
+        self.credentials_error.setText(self._credentials_problem or "")
+        self.credentials_error.setVisible(self._credentials_problem is not None)
         self._update_ok()
 
     # -- previews ----------------------------------------------------------------------------

@@ -54,7 +54,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
 
-from desktop.core import lineage, marking
+from desktop.core import credentials, lineage, marking
 from desktop.core.backend import Backend, BackendFactory, GenerationJob, ModelDescriptor, PreprocessJob, UpscaleJob
 from desktop.core.errors import Cancelled, SfumatoError
 from desktop.core.imageio import save_png
@@ -478,7 +478,8 @@ class _Runner(_WorkerSignals):
             return
         if loaded is not None:
             self.model_loaded.emit(loaded.ref, loaded.family)
-        saved, problem = self._save(results, loaded, settings)
+        signing = credentials.Signing.from_settings(settings)
+        saved, problem = self._save(results, loaded, settings, signing)
         seconds = time.perf_counter() - started
         self.job_finished.emit(job_id, saved)
         if problem:
@@ -488,6 +489,8 @@ class _Runner(_WorkerSignals):
             if not upscale and len(saved) < request.sampling.batch_size and said:  # the engine said why the others are missing
                 done = f"{done}. {said[-1]}"
             notes = list(dict.fromkeys(r.note for r in results if r.note))
+            if signing is not None and signing.problems:  # the pictures are saved; only their credentials are not
+                notes.append(signing.summary())
             if notes:  # what the person should know about the result, e.g. that no face was found
                 done = " ".join([f"{done}.", *notes])
             self.status.emit(done)
@@ -496,9 +499,12 @@ class _Runner(_WorkerSignals):
         """What a Run saves its pictures with: a lone job's way, and the output folder's gallery for the others."""
 
         def save(results, loaded):
-            saved, problem = self._save(results, loaded, settings)
+            signing = credentials.Signing.from_settings(settings)
+            saved, problem = self._save(results, loaded, settings, signing)
             if problem:
                 raise SaveFailed(problem)
+            if signing is not None and signing.problems:
+                state.status(signing.summary())
             return saved
 
         def add_picture(name: str, image, parameters: str, extra: dict[str, str]) -> Path:
@@ -507,6 +513,11 @@ class _Runner(_WorkerSignals):
                 path = save_png(settings.output_path() / name, image, {"parameters": parameters, **extra})
             except OSError as error:
                 raise SaveFailed(_unsaved(settings, error)) from None
+            signing = credentials.Signing.from_settings(settings)
+            if signing is not None:  # a plot's grid: made from prompts, marked with its first cell's source type
+                source = marking.source_type_in(extra.get(marking.XMP_KEY)) or marking.TRAINED
+                if not signing.sign(path, credentials.Provenance(source)):
+                    state.status(signing.summary())
             if gallery is not None:
                 try:
                     gallery.index_files([path])
@@ -527,8 +538,10 @@ class _Runner(_WorkerSignals):
             gallery = self._gallery
         return gallery if gallery is not None and gallery.folder == settings.output_path() else None
 
-    def _save(self, results, loaded: ModelDescriptor | None, settings: Settings) -> tuple[list, str]:
-        """Write each result; a failure is reported, never a reason to drop the pictures."""
+    def _save(self, results, loaded: ModelDescriptor | None, settings: Settings,
+              signing: credentials.Signing | None = None) -> tuple[list, str]:
+        """Write each result, then sign it (content credentials) with `signing`; a failure is reported, never a
+        reason to drop the pictures (one that cannot be signed is kept unsigned, and `signing` says why)."""
         saved, problem = [], ""
         gallery = self._gallery_for(settings)  # after a change of folder, that gallery opens later and finds these
         for r in results:
@@ -536,14 +549,20 @@ class _Runner(_WorkerSignals):
                 if isinstance(r.request, UpscaleRequest):  # A1111 Extras' keys appended to the source's parameters
                     target = result_path(settings.output_path(), r.request)
                     marks = {**marking.chunks(r.request, settings.mark_ai), **lineage.chunks(r.image, r.request)}
-                    path = gallery.add_picture(target, r.image, r.request.parameters, marks) if gallery is not None \
-                        else save_png(target, r.image, {"parameters": r.request.parameters, **marks})
+                    if gallery is not None:
+                        path = gallery.add_picture(target, r.image, r.request.parameters, marks, signing, r.request)
+                    else:
+                        path = save_png(target, r.image, {"parameters": r.request.parameters, **marks})
+                        if signing is not None:
+                            signing.sign(path, credentials.provenance(r.request))
                 elif gallery is not None:
                     path = gallery.add_result(r.image, r.request, r.seed, loaded.name, loaded.hash, r.params,
-                                              settings.mark_ai)
+                                              settings.mark_ai, signing)
                 else:
                     path = save_result(settings.output_path(), r.image, r.request, r.seed, loaded.name, loaded.hash,
                                        r.params, settings.mark_ai)
+                    if signing is not None:
+                        signing.sign(path, credentials.provenance(r.request))
             except OSError as error:
                 path = None
                 problem = _unsaved(settings, error)

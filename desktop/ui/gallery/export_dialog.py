@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core import credentials, settings
 from desktop.core.gallery.export import (
     FIELDS,
     ExportOptions,
@@ -99,6 +100,8 @@ class ExportDialog(QDialog):
             folder=Path(self.folder.text()).expanduser(), format=self.format.currentData(),
             quality=self.quality.value(), max_side=self.max_side.value() if self.resize_box.isChecked() else None,
             template=self.template.text(), keep_metadata=self.keep.isChecked(), keep_mark=self.keep_mark.isChecked(),
+            # content credentials as File > Settings says (read from the file the Settings window writes)
+            signing=credentials.Signing.from_settings(settings.load(set_aside=False)),
         )
 
     def _update(self) -> None:

@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import addons
+from desktop.core import addons, credentials
 from desktop.core.addons import AddonCheck
 from desktop.core.control import used_controls, used_controls_note
 from desktop.core.control_layers import spec_of_used
@@ -271,6 +271,10 @@ class GalleryView(QWidget):
         self.info = QLabel()
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.credentials = QLabel()  # the picture's content credentials (C2PA), read with the picture
+        self.credentials.setWordWrap(True)
+        self.credentials.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.credentials.hide()
         self.family = FamilyStrip(self.background)  # what it was made from and what was made from it
         self.family.chosen.connect(self.show_record)
         self.family.family_requested.connect(self.show_family)
@@ -316,6 +320,7 @@ class GalleryView(QWidget):
         side.setContentsMargins(4, 0, 0, 0)
         side.addWidget(self.picture, 3)
         side.addWidget(self.info)
+        side.addWidget(self.credentials)
         side.addWidget(self.family)
         side.addWidget(self.parameters, 1)
         for row in rows:
@@ -531,6 +536,7 @@ class GalleryView(QWidget):
         self._shown = record.id if record else None
         self._shown_plot, self._plot_read = None, record is None
         self.family.show_record(self.store, record)
+        self._show_credentials(None)
         if record is None:
             self.picture.set_image(QImage())
             self.info.setText("")
@@ -547,17 +553,33 @@ class GalleryView(QWidget):
         self.parameters.setPlainText(record.parameters)
         path, root = self.store.path(record), self.store.folder
         self.picture.set_image(QImage())  # the large picture is decoded in the background
-        self.background.run(lambda: (read_picture(path), read_plot(path, root)),
+        self.background.run(lambda: (read_picture(path), read_plot(path, root), credentials.read(path)),
                             lambda read, rid=record.id: self._picture_loaded(rid, *read))
 
-    def _picture_loaded(self, record_id: int, image: QImage, plot: Plot | None = None) -> None:
+    def _picture_loaded(self, record_id: int, image: QImage, plot: Plot | None = None,
+                        found: credentials.Credentials | None = None) -> None:
         if record_id == self._shown:
+            self._show_credentials(found)
             if image.isNull():
                 self.error.emit("This picture can no longer be read; it may have been moved or deleted outside Sfumato.")
             self.picture.set_image(image)
             if not self._plot_read:  # a double-click may have read it already
                 self._shown_plot, self._plot_read = plot, True
             self._selection_changed()  # Grid view is offered for a plot
+
+    def _show_credentials(self, found: credentials.Credentials | None) -> None:
+        """The badge of a picture's content credentials and the manifest's summary; nothing when it has none."""
+        badge = found.badge() if found is not None else ""
+        if badge and found.summary():
+            badge = f"{badge} {found.summary()[0].upper()}{found.summary()[1:]}."
+        self.credentials.setText(badge)
+        colour = "#c0392b" if found is not None and found.state == credentials.TAMPERED else ""
+        self.credentials.setStyleSheet(f"color: {colour};" if colour else "")
+        self.credentials.setToolTip("C2PA content credentials: who signed the picture and what was done to it. "
+                                    "\"Untrusted signer\" means no authority vouches for the key, as for "
+                                    "Sfumato's own; \"tampered\" means the picture changed after it was signed."
+                                    if badge else "")
+        self.credentials.setVisible(bool(badge))
 
     # -- lineage ----------------------------------------------------------------------------------------
 
