@@ -107,6 +107,20 @@ def test_the_bundle_takes_spandrel_for_upscalers_and_leaves_torchvision_out():
     assert '"torchvision"' in excludes  # upscalers run without it (desktop/engine/upscale.py)
 
 
+def test_the_bundle_takes_c2pa_s_shared_library_where_c2pa_looks_for_it_and_not_its_rlib():
+    """Content credentials (desktop/core/credentials.py) load c2pa's native library with ctypes: the spec adds it
+    to the libs folder beside c2pa's module, the one c2pa searches, and never the 31 MB Rust build artefact."""
+    import importlib.util
+
+    spec = (ROOT / "installer" / "sfumato.spec").read_text()
+    block = spec[spec.index('find_spec("c2pa")'):spec.index("# diffusers and transformers")]
+    assert '"libc2pa_c.so", "libc2pa_c.dylib", "c2pa_c.dll"' in block and '"c2pa/libs"' in block
+    assert ".rlib" not in block.split("\n", 1)[1] and "binaries=binaries" in spec
+    package = Path(importlib.util.find_spec("c2pa").submodule_search_locations[0])
+    assert 'Path(__file__).parent / "libs"' in (package / "lib.py").read_text()  # where the bundle puts it
+    assert (package / "libs" / "libc2pa_c.so").is_file() or sys.platform != "linux"
+
+
 def test_the_bundle_collects_the_package_of_every_pipeline_the_engine_makes():
     """Pipelines are made by class at run time (ModelManager.pipeline), which PyInstaller's scan does not see:
     each one's package must be in the spec's collect list, or the bundled app fails the first time it is used
