@@ -24,6 +24,7 @@ from desktop.core.errors import SfumatoError
 from desktop.core.modelfiles import Family, ModelInfo
 
 GRID = 16
+SCHNELL_TOKENS = 256  # FLUX.1 schnell reads T5 prompts of at most 256 tokens (dev and the others 512)
 KLEIN_INPAINT_AREA = 1024 * 1024  # FLUX.2 klein's inpaint pipeline scales a larger picture down to this area
 
 # (family, task) -> pipeline class name. A family without an img2img row runs img2img as a full-mask inpaint.
@@ -188,16 +189,17 @@ def guidance(pipe, info: ModelInfo, sampling) -> Guidance:
 # -- the prompt ------------------------------------------------------------------
 
 
-def encode(pipe, family: Family | str, prompt: str, negative: str | None, device) -> dict:
+def encode(pipe, info: ModelInfo, prompt: str, negative: str | None, device) -> dict:
     """The pipeline's prompt inputs for one picture (batch 1), from its own encode_prompt; `negative` None:
     unguided, no negative prompt is encoded."""
-    family = Family(family)
+    family = info.family
     guided = negative is not None
     if family is Family.FLUX1:
-        embeds, pooled, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=device)
+        tokens = {"max_sequence_length": SCHNELL_TOKENS} if info.variant == "schnell" else {}
+        embeds, pooled, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=device, **tokens)
         out = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
         if guided:
-            embeds, pooled, _ = pipe.encode_prompt(prompt=negative, prompt_2=None, device=device)
+            embeds, pooled, _ = pipe.encode_prompt(prompt=negative, prompt_2=None, device=device, **tokens)
             out.update(negative_prompt_embeds=embeds, negative_pooled_prompt_embeds=pooled)
         return out
     if family is Family.SD3:

@@ -198,7 +198,7 @@ class ModelManager:
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-        cache[key] = flow.encode(pipe, loaded.info.family, prompt, negative, self.device.device)
+        cache[key] = flow.encode(pipe, loaded.info, prompt, negative, self.device.device)
         while len(cache) > EMBEDDINGS_KEPT:
             cache.popitem(last=False)
         return cache[key]

@@ -233,18 +233,31 @@ def test_the_prompt_is_encoded_once_per_conditioning(manager, tiny_models, monke
     assert len(calls) == 1, "a new negative prompt is a new conditioning"
 
 
-@pytest.fixture(scope="module")
-def flux_fill(tiny_models, tmp_path_factory):
-    """A tiny FLUX.1 Fill: the tiny dev model with Fill's transformer (latents, masked picture and mask in)."""
+def flux1_variant(tiny_models, folder, pipeline: str, **transformer):
+    """The tiny FLUX.1 dev model with another variant's transformer, saved as that variant's pipeline."""
     import diffusers
 
     base = diffusers.FluxPipeline.from_pretrained(tiny_models["flux1"].folder, local_files_only=True)
     torch.manual_seed(0)
-    transformer = diffusers.FluxTransformer2DModel.from_config({**base.transformer.config, "in_channels": 384,
-                                                                 "out_channels": 64})
-    folder = tmp_path_factory.mktemp("fill") / "tiny-flux1-fill"
-    diffusers.FluxFillPipeline.from_pipe(base, transformer=transformer).save_pretrained(folder)
-    return folder
+    model = diffusers.FluxTransformer2DModel.from_config({**base.transformer.config, **transformer})
+    getattr(diffusers, pipeline).from_pipe(base, transformer=model).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def flux_fill(tiny_models, tmp_path_factory):
+    """A tiny FLUX.1 Fill: its transformer takes the latents, the masked picture and the mask."""
+    return flux1_variant(tiny_models, tmp_path_factory.mktemp("fill") / "tiny-flux1-fill", "FluxFillPipeline",
+                         in_channels=384, out_channels=64)
+
+
+def test_flux1_schnell_takes_no_distilled_cfg(manager, tiny_models, tmp_path_factory):
+    schnell = flux1_variant(tiny_models, tmp_path_factory.mktemp("schnell") / "tiny-flux1-schnell", "FluxPipeline",
+                            guidance_embeds=False)
+    assert manager.identify(schnell).variant == "schnell"
+    first, = run(manager, tiny_models, "flux1", model=schnell, distilled_cfg=2.0)
+    other, = run(manager, tiny_models, "flux1", model=schnell, distilled_cfg=6.0)
+    assert first.params == () and np.array_equal(first.image, other.image)
 
 
 @pytest.mark.parametrize("mode", [Mode.TXT2IMG, Mode.IMG2IMG, Mode.INPAINT])
@@ -254,7 +267,7 @@ def test_flux1_fill_runs_every_mode_as_an_inpaint_without_cfg(manager, tiny_mode
     fields = {Mode.TXT2IMG: {}, Mode.IMG2IMG: {"init_image": picture(), "strength": 0.5},
               Mode.INPAINT: {"init_image": picture(), "mask": mask, "mask_blur": 0, "strength": 1.0}}[mode]
     state = Recorder()
-    result, = run(manager, tiny_models, "flux1", state, mode=mode, model=str(flux_fill), cfg_scale=3.0, **fields)
+    result, = run(manager, tiny_models, "flux1", state, mode=mode, model=flux_fill, cfg_scale=3.0, **fields)
     assert result.image.shape == (64, 64, 3) and result.image.std() > 1
     assert dict(result.params) == {"Distilled CFG Scale": "3.5"}
     assert "FLUX.1 Fill [dev] takes no CFG scale: CFG 3 was not used." in state.notes
