@@ -403,13 +403,14 @@ class Signing:
 # -- reading -----------------------------------------------------------------------------------------------
 
 VALID, UNTRUSTED, TAMPERED, NONE, UNREADABLE = "valid", "untrusted signer", "tampered", "none", "unreadable"
+REMOTE = "remote"  # the picture points at a manifest on a server, which Sfumato never fetches
 
 
 @dataclass(frozen=True)
 class Credentials:
     """What a picture's content credentials say, and whether they hold."""
 
-    state: str = NONE  # valid, untrusted signer, tampered, none, unreadable
+    state: str = NONE  # valid, untrusted signer, tampered, none, unreadable, remote
     signer: str = ""  # the certificate's common name (and organisation)
     own_key: bool = False  # signed with this computer's Sfumato key
     software_agent: str = ""
@@ -424,6 +425,8 @@ class Credentials:
             return ""
         if self.state == UNREADABLE:
             return "Content credentials: present but unreadable."
+        if self.state == REMOTE:
+            return "Content credentials: kept on a server, not fetched (Sfumato never goes online for them)."
         if self.state == TAMPERED:
             return "Content credentials: tampered (the picture changed after it was signed)."
         whose = "Sfumato's own key" if self.own_key else (self.signer or "an unnamed signer")
@@ -446,7 +449,7 @@ class Credentials:
 
 def read(path: str | Path) -> Credentials:
     """Read and validate the content credentials of a PNG, JPEG or WebP file (Sfumato's or anyone's). Never
-    raises; the network is never used (a manifest kept on a server counts as none)."""
+    raises; the network is never used (a manifest kept on a server is said to be there, not fetched)."""
     path = Path(path)
     mime = MIME.get(path.suffix.lower())
     if mime is None:
@@ -458,8 +461,10 @@ def read(path: str | Path) -> Credentials:
             report = json.loads(reader.json())
             state = reader.get_validation_state() or ""
     except c2pa.C2paError as error:
-        if type(error).__name__ in ("_C2paManifestNotFound", "_C2paRemoteManifest"):
+        if type(error).__name__ == "_C2paManifestNotFound":
             return Credentials()
+        if "Remote" in type(error).__name__ or str(error).startswith("Remote"):  # refused by _SETTINGS: no fetch
+            return Credentials(REMOTE)
         return Credentials(UNREADABLE, problems=(str(error).split("\n")[0],))
     except (OSError, ValueError):
         return Credentials()
