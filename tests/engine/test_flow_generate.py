@@ -10,7 +10,7 @@ from desktop.core.control import Control, Reference
 from desktop.core.errors import Cancelled, SfumatoError
 from desktop.core.geometry import Margins
 from desktop.core.progress import TaskState
-from desktop.core.request import Hires, Mode
+from desktop.core.request import Hires, InpaintArea, Mode
 from desktop.engine import devices, flow, generate, tiny
 from desktop.engine.models import ModelManager
 from tests.support.requests import make_request
@@ -94,6 +94,17 @@ def test_klein_pictures_over_a_megapixel_come_back_at_the_asked_size(manager, ti
                   strength=0.5, width=1072, height=1040)
     assert result.image.shape == (1040, 1072, 3)
     assert [preview is not None for _, _, preview in state.steps] == [True]
+
+
+def test_inpaint_only_masked_repaints_the_masked_area_at_full_size(manager, tiny_models):
+    source = picture(96, 80)
+    mask = np.zeros((80, 96), np.uint8)
+    mask[30:50, 40:60] = 255
+    result, = run(manager, tiny_models, "sd3", mode=Mode.INPAINT, init_image=source, mask=mask, mask_blur=0,
+                  strength=1.0, inpaint_area=InpaintArea.ONLY_MASKED, inpaint_padding=8)
+    assert result.image.shape == (80, 96, 3)
+    assert np.array_equal(result.image[mask == 0], source[mask == 0])
+    assert changed(result.image[mask > 0], source[mask > 0])
 
 
 @pytest.mark.parametrize("kind", KINDS)
