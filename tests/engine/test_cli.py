@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from desktop.cli import main
+from desktop.core import credentials
 from desktop.core.infotext import parse_infotext
 
 
@@ -32,6 +33,7 @@ def test_txt2img_writes_pngs_with_parameters(capsys, tmp_path, tiny_models):
     assert info.params["Size"] == "64x72" and info.params["Model"] == "tiny-sd1"
     assert parse_infotext(Image.open(paths[1]).text["parameters"]).params["Seed"] == "78"
     assert '"seed": 78' in Image.open(paths[1]).text["sfumato"]
+    assert {credentials.read(path).state for path in paths} == {credentials.UNTRUSTED}  # signed, Sfumato's key
 
 
 def test_clip_skip_is_written_into_the_parameters(capsys, tmp_path, tiny_models):

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from desktop import cli
+from desktop.core import credentials
 from desktop.__main__ import main
 from desktop.core.errors import SfumatoError
 from desktop.core.infotext import parse_infotext
@@ -40,6 +41,7 @@ def test_a_plot_writes_every_cell_and_the_grid_and_prints_the_grid_first(capsys,
     assert "X Values: \"2,3\"" in Image.open(grid).text["parameters"]
     assert Image.open(grid).width > 2 * 64 and Image.open(grid).height > 2 * 64
     assert "step 10/10" in err and "Plot done in" in err  # one bar over the whole plot: 2+3+2+3 steps
+    assert {credentials.read(path).state for path in paths} == {credentials.UNTRUSTED}  # grid and cells signed
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -1,12 +1,12 @@
 """The AI mark on what the CLI saves: `sfumato generate` (txt2img, inpaint) and `sfumato upscale` pictures carry the
-IPTC digital source type in XMP, and none when File > Settings turned the mark off."""
+IPTC digital source type in XMP and a signed C2PA manifest, and neither when File > Settings turned the mark off."""
 
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
 from desktop.__main__ import main as sfumato
-from desktop.core import marking, settings
+from desktop.core import credentials, marking, settings
 
 from tests.core.test_marking import independent_type
 
@@ -33,12 +33,16 @@ def test_txt2img_and_inpaint_say_what_made_them(capsys, tmp_path, tiny_models):
     inpainted = generate(capsys, tmp_path, tiny_models, "--mode", "inpaint", "--init", str(tmp_path / "photo.png"),
                          "--mask", str(tmp_path / "mask.png"), "--steps", "2")[0]
     assert marking.read_source_type(inpainted) == independent_type(inpainted) == marking.COMPOSITE
+    found = credentials.read(inpainted)  # content credentials too: opened the init, then edited
+    assert (found.state, found.actions, found.source_type) == (
+        credentials.UNTRUSTED, ("c2pa.opened", "c2pa.edited"), marking.COMPOSITE)
 
 
 def test_with_the_setting_off_the_cli_writes_no_mark(capsys, tmp_path, tiny_models):
     settings.save(settings.Settings(mark_ai=False))
     made = generate(capsys, tmp_path, tiny_models)[0]
     assert marking.read_source_type(made) is None and b"xmpmeta" not in open(made, "rb").read()
+    assert credentials.read(made).state == credentials.NONE  # the manifest says "generated" too: none either
 
 
 @pytest.mark.parametrize("source, expected", [("generated", marking.TRAINED), ("photo", marking.COMPOSITE),
@@ -53,3 +57,6 @@ def test_a_plain_upscale_keeps_its_sources_type(capsys, tmp_path, source, expect
     upscaled = run(capsys, "upscale", "--input", str(tmp_path / "in.png"), "--scale", "2", "--device", "cpu",
                    "--out", str(tmp_path / "up"))[0]
     assert marking.read_source_type(upscaled) == independent_type(upscaled) == expected
+    found = credentials.read(upscaled)
+    assert (found.state, found.actions, found.source_type) == (
+        credentials.UNTRUSTED, ("c2pa.opened", "c2pa.edited"), expected)
