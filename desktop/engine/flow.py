@@ -62,7 +62,9 @@ def has_img2img(family: Family | str) -> bool:
 def pipeline_class(info: ModelInfo, task: str) -> type:
     """The diffusers class of `info`'s model for "txt2img", "img2img" or "inpaint"."""
     if is_inpaint_model(info):
-        return getattr(diffusers, _FILL)
+        if info.family is Family.FLUX1:
+            return getattr(diffusers, _FILL)
+        task = "inpaint"
     name = _PIPELINES.get((info.family, task))
     if name is None:
         raise ValueError(f"no {info.family.value} pipeline does {task}")

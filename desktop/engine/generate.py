@@ -12,6 +12,9 @@ same seed gives the same picture on every run of the same device and precision.
 Text to image with the hires fix on is two pipeline calls (passes), with the
 same seeds, prompt encodings and LoRAs, on one progress bar: the second one's
 inputs come from desktop/engine/hires.py.
+The flow-matching families (desktop/engine/flow.py) run the same way with
+their own pipelines, a 16-pixel grid, the prompt as plain text and their
+own guidance; what they cannot do yet is refused before the model loads.
 """
 
 from __future__ import annotations

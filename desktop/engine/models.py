@@ -2,7 +2,11 @@
 
 A model reference is a single-file checkpoint (.safetensors, or a pickle
 .ckpt read with weights_only=True), a diffusers folder, a Hugging Face repo
-id ("owner/name"), or "demo" (the built-in tiny random-weight model).
+id ("owner/name"), "demo" (the built-in tiny random-weight SD 1.x model) or
+"demo:<kind>" (the tiny model of another family: demo:sdxl, demo:flux1, ...).
+SD 1.x, 2.x and SDXL load as below; the flow-matching families (Z-Image,
+FLUX.2 klein, FLUX.1, SD 3.5) with the pipelines of desktop/engine/flow.py,
+their single files through desktop/engine/flow_files.py.
 
 Single files need diffusers configs and a tokenizer: they come from a
 sidecar folder "<name>.config" beside the file when there is one, else from
