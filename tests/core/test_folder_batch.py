@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from desktop.core import credentials
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.folder_batch import FolderBatchRun, PostSettings
 from desktop.core.progress import TaskState
@@ -74,6 +75,8 @@ def test_each_picture_gets_n_variations_with_distinct_seeds_named_after_its_stem
     assert [e["status"] for e in data["inputs"]] == ["done", "done"]
     assert seen[-1] == (run.total_steps(), run.total_steps()) == (12, 12)  # one bar: 6 outputs x 2 steps
     assert outcome.summary == f"6 outputs; they and manifest.csv are in {out}"
+    found = credentials.read(out / "cat-01.png")  # signed: its input picture opened, then edited
+    assert (found.state, found.actions, found.ingredients) == (credentials.UNTRUSTED, ("c2pa.opened", "c2pa.edited"), 1)
 
 
 def test_a_picture_that_cannot_be_read_is_listed_with_its_reason_and_the_batch_goes_on(tmp_path):

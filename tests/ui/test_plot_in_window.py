@@ -7,6 +7,7 @@ import json
 
 from PIL import Image
 
+from desktop.core import credentials
 from desktop.core.xyz import PLOT_KEY, PlotRun, parse_axis
 from tests.support.requests import make_request
 
@@ -32,3 +33,4 @@ def test_a_plot_in_the_window_saves_its_cells_and_grid_into_the_gallery(make_win
     assert bar[-1] == (10, 10) and [i for i, _ in bar] == list(range(1, 11))
     qtbot.waitUntil(lambda: window.gallery.model.rowCount() == 5, timeout=TIMEOUT)
     qtbot.waitUntil(lambda: any(text.startswith("Plot done in ") for text in said), timeout=TIMEOUT)
+    assert {credentials.read(path).state for _, _, path in saved} == {credentials.UNTRUSTED}  # grid and cells signed
