@@ -301,3 +301,20 @@ def test_an_export_s_manifest_names_no_file_even_when_the_file_name_holds_the_pr
     text = json.dumps(active)
     assert SECRET not in text and "00001-5" not in text and "-5." not in text
     assert len(active.get("ingredients", [])) == (2 if keep_metadata else 0)
+
+
+def test_an_upscale_in_the_gallery_opens_its_source_by_the_source_s_file_name(store):
+    from desktop.core.postprocess import UpscaleRequest
+
+    source_pixels = picture(4)
+    source = store.add_result(source_pixels, make_request(prompt=SECRET).resolved(), 7, "tiny")
+    request = UpscaleRequest(source_pixels, 2.0, parameters=f"{SECRET}\nSteps: 2, Seed: 7", beside=str(source))
+    path = store.add_picture(store.folder / "up.png", picture(5, 128, 96), request.parameters,
+                             {**marking.chunks(request), **lineage.chunks(picture(5, 128, 96), request)},
+                             credentials.Signing(), request)
+    active = assert_valid_but_untrusted(path)
+    assert [a["action"] for a in actions_of(active)] == ["c2pa.opened", "c2pa.edited"]
+    assert actions_of(active)[1]["digitalSourceType"] == marking.TRAINED  # an upscale of a generated picture
+    (ingredient,) = active["ingredients"]
+    assert (ingredient["title"], ingredient["relationship"]) == (source.name, "parentOf")
+    assert SECRET not in json.dumps(active)
