@@ -404,6 +404,8 @@ class Signing:
 
 VALID, UNTRUSTED, TAMPERED, NONE, UNREADABLE = "valid", "untrusted signer", "tampered", "none", "unreadable"
 REMOTE = "remote"  # the picture points at a manifest on a server, which Sfumato never fetches
+_SOURCE_WORDS = {marking.TRAINED: "made by a model", marking.COMPOSITE: "changed by a model",
+                 marking.CV + "digitalCapture": "a camera's picture"}
 
 
 @dataclass(frozen=True)
@@ -434,17 +436,16 @@ class Credentials:
         return f"Content credentials: {state} ({whose})."
 
     def summary(self) -> str:
-        """The manifest in a line: what was done, by which software, from what."""
-        parts = []
-        if self.actions:
-            parts.append(", ".join(a.removeprefix("c2pa.") for a in self.actions))
+        """The manifest in words, e.g. "Edited by Sfumato 0.1.0, changed by a model, from 2 pictures"."""
+        done = [a.removeprefix("c2pa.") for a in self.actions if a != "c2pa.opened"]  # opened: the parent, said below
+        parts = [f"{done[-1] if done else 'made'} by {self.software_agent}" if self.software_agent else
+                 (done[-1] if done else "")]
         if self.source_type:
-            parts.append(self.source_type.rsplit("/", 1)[-1])
-        if self.software_agent:
-            parts.append(f"by {self.software_agent}")
+            parts.append(_SOURCE_WORDS.get(self.source_type, self.source_type.rsplit("/", 1)[-1]))
         if self.ingredients:
-            parts.append(f"{self.ingredients} ingredient{'s' if self.ingredients > 1 else ''}")
-        return "; ".join(parts)
+            parts.append(f"from {self.ingredients} picture{'s' if self.ingredients > 1 else ''}")
+        text = ", ".join(part for part in parts if part)
+        return text[:1].upper() + text[1:]
 
 
 def read(path: str | Path) -> Credentials:

@@ -318,3 +318,13 @@ def test_an_upscale_in_the_gallery_opens_its_source_by_the_source_s_file_name(st
     (ingredient,) = active["ingredients"]
     assert (ingredient["title"], ingredient["relationship"]) == (source.name, "parentOf")
     assert SECRET not in json.dumps(active)
+
+
+def test_the_summary_says_in_words_what_was_done_by_what_from_how_many_pictures():
+    edited = credentials.Credentials(credentials.UNTRUSTED, "Sfumato on this computer", True, "Sfumato 1.2",
+                                     ("c2pa.opened", "c2pa.edited"), marking.COMPOSITE, 2)
+    assert edited.summary() == "Edited by Sfumato 1.2, changed by a model, from 2 pictures"
+    camera = credentials.Credentials(credentials.VALID, "Leica", False, "", ("c2pa.created",),
+                                     marking.CV + "digitalCapture")
+    assert camera.summary() == "Created, a camera's picture"
+    assert camera.badge() == "Content credentials: valid (Leica)."

@@ -38,7 +38,7 @@ def test_a_generated_picture_is_signed_and_the_gallery_shows_its_badge(make_wind
     assert credentials.read(path).state == credentials.UNTRUSTED
     qtbot.waitUntil(lambda: gallery.credentials.isVisible(), timeout=TIMEOUT)
     assert gallery.credentials.text() == ("Content credentials: valid, untrusted signer (Sfumato's own key). "
-                                          f"Created; trainedAlgorithmicMedia; by Sfumato {_version()}.")
+                                          f"Created by Sfumato {_version()}, made by a model.")
     assert "lighthouse" not in gallery.credentials.text()
 
 
@@ -61,7 +61,7 @@ def test_a_changed_picture_shows_as_tampered_and_an_unsigned_one_shows_no_badge(
     gallery.select_row(rows["changed.png"])
     qtbot.waitUntil(lambda: gallery.credentials.isVisible(), timeout=TIMEOUT)
     assert gallery.credentials.text().startswith("Content credentials: tampered (the picture changed after it was "
-                                                 "signed). Created; trainedAlgorithmicMedia")
+                                                 "signed). Created by Sfumato")
     assert "#c0392b" in gallery.credentials.styleSheet()
     gallery.select_row(rows[signed.name])
     qtbot.waitUntil(lambda: "valid, untrusted" in gallery.credentials.text(), timeout=TIMEOUT)

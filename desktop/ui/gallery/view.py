@@ -571,7 +571,7 @@ class GalleryView(QWidget):
         """The badge of a picture's content credentials and the manifest's summary; nothing when it has none."""
         badge = found.badge() if found is not None else ""
         if badge and found.summary():
-            badge = f"{badge} {found.summary()[0].upper()}{found.summary()[1:]}."
+            badge = f"{badge} {found.summary()}."
         self.credentials.setText(badge)
         colour = "#c0392b" if found is not None and found.state == credentials.TAMPERED else ""
         self.credentials.setStyleSheet(f"color: {colour};" if colour else "")
