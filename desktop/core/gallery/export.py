@@ -6,8 +6,8 @@ as AUTOMATIC1111 writes it. Stripped means stripped: no text, EXIF, XMP or
 ICC data at all, except the mark that says the picture is generated (the IPTC digital source type in XMP,
 desktop/core/marking.py), which stays unless `keep_mark` is off too. An export that keeps the mark is signed again
 with `signing` (content credentials, desktop/core/credentials.py): the action and the source type, and the
-parents' hashes when metadata is kept; one without the mark carries no manifest. File names come from a template (`{date}-{seed}-{prompt}`)
-and are made safe on every system. A file name is never stripped, so the
+parents' hashes when metadata is kept; one without the mark carries no manifest. File names come from a
+template (`{date}-{seed}-{prompt}`) and are made safe on every system. A file name is never stripped, so the
 default for a stripped export leaves the prompt out (`{date}-{seed}`).
 """
 
