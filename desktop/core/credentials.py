@@ -321,9 +321,19 @@ def _context():
     return c2pa.Context.from_dict(_SETTINGS)
 
 
+def _c2pa():
+    """The c2pa module, or CredentialsError saying it is missing (a source install without it)."""
+    try:
+        import c2pa
+    except (ImportError, OSError, RuntimeError):  # OSError, RuntimeError: its native library did not load
+        raise CredentialsError("Content credentials need the c2pa-python package, which is missing or broken: "
+                               "pip install c2pa-python, or turn them off in File > Settings.") from None
+    return c2pa
+
+
 def sign_bytes(data: bytes, mime: str, what: Provenance, title: str, key: SigningKey) -> bytes:
     """The picture `data` with a manifest saying `what`, signed with `key`. Raises CredentialsError."""
-    import c2pa
+    c2pa = _c2pa()
 
     try:
         signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(key.alg, key.chain, key.private_key, None))
@@ -455,8 +465,10 @@ def read(path: str | Path) -> Credentials:
     mime = MIME.get(path.suffix.lower())
     if mime is None:
         return Credentials()
-    import c2pa
-
+    try:
+        c2pa = _c2pa()
+    except CredentialsError:
+        return Credentials()  # without the library nothing can be told, and the picture still shows
     try:
         with open(path, "rb") as handle, c2pa.Reader(mime, handle, context=_context()) as reader:
             report = json.loads(reader.json())
@@ -469,6 +481,8 @@ def read(path: str | Path) -> Credentials:
         return Credentials(UNREADABLE, problems=(str(error).split("\n")[0],))
     except (OSError, ValueError):
         return Credentials()
+    except Exception as error:  # noqa: BLE001 - a file that trips the library up is only unreadable
+        return Credentials(UNREADABLE, problems=(f"{type(error).__name__}: {error}".split("\n")[0],))
     active = report.get("manifests", {}).get(report.get("active_manifest") or "", {})
     codes = tuple(s.get("code", "") for s in report.get("validation_status") or ())
     if state == "Invalid":

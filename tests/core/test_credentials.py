@@ -328,3 +328,14 @@ def test_the_summary_says_in_words_what_was_done_by_what_from_how_many_pictures(
                                      marking.CV + "digitalCapture")
     assert camera.summary() == "Created, a camera's picture"
     assert camera.badge() == "Content credentials: valid (Leica)."
+
+
+def test_without_the_c2pa_library_pictures_are_saved_unsigned_and_read_as_having_none(store, monkeypatch):
+    signed = store.add_result(picture(), make_request().resolved(), 1, "tiny", signing=credentials.Signing())
+    monkeypatch.setitem(sys.modules, "c2pa", None)  # a source install without c2pa-python
+    signing = credentials.Signing()
+    path = store.add_result(picture(1), make_request().resolved(), 2, "tiny", signing=signing)
+    assert path.is_file() and signing.summary() == (
+        f"{path.name} is saved without content credentials: content credentials need the c2pa-python package, "
+        "which is missing or broken: pip install c2pa-python, or turn them off in File > Settings.")
+    assert credentials.read(signed).state == credentials.NONE  # nothing can be told; nothing raises
