@@ -580,8 +580,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Exporting {len(items)} picture(s)...")
         self.background.run(
             lambda: exporting.export(items, options),
-            lambda written: self.statusBar().showMessage(f"Exported {len(written)} picture(s) to {options.folder}",
-                                                         10_000),
+            lambda written: self.statusBar().showMessage(" ".join(filter(None, (
+                f"Exported {len(written)} picture(s) to {options.folder}.",
+                options.signing.summary() if options.signing is not None else ""))), 10_000),
             lambda error: self.show_error(f"The export to {options.folder} stopped: "
                                           f"{getattr(error, 'strerror', None) or error}. Pictures already written "
                                           "are complete; check the folder and the free space."))

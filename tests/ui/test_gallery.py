@@ -230,3 +230,30 @@ def test_the_picture_shown_before_any_click_can_be_favoured_exported_and_deleted
     qtbot.mouseClick(gallery.buttons["delete"], Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: gallery.model.rowCount() == 1, timeout=5000)
     assert not path.exists()
+
+
+def test_an_export_that_cannot_be_signed_says_why_in_the_status_bar(make_window, qtbot, sfumato_home, tmp_path,
+                                                                       monkeypatch):
+    import dataclasses
+
+    from desktop.core import credentials
+    from desktop.ui import main_window as main_window_module
+
+    window, gallery = gallery_of(make_window, qtbot, sfumato_home, ["x"])
+    gallery.select_row(0)
+    folder = tmp_path / "exported"
+
+    class Accepting(ExportDialog):
+        def exec(self):
+            return self.DialogCode.Accepted
+
+        def options(self):
+            return dataclasses.replace(super().options(), folder=folder, signing=credentials.Signing(
+                str(tmp_path / "gone.pem"), str(tmp_path / "key.pem")))
+
+    monkeypatch.setattr(main_window_module, "ExportDialog", Accepting)
+    window.export_pictures(gallery.selected())
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage().startswith("Exported 1 picture(s)"), timeout=10_000)
+    assert window.statusBar().currentMessage().endswith("could not be read (No such file or directory); choose "
+                                                        "another file in File > Settings.")
+    assert "without content credentials" in window.statusBar().currentMessage()
