@@ -24,9 +24,9 @@ LORAS, EMBEDDINGS, CONTROLS, REFERENCES, HIRES, CLIP_SKIP, EMPHASIS, PROMPT_EDIT
 _UNET_FEATURES = frozenset({LORAS, EMBEDDINGS, CONTROLS, REFERENCES, HIRES, CLIP_SKIP, EMPHASIS, PROMPT_EDITING})
 
 #: The A1111 sampler names that have a flow-matching scheduler (desktop/engine/schedulers.py maps them): only
-#: those every flow pipeline runs in every mode. In diffusers 0.42 FlowMatchHeun takes neither the `sigmas` nor
-#: the `mu` the FLUX, Z-Image and klein pipelines pass, and DPM-Solver and UniPC have no scale_noise for img2img.
-FLOW_SAMPLERS = ("Euler",)
+#: those every flow pipeline runs in every mode, as steps on FlowMatchEuler's sigmas (diffusers' own FlowMatchHeun,
+#: DPM-Solver and UniPC do not take the `sigmas`, `mu` and scale_noise those pipelines use).
+FLOW_SAMPLERS = ("Euler", "Euler a", "DPM++ 2M")
 
 _NON_COMMERCIAL_FLUX = ("its weights carry the FLUX.1 [dev] Non-Commercial License: pictures may be used, the "
                         "model may not be used commercially without a licence from Black Forest Labs")

@@ -188,12 +188,15 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
                 tensors = ["latents"] if len(spans) == 1 else [
                     name for name in ("latents", "prompt_embeds", "add_text_embeds")
                     if name in pipe._callback_tensor_inputs]
+                generators = [torch.Generator("cpu").manual_seed(seed) for seed in sampling.seeds]
+                if loaded.flow:  # a stochastic flow sampler (Euler a) draws its noise from the pipeline's generators
+                    pipe.scheduler.generators = generators
                 return pipe(
                     **{"guidance_scale": sampling.cfg_scale, "num_images_per_prompt": sampling.batch_size,
                        **encoded["value"].first.kwargs},
                     callback_on_step_end_tensor_inputs=tensors,
                     num_inference_steps=steps,
-                    generator=[torch.Generator("cpu").manual_seed(seed) for seed in sampling.seeds],
+                    generator=generators,
                     output_type=output_type,
                     callback_on_step_end=on_step_end,
                     **(_each_picture(prepared.inputs, sampling.batch_size) if loaded.flow else prepared.inputs),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import diffusers
+import torch
+from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteSchedulerOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 from desktop.core.samplers import AUTOMATIC, BETA, EXPONENTIAL, KARRAS, SAMPLERS, split_sampler_name
 
@@ -47,12 +52,86 @@ def make_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMATIC, s
     return getattr(diffusers, class_name).from_config(config)
 
 
-# The flow-matching families (desktop/core/families.py FLOW_SAMPLERS): sampler -> (scheduler class, extra config).
-# Only what every flow pipeline runs: they all pass `sigmas=` and `mu=` to set_timesteps and call scale_noise for
-# img2img and inpaint, which FlowMatchHeunDiscreteScheduler (no sigmas, no mu), DPMSolverMultistepScheduler (no
-# sigmas, no scale_noise) and UniPCMultistepScheduler (no scale_noise) do not all take.
-_FLOW_SCHEDULERS: dict[str, tuple[str, dict]] = {
-    "Euler": ("FlowMatchEulerDiscreteScheduler", {}),
+class _FlowSolver(diffusers.FlowMatchEulerDiscreteScheduler):
+    """FlowMatchEuler's sigmas, timesteps, shift, `mu`, schedules and scale_noise, which every flow pipeline runs in
+    every mode, with another step on the same flow: x = (1 - sigma) x0 + sigma noise, the model predicting the
+    velocity v = noise - x0, so x0 = x - sigma v. Subclasses give `_next(x, x0, sigma, sigma_next)`.
+
+    `generators` (one per picture, the pipeline's own: generate.py sets them) seed a stochastic step's noise, so
+    picture i of a batch is the single run with its seed."""
+
+    generators: list | None = None
+
+    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None, timesteps=None):
+        # named as the parent names them: the pipelines look for `sigmas` in the signature
+        super().set_timesteps(num_inference_steps, device, sigmas=sigmas, mu=mu, timesteps=timesteps)
+        self._history: list[tuple[float, torch.Tensor]] = []  # (lambda, x0) of the steps taken
+
+    def step(self, model_output, timestep, sample, *args, return_dict: bool = True, **kwargs):
+        if self.step_index is None:
+            self._init_step_index(timestep)
+        sigma, sigma_next = (float(self.sigmas[self.step_index + i]) for i in (0, 1))
+        x = sample.to(torch.float32)
+        x0 = x - sigma * model_output.to(torch.float32)
+        prev = self._next(x, x0, sigma, sigma_next).to(model_output.dtype)
+        self._history = [*self._history[-1:], (_log_snr(sigma), x0)]
+        self._step_index += 1
+        return FlowMatchEulerDiscreteSchedulerOutput(prev_sample=prev) if return_dict else (prev,)
+
+    def _noise(self, x: torch.Tensor) -> torch.Tensor:
+        generators = self.generators if self.generators and len(self.generators) == x.shape[0] else None
+        return randn_tensor(x.shape, generator=generators, device=x.device, dtype=x.dtype)
+
+
+def _log_snr(sigma: float) -> float:
+    """lambda = log(alpha / sigma) of the flow's alpha = 1 - sigma: -inf at pure noise, +inf at the picture."""
+    if sigma >= 1:
+        return -math.inf
+    return math.inf if sigma <= 0 else math.log((1 - sigma) / sigma)
+
+
+class FlowEulerAncestral(_FlowSolver):
+    """Euler a on a flow: an Euler step down past the next sigma (to sigma_next^2 / sigma), then fresh noise brought
+    back up to sigma_next, scaled so the sample is again (1 - sigma_next) x0 + sigma_next noise (the rectified-flow
+    ancestral step ComfyUI runs for euler_ancestral on flow models). FlowMatchEuler's stochastic_sampling instead
+    throws all the noise away each step (x0 re-noised from scratch), which is not what "ancestral" does."""
+
+    def _next(self, x, x0, sigma, sigma_next):
+        if sigma_next <= 0:
+            return x0
+        down = sigma_next ** 2 / sigma
+        x_down = (down / sigma) * x + (1 - down / sigma) * x0
+        scale = (1 - sigma_next) / (1 - down)
+        renoise = math.sqrt(max(sigma_next ** 2 - (down * scale) ** 2, 0.0))
+        return scale * x_down + renoise * self._noise(x)
+
+
+class FlowDPMSolver2M(_FlowSolver):
+    """DPM-Solver++(2M) in the flow's own parametrisation (alpha = 1 - sigma): a first-order step from pure noise or
+    into the last (zero) sigma, second order from the previous step's x0 in between."""
+
+    def _next(self, x, x0, sigma, sigma_next):
+        if sigma_next <= 0:
+            return x0
+        lam, lam_next = _log_snr(sigma), _log_snr(sigma_next)
+        h = lam_next - lam
+        denoised = x0
+        if self._history and math.isfinite(lam) and math.isfinite(self._history[-1][0]):
+            lam_prev, x0_prev = self._history[-1]
+            r = (lam - lam_prev) / h
+            denoised = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+        decay = math.exp(-h) if math.isfinite(h) else 0.0  # e^-h = (sigma_next alpha) / (alpha_next sigma)
+        return (sigma_next / sigma) * x + (1 - sigma_next) * (1 - decay) * denoised
+
+
+# The flow-matching families (desktop/core/families.py FLOW_SAMPLERS): sampler -> scheduler class, each running in
+# every flow pipeline's modes: they all pass `sigmas=` and `mu=` to set_timesteps and call scale_noise for img2img
+# and inpaint, which diffusers' FlowMatchHeun (no sigmas, no mu), DPMSolverMultistep (no sigmas, no scale_noise) and
+# UniPCMultistep (no scale_noise) do not all take; the solvers above step on FlowMatchEuler's schedule instead.
+_FLOW_SCHEDULERS: dict[str, type] = {
+    "Euler": diffusers.FlowMatchEulerDiscreteScheduler,
+    "Euler a": FlowEulerAncestral,
+    "DPM++ 2M": FlowDPMSolver2M,
 }
 
 
@@ -65,13 +144,12 @@ def make_flow_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMAT
     sampler, schedule = split_sampler_name(sampler, schedule)
     if sampler not in _FLOW_SCHEDULERS:
         raise ValueError(f"{sampler} has no flow-matching scheduler; use one of {', '.join(_FLOW_SCHEDULERS)}")
-    class_name, extra = _FLOW_SCHEDULERS[sampler]
     config = {k: v for k, v in dict(base_config).items() if k not in _SCHEDULE_FLAGS.values()}
-    config.update(extra)
+    config["stochastic_sampling"] = False
     if shift > 0:
         config.update(shift=float(shift), use_dynamic_shifting=False)
     if schedule != AUTOMATIC:
         if schedule not in SAMPLERS[sampler]:
             raise ValueError(f"{sampler} does not support the {schedule} schedule")
         config[_SCHEDULE_FLAGS[schedule]] = True
-    return getattr(diffusers, class_name).from_config(config)
+    return _FLOW_SCHEDULERS[sampler].from_config(config)
