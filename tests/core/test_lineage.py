@@ -85,7 +85,7 @@ def test_an_index_made_before_lineage_is_migrated_in_place(tmp_path):
     old.close()
     index = GalleryIndex(folder / INDEX_NAME)
     try:
-        assert index._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert index._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         record = index.by_path("old.png")
         assert (record.prompt, record.favourite, record.pixel_hash) == ("an old picture", True, "")
         assert family.parents(index, record) == [] and family.family_ids(index, record) == [record.id]

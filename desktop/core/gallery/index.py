@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import SfumatoError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS = {
     1: """
@@ -74,6 +74,18 @@ MIGRATIONS = {
             PRIMARY KEY (child, parent, role)
         );
         CREATE INDEX parents_parent ON parents (parent);
+    """,
+    # Pixel hashes computed for pictures that carry none (saved before lineage, or by other tools), once per
+    # version of the file: a file whose mtime or size changed is hashed again (store.py fill_hashes).
+    3: """
+        CREATE TABLE IF NOT EXISTS hashed (
+            path TEXT PRIMARY KEY,
+            mtime_ns INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            pixel_hash TEXT NOT NULL,           -- '' for a file that could not be decoded
+            mask_hash TEXT NOT NULL             -- a grey picture's hash as a mask (HxW), else ''
+        );
+        CREATE INDEX IF NOT EXISTS hashed_mask ON hashed (mask_hash) WHERE mask_hash != '';
     """,
 }
 
@@ -180,6 +192,9 @@ class GalleryIndex:
         links = [(row["pixel_hash"], row["parents"]) for row in rows if row.get("pixel_hash") and row.get("parents")]
         with self.transaction() as db:
             db.executemany(sql, [[row.get(c, "") if c == "pixel_hash" else row.get(c) for c in names] for row in rows])
+            db.executemany(f"UPDATE images SET pixel_hash = COALESCE(({_HASHED}), '') WHERE path = ? AND "
+                           "pixel_hash = ''", [(row["path"], row["mtime_ns"], row["size"], row["path"])
+                                               for row in rows if not row.get("pixel_hash")])  # hashed before
             for child, parents in links:
                 db.execute("DELETE FROM parents WHERE child = ?", (child,))
                 db.executemany("INSERT OR IGNORE INTO parents (child, parent, role) VALUES (?, ?, ?)",
@@ -188,6 +203,16 @@ class GalleryIndex:
     def remove_paths(self, paths: Sequence[str]) -> None:
         with self.transaction() as db:
             db.executemany("DELETE FROM images WHERE path = ?", [(p,) for p in paths])
+            db.executemany("DELETE FROM hashed WHERE path = ?", [(p,) for p in paths])
+
+    def set_hashes(self, rows: Sequence[tuple[str, int, int, str, str]]) -> None:
+        """Record hashes computed from pixels: (path, mtime_ns, size, pixel hash, mask hash) of each file as it was
+        when read; its record takes the pixel hash unless the file changed meanwhile (then it is hashed again)."""
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO hashed (path, mtime_ns, size, pixel_hash, mask_hash) "
+                           "VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("UPDATE images SET pixel_hash = ? WHERE path = ? AND mtime_ns = ? AND size = ? AND "
+                           "pixel_hash = ''", [(row[3], *row[:3]) for row in rows])
 
     def set_favourite(self, ids: Sequence[int], favourite: bool) -> None:
         with self.transaction() as db:
@@ -251,17 +276,29 @@ class GalleryIndex:
         return [(row[0], row[1]) for row in rows]
 
     def by_hash(self, hashes: Sequence[str]) -> dict[str, list[int]]:
-        """pixel hash -> ids of the pictures with it (oldest first); a hash no picture has is left out."""
-        out: dict[str, list[int]] = {}
+        """pixel hash -> ids of the pictures with it (oldest first); a hash no picture has is left out. A mask's
+        hash finds the grey pictures that are that mask (hashed as masks by the store's fill_hashes)."""
+        found: dict[str, list[tuple[float, int]]] = {}
         wanted = [h for h in dict.fromkeys(hashes) if h]
         with self._lock:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start:start + 500]
-                sql = (f"SELECT pixel_hash, id FROM images WHERE pixel_hash IN ({', '.join('?' * len(chunk))}) "
-                       "ORDER BY created, id")
-                for row in self._db.execute(sql, chunk):
-                    out.setdefault(row[0], []).append(row[1])
-        return out
+            for start in range(0, len(wanted), 400):
+                chunk = wanted[start:start + 400]
+                marks = ", ".join("?" * len(chunk))
+                sql = (f"SELECT pixel_hash, id, created FROM images WHERE pixel_hash IN ({marks}) UNION "
+                       f"SELECT h.mask_hash, i.id, i.created FROM hashed h JOIN images i ON i.path = h.path AND "
+                       f"i.mtime_ns = h.mtime_ns AND i.size = h.size WHERE h.mask_hash IN ({marks})")
+                for row in self._db.execute(sql, chunk + chunk):
+                    found.setdefault(row[0], []).append((row[2], row[1]))
+        return {h: [i for _, i in sorted(group)] for h, group in found.items()}
+
+    def unhashed(self, limit: int) -> list[ImageRecord]:
+        """Up to `limit` records that carry no pixel hash and whose file (as it is now) was never hashed."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join('i.' + c for c in COLUMNS)} FROM images i LEFT JOIN hashed h ON h.path = i.path "
+                "AND h.mtime_ns = i.mtime_ns AND h.size = i.size WHERE i.pixel_hash = '' AND h.path IS NULL "
+                "ORDER BY i.id LIMIT ?", (limit,)).fetchall()
+        return [_record(row) for row in rows]
 
     def stamps(self) -> dict[str, tuple[int, int]]:
         """path -> (mtime_ns, size) of every record: what a refresh compares with the files."""
@@ -288,6 +325,9 @@ class GalleryIndex:
                 return self._db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
             except sqlite3.DatabaseError:
                 return False
+
+
+_HASHED = "SELECT pixel_hash FROM hashed WHERE path = ? AND mtime_ns = ? AND size = ?"
 
 
 def _record(row: sqlite3.Row) -> ImageRecord:

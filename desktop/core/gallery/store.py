@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import atomic, credentials, lineage, marking
-from ..imageio import XMP_KEY, ImageError, open_picture, reading, save_png
+from ..imageio import XMP_KEY, ImageError, decode_image, open_picture, reading, save_png
 from ..outputs import metadata_chunks, output_path
 from ..postprocess import RESTORE_KINDS
 from ..request import GenerationRequest
@@ -42,6 +42,7 @@ INDEX_NAME = ".sfumato-gallery.sqlite"
 FAVOURITES_NAME = ".sfumato-favourites.json"
 HOLDING_NAME = ".sfumato-deleted"
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+HASH_BATCH = 32  # pictures fill_hashes decodes per call (about 1 s of 1024 PNGs): a closing window waits at most that
 # A result saved beside its source: <stem>-<x2 | x1.5 | 1024x768 | a restore kind>[-<n>].png
 _POSTPROCESSED = re.compile(r"^(?P<stem>.+)-(?:x\d+(?:\.\d+)?|\d+x\d+|" + "|".join(RESTORE_KINDS) + r")(?:-\d+)?\.png$")
 
@@ -232,6 +233,30 @@ class GalleryStore:
                     self.index.set_favourite(liked, True)
             return len(fresh), len(gone)
 
+    def fill_hashes(self, limit: int = HASH_BATCH) -> list[tuple[int, str]]:
+        """Hash the pixels of up to `limit` pictures that carry no hash of their own (saved before lineage, or by
+        other tools), so that what was made from them finds them; (id, hash) of each one tried ("" when it could
+        not be decoded), [] when none is left. Call it off the GUI thread, again until it returns []. The files
+        are only read; the index remembers each hash for the file's mtime and size, so a changed file is hashed
+        again and an unchanged one never."""
+        done, rows = [], []
+        for record in self.index.unhashed(limit):
+            path = self.folder / record.path
+            stamp = (record.mtime_ns, record.size)
+            pixel_hash = mask_hash = ""
+            try:
+                if _stamp(path) == stamp:
+                    pixels = decode_image(path, path.name)
+                    if _stamp(path) == stamp:  # not rewritten while it was read
+                        pixel_hash, mask_hash = lineage.pixel_hash(pixels), _mask_hash(pixels)
+            except (OSError, ImageError):
+                pass  # unreadable or gone: remembered as such until the file changes (or a refresh forgets it)
+            rows.append((record.path, *stamp, pixel_hash, mask_hash))
+            done.append((record.id, pixel_hash))
+        if rows:
+            self.index.set_hashes(rows)  # one transaction a batch
+        return done
+
     def _scan(self, problems: list[OSError]):
         """(relative path, (mtime_ns, size)) of every picture below the folder, hidden folders skipped.
 
@@ -405,6 +430,22 @@ def _remove_if_orphan(entry: os.DirEntry) -> None:
             os.unlink(entry.path)
     except OSError:
         pass
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _mask_hash(pixels: np.ndarray) -> str:
+    """The hash a grey, opaque picture has as a mask (imageio.load_mask reads it as its grey values); "" for
+    any other picture."""
+    if pixels.ndim != 3 or (pixels.shape[2] == 4 and not (pixels[..., 3] == 255).all()):
+        return ""
+    grey = pixels[..., 0]
+    if not ((pixels[..., 1] == grey).all() and (pixels[..., 2] == grey).all()):
+        return ""
+    return lineage.pixel_hash(np.ascontiguousarray(grey))
 
 
 def _decodes(path: Path) -> None:

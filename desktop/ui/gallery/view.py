@@ -207,6 +207,7 @@ class GalleryView(QWidget):
         self.base_request = lambda: GenerationRequest()  # the prompt panel's values; set by the window
         self.model_folders = lambda: []  # the settings' model folders, where Use all parameters finds LoRAs
         self._shown: int | None = None
+        self._hashing: GalleryStore | None = None  # the store whose older pictures are being hashed (lineage)
         self._compared: tuple[int, int] | None = None  # the ids of the pictures in the compare view
         self._shown_plot: Plot | None = None  # the plot the shown picture is the grid of
         self._plot_read = False  # whether _shown_plot is known (it is read with the picture, in the background)
@@ -392,6 +393,7 @@ class GalleryView(QWidget):
         self.store = store
         self.model.set_store(store)
         self._refresh_models()
+        self._fill_hashes()
 
     def refresh(self) -> None:
         """Pick up pictures added or removed outside the app (in the background), then show them."""
@@ -403,8 +405,44 @@ class GalleryView(QWidget):
             if store is self.store and any(counts):
                 self.model.reload()
                 self._refresh_models()
+            if store is self.store:
+                self._fill_hashes()  # the pictures just found that carry no pixel hash
 
         self.background.run(store.refresh, done, lambda error: self.error.emit(f"The gallery could not be read: {error}"))
+
+    def _fill_hashes(self) -> None:
+        """Hash, a batch at a time in the background, the pictures that carry no pixel hash (saved before lineage,
+        or by other tools), so that what was made from them finds them; the shown picture's family strip follows."""
+        store = self.store
+        if store is None or self._hashing is store:
+            return
+        self._hashing = store
+
+        def done(tried: list) -> None:
+            self._hashing = None
+            if store is not self.store or not tried:
+                return
+            hashed = {record_id: pixel_hash for record_id, pixel_hash in tried if pixel_hash}
+            if hashed:
+                self.model.update_records(list(hashed))
+                self._family_changed(set(hashed.values()))
+            self._fill_hashes()
+
+        def failed(_error) -> None:  # the store was closed meanwhile (or its index failed): the next refresh retries
+            self._hashing = None
+
+        self.background.run(store.fill_hashes, done, failed, name="gallery-hashes")
+
+    def _family_changed(self, hashes: set[str]) -> None:
+        """Pictures got their pixel hashes: show the shown picture's family again when it is one of them or they
+        are among its parents or children."""
+        record = self.current()
+        if record is None or self.plot_open() or not record.pixel_hash:
+            return
+        index = self.store.index
+        related = {h for _, h in index.parents(record.pixel_hash) + index.children(record.pixel_hash)}
+        if record.pixel_hash in hashes or related & hashes:
+            self.family.show_record(self.store, record)
 
     def add_results(self, paths: list[str]) -> None:
         """New pictures were saved: show them at the top."""
