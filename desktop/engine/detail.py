@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from desktop.core import families
 from desktop.core.errors import Cancelled, OutOfMemory, SfumatoError
 from desktop.core.postprocess import DetailSettings
 from desktop.core.progress import TaskState
@@ -51,6 +52,7 @@ def run(settings: DetailSettings, picture: np.ndarray, state: TaskState, models:
         overlap: int = OVERLAP) -> Detailed:
     """The img2img pass of `settings` over `picture` (HxWx3 uint8), tiled; strength 0 returns it unchanged."""
     settings = settings.validated()
+    refuse_flow(settings, models, state)
     sampling, conditioning = settings.sampling, settings.conditioning
     seed = sampling.seed if sampling.seed != RANDOM_SEED else random.randint(0, MAX_SEED)
     loaded, extras = generate.load_for(models, settings.model, conditioning, addons, state)
@@ -85,6 +87,15 @@ def run(settings: DetailSettings, picture: np.ndarray, state: TaskState, models:
     generate._check_finite(decoded, latents, pipe.vae.dtype, state)
     image = generate._pictures(decoded)[0][:height, :width]
     return Detailed(np.ascontiguousarray(image), seed, loaded.ref, extras.params(schedule))
+
+
+def refuse_flow(settings: DetailSettings, models: ModelManager, state: TaskState) -> None:
+    """Raise SfumatoError, before anything is loaded or upscaled, when the pass's model is a flow-matching one
+    (Z-Image, FLUX, SD 3.5): the tiled loop here runs a UNet with CLIP prompt encodings."""
+    info = models.identify(settings.model, state)
+    if families.is_flow(info.family):
+        raise SfumatoError(f"Upscale with detail does not work with {families.spec(info.family).label} models yet: "
+                           "choose an SD 1.x or SDXL model for the detail pass.")
 
 
 def _denoise(pipe, loaded, schedule: editing.Schedule, picture: np.ndarray, seed: int, sampling, side: int,

@@ -86,6 +86,10 @@ class LocalBackend:
             if job.kind == UPSCALE:
                 from . import upscale  # spandrel only when something is upscaled
 
+                if job.request.detail is not None:  # a detail pass that cannot run stops before the upscale
+                    from . import detail
+
+                    detail.refuse_flow(job.request.detail.validated(), self._manager, state)
                 results = upscale.run(job.request, state, self._manager, self._folders)
                 if job.request.detail is None:
                     return results

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from desktop.core.backend import UpscaleJob
-from desktop.core.errors import Cancelled
+from desktop.core.errors import Cancelled, SfumatoError
 from desktop.core.infotext import parse_infotext
 from desktop.core.postprocess import DetailSettings, UpscaleRequest
 from desktop.core.progress import TaskState
@@ -197,4 +197,27 @@ def test_a_few_step_model_still_repaints_at_low_strength(tmp_path):
     assert not result.request.parameters.endswith(","), "no stray comma when no Postprocess key is added"
     assert detail.denoise_steps(Sampling(steps=3, strength=0.0)) == 0
     assert detail.denoise_steps(Sampling(steps=20, strength=0.35)) == 7
+    backend.close()
+
+
+def test_a_flow_model_is_refused_before_anything_is_loaded(cpu_manager, tiny_models):
+    """The tiled detail loop runs a UNet with CLIP encodings: a FLUX model stops with one sentence, unloaded."""
+    model = str(tiny_models["flux1"].folder)
+    steps = []
+    with pytest.raises(SfumatoError, match=r"^Upscale with detail does not work with FLUX\.1 models yet: choose an "
+                                           r"SD 1\.x or SDXL model for the detail pass\.$"):
+        detail.run(settings(model), picture(), TaskState(on_step=lambda i, n, p: steps.append(i)), cpu_manager)
+    assert steps == [] and cpu_manager.held("checkpoint", model) is None
+
+
+def test_an_upscale_with_a_flow_models_detail_stops_before_upscaling(tmp_path, tiny_models, monkeypatch):
+    from desktop.engine import upscale
+
+    upscaled = []
+    monkeypatch.setattr(upscale, "run", lambda *args: upscaled.append(args))
+    backend = LocalBackend("cpu", "fp32", hash_cache=tmp_path / "hashes.json")
+    request = UpscaleRequest(picture(), 2, detail=settings(str(tiny_models["sd3"].folder)))
+    with pytest.raises(SfumatoError, match="Upscale with detail does not work with SD 3.5 models"):
+        backend.run(UpscaleJob(request), TaskState())
+    assert upscaled == []
     backend.close()
