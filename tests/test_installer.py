@@ -131,3 +131,28 @@ def test_the_bundle_collects_the_package_of_every_pipeline_the_engine_makes():
     collected = re.findall(r'"((?:diffusers|transformers)\.[a-z_.]+)"', spec)
     for cls in set(_PIPELINES.values()):
         assert any(cls.__module__.startswith(package + ".") for package in collected), cls.__module__
+
+
+def test_the_bundle_collects_the_flow_pipelines_their_parts_and_gguf():
+    """The flow families' pipelines (desktop/engine/flow.py) and the classes they are built from (transformer, VAE,
+    text encoders, tokenizers), named in their constructors, are found by name at run time; GGUF files need the
+    gguf package, which diffusers looks up by its installed metadata."""
+    import inspect
+    import typing
+
+    from desktop.engine import flow
+
+    spec = (ROOT / "installer" / "sfumato.spec").read_text()
+    collected = re.findall(r'"((?:diffusers|transformers)\.[a-z_.0-9]+)"', spec)
+    needed = set()
+    for cls in flow.pipeline_classes():
+        needed.add(cls.__module__)
+        for parameter in inspect.signature(cls.__init__).parameters.values():
+            for kind in typing.get_args(parameter.annotation) or (parameter.annotation,):
+                if isinstance(kind, type) and kind.__module__.startswith(("diffusers.", "transformers.models.")):
+                    needed.add(kind.__module__)
+    assert "transformers.models.t5.modeling_t5" in needed and "transformers.models.qwen3.modeling_qwen3" in needed
+    for module in needed - {"transformers.models.auto.tokenization_auto"}:  # transformers imports auto itself
+        assert any(module == package or module.startswith(package + ".") for package in collected), module
+    assert '"gguf")' in spec and 'copy_metadata(dist)' in spec
+    assert re.search(r'"cryptography", "gguf"\)', spec), "gguf's metadata: diffusers asks whether it is installed"
