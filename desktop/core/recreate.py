@@ -2,10 +2,13 @@
 result is the same picture pixel for pixel, so people can trust their parameters.
 
 Only what a picture's metadata fully describes can be made again: a text-to-image picture (with or without the
-hires fix; an X/Y/Z plot's cell is one). A picture made from another picture (img2img, inpaint, outpaint) or with
-ControlNet or reference pictures is refused: those pictures are not stored in it. The model is found by the name
-the picture records, and its hash is checked against the picture's `Model hash`: another file of that name is
-named in the verdict; no model of that name refuses.
+hires fix; an X/Y/Z plot's cell is one), and a picture made from another picture (img2img, inpaint, outpaint) whose
+init picture and mask are found in the gallery by the pixel hashes its lineage records (desktop/core/lineage.py):
+its request (the sfumato chunk) holds the rest (size, strength, mask blur, masked content, inpaint area and
+padding, margins). One whose init picture or mask is not there is refused naming which; so is one made with
+ControlNet or reference pictures. The model is found by the name the picture records, before any model is
+loaded, and its hash is checked against the picture's `Model hash`: another file of that name is named in the
+verdict; no model of that name refuses.
 
 The result is a check, not a new picture: it is not saved into the gallery. The window shows the verdict: a
 status line when identical, else the original against the recreated picture with a difference picture and its
@@ -21,13 +24,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from . import imageio, runs
+from . import imageio, lineage, runs
 from .backend import GENERATION, Backend, GenerationJob, ModelDescriptor
 from .errors import InvalidRequest, SfumatoError
+from .families import demo_kind
+from .geometry import Margins
 from .gallery.metadata import ImageMeta, to_request
 from .infotext import InfotextError, parse_infotext
 from .progress import TaskState
-from .request import GenerationRequest, Mode
+from .request import GenerationRequest, Images, Mode
 
 PLOT_KEY = "sfumato_plot"  # xyz.PLOT_KEY: a grid picture's chunk (xyz imports fonts; not needed here)
 IDENTICAL = "Recreated: identical to the original, pixel for pixel."
@@ -95,6 +100,18 @@ def is_named(descriptor: ModelDescriptor, name: str) -> bool:
     return GENERATION in descriptor.kinds and _stem(name) in (_stem(descriptor.name), _stem(Path(descriptor.ref).name))
 
 
+def may_be_named(ref: str, name: str) -> bool:
+    """Whether the model `ref` (the prompt panel's) can be the model called `name`, told without loading it: the
+    demo model is tiny-<kind>, a file or folder is named by its stem; a Hub id or a server's model may be."""
+    kind = demo_kind(ref)
+    if kind is not None:
+        return _stem(name) in (f"tiny-{kind}", _stem(ref))
+    path = Path(ref.rstrip("/\\"))
+    if path.is_absolute() or path.exists():
+        return _stem(name) in (_stem(path.name), _stem(path.stem))
+    return True
+
+
 def no_model(name: str) -> SfumatoError:
     if not name:
         return SfumatoError("This picture does not say which model made it, so it cannot be recreated.")
@@ -119,9 +136,11 @@ def recreate_request(meta: ImageMeta, chunks: dict[str, str] | None = None) -> t
     if not meta.source:
         raise SfumatoError(meta.notice or "This picture does not say how it was made, so it cannot be recreated.")
     request = _stored_request(meta)
-    if request is not None and request.mode is not Mode.TXT2IMG:
-        raise SfumatoError(f"This picture was made from another picture ({request.mode.value}), which is not stored "
-                           "with it, so it cannot be recreated; only text-to-image pictures can.")
+    parents = lineage.read_chunks(chunks or {})[1]
+    if request is not None and request.mode is not Mode.TXT2IMG and not any(p.role == "init" for p in parents):
+        raise SfumatoError(f"This picture was made from another picture ({request.mode.value}) that it does not "
+                           "name (it was saved before Sfumato recorded where pictures come from), so it cannot be "
+                           "recreated.")
     if request is None:
         if "denoising strength" in meta.hires and not meta.hires.keys() - {"denoising strength"}:
             raise SfumatoError("This picture was made from another picture (img2img), which is not stored with it, "
@@ -134,10 +153,46 @@ def recreate_request(meta: ImageMeta, chunks: dict[str, str] | None = None) -> t
         raise SfumatoError("This picture does not say which seed made it, so it cannot be recreated.")
     request = request.replace(model=meta.model, sampling=request.sampling.replace(batch_size=1))
     try:
-        request.validate()
+        _with_placeholders(request).validate()  # its pictures are found in the gallery later
     except InvalidRequest as error:
         raise SfumatoError(f"This picture's parameters cannot be run again: {str(error).rstrip('.')}.") from None
     return request, _recorded_hash(meta)
+
+
+def _with_placeholders(request: GenerationRequest) -> GenerationRequest:
+    """The request with blank pictures where its init picture and mask go, to check the rest of it."""
+    if request.mode is Mode.TXT2IMG:
+        return request
+    height, width = request.height, request.width
+    if request.mode is Mode.OUTPAINT:  # its size is the result's: a transparent init of that size grows nothing
+        return request.replace(images=Images(np.zeros((height, width, 4), np.uint8)), outpaint=Margins())
+    mask = np.full((height, width), 255, np.uint8) if request.mode is Mode.INPAINT else None
+    return request.replace(images=Images(np.zeros((height, width, 3), np.uint8), mask))
+
+
+SOURCE_NAMES = {"init": "the picture this one was made from", "mask": "the mask it was inpainted with"}
+
+
+def find_sources(chunks: dict[str, str], request: GenerationRequest, store) -> tuple[tuple[str, str, str], ...]:
+    """(role, pixel hash, file) of the init picture and the mask a picture records (lineage.py), found in the
+    gallery `store` (a GalleryStore) by hash; SfumatoError naming the ones that are not there. () for txt2img."""
+    if request.mode is Mode.TXT2IMG:
+        return ()
+    parents = lineage.read_chunks(chunks)[1]
+    wanted = [next(p for p in parents if p.role == "init")]
+    wanted += [p for p in parents if p.role == "mask"][:1]
+    if request.mode is Mode.INPAINT and len(wanted) < 2:
+        raise SfumatoError("This inpainted picture does not name its mask, so it cannot be recreated.")
+    ids = store.index.by_hash([p.hash for p in wanted]) if store is not None else {}
+    missing = [SOURCE_NAMES[p.role] for p in wanted if p.hash not in ids]
+    if missing:
+        waiting = store is not None and bool(store.index.unhashed(1))
+        raise SfumatoError(
+            f"Recreate needs {' and '.join(missing)}, and {'neither is' if len(missing) > 1 else 'it is not'} in the "
+            "gallery" + (" (deleted, or never saved there: a mask painted on the canvas never is)" if not waiting else
+                         " yet (the gallery is still reading its older pictures: try again in a moment)") + ".")
+    records = store.records([ids[p.hash][0] for p in wanted])
+    return tuple((p.role, p.hash, str(store.path(records[ids[p.hash][0]]))) for p in wanted)
 
 
 def _stored_request(meta: ImageMeta) -> GenerationRequest | None:
@@ -173,6 +228,7 @@ class RecreateRun:
     request: GenerationRequest  # from recreate_request: model is the model's name
     model_hash: str = ""  # as the picture records it
     panel_model: str = ""  # the prompt panel's model ref: a file or folder that may be outside the model folders
+    sources: tuple[tuple[str, str, str], ...] = ()  # find_sources: (role, pixel hash, file) of its init and mask
     kind: ClassVar[str] = "recreate"
     verdict: Verdict | None = field(default=None, compare=False)
 
@@ -192,15 +248,18 @@ class RecreateRun:
         except (OSError, ValueError) as error:
             raise SfumatoError(f"{Path(self.path).name} can no longer be read ({error}), so it cannot be "
                                "recreated.") from None
+        images = self._images()
         name = self.request.model
         found = next((model for model in backend.models() if is_named(model, name)), None)
+        if found is None and not (self.panel_model and may_be_named(self.panel_model, name)):
+            raise no_model(name)  # before any model is loaded: a refusal switches none
         device = backend.start(state)
-        if found is None and self.panel_model:  # a file outside the model folders, or the demo model: its name
-            found = backend.load(self.panel_model, state)  # is known once loaded (what Generate would load)
+        if found is None:  # a file outside the model folders, or the demo model: its name is
+            found = backend.load(self.panel_model, state)  # known once loaded (what Generate would load)
         if found is None or not is_named(found, name):
             raise no_model(name)
         loaded = backend.load(found.ref, state)
-        request = self.request.replace(model=found.ref).resolved()
+        request = self.request.replace(model=found.ref, images=images).resolved()
         state.status(f"Recreating {Path(self.path).name}")
         preview = getattr(context.settings, "preview_method", "approximate"), \
             getattr(context.settings, "preview_every", 1)
@@ -211,9 +270,28 @@ class RecreateRun:
                                time.perf_counter() - began)
         return runs.RunOutcome([], self.verdict.summary())
 
+    def _images(self) -> Images:
+        """The init picture and mask from their files, checked to be the pixels the picture was made from."""
+        found = {}
+        for role, wanted, path in self.sources:
+            what = SOURCE_NAMES[role].replace("this one", "it")
+            try:
+                pixels = imageio.load_mask(path) if role == "mask" else imageio.load_image(path)
+            except (OSError, ValueError) as error:  # ImageError too
+                raise SfumatoError(f"{Path(path).name}, {what}, can no longer be read ({error}), so "
+                                   f"{Path(self.path).name} cannot be recreated.") from None
+            if pixels.ndim == 3 and pixels.shape[2] == 4 and (pixels[..., 3] == 255).all():
+                pixels = np.ascontiguousarray(pixels[..., :3])  # opaque: the RGB it was sent as
+            if lineage.pixel_hash(pixels) != wanted:
+                raise SfumatoError(f"{Path(path).name}, {what}, has changed since, so {Path(self.path).name} "
+                                   "cannot be recreated.")
+            found[role] = pixels
+        return Images(found.get("init"), found.get("mask"))
+
     def encode(self) -> dict:
         return {"kind": self.kind, "path": self.path, "request": self.request.to_dict(),
-                "model_hash": self.model_hash, "panel_model": self.panel_model}
+                "model_hash": self.model_hash, "panel_model": self.panel_model,
+                "sources": [list(source) for source in self.sources]}
 
 
 @dataclass(frozen=True)
@@ -236,15 +314,17 @@ class Verdict:
 
 def decode(data: dict) -> RecreateRun:
     try:
+        sources = tuple((str(role), str(pixel_hash), str(path)) for role, pixel_hash, path in data.get("sources", ())
+                        if role in SOURCE_NAMES)
         return RecreateRun(str(data["path"]), GenerationRequest.from_dict(data["request"]),
-                           str(data.get("model_hash", "")), str(data.get("panel_model", "")))
-    except (KeyError, TypeError, InvalidRequest):
+                           str(data.get("model_hash", "")), str(data.get("panel_model", "")), sources)
+    except (KeyError, TypeError, ValueError, InvalidRequest):
         raise SfumatoError("A queued recreate was damaged and was skipped; recreate the picture again.") from None
 
 
-def prepare(path: str | Path, panel_model: str = "") -> RecreateRun:
+def prepare(path: str | Path, panel_model: str = "", store=None) -> RecreateRun:
     """The RecreateRun of a picture file, read off the GUI thread; SfumatoError with a sentence when it cannot be
-    made again (or read)."""
+    made again (or read). `store`: the gallery (a GalleryStore) where the pictures it was made from are found."""
     from .gallery.metadata import exif_chunks, meta_from_chunks
 
     try:
@@ -257,7 +337,7 @@ def prepare(path: str | Path, panel_model: str = "") -> RecreateRun:
     except (OSError, ValueError, SyntaxError) as error:
         raise SfumatoError(f"{Path(path).name} could not be read ({error}), so it cannot be recreated.") from None
     request, model_hash = recreate_request(meta_from_chunks(chunks), chunks)
-    return RecreateRun(str(path), request, model_hash, panel_model)
+    return RecreateRun(str(path), request, model_hash, panel_model, find_sources(chunks, request, store))
 
 
 runs.register(RecreateRun.kind, decode)

@@ -95,3 +95,38 @@ def test_a_picture_of_a_model_that_is_not_here_is_refused(made, tmp_path):
     with pytest.raises(recreate.SfumatoError, match="made with dreamy, and no model of that name"):
         run.run(backend, TaskState(), RunContext(Settings(), None, None))
     assert json.loads(json.dumps(run.encode()))["kind"] == "recreate"
+
+
+def test_an_img2img_and_an_inpaint_are_made_again_from_their_pictures_in_the_gallery(made, tmp_path):
+    """Through the picture's lineage: its init picture and its mask (a grey file) found in the gallery by hash."""
+    from PIL import Image
+
+    from desktop.core.gallery.store import GalleryStore
+    from desktop.core.request import Images, InpaintArea, Mode
+
+    backend, path, _request, loaded = made
+    store = GalleryStore(tmp_path / "gallery", tmp_path / "thumbs", trash=lambda p: p.unlink())
+    try:
+        shutil.copy(path, store.folder / path.name)
+        mask = np.zeros((64, 64), np.uint8)
+        mask[16:48, 8:40] = 255
+        Image.fromarray(mask).save(store.folder / "mask.png")
+        store.refresh()
+        while store.fill_hashes():
+            pass
+        init = recreate.imageio.load_image(store.folder / path.name)
+        for request in (make_request(mode=Mode.IMG2IMG, prompt="a boat at dusk", strength=0.6),
+                        make_request(mode=Mode.INPAINT, prompt="a red sail", strength=0.8, mask_blur=2,
+                                     inpaint_area=InpaintArea.ONLY_MASKED, inpaint_padding=8)):
+            request = change(request, model=loaded.ref, width=64, height=64, steps=3, seed=77, sampler="Euler a",
+                             schedule="Automatic").replace(images=Images(init, mask if request.mode is Mode.INPAINT
+                                                                         else None)).resolved()
+            result = backend.run(GenerationJob(request), TaskState())[0]
+            child = store.add_result(result.image, result.request, result.seed, loaded.name, loaded.hash)
+            run = recreate.prepare(child, "", store)
+            assert [role for role, _, _ in run.sources] == (["init", "mask"] if request.mode is Mode.INPAINT
+                                                            else ["init"])
+            run.run(backend, TaskState(), RunContext(Settings(), None, None))
+            assert run.verdict.comparison.identical, run.verdict.summary()
+    finally:
+        store.close()

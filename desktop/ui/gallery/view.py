@@ -689,9 +689,11 @@ class GalleryView(QWidget):
         record = self.current()
         if record is None:
             return
-        path, model = self.store.path(record), self.base_request().model
-        self.background.run(lambda: prepare_recreate(path, model), self._recreate_ready, lambda error: self.error.emit(
-            str(error) if isinstance(error, SfumatoError) else f"{path.name} could not be read: {error}"))
+        store = self.store
+        path, model = store.path(record), self.base_request().model
+        self.background.run(lambda: prepare_recreate(path, model, store), self._recreate_ready,
+                            lambda error: self.error.emit(str(error) if isinstance(error, SfumatoError)
+                                                          else f"{path.name} could not be read: {error}"))
 
     def _recreate_ready(self, run) -> None:
         self.message.emit(f"Recreating {Path(run.path).name}: queued; the verdict comes when it has run.")
