@@ -29,7 +29,8 @@ from desktop.core import model_sources
 from desktop.core.errors import Cancelled, ModelLoadError
 from desktop.core.progress import TaskState
 
-ALLOW = ["model_index.json", "*/*.json", "*/*.txt", "*/*.safetensors"]
+# *.jinja: a Qwen tokenizer's chat template (Z-Image, FLUX.2 klein) may be a file of its own.
+ALLOW = ["model_index.json", "*/*.json", "*/*.txt", "*/*.jinja", "*/*.safetensors"]
 IGNORE = ["safety_checker/*", "*.fp16.*", "*.non_ema.*", "*.ema.*", "*onnx*", "*.bin", "*.ckpt"]
 
 

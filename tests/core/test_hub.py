@@ -228,6 +228,26 @@ def test_a_repository_without_model_index_is_not_a_diffusers_model(tmp_path, mon
     assert server.errors == []
 
 
+def test_a_qwen_tokenizers_chat_template_is_fetched_and_single_files_at_the_root_are_not(tmp_path, monkeypatch):
+    """Z-Image and FLUX.2 klein repos keep their Qwen tokenizer's chat template in tokenizer/chat_template.jinja:
+    without it the prompt is encoded without the template the model was trained on."""
+    rng = random.Random(3)
+    files = {
+        "model_index.json": b'{"_class_name": "ZImagePipeline"}',
+        "tokenizer/tokenizer_config.json": b'{"tokenizer_class": "Qwen2Tokenizer"}',
+        "tokenizer/chat_template.jinja": b"{% for message in messages %}{{ message.content }}{% endfor %}",
+        "tokenizer/merges.txt": b"#version: 0.2",
+        "text_encoder/model.safetensors": rng.randbytes(4096),
+        "z_image_turbo_bf16.safetensors": rng.randbytes(4096),  # the same model as one file, for ComfyUI
+    }
+    with HubServer({"acme/z-image": write_repo(tmp_path / "repo", files)}) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        folder = hub.download("acme/z-image", TaskState())
+    assert snapshot_files(folder) == set(files) - {"z_image_turbo_bf16.safetensors"}
+    assert (folder / "tokenizer" / "chat_template.jinja").read_bytes() == files["tokenizer/chat_template.jinja"]
+    assert server.errors == []
+
+
 def test_a_hub_that_is_down_fails_quickly_with_a_download_error(dead_endpoint, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", dead_endpoint)
 
