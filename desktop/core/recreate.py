@@ -28,8 +28,8 @@ from . import imageio, lineage, runs
 from .backend import GENERATION, Backend, GenerationJob, ModelDescriptor
 from .errors import InvalidRequest, SfumatoError
 from .families import demo_kind
-from .geometry import Margins
 from .gallery.metadata import ImageMeta, to_request
+from .geometry import Margins
 from .infotext import InfotextError, parse_infotext
 from .progress import TaskState
 from .request import GenerationRequest, Images, Mode
@@ -143,8 +143,8 @@ def recreate_request(meta: ImageMeta, chunks: dict[str, str] | None = None) -> t
                            "recreated.")
     if request is None:
         if "denoising strength" in meta.hires and not meta.hires.keys() - {"denoising strength"}:
-            raise SfumatoError("This picture was made from another picture (img2img), which is not stored with it, "
-                               "so it cannot be recreated; only text-to-image pictures can.")
+            raise SfumatoError("This picture was made from another picture (img2img) that it does not name, so it "
+                               "cannot be recreated.")
         request = to_request(meta, GenerationRequest())
     if request.controls or request.references:
         raise SfumatoError("This picture was made with ControlNet or reference pictures, which are not stored with "
@@ -171,6 +171,8 @@ def _with_placeholders(request: GenerationRequest) -> GenerationRequest:
 
 
 SOURCE_NAMES = {"init": "the picture this one was made from", "mask": "the mask it was inpainted with"}
+WHY_MISSING = {"init": "deleted, or changed on the canvas before it was used",
+               "mask": "a mask painted on the canvas is never saved there"}
 
 
 def find_sources(chunks: dict[str, str], request: GenerationRequest, store) -> tuple[tuple[str, str, str], ...]:
@@ -184,13 +186,13 @@ def find_sources(chunks: dict[str, str], request: GenerationRequest, store) -> t
     if request.mode is Mode.INPAINT and len(wanted) < 2:
         raise SfumatoError("This inpainted picture does not name its mask, so it cannot be recreated.")
     ids = store.index.by_hash([p.hash for p in wanted]) if store is not None else {}
-    missing = [SOURCE_NAMES[p.role] for p in wanted if p.hash not in ids]
+    missing = [p.role for p in wanted if p.hash not in ids]
     if missing:
         waiting = store is not None and bool(store.index.unhashed(1))
-        raise SfumatoError(
-            f"Recreate needs {' and '.join(missing)}, and {'neither is' if len(missing) > 1 else 'it is not'} in the "
-            "gallery" + (" (deleted, or never saved there: a mask painted on the canvas never is)" if not waiting else
-                         " yet (the gallery is still reading its older pictures: try again in a moment)") + ".")
+        why = ("yet (the gallery is still reading its older pictures: try again in a moment)" if waiting
+               else f"({'; '.join(WHY_MISSING[role] for role in missing)})")
+        raise SfumatoError(f"Recreate needs {' and '.join(SOURCE_NAMES[role] for role in missing)}, and "
+                           f"{'neither is' if len(missing) > 1 else 'it is not'} in the gallery {why}.")
     records = store.records([ids[p.hash][0] for p in wanted])
     return tuple((p.role, p.hash, str(store.path(records[ids[p.hash][0]]))) for p in wanted)
 

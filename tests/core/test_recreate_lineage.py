@@ -90,12 +90,14 @@ def test_a_missing_init_picture_or_mask_is_named_and_refused(store):
     with pytest.raises(SfumatoError) as refused:
         prepare(inpainted, "", store)
     assert str(refused.value) == ("Recreate needs the mask it was inpainted with, and it is not in the gallery "
-                                  "(deleted, or never saved there: a mask painted on the canvas never is).")
+                                  "(a mask painted on the canvas is never saved there).")
     child = made(backend, store, make_request(mode=Mode.IMG2IMG, width=64, height=64, steps=4, seed=2)
                  .replace(images=Images(load_image(first))))
     store.delete([store.index.by_path(store.relative(first)).id])
-    with pytest.raises(SfumatoError, match=r"^Recreate needs the picture this one was made from, and it is not in"):
+    with pytest.raises(SfumatoError) as refused:
         prepare(child, "", store)
+    assert str(refused.value) == ("Recreate needs the picture this one was made from, and it is not in the gallery "
+                                  "(deleted, or changed on the canvas before it was used).")
     with pytest.raises(SfumatoError, match="the picture this one was made from and the mask it was inpainted with, "
                                            "and neither is in the gallery"):
         prepare(inpainted, "", store)
@@ -129,3 +131,17 @@ def test_a_picture_whose_model_is_missing_is_refused_before_the_panels_model_is_
     verdict = recreate(backend, picture, store, panel_model="/x/dreamy.safetensors")  # outside the folders
     assert set(backend.loads) == {"/x/dreamy.safetensors"} and verdict.comparison.identical
 
+
+
+def test_an_init_picture_not_hashed_yet_asks_to_try_again_in_a_moment(store):
+    backend = FakeBackend()
+    old = np.random.default_rng(8).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(old).save(store.folder / "old.png")  # saved before lineage; the gallery has not hashed it yet
+    store.refresh()
+    child = made(backend, store, make_request(mode=Mode.IMG2IMG, width=64, height=64, steps=4, seed=2)
+                 .replace(images=Images(old)))
+    with pytest.raises(SfumatoError, match=r"is not in the gallery yet \(the gallery is still reading its older "):
+        prepare(child, "", store)
+    while store.fill_hashes():
+        pass
+    assert prepare(child, "", store).sources[0][2] == str(store.folder / "old.png")
