@@ -42,7 +42,7 @@ from desktop.core.safetensors_header import (
 
 __all__ = [
     "DTYPE_BITS", "Family", "ModelFileError", "ModelInfo", "SafetensorsHeader", "TensorInfo", "flow_parts",
-    "identify", "identify_or_explain", "model_hash", "read_safetensors_header", "scan", "sidecar_config",
+    "identify", "identify_or_explain", "known_hash", "model_hash", "read_safetensors_header", "scan", "sidecar_config",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -800,6 +800,19 @@ def model_hash(path, *, cache: MutableMapping[str, str] | str | os.PathLike | No
         if file is not None:
             _save_cache(file, store)
     return digest[:10]
+
+
+def known_hash(path, cache: str | os.PathLike) -> str:
+    """`model_hash`'s answer when the cache file holds it for the file as it is now, else "" (nothing is hashed)."""
+    path = Path(path)
+    try:
+        target = _unet_weights(path) if path.is_dir() else path
+        st = target.stat()
+        key = f"{target.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    except (OSError, ModelFileError):
+        return ""
+    value = _load_cache(Path(cache)).get(key)
+    return value[:10] if isinstance(value, str) else ""
 
 
 def _sha256_file(path: Path, chunk: int = 2**20) -> str:

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import autosave, families, model_lists, model_sources, paths
+from desktop.core import autosave, families, model_lists, model_sources, modelfiles, paths
 from desktop.core import settings as settings_store
 from desktop.core.backend import GENERATION, Backend, BackendFactory, PreprocessJob
 from desktop.core.document import CanvasDocument
@@ -40,6 +40,7 @@ from desktop.core.errors import InvalidRequest
 from desktop.core.frame import frame_mode
 from desktop.core.gallery import export as exporting
 from desktop.core.gallery.store import GalleryStore
+from desktop.core.gallery.metadata import PictureModel, match_model
 from desktop.core.geometry import Bounds, Extent
 from desktop.core.jobs import JobController, JobState
 from desktop.core.runs import Run
@@ -526,7 +527,19 @@ class MainWindow(QMainWindow):
             self.gallery.refresh()  # files added or removed outside the app
             self.gallery.list.setFocus()
 
-    def _use_parameters(self, request: GenerationRequest) -> None:
+    def _use_parameters(self, request: GenerationRequest, wanted: PictureModel | None = None) -> None:
+        """A picture's parameters in the panel: its model first when it is listed (by A1111's rule: the exact
+        reference, the hash, the name), so that its family's values come and the picture's replace them."""
+        kept = ""
+        if wanted is not None and (wanted.ref or wanted.name or wanted.hash):
+            cache = paths.cache_dir() / "model-hashes.json"
+            found = match_model(wanted, self.panel.listed_models(), lambda ref: modelfiles.known_hash(ref, cache))
+            if found is None:
+                kept = (f"{wanted} is not in the model list, so the panel keeps "
+                        f"{self.panel.model.currentText() or self.panel.model_ref()}.")
+            elif found != self.panel.model_ref():
+                self.panel.choose_model(found)
+        request = request.replace(model=self.panel.model_ref())
         hires, files = request.hires, self.model_lists.upscalers  # the last model scan's: nothing read here
         missing = ""
         if hires.enabled and hires.upscaler not in HIRES_UPSCALERS:
@@ -537,7 +550,8 @@ class MainWindow(QMainWindow):
                 request = request.replace(hires=hires.replace(upscaler=found))
         self.panel.set_request(request)
         self.panel.set_hires_upscalers(list(files))  # lists a missing upscaler's name, chosen, beside the files
-        self.statusBar().showMessage("The picture's parameters are in the panel.", 5_000)
+        self.statusBar().showMessage(" ".join(("The picture's parameters are in the panel.", kept)).strip(),
+                                     10_000 if kept else 5_000)
         if missing and self.model_lists.server:
             self.show_error(f"Missing hires upscaler: {missing} — the server at {self.model_lists.server} has none "
                             "of that name; put its file in the server's upscaler folder, then press F5 here.")

@@ -436,6 +436,17 @@ class PromptPanel(QWidget):
             self._listing = False
         self._use_family(switched=self.settings.model != before)
 
+    def listed_models(self) -> list[tuple[str, str]]:
+        """The models in the list, as (reference, label)."""
+        return [(self.model.itemData(i)[0], self.model.itemText(i)) for i in range(self.model.count())
+                if self.model.itemData(i)]
+
+    def choose_model(self, ref: str) -> None:
+        """Choose a listed model as the person would (its family's values come, model_changed is sent)."""
+        index = next((i for i in range(self.model.count()) if (self.model.itemData(i) or ("",))[0] == ref), -1)
+        if index >= 0:
+            self.model.setCurrentIndex(index)
+
     def model_ref(self) -> str:
         return self.settings.model
 

@@ -156,3 +156,55 @@ def test_a_licence_banner_goes_when_a_model_of_another_licence_is_chosen(make_wi
     assert window.licence_banner.isVisible() and "Stability AI Community License" in window.licence_banner.text()
     pick(window.panel, "flux-dev")  # its licence was said: not again, and not the other's
     assert not window.licence_banner.isVisible()
+
+
+def flux_picture(home, model: str = "demo:flux1", name: str = "tiny-flux1") -> None:
+    """A FLUX.1 picture in the gallery: 4 steps, no CFG, shift 2, distilled CFG 5."""
+    import numpy as np
+
+    from desktop.core.gallery.store import GalleryStore
+    from tests.support.requests import make_request
+
+    store = GalleryStore(home / "outputs", home / "cache" / "thumbnails")
+    request = make_request(model=model, prompt="a lighthouse at dusk", seed=77, steps=4, cfg_scale=1.0, width=64,
+                           height=64, sampler="Euler", schedule="Automatic")
+    request = request.replace(sampling=request.sampling.replace(shift=2.0, distilled_cfg=5.0))
+    store.add_result(np.full((64, 64, 3), 90, np.uint8), request.resolved(), 77, name)
+    store.close()
+
+
+def use_all_of_the_picture(window, qtbot) -> None:
+    gallery = window.gallery
+    qtbot.waitUntil(lambda: window.gallery_store is not None and gallery.model.rowCount() == 1, timeout=60_000)
+    window.tabs.setCurrentIndex(1)
+    gallery.select_row(0)
+    qtbot.mouseClick(gallery.buttons["use"], Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.panel.prompt.toPlainText() == "a lighthouse at dusk", timeout=5000)
+
+
+def test_use_all_on_a_flux_picture_chooses_its_model_and_keeps_the_sd_values_for_later(make_window, qtbot,
+                                                                                       sfumato_home):
+    flux_picture(sfumato_home)
+    window = make_window(model="demo")
+    panel = window.panel
+    qtbot.waitUntil(lambda: panel.model.findText("FLUX.1 demo") > 0, timeout=10_000)
+    panel.settings.steps, panel.settings.cfg_scale, panel.settings.sampler = 30, 6.0, "LMS"  # the person's SD values
+    use_all_of_the_picture(window, qtbot)
+    request = panel.request()
+    assert panel.model_ref() == "demo:flux1" and panel.family() == "flux1"
+    assert (request.sampling.steps, request.sampling.cfg_scale, request.sampling.shift,
+            request.sampling.distilled_cfg) == (4, 1.0, 2.0, 5.0)
+    assert shown(panel) == (True, True) and panel.distilled.value() == 5.0 and panel.shift.value() == 2.0
+    pick(panel, "SD 1.x demo")
+    assert (panel.settings.steps, panel.settings.cfg_scale, panel.settings.sampler) == (30, 6.0, "LMS")
+
+
+def test_use_all_on_a_picture_of_a_model_not_listed_keeps_the_model_and_says_so(make_window, qtbot, sfumato_home):
+    flux_picture(sfumato_home, model="/elsewhere/flux1-dev.safetensors", name="flux1-dev")
+    window = make_window(model="demo")
+    qtbot.waitUntil(lambda: window.panel.model.findText("FLUX.1 demo") > 0, timeout=10_000)
+    use_all_of_the_picture(window, qtbot)
+    assert window.panel.model_ref() == "demo"
+    assert window.statusBar().currentMessage() == (
+        "The picture's parameters are in the panel. flux1-dev is not in the model list, so the panel keeps "
+        "SD 1.x demo.")

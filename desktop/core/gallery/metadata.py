@@ -28,9 +28,11 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image
 
+from ..families import demo_kind
 from .. import imageio, lineage  # open_picture; importing it sets Pillow's size and text-chunk limits
 from ..infotext import (DISTILLED_CFG_KEY, SHIFT_KEY, Infotext, InfotextError, format_infotext, from_fooocus_json,
                         parse_infotext, parse_size, read_flow_sampling)
@@ -189,10 +191,67 @@ def encode_user_comment(text: str) -> bytes:
     return b"UNICODE\0" + text.encode("utf-16-be")
 
 
+@dataclass(frozen=True)
+class PictureModel:
+    """The model a picture names: Sfumato's exact reference (a path, a Hub id, "demo:flux1"), else the name and
+    A1111 short hash ("Model", "Model hash") other tools write; all "" when it names none."""
+    ref: str = ""
+    name: str = ""
+    hash: str = ""
+
+    def __str__(self) -> str:
+        return self.name or Path(self.ref.rstrip("/\\")).name or self.ref
+
+
+def picture_model(meta: ImageMeta) -> PictureModel:
+    ref = meta.request.get("model") if isinstance(meta.request, dict) else None
+    params = {}
+    if meta.parameters:
+        try:
+            params = parse_infotext(meta.parameters).params
+        except InfotextError:
+            pass
+    return PictureModel(ref if isinstance(ref, str) else "", meta.model or str(params.get("Model", "")),
+                        str(params.get("Model hash", "")))
+
+
+def match_model(wanted: PictureModel, listed: list[tuple[str, str]],
+                hash_of: Callable[[str], str] = lambda ref: "") -> str | None:
+    """The reference of the listed model ([(reference, label)]) a picture was made with, as A1111 switches its
+    checkpoint: Sfumato's exact reference, else the file whose short hash is the picture's ("Model hash"; `hash_of`
+    gives a listed model's hash when known, "" when not), else the one of its name (a demo model is tiny-<kind>,
+    a file or folder its stem, or its label); None when none is."""
+    refs = [ref for ref, _label in listed]
+    if wanted.ref in refs:
+        return wanted.ref
+    digest = wanted.hash.strip().lower()
+    if len(digest) >= 8:
+        for ref in refs:
+            known = hash_of(ref).lower()
+            if known and known[:len(digest)] == digest[:len(known)]:
+                return ref
+    names = {_stem(name) for name in (wanted.name, Path(wanted.ref.rstrip("/\\")).name) if name}
+    for ref, label in listed:
+        kind = demo_kind(ref)
+        own = {f"tiny-{kind}"} if kind is not None else {_stem(Path(ref.rstrip("/\\")).name), _stem(label)}
+        if names & own:
+            return ref
+    return None
+
+
+def _stem(name: str) -> str:
+    name = name.strip().lower()
+    for suffix in (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def to_request(meta: ImageMeta, base: GenerationRequest) -> GenerationRequest:
     """`base` (the prompt panel's values) with everything the picture says about how it was made.
 
-    The model stays the one chosen in the panel: metadata names a model, not a file. The batch size
+    The model stays the one chosen in the panel: metadata names a model, not a file (`picture_model` and
+    `match_model` find it among the listed ones, for the window to choose first). The batch size
     becomes 1 whichever way the picture is read: the picture is one image, made with its own seed.
     """
     if meta.request:

@@ -48,7 +48,7 @@ from desktop.core.control_layers import spec_of_used
 from desktop.core.errors import SfumatoError
 from desktop.core.gallery import family
 from desktop.core.gallery.index import ImageRecord, Query
-from desktop.core.gallery.metadata import ImageMeta, read_image_meta, to_request
+from desktop.core.gallery.metadata import ImageMeta, picture_model, read_image_meta, to_request
 from desktop.core.gallery.plots import Plot, PlotCell, read_plot
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.infotext import parse_infotext
@@ -173,7 +173,8 @@ class GalleryList(QListView):
 
 class GalleryView(QWidget):
     """Signals:
-    use_parameters(object): a GenerationRequest with the chosen picture's parameters.
+    use_parameters(object, object): a GenerationRequest with the chosen picture's parameters (the panel's model),
+        and the PictureModel (desktop/core/gallery/metadata.py) it names, for the window to choose.
     use_controls(object): the ControlSpecs of the controls the chosen picture was made with (their pictures are
         not in its parameters), after use_parameters; not sent when it had none.
     use_seed(int): its seed.
@@ -187,7 +188,7 @@ class GalleryView(QWidget):
     undo_changed(): a deletion was made or undone (Edit > Undo follows).
     """
 
-    use_parameters = Signal(object)
+    use_parameters = Signal(object, object)
     use_controls = Signal(object)
     use_seed = Signal(int)
     to_canvas = Signal(str, bool)
@@ -675,7 +676,7 @@ class GalleryView(QWidget):
             conditioning = request.conditioning
             request = request.replace(conditioning=conditioning.replace(
                 prompt=check.rename(conditioning.prompt), negative_prompt=check.rename(conditioning.negative_prompt)))
-            self.use_parameters.emit(request)
+            self.use_parameters.emit(request, picture_model(meta))
             if specs:
                 self.use_controls.emit(specs)
             said = " ".join(text for text in (check.message(), controls) if text)
