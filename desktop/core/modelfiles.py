@@ -580,6 +580,9 @@ FLOW_TRANSFORMERS = {
     Family.FLUX1: ("FluxTransformer2DModel", "joint_attention_dim", "text_encoder_2", "d_model", 1),
     Family.SD3: ("SD3Transformer2DModel", "joint_attention_dim", "text_encoder_3", "d_model", 1),
 }
+# The VAE each family's transformer works in: (class, latent channels).
+FLOW_VAES = {Family.ZIMAGE: ("AutoencoderKL", 16), Family.FLUX2_KLEIN: ("AutoencoderKLFlux2", 32),
+             Family.FLUX1: ("AutoencoderKL", 16), Family.SD3: ("AutoencoderKL", 16)}
 FLOW_NAMES = {Family.ZIMAGE: "a Z-Image", Family.FLUX2_KLEIN: "a FLUX.2 [klein]", Family.FLUX1: "a FLUX.1",
               Family.SD3: "a Stable Diffusion 3"}
 
@@ -601,6 +604,8 @@ def _identify_flow_folder(folder: Path, cls: str, index: dict) -> tuple[Family, 
         problem = f"its transformer is a {found}, not the {expected} it needs"
     elif isinstance(width, int) and text is not None and width != text * layers:
         problem = f"its transformer takes text features {width} wide but its {encoder} gives {text * layers}"
+    else:
+        problem = _flow_vae_problem(folder, family)
     if problem:
         raise ModelFileError(folder, f"{start} {problem}: its parts come from different models. "
                                      "Download the model again.")
@@ -625,6 +630,22 @@ def _identify_flow_folder(folder: Path, cls: str, index: dict) -> tuple[Family, 
         base = distilled is False or distilled is None and "base" in hints
         return family, f"base-{size}" if size and base else size, False
     return family, "base" if "base" in hints and "turbo" not in hints else "turbo", False
+
+
+def _flow_vae_problem(folder: Path, family: Family) -> str:
+    """What is wrong with a flow folder's VAE for its family (another family's: SD's 4 latent channels, FLUX.1's 16
+    where klein needs FLUX.2's 32); "" when it fits or its config does not say."""
+    expected, channels = FLOW_VAES[family]
+    try:
+        vae = _read_json(folder, "vae/config.json")
+    except ModelFileError:
+        return ""  # a missing part is the loader's to report
+    found, latent = vae.get("_class_name"), vae.get("latent_channels")
+    if found not in (None, expected):
+        return f"its VAE is {found}, not the {expected} it needs"
+    if isinstance(latent, int) and latent != channels:
+        return f"its VAE has {latent} latent channels, not the {channels} it needs"
+    return ""
 
 
 def _config_int(folder: Path, name: str, key: str) -> int | None:

@@ -405,6 +405,14 @@ def test_a_hub_snapshot_is_named_by_its_repo(tmp_path):
          "its transformer takes text features 7680 wide but its text_encoder gives 12288"),
         ("ZImagePipeline", ZIMAGE_T, ("text_encoder", {"hidden_size": 4096}), "text features 2560 wide"),
         ("StableDiffusion3Pipeline", SD3_T, ("text_encoder_3", {"d_model": 32}), "text features 4096 wide"),
+        ("FluxPipeline", FLUX_T, ("vae", {"_class_name": "AutoencoderKL", "latent_channels": 4}),  # SD 1.x's VAE
+         "its VAE has 4 latent channels, not the 16 it needs: its parts come from different models"),
+        ("Flux2KleinPipeline", KLEIN_T, ("vae", {"_class_name": "AutoencoderKL", "latent_channels": 16}),  # FLUX.1's
+         "its VAE is AutoencoderKL, not the AutoencoderKLFlux2 it needs: its parts come from different models"),
+        ("Flux2KleinPipeline", KLEIN_T, ("vae", {"_class_name": "AutoencoderKLFlux2", "latent_channels": 16}),
+         "its VAE has 16 latent channels, not the 32 it needs"),
+        ("ZImagePipeline", ZIMAGE_T, ("vae", {"_class_name": "AutoencoderKLFlux2", "latent_channels": 32}),
+         "its VAE is AutoencoderKLFlux2, not the AutoencoderKL it needs"),
     ],
 )
 def test_flow_folders_whose_parts_do_not_fit_are_refused(tmp_path, cls, transformer, encoder, words):
