@@ -26,7 +26,7 @@ _UNET_FEATURES = frozenset({LORAS, EMBEDDINGS, CONTROLS, REFERENCES, HIRES, CLIP
 #: The A1111 sampler names that have a flow-matching scheduler (desktop/engine/schedulers.py maps them): only
 #: those every flow pipeline runs in every mode, as steps on FlowMatchEuler's sigmas (diffusers' own FlowMatchHeun,
 #: DPM-Solver and UniPC do not take the `sigmas`, `mu` and scale_noise those pipelines use).
-FLOW_SAMPLERS = ("Euler", "Euler a", "DPM++ 2M")
+FLOW_SAMPLERS = ("Euler", "Euler a", "DPM++ 2M", "UniPC")
 
 _NON_COMMERCIAL_FLUX = ("its weights carry the FLUX.1 [dev] Non-Commercial License: pictures may be used, the "
                         "model may not be used commercially without a licence from Black Forest Labs")

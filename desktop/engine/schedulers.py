@@ -74,7 +74,7 @@ class _FlowSolver(diffusers.FlowMatchEulerDiscreteScheduler):
         x = sample.to(torch.float32)
         x0 = x - sigma * model_output.to(torch.float32)
         prev = self._next(x, x0, sigma, sigma_next).to(model_output.dtype)
-        self._history = [*self._history[-1:], (_log_snr(sigma), x0)]
+        self._history = [*self._history[-2:], (_log_snr(sigma), x0)]
         self._step_index += 1
         return FlowMatchEulerDiscreteSchedulerOutput(prev_sample=prev) if return_dict else (prev,)
 
@@ -124,14 +124,63 @@ class FlowDPMSolver2M(_FlowSolver):
         return (sigma_next / sigma) * x + (1 - sigma_next) * (1 - decay) * denoised
 
 
+class FlowUniPC(_FlowSolver):
+    """UniPC (bh2, second order) in the flow's parametrisation: each step is UniP's prediction from this step's and
+    the previous step's x0 (the same as DPM++ 2M's at second order), after UniC has corrected the sample the last
+    step predicted with the x0 the model gave at it. First order from pure noise; the last step lands on x0."""
+
+    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None, timesteps=None):
+        super().set_timesteps(num_inference_steps, device, sigmas=sigmas, mu=mu, timesteps=timesteps)
+        self._predicted: tuple | None = None  # (sample, sigma, sigma_next) of the last prediction
+
+    def _next(self, x, x0, sigma, sigma_next):
+        if self._predicted is not None:  # UniC: the last step again, now knowing x0 where it landed
+            start, start_sigma, landed = self._predicted
+            x = _unipc(start, start_sigma, landed, self._history[-1][1], self._earlier(-2, start_sigma), x0)
+        self._predicted = (x, sigma, sigma_next) if sigma_next > 0 else None
+        if sigma_next <= 0:
+            return x0
+        return _unipc(x, sigma, sigma_next, x0, self._earlier(-1, sigma))
+
+    def _earlier(self, index: int, sigma: float) -> tuple | None:
+        """The (lambda, x0) before the one at `sigma` (index -1: the newest), when a second order may use it."""
+        if len(self._history) < -index or not math.isfinite(_log_snr(sigma)):
+            return None
+        return self._history[index] if math.isfinite(self._history[index][0]) else None
+
+
+def _unipc(x, sigma, sigma_next, x0, earlier: tuple | None, x0_next: torch.Tensor | None = None):
+    """UniP (x0_next None) or UniC, data prediction with B(h) = e^-h - 1, from `sigma` to `sigma_next`: first order
+    without `earlier` (lambda, x0) of a step before, else second order."""
+    lam, lam_next = _log_snr(sigma), _log_snr(sigma_next)
+    h = lam_next - lam
+    phi = math.expm1(-h) if math.isfinite(h) else -1.0  # e^-h - 1, which is also B(h)
+    alpha_next = 1 - sigma_next
+    plain = (sigma_next / sigma) * x - alpha_next * phi * x0
+    if earlier is not None:
+        r = (earlier[0] - lam) / h
+        slope = (earlier[1] - x0) / r
+    if x0_next is None:
+        return plain if earlier is None else plain - alpha_next * phi * 0.5 * slope
+    if earlier is None:
+        return plain - alpha_next * phi * 0.5 * (x0_next - x0)
+    phi_2 = phi / -h - 1
+    b1, b2 = phi_2 / phi, 2 * (phi_2 / -h - 0.5) / phi
+    rho_earlier = (b1 - b2) / (1 - r)
+    return plain - alpha_next * phi * (rho_earlier * slope + (b1 - rho_earlier) * (x0_next - x0))
+
+
 # The flow-matching families (desktop/core/families.py FLOW_SAMPLERS): sampler -> scheduler class, each running in
 # every flow pipeline's modes: they all pass `sigmas=` and `mu=` to set_timesteps and call scale_noise for img2img
 # and inpaint, which diffusers' FlowMatchHeun (no sigmas, no mu), DPMSolverMultistep (no sigmas, no scale_noise) and
 # UniPCMultistep (no scale_noise) do not all take; the solvers above step on FlowMatchEuler's schedule instead.
+# Heun is not here: its two model calls a step double the timesteps, and the FLUX, Z-Image and klein img2img
+# pipelines then cut them by the strength as if each were a step (retrieve_timesteps counts len(timesteps)).
 _FLOW_SCHEDULERS: dict[str, type] = {
     "Euler": diffusers.FlowMatchEulerDiscreteScheduler,
     "Euler a": FlowEulerAncestral,
     "DPM++ 2M": FlowDPMSolver2M,
+    "UniPC": FlowUniPC,
 }
 
 
