@@ -162,7 +162,8 @@ def test_out_of_memory_retries_with_a_tiled_vae_and_succeeds(manager, tiny_model
     ({"hires": Hires(enabled=True)}, "The hires fix does not work with FLUX.1 models in Sfumato yet"),
     ({"clip_skip": 2}, "Clip skip does not apply to FLUX.1 models: set it to 1."),
     ({"prompt": "a [lighthouse:castle:0.5]"}, "Prompt editing ([from:to:when]) and alternation ([a|b]) do not work"),
-    ({"sampler": "DPM++ 2M"}, "The DPM++ 2M sampler does not work with FLUX.1 models: choose Euler."),
+    ({"sampler": "Heun"},
+     "The Heun sampler does not work with FLUX.1 models: choose Euler, Euler a, DPM++ 2M or UniPC."),
 ])
 def test_what_flow_models_cannot_do_is_refused_in_a_sentence(manager, tiny_models, fields, sentence):
     state = Recorder()
