@@ -352,7 +352,15 @@ def _zimage(t, hints) -> _Guess:
     width = _width(t, "cap_embedder.1.weight", axis=0)
     if "x_pad_token" not in t and not any(k.startswith("all_x_embedder.") for k in t) and width != 3840:
         return _Guess("checkpoint", note=_unsupported("a Lumina Image 2.0 model"))  # Z-Image's ancestor, no pads
-    return _Guess("checkpoint", Family.ZIMAGE, variant="base" if "base" in hints else "turbo")
+    return _Guess("checkpoint", Family.ZIMAGE, variant=_zimage_variant(hints))
+
+
+def _zimage_variant(hints: set[str], official_base: bool = False) -> str:
+    """Turbo only when its name says so, base when its name says so or it is the Hub's Tongyi-MAI/Z-Image (the base
+    model's id, as ComfyUI's z_image_bf16 is its file); "" when nothing tells (a finetune of either)."""
+    if "turbo" in hints:
+        return "turbo"
+    return "base" if "base" in hints or official_base else ""
 
 
 def _identify_gguf(path: Path) -> _Guess:
@@ -629,7 +637,8 @@ def _identify_flow_folder(folder: Path, cls: str, index: dict) -> tuple[Family, 
         distilled = index.get("is_distilled")
         base = distilled is False or distilled is None and "base" in hints
         return family, f"base-{size}" if size and base else size, False
-    return family, "base" if "base" in hints and "turbo" not in hints else "turbo", False
+    official = any(part.lower() == "models--tongyi-mai--z-image" for part in folder.parts)
+    return family, _zimage_variant(hints, official), False
 
 
 def _flow_vae_problem(folder: Path, family: Family) -> str:

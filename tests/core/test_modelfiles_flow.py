@@ -147,9 +147,10 @@ LUMINA2 = {k: s for k, s in ZIMAGE.items() if "pad_token" not in k} | {"cap_embe
         ("sd3_medium", sd3(24), Family.SD3, "", False),  # SD 3.0 Medium: neither 3.5 Medium nor Large
         ("transformer", SD3_DIFFUSERS, Family.SD3, "medium", False),
         ("z_image_turbo_bf16", ZIMAGE, Family.ZIMAGE, "turbo", False),
-        ("z-image", prefixed(ZIMAGE), Family.ZIMAGE, "turbo", False),
+        ("z_image_bf16", ZIMAGE, Family.ZIMAGE, "", False),  # ComfyUI's file of the base model: turbo not named
+        ("z-image", prefixed(ZIMAGE), Family.ZIMAGE, "", False),
         ("z_image_base", ZIMAGE, Family.ZIMAGE, "base", False),
-        ("transformer", ZIMAGE_DIFFUSERS, Family.ZIMAGE, "turbo", False),
+        ("transformer", ZIMAGE_DIFFUSERS, Family.ZIMAGE, "", False),
     ],
 )
 def test_flow_checkpoints_give_family_and_variant(tmp_path, name, tensors, family, variant, inpaint):
@@ -387,9 +388,13 @@ def test_a_transformer_pipeline_sfumato_does_not_know_says_so(tmp_path, cls):
     assert model_sources.problem_of(info) == f"is a {cls or 'diffusers'} model, which Sfumato does not support"
 
 
-def test_a_hub_snapshot_is_named_by_its_repo(tmp_path):
-    snapshot = tmp_path / "hub" / "models--Tongyi-MAI--Z-Image-Base" / "snapshots" / "0123abcd"
-    assert identify(make_flow_folder(snapshot, "ZImagePipeline", ZIMAGE_T)).variant == "base"
+@pytest.mark.parametrize("repo, variant", [("models--Tongyi-MAI--Z-Image", "base"),  # the base model's Hub id
+                                           ("models--Tongyi-MAI--Z-Image-Turbo", "turbo"),
+                                           ("models--Tongyi-MAI--Z-Image-Base", "base"),
+                                           ("models--someone--Z-Image-finetune", "")])
+def test_a_hub_snapshot_is_named_by_its_repo(tmp_path, repo, variant):
+    snapshot = tmp_path / "hub" / repo / "snapshots" / "5f0c1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f"
+    assert identify(make_flow_folder(snapshot, "ZImagePipeline", ZIMAGE_T)).variant == variant
 
 
 @pytest.mark.parametrize(
@@ -463,7 +468,7 @@ def test_the_tiny_flow_models_are_identified(tiny_models, kind):
     model = tiny_models[kind]
     info = identify(model.folder)
     assert (info.format, info.kind, info.family) == ("diffusers", "checkpoint", TINY_FAMILIES[kind])
-    assert info.variant == {"flux1": "dev", "sd3": "medium", "zimage": "turbo", "flux2-klein": ""}[kind]
+    assert info.variant == {"flux1": "dev", "sd3": "medium", "zimage": "", "flux2-klein": ""}[kind]
     assert flow_parts(model.folder) == {"transformer", "text_encoders", "vae"}
     if model.checkpoint.exists():  # the single file in the original layout, once written (flow_layout)
         single = identify(model.checkpoint)
