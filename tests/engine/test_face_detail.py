@@ -31,7 +31,7 @@ def face_mask():
     return mask
 
 
-@pytest.mark.parametrize("kind", ["sd1", "sd1-inpaint"])
+@pytest.mark.parametrize("kind", ["sd1", "sd1-inpaint", "flux1", "zimage"])
 def test_the_face_area_is_repainted_and_the_rest_kept(cpu_manager, tiny_models, kind):
     image, mask = crop(1), face_mask()
     steps = []
