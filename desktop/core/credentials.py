@@ -3,18 +3,20 @@
 What a manifest says (and nothing more): the action, `c2pa.created` for a new picture or `c2pa.opened` (its
 parent) then `c2pa.edited` for a picture the model changed (img2img, inpaint, outpaint, upscale...), with the
 IPTC digital source type desktop/core/marking.py chose and the software agent "Sfumato <version>"; and one
-ingredient for each parent the lineage knows (desktop/core/lineage.py): a title (the gallery file's name, or the
-parent's role when it is not in the gallery) and its pixel hash, never its pixels. Never the prompt nor any
+ingredient for each parent the lineage knows (desktop/core/lineage.py): its role as its title ("init picture") and
+its pixel hash, never its pixels nor its file's name (a gallery file's name holds its seed, and a person's own file
+names say what they want kept); the gallery maps the hashes to its files itself. Never the prompt nor any
 parameter: an export may strip those, and the manifest must not carry them out; so the manifest's title is never
-the file's name (an export's may be made of the prompt), and an export names no parent's file (a gallery file's
-name holds its seed). No thumbnail either (it would
-double the file). A picture is signed AFTER it is written, in place and atomically: when signing fails (a
+the file's name (an export's may be made of the prompt). No thumbnail either (it would double the file). A picture is signed AFTER it is written, in place and atomically: when signing fails (a
 broken key, a full disk), the unsigned picture stays as it was and the caller gets a sentence saying why.
 
 The key: Sfumato makes one on first use in its data folder (`credentials/signing-key.pem`, readable by the user
 only): an ES256 signing certificate issued by a local root made with it, whose own key is thrown away. C2PA
-validators report such a signer as "untrusted", which is the honest answer: nobody vouches for it. A person with
-a certificate from a C2PA-trusted issuer names its chain and key in the settings instead.
+validators report such a signer as "untrusted", which is the honest answer: nobody vouches for it. The gallery's
+pictures are signed with it, so they can be told from a forgery (their signer chains to this computer's root);
+an export is signed with a throwaway key made for it alone, so nothing in the exported files links them to each
+other or to this computer. A person with a certificate from a C2PA-trusted issuer names its chain and key in the
+settings instead (then the exports are signed with it too: that is what such a certificate is for).
 
 Nothing here touches the network: no timestamp authority, no OCSP, no remote manifests. c2pa-python (a 23 MB
 native library) is imported inside the functions that need it.
@@ -23,10 +25,12 @@ native library) is imported inside the functions that need it.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import functools
 import io
 import json
 import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +43,10 @@ KEY_FOLDER = "credentials"
 KEY_FILE = "signing-key.pem"  # the private key, then the signing certificate, then the local root
 ROOT_FILE = "sfumato-root.pem"  # the local root alone, for a person who wants to trust it somewhere
 YEARS = 10
-SIGNER_NAME = "Sfumato on this computer"
+SIGNER_NAME = "Sfumato (self-signed)"
 TITLE = "Sfumato picture"  # a manifest's title: never the file's name, which an export may make of the prompt
 ROOT_NAME = "Sfumato local root"
+MAX_PEM = 64 * 1024  # a certificate chain or key file larger than this is not one
 _SETTINGS = {  # no network at any point, and no thumbnail
     "verify": {"ocsp_fetch": False, "remote_manifest_fetch": False},
     "builder": {"thumbnail": {"enabled": False}},
@@ -63,7 +68,6 @@ class CredentialsError(SfumatoError):
 class Ingredient:
     role: str  # a lineage role: init, mask, control, reference, source
     pixel_hash: str
-    title: str = ""  # the file's name when it is known; else the role is the title
 
 
 @dataclass(frozen=True)
@@ -78,13 +82,10 @@ class Provenance:
         return any(_RELATIONSHIP.get(i.role) == "parentOf" for i in self.ingredients)
 
 
-def provenance(request, titles: dict[str, str] | None = None) -> Provenance:
-    """The provenance of what `request` makes: marking's source type and the lineage's parents, titled from
-    `titles` (pixel hash -> file name) where the parent's file is known."""
-    titles = titles or {}
-    parents = lineage.parents_of(request)
+def provenance(request) -> Provenance:
+    """The provenance of what `request` makes: marking's source type and the lineage's parents."""
     return Provenance(marking.source_type(request),
-                      tuple(Ingredient(p.role, p.hash, titles.get(p.hash, "")) for p in parents))
+                      tuple(Ingredient(p.role, p.hash) for p in lineage.parents_of(request)))
 
 
 def manifest(what: Provenance, title: str) -> dict:
@@ -99,7 +100,7 @@ def manifest(what: Provenance, title: str) -> dict:
                 relationship = "componentOf"
             seen_parent = True
         ident = f"sfumato:pixels:{item.pixel_hash}"
-        ingredients.append({"title": item.title or f"{item.role} picture", "format": "image/png",
+        ingredients.append({"title": f"{item.role} picture", "format": "image/png",
                             "relationship": relationship, "instance_id": ident,
                             "description": f"{item.role} picture, pixel hash {item.pixel_hash}"})
         if relationship == "parentOf":
@@ -137,37 +138,63 @@ def signing_key(certificate: str = "", key: str = "") -> SigningKey:
 
 
 def own_key() -> SigningKey:
-    """Sfumato's own signing key, made on first use (and again when its certificate has run out)."""
+    """Sfumato's own signing key, made on first use (and again when its certificate has run out). When two
+    processes make it at once, the first one written wins and both sign with it."""
     with _key_lock:
         path = key_file()
+        found, there = _kept_key(path)
+        if found is not None and _expires(found.chain) > _now() + _dt.timedelta(days=1):
+            return found
+        pem, chain, _ = _make_key()
         try:
-            text = path.read_bytes()
-            found = _parse(text, text, path.name)
-            if _expires(found.chain) > _now() + _dt.timedelta(days=1):
-                return found
-        except FileNotFoundError:
-            pass
-        except CredentialsError:  # damaged: a new one replaces it (pictures signed before keep their certificate)
-            pass
-        pem, chain, root = _make_key()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _write_private(path, pem + chain)
-            atomic.write_with(path.parent / ROOT_FILE, lambda handle: handle.write(root))
+            _keep_private(path, pem + chain, replace=there)
+            text = _read_small(path, "Sfumato's signing key")
+            kept = _parse(text, text, path.name)
+            atomic.write_with(path.parent / ROOT_FILE, lambda handle: handle.write(_root_of(kept.chain)))
         except OSError as error:
             raise CredentialsError(f"Sfumato's signing key could not be kept in {path.parent} "
                                    f"({error.strerror or error}); check that the folder can be written.") from None
-        return SigningKey(chain, pem, "es256", True)
+        return kept
 
 
-def own_certificate_serial() -> str:
-    """The serial number (decimal) of Sfumato's own signing certificate, "" when it has none yet."""
+def throwaway_key() -> SigningKey:
+    """A key made for one export and never kept: its signer says "Sfumato (self-signed)" like the gallery's, and
+    nothing (serial, public key, dates) links the pictures signed with such keys."""
+    pem, chain, _ = _make_key()
+    return SigningKey(chain, pem, "es256", False)
+
+
+def _kept_key(path: Path) -> tuple[SigningKey | None, bool]:
+    """(the key kept at `path`, its mode narrowed to the user's, or None when there is none or it is damaged;
+    whether a file is there: a damaged one is replaced, pictures signed before keeping their certificate)."""
     try:
-        from cryptography import x509
+        text = _read_small(path, "Sfumato's signing key")
+    except FileNotFoundError:
+        return None, False
+    except (OSError, CredentialsError):
+        return None, True
+    try:
+        if os.name == "posix" and os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return _parse(text, text, path.name), True
+    except (OSError, CredentialsError):
+        return None, True
 
-        return str(x509.load_pem_x509_certificates(key_file().read_bytes())[0].serial_number)
-    except (OSError, ValueError, IndexError):
-        return ""
+
+def own_root() -> bytes:
+    """The PEM root Sfumato's own key chains to (from the key file itself), b"" when there is no key yet."""
+    try:
+        text = _read_small(key_file(), "Sfumato's signing key")
+        return _root_of(_parse(text, text, KEY_FILE).chain)
+    except (OSError, CredentialsError):
+        return b""
+
+
+def _root_of(chain: bytes) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    return x509.load_pem_x509_certificates(chain)[-1].public_bytes(serialization.Encoding.PEM)
 
 
 def _make_key() -> tuple[bytes, bytes, bytes]:
@@ -178,8 +205,9 @@ def _make_key() -> tuple[bytes, bytes, bytes]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = _now()
-    start, end = now - _dt.timedelta(hours=1), now + _dt.timedelta(days=365 * YEARS)
+    # from the start of yesterday: a time to the second would tell when a throwaway key's picture was exported
+    start = _now().replace(hour=0, minute=0, second=0, microsecond=0) - _dt.timedelta(days=1)
+    end = start + _dt.timedelta(days=365 * YEARS)
 
     def name(common: str) -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common),
@@ -216,20 +244,60 @@ def _make_key() -> tuple[bytes, bytes, bytes]:
     return pem, signer.public_bytes(serialization.Encoding.PEM) + root_pem, root_pem
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically, readable and writable by the user only (0600)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+def _keep_private(path: Path, data: bytes, replace: bool) -> None:
+    """Write `data` at `path`, readable and writable by the user only (0600), in a folder only the user can open
+    (0700). A new file is linked into place, so that of two processes the first one wins; `replace` moves it over
+    a damaged or expired key instead."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if os.name == "posix" and os.stat(path.parent).st_mode & 0o077:
+        os.chmod(path.parent, 0o700)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{os.urandom(4).hex()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(temporary, flags, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, 0o600)  # a mode the umask narrowed stays narrow; one it could not is set here
-        os.replace(temporary, path)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process made it first: its key is the one
+            except OSError:  # a file system without hard links
+                if not path.exists():
+                    os.replace(temporary, path)
     finally:
         Path(temporary).unlink(missing_ok=True)
     atomic.fsync_dir(path.parent)
+
+
+def _read_small(path: Path, label: str) -> bytes:
+    """The bytes of a regular file of at most MAX_PEM bytes, opened without blocking (a FIFO or a device named
+    by mistake never hangs the app). Raises OSError when it cannot be read, CredentialsError when it is no file."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:  # Windows refuses to open a folder
+        raise CredentialsError(f"The {label} {path} is a folder; choose the .pem file inside it.") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise CredentialsError(f"The {label} {path} is a folder; choose the .pem file inside it.")
+        if not stat.S_ISREG(info.st_mode):
+            raise CredentialsError(f"The {label} {path} is not a file; choose a .pem file.")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_PEM + 1)
+    if len(data) > MAX_PEM:
+        raise CredentialsError(f"The {label} {path} is larger than {MAX_PEM // 1024} KB, so it is no PEM "
+                               "certificate or key; choose the .pem file.")
+    return data
 
 
 def _user_key(certificate: str, key: str) -> SigningKey:
@@ -239,7 +307,7 @@ def _user_key(certificate: str, key: str) -> SigningKey:
     texts = []
     for label, name in (("certificate chain", certificate), ("private key", key)):
         try:
-            texts.append(Path(name).expanduser().read_bytes())
+            texts.append(_read_small(Path(name).expanduser(), label))
         except OSError as error:
             raise CredentialsError(f"The {label} {name} could not be read ({error.strerror or error}); choose "
                                    "another file in File > Settings.") from None
@@ -314,17 +382,47 @@ def check_user_key(certificate: str, key: str) -> str:
 # -- signing -----------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
-def _context():
+@functools.lru_cache(maxsize=4)
+def _context(anchor: bytes = b""):
+    """c2pa's settings; `anchor`: the one root a reader trusts (Sfumato's own, so that its signer, and only
+    its, chains to a trusted root: no trust list is shipped)."""
+    c2pa = _c2pa()
+    if not anchor:
+        return c2pa.Context.from_dict(_SETTINGS)
+    return c2pa.Context.from_dict({**_SETTINGS, "trust": {"user_anchors": anchor.decode("ascii")},
+                                   "verify": {**_SETTINGS["verify"], "verify_trust": True}})
+
+
+def _import_c2pa():
+    """Import c2pa with its native library loaded from the package's own libs folder only. c2pa/lib.py looks in
+    the current folder, ./libs and LD_LIBRARY_PATH first, where anyone could leave a library of that name; so its
+    lib module is loaded first, with the search narrowed to the package's folder (in the installer too, where
+    the package's folder is inside the bundle), and the package then finds it loaded."""
+    import importlib
+    import importlib.util
+    import sys
+
+    if "c2pa" not in sys.modules and "c2pa.lib" not in sys.modules:
+        spec = importlib.util.find_spec("c2pa")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("c2pa")
+        package = importlib.util.module_from_spec(spec)  # its __path__ only: __init__ is not run yet
+        sys.modules["c2pa"] = package
+        try:
+            loader = importlib.import_module("c2pa.lib")
+        finally:
+            del sys.modules["c2pa"]
+        folder = Path(loader.__file__).parent
+        loader._get_possible_search_paths = lambda: [folder / "libs"]
     import c2pa
 
-    return c2pa.Context.from_dict(_SETTINGS)
+    return c2pa
 
 
 def _c2pa():
     """The c2pa module, or CredentialsError saying it is missing (a source install without it)."""
     try:
-        import c2pa
+        c2pa = _import_c2pa()
     except (ImportError, OSError, RuntimeError):  # OSError, RuntimeError: its native library did not load
         raise CredentialsError("Content credentials need the c2pa-python package, which is missing or broken: "
                                "pip install c2pa-python, or turn them off in File > Settings.") from None
@@ -361,7 +459,16 @@ def sign_file(path: str | Path, what: Provenance, key: SigningKey) -> None:
         atomic.write_with(path, lambda handle: handle.write(signed))
     except OSError as error:
         raise CredentialsError(f"The signed copy of {path.name} could not be written ({error.strerror or error}); "
-                               "check the free space.") from None
+                               f"{_advice(error)}.") from None
+
+
+def _advice(error: OSError) -> str:
+    """What to do about a file that could not be written, by its cause."""
+    if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return "free some space on that disk"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "check that its folder can be written"
+    return "check its folder and the disk"
 
 
 @dataclass
@@ -382,11 +489,17 @@ class Signing:
             return None
         return cls(getattr(settings, "credentials_certificate", ""), getattr(settings, "credentials_key", ""))
 
-    def sign(self, path: str | Path, what: Provenance) -> bool:
+    def sign(self, path: str | Path, what: Provenance, throwaway: bool = False) -> bool:
+        """Sign `path`; `throwaway` (an export): with a key made for it alone, unless the person named their
+        own certificate."""
         try:
-            if self._key is None:
-                self._key = signing_key(self.certificate, self.key_path)
-            sign_file(path, what, self._key)
+            if throwaway and not (self.certificate or self.key_path):
+                key = throwaway_key()
+            else:
+                if self._key is None:
+                    self._key = signing_key(self.certificate, self.key_path)
+                key = self._key
+            sign_file(path, what, key)
         except CredentialsError as error:
             reason = str(error)
             if reason.startswith(("The ", "Content ")):  # one sentence: "...: the certificate chain ..."
@@ -412,27 +525,44 @@ class Signing:
 
 # -- reading -----------------------------------------------------------------------------------------------
 
-VALID, UNTRUSTED, TAMPERED, NONE, UNREADABLE = "valid", "untrusted signer", "tampered", "none", "unreadable"
+# UNTRUSTED: the signature holds and the picture is as signed, but no trust list vouches for the signer (none
+# is shipped; Sfumato's own root is the one anchor a reader is given, which only tells its own key: own_key).
+UNTRUSTED, TAMPERED, NONE, UNREADABLE = "untrusted signer", "tampered", "none", "unreadable"
+EXPIRED, REVOKED, INVALID = "expired", "revoked", "invalid"  # the signer's certificate; any other failure
 REMOTE = "remote"  # the picture points at a manifest on a server, which Sfumato never fetches
-_SOURCE_WORDS = {marking.TRAINED: "made by a model", marking.COMPOSITE: "changed by a model",
+_SOURCE_WORDS = {marking.TRAINED: "generated by an AI model", marking.COMPOSITE: "changed by an AI model",
                  marking.CV + "digitalCapture": "a camera's picture"}
+
+
+def _verdict(state: str, codes: tuple[str, ...]) -> str:
+    """The state a picture's validation says: tampered only when a hash or the signature does not match what
+    was signed; an expired or revoked signer's certificate as such."""
+    if state != "Invalid":
+        return UNTRUSTED
+    if any(c.endswith(".mismatch") or c == "assertion.dataHash.mismatch" for c in codes):
+        return TAMPERED
+    if "signingCredential.revoked" in codes:
+        return REVOKED
+    if "signingCredential.expired" in codes:
+        return EXPIRED
+    return INVALID
 
 
 @dataclass(frozen=True)
 class Credentials:
     """What a picture's content credentials say, and whether they hold."""
 
-    state: str = NONE  # valid, untrusted signer, tampered, none, unreadable, remote
+    state: str = NONE  # untrusted signer, tampered, expired, revoked, invalid, none, unreadable, remote
     signer: str = ""  # the certificate's common name (and organisation)
-    own_key: bool = False  # signed with this computer's Sfumato key
+    own_key: bool = False  # signed with this computer's Sfumato key: its signer chains to the local root
     software_agent: str = ""
     actions: tuple[str, ...] = ()
     source_type: str = ""  # a full IPTC URI
     ingredients: int = 0
-    problems: tuple[str, ...] = ()  # the validator's failure codes, for tampered
+    problems: tuple[str, ...] = ()  # the validator's failure codes, when they do not hold
 
     def badge(self) -> str:
-        """The line the gallery shows, e.g. "Content credentials: valid, untrusted signer (Sfumato's own key)"."""
+        """The line the gallery shows, e.g. "Content credentials: signed with Sfumato's own key (self-signed)"."""
         if self.state == NONE:
             return ""
         if self.state == UNREADABLE:
@@ -440,18 +570,27 @@ class Credentials:
         if self.state == REMOTE:
             return "Content credentials: kept on a server, not fetched (Sfumato never goes online for them)."
         if self.state == TAMPERED:
-            return "Content credentials: tampered (the picture changed after it was signed)."
-        whose = "Sfumato's own key" if self.own_key else (self.signer or "an unnamed signer")
-        state = "valid, untrusted signer" if self.state == UNTRUSTED else "valid"
-        return f"Content credentials: {state} ({whose})."
+            return "Content credentials: tampered (the file changed after it was signed)."
+        who = self.signer or "an unnamed signer"
+        if self.state == EXPIRED:
+            return f"Content credentials: the signer's certificate has expired ({who})."
+        if self.state == REVOKED:
+            return f"Content credentials: the signer's certificate was revoked ({who})."
+        if self.state == INVALID:
+            return f"Content credentials: the signature does not hold ({', '.join(self.problems) or who})."
+        if self.own_key:
+            return "Content credentials: signed with Sfumato's own key (self-signed)."
+        return f"Content credentials: signed by {who}; signer not checked against a trust list (Sfumato has none)."
 
     def summary(self) -> str:
-        """The manifest in words, e.g. "Edited by Sfumato 0.1.0, changed by a model, from 2 pictures"."""
+        """The manifest in words, e.g. "Changed by an AI model (Sfumato 0.1.0), from 2 pictures"."""
         done = [a.removeprefix("c2pa.") for a in self.actions if a != "c2pa.opened"]  # opened: the parent, said below
-        parts = [f"{done[-1] if done else 'made'} by {self.software_agent}" if self.software_agent else
-                 (done[-1] if done else "")]
         if self.source_type:
-            parts.append(_SOURCE_WORDS.get(self.source_type, self.source_type.rsplit("/", 1)[-1]))
+            words = _SOURCE_WORDS.get(self.source_type, self.source_type.rsplit("/", 1)[-1])
+            parts = [f"{words} ({self.software_agent})" if self.software_agent else words]
+        else:
+            parts = [f"{done[-1] if done else 'made'} by {self.software_agent}" if self.software_agent else
+                     (done[-1] if done else "")]
         if self.ingredients:
             parts.append(f"from {self.ingredients} picture{'s' if self.ingredients > 1 else ''}")
         text = ", ".join(part for part in parts if part)
@@ -470,7 +609,7 @@ def read(path: str | Path) -> Credentials:
     except CredentialsError:
         return Credentials()  # without the library nothing can be told, and the picture still shows
     try:
-        with open(path, "rb") as handle, c2pa.Reader(mime, handle, context=_context()) as reader:
+        with open(path, "rb") as handle, c2pa.Reader(mime, handle, context=_context(own_root())) as reader:
             report = json.loads(reader.json())
             state = reader.get_validation_state() or ""
     except c2pa.C2paError as error:
@@ -485,12 +624,7 @@ def read(path: str | Path) -> Credentials:
         return Credentials(UNREADABLE, problems=(f"{type(error).__name__}: {error}".split("\n")[0],))
     active = report.get("manifests", {}).get(report.get("active_manifest") or "", {})
     codes = tuple(s.get("code", "") for s in report.get("validation_status") or ())
-    if state == "Invalid":
-        verdict = TAMPERED
-    elif "signingCredential.untrusted" in codes or state not in ("Trusted",):
-        verdict = UNTRUSTED
-    else:
-        verdict = VALID
+    verdict = _verdict(state, codes)
     info = active.get("signature_info") or {}
     signer = ", ".join(v for v in (info.get("common_name"), info.get("issuer")) if v)
     actions, agent, source = [], "", ""
@@ -502,7 +636,8 @@ def read(path: str | Path) -> Credentials:
                 found = action.get("softwareAgent")
                 found = found.get("name") if isinstance(found, dict) else found
                 agent = agent or str(found or "")
-    serial = str(info.get("cert_serial_number") or "")
-    return Credentials(verdict, signer, bool(serial) and serial == own_certificate_serial(), agent, tuple(actions),
-                       source, len(active.get("ingredients") or ()),
-                       tuple(c for c in codes if c != "signingCredential.untrusted") if verdict == TAMPERED else ())
+    # own: the signer chains to this computer's root, the one trust anchor given (a serial is no proof: every
+    # shared manifest prints it); a trusted but broken signature is no one's
+    own = state == "Trusted"
+    return Credentials(verdict, signer, own, agent, tuple(actions), source, len(active.get("ingredients") or ()),
+                       tuple(c for c in codes if c != "signingCredential.untrusted") if state == "Invalid" else ())

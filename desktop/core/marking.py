@@ -85,9 +85,11 @@ def _from_a_generation(parameters: str) -> bool:
     return bool(info.prompt.strip()) or any(not key.startswith("Postprocess ") for key in info.params)
 
 
-def xmp_packet(source: str) -> str:
-    """The XMP packet that says `source` (a full IPTC URI) and names Sfumato as the tool."""
-    return _PACKET.format(source=quoteattr(source), tool=quoteattr(f"Sfumato {version()}"))
+def xmp_packet(source: str, ours: bool = True) -> str:
+    """The XMP packet that says `source` (a full IPTC URI) and, for a picture Sfumato made (`ours`), names
+    Sfumato as the tool (another tool's picture is exported with its source type alone)."""
+    packet = _PACKET if ours else _PACKET.replace("\n    xmp:CreatorTool={tool}", "")
+    return packet.format(source=quoteattr(source), tool=quoteattr(f"Sfumato {version()}"))
 
 
 def chunks(request, enabled: bool = True) -> dict[str, str]:

@@ -4,9 +4,11 @@ Kept metadata goes where other tools look for it: the PNG text chunks (the
 `parameters`, Sfumato's own, a ComfyUI workflow...), or the EXIF UserComment of a JPEG or WebP,
 as AUTOMATIC1111 writes it. Stripped means stripped: no text, EXIF, XMP or
 ICC data at all, except the mark that says the picture is generated (the IPTC digital source type in XMP,
-desktop/core/marking.py), which stays unless `keep_mark` is off too. An export that keeps the mark is signed again
-with `signing` (content credentials, desktop/core/credentials.py): the action and the source type, and the
-parents' hashes when metadata is kept; one without the mark carries no manifest. File names come from a
+desktop/core/marking.py), which stays unless `keep_mark` is off too. An export of a picture Sfumato made that
+keeps the mark is signed again with `signing` (content credentials, desktop/core/credentials.py), with a key made
+for that file alone so that nothing links the exports: the action and the source type, and the parents' hashes
+when metadata is kept; one without the mark carries no manifest, and another tool's picture is never signed as
+Sfumato's (it keeps its source type alone). File names come from a
 template (`{date}-{seed}-{prompt}`) and are made safe on every system. A file name is never stripped, so the
 default for a stripped export leaves the prompt out (`{date}-{seed}`).
 """
@@ -124,16 +126,25 @@ def export(items: Sequence[tuple[ImageRecord, Path]], options: ExportOptions,
                 source_type = None
             picture = _prepared(ImageOps.exif_transpose(image), options)  # a phone's rotated photo stays upright
         parameters = chunks.get("parameters") or record.parameters
-        xmp = marking.xmp_packet(source_type) if source_type else ""
+        ours = bool(source_type) and made_by_sfumato(source, chunks)
+        xmp = marking.xmp_packet(source_type, ours) if source_type else ""
         atomic.write_with(target, lambda handle: _save(picture, handle, options, parameters, chunks, xmp))
-        if source_type and options.signing is not None:  # written first: a failure leaves it saved, unsigned
+        if ours and options.signing is not None:  # written first: a failure leaves it saved, unsigned
             parents = lineage.read_chunks(chunks)[1] if options.keep_metadata else ()
-            options.signing.sign(target, credentials.Provenance(
-                source_type, tuple(credentials.Ingredient(p.role, p.hash) for p in parents)))
+            options.signing.sign(target, credentials.Provenance(  # a key for this file alone: nothing links them
+                source_type, tuple(credentials.Ingredient(p.role, p.hash) for p in parents)), throwaway=True)
         written.append(target)
         if progress is not None:
             progress(number, len(items))
     return written
+
+
+def made_by_sfumato(source: Path, chunks: dict) -> bool:
+    """Whether Sfumato made the picture: it carries Sfumato's pixel hash, or a manifest Sfumato wrote. Another
+    tool's picture (imported) is never signed as Sfumato's: the export keeps only its source type."""
+    if lineage.read_chunks(chunks)[0]:
+        return True
+    return credentials.read(source).software_agent.startswith("Sfumato ")
 
 
 def _prepared(image: Image.Image, options: ExportOptions) -> Image.Image:

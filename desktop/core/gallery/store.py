@@ -145,28 +145,18 @@ class GalleryStore:
         return path
 
     def _sign(self, path: Path, request, signing: credentials.Signing | None, marks: dict | None = None) -> None:
-        """Sign a picture just written; its parents that are in the gallery are named by their file's name."""
+        """Sign a picture just written; its parents are named by their role and pixel hash, never their file."""
         if signing is None:
             return
         try:
             if request is not None:
-                hashes = [p.hash for p in lineage.parents_of(request)]
-                what = credentials.provenance(request, self.titles(hashes))
+                what = credentials.provenance(request)
             else:
                 what = credentials.Provenance(marking.source_type_in((marks or {}).get(XMP_KEY)) or marking.TRAINED)
         except Exception as error:  # noqa: BLE001 - the picture is saved; only its credentials are missing
             signing.note(f"{path.name} is saved without content credentials ({error}).")
             return
         signing.sign(path, what)
-
-    def titles(self, hashes: Iterable[str]) -> dict[str, str]:
-        """The file name of a gallery picture with each pixel hash (those it has)."""
-        try:
-            ids = self.index.by_hash(list(hashes))
-            records = self.index.records([i for group in ids.values() for i in group[:1]])
-        except sqlite3.Error:
-            return {}
-        return {h: Path(records[group[0]].path).name for h, group in ids.items() if group and group[0] in records}
 
     def import_files(self, files: Iterable[Path]) -> tuple[list[ImageRecord], list[str]]:
         """Copy pictures from elsewhere into today's folder and index them; returns (records, problems)."""

@@ -615,9 +615,9 @@ class GalleryView(QWidget):
         colour = "#c0392b" if found is not None and found.state == credentials.TAMPERED else ""
         self.credentials.setStyleSheet(f"color: {colour};" if colour else "")
         self.credentials.setToolTip("C2PA content credentials: who signed the picture and what was done to it. "
-                                    "\"Untrusted signer\" means no authority vouches for the key, as for "
-                                    "Sfumato's own; \"tampered\" means the picture changed after it was signed."
-                                    if badge else "")
+                                    "Sfumato ships no list of trusted signers, so it checks no signer against one; "
+                                    "it knows only its own key (self-signed), made on this computer. \"Tampered\" "
+                                    "means the file changed after it was signed." if badge else "")
         self.credentials.setVisible(bool(badge))
 
     # -- lineage ----------------------------------------------------------------------------------------
