@@ -296,7 +296,12 @@ class ModelManager:
                 raise ValueError(f"no {loaded.family} pipeline does {task} with {', '.join(sorted(own))}")
             for _, module in extras:
                 tuning.adopt(module, loaded.plan, self.device.device)
-            pipe = cls.from_pipe(base, dtype=self.device.dtype, **{_COMPONENTS.get(k, k): v for k, v in extras})
+            # from_pipe casts every module to its dtype, which a quantized one (a GGUF transformer) refuses: it
+            # joins after, as it was loaded
+            quantized = {k: m for k, m in base.components.items() if getattr(m, "is_quantized", False)}
+            pipe = cls.from_pipe(base, dtype=self.device.dtype, **dict.fromkeys(quantized),
+                                 **{_COMPONENTS.get(k, k): v for k, v in extras})
+            pipe.register_modules(**quantized)
             pipe.set_progress_bar_config(disable=True)
             tuning.derive(pipe, loaded.plan, self.device.device)
             pipes[(task, extras)] = pipe

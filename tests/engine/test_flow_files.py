@@ -256,8 +256,18 @@ def test_an_fp8_transformer_loads_upcast_to_the_working_dtype(tiny_models, refer
 def test_a_gguf_flux1_transformer_loads_quantized_with_comfy_text_encoders_and_vae(tiny_models, reference, tmp_path):
     """A Q8_0 GGUF transformer (as city96's FLUX.1 files) in diffusion_models/, CLIP-L, T5 and ae.safetensors
     beside it: the transformer stays quantized and the picture is the folder's within Q8_0's rounding."""
-    gguf = pytest.importorskip("gguf")
     pipe = reference["flux1"]
+    path = _gguf_tree(tiny_models, pipe, tmp_path)
+    loaded = load_single_file(path, _info(path, "flux1", "dev"), torch.float32)
+    assert type(loaded.transformer.transformer_blocks[0].attn.to_q).__name__ == "GGUFLinear"
+    assert loaded.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.uint8
+    difference = np.abs(_picture(loaded, "flux1") - _picture(pipe, "flux1"))
+    assert difference.max() < 2 / 255 and difference.mean() < 1 / 255
+
+
+def _gguf_tree(tiny_models, pipe, tmp_path) -> Path:
+    """The tiny FLUX.1 as a Q8_0 GGUF transformer in a ComfyUI models tree, its text encoders and VAE beside it."""
+    gguf = pytest.importorskip("gguf")
     models = tmp_path / "models"
     for folder in ("diffusion_models", "text_encoders", "vae"):
         (models / folder).mkdir(parents=True)
@@ -267,12 +277,34 @@ def test_a_gguf_flux1_transformer_loads_quantized_with_comfy_text_encoders_and_v
     save_file(flow_layout.clip_text(pipe.text_encoder), str(models / "text_encoders" / "clip_l.safetensors"))
     save_file(flow_layout.plain_text(pipe.text_encoder_2), str(models / "text_encoders" / "t5xxl_fp16.safetensors"))
     save_file(flow_layout.ldm_vae(pipe.vae), str(models / "vae" / "ae.safetensors"))
+    return path
 
-    loaded = load_single_file(path, _info(path, "flux1", "dev"), torch.float32)
-    assert type(loaded.transformer.transformer_blocks[0].attn.to_q).__name__ == "GGUFLinear"
-    assert loaded.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.uint8
-    difference = np.abs(_picture(loaded, "flux1") - _picture(pipe, "flux1"))
-    assert difference.max() < 2 / 255 and difference.mean() < 1 / 255
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_gguf_flux1_model_runs_img2img_inpaint_and_outpaint(tiny_models, reference, tmp_path, precision):
+    """The img2img and inpaint pipelines are made from the loaded one (from_pipe) and share its quantized
+    transformer, which cannot be cast to another dtype."""
+    from desktop.core.geometry import Margins
+    from desktop.core.progress import TaskState
+    from desktop.core.request import Mode
+    from desktop.engine import devices, generate
+    from desktop.engine.models import ModelManager
+    from tests.support.requests import make_request
+
+    path = _gguf_tree(tiny_models, reference["flux1"], tmp_path)
+    manager = ModelManager(devices.choose("cpu", precision))
+    init = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[16:48, 16:48] = 255
+    for fields in ({"mode": Mode.IMG2IMG, "init_image": init, "strength": 0.5},
+                   {"mode": Mode.INPAINT, "init_image": init, "mask": mask, "mask_blur": 0, "strength": 1.0},
+                   {"mode": Mode.OUTPAINT, "init_image": init, "expand": Margins(0, 16, 0, 0), "mask_blur": 0}):
+        request = make_request(prompt="a lighthouse", width=64, height=64, steps=2, seed=1, sampler="Euler",
+                               schedule="Automatic", cfg_scale=1.0, model=str(path), **fields)
+        result, = generate.run(request, TaskState(), manager)
+        assert result.image.std() > 1
+    transformer = manager.current.pipelines[("inpaint", ())].transformer
+    assert type(transformer.transformer_blocks[0].attn.to_q).__name__ == "GGUFLinear"
 
 
 def _write_gguf(gguf, path: Path, state: dict) -> None:
