@@ -7,7 +7,8 @@ dimensions (innermost first, the reverse of torch's order), u32 ggml type and u6
 offset into the aligned data area that follows. Strings are a u64 length and UTF-8.
 
 Everything a hostile file could make large is capped (counts, string lengths,
-array lengths, nesting, and the total bytes of the header), so reading a header
+array lengths, nesting, the array items kept and the strings read one by one, and
+the total bytes of the header; arrays of numbers are read at once), so reading a header
 takes bounded time and memory; any problem is a ModelFileError sentence.
 Use it through ``desktop.core.modelfiles``.
 """
@@ -28,8 +29,10 @@ MAX_TENSORS = 100_000  # a full FLUX.1 checkpoint has under 2,000
 MAX_METADATA = 100_000
 MAX_STRING_BYTES = 4 * 2**20  # a chat template or a licence text is a few KB
 MAX_NAME_BYTES = 4096  # ggml's own limit on a tensor name is 64
-MAX_ARRAY_ITEMS = 4_000_000  # an LLM's tokenizer vocabulary is ~150,000 strings
+MAX_ARRAY_ITEMS = 4_000_000  # an LLM's tokenizer vocabulary is ~150,000 strings (Gemma's 262,144)
+MAX_WALKED_STRINGS = 1_000_000  # strings read one by one in all the header's arrays (a vocabulary and its merges)
 KEEP_ARRAY_ITEMS = 1024  # longer arrays are skipped, their value is None
+KEEP_VALUES = 65_536  # array items kept in all; the arrays past it are skipped, as are arrays inside arrays
 MAX_HEADER_BYTES = 32 * 2**20  # a text encoder's tokenizer arrays take a few MB
 MAX_DIMS = 4
 
@@ -37,6 +40,7 @@ MAX_DIMS = 4
 _SCALARS = {0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4),
             6: ("<f", 4), 7: ("<?", 1), 10: ("<Q", 8), 11: ("<q", 8), 12: ("<d", 8)}  # fmt: skip
 _STRING, _ARRAY = 8, 9
+Q_FORMAT = struct.Struct("<Q")
 
 #: ggml tensor types by id (the ones a file names; an unknown id reads as "type N").
 GGML_TYPES = {
@@ -81,6 +85,7 @@ def read_gguf_header(path) -> GGUFHeader:
 class _Reader:
     def __init__(self, path: Path, f: BinaryIO, size: int):
         self.path, self.f, self.size, self.used = path, f, size, 0
+        self.kept = self.walked = 0  # array items kept, strings of arrays read one by one
 
     def fail(self, reason: str):
         raise ModelFileError(self.path, reason)
@@ -132,14 +137,50 @@ class _Reader:
         item, count = self.u32(), self.u64()
         if count > MAX_ARRAY_ITEMS:
             self.fail(f"an array in its GGUF header claims {count:,} items, more than the {MAX_ARRAY_ITEMS:,} limit.")
-        if count > KEEP_ARRAY_ITEMS and item in _SCALARS:
-            self.skip(count * _SCALARS[item][1])
-            return None
-        if count > KEEP_ARRAY_ITEMS:  # read past it (a tokenizer's vocabulary) without keeping it
-            for _ in range(count):
-                self.value(item, depth + 1)
-            return None
-        return [self.value(item, depth + 1) for _ in range(count)]
+        keep = depth == 0 and count <= KEEP_ARRAY_ITEMS and self.kept + count <= KEEP_VALUES
+        self.kept += count if keep else 0
+        if item in _SCALARS:  # all at once, whatever the count
+            fmt, size = _SCALARS[item]
+            if not keep:
+                self.skip(count * size)
+                return None
+            return list(struct.unpack(f"<{count}{fmt[1:]}", self.read(count * size)))
+        if item == _STRING:
+            return self.strings(count, keep)
+        if item != _ARRAY:
+            self.fail(f"its GGUF header has a value of unknown type {item}.")
+        for _ in range(count):  # arrays of arrays: read past, never kept
+            self.value(item, depth + 1)
+        return None
+
+    def strings(self, count: int, keep: bool) -> list[str] | None:
+        """An array's strings (a tokenizer's vocabulary), kept or read past; the strings read in all are capped."""
+        self.walked += count
+        if self.walked > MAX_WALKED_STRINGS:
+            self.fail(f"its GGUF header holds more than {MAX_WALKED_STRINGS:,} strings in arrays, more than any "
+                      "model's tokenizer.")
+        if keep:
+            return [self.string() for _ in range(count)]
+        read, unpack, seek = self.f.read, Q_FORMAT.unpack, self.f.seek
+        used = 0
+        for _ in range(count):  # the lean loop of a 150,000-word vocabulary
+            raw = read(8)
+            if len(raw) < 8:
+                self.fail("it is truncated inside its GGUF header. Download it again.")
+            n = unpack(raw)[0]
+            if n > MAX_STRING_BYTES:
+                self.fail(f"a text in its GGUF header claims {human_size(n)}, more than the "
+                          f"{human_size(MAX_STRING_BYTES)} limit.")
+            used += 8 + n
+            if used > MAX_HEADER_BYTES:
+                break
+            seek(n, os.SEEK_CUR)
+        self.used += used
+        if self.used > MAX_HEADER_BYTES:
+            self.fail(f"its GGUF header is larger than {human_size(MAX_HEADER_BYTES)}, so Sfumato does not read it.")
+        if self.f.tell() > self.size:
+            self.fail("it is truncated inside its GGUF header. Download it again.")
+        return None
 
     def header(self) -> GGUFHeader:
         head = self.f.read(64)

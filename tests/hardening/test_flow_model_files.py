@@ -111,3 +111,46 @@ def test_odd_flow_headers_never_break_identification(tmp_path, tensors):
     path.write_bytes(safetensors(tensors))
     info = identify(path)
     assert info.kind == "checkpoint"
+
+
+def _timed_identify(path):
+    start = time.perf_counter()
+    info = identify_or_explain(path)
+    return info, time.perf_counter() - start
+
+
+@pytest.mark.parametrize("shape", ["short-arrays", "arrays-of-arrays", "empty-strings", "many-vocabularies"])
+def test_a_header_full_of_small_values_is_read_quickly(tmp_path, shape):
+    """~30 MB of metadata made of the values a reader would take one at a time: the model list must not stall."""
+    if shape == "short-arrays":  # arrays of 1024 bytes, short enough to be kept
+        entry = struct.pack("<IQ", 0, 1024) + bytes(1024)
+        entries = [kv(b"k%d" % i, 9, entry) for i in range(29_000)]
+    elif shape == "arrays-of-arrays":  # 1024 arrays of 1024 bytes in each entry
+        inner = struct.pack("<IQ", 0, 1024) + bytes(1024)
+        entries = [kv(b"k%d" % i, 9, struct.pack("<IQ", 9, 1024) + inner * 1024) for i in range(29)]
+    elif shape == "empty-strings":  # the most strings the array limit allows, each empty
+        entries = [kv(b"k", 9, struct.pack("<IQ", 8, 3_900_000) + Q.pack(0) * 3_900_000)]
+    else:  # a vocabulary's worth of strings in each of many arrays
+        entries = [kv(b"k%d" % i, 9, struct.pack("<IQ", 8, 200_000) + Q.pack(0) * 200_000) for i in range(19)]
+    path = tmp_path / f"{shape}.gguf"
+    path.write_bytes(header(kvs=len(entries)) + b"".join(entries))
+    info, seconds = _timed_identify(path)
+    assert seconds < 2, f"{seconds:.1f} s"
+    assert info.kind == "unknown" and ("strings" in info.note) == shape.endswith(("strings", "vocabularies"))
+
+
+def test_a_tokenizer_sized_header_is_still_read():
+    """A Qwen3 text encoder's tokenizer: 151,936 tokens and as many merges, read past; short arrays kept."""
+    import io
+
+    from pathlib import Path
+
+    tokens = struct.pack("<IQ", 8, 151_936) + string(b"tok") * 151_936
+    merges = struct.pack("<IQ", 8, 151_387) + string(b"a b") * 151_387
+    scores = struct.pack("<IQ", 6, 151_936) + bytes(4 * 151_936)
+    data = (header(kvs=4) + kv(b"tokenizer.ggml.tokens", 9, tokens) + kv(b"tokenizer.ggml.merges", 9, merges)
+            + kv(b"tokenizer.ggml.scores", 9, scores) + kv(b"qwen3.rope.dims", 9, struct.pack("<IQ", 5, 3)
+                                                           + struct.pack("<3i", 16, 24, 24)))
+    meta = gguf._Reader(Path("q.gguf"), io.BytesIO(data), len(data)).header().metadata
+    assert meta["tokenizer.ggml.tokens"] is None and meta["tokenizer.ggml.scores"] is None
+    assert meta["qwen3.rope.dims"] == [16, 24, 24]
