@@ -129,11 +129,13 @@ def _load(path: Path, info, dtype):
     missing = [part for part in PARTS[family] if part.name in found and found[part.name] is None]
     if missing:
         raise ModelLoadError(path, _missing_sentence(path, missing))
-    components = {name: _load_part(file, name, config, dtype) for name, file in found.items()}
-    for part in PARTS[family]:  # a partial file (e.g. a transformer with its VAE): the rest of what it holds
-        if part.name in inside:
+    components = {}
+    for part in PARTS[family]:
+        if part.name in inside:  # a partial file (e.g. a transformer with its VAE): the rest of what it holds
             prefix = next(p for p in part.inside if _has_prefix(shapes, (p,)))
-            components[part.name] = _build(_read_prefixed(path, prefix), part.name, config, dtype)
+            components[part.name] = _load_part(path, path, part, config, dtype, prefix)
+        else:
+            components[part.name] = _load_part(path, found[part.name], part, config, dtype)
     transformer = _transformer(path, family, config, dtype)
     # every module is passed, already in dtype: the config folder gives the scheduler and tokenizers
     return _finish(cls.from_pretrained(str(config), transformer=transformer, **components, local_files_only=True,
@@ -317,7 +319,9 @@ def _flux1_checkpoint(checkpoint: dict) -> dict:
 
 
 def _find_part(path: Path, part: Part, config: Path) -> Path | None:
-    """The first file in the part's ComfyUI folders whose name and shapes fit; None when there is none."""
+    """The first file in the part's ComfyUI folders whose name and shapes fit; None when there is none.
+    Raises ModelLoadError naming a file of a fitting name whose header cannot be read when no other fits."""
+    damaged = None
     for root in _search_roots(path):
         for folder in part.folders:
             try:
@@ -327,17 +331,23 @@ def _find_part(path: Path, part: Part, config: Path) -> Path | None:
             for file in files:
                 name = file.name.lower()
                 if file.suffix.lower() == ".safetensors" and any(fnmatch.fnmatch(name, p) for p in part.patterns):
-                    if _fits(file, part.name, config):
+                    try:
+                        shapes = _header(file)
+                    except ModelLoadError:
+                        damaged = damaged or file
+                        continue
+                    if _fits(shapes, part.name, config):
                         return file
+    if damaged is not None:
+        raise ModelLoadError(path, f"{damaged.name} in {damaged.parent} is damaged or incomplete: download it again.")
     return None
 
 
-def _fits(file: Path, name: str, config: Path) -> bool:
-    """Whether the file's shapes are those the config's component has (read from the header only)."""
+def _fits(shapes: dict, name: str, config: Path) -> bool:
+    """Whether a file's shapes (from its header) are those the config's component has."""
     try:
-        shapes = _header(file)
         conf = json.loads((config / name / "config.json").read_text(encoding="utf-8"))
-    except (ModelLoadError, OSError, ValueError):
+    except (OSError, ValueError):
         return False
     if name == "vae":
         out = shapes.get("encoder.conv_out.weight") or shapes.get("encoder.conv_out.conv.weight")
@@ -359,10 +369,21 @@ def _missing_sentence(path: Path, missing: list[Part]) -> str:
             "or load the model's diffusers folder instead.")
 
 
-def _load_part(file: Path, name: str, config: Path, dtype):
-    from safetensors.torch import load_file
+def _load_part(path: Path, file: Path, part: Part, config: Path, dtype, prefix: str = ""):
+    """The component `part` from `file` (its tensors under `prefix` when it is the model file `path` itself).
+    Raises ModelLoadError naming the file when its weights are not all the part's."""
+    import torch
 
-    return _build(load_file(str(file)), name, config, dtype)
+    try:
+        return _build(_read_prefixed(file, prefix), part.name, config, dtype)
+    except (OutOfMemory, torch.OutOfMemoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - missing, unexpected or misshapen weights: the file is not the part
+        what = part.label.removeprefix("the ")
+        if file == path:
+            raise ModelLoadError(path, f"the {what} inside it is incomplete: download it again.") from error
+        raise ModelLoadError(path, f"{file.name} ({file.parent.name} folder) is not a complete {what}: "
+                                   "download it again.") from error
 
 
 def _build(state: dict, name: str, config: Path, dtype):

@@ -439,7 +439,7 @@ def _name(path: Path) -> str:
 
 def _explain(error: Exception) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    lowered = text.lower()
+    lowered = str(error).lower()  # PyTorch says what is wrong below "Error(s) in loading state_dict for X:"
     if any(_refused_code(e) for e in _chain(error)):  # diffusers words it "Unable to load weights"
         return "this .ckpt file contains code, not only weights, so it was not opened. Use a .safetensors version of the model."
     if "size mismatch" in lowered or "shape" in lowered:
