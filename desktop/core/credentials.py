@@ -122,7 +122,7 @@ class SigningKey:
     chain: bytes  # PEM certificates, the signing one first
     private_key: bytes  # PEM
     alg: str  # es256, es384, es512, ps256, ed25519
-    own: bool  # Sfumato's own key (not a certificate the person gave)
+    own: bool  # Sfumato's (its kept key or an export's throwaway one), not a certificate the person gave
 
 
 def key_file() -> Path:
@@ -161,7 +161,7 @@ def throwaway_key() -> SigningKey:
     """A key made for one export and never kept: its signer says "Sfumato (self-signed)" like the gallery's, and
     nothing (serial, public key, dates) links the pictures signed with such keys."""
     pem, chain, _ = _make_key()
-    return SigningKey(chain, pem, "es256", False)
+    return SigningKey(chain, pem, "es256", True)
 
 
 def _kept_key(path: Path) -> tuple[SigningKey | None, bool]:
@@ -440,7 +440,7 @@ def sign_bytes(data: bytes, mime: str, what: Provenance, title: str, key: Signin
             builder.sign(signer, mime, io.BytesIO(data), out)
     except c2pa.C2paError as error:
         reason = str(error).split("\n")[-1].strip() or type(error).__name__
-        whose = "Sfumato's own key" if key.own else "the certificate named in File > Settings"
+        whose = "Sfumato's own key" if key.own else "the certificate you named"
         raise CredentialsError(f"The picture could not be signed with {whose} ({reason}).") from None
     return out.getvalue()
 

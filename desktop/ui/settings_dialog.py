@@ -41,12 +41,20 @@ from desktop.core import credentials, paths
 from desktop.core.settings import Settings
 
 from .background import Background
+from .certificate_dialog import CertificateDialog, here
 from .models.folders import FolderListEditor
 
 ENGINE_RESTART_NOTE = "Device and precision changes take effect from the next generation (the model is loaded again)."
 CPU_FP16_PROBLEM = "fp16 does not work on the CPU. Choose Automatic, bf16 or fp32."
-CREDENTIALS_NOTE = ("A signed record of how each picture was made (never its prompt); validators show\n"
-                    "Sfumato's own key as an \"untrusted signer\", which is honest: nobody vouches for it.")
+# One line: the Settings window must fit a 768-pixel screen (the certificate's fields are in their own window).
+CREDENTIALS_NOTE = "Never the prompt; gallery pictures share Sfumato's key, each export has one of its own."
+CERTIFICATE_PROBLEM = "Your certificate cannot sign pictures: Own certificate... says why."
+CREDENTIALS_TIP = ("A signed C2PA record of how each picture was made (never its prompt). The gallery's pictures are "
+                   "signed with a key Sfumato made on this computer (self-signed: validators say \"untrusted "
+                   "signer\", which is honest), so the gallery can tell its own pictures from a forgery; that key "
+                   "is the same for every picture you keep, so each export is signed with a throwaway key of its "
+                   "own, and nothing in the exported files links them to each other or to this computer. Another "
+                   "tool's picture is never signed as Sfumato's.")
 CHECK_DELAY_MS = 300  # wait for typing to pause before touching the disk
 SERVER_EXAMPLE = "http://192.168.1.20:7862"
 NO_SERVER_ADDRESS = f"Enter the server's address, for example {SERVER_EXAMPLE}, or choose This computer."
@@ -342,13 +350,11 @@ class SettingsDialog(QDialog):
             "the mark is an XMP field that other apps read, and it says nothing about the prompt.")
         form.addRow("", self.mark_ai)
         self.content_credentials = QCheckBox("Sign them with &content credentials (C2PA)")
-        self.content_credentials.setToolTip(
-            "A C2PA manifest in each saved picture that Adobe's and other validators read; it never holds the "
-            "prompt or the parameters.")
+        self.content_credentials.setToolTip(CREDENTIALS_TIP)
         self.own_certificate = QPushButton("Own certificate...")
-        self.own_certificate.setCheckable(True)
         self.own_certificate.setAutoDefault(False)
         self.own_certificate.setToolTip("Sign with your own certificate chain and key instead of Sfumato's own key")
+        self._certificate, self._key = "", ""  # the person's chain and key; "" and "": Sfumato's own key
         credentials_field = QWidget()
         credentials_row = QHBoxLayout(credentials_field)
         credentials_row.setContentsMargins(0, 0, 0, 0)
@@ -356,39 +362,21 @@ class SettingsDialog(QDialog):
         credentials_row.addStretch(1)
         credentials_row.addWidget(self.own_certificate)
         form.addRow("", credentials_field)
-        # Two lines, broken by hand: a wrapped label asks for many more before the window is laid out, and the
-        # window must fit a 768-pixel screen.
+        # One line, not wrapped: a wrapped label asks for many more before the window is laid out.
         self.credentials_note = QLabel(CREDENTIALS_NOTE)
         self.credentials_note.setStyleSheet("QLabel { color: palette(placeholder-text); }")
+        self.credentials_note.setToolTip(CREDENTIALS_TIP)
         form.addRow("", self.credentials_note)
-        self._credentials_form = form
-        self.credentials_certificate = QLineEdit()
-        self.credentials_certificate.setPlaceholderText("Certificate chain (.pem): empty for Sfumato's own key")
-        self.credentials_certificate.setClearButtonEnabled(True)
-        self.credentials_certificate.setToolTip(
-            "Your signing certificate, then its issuers, in one PEM file: a certificate from a C2PA-trusted "
-            "issuer makes validators show your name as a trusted signer.")
-        self.credentials_key = QLineEdit()
-        self.credentials_key.setPlaceholderText("Its private key (.pem)")
-        self.credentials_key.setClearButtonEnabled(True)
-        self.credentials_key.setToolTip("The unencrypted PEM private key of that certificate.")
-        signer_field = QWidget()
-        signer_row = QHBoxLayout(signer_field)
-        signer_row.setContentsMargins(0, 0, 0, 0)
-        signer_row.addWidget(self.credentials_certificate, 3)
-        signer_row.addWidget(self.credentials_key, 2)
-        self._row(form, "Si&gning certificate:", signer_field, self.credentials_certificate)
-        self._signer_field = signer_field
-        self.own_certificate.toggled.connect(self._show_signer_row)
-        self.credentials_error = _MessageLabel(_MESSAGE_STYLE)
+        # only when the person's certificate cannot sign, in the note's place and on one line (the window must
+        # fit a 720-pixel screen): the whole sentence is its tooltip and in Own certificate...
+        self.credentials_error = QLabel()
+        self.credentials_error.setStyleSheet("QLabel { color: #c0392b; font-weight: bold; }")
         form.addRow("", self.credentials_error)
+        form.setRowVisible(self.credentials_error, False)
+        self._credentials_form = form
         self._credentials_problem: str | None = None
-        self._credentials_timer = QTimer(self)
-        self._credentials_timer.setSingleShot(True)
-        self._credentials_timer.setInterval(CHECK_DELAY_MS)
-        self._credentials_timer.timeout.connect(self._check_credentials)
-        for line in (self.credentials_certificate, self.credentials_key):
-            line.textChanged.connect(self._credentials_timer.start)
+        self._credentials_check = 0  # the latest check's number; an older one's answer is dropped
+        self.own_certificate.clicked.connect(self.edit_certificate)
         self.mark_ai.toggled.connect(self._credentials_toggled)
         self.content_credentials.toggled.connect(self._credentials_toggled)
 
@@ -451,12 +439,8 @@ class SettingsDialog(QDialog):
         self.output_folder.setText(settings.output_folder)
         self.mark_ai.setChecked(settings.mark_ai)
         self.content_credentials.setChecked(settings.content_credentials)
-        self.credentials_certificate.setText(settings.credentials_certificate)
-        self.credentials_key.setText(settings.credentials_key)
-        self.own_certificate.setChecked(bool(settings.credentials_certificate or settings.credentials_key))
-        self._show_signer_row(self.own_certificate.isChecked())
+        self._set_certificate(settings.credentials_certificate, settings.credentials_key)
         self._credentials_toggled()
-        self._check_credentials()
         self.preview_every.setValue(settings.preview_every)
         self._preview_every_suffix(self.preview_every.value())
         self._backend_changed()
@@ -472,9 +456,7 @@ class SettingsDialog(QDialog):
         edited.output_folder = self.output_folder.text().strip()
         edited.mark_ai = self.mark_ai.isChecked()
         edited.content_credentials = self.content_credentials.isChecked()
-        own = self.own_certificate.isChecked()
-        edited.credentials_certificate = self.credentials_certificate.text().strip() if own else ""
-        edited.credentials_key = self.credentials_key.text().strip() if own else ""
+        edited.credentials_certificate, edited.credentials_key = self._certificate, self._key
         edited.preview_method = self.preview_method.currentData()
         edited.preview_every = self.preview_every.value()
         edited.theme = self.theme.currentData()
@@ -491,9 +473,6 @@ class SettingsDialog(QDialog):
         if self._output_timer.isActive():  # Enter pressed right after typing: check now
             self._output_timer.stop()
             self._check_output_folder()
-        if self._credentials_timer.isActive():
-            self._credentials_timer.stop()
-            self._check_credentials()
         if self._problems():
             if self._output_problem:
                 self.output_folder.setFocus()
@@ -630,28 +609,49 @@ class SettingsDialog(QDialog):
     def _credentials_toggled(self) -> None:
         """The manifest says the picture is generated too: it goes only where the AI mark does."""
         self.content_credentials.setEnabled(self.mark_ai.isChecked())
-        on = self.mark_ai.isChecked() and self.content_credentials.isChecked()
-        for widget in (self.credentials_certificate, self.credentials_key, self.own_certificate):
-            widget.setEnabled(on)
+        self.own_certificate.setEnabled(self.mark_ai.isChecked() and self.content_credentials.isChecked())
         self._check_credentials()
 
-    @Slot(bool)
-    def _show_signer_row(self, shown: bool) -> None:
-        """The certificate and key fields, only for the person who signs with their own (Own certificate...)."""
-        self._credentials_form.setRowVisible(self._signer_field, shown)
-        if shown and self.isVisible():
-            self.credentials_certificate.setFocus()
+    @Slot()
+    def edit_certificate(self) -> CertificateDialog:
+        """Own certificate...: the chain and key in their own small window; what it accepts is used."""
+        dialog = CertificateDialog(self._certificate, self._key, self)
+        dialog.accepted.connect(lambda: self._set_certificate(*dialog.values()))
+        dialog.open()
+        return dialog
+
+    def _set_certificate(self, certificate: str, key: str) -> None:
+        self._certificate, self._key = certificate, key
+        name = Path(certificate).name if certificate else ""
+        self.own_certificate.setText(f"Own certificate: {name}..." if name else "Own certificate...")
         self._check_credentials()
 
     @Slot()
     def _check_credentials(self) -> None:
-        """A certificate chain and key the person named must sign a test picture (a few milliseconds)."""
-        certificate, key = self.credentials_certificate.text().strip(), self.credentials_key.text().strip()
-        on = self.mark_ai.isChecked() and self.content_credentials.isChecked() and self.own_certificate.isChecked()
-        self._credentials_problem = (credentials.check_user_key(certificate, key) or None) if on else None
-        self.credentials_error.setText(self._credentials_problem or "")
-        self.credentials_error.setVisible(self._credentials_problem is not None)
-        self._update_ok()
+        """The chain and key the person named must sign a test picture: checked in the background thread (a
+        path may name a FIFO or a slow network file), its sentence shown when it answers."""
+        self._credentials_check += 1
+        number, certificate, key = self._credentials_check, self._certificate, self._key
+        on = self.mark_ai.isChecked() and self.content_credentials.isChecked() and bool(certificate or key)
+
+        def answered(problem: object) -> None:
+            if number != self._credentials_check:
+                return  # what is named changed meanwhile
+            self._credentials_problem = here(str(problem)) if problem else None
+            self.credentials_error.setText(CERTIFICATE_PROBLEM if problem else "")
+            self.credentials_error.setToolTip(self._credentials_problem or "")
+            shown = self._credentials_problem is not None
+            for row, visible in sorted(((self.credentials_note, not shown), (self.credentials_error, shown)),
+                                       key=lambda pair: pair[1]):  # hidden first: the window never grows
+                self._credentials_form.setRowVisible(row, visible)
+            self._update_ok()
+
+        if not on:
+            answered("")
+            return
+        self._background.run(lambda: credentials.check_user_key(certificate, key), answered,
+                             lambda error: answered(f"The certificate could not be checked ({error})."),
+                             name="certificate-check")
 
     # -- previews ----------------------------------------------------------------------------
 

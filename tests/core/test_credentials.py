@@ -280,7 +280,7 @@ def test_a_person_s_certificate_signs_and_a_bad_one_is_refused_in_a_sentence(sto
 
     bad_chain, bad_key = _certificate(tmp_path, ca=True)
     problem = credentials.check_user_key(str(bad_chain), str(bad_key))
-    assert problem.startswith("The picture could not be signed with the certificate named in File > Settings (")
+    assert problem.startswith("The picture could not be signed with the certificate you named (")
     assert credentials.check_user_key(str(chain), "") .startswith("Content credentials need both")
     assert "does not belong" in credentials.check_user_key(str(chain), str(bad_key))
     assert "holds no PEM certificate" in credentials.check_user_key(str(key), str(key))

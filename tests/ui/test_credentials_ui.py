@@ -4,6 +4,7 @@ is saved anyway with the reason in the closing status line, and the Settings win
 explanation and a check of a person's own certificate. All on a FakeBackend."""
 
 import numpy as np
+import pytest
 from PySide6.QtCore import Qt
 
 from desktop.core import credentials
@@ -11,6 +12,7 @@ from desktop.core import settings as settings_store
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.settings import Settings
 
+from desktop.ui.certificate_dialog import CertificateDialog
 from desktop.ui.settings_dialog import CREDENTIALS_NOTE, SettingsDialog
 from desktop.ui.worker import GenerationWorker
 from tests.support.fake_backend import FakeBackend
@@ -107,31 +109,69 @@ def test_the_settings_window_has_the_switch_its_explanation_and_checks_a_certifi
     dialog = open_dialog(Settings())
     assert dialog.content_credentials.isChecked() and dialog.content_credentials.isEnabled()
     assert dialog.credentials_note.isVisible() and dialog.credentials_note.text() == CREDENTIALS_NOTE
-    assert "untrusted signer" in CREDENTIALS_NOTE
+    assert "\n" not in CREDENTIALS_NOTE and "each export has one of its own" in CREDENTIALS_NOTE  # what the key does
+    assert "throwaway key" in dialog.content_credentials.toolTip()
     dialog.mark_ai.setChecked(False)  # the manifest says "generated" too: it goes only with the mark
-    assert not dialog.content_credentials.isEnabled() and not dialog.credentials_certificate.isEnabled()
+    assert not dialog.content_credentials.isEnabled() and not dialog.own_certificate.isEnabled()
     dialog.mark_ai.setChecked(True)
-    assert not dialog.credentials_certificate.isVisible()  # Sfumato's own key: no fields to fill in
-    qtbot.mouseClick(dialog.own_certificate, Qt.MouseButton.LeftButton)
-    assert dialog.credentials_certificate.isVisible() and dialog.focusWidget() is dialog.credentials_certificate
+    qtbot.mouseClick(dialog.own_certificate, Qt.MouseButton.LeftButton)  # the fields are in their own window
+    certificate = dialog.findChild(CertificateDialog)
+    qtbot.waitUntil(certificate.isVisible, timeout=5000)
     not_a_key = tmp_path / "notes.txt"
     not_a_key.write_text("hello")
-    dialog.credentials_certificate.setText(str(not_a_key))
-    dialog.credentials_key.setText(str(not_a_key))
-    qtbot.waitUntil(lambda: dialog.credentials_error.isVisible(), timeout=5000)
-    assert dialog.credentials_error.text() == ("notes.txt holds no PEM certificate; content credentials need the "
-                                               "signing certificate first, then its issuers.")
-    assert not dialog.ok_button.isEnabled()
-    qtbot.mouseClick(dialog.own_certificate, Qt.MouseButton.LeftButton)  # back to Sfumato's own key
-    assert not dialog.credentials_error.isVisible() and not dialog.credentials_certificate.isVisible()
-    assert dialog.ok_button.isEnabled()
+    certificate.certificate.setText(str(not_a_key))
+    certificate.key.setText(str(not_a_key))
+    qtbot.waitUntil(lambda: certificate.error.isVisible(), timeout=5000)
+    assert certificate.error.text() == ("notes.txt holds no PEM certificate; content credentials need the "
+                                        "signing certificate first, then its issuers.")
+    assert not certificate.ok_button.isEnabled()
+    qtbot.mouseClick(certificate.own_key_button, Qt.MouseButton.LeftButton)  # back to Sfumato's own key
+    assert not certificate.isVisible() and dialog.own_certificate.text() == "Own certificate..."
+    assert not dialog.credentials_error.isVisible() and dialog.ok_button.isEnabled()
     dialog.content_credentials.setChecked(False)
     edited = dialog.settings()
     assert (edited.content_credentials, edited.credentials_certificate, edited.credentials_key) == (False, "", "")
 
 
-def test_the_settings_window_shows_a_person_s_certificate_it_was_given(open_dialog, tmp_path):
+def test_a_fifo_named_as_the_certificate_never_freezes_the_settings_window(open_dialog, qtbot, tmp_path):
+    import os
+    import sys
+    import time
+
+    if sys.platform == "win32":
+        pytest.skip("no FIFOs")
+    fifo = tmp_path / "fifo.pem"
+    os.mkfifo(fifo)
+    dialog = open_dialog(Settings())
+    certificate = dialog.edit_certificate()
+    began = time.perf_counter()
+    certificate.certificate.setText(str(fifo))
+    certificate.key.setText(str(fifo))
+    certificate.check()
+    assert time.perf_counter() - began < 1  # the check runs in the background
+    qtbot.waitUntil(lambda: certificate.error.isVisible(), timeout=5000)
+    assert certificate.error.text() == f"The certificate chain {fifo} is not a file; choose a .pem file."
+    certificate.reject()
+
+
+def test_the_settings_window_shows_a_person_s_certificate_it_was_given(open_dialog, qtbot, tmp_path):
     dialog = open_dialog(Settings(credentials_certificate="/nowhere/chain.pem", credentials_key="/nowhere/key.pem"))
-    assert dialog.own_certificate.isChecked() and dialog.credentials_certificate.text() == "/nowhere/chain.pem"
-    assert dialog.credentials_error.text().startswith("The certificate chain /nowhere/chain.pem could not be read")
+    assert dialog.own_certificate.text() == "Own certificate: chain.pem..."
+    qtbot.waitUntil(lambda: dialog.credentials_error.isVisible(), timeout=5000)
+    assert dialog.credentials_error.text() == "Your certificate cannot sign pictures: Own certificate... says why."
+    assert not dialog.credentials_note.isVisible()  # one line in its place: the window keeps its height
+    assert dialog.credentials_error.toolTip() == ("The certificate chain /nowhere/chain.pem could not be read (No "
+                                                  "such file or directory); choose another file.")  # in Settings
     assert not dialog.ok_button.isEnabled()
+    certificate = dialog.edit_certificate()
+    qtbot.waitUntil(lambda: certificate.error.isVisible(), timeout=5000)
+    assert certificate.error.text() == dialog.credentials_error.toolTip()
+    certificate.reject()
+
+
+def test_the_settings_window_fits_a_720_pixel_screen_with_a_person_s_certificate_that_cannot_sign(open_dialog,
+                                                                                                   qtbot):
+    fresh = open_dialog(Settings())
+    broken = open_dialog(Settings(credentials_certificate="/nowhere/chain.pem", credentials_key="/nowhere/key.pem"))
+    qtbot.waitUntil(lambda: broken.credentials_error.isVisible(), timeout=5000)
+    assert broken.sizeHint().height() <= fresh.sizeHint().height() <= 720 - 32  # a title bar above it
