@@ -175,3 +175,26 @@ def test_the_settings_window_fits_a_720_pixel_screen_with_a_person_s_certificate
     broken = open_dialog(Settings(credentials_certificate="/nowhere/chain.pem", credentials_key="/nowhere/key.pem"))
     qtbot.waitUntil(lambda: broken.credentials_error.isVisible(), timeout=5000)
     assert broken.sizeHint().height() <= fresh.sizeHint().height() <= 720 - 32  # a title bar above it
+
+
+def test_signing_reading_and_checking_never_run_on_the_gui_thread(make_window, open_dialog, qtbot, monkeypatch,
+                                                                    tmp_path):
+    import threading
+
+    calls = []
+    for name in ("sign_file", "read", "check_user_key", "own_key"):
+        def spy(*args, _real=getattr(credentials, name), _name=name, **kwargs):
+            calls.append((_name, threading.current_thread() is threading.main_thread()))
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(credentials, name, spy)
+    window, gallery = open_gallery(make_window, qtbot)
+    window.panel.set_request(make_request(prompt="a lighthouse", steps=2, width=64, height=64, seed=9))
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        window.generate()
+    gallery.select_row(0)
+    qtbot.waitUntil(lambda: gallery.credentials.isVisible(), timeout=TIMEOUT)
+    dialog = open_dialog(Settings(credentials_certificate=str(tmp_path / "a.pem"), credentials_key=str(tmp_path)))
+    qtbot.waitUntil(lambda: dialog.credentials_error.isVisible(), timeout=5000)
+    assert {name for name, _ in calls} >= {"sign_file", "read", "check_user_key"}
+    assert [name for name, on_gui_thread in calls if on_gui_thread] == []
