@@ -21,7 +21,7 @@ from pathlib import Path
 from desktop.core import credentials, paths, runs, settings
 from desktop.core.backend import GenerationJob, ModelDescriptor
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
-from desktop.core.families import DEMO_KINDS, DEMO_PREFIX, FLOW_SAMPLERS, Variant, demo_kind, spec
+from desktop.core.families import DEMO_KINDS, DEMO_PREFIX, FLOW_SAMPLERS, SPECS, Variant, demo_kind, spec
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Extent, Margins
 from desktop.core.imageio import load_image, load_mask
@@ -58,10 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--expand", type=_margins, default=Margins(), metavar="L,T,R,B", help="outpaint margins in pixels")
     add("--strength", type=float, default=0.75, help="denoising strength (img2img, inpaint)")
     # Steps, CFG, sampler, schedule, distilled guidance: the model family's recommendation when not given
-    add("--steps", type=int, help="default: the model's recommendation (20 for SD 1.x, 2.x, SDXL; 9 for Z-Image "
-                                  "Turbo, 20 for FLUX.1 [dev], ...)")
-    add("--cfg", type=float, help="CFG scale; 1: none, the negative prompt unused (default: 7, or the model's "
-                                  "recommendation: 1 for FLUX.1 and the turbo models)")
+    add("--steps", type=int, help=f"default: the model's recommendation ({recommendations('steps')})")
+    add("--cfg", type=float, help="CFG scale; 1: none, the negative prompt unused (default: the model's "
+                                  f"recommendation: {recommendations('cfg_scale')})")
     add("--distilled-cfg", type=float, metavar="X",
         help="Forge's Distilled CFG Scale: the guidance FLUX.1 [dev] was distilled to take (default: 3.5)")
     add("--shift", type=float, default=0.0, metavar="X",
@@ -118,6 +117,20 @@ OPTIONS = {"prompt": "--prompt", "negative_prompt": "--negative", "model": "--mo
            "hires_denoise": "--hires-denoise", "control": "--control"}
 
 
+def recommendations(name: str) -> str:
+    """A Variant field's recommended values, from the families' table (desktop/core/families.py): "20 for SD 1.x,
+    SD 2.x, SDXL, FLUX.1 [dev]; 8 for Z-Image Turbo; ..." (each variant named once, SD's by its families)."""
+    groups: dict[object, list[str]] = {}
+    for found in SPECS.values():
+        if found.family is Family.SDXL_REFINER:
+            continue
+        for key, variant in found.variants.items():
+            label = variant.label or found.label
+            if (key or len(found.variants) == 1) and label not in groups.setdefault(getattr(variant, name), []):
+                groups[getattr(variant, name)].append(label)
+    return "; ".join(f"{value:g} for {', '.join(labels)}" for value, labels in groups.items())
+
+
 def _margins(text: str) -> Margins:
     try:
         return Margins.parse(text)
@@ -151,7 +164,8 @@ def _abbreviates(value: str, known: set[str]) -> bool:
     return value.startswith("--") and any(option.startswith(value.split("=")[0]) for option in known)
 
 
-def request_from_args(args: argparse.Namespace) -> GenerationRequest:
+def request_from_args(args: argparse.Namespace, recommended: Variant | None = None) -> GenerationRequest:
+    """The request the options ask for; what they leave out is `recommended` (else recommended_settings's)."""
     mode = Mode(args.mode) if args.mode else (Mode.IMG2IMG if args.init else Mode.TXT2IMG)
     init = load_image(args.init) if args.init else None
     if mode is not Mode.TXT2IMG and init is None:
@@ -163,9 +177,9 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
         raise UsageError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is {init.shape[1]}x{init.shape[0]}")
     if args.model.startswith(DEMO_PREFIX) and demo_kind(args.model) is None:
         kinds = ", ".join(["demo", *(DEMO_PREFIX + kind for kind in DEMO_KINDS if kind != "sd1")])
-        raise UsageError(f"--model {args.model} is not a demo model; the demo models are {kinds}")
+        raise UsageError(f"--model {args.model} is not a demo model; the demo models are {kinds}.")
     default = Extent(512, 512) if init is None else _default_extent(init)
-    recommended = recommended_settings(args.model, bool(args.server))
+    recommended = recommended or recommended_settings(args.model, bool(args.server))
     return GenerationRequest(
         mode=mode,
         model=args.model,
@@ -190,16 +204,34 @@ def request_from_args(args: argparse.Namespace) -> GenerationRequest:
 
 def recommended_settings(model: str, on_server: bool = False) -> Variant:
     """What the makers of the model's family and variant recommend (desktop/core/families.py): a demo model's, or a
-    file's or folder's on this computer as its header says; SD's for anything else (a Hub id, a server's model)."""
-    kind = demo_kind(model)
-    family, variant = (DEMO_KINDS[kind], "") if kind else (Family.SD1, "")
-    if kind is None and not on_server and Path(model).exists():
-        try:
-            info = identify(model)
-            family, variant = info.family, info.variant
-        except ModelFileError:
-            pass  # the run says what is wrong with it
+    file's or folder's on this computer as its header says; SD's for anything else (a Hub id, a server's model:
+    `loaded_recommendation` tells theirs once loaded)."""
+    family, variant = _identified(model, on_server) or (Family.SD1, "")
     return (spec(family) or spec(Family.SD1)).variant(variant)
+
+
+def _identified(model: str, on_server: bool) -> tuple[Family | str, str] | None:
+    """The family and variant of a model known before loading it (a demo model, a file or folder here)."""
+    kind = demo_kind(model)
+    if kind is not None:
+        return DEMO_KINDS[kind], ""
+    if on_server or not Path(model).exists():
+        return None
+    try:
+        info = identify(model)
+    except ModelFileError:
+        return Family.SD1, ""  # the run says what is wrong with it
+    return info.family, info.variant
+
+
+def loaded_recommendation(args: argparse.Namespace, loaded: ModelDescriptor) -> Variant | None:
+    """The loaded model's recommendation when it could not be told before (a Hub id, a server's model) and differs
+    from the SD values the request was made with: FLUX.1 [schnell] from the Hub gets its 4 steps and no CFG, not
+    SD's 20 steps and CFG 7 (true CFG on FLUX: twice the work and a burnt picture). None: keep the request."""
+    if _identified(args.model, bool(args.server)) is not None or spec(loaded.family) is None:
+        return None
+    later = spec(loaded.family).variant(loaded.variant)
+    return None if later == recommended_settings(args.model, bool(args.server)) else later
 
 
 def _given(value, default):
@@ -381,6 +413,10 @@ def main(argv: list[str]) -> int:
         return 1
     try:
         model = backend.load(seeds[0].model, progress.state)
+        later = loaded_recommendation(args, model)
+        if later is not None:  # the options again, with the values of the family it turned out to be
+            folders = settings.load(set_aside=False).models_folders
+            seeds = expand_batch(request_from_args(args, later).resolved(), folders)
         results = [result for k, one in enumerate(seeds) for result in backend.run(
             GenerationJob(one), progress.state if len(seeds) == 1 else runs.nth(progress.state, k, len(seeds)))]
         progress.end()

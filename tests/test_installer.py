@@ -116,6 +116,8 @@ def test_the_bundle_takes_c2pa_s_shared_library_where_c2pa_looks_for_it_and_not_
     block = spec[spec.index('find_spec("c2pa")'):spec.index("# diffusers and transformers")]
     assert '"libc2pa_c.so", "libc2pa_c.dylib", "c2pa_c.dll"' in block and '"c2pa/libs"' in block
     assert ".rlib" not in block.split("\n", 1)[1] and "binaries=binaries" in spec
+    excludes = re.search(r"excludes = \[(.*?)\]", spec, re.DOTALL).group(1)
+    assert '"c2pa.build"' in excludes and 'name != "c2pa.build"' in block  # a download script, never needed
     package = Path(importlib.util.find_spec("c2pa").submodule_search_locations[0])
     assert 'Path(__file__).parent / "libs"' in (package / "lib.py").read_text()  # where the bundle puts it
     assert (package / "libs" / "libc2pa_c.so").is_file() or sys.platform != "linux"

@@ -151,7 +151,8 @@ class ModelManager:
         path, info = resolved[1:] if resolved is not None and resolved[0] == ref else self._resolve(ref, state)
         state.status(f"Loading {path.name}...")
         pipe = self._load_pipeline(path, info)
-        licence = families.spec(info.family).variant(info.variant).licence if families.is_flow(info.family) else ""
+        said = families.is_flow(info.family) and families.demo_kind(ref) is None  # a demo's weights are random
+        licence = families.spec(info.family).variant(info.variant).licence if said else ""
         if licence:
             state.status(f"{flow.label(info)}: {licence}.")
         name, weights = _name(path), tuning.weights_bytes(pipe)
