@@ -61,6 +61,13 @@ def human_size(n: int) -> str:
     raise AssertionError  # unreachable
 
 
+def two_sizes(a: int, b: int) -> tuple[str, str]:
+    """Two sizes as human_size words them, or in bytes when those would read the same."""
+    if human_size(a) == human_size(b):
+        return f"{a:,} bytes", f"{b:,} bytes"
+    return human_size(a), human_size(b)
+
+
 def sniff(head: bytes) -> tuple[str, str] | None:
     """What a file that is not the expected format really is, and what to do."""
     text = head.lstrip().lower()
@@ -142,8 +149,8 @@ def read_safetensors_header(path, *, max_header_bytes: int = 100 * 2**20) -> Saf
             fail(f"its header claims {human_size(n)}, more than the {human_size(max_header_bytes)} "
                  "limit; it is not a safetensors file.")
         if n > size - 8:
-            fail(f"it is truncated (its header alone should be {human_size(n)} but the "
-                 f"file has {human_size(size)}). Download it again.")
+            should, has = two_sizes(n, size)
+            fail(f"it is truncated (its header alone should be {should} but the file has {has}). Download it again.")
         fail("it does not start with a safetensors header.")
     try:
         doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
@@ -162,8 +169,8 @@ def read_safetensors_header(path, *, max_header_bytes: int = 100 * 2**20) -> Saf
     data_size = size - 8 - n
     end = max((t.data_offsets[1] for t in tensors.values()), default=0)
     if end > data_size:
-        fail(f"it is truncated (the header says {human_size(8 + n + end)} but the file has "
-             f"{human_size(size)}). Download it again.")
+        says, has = two_sizes(8 + n + end, size)
+        fail(f"it is truncated (the header says {says} but the file has {has}). Download it again.")
     # Like the safetensors library: byte ranges must tile the data area exactly.
     expected = 0
     for name, t in sorted(tensors.items(), key=lambda item: item[1].data_offsets):

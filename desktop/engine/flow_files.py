@@ -88,26 +88,9 @@ _TOKENIZER_FOLDERS = {"the T5-XXL tokenizer": "t5xxl", "the Qwen3 tokenizer": "q
 
 def load_single_file(path, info, dtype):
     """The txt2img (or, for an inpainting model, inpaint) pipeline of the flow-family file `path` (ModelInfo
-    `info`), loaded offline in `dtype`. Raises ModelLoadError with a sentence when it cannot be loaded."""
-    import torch
-
+    `info`), loaded offline in `dtype`. Raises ModelLoadError with a sentence for what it can tell is wrong
+    (models.ModelManager words the loaders' other errors)."""
     path = Path(path)
-    try:
-        return _load(path, info, dtype)
-    except (ModelLoadError, OutOfMemory):
-        raise
-    except torch.OutOfMemoryError:
-        raise OutOfMemory(f"{path.name} does not fit in memory.") from None
-    except Exception as error:  # noqa: BLE001 - any loader failure becomes one clear message
-        from desktop.engine.models import _explain
-
-        raise ModelLoadError(path, _explain(error)) from error
-
-
-# ---------------------------------------------------------------------------- the two forms
-
-
-def _load(path: Path, info, dtype):
     family = info.family.value
     if family not in PARTS:
         raise ModelLoadError(path, f"it is not a model of a flow-matching family ({', '.join(PARTS)}).")

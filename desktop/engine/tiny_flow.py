@@ -215,20 +215,20 @@ def _qwen3_config(vocab: dict[str, int]):
 # VAEs
 
 
+def _vae_blocks() -> dict:
+    """What every tiny flow VAE has: four tiny blocks."""
+    return dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=_VAE_CHANNELS, layers_per_block=2,
+                norm_num_groups=16, sample_size=1024)
+
+
 def _vae16(scaling_factor: float, shift_factor: float):
     """The 16-channel VAE of FLUX.1, Z-Image and SD3 (no quant convs), four tiny blocks."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=_VAE_CHANNELS,
-        layers_per_block=2,
+        **_vae_blocks(),
         latent_channels=16,
-        norm_num_groups=16,
-        sample_size=1024,
         scaling_factor=scaling_factor,
         shift_factor=shift_factor,
         use_quant_conv=False,
@@ -390,17 +390,7 @@ def _flux2_klein(scratch: Path):
         rope_theta=2000,
         guidance_embeds=False,  # klein: no distilled guidance input
     )
-    vae = AutoencoderKLFlux2(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=_VAE_CHANNELS,
-        layers_per_block=2,
-        latent_channels=32,
-        norm_num_groups=16,
-        sample_size=1024,
-    )
+    vae = AutoencoderKLFlux2(**_vae_blocks(), latent_channels=32)
     _init("flux2-klein", {"transformer": transformer, "vae": vae})
     tiny._init_weights(text_encoder.model, _QWEN3_TAG)  # its LM head is the (tied) token embedding
     pipe = Flux2KleinPipeline(

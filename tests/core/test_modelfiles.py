@@ -235,6 +235,18 @@ def test_truncated_message_gives_sizes(tmp_path):
         read_safetensors_header(path)
 
 
+def test_truncated_message_gives_bytes_when_the_sizes_round_the_same(tmp_path):
+    """A file a few bytes short: "the header says 6.8 MB but the file has 6.8 MB" would say nothing."""
+    size = 7_130_000
+    path = write_raw(tmp_path / "cut.safetensors", header_bytes({"a": entry("U8", (size,), (0, size))}),
+                     b"\0" * (size - 100))
+    with pytest.raises(ModelFileError) as caught:
+        read_safetensors_header(path)
+    header = len(header_bytes({"a": entry("U8", (size,), (0, size))}))
+    assert f"the header says {8 + header + size:,} bytes but the file has {8 + header + size - 100:,} bytes" \
+        in str(caught.value)
+
+
 def test_header_limit_is_respected(tmp_path):
     path = write_safetensors(tmp_path / "m.safetensors", SD1)
     with pytest.raises(ModelFileError, match="64 bytes limit"):
