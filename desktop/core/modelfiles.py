@@ -435,7 +435,10 @@ def _classify_lora(shapes, metadata, has, contains) -> _Guess:
          if s and len(s) == 2 and "attn2" in k and "to_k" in k and ("lora_down" in k or "lora_A" in k)),
         None,
     )  # fmt: skip
-    if "flux" in base or contains("double_blocks"):
+    flow = _flow_lora_family(shapes.keys(), base)
+    if flow is not None:
+        guess.family = flow
+    elif "flux" in base or contains("double_blocks"):
         guess.note = _unsupported("a LoRA for Flux")
     elif "refiner" in base:
         guess.family = Family.SDXL_REFINER
@@ -453,6 +456,46 @@ def _classify_lora(shapes, metadata, has, contains) -> _Guess:
     else:
         guess.note = "the LoRA does not say which model family it was trained for"
     return guess
+
+
+# Layer names only one flow-matching family has, in any layout (kohya's '_' or diffusers' '.'), as
+# desktop/engine/flow_lora.py converts them: Z-Image's refiners and feed-forward, FLUX.2's fused single-block
+# projection and shared modulation, SD 3.5's joint blocks (and, below, its second attention), FLUX.1's per-block
+# modulation and (below) its single blocks' own attention layers. FLUX.1, FLUX.2 and SD 3.5 name their double
+# blocks alike in diffusers' layout: a LoRA of only those, without metadata, does not tell.
+_FLOW_LORA_MARKERS = (
+    (Family.ZIMAGE, ("noise_refiner", "context_refiner", "_attention_to_", "_attention_qkv", "feed_forward_w",
+                     "adaln_modulation")),
+    (Family.FLUX2_KLEIN, ("to_qkv_mlp_proj", "stream_modulation", "_ff_linear_in", "_ff_context_linear_in")),
+    (Family.SD3, ("joint_blocks", "context_block")),
+    (Family.FLUX1, ("_img_mod_lin", "_txt_mod_lin", "_modulation_lin", "_proj_mlp")),
+)
+_SD_LORA_MARKERS = ("down_blocks", "up_blocks", "mid_block", "input_blocks", "output_blocks", "middle_block")
+
+
+def _flow_lora_family(keys: Iterable[str], base: str) -> Family | None:
+    """The flow-matching family a LoRA is for, from its metadata's base model or its layer names; None when
+    it is an SD LoRA or does not tell."""
+    if "klein" in base or "flux-2" in base or "flux2" in base or "flux.2" in base:
+        return Family.FLUX2_KLEIN
+    if "flux" in base:
+        return Family.FLUX1
+    if "sd3" in base or "stable-diffusion-3" in base or "stable-diffusion-v3" in base:
+        return Family.SD3
+    if "z-image" in base or "zimage" in base or "z_image" in base:
+        return Family.ZIMAGE
+    names = [k.replace(".", "_").lower() for k in keys]
+    if any(m in n for n in names for m in _SD_LORA_MARKERS):
+        return None
+    if any("_attn2_" in n and "transformer_blocks" in n for n in names) and not any("single_" in n for n in names):
+        return Family.SD3  # SD 3.5 Medium's blocks have a second self-attention; FLUX's have none
+    for family, markers in _FLOW_LORA_MARKERS:
+        if any(m in n for n in names for m in markers):
+            return family
+    flux1_single = ("_attn_to_q_", "_attn_to_k_", "_attn_to_v_", "_proj_out_", "_norm_linear_")
+    if any("single_transformer_blocks" in n and any(m in n for m in flux1_single) for n in names):
+        return Family.FLUX1  # FLUX.2's single blocks have one fused projection and a shared modulation
+    return None
 
 
 def _classify_embedding(shapes) -> _Guess:
