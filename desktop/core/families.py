@@ -22,6 +22,7 @@ from desktop.core.modelfiles import Family
 LORAS, EMBEDDINGS, CONTROLS, REFERENCES, HIRES, CLIP_SKIP, EMPHASIS, PROMPT_EDITING = (
     "loras", "embeddings", "controls", "references", "hires", "clip_skip", "emphasis", "prompt_editing")
 _UNET_FEATURES = frozenset({LORAS, EMBEDDINGS, CONTROLS, REFERENCES, HIRES, CLIP_SKIP, EMPHASIS, PROMPT_EDITING})
+_FLOW_FEATURES = frozenset({LORAS})  # LoRAs through diffusers' converters (desktop/engine/flow_lora.py)
 
 #: The A1111 sampler names that have a flow-matching scheduler (desktop/engine/schedulers.py maps them): only
 #: those every flow pipeline runs in every mode, as steps on FlowMatchEuler's sigmas (diffusers' own FlowMatchHeun,
@@ -76,27 +77,27 @@ SPECS: dict[Family, FamilySpec] = {
         "": Variant("Z-Image", 8, 1.0),  # a name that says neither (a finetune): Turbo's few steps
         "turbo": Variant("Z-Image Turbo", 8, 1.0),
         "base": Variant("Z-Image", 28, 4.0),
-    }, samplers=FLOW_SAMPLERS, demo="zimage"),
+    }, _FLOW_FEATURES, samplers=FLOW_SAMPLERS, demo="zimage"),
     Family.FLUX2_KLEIN: FamilySpec(Family.FLUX2_KLEIN, "FLUX.2 [klein]", True, 1024, {
         "": Variant("FLUX.2 [klein] 4B", 4, 1.0),
         "4b": Variant("FLUX.2 [klein] 4B", 4, 1.0),
         "9b": Variant("FLUX.2 [klein] 9B", 4, 1.0, licence=_NON_COMMERCIAL_FLUX2),
         "base-4b": Variant("FLUX.2 [klein] base 4B", 50, 4.0),
         "base-9b": Variant("FLUX.2 [klein] base 9B", 50, 4.0, licence=_NON_COMMERCIAL_FLUX2),
-    }, samplers=FLOW_SAMPLERS, demo="flux2-klein"),
+    }, _FLOW_FEATURES, samplers=FLOW_SAMPLERS, demo="flux2-klein"),
     Family.FLUX1: FamilySpec(Family.FLUX1, "FLUX.1", True, 1024, {
         "": Variant("FLUX.1 [dev]", 20, 1.0, distilled_cfg=3.5, licence=_NON_COMMERCIAL_FLUX),
         "dev": Variant("FLUX.1 [dev]", 20, 1.0, distilled_cfg=3.5, licence=_NON_COMMERCIAL_FLUX),
         "schnell": Variant("FLUX.1 [schnell]", 4, 1.0),
         "fill": Variant("FLUX.1 Fill [dev]", 28, 1.0, distilled_cfg=30.0, licence=_NON_COMMERCIAL_FLUX),
         "kontext": Variant("FLUX.1 Kontext [dev]", 28, 1.0, distilled_cfg=2.5, licence=_NON_COMMERCIAL_FLUX),
-    }, samplers=FLOW_SAMPLERS, demo="flux1"),
+    }, _FLOW_FEATURES, samplers=FLOW_SAMPLERS, demo="flux1"),
     Family.SD3: FamilySpec(Family.SD3, "SD 3.5", True, 1024, {
         "": Variant("SD 3.5 Medium", 40, 4.5, licence=_STABILITY_COMMUNITY),
         "medium": Variant("SD 3.5 Medium", 40, 4.5, licence=_STABILITY_COMMUNITY),
         "large": Variant("SD 3.5 Large", 28, 3.5, licence=_STABILITY_COMMUNITY),
         "large-turbo": Variant("SD 3.5 Large Turbo", 4, 1.0, licence=_STABILITY_COMMUNITY),
-    }, samplers=FLOW_SAMPLERS, demo="sd3"),
+    }, _FLOW_FEATURES, samplers=FLOW_SAMPLERS, demo="sd3"),
 }
 SPECS[Family.SDXL_REFINER] = FamilySpec(Family.SDXL_REFINER, "SDXL refiner", False, 1024, {"": _SD}, _UNET_FEATURES)
 

@@ -139,6 +139,10 @@ def plain_prompt(text: str) -> tuple[str, bool]:
 
     A1111's brackets and weights are taken out ("(cat:1.2)" reads "cat", "\\(" a bracket) and BREAK becomes a
     space: the text encoders of these families are not CLIP token chunks to weight one by one."""
+    try:
+        text = prompts.extract_extra_networks(text)[0]  # <lora:...> tags are not words (generate.py merges them)
+    except ValueError as error:
+        raise SfumatoError(str(error)) from None
     pieces = prompts.parse_emphasis(text)
     weighted = any(piece.weight != 1.0 for piece in pieces if not piece.is_break)
     plain = " ".join("".join(" " if piece.is_break else piece.text for piece in pieces).split())

@@ -28,6 +28,10 @@ its sizes):
 
 Anything else (OFT, GLoRA, (IA)^3, an embedding, a checkpoint) is refused with
 a sentence. Pickle files (.pt/.ckpt/.bin) are read with weights_only=True only.
+
+The flow-matching families' LoRAs (FLUX.1, FLUX.2 klein, SD 3.5, Z-Image) are read by flow_lora.py through
+diffusers' converters and merged here the same way. Their layers may have the sizes of another family's, so a
+LoRA whose header names another family than the model's, where either is a flow family, is refused at once.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ from pathlib import Path
 
 import torch
 
+from desktop.core import families as specs
 from desktop.core.errors import SfumatoError
+from desktop.core.modelfiles import Family, identify
 from desktop.core.safetensors_header import read_safetensors_header
 
 from .ldm_layout import unet_to_ldm
@@ -162,9 +168,14 @@ class LoraPatcher:
 
     # -- planning: read, map and check a file without touching the model
 
+    def _read(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """The file's tensors under the names layer_names() gives (flow_lora.py converts other layouts)."""
+        return read_lora_file(path)
+
     def _plan(self, use: LoraUse) -> tuple[list[_Patch], str]:
         path = Path(use.path)
-        tensors, metadata = read_lora_file(path)
+        refuse_other_family(path, self.family)
+        tensors, metadata = self._read(path)
         groups = _group(path.name, tensors)
         patches: list[_Patch] = []
         unmatched = misfit = 0
@@ -177,18 +188,18 @@ class LoraPatcher:
             if not _fits(layer.module, kind, parts):
                 misfit += 1
                 continue
-            multiplier = use.unet if layer.component == "unet" else use.text
+            multiplier = use.unet if layer.component in ("unet", "transformer") else use.text
             if multiplier:
                 patches.append(_Patch(layer, kind, parts, float(multiplier), path.name))
         total = len(groups)
         matched = total - unmatched - misfit
         if misfit or not matched:
             families = guess_families(groups, metadata)
-            model = FAMILY_NAMES.get(self.family, self.family)
-            if families == {"other"}:
+            model = _label(self.family)
+            if families == {"other"} and self.family in FAMILY_NAMES:
                 raise LoraError(f"{path.name} is a LoRA for another kind of model (such as Flux or SD3); "
                                 f"the loaded model is {model}. Choose {_article(model)} {model} LoRA.")
-            if families and self.family not in families:
+            if families - {"other"} and self.family not in families:
                 lora = _family_text(families)
                 raise LoraError(f"{path.name} is a LoRA for {lora}; the loaded model is {model}. "
                                 f"Choose {_article(model)} {model} LoRA or {_article(lora)} {lora} model.")
@@ -248,7 +259,7 @@ def layer_names(components: Mapping[str, torch.nn.Module], family: str) -> dict[
     names: dict[str, Layer] = {}
     te_prefix = {"text_encoder": "lora_te1_" if family == "sdxl" else "lora_te_", "text_encoder_2": "lora_te2_"}
     for component, model in components.items():
-        if model is None or component not in ("unet", *TEXT_ENCODERS):
+        if model is None or component not in ("unet", "transformer", *TEXT_ENCODERS):
             continue
         layers = {n: m for n, m in model.named_modules() if isinstance(m, _LAYER_TYPES)}
         for name, module in layers.items():
@@ -256,6 +267,8 @@ def layer_names(components: Mapping[str, torch.nn.Module], family: str) -> dict[
             names[_dotted(component, name)] = layer
             if component == "unet":
                 names[_kohya("lora_unet_", name)] = layer
+            elif component == "transformer":  # flow models: diffusers names, as flow_lora.py converts them
+                continue
             else:
                 full = name if name.startswith(("text_model.", "text_projection")) else "text_model." + name
                 names[_kohya(te_prefix[component], full)] = layer
@@ -291,7 +304,7 @@ def _canonical_stem(stem: str) -> str:
     stem = stem.removeprefix("base_model.model.")
     stem = re.sub(r"\.processor\.(to_[qkv])_lora$", r".\1", stem)
     stem = re.sub(r"\.processor\.to_out_lora$", ".to_out.0", stem)
-    if not stem.startswith(("unet.", "text_encoder.", "text_encoder_2.")):
+    if not stem.startswith(("unet.", "transformer.", "text_encoder.", "text_encoder_2.")):
         stem = "unet." + stem  # diffusers assumes the UNet for keys without a component
     return stem
 
@@ -599,6 +612,26 @@ def guess_families(groups: Mapping[str, Mapping[str, torch.Tensor]], metadata: M
     if ldm_unet:
         return {"sdxl"}  # kohya names SDXL UNets in the SGM layout, SD 1.x/2.x ones in diffusers'
     return set()
+
+
+def refuse_other_family(path: Path, family: str) -> None:
+    """Raise LoraError when the file's header names a model family other than `family` and either is a
+    flow-matching family (whose layers may have the same sizes as another's, so fitting cannot tell)."""
+    try:
+        info = identify(path)
+    except Exception:  # noqa: BLE001 - read_lora_file says what is wrong with the file
+        return
+    if info.kind != "lora" or info.family in (Family.UNKNOWN, family) or not (
+            specs.is_flow(info.family) or specs.is_flow(family)):
+        return
+    lora, model = _label(info.family.value), _label(family)
+    raise LoraError(f"{path.name} is a LoRA for {lora}; the loaded model is {model}. "
+                    f"Choose {_article(model)} {model} LoRA or {_article(lora)} {lora} model.")
+
+
+def _label(family: str) -> str:
+    spec = specs.spec(family)
+    return FAMILY_NAMES.get(family) or (spec.label if spec else family)
 
 
 def _family_text(families: set[str]) -> str:

@@ -198,7 +198,8 @@ class ModelManager:
         """The current flow model's encoding of `prompt` (and of `negative` when the run is guided; None when it
         is not) for one picture (flow.encode), encoded once per conditioning: a new seed or batch reuses it."""
         loaded = self.current
-        key = ("flow", loaded.ref, prompt, negative)
+        loras = loaded.loras.signature() if loaded.loras is not None else ()  # a LoRA may change a text encoder
+        key = ("flow", loaded.ref, prompt, negative, loras)
         cache = loaded.embeddings
         if key in cache:
             cache.move_to_end(key)
@@ -342,8 +343,13 @@ class ModelManager:
             if not uses:
                 return []
             base = next(iter(loaded.pipelines.values()))
-            parts = {name: getattr(base, name, None) for name in ("unet", "text_encoder", "text_encoder_2")}
-            loaded.loras = lora.LoraPatcher({k: v for k, v in parts.items() if v is not None}, loaded.family)
+            if loaded.flow:  # diffusers' converters read their layouts (kohya, ai-toolkit, XLabs, BFL)
+                from .flow_lora import FlowLoraPatcher
+
+                loaded.loras = FlowLoraPatcher(base, loaded.family)
+            else:
+                parts = {name: getattr(base, name, None) for name in ("unet", "text_encoder", "text_encoder_2")}
+                loaded.loras = lora.LoraPatcher({k: v for k, v in parts.items() if v is not None}, loaded.family)
         with torch.no_grad():
             return loaded.loras.apply(uses)
 

@@ -155,8 +155,6 @@ def test_out_of_memory_retries_with_a_tiled_vae_and_succeeds(manager, tiny_model
 
 
 @pytest.mark.parametrize("fields, sentence", [
-    ({"prompt": "a lighthouse <lora:painterly:0.8>"}, "LoRAs do not work with FLUX.1 models in Sfumato yet: take "
-                                                      "<lora:painterly:0.8> out of the prompt."),
     ({"controls": (Control("demo", picture(), "canny"),)}, "Control layers (ControlNet) do not work with FLUX.1"),
     ({"references": (Reference(picture()),)}, "Reference pictures (IP-Adapter) do not work with FLUX.1"),
     ({"hires": Hires(enabled=True)}, "The hires fix does not work with FLUX.1 models in Sfumato yet"),

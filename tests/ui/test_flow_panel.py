@@ -96,8 +96,7 @@ def test_what_flux_lacks_is_disabled_saying_why(panel):
     assert panel.addons_button.isEnabled() and panel.hires_check.isEnabled() and panel.clip_skip.isEnabled()
     panel.settings.hires_enabled = True
     pick(panel, "flux-dev")
-    assert not panel.addons_button.isEnabled()
-    assert panel.addons_button.toolTip() == "FLUX.1 models can't use LoRAs or embeddings in Sfumato yet"
+    assert panel.addons_button.isEnabled(), "FLUX.1 takes LoRAs (desktop/engine/flow_lora.py)"
     assert not panel.hires_check.isEnabled() and not panel.settings.hires_enabled
     assert "can't use the hires fix" in panel.hires_check.toolTip()
     assert not panel.clip_skip.isEnabled() and not panel.emphasis.isEnabled()
