@@ -5,7 +5,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from desktop.core.families import FLOW_SAMPLERS
-from desktop.core.request import GenerationRequest, Sampling
+from desktop.core.request import Conditioning, GenerationRequest, Hires, Sampling
 from desktop.core.samplers import SAMPLERS
 from desktop.ui.prompt_panel import DEMO_HEADING, PromptPanel
 
@@ -86,8 +86,11 @@ def test_a_flow_model_lists_only_its_samplers(panel):
     assert samplers(panel) == list(SAMPLERS)
     pick(panel, "zimage")
     assert samplers(panel) == list(FLOW_SAMPLERS)
-    panel.set_request(GenerationRequest(sampling=Sampling(sampler="Euler a", schedule="Automatic")))
+    assert "LMS" not in FLOW_SAMPLERS
+    panel.set_request(GenerationRequest(sampling=Sampling(sampler="LMS", schedule="Automatic"),
+                                        conditioning=Conditioning(clip_skip=2), hires=Hires(enabled=True)))
     assert panel.settings.sampler in FLOW_SAMPLERS and panel.sampler.currentText() == panel.settings.sampler
+    assert panel.settings.clip_skip == 1 and not panel.settings.hires_enabled  # what Z-Image can't run stays off
     pick(panel, "painter")
     assert samplers(panel) == list(SAMPLERS)
 
