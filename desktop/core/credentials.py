@@ -27,10 +27,13 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import functools
+import importlib
+import importlib.util
 import io
 import json
 import os
 import stat
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +58,7 @@ _SETTINGS = {  # no network at any point, and no thumbnail
 _RELATIONSHIP = {"init": "parentOf", "source": "parentOf", "mask": "componentOf", "control": "inputTo",
                  "reference": "inputTo"}
 _key_lock = threading.Lock()
+_import_lock = threading.Lock()
 
 
 class CredentialsError(SfumatoError):
@@ -184,9 +188,8 @@ def _kept_key(path: Path) -> tuple[SigningKey | None, bool]:
 def own_root() -> bytes:
     """The PEM root Sfumato's own key chains to (from the key file itself), b"" when there is no key yet."""
     try:
-        text = _read_small(key_file(), "Sfumato's signing key")
-        return _root_of(_parse(text, text, KEY_FILE).chain)
-    except (OSError, CredentialsError):
+        return _root_of(_read_small(key_file(), "Sfumato's signing key"))
+    except (OSError, ValueError, IndexError, CredentialsError):  # none yet, or damaged: nothing is own
         return b""
 
 
@@ -398,25 +401,21 @@ def _import_c2pa():
     the current folder, ./libs and LD_LIBRARY_PATH first, where anyone could leave a library of that name; so its
     lib module is loaded first, with the search narrowed to the package's folder (in the installer too, where
     the package's folder is inside the bundle), and the package then finds it loaded."""
-    import importlib
-    import importlib.util
-    import sys
+    with _import_lock:  # another thread must never find the bare package of the first step
+        if "c2pa" not in sys.modules and "c2pa.lib" not in sys.modules:
+            spec = importlib.util.find_spec("c2pa")
+            if spec is None or not spec.submodule_search_locations:
+                raise ImportError("c2pa")
+            sys.modules["c2pa"] = importlib.util.module_from_spec(spec)  # its __path__ only: __init__ waits
+            try:
+                loader = importlib.import_module("c2pa.lib")
+            finally:
+                del sys.modules["c2pa"]
+            folder = Path(loader.__file__).parent
+            loader._get_possible_search_paths = lambda: [folder / "libs"]
+        import c2pa
 
-    if "c2pa" not in sys.modules and "c2pa.lib" not in sys.modules:
-        spec = importlib.util.find_spec("c2pa")
-        if spec is None or not spec.submodule_search_locations:
-            raise ImportError("c2pa")
-        package = importlib.util.module_from_spec(spec)  # its __path__ only: __init__ is not run yet
-        sys.modules["c2pa"] = package
-        try:
-            loader = importlib.import_module("c2pa.lib")
-        finally:
-            del sys.modules["c2pa"]
-        folder = Path(loader.__file__).parent
-        loader._get_possible_search_paths = lambda: [folder / "libs"]
-    import c2pa
-
-    return c2pa
+        return c2pa
 
 
 def _c2pa():
