@@ -241,6 +241,21 @@ def test_a_full_disk_while_signing_keeps_the_unsigned_picture(store, monkeypatch
                                  "space on that disk.")
 
 
+def test_a_folder_that_cannot_be_written_is_said_so_not_a_full_disk(store, monkeypatch):
+    path = store.add_result(picture(), make_request().resolved(), 1, "tiny")
+    credentials.own_key()
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(credentials.atomic, "write_with", refused)
+    signing = credentials.Signing()
+    assert not signing.sign(path, credentials.Provenance(marking.TRAINED))
+    assert signing.summary() == (f"{path.name} is saved without content credentials: the signed copy of "
+                                 f"{path.name} could not be written (Permission denied); check that its folder "
+                                 "can be written.")
+
+
 def _certificate(tmp_path, *, ca: bool, extended=True) -> tuple[Path, Path]:
     """A certificate chain and key issued by a throwaway root: a good signing one, or a CA (which C2PA refuses)."""
     now = dt.datetime.now(dt.timezone.utc)
