@@ -502,8 +502,11 @@ class PromptPanel(QWidget):
             self.sampler.blockSignals(blocked)
         flow = families.is_flow(family)
         distilled = flow and spec.variant(self.variant()).distilled_cfg is not None
+        # The counters count CLIP's 75-token chunks; the flow families' T5 and Qwen3 encoders read 256 to 512 tokens
+        # of another vocabulary (diffusers' max_sequence_length), which a count of CLIP's would only misreport.
         for widget, shown in ((self.shift, flow), (self.shift_label, flow), (self.distilled, distilled),
-                              (self.distilled_label, distilled)):
+                              (self.distilled_label, distilled), (self.prompt_tokens, not flow),
+                              (self.negative_tokens, not flow)):
             widget.setVisible(shown)
         for widget, feature in self._feature_widgets().items():
             why = lacks(family, feature)

@@ -210,3 +210,14 @@ def test_use_all_on_a_picture_of_a_model_not_listed_keeps_the_model_and_says_so(
     assert window.statusBar().currentMessage() == (
         "The picture's parameters are in the panel. flux1-dev is not in the model list, so the panel keeps "
         "SD 1.x demo.")
+
+
+def test_the_token_counters_show_only_for_clip_models(panel):
+    """CLIP's n/75 chunks mean nothing to FLUX.1's T5 or Z-Image's Qwen3 (256-512 tokens of another vocabulary)."""
+    counters = (panel.prompt_tokens, panel.negative_tokens)
+    assert all(counter.isVisibleTo(panel) for counter in counters)
+    for label in ("flux-dev", "zimage"):
+        pick(panel, label)
+        assert not any(counter.isVisibleTo(panel) for counter in counters), label
+    pick(panel, "xl")
+    assert all(counter.isVisibleTo(panel) for counter in counters)
