@@ -146,3 +146,32 @@ def test_a_lora_of_flux1s_text_encoder_encodes_the_prompt_again(manager, tiny_mo
     both = image(manager, tiny_models, "flux1", "a lighthouse <lora:flux_kohya:1>", loras)
     assert len({base.tobytes(), text_only.tobytes(), transformer_only.tobytes(), both.tobytes()}) == 4
     assert np.array_equal(image(manager, tiny_models, "flux1", "a lighthouse"), base)
+
+
+@pytest.mark.parametrize("scaled", ["alpha tensors", "peft metadata"])
+def test_a_diffusers_loras_alpha_scales_it_as_peft_does(tiny_models, loras, tmp_path, scaled):
+    """alpha / rank is the scale: from ``.alpha`` tensors, else from the lora_alpha of diffusers' metadata."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from desktop.engine import lora
+    from desktop.engine.flow_lora import FlowLoraPatcher
+
+    tensors = load_file(loras["flux_aitk"])
+    stems = {k.removesuffix(".lora_A.weight") for k in tensors if k.endswith(".lora_A.weight")}
+    if scaled == "alpha tensors":
+        save_file({**tensors, **{f"{s}.alpha": torch.tensor(8.0) for s in stems}}, tmp_path / "twice.safetensors")
+    else:
+        metadata = {"lora_adapter_metadata": json.dumps({"transformer.r": 4, "transformer.lora_alpha": 8})}
+        save_file(tensors, tmp_path / "twice.safetensors", metadata=metadata)
+    pipe = diffusers.FluxPipeline.from_pretrained(tiny_models["flux1"].folder)
+    patcher, layer = FlowLoraPatcher(pipe, "flux1"), pipe.transformer.transformer_blocks[0].attn.to_q
+    base = layer.weight.detach().clone()
+    patcher.apply([lora.LoraUse(loras["flux_aitk"])])
+    once = layer.weight.detach() - base
+    patcher.apply([lora.LoraUse(tmp_path / "twice.safetensors")])
+    assert torch.allclose(layer.weight.detach() - base, 2 * once, atol=1e-6) and once.abs().max() > 0
+    patcher.restore()
+    assert torch.equal(layer.weight, base)
