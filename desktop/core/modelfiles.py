@@ -57,6 +57,9 @@ UNET = "model.diffusion_model."  # the UNet of an original-layout (LDM/SGM) chec
 CONV_IN = UNET + "input_blocks.0.0.weight"  # shape (width, in_channels, 3, 3)
 SD_PIPELINES = {f"StableDiffusion{task}Pipeline" for task in ("", "Img2Img", "Inpaint")}
 SDXL_PIPELINES = {f"StableDiffusionXL{task}Pipeline" for task in ("", "Img2Img", "Inpaint")}
+TEXT_ENCODER_NOTE = "a text encoder (CLIP, T5 or Qwen3, as ComfyUI's text_encoders folder holds them), not a full model"
+# The GGUF architectures of the flow families' text encoders (city96's T5 files, Qwen3 4B and 8B).
+GGUF_TEXT_ENCODERS = ("t5", "t5encoder", "qwen3")
 TEXT_PREFIXES = ("text_encoders.", "cond_stage_model.", "conditioner.")  # a ComfyUI checkpoint's text encoders
 VAE_PREFIXES = ("vae.", "first_stage_model.")
 
@@ -161,8 +164,7 @@ def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[st
     if {"emb_params", "string_to_param", "clip_l", "clip_g"} & keys:
         return _classify_embedding(shapes)
     if has("text_model.encoder.", "encoder.block.", "model.embed_tokens.") and not has("encoder.conv_in."):
-        return _Guess("text encoder", note="a text encoder (CLIP, T5 or Qwen3, as ComfyUI's text_encoders folder "
-                                           "holds them), not a full model")
+        return _Guess("text encoder", note=TEXT_ENCODER_NOTE)
     face = _face_restorer(keys)  # before the VAE: RestoreFormer has a VAE's encoder and decoder
     if face:
         return _Guess("face restorer", note=face)
@@ -370,6 +372,8 @@ def _identify_gguf(path: Path) -> _Guess:
     guess = _classify(shapes, texts, path.name)
     if guess.family in FLOW_FAMILIES:
         guess.note = _join(f"GGUF {header.quantisation}".strip(), guess.note)
+    elif guess.kind == "unknown" and header.metadata.get("general.architecture") in GGUF_TEXT_ENCODERS:
+        guess = _Guess("text encoder", note=_join(TEXT_ENCODER_NOTE, f"GGUF {header.quantisation}".strip()))
     elif guess.kind == "unknown" and "token_embd.weight" in shapes:
         guess.note = "a language model (perhaps a text encoder), not an image model"
     return guess

@@ -24,9 +24,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from desktop.core import families
 from desktop.core.model_sources import Source, detect_other_apps
+from desktop.core.modelfiles import Family
 
 from .background import Background
+
+
+def family_names() -> str:
+    """"SD 1.x, SD 2.x, SDXL, Z-Image, FLUX.2 [klein], FLUX.1 and SD 3.5": the families Sfumato paints with."""
+    labels = [spec.label for spec in families.SPECS.values() if spec.family is not Family.SDXL_REFINER]
+    return f"{', '.join(labels[:-1])} and {labels[-1]}"
 
 
 class WelcomeDialog(QDialog):
@@ -39,8 +47,8 @@ class WelcomeDialog(QDialog):
         self.setWindowTitle("Welcome to Sfumato")
         self.setMinimumWidth(560)
         title = QLabel("<h2>Welcome to Sfumato</h2>")
-        intro = QLabel("Sfumato paints with Stable Diffusion models (.safetensors files, SD 1.5, SD 2 and SDXL). "
-                       "Where should it find yours? You can change this later in Models > Manage models.")
+        intro = QLabel(f"Sfumato paints with {family_names()} models (.safetensors and .gguf files, or diffusers "
+                       "folders). Where should it find yours? You can change this later in Models > Manage models.")
         intro.setWordWrap(True)
         self.found_label = QLabel("Looking for the models of other Stable Diffusion apps on this computer...")
         self.found_label.setWordWrap(True)

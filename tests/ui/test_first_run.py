@@ -31,6 +31,17 @@ def test_welcome_lists_other_apps_folders_and_adds_the_ticked_ones(make_window, 
     assert stored.models_folders == [str(a1111)] and stored.welcome_done
 
 
+def test_the_welcome_names_every_family_sfumato_paints_with(make_window, qtbot):
+    from PySide6.QtWidgets import QLabel
+
+    dialog = WelcomeDialog(make_window(welcome_done=False), detect=lambda: [])
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: "No other" in dialog.found_label.text(), timeout=10_000)
+    text = " ".join(label.text() for label in dialog.findChildren(QLabel))
+    for name in ("SD 1.x", "SD 2.x", "SDXL", "SD 3.5", "FLUX.1", "FLUX.2 [klein]", "Z-Image", ".gguf"):
+        assert name in text, name
+
+
 def test_the_first_start_shows_the_welcome_and_the_demo_button_closes_it(make_window, qtbot):
     window = make_window(welcome_done=False)
     window.show_welcome()
