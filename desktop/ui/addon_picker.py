@@ -3,7 +3,8 @@
 A non-modal window with a tab per kind, a search field (names and trigger
 words), and a list showing each file's preview picture (when one sits beside
 it, as A1111 and Civitai Helper store them), name, model family and trigger
-words. Files made for another family than the current model are marked.
+words. Files made for another family than the current model are marked; for a flow-matching model (FLUX.1,
+SD 3.5, ...) only the LoRAs of its family are listed, and the Embeddings tab is disabled (they take none).
 Double-click or Enter puts the file in the prompt (through `chosen`); the
 window stays open to add more. It lists again each time it is opened.
 """
@@ -29,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import addons
+from desktop.core import addons, families
 from desktop.core.addons import EMBEDDING, LORA, AddonFile
 from desktop.core.imageio import MAX_PIXELS, open_picture, to_array
 from desktop.core.model_sources import FAMILY_LABELS
@@ -37,6 +38,7 @@ from desktop.core.modelfiles import Family
 
 from .addon_catalog import AddonCatalog
 from .background import Background
+from .prompt_panel import lacks
 from .qimage import to_qimage
 
 THUMB = 64
@@ -133,16 +135,25 @@ class AddonPicker(QDialog):
         self._show_files()
 
     def _show_files(self) -> None:
+        current = self.family()
+        embeddings = families.supports(current, families.EMBEDDINGS)
+        if not embeddings and self.tabs.currentIndex() == 1:
+            blocked = self.tabs.blockSignals(True)
+            self.tabs.setCurrentIndex(0)
+            self.tabs.blockSignals(blocked)
+        self.tabs.setTabEnabled(1, embeddings)
+        self.tabs.setTabToolTip(1, lacks(current, families.EMBEDDINGS))
         kind = self.kind()
         one, many = KIND_WORDS[kind]
         folder = addons.own_folder(kind)
         self.open_button.setText(f"Open {one} folder")
         self.open_button.setToolTip(f"Open {folder}, where Sfumato's own {many} go")
         files = self.catalog.files[kind]
+        if families.is_flow(current):  # an SD LoRA (or one that does not say) is refused by a flow model
+            files = [f for f in files if f.family.value == current]
         words = self.search.text().casefold().split()
         shown = [f for f in files if all(w in _searchable(f) for w in words)]
         self.list.clear()
-        current = self.family()
         for file in shown:
             self.list.addItem(self._item(file, current))
         if shown:
@@ -150,7 +161,12 @@ class AddonPicker(QDialog):
         self.list.setVisible(bool(shown))
         self.empty.setVisible(not shown)
         self.insert_button.setEnabled(bool(shown))
-        if not files:
+        if not files and families.is_flow(current):
+            label = families.spec(current).label
+            self.empty.setText(f"No {label} {many} found yet.\n\nPut {label} {one} files (.safetensors) in {folder} "
+                               "— the button below opens it — or in another app's LoRA folder, then press Refresh. "
+                               f"LoRAs for SD 1.x or SDXL are not listed: {label} models can't use them.")
+        elif not files:
             self.empty.setText(
                 f"No {many} found yet.\n\nPut {one} files (.safetensors) in {folder} — the button below "
                 f"opens it — or in the {many} folder of AUTOMATIC1111, ComfyUI, InvokeAI or Fooocus, after "

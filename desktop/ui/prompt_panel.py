@@ -73,7 +73,7 @@ VARIANT_ROLE = Qt.ItemDataRole.UserRole + 1
 DEMO_HEADING = "Demo models (random weights)"
 
 #: What each family feature's controls do, for the sentence of a family that lacks it.
-FEATURE_WORDS = {families.LORAS: "LoRAs or embeddings", families.CONTROLS: "control layers or reference pictures",
+FEATURE_WORDS = {families.LORAS: "LoRAs or embeddings", families.EMBEDDINGS: "embeddings", families.CONTROLS: "control layers or reference pictures",
                  families.HIRES: "the hires fix", families.CLIP_SKIP: "Clip skip", families.EMPHASIS: "emphasis modes"}
 
 
@@ -513,6 +513,9 @@ class PromptPanel(QWidget):
             widget.setToolTip(why or self._tips[widget])
             if widget is not self.hires_check:  # _show_hires: the mode decides too
                 widget.setEnabled(not why)
+        if self.addons_button.isEnabled() and not families.supports(family, families.EMBEDDINGS):
+            self.addons_button.setToolTip(f"Choose a {spec.label} LoRA to put in the prompt (Ctrl+L); "
+                                          f"{lacks(family, families.EMBEDDINGS)}")
         self._update_presets()
         self._show_hires(self.mode)
 

@@ -160,3 +160,23 @@ def test_inserting_adds_a_comma_where_one_is_needed(qtbot, text, cursor, result)
     edit.setTextCursor(text_cursor)
     insert_text(edit, "<x>")
     assert edit.toPlainText() == result
+
+
+def test_for_a_flux_model_the_picker_lists_only_flux_loras_and_no_embeddings(make_window, qtbot, webui):
+    """A flow model refuses SD LoRAs and takes no embeddings: the picker offers neither."""
+    write_lora(webui / "models/Lora/flux_style.safetensors", metadata={"ss_base_model_version": "flux1"}, seed=2)
+    window = window_with(make_window, webui)
+    window.panel.set_models([("/m/flux-dev.safetensors", "flux-dev", "flux1", "dev"),
+                             ("/m/painter.safetensors", "painter", "sd1")], "/m/painter.safetensors")
+    picker = open_picker(window, qtbot)
+    picker.set_kind("embedding")
+    assert picker.kind() == "embedding" and picker.tabs.isTabEnabled(1)
+    window.panel.model.setCurrentIndex(window.panel.model.findText("flux-dev"))
+    assert window.panel.addons_button.isEnabled()
+    picker = open_picker(window, qtbot)
+    assert rows(picker) == [["flux_style   [FLUX.1]"]]
+    assert picker.kind() == "lora" and not picker.tabs.isTabEnabled(1)
+    assert picker.tabs.tabToolTip(1) == "FLUX.1 models can't use embeddings in Sfumato yet"
+    window.panel.model.setCurrentIndex(window.panel.model.findText("painter"))
+    picker = open_picker(window, qtbot)
+    assert picker.tabs.isTabEnabled(1) and len(rows(picker)) == 4  # every LoRA again, the FLUX one marked

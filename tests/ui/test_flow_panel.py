@@ -100,6 +100,8 @@ def test_what_flux_lacks_is_disabled_saying_why(panel):
     panel.settings.hires_enabled = True
     pick(panel, "flux-dev")
     assert panel.addons_button.isEnabled(), "FLUX.1 takes LoRAs (desktop/engine/flow_lora.py)"
+    assert panel.addons_button.toolTip() == ("Choose a FLUX.1 LoRA to put in the prompt (Ctrl+L); FLUX.1 models "
+                                             "can't use embeddings in Sfumato yet")
     assert not panel.hires_check.isEnabled() and not panel.settings.hires_enabled
     assert "can't use the hires fix" in panel.hires_check.toolTip()
     assert not panel.clip_skip.isEnabled() and not panel.emphasis.isEnabled()
