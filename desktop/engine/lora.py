@@ -162,7 +162,7 @@ class LoraPatcher:
             for (component, name), saved in self._saved.items():
                 module = self._layers[_dotted(component, name)].module
                 for param_name, original in saved.items():
-                    getattr(module, param_name).data.copy_(original)
+                    _tensor(module, param_name).data.copy_(original)
         self._saved.clear()
         self._signature = ()
 
@@ -220,7 +220,7 @@ class LoraPatcher:
         with torch.no_grad():
             for key, group in by_layer.items():
                 module = group[0].layer.module
-                weight = module.weight
+                weight = _tensor(module, "weight")
                 base = weight.detach().to(torch.float32)
                 total = torch.zeros_like(base)
                 bias_total = None
@@ -240,9 +240,21 @@ class LoraPatcher:
                 saved.setdefault("weight", weight.detach().to("cpu", copy=True))
                 weight.data.copy_((base + total).to(weight.dtype))
                 if bias_total is not None:
-                    saved.setdefault("bias", module.bias.detach().to("cpu", copy=True))
-                    new_bias = module.bias.detach().to(torch.float32) + bias_total
-                    module.bias.data.copy_(new_bias.to(module.bias.dtype))
+                    bias = _tensor(module, "bias")
+                    saved.setdefault("bias", bias.detach().to("cpu", copy=True))
+                    new_bias = bias.detach().to(torch.float32) + bias_total
+                    bias.data.copy_(new_bias.to(bias.dtype))
+
+
+def _tensor(module: torch.nn.Module, name: str) -> torch.Tensor:
+    """The module's weight or bias as it is stored. Under sequential CPU offload (accelerate) the module holds
+    an empty meta tensor between runs and its hook the real one, which each run moves in: that one is merged."""
+    value = getattr(module, name)
+    if value.device.type == "meta":
+        weights = getattr(getattr(module, "_hf_hook", None), "weights_map", None)
+        if weights is not None:
+            return weights[name]
+    return value
 
 
 # ---------------------------------------------------------------------------

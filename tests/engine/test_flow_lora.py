@@ -175,3 +175,26 @@ def test_a_diffusers_loras_alpha_scales_it_as_peft_does(tiny_models, loras, tmp_
     assert torch.allclose(layer.weight.detach() - base, 2 * once, atol=1e-6) and once.abs().max() > 0
     patcher.restore()
     assert torch.equal(layer.weight, base)
+
+
+def test_a_lora_merges_into_a_model_under_sequential_offload(tiny_models, loras):
+    """A model too large for the GPU runs with sequential CPU offload: its layers hold empty (meta) tensors between
+    runs and accelerate's hooks the weights each run moves in. Those are merged, and restored exactly."""
+    import torch
+
+    from desktop.engine import lora
+    from desktop.engine.flow_lora import FlowLoraPatcher
+
+    plain = diffusers.FluxPipeline.from_pretrained(tiny_models["flux1"].folder)
+    FlowLoraPatcher(plain, "flux1").apply([lora.LoraUse(loras["flux_kohya"], unet=0.7)])
+    offloaded = diffusers.FluxPipeline.from_pretrained(tiny_models["flux1"].folder)
+    offloaded.enable_sequential_cpu_offload(device="cpu")
+    layer = offloaded.transformer.transformer_blocks[0].attn.to_q
+    stored = layer._hf_hook.weights_map["weight"]
+    base = stored.clone()
+    patcher = FlowLoraPatcher(offloaded, "flux1")
+    patcher.apply([lora.LoraUse(loras["flux_kohya"], unet=0.7)])
+    assert layer.weight.device.type == "meta"
+    assert torch.equal(stored, plain.transformer.transformer_blocks[0].attn.to_q.weight)
+    patcher.restore()
+    assert torch.equal(stored, base)
