@@ -198,3 +198,18 @@ def test_a_lora_merges_into_a_model_under_sequential_offload(tiny_models, loras)
     assert torch.equal(stored, plain.transformer.transformer_blocks[0].attn.to_q.weight)
     patcher.restore()
     assert torch.equal(stored, base)
+
+
+def test_a_gguf_quantized_model_refuses_a_lora_in_a_sentence(tiny_models, loras):
+    """GGUF's quantized blocks cannot take a merged change: the sentence says what to do instead."""
+    from diffusers.quantizers.gguf.utils import GGUFParameter
+
+    from desktop.engine import lora
+    from desktop.engine.flow_lora import FlowLoraPatcher
+
+    pipe = diffusers.FluxPipeline.from_pretrained(tiny_models["flux1"].folder)
+    pipe.transformer.proj_out.weight = GGUFParameter(pipe.transformer.proj_out.weight.data.clone(), quant_type=1)
+    with pytest.raises(lora.LoraError) as refused:
+        FlowLoraPatcher(pipe, "flux1").apply([lora.LoraUse(loras["flux_kohya"])])
+    assert str(refused.value) == ("LoRAs cannot be merged into a GGUF-quantized FLUX.1 model yet: take flux_kohya out "
+                                  "of the prompt, or choose the model's .safetensors file.")
