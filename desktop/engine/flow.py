@@ -42,11 +42,12 @@ _PIPELINES = {
     (Family.SD3, "inpaint"): "StableDiffusion3InpaintPipeline",
 }
 _FILL = "FluxFillPipeline"  # FLUX.1 Fill: an inpainting model, every mode through it
+_KONTEXT = "FluxKontextPipeline"  # FLUX.1 Kontext's img2img: the init picture is the reference it edits
 
 
 def pipeline_classes() -> set[type]:
     """Every pipeline class the flow families can be run with (for the installer's list of packages)."""
-    return {getattr(diffusers, name) for name in (*_PIPELINES.values(), _FILL)}
+    return {getattr(diffusers, name) for name in (*_PIPELINES.values(), _FILL, _KONTEXT)}
 
 
 def is_inpaint_model(info: ModelInfo) -> bool:
@@ -65,6 +66,8 @@ def pipeline_class(info: ModelInfo, task: str) -> type:
         if info.family is Family.FLUX1:
             return getattr(diffusers, _FILL)
         task = "inpaint"
+    if task == "img2img" and info.family is Family.FLUX1 and info.variant == "kontext":
+        return getattr(diffusers, _KONTEXT)
     name = _PIPELINES.get((info.family, task))
     if name is None:
         raise ValueError(f"no {info.family.value} pipeline does {task}")
@@ -78,6 +81,17 @@ def working_size(pipe, width: int, height: int) -> tuple[int, int]:
         scale = math.sqrt(KLEIN_INPAINT_AREA / (width * height))
         return int(width * scale) // GRID * GRID, int(height * scale) // GRID * GRID
     return width, height
+
+
+def task_inputs(pipe, info: ModelInfo, inputs: dict) -> tuple[dict, str]:
+    """A mode's inputs as `pipe` takes them, and what the status says of one it does not use: FLUX.1 Kontext's
+    init picture is the reference it edits as the prompt says, not a start to noise, so there is no strength.
+    Kontext makes the picture at the asked size (not scaled to a megapixel) from the reference at that size."""
+    if isinstance(pipe, getattr(diffusers, _KONTEXT)) and "strength" in inputs:
+        inputs = {name: value for name, value in inputs.items() if name != "strength"}
+        inputs.update(max_area=inputs["width"] * inputs["height"], _auto_resize=False)
+        return inputs, f"{label(info)} edits the init picture as the prompt says: the denoising strength is not used."
+    return inputs, ""
 
 
 def label(info: ModelInfo) -> str:

@@ -146,7 +146,11 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
         """One pipeline call (one pass) with its own scheduler; progress counts on over the passes."""
         pipe = models.pipeline(prepared.task, prepared.extras)
         ip_inputs = reference.use(pipe, references)
+        inputs = prepared.inputs
         if loaded.flow:
+            inputs, note = flow.task_inputs(pipe, loaded.info, inputs)
+            if note:
+                state.status(note)
             pipe.scheduler = make_flow_scheduler(loaded.scheduler_config, sampling.sampler, sampling.schedule,
                                                  sampling.shift)
         else:
@@ -199,7 +203,7 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
                     generator=generators,
                     output_type=output_type,
                     callback_on_step_end=on_step_end,
-                    **(_each_picture(prepared.inputs, sampling.batch_size) if loaded.flow else prepared.inputs),
+                    **(_each_picture(inputs, sampling.batch_size) if loaded.flow else inputs),
                     **ip_inputs,
                 )
 

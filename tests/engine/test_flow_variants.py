@@ -53,3 +53,31 @@ def test_flux1_schnell_reads_256_t5_tokens_and_dev_512(manager, tiny_models, sch
 
     assert lengths(schnell, "a schnell lighthouse") == [256]
     assert lengths(str(tiny_models["flux1"].folder), "a dev lighthouse") == [512]
+
+
+@pytest.fixture(scope="module")
+def kontext(tiny_models, tmp_path_factory):
+    """A tiny FLUX.1 Kontext: dev's transformer, saved as a FluxKontextPipeline folder."""
+    return flux1_variant(tiny_models, tmp_path_factory.mktemp("kontext") / "tiny-flux1-kontext", "FluxKontextPipeline")
+
+
+def test_flux1_kontext_edits_the_init_picture_in_img2img_and_generates_plainly_in_txt2img(
+        manager, tiny_models, kontext, monkeypatch):
+    from desktop.core.request import Mode
+    from tests.engine.test_flow_generate import Recorder, picture
+
+    assert manager.identify(kontext).variant == "kontext"
+    edits = spy(monkeypatch, diffusers.FluxKontextPipeline, "__call__")
+    plain = spy(monkeypatch, diffusers.FluxPipeline, "__call__")
+    noised = spy(monkeypatch, diffusers.FluxImg2ImgPipeline, "__call__")
+    state = Recorder()
+    result, = generate.run(request(tiny_models, "flux1", model=kontext, mode=Mode.IMG2IMG, init_image=picture(80, 64),
+                                   strength=0.5, width=80, height=64), state, manager)
+    assert result.image.shape == (64, 80, 3) and result.image.std() > 1, "the asked size, not Kontext's megapixel"
+    assert noised == [] and len(edits) == 1, "the init picture is the reference Kontext edits, not noised"
+    assert "strength" not in edits[0] and edits[0]["image"].size == (80, 64)
+    assert [done for done, _, _ in state.steps] == [1, 2], "every step: no denoising strength"
+    assert ("FLUX.1 Kontext [dev] edits the init picture as the prompt says: the denoising strength is not used."
+            in state.notes)
+    generate.run(request(tiny_models, "flux1", model=kontext), TaskState(), manager)
+    assert len(plain) == 1 and len(edits) == 1
