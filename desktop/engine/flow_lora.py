@@ -48,6 +48,7 @@ class FlowLoraPatcher(lora.LoraPatcher):
             raise lora.LoraError(f"LoRAs cannot be merged into a GGUF-quantized {self._label} model yet: take "
                                  f"{path.stem} out of the prompt, or choose the model's .safetensors file.")
         tensors, metadata = lora.read_lora_file(path)
+        lora._refuse_other_files(path.name, tensors)  # an embedding or a whole checkpoint, said as such
         alphas: dict = {}
         try:
             takes_alphas = "return_alphas" in inspect.signature(self._convert).parameters
@@ -115,5 +116,7 @@ def _add_metadata_alphas(named: dict[str, torch.Tensor], metadata: dict[str, str
 
 
 def _first_line(error: BaseException) -> str:
+    if isinstance(error, KeyError) and error.args:
+        return f"it lacks {error.args[0]}"
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
