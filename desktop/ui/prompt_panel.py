@@ -73,7 +73,8 @@ VARIANT_ROLE = Qt.ItemDataRole.UserRole + 1
 DEMO_HEADING = "Demo models (random weights)"
 
 #: What each family feature's controls do, for the sentence of a family that lacks it.
-FEATURE_WORDS = {families.LORAS: "LoRAs or embeddings", families.EMBEDDINGS: "embeddings", families.CONTROLS: "control layers or reference pictures",
+FEATURE_WORDS = {families.LORAS: "LoRAs or embeddings", families.EMBEDDINGS: "embeddings",
+                 families.CONTROLS: "control layers or reference pictures",
                  families.HIRES: "the hires fix", families.CLIP_SKIP: "Clip skip", families.EMPHASIS: "emphasis modes"}
 
 

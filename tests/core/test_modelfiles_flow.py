@@ -296,7 +296,8 @@ def test_gguf_metadata_and_version_2(tmp_path):
     assert (info.family, info.variant) == (Family.FLUX1, "kontext")
 
 
-@pytest.mark.parametrize("name, architecture", [("Qwen3-4B-Q4_K_M", "qwen3"), ("t5-v1_1-xxl-encoder-Q8_0", "t5encoder")])
+@pytest.mark.parametrize("name, architecture",
+                         [("Qwen3-4B-Q4_K_M", "qwen3"), ("t5-v1_1-xxl-encoder-Q8_0", "t5encoder")])
 def test_a_gguf_text_encoder_is_a_text_encoder_as_its_safetensors_is(tmp_path, name, architecture):
     path = write_gguf(tmp_path / f"{name}.gguf", {"token_embd.weight": (8, 32), "blk.0.attn_q.weight": (8, 8)},
                       {"general.architecture": architecture, "tokenizer.ggml.tokens": [f"t{i}" for i in range(2000)]})
@@ -306,8 +307,8 @@ def test_a_gguf_text_encoder_is_a_text_encoder_as_its_safetensors_is(tmp_path, n
 
 
 def test_another_language_model_gguf_says_so(tmp_path):
-    path = write_gguf(tmp_path / "Llama-3-8B-Q4_K_M.gguf", {"token_embd.weight": (8, 32), "blk.0.attn_q.weight": (8, 8)},
-                      {"general.architecture": "llama"})
+    path = write_gguf(tmp_path / "Llama-3-8B-Q4_K_M.gguf",
+                      {"token_embd.weight": (8, 32), "blk.0.attn_q.weight": (8, 8)}, {"general.architecture": "llama"})
     info = identify(path)
     assert (info.kind, info.family) == ("unknown", Family.UNKNOWN)
     assert "language model" in info.note
