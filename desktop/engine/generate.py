@@ -215,7 +215,11 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
                 raise
         if output is None:  # out of memory; retried outside the except, so the failed attempt's tensors are freed
             models.release_cache()
-            state.status("Out of memory: trying again with lighter settings (sliced attention, tiled VAE)...")
+            if loaded.flow and models.offload_sequentially():  # a transformer's layers one by one on the GPU
+                state.status("Out of memory: trying again with lighter settings (sequential offload, which is "
+                             "slower, and a tiled VAE)...")
+            else:
+                state.status("Out of memory: trying again with lighter settings (sliced attention, tiled VAE)...")
             try:
                 with _lighter(pipe, loaded.plan.attention_slicing):
                     output = call()

@@ -309,6 +309,19 @@ class ModelManager:
             pipes[(task, extras)] = pipe
         return pipes[(task, extras)]
 
+    def offload_sequentially(self) -> bool:
+        """After a run of the current model ran out of GPU memory with model offload: its pipelines move to
+        sequential offload (tuning.lighter), which later runs keep. False when there is nothing lighter."""
+        loaded = self.current
+        plan = tuning.lighter(loaded.plan)
+        if plan is None:
+            return False
+        loaded.plan = plan
+        for pipe in loaded.pipelines.values():
+            tuning.derive(pipe, plan, self.device.device)
+        self.release_cache()
+        return True
+
     def span_embeddings(self, pipe, spans, guided: bool, embeddings: dict | None = None) -> list:
         """The encodings of a prompt's spans of steps (editing.spans; one without prompt editing), encoded once
         per conditioning (a new seed reuses it).

@@ -291,6 +291,14 @@ def place(pipe, plan: Plan, device: torch.device, release_memory) -> Plan:
     return plan
 
 
+def lighter(plan: Plan) -> Plan | None:
+    """The plan of a model-offloaded model whose run ran out of GPU memory even so: sequential offload (each layer
+    moves to the GPU only while it runs). None when the plan has nothing lighter."""
+    if not plan.offload or plan.sequential:
+        return None
+    return replace(plan, sequential=True, note="sequential offload: the GPU ran out of memory with model offload")
+
+
 def adopt(module, plan: Plan, device: torch.device) -> None:
     """Give a module joining a loaded model's pipeline (a VAE override, a ControlNet) the model's placement;
     an offloaded pipeline's hooks (derive) move it instead."""
