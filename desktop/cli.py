@@ -18,7 +18,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from desktop.core import credentials, paths, runs, settings
+from desktop.core import credentials, model_sources, paths, runs, settings
 from desktop.core.backend import GenerationJob, ModelDescriptor
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
 from desktop.core.families import DEMO_KINDS, DEMO_PREFIX, FLOW_SAMPLERS, SPECS, Variant, demo_kind, spec
@@ -204,24 +204,42 @@ def request_from_args(args: argparse.Namespace, recommended: Variant | None = No
 
 def recommended_settings(model: str, on_server: bool = False) -> Variant:
     """What the makers of the model's family and variant recommend (desktop/core/families.py): a demo model's, or a
-    file's or folder's on this computer as its header says; SD's for anything else (a Hub id, a server's model:
-    `loaded_recommendation` tells theirs once loaded)."""
+    file's or folder's on this computer as its header says, a Hub id's already downloaded; SD's for anything else
+    (a Hub id not downloaded yet, a server's model: `loaded_recommendation` tells theirs once loaded)."""
     family, variant = _identified(model, on_server) or (Family.SD1, "")
     return (spec(family) or spec(Family.SD1)).variant(variant)
 
 
 def _identified(model: str, on_server: bool) -> tuple[Family | str, str] | None:
-    """The family and variant of a model known before loading it (a demo model, a file or folder here)."""
+    """The family and variant of a model known before loading it (a demo model, a file or folder here, a Hub id
+    in the Hub cache)."""
     kind = demo_kind(model)
     if kind is not None:
         return DEMO_KINDS[kind], ""
-    if on_server or not Path(model).exists():
+    if on_server:
+        return None
+    path = Path(model) if Path(model).exists() else _downloaded(model)
+    if path is None:
         return None
     try:
-        info = identify(model)
+        info = identify(path)
     except ModelFileError:
         return Family.SD1, ""  # the run says what is wrong with it
     return info.family, info.variant
+
+
+def _downloaded(model: str) -> Path | None:
+    """The snapshot of a Hub id already in Sfumato's Hub cache (desktop/core/hub.py downloads there), None when
+    the name is not a Hub id or it is not there yet."""
+    if model_sources.parse_repo_id(model) != model:
+        return None
+    repo = model_sources.hub_cache_dir() / f"models--{model.replace('/', '--')}"
+    try:
+        commit = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    main = repo / "snapshots" / commit
+    return main if commit.isalnum() and main.is_dir() else None
 
 
 def loaded_recommendation(args: argparse.Namespace, loaded: ModelDescriptor) -> Variant | None:

@@ -47,3 +47,17 @@ def test_a_demo_name_that_is_not_one_is_a_sentence(capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("sfumato: --model demo:nope is not a demo model; the demo models are demo, ")
     assert err.endswith("demo:sd3.")
+
+
+def test_a_downloaded_hub_id_gets_its_values_before_loading(tiny_models):
+    """Already in Sfumato's Hub cache: told from its snapshot, so plots and batches get them too."""
+    import shutil
+
+    from desktop.core import model_sources
+
+    repo = model_sources.hub_cache_dir() / "models--black-forest-labs--FLUX.1-dev"
+    shutil.copytree(tiny_models["flux1"].folder, repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd\n")
+    assert cli.recommended_settings("black-forest-labs/FLUX.1-dev") == families.spec("flux1").variant("dev")
+    assert cli.recommended_settings("black-forest-labs/FLUX.1-schnell").cfg_scale == 7, "not downloaded: told later"
