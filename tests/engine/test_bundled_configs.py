@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import sys
 from pathlib import Path
 
@@ -76,16 +75,7 @@ def _suffix(i: int) -> str:
     return f"_{i + 1}" if i else ""
 
 
-@pytest.fixture(autouse=True)
-def network_off(monkeypatch):
-    """Loading from a bundled folder must never reach for the network."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("network_off")  # tests/engine/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ bundled, so the tokenizers they need are named, and the user's copies go in.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -54,15 +53,7 @@ FACTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def network_off(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def refuse(*args, **kwargs):
-        raise OSError("network access attempted in an offline test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
+pytestmark = pytest.mark.usefixtures("network_off")  # tests/engine/conftest.py
 
 
 @pytest.fixture(scope="module")
