@@ -219,12 +219,51 @@ def _header(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     return {name: (t.shape, t.dtype) for name, t in header.tensors.items()}
 
 
-def _read_prefixed(path: Path, prefix: str) -> dict:
-    """The tensors under `prefix`, the prefix taken off, without reading the rest of the file."""
-    from safetensors import safe_open
+def _read_prefixed(path: Path, prefix: str, dtype) -> dict:
+    """The tensors under `prefix`, the prefix taken off, without reading the rest of the file; the floating ones
+    in `dtype` (fp8 files upcast).
 
-    with safe_open(str(path), framework="pt") as f:
-        return {key[len(prefix):]: f.get_tensor(key) for key in f.keys() if key.startswith(prefix)}
+    Each tensor is read in pieces through one buffer of at most READ_BUFFER bytes and converted into its place,
+    so the process holds the result and that buffer. (safetensors' own reader maps the whole file, whose pages
+    count in the process's memory beside the converted copy: a T5-XXL in fp16 made bf16 took twice its size.)
+    """
+    import torch
+    from desktop.core.safetensors_header import read_safetensors_header
+
+    header = read_safetensors_header(path)
+    wanted = sorted(((key, info) for key, info in header.tensors.items() if key.startswith(prefix)),
+                    key=lambda item: item[1].data_offsets)
+    buffer = memoryview(bytearray(min(READ_BUFFER, max((i.data_offsets[1] - i.data_offsets[0] for _, i in wanted),
+                                                       default=0))))
+    state = {}
+    with open(path, "rb") as f:
+        for key, info in wanted:
+            if info.dtype not in _TORCH_DTYPES:
+                raise ValueError(f"{key} is of type {info.dtype}, which Sfumato does not read")
+            kind = getattr(torch, _TORCH_DTYPES[info.dtype])
+            out = torch.empty(info.shape, dtype=dtype if kind.is_floating_point else kind)
+            flat, itemsize = out.view(-1), torch.empty(0, dtype=kind).element_size()
+            f.seek(8 + header.header_size + info.data_offsets[0])
+            done, step = 0, len(buffer) // itemsize
+            while done < flat.numel():
+                piece = buffer[: min(step, flat.numel() - done) * itemsize]
+                if f.readinto(piece) != len(piece):
+                    raise ValueError("the file ends inside a tensor")
+                flat[done:done + len(piece) // itemsize].copy_(torch.frombuffer(piece, dtype=kind))
+                done += len(piece) // itemsize
+            state[key[len(prefix):]] = out
+    return state
+
+
+READ_BUFFER = 16 * 2**20
+
+
+# safetensors dtype -> torch's name for it (torch is imported only when a file is read)
+_TORCH_DTYPES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+    "U16": "uint16", "I16": "int16", "F16": "float16", "BF16": "bfloat16", "U32": "uint32", "I32": "int32",
+    "F32": "float32", "U64": "uint64", "I64": "int64", "F64": "float64",
+}
 
 
 def _has_prefix(shapes, prefixes) -> bool:
@@ -358,7 +397,7 @@ def _load_part(path: Path, file: Path, part: Part, config: Path, dtype, prefix: 
     import torch
 
     try:
-        return _build(_read_prefixed(file, prefix), part.name, config, dtype)
+        return _build(_read_prefixed(file, prefix, dtype), part.name, config, dtype)
     except (OutOfMemory, torch.OutOfMemoryError):
         raise
     except Exception as error:  # noqa: BLE001 - missing, unexpected or misshapen weights: the file is not the part
@@ -370,14 +409,14 @@ def _load_part(path: Path, file: Path, part: Part, config: Path, dtype, prefix: 
 
 
 def _build(state: dict, name: str, config: Path, dtype):
-    """The component `name` built from its config and loaded from `state` (in its usual single-file keys)."""
+    """The component `name` built from its config and loaded from `state` (in its usual single-file keys, its
+    floating tensors in `dtype`)."""
     import importlib
 
     import torch
 
     library, class_name = json.loads((config / "model_index.json").read_text(encoding="utf-8"))[name]
     cls = getattr(importlib.import_module(library), class_name)
-    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in state.items()}  # fp8 files upcast here
     if name == "vae":
         model = cls.from_config(cls.load_config(str(config), subfolder="vae", local_files_only=True))
         state = _vae_to_diffusers(state, model.config)

@@ -356,3 +356,53 @@ def test_the_engine_runs_a_single_file_as_it_runs_the_diffusers_folder(tiny_mode
                                    schedule="Automatic", cfg_scale=1.0, model=str(model), **fields)
             pictures.append(generate.run(request, TaskState(), manager)[0].image.astype(int))
         assert np.abs(pictures[0] - pictures[1]).max() <= 1  # one level of rounding at most
+
+
+def test_a_parts_tensors_are_read_one_by_one_as_safetensors_reads_them(tmp_path):
+    """flow_files reads a text encoder or VAE file tensor by tensor (converting each to the working dtype):
+    the same tensors as safetensors' own reader, of every dtype, empty ones and those of one prefix alone."""
+    path = tmp_path / "part.safetensors"
+    torch.manual_seed(0)
+    state = {"vae.a": torch.randn(3, 5, dtype=torch.float16), "vae.b": torch.randn(7).to(torch.float8_e4m3fn),
+             "vae.c": torch.arange(6, dtype=torch.int64).reshape(2, 3), "vae.d": torch.tensor([True, False]),
+             "vae.e": torch.zeros(0, 4, dtype=torch.bfloat16), "vae.f": torch.randn(2, 2, dtype=torch.float32),
+             "other.g": torch.randn(4)}
+    save_file(state, str(path))
+    read = flow_files._read_prefixed(path, "vae.", torch.bfloat16)
+    expected = {k[4:]: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in load_file(str(path)).items()
+                if k.startswith("vae.")}
+    assert sorted(read) == sorted(expected)
+    assert all(read[k].dtype == v.dtype and read[k].shape == v.shape and torch.equal(read[k], v)
+               for k, v in expected.items())
+
+
+MEASURE = """
+import os, sys, torch
+from desktop.engine import flow_files
+
+def resident(field):
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(field))
+
+flow_files._read_prefixed(sys.argv[1], "encoder.block.0.", torch.bfloat16)  # torch's first conversion sets up
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak (VmHWM) starts again from what is resident now
+before = resident("VmRSS:")
+state = flow_files._read_prefixed(sys.argv[1], "", torch.bfloat16)
+print(resident("VmHWM:") - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="the peak memory is reset through Linux's /proc")
+def test_a_parts_file_converted_to_the_working_dtype_takes_little_more_than_its_size(tmp_path):
+    """A T5-XXL in fp16 made bf16 once took twice its size (the whole file mapped beside the converted copy)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "t5xxl_fp16.safetensors"
+    save_file({f"encoder.block.{i}.weight": torch.ones(1024, 1024, dtype=torch.float16) for i in range(48)},
+              str(path))  # 96 MB
+    size = path.stat().st_size
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(path)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[2])
+    rise = int(out.stdout.split()[-1])
+    assert rise < 1.5 * size, f"reading took {rise / size:.2f}x the file's size"
