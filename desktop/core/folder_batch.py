@@ -260,6 +260,9 @@ class FolderBatchRun:
             if all(manifest.is_done(source.name, name) for name, _ in outputs):
                 skipped += len(outputs)
                 done += units * len(outputs)
+                if entry["status"] != DONE:  # killed after the manifest listed its outputs, before it said so
+                    entry.update(status=DONE, reason="")
+                    manifest.write_soon()
                 continue
             try:
                 image, parameters, mask = self._read(source, find_mask)

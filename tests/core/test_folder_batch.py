@@ -159,6 +159,22 @@ def test_a_second_run_skips_what_is_done_and_remakes_an_output_the_manifest_does
     assert outcome.summary == f"3 outputs, 3 skipped (already done); they and manifest.csv are in {out}"
 
 
+def test_a_picture_whose_outputs_were_all_listed_before_the_kill_reads_done_after_the_resume(tmp_path):
+    _picture(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    run = FolderBatchRun(tmp_path / "in", "img2img", out, BASE, variations=2)
+    run.run(FakeBackend(), TaskState(), _context())
+    data = json.loads((out / "manifest.json").read_text("utf-8"))  # as if killed after the manifest listed both
+    data["inputs"][0]["status"] = ""  # outputs but before it said the picture was done
+    (out / "manifest.json").write_text(json.dumps(data), "utf-8")
+    again = FakeBackend()
+    FolderBatchRun.decode(run.encode()).run(again, TaskState(), _context())
+    assert again.jobs == []
+    data, rows = _manifest(out)
+    assert [entry["status"] for entry in data["inputs"]] == ["done"]
+    assert [r["status"] for r in rows] == ["done", "done"]
+
+
 def test_a_random_seed_is_drawn_once_and_a_resume_keeps_it(tmp_path):
     for name in ("a.png", "b.png"):
         _picture(tmp_path / "in" / name)
