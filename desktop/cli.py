@@ -383,7 +383,8 @@ def start_backend(args: argparse.Namespace, progress: _Progress):
     window_settings = settings.load(set_aside=False)
     if window_settings.notice:
         print(f"sfumato: {window_settings.notice}", file=sys.stderr)
-    backend = LocalBackend(args.device, args.precision, window_settings.models_folders)
+    backend = LocalBackend(args.device, args.precision, window_settings.models_folders,
+                           weight_storage=window_settings.weight_storage)
     try:
         backend.start(progress.state)
     except ValueError as error:

@@ -19,14 +19,19 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 PREVIEW_METHODS = ("approximate", "taesd", "off")
 THEMES = ("system", "light", "dark")
+# A flow model's transformer weights: "auto" in int8 where a CUDA GPU would otherwise need sequential offload,
+# "full" always in the working dtype, "int8" always in int8 (desktop/engine/tuning.py)
+WEIGHT_STORAGES = ("auto", "full", "int8")
 
-_CHOICES = {"device": DEVICES, "precision": PRECISIONS, "preview_method": PREVIEW_METHODS, "theme": THEMES}
+_CHOICES = {"device": DEVICES, "precision": PRECISIONS, "preview_method": PREVIEW_METHODS, "theme": THEMES,
+            "weight_storage": WEIGHT_STORAGES}
 
 
 @dataclass
 class Settings:
     device: str = "auto"
     precision: str = "auto"
+    weight_storage: str = "auto"
     models_folders: list[str] = field(default_factory=list)
     output_folder: str = ""  # empty: paths.output_dir()
     preview_method: str = "approximate"

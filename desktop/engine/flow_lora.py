@@ -42,11 +42,17 @@ class FlowLoraPatcher(lora.LoraPatcher):
         parts = {name: getattr(pipe, name, None) for name in _COMPONENTS}
         super().__init__({name: part for name, part in parts.items() if part is not None}, family)
         self._quantized = any("GGUF" in type(p).__name__ for p in pipe.transformer.parameters())
+        # torchao's int8 weights (the weight_storage setting, tuning.store_int8) hold their data inside
+        self._int8 = any(hasattr(p, "qdata") for p in pipe.transformer.parameters())
 
     def _read(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         if self._quantized:
             raise lora.LoraError(f"LoRAs cannot be merged into a GGUF-quantized {self._label} model yet: take "
                                  f"{path.stem} out of the prompt, or choose the model's .safetensors file.")
+        if self._int8:
+            raise lora.LoraError(f"LoRAs cannot be merged into a {self._label} model whose weights are stored in "
+                                 f"int8: take {path.stem} out of the prompt, or set Weight storage to Full in the "
+                                 "Engine settings.")
         tensors, metadata = lora.read_lora_file(path)
         lora._refuse_other_files(path.name, tensors)  # an embedding or a whole checkpoint, said as such
         alphas: dict = {}

@@ -297,6 +297,8 @@ def _flow_conditioning(pipe, loaded, models: ModelManager, texts: tuple[str, str
     conditioning = flow.conditioning(encoded, guide, sampling.batch_size)
     if sampling.shift:
         conditioning.params["Shift"] = f"{sampling.shift:g}"
+    if loaded.plan.int8:  # its pictures are close to, not the same as, the full-precision model's
+        conditioning.params["Weights"] = "int8"
     return conditioning
 
 

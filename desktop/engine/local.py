@@ -43,8 +43,8 @@ class LocalBackend:
     """Owned by one thread (the worker's, or the CLI's); only cancel() may be called from another."""
 
     def __init__(self, device: str = "auto", precision: str = "auto", models_folders: Iterable[str | Path] = (),
-                 hash_cache: Path | None = None):
-        self.device, self.precision = device, precision
+                 hash_cache: Path | None = None, weight_storage: str = "auto"):
+        self.device, self.precision, self.weight_storage = device, precision, weight_storage
         self._folders = list(models_folders)
         self._hash_cache = hash_cache  # None: the cache file in Sfumato's cache folder
         self._manager: ModelManager | None = None
@@ -54,12 +54,13 @@ class LocalBackend:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBackend:
-        return cls(settings.device, settings.precision, settings.models_folders)
+        return cls(settings.device, settings.precision, settings.models_folders,
+                   weight_storage=settings.weight_storage)
 
     def start(self, state: TaskState) -> str:
         """Choose the device (raises ValueError for one that is not there); returns its description."""
         if self._manager is None:
-            self._manager = ModelManager(devices.choose(self.device, self.precision))
+            self._manager = ModelManager(devices.choose(self.device, self.precision), self.weight_storage)
         return self._manager.device.description
 
     def load(self, ref: str, state: TaskState) -> ModelDescriptor:

@@ -128,8 +128,9 @@ class Held:
 class ModelManager:
     """Owns the loaded models; `current` is the checkpoint the last load() chose. Used only from the worker thread."""
 
-    def __init__(self, device: DeviceChoice):
+    def __init__(self, device: DeviceChoice, weight_storage: str = "auto"):
         self.device = device
+        self.weight_storage = weight_storage  # tuning.STORAGES: int8 transformers where the plan says
         tuning.configure_backends(device)
         self.current: LoadedModel | None = None
         self._held: OrderedDict[tuple[str, str], Held] = OrderedDict()  # least recently used first
@@ -159,11 +160,20 @@ class ModelManager:
         self.make_room(tuning.GPU, weights + tuning.working_memory(info.family), name, state)
         gpu_free, system = tuning.measure(self.device)
         largest = tuning.largest_component(pipe)
+        int8 = tuning.int8_sizes(pipe) if families.is_flow(info.family) and _torchao() else None
         estimate = tuning.estimate(self.device, info.family, weights, gpu_free, largest=largest,
-                                   denoiser=tuning.denoiser_parameters(pipe), variant=info.variant)
+                                   denoiser=tuning.denoiser_parameters(pipe), variant=info.variant, int8=int8,
+                                   storage=self.weight_storage)
         if estimate:
             state.status(f"{name}: {estimate}.")
-        plan = tuning.plan(self.device, info.family, weights, gpu_free, system, largest=largest)
+        plan = tuning.plan(self.device, info.family, weights, gpu_free, system, largest=largest, int8=int8,
+                           storage=self.weight_storage)
+        if self.weight_storage == "int8" and int8 is None and families.is_flow(info.family):
+            state.status(f"{name}: its weights stay as they are: " + ("its transformer is already quantized."
+                         if _torchao() else "storing them in int8 needs the torchao package."))
+        if plan.int8:
+            tuning.store_int8(pipe)  # before it moves to the GPU: the bf16 transformer never has to fit there
+            weights = tuning.weights_bytes(pipe)
         try:
             plan = tuning.place(pipe, plan, self.device.device, self.release_cache)
         except torch.OutOfMemoryError:
@@ -298,9 +308,10 @@ class ModelManager:
                 raise ValueError(f"no {loaded.family} pipeline does {task} with {', '.join(sorted(own))}")
             for _, module in extras:
                 tuning.adopt(module, loaded.plan, self.device.device)
-            # from_pipe casts every module to its dtype, which a quantized one (a GGUF transformer) refuses: it
-            # joins after, as it was loaded
-            quantized = {k: m for k, m in base.components.items() if getattr(m, "is_quantized", False)}
+            # from_pipe casts every module to its dtype, which a quantized one (a GGUF or int8 transformer) refuses:
+            # it joins after, as it was loaded
+            quantized = {k: m for k, m in base.components.items()
+                         if getattr(m, "is_quantized", False) or (loaded.plan.int8 and k == "transformer")}
             pipe = cls.from_pipe(base, dtype=self.device.dtype, **dict.fromkeys(quantized),
                                  **{_COMPONENTS.get(k, k): v for k, v in extras})
             pipe.register_modules(**quantized)
@@ -451,6 +462,13 @@ class ModelManager:
 
     def _bundled_config(self, info: ModelInfo) -> Path:
         return bundled_configs.cached_config(info.family.value + ("-inpaint" if info.inpaint else ""))
+
+
+def _torchao() -> bool:
+    """Whether torchao (int8 weight storage) is installed: the app works without it, in full precision."""
+    import importlib.util
+
+    return importlib.util.find_spec("torchao") is not None
 
 
 def _name(path: Path) -> str:
