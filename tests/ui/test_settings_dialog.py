@@ -80,6 +80,7 @@ def test_every_value_goes_from_its_widget_into_the_returned_settings(open_dialog
 
     choose(qtbot, dialog.device, "cpu")
     choose(qtbot, dialog.precision, "bf16")
+    choose(qtbot, dialog.weight_storage, "int8")
     pick_folder(extra)
     click(qtbot, dialog.folders_editor.add_button)
     type_into(qtbot, dialog.output_folder, str(output))
@@ -93,6 +94,7 @@ def test_every_value_goes_from_its_widget_into_the_returned_settings(open_dialog
     assert dialog.result() == QDialog.DialogCode.Accepted and not dialog.isVisible()
     edited = dialog.settings()
     assert (edited.device, edited.precision, edited.models_folders) == ("cpu", "bf16", [str(extra)])
+    assert edited.weight_storage == "int8"
     assert (edited.output_folder, edited.preview_method, edited.preview_every) == (str(output), "taesd", 5)
     assert edited.theme == "dark"
     assert (edited.model, edited.batch_count, edited.last_request) == ("/models/a.safetensors", 3, {"prompt": "kept"})
@@ -127,7 +129,8 @@ def test_cancel_changes_nothing(open_dialog, qtbot, pick_folder, tmp_path, how):
 
 def test_restore_defaults_resets_every_value_shown(open_dialog, qtbot, tmp_path):
     changed = Settings(
-        device="cpu", precision="fp32", models_folders=[str(tmp_path)], output_folder=str(tmp_path),
+        device="cpu", precision="fp32", weight_storage="int8", models_folders=[str(tmp_path)],
+        output_folder=str(tmp_path),
         preview_method="off", preview_every=9, theme="dark", model="/models/keep.safetensors",
     )
     dialog = open_dialog(changed)
