@@ -74,6 +74,12 @@ def test_a_new_precision_remakes_the_backend_and_new_previews_do_not(worker_on, 
     with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT):
         worker.submit(REQUEST)
     assert [m[1] for m in made] == ["auto", "fp32"] and backend.closed == 1
+    settings = settings_store.load()
+    settings.precision, settings.weight_storage = "fp32", "int8"  # the flow transformers in int8: loaded again
+    worker.update_settings(settings)
+    with qtbot.waitSignal(worker.job_finished, timeout=TIMEOUT):
+        worker.submit(REQUEST)
+    assert len(made) == 3 and backend.closed == 2
 
 
 def test_failures_are_said_and_the_worker_keeps_working(worker_on, qtbot):
