@@ -3,7 +3,6 @@ models' byte counts, and what it does to the tiny FLUX.1 on the CPU (forced by t
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -12,8 +11,9 @@ import torch
 from desktop.core.modelfiles import Family
 from desktop.core.progress import TaskState
 from desktop.core.request import Mode
-from desktop.engine import bundled_configs, devices, generate, models, tuning
+from desktop.engine import devices, generate, models, tuning
 from desktop.engine.models import ModelManager
+from tests.support.released_models import meta_components
 from tests.support.requests import make_request
 
 pytest.importorskip("torchao")
@@ -28,22 +28,7 @@ class MetaPipe:
     """FLUX.1 dev's models on the meta device in bf16 (no weights allocated): enough for the byte counts."""
 
     def __init__(self, name: str = "flux1-dev"):
-        import diffusers
-        import transformers
-
-        folder = bundled_configs.configs_root() / name
-        index = json.loads((folder / "model_index.json").read_text())
-        self.components = {}
-        with torch.device("meta"):
-            for component, (library, cls) in ((k, v) for k, v in index.items() if isinstance(v, list) and v[0]):
-                if library == "diffusers" and component != "scheduler":
-                    model_class = getattr(diffusers, cls)
-                    model = model_class.from_config(model_class.load_config(folder / component))
-                elif component.startswith("text_encoder"):
-                    model = getattr(transformers, cls)(transformers.AutoConfig.from_pretrained(folder / component))
-                else:
-                    continue
-                self.components[component] = model.to(torch.bfloat16)
+        self.components = meta_components(name)
         self.transformer = self.components["transformer"]
 
 

@@ -6,14 +6,14 @@ in bfloat16 as the families are released.
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 import torch
 
 from desktop.core.modelfiles import Family
-from desktop.engine import bundled_configs, devices, tuning
+from desktop.engine import devices, tuning
+from tests.support.released_models import meta_components
 
 GiB = tuning.GiB
 CUDA_BF16 = devices.DeviceChoice(torch.device("cuda"), torch.bfloat16, "CUDA (test)")
@@ -33,24 +33,11 @@ class Sizes:
 
 def real_size(name: str) -> Sizes:
     """Bytes of every model of the released `name`, counted on the meta device from its bundled configs."""
-    import diffusers
-    import transformers
-
-    folder = bundled_configs.configs_root() / name
-    index = json.loads((folder / "model_index.json").read_text())
     sizes, denoiser = {}, 0
-    with torch.device("meta"):  # (not init_empty_weights: it leaves tied embeddings untied, counting them twice)
-        for component, (library, cls) in ((k, v) for k, v in index.items() if isinstance(v, list) and v[0]):
-            if library == "diffusers" and component != "scheduler":
-                model_class = getattr(diffusers, cls)
-                model = model_class.from_config(model_class.load_config(folder / component))
-            elif component.startswith("text_encoder"):
-                model = getattr(transformers, cls)(transformers.AutoConfig.from_pretrained(folder / component))
-            else:
-                continue
-            sizes[component] = sum(p.numel() for p in model.parameters()) * 2
-            if component == "transformer":
-                denoiser = sizes[component] // 2
+    for component, model in meta_components(name).items():
+        sizes[component] = sum(p.numel() for p in model.parameters()) * 2
+        if component == "transformer":
+            denoiser = sizes[component] // 2
     return Sizes(sizes, denoiser)
 
 
