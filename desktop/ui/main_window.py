@@ -75,7 +75,7 @@ from .settings_dialog import SettingsDialog
 from .theme import apply_theme
 from .upscaling import Upscaling
 from .welcome import WelcomeDialog
-from .window_parts import Banner, ReplicaLabel, StatusBar
+from .window_parts import ERROR_STYLE, NOTICE_STYLE, Banner, ReplicaLabel, StatusBar
 from .worker import GenerationWorker
 
 DEMO_LABEL = "Demo model (random weights)"
@@ -191,37 +191,10 @@ class MainWindow(QMainWindow):
         self.demo_banner = QLabel(DEMO_NOTICE)
         self.demo_banner.setObjectName("demoBanner")
         self.demo_banner.setWordWrap(True)
-        self.demo_banner.setStyleSheet(
-            "#demoBanner { background: palette(alternate-base); border: 1px solid palette(mid);"
-            " border-radius: 4px; padding: 8px; }"
-        )
-        self.error_banner = Banner()  # wraps: a long error never widens the window
-        self.error_banner.setObjectName("errorBanner")
-        self.error_banner.setToolTip("Click to dismiss")
-        self.error_banner.setStyleSheet(
-            "#errorBanner { padding: 8px; border-radius: 4px; color: white;"
-            " background: #a33a3a; border: 1px solid #7a2020; }"
-        )
-        self.error_banner.clicked.connect(self.error_banner.hide)
-        self.error_banner.hide()
-        self.queue_notice = Banner()  # the jobs of the last session, back and paused
-        self.queue_notice.setObjectName("queueNotice")
-        self.queue_notice.setToolTip("Click to dismiss")
-        self.queue_notice.setStyleSheet(
-            "#queueNotice { background: palette(alternate-base); border: 1px solid palette(mid);"
-            " border-radius: 4px; padding: 8px; }"
-        )
-        self.queue_notice.clicked.connect(self.queue_notice.hide)
-        self.queue_notice.hide()
-        self.licence_banner = Banner()  # the chosen model's licence, once a session for each (families.Variant)
-        self.licence_banner.setObjectName("licenceBanner")
-        self.licence_banner.setToolTip("Click to dismiss")
-        self.licence_banner.setStyleSheet(
-            "#licenceBanner { background: palette(alternate-base); border: 1px solid palette(mid);"
-            " border-radius: 4px; padding: 8px; }"
-        )
-        self.licence_banner.clicked.connect(self.licence_banner.hide)
-        self.licence_banner.hide()
+        self.demo_banner.setStyleSheet(f"#demoBanner {{ {NOTICE_STYLE} }}")
+        self.error_banner = Banner("errorBanner", ERROR_STYLE)  # wraps: a long error never widens the window
+        self.queue_notice = Banner("queueNotice")  # the jobs of the last session, back and paused
+        self.licence_banner = Banner("licenceBanner")  # the chosen model's licence, once a session for each
         self._licences_shown: set[str] = set()
 
         self.tools = ToolState(self)

@@ -9,15 +9,25 @@ from PySide6.QtWidgets import QLabel, QSizeGrip, QStatusBar, QStyle, QStyleOptio
 GAP = 12  # between the end of a status message and the first permanent widget
 
 
+NOTICE_STYLE = "background: palette(alternate-base); border: 1px solid palette(mid); border-radius: 4px; padding: 8px;"
+ERROR_STYLE = "padding: 8px; border-radius: 4px; color: white; background: #a33a3a; border: 1px solid #7a2020;"
+
+
 class Banner(QLabel):
-    """A message across the window that wraps onto more lines however long it is; a click dismisses it."""
+    """A message across the window that wraps onto more lines however long it is; a click dismisses it.
+    Hidden until shown; `name` is its object name, `style` its look (NOTICE_STYLE or ERROR_STYLE)."""
 
     clicked = Signal()
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, name: str, style: str = NOTICE_STYLE, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWordWrap(True)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setObjectName(name)
+        self.setToolTip("Click to dismiss")
+        self.setStyleSheet(f"#{name} {{ {style} }}")
+        self.clicked.connect(self.hide)
+        self.hide()
 
     def mouseReleaseEvent(self, event) -> None:
         if event.button() == Qt.MouseButton.LeftButton and self.rect().contains(event.position().toPoint()):
