@@ -256,16 +256,26 @@ def test_a_folder_that_cannot_be_written_is_said_so_not_a_full_disk(store, monke
                                  "can be written.")
 
 
-def _certificate(tmp_path, *, ca: bool, extended=True) -> tuple[Path, Path]:
-    """A certificate chain and key issued by a throwaway root: a good signing one, or a CA (which C2PA refuses)."""
+def _root(common: str):
+    """A throwaway root CA, valid for 30 days: (its key, its name, its certificate)."""
     now = dt.datetime.now(dt.timezone.utc)
-    root_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test root")])
+    root_key = ec.generate_private_key(ec.SECP256R1())
+    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
     root = (x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
             .public_key(root_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(days=1))
             .not_valid_after(now + dt.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), False)
             .sign(root_key, hashes.SHA256()))
+    return root_key, root_name, root
+
+
+def _certificate(tmp_path, *, ca: bool, extended=True) -> tuple[Path, Path]:
+    """A certificate chain and key issued by a throwaway root: a good signing one, or a CA (which C2PA refuses)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    root_key, root_name, root = _root("Test root")
+    key = ec.generate_private_key(ec.SECP256R1())
     builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Ada")]))
                .issuer_name(root_name).public_key(key.public_key()).serial_number(2)
                .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
@@ -366,15 +376,8 @@ def test_without_the_c2pa_library_pictures_are_saved_unsigned_and_read_as_having
 def _signing_key(common="Camera 123", serial=2, seconds=30 * 86400) -> credentials.SigningKey:
     """A chain (signer, root) and key of another issuer, the signer valid for `seconds` from now."""
     now = dt.datetime.now(dt.timezone.utc)
-    root_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Another root")])
-    root = (x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
-            .public_key(root_key.public_key()).serial_number(1).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), False)
-            .sign(root_key, hashes.SHA256()))
+    root_key, root_name, root = _root("Another root")
+    key = ec.generate_private_key(ec.SECP256R1())
     signer = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)]))
               .issuer_name(root_name).public_key(key.public_key()).serial_number(serial)
               .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(seconds=seconds))
