@@ -55,7 +55,6 @@ _SD3_VAE = (1.5305, 0.0609)
 _VAE_CHANNELS = (16, 32, 32, 32)
 
 T5_MAX_LENGTH = 512
-QWEN_MAX_LENGTH = 512
 _QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
 # Qwen3's chat template, cut down to what a prompt needs: user turns and the
 # assistant's opening, with the empty thinking block when thinking is off.
