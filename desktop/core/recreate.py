@@ -28,7 +28,7 @@ from . import imageio, lineage, runs
 from .backend import GENERATION, Backend, GenerationJob, ModelDescriptor
 from .errors import InvalidRequest, SfumatoError
 from .families import demo_kind
-from .gallery.metadata import ImageMeta, to_request
+from .gallery.metadata import ImageMeta, model_stem, to_request
 from .geometry import Margins
 from .infotext import InfotextError, parse_infotext
 from .progress import TaskState
@@ -97,7 +97,8 @@ def find_model(name: str, models: list[ModelDescriptor]) -> ModelDescriptor:
 
 
 def is_named(descriptor: ModelDescriptor, name: str) -> bool:
-    return GENERATION in descriptor.kinds and _stem(name) in (_stem(descriptor.name), _stem(Path(descriptor.ref).name))
+    return GENERATION in descriptor.kinds and model_stem(name) in (model_stem(descriptor.name),
+                                                                   model_stem(Path(descriptor.ref).name))
 
 
 def may_be_named(ref: str, name: str) -> bool:
@@ -105,10 +106,10 @@ def may_be_named(ref: str, name: str) -> bool:
     demo model is tiny-<kind>, a file or folder is named by its stem; a Hub id or a server's model may be."""
     kind = demo_kind(ref)
     if kind is not None:
-        return _stem(name) in (f"tiny-{kind}", _stem(ref))
+        return model_stem(name) in (f"tiny-{kind}", model_stem(ref))
     path = Path(ref.rstrip("/\\"))
     if path.is_absolute() or path.exists():
-        return _stem(name) in (_stem(path.name), _stem(path.stem))
+        return model_stem(name) in (model_stem(path.name), model_stem(path.stem))
     return True
 
 
@@ -117,14 +118,6 @@ def no_model(name: str) -> SfumatoError:
         return SfumatoError("This picture does not say which model made it, so it cannot be recreated.")
     return SfumatoError(f"This picture was made with {name}, and no model of that name is in your model folders: "
                         "add it, then recreate it again.")
-
-
-def _stem(name: str) -> str:
-    name = name.strip().lower()
-    for suffix in (".safetensors", ".ckpt", ".pt", ".bin", ".gguf"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def recreate_request(meta: ImageMeta, chunks: dict[str, str] | None = None) -> tuple[GenerationRequest, str]:

@@ -230,16 +230,17 @@ def match_model(wanted: PictureModel, listed: list[tuple[str, str]],
             known = hash_of(ref).lower()
             if known and known[:len(digest)] == digest[:len(known)]:
                 return ref
-    names = {_stem(name) for name in (wanted.name, Path(wanted.ref.rstrip("/\\")).name) if name}
+    names = {model_stem(name) for name in (wanted.name, Path(wanted.ref.rstrip("/\\")).name) if name}
     for ref, label in listed:
         kind = demo_kind(ref)
-        own = {f"tiny-{kind}"} if kind is not None else {_stem(Path(ref.rstrip("/\\")).name), _stem(label)}
+        own = {f"tiny-{kind}"} if kind is not None else {model_stem(Path(ref.rstrip("/\\")).name), model_stem(label)}
         if names & own:
             return ref
     return None
 
 
-def _stem(name: str) -> str:
+def model_stem(name: str) -> str:
+    """A model file's name as infotexts compare it: lower case, without its weights suffix."""
     name = name.strip().lower()
     for suffix in (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft"):
         if name.endswith(suffix):
