@@ -879,8 +879,9 @@ def model_hash(path, *, cache: MutableMapping[str, str] | str | os.PathLike | No
     return digest[:10]
 
 
-def known_hash(path, cache: str | os.PathLike) -> str:
-    """`model_hash`'s answer when the cache file holds it for the file as it is now, else "" (nothing is hashed)."""
+def known_hash(path, cache: Mapping[str, str] | str | os.PathLike) -> str:
+    """`model_hash`'s answer when the cache (the file, or its contents as hash_cache read them) holds it for the file
+    as it is now, else "" (nothing is hashed)."""
     path = Path(path)
     try:
         target = _unet_weights(path) if path.is_dir() else path
@@ -888,8 +889,13 @@ def known_hash(path, cache: str | os.PathLike) -> str:
         key = f"{target.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     except (OSError, ModelFileError):
         return ""
-    value = _load_cache(Path(cache)).get(key)
+    value = (cache if isinstance(cache, Mapping) else _load_cache(Path(cache))).get(key)
     return value[:10] if isinstance(value, str) else ""
+
+
+def hash_cache(file: str | os.PathLike) -> dict[str, str]:
+    """The hash cache file's contents, read once for many known_hash lookups."""
+    return _load_cache(Path(file))
 
 
 def _sha256_file(path: Path, chunk: int = 2**20) -> str:

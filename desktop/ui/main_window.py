@@ -505,7 +505,7 @@ class MainWindow(QMainWindow):
         reference, the hash, the name), so that its family's values come and the picture's replace them."""
         kept = ""
         if wanted is not None and (wanted.ref or wanted.name or wanted.hash):
-            cache = paths.cache_dir() / "model-hashes.json"
+            cache = modelfiles.hash_cache(paths.cache_dir() / "model-hashes.json")  # read once, not once a model
             found = match_model(wanted, self.panel.listed_models(), lambda ref: modelfiles.known_hash(ref, cache))
             if found is None:
                 kept = (f"{wanted} is not in the model list, so the panel keeps "
