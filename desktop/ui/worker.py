@@ -498,9 +498,9 @@ class _Runner(_WorkerSignals):
 
     def _lend(self, settings: Settings, state: TaskState) -> RunContext:
         """What a Run saves its pictures with: a lone job's way, and the output folder's gallery for the others."""
+        signing = credentials.Signing.from_settings(settings)  # one for the run: the key is read once
 
         def save(results, loaded):
-            signing = credentials.Signing.from_settings(settings)
             saved, problem = self._save(results, loaded, settings, signing)
             if problem:
                 raise SaveFailed(problem)
@@ -514,7 +514,6 @@ class _Runner(_WorkerSignals):
                 path = save_png(settings.output_path() / name, image, {"parameters": parameters, **extra})
             except OSError as error:
                 raise SaveFailed(_unsaved(settings, error)) from None
-            signing = credentials.Signing.from_settings(settings)
             if signing is not None:  # a plot's grid: made from prompts, marked with its first cell's source type
                 source = marking.source_type_in(extra.get(marking.XMP_KEY)) or marking.TRAINED
                 if not signing.sign(path, credentials.Provenance(source)):
