@@ -86,9 +86,9 @@ PARTS: dict[str, tuple[Part, ...]] = {
 _TOKENIZER_FOLDERS = {"the T5-XXL tokenizer": "t5xxl", "the Qwen3 tokenizer": "qwen3"}
 
 
-def load_single_file(path, info, dtype):
-    """The txt2img (or, for an inpainting model, inpaint) pipeline of the flow-family file `path` (ModelInfo
-    `info`), loaded offline in `dtype`. Raises ModelLoadError with a sentence for what it can tell is wrong
+def load_single_file(path, info, cls, dtype):
+    """The pipeline class `cls` (the one a diffusers folder of the same model loads as, flow.pipeline_class) of
+    the flow-family file `path` (ModelInfo `info`), loaded offline in `dtype`. Raises ModelLoadError with a sentence for what it can tell is wrong
     (models.ModelManager words the loaders' other errors)."""
     path = Path(path)
     family = info.family.value
@@ -98,7 +98,6 @@ def load_single_file(path, info, dtype):
     shapes = {} if gguf else _header(path)
     _refuse_scaled_fp8(path, shapes)
     config = _config_folder(path, info)
-    cls = _pipeline_class(info)
 
     inside = {part.name for part in PARTS[family] if shapes and _has_prefix(shapes, part.inside)}
     if len(inside) == len(PARTS[family]):  # a full file
@@ -133,13 +132,6 @@ def _finish(pipe):
             component.eval()  # diffusers' single-file T5 comes back in training mode: dropout on every prompt
     pipe.set_progress_bar_config(disable=True)  # a windowed app has no stderr to draw bars on
     return pipe
-
-
-def _pipeline_class(info):
-    """The class a diffusers folder of the same model loads as (desktop/engine/flow.py)."""
-    from desktop.engine import flow
-
-    return flow.pipeline_class(info, "inpaint" if flow.is_inpaint_model(info) else "txt2img")
 
 
 def _pipeline_kwargs(family: str, info) -> dict:

@@ -435,7 +435,7 @@ class ModelManager:
     def _load_pipeline(self, path: Path, info: ModelInfo):
         group = "sdxl" if info.family is Family.SDXL else "sd"
         if families.is_flow(info.family):
-            cls, group = flow.pipeline_class(info, "inpaint" if flow.is_inpaint_model(info) else "txt2img"), "flow"
+            cls, group = flow.pipeline_class(info, "txt2img"), "flow"  # an inpainting model: its inpaint class
         else:
             cls = _PIPELINES[(group, "inpaint" if info.inpaint else "txt2img", frozenset())]
         extra = {"safety_checker": None, "requires_safety_checker": False} if group == "sd" else {}
@@ -443,7 +443,7 @@ class ModelManager:
             if group == "flow" and not path.is_dir():
                 from . import flow_files  # single files of these families: their own loader
 
-                pipe = flow_files.load_single_file(path, info, self.device.dtype)
+                pipe = flow_files.load_single_file(path, info, cls, self.device.dtype)
             elif path.is_dir():
                 pipe = cls.from_pretrained(path, dtype=self.device.dtype, local_files_only=True, **extra)
             else:

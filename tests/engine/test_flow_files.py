@@ -18,8 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from desktop.core.errors import ModelLoadError
 from desktop.core.modelfiles import Family, ModelInfo
-from desktop.engine import flow_files, flow_layout
-from desktop.engine.flow_files import load_single_file
+from desktop.engine import flow, flow_files, flow_layout
 
 # Two loads of the same weights agree to float rounding (the converters hand over views of fused tensors, so
 # some matrix products run in another order): far below one level of an 8-bit picture.
@@ -49,6 +48,11 @@ def _single_file(tiny_models, kind: str) -> Path:
     if kind in ("flux1", "sd3"):
         return model.checkpoint
     return flow_layout.comfy_tree(model) / "diffusion_models" / model.checkpoint.name
+
+
+def _load(path: Path, info: ModelInfo):
+    """load_single_file with the class models.py picks for the file."""
+    return flow_files.load_single_file(path, info, flow.pipeline_class(info, "txt2img"), torch.float32)
 
 
 def _info(path: Path, kind: str, variant: str = "") -> ModelInfo:
@@ -152,7 +156,7 @@ def test_a_comfy_trees_vae_file_converts_back_to_the_folders_vae(tiny_models, re
 @pytest.mark.parametrize("kind", ["flux1", "sd3", "zimage", "flux2-klein"])
 def test_each_tiny_single_file_loads_offline_and_makes_the_diffusers_folders_picture(tiny_models, reference, kind):
     path = _single_file(tiny_models, kind)
-    pipe = load_single_file(path, _info(path, kind), torch.float32)
+    pipe = _load(path, _info(path, kind))
     assert type(pipe).__name__ == type(reference[kind]).__name__
     assert all(not m.training for m in pipe.components.values() if isinstance(m, torch.nn.Module))
     difference = np.abs(_picture(pipe, kind) - _picture(reference[kind], kind)).max()
@@ -175,7 +179,7 @@ def test_an_sd35_file_with_its_vae_takes_its_text_encoders_from_the_text_encoder
     t5 = models / "text_encoders" / "t5xxl_fp8_e4m3fn.safetensors"  # the name only: fp8 files are tested below
     save_file(flow_layout.plain_text(pipe.text_encoder_3), str(t5))
 
-    loaded = load_single_file(path, _info(path, "sd3", "medium"), torch.float32)
+    loaded = _load(path, _info(path, "sd3", "medium"))
     assert np.abs(_picture(loaded, "sd3") - _picture(pipe, "sd3")).max() < SAME_PICTURE
 
 
@@ -186,7 +190,7 @@ def test_a_transformer_only_file_without_its_text_encoder_says_which_file_to_put
     (copy / "text_encoders" / flow_layout.TEXT_ENCODER_FILE).unlink()
     path = copy / "diffusion_models" / tiny_models["zimage"].checkpoint.name
     with pytest.raises(ModelLoadError) as caught:
-        load_single_file(path, _info(path, "zimage", "turbo"), torch.float32)
+        _load(path, _info(path, "zimage", "turbo"))
     message = str(caught.value)
     assert "the Qwen3-4B text encoder (qwen_3_4b.safetensors)" in message
     assert f"text_encoders folder beside {copy}" in message
@@ -203,14 +207,14 @@ def test_a_text_encoder_of_another_size_is_not_taken_for_the_one_the_model_needs
               str(encoder))  # a wider Qwen3 (as Qwen3-8B is beside 4B)
     path = copy / "diffusion_models" / tiny_models["flux2-klein"].checkpoint.name
     with pytest.raises(ModelLoadError, match=r"the Qwen3 text encoder \(qwen_3_4b.safetensors\) was not found"):
-        load_single_file(path, _info(path, "flux2-klein", "4b"), torch.float32)
+        _load(path, _info(path, "flux2-klein", "4b"))
 
 
 def test_a_file_beside_no_config_asks_for_the_tokenizer_sfumato_does_not_bundle(tiny_models, tmp_path):
     path = tmp_path / "flux1-dev-fp8.safetensors"
     shutil.copyfile(tiny_models["flux1"].checkpoint, path)  # no sidecar: the bundled FLUX.1 dev config
     with pytest.raises(ModelLoadError) as caught:
-        load_single_file(path, _info(path, "flux1", "dev"), torch.float32)
+        _load(path, _info(path, "flux1", "dev"))
     message = str(caught.value)
     assert "the T5-XXL tokenizer is not bundled with Sfumato" in message
     assert "spiece.model" in message and "tokenizers/t5xxl" in message
@@ -223,7 +227,7 @@ def test_a_truncated_file_is_refused_in_a_sentence(tiny_models, tmp_path):
     path.write_bytes(data[: len(data) // 2])
     shutil.copytree(tiny_models["flux1"].config, tmp_path / "flux1-dev.config")
     with pytest.raises(ModelLoadError, match=r"flux1-dev.*it is truncated .*Download it again\.$"):
-        load_single_file(path, _info(path, "flux1", "dev"), torch.float32)
+        _load(path, _info(path, "flux1", "dev"))
 
 
 def test_a_scaled_fp8_file_is_refused_in_a_sentence(tmp_path):
@@ -232,7 +236,7 @@ def test_a_scaled_fp8_file_is_refused_in_a_sentence(tmp_path):
                "img_in.weight": torch.zeros(4, 4, dtype=torch.float8_e4m3fn),
                "img_in.scale_weight": torch.ones(1)}, str(path))
     with pytest.raises(ModelLoadError, match="scaled fp8"):
-        load_single_file(path, _info(path, "flux1", "dev"), torch.float32)
+        _load(path, _info(path, "flux1", "dev"))
 
 
 def test_an_fp8_transformer_loads_upcast_to_the_working_dtype(tiny_models, reference, tmp_path):
@@ -245,7 +249,7 @@ def test_an_fp8_transformer_loads_upcast_to_the_working_dtype(tiny_models, refer
     save_file({k: v.to(torch.float8_e4m3fn) for k, v in state.items()}, str(path))
     shutil.copytree(original.with_suffix(".config"), path.with_suffix(".config"))
 
-    pipe = load_single_file(path, _info(path, "flux2-klein", "4b"), torch.float32)
+    pipe = _load(path, _info(path, "flux2-klein", "4b"))
     loaded = pipe.transformer.state_dict()
     reference_state = reference["flux2-klein"].transformer.state_dict()
     expected = {k: v.to(torch.float8_e4m3fn).float() for k, v in reference_state.items()}
@@ -258,7 +262,7 @@ def test_a_gguf_flux1_transformer_loads_quantized_with_comfy_text_encoders_and_v
     beside it: the transformer stays quantized and the picture is the folder's within Q8_0's rounding."""
     pipe = reference["flux1"]
     path = _gguf_tree(tiny_models, pipe, tmp_path)
-    loaded = load_single_file(path, _info(path, "flux1", "dev"), torch.float32)
+    loaded = _load(path, _info(path, "flux1", "dev"))
     assert type(loaded.transformer.transformer_blocks[0].attn.to_q).__name__ == "GGUFLinear"
     assert loaded.transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.uint8
     difference = np.abs(_picture(loaded, "flux1") - _picture(pipe, "flux1"))

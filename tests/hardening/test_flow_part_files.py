@@ -9,7 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from desktop.core.errors import ModelLoadError
 from desktop.core.modelfiles import Family, ModelInfo
-from desktop.engine import flow_layout
+from desktop.engine import flow, flow_layout
 from desktop.engine.flow_files import load_single_file
 
 ENCODER = ("text_encoders", flow_layout.TEXT_ENCODER_FILE, "Qwen3-4B text encoder")
@@ -27,7 +27,7 @@ def tree(tiny_models, tmp_path):
 def _load(path):
     info = ModelInfo(path, "safetensors", "checkpoint", Family.ZIMAGE, variant="turbo")
     with pytest.raises(ModelLoadError) as caught:
-        load_single_file(path, info, torch.float32)
+        load_single_file(path, info, flow.pipeline_class(info, "txt2img"), torch.float32)
     message = str(caught.value)
     assert "Traceback" not in message and "\n" not in message and message.endswith(".")
     return message
