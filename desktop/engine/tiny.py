@@ -167,10 +167,8 @@ def _extras(model: TinyModel) -> list[Path]:
     return [model.folder.with_name(model.folder.name + suffix) for suffix in EXTRA_SUFFIXES]
 
 
-def _checkpoint_bytes(model: TinyModel) -> int | None:
-    """The single file's size; None for a kind that has none (yet: the flow kinds)."""
-    if model.kind in FLOW_KINDS and not model.checkpoint.exists():
-        return None
+def _checkpoint_bytes(model: TinyModel) -> int:
+    """The single file's size (every kind has one; OSError when it is missing, which makes the build not current)."""
     return model.checkpoint.stat().st_size
 
 
@@ -195,7 +193,7 @@ def _install(staged: TinyModel, model: TinyModel, work: Path) -> None:
         (staged.checkpoint, model.checkpoint),
         *zip(_extras(staged), _extras(model)),
     ):
-        if not src.exists() and (model.kind in FLOW_KINDS or dst in _extras(model)):  # a kind without it
+        if not src.exists() and dst in _extras(model):  # a kind without that extra folder
             if dst.is_dir() and not dst.is_symlink():
                 os.replace(dst, trash / dst.name)  # left from an older build
             continue
