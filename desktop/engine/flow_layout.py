@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from desktop.engine.ldm_layout import clip_to_hf_layout, vae_to_ldm
+from desktop.engine.ldm_layout import _add, clip_to_hf_layout, vae_to_ldm
 
 TRANSFORMER_PREFIX = "model.diffusion_model."
 CLIP_L_PREFIX = "text_encoders.clip_l.transformer."
@@ -333,13 +333,6 @@ def qwen_text(encoder) -> dict[str, torch.Tensor]:
             continue
         out[key if key.startswith("model.") else "model." + key] = value
     return out
-
-
-def _add(out: dict[str, torch.Tensor], prefix: str, part: dict[str, torch.Tensor]) -> None:
-    for key, value in part.items():
-        if prefix + key in out:
-            raise ValueError(f"two weights map to {prefix + key}")
-        out[prefix + key] = value
 
 
 def full_checkpoint(pipe, family: str) -> dict[str, torch.Tensor]:
