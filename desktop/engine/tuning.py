@@ -196,8 +196,13 @@ def offload_need(family: Family, largest: int) -> int:
 
 def largest_component(pipe) -> int:
     """Bytes of the pipeline's largest model (the transformer or UNet, or a big text encoder)."""
-    modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
-    return max((sum(tensor_bytes(p) for p in m.parameters()) for m in modules), default=0)
+    return max(_component_bytes(pipe).values(), default=0)
+
+
+def _component_bytes(pipe) -> dict[str, int]:
+    """Bytes of each model in the pipeline, by component name."""
+    return {name: sum(tensor_bytes(p) for p in m.parameters())
+            for name, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
 
 
 def tensor_bytes(tensor) -> int:
@@ -217,8 +222,7 @@ def int8_sizes(pipe) -> Int8Sizes | None:
         return None
     saved = sum(m.weight.numel() * (m.weight.element_size() - 1) - m.weight.shape[0] * (m.weight.element_size() + 1)
                 for m in transformer.modules() if isinstance(m, torch.nn.Linear))  # a scale and a zero a row
-    modules = {name: m for name, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
-    sizes = {name: sum(tensor_bytes(p) for p in m.parameters()) for name, m in modules.items()}
+    sizes = _component_bytes(pipe)
     sizes["transformer"] -= saved
     return Int8Sizes(sum(sizes.values()), max(sizes.values()))
 
@@ -317,8 +321,7 @@ def system_budget(system_memory: int | None) -> int | None:
 
 def weights_bytes(pipe) -> int:
     """Bytes of every weight the pipeline holds."""
-    modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
-    return sum(tensor_bytes(p) for m in modules for p in m.parameters())
+    return sum(_component_bytes(pipe).values())
 
 
 def measure(choice: DeviceChoice) -> tuple[int | None, int | None]:
