@@ -7,9 +7,14 @@ from typing import NamedTuple
 import numpy as np
 
 
+def multiple_of(value: int, n: int) -> int:
+    """Round up to the next multiple of n."""
+    return -(-int(value) // n) * n
+
+
 def multiple_of_8(value: int) -> int:
     """Round up to the next multiple of 8 (latent cells are 8x8 pixels)."""
-    return (int(value) + 7) // 8 * 8
+    return multiple_of(value, 8)
 
 
 class Extent(NamedTuple):
@@ -20,8 +25,11 @@ class Extent(NamedTuple):
     def area(self) -> int:
         return self.width * self.height
 
+    def multiple_of(self, n: int) -> Extent:
+        return Extent(multiple_of(self.width, n), multiple_of(self.height, n))
+
     def multiple_of_8(self) -> Extent:
-        return Extent(multiple_of_8(self.width), multiple_of_8(self.height))
+        return self.multiple_of(8)
 
     def scaled_to_fit(self, target: Extent) -> Extent:
         """The largest extent with this aspect ratio that fits inside target."""

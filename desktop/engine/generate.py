@@ -156,7 +156,7 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
         else:
             pipe.scheduler = make_scheduler(loaded.scheduler_config, sampling.sampler, sampling.schedule,
                                             sampling.seeds)
-        encoded: dict = {}  # "value": the editing.Schedule of the prompt's encodings (flow.Conditioning)
+        encoded: dict = {}  # "value": the editing.Schedule of the prompt's encodings
         image = prepared.inputs.get("image")
         width, height = (prepared.inputs["width"], prepared.inputs["height"]) if "width" in prepared.inputs else (
             (image.shape[-1] * 8, image.shape[-2] * 8) if isinstance(image, torch.Tensor) else _first(image).size)
@@ -288,17 +288,18 @@ def _flow_texts(conditioning, loaded, state: TaskState) -> tuple[str, str]:
 
 
 def _flow_conditioning(pipe, loaded, models: ModelManager, texts: tuple[str, str], sampling,
-                       state: TaskState) -> flow.Conditioning:
+                       state: TaskState) -> editing.Schedule:
     """A flow model's prompt and guidance inputs for the batch, the prompt encoded once per conditioning."""
     guide = flow.guidance(pipe, loaded.info, sampling)
     if guide.note:
         state.status(guide.note)
     encoded = models.flow_prompt(pipe, texts[0], texts[1] if guide.guided else None)
     conditioning = flow.conditioning(encoded, guide, sampling.batch_size)
+    params = conditioning.first.params
     if sampling.shift:
-        conditioning.params["Shift"] = f"{sampling.shift:g}"
+        params["Shift"] = f"{sampling.shift:g}"
     if loaded.plan.int8:  # its pictures are close to, not the same as, the full-precision model's
-        conditioning.params["Weights"] = "int8"
+        params["Weights"] = "int8"
     return conditioning
 
 
@@ -564,7 +565,7 @@ def _on_grid(prepared: Prepared, multiple: int = 8) -> Prepared:
     inputs = dict(prepared.inputs)
     image = inputs.get("image")
     width, height = (inputs["width"], inputs["height"]) if "width" in inputs else image.size
-    grid = Extent(-(-width // multiple) * multiple, -(-height // multiple) * multiple)
+    grid = Extent(width, height).multiple_of(multiple)
     if grid == (width, height):
         return prepared
     for key in ("image", "mask_image"):
