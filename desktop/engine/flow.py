@@ -23,6 +23,8 @@ from desktop.core import families, prompts
 from desktop.core.errors import SfumatoError
 from desktop.core.modelfiles import Family, ModelInfo
 
+from . import editing, prompt_encoding
+
 GRID = 16
 SCHNELL_TOKENS = 256  # FLUX.1 schnell reads T5 prompts of at most 256 tokens (dev and the others 512)
 KLEIN_INPAINT_AREA = 1024 * 1024  # FLUX.2 klein's inpaint pipeline scales a larger picture down to this area
@@ -257,24 +259,9 @@ def batched(encoded: dict, batch: int) -> dict:
     return out
 
 
-@dataclass
-class Conditioning:
-    """A flow model's prompt and guidance inputs for one run, in the shape of editing.Schedule that
-    generate.py reads (one span of steps: the prompt never switches)."""
-
-    kwargs: dict
-    params: dict = field(default_factory=dict)
-    embeddings_used: tuple = ()
-
-    @property
-    def first(self) -> Conditioning:
-        return self
-
-    def switch(self, done: int, tensors: dict) -> dict:
-        return {}
-
-
-def conditioning(encoded: dict, guide: Guidance, batch: int) -> Conditioning:
+def conditioning(encoded: dict, guide: Guidance, batch: int) -> editing.Schedule:
+    """The run's prompt and guidance inputs as an editing.Schedule of one span: a flow model's prompt never
+    switches; the infotext's keys go in its encoding's params."""
     kwargs = {**batched(encoded, batch), **guide.kwargs, "num_images_per_prompt": 1}
-    return Conditioning(kwargs, dict(guide.params))
+    return editing.Schedule([(0, prompt_encoding.Encoded(kwargs, dict(guide.params)))], guide.guided, batch)
 
