@@ -88,6 +88,7 @@ class ModelDescriptor:
     hash: str = ""  # A1111's short hash; "" when unknown (a catalogue lists models unhashed)
     kinds: frozenset[str] = frozenset({GENERATION})  # the job kinds it can run
     variant: str = ""  # within its family (desktop/core/families.py): "dev", "schnell", "turbo", ...; "" unknown
+    few_step: str = ""  # desktop/core/fewstep.py KINDS ("lcm", "turbo", ...) when it is a few-step model; "" not
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ class ModelInfo:
     prediction: str | None = None  # "epsilon" | "v_prediction" when the file says
     config_dir: Path | None = None  # sidecar diffusers config folder, if any
     variant: str = ""  # within a family (desktop/core/families.py VARIANTS): "dev", "schnell", "fill", "turbo", ...
+    few_step: str = ""  # desktop/core/fewstep.py KINDS when the name or metadata says it is a few-step model/LoRA
 
     @property
     def name(self) -> str:

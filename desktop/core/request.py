@@ -40,6 +40,9 @@ MAX_BATCH = 16
 MAX_SEED = 2**32 - 1
 RANDOM_SEED = -1
 MAX_PROMPT_CHARS = 20_000
+# How the final latents become pixels: "full" the model's own VAE; "tiny" the TAESD decoder (models/taesd,
+# taesdxl, ...), about 10x faster and a little softer: for drafts and live mode (desktop/core/fewstep.py)
+DECODERS = ("full", "tiny")
 
 
 class Mode(str, Enum):
@@ -270,13 +273,15 @@ class GenerationRequest:
     hires: Hires = Hires()  # text to image only: resolved() turns it off for the other modes
     controls: tuple[Control, ...] = ()  # ControlNet guidance (desktop/core/control.py); pictures never written
     references: tuple[Reference, ...] = ()  # IP-Adapter reference pictures
+    decoder: str = "full"  # DECODERS: "tiny" decodes the picture with TAESD (infotext "Decoder: TAESD")
 
     def replace(self, **changes) -> GenerationRequest:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         """Plain JSON-able values of every field but the images: one nested dict per part."""
-        out: dict = {"mode": self.mode.value, "model": self.model, "width": self.width, "height": self.height}
+        out: dict = {"mode": self.mode.value, "model": self.model, "width": self.width, "height": self.height,
+                     "decoder": self.decoder}
         for name in _PARTS:
             part = getattr(self, name)
             out[name] = {f.name: _plain(getattr(part, f.name)) for f in dataclasses.fields(part)}
@@ -290,7 +295,7 @@ class GenerationRequest:
         if not isinstance(data, dict):
             raise InvalidRequest("request", f"must be a dict of fields, got {type(data).__name__}")
         data = nested(data)
-        top = {k: data[k] for k in ("mode", "model", "width", "height") if k in data}
+        top = {k: data[k] for k in ("mode", "model", "width", "height", "decoder") if k in data}
         name = "mode"
         try:
             if "mode" in top:
@@ -360,6 +365,8 @@ class GenerationRequest:
             raise InvalidRequest("mode", f"must be one of {', '.join(m.value for m in Mode)}")
         if not self.model:
             raise InvalidRequest("model", "no model is selected")
+        if self.decoder not in DECODERS:
+            raise InvalidRequest("decoder", f"must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         self.sampling.validate()
         for name in ("width", "height"):  # any size: the engine works on the 8-pixel grid and crops back
             _check_int(name, getattr(self, name), MIN_SIZE, MAX_SIZE)

@@ -10,6 +10,7 @@ AUTOMATIC = "Automatic"
 KARRAS = "Karras"
 EXPONENTIAL = "Exponential"
 BETA = "Beta"
+SGM_UNIFORM = "SGM Uniform"  # A1111's name for evenly spaced timesteps ending at the last one ("trailing")
 _SIGMA_SCHEDULES = (KARRAS, EXPONENTIAL, BETA)
 
 #: sampler name -> the schedule types it supports (besides Automatic).
@@ -25,7 +26,11 @@ SAMPLERS: dict[str, tuple[str, ...]] = {
     "Heun": _SIGMA_SCHEDULES,
     "DPM2": _SIGMA_SCHEDULES,
     "DPM2 a": _SIGMA_SCHEDULES,
+    # few-step samplers (desktop/core/fewstep.py): for LCM, TCD, Hyper-SD and Lightning models and LoRAs
+    "LCM": (),
+    "TCD": (),
 }
+FEW_STEP_SAMPLERS = ("LCM", "TCD")
 
 SCHEDULES = (AUTOMATIC, *_SIGMA_SCHEDULES)
 DEFAULT_SAMPLER = "DPM++ 2M"

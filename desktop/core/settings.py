@@ -22,9 +22,13 @@ THEMES = ("system", "light", "dark")
 # A flow model's transformer weights: "auto" in int8 where a CUDA GPU would otherwise need sequential offload,
 # "full" always in the working dtype, "int8" always in int8 (desktop/engine/tuning.py)
 WEIGHT_STORAGES = ("auto", "full", "int8")
+# How the CPU runs a model (desktop/core/cpu_runtime.py): "auto" the faster of the two on this CPU, as measured
+# once (never guessed); "pytorch"; "openvino" (converts each model once, then runs faster on most Intel/AMD CPUs)
+CPU_RUNTIMES = ("auto", "pytorch", "openvino")
+MAX_CPU_THREADS = 256
 
 _CHOICES = {"device": DEVICES, "precision": PRECISIONS, "preview_method": PREVIEW_METHODS, "theme": THEMES,
-            "weight_storage": WEIGHT_STORAGES}
+            "weight_storage": WEIGHT_STORAGES, "cpu_runtime": CPU_RUNTIMES}
 
 
 @dataclass
@@ -32,6 +36,11 @@ class Settings:
     device: str = "auto"
     precision: str = "auto"
     weight_storage: str = "auto"
+    cpu_runtime: str = "auto"  # CPU_RUNTIMES
+    cpu_threads: int = 0  # threads a CPU run uses; 0: one per physical core (desktop/engine/devices.py)
+    # model or LoRA file name (ModelInfo.name) -> the few-step kind its owner says it is (desktop/core/fewstep.py
+    # KINDS), for files whose name and metadata do not tell
+    few_step_marks: dict = field(default_factory=dict)
     models_folders: list[str] = field(default_factory=list)
     output_folder: str = ""  # empty: paths.output_dir()
     preview_method: str = "approximate"
@@ -78,6 +87,10 @@ def _valid(name: str, value: object, default: object) -> bool:
         return value in _CHOICES[name]
     if name in ("preview_every", "batch_count"):
         return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 100
+    if name == "cpu_threads":
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_CPU_THREADS
+    if name == "few_step_marks":
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     if isinstance(default, list):
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     return isinstance(value, type(default))

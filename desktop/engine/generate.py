@@ -41,7 +41,7 @@ from desktop.core.request import (DEMO_HIRES_UPSCALER, GenerationRequest, Inpain
 
 from . import controlnet, editing, flow, hires, inpaint
 from .models import CHECKPOINT, ModelManager
-from . import reference
+from . import reference, runtimes
 from .schedulers import make_flow_scheduler, make_scheduler
 
 
@@ -139,6 +139,7 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     previewer = models.previewer(loaded.family, preview_method)
     last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
     done = {"steps": 0, "later": second.steps if second else 0}  # the steps of the passes before and after this
+    ran_on: dict = {"params": ()}  # the runtime's infotext params (runtimes.serving), from the last pass
     guided = sampling.cfg_scale > 1
     texts = _flow_texts(request.conditioning, loaded, state) if loaded.flow else None
 
@@ -195,17 +196,18 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
                 generators = [torch.Generator("cpu").manual_seed(seed) for seed in sampling.seeds]
                 if loaded.flow:  # a stochastic flow sampler (Euler a) draws its noise from the pipeline's generators
                     pipe.scheduler.generators = generators
-                return pipe(
-                    **{"guidance_scale": sampling.cfg_scale, "num_images_per_prompt": sampling.batch_size,
-                       **encoded["value"].first.kwargs},
-                    callback_on_step_end_tensor_inputs=tensors,
-                    num_inference_steps=steps,
-                    generator=generators,
-                    output_type=output_type,
-                    callback_on_step_end=on_step_end,
-                    **(_each_picture(inputs, sampling.batch_size) if loaded.flow else inputs),
-                    **ip_inputs,
-                )
+                with runtimes.serving(pipe, models, loaded, prepared.task, state) as ran_on["params"]:
+                    return pipe(
+                        **{"guidance_scale": sampling.cfg_scale, "num_images_per_prompt": sampling.batch_size,
+                           **encoded["value"].first.kwargs},
+                        callback_on_step_end_tensor_inputs=tensors,
+                        num_inference_steps=steps,
+                        generator=generators,
+                        output_type=output_type,
+                        callback_on_step_end=on_step_end,
+                        **(_each_picture(inputs, sampling.batch_size) if loaded.flow else inputs),
+                        **ip_inputs,
+                    )
 
         output = None
         try:
@@ -256,7 +258,7 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     finite = _check_finite(generated, last.get("latents"), pipe.vae.dtype, state)
     images = _pictures(generated[finite])
     seeds = [seed for seed, kept in zip(sampling.seeds, finite, strict=True) if kept]
-    params = extras.params(schedule) + (guidance.params if guidance is not None else ())
+    params = extras.params(schedule) + (guidance.params if guidance is not None else ()) + ran_on["params"]
     params += references.params if references is not None else ()
     return [Result(finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
 

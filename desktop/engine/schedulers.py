@@ -24,6 +24,8 @@ _SCHEDULERS: dict[str, tuple[str, dict]] = {
     "Heun": ("HeunDiscreteScheduler", {}),
     "DPM2": ("KDPM2DiscreteScheduler", {}),
     "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "LCM": ("LCMScheduler", {}),
+    "TCD": ("TCDScheduler", {}),
 }
 assert _SCHEDULERS.keys() == SAMPLERS.keys()
 

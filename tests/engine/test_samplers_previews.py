@@ -56,7 +56,7 @@ EXPECTED = {"Euler": "EulerDiscreteScheduler", "Euler a": "EulerAncestralDiscret
             "DPM++ 2M": "DPMSolverMultistepScheduler", "DPM++ 2M SDE": "DPMSolverMultistepScheduler",
             "DPM++ SDE": "DPMSolverSDEScheduler", "DDIM": "DDIMScheduler", "UniPC": "UniPCMultistepScheduler",
             "LMS": "LMSDiscreteScheduler", "Heun": "HeunDiscreteScheduler", "DPM2": "KDPM2DiscreteScheduler",
-            "DPM2 a": "KDPM2AncestralDiscreteScheduler"}
+            "DPM2 a": "KDPM2AncestralDiscreteScheduler", "LCM": "LCMScheduler", "TCD": "TCDScheduler"}
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
