@@ -18,7 +18,11 @@ Cancel stops every running job; the queued ones stay, as with one at a time.
 A job is a GenerationRequest, an UpscaleRequest or a PreprocessJob (a control
 layer's "From picture"): the last waits its turn in the same queue, but its
 control picture is not a result to keep, so it is neither saved nor added to
-the gallery; it arrives through job_finished with no path. A Run (desktop/core/runs.py: an X/Y/Z plot, a folder
+the gallery; it arrives through job_finished with no path. A draft (submit_draft: live mode's quick picture of the
+canvas frame, desktop/ui/canvas/live.py) is not a queue job: it never shows in the queue, is never kept in the queue
+store nor saved to the gallery, and says what it made through job_finished with no path. A newer draft replaces a
+waiting one and cancels a running one; a normal job is never cancelled by a draft, which waits for a free slot (and
+goes before the waiting normal jobs: it is a few steps). Drafts run while the queue is paused. A Run (desktop/core/runs.py: an X/Y/Z plot, a folder
 batch) runs its parts itself on the backend, saving through what the worker lends it, and its job_finished holds
 what it returns to show.
 
@@ -68,6 +72,12 @@ from desktop.core.settings import Settings
 from desktop.core.wildcards import expand_batch
 
 Queued = GenerationRequest | UpscaleRequest | PreprocessJob | Run  # what submit() takes
+_FIRST_DRAFT = 2**30  # drafts are numbered from here (queue jobs from 1), so a job id tells what it is: is_draft()
+
+
+def is_draft(job_id: int) -> bool:
+    """Whether `job_id` is a draft's (GenerationWorker.submit_draft), without asking the worker."""
+    return job_id > _FIRST_DRAFT
 
 
 class _WorkerSignals(QObject):
@@ -106,6 +116,8 @@ class _Runner(_WorkerSignals):
         self._lock = threading.Lock()
         self._pending: deque[tuple[int, Queued]] = deque()
         self._ids = itertools.count(1)
+        self._draft_ids = itertools.count(_FIRST_DRAFT + 1)
+        self._draft: tuple[int, GenerationRequest] | None = None  # the draft waiting to run (at most one)
         self._current: TaskState | None = None  # a preload's
         self._changed = threading.Condition(self._lock)  # a job ended, or the worker is stopping
         self._running: dict[int, TaskState] = {}  # the jobs running now, by id
@@ -139,6 +151,32 @@ class _Runner(_WorkerSignals):
         self.queue_changed.emit(pending)
         self._wake.emit()
         return job_id
+
+    def submit_draft(self, request: GenerationRequest) -> int:
+        """Run `request` as a draft (see the module docstring): the waiting draft is dropped (said as cancelled),
+        the running drafts are cancelled; returns its job id."""
+        with self._lock:
+            job_id = next(self._draft_ids)
+            dropped, self._draft = self._draft, (job_id, request)
+            self._cancel_drafts()
+        if dropped is not None:
+            self.job_cancelled.emit(dropped[0])
+        self._wake.emit()
+        return job_id
+
+    def cancel_drafts(self) -> None:
+        """Drop the waiting draft and cancel the running ones (live mode was turned off)."""
+        with self._lock:
+            dropped, self._draft = self._draft, None
+            self._cancel_drafts()
+        if dropped is not None:
+            self.job_cancelled.emit(dropped[0])
+
+    def _cancel_drafts(self) -> None:
+        """Under the lock."""
+        for job_id, state in self._running.items():
+            if is_draft(job_id):
+                state.cancel()
 
     def remove(self, job_id: int) -> bool:
         """Drop a job that has not started. Returns False when it is not pending."""
@@ -189,7 +227,7 @@ class _Runner(_WorkerSignals):
         """Say the new order (to the queue view and the store)."""
         with self._lock:
             pending, store = list(self._pending), self._store
-            order = list(self._order) + [job for job, _ in pending]
+            order = [job for job in self._order if not is_draft(job)] + [job for job, _ in pending]
         if store is not None:
             store.ordered(order)
         self.queue_changed.emit(pending)
@@ -236,7 +274,8 @@ class _Runner(_WorkerSignals):
 
     def is_busy(self) -> bool:
         with self._lock:
-            return self._current is not None or bool(self._order) or bool(self._pending)
+            return self._current is not None or bool(self._order) or bool(self._pending) or bool(self._running) \
+                or self._draft is not None
 
     def set_gallery(self, store) -> None:
         with self._lock:
@@ -255,6 +294,7 @@ class _Runner(_WorkerSignals):
         with self._lock:
             self._stopping = True
             self._pending.clear()
+            self._draft = None
             if self._current is not None:
                 self._current.cancel()
             for state in self._running.values():
@@ -327,12 +367,15 @@ class _Runner(_WorkerSignals):
             with self._lock:
                 # A free slot (all of them busy: wait for one to end); a device or precision change waits for
                 # every running job to end before the backend is made again.
-                while self._pending and not self._stopping and not self._paused and \
+                while self._waiting() and not self._stopping and \
                         len(self._running) >= (1 if self._engine_stale else self._slots()):
                     self._changed.wait()
-                if self._stopping or not self._pending or self._paused:
+                if self._stopping or not self._waiting():
                     return
-                job_id, request = self._pending.popleft()
+                if self._draft is not None:  # a few steps: before the waiting jobs, never in their place
+                    (job_id, request), self._draft = self._draft, None
+                else:
+                    job_id, request = self._pending.popleft()
                 pending = list(self._pending)
                 said: list[str] = []  # the engine's status lines of this job, for the closing line
                 state = TaskState(
@@ -340,10 +383,16 @@ class _Runner(_WorkerSignals):
                     on_status=lambda text, said=said: (said.append(text), self.status.emit(text)),
                 )
                 self._running[job_id] = state
-                self._order.append(job_id)
+                if not is_draft(job_id):  # a draft says what it made at once, never after the jobs taken before it
+                    self._order.append(job_id)
                 settings = self._settings
             self.queue_changed.emit(pending)
             self._take(job_id, request, state, settings, said)
+
+    def _waiting(self) -> bool:
+        """Whether a job may start once a slot is free: a draft, or a queued job when the queue is not paused.
+        Under the lock."""
+        return self._draft is not None or (bool(self._pending) and not self._paused)
 
     def _slots(self) -> int:
         """How many jobs the backend runs at once (a server's replicas); 1 before it started. Under the lock."""
@@ -429,9 +478,17 @@ class _Runner(_WorkerSignals):
             self._running.pop(job_id, None)
             store = None if self._stopping and isinstance(error, Cancelled) else self._store
             # its row goes once its report has run, so what it made is saved by then (a crash before: it comes back)
-            self._reports[job_id] = report if store is None else partial(self._report_then_end, report, store, job_id)
+            if not is_draft(job_id):  # a draft is not in the order, nor in the store: it says its end at once
+                self._reports[job_id] = report if store is None else partial(self._report_then_end, report, store,
+                                                                              job_id)
             self._changed.notify_all()
             self.working.emit(len(self._running), self._slots())
+        if is_draft(job_id):
+            try:
+                report()
+            except Exception as error:  # noqa: BLE001 - said as the draft's failure
+                self.job_failed.emit(job_id, _message(error))
+            return
         with self._reporting:
             while True:
                 with self._lock:
@@ -456,6 +513,8 @@ class _Runner(_WorkerSignals):
 
     def _failure(self, job_id: int, request: Queued, error: Exception) -> Callable[[], None]:
         """What a job that did not finish says: that it was cancelled, or why it failed, in a sentence."""
+        if isinstance(error, Cancelled) and is_draft(job_id):  # a newer one replaced it: nothing to say
+            return lambda: self.job_cancelled.emit(job_id)
         if isinstance(error, Cancelled):
             return lambda: (self.job_cancelled.emit(job_id), self.status.emit("Cancelled."))
         if isinstance(request, PreprocessJob):
@@ -472,6 +531,11 @@ class _Runner(_WorkerSignals):
                 said: list[str], started: float) -> None:
         """Save what a job made and say so."""
         upscale = isinstance(request, UpscaleRequest)
+        if is_draft(job_id):  # shown on the canvas for a moment, never kept
+            if loaded is not None:
+                self.model_loaded.emit(loaded.ref, loaded.family)
+            self.job_finished.emit(job_id, [(r.image, r.seed, None) for r in results])
+            return
         if isinstance(request, PreprocessJob):  # a control picture for the canvas: nothing to save; said first, so
             # what the canvas says of it (the layer it filled) comes last
             self.status.emit(f"{describe_preprocess(request.type)}: done in {time.perf_counter() - started:.1f} s.")
@@ -643,6 +707,20 @@ class GenerationWorker(_WorkerSignals):
         """Queue a request (a generation, a model upscale, or a PreprocessJob: a control picture to make, which
         is not saved); returns its job id."""
         return self._runner.submit(request)
+
+    def submit_draft(self, request: GenerationRequest) -> int:
+        """Run a draft of the canvas frame for live mode: not in the queue, never saved; it replaces the waiting
+        draft and cancels the running one (never a normal job, which it waits behind). Returns its job id, which
+        is_draft() tells from a queue job's; it ends through the usual signals (job_finished with path None)."""
+        return self._runner.submit_draft(request)
+
+    def cancel_drafts(self) -> None:
+        """Drop the waiting draft and cancel the running one."""
+        self._runner.cancel_drafts()
+
+    @staticmethod
+    def is_draft(job_id: int) -> bool:
+        return is_draft(job_id)
 
     def remove(self, job_id: int) -> bool:
         """Drop a job that has not started. Returns False when it is not pending."""
