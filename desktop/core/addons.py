@@ -74,6 +74,7 @@ class AddonFile:
     family: Family
     preview: Path | None
     trigger_words: tuple[str, ...]
+    few_step: str = ""  # a LoRA's few-step kind (desktop/core/fewstep.py KINDS) from its name and metadata; "" not
 
 
 # ------------------------------------------------------------------- folders
@@ -156,6 +157,7 @@ class _Header:
     family: Family
     words: tuple[str, ...]  # trigger words from the metadata
     sshs_hash: str  # kohya's sshs_model_hash when it is a sha256, else ""
+    few_step: str = ""  # modelfiles.ModelInfo.few_step
 
 
 _headers: dict[tuple[str, int, int], _Header] = {}
@@ -176,7 +178,7 @@ def list_addons(kind: str, folders: Iterable[str | os.PathLike]) -> list[AddonFi
             continue
         words = _unique_words([*_sidecar_words(found), *header.words])
         listed.append(AddonFile(kind, found.path.stem, found.path, found.size, header.family, _preview(found),
-                                words))
+                                words, header.few_step))
     return sorted(listed, key=lambda a: (a.name.lower(), str(a.path)))
 
 
@@ -287,7 +289,7 @@ def _read_header(found: _Found) -> _Header:
         words = _metadata_words(metadata)
         sshs = metadata.get("sshs_model_hash", "").strip().lower()
         sshs = sshs if _HEX64.fullmatch(sshs) else ""
-    return _Header(info.kind, info.family, words, sshs)
+    return _Header(info.kind, info.family, words, sshs, info.few_step)
 
 
 # ------------------------------------------------------- previews, trigger words

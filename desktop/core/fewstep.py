@@ -7,8 +7,9 @@ below are what the makers' model cards on the Hugging Face Hub recommend (paraph
 
 - LCM: latent-consistency/lcm-lora-sdv1-5, lcm-lora-sdxl and SimianLuo/LCM_Dreamshaper_v7 cards: LCMScheduler,
   2-8 steps (4 in their examples), guidance off or 1-2.
-- TCD: h1t/TCD-SD15 and TCD-SDXL-LoRA cards: TCDScheduler, 4-8 steps (4 in their examples), guidance off; eta
-  (gamma) 0.3 is the engine's business (desktop/engine/schedulers.py).
+- TCD: h1t/TCD-SD15, TCD-SD21-base and TCD-SDXL-LoRA cards and diffusers' TCD-LoRA guide: TCDScheduler, 4 steps
+  in their examples (4-50 work; Fast keeps 4-8), guidance off; eta (gamma) 0.3 is the engine's business
+  (desktop/engine/schedulers.py).
 - Hyper-SD: ByteDance/Hyper-SD card: a LoRA per step count, named "Hyper-SD15-8steps-lora",
   "Hyper-SDXL-4steps-lora", ...; the 2-, 4- and 8-step LoRAs with DDIM and trailing timesteps (A1111's
   "SGM Uniform") and guidance off; the 1-step "unified" LoRA with TCD; the "CFG" LoRAs (8 and 12 steps) take a
@@ -43,7 +44,7 @@ LABELS = {LCM: "LCM", TCD: "TCD", HYPER: "Hyper-SD", LIGHTNING: "Lightning", TUR
 NONE = "none"  # a user's mark (settings.few_step_marks) saying "not few-step", whatever the name says
 
 #: The families each kind was released for (a LoRA of another family is never chosen for Fast).
-FAMILIES = {LCM: ("sd1", "sdxl"), TCD: ("sd1", "sdxl"), HYPER: ("sd1", "sdxl"), LIGHTNING: ("sdxl",),
+FAMILIES = {LCM: ("sd1", "sdxl"), TCD: ("sd1", "sd2", "sdxl"), HYPER: ("sd1", "sdxl"), LIGHTNING: ("sdxl",),
             TURBO: ("sd2", "sdxl"), DMD2: ("sdxl",)}
 UNET_FAMILIES = ("sd1", "sd2", "sdxl")
 
@@ -87,7 +88,7 @@ class _Kind:
 
 _RECIPES = {
     LCM: _Kind("LCM", AUTOMATIC, 4, (2, 8), (1.0, 2.0)),
-    TCD: _Kind("TCD", AUTOMATIC, 4, (2, 8)),
+    TCD: _Kind("TCD", AUTOMATIC, 4, (4, 8)),
     HYPER: _Kind("DDIM", SGM_UNIFORM, 8, (1, 12)),
     LIGHTNING: _Kind("Euler", SGM_UNIFORM, 4, (2, 8), (1.0, 2.0)),
     TURBO: _Kind("Euler a", AUTOMATIC, 2, (1, 4), size=512),
@@ -125,8 +126,9 @@ _LIGHTNING_SUBJECTS = {"bolt", "bolts", "effect", "effects", "storm", "storms", 
                        "electricity", "spell"}
 _VERSION = re.compile(r"v?\d+")
 # kohya and modelspec metadata that name or describe what was trained (short texts only)
-METADATA_KEYS = ("ss_output_name", "ss_training_comment", "modelspec.title", "modelspec.description",
-                 "modelspec.tags", "ss_sd_model_name")
+# (not ss_sd_model_name: the model a LoRA was trained on says nothing of the LoRA)
+METADATA_KEYS = ("ss_output_name", "modelspec.title", "ss_training_comment", "modelspec.description",
+                 "modelspec.tags")
 MAX_METADATA_CHARS = 500
 
 
@@ -267,13 +269,11 @@ def _family_label(family: str) -> str:
 
 def _refusal(family: str) -> str:
     label = _family_label(family)
-    if family == "sd2":
-        return (f"{label} has no few-step path here: choose SD-Turbo (stabilityai/sd-turbo), the few-step "
-                f"{label} model, or an SD 1.5 or SDXL model with an LCM LoRA.")
-    loras = ", ".join(LABELS[k] for k in LORA_ORDER if family in FAMILIES[k])
-    loras = " or ".join(loras.rsplit(", ", 1))
-    models = "an LCM model" if family == "sd1" else "a Turbo or Lightning model"
-    return (f"{label} has no few-step path here: put an {loras} LoRA for {label} in your LoRA folder "
+    kinds = [LABELS[k] for k in LORA_ORDER if family in FAMILIES[k]]
+    loras = " or ".join(", ".join(kinds).rsplit(", ", 1))
+    article = "an" if loras.startswith("LCM") else "a"  # "an LCM", "a TCD"
+    models = {"sd1": "an LCM model", "sd2": "SD-Turbo"}.get(family, "a Turbo or Lightning model")
+    return (f"{label} has no few-step path here: put {article} {loras} LoRA for {label} in your LoRA folder "
             f"(models/loras in Sfumato's models folder, or your other app's Lora folder), or choose {models}.")
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop.core import atomic
+from desktop.core import atomic, fewstep
 from desktop.core.gguf import read_gguf_header
 from desktop.core.safetensors_header import (
     DTYPE_BITS,
@@ -116,8 +116,10 @@ def identify(path) -> ModelInfo:
     if path.is_dir():
         return _identify_diffusers(path)
     suffix = path.suffix.lower()
+    metadata: Mapping[str, str] = {}
     if suffix in (".safetensors", ".sft"):
         header = read_safetensors_header(path)
+        metadata = header.metadata
         shapes = {k: t.shape for k, t in header.tensors.items()}
         guess, fmt = _classify(shapes, header.metadata, path.name), "safetensors"
         if guess.family in FLOW_FAMILIES and any(t.dtype in ("F8_E4M3", "F8_E5M2") for t in header.tensors.values()):
@@ -139,7 +141,25 @@ def identify(path) -> ModelInfo:
         except ModelFileError as e:
             guess.note = f"{guess.note}; its config folder is unusable: {e.reason}".lstrip("; ")
     return ModelInfo(path, fmt, guess.kind, guess.family, guess.inpaint, path.stat().st_size,
-                     guess.note, guess.prediction, config, guess.variant)
+                     guess.note, guess.prediction, config, guess.variant, _few_step(path, guess, metadata))
+
+
+# The stems of files that only their folder names: the Hub's names for a LoRA's or a UNet's weights, as people keep
+# them ("models/Lora/lcm-lora-sdxl/pytorch_lora_weights.safetensors").
+GENERIC_STEMS = ("pytorch_lora_weights", "diffusion_pytorch_model", "model", "lora", "unet", "adapter_model")
+
+
+def _few_step(path: Path, guess: _Guess, metadata: Mapping[str, str]) -> str:
+    """The few-step kind (desktop/core/fewstep.py) of an SD checkpoint or LoRA from its name (its folder's too when
+    the file has a generic name, and a Hub download's repository) and its metadata; "" for the other files and
+    for the flow families, whose few-step variants are ModelInfo.variant."""
+    if guess.kind not in ("checkpoint", "lora") or guess.family in FLOW_FAMILIES:
+        return ""
+    names = [path.name if path.is_dir() else path.stem]
+    if not path.is_dir() and path.stem.lower().split(".")[0] in GENERIC_STEMS:
+        names.append(path.parent.name)
+    names += [part for part in path.parts if part.startswith("models--")]  # models--org--name: the Hub id
+    return fewstep.recognise(" ".join(names), metadata)
 
 
 def _classify(shapes: Mapping[str, tuple[int, ...] | None], metadata: Mapping[str, str], name: str = "") -> _Guess:
@@ -601,8 +621,11 @@ def _identify_diffusers(folder: Path) -> ModelInfo:
         family, note = Family.UNKNOWN, f"has an unusual UNet with {channels} input channels"
     if family is not Family.UNKNOWN:
         _check_parts(folder, cls, family, index, unet)
+    # LCM and TCD distillations ship their own scheduler (SimianLuo/LCM_Dreamshaper_v7's is an LCMScheduler)
+    few_step = {"LCMScheduler": fewstep.LCM, "TCDScheduler": fewstep.TCD}.get(str(scheduler.get("_class_name")), "")
+    few_step = few_step or _few_step(folder, _Guess("checkpoint", family), {})
     return ModelInfo(folder, "diffusers", "checkpoint", family, channels == 9, _folder_size(folder), note,
-                     scheduler.get("prediction_type"))
+                     scheduler.get("prediction_type"), few_step=few_step)
 
 
 def _folder_size(folder: Path) -> int:

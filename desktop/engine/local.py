@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop.core import addons, controlnets, families, model_sources, modelfiles, paths, postprocess, references
+from desktop.core import fewstep
 from desktop.core.backend import GENERATION, PREPROCESS, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.postprocess import UPSCALE
 from desktop.core.errors import SfumatoError
@@ -43,8 +44,9 @@ class LocalBackend:
     """Owned by one thread (the worker's, or the CLI's); only cancel() may be called from another."""
 
     def __init__(self, device: str = "auto", precision: str = "auto", models_folders: Iterable[str | Path] = (),
-                 hash_cache: Path | None = None, weight_storage: str = "auto"):
+                 hash_cache: Path | None = None, weight_storage: str = "auto", few_step_marks: dict | None = None):
         self.device, self.precision, self.weight_storage = device, precision, weight_storage
+        self.few_step_marks = dict(few_step_marks or {})  # settings.few_step_marks: the user's word on few-step files
         self._folders = list(models_folders)
         self._hash_cache = hash_cache  # None: the cache file in Sfumato's cache folder
         self._manager: ModelManager | None = None
@@ -55,7 +57,7 @@ class LocalBackend:
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBackend:
         return cls(settings.device, settings.precision, settings.models_folders,
-                   weight_storage=settings.weight_storage)
+                   weight_storage=settings.weight_storage, few_step_marks=settings.few_step_marks)
 
     def start(self, state: TaskState) -> str:
         """Choose the device (raises ValueError for one that is not there); returns its description."""
@@ -120,10 +122,12 @@ class LocalBackend:
         UPSCALE; family "upscaler", "restorer" for a model of scale 1, or "face restorer") of the upscaler folders
         and the demo upscaler and restorer; then the ControlNets (kind and family "controlnet") and the demo one; then
         the IP-Adapter files (kind and family "ipadapter"; the demo one is built in), so a server can name them."""
-        found = [ModelDescriptor(str(entry.path), entry.info.family.value, entry.name, variant=entry.info.variant)
+        found = [ModelDescriptor(str(entry.path), entry.info.family.value, entry.name, variant=entry.info.variant,
+                                 few_step=fewstep.kind_of(entry.info.name, entry.info.few_step, self.few_step_marks))
                  for entry in model_sources.list_models(self._folders) if entry.usable]
         demos = [ModelDescriptor(families.DEMO_PREFIX + spec.demo, spec.family.value,
-                                 f"Demo {spec.label} (random weights)", variant=_DEMO_VARIANTS.get(spec.demo, ""))
+                                 f"Demo {spec.label} (random weights)", variant=_DEMO_VARIANTS.get(spec.demo, ""),
+                                 few_step=fewstep.demo_kind(families.DEMO_PREFIX + spec.demo))
                  for spec in families.SPECS.values() if spec.demo and spec.demo != "sd1"]
         from .upscale import kind_of  # restorer (scale 1), upscaler or face restorer, from spandrel's reading
 
@@ -136,7 +140,7 @@ class LocalBackend:
         adapter = frozenset({"ipadapter"})
         adapters = [ModelDescriptor(str(path), "ipadapter", name, kinds=adapter)
                     for name, path in references.list_adapters(self._folders).items()]
-        return [*found, ModelDescriptor(DEMO, "sd1", DEMO_NAME), *demos, *upscalers,
+        return [*found, ModelDescriptor(DEMO, "sd1", DEMO_NAME, few_step=fewstep.demo_kind(DEMO)), *demos, *upscalers,
                 ModelDescriptor(DEMO, "upscaler", postprocess.DEMO_UPSCALER_NAME, kinds=upscale),
                 ModelDescriptor(postprocess.DEMO_RESTORER, "restorer", postprocess.DEMO_RESTORER_NAME, kinds=upscale),
                 *controls, ModelDescriptor(DEMO, "controlnet", "Demo ControlNet (random weights)", kinds=control),
@@ -164,7 +168,10 @@ class LocalBackend:
             model_hash = modelfiles.model_hash(loaded.info.path, cache=cache)
         except (OSError, SfumatoError):
             model_hash = ""  # the pictures matter more than the hash in their metadata
-        described = ModelDescriptor(loaded.ref, loaded.family, loaded.name, model_hash, variant=loaded.info.variant)
+        few_step = fewstep.demo_kind(loaded.ref) or fewstep.kind_of(loaded.info.name, loaded.info.few_step,
+                                                                    self.few_step_marks)
+        described = ModelDescriptor(loaded.ref, loaded.family, loaded.name, model_hash, variant=loaded.info.variant,
+                                    few_step=few_step)
         self._described[loaded.ref] = (weakref.ref(loaded), described)
         return described
 
