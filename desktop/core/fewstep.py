@@ -121,10 +121,9 @@ def recipe(kind: str, family: str = "sd1", steps_hint: int | None = None, *, gui
 _WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _STEPS = re.compile(r"(?<!\d)(\d{1,2})[ _.-]?(?:[Ss][Tt][Ee][Pp][Ss]?)(?![a-z])")
 # Words beside "lightning" that make it a subject (a LoRA of lightning bolts), not SDXL-Lightning.
-_LIGHTNING_SUBJECTS = {"bolt", "bolts", "effect", "effects", "storm", "storms", "strike", "strikes", "magic",
+_LIGHTNING_SUBJECTS = {"bolt", "bolts", "effect", "effects", "style", "storm", "storms", "strike", "strikes", "magic",
                        "element", "elemental", "aura", "fx", "vfx", "power", "powers", "sky", "thunder", "electric",
                        "electricity", "spell"}
-_VERSION = re.compile(r"v?\d+")
 # kohya and modelspec metadata that name or describe what was trained (short texts only)
 # (not ss_sd_model_name: the model a LoRA was trained on says nothing of the LoRA)
 METADATA_KEYS = ("ss_output_name", "modelspec.title", "ss_training_comment", "modelspec.description",
@@ -172,9 +171,10 @@ def _kind_of_words(ws: list[str], text: str) -> str:
     if "tcd" in found:
         return TCD
     for i, w in enumerate(ws):
-        after = ws[i + 1] if i + 1 < len(ws) else ""
-        if w == "hyper" and (after.startswith("sd") or steps_in_name(text) or not after or _VERSION.fullmatch(after)):
-            return HYPER  # "Hyper-SD15", "HyperSDXL", "..._hyper_8steps", "juggernautXL_hyper", not "HyperRealism"
+        after, then = (ws[i + 1:i + 3] + ["", ""])[:2]
+        version = after == "v" and then.isdigit()
+        if w == "hyper" and (after.startswith("sd") or steps_in_name(text) or not after or version):
+            return HYPER  # "Hyper-SD15", "HyperSDXL", "..._hyper_8steps", "juggernautXL_hyper_v2"; not "HyperRealism"
         if w == "dmd" and after == "2":
             return DMD2
         if w == "lightning" and not found & _LIGHTNING_SUBJECTS:

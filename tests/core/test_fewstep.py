@@ -34,6 +34,8 @@ FEW_STEP_NAMES = [
     ("Hyper-SDXL-1step-lora", "hyper"),
     ("HyperSDXL_12steps_CFG", "hyper"),
     ("juggernautXL_hyper", "hyper"),
+    ("zavychromaxl_hyper_v2", "hyper"),
+    ("sdxl_hyper_8steps", "hyper"),
     ("ByteDance/SDXL-Lightning", "lightning"),
     ("sdxl_lightning_4step_unet.safetensors", "lightning"),
     ("sdxl_lightning_8step_lora", "lightning"),
@@ -52,6 +54,8 @@ OTHER_NAMES = [
     "HyperRealism_v3",  # hyper-realism, not Hyper-SD
     "hyperrealistic_v10",
     "lightning_bolt_style",  # a LoRA of lightning bolts, not SDXL-Lightning
+    "Lightning_Style_XL",
+    "hyper_3d_render",
     "LightningMagicXL",
     "turbovisionxl",  # one lower-case word: its name does not tell (a mark does)
     "abtcdxyz",
