@@ -17,8 +17,8 @@ below are what the makers' model cards on the Hugging Face Hub recommend (paraph
 - Lightning: ByteDance/SDXL-Lightning card: Euler with trailing timesteps, guidance off, 2, 4 or 8 steps as the
   file says ("sdxl_lightning_4step_unet"); SDXL only. Finetunes ("...LightningBakedvae") take the same.
 - Turbo: stabilityai/sd-turbo (an SD 2.1 distillation) and sdxl-turbo cards: 1-4 steps, guidance off, 512x512;
-  img2img needs strength x steps >= 1, so the default is 2 steps (strength 0.5 still runs one step). Euler a, as
-  A1111 users run it.
+  img2img needs strength x steps >= 1, so the default is 2 steps (strength 0.5 still runs one step). Their own
+  scheduler configs: Euler (ancestral for SDXL-Turbo) with trailing timesteps, so Euler a with SGM Uniform.
 - DMD2: tianweiy/DMD2 card: "dmd2_sdxl_4step_lora" with LCMScheduler, 4 steps, guidance off; SDXL only.
 
 Only the UNet families (sd1, sd2, sdxl) are this module's: the flow families' few-step variants (FLUX.1
@@ -91,7 +91,7 @@ _RECIPES = {
     TCD: _Kind("TCD", AUTOMATIC, 4, (4, 8)),
     HYPER: _Kind("DDIM", SGM_UNIFORM, 8, (1, 12)),
     LIGHTNING: _Kind("Euler", SGM_UNIFORM, 4, (2, 8), (1.0, 2.0)),
-    TURBO: _Kind("Euler a", AUTOMATIC, 2, (1, 4), size=512),
+    TURBO: _Kind("Euler a", SGM_UNIFORM, 2, (1, 4), size=512),
     DMD2: _Kind("LCM", AUTOMATIC, 4, (1, 4)),
 }
 HYPER_GUIDED_CFG = (5.0, 8.0)  # Hyper-SD's "CFG" LoRAs
