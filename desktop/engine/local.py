@@ -17,6 +17,7 @@ import numpy as np
 
 from desktop.core import addons, controlnets, families, model_sources, modelfiles, paths, postprocess, references
 from desktop.core import fewstep
+from desktop.core.cpu_runtime import Measurement
 from desktop.core.backend import GENERATION, PREPROCESS, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.postprocess import UPSCALE
 from desktop.core.errors import SfumatoError
@@ -24,7 +25,7 @@ from desktop.core.geometry import Extent
 from desktop.core.progress import TaskState
 from desktop.core.settings import Settings
 
-from . import devices, generate, tiny
+from . import devices, generate, runtime_probe, tiny
 from .models import CHECKPOINT, DEMO, LoadedModel, ModelManager
 
 DEMO_NAME = "Demo model (random weights)"
@@ -44,7 +45,8 @@ class LocalBackend:
     """Owned by one thread (the worker's, or the CLI's); only cancel() may be called from another."""
 
     def __init__(self, device: str = "auto", precision: str = "auto", models_folders: Iterable[str | Path] = (),
-                 hash_cache: Path | None = None, weight_storage: str = "auto", few_step_marks: dict | None = None):
+                 hash_cache: Path | None = None, weight_storage: str = "auto", few_step_marks: dict | None = None,
+                 cpu_runtime: str = "pytorch", cpu_threads: int = 0):
         self.device, self.precision, self.weight_storage = device, precision, weight_storage
         self.few_step_marks = dict(few_step_marks or {})  # settings.few_step_marks: the user's word on few-step files
         self._folders = list(models_folders)
@@ -53,16 +55,23 @@ class LocalBackend:
         # ref -> (the loaded model, weakly: one the manager unloaded is freed; its description)
         self._described: dict[str, tuple[weakref.ref, ModelDescriptor]] = {}
         self._call = CurrentCall()  # for cancel() from another thread
+        # settings.cpu_runtime and cpu_threads: how a run on the CPU goes (desktop/core/cpu_runtime.py, devices.py);
+        # "auto" (the settings' default) measures the CPU once at start, so a backend built by hand runs PyTorch
+        self.cpu_runtime, self.cpu_threads = cpu_runtime, cpu_threads
+        self.measurement: Measurement | None = None  # which CPU runtime was faster here (runtime_probe.ensure)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalBackend:
         return cls(settings.device, settings.precision, settings.models_folders,
-                   weight_storage=settings.weight_storage, few_step_marks=settings.few_step_marks)
+                   weight_storage=settings.weight_storage, few_step_marks=settings.few_step_marks,
+                   cpu_runtime=settings.cpu_runtime, cpu_threads=settings.cpu_threads)
 
     def start(self, state: TaskState) -> str:
         """Choose the device (raises ValueError for one that is not there); returns its description."""
         if self._manager is None:
-            self._manager = ModelManager(devices.choose(self.device, self.precision), self.weight_storage)
+            choice = devices.choose(self.device, self.precision, threads=self.cpu_threads)
+            self.measurement = runtime_probe.ensure(choice, self.cpu_runtime, state)
+            self._manager = ModelManager(choice, self.weight_storage)
         return self._manager.device.description
 
     def load(self, ref: str, state: TaskState) -> ModelDescriptor:

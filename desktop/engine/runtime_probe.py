@@ -1,0 +1,155 @@
+"""Measure once which CPU runtime is faster on this CPU: PyTorch or OpenVINO (desktop/core/cpu_runtime.py).
+
+The probe is one slice of an SD1.5 UNet at its real width: a ResNet block and a transformer block (self-attention
+over the latent's tokens, cross-attention to a 77-token prompt, a GEGLU feed-forward) with 320 channels on 32x32
+latents, in a batch of 2 as CFG runs it. PyTorch runs it the way the app does (devices.choose's dtype,
+channels-last in half precision, inference mode); OpenVINO runs the same module, converted once and compiled
+with the same precision, on the same inputs. Each gets a warm-up, then the median of a few timed runs; the whole
+probe takes about 2-3 s. OpenVINO missing or failing gives openvino_s None and a note saying why: never a guess.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from desktop.core import cpu_runtime
+from desktop.core.cpu_runtime import Measurement
+from desktop.core.progress import TaskState
+
+from .devices import DeviceChoice
+
+log = logging.getLogger(__name__)
+
+STATUS = "Measuring which CPU runtime is faster here (once)..."
+RUNS = 3  # timed runs of each runtime after the warm-up; their median counts
+
+
+class _Probe(nn.Module):
+    """A ResNet block and a transformer block of an SD1.5 UNet level, between a latent conv in and out."""
+
+    def __init__(self, channels: int = 320, context: int = 768, heads: int = 8):
+        super().__init__()
+        self.heads = heads
+        self.conv_in = nn.Conv2d(4, channels, 3, padding=1)
+        self.norm1, self.conv1 = nn.GroupNorm(32, channels), nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2, self.conv2 = nn.GroupNorm(32, channels), nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
+        self.proj_in, self.proj_out = nn.Linear(channels, channels), nn.Linear(channels, channels)
+        self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(channels) for _ in range(3))
+        self.qkv, self.out1 = nn.Linear(channels, 3 * channels, bias=False), nn.Linear(channels, channels)
+        self.q2, self.kv2 = nn.Linear(channels, channels, bias=False), nn.Linear(context, 2 * channels, bias=False)
+        self.out2 = nn.Linear(channels, channels)
+        self.ff_in, self.ff_out = nn.Linear(channels, 8 * channels), nn.Linear(4 * channels, channels)
+        self.norm_out, self.conv_out = nn.GroupNorm(32, channels), nn.Conv2d(channels, 4, 3, padding=1)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        b, n, c = q.shape
+        split = lambda t: t.reshape(b, -1, self.heads, c // self.heads).transpose(1, 2)  # noqa: E731
+        return F.scaled_dot_product_attention(split(q), split(k), split(v)).transpose(1, 2).reshape(b, n, c)
+
+    def forward(self, latents: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = self.conv_in(latents)
+        x = x + self.conv2(F.silu(self.norm2(self.conv1(F.silu(self.norm1(x))))))
+        b, c, h, w = x.shape
+        t = self.proj_in(self.norm(x).permute(0, 2, 3, 1).reshape(b, h * w, c))
+        t = t + self.out1(self._attend(*self.qkv(self.ln1(t)).chunk(3, dim=-1)))
+        t = t + self.out2(self._attend(self.q2(self.ln2(t)), *self.kv2(context).chunk(2, dim=-1)))
+        hidden, gate = self.ff_in(self.ln3(t)).chunk(2, dim=-1)
+        t = t + self.ff_out(hidden * F.gelu(gate))
+        x = x + self.proj_out(t).reshape(b, h, w, c).permute(0, 3, 1, 2)
+        return self.conv_out(F.silu(self.norm_out(x)))
+
+
+def measure(choice: DeviceChoice, channels: int = 320, size: int = 32, runs: int = RUNS) -> Measurement:
+    """Time the probe in PyTorch and in OpenVINO on this CPU (`channels` and `size`, the latent side, are smaller
+    in tests). The Measurement belongs to this CPU and these versions (cpu_runtime.this_cpu/versions)."""
+    torch.manual_seed(0)
+    half = choice.dtype in (torch.float16, torch.bfloat16)
+    module = _Probe(channels).eval()
+    latents, context = torch.randn(2, 4, size, size), torch.randn(2, 77, 768)
+    layout = torch.channels_last if half else torch.contiguous_format
+    model = copy.deepcopy(module).to(dtype=choice.dtype, memory_format=layout)
+    inputs = (latents.to(choice.dtype).contiguous(memory_format=layout), context.to(choice.dtype))
+
+    def pytorch() -> None:
+        with torch.inference_mode():
+            model(*inputs)
+
+    runners, note = {"pytorch": pytorch}, ""
+    try:
+        runners["openvino"] = _openvino(module, (latents, context), choice.precision)
+        runners["openvino"]()  # its first run compiles kernels: a failure there also means "not usable here"
+        note = (f"Measured on a {channels}-channel UNet block at {size * 8}x{size * 8} pixels, CFG batch 2, "
+                f"{choice.precision}.")
+    except Exception as error:  # noqa: BLE001 - any failure of OpenVINO's conversion or run means "not usable here"
+        runners.pop("openvino", None)
+        note = _failure(error)
+    times = _medians(runners, runs)
+    return Measurement(cpu_runtime.this_cpu(), times["pytorch"], times.get("openvino"), note, cpu_runtime.versions(),
+                       choice.precision)
+
+
+def ensure(choice: DeviceChoice, setting: str, state: TaskState | None = None) -> Measurement | None:
+    """The measurement the "auto" CPU runtime chooses by: the saved one for this CPU, or a new one made now (and
+    saved) when `setting` is "auto", the device is the CPU and none belongs here. None when nothing is needed."""
+    if choice.device.type != "cpu":
+        return None
+    saved = cpu_runtime.load(precision=choice.precision)
+    if saved is not None or setting != "auto":
+        return saved
+    if state is not None:
+        state.status(STATUS)
+    measurement = measure(choice)
+    try:
+        cpu_runtime.save(measurement)
+    except OSError:
+        log.warning("Could not save the CPU runtime measurement", exc_info=True)  # measured again next start
+    log.info("CPU runtime: %s", cpu_runtime.describe(measurement))
+    return measurement
+
+
+def _openvino(module: nn.Module, inputs: tuple[torch.Tensor, ...], precision: str):
+    """The probe converted and compiled for OpenVINO's CPU plugin; returns a function that runs it once."""
+    import openvino as ov
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer warnings: the probe traces fine
+        converted = ov.convert_model(module, example_input=inputs)
+    hint = "bf16" if precision == "bf16" else "f32"
+    compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": hint,
+                                                          "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    arrays = [tensor.numpy() for tensor in inputs]
+    return lambda: request.infer(arrays)
+
+
+def _failure(error: Exception) -> str:
+    """One sentence for why OpenVINO could not be measured."""
+    if isinstance(error, ModuleNotFoundError) and error.name == "openvino":
+        return "OpenVINO is not installed."
+    log.warning("OpenVINO failed in the CPU runtime probe", exc_info=error)
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"OpenVINO failed here: {first.rstrip('.')}."
+
+
+def _medians(runners: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """Each runner's median time of `runs` runs after a warm-up (oneDNN and OpenVINO pick their kernels on the
+    first call); the runtimes take turns, so another program loading the CPU for a moment slows both alike."""
+    for run in runners.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(max(1, runs)):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}

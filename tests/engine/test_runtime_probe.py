@@ -1,0 +1,88 @@
+"""The CPU runtime probe: a real, short measurement of PyTorch and OpenVINO on this CPU, made once at the start."""
+
+import sys
+
+import pytest
+
+from desktop.core import cpu_runtime
+from desktop.core.progress import TaskState
+from desktop.core.settings import Settings
+from desktop.engine import devices, runtime_probe
+from desktop.engine.local import LocalBackend
+
+SMALL = {"channels": 32, "size": 4, "runs": 1}  # the probe's network, small enough for a test
+
+
+def test_both_runtimes_are_timed_on_the_same_network():
+    measured = runtime_probe.measure(devices.choose("cpu", "fp32"), **SMALL)
+    assert measured.cpu == cpu_runtime.this_cpu() and measured.versions == cpu_runtime.versions()
+    assert measured.precision == "fp32" and measured.pytorch_s > 0
+    assert measured.openvino_s is not None and measured.openvino_s > 0, measured.note
+    assert "32-channel UNet block at 32x32 pixels" in measured.note
+    assert cpu_runtime.chosen("auto", measured) == measured.faster
+
+
+def test_without_openvino_pytorch_is_measured_and_chosen(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ModuleNotFoundError
+    measured = runtime_probe.measure(devices.choose("cpu", "fp32"), **SMALL)
+    assert measured.openvino_s is None and measured.pytorch_s > 0
+    assert measured.note == "OpenVINO is not installed."
+    assert cpu_runtime.chosen("auto", measured) == "pytorch"
+    assert cpu_runtime.describe(measured).endswith("(OpenVINO is not installed); PyTorch is used.")
+
+
+def test_openvino_failing_is_noted_in_one_sentence(monkeypatch):
+    def broken(*args):
+        raise RuntimeError("Exception from src/inference/src/core.cpp:112:\n[ GENERAL_ERROR ] no CPU plugin\ntrace")
+
+    monkeypatch.setattr(runtime_probe, "_openvino", broken)
+    measured = runtime_probe.measure(devices.choose("cpu", "fp32"), **SMALL)
+    assert measured.openvino_s is None
+    assert measured.note == "OpenVINO failed here: Exception from src/inference/src/core.cpp:112:."
+    assert cpu_runtime.chosen("auto", measured) == "pytorch"
+
+
+@pytest.fixture
+def probes(monkeypatch):
+    """Counts the measurements made; each is a fixed, quick one."""
+    made, real = [], runtime_probe.measure
+
+    def measure(choice):
+        made.append(choice)
+        return real(choice, **SMALL)
+
+    monkeypatch.setattr(runtime_probe, "measure", measure)
+    return made
+
+
+def test_the_backend_measures_once_at_its_first_start_on_auto(probes):
+    statuses = []
+    backend = LocalBackend.from_settings(Settings(device="cpu", precision="fp32"))
+    backend.start(TaskState(on_status=statuses.append))
+    assert statuses == [runtime_probe.STATUS] and len(probes) == 1
+    assert cpu_runtime.load() == backend.measurement  # saved for the next start
+
+    again = LocalBackend.from_settings(Settings(device="cpu", precision="fp32"))
+    statuses.clear()
+    again.start(TaskState(on_status=statuses.append))
+    assert statuses == [] and len(probes) == 1 and again.measurement == backend.measurement
+
+
+def test_a_measurement_from_another_cpu_is_made_again(probes):
+    cpu_runtime.save(cpu_runtime.Measurement("Another CPU, 96 logical CPUs", 1.0, 0.5, "", cpu_runtime.versions(),
+                                             "fp32"))
+    LocalBackend.from_settings(Settings(device="cpu", precision="fp32")).start(TaskState())
+    assert len(probes) == 1 and cpu_runtime.load().cpu == cpu_runtime.this_cpu()
+
+
+@pytest.mark.parametrize("runtime", ["pytorch", "openvino"])
+def test_a_chosen_runtime_is_not_measured(probes, runtime):
+    backend = LocalBackend.from_settings(Settings(device="cpu", precision="fp32", cpu_runtime=runtime))
+    backend.start(TaskState())
+    assert probes == [] and backend.measurement is None and cpu_runtime.load() is None
+
+
+def test_another_device_is_not_measured(probes):
+    choice = devices.choose("cpu", "fp32")
+    gpu = devices.DeviceChoice(devices.torch.device("cuda"), choice.dtype, "CUDA")
+    assert runtime_probe.ensure(gpu, "auto", TaskState()) is None and probes == []
