@@ -56,6 +56,12 @@ NEGATIVE_MARKER = "Negative prompt:"
 #: writes them (Result.params: "Distilled CFG Scale" for variants that take it, "Shift" when not 0); from_request
 #: puts them after "CFG scale", where Forge writes them, and read_flow_sampling reads them back.
 DISTILLED_CFG_KEY, SHIFT_KEY = "Distilled CFG Scale", "Shift"
+#: The engine writes "Decoder: TAESD" when the tiny TAESD decoder made the picture's pixels (request.decoder "tiny";
+#: no entry: the model's own VAE) and "Runtime: OpenVINO" when OpenVINO ran the model (no entry: PyTorch). The
+#: decoder reads back into the request (read_decoder); the runtime is a record, not a request value: it is shown
+#: and kept with the text, and a picture that names one is read like any other.
+DECODER_KEY, TAESD = "Decoder", "TAESD"
+RUNTIME_KEY = "Runtime"
 _KEY = re.compile(r"\s*(\w[\w \-/.]*):\s*")
 _WRITABLE_KEY = re.compile(r"\w(?:[\w \-/.]*[\w\-/.])?")
 _AFTER_VALUE = re.compile(r"\s*(?:,|$)")
@@ -203,6 +209,13 @@ def read_flow_sampling(params: Mapping[str, str], sampling: Sampling, shift_writ
         if value is not None and 0 <= value <= high:
             changes[name] = value
     return sampling.replace(**changes)
+
+
+def read_decoder(params: Mapping[str, str]) -> str:
+    """The request's decoder an infotext's params (keys in any case) say: "tiny" for "Decoder: TAESD", else "full"
+    (no "Decoder", or one Sfumato does not know: the model's own VAE)."""
+    value = next((value for key, value in params.items() if key.lower() == DECODER_KEY.lower()), "")
+    return "tiny" if str(value).strip().lower() == TAESD.lower() else "full"
 
 
 def _read_number(text: object) -> float | None:

@@ -50,7 +50,7 @@ from desktop.core.errors import InvalidRequest, ModelLoadError, SfumatoError
 from desktop.core.faces import AUTO_DETECTOR, DEMO_FACE_RESTORER, FaceSettings
 from desktop.core.geometry import Extent
 from desktop.core.postprocess import PIXEL_UPSCALERS, UPSCALE, DetailSettings, UpscaleRequest
-from desktop.core.request import HIRES_UPSCALERS, MAX_SIZE, GenerationRequest, Images
+from desktop.core.request import DECODERS, HIRES_UPSCALERS, MAX_SIZE, GenerationRequest, Images
 
 MAX_BODY = 64 * 1024 * 1024  # bytes of one request body
 MAX_PICTURE_SIDE = MAX_SIZE  # pixels, any picture in a job
@@ -200,6 +200,8 @@ def decode_job(body: bytes | dict, resolve: Resolve) -> Job:
 
 def _decode_generation(body: dict, resolve: Resolve) -> GenerationJob:
     request = GenerationRequest.from_dict(_dict(body, "request"))
+    if request.decoder not in DECODERS:  # refused here, before the job waits for the engine
+        raise InvalidRequest("decoder", f"must be one of {', '.join(DECODERS)}, got {request.decoder!r}")
     images = _dict(body, "images")
     init = images.get("init")
     mask = images.get("mask")
@@ -377,14 +379,15 @@ def model_event(descriptor: ModelDescriptor, public_ref: str) -> bytes:
 
 def describe_model(descriptor: ModelDescriptor, public_ref: str) -> dict:
     return {"ref": public_ref, "family": descriptor.family, "name": descriptor.name, "hash": descriptor.hash,
-            "kinds": sorted(descriptor.kinds), "variant": descriptor.variant}
+            "kinds": sorted(descriptor.kinds), "variant": descriptor.variant, "few_step": descriptor.few_step}
 
 
 def read_model(data: dict) -> ModelDescriptor:
     try:
         return ModelDescriptor(str(data["ref"]), str(data["family"]), str(data["name"]), str(data.get("hash", "")),
                                frozenset(str(k) for k in data.get("kinds", [GENERATION])),
-                               str(data.get("variant") or ""))  # a server before the flow families sends none
+                               str(data.get("variant") or ""),  # a server before the flow families sends none
+                               few_step=str(data.get("few_step") or ""))  # nor one before the few-step models
     except (KeyError, TypeError):
         raise ProtocolError("The server described a model without its ref, family and name.") from None
 

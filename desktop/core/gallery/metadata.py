@@ -35,7 +35,7 @@ from PIL import Image
 from ..families import demo_kind
 from .. import imageio, lineage  # open_picture; importing it sets Pillow's size and text-chunk limits
 from ..infotext import (DISTILLED_CFG_KEY, SHIFT_KEY, Infotext, InfotextError, format_infotext, from_fooocus_json,
-                        parse_infotext, parse_size, read_flow_sampling)
+                        parse_infotext, parse_size, read_decoder, read_flow_sampling)
 from ..request import (HIRES_UPSCALERS, MAX_CLIP_SKIP, MAX_HIRES_SCALE, MAX_SEED, GenerationRequest, Hires, Images,
                        InvalidRequest, Mode, is_hires_upscaler, nested)
 from ..samplers import AUTOMATIC, SAMPLERS, split_sampler_name
@@ -76,6 +76,7 @@ class ImageMeta:
     emphasis: str = ""  # A1111's "Emphasis" mode; "" when not written (its default, "Original")
     hires: dict = field(default_factory=dict)  # A1111's hires-fix values as written: "hires upscale", ... (lower case)
     flow: dict = field(default_factory=dict)  # Forge's "distilled cfg scale" and "shift" as written (lower case)
+    decoder: str = "full"  # request.decoder: "tiny" when the text says "Decoder: TAESD" (infotext.read_decoder)
     parameters: str = ""  # A1111-style text, for Copy parameters
     source: str = ""  # "sfumato", "a1111", "comfyui", "invokeai", "swarmui", "ruinedfooocus" or "" (nothing found)
     request: dict = field(default_factory=dict)  # Sfumato's own request (request.nested form), when ours
@@ -294,7 +295,7 @@ def to_request(meta: ImageMeta, base: GenerationRequest) -> GenerationRequest:
             size[name] = value
     sampling = read_flow_sampling(meta.flow, base.sampling.replace(**changes), meta.source in ("a1111", "sfumato"))
     return base.replace(sampling=sampling, conditioning=conditioning,
-                        hires=_hires(meta.hires, base.hires), **size)
+                        hires=_hires(meta.hires, base.hires), decoder=meta.decoder, **size)
 
 
 # -- the readers ---------------------------------------------------------------------------
@@ -318,7 +319,7 @@ def _sfumato(chunks: dict) -> ImageMeta | None:
         steps=_int(sampling.get("steps")), cfg_scale=_float(sampling.get("cfg_scale")),
         width=_int(request.get("width")), height=_int(request.get("height")),
         clip_skip=_int(conditioning.get("clip_skip")),
-        parameters=base.parameters, source="sfumato", request=request,
+        parameters=base.parameters, source="sfumato", request=request, decoder=base.decoder,
     )
 
 
@@ -379,6 +380,7 @@ def _a1111(chunks: dict) -> ImageMeta | None:
         clip_skip=_int(params.get("clip skip")), emphasis=params.get("emphasis", ""), parameters=text.strip(),
         hires={key: value for key, value in params.items() if key in _HIRES_KEYS}, source="a1111",
         flow={key: value for key, value in params.items() if key in (DISTILLED_CFG_KEY.lower(), SHIFT_KEY.lower())},
+        decoder=read_decoder(params),
     )
 
 
