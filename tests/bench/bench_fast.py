@@ -1,0 +1,271 @@
+"""Fast generation without a GPU (issue 22): OpenVINO against PyTorch on the CPU, few steps against many.
+
+Each figure has its baseline measured in the same run on the same machine:
+- UNet step (CFG: a batch of 2 into the UNet; and a batch of 1) and VAE decode at 256 and 512 on a full-size SD1.5
+  with random weights (bench_engine's model, from resources/configs/sd1): Sfumato's PyTorch setup (bf16 and
+  channels-last on a CPU that multiplies bf16 natively, else fp32) and OpenVINO (bf16 inference, static shapes),
+  against PyTorch fp32 (diffusers' default); OpenVINO's relative error against fp32 beside PyTorch bf16's;
+  and a UNet step through Sfumato's OpenVINO runtime (desktop/engine/openvino_runtime.py) against the bare
+  compiled UNet (goal: within 1.05x).
+- first use of OpenVINO: converting the UNet and the VAE decoder (seconds and peak memory, in a fresh process),
+  the converted files' size on disk and loading them again (read and compile for 512x512 CFG), against loading
+  the PyTorch model.
+- time to a 512x512 picture through generate.run: 20 steps of DPM++ 2M at CFG 7 decoded by the full VAE, against
+  4 LCM steps at CFG 1 decoded by TAESD, on each runtime. Unless SFUMATO_BENCH_FULL_PICTURE=1 the 20-step time is
+  extrapolated from runs of 2 and 4 steps (the figure's name says so).
+
+Both runtimes use the threads they choose by default (one per core). A part whose dependency is missing (the
+openvino package, Sfumato's OpenVINO runtime) prints why on stderr and reports nothing.
+SFUMATO_BENCH_QUICK=1 runs it all on the tiny demo model at toy sizes, to check the benchmark (figures mean nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .common import Figure, best_of, peak_rss_mib, quick, sfumato_home, skipped
+
+BENCH = "bench_fast"
+ROOT = Path(__file__).resolve().parents[2]
+SIZES = (64, 128) if quick() else (256, 512)
+TEXT_TOKENS = 77
+
+
+def run() -> list[Figure]:
+    os.environ["SFUMATO_HOME"] = sfumato_home("fast")
+    model = _model()
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="sfumato-bench-openvino-") as converted:
+        figures += first_use(model, Path(converted))
+        figures += steps_and_decodes(model, Path(converted))
+    return figures
+
+
+def _model() -> Path:
+    """The diffusers folder measured: bench_engine's full-size random SD1.5, or the tiny demo model when quick."""
+    if quick():
+        from desktop.engine import tiny
+
+        return tiny.build(Path(os.environ["SFUMATO_HOME"]) / "tiny", "sd1").folder
+    from .bench_engine import full_size_model
+
+    return full_size_model()
+
+
+def _openvino():
+    try:
+        import openvino
+    except ImportError:
+        return None
+    return openvino
+
+
+def _load_torch(model: Path):
+    """The model's UNet and VAE in fp32 (diffusers' default on the CPU)."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(model / "unet", torch_dtype=torch.float32).eval()
+    vae = AutoencoderKL.from_pretrained(model / "vae", torch_dtype=torch.float32).eval()
+    return unet, vae
+
+
+def _inputs(unet, size: int, batch: int, seed: int = 0):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    latent = size // 8
+    sample = torch.randn(batch, unet.config.in_channels, latent, latent, generator=generator)
+    text = torch.randn(batch, TEXT_TOKENS, unet.config.cross_attention_dim, generator=generator)
+    return sample, torch.tensor(500.0), text
+
+
+# -- first use: conversion and the cached load, each in a fresh process -------------------------------------------
+
+
+def first_use(model: Path, converted: Path) -> list[Figure]:
+    if _openvino() is None:
+        return skipped(BENCH, "OpenVINO first-use cost: the openvino package is not installed")
+    loaded = _child("load", model)
+    convert = _child("convert", model, converted)
+    reload = _child("reload", model, converted)
+    size = sum(f.stat().st_size for f in converted.iterdir()) / 2**20
+    on_disk = sum(f.stat().st_size for part in ("unet", "vae") for f in (model / part).iterdir()) / 2**20
+    return [
+        Figure("OpenVINO conversion of the UNet and VAE decoder (bare convert_model)", convert["seconds"], "s",
+               "loading them with PyTorch (fp32)", loaded["seconds"]),
+        Figure("peak memory converting them (fresh process)", convert["peak_mib"], "MiB",
+               "loading them with PyTorch (fp32)", loaded["peak_mib"]),
+        Figure("converted UNet and VAE decoder on disk (fp16 weights)", size, "MiB",
+               "the model's UNet and VAE (fp16 safetensors)", on_disk),
+        Figure(f"loading the converted ones again (read, compile for {SIZES[-1]}x{SIZES[-1]} CFG)",
+               reload["seconds"], "s", "loading them with PyTorch (fp32)", loaded["seconds"]),
+    ]
+
+
+def _child(task: str, model: Path, converted: Path | None = None) -> dict:
+    """Run `child(task, ...)` in a fresh Python: its peak memory is its own."""
+    code = f"from tests.bench.bench_fast import child; child({task!r}, {str(model)!r}, {str(converted)!r})"
+    env = {**os.environ, "SFUMATO_BENCH_QUICK": "1" if quick() else "0"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    if out.returncode:
+        raise RuntimeError(f"{task} failed in its own process:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def child(task: str, model: str, converted: str) -> None:
+    """One first-use measurement (see _child); prints its figures as JSON."""
+    import diffusers  # noqa: F401 - the imports are not part of what is measured
+    import openvino  # noqa: F401
+    import torch  # noqa: F401
+
+    start = time.perf_counter()
+    if task == "reload":
+        _compiled(Path(converted), SIZES[-1])
+    else:
+        unet, vae = _load_torch(Path(model))
+        if task == "convert":
+            start = time.perf_counter()
+            _convert(unet, vae, Path(converted))
+    print(json.dumps({"seconds": time.perf_counter() - start, "peak_mib": peak_rss_mib()}))
+
+
+def _convert(unet, vae, folder: Path) -> None:
+    """The UNet and the VAE decoder as OpenVINO IR with fp16 weights (shapes left dynamic)."""
+    import torch
+
+    ov = _openvino()
+
+    class Denoiser(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, sample, timestep, encoder_hidden_states):
+            return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, latents):
+            return self.vae.decode(latents, return_dict=False)[0]
+
+    with torch.no_grad():
+        ov.save_model(ov.convert_model(Denoiser().eval(), example_input=_inputs(unet, SIZES[0], 2)),
+                      str(folder / "unet.xml"), compress_to_fp16=True)
+        latents = torch.randn(1, vae.config.latent_channels, SIZES[0] // 8, SIZES[0] // 8)
+        ov.save_model(ov.convert_model(Decoder().eval(), example_input=(latents,)), str(folder / "vae_decoder.xml"),
+                      compress_to_fp16=True)
+
+
+def _compiled(folder: Path, size: int, batch: int = 2):
+    """The converted UNet and VAE decoder compiled for one size (the UNet for `batch`), bf16 inference."""
+    ov = _openvino()
+    core = ov.Core()
+    config = {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"}
+    unet = core.read_model(folder / "unet.xml")
+    latent = size // 8
+    channels = unet.inputs[0].get_partial_shape()[1]
+    text = unet.inputs[2].get_partial_shape()[2]
+    unet.reshape({0: [batch, channels, latent, latent], 1: [], 2: [batch, TEXT_TOKENS, text]})
+    decoder = core.read_model(folder / "vae_decoder.xml")
+    decoder.reshape({0: [1, decoder.inputs[0].get_partial_shape()[1], latent, latent]})
+    return core.compile_model(unet, "CPU", config), core.compile_model(decoder, "CPU", config)
+
+
+# -- UNet steps and VAE decodes, side by side ---------------------------------------------------------------------
+
+
+def steps_and_decodes(model: Path, converted: Path) -> list[Figure]:
+    import torch
+
+    from desktop.engine import devices
+
+    unet, vae = _load_torch(model)
+    cases = [(size, batch) for size in SIZES for batch in (2, 1)]
+    inputs = {case: _inputs(unet, *case) for case in cases}
+    latents = {size: torch.randn(1, vae.config.latent_channels, size // 8, size // 8,
+                                 generator=torch.Generator().manual_seed(1)) for size in SIZES}
+
+    def measure(dtype, channels_last: bool) -> tuple[dict, dict]:
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        unet.to(dtype).to(memory_format=fmt)
+        vae.to(dtype).to(memory_format=fmt)
+        seconds, outputs = {}, {}
+        with torch.inference_mode():
+            for case in cases:
+                sample, t, text = (tensor.to(dtype) if tensor.dim() else tensor for tensor in inputs[case])
+                step = lambda: unet(sample, t, text, return_dict=False)[0]  # noqa: E731
+                outputs[case] = step().float()  # warm-up: oneDNN picks its kernels
+                seconds[case] = best_of(step, repeat=_repeat(case[0]))
+            for size in SIZES:
+                z = latents[size].to(dtype)
+                decode = lambda: vae.decode(z, return_dict=False)[0]  # noqa: E731
+                decode()
+                seconds[size] = best_of(decode, repeat=_repeat(size))
+        return seconds, outputs
+
+    fp32, reference = measure(torch.float32, False)
+    dtype = devices.choose("cpu").dtype
+    ours, ours_out = measure(dtype, dtype != torch.float32)
+    setup = f"Sfumato's PyTorch ({str(dtype)[6:]}{', channels-last' if dtype != torch.float32 else ''})"
+    del unet, vae
+    openvino, openvino_out = {}, {}
+    if _openvino() is None:
+        skipped(BENCH, "OpenVINO steps and decodes: the openvino package is not installed")
+    elif not (converted / "unet.xml").is_file():
+        skipped(BENCH, "OpenVINO steps and decodes: the model was not converted")
+    else:
+        openvino, openvino_out = _measure_openvino(converted, inputs, latents)
+    figures = []
+    for case in [*cases, *SIZES]:
+        what = f"UNet step {_case(case)}" if isinstance(case, tuple) else f"VAE decode {case}x{case}"
+        figures.append(Figure(f"{what}, {setup}", ours[case], "s", "PyTorch fp32", fp32[case]))
+        if case in openvino:
+            figures.append(Figure(f"{what}, OpenVINO (bf16)", openvino[case], "s", "PyTorch fp32", fp32[case]))
+    worst = SIZES[-1], 2
+    if worst in openvino_out:
+        figures.append(Figure(f"OpenVINO UNet output {_case(worst)}, relative error against fp32",
+                              _relative_error(openvino_out[worst], reference[worst]) * 100, "%",
+                              f"{setup}'s relative error", _relative_error(ours_out[worst], reference[worst]) * 100))
+    return figures
+
+
+def _measure_openvino(converted: Path, inputs: dict, latents: dict) -> tuple[dict, dict]:
+    """Seconds per bare compiled UNet step (each size and batch) and VAE decode, and the UNet's outputs."""
+    import torch
+
+    seconds, outputs = {}, {}
+    for size, batch in inputs:
+        compiled_unet, compiled_decoder = _compiled(converted, size, batch)
+        request = compiled_unet.create_infer_request()
+        arrays = [tensor.numpy() for tensor in inputs[size, batch]]
+        outputs[size, batch] = torch.from_numpy(request.infer(arrays)[0].copy())
+        seconds[size, batch] = best_of(lambda: request.infer(arrays), repeat=_repeat(size))
+        if batch == 1:
+            decoder = compiled_decoder.create_infer_request()
+            z = [latents[size].numpy()]
+            decoder.infer(z)
+            seconds[size] = best_of(lambda: decoder.infer(z), repeat=_repeat(size))
+    return seconds, outputs
+
+
+def _case(case: tuple[int, int]) -> str:
+    size, batch = case
+    return f"{size}x{size} {'CFG (batch 2)' if batch == 2 else 'batch 1'}"
+
+
+def _repeat(size: int) -> int:
+    return 3 if size <= 256 else 2
+
+
+def _relative_error(output, reference) -> float:
+    return float((output.float() - reference).norm() / reference.norm())
