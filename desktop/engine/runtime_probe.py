@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import statistics
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -119,7 +120,7 @@ def ensure(choice: DeviceChoice, setting: str, state: TaskState | None = None) -
 
 def _openvino(module: nn.Module, inputs: tuple[torch.Tensor, ...], precision: str):
     """The probe converted and compiled for OpenVINO's CPU plugin; returns a function that runs it once."""
-    import openvino as ov
+    ov = import_openvino()
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer warnings: the probe traces fine
@@ -130,6 +131,18 @@ def _openvino(module: nn.Module, inputs: tuple[torch.Tensor, ...], precision: st
     request = compiled.create_infer_request()
     arrays = [tensor.numpy() for tensor in inputs]
     return lambda: request.infer(arrays)
+
+
+def import_openvino():
+    """The openvino module, with its converter's telemetry off. convert_model (openvino.tools.ovc) sends usage
+    events to Google Analytics without asking whenever the openvino-telemetry package is installed (a dependency
+    of openvino); Sfumato never reaches the network on its own, so that package is made unimportable first and
+    ovc falls back to its built-in stub that sends nothing."""
+    for name in ("openvino_telemetry", "openvino_telemetry.backend"):
+        sys.modules.setdefault(name, None)  # import raises ImportError: ovc takes its stub
+    import openvino
+
+    return openvino
 
 
 def _failure(error: Exception) -> str:

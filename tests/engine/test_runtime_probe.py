@@ -22,6 +22,14 @@ def test_both_runtimes_are_timed_on_the_same_network():
     assert cpu_runtime.chosen("auto", measured) == measured.faster
 
 
+def test_converting_the_probe_sends_no_telemetry():
+    """openvino's converter reports to Google Analytics without asking when openvino-telemetry is importable."""
+    runtime_probe.measure(devices.choose("cpu", "fp32"), **SMALL)
+    from openvino.tools.ovc import convert_impl
+
+    assert convert_impl.tm.__name__ == "openvino.tools.ovc.telemetry_stub"
+
+
 def test_without_openvino_pytorch_is_measured_and_chosen(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ModuleNotFoundError
     measured = runtime_probe.measure(devices.choose("cpu", "fp32"), **SMALL)
