@@ -37,15 +37,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import credentials, paths
-from desktop.core.settings import Settings
+from desktop.core import cpu_runtime, credentials, paths
+from desktop.core.settings import MAX_CPU_THREADS, Settings
 
 from .background import Background
 from .certificate_dialog import CertificateDialog, here
 from .models.folders import FolderListEditor
 
-ENGINE_RESTART_NOTE = ("Device, precision and weight storage changes take effect from the next generation (the model "
-                       "is loaded again).")
+ENGINE_RESTART_NOTE = ("Device, precision, weight storage and CPU runtime changes take effect from the next generation "
+                       "(the model is loaded again).")
 CPU_FP16_PROBLEM = "fp16 does not work on the CPU. Choose Automatic, bf16 or fp32."
 # One line: the Settings window must fit a 768-pixel screen (the certificate's fields are in their own window).
 CREDENTIALS_NOTE = "Never the prompt; gallery pictures share Sfumato's key, each export has one of its own."
@@ -99,6 +99,16 @@ WEIGHT_STORAGE_CHOICES = [
                                       "pictures close to, not the same as, full ones. No LoRAs."),
 ]
 
+CPU_RUNTIME_CHOICES = [
+    ("auto", "Automatic (measured on this CPU)", "The faster of PyTorch and OpenVINO on this CPU, as measured once when "
+                                                "the engine first starts here; PyTorch until then."),
+    ("pytorch", "PyTorch", "PyTorch runs the model: nothing to convert, every feature works."),
+    ("openvino", "OpenVINO (faster; converts each model once)",
+     "OpenVINO runs the model on the CPU: each model is converted once (1-5 minutes, kept beside the model cache), "
+     "then usually runs faster. Its pictures say Runtime: OpenVINO in their parameters."),
+]
+AUTOMATIC_THREADS = "Automatic"
+
 PREVIEW_CHOICES = [
     ("approximate", "Approximate (fast)", "A rough colour preview straight from the latents; costs nothing."),
     (
@@ -123,6 +133,13 @@ THEME_CHOICES = [
     ("light", "Light", "Dark text on light backgrounds."),
     ("dark", "Dark", "Light text on dark backgrounds."),
 ]
+
+
+def measured_runtime() -> str:
+    """What the last measurement of PyTorch against OpenVINO on this CPU found (desktop/core/cpu_runtime.py), or ""
+    when there is none yet."""
+    measurement = cpu_runtime.load()
+    return cpu_runtime.describe(measurement) if measurement is not None else ""
 
 
 def output_folder_problem(text: str) -> str | None:
@@ -237,7 +254,6 @@ class SettingsDialog(QDialog):
         layout.addWidget(self._engine_group())
         layout.addWidget(self._folders_group())
         layout.addWidget(self._previews_group())
-        layout.addWidget(self._appearance_group())
         layout.addStretch(1)
         layout.addWidget(self._button_box())
         width = max(label.sizeHint().width() for label in self._labels)
@@ -322,6 +338,19 @@ class SettingsDialog(QDialog):
             "torchao package for int8; GGUF files are already quantized).\nAutomatic: int8 only where the GPU "
             "would otherwise need sequential offload. Pictures made in int8 say so in their parameters.",
         )
+        self.cpu_runtime = self._combo(
+            CPU_RUNTIME_CHOICES,
+            "What runs the model when the device is the CPU (a GPU always runs PyTorch).\nAutomatic: the faster of "
+            "the two on this CPU, measured once, never guessed.",
+        )
+        self.cpu_threads = QSpinBox()
+        self.cpu_threads.setRange(0, MAX_CPU_THREADS)
+        self.cpu_threads.setSpecialValueText(AUTOMATIC_THREADS)
+        self.cpu_threads.setToolTip("How many threads a picture made on the CPU uses. Automatic: one per physical "
+                                    "core.")
+        self.cpu_measured = _MessageLabel("")  # cpu_runtime.describe(): what the measurement found, when there is one
+        self.cpu_measured.setToolTip("Measured once, when the engine first ran a model on this CPU with the CPU runtime "
+                                     "on Automatic.")
         self.engine_note = _MessageLabel(_NOTE_STYLE)
         self.engine_problem = _MessageLabel(_MESSAGE_STYLE)
         self._row(form, "&Device:", self.device)
@@ -335,12 +364,25 @@ class SettingsDialog(QDialog):
         row.addWidget(storage_label)
         row.addWidget(self.weight_storage, 1)
         self._row(form, "&Precision:", precision_row, self.precision)
+        runtime_row = QWidget()  # the threads beside the runtime: the window keeps to a 720-pixel screen
+        row = QHBoxLayout(runtime_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        threads_label = QLabel("CPU t&hreads:")
+        threads_label.setBuddy(self.cpu_threads)
+        row.addWidget(self.cpu_runtime, 1)
+        row.addWidget(threads_label)
+        row.addWidget(self.cpu_threads)
+        self._row(form, "CPU &runtime:", runtime_row, self.cpu_runtime)
+        form.addRow("", self.cpu_measured)
         form.addRow("", self.engine_problem)
         form.addRow("", self.engine_note)
         self.device.currentIndexChanged.connect(self._engine_changed)
         self.precision.currentIndexChanged.connect(self._engine_changed)
         self.weight_storage.currentIndexChanged.connect(self._engine_changed)
-        self._engine_tips = {combo: combo.toolTip() for combo in (self.device, self.precision, self.weight_storage)}
+        self.cpu_runtime.currentIndexChanged.connect(self._engine_changed)
+        self.cpu_threads.valueChanged.connect(self._engine_changed)
+        self._engine_tips = {combo: combo.toolTip() for combo in (self.device, self.precision, self.weight_storage,
+                                                                  self.cpu_runtime, self.cpu_threads)}
         return group
 
     def _folders_group(self) -> QGroupBox:
@@ -410,7 +452,7 @@ class SettingsDialog(QDialog):
         return group
 
     def _previews_group(self) -> QGroupBox:
-        group, form = self._form("Previews")
+        group, form = self._form("Previews and appearance")  # one group: the window keeps to a 720-pixel screen
         self.preview_method = self._combo(PREVIEW_CHOICES, "How the picture is shown while it is being made.")
         self.preview_every = QSpinBox()
         self.preview_every.setRange(1, 100)
@@ -418,17 +460,20 @@ class SettingsDialog(QDialog):
         self.preview_every.setAccelerated(True)
         self.preview_every.setKeyboardTracking(False)  # the suffix changes on commit, not mid-typing
         self.taesd_note = _MessageLabel(_NOTE_STYLE)
-        self._row(form, "Preview &method:", self.preview_method)
-        self._row(form, "Pre&view every:", self.preview_every)
+        every_label = QLabel("Pre&view every:")
+        every_label.setBuddy(self.preview_every)
+        method_row = QWidget()  # one row: the window keeps to a 720-pixel screen
+        row = QHBoxLayout(method_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.preview_method, 1)
+        row.addWidget(every_label)
+        row.addWidget(self.preview_every)
+        self._row(form, "Preview &method:", method_row, self.preview_method)
         form.addRow("", self.taesd_note)
-        self.preview_method.currentIndexChanged.connect(self._previews_changed)
-        self.preview_every.valueChanged.connect(self._preview_every_suffix)
-        return group
-
-    def _appearance_group(self) -> QGroupBox:
-        group, form = self._form("Appearance")
         self.theme = self._combo(THEME_CHOICES, "Colours of Sfumato's windows.")
         self._row(form, "&Theme:", self.theme)
+        self.preview_method.currentIndexChanged.connect(self._previews_changed)
+        self.preview_every.valueChanged.connect(self._preview_every_suffix)
         return group
 
     def _button_box(self) -> QDialogButtonBox:
@@ -454,6 +499,7 @@ class SettingsDialog(QDialog):
             (self.device, settings.device),
             (self.precision, settings.precision),
             (self.weight_storage, settings.weight_storage),
+            (self.cpu_runtime, settings.cpu_runtime),
             (self.preview_method, settings.preview_method),
             (self.theme, settings.theme),
             (self.backend_choice, "server" if settings.server_url else "local"),
@@ -468,6 +514,10 @@ class SettingsDialog(QDialog):
         self._set_certificate(settings.credentials_certificate, settings.credentials_key)
         self._credentials_toggled()
         self.preview_every.setValue(settings.preview_every)
+        self.cpu_threads.setValue(settings.cpu_threads)
+        measured = measured_runtime()
+        self.cpu_measured.setText(measured)
+        self.cpu_measured.setVisible(bool(measured))
         self._preview_every_suffix(self.preview_every.value())
         self._backend_changed()
         self._previews_changed()
@@ -479,6 +529,9 @@ class SettingsDialog(QDialog):
         edited.device = self.device.currentData()
         edited.precision = self.precision.currentData()
         edited.weight_storage = self.weight_storage.currentData()
+        self.cpu_threads.interpretText()
+        edited.cpu_runtime = self.cpu_runtime.currentData()
+        edited.cpu_threads = self.cpu_threads.value()
         edited.models_folders = self.folders_editor.folders()
         edited.output_folder = self.output_folder.text().strip()
         edited.mark_ai = self.mark_ai.isChecked()
@@ -529,10 +582,13 @@ class SettingsDialog(QDialog):
         problem = self._engine_problem()
         self.engine_problem.setText(problem or "")
         self.engine_problem.setVisible(problem is not None)
-        changed = (self.device.currentData(), self.precision.currentData(), self.weight_storage.currentData()) != (
+        changed = (self.device.currentData(), self.precision.currentData(), self.weight_storage.currentData(),
+                   self.cpu_runtime.currentData(), self.cpu_threads.value()) != (
             self._original.device,
             self._original.precision,
             self._original.weight_storage,
+            self._original.cpu_runtime,
+            self._original.cpu_threads,
         )
         self.engine_note.setText(ENGINE_RESTART_NOTE)
         self.engine_note.setVisible(changed and problem is None and not self._on_server())

@@ -1,0 +1,70 @@
+"""Settings > Engine: the CPU runtime (Automatic, PyTorch, OpenVINO) with what the measurement found, and the CPU
+threads; the window still fits a 1280x720 screen."""
+
+from PySide6.QtCore import Qt
+
+from desktop.core import cpu_runtime
+from desktop.core.settings import Settings
+from desktop.ui.settings_dialog import AUTOMATIC_THREADS, ENGINE_RESTART_NOTE
+
+SCREEN_W, SCREEN_H, TITLE_BAR = 1280, 720, 30
+
+
+def choose(qtbot, combo, value: str) -> None:
+    qtbot.keyClick(combo, Qt.Key.Key_Home)
+    for _ in range(combo.count()):
+        if combo.currentData() == value:
+            return
+        qtbot.keyClick(combo, Qt.Key.Key_Down)
+    assert combo.currentData() == value
+
+
+def measured(openvino_s: float | None = 1.0) -> cpu_runtime.Measurement:
+    return cpu_runtime.Measurement(cpu_runtime.this_cpu(), 1.4, openvino_s, versions=cpu_runtime.versions())
+
+
+def test_the_runtime_and_threads_go_into_the_settings_and_say_they_load_the_model_again(open_dialog, qtbot):
+    dialog = open_dialog(Settings())
+    assert dialog.cpu_runtime.currentText() == "Automatic (measured on this CPU)"
+    assert dialog.cpu_threads.text() == AUTOMATIC_THREADS
+    assert [dialog.cpu_runtime.itemText(i) for i in range(dialog.cpu_runtime.count())] == [
+        "Automatic (measured on this CPU)", "PyTorch", "OpenVINO (faster; converts each model once)"]
+    choose(qtbot, dialog.cpu_runtime, "openvino")
+    assert dialog.engine_note.isVisible() and dialog.engine_note.text() == ENGINE_RESTART_NOTE
+    dialog.cpu_threads.setFocus()
+    qtbot.keyClick(dialog.cpu_threads, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClicks(dialog.cpu_threads, "3")
+    edited = dialog.settings()
+    assert (edited.cpu_runtime, edited.cpu_threads) == ("openvino", 3)
+
+
+def test_stored_values_are_shown_and_restore_defaults_puts_automatic_back(open_dialog):
+    dialog = open_dialog(Settings(cpu_runtime="pytorch", cpu_threads=2))
+    assert dialog.cpu_runtime.currentText() == "PyTorch" and dialog.cpu_threads.value() == 2
+    assert not dialog.engine_note.isVisible()
+    dialog.restore_defaults()
+    assert (dialog.settings().cpu_runtime, dialog.settings().cpu_threads) == ("auto", 0)
+
+
+def test_what_the_measurement_found_is_said_in_the_engine_group(open_dialog, qtbot):
+    assert open_dialog().cpu_measured.text() == ""  # nothing measured on this CPU yet
+    cpu_runtime.save(measured(openvino_s=1.0))
+    dialog = open_dialog()
+    assert dialog.cpu_measured.text() == cpu_runtime.describe(measured(openvino_s=1.0))
+    assert dialog.cpu_measured.text().startswith("OpenVINO was 1.4x faster than PyTorch on this CPU")
+    dialog.resize(dialog.sizeHint())  # what a real screen gives it (the offscreen one is 800 pixels wide)
+    qtbot.waitUntil(lambda: dialog.cpu_measured.width() >= dialog.cpu_measured.sizeHint().width())
+    assert dialog.cpu_measured.isVisible()
+
+
+def test_on_a_server_the_runtime_and_threads_are_the_servers(open_dialog):
+    dialog = open_dialog(Settings(server_url="http://gpu-box:7862"))
+    assert not dialog.cpu_runtime.isEnabled() and not dialog.cpu_threads.isEnabled()
+
+
+def test_the_window_still_fits_a_1280x720_screen_with_a_measurement(open_dialog):
+    cpu_runtime.save(measured(openvino_s=None))  # the longest sentence: OpenVINO could not be measured, and why
+    dialog = open_dialog()
+    hint = dialog.sizeHint()
+    assert dialog.cpu_measured.text().startswith("OpenVINO could not be measured on this CPU")
+    assert hint.height() <= SCREEN_H - TITLE_BAR and hint.width() <= SCREEN_W, hint
