@@ -5,7 +5,9 @@
 
 Runs in a throwaway profile (SFUMATO_HOME), offscreen when there is no
 screen, and prints the smoke figures, among them window_shown_s: the time
-from launching the executable to its window being shown.
+from launching the executable to its window being shown. On a computer
+without a GPU the app measures its CPU runtimes at the start: OpenVINO must
+have run in the bundle then (cpu_runtime in the figures), or the check fails.
 """
 
 from __future__ import annotations
@@ -49,9 +51,25 @@ def main() -> int:
             for log in sorted(logs.glob("*")) if logs.is_dir() else []:
                 print(f"--- {log.name}\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
             return 1
+        measured = cpu_runtime_measured(Path(home))
     figures = json.loads(lines[-1])
+    if measured is not None:
+        figures["cpu_runtime"] = measured
+        if measured.get("openvino_s") is None:
+            print(f"the bundle's OpenVINO could not run: {measured.get('note')}", file=sys.stderr)
+            return 1
     print(json.dumps({**figures, "total_s": round(seconds, 1)}))
     return 0
+
+
+def cpu_runtime_measured(home: Path) -> dict | None:
+    """What the app measured of PyTorch and OpenVINO at its start (desktop/core/cpu_runtime.py), when it ran on
+    the CPU: the bundle's OpenVINO, its CPU plugin and PyTorch frontend included, ran then, or the note says why."""
+    try:
+        data = json.loads((home / "data" / "cpu_runtime.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # a GPU ran the smoke check: no measurement is made
+    return {key: data.get(key) for key in ("pytorch_s", "openvino_s", "note")}
 
 
 if __name__ == "__main__":

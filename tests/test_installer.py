@@ -5,6 +5,7 @@ installer/README.md; .ci/run does it after the tests).
 """
 
 import configparser
+import json
 import os
 import plistlib
 import re
@@ -158,3 +159,76 @@ def test_the_bundle_collects_the_flow_pipelines_their_parts_and_gguf():
         assert any(module == package or module.startswith(package + ".") for package in collected), module
     assert '"gguf")' in spec and 'copy_metadata(dist)' in spec
     assert re.search(r'"cryptography", "gguf"\)', spec), "gguf's metadata: diffusers asks whether it is installed"
+
+
+def openvino_library_rule():
+    """The spec's choice of openvino/libs files (installer/sfumato.spec openvino_library), run on its own."""
+    spec = (ROOT / "installer" / "sfumato.spec").read_text()
+    namespace = {"Path": Path}
+    exec(spec[spec.index("OPENVINO_LIBS = "):spec.index("\n_openvino = ")], namespace)  # noqa: S102 - our own spec
+    return namespace
+
+
+def test_the_bundle_takes_openvino_s_cpu_plugin_and_pytorch_frontend_and_not_its_gpu_npu_or_other_frontends():
+    """libopenvino loads its plugins and frontends by name from beside itself, which PyInstaller cannot see: the CPU
+    plugin and the PyTorch (convert_model) and IR (reading the cache) frontends must go in; the GPU and NPU plugins
+    and the ONNX/TensorFlow/Paddle/JAX/GGUF frontends stay out."""
+    import importlib.util
+
+    keep = openvino_library_rule()["openvino_library"]
+    for name in ("libopenvino.so.2641", "libopenvino_intel_cpu_plugin.so", "libopenvino_pytorch_frontend.so.2641",
+                 "libopenvino_ir_frontend.so.2641", "libtbb.so.12", "libtbbmalloc.so.2", "libtbbbind_2_5.so.3",
+                 "libhwloc.so.15", "libopenvino_auto_plugin.so", "openvino.dll", "openvino_intel_cpu_plugin.dll",
+                 "openvino_pytorch_frontend.dll", "tbb12.dll", "libopenvino.2641.dylib",
+                 "libopenvino_intel_cpu_plugin.so"):
+        assert keep(name), name
+    for name in ("libopenvino_intel_gpu_plugin.so", "libopenvino_intel_npu_plugin.so", "cache.json", "tbb.pc",
+                 "libopenvino_onnx_frontend.so.2641", "libopenvino_tensorflow_frontend.so.2641",
+                 "libopenvino_tensorflow_lite_frontend.so.2641", "libopenvino_paddle_frontend.so.2641",
+                 "libopenvino_jax_frontend.so.2641", "libopenvino_gguf_frontend.so.2641", "libopenvino_c.so.2641",
+                 "libtbbmalloc_proxy.so.2", "openvino_intel_gpu_plugin.dll", "openvino_onnx_frontend.dll"):
+        assert not keep(name), name
+    spec = (ROOT / "installer" / "sfumato.spec").read_text()
+    excludes = re.search(r"excludes = \[(.*?)\]", spec, re.DOTALL).group(1)
+    assert '"openvino_telemetry"' in excludes and "*OPENVINO_UNUSED" in excludes  # it would report usage
+    assert 'copy_metadata("openvino")' in spec  # cpu_runtime.versions() reads it
+    libs = Path(importlib.util.find_spec("openvino").submodule_search_locations[0]) / "libs"
+    kept = sum(p.stat().st_size for p in libs.iterdir() if keep(p.name)) / 2**20
+    everything = sum(p.stat().st_size for p in libs.iterdir()) / 2**20
+    assert kept < 100 and everything - kept > 60, (kept, everything)  # about 87 MiB of 158 MiB
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the library layout of the Linux wheel")
+def test_openvino_converts_and_runs_on_the_cpu_with_only_the_libraries_the_bundle_takes(tmp_path):
+    """openvino, with only what the spec takes in its libs folder (linked, not copied), converts the CPU runtime
+    probe from PyTorch and runs it: nothing the bundle leaves out is needed at run time (installer/build.py --check
+    proves it again in the real bundle, where the app measures its CPU runtimes at the start)."""
+    import importlib.util
+
+    keep = openvino_library_rule()["openvino_library"]
+    unused = openvino_library_rule()["OPENVINO_UNUSED"]
+    package = Path(importlib.util.find_spec("openvino").submodule_search_locations[0])
+    mirror = tmp_path / "site" / "openvino"
+    for path in package.rglob("*"):
+        relative = path.relative_to(package)
+        module = "openvino." + ".".join(relative.with_suffix("").parts)
+        if path.is_dir() or module.startswith(unused) or (relative.parts[0] == "libs" and not keep(path.name)):
+            continue
+        (mirror / relative).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / relative).symlink_to(path)
+    code = (
+        "import json; from desktop.engine import devices, runtime_probe\n"
+        "m = runtime_probe.measure(devices.choose('cpu', 'fp32'), 32, 4, 1)\n"
+        "import openvino, openvino.frontend\n"
+        "frontends = sorted(openvino.frontend.FrontEndManager().get_available_front_ends())\n"
+        "print(json.dumps({'openvino_s': m.openvino_s, 'note': m.note, 'module': openvino.__file__,\n"
+        "                  'frontends': frontends, 'devices': openvino.Core().available_devices}))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT)])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["module"] == str(mirror / "__init__.py")
+    assert found["openvino_s"] is not None, found["note"]
+    # libopenvino looked for its plugins and frontends in the linked folder, not in the installed package
+    assert found["frontends"] == ["ir", "pytorch"] and found["devices"] == ["CPU"], found
