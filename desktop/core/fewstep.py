@@ -170,10 +170,11 @@ def _kind_of_words(ws: list[str], text: str) -> str:
         return LCM
     if "tcd" in found:
         return TCD
+    steps = steps_in_name(text) is not None
     for i, w in enumerate(ws):
         after, then = (ws[i + 1:i + 3] + ["", ""])[:2]
         version = after == "v" and then.isdigit()
-        if w == "hyper" and (after.startswith("sd") or steps_in_name(text) or not after or version):
+        if w == "hyper" and (after.startswith("sd") or steps or not after or version):
             return HYPER  # "Hyper-SD15", "HyperSDXL", "..._hyper_8steps", "juggernautXL_hyper_v2"; not "HyperRealism"
         if w == "dmd" and after == "2":
             return DMD2
