@@ -12,7 +12,8 @@ its pixels, inpaint where a mask is painted, outpaint where part of it is empty)
 - img2img at LIVE_STRENGTH, with the steps scaled up so the run makes the plan's step count (diffusers runs
   steps x strength of them); inpaint at the panel's strength, the same way.
 
-Pure: numpy and Pillow, no Qt, no torch. model_plan() reads file headers: call it off the GUI thread.
+Pure: numpy and Pillow, no Qt, no torch. The GUI thread only takes the document's snapshot (copy-on-write);
+frame_draft() composites the frame and scales it, and model_plan() reads file headers: call them off the GUI thread.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ import numpy as np
 from PIL import Image
 
 from . import addons, fewstep, modelfiles
+from .document import DocumentSnapshot
 from .fewstep import FastPlan, NoFastPath
-from .geometry import Extent
+from .frame import frame_request
+from .geometry import Bounds, Extent
+from .layers import composite, mask_union
 from .request import MAX_STEPS, MIN_SIZE, GenerationRequest, Images, Mode
 
 DRAFT_SIZES = (256, 512)  # the long side of a draft: 256 keeps a CPU near a few seconds a draft
@@ -34,7 +38,7 @@ LIVE_STRENGTH = 0.5  # img2img of what is painted: keeps its shapes and colours,
 GRID = 8
 
 __all__ = ["DRAFT_SIZES", "LIVE_STRENGTH", "NoFastPath", "default_draft_size", "draft_extent", "draft_request",
-           "model_plan"]
+           "frame_draft", "model_plan"]
 
 
 def default_draft_size(on_gpu: bool) -> int:
@@ -70,6 +74,29 @@ def draft_request(full: GenerationRequest, plan: FastPlan, size: int, seed: int,
         conditioning = conditioning.replace(prompt=f"{conditioning.prompt} {tag}".strip())
     return full.replace(mode=mode, width=extent.width, height=extent.height, images=images, sampling=sampling,
                         conditioning=conditioning, hires=full.hires.replace(enabled=False), decoder=plan.decoder)
+
+
+def frame_draft(snapshot: DocumentSnapshot, base: GenerationRequest, plan: FastPlan, size: int, seed: int,
+                strength: float = LIVE_STRENGTH) -> GenerationRequest:
+    """The draft of what the snapshot's frame holds, with the panel's values `base` (see draft_request)."""
+    return draft_request(frame_request(_Still(snapshot), base, snapshot.frame), plan, size, seed, strength)
+
+
+class _Still:
+    """What frame_request reads of a CanvasDocument, from its snapshot: only the frame's area is composited."""
+
+    def __init__(self, snapshot: DocumentSnapshot):
+        self.layers, self.extent = snapshot.layers, snapshot.extent
+
+    def composite(self, box: Bounds) -> np.ndarray:
+        out = np.zeros((box.height, box.width, 4), np.uint8)  # transparent outside the canvas, as the document's
+        inside = box.clamp(self.extent)
+        if not inside.is_empty:
+            out[inside.translated(-box.x, -box.y).slices] = composite(self.layers, inside)
+        return out
+
+    def mask(self, box: Bounds) -> np.ndarray:
+        return mask_union(self.layers, box)
 
 
 def model_plan(model: str, family: str, variant: str, folders: Iterable[str | os.PathLike],

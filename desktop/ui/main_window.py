@@ -61,6 +61,7 @@ from .canvas.canvas_size_dialog import CanvasSizeDialog
 from .canvas.files import CanvasFiles
 from .canvas.generation import CanvasGeneration
 from .canvas.layers_panel import LayersPanel
+from .canvas.live import LiveMode
 from .canvas.tool_bar import ToolBar
 from .canvas.tools import Tool, ToolState
 from .canvas.view import CanvasView
@@ -208,6 +209,8 @@ class MainWindow(QMainWindow):
         layers_dock.setWidget(self.layers)
         layers_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                                 | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        self.live = LiveMode(self.canvas, self.worker, self.panel.request, self._live_plan_inputs, self)
+        self.tool_bar.add_group(self.live.controls)
                                 | QDockWidget.DockWidgetFeature.DockWidgetClosable)  # View > Layers shows it again
         layers_dock.setMinimumWidth(230)
         self._layers_wanted = True  # the person's choice on the canvas tab (the gallery tab hides the dock)
@@ -386,6 +389,9 @@ class MainWindow(QMainWindow):
         g.use_seed.connect(self._use_seed)
         g.to_canvas.connect(self._to_canvas)
         g.export_requested.connect(self.export_pictures)
+        self.live.failed.connect(self.show_error)
+        self.live.full_quality_requested.connect(self.generate)
+        self.panel.settings.changed.connect(self.live.settings_changed)
         g.upscale_requested.connect(self.upscaling.pictures)
         g.restore_requested.connect(self.upscaling.restore_pictures)
         g.recreate_requested.connect(self.submit_run)
@@ -403,6 +409,7 @@ class MainWindow(QMainWindow):
         w.job_finished.connect(self._job_finished)
         w.job_failed.connect(self._job_failed)
         w.job_cancelled.connect(self._job_cancelled)
+        w.device_ready.connect(lambda text: self.live.set_on_gpu(not text.startswith("CPU")))
         w.save_failed.connect(lambda job_id, message: self.show_error(message))
         w.working.connect(self.replicas_label.show_working)
         w.working.connect(self._working)
@@ -428,6 +435,7 @@ class MainWindow(QMainWindow):
         self._frame_changed(doc.frame)
         self._history_changed()
         self._update_mode()
+        self.live.set_document(doc)
 
     def _schedule_mode(self, *_args) -> None:
         self._mode_timer.start()
@@ -933,8 +941,15 @@ class MainWindow(QMainWindow):
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
             self.progress.setFormat(f"{describe_preprocess(request.type)}...")
+    def _live_plan_inputs(self):
+        """What live mode's Fast plan depends on (desktop/ui/canvas/live.py PlanInputs)."""
+        return (self.panel.model_ref(), self.panel.family(), self.panel.variant(), tuple(self.settings.models_folders),
+                tuple(sorted(self.settings.few_step_marks.items())))
+
             return
         self.jobs.started(job_id, request)
+        if self.worker.is_draft(job_id):  # live mode's (self.live): not a queue job
+            return
         if not self._on_the_bar(job_id):
             return
         if isinstance(request, Run):
@@ -962,6 +977,8 @@ class MainWindow(QMainWindow):
             if preview is not None:  # the bar's job only: several replicas' previews would take turns every step
                 self.generation.preview(job_id, preview)
 
+        if self.worker.is_draft(job_id):
+            return
     @Slot(int, list)
     def _job_finished(self, job_id: int, saved: list) -> None:
         self._queue_job_ended(job_id, True)
@@ -974,6 +991,8 @@ class MainWindow(QMainWindow):
         self._job_done("Done")
         verdict = job.request.verdict if job is not None and isinstance(job.request, RecreateRun) else None
         if verdict is not None and not verdict.comparison.identical:  # identical: the status line says so
+        if self.worker.is_draft(job_id):
+            return
             self.gallery.show_recreated(verdict)
         self.generation.finished(job)
         self.gallery.add_results([str(path) for _, _, path in saved if path])
@@ -994,6 +1013,8 @@ class MainWindow(QMainWindow):
         self._job_done("Failed")
         self.show_error(message)
 
+        if self.worker.is_draft(job_id):
+            return
     @Slot(str)
     def note(self, text: str) -> None:
         """A short note in the status bar (what was saved, why a tool did nothing...)."""
@@ -1017,6 +1038,8 @@ class MainWindow(QMainWindow):
         self._job_done("Cancelled")
 
     def _queue_job_ended(self, job_id: int, finished: bool) -> None:
+        if self.worker.is_draft(job_id):
+            return
         self.queue_progress.ended(job_id, finished)
         self._show_queue_progress()
 

@@ -90,3 +90,24 @@ def test_a_few_step_lora_in_the_folders_makes_a_plain_model_fast(tmp_path):
     write_lora(tmp_path / "loras" / "lcm-lora-sdv1-5.safetensors", "sd1")
     plan = live.model_plan(str(tmp_path / "plain.safetensors"), "sd1", "", [str(tmp_path)])
     assert plan.lora == "lcm-lora-sdv1-5" and plan.recipe.sampler == "LCM"
+
+
+def test_a_draft_of_the_snapshot_matches_the_documents_own_request_for_the_frame():
+    from desktop.core.brush import Brush
+    from desktop.core.document import CanvasDocument
+    from desktop.core.frame import frame_request
+    from desktop.core.geometry import Bounds
+
+    doc = CanvasDocument.new(Extent(640, 512))
+    doc.set_frame(Bounds(256, 0, 512, 512))  # 128 px of it past the canvas's right edge
+    layer = doc.active
+    session = doc.begin_stroke(layer, Brush(size=80, colour=(200, 30, 30)))
+    for x in range(150, 600, 10):
+        session.to(x, 200)
+    session.finish()
+    base = full()
+    draft = live.frame_draft(doc.snapshot(), base, LCM_MODEL, 256, seed=5)
+    expected = live.draft_request(frame_request(doc, base), LCM_MODEL, 256, seed=5)
+    assert draft.mode is expected.mode is Mode.OUTPAINT  # a stroke on a transparent layer, and the empty edge
+    assert np.array_equal(draft.images.init, expected.images.init)
+    assert (draft.width, draft.height) == (256, 256)

@@ -112,3 +112,144 @@ def test_turning_drafts_off_cancels_the_running_and_the_waiting_draft(qtbot):
     finally:
         worker.cancel()
         assert worker.shutdown(5000)
+
+
+# -- on the canvas, in the window (FakeBackend) ------------------------------------------------------------------
+
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+
+from desktop.core.document import CanvasDocument  # noqa: E402
+from desktop.ui.canvas.tools import Tool  # noqa: E402
+from tests.ui.test_canvas import at, drag, quick  # noqa: E402
+
+TIMEOUT = 20_000
+LCM_MARK = {"tiny-sd1": "lcm"}  # the test's model, marked as an LCM model by its owner (settings.few_step_marks)
+
+
+def live_window(make_window, fake_backend, step_delay=0.0):
+    fake_backend.step_delay = step_delay
+    window = make_window(few_step_marks=LCM_MARK)
+    picture = np.random.default_rng(3).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    window.files.set_document(CanvasDocument.from_image(picture, "photo"), name="photo")
+    window.canvas.fit()
+    quick(window, steps=12, sampler="DPM++ 2M", cfg_scale=6.0, seed=7)
+    window.tools.set_tool(Tool.BRUSH)
+    return window
+
+
+def drafts(backend) -> list:
+    return [job.request for job in backend.jobs if job.request.decoder == "tiny"]
+
+
+def stroke(qtbot, window, y: int) -> None:
+    drag(qtbot, window.canvas, [at(window, x, y) for x in range(40, 200, 20)])
+
+
+def turn_on(qtbot, window, backend) -> None:
+    qtbot.mouseClick(window.live.controls.toggle, Qt.MouseButton.LeftButton)
+    assert window.live.on
+    qtbot.waitUntil(lambda: window.canvas.picture("live") is not None and len(window.live.latencies) == 1,
+                    timeout=TIMEOUT)
+
+
+def test_a_burst_of_strokes_makes_one_draft_shown_over_the_frame_not_as_a_layer(make_window, fake_backend, qtbot):
+    window = live_window(make_window, fake_backend)
+    turn_on(qtbot, window, fake_backend)  # the frame as it is, at once
+    layers, before = len(window.doc.layers), len(drafts(fake_backend))
+    started = []
+    window.worker.job_started.connect(lambda job, _request: started.append(time.perf_counter()))
+    for y in (60, 100, 140):  # one stroke after the other: one draft for the three
+        stroke(qtbot, window, y)
+    ended = time.perf_counter()
+    assert 150 < window.live._timer.remainingTime() <= 400  # asked for after a pause (about 0.3 s), not at once
+    qtbot.waitUntil(lambda: len(window.live.latencies) == 2, timeout=TIMEOUT)
+    qtbot.wait(500)
+    assert len(drafts(fake_backend)) == before + 1
+    assert started[0] - ended >= 0.3
+    draft = drafts(fake_backend)[-1]
+    assert (draft.sampling.sampler, draft.sampling.cfg_scale, draft.sampling.batch_size) == ("LCM", 1.0, 1)
+    assert draft.mode.value == "img2img" and max(draft.width, draft.height) in (256, 512)
+    assert draft.sampling.seed == drafts(fake_backend)[0].sampling.seed == 7  # the panel's fixed seed, each time
+    image, bounds = window.canvas.picture("live")
+    assert bounds == window.doc.frame and not image.isNull()
+    assert len(window.doc.layers) == layers and window.doc.history.undo_label == "Brush stroke"
+    assert window.generation.staged == [] and window.queue.list.count() == 0
+
+
+def test_a_stroke_cancels_the_running_draft_and_the_last_draft_stays_shown(make_window, fake_backend, qtbot):
+    window = live_window(make_window, fake_backend, step_delay=0.3)
+    turn_on(qtbot, window, fake_backend)
+    shown = window.canvas.picture("live")[0]
+    cancelled = []
+    window.worker.job_cancelled.connect(cancelled.append)
+    stroke(qtbot, window, 60)
+    qtbot.waitUntil(lambda: len(drafts(fake_backend)) == 2, timeout=TIMEOUT)  # running, slowly
+    assert window.canvas.picture("live")[0] == shown  # the last finished draft, not a step preview
+    stroke(qtbot, window, 120)
+    qtbot.waitUntil(lambda: len(window.live.latencies) == 2, timeout=TIMEOUT)
+    assert len(cancelled) == 1 and window.worker.is_draft(cancelled[0])
+    assert len(drafts(fake_backend)) == 3
+    assert window.progress.format() != "Cancelled"  # a replaced draft is not news
+
+
+def test_a_draft_waits_behind_a_normal_job_and_only_the_latest_one_runs(make_window, fake_backend, qtbot):
+    window = live_window(make_window, fake_backend)
+    turn_on(qtbot, window, fake_backend)
+    fake_backend.step_delay = 0.15
+    [job] = window.generate()  # 12 steps at the panel's settings
+    qtbot.waitUntil(lambda: len(fake_backend.jobs) == 2, timeout=TIMEOUT)  # the normal job runs
+    stroke(qtbot, window, 60)
+    qtbot.wait(600)  # its draft waits...
+    stroke(qtbot, window, 120)  # ...and is replaced by this one's
+    qtbot.waitUntil(lambda: len(window.generation.staged) == 1, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: len(window.live.latencies) == 2, timeout=TIMEOUT)
+    normal = [j.request for j in fake_backend.jobs if j.request.decoder == "full"]
+    assert len(normal) == 1 and normal[0].sampling.steps == 12  # never cancelled
+    assert len(drafts(fake_backend)) == 2  # the first, and the last stroke's: the waiting one was dropped
+    assert window.generation.staged[0].path is not None and not window.worker.is_draft(job)
+
+
+def test_make_full_quality_stages_the_panels_picture_and_saves_it_while_drafts_are_never_saved(
+        make_window, fake_backend, qtbot):
+    window = live_window(make_window, fake_backend)
+    turn_on(qtbot, window, fake_backend)
+    stroke(qtbot, window, 80)
+    qtbot.waitUntil(lambda: len(window.live.latencies) == 2, timeout=TIMEOUT)
+    output = window.settings.output_path()
+    assert not any(output.rglob("*.png")) if output.exists() else True  # two drafts made, none saved
+    with qtbot.waitSignal(window.results_shown, timeout=TIMEOUT):
+        qtbot.mouseClick(window.live.controls.full, Qt.MouseButton.LeftButton)
+    [staged] = window.generation.staged
+    assert staged.path is not None and staged.path.exists() and staged.frame == window.doc.frame
+    made = [j.request for j in fake_backend.jobs if j.request.decoder == "full"]
+    assert len(made) == 1 and made[0].sampling.steps == 12 and made[0].sampling.sampler == "DPM++ 2M"
+    assert list(output.rglob("*.png")) == [staged.path]
+    assert window.generation.bar.isVisible()  # accept / discard as usual
+
+
+def test_turning_live_off_removes_the_draft_and_cancels_the_running_one(make_window, fake_backend, qtbot):
+    window = live_window(make_window, fake_backend, step_delay=0.3)
+    turn_on(qtbot, window, fake_backend)
+    stroke(qtbot, window, 80)
+    qtbot.waitUntil(lambda: len(drafts(fake_backend)) == 2, timeout=TIMEOUT)
+    with qtbot.waitSignal(window.worker.job_cancelled, timeout=TIMEOUT):
+        qtbot.mouseClick(window.live.controls.toggle, Qt.MouseButton.LeftButton)
+    assert not window.live.on and window.canvas.picture("live") is None
+    assert not window.live.controls.full.isEnabled()
+    stroke(qtbot, window, 120)
+    qtbot.wait(600)
+    assert len(drafts(fake_backend)) == 2  # no draft once it is off
+
+
+def test_a_model_without_a_few_step_path_says_what_to_add_and_live_stays_off(make_window, fake_backend, qtbot):
+    window = make_window()  # tiny-sd1, not marked: a plain SD 1.5 model, and no LoRA
+    qtbot.wait(300)  # the model scan has listed what there is
+    window.panel.set_models([(str(window.settings.model), "tiny-sd1", "sd1")], str(window.settings.model))
+    qtbot.mouseClick(window.live.controls.toggle, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.error_banner.isVisible(), timeout=TIMEOUT)
+    text = window.error_banner.text()
+    assert text.startswith("Live mode needs a few-step model or LoRA.") and "LCM" in text
+    assert not window.live.on and not window.live.controls.toggle.isChecked()

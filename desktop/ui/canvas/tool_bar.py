@@ -86,8 +86,13 @@ class ToolBar(QWidget):
         layout.addWidget(self.zoom_label)
         layout.addWidget(fit)
         layout.addWidget(actual)
+        self.flow = flow
         tools.changed.connect(self._sync)
         self._sync()
+
+    def add_group(self, group: QWidget) -> None:
+        """Another run of controls that stays together on one line of the strip (live mode's)."""
+        self.flow.addWidget(group)
 
     def set_zoom(self, zoom: float) -> None:
         self.zoom_label.setText(f"{zoom * 100:.0f}%" if zoom >= 0.1 else f"{zoom * 100:.1f}%")

@@ -59,7 +59,7 @@ class CanvasView(QWidget):
         self._pointer: QPointF | None = None
         self._live_frame: Bounds | None = None
         self._frame_caption = ""
-        self._pictures: dict[str, tuple[QImage, Bounds]] = {}  # "preview" / "staged" -> drawn in a frame
+        self._pictures: dict[str, tuple[QImage, Bounds]] = {}  # "live" / "preview" / "staged" -> drawn in a frame
         self._comparing = False  # the staged result shows right of the split, what is under it left
         self._split = 0.5  # where across the staged result, 0..1
         self.setMouseTracking(True)
@@ -136,7 +136,8 @@ class CanvasView(QWidget):
     # -- pictures in a frame: the live preview and the staged result --------------------------
 
     def set_picture(self, kind: str, image: QImage | None, bounds: Bounds | None = None) -> None:
-        """Show `image` scaled into `bounds` ("preview" while generating, "staged" for a result); None hides it."""
+        """Show `image` scaled into `bounds` ("preview" while generating, "staged" for a result, "live" for live
+        mode's draft: under the others, and hidden while a stroke is painted); None hides it."""
         if image is None or image.isNull() or bounds is None:
             self._pictures.pop(kind, None)
         else:
@@ -279,7 +280,9 @@ class CanvasView(QWidget):
             painter.drawImage(source, self._controls, source)
             painter.drawImage(source, self._overlay, source)
             painter.restore()
-        for kind in ("staged", "preview"):
+        for kind in ("live", "staged", "preview"):
+            if kind == "live" and isinstance(self._drag, _StrokeDrag):
+                continue  # the stroke shows as it is painted; the draft is back when it ends
             if kind in self._pictures:
                 image, bounds = self._pictures[kind]
                 painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
@@ -390,6 +393,7 @@ class CanvasView(QWidget):
             except LayerNotEditable as error:
                 self.message.emit(str(error))
                 self._drag = None
+        self._stroke_began()
         self._update_cursor(pos)
 
     def mouseMoveEvent(self, event) -> None:
@@ -405,7 +409,17 @@ class CanvasView(QWidget):
         if self._drag is not None and event.button() == self._drag_button:
             drag, self._drag = self._drag, None
             drag.finish()
+            self._stroke_ended(drag)
             self._update_cursor(event.position())
+
+    def _stroke_began(self) -> None:
+        """Live mode's draft hides while a stroke is painted: the whole of it is drawn again without it."""
+        if isinstance(self._drag, _StrokeDrag) and "live" in self._pictures:
+            self.update()
+
+    def _stroke_ended(self, drag: _Drag) -> None:
+        if isinstance(drag, _StrokeDrag) and "live" in self._pictures:
+            self.update()
 
     def tabletEvent(self, event) -> None:
         """A pen paints with its pressure, and its eraser end erases. Whatever is not a pen stroke is ignored,
@@ -421,6 +435,7 @@ class CanvasView(QWidget):
             try:
                 self._drag = _StrokeDrag(self, pos, event.pressure(), erase=eraser)
                 self._drag_button = Qt.MouseButton.LeftButton
+                self._stroke_began()
             except LayerNotEditable as error:
                 self.message.emit(str(error))
         elif kind == QEvent.Type.TabletMove:
@@ -432,6 +447,7 @@ class CanvasView(QWidget):
         elif kind == QEvent.Type.TabletRelease and self._drag is not None:
             drag, self._drag = self._drag, None
             drag.finish()
+            self._stroke_ended(drag)
         event.accept()
 
     def leaveEvent(self, event) -> None:
