@@ -43,7 +43,7 @@ KINDS = (LCM, TCD, HYPER, LIGHTNING, TURBO, DMD2)
 LABELS = {LCM: "LCM", TCD: "TCD", HYPER: "Hyper-SD", LIGHTNING: "Lightning", TURBO: "Turbo", DMD2: "DMD2"}
 NONE = "none"  # a user's mark (settings.few_step_marks) saying "not few-step", whatever the name says
 
-#: The families each kind was released for (a LoRA of another family is never chosen for Fast).
+#: The families each kind was released for (Fast takes a LoRA of another family only when its owner marked it).
 FAMILIES = {LCM: ("sd1", "sdxl"), TCD: ("sd1", "sd2", "sdxl"), HYPER: ("sd1", "sdxl"), LIGHTNING: ("sdxl",),
             TURBO: ("sd2", "sdxl"), DMD2: ("sdxl",)}
 UNET_FAMILIES = ("sd1", "sd2", "sdxl")
@@ -242,7 +242,9 @@ def fast_plan(family: str, model_few_step: str, loras: Mapping[str, object], *, 
     for name, info in loras.items():
         kind = kind_of(name, str(getattr(info, "few_step", "") or ""), marks)
         lora_family = str(getattr(getattr(info, "family", ""), "value", getattr(info, "family", "")))
-        if kind in LORA_ORDER and lora_family == family and family in FAMILIES[kind]:
+        released = family in FAMILIES.get(kind, ())
+        marked = (marks or {}).get(name) in KINDS  # the user's word holds for any family
+        if kind in LORA_ORDER and lora_family == family and (released or marked):
             steps, guided = steps_in_name(name), guided_in_name(name)
             # the kind's rank; then a LoRA without guidance (half the UNet calls), nearest 4 steps, by name
             candidates.append(((LORA_ORDER.index(kind), guided, abs((steps or 4) - 4), name.lower()), name, kind))

@@ -212,6 +212,10 @@ def test_marks_reach_the_plan():
     loras = {"my_fast_lora": LoraInfo("", "sdxl"), "lcm-lora-sdxl": LoraInfo("lcm", "sdxl")}
     plan = fast_plan("sdxl", "", loras, marks={"lcm-lora-sdxl": "none", "my_fast_lora": "tcd"})
     assert (plan.lora, plan.recipe.kind) == ("my_fast_lora", "tcd")
+    # a mark holds where the kind was never released: an SD 1.5 LoRA its owner says is a Lightning one
+    sd1 = fast_plan("sd1", "", {"sd15_lightning_4step": LoraInfo("lightning", "sd1")},
+                    marks={"sd15_lightning_4step": "lightning"})
+    assert (sd1.lora, sd1.recipe.sampler, sd1.recipe.steps) == ("sd15_lightning_4step", "Euler", 4)
     own = fast_plan("sdxl", "", {}, model_name="turbovisionxl", marks={"turbovisionxl": "turbo"})
     assert (own.lora, own.recipe.kind, own.recipe.size) == ("", "turbo", 512)
     with pytest.raises(NoFastPath):  # "none" takes back what the name said
