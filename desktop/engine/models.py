@@ -128,9 +128,12 @@ class Held:
 class ModelManager:
     """Owns the loaded models; `current` is the checkpoint the last load() chose. Used only from the worker thread."""
 
-    def __init__(self, device: DeviceChoice, weight_storage: str = "auto"):
+    def __init__(self, device: DeviceChoice, weight_storage: str = "auto", runtime: str = "pytorch", threads: int = 0):
         self.device = device
         self.weight_storage = weight_storage  # tuning.STORAGES: int8 transformers where the plan says
+        # "pytorch" or "openvino": what runs the UNet and VAE decoder on the CPU (desktop/engine/runtimes.py), with
+        # `threads` threads (0: one per physical core)
+        self.runtime, self.threads = runtime, threads
         tuning.configure_backends(device)
         self.current: LoadedModel | None = None
         self._held: OrderedDict[tuple[str, str], Held] = OrderedDict()  # least recently used first

@@ -9,14 +9,139 @@ ControlNet, an IP-Adapter, a flow family) runs on PyTorch and the status says so
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from desktop.core.errors import Cancelled
 from desktop.core.progress import TaskState
+
+PYTORCH, OPENVINO = "pytorch", "openvino"
+PARAMS = (("Runtime", "OpenVINO"),)
+_runtimes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # ModelManager -> openvino_runtime.Runtime
 
 
 @contextmanager
 def serving(pipe, models, loaded, task: str, state: TaskState) -> Iterator[tuple[tuple[str, str], ...]]:
     """Run `pipe` for one call on the runtime the model manager was set up with; yields the infotext params
     that say so (("Runtime", "OpenVINO"),) or () for PyTorch."""
-    yield ()
+    if getattr(models, "runtime", PYTORCH) != OPENVINO:
+        yield ()
+        return
+    why = _not_served(pipe, models, loaded)
+    if why:
+        state.status(f"{why}: this picture is made with PyTorch.")
+        yield ()
+        return
+    from . import openvino_runtime
+
+    try:
+        unet = _unet_part(pipe, models, loaded, state)
+    except Cancelled:
+        raise
+    except Exception as error:  # noqa: BLE001 - a model OpenVINO cannot take runs on PyTorch, said in a sentence
+        state.status(f"OpenVINO could not convert {loaded.name} ({_first_line(error)}): this picture is made "
+                     "with PyTorch.")
+        yield ()
+        return
+    torch_unet, vae = pipe.unet, pipe.vae
+    decoder = _vae_stand_in(pipe, models, loaded, state)
+    pipe.__dict__["unet"] = openvino_runtime.OpenVinoUNet(torch_unet, unet, state)  # not via setattr: the
+    # pipeline's config (what save_pretrained would write) stays the torch UNet's
+    if decoder is not None:
+        vae.decode = decoder
+    try:
+        yield PARAMS
+    finally:
+        pipe.__dict__["unet"] = torch_unet
+        if decoder is not None:
+            del vae.decode
+
+
+def _not_served(pipe, models, loaded) -> str:
+    """Why OpenVINO does not run this call (one clause), or ""."""
+    if models.device.device.type != "cpu":
+        return f"OpenVINO runs only on the CPU, and this model runs on the {models.device.description}"
+    if loaded.flow:
+        return f"OpenVINO does not run {loaded.info.family.value.upper()} models yet"
+    if getattr(pipe, "controlnet", None) is not None:
+        return "A ControlNet runs on PyTorch only"
+    if getattr(pipe.unet, "encoder_hid_proj", None) is not None:
+        return "A reference picture (IP-Adapter) works on PyTorch only"
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return "OpenVINO is not installed with this copy of Sfumato"
+    return ""
+
+
+def runtime_of(models):
+    """The manager's OpenVINO runtime (compiled parts), made the first time."""
+    from . import openvino_runtime
+
+    if models not in _runtimes:
+        import torch
+
+        threads = getattr(models, "threads", 0) or _physical_cores()
+        _runtimes[models] = openvino_runtime.Runtime(threads, fp32=models.device.dtype == torch.float32)
+    return _runtimes[models]
+
+
+def _unet_part(pipe, models, loaded, state: TaskState):
+    from . import openvino_convert as convert
+
+    unet = pipe.unet
+    uses = [lora for lora in (loaded.loras.signature() if loaded.loras is not None else ()) if lora[3]]
+    fused = tuple((path, size, mtime, weight) for path, size, mtime, weight, _ in uses)
+    variant = {"family": loaded.family, "in_channels": unet.config.in_channels,
+               "sdxl": unet.config.addition_embed_type == "text_time",
+               "guidance_embedding": unet.config.time_cond_proj_dim}
+    found = convert.part(convert.UNET, convert.model_identity(loaded.info.path), variant, fused)
+    names = tuple(Path(path).stem for path, *_ in uses)
+    return runtime_of(models).part(loaded, convert.UNET, unet, found, state, names)
+
+
+def _vae_stand_in(pipe, models, loaded, state: TaskState):
+    """pipe.vae.decode on OpenVINO, converted at its first use; None where the VAE stays on PyTorch: a VAE
+    override (not the model's own), or a large picture decoded in tiles."""
+    from . import openvino_convert as convert, openvino_runtime
+
+    own = next(iter(loaded.pipelines.values())).vae
+    vae = pipe.vae
+    if vae is not own or getattr(vae, "use_tiling", False) or type(vae).__name__ != "AutoencoderKL":
+        return None
+    held: dict = {}
+
+    def decode(z, return_dict: bool = True, generator=None):
+        if "compiled" not in held:
+            found = convert.part(convert.VAE_DECODER, convert.model_identity(loaded.info.path),
+                                 {"family": loaded.family, "latent_channels": vae.config.latent_channels})
+            try:
+                held["compiled"] = runtime_of(models).part(loaded, convert.VAE_DECODER, vae, found, state)
+            except Cancelled:
+                raise
+            except Exception as error:  # noqa: BLE001 - the picture is decoded on PyTorch instead
+                state.status(f"OpenVINO could not convert the VAE decoder of {loaded.name} "
+                             f"({_first_line(error)}): it decodes on PyTorch.")
+                held["compiled"] = None
+        if held["compiled"] is None:
+            return type(vae).decode(vae, z, return_dict=return_dict, generator=generator)
+        return openvino_runtime.vae_decode(vae, held["compiled"], state)(z, return_dict, generator)
+
+    return decode
+
+
+def _physical_cores() -> int:
+    from . import devices
+
+    count = getattr(devices, "physical_cores", None)
+    with contextlib.suppress(Exception):
+        return int(count()) if count is not None else 0
+    return 0
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__

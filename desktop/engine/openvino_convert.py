@@ -1,0 +1,209 @@
+"""Convert a loaded model's UNet and VAE decoder to OpenVINO IR once, and keep the IR on disk.
+
+The IR lies under paths.cache_dir()/"openvino", one folder per converted part, named by a digest of all
+that changes it: the model's identity (its file's sha256, or a stamp of a diffusers folder's weight files),
+the part and its variant (family, input channels), the LoRAs fused into the UNet and their weights, the
+openvino version and CONVERTER. A folder is written beside its final place and renamed into it, with a
+manifest of its files' sizes last, so a crash mid-write leaves no folder that looks done; a folder that does
+not match its manifest or that OpenVINO cannot read is discarded and converted again.
+
+Conversion traces the torch module (TorchScript, ov.convert_model) in fp32 with dynamic batch, height and
+width, and saves the weights in fp16 (ov.save_model(compress_to_fp16=True)); the traced graph is freed
+before the next part. The example latents have odd sides, so the traced UNet takes its upsampling sizes from
+its skip connections and serves every size, not only multiples of 64 pixels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from desktop.core import modelfiles, paths
+from desktop.core.errors import Cancelled
+from desktop.core.progress import TaskState
+
+CONVERTER = 1  # bump when what a conversion writes changes: older folders are then never read again
+MANIFEST = "manifest.json"
+XML = "model.xml"
+BIN = "model.bin"
+UNET, VAE_DECODER = "unet", "vae-decoder"
+_EXAMPLE_SIDE = (9, 11)  # latent height and width traced: odd, so no size is baked into the graph
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
+_STALE_WORK_SECONDS = 3600
+
+
+def cache_root() -> Path:
+    return paths.cache_dir() / "openvino"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One converted part of one model: what it is, its cache folder, and what made its key."""
+
+    kind: str  # UNET or VAE_DECODER
+    folder: Path
+    fields: dict
+
+    @property
+    def xml(self) -> Path:
+        return self.folder / XML
+
+
+def model_identity(path: Path, hash_cache: Path | None = None) -> str:
+    """What a model's weights are, independent of where they lie: a single file's sha256 (hashed once, through the
+    model-hash cache LocalBackend keeps), or for a diffusers folder a stamp of its weight files (name, size,
+    modification time), which is read in no time."""
+    path = Path(path)
+    if path.is_dir():
+        stamp = hashlib.sha256(str(path.resolve()).encode())
+        for file in sorted(path.rglob("*")):
+            if file.is_file() and file.suffix in _WEIGHT_SUFFIXES:
+                stat = file.stat()
+                stamp.update(f"{file.relative_to(path)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        return "folder:" + stamp.hexdigest()
+    cache = hash_cache or paths.cache_dir() / "model-hashes.json"
+    return f"file:{modelfiles.model_hash(path, cache=cache)}:{path.stat().st_size}"
+
+
+def part(kind: str, identity: str, variant: dict, loras: tuple = ()) -> Part:
+    """The cache folder of `kind` for the model `identity` with `variant` (family, channels, ...) and the LoRAs
+    fused into it ((file identity, weight) pairs; only the UNet's)."""
+    import openvino as ov
+
+    fields = {"kind": kind, "model": identity, "variant": variant, "loras": [list(map(str, lora)) for lora in loras],
+              "openvino": ov.get_version(), "converter": CONVERTER}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+    return Part(kind, cache_root() / f"{kind}-{digest}", fields)
+
+
+def is_done(found: Part) -> bool:
+    """Whether the part's folder is complete: its manifest is there and every file has the size it lists."""
+    try:
+        manifest = json.loads((found.folder / MANIFEST).read_text(encoding="utf-8"))
+        sizes = manifest["sizes"]
+        return (manifest.get("fields") == json.loads(json.dumps(found.fields)) and set(sizes) == {XML, BIN}
+                and all((found.folder / name).stat().st_size == size for name, size in sizes.items()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def discard(found: Part) -> None:
+    shutil.rmtree(found.folder, ignore_errors=True)
+
+
+def convert(found: Part, module: torch.nn.Module, example: tuple, shapes: list, state: TaskState) -> None:
+    """Trace `module` (forward(*example) -> one tensor) and write it as found's IR with fp16 weights, atomically.
+
+    `shapes`: each input's shape, -1 where it is dynamic. Raises Cancelled (nothing written) when the user cancels
+    before the graph is saved."""
+    import openvino as ov
+
+    root = found.folder.parent
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_stale_work(root)
+    work = Path(tempfile.mkdtemp(prefix=f".{found.folder.name}.", suffix=".tmp", dir=root))
+    try:
+        with torch.no_grad(), _warnings_quiet():
+            graph = ov.convert_model(module, example_input=example, input=[ov.PartialShape(s) for s in shapes])
+        if state.cancelled():
+            raise Cancelled(0)
+        ov.save_model(graph, str(work / XML), compress_to_fp16=True)
+        del graph  # the traced graph holds a copy of the weights: free it before the next part
+        gc.collect()
+        sizes = {name: (work / name).stat().st_size for name in (XML, BIN)}
+        (work / MANIFEST).write_text(json.dumps({"fields": found.fields, "sizes": sizes}), encoding="utf-8")
+        discard(found)
+        os.replace(work, found.folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def unet_module(unet) -> tuple[torch.nn.Module, tuple, list]:
+    """The UNet as a module of plain tensors (sample, timestep per picture, encoder_hidden_states, and for SDXL
+    text_embeds and time_ids; timestep_cond for a model with a guidance embedding), with an example and shapes."""
+    config = unet.config
+    height, width = _EXAMPLE_SIDE
+    channels, context = config.in_channels, config.cross_attention_dim
+    example = [torch.randn(1, channels, height, width), torch.tensor([500.0]), torch.randn(1, 77, context)]
+    shapes = [[-1, channels, -1, -1], [-1], [-1, -1, context]]
+    sdxl = config.addition_embed_type == "text_time"
+    if sdxl:
+        pooled = unet.add_embedding.linear_1.in_features - 6 * config.addition_time_embed_dim
+        example += [torch.randn(1, pooled), torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0]])]
+        shapes += [[-1, pooled], [-1, 6]]
+    if config.time_cond_proj_dim is not None:
+        example.append(torch.randn(1, config.time_cond_proj_dim))
+        shapes.append([-1, config.time_cond_proj_dim])
+
+    class Traced(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, sample, timestep, encoder_hidden_states, *rest):
+            rest = list(rest)
+            added = {"text_embeds": rest.pop(0), "time_ids": rest.pop(0)} if sdxl else None
+            cond = rest.pop(0) if rest else None
+            return self.unet(sample, timestep, encoder_hidden_states=encoder_hidden_states, timestep_cond=cond,
+                             added_cond_kwargs=added, return_dict=False)[0]
+
+    return Traced().eval(), tuple(example), shapes
+
+
+def vae_decoder_module(vae) -> tuple[torch.nn.Module, tuple, list]:
+    """The VAE's decode (post_quant_conv and decoder) as a module: latents -> pixels in -1..1."""
+    channels = vae.config.latent_channels
+
+    class Traced(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vae = vae
+
+        def forward(self, latents):
+            return self.vae.decoder(self.vae.post_quant_conv(latents) if self.vae.post_quant_conv is not None
+                                    else latents)
+
+    return Traced().eval(), (torch.randn(1, channels, *_EXAMPLE_SIDE),), [[-1, channels, -1, -1]]
+
+
+@contextlib.contextmanager
+def in_fp32(module: torch.nn.Module):
+    """`module` in float32 for tracing (bf16 weights would be traced as bf16), back in its own dtype after; a
+    bf16 -> fp32 -> bf16 round trip is exact, so its weights come back unchanged."""
+    dtype = next(module.parameters()).dtype
+    if dtype == torch.float32:
+        yield module
+        return
+    module.to(torch.float32)
+    try:
+        yield module
+    finally:
+        module.to(dtype)
+
+
+def _remove_stale_work(root: Path) -> None:
+    """Temporary folders a crash left (older than an hour, so not another run's in progress)."""
+    for path in root.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - path.stat().st_mtime > _STALE_WORK_SECONDS:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _warnings_quiet():
+    """Tracing warns about every Python branch on a shape: nothing a user can act on."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield

@@ -1,0 +1,237 @@
+"""The OpenVINO CPU runtime on the tiny models: its pictures against PyTorch's fp32 ones, its IR cache on disk
+(reused, invalidated, repaired), LoRAs, previews, cancel, what falls back to PyTorch, and the infotext param.
+
+Tolerance: with the fp32 inference hint, OpenVINO's pictures differ from PyTorch fp32's only by the fp16 weights
+of the cached IR: a mean of at most 1 (of 255) per pixel and channel, at most 8 anywhere.
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+openvino = pytest.importorskip("openvino")
+
+from desktop.core.control import Control  # noqa: E402
+from desktop.core.errors import Cancelled  # noqa: E402
+from desktop.core.progress import TaskState  # noqa: E402
+from desktop.core.request import Mode  # noqa: E402
+from desktop.engine import devices, generate, openvino_convert, openvino_runtime  # noqa: E402
+from desktop.engine.models import ModelManager  # noqa: E402
+from tests.engine.test_controlnet import controls  # noqa: E402, F401 - fixture
+from tests.engine.test_embeddings import Folder  # noqa: E402
+from tests.engine.test_lora_runs import sd1_loras  # noqa: E402, F401 - fixture
+from tests.support.requests import make_request  # noqa: E402
+
+MEAN, MOST = 1.0, 8
+
+
+@pytest.fixture(scope="module")
+def fp32():
+    return devices.choose("cpu", "fp32")
+
+
+@pytest.fixture(scope="module")
+def pytorch(fp32):
+    return ModelManager(fp32)
+
+
+@pytest.fixture(scope="module")
+def ir_cache(tmp_path_factory):
+    """One IR cache for the module's tests that do not look at conversions themselves."""
+    return tmp_path_factory.mktemp("openvino-cache")
+
+
+@pytest.fixture
+def shared_cache(ir_cache, monkeypatch):
+    monkeypatch.setattr(openvino_convert, "cache_root", lambda: ir_cache)
+    return ir_cache
+
+
+@pytest.fixture(scope="module")
+def served(fp32):
+    """An OpenVINO manager kept over the module's tests (its compiled models too)."""
+    return ModelManager(fp32, runtime="openvino")
+
+
+def picture(seed=0, w=64, h=64):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def square_mask(w=64, h=64):
+    mask = np.zeros((h, w), np.uint8)
+    mask[20:44, 20:44] = 255
+    return mask
+
+
+def run(manager, state=None, addons=None, **fields):
+    fields = {"prompt": "a lighthouse", "width": 64, "height": 64, "steps": 3, "seed": 1, "sampler": "Euler",
+              "schedule": "Automatic", **fields}
+    return generate.run(make_request(**fields), state or TaskState(), manager, addons=addons)
+
+
+class Said(TaskState):
+    def __init__(self, **kwargs):
+        self.lines: list[str] = []
+        super().__init__(on_status=self.lines.append, **kwargs)
+
+    def converted(self) -> list[str]:
+        return [line for line in self.lines if line.startswith("Converting")]
+
+
+def close(a: np.ndarray, b: np.ndarray) -> bool:
+    diff = np.abs(a.astype(int) - b.astype(int))
+    return diff.mean() <= MEAN and diff.max() <= MOST
+
+
+def test_txt2img_is_pytorch_fp32_within_the_tolerance_and_says_openvino_converting_once(tiny_models, pytorch):
+    sd1 = str(tiny_models["sd1"].folder)
+    manager = ModelManager(devices.choose("cpu", "fp32"), runtime="openvino")
+    reference = run(pytorch, model=sd1)[0]
+    state, steps = Said(on_step=lambda i, n, preview: steps.append((i, n, preview is not None))), []
+    before = openvino_runtime.conversions
+    made = run(manager, state, model=sd1)[0]
+    assert close(made.image, reference.image) and made.image.std() > 1
+    assert state.converted() == ["Converting the UNet for OpenVINO (once for this model; about a minute)...",
+                                 "Converting the VAE decoder for OpenVINO (once for this model)..."]
+    assert openvino_runtime.conversions == before + 2
+    assert steps == [(1, 3, True), (2, 3, True), (3, 3, True)]  # a preview after every step
+    assert dict(made.params)["Runtime"] == "OpenVINO" and "Runtime" not in dict(reference.params)
+    assert isinstance(manager.pipeline("txt2img").unet, torch.nn.Module), "the torch UNet is back after the run"
+
+    again = Said()
+    assert np.array_equal(run(manager, again, model=sd1)[0].image, made.image)
+    fresh = Said()  # a new manager (the app started again) reads the IR from the disk cache
+    assert np.array_equal(run(ModelManager(devices.choose("cpu", "fp32"), runtime="openvino"), fresh,
+                              model=sd1)[0].image, made.image)
+    assert again.converted() == fresh.converted() == [] and openvino_runtime.conversions == before + 2
+    parts = sorted(p.name.split("-")[0] for p in openvino_convert.cache_root().iterdir() if not p.name.startswith("."))
+    assert parts == ["unet", "vae"]
+    assert all(f.suffix in (".xml", ".bin", ".json") for p in openvino_convert.cache_root().iterdir()
+               for f in p.iterdir())
+
+
+def test_a_batch_with_cfg_and_another_size_compile_their_own_shapes(tiny_models, pytorch, served, shared_cache):
+    sd1 = str(tiny_models["sd1"].folder)
+    fields = {"model": sd1, "batch_size": 2, "width": 72, "height": 64, "cfg_scale": 5.0}  # 72: an odd latent side
+    made, reference = run(served, **fields), run(pytorch, **fields)
+    assert [r.image.shape for r in made] == [(64, 72, 3)] * 2
+    assert all(close(a.image, b.image) for a, b in zip(made, reference, strict=True))
+
+
+def test_img2img_and_the_9_channel_inpainting_model(tiny_models, pytorch, served, shared_cache):
+    sd1, inpaint = str(tiny_models["sd1"].folder), str(tiny_models["sd1-inpaint"].folder)
+    img2img = {"model": sd1, "mode": Mode.IMG2IMG, "init_image": picture(3), "strength": 0.6}
+    assert close(run(served, **img2img)[0].image, run(pytorch, **img2img)[0].image)
+    source, mask = picture(6), square_mask()
+    fields = {"model": inpaint, "mode": Mode.INPAINT, "init_image": source, "mask": mask, "mask_blur": 0}
+    made = run(served, **fields)[0]
+    assert dict(made.params)["Runtime"] == "OpenVINO"
+    assert np.array_equal(made.image[mask == 0], source[mask == 0])
+    assert close(made.image, run(pytorch, **fields)[0].image)
+
+
+def test_sdxl_runs_on_openvino_with_its_added_conditions(tiny_models, pytorch, served, shared_cache):
+    sdxl = str(tiny_models["sdxl"].folder)
+    made = run(served, model=sdxl, cfg_scale=4.0)[0]
+    assert dict(made.params)["Runtime"] == "OpenVINO"
+    assert close(made.image, run(pytorch, model=sdxl, cfg_scale=4.0)[0].image)
+
+
+def test_cancel_stops_within_a_step_and_the_torch_unet_comes_back(tiny_models, served, shared_cache):
+    sd1 = str(tiny_models["sd1"].folder)
+    run(served, model=sd1)
+    seen, state = [], TaskState()
+
+    def on_step(index, total, preview):
+        seen.append(index)
+        if index == 2:
+            state.cancel()
+
+    state._on_step = on_step
+    with pytest.raises(Cancelled):
+        run(served, state, model=sd1, steps=20)
+    assert seen == [1, 2]
+    assert isinstance(served.pipeline("txt2img").unet, torch.nn.Module)
+    assert "decode" not in vars(served.pipeline("txt2img").vae), "the VAE's own decode is back"
+
+
+def test_an_inference_in_progress_stops_at_once_when_cancelled():
+    class Slow:
+        cancelled = False
+
+        def set_input_tensor(self, index, tensor):
+            pass
+
+        def start_async(self):
+            pass
+
+        def wait_for(self, ms):
+            return self.cancelled
+
+        def cancel(self):
+            self.cancelled = True
+
+    state, request = TaskState(), Slow()
+    state.cancel()
+    with pytest.raises(Cancelled):
+        openvino_runtime.infer(request, [np.zeros(1)], state, 0)
+    assert request.cancelled
+
+
+def test_each_lora_set_converts_once_and_switching_back_reuses_its_ir(tiny_models, pytorch, sd1_loras,  # noqa: F811
+                                                                     shared_cache):
+    sd1, folder = str(tiny_models["sd1"].folder), Folder(*sd1_loras)
+    manager = ModelManager(devices.choose("cpu", "fp32"), runtime="openvino")
+    base = run(manager, model=sd1, addons=folder)[0].image
+    first = Said()
+    one = run(manager, first, model=sd1, prompt="a fox <lora:detail:1>", addons=folder)[0].image
+    assert [line for line in first.converted() if "UNet" in line] == [
+        "Converting the UNet with the LoRAs detail for OpenVINO: LoRAs are fused into its weights, so each set of "
+        "LoRAs and weights converts once (about a minute, and as much disk as the UNet: 1.7 GB for SD 1.5)..."]
+    assert close(one, run(pytorch, model=sd1, prompt="a fox <lora:detail:1>", addons=folder)[0].image)
+    assert np.abs(one.astype(int) - base.astype(int)).mean() > 1
+    half = Said()
+    run(manager, half, model=sd1, prompt="a fox <lora:detail:0.5>", addons=folder)
+    assert len(half.converted()) == 1, "a new weight is a new UNet"
+    back = Said()
+    assert np.array_equal(run(manager, back, model=sd1, prompt="a fox <lora:detail:1>", addons=folder)[0].image, one)
+    assert np.array_equal(run(manager, back, model=sd1, addons=folder)[0].image, base)
+    assert back.converted() == []
+
+
+def test_a_damaged_cache_is_converted_again_and_a_changed_model_file_has_its_own(tiny_models, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tiny = tiny_models["sd1"]
+    file = tmp_path / "mine.safetensors"
+    shutil.copy(tiny.checkpoint, file)
+    shutil.copytree(tiny.config, tmp_path / "mine.config")
+    made = run(ModelManager(devices.choose("cpu", "fp32"), runtime="openvino"), model=str(file))[0].image
+    unet = next(p for p in openvino_convert.cache_root().iterdir() if p.name.startswith("unet-"))
+    with open(unet / openvino_convert.BIN, "r+b") as weights:
+        weights.truncate(100)
+    state = Said()
+    again = run(ModelManager(devices.choose("cpu", "fp32"), runtime="openvino"), state, model=str(file))[0].image
+    assert "The OpenVINO copy of the UNet of mine was damaged or incomplete: converting it again." in state.lines
+    assert len(state.converted()) == 1 and np.array_equal(again, made)
+
+    identity = openvino_convert.model_identity(file)
+    weights = load_file(file)
+    name = next(k for k in weights if k.startswith("model.diffusion_model.") and k.endswith("weight"))
+    weights[name] = weights[name] * 1.5
+    save_file(weights, file)
+    assert openvino_convert.model_identity(file) != identity  # so its UNet and VAE decoder are converted anew
+    assert openvino_convert.part("unet", openvino_convert.model_identity(file), {}).folder != \
+        openvino_convert.part("unet", identity, {}).folder
+
+
+def test_a_controlnet_run_falls_back_to_pytorch_in_one_sentence(tiny_models, pytorch, served, controls,  # noqa: F811
+                                                                  shared_cache):
+    sd1, control = str(tiny_models["sd1"].folder), Control(str(controls["sd1"].folder), picture(3))
+    state = Said()
+    made = run(served, state, model=sd1, controls=(control,))[0]
+    assert "A ControlNet runs on PyTorch only: this picture is made with PyTorch." in state.lines
+    assert "Runtime" not in dict(made.params)
+    assert np.array_equal(made.image, run(pytorch, model=sd1, controls=(control,))[0].image)
