@@ -4,14 +4,16 @@ The probe is one slice of an SD1.5 UNet at its real width: a ResNet block and a 
 over the latent's tokens, cross-attention to a 77-token prompt, a GEGLU feed-forward) with 320 channels on 32x32
 latents, in a batch of 2 as CFG runs it. PyTorch runs it the way the app does (devices.choose's dtype,
 channels-last in half precision, inference mode); OpenVINO runs the same module, converted once and compiled
-with the same precision, on the same inputs. Each gets a warm-up, then the median of a few timed runs; the whole
-probe takes about 2-3 s. OpenVINO missing or failing gives openvino_s None and a note saying why: never a guess.
+with the same settings as openvino_runtime, on the same inputs. Each gets a warm-up, then the median of a few
+timed runs, taking turns; the whole probe takes 3-4 s on a 2-core CPU, most of it converting the block once.
+OpenVINO missing or failing gives openvino_s None and a note saying why: never a guess.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import re
 import statistics
 import sys
 import time
@@ -125,9 +127,12 @@ def _openvino(module: nn.Module, inputs: tuple[torch.Tensor, ...], precision: st
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer warnings: the probe traces fine
         converted = ov.convert_model(module, example_input=inputs)
-    hint = "bf16" if precision == "bf16" else "f32"
-    compiled = ov.Core().compile_model(converted, "CPU", {"INFERENCE_PRECISION_HINT": hint,
-                                                          "PERFORMANCE_HINT": "LATENCY"})
+    # as openvino_runtime compiles a model: one stream, for latency, with as many threads as torch was given, in
+    # fp32 when the app runs in fp32, else the CPU plugin's choice (bf16 where the CPU multiplies it natively)
+    config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    if precision == "fp32":
+        config["INFERENCE_PRECISION_HINT"] = "f32"
+    compiled = ov.Core().compile_model(converted, "CPU", config)
     request = compiled.create_infer_request()
     arrays = [tensor.numpy() for tensor in inputs]
     return lambda: request.infer(arrays)
@@ -150,7 +155,10 @@ def _failure(error: Exception) -> str:
     if isinstance(error, ModuleNotFoundError) and error.name == "openvino":
         return "OpenVINO is not installed."
     log.warning("OpenVINO failed in the CPU runtime probe", exc_info=error)
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    # OpenVINO's messages start with the source lines they passed through ("Exception from src/...:112:")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    said = [line for line in lines if not line.startswith(("Exception from ", "Check '"))] or lines
+    first = re.sub(r"^\[ ?[A-Z_]+ ?\]\s*", "", said[0]) if said else type(error).__name__
     return f"OpenVINO failed here: {first.rstrip('.')}."
 
 
