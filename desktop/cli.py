@@ -18,17 +18,18 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from desktop.core import credentials, model_sources, paths, runs, settings
+from desktop.core import addons, credentials, fewstep, model_sources, paths, runs, settings
 from desktop.core.backend import GenerationJob, ModelDescriptor
 from desktop.core.errors import Cancelled, InvalidRequest, SfumatoError
-from desktop.core.families import DEMO_KINDS, DEMO_PREFIX, FLOW_SAMPLERS, SPECS, Variant, demo_kind, spec
+from desktop.core.families import DEMO_KINDS, DEMO_PREFIX, FLOW_SAMPLERS, SPECS, Variant, demo_kind, is_flow, spec
 from desktop.core.gallery.store import GalleryStore
 from desktop.core.geometry import Extent, Margins
 from desktop.core.imageio import load_image, load_mask
 from desktop.core.infotext import InfotextError, parse_size
 from desktop.core.modelfiles import Family, ModelFileError, identify
-from desktop.core.request import (HIRES_UPSCALERS, Conditioning, GenerationRequest, Hires, Images, InpaintArea,
-                                  InpaintSettings, MaskedContent, Mode, Sampling)
+from desktop.core.generation_settings import with_lora
+from desktop.core.request import (DECODERS, HIRES_UPSCALERS, Conditioning, GenerationRequest, Hires, Images,
+                                  InpaintArea, InpaintSettings, MaskedContent, Mode, Sampling)
 from desktop.core.prompts import DEFAULT_EMPHASIS, EMPHASIS_MODES
 from desktop.core.samplers import SAMPLERS, SCHEDULES
 from desktop.core.wildcards import expand_batch
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--mask", type=Path, help="inpaint mask: white = repaint")
     add("--expand", type=_margins, default=Margins(), metavar="L,T,R,B", help="outpaint margins in pixels")
     add("--strength", type=float, default=0.75, help="denoising strength (img2img, inpaint)")
-    # Steps, CFG, sampler, schedule, distilled guidance: the model family's recommendation when not given
+    # Steps, CFG, sampler, schedule, distilled guidance: the model family's recommendation when not given, or a
+    # few-step model's own settings (fewstep.py: LCM, TCD, Hyper-SD, Lightning, Turbo, DMD2)
     add("--steps", type=int, help=f"default: the model's recommendation ({recommendations('steps')})")
     add("--cfg", type=float, help="CFG scale; 1: none, the negative prompt unused (default: the model's "
                                   f"recommendation: {recommendations('cfg_scale')})")
@@ -67,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the noise schedule's shift of Z-Image, FLUX and SD 3.5 models; 0: the model's own (default)")
     add("--sampler", help=f"one of: {', '.join(SAMPLERS)} (a ' Karras' suffix also works); default: DPM++ 2M, or "
                           f"Euler for the flow-matching models (which take {', '.join(FLOW_SAMPLERS)})")
-    add("--schedule", choices=SCHEDULES, help="default: Automatic")
+    add("--schedule", choices=SCHEDULES, help="default: Automatic, or a few-step model's own")
+    add("--fast", action="store_true",
+        help="few-step generation: the model's own few-step settings, else the best few-step LoRA of its family "
+             "in the LoRA folders (added to the prompt), and the TAESD decoder; options given still win")
+    add("--decoder", choices=DECODERS, help="full: the model's own VAE (default); tiny: the TAESD decoder, much "
+                                            "faster on a CPU and a little softer (the default with --fast)")
     add("--seed", type=int, default=-1, help="-1: random")
     add("--width", type=int, help="default: 512, or the input image's size")
     add("--height", type=int)
@@ -96,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
              "mode=content|style (style: only the adapter's style layers), adapter=NAME|PATH|demo (default demo)")
     add("--device", choices=("auto", "cuda", "mps", "cpu"), default="auto")
     add("--precision", choices=("auto", "fp16", "bf16", "fp32"), default="auto")
+    add("--runtime", choices=("pytorch", "openvino"),
+        help="what runs the model on the CPU for this run (default: the Settings window's CPU runtime); openvino "
+             "converts each model once, then usually runs faster")
     add("--out", type=Path, help="output folder (default: Sfumato's output folder)")
     add("--server", metavar="URL", help="generate on a Sfumato server (sfumato serve) instead of this computer, "
                                         "e.g. http://gpu-box:7862; --model then names one of the server's models")
@@ -164,8 +174,11 @@ def _abbreviates(value: str, known: set[str]) -> bool:
     return value.startswith("--") and any(option.startswith(value.split("=")[0]) for option in known)
 
 
-def request_from_args(args: argparse.Namespace, recommended: Variant | None = None) -> GenerationRequest:
-    """The request the options ask for; what they leave out is `recommended` (else recommended_settings's)."""
+def request_from_args(args: argparse.Namespace,
+                      recommended: Variant | fewstep.Recipe | None = None) -> GenerationRequest:
+    """The request the options ask for; what they leave out is `recommended` (else default_settings's): a family's
+    Variant, or a few-step Recipe (whose schedule is the default too). With --fast, the Fast plan's settings, LoRA
+    and decoder."""
     mode = Mode(args.mode) if args.mode else (Mode.IMG2IMG if args.init else Mode.TXT2IMG)
     init = load_image(args.init) if args.init else None
     if mode is not Mode.TXT2IMG and init is None:
@@ -179,18 +192,22 @@ def request_from_args(args: argparse.Namespace, recommended: Variant | None = No
         kinds = ", ".join(["demo", *(DEMO_PREFIX + kind for kind in DEMO_KINDS if kind != "sd1")])
         raise UsageError(f"--model {args.model} is not a demo model; the demo models are {kinds}.")
     default = Extent(512, 512) if init is None else _default_extent(init)
-    recommended = recommended or recommended_settings(args.model, bool(args.server))
+    plan = fast_plan(args) if getattr(args, "fast", False) else None
+    recommended = plan.recipe if plan else recommended or default_settings(args)
+    prompt = with_lora(args.prompt, plan.lora, plan.recipe.lora_weight) if plan and plan.lora else args.prompt
+    few_step = isinstance(recommended, fewstep.Recipe)
     return GenerationRequest(
         mode=mode,
         model=args.model,
         width=args.width or default.width,
         height=args.height or default.height,
         sampling=Sampling(sampler=_given(args.sampler, recommended.sampler),
-                          schedule=_given(args.schedule, "Automatic"), steps=_given(args.steps, recommended.steps),
+                          schedule=_given(args.schedule, recommended.schedule if few_step else "Automatic"),
+                          steps=_given(args.steps, recommended.steps),
                           cfg_scale=_given(args.cfg, recommended.cfg_scale), seed=args.seed, batch_size=args.batch,
                           strength=args.strength, shift=args.shift,
-                          distilled_cfg=_given(args.distilled_cfg, recommended.distilled_cfg or 3.5)),
-        conditioning=Conditioning(prompt=args.prompt, negative_prompt=args.negative, clip_skip=args.clip_skip,
+                          distilled_cfg=_given(args.distilled_cfg, getattr(recommended, "distilled_cfg", None) or 3.5)),
+        conditioning=Conditioning(prompt=prompt, negative_prompt=args.negative, clip_skip=args.clip_skip,
                                   emphasis=args.emphasis),
         images=Images(init, mask),
         inpaint=InpaintSettings(mask_blur=args.mask_blur, masked_content=MaskedContent(args.masked_content),
@@ -199,23 +216,71 @@ def request_from_args(args: argparse.Namespace, recommended: Variant | None = No
         hires=_hires(args, mode),
         references=tuple(_references(args.reference)),
         controls=tuple(_controls(args.control)),
+        decoder=_given(getattr(args, "decoder", None), plan.decoder if plan else "full"),
     )
+
+
+def default_settings(args: argparse.Namespace) -> Variant | fewstep.Recipe:
+    """What a run uses for the steps, CFG, sampler and schedule not given: a few-step model's own settings (its
+    name, metadata or the person's mark in the Models window say it is one), else its family's recommendation."""
+    made = few_step_recipe(args.model, bool(args.server))
+    return made if made is not None else recommended_settings(args.model, bool(args.server))
+
+
+def few_step_recipe(model: str, on_server: bool = False) -> fewstep.Recipe | None:
+    """The few-step settings of a model known before loading it to be a few-step one; None for any other (a demo
+    model keeps the usual settings: its random weights take any)."""
+    identified = _identified(model, on_server)
+    if identified is None or is_flow(identified[0]):
+        return None
+    family, _variant, kind = identified
+    return _recipe(kind, family, _model_name(model))
+
+
+def _recipe(kind: str, family, name: str) -> fewstep.Recipe | None:
+    if kind not in fewstep.KINDS:
+        return None
+    return fewstep.recipe(kind, str(getattr(family, "value", family)), fewstep.steps_in_name(name),
+                          guided=fewstep.guided_in_name(name))
+
+
+def _model_name(model: str) -> str:
+    return Path(model.rstrip("/\\")).name or model
+
+
+def fast_plan(args: argparse.Namespace) -> fewstep.FastPlan:
+    """--fast: the model's own few-step settings, else the best few-step LoRA of its family in the model folders'
+    LoRAs (a server's model: its own only). Raises fewstep.NoFastPath with what to add and where."""
+    on_server = bool(args.server)
+    identified = _identified(args.model, on_server)
+    family, variant, kind = identified or (Family.SD1, "", "")
+    kind = fewstep.demo_kind(args.model) or kind
+    marks = _marks()
+    loras = {} if kind or on_server else {f.name: f for f in addons.list_addons(
+        addons.LORA, settings.load(set_aside=False).models_folders)}
+    return fewstep.fast_plan(str(getattr(family, "value", family)), kind, loras, model_name=_model_name(args.model),
+                             variant=variant, marks=marks)
+
+
+def _marks() -> dict[str, str]:
+    """The person's few-step marks (settings.few_step_marks, set in the Models window)."""
+    return dict(settings.load(set_aside=False).few_step_marks)
 
 
 def recommended_settings(model: str, on_server: bool = False) -> Variant:
     """What the makers of the model's family and variant recommend (desktop/core/families.py): a demo model's, or a
     file's or folder's on this computer as its header says, a Hub id's already downloaded; SD's for anything else
     (a Hub id not downloaded yet, a server's model: `loaded_recommendation` tells theirs once loaded)."""
-    family, variant = _identified(model, on_server) or (Family.SD1, "")
+    family, variant, _kind = _identified(model, on_server) or (Family.SD1, "", "")
     return (spec(family) or spec(Family.SD1)).variant(variant)
 
 
-def _identified(model: str, on_server: bool) -> tuple[Family | str, str] | None:
-    """The family and variant of a model known before loading it (a demo model, a file or folder here, a Hub id
-    in the Hub cache)."""
+def _identified(model: str, on_server: bool) -> tuple[Family | str, str, str] | None:
+    """The family, variant and few-step kind (the person's mark first) of a model known before loading it (a demo
+    model, a file or folder here, a Hub id in the Hub cache)."""
     kind = demo_kind(model)
     if kind is not None:
-        return DEMO_KINDS[kind], ""
+        return DEMO_KINDS[kind], "", ""
     if on_server:
         return None
     path = Path(model) if Path(model).exists() else _downloaded(model)
@@ -224,8 +289,8 @@ def _identified(model: str, on_server: bool) -> tuple[Family | str, str] | None:
     try:
         info = identify(path)
     except ModelFileError:
-        return Family.SD1, ""  # the run says what is wrong with it
-    return info.family, info.variant
+        return Family.SD1, "", ""  # the run says what is wrong with it
+    return info.family, info.variant, fewstep.kind_of(info.name, info.few_step, _marks())
 
 
 def _downloaded(model: str) -> Path | None:
@@ -242,13 +307,15 @@ def _downloaded(model: str) -> Path | None:
     return main if commit.isalnum() and main.is_dir() else None
 
 
-def loaded_recommendation(args: argparse.Namespace, loaded: ModelDescriptor) -> Variant | None:
+def loaded_recommendation(args: argparse.Namespace, loaded: ModelDescriptor) -> Variant | fewstep.Recipe | None:
     """The loaded model's recommendation when it could not be told before (a Hub id, a server's model) and differs
     from the SD values the request was made with: FLUX.1 [schnell] from the Hub gets its 4 steps and no CFG, not
-    SD's 20 steps and CFG 7 (true CFG on FLUX: twice the work and a burnt picture). None: keep the request."""
+    SD's 20 steps and CFG 7 (true CFG on FLUX: twice the work and a burnt picture); a few-step model its own
+    settings. None: keep the request."""
     if _identified(args.model, bool(args.server)) is not None or spec(loaded.family) is None:
         return None
-    later = spec(loaded.family).variant(loaded.variant)
+    few_step = "" if demo_kind(loaded.ref) is not None or spec(loaded.family).flow else loaded.few_step
+    later = _recipe(few_step, loaded.family, loaded.name) or spec(loaded.family).variant(loaded.variant)
     return None if later == recommended_settings(args.model, bool(args.server)) else later
 
 
@@ -383,8 +450,10 @@ def start_backend(args: argparse.Namespace, progress: _Progress):
     window_settings = settings.load(set_aside=False)
     if window_settings.notice:
         print(f"sfumato: {window_settings.notice}", file=sys.stderr)
-    backend = LocalBackend(args.device, args.precision, window_settings.models_folders,
-                           weight_storage=window_settings.weight_storage)
+    window_settings.device, window_settings.precision = args.device, args.precision  # the options, for this run
+    if args.runtime:
+        window_settings.cpu_runtime = args.runtime
+    backend = LocalBackend.from_settings(window_settings)
     try:
         backend.start(progress.state)
     except ValueError as error:
@@ -396,9 +465,9 @@ def start_backend(args: argparse.Namespace, progress: _Progress):
 def _start_remote(args: argparse.Namespace, progress: _Progress):
     from desktop.remote.backend import RemoteBackend
 
-    if args.device != "auto" or args.precision != "auto":
-        print("sfumato: --device and --precision are chosen where the server starts (sfumato serve --device ...); "
-              "leave them out with --server.", file=sys.stderr)
+    if args.device != "auto" or args.precision != "auto" or args.runtime:
+        print("sfumato: --device, --precision and --runtime are chosen where the server starts (sfumato serve "
+              "--device ...); leave them out with --server.", file=sys.stderr)
         return None
     try:
         backend = RemoteBackend(args.server, args.token)

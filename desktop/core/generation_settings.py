@@ -18,6 +18,7 @@ setting the width sets the height to match (and the other way round).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 from enum import Enum
@@ -26,6 +27,7 @@ from . import families
 from .errors import InvalidRequest
 from .events import Event
 from .request import (
+    DECODERS,
     HIRES_UPSCALERS,
     is_hires_upscaler,
     MAX_BATCH,
@@ -161,6 +163,20 @@ def _ranged(default, check_for, low, high) -> Field:
     return Field(default, check_for(low, high), low, high)
 
 
+def has_lora(prompt: str, name: str) -> bool:
+    """Whether `prompt` has a <lora:name> or <lora:name:weight> tag for the LoRA `name` (any case, as A1111 reads)."""
+    return re.search(rf"<lora:{re.escape(name)}(?::[^>]*)?>", prompt, re.IGNORECASE) is not None
+
+
+def with_lora(prompt: str, name: str, weight: float) -> str:
+    """`prompt` with <lora:name:weight> at its end, after ", "; as it is when it already names that LoRA."""
+    if has_lora(prompt, name):
+        return prompt
+    prompt = prompt.rstrip()
+    lead = "" if not prompt else " " if prompt.endswith(",") else ", "
+    return f"{prompt}{lead}<lora:{name}:{weight:g}>"
+
+
 def supported_schedules(sampler: str) -> tuple[str, ...]:
     """The schedules a sampler can run: Automatic and the ones it lists."""
     return (AUTOMATIC, *SAMPLERS.get(sampler, ()))
@@ -203,6 +219,7 @@ class GenerationSettings:
     hires_denoise = Field(0.7, _number(0.01, 1.0, 2), 0.01, 1.0, decimals=2)
     hires_resize_width = _ranged(0, _whole, 0, MAX_SIZE)  # 0 and 0: "Upscale by" sets the size
     hires_resize_height = _ranged(0, _whole, 0, MAX_SIZE)
+    decoder = Field("full", _one_of(DECODERS))  # "tiny": the picture is decoded by TAESD ("Fast decode")
 
     #: The values each model family (and variant) has its own of: what switching to another one sets (recommend),
     #: and what the panel keeps of each while another is chosen, in the order they are set back.
@@ -298,6 +315,7 @@ class GenerationSettings:
             hires=Hires(enabled=self.hires_enabled, upscaler=self.hires_upscaler, scale=self.hires_scale,
                         steps=self.hires_steps, denoise=self.hires_denoise, resize_width=self.hires_resize_width,
                         resize_height=self.hires_resize_height),
+            decoder=self.decoder,
         )
 
     def apply(self, request: GenerationRequest) -> None:
@@ -334,6 +352,25 @@ class GenerationSettings:
         hires = request.hires
         for name in ("upscaler", "scale", "steps", "denoise", "resize_width", "resize_height", "enabled"):
             self._take(f"hires_{name}", self.field(f"hires_{name}").clamp(getattr(hires, name)))
+        self._take("decoder", getattr(request, "decoder", "full"))
+
+    # -- few-step generation (desktop/core/fewstep.py) -----------------------------------------
+
+    def use_recipe(self, recipe) -> None:
+        """A few-step recipe's (fewstep.Recipe) steps, CFG scale, sampler and schedule: a few-step model's own
+        settings, or Fast's. A schedule its sampler does not take becomes Automatic."""
+        self._take("steps", recipe.steps)
+        self._take("cfg_scale", recipe.cfg_scale)
+        self._take("sampler", recipe.sampler)
+        self._take("schedule", recipe.schedule if recipe.schedule in supported_schedules(self.sampler) else AUTOMATIC)
+
+    def apply_fast(self, plan) -> None:
+        """Fast (fewstep.FastPlan): its recipe, its decoder, and its LoRA's <lora:name:weight> tag at the end of the
+        prompt unless the prompt already names that LoRA (at any weight: the person's own stays)."""
+        self.use_recipe(plan.recipe)
+        self._take("decoder", plan.decoder)
+        if plan.lora:
+            self.prompt = with_lora(self.prompt, plan.lora, plan.recipe.lora_weight)
 
     # -- model families (desktop/core/families.py) -------------------------------------------
 
