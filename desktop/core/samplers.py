@@ -12,27 +12,30 @@ EXPONENTIAL = "Exponential"
 BETA = "Beta"
 SGM_UNIFORM = "SGM Uniform"  # A1111's name for evenly spaced timesteps ending at the last one ("trailing")
 _SIGMA_SCHEDULES = (KARRAS, EXPONENTIAL, BETA)
+_SD_SCHEDULES = (*_SIGMA_SCHEDULES, SGM_UNIFORM)
 
-#: sampler name -> the schedule types it supports (besides Automatic).
+#: sampler name -> the schedule types it supports (besides Automatic). SGM Uniform is the schedule Lightning,
+#: Hyper-SD and the Turbo models want with Euler (their first step at the last training timestep).
 SAMPLERS: dict[str, tuple[str, ...]] = {
-    "Euler": _SIGMA_SCHEDULES,
-    "Euler a": (),
-    "DPM++ 2M": _SIGMA_SCHEDULES,
-    "DPM++ 2M SDE": _SIGMA_SCHEDULES,
-    "DPM++ SDE": _SIGMA_SCHEDULES,
-    "DDIM": (),
-    "UniPC": _SIGMA_SCHEDULES,
-    "LMS": _SIGMA_SCHEDULES,
-    "Heun": _SIGMA_SCHEDULES,
-    "DPM2": _SIGMA_SCHEDULES,
-    "DPM2 a": _SIGMA_SCHEDULES,
-    # few-step samplers (desktop/core/fewstep.py): for LCM, TCD, Hyper-SD and Lightning models and LoRAs
+    "Euler": _SD_SCHEDULES,
+    "Euler a": (SGM_UNIFORM,),
+    "DPM++ 2M": _SD_SCHEDULES,
+    "DPM++ 2M SDE": _SD_SCHEDULES,
+    "DPM++ SDE": _SIGMA_SCHEDULES,  # not SGM Uniform: its Brownian tree (torchsde) cannot start at sigma_max
+    "DDIM": (SGM_UNIFORM,),
+    "UniPC": _SD_SCHEDULES,
+    "LMS": _SD_SCHEDULES,
+    "Heun": _SD_SCHEDULES,
+    "DPM2": _SD_SCHEDULES,
+    "DPM2 a": _SD_SCHEDULES,
+    # few-step samplers (desktop/core/fewstep.py): for LCM, TCD, Hyper-SD and Lightning models and LoRAs; they
+    # place their few timesteps themselves
     "LCM": (),
     "TCD": (),
 }
 FEW_STEP_SAMPLERS = ("LCM", "TCD")
 
-SCHEDULES = (AUTOMATIC, *_SIGMA_SCHEDULES)
+SCHEDULES = (AUTOMATIC, *_SD_SCHEDULES)
 DEFAULT_SAMPLER = "DPM++ 2M"
 DEFAULT_SCHEDULE = KARRAS
 

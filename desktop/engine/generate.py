@@ -42,7 +42,7 @@ from desktop.core.request import (DEMO_HIRES_UPSCALER, GenerationRequest, Inpain
 from . import controlnet, editing, flow, hires, inpaint
 from .models import CHECKPOINT, ModelManager
 from . import reference, runtimes
-from .schedulers import make_flow_scheduler, make_scheduler
+from .schedulers import make_flow_scheduler, make_scheduler, pipeline_inputs
 
 
 VAE_TILING_AREA = 1536 * 1536
@@ -205,8 +205,10 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
                         generator=generators,
                         output_type=output_type,
                         callback_on_step_end=on_step_end,
-                        **(_each_picture(inputs, sampling.batch_size) if loaded.flow else inputs),
+                        **(_each_picture(inputs, sampling.batch_size)
+                           if loaded.flow or prepared.task == "inpaint" else inputs),
                         **ip_inputs,
+                        **({} if loaded.flow else pipeline_inputs(sampling.sampler)),
                     )
 
         output = None
@@ -271,10 +273,11 @@ def _at_size(images: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _each_picture(inputs: dict, batch: int) -> dict:
-    """A flow model's inputs with the init picture once per picture of the batch: each is then encoded with its
-    own seed's generator, so picture i of a batch is the single run with seed + i (and SD3's img2img, which
-    encodes one picture per generator, gets one for each)."""
-    if batch == 1 or "image" not in inputs:
+    """A flow model's or an inpaint's inputs with the init picture once per picture of the batch: each is then
+    encoded with its own seed's generator, so picture i of a batch is the single run with seed + i (SD's inpaint
+    pipelines sample one picture's latents with the first generator only; SD3's img2img encodes one picture per
+    generator). Pictures already given one per batch picture (the hires fix's) stay as they are."""
+    if batch == 1 or "image" not in inputs or isinstance(inputs["image"], list):
         return inputs
     return {**inputs, "image": [inputs["image"]] * batch}
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import diffusers
+import numpy as np
 import torch
 from diffusers.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from desktop.core.samplers import AUTOMATIC, BETA, EXPONENTIAL, KARRAS, SAMPLERS, split_sampler_name
+from desktop.core.samplers import AUTOMATIC, BETA, EXPONENTIAL, KARRAS, SAMPLERS, SGM_UNIFORM, split_sampler_name
 
 # sampler -> (scheduler class name, extra config)
 _SCHEDULERS: dict[str, tuple[str, dict]] = {
@@ -30,6 +32,14 @@ _SCHEDULERS: dict[str, tuple[str, dict]] = {
 assert _SCHEDULERS.keys() == SAMPLERS.keys()
 
 _SCHEDULE_FLAGS = {KARRAS: "use_karras_sigmas", EXPONENTIAL: "use_exponential_sigmas", BETA: "use_beta_sigmas"}
+# TCD's "gamma" (the step's `eta`), the stochasticity its authors recommend; diffusers' SD pipelines hand the
+# scheduler their own `eta` input, 0.0 unless the call says otherwise, so generate.py passes pipeline_inputs().
+TCD_GAMMA = 0.3
+
+
+def pipeline_inputs(sampler: str) -> dict:
+    """What an SD pipeline call needs for `sampler` beside the scheduler: TCD's gamma as the call's `eta`."""
+    return {"eta": TCD_GAMMA} if split_sampler_name(sampler)[0] == "TCD" else {}
 
 
 def make_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMATIC, seeds: list[int] | None = None):
@@ -48,10 +58,37 @@ def make_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMATIC, s
     if schedule != AUTOMATIC:
         if schedule not in SAMPLERS[sampler]:
             raise ValueError(f"{sampler} does not support the {schedule} schedule")
-        config[_SCHEDULE_FLAGS[schedule]] = True
+        if schedule == SGM_UNIFORM:  # evenly spaced from the last training timestep (999, 749, ... for 4 steps)
+            config["timestep_spacing"] = "trailing"
+        else:
+            config[_SCHEDULE_FLAGS[schedule]] = True
     if class_name == "DPMSolverSDEScheduler":
         config["noise_sampler_seed"] = list(seeds) if seeds else 0
-    return getattr(diffusers, class_name).from_config(config)
+    return _FEW_STEP.get(class_name, getattr(diffusers, class_name)).from_config(config)
+
+
+class _AnyStepCount:
+    """LCM's and TCD's timesteps are a subset of `original_inference_steps` (50) evenly spaced ones, and diffusers
+    refuses more steps than that: a longer run (a hires fix's schedule is steps / denoise) takes them from a
+    finer grid of as many as it asks for."""
+
+    def set_timesteps(self, num_inference_steps=None, device=None, original_inference_steps=None, timesteps=None,
+                      strength: float = 1.0):
+        if (num_inference_steps and original_inference_steps is None
+                and num_inference_steps > self.config.original_inference_steps):
+            original_inference_steps = num_inference_steps
+        super().set_timesteps(num_inference_steps, device, original_inference_steps, timesteps, strength)
+
+
+class LCM(_AnyStepCount, diffusers.LCMScheduler):
+    pass
+
+
+class TCD(_AnyStepCount, diffusers.TCDScheduler):
+    pass
+
+
+_FEW_STEP = {"LCMScheduler": LCM, "TCDScheduler": TCD}
 
 
 class _FlowSolver(diffusers.FlowMatchEulerDiscreteScheduler):
@@ -199,8 +236,28 @@ def make_flow_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMAT
     config["stochastic_sampling"] = False
     if shift > 0:
         config.update(shift=float(shift), use_dynamic_shifting=False)
+    cls = _FLOW_SCHEDULERS[sampler]
     if schedule != AUTOMATIC:
         if schedule not in SAMPLERS[sampler]:
             raise ValueError(f"{sampler} does not support the {schedule} schedule")
-        config[_SCHEDULE_FLAGS[schedule]] = True
-    return _FLOW_SCHEDULERS[sampler].from_config(config)
+        if schedule == SGM_UNIFORM:
+            cls = _sgm_uniform(cls)
+        else:
+            config[_SCHEDULE_FLAGS[schedule]] = True
+    return cls.from_config(config)
+
+
+class _SgmUniform:
+    """SGM Uniform on a flow: sigmas evenly spaced from 1 (pure noise) in steps of 1 / steps, the last step into 0,
+    before the model's shift, whatever sigmas the pipeline would pass (FLUX's are these; Z-Image's and SD3's not)."""
+
+    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, mu=None, timesteps=None):
+        count = len(sigmas) if sigmas is not None else num_inference_steps
+        if timesteps is None and count:
+            sigmas = np.linspace(1.0, 1.0 / count, count)
+        super().set_timesteps(num_inference_steps, device, sigmas=sigmas, mu=mu, timesteps=timesteps)
+
+
+@functools.cache
+def _sgm_uniform(cls: type) -> type:
+    return type(f"SGMUniform{cls.__name__}", (_SgmUniform, cls), {})

@@ -85,9 +85,9 @@ def test_checkpoint_names_match_the_models_offered_in_any_case():
     ("CFG Scale", "nan", "The CFG Scale axis's value nan is out of range; use 0 to 30."),
     ("Denoising", "0.5-1.5 (+0.5)", "The Denoising axis's value 1.5 is out of range; use 0 to 1."),
     ("Sampler", "Euler, Turbo", "The Sampler axis's value 'Turbo' is not a sampler; the samplers are Euler, Euler a, "
-                                "DPM++ 2M, DPM++ 2M SDE, DPM++ SDE, DDIM, UniPC, LMS, Heun, DPM2, DPM2 a."),
+                                "DPM++ 2M, DPM++ 2M SDE, DPM++ SDE, DDIM, UniPC, LMS, Heun, DPM2, DPM2 a, LCM, TCD."),
     ("Schedule type", "Linear", "The Schedule type axis's value 'Linear' is not a schedule type; they are "
-                                "Automatic, Karras, Exponential, Beta."),
+                                "Automatic, Karras, Exponential, Beta, SGM Uniform."),
     ("Size", "512", "The Size axis's value '512' is not a size such as 512x768."),
     ("Size", "32x32", "The Size axis's value 32x32 is out of range; sides from 64 to 4096 pixels work."),
 ])

@@ -4,12 +4,13 @@ import torch
 
 from desktop.core.progress import TaskState
 
-from desktop.core.samplers import AUTOMATIC, SAMPLERS
+from desktop.core.samplers import AUTOMATIC, KARRAS, SAMPLERS, SGM_UNIFORM
 from desktop.engine import generate
 from desktop.engine.previews import Previewer
 from tests.support.requests import change, make_request
 
-CASES = [(s, AUTOMATIC) for s in SAMPLERS] + [(s, sched[0]) for s, sched in SAMPLERS.items() if sched]
+CASES = [(s, AUTOMATIC) for s in SAMPLERS] + [(s, sched[0]) for s, sched in SAMPLERS.items() if sched] + [
+    (s, SGM_UNIFORM) for s, sched in SAMPLERS.items() if SGM_UNIFORM in sched[1:]]
 
 
 @pytest.mark.parametrize("sampler, schedule", CASES)
@@ -65,11 +66,13 @@ def test_each_sampler_maps_to_its_scheduler(sampler):
 
     base = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}
     scheduler = make_scheduler(base, sampler, "Automatic")
-    assert type(scheduler).__name__ == EXPECTED[sampler]
+    assert EXPECTED[sampler] in [cls.__name__ for cls in type(scheduler).__mro__]
     if "SDE" in sampler and sampler.startswith("DPM++ 2M"):
         assert scheduler.config.algorithm_type == "sde-dpmsolver++"
-    if sampler in SAMPLERS and SAMPLERS[sampler]:
+    if KARRAS in SAMPLERS[sampler]:
         assert make_scheduler(base, sampler, "Karras").config.use_karras_sigmas
+    if SGM_UNIFORM in SAMPLERS[sampler]:
+        assert make_scheduler(base, sampler, SGM_UNIFORM).config.timestep_spacing == "trailing"
 
 
 def test_dpm_sde_batch_images_match_their_own_seed(cpu_manager, tiny_models):
