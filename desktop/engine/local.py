@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from desktop.core import addons, controlnets, families, model_sources, modelfiles, paths, postprocess, references
-from desktop.core import fewstep
+from desktop.core import cpu_runtime, fewstep
 from desktop.core.cpu_runtime import Measurement
 from desktop.core.backend import GENERATION, PREPROCESS, CurrentCall, Job, ModelDescriptor, Result
 from desktop.core.postprocess import UPSCALE
@@ -71,7 +71,9 @@ class LocalBackend:
         if self._manager is None:
             choice = devices.choose(self.device, self.precision, threads=self.cpu_threads)
             self.measurement = runtime_probe.ensure(choice, self.cpu_runtime, state)
-            self._manager = ModelManager(choice, self.weight_storage)
+            on_cpu = choice.device.type == "cpu"  # OpenVINO only ever runs on the CPU
+            runtime = cpu_runtime.chosen(self.cpu_runtime, self.measurement) if on_cpu else "pytorch"
+            self._manager = ModelManager(choice, self.weight_storage, runtime, self.cpu_threads)
         return self._manager.device.description
 
     def load(self, ref: str, state: TaskState) -> ModelDescriptor:

@@ -32,6 +32,8 @@ from desktop.core import modelfiles, paths
 from desktop.core.errors import Cancelled
 from desktop.core.progress import TaskState
 
+from .runtime_probe import import_openvino  # openvino with its converter's telemetry off
+
 CONVERTER = 1  # bump when what a conversion writes changes: older folders are then never read again
 MANIFEST = "manifest.json"
 XML = "model.xml"
@@ -78,8 +80,7 @@ def model_identity(path: Path, hash_cache: Path | None = None) -> str:
 def part(kind: str, identity: str, variant: dict, loras: tuple = ()) -> Part:
     """The cache folder of `kind` for the model `identity` with `variant` (family, channels, ...) and the LoRAs
     fused into it ((file identity, weight) pairs; only the UNet's)."""
-    import openvino as ov
-
+    ov = import_openvino()
     fields = {"kind": kind, "model": identity, "variant": variant, "loras": [list(map(str, lora)) for lora in loras],
               "openvino": ov.get_version(), "converter": CONVERTER}
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
@@ -106,8 +107,7 @@ def convert(found: Part, module: torch.nn.Module, example: tuple, shapes: list, 
 
     `shapes`: each input's shape, -1 where it is dynamic. Raises Cancelled (nothing written) when the user cancels
     before the graph is saved."""
-    import openvino as ov
-
+    ov = import_openvino()
     root = found.folder.parent
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_work(root)

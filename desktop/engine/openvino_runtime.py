@@ -60,9 +60,7 @@ class Runtime:
     """The compiled parts of the loaded models for one ModelManager (models.openvino)."""
 
     def __init__(self, threads: int = 0, fp32: bool = False):
-        import openvino as ov
-
-        self._core = ov.Core()
+        self._core = convert.import_openvino().Core()
         self._config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         if threads > 0:
             self._config["INFERENCE_NUM_THREADS"] = threads
@@ -137,9 +135,7 @@ def infer(request, inputs: list[np.ndarray], state: TaskState, step: int) -> np.
 
 
 def _tensor(value: np.ndarray):
-    import openvino as ov
-
-    return ov.Tensor(np.ascontiguousarray(value, dtype=np.float32))
+    return convert.import_openvino().Tensor(np.ascontiguousarray(value, dtype=np.float32))
 
 
 def _array(value: torch.Tensor) -> np.ndarray:

@@ -9,7 +9,6 @@ ControlNet, an IP-Adapter, a flow family) runs on PyTorch and the status says so
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +16,8 @@ from pathlib import Path
 
 from desktop.core.errors import Cancelled
 from desktop.core.progress import TaskState
+
+from . import devices, runtime_probe
 
 PYTORCH, OPENVINO = "pytorch", "openvino"
 PARAMS = (("Runtime", "OpenVINO"),)
@@ -71,7 +72,7 @@ def _not_served(pipe, models, loaded) -> str:
     if getattr(pipe.unet, "encoder_hid_proj", None) is not None:
         return "A reference picture (IP-Adapter) works on PyTorch only"
     try:
-        import openvino  # noqa: F401
+        runtime_probe.import_openvino()
     except ImportError:
         return "OpenVINO is not installed with this copy of Sfumato"
     return ""
@@ -84,7 +85,7 @@ def runtime_of(models):
     if models not in _runtimes:
         import torch
 
-        threads = getattr(models, "threads", 0) or _physical_cores()
+        threads = models.threads or devices.physical_cores()  # settings.cpu_threads, 0: one per core
         _runtimes[models] = openvino_runtime.Runtime(threads, fp32=models.device.dtype == torch.float32)
     return _runtimes[models]
 
@@ -131,15 +132,6 @@ def _vae_stand_in(pipe, models, loaded, state: TaskState):
         return openvino_runtime.vae_decode(vae, held["compiled"], state)(z, return_dict, generator)
 
     return decode
-
-
-def _physical_cores() -> int:
-    from . import devices
-
-    count = getattr(devices, "physical_cores", None)
-    with contextlib.suppress(Exception):
-        return int(count()) if count is not None else 0
-    return 0
 
 
 def _first_line(error: Exception) -> str:

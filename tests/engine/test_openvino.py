@@ -13,11 +13,15 @@ import torch
 
 openvino = pytest.importorskip("openvino")
 
+from desktop.core import cpu_runtime  # noqa: E402
 from desktop.core.control import Control  # noqa: E402
+from desktop.core.cpu_runtime import Measurement  # noqa: E402
 from desktop.core.errors import Cancelled  # noqa: E402
 from desktop.core.progress import TaskState  # noqa: E402
 from desktop.core.request import Mode  # noqa: E402
+from desktop.core.settings import Settings  # noqa: E402
 from desktop.engine import devices, generate, openvino_convert, openvino_runtime  # noqa: E402
+from desktop.engine.local import LocalBackend  # noqa: E402
 from desktop.engine.models import ModelManager  # noqa: E402
 from tests.engine.test_controlnet import controls  # noqa: E402, F401 - fixture
 from tests.engine.test_embeddings import Folder  # noqa: E402
@@ -235,3 +239,15 @@ def test_a_controlnet_run_falls_back_to_pytorch_in_one_sentence(tiny_models, pyt
     assert "A ControlNet runs on PyTorch only: this picture is made with PyTorch." in state.lines
     assert "Runtime" not in dict(made.params)
     assert np.array_equal(made.image, run(pytorch, model=sd1, controls=(control,))[0].image)
+
+
+@pytest.mark.parametrize(("setting", "openvino_s", "runtime"), [
+    ("openvino", None, "openvino"), ("pytorch", 1.0, "pytorch"),
+    ("auto", 1.0, "openvino"), ("auto", 3.0, "pytorch"),  # auto: the faster one as measured on this CPU
+])
+def test_the_setting_reaches_the_model_manager(setting, openvino_s, runtime):
+    cpu_runtime.save(Measurement(cpu_runtime.this_cpu(), 2.0, openvino_s, "", cpu_runtime.versions(), "fp32"))
+    backend = LocalBackend.from_settings(Settings(device="cpu", precision="fp32", cpu_runtime=setting,
+                                                  cpu_threads=1))
+    backend.start(TaskState())
+    assert backend._manager.runtime == runtime and backend._manager.threads == 1
