@@ -5,7 +5,8 @@ the prompt at its cursor as ``<lora:name:1>``, an embedding's name into the
 prompt field that last had the focus (the negative prompt until one had it:
 most embeddings are negative ones). Both prompt fields get a LoraCompleter, and a
 WildcardCompleter for ``__name__`` (this computer's wildcard files, beside the same folders).
-The lists come from one AddonCatalog, refreshed when the picker opens.
+The lists come from one AddonCatalog, refreshed when the picker opens; the panel's Fast reads its LoRAs
+from it too (listing them first when they are not yet).
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ class AddonTools(QObject):
         for edit in (panel.prompt, panel.negative):
             edit.installEventFilter(self)
         panel.addons_button.clicked.connect(self.open_picker)
+        panel.lora_source = self.fast_loras
+        self.catalog.changed.connect(panel.loras_listed)
+
+    def fast_loras(self) -> dict[str, object] | None:
+        """The LoRAs by name for Fast (each AddonFile has its few_step and family), or None while they are being
+        listed (a listing is started when there is none)."""
+        if not self.catalog.loaded:
+            self.catalog.ensure_loaded()
+            return None
+        return {f.name: f for f in self.catalog.files[LORA]}
 
     def open_picker(self) -> AddonPicker:
         if self.picker is None:

@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import autosave, families, model_lists, model_sources, modelfiles, paths
+from desktop.core import autosave, families, fewstep, model_lists, model_sources, modelfiles, paths
 from desktop.core import settings as settings_store
 from desktop.core.backend import GENERATION, Backend, BackendFactory, PreprocessJob
 from desktop.core.document import CanvasDocument
@@ -93,6 +93,12 @@ SERVER_DEMO_NOTICE = (
     "not pictures. To make real images, put a Stable Diffusion .safetensors file in that server's models folder "
     "(on the server's computer), then press F5 here to list it."
 )
+
+
+def _few_step(ref: str, kind: str) -> str:
+    """A listed model's few-step kind for the panel's presets: a demo model's is "" (its random weights take any
+    settings; Fast still treats it as LCM), so choosing one keeps the usual settings."""
+    return "" if families.demo_kind(ref) is not None else kind
 
 
 def window_backend(settings: Settings) -> Backend:
@@ -187,6 +193,7 @@ class MainWindow(QMainWindow):
 
     def _build(self) -> None:
         self.panel = PromptPanel()  # its values scroll; Generate and Cancel stay below them
+        self.panel.few_step_marks = lambda: self.settings.few_step_marks
         self.setStatusBar(StatusBar())  # a long message ends in "…" before the Device label
 
         self.demo_banner = QLabel(DEMO_NOTICE)
@@ -620,11 +627,14 @@ class MainWindow(QMainWindow):
             try:
                 if server:  # one answer for the model picker and the add-on lists (the server's names)
                     models = remote_backend(settings).models()
-                    found = [(m.ref, m.name, m.family, m.variant) for m in models if GENERATION in m.kinds]
+                    found = [(m.ref, m.name, m.family, m.variant, _few_step(m.ref, m.few_step)) for m in models
+                             if GENERATION in m.kinds]
                     lists = model_lists.from_server(models, server)
                 else:
                     lists = model_lists.from_files(scan_postprocess_files(folders))
-                    found = [(str(e.path), e.name, e.info.family.value, e.info.variant)
+                    marks = dict(settings.few_step_marks)
+                    found = [(str(e.path), e.name, e.info.family.value, e.info.variant,
+                              fewstep.kind_of(e.info.name, e.info.few_step, marks))
                              for e in model_sources.list_models(folders) if e.usable]
             except Exception as error:  # noqa: BLE001 - a server's failure is a sentence (RemoteBackend's)
                 if not server:
@@ -716,11 +726,11 @@ class MainWindow(QMainWindow):
         elif then == "add file":
             QTimer.singleShot(0, dialog.choose_model_file)
         dialog.exec()
-        folders, chosen = dialog.folders(), dialog.chosen_model()
+        folders, chosen, marks = dialog.folders(), dialog.chosen_model(), dialog.few_step_marks()
         dialog.deleteLater()
-        changed = folders != self.settings.models_folders
-        if changed:  # folder edits are kept even when the window is closed without choosing
-            self.settings.models_folders = folders
+        changed = folders != self.settings.models_folders or marks != self.settings.few_step_marks
+        if changed:  # folder edits and few-step marks are kept even when the window is closed without choosing
+            self.settings.models_folders, self.settings.few_step_marks = folders, marks
             self._save_settings()
         if chosen:
             self._select_after_scan = chosen

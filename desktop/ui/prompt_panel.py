@@ -16,7 +16,13 @@ family's samplers are listed, Shift and Distilled CFG show for the flow-matching
 the controls of what the family lacks (LoRAs, control layers, hires fix, clip skip, emphasis) are disabled,
 saying why. Choosing a model of another family or variant (not the same model again, not the window restoring
 its last settings) sets that variant's recommended steps, CFG, sampler and guidance, as Forge's UI presets do,
-or the values the person had for it when they last left it this session.
+or the values the person had for it when they last left it this session. A few-step model (the list's
+FEWSTEP_ROLE: LCM, TCD, Hyper-SD, Lightning, Turbo, DMD2, by its name, metadata or the person's mark) is a preset of
+its own in the same way, with its makers' steps, CFG, sampler and schedule (desktop/core/fewstep.py).
+
+Fast (beside the sampler) applies fewstep.fast_plan for the chosen model: its own few-step settings, else the best
+few-step LoRA of its family (`lora_source`, whose tag goes into the prompt once), with the TAESD decoder; when there
+is no fast path nothing changes and the status says what to add. "Fast decode (TAESD)" is the request's decoder.
 
 Signals:
     generate_requested(): the user pressed Generate (or Ctrl+Enter in a prompt).
@@ -26,6 +32,9 @@ Signals:
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QKeySequence, QShortcut
@@ -46,7 +55,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import families
+from desktop.core import families, fewstep
 from desktop.core.generation_settings import GenerationSettings, supported_schedules
 from desktop.core.request import (HIRES_UPSCALERS, MAX_SIZE, MIN_SIZE, GenerationRequest, InpaintArea, MaskedContent,
                                   Mode)
@@ -54,7 +63,7 @@ from desktop.core.prompts import EMPHASIS_MODES
 from desktop.ui.wheel_guard import guard_wheel
 from desktop.core.samplers import SAMPLERS, SCHEDULES
 
-from .binding import bind_check, bind_combo_data, bind_combo_text, bind_spin, bind_text
+from .binding import bind, bind_check, bind_combo_data, bind_combo_text, bind_spin, bind_text
 from .token_counter import TokenCounter
 
 #: Sizes that suit each family (what it was trained at, and common aspect ratios).
@@ -68,6 +77,15 @@ SIZE_PRESETS.update({family: _MEGAPIXEL for family in ("zimage", "flux2-klein", 
 
 #: The model list's item data role of a model's variant (families.Variant: "dev", "schnell", ...).
 VARIANT_ROLE = Qt.ItemDataRole.UserRole + 1
+#: The model list's item data role of a model's few-step kind (fewstep.KINDS; "" when it is not a few-step model).
+FEWSTEP_ROLE = Qt.ItemDataRole.UserRole + 2
+
+FAST_TIP = ("Fast: a few steps with the sampler, CFG and schedule this model's few-step kind wants (its own, or a "
+            "few-step LoRA of its family added to the prompt), and the TAESD decoder")
+FAST_DECODE_TIP = ("Decode the picture with the tiny TAESD decoder instead of the model's VAE: much faster on a "
+                   "CPU, a little softer. Needs TAESD's weights in models/taesd (taesdxl for SDXL); without them the "
+                   "full VAE decodes and the status says so")
+LISTING_LORAS = "Looking for few-step LoRAs in the LoRA folders..."
 
 #: The heading above the demo models in the model list ("demo", "demo:<kind>"), after the real models.
 DEMO_HEADING = "Demo models (random weights)"
@@ -146,6 +164,12 @@ class PromptPanel(QWidget):
         self._kept: dict[tuple[str, str], dict] = {}  # the values left behind in each family preset (preset_key)
         self._preset: tuple[str, str] | None = None  # the preset the values are for; None before the first list
         self._listing = False  # set_models is choosing the model
+        # Fast's LoRAs: name -> an object with .few_step and .family (fewstep.LoraInfo), or None while they are
+        # being listed (the window's AddonTools sets it, and calls loras_listed() when they are)
+        self.lora_source: Callable[[], Mapping[str, object] | None] = lambda: {}
+        self.few_step_marks: Callable[[], Mapping[str, str]] = lambda: {}  # the settings' few_step_marks
+        self._fast_waiting = False  # Fast was pressed while the LoRAs were being listed
+        self.fast_note = ""  # what the last Fast did, or why it did nothing
         self._build()
         self.setAcceptDrops(True)
 
@@ -184,6 +208,11 @@ class PromptPanel(QWidget):
 
         self.sampler = QComboBox()
         self.sampler.addItems(list(SAMPLERS))
+        self.fast_button = QToolButton(text="Fast")
+        self.fast_button.setToolTip(FAST_TIP)
+        self.fast_button.clicked.connect(self.apply_fast)
+        self.fast_decode = QCheckBox("Fast decode (TAESD)")
+        self.fast_decode.setToolTip(FAST_DECODE_TIP)
         self.schedule = QComboBox()
         self.schedule.addItems(list(SCHEDULES))
 
@@ -302,8 +331,9 @@ class PromptPanel(QWidget):
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.addRow("Model", self.model)
-        form.addRow("Sampler", self.sampler)
+        form.addRow("Sampler", _row(self.sampler, self.fast_button))
         form.addRow("Schedule", self.schedule)
+        form.addRow("", self.fast_decode)
         form.addRow("Steps", _row(self.steps, self.shift_label, self.shift))
         form.addRow("CFG scale", _row(self.cfg, self.distilled_label, self.distilled))
         form.addRow("Clip skip", _row(self.clip_skip, self.emphasis_label, self.emphasis))
@@ -368,6 +398,9 @@ class PromptPanel(QWidget):
         bind_combo_data(s, "masked_content", self.masked_content)
         bind_combo_data(s, "inpaint_area", self.inpaint_area)
         bind_check(s, "hires_enabled", self.hires_check)
+        bind(s, "decoder", self.fast_decode, self.fast_decode.toggled,
+             lambda: "tiny" if self.fast_decode.isChecked() else "full",
+             lambda value: self.fast_decode.setChecked(value == "tiny"))
         bind_combo_text(s, "hires_upscaler", self.hires_upscaler)
         for name, box in (("hires_scale", self.hires_scale), ("hires_steps", self.hires_steps),
                           ("hires_denoise", self.hires_denoise), ("hires_resize_width", self.hires_resize_width),
@@ -407,18 +440,19 @@ class PromptPanel(QWidget):
         box.blockSignals(False)
 
     def set_models(self, models: list[tuple], current: str) -> None:
-        """models: [(reference, label, family)] or [(reference, label, family, variant)], shown in order (the window
-        lists the demo models, "demo" and "demo:<kind>", last: under the DEMO_HEADING when there are several);
-        selects `current` if present. An item's data is (reference, family), its VARIANT_ROLE data the variant.
+        """models: [(reference, label, family)], [(reference, label, family, variant)] or [(reference, label, family,
+        variant, few_step)], shown in order (the window lists the demo models, "demo" and "demo:<kind>", last: under
+        the DEMO_HEADING when there are several); selects `current` if present. An item's data is (reference,
+        family), its VARIANT_ROLE data the variant, its FEWSTEP_ROLE data the few-step kind (fewstep.KINDS or "").
 
         Another model than before, of another family or variant, takes that one's settings (see the module's notes);
         the first list (the window restoring its last settings) and the same model again keep the values."""
-        rows = [(ref, label, family, rest[0] if rest else "") for ref, label, family, *rest in models]
+        rows = [(ref, label, family, *(list(rest) + ["", ""])[:2]) for ref, label, family, *rest in models]
         demos = sum(families.demo_kind(row[0]) is not None for row in rows)
         before = self.settings.model
         self.model.blockSignals(True)
         self.model.clear()
-        for ref, label, family, variant in rows:
+        for ref, label, family, variant, few_step in rows:
             if demos > 1 and families.demo_kind(ref) is not None and self.model.findText(DEMO_HEADING) < 0:
                 if self.model.count():
                     self.model.insertSeparator(self.model.count())
@@ -426,6 +460,7 @@ class PromptPanel(QWidget):
                 self.model.model().item(self.model.count() - 1).setEnabled(False)
             self.model.addItem(label, (ref, family))
             self.model.setItemData(self.model.count() - 1, variant, VARIANT_ROLE)
+            self.model.setItemData(self.model.count() - 1, few_step or "", FEWSTEP_ROLE)
         index = next((i for i in range(self.model.count()) if (self.model.itemData(i) or ("",))[0] == current),
                      next((i for i in range(self.model.count()) if self.model.itemData(i)), -1))
         self.model.setCurrentIndex(index)
@@ -459,12 +494,30 @@ class PromptPanel(QWidget):
         """The chosen model's variant within its family ("dev", "schnell", ...; "" when not known)."""
         return self.model.currentData(VARIANT_ROLE) or ""
 
+    def few_step(self) -> str:
+        """The chosen model's few-step kind (fewstep.KINDS), "" when it is not a few-step model."""
+        return self.model.currentData(FEWSTEP_ROLE) or ""
+
+    def few_step_recipe(self) -> fewstep.Recipe | None:
+        """The settings of the chosen few-step model (the step count its name says, where it says one)."""
+        kind = self.few_step()
+        if kind not in fewstep.KINDS or families.is_flow(self.family()):
+            return None
+        name = self._model_name()
+        return fewstep.recipe(kind, self.family(), fewstep.steps_in_name(name), guided=fewstep.guided_in_name(name))
+
+    def _model_name(self) -> str:
+        """The chosen model's file or folder name (what its few-step kind and step count are read from)."""
+        return Path(self.model_ref().rstrip("/\\")).name or self.model.currentText()
+
     def preset_key(self) -> tuple[str, str]:
         """Which values go with the chosen model: one preset for SD 1.x, 2.x and SDXL (A1111 keeps its values
-        whichever of them is chosen), one per variant of a flow-matching family ("" and "dev" of FLUX.1 alike)."""
+        whichever of them is chosen), one per few-step recipe of theirs, one per variant of a flow-matching family
+        ("" and "dev" of FLUX.1 alike)."""
         family = self.family()
         if not families.is_flow(family):
-            return ("sd", "")
+            made = self.few_step_recipe()
+            return ("sd", "") if made is None else ("sd", f"{made.label} {made.steps} steps")
         return (family, families.spec(family).variant(self.variant()).label)
 
     def _use_family(self, switched: bool) -> None:
@@ -475,11 +528,50 @@ class PromptPanel(QWidget):
             self._kept[self._preset] = self.settings.family_values()
             if key in self._kept:
                 self.settings.take_values(self._kept[key])
+            elif self.few_step_recipe() is not None:
+                self.settings.use_recipe(self.few_step_recipe())
             else:
                 self.settings.recommend(self.family(), self.variant())
         self._preset = key
         self.settings.fit(self.family(), self.variant())
         self._show_family()
+
+    # -- Fast -------------------------------------------------------------------------------------
+
+    def apply_fast(self) -> None:
+        """Fast: the chosen model's few-step plan (fewstep.fast_plan) into the values; when it has none, nothing
+        changes and the status says what to add. A model that is not a few-step one needs the LoRA list: while it
+        is being listed, Fast waits for loras_listed()."""
+        kind = self.few_step() or fewstep.demo_kind(self.model_ref())
+        loras: Mapping[str, object] | None = {}
+        if not kind and not families.is_flow(self.family()):
+            loras = self.lora_source()
+            if loras is None:
+                self._fast_waiting = True
+                self._say_fast(LISTING_LORAS)
+                return
+        self._fast_waiting = False
+        try:
+            plan = fewstep.fast_plan(self.family(), kind, loras, model_name=self._model_name(),
+                                     variant=self.variant(), marks=self.few_step_marks())
+        except fewstep.NoFastPath as error:
+            self._say_fast(str(error))
+            self.fast_button.setToolTip(f"{FAST_TIP}.\n{error}")
+            return
+        self.settings.apply_fast(plan)
+        self.fast_button.setToolTip(FAST_TIP)
+        self._say_fast(plan.note)
+
+    def loras_listed(self) -> None:
+        """The LoRA list arrived: a Fast that waited for it runs now."""
+        if self._fast_waiting:
+            self.apply_fast()
+
+    def _say_fast(self, text: str) -> None:
+        self.fast_note = text
+        window = self.window()
+        if hasattr(window, "note"):
+            window.note(text)
 
     def _feature_widgets(self) -> dict[QWidget, str]:
         """The panel's controls of family features (families.LORAS, ...): disabled, saying why, where it lacks one."""

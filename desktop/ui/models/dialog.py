@@ -17,18 +17,20 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
+from PySide6.QtCore import QModelIndex, QPoint, Qt, Signal, Slot
+from PySide6.QtGui import QActionGroup
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QVBoxLayout,
     QWidget,
 )
 
-from desktop.core import model_sources, modelfiles, postprocess
+from desktop.core import fewstep, model_sources, modelfiles, postprocess
 from desktop.core.errors import SfumatoError
 from desktop.core.model_sources import ModelEntry, Source, detect_other_apps
 from desktop.core.settings import Settings
@@ -70,7 +72,9 @@ ADD_FOLDER_SHORTCUT = "Ctrl+Shift+O"
 class ModelsDialog(QDialog):
     """The Models window. Run it, then read chosen_model() (when accepted) and folders().
 
-    The settings are not changed: folders() is the edited copy of models_folders.
+    The settings are not changed: folders() is the edited copy of models_folders, few_step_marks() of
+    few_step_marks (a model's context menu marks it as a few-step model of a kind, or as none, for files whose name
+    and metadata do not say: choosing it then sets that kind's steps, CFG and sampler).
 
     Signals:
         folders_changed(list): the edited models_folders (list of str), after each add or remove.
@@ -93,7 +97,9 @@ class ModelsDialog(QDialog):
         self._scan_generation = 0
         self.other_apps_dialog: OtherAppsDialog | None = None
         self._jobs = Background(self)
+        self._marks = dict(settings.few_step_marks)
         self._build(settings, download)
+        self.table.table_model.set_marks(self._marks)
         self.rescan()
 
     # -- public ---------------------------------------------------------------------------
@@ -104,6 +110,47 @@ class ModelsDialog(QDialog):
 
     def folders(self) -> list[str]:
         return self.folders_editor.folders()
+
+    def few_step_marks(self) -> dict[str, str]:
+        """The edited copy of settings.few_step_marks: model file name -> fewstep.KINDS or fewstep.NONE."""
+        return dict(self._marks)
+
+    def few_step_menu(self, entry: ModelEntry) -> QMenu:
+        """"Few-step model": what the model's name says, each kind, or not few-step; the model's choice checked."""
+        menu = QMenu("Few-step model", self)
+        group = QActionGroup(menu)
+        said = fewstep.LABELS.get(entry.info.few_step, "not few-step")
+        current = self._marks.get(entry.info.name, "")
+        for value, text in (("", f"As its name says ({said})"), *fewstep.LABELS.items(), (fewstep.NONE,
+                                                                                          "Not few-step")):
+            action = menu.addAction(text)
+            action.setCheckable(True)
+            action.setChecked(value == current)
+            group.addAction(action)
+            action.triggered.connect(partial(self.mark_few_step, entry, value))
+        return menu
+
+    def mark_few_step(self, entry: ModelEntry, kind: str) -> None:
+        """Mark the model as a few-step model of `kind` (fewstep.KINDS), as not one (fewstep.NONE), or take what
+        its name says again ("")."""
+        if kind:
+            self._marks[entry.info.name] = kind
+        else:
+            self._marks.pop(entry.info.name, None)
+        self.table.table_model.set_marks(self._marks)
+        found = self.table.table_model.few_step(entry)
+        self._show_message(f"{entry.name} counts as a few-step model ({fewstep.LABELS[found]}): choosing it sets "
+                           "its steps, CFG and sampler." if found else f"{entry.name} counts as a usual model, not "
+                           "a few-step one.")
+
+    @Slot(QPoint)
+    def _context_menu(self, at: QPoint) -> None:
+        entry = self.table.indexAt(at).data(ModelTableModel.ENTRY_ROLE)
+        if entry is None or not entry.usable or entry.info.kind in model_sources.POSTPROCESS_KINDS:
+            return
+        menu = QMenu(self)
+        menu.addMenu(self.few_step_menu(entry))
+        menu.exec(self.table.viewport().mapToGlobal(at))
 
     def entries(self) -> list[ModelEntry]:
         return self.table.table_model.entries()
@@ -138,6 +185,8 @@ class ModelsDialog(QDialog):
 
         self.table = ModelTable()
         self.table.doubleClicked.connect(self._double_clicked)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         layout.addWidget(self.table, 1)
 

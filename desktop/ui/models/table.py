@@ -13,8 +13,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.core import paths
-from desktop.core.model_sources import ModelEntry
+from desktop.core import fewstep, paths
+from desktop.core.model_sources import POSTPROCESS_KINDS, ModelEntry
 
 from .common import folder_label
 
@@ -30,6 +30,19 @@ class ModelTableModel(QAbstractTableModel):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._entries: list[ModelEntry] = []
+        self._marks: dict[str, str] = {}  # settings.few_step_marks, as the Models window edits them
+
+    def set_marks(self, marks: dict[str, str]) -> None:
+        """The few-step marks the Family column shows (a model's few-step kind: "SDXL · Lightning")."""
+        self._marks = dict(marks)
+        if self._entries:
+            self.dataChanged.emit(self.index(0, self.FAMILY), self.index(len(self._entries) - 1, self.FAMILY))
+
+    def few_step(self, entry: ModelEntry) -> str:
+        """The model's few-step kind: the person's mark, else what its name or metadata says; "" for none."""
+        if entry.info.kind in POSTPROCESS_KINDS:
+            return ""
+        return fewstep.kind_of(entry.info.name, entry.info.few_step, self._marks)
 
     def set_entries(self, entries: list[ModelEntry]) -> None:
         self.beginResetModel()
@@ -73,6 +86,8 @@ class ModelTableModel(QAbstractTableModel):
                 lines.insert(0, f"Sfumato can't use this: {entry.problem.rstrip('.')}.")
             elif entry.info.note:
                 lines.append(entry.info.note)
+            if entry.usable and entry.info.kind not in POSTPROCESS_KINDS:
+                lines.append("Right-click to mark it as a few-step model (LCM, Lightning, Turbo, ...) or not.")
             return "\n".join(lines)
         if role == Qt.ItemDataRole.ForegroundRole and not entry.usable:
             return QApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
@@ -84,7 +99,9 @@ class ModelTableModel(QAbstractTableModel):
         if column == self.NAME:
             return entry.name
         if column == self.FAMILY:
-            return entry.family_label or "—"
+            kind = self.few_step(entry)
+            label = entry.family_label or "—"
+            return f"{label} · {fewstep.LABELS[kind]}" if kind else label
         if column == self.FORMAT:
             return entry.info.format
         if column == self.SIZE:
