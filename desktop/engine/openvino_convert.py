@@ -105,8 +105,10 @@ def discard(found: Part) -> None:
 def convert(found: Part, module: torch.nn.Module, example: tuple, shapes: list, state: TaskState) -> None:
     """Trace `module` (forward(*example) -> one tensor) and write it as found's IR with fp16 weights, atomically.
 
-    `shapes`: each input's shape, -1 where it is dynamic. Raises Cancelled (nothing written) when the user cancels
-    before the graph is saved."""
+    `shapes`: each input's shape, -1 where it is dynamic. Raises Cancelled (nothing written) when the user cancelled
+    before it starts or before the traced graph is saved."""
+    if state.cancelled():
+        raise Cancelled(0)
     ov = import_openvino()
     root = found.folder.parent
     root.mkdir(parents=True, exist_ok=True)

@@ -251,3 +251,15 @@ def test_the_setting_reaches_the_model_manager(setting, openvino_s, runtime):
                                                   cpu_threads=1))
     backend.start(TaskState())
     assert backend._manager.runtime == runtime and backend._manager.threads == 1
+
+
+def test_a_cancel_before_a_conversion_writes_nothing(tiny_models):
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_models["sd1"].folder / "unet")
+    found = openvino_convert.part(openvino_convert.UNET, "cancelled", {})
+    state = TaskState()
+    state.cancel()
+    with pytest.raises(Cancelled):
+        openvino_convert.convert(found, *openvino_convert.unet_module(unet), state)
+    assert not found.folder.exists() and not openvino_convert.is_done(found)
