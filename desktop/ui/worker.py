@@ -285,9 +285,10 @@ class _Runner(_WorkerSignals):
         with self._lock:
             old = self._settings
             self._settings = settings
-            if (old.device, old.precision, old.weight_storage, old.server_url, old.server_token) != (
-                    settings.device, settings.precision, settings.weight_storage, settings.server_url,
-                    settings.server_token):
+            if (old.device, old.precision, old.weight_storage, old.cpu_runtime, old.cpu_threads, old.server_url,
+                    old.server_token) != (settings.device, settings.precision, settings.weight_storage,
+                                          settings.cpu_runtime, settings.cpu_threads, settings.server_url,
+                                          settings.server_token):
                 self._engine_stale = True  # picked up by the worker thread before its next job
 
     def stop(self) -> None:

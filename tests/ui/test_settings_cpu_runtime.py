@@ -68,3 +68,24 @@ def test_the_window_still_fits_a_1280x720_screen_with_a_measurement(open_dialog)
     hint = dialog.sizeHint()
     assert dialog.cpu_measured.text().startswith("OpenVINO could not be measured on this CPU")
     assert hint.height() <= SCREEN_H - TITLE_BAR and hint.width() <= SCREEN_W, hint
+
+
+def test_a_new_cpu_runtime_or_thread_count_loads_the_model_again(qtbot):
+    from desktop.core import settings as settings_store
+    from desktop.ui.worker import GenerationWorker
+    from tests.support.fake_backend import FakeBackend
+    from tests.support.requests import make_request
+
+    made, backend = [], FakeBackend()
+    worker = GenerationWorker(settings_store.load(), lambda s: made.append((s.cpu_runtime, s.cpu_threads)) or backend)
+    request = make_request(prompt="a boat", model="some/model", width=64, height=64, steps=1, seed=5)
+    try:
+        for runtime, threads in (("auto", 0), ("openvino", 0), ("openvino", 2)):
+            chosen = settings_store.load()
+            chosen.cpu_runtime, chosen.cpu_threads = runtime, threads
+            worker.update_settings(chosen)
+            with qtbot.waitSignal(worker.job_finished, timeout=10_000):
+                worker.submit(request)
+        assert made == [("auto", 0), ("openvino", 0), ("openvino", 2)] and backend.closed == 2
+    finally:
+        assert worker.shutdown(5000)
