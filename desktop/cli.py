@@ -174,11 +174,11 @@ def _abbreviates(value: str, known: set[str]) -> bool:
     return value.startswith("--") and any(option.startswith(value.split("=")[0]) for option in known)
 
 
-def request_from_args(args: argparse.Namespace,
-                      recommended: Variant | fewstep.Recipe | None = None) -> GenerationRequest:
+def request_from_args(args: argparse.Namespace, recommended: Variant | fewstep.Recipe | None = None,
+                      loaded: ModelDescriptor | None = None) -> GenerationRequest:
     """The request the options ask for; what they leave out is `recommended` (else default_settings's): a family's
     Variant, or a few-step Recipe (whose schedule is the default too). With --fast, the Fast plan's settings, LoRA
-    and decoder."""
+    and decoder (of the `loaded` model, when it could not be told before loading it)."""
     mode = Mode(args.mode) if args.mode else (Mode.IMG2IMG if args.init else Mode.TXT2IMG)
     init = load_image(args.init) if args.init else None
     if mode is not Mode.TXT2IMG and init is None:
@@ -192,7 +192,8 @@ def request_from_args(args: argparse.Namespace,
         kinds = ", ".join(["demo", *(DEMO_PREFIX + kind for kind in DEMO_KINDS if kind != "sd1")])
         raise UsageError(f"--model {args.model} is not a demo model; the demo models are {kinds}.")
     default = Extent(512, 512) if init is None else _default_extent(init)
-    plan = fast_plan(args) if getattr(args, "fast", False) else None
+    fast = getattr(args, "fast", False)
+    plan = fast_plan(args, loaded) if fast else None
     recommended = plan.recipe if plan else recommended or default_settings(args)
     prompt = with_lora(args.prompt, plan.lora, plan.recipe.lora_weight) if plan and plan.lora else args.prompt
     few_step = isinstance(recommended, fewstep.Recipe)
@@ -216,7 +217,7 @@ def request_from_args(args: argparse.Namespace,
         hires=_hires(args, mode),
         references=tuple(_references(args.reference)),
         controls=tuple(_controls(args.control)),
-        decoder=_given(getattr(args, "decoder", None), plan.decoder if plan else "full"),
+        decoder=_given(getattr(args, "decoder", None), plan.decoder if plan else "tiny" if fast else "full"),
     )
 
 
@@ -248,18 +249,24 @@ def _model_name(model: str) -> str:
     return Path(model.rstrip("/\\")).name or model
 
 
-def fast_plan(args: argparse.Namespace) -> fewstep.FastPlan:
+def fast_plan(args: argparse.Namespace, loaded: ModelDescriptor | None = None) -> fewstep.FastPlan | None:
     """--fast: the model's own few-step settings, else the best few-step LoRA of its family in the model folders'
-    LoRAs (a server's model: its own only). Raises fewstep.NoFastPath with what to add and where."""
+    LoRAs (a server's model: its own only); None while the model is not known before loading it (a server's model,
+    a Hub id not downloaded yet): main asks again with the `loaded` one. Raises fewstep.NoFastPath with what to add
+    and where."""
     on_server = bool(args.server)
-    identified = _identified(args.model, on_server)
-    family, variant, kind = identified or (Family.SD1, "", "")
+    if loaded is not None:
+        family, variant, kind, name = loaded.family, loaded.variant, loaded.few_step, loaded.name
+    else:
+        identified = _identified(args.model, on_server)
+        if identified is None:
+            return None
+        (family, variant, kind), name = identified, _model_name(args.model)
     kind = fewstep.demo_kind(args.model) or kind
-    marks = _marks()
     loras = {} if kind or on_server else {f.name: f for f in addons.list_addons(
         addons.LORA, settings.load(set_aside=False).models_folders)}
-    return fewstep.fast_plan(str(getattr(family, "value", family)), kind, loras, model_name=_model_name(args.model),
-                             variant=variant, marks=marks)
+    return fewstep.fast_plan(str(getattr(family, "value", family)), kind, loras, model_name=name, variant=variant,
+                             marks=_marks())
 
 
 def _marks() -> dict[str, str]:
@@ -502,9 +509,10 @@ def main(argv: list[str]) -> int:
     try:
         model = backend.load(seeds[0].model, progress.state)
         later = loaded_recommendation(args, model)
-        if later is not None:  # the options again, with the values of the family it turned out to be
+        if later is not None or args.fast and _identified(args.model, bool(args.server)) is None:
+            # the options again, with the values of the family (and few-step kind) it turned out to be
             folders = settings.load(set_aside=False).models_folders
-            seeds = expand_batch(request_from_args(args, later).resolved(), folders)
+            seeds = expand_batch(request_from_args(args, later, model).resolved(), folders)
         results = [result for k, one in enumerate(seeds) for result in backend.run(
             GenerationJob(one), progress.state if len(seeds) == 1 else runs.nth(progress.state, k, len(seeds)))]
         progress.end()

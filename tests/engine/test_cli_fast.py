@@ -124,3 +124,18 @@ def test_a_fast_picture_says_how_it_was_made(capsys, tmp_path, lcm_model):
     params = parse_infotext(Image.open(paths[0]).text["parameters"]).params
     assert (params["Sampler"], params["Steps"], params["CFG scale"]) == ("LCM", "2", "1")
     assert "Decoder" not in params  # the full VAE decoded it
+
+
+def test_fast_on_a_servers_model_waits_for_it_to_load_to_know_its_kind():
+    from desktop.core.backend import ModelDescriptor
+
+    args = cli.build_parser().parse_args(["--prompt", "a fox", "--fast", "--server", "http://gpu-box:7862",
+                                          "--model", "sdxl_lightning_4step"])
+    before = cli.request_from_args(args)  # not known yet: no refusal, the TAESD decoder already
+    assert before.decoder == "tiny"
+    loaded = ModelDescriptor("sdxl_lightning_4step", "sdxl", "sdxl_lightning_4step", few_step="lightning")
+    after = cli.request_from_args(args, cli.loaded_recommendation(args, loaded), loaded)
+    assert sampling(after) == ("Euler", "SGM Uniform", 4, 1.0) and after.decoder == "tiny"
+    plain = ModelDescriptor("xl", "sdxl", "xl")
+    with pytest.raises(cli.fewstep.NoFastPath, match="SDXL has no few-step path here"):
+        cli.request_from_args(args, None, plain)
