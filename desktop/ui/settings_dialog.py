@@ -100,8 +100,9 @@ WEIGHT_STORAGE_CHOICES = [
 ]
 
 CPU_RUNTIME_CHOICES = [
-    ("auto", "Automatic (measured on this CPU)", "The faster of PyTorch and OpenVINO on this CPU, as measured once when "
-                                                "the engine first starts here; PyTorch until then."),
+    ("auto", "Automatic (measured on this CPU)",
+     "The faster of PyTorch and OpenVINO on this CPU, as measured once when the engine first starts here; PyTorch "
+     "until then."),
     ("pytorch", "PyTorch", "PyTorch runs the model: nothing to convert, every feature works."),
     ("openvino", "OpenVINO (faster; converts each model once)",
      "OpenVINO runs the model on the CPU: each model is converted once (1-5 minutes, kept beside the model cache), "
@@ -349,8 +350,8 @@ class SettingsDialog(QDialog):
         self.cpu_threads.setToolTip("How many threads a picture made on the CPU uses. Automatic: one per physical "
                                     "core.")
         self.cpu_measured = _MessageLabel("")  # cpu_runtime.describe(): what the measurement found, when there is one
-        self.cpu_measured.setToolTip("Measured once, when the engine first ran a model on this CPU with the CPU runtime "
-                                     "on Automatic.")
+        self.cpu_measured.setToolTip("Measured once, when the engine first ran a model on this CPU with the CPU "
+                                     "runtime on Automatic.")
         self.engine_note = _MessageLabel(_NOTE_STYLE)
         self.engine_problem = _MessageLabel(_MESSAGE_STYLE)
         self._row(form, "&Device:", self.device)
