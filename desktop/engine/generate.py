@@ -41,7 +41,7 @@ from desktop.core.request import (DEMO_HIRES_UPSCALER, GenerationRequest, Inpain
 
 from . import controlnet, editing, flow, hires, inpaint
 from .models import CHECKPOINT, ModelManager
-from . import reference, runtimes
+from . import previews, reference, runtimes
 from .schedulers import make_flow_scheduler, make_scheduler, pipeline_inputs
 
 
@@ -136,7 +136,9 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     second = hires.plan(request) if request.hires.enabled else None
     enlarge = _enlarger(request.hires.upscaler, models, state, addons, loaded.ref) \
         if second and not second.latent else None
-    previewer = models.previewer(loaded.family, preview_method)
+    previewer = models.previewer(loaded.family, preview_method, loaded.info.path)
+    tiny = _tiny_decoder(request, models, loaded, state)  # the TAESD that decodes the final pictures, or None
+    final = "tiny" if tiny is not None else "np"  # "tiny": the pipeline hands over latents, the TAESD decodes
     last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
     done = {"steps": 0, "later": second.steps if second else 0}  # the steps of the passes before and after this
     ran_on: dict = {"params": ()}  # the runtime's infotext params (runtimes.serving), from the last pass
@@ -203,7 +205,7 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
                         callback_on_step_end_tensor_inputs=tensors,
                         num_inference_steps=steps,
                         generator=generators,
-                        output_type=output_type,
+                        output_type="latent" if output_type == "tiny" else output_type,
                         callback_on_step_end=on_step_end,
                         **(_each_picture(inputs, sampling.batch_size)
                            if loaded.flow or prepared.task == "inpaint" else inputs),
@@ -233,7 +235,9 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
                 raise _out_of_memory(request, models) from again
         done["steps"] += getattr(pipe, "num_timesteps", None) or steps
         done["later"] = 0
-        if made != (width, height) and output_type == "np":
+        if output_type == "tiny":
+            output.images = _tiny_pictures(tiny, output.images, made)
+        if made != (width, height) and output_type in ("np", "tiny"):
             output.images = _at_size(output.images, width, height)
         return output, encoded["value"], pipe
 
@@ -241,20 +245,23 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     state.status(f"Generating {sampling.batch_size} image(s), {request.width}x{request.height}{passes}")
     spans = editing.spans(request.conditioning, sampling.steps)
     latent = second is not None and second.latent
-    output, schedule, pipe = denoise(prepared, spans, sampling.steps, "latent" if latent else "np")
+    output, schedule, pipe = denoise(prepared, spans, sampling.steps,
+                                     "latent" if latent else "np" if second else final)
     generated, finish = output.images, prepared.finish  # float pictures 0..1 on the grid, and their crop
     if second is not None:
         first = generated if latent else [finish(image) for image in _pictures(generated)]
         try:
             generated, pipe, finish = _hires_pass(request, second, loaded.inpaint_model, first, pipe, denoise, state,
-                                                  enlarge, guidance)
+                                                  enlarge, guidance, final)
         except OutOfMemory:  # the first pass's pictures are kept, as made without the hires fix
             state.status(f"The {models.device.description} ran out of memory in the hires fix's second pass at "
                          f"{second.target.width}x{second.target.height}, even with lighter settings: the first "
                          f"pass's pictures ({request.width}x{request.height}) are kept. Lower Upscale by or the "
                          "batch size to use the hires fix.")
             request = request.replace(hires=request.hires.replace(enabled=False))
-            if latent:
+            if latent and tiny is not None:
+                generated = _tiny_pictures(tiny, first, None)
+            elif latent:
                 pipe.vae.enable_tiling()
                 generated = hires.decode(pipe, first)
     finite = _check_finite(generated, last.get("latents"), pipe.vae.dtype, state)
@@ -262,7 +269,33 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     seeds = [seed for seed, kept in zip(sampling.seeds, finite, strict=True) if kept]
     params = extras.params(schedule) + (guidance.params if guidance is not None else ()) + ran_on["params"]
     params += references.params if references is not None else ()
+    params += (("Decoder", "TAESD"),) if tiny is not None else ()
     return [Result(finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
+
+
+def _tiny_decoder(request: GenerationRequest, models: ModelManager, loaded, state: TaskState):
+    """The TAESD that decodes the final pictures when the request asks for it (decoder "tiny"); None for the full
+    VAE, which also decodes, with a sentence in the status, when the family's TAESD is not on disk."""
+    if request.decoder != "tiny":
+        return None
+    decoder, folder = models.tiny_decoder(loaded.family, loaded.info.path)
+    if decoder is None:
+        label = families.spec(loaded.family).label if families.spec(loaded.family) else loaded.family
+        state.status(f"The full VAE decoded the picture: {label} has no TAESD decoder Sfumato can use."
+                     if not previews.has_tiny_decoder(loaded.family) else
+                     f"The full VAE decoded the picture because the TAESD decoder is not in {folder}: put its "
+                     f"diffusers files (config.json and diffusion_pytorch_model.safetensors) there to use it.")
+    return decoder
+
+
+def _tiny_pictures(decoder, latents: torch.Tensor, size: tuple[int, int] | None) -> np.ndarray:
+    """The pipeline's final latents -> float pictures (batch, h, w, 3) 0..1 through the TAESD; FLUX.1's packed
+    tokens are put back in rows first (`size`: the picture's (width, height) the pipeline made)."""
+    if latents.ndim == 3:
+        latents = previews.unpack_tokens(latents, previews.token_grid(latents.shape[1], size))
+    with torch.inference_mode():
+        images = previews.tiny_decode(decoder, latents)
+    return (images.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def _at_size(images: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -309,7 +342,7 @@ def _flow_conditioning(pipe, loaded, models: ModelManager, texts: tuple[str, str
 
 
 def _hires_pass(request: GenerationRequest, second: hires.Plan, inpainting_model: bool, first, pipe, denoise,
-                state: TaskState, enlarge=None, guidance=None):
+                state: TaskState, enlarge=None, guidance=None, output_type: str = "np"):
     """The hires fix's upscale and second pass (desktop/engine/hires.py): (pictures, pipe, finish)."""
     state.status(f"Hires fix, pass 2/2: {request.hires.upscaler} to {second.target.width}x{second.target.height}, "
                  f"{second.steps} steps at denoising strength {request.hires.denoise:g}")
@@ -318,7 +351,7 @@ def _hires_pass(request: GenerationRequest, second: hires.Plan, inpainting_model
     if guidance is not None:  # A1111 applies the controls to the second pass too, at its size
         prepared = guidance.attach(prepared, request, second)
     spans = editing.spans(request.conditioning, second.steps, after=request.sampling.steps)
-    output, _, pipe = denoise(prepared, spans, second.schedule_steps, "np")
+    output, _, pipe = denoise(prepared, spans, second.schedule_steps, output_type)
     return output.images, pipe, prepared.finish
 
 

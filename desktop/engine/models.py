@@ -46,7 +46,7 @@ from desktop.core.progress import TaskState
 from . import bundled_configs, flow, prompt_encoding, tiny, tuning
 from .embeddings import EmbeddingLibrary
 from .devices import DeviceChoice, empty_cache
-from .previews import Previewer, taesd_dir
+from .previews import Previewer, load_tiny_decoder, taesd_dir
 
 # (family group, task, the extras that need a pipeline class of their own) -> class. Extras that replace a
 # component every pipeline has (a VAE override) keep the class; ControlNets (ordinary or union) have rows here.
@@ -138,7 +138,8 @@ class ModelManager:
         self.current: LoadedModel | None = None
         self._held: OrderedDict[tuple[str, str], Held] = OrderedDict()  # least recently used first
         self._previewer: Previewer | None = None
-        self._previewer_key: tuple[str, str] | None = None
+        self._previewer_key: tuple | None = None
+        self._tiny_decoders: dict[Path, object] = {}  # TAESD folder -> its AutoencoderTiny (tiny_decoder)
         self._embedding_library = EmbeddingLibrary()
         self._resolved: tuple[str, Path, ModelInfo] | None = None  # identify()'s answer, for the load after it
 
@@ -395,14 +396,27 @@ class ModelManager:
         gc.collect()
         empty_cache(self.device.device)
 
-    def previewer(self, family: str, method: str) -> Previewer:
-        """The preview maker for this family and method, kept between runs (TAESD loads once)."""
-        key = (family, method)
+    def previewer(self, family: str, method: str, model: Path | None = None) -> Previewer:
+        """The preview maker for this family and method, kept between runs (its TAESD is tiny_decoder's)."""
+        decoder = self.tiny_decoder(family, model)[0] if method == "taesd" else None
+        key = (family, method, id(decoder))
         if self._previewer_key != key:
-            self._previewer = Previewer(family, method, taesd_dir(paths.models_dir(), family),
-                                        self.device.device, self.device.dtype)
+            self._previewer = Previewer(family, method, None, self.device.device, self.device.dtype, decoder)
             self._previewer_key = key
         return self._previewer
+
+    def tiny_decoder(self, family: str, model: Path | None = None):
+        """(TAESD, folder): the family's tiny decoder from `folder`, loaded once and kept, or None when its files
+        are not there. `folder` is models/taesd, taesdxl, taef1 or taesd3, or for a demo model (`model`: its
+        folder) the tiny TAESD built inside it."""
+        folder = tiny.taesd_folder(model) if model is not None else None
+        folder = folder or taesd_dir(paths.models_dir(), family)
+        decoder = self._tiny_decoders.get(folder)
+        if decoder is None:
+            decoder = load_tiny_decoder(folder, family, self.device.device, self.device.dtype)
+            if decoder is not None:
+                self._tiny_decoders[folder] = decoder
+        return decoder, folder
 
     # -- resolving and loading ------------------------------------------------
 

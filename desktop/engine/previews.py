@@ -7,9 +7,10 @@ fitted per model family (a well-known approximation; costs microseconds).
 and Z-Image, models/taesd3 for SD3), giving a full-size, much closer preview:
 milliseconds on a GPU, but on a CPU a large share of a step, so pair it with
 "preview every N steps" there. It runs on the pipeline's device and is loaded
-once (ModelManager.previewer). FLUX.2 has no tiny decoder diffusers can build
-(TAEF2 adds group norms to AutoencoderTiny's blocks), so it always gets the
-approximation.
+once per family (ModelManager.tiny_decoder), the same one that decodes the
+final pictures when a request asks for the TAESD decoder (decoder "tiny").
+FLUX.2 has no tiny decoder diffusers can build (TAEF2 adds group norms to
+AutoencoderTiny's blocks), so it always gets the approximation.
 
 The flow families hand over latents in their own layouts: SD3 and Z-Image as
 (batch, 16, h/8, w/8) like the UNet families; FLUX.1 and FLUX.2 as packed
@@ -88,6 +89,34 @@ def taesd_dir(models_dir: Path, family: str) -> Path:
     return models_dir / _TINY_DECODERS.get(family.removesuffix("-refiner"), "taesd")
 
 
+def has_tiny_decoder(family: str) -> bool:
+    """Whether diffusers' AutoencoderTiny can decode this family's latents (not FLUX.2's)."""
+    return family.removesuffix("-refiner") not in _NO_TINY_DECODER
+
+
+def load_tiny_decoder(folder: Path, family: str, device: torch.device | str = "cpu",
+                      dtype: torch.dtype = torch.float32):
+    """The TAESD (AutoencoderTiny, diffusers layout) in `folder` on `device`; None when the family has none, its
+    files are not there (never downloaded) or they are another family's (a different number of latent channels)."""
+    family = family.removesuffix("-refiner")
+    if not has_tiny_decoder(family) or not (folder / "config.json").is_file():
+        return None
+    from diffusers import AutoencoderTiny
+
+    decoder = AutoencoderTiny.from_pretrained(folder, local_files_only=True)
+    if decoder.config.latent_channels != len(_FACTORS.get(family, _FACTORS["sd1"])[0]):
+        return None
+    return decoder.to(torch.device(device), dtype).eval()
+
+
+def tiny_decode(decoder, latents: torch.Tensor) -> torch.Tensor:
+    """(batch, channels, h, w) latents as the pipeline holds them -> pictures (batch, 3, 8h, 8w) in -1..1, undoing
+    the scale and shift the TAESD's config names as a pipeline does with its VAE (TAESD and TAESDXL: none)."""
+    config = decoder.config
+    latents = latents.to(decoder.device, decoder.dtype) / config.scaling_factor + config.shift_factor
+    return decoder.decode(latents).sample
+
+
 def token_grid(count: int, size: tuple[int, int] | None) -> tuple[int, int] | None:
     """Rows and columns of `count` packed tokens of a picture `size` (width, height) pixels; None if unknown.
 
@@ -129,27 +158,23 @@ class Previewer:
         taesd_path: Path | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        decoder=None,
     ):
+        """`decoder`: the TAESD already loaded (ModelManager.tiny_decoder), else it is read from `taesd_path`."""
         if method not in METHODS:
             raise ValueError(f"unknown preview method {method!r}; choose one of {', '.join(METHODS)}")
         self.method = method
         self._decoder = None
-        self._device, self._dtype = torch.device(device), dtype
         family = family.removesuffix("-refiner")
         factors, bias = _FACTORS.get(family, _FACTORS["sd1"])
         self._factors = torch.tensor(factors, dtype=torch.float32)
         self._bias = torch.tensor(bias, dtype=torch.float32)
         if method == "taesd":
-            if taesd_path is None or family in _NO_TINY_DECODER or not (taesd_path / "config.json").is_file():
+            if decoder is None and taesd_path is not None:
+                decoder = load_tiny_decoder(taesd_path, family, device, dtype)
+            if decoder is None:
                 self.method = "approximate"  # weights not on disk: fall back, never download
-            else:
-                from diffusers import AutoencoderTiny
-
-                decoder = AutoencoderTiny.from_pretrained(taesd_path, local_files_only=True)
-                if decoder.config.latent_channels != len(factors):  # another family's decoder in its folder
-                    self.method = "approximate"
-                else:
-                    self._decoder = decoder.to(self._device, dtype).eval()
+            self._decoder = decoder
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray | None:
@@ -161,7 +186,7 @@ class Previewer:
             return None
         first = first[:, : len(self._factors)]
         if self._decoder is not None:  # decoded where the latents are, then only the pixels move
-            rgb = self._decoder.decode(first.to(self._device, self._dtype)).sample[0].permute(1, 2, 0).float().cpu()
+            rgb = tiny_decode(self._decoder, first)[0].permute(1, 2, 0).float().cpu()
         else:
             rgb = torch.einsum("chw,cr->hwr", first[0].float().cpu(), self._factors) + self._bias
         rgb = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

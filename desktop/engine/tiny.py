@@ -14,6 +14,11 @@ Each kind is written three ways, which the loading code must all handle:
 
 Weights come from per-tensor seeds, so the same kind gives byte-identical files
 on every build, and sd1-inpaint shares every weight with sd1 except conv_in.
+
+The kinds whose family has a TAESD carry a tiny random-weight one inside their
+folder (``tiny-sd1/taesd``, ``tiny-sdxl/taesdxl``, ``tiny-flux1/taef1``, ...), in
+diffusers' AutoencoderTiny layout: the demo models' own, for previews and the
+"tiny" decoder (ModelManager.tiny_decoder), never put in the user's models folder.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ KINDS = UNET_KINDS + FLOW_KINDS
 EXTRA_SUFFIXES = (".comfy",)
 
 # Bump whenever anything that ends up on disk changes (sizes, configs, tokenizer, init).
-VERSION = 4
+VERSION = 5
 
 MAX_LENGTH = 77
 BOS = "<|startoftext|>"
@@ -115,6 +120,7 @@ def build(root: Path, kind: str = "sd1") -> TinyModel:
     try:
         staged = paths(work, kind)
         _write_model(staged)
+        _write_taesd(staged)
         atomic.fsync_tree(work)
         if not _is_current(root, model):  # another process may have finished meanwhile
             _install(staged, model, work)
@@ -122,6 +128,45 @@ def build(root: Path, kind: str = "sd1") -> TinyModel:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return model
+
+
+def taesd_folder(model: Path) -> Path | None:
+    """The tiny TAESD inside a built tiny model's folder (`model`: tiny-<kind>/); None for any other model or a kind
+    whose family has none."""
+    model = Path(model)
+    kind = model.name.removeprefix("tiny-")
+    if not model.name.startswith("tiny-") or kind not in KINDS or not _stamp_path(model.parent, kind).is_file():
+        return None
+    folder = _taesd_path(model, kind)
+    return folder if folder is not None and (folder / "config.json").is_file() else None
+
+
+def _taesd_path(folder: Path, kind: str) -> Path | None:
+    from desktop.engine.previews import has_tiny_decoder, taesd_dir
+
+    family = kind.removesuffix("-inpaint")
+    return taesd_dir(folder, family) if has_tiny_decoder(family) else None
+
+
+def _write_taesd(model: TinyModel) -> None:
+    """The kind's tiny random-weight TAESD (AutoencoderTiny) inside its folder, when its family has one; its
+    config in the sidecar too, which holds every config of the folder."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    folder = _taesd_path(model.folder, model.kind)
+    if folder is None:
+        return
+    family = model.kind.removesuffix("-inpaint")
+    with torch.random.fork_rng(devices=[]):
+        decoder = AutoencoderTiny(encoder_block_out_channels=(16,) * 4, decoder_block_out_channels=(16,) * 4,
+                                  num_encoder_blocks=(1,) * 4, num_decoder_blocks=(1,) * 4,
+                                  latent_channels=4 if model.kind in UNET_KINDS else 16)
+    _init_weights(decoder, f"{family}/taesd")
+    decoder.save_pretrained(folder, safe_serialization=True)
+    sidecar = model.config / folder.name
+    sidecar.mkdir()
+    shutil.copy2(folder / "config.json", sidecar / "config.json")
 
 
 def _check_kind(kind: str) -> None:

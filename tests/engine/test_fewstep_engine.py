@@ -1,4 +1,5 @@
-"""The few-step engine on tiny models: the LCM and TCD samplers and the SGM Uniform schedule."""
+"""The few-step engine on tiny models: the LCM and TCD samplers, the SGM Uniform schedule, TAESD decoding of the
+final picture."""
 
 import diffusers
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 from desktop.core.families import FLOW_SAMPLERS
 from desktop.core.progress import TaskState
-from desktop.core.request import Mode
+from desktop.core.request import Hires, Mode
 from desktop.core.samplers import SAMPLERS, SGM_UNIFORM
 from desktop.engine import generate
 from desktop.engine.schedulers import TCD_GAMMA, make_flow_scheduler, make_scheduler
@@ -116,3 +117,117 @@ def test_few_step_samplers_run_on_sdxl(cpu_manager, tiny_models):
         request = make_request(prompt="p", model=str(tiny_models["sdxl"].folder), width=64, height=64, steps=2,
                                seed=1, cfg_scale=1.0, sampler=sampler, schedule="Automatic")
         assert generate.run(request, TaskState(), cpu_manager)[0].image.shape == (64, 64, 3)
+
+
+# -- TAESD decoding of the final picture ----------------------------------------------------------------------------
+
+
+def _recording_tiny_decode(monkeypatch) -> list:
+    """Records (latents, pictures -1..1) of every TAESD decode of a final picture."""
+    from desktop.engine import previews
+
+    seen = []
+    decode = previews.tiny_decode
+
+    def record(decoder, latents):
+        out = decode(decoder, latents)
+        seen.append((latents.detach().clone(), out.detach().clone()))
+        return out
+
+    monkeypatch.setattr(previews, "tiny_decode", record)
+    return seen
+
+
+def _uint8(pictures) -> np.ndarray:
+    return generate._pictures((pictures.float() / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy())
+
+
+def test_the_tiny_decoder_decodes_the_final_latents_with_the_demo_taesd(cpu_manager, tiny_models, monkeypatch):
+    from desktop.engine import hires, tiny
+
+    model = tiny_models["sd1"].folder
+    assert tiny.taesd_folder(model) == model / "taesd"
+    seen = _recording_tiny_decode(monkeypatch)
+    request = make_request(prompt="a cat", model=str(model), width=64, height=64, steps=2, seed=5, batch_size=2,
+                           decoder="tiny")
+    results = generate.run(request, TaskState(), cpu_manager)
+    (latents, decoded), = seen
+    assert [r.image.tolist() for r in results] == _uint8(decoded).tolist()
+    assert all(dict(r.params).get("Decoder") == "TAESD" for r in results)
+    full = generate.run(change(request, decoder="full"), TaskState(), cpu_manager)
+    assert "Decoder" not in dict(full[0].params)
+    by_vae = generate._pictures(hires.decode(cpu_manager.pipeline("txt2img"), latents))
+    assert np.abs(full[0].image.astype(int) - by_vae[0].astype(int)).max() <= 1  # the same latents
+    assert np.abs(results[0].image.astype(int) - by_vae[0].astype(int)).mean() > 5  # not the full VAE's decode
+    assert not (cpu_manager.tiny_decoder("sd1")[1] / "config.json").exists()  # nothing in the user's models folder
+
+
+def test_tiny_decoding_keeps_the_pixels_outside_an_inpaint_mask(cpu_manager, tiny_models):
+    source = _picture(7)
+    request = make_request(prompt="p", model=str(tiny_models["sd1"].folder), mode=Mode.INPAINT, init_image=source,
+                           mask=_mask(), mask_blur=0, width=64, height=64, steps=2, seed=2, decoder="tiny")
+    result = generate.run(request, TaskState(), cpu_manager)[0]
+    outside = _mask() == 0
+    assert np.array_equal(result.image[outside], source[outside])
+    assert not np.array_equal(result.image[~outside], source[~outside])
+    assert ("Decoder", "TAESD") in result.params
+
+
+@pytest.mark.parametrize("upscaler", ["Lanczos", "Latent"])
+def test_tiny_decoding_with_the_hires_fix_decodes_only_the_final_picture(cpu_manager, tiny_models, monkeypatch,
+                                                                         upscaler):
+    seen = _recording_tiny_decode(monkeypatch)
+    request = make_request(prompt="p", model=str(tiny_models["sd1"].folder), width=64, height=64, steps=2, seed=2,
+                           decoder="tiny", hires=Hires(enabled=True, scale=1.5, upscaler=upscaler, denoise=0.5))
+    result = generate.run(request, TaskState(), cpu_manager)[0]
+    assert result.image.shape == (96, 96, 3) and len(seen) == 1 and seen[0][0].shape[-1] == 12
+    assert ("Decoder", "TAESD") in result.params
+
+
+def test_without_taesd_weights_the_full_vae_decodes_and_the_status_says_where_they_go(cpu_manager, tiny_models):
+    notes = []
+    request = make_request(prompt="p", model=str(tiny_models["sd1"].checkpoint), width=64, height=64, steps=2,
+                           seed=2, decoder="tiny")
+    result = generate.run(request, TaskState(on_status=notes.append), cpu_manager)[0]
+    full = generate.run(change(request, decoder="full"), TaskState(), cpu_manager)[0]
+    assert np.array_equal(result.image, full.image) and "Decoder" not in dict(result.params)
+    said = [note for note in notes if "TAESD" in note]
+    assert len(said) == 1 and "models/taesd" in said[0] and said[0].count(". ") == 0
+
+
+def test_the_users_taesd_decodes_a_model_of_its_family(cpu_manager, tiny_models):
+    import shutil
+
+    from desktop.core import paths
+
+    shutil.copytree(tiny_models["sd1"].folder / "taesd", paths.models_dir() / "taesd")
+    request = make_request(prompt="p", model=str(tiny_models["sd1"].checkpoint), width=64, height=64, steps=2,
+                           seed=2, decoder="tiny")
+    result = generate.run(request, TaskState(), cpu_manager)[0]
+    assert ("Decoder", "TAESD") in result.params
+    assert cpu_manager.tiny_decoder("sd1")[0] is cpu_manager.tiny_decoder("sd1")[0]  # loaded once
+
+
+# -- the flow families ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["flux1", "zimage", "sd3"])
+def test_a_flow_demo_decodes_with_its_own_tiny_taesd(cpu_manager, tiny_models, monkeypatch, kind):
+    seen = _recording_tiny_decode(monkeypatch)
+    request = make_request(prompt="a lighthouse", model=str(tiny_models[kind].folder), width=80, height=64, steps=2,
+                           seed=1, cfg_scale=1.0, sampler="Euler", schedule=SGM_UNIFORM, decoder="tiny")
+    result = generate.run(request, TaskState(), cpu_manager)[0]
+    (latents, decoded), = seen
+    assert latents.shape[1] == 16 and result.image.shape == (64, 80, 3)  # FLUX.1's packed tokens put back in rows
+    assert np.array_equal(result.image, _uint8(decoded)[0])
+    assert ("Decoder", "TAESD") in result.params
+
+
+def test_a_family_without_a_taesd_decodes_with_its_vae_and_says_so(cpu_manager, tiny_models):
+    notes = []
+    request = make_request(prompt="a lighthouse", model=str(tiny_models["flux2-klein"].folder), width=64, height=64,
+                           steps=2, seed=1, cfg_scale=1.0, sampler="Euler", schedule="Automatic", decoder="tiny")
+    result = generate.run(request, TaskState(on_status=notes.append), cpu_manager)[0]
+    assert "Decoder" not in dict(result.params)
+    assert [n for n in notes if "TAESD" in n] == [
+        "The full VAE decoded the picture: FLUX.2 [klein] has no TAESD decoder Sfumato can use."]

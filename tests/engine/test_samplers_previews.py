@@ -95,9 +95,15 @@ def test_taesd_is_loaded_once_and_used_for_runs(cpu_manager, tiny_models):
         paths.models_dir() / "taesd")
     cpu_manager._previewer_key = None  # this test's SFUMATO_HOME has the weights
     previews = []
-    request = make_request(prompt="p", model=str(tiny_models["sd1"].folder), width=64, height=72, steps=2, seed=1)
+    model = str(tiny_models["sd1"].checkpoint)  # not the demo folder, which has a TAESD of its own
+    request = make_request(prompt="p", model=model, width=64, height=72, steps=2, seed=1)
     generate.run(request, TaskState(on_step=lambda i, n, p: previews.append(p.shape)), cpu_manager, "taesd")
     first = cpu_manager.previewer("sd1", "taesd")
     generate.run(request, TaskState(), cpu_manager, "taesd")
     assert cpu_manager.previewer("sd1", "taesd") is first and first.method == "taesd"
     assert previews == [(72, 64, 3), (72, 64, 3)]
+    # the previews and the final TAESD decode share one decoder; a demo model's is its own
+    assert first._decoder is cpu_manager.tiny_decoder("sd1")[0]
+    demo = tiny_models["sd1"].folder
+    assert cpu_manager.previewer("sd1", "taesd", demo)._decoder is cpu_manager.tiny_decoder("sd1", demo)[0]
+    assert cpu_manager.tiny_decoder("sd1", demo)[1] == demo / "taesd"
