@@ -3,6 +3,11 @@
 LoRAs: ``build_lora(pipe, layout, path)`` writes random LoRA factors for a few layers
 of a loaded tiny SD 1.x or SDXL pipeline, in the layout a trainer writes them. The
 changes are as large as the layers' own weights, so a picture visibly changes.
+
+Few-step LoRAs: ``build_few_step_lora(pipe, kind, folder)`` writes a tiny stand-in for
+the LCM, TCD, Hyper-SD or Lightning LoRA of the pipeline's family under the file name
+and in the key layout its makers released it with (FEW_STEP_LORAS), so recognising it
+from its name (desktop/core/fewstep.py) and loading it (lora.py) are exercised.
 """
 
 from __future__ import annotations
@@ -89,6 +94,33 @@ def build_lora(
     else:
         torch.save(state, path)
     return path
+
+
+# (few-step kind, family) -> (the released file's name, its key layout). LCM's and TCD's were trained with diffusers
+# (PEFT keys); Hyper-SD's and Lightning's are kohya-style files for A1111 and ComfyUI.
+FEW_STEP_LORAS = {
+    ("lcm", "sd1"): ("lcm-lora-sdv1-5.safetensors", "peft"),
+    ("lcm", "sdxl"): ("lcm-lora-sdxl.safetensors", "peft"),
+    ("tcd", "sd1"): ("TCD-SD15-LoRA.safetensors", "peft"),
+    ("tcd", "sdxl"): ("TCD-SDXL-LoRA.safetensors", "peft"),
+    ("hyper", "sd1"): ("Hyper-SD15-8steps-lora.safetensors", "kohya"),
+    ("hyper", "sdxl"): ("Hyper-SDXL-8steps-lora.safetensors", "kohya"),
+    ("lightning", "sdxl"): ("sdxl_lightning_4step_lora.safetensors", "kohya"),
+}
+_UNET_TARGETS = tuple(t for t in LORA_TARGETS if t.startswith("unet."))  # few-step LoRAs change the UNet only
+
+
+def build_few_step_lora(model, kind: str, folder: Path, strength: float = 0.5) -> Path:
+    """Write the tiny few-step LoRA of `kind` ("lcm", "tcd", "hyper", "lightning") for a loaded tiny SD 1.x or
+    SDXL pipeline into `folder`, named as released (FEW_STEP_LORAS); ValueError for a kind not made for its
+    family (Lightning is SDXL's only)."""
+    family = "sdxl" if _components(model).get("text_encoder_2") is not None else "sd1"
+    if (kind, family) not in FEW_STEP_LORAS:
+        raise ValueError(f"no {kind} LoRA was released for {family}")
+    name, layout = FEW_STEP_LORAS[(kind, family)]
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return build_lora(model, layout, Path(folder) / name, seed=zlib.crc32(name.encode()), targets=_UNET_TARGETS,
+                      strength=strength)
 
 
 def _components(model) -> dict[str, torch.nn.Module]:

@@ -1,5 +1,5 @@
 """The few-step engine on tiny models: the LCM and TCD samplers, the SGM Uniform schedule, TAESD decoding of the
-final picture."""
+final picture and the tiny few-step LoRAs."""
 
 import diffusers
 import numpy as np
@@ -11,6 +11,7 @@ from desktop.core.request import Hires, Mode
 from desktop.core.samplers import SAMPLERS, SGM_UNIFORM
 from desktop.engine import generate
 from desktop.engine.schedulers import TCD_GAMMA, make_flow_scheduler, make_scheduler
+from desktop.engine.tiny_addons import FEW_STEP_LORAS
 from tests.support.requests import change, make_request
 
 BASE = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000,
@@ -206,6 +207,36 @@ def test_the_users_taesd_decodes_a_model_of_its_family(cpu_manager, tiny_models)
     result = generate.run(request, TaskState(), cpu_manager)[0]
     assert ("Decoder", "TAESD") in result.params
     assert cpu_manager.tiny_decoder("sd1")[0] is cpu_manager.tiny_decoder("sd1")[0]  # loaded once
+
+
+# -- tiny few-step LoRAs, named and laid out as released ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind, family", list(FEW_STEP_LORAS))
+def test_tiny_few_step_loras_load_through_the_lora_path(cpu_manager, tiny_models, tmp_path, kind, family):
+    from desktop.core import fewstep
+    from desktop.engine.tiny_addons import build_few_step_lora
+    from tests.engine.test_embeddings import Folder
+
+    model = str(tiny_models[family].folder)
+    pipe = cpu_manager.load(model).pipelines[("txt2img", ())]
+    path = build_few_step_lora(pipe, kind, tmp_path)
+    assert path.name == FEW_STEP_LORAS[(kind, family)][0]
+    assert fewstep.recognise(path.name) == kind
+    request = make_request(prompt=f"a fox <lora:{path.stem}:1>", model=model, width=64, height=64, steps=2, seed=3,
+                           cfg_scale=1.0, sampler="LCM", schedule="Automatic")
+    with_lora = generate.run(request, TaskState(), cpu_manager, addons=Folder(path))[0]
+    without = generate.run(change(request, prompt="a fox"), TaskState(), cpu_manager, addons=Folder(path))[0]
+    assert np.abs(with_lora.image.astype(int) - without.image.astype(int)).mean() > 1
+    assert dict(with_lora.params)["Lora hashes"] == f"{path.stem}: 0123456789ab"
+
+
+def test_lightning_was_released_for_sdxl_only(cpu_manager, tiny_models, tmp_path):
+    from desktop.engine.tiny_addons import build_few_step_lora
+
+    pipe = cpu_manager.load(str(tiny_models["sd1"].folder)).pipelines[("txt2img", ())]
+    with pytest.raises(ValueError, match="no lightning LoRA"):
+        build_few_step_lora(pipe, "lightning", tmp_path)
 
 
 # -- the flow families ----------------------------------------------------------------------------------------------
