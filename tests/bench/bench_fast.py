@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,9 +43,25 @@ def run() -> list[Figure]:
     model = _model()
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="sfumato-bench-openvino-") as converted:
-        figures += first_use(model, Path(converted))
-        figures += steps_and_decodes(model, Path(converted))
+        figures += _part("OpenVINO first use", first_use, model, Path(converted))
+        figures += _part("first use of Sfumato's OpenVINO runtime", sfumato_first_use, model)
+        measured, bare = _part("steps and decodes", steps_and_decodes, model, Path(converted)) or ([], {})
+    figures += measured
+    figures += _part("time to a picture", pictures, model, bare)
     return figures
+
+
+def _part(name: str, measure, *args):
+    """One part's figures; a part that fails (another part of Sfumato half-built) prints why and reports nothing,
+    so the other parts still run."""
+    try:
+        return measure(*args)
+    except Exception as error:  # noqa: BLE001 - reported, not hidden: the traceback goes to stderr
+        import traceback
+
+        traceback.print_exc()
+        skipped(BENCH, f"{name} failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+        return []
 
 
 def _model() -> Path:
@@ -59,11 +76,29 @@ def _model() -> Path:
 
 
 def _openvino():
+    """The openvino module with its converter's telemetry off (runtime_probe.import_openvino), or None."""
+    from desktop.engine import runtime_probe
+
     try:
-        import openvino
+        return runtime_probe.import_openvino()
     except ImportError:
         return None
-    return openvino
+
+
+def _sfumato_openvino() -> str:
+    """Why Sfumato's own OpenVINO runtime cannot be measured here, or ""."""
+    import importlib.util
+    import inspect
+
+    from desktop.engine.models import ModelManager
+
+    if _openvino() is None:
+        return "the openvino package is not installed"
+    if importlib.util.find_spec("desktop.engine.openvino_runtime") is None:
+        return "Sfumato's OpenVINO runtime (desktop/engine/openvino_runtime.py) is not there yet"
+    if "runtime" not in inspect.signature(ModelManager).parameters:
+        return "ModelManager takes no runtime yet"
+    return ""
 
 
 def _load_torch(model: Path):
@@ -122,9 +157,12 @@ def _child(task: str, model: Path, converted: Path | None = None) -> dict:
 def child(task: str, model: str, converted: str) -> None:
     """One first-use measurement (see _child); prints its figures as JSON."""
     import diffusers  # noqa: F401 - the imports are not part of what is measured
-    import openvino  # noqa: F401
     import torch  # noqa: F401
 
+    _openvino()
+
+    if task in ("pytorch", "openvino"):
+        return _first_pictures(task, model)
     start = time.perf_counter()
     if task == "reload":
         _compiled(Path(converted), SIZES[-1])
@@ -181,10 +219,57 @@ def _compiled(folder: Path, size: int, batch: int = 2):
     return core.compile_model(unet, "CPU", config), core.compile_model(decoder, "CPU", config)
 
 
+def sfumato_first_use(model: Path) -> list[Figure]:
+    """What the first OpenVINO picture of a model costs with Sfumato's runtime (its conversion to the disk cache,
+    then compiling), and a later one that finds the cache, each in a fresh process; against PyTorch."""
+    why = _sfumato_openvino()
+    if why:
+        return skipped(BENCH, f"first use of Sfumato's OpenVINO runtime: {why}")
+    from desktop.engine import openvino_convert
+
+    shutil.rmtree(openvino_convert.cache_root(), ignore_errors=True)  # the bench's own home: convert afresh
+    pytorch = _child("pytorch", model)
+    fresh = _child("openvino", model)
+    cached = _child("openvino", model)
+    size = sum(f.stat().st_size for f in openvino_convert.cache_root().rglob("*") if f.is_file()) / 2**20
+    on_disk = sum(f.stat().st_size for part in ("unet", "vae") for f in (model / part).iterdir()) / 2**20
+    side = SIZES[-1]
+    return [
+        Figure(f"first OpenVINO picture of a model, beyond a later one (Sfumato converts, compiles {side}x{side})",
+               fresh["first_s"] - fresh["again_s"], "s", "loading the model (PyTorch)", fresh["load_s"]),
+        Figure(f"peak memory of that first OpenVINO picture (fresh process, {side}x{side}, 1 step)",
+               fresh["peak_mib"], "MiB", "the same picture on PyTorch", pytorch["peak_mib"]),
+        Figure("Sfumato's OpenVINO cache of the model on disk", size, "MiB",
+               "the model's UNet and VAE (fp16 safetensors)", on_disk),
+        Figure("first OpenVINO picture, converted before (reads the cache, compiles), beyond a later one",
+               cached["first_s"] - cached["again_s"], "s", "loading the model (PyTorch)", cached["load_s"]),
+    ]
+
+
+def _first_pictures(runtime: str, model: str) -> None:
+    """In a fresh process: load the model, make the same one-step picture twice on `runtime`; print the seconds."""
+    from desktop.core.progress import TaskState
+    from desktop.engine import devices, generate
+    from desktop.engine.models import ModelManager
+
+    manager = ModelManager(devices.choose("cpu"), runtime=runtime)
+    start = time.perf_counter()
+    manager.load(model)
+    load = time.perf_counter() - start
+    request = _picture_request(model, SIZES[-1], 1, "DPM++ 2M", 7.0)
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        generate.run(request, TaskState(), manager)
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"load_s": load, "first_s": times[0], "again_s": times[1], "peak_mib": peak_rss_mib()}))
+
+
 # -- UNet steps and VAE decodes, side by side ---------------------------------------------------------------------
 
 
-def steps_and_decodes(model: Path, converted: Path) -> list[Figure]:
+def steps_and_decodes(model: Path, converted: Path) -> tuple[list[Figure], dict[str, tuple[str, float]]]:
+    """The figures, and the bare UNet step at the largest size with CFG on each runtime (name, seconds)."""
     import torch
 
     from desktop.engine import devices
@@ -236,7 +321,10 @@ def steps_and_decodes(model: Path, converted: Path) -> list[Figure]:
         figures.append(Figure(f"OpenVINO UNet output {_case(worst)}, relative error against fp32",
                               _relative_error(openvino_out[worst], reference[worst]) * 100, "%",
                               f"{setup}'s relative error", _relative_error(ours_out[worst], reference[worst]) * 100))
-    return figures
+    bare = {"pytorch": (f"bare UNet step, {setup}", ours[worst])}
+    if worst in openvino:
+        bare["openvino"] = ("bare OpenVINO UNet step (compiled alone)", openvino[worst])
+    return figures, bare
 
 
 def _measure_openvino(converted: Path, inputs: dict, latents: dict) -> tuple[dict, dict]:
@@ -269,3 +357,86 @@ def _repeat(size: int) -> int:
 
 def _relative_error(output, reference) -> float:
     return float((output.float() - reference).norm() / reference.norm())
+
+
+# -- time to a picture through generate.run -----------------------------------------------------------------------
+
+
+def pictures(model: Path, bare: dict[str, tuple[str, float]]) -> list[Figure]:
+    """20 steps of DPM++ 2M at CFG 7 + the full VAE against 4 LCM steps at CFG 1 + TAESD, on each runtime; and
+    Sfumato's step on each runtime against the bare UNet step of steps_and_decodes."""
+    from desktop.core.progress import TaskState
+    from desktop.engine import devices, generate
+    from desktop.engine.models import ModelManager
+
+    _random_taesd()
+    side, many = SIZES[-1], 20
+    why = _sfumato_openvino()
+    if why:
+        skipped(BENCH, f"pictures on Sfumato's OpenVINO runtime: {why}")
+    figures, slow, fast = [], {}, {}
+    for runtime in ("pytorch",) if why else ("pytorch", "openvino"):
+        manager = ModelManager(devices.choose("cpu"), runtime=runtime) if runtime != "pytorch" else \
+            ModelManager(devices.choose("cpu"))
+        manager.load(str(model))
+
+        def picture(steps: int, sampler: str = "DPM++ 2M", cfg: float = 7.0, decoder: str = "full"):
+            request = _picture_request(str(model), side, steps, sampler, cfg, decoder)
+            results = []
+            seconds = best_of(lambda: results.append(generate.run(request, TaskState(), manager)), repeat=1)
+            return seconds, dict(results[-1][0].params)
+
+        picture(1)  # warm-up: the prompt encoded, oneDNN's kernels or OpenVINO's compiled shapes
+        if os.environ.get("SFUMATO_BENCH_FULL_PICTURE") == "1":
+            slow[runtime] = picture(many)[0]
+            per_step = None
+            how = ""
+        else:  # a fixed part (prompt, VAE) and a part per step, from two runs
+            two, four = picture(2)[0], picture(4)[0]
+            per_step = (four - two) / 2
+            slow[runtime] = two + (many - 2) * per_step
+            how = ", extrapolated from 2 and 4 steps"
+        picture(1, "LCM", 1.0, "tiny")  # warm-up: no CFG is a batch of 1 into the UNet, another compiled shape
+        fast[runtime], params = picture(4, "LCM", 1.0, "tiny")
+        decoder = "TAESD" if params.get("Decoder") == "TAESD" else "full VAE: no TAESD decode yet"
+        name = "OpenVINO" if runtime == "openvino" else "PyTorch"
+        slow_name = f"20 steps DPM++ 2M CFG 7 + full VAE, {name}{how}"
+        figures.append(Figure(f"{side}x{side} picture, 4 steps LCM CFG 1 + {decoder}, {name}", fast[runtime], "s",
+                              slow_name, slow[runtime]))
+        if per_step is not None:
+            label, bare_step = bare.get(runtime, ("", 0.0))
+            if bare_step:
+                figures.append(Figure(f"Sfumato's step on {name}, {side}x{side} CFG (from 2- and 4-step runs)",
+                                      per_step, "s", label, bare_step))
+        manager.unload()
+        del manager
+    if "openvino" in slow:
+        figures.append(Figure(f"{side}x{side} picture, 20 steps DPM++ 2M CFG 7, OpenVINO{how}", slow["openvino"],
+                              "s", "the same on PyTorch", slow["pytorch"]))
+        figures.append(Figure(f"{side}x{side} picture, 4 steps LCM CFG 1 + TAESD, OpenVINO", fast["openvino"], "s",
+                              "the same on PyTorch", fast["pytorch"]))
+    return figures
+
+
+def _picture_request(model: str, side: int, steps: int, sampler: str, cfg: float, decoder: str = "full"):
+    from tests.support.requests import make_request
+
+    from .bench_engine import PROMPT
+
+    return make_request(prompt=PROMPT, model=model, width=side, height=side, steps=steps, seed=1, sampler=sampler,
+                        schedule="Automatic", cfg_scale=cfg, decoder=decoder)
+
+
+def _random_taesd() -> None:
+    """A TAESD with random weights in models/taesd of the bench's home (AutoencoderTiny's defaults are TAESD's
+    config), for the full-size random model; the tiny demo model carries its own."""
+    from desktop.core import paths
+
+    folder = paths.models_dir() / "taesd"
+    if quick() or (folder / "config.json").is_file():
+        return
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    AutoencoderTiny().save_pretrained(folder)
