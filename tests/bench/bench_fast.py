@@ -1,22 +1,27 @@
 """Fast generation without a GPU (issue 22): OpenVINO against PyTorch on the CPU, few steps against many.
 
-Each figure has its baseline measured in the same run on the same machine:
-- UNet step (CFG: a batch of 2 into the UNet; and a batch of 1) and VAE decode at 256 and 512 on a full-size SD1.5
-  with random weights (bench_engine's model, from resources/configs/sd1): Sfumato's PyTorch setup (bf16 and
-  channels-last on a CPU that multiplies bf16 natively, else fp32) and OpenVINO (bf16 inference, static shapes),
-  against PyTorch fp32 (diffusers' default); OpenVINO's relative error against fp32 beside PyTorch bf16's;
-  and a UNet step through Sfumato's OpenVINO runtime (desktop/engine/openvino_runtime.py) against the bare
-  compiled UNet (goal: within 1.05x).
-- first use of OpenVINO: converting the UNet and the VAE decoder (seconds and peak memory, in a fresh process),
-  the converted files' size on disk and loading them again (read and compile for 512x512 CFG), against loading
-  the PyTorch model.
-- time to a 512x512 picture through generate.run: 20 steps of DPM++ 2M at CFG 7 decoded by the full VAE, against
-  4 LCM steps at CFG 1 decoded by TAESD, on each runtime. Unless SFUMATO_BENCH_FULL_PICTURE=1 the 20-step time is
-  extrapolated from runs of 2 and 4 steps (the figure's name says so).
+Each figure has its baseline measured in the same run on the same machine. Parts (SFUMATO_BENCH_FAST_PARTS, a
+comma list, default all):
+- steps: UNet step (CFG: a batch of 2 into the UNet; and a batch of 1) and VAE decode at 256 and 512 on a
+  full-size SD1.5 with random weights (bench_engine's model, from resources/configs/sd1): Sfumato's PyTorch setup
+  (bf16 and channels-last on a CPU that multiplies bf16 natively, else fp32) and bare OpenVINO (the model converted
+  here, bf16 inference, static shapes), against PyTorch fp32 (diffusers' default); OpenVINO's relative error
+  against fp32 beside PyTorch bf16's.
+- pictures: time to a 512x512 picture through generate.run: 20 steps of DPM++ 2M at CFG 7 decoded by the full
+  VAE, against 4 LCM steps at CFG 1 decoded by TAESD, on each runtime (OpenVINO through Sfumato's runtime,
+  desktop/engine/openvino_runtime.py). Unless SFUMATO_BENCH_FULL_PICTURE=1 the 20-step time is extrapolated from
+  runs of 2 and 6 steps (the figure's name says so); the step those runs give is Sfumato's whole loop per step
+  (scheduler, previews, the runtime's hand-over), compared with the bare UNet step of "steps" on the same runtime
+  (goal on OpenVINO: within 1.05x).
+- first-use: converting the UNet and the VAE decoder with bare convert_model (seconds and peak memory, in a fresh
+  process), the files' size and loading them again (read, compile for 512x512 CFG), against loading the PyTorch
+  model; and the same through Sfumato's runtime: the first OpenVINO picture of a model (it converts into its
+  cache) and the first after a restart (it reads the cache), each beyond a second picture, and the cache's size.
 
 Both runtimes use the threads they choose by default (one per core). A part whose dependency is missing (the
-openvino package, Sfumato's OpenVINO runtime) prints why on stderr and reports nothing.
-SFUMATO_BENCH_QUICK=1 runs it all on the tiny demo model at toy sizes, to check the benchmark (figures mean nothing).
+openvino package, Sfumato's OpenVINO runtime) prints why on stderr and reports nothing; each figure is also
+printed on stderr as it is measured. SFUMATO_BENCH_QUICK=1 runs it all on the tiny demo model at toy sizes, to
+check the benchmark (its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -38,30 +43,43 @@ SIZES = (64, 128) if quick() else (256, 512)
 TEXT_TOKENS = 77
 
 
+PARTS = ("steps", "pictures", "first-use")  # SFUMATO_BENCH_FAST_PARTS=steps,pictures: only those
+
+
 def run() -> list[Figure]:
     os.environ["SFUMATO_HOME"] = sfumato_home("fast")
+    parts = os.environ.get("SFUMATO_BENCH_FAST_PARTS", ",".join(PARTS)).split(",")
     model = _model()
     figures: list[Figure] = []
+    bare: dict[str, tuple[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="sfumato-bench-openvino-") as converted:
-        figures += _part("OpenVINO first use", first_use, model, Path(converted))
-        figures += _part("first use of Sfumato's OpenVINO runtime", sfumato_first_use, model)
-        measured, bare = _part("steps and decodes", steps_and_decodes, model, Path(converted)) or ([], {})
-    figures += measured
-    figures += _part("time to a picture", pictures, model, bare)
+        if "first-use" in parts:
+            figures += _part("OpenVINO first use", first_use, model, Path(converted))
+            figures += _part("first use of Sfumato's OpenVINO runtime", sfumato_first_use, model)
+        if "steps" in parts:
+            measured = _part("steps and decodes", steps_and_decodes, model, Path(converted))
+            figures += measured[0] if measured else []
+            bare = measured[1] if measured else {}
+    if "pictures" in parts:
+        figures += _part("time to a picture", pictures, model, bare)
     return figures
 
 
 def _part(name: str, measure, *args):
-    """One part's figures; a part that fails (another part of Sfumato half-built) prints why and reports nothing,
-    so the other parts still run."""
+    """One part's figures, each also printed on stderr as it comes (a run stopped half-way keeps them); a part
+    that fails (another part of Sfumato half-built) prints why and reports nothing, so the other parts still run."""
     try:
-        return measure(*args)
+        out = measure(*args)
     except Exception as error:  # noqa: BLE001 - reported, not hidden: the traceback goes to stderr
         import traceback
 
         traceback.print_exc()
         skipped(BENCH, f"{name} failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
         return []
+    for figure in out[0] if isinstance(out, tuple) else out:
+        print(f"{BENCH}: {figure.name}: {figure.value:.4g} {figure.unit} against {figure.baseline_value:.4g} "
+              f"({figure.baseline}), ratio {figure.ratio:.3g}", file=sys.stderr, flush=True)
+    return out
 
 
 def _model() -> Path:
@@ -128,9 +146,9 @@ def first_use(model: Path, converted: Path) -> list[Figure]:
     if _openvino() is None:
         return skipped(BENCH, "OpenVINO first-use cost: the openvino package is not installed")
     loaded = _child("load", model)
-    convert = _child("convert", model, converted)
+    convert = _converted(model, converted)
     reload = _child("reload", model, converted)
-    size = sum(f.stat().st_size for f in converted.iterdir()) / 2**20
+    size = sum(f.stat().st_size for f in converted.glob("*.*") if f.suffix in (".xml", ".bin")) / 2**20
     on_disk = sum(f.stat().st_size for part in ("unet", "vae") for f in (model / part).iterdir()) / 2**20
     return [
         Figure("OpenVINO conversion of the UNet and VAE decoder (bare convert_model)", convert["seconds"], "s",
@@ -142,6 +160,14 @@ def first_use(model: Path, converted: Path) -> list[Figure]:
         Figure(f"loading the converted ones again (read, compile for {SIZES[-1]}x{SIZES[-1]} CFG)",
                reload["seconds"], "s", "loading them with PyTorch (fp32)", loaded["seconds"]),
     ]
+
+
+def _converted(model: Path, converted: Path) -> dict:
+    """The bare conversion of the model into `converted` (once a run), and what it took."""
+    done = converted / "conversion.json"
+    if not done.is_file():
+        done.write_text(json.dumps(_child("convert", model, converted)))
+    return json.loads(done.read_text())
 
 
 def _child(task: str, model: Path, converted: Path | None = None) -> dict:
@@ -306,9 +332,8 @@ def steps_and_decodes(model: Path, converted: Path) -> tuple[list[Figure], dict[
     openvino, openvino_out = {}, {}
     if _openvino() is None:
         skipped(BENCH, "OpenVINO steps and decodes: the openvino package is not installed")
-    elif not (converted / "unet.xml").is_file():
-        skipped(BENCH, "OpenVINO steps and decodes: the model was not converted")
     else:
+        _converted(model, converted)
         openvino, openvino_out = _measure_openvino(converted, inputs, latents)
     figures = []
     for case in [*cases, *SIZES]:
@@ -392,10 +417,10 @@ def pictures(model: Path, bare: dict[str, tuple[str, float]]) -> list[Figure]:
             per_step = None
             how = ""
         else:  # a fixed part (prompt, VAE) and a part per step, from two runs
-            two, four = picture(2)[0], picture(4)[0]
-            per_step = (four - two) / 2
+            two, six = picture(2)[0], picture(6)[0]
+            per_step = (six - two) / 4
             slow[runtime] = two + (many - 2) * per_step
-            how = ", extrapolated from 2 and 4 steps"
+            how = ", extrapolated from 2 and 6 steps"
         picture(1, "LCM", 1.0, "tiny")  # warm-up: no CFG is a batch of 1 into the UNet, another compiled shape
         fast[runtime], params = picture(4, "LCM", 1.0, "tiny")
         decoder = "TAESD" if params.get("Decoder") == "TAESD" else "full VAE: no TAESD decode yet"
@@ -406,7 +431,7 @@ def pictures(model: Path, bare: dict[str, tuple[str, float]]) -> list[Figure]:
         if per_step is not None:
             label, bare_step = bare.get(runtime, ("", 0.0))
             if bare_step:
-                figures.append(Figure(f"Sfumato's step on {name}, {side}x{side} CFG (from 2- and 4-step runs)",
+                figures.append(Figure(f"Sfumato's step on {name}, {side}x{side} CFG (from 2- and 6-step runs)",
                                       per_step, "s", label, bare_step))
         manager.unload()
         del manager
