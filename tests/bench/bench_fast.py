@@ -394,7 +394,8 @@ def pictures(model: Path, bare: dict[str, tuple[str, float]]) -> list[Figure]:
     from desktop.engine import devices, generate
     from desktop.engine.models import ModelManager
 
-    _random_taesd()
+    if not quick():
+        _random_taesd()
     side, many = SIZES[-1], 20
     why = _sfumato_openvino()
     if why:
@@ -458,7 +459,7 @@ def _random_taesd() -> None:
     from desktop.core import paths
 
     folder = paths.models_dir() / "taesd"
-    if quick() or (folder / "config.json").is_file():
+    if (folder / "config.json").is_file():
         return
     import torch
     from diffusers import AutoencoderTiny

@@ -94,6 +94,7 @@ def child(model: str, size: int) -> None:
 
         _random_taesd()  # models/taesd of this home: the full-size model's drafts decode with TAESD
         settings.few_step_marks = {Path(model).name: "lcm"}
+        settings.models_folders = [str(Path(model).parent)]  # listed in the model picker, so the panel keeps it
     window = MainWindow(settings)
     window.resize(1366, 768)
     window.show()
