@@ -20,10 +20,11 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from .common import Figure, quick, sfumato_home, skipped
+from .common import Figure, quick, skipped
 
 BENCH = "bench_live"
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,26 +44,33 @@ def run() -> list[Figure]:
 
         cases.append((str(full_size_model()), "full-size SD1.5", 256))
     figures: list[Figure] = []
-    for model, label, size in cases:
-        out = _child(model, size)
-        if "skipped" in out:
-            figures += skipped(BENCH, out["skipped"])
-            continue
-        figures += [
-            Figure(f"live draft on the canvas after a stroke, {label}, {size} px, PyTorch (median of {STROKES})",
-                   statistics.median(out["latency_s"]), "s", "the draft's own run in the worker",
-                   statistics.median(out["run_s"])),
-            Figure(f"largest GUI stall while live drafts run, {label}, {size} px", out["stall_ms"], "ms",
-                   "the same 10 ms timer, window idle", out["idle_stall_ms"]),
-        ]
+    with tempfile.TemporaryDirectory(prefix="sfumato-bench-live-") as home:  # never the person's settings
+        for model, label, size in cases:
+            figures += _case(model, label, size, home)
     return figures
 
 
-def _child(model: str, size: int) -> dict:
+def _case(model: str, label: str, size: int, home: str) -> list[Figure]:
+    out = _child(model, size, home)
+    if "skipped" in out:
+        return skipped(BENCH, out["skipped"])
+    return [
+        Figure(f"live draft on the canvas after a stroke, {label}, {size} px, PyTorch (median of {STROKES})",
+               statistics.median(out["latency_s"]), "s", "the draft's own run in the worker",
+               statistics.median(out["run_s"])),
+        Figure(f"largest GUI stall while live drafts run, {label}, {size} px", out["stall_ms"], "ms",
+               "the same 10 ms timer, window idle", out["idle_stall_ms"]),
+    ]
+
+
+def _child(model: str, size: int, home: str) -> dict:
     code = f"from tests.bench.bench_live import child; child({model!r}, {size})"
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "SFUMATO_HOME": sfumato_home("live")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
-                         timeout=TIMEOUT_S + 60)
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "SFUMATO_HOME": home}
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                             timeout=TIMEOUT_S + 60)
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"live mode with {model} at {size} px did not finish in {TIMEOUT_S + 60} s"}
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode or not lines:
         return {"skipped": f"live mode with {model} at {size} px failed:\n{out.stderr[-3000:]}"}
