@@ -7,16 +7,17 @@ openvino version and CONVERTER. A folder is written beside its final place and r
 manifest of its files' sizes last, so a crash mid-write leaves no folder that looks done; a folder that does
 not match its manifest or that OpenVINO cannot read is discarded and converted again.
 
-Conversion traces the torch module (TorchScript, ov.convert_model) in fp32 with dynamic batch, height and
-width, and saves the weights in fp16 (ov.save_model(compress_to_fp16=True)); the traced graph is freed
-before the next part. The example latents have odd sides, so the traced UNet takes its upsampling sizes from
+Conversion runs in a child process (child.py: the converter holds the GIL for long stretches, which would
+freeze the window): this process writes the part's weights (LoRAs fused) with safetensors into the work folder,
+the child rebuilds the model from its diffusers config and those weights, traces it (TorchScript,
+ov.convert_model) in fp32 with dynamic batch, height and width, and saves the weights in fp16
+(ov.save_model(compress_to_fp16=True)); its memory is all returned when it exits. The example latents have odd sides, so the traced UNet takes its upsampling sizes from
 its skip connections and serves every size, not only multiples of 64 pixels.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import json
 import os
@@ -26,12 +27,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import safetensors.torch
 import torch
 
 from desktop.core import modelfiles, paths
 from desktop.core.errors import Cancelled
 from desktop.core.progress import TaskState
 
+from . import child
 from .runtime_probe import import_openvino  # openvino with its converter's telemetry off
 
 CONVERTER = 1  # bump when what a conversion writes changes: older folders are then never read again
@@ -42,6 +45,8 @@ UNET, VAE_DECODER = "unet", "vae-decoder"
 _EXAMPLE_SIDE = (9, 11)  # latent height and width traced: odd, so no size is baked into the graph
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 _STALE_WORK_SECONDS = 3600
+_WEIGHTS = "weights.safetensors"  # what the converter's process reads: deleted once the IR is written
+_VAE_DECODER_KEYS = ("decoder.", "post_quant_conv.")
 
 
 def cache_root() -> Path:
@@ -102,32 +107,82 @@ def discard(found: Part) -> None:
     shutil.rmtree(found.folder, ignore_errors=True)
 
 
-def convert(found: Part, module: torch.nn.Module, example: tuple, shapes: list, state: TaskState) -> None:
-    """Trace `module` (forward(*example) -> one tensor) and write it as found's IR with fp16 weights, atomically.
+class ConverterDied(RuntimeError):
+    """The converter's process ended without an answer: most likely it ran out of memory (it needs up to ~6 GB
+    for SD 1.5), or it was killed."""
 
-    `shapes`: each input's shape, -1 where it is dynamic. Raises Cancelled (nothing written) when the user cancelled
-    before it starts or before the traced graph is saved."""
+    def __init__(self, kind: str):
+        super().__init__(f"the converter of the {kind} ended without finishing (out of memory?)")
+        self.kind = kind
+
+
+def convert(found: Part, model: torch.nn.Module, state: TaskState) -> None:
+    """Write `model` (a diffusers UNet, or the VAE whose decoder found.kind is) as found's IR with fp16 weights,
+    atomically, converted in a child process (child.py) so that the converter never holds this process's GIL.
+
+    This process writes the weights it would trace (LoRAs fused as they are now) and the model's config into a work
+    folder beside the cache; the child rebuilds the model from them, traces it in fp32 and saves the IR there.
+    Raises Cancelled (the child ended, nothing written) when the user cancels, ConverterDied when the child died,
+    child.ChildFailed (the converter's message) when the conversion failed."""
     if state.cancelled():
         raise Cancelled(0)
-    ov = import_openvino()
     root = found.folder.parent
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale_work(root)
     work = Path(tempfile.mkdtemp(prefix=f".{found.folder.name}.", suffix=".tmp", dir=root))
     try:
-        with torch.no_grad(), _warnings_quiet():
-            graph = ov.convert_model(module, example_input=example, input=[ov.PartialShape(s) for s in shapes])
-        if state.cancelled():
-            raise Cancelled(0)
-        ov.save_model(graph, str(work / XML), compress_to_fp16=True)
-        del graph  # the traced graph holds a copy of the weights: free it before the next part
-        gc.collect()
+        weights = work / _WEIGHTS
+        _save_weights(found.kind, model, weights)
+        model_class = (type(model).__module__, type(model).__name__)
+        try:
+            child.run(_convert_in_child, (found.kind, model_class, dict(model.config), str(work),
+                                          torch.get_num_threads()), state)
+        except child.ChildDied:
+            raise ConverterDied(found.kind) from None
+        weights.unlink()
         sizes = {name: (work / name).stat().st_size for name in (XML, BIN)}
         (work / MANIFEST).write_text(json.dumps({"fields": found.fields, "sizes": sizes}), encoding="utf-8")
         discard(found)
         os.replace(work, found.folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _save_weights(kind: str, model: torch.nn.Module, path: Path) -> None:
+    """The weights the traced part uses, in their own dtype (the child traces in fp32: bf16 -> fp32 is exact)."""
+    keep = _VAE_DECODER_KEYS if kind == VAE_DECODER else ("",)
+    tensors = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()
+               if name.startswith(keep)}
+    safetensors.torch.save_file(tensors, str(path))
+
+
+def _convert_in_child(kind: str, model_class: tuple[str, str], config: dict, work: str, threads: int) -> None:
+    """In the child process: rebuild the model from its config and weights, trace and convert it as the module
+    unet_module / vae_decoder_module gives, save the IR with fp16 weights into `work`."""
+    import importlib
+
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # "modules that should be kept in float32: []" on every conversion
+    torch.set_num_threads(max(1, threads))
+    folder = Path(work)
+    cls = getattr(importlib.import_module(model_class[0]), model_class[1])
+    with torch.device("meta"):  # no time or memory spent on random weights that are replaced at once
+        model = cls.from_config(config)
+    if kind == VAE_DECODER:
+        model.encoder = model.quant_conv = None  # only the decoder is traced; its weights alone were written
+    weights = safetensors.torch.load_file(str(folder / _WEIGHTS))
+    model.load_state_dict(weights, strict=False, assign=True)
+    del weights
+    missing = [name for name, tensor in [*model.named_parameters(), *model.named_buffers()] if tensor.is_meta]
+    if missing:
+        raise RuntimeError(f"the model's weights lack {missing[0]}")
+    model.to(torch.float32).eval()
+    traced, example, shapes = (unet_module if kind == UNET else vae_decoder_module)(model)
+    ov = import_openvino()
+    with torch.no_grad(), _warnings_quiet():
+        graph = ov.convert_model(traced, example_input=example, input=[ov.PartialShape(s) for s in shapes])
+    ov.save_model(graph, str(folder / XML), compress_to_fp16=True)
 
 
 def unet_module(unet) -> tuple[torch.nn.Module, tuple, list]:
@@ -176,21 +231,6 @@ def vae_decoder_module(vae) -> tuple[torch.nn.Module, tuple, list]:
                                     else latents)
 
     return Traced().eval(), (torch.randn(1, channels, *_EXAMPLE_SIDE),), [[-1, channels, -1, -1]]
-
-
-@contextlib.contextmanager
-def in_fp32(module: torch.nn.Module):
-    """`module` in float32 for tracing (bf16 weights would be traced as bf16), back in its own dtype after; a
-    bf16 -> fp32 -> bf16 round trip is exact, so its weights come back unchanged."""
-    dtype = next(module.parameters()).dtype
-    if dtype == torch.float32:
-        yield module
-        return
-    module.to(torch.float32)
-    try:
-        yield module
-    finally:
-        module.to(dtype)
 
 
 def _remove_stale_work(root: Path) -> None:

@@ -92,10 +92,7 @@ class Runtime:
         if compiled is None:
             state.status(_converting(kind, lora_names))
             start = time.perf_counter()
-            traced, example, shapes = (convert.unet_module if kind == UNET else convert.vae_decoder_module)(module)
-            # the pipeline call runs in inference mode: weights cast there could no longer be patched by a LoRA
-            with torch.inference_mode(False), convert.in_fp32(module):
-                convert.convert(found, traced, example, shapes, state)
+            convert.convert(found, module, state)  # in a child process: the window stays responsive
             conversions += 1
             size = sum(f.stat().st_size for f in found.folder.iterdir()) / 2**20
             state.status(f"Converted {_LABELS[kind]} for OpenVINO in {time.perf_counter() - start:.0f} s "

@@ -5,13 +5,16 @@ over the latent's tokens, cross-attention to a 77-token prompt, a GEGLU feed-for
 latents, in a batch of 2 as CFG runs it. PyTorch runs it the way the app does (devices.choose's dtype,
 channels-last in half precision, inference mode); OpenVINO runs the same module, converted once and compiled
 with the same settings as openvino_runtime, on the same inputs. Each gets a warm-up, then the median of a few
-timed runs, taking turns; the whole probe takes 3-4 s on a 2-core CPU, most of it converting the block once.
+timed runs, taking turns; the whole probe takes 3-4 s on a 2-core CPU, most of it converting the block once, plus
+the few seconds its own process takes to start: it runs in a child process, so that the converter, which holds
+the GIL for long stretches, never freezes the window.
 OpenVINO missing or failing gives openvino_s None and a note saying why: never a guess.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import re
 import statistics
@@ -28,12 +31,18 @@ from desktop.core import cpu_runtime
 from desktop.core.cpu_runtime import Measurement
 from desktop.core.progress import TaskState
 
+from . import child
 from .devices import DeviceChoice
 
 log = logging.getLogger(__name__)
 
 STATUS = "Measuring which CPU runtime is faster here (once)..."
 RUNS = 3  # timed runs of each runtime after the warm-up; their median counts
+TIMEOUT_S = 180  # the probe's process takes 5-15 s (starting Python and torch, converting); more means stuck
+
+
+class _Skipped(Exception):
+    """OpenVINO is not timed (its process failed): PyTorch alone is."""
 
 
 class _Probe(nn.Module):
@@ -72,9 +81,31 @@ class _Probe(nn.Module):
         return self.conv_out(F.silu(self.norm_out(x)))
 
 
-def measure(choice: DeviceChoice, channels: int = 320, size: int = 32, runs: int = RUNS) -> Measurement:
+def measure(choice: DeviceChoice, channels: int = 320, size: int = 32, runs: int = RUNS,
+            timeout: float = TIMEOUT_S) -> Measurement:
     """Time the probe in PyTorch and in OpenVINO on this CPU (`channels` and `size`, the latent side, are smaller
-    in tests). The Measurement belongs to this CPU and these versions (cpu_runtime.this_cpu/versions)."""
+    in tests), in a child process (child.py): converting the block holds the GIL for long stretches, which would
+    freeze the window. A child that does not answer within `timeout` seconds, or dies, is noted and PyTorch is timed
+    here. The Measurement belongs to this CPU and these versions (cpu_runtime.this_cpu/versions)."""
+    args = (choice.dtype, channels, size, runs, torch.get_num_threads())
+    try:
+        return child.run(_measure_in_child, args, timeout=timeout)
+    except (child.ChildTimedOut, child.ChildDied, child.ChildFailed) as error:
+        log.warning("The CPU runtime probe's process failed: %s", error)
+        why = (f"OpenVINO's measurement did not finish within {timeout:.0f} s" if isinstance(error, child.ChildTimedOut)
+               else "OpenVINO's measurement stopped unexpectedly")
+        measured = measure_here(choice, channels, size, runs, with_openvino=False)
+        return dataclasses.replace(measured, note=f"{why}.")
+
+
+def _measure_in_child(dtype: torch.dtype, channels: int, size: int, runs: int, threads: int) -> Measurement:
+    torch.set_num_threads(max(1, threads))
+    return measure_here(DeviceChoice(torch.device("cpu"), dtype, ""), channels, size, runs)
+
+
+def measure_here(choice: DeviceChoice, channels: int = 320, size: int = 32, runs: int = RUNS,
+                 with_openvino: bool = True) -> Measurement:
+    """measure's work, in this process (measure runs it in a child)."""
     torch.manual_seed(0)
     half = choice.dtype in (torch.float16, torch.bfloat16)
     module = _Probe(channels).eval()
@@ -89,10 +120,14 @@ def measure(choice: DeviceChoice, channels: int = 320, size: int = 32, runs: int
 
     runners, note = {"pytorch": pytorch}, ""
     try:
+        if not with_openvino:
+            raise _Skipped
         runners["openvino"] = _openvino(module, (latents, context), choice.precision)
         runners["openvino"]()  # its first run compiles kernels: a failure there also means "not usable here"
         note = (f"Measured on a {channels}-channel UNet block at {size * 8}x{size * 8} pixels, CFG batch 2, "
                 f"{choice.precision}.")
+    except _Skipped:
+        pass
     except Exception as error:  # noqa: BLE001 - any failure of OpenVINO's conversion or run means "not usable here"
         runners.pop("openvino", None)
         note = _failure(error)

@@ -43,8 +43,9 @@ def serving(pipe, models, loaded, task: str, state: TaskState) -> Iterator[tuple
     except Cancelled:
         raise
     except Exception as error:  # noqa: BLE001 - a model OpenVINO cannot take runs on PyTorch, said in a sentence
-        state.status(f"OpenVINO could not convert {loaded.name} ({_first_line(error)}): this picture is made "
-                     "with PyTorch.")
+        state.status(_died(error, "the UNet", "the picture is made with PyTorch")
+                     or f"OpenVINO could not convert {loaded.name} ({_first_line(error)}): this picture is made "
+                        "with PyTorch.")
         yield ()
         return
     torch_unet, vae = pipe.unet, pipe.vae
@@ -124,14 +125,25 @@ def _vae_stand_in(pipe, models, loaded, state: TaskState):
             except Cancelled:
                 raise
             except Exception as error:  # noqa: BLE001 - the picture is decoded on PyTorch instead
-                state.status(f"OpenVINO could not convert the VAE decoder of {loaded.name} "
-                             f"({_first_line(error)}): it decodes on PyTorch.")
+                state.status(_died(error, "the VAE decoder", "the picture is decoded with PyTorch")
+                             or f"OpenVINO could not convert the VAE decoder of {loaded.name} "
+                                f"({_first_line(error)}): it decodes on PyTorch.")
                 held["compiled"] = None
         if held["compiled"] is None:
             return type(vae).decode(vae, z, return_dict=return_dict, generator=generator)
         return openvino_runtime.vae_decode(vae, held["compiled"], state)(z, return_dict, generator)
 
     return decode
+
+
+def _died(error: Exception, label: str, instead: str) -> str:
+    """The sentence for a converter whose process died (openvino_convert.ConverterDied), else ""."""
+    from .openvino_convert import ConverterDied
+
+    if not isinstance(error, ConverterDied):
+        return ""
+    return (f"Converting {label} for OpenVINO failed (the converter ran out of memory?): {instead}; close other "
+            "programs and try again, or choose PyTorch in Settings > Device.")
 
 
 def _first_line(error: Exception) -> str:

@@ -5,7 +5,10 @@ Tolerance: with the fp32 inference hint, OpenVINO's pictures differ from PyTorch
 of the cached IR: a mean of at most 1 (of 255) per pixel and channel, at most 8 anywhere.
 """
 
+import multiprocessing
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -20,7 +23,7 @@ from desktop.core.errors import Cancelled  # noqa: E402
 from desktop.core.progress import TaskState  # noqa: E402
 from desktop.core.request import Mode  # noqa: E402
 from desktop.core.settings import Settings  # noqa: E402
-from desktop.engine import devices, generate, openvino_convert, openvino_runtime  # noqa: E402
+from desktop.engine import devices, generate, openvino_convert, openvino_runtime, runtimes  # noqa: E402
 from desktop.engine.local import LocalBackend  # noqa: E402
 from desktop.engine.models import ModelManager  # noqa: E402
 from tests.engine.test_controlnet import controls  # noqa: E402, F401 - fixture
@@ -253,13 +256,83 @@ def test_the_setting_reaches_the_model_manager(setting, openvino_s, runtime):
     assert backend._manager.runtime == runtime and backend._manager.threads == 1
 
 
-def test_a_cancel_before_a_conversion_writes_nothing(tiny_models):
+def tiny_unet(tiny_models):
     from diffusers import UNet2DConditionModel
 
-    unet = UNet2DConditionModel.from_pretrained(tiny_models["sd1"].folder / "unet")
+    return UNet2DConditionModel.from_pretrained(tiny_models["sd1"].folder / "unet")
+
+
+def test_a_cancel_before_a_conversion_writes_nothing(tiny_models):
     found = openvino_convert.part(openvino_convert.UNET, "cancelled", {})
     state = TaskState()
     state.cancel()
     with pytest.raises(Cancelled):
-        openvino_convert.convert(found, *openvino_convert.unet_module(unet), state)
+        openvino_convert.convert(found, tiny_unet(tiny_models), state)
     assert not found.folder.exists() and not openvino_convert.is_done(found)
+
+
+def converting(found, unet, state: TaskState) -> tuple[threading.Thread, list]:
+    """convert() on a thread, as the generation worker runs it; the list gets its exception, or None."""
+    ended: list = []
+
+    def work():
+        try:
+            openvino_convert.convert(found, unet, state)
+            ended.append(None)
+        except Exception as error:  # noqa: BLE001 - the test looks at it
+            ended.append(error)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread, ended
+
+
+def test_the_window_stays_responsive_while_a_model_converts(qapp, tiny_models):
+    """The converter holds the GIL for 150-350 ms at a time: run in the app's process, it froze the window. The
+    issue allows no stall over 50 ms; the limit here leaves 50 ms more for a loaded test machine."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from tests.support.heartbeat import Heartbeat
+
+    unet, found = tiny_unet(tiny_models), openvino_convert.part(openvino_convert.UNET, "responsive", {})
+    beat, loop, done = Heartbeat(), QEventLoop(), QTimer()
+    done.timeout.connect(lambda: loop.quit() if ended else None)
+    beat.start()
+    thread, ended = converting(found, unet, TaskState())
+    done.start(20)
+    loop.exec()
+    beat.stop()
+    done.stop()
+    thread.join()
+    assert ended == [None] and openvino_convert.is_done(found)
+    assert beat.largest_ms < 100, f"the GUI thread stalled {beat.largest_ms:.0f} ms"
+
+
+def test_a_cancel_during_a_conversion_ends_its_process_at_once_and_writes_nothing(tiny_models):
+    unet, found = tiny_unet(tiny_models), openvino_convert.part(openvino_convert.UNET, "cancelled later", {})
+    state = TaskState()
+    thread, ended = converting(found, unet, state)
+    started = time.monotonic()
+    while not multiprocessing.active_children() and time.monotonic() - started < 30:
+        time.sleep(0.05)
+    time.sleep(3)  # the converter's process is starting Python, torch and diffusers, or converting
+    cancelled = time.monotonic()
+    state.cancel()
+    thread.join()
+    assert time.monotonic() - cancelled < 0.5 and isinstance(ended[0], Cancelled)
+    assert multiprocessing.active_children() == []
+    assert list(found.folder.parent.iterdir()) == []  # no IR, no work folder, no weights
+
+
+def test_a_converter_that_dies_falls_back_to_pytorch_in_one_sentence(tiny_models):
+    unet, found = tiny_unet(tiny_models), openvino_convert.part(openvino_convert.UNET, "killed", {})
+    thread, ended = converting(found, unet, TaskState())
+    while not multiprocessing.active_children():
+        time.sleep(0.05)
+    multiprocessing.active_children()[0].kill()  # as the system does to a process out of memory
+    thread.join()
+    assert isinstance(ended[0], openvino_convert.ConverterDied)
+    assert list(found.folder.parent.iterdir()) == []
+    assert runtimes._died(ended[0], "the UNet", "the picture is made with PyTorch") == (
+        "Converting the UNet for OpenVINO failed (the converter ran out of memory?): the picture is made with "
+        "PyTorch; close other programs and try again, or choose PyTorch in Settings > Device.")
