@@ -63,6 +63,17 @@ def test_auto_takes_the_faster_runtime_and_a_choice_is_kept():
     assert cpu_runtime.chosen("openvino", None) == "openvino"
 
 
+def test_auto_takes_openvino_only_when_it_is_at_least_1_1x_faster():
+    """A smaller gain is within the measurement's noise, and not worth minutes of conversion and 1.7 GB per model."""
+    assert cpu_runtime.chosen("auto", measured(1.1, 1.0)) == "openvino"
+    assert cpu_runtime.chosen("auto", measured(1.09, 1.0)) == "pytorch"
+    assert cpu_runtime.chosen("auto", measured(1.05, 1.0)) == "pytorch"
+    assert cpu_runtime.chosen("openvino", measured(1.05, 1.0)) == "openvino"
+    assert cpu_runtime.describe(measured(1.05, 1.0)) == (
+        f"OpenVINO was only 1.05x faster than PyTorch on this CPU ({cpu_runtime.this_cpu()}): too little to be worth "
+        "converting each model, so PyTorch is used on Auto.")
+
+
 def test_described_for_the_settings_window():
     cpu = cpu_runtime.this_cpu()
     assert cpu_runtime.describe(measured(2.1, 1.5)) == f"OpenVINO was 1.4x faster than PyTorch on this CPU ({cpu})."
