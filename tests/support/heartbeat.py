@@ -27,10 +27,12 @@ class Heartbeat(QObject):
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._tick)
         self._last: float | None = None
+        self._paused = False
         self.stalls_ms: list[float] = []  # each tick's lateness past the interval, in ms
 
     def start(self) -> None:
         self.stalls_ms.clear()
+        self._paused = False
         self._last = time.perf_counter()
         self._timer.start()
 
@@ -38,8 +40,18 @@ class Heartbeat(QObject):
         self._timer.stop()
         self._tick()
 
+    def pause(self) -> None:
+        """Count nothing until resume(): for work the test itself does on the GUI thread (a synthetic drag)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        self._last = time.perf_counter()
+
     def _tick(self) -> None:
         now = time.perf_counter()
+        if self._paused:
+            return
         if self._last is not None:
             self.stalls_ms.append(max(0.0, (now - self._last) * 1000 - self.interval_ms))
         self._last = now

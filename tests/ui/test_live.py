@@ -188,8 +188,10 @@ def test_a_stroke_cancels_the_running_draft_and_the_last_draft_stays_shown(make_
     stroke(qtbot, window, 60)
     qtbot.waitUntil(lambda: len(drafts(fake_backend)) == 2, timeout=TIMEOUT)  # running, slowly
     assert window.canvas.picture("live")[0] == shown  # the last finished draft, not a step preview
+    assert window.canvas.live_faded  # half strength: the stroke shows through it until its draft lands
     stroke(qtbot, window, 120)
     qtbot.waitUntil(lambda: len(window.live.latencies) == 2, timeout=TIMEOUT)
+    assert not window.canvas.live_faded
     assert len(cancelled) == 1 and window.worker.is_draft(cancelled[0])
     assert len(drafts(fake_backend)) == 3
     assert window.progress.format() != "Cancelled"  # a replaced draft is not news

@@ -6,7 +6,8 @@ takes the document's snapshot (copy-on-write); a plain thread composites the fra
 builds the request (desktop/core/live.py), and the worker runs it as a draft (GenerationWorker.submit_draft): a
 newer draft cancels the running one, a normal job is never interrupted. The draft's step previews and its picture
 show over the frame, scaled to it: an overlay, never a layer or an undo step. The latest finished draft stays
-shown while the next one runs (and hides while a stroke is painted, so the stroke shows). "Make full quality" runs
+shown while the next one runs, at half strength so what was painted since shows through it (and not at all while
+a stroke is painted). "Make full quality" runs
 the panel's normal request for the frame, whose result is staged as usual. Turning live off removes the overlay
 and cancels the drafts.
 """
@@ -162,6 +163,7 @@ class LiveMode(QObject):
         if not self.on or self.doc is None:
             return
         self._asked = time.perf_counter()
+        self.view.set_live_faded(True)
         self._timer.start(delay_ms)
 
     # -- building a draft, off the GUI thread ------------------------------------------------------
@@ -230,6 +232,7 @@ class LiveMode(QObject):
             return
         self._shown = job_id
         self.view.set_picture(LIVE, to_qimage(saved[0][0]), frame)
+        self.view.set_live_faded(False)
         seconds = time.perf_counter() - asked
         self.latencies.append(seconds)
         self.controls.show_state(True, f"Draft in {seconds:.1f} s")
@@ -268,3 +271,4 @@ class LiveMode(QObject):
         self._shown = None
         self._jobs.clear()
         self.view.set_picture(LIVE, None)
+        self.view.set_live_faded(False)

@@ -60,6 +60,7 @@ class CanvasView(QWidget):
         self._live_frame: Bounds | None = None
         self._frame_caption = ""
         self._pictures: dict[str, tuple[QImage, Bounds]] = {}  # "live" / "preview" / "staged" -> drawn in a frame
+        self._live_faded = False  # live mode's draft shows at half strength while a newer one is on its way
         self._comparing = False  # the staged result shows right of the split, what is under it left
         self._split = 0.5  # where across the staged result, 0..1
         self.setMouseTracking(True)
@@ -146,6 +147,17 @@ class CanvasView(QWidget):
 
     def picture(self, kind: str) -> tuple[QImage, Bounds] | None:
         return self._pictures.get(kind)
+
+    def set_live_faded(self, faded: bool) -> None:
+        """Show live mode's draft at half strength (what was painted since shows through it) or whole."""
+        if faded != self._live_faded:
+            self._live_faded = faded
+            if "live" in self._pictures:
+                self.update()
+
+    @property
+    def live_faded(self) -> bool:
+        return self._live_faded
 
     def set_compare(self, on: bool) -> None:
         """Compare the staged result with the picture under it: left of a vertical split line the picture
@@ -290,7 +302,9 @@ class CanvasView(QWidget):
                 if kind == "staged" and self._comparing:
                     self._draw_compared(painter, rect, image)
                 else:
+                    painter.setOpacity(0.5 if kind == "live" and self._live_faded else 1.0)
                     painter.drawImage(rect, image)
+                    painter.setOpacity(1.0)
         self._draw_layer_bounds(painter)
         self._draw_frame(painter)
         self._draw_brush(painter)
