@@ -22,9 +22,9 @@ the gallery; it arrives through job_finished with no path. A draft (submit_draft
 canvas frame, desktop/ui/canvas/live.py) is not a queue job: it never shows in the queue, is never kept in the queue
 store nor saved to the gallery, and says what it made through job_finished with no path. A newer draft replaces a
 waiting one and cancels a running one; a normal job is never cancelled by a draft, which waits for a free slot (and
-goes before the waiting normal jobs: it is a few steps). Drafts run while the queue is paused. A Run (desktop/core/runs.py: an X/Y/Z plot, a folder
-batch) runs its parts itself on the backend, saving through what the worker lends it, and its job_finished holds
-what it returns to show.
+goes before the waiting normal jobs: it is a few steps). Drafts run while the queue is paused. A Run
+(desktop/core/runs.py: an X/Y/Z plot, a folder batch) runs its parts itself on the backend, saving through what
+the worker lends it, and its job_finished holds what it returns to show.
 
 Signals:
     status(str): what the engine is doing ("Loading model...", "Ready: ...").
