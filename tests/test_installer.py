@@ -80,6 +80,18 @@ def run_install(tmp_path, ldd_output):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell script")
+def test_the_frozen_entry_point_lets_a_converter_process_run_before_the_app_starts():
+    """OpenVINO converts in a child process (multiprocessing "spawn", desktop/engine/child.py): in the bundle that
+    child runs the executable again, and only multiprocessing.freeze_support(), first thing in main.py, makes it
+    run the conversion instead of opening a second window."""
+    import ast
+
+    tree = ast.parse((ROOT / "main.py").read_text(encoding="utf-8"))
+    guard = next(node for node in tree.body if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test))
+    assert ast.unparse(guard.body[0]) == "multiprocessing.freeze_support()"
+    assert not [node for node in tree.body if isinstance(node, ast.ImportFrom)]  # the app is imported after it
+
+
 def test_install_sh_names_the_xcb_packages_a_desktop_lacks(tmp_path):
     said = run_install(tmp_path, "\tlibxcb-cursor.so.0 => not found\n\tlibc.so.6 => /lib/libc.so.6 (0x1)\n"
                                  "\tlibxkbcommon-x11.so.0 => not found")
