@@ -209,6 +209,8 @@ class MainWindow(QMainWindow):
         self.canvas = CanvasView(self.tools)
         self.tool_bar = ToolBar(self.tools)
         self.generation = CanvasGeneration(self.canvas, self.jobs, self)
+        self.live = LiveMode(self.canvas, self.worker, self.panel.request, self._live_plan_inputs, self)
+        self.tool_bar.add_group(self.live.controls)
         self.files = CanvasFiles(self, lambda: Extent(self.panel.settings.width, self.panel.settings.height))
         self.layers = LayersPanel()
         layers_dock = QDockWidget("Layers", self)
@@ -216,8 +218,6 @@ class MainWindow(QMainWindow):
         layers_dock.setWidget(self.layers)
         layers_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                                 | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-        self.live = LiveMode(self.canvas, self.worker, self.panel.request, self._live_plan_inputs, self)
-        self.tool_bar.add_group(self.live.controls)
                                 | QDockWidget.DockWidgetFeature.DockWidgetClosable)  # View > Layers shows it again
         layers_dock.setMinimumWidth(230)
         self._layers_wanted = True  # the person's choice on the canvas tab (the gallery tab hides the dock)
@@ -389,6 +389,9 @@ class MainWindow(QMainWindow):
         self.layers.message.connect(self.note)
         self.generation.accepted.connect(lambda _layer: self.files.autosave_now())
         self.generation.failed.connect(self.show_error)
+        self.live.failed.connect(self.show_error)
+        self.live.full_quality_requested.connect(self.generate)
+        self.panel.settings.changed.connect(self.live.settings_changed)
         self.tabs.currentChanged.connect(self._tab_changed)
         g = self.gallery
         g.use_parameters.connect(self._use_parameters)
@@ -396,9 +399,6 @@ class MainWindow(QMainWindow):
         g.use_seed.connect(self._use_seed)
         g.to_canvas.connect(self._to_canvas)
         g.export_requested.connect(self.export_pictures)
-        self.live.failed.connect(self.show_error)
-        self.live.full_quality_requested.connect(self.generate)
-        self.panel.settings.changed.connect(self.live.settings_changed)
         g.upscale_requested.connect(self.upscaling.pictures)
         g.restore_requested.connect(self.upscaling.restore_pictures)
         g.recreate_requested.connect(self.submit_run)
@@ -409,6 +409,7 @@ class MainWindow(QMainWindow):
         w = self.worker
         w.status.connect(self._status)
         w.device_ready.connect(lambda text: self.device_label.setText(f"Device: {text}"))
+        w.device_ready.connect(lambda text: self.live.set_on_gpu(not text.startswith("CPU")))
         w.model_failed.connect(lambda ref, message: self.show_error(message))
         w.queue_changed.connect(self._queue_changed)
         w.job_started.connect(self._job_started)
@@ -416,7 +417,6 @@ class MainWindow(QMainWindow):
         w.job_finished.connect(self._job_finished)
         w.job_failed.connect(self._job_failed)
         w.job_cancelled.connect(self._job_cancelled)
-        w.device_ready.connect(lambda text: self.live.set_on_gpu(not text.startswith("CPU")))
         w.save_failed.connect(lambda job_id, message: self.show_error(message))
         w.working.connect(self.replicas_label.show_working)
         w.working.connect(self._working)
@@ -435,6 +435,7 @@ class MainWindow(QMainWindow):
         self.canvas.set_document(doc)
         self.layers.set_document(doc)
         self.generation.set_document(doc)
+        self.live.set_document(doc)
         for event in (doc.pixels_changed, doc.layers_changed, doc.frame_changed):
             event.connect(self._schedule_mode)
         doc.frame_changed.connect(self._frame_changed)
@@ -442,7 +443,6 @@ class MainWindow(QMainWindow):
         self._frame_changed(doc.frame)
         self._history_changed()
         self._update_mode()
-        self.live.set_document(doc)
 
     def _schedule_mode(self, *_args) -> None:
         self._mode_timer.start()
@@ -941,8 +941,15 @@ class MainWindow(QMainWindow):
         if not jobs:
             self.queue_notice.hide()
 
+    def _live_plan_inputs(self):
+        """What live mode's Fast plan depends on (desktop/ui/canvas/live.py PlanInputs)."""
+        return (self.panel.model_ref(), self.panel.family(), self.panel.variant(), tuple(self.settings.models_folders),
+                tuple(sorted(self.settings.few_step_marks.items())))
+
     @Slot(int, object)
     def _job_started(self, job_id: int, request: GenerationRequest | UpscaleRequest | PreprocessJob) -> None:
+        if self.worker.is_draft(job_id):  # live mode's (self.live): not a queue job
+            return
         self.cancel_button.setEnabled(True)
         self.queue_progress.queued(job_id, request)
         self.queue_progress.started(job_id)
@@ -951,15 +958,8 @@ class MainWindow(QMainWindow):
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
             self.progress.setFormat(f"{describe_preprocess(request.type)}...")
-    def _live_plan_inputs(self):
-        """What live mode's Fast plan depends on (desktop/ui/canvas/live.py PlanInputs)."""
-        return (self.panel.model_ref(), self.panel.family(), self.panel.variant(), tuple(self.settings.models_folders),
-                tuple(sorted(self.settings.few_step_marks.items())))
-
             return
         self.jobs.started(job_id, request)
-        if self.worker.is_draft(job_id):  # live mode's (self.live): not a queue job
-            return
         if not self._on_the_bar(job_id):
             return
         if isinstance(request, Run):
@@ -977,6 +977,8 @@ class MainWindow(QMainWindow):
 
     @Slot(int, int, int, object)
     def _step(self, job_id: int, index: int, total: int, preview) -> None:
+        if self.worker.is_draft(job_id):
+            return
         text = self.jobs.step(job_id, index, total)
         self.queue_progress.stepped(job_id, index, total)
         self._show_queue_progress()
@@ -987,10 +989,10 @@ class MainWindow(QMainWindow):
             if preview is not None:  # the bar's job only: several replicas' previews would take turns every step
                 self.generation.preview(job_id, preview)
 
-        if self.worker.is_draft(job_id):
-            return
     @Slot(int, list)
     def _job_finished(self, job_id: int, saved: list) -> None:
+        if self.worker.is_draft(job_id):
+            return
         self._queue_job_ended(job_id, True)
         if job_id in self._preprocessing:  # a control picture for a layer, not a result to stage
             self.progress.setValue(self.progress.maximum())
@@ -1001,8 +1003,6 @@ class MainWindow(QMainWindow):
         self._job_done("Done")
         verdict = job.request.verdict if job is not None and isinstance(job.request, RecreateRun) else None
         if verdict is not None and not verdict.comparison.identical:  # identical: the status line says so
-        if self.worker.is_draft(job_id):
-            return
             self.gallery.show_recreated(verdict)
         self.generation.finished(job)
         self.gallery.add_results([str(path) for _, _, path in saved if path])
@@ -1013,6 +1013,8 @@ class MainWindow(QMainWindow):
 
     @Slot(int, str)
     def _job_failed(self, job_id: int, message: str) -> None:
+        if self.worker.is_draft(job_id):
+            return
         self._queue_job_ended(job_id, False)
         if job_id in self._preprocessing:
             self._job_done("Failed")
@@ -1023,8 +1025,6 @@ class MainWindow(QMainWindow):
         self._job_done("Failed")
         self.show_error(message)
 
-        if self.worker.is_draft(job_id):
-            return
     @Slot(str)
     def note(self, text: str) -> None:
         """A short note in the status bar (what was saved, why a tool did nothing...)."""
@@ -1038,6 +1038,8 @@ class MainWindow(QMainWindow):
 
     @Slot(int)
     def _job_cancelled(self, job_id: int) -> None:
+        if self.worker.is_draft(job_id):
+            return
         self._queue_job_ended(job_id, False)
         if job_id in self._preprocessing:
             self._job_done("Cancelled")
@@ -1048,8 +1050,6 @@ class MainWindow(QMainWindow):
         self._job_done("Cancelled")
 
     def _queue_job_ended(self, job_id: int, finished: bool) -> None:
-        if self.worker.is_draft(job_id):
-            return
         self.queue_progress.ended(job_id, finished)
         self._show_queue_progress()
 
