@@ -136,7 +136,7 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     second = hires.plan(request) if request.hires.enabled else None
     enlarge = _enlarger(request.hires.upscaler, models, state, addons, loaded.ref) \
         if second and not second.latent else None
-    previewer = models.previewer(loaded.family, preview_method, loaded.info.path)
+    previewer = models.previewer(loaded.family, preview_method, loaded.info.path, state)
     tiny = _tiny_decoder(request, models, loaded, state)  # the TAESD that decodes the final pictures, or None
     final = "tiny" if tiny is not None else "np"  # "tiny": the pipeline hands over latents, the TAESD decodes
     last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
@@ -279,7 +279,11 @@ def _tiny_decoder(request: GenerationRequest, models: ModelManager, loaded, stat
     if request.decoder != "tiny":
         return None
     decoder, folder = models.tiny_decoder(loaded.family, loaded.info.path)
-    if decoder is None:
+    why = models.tiny_unreadable(folder) if decoder is None else ""
+    if why:
+        state.status(f"The full VAE decoded the picture: the TAESD in {folder} could not be read ({why}); "
+                     "download its files again.")
+    elif decoder is None:
         label = families.spec(loaded.family).label if families.spec(loaded.family) else loaded.family
         state.status(f"The full VAE decoded the picture: {label} has no TAESD decoder Sfumato can use."
                      if not previews.has_tiny_decoder(loaded.family) else

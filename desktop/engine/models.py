@@ -46,7 +46,7 @@ from desktop.core.progress import TaskState
 from . import bundled_configs, flow, prompt_encoding, tiny, tuning
 from .embeddings import EmbeddingLibrary
 from .devices import DeviceChoice, empty_cache
-from .previews import Previewer, load_tiny_decoder, taesd_dir
+from .previews import Previewer, UnreadableTinyDecoder, load_tiny_decoder, taesd_dir
 
 # (family group, task, the extras that need a pipeline class of their own) -> class. Extras that replace a
 # component every pipeline has (a VAE override) keep the class; ControlNets (ordinary or union) have rows here.
@@ -140,6 +140,8 @@ class ModelManager:
         self._previewer: Previewer | None = None
         self._previewer_key: tuple | None = None
         self._tiny_decoders: dict[Path, object] = {}  # TAESD folder -> its AutoencoderTiny (tiny_decoder)
+        self._tiny_unreadable: dict[Path, str] = {}  # TAESD folder -> why its files could not be read, last try
+        self._preview_told: set[tuple[Path, str]] = set()  # unreadable TAESDs the previews' status already named
         self._embedding_library = EmbeddingLibrary()
         self._resolved: tuple[str, Path, ModelInfo] | None = None  # identify()'s answer, for the load after it
 
@@ -396,9 +398,16 @@ class ModelManager:
         gc.collect()
         empty_cache(self.device.device)
 
-    def previewer(self, family: str, method: str, model: Path | None = None) -> Previewer:
-        """The preview maker for this family and method, kept between runs (its TAESD is tiny_decoder's)."""
-        decoder = self.tiny_decoder(family, model)[0] if method == "taesd" else None
+    def previewer(self, family: str, method: str, model: Path | None = None,
+                  state: TaskState | None = None) -> Previewer:
+        """The preview maker for this family and method, kept between runs (its TAESD is tiny_decoder's). When
+        the TAESD's files cannot be read it previews with the approximation, which the status says once."""
+        decoder, folder = self.tiny_decoder(family, model) if method == "taesd" else (None, None)
+        why = self.tiny_unreadable(folder) if folder is not None else ""
+        if why and state is not None and (folder, why) not in self._preview_told:
+            self._preview_told.add((folder, why))
+            state.status(f"The previews use the approximation: the TAESD in {folder} could not be read ({why}); "
+                         "download its files again.")
         key = (family, method, id(decoder))
         if self._previewer_key != key:
             self._previewer = Previewer(family, method, None, self.device.device, self.device.dtype, decoder)
@@ -413,10 +422,19 @@ class ModelManager:
         folder = folder or taesd_dir(paths.models_dir(), family)
         decoder = self._tiny_decoders.get(folder)
         if decoder is None:
-            decoder = load_tiny_decoder(folder, family, self.device.device, self.device.dtype)
+            try:
+                decoder = load_tiny_decoder(folder, family, self.device.device, self.device.dtype)
+            except UnreadableTinyDecoder as error:
+                self._tiny_unreadable[folder] = str(error)
+            else:
+                self._tiny_unreadable.pop(folder, None)
             if decoder is not None:
                 self._tiny_decoders[folder] = decoder
         return decoder, folder
+
+    def tiny_unreadable(self, folder: Path) -> str:
+        """Why the TAESD in `folder` could not be read at the last try; "" when it was read or is not there."""
+        return self._tiny_unreadable.get(folder, "")
 
     # -- resolving and loading ------------------------------------------------
 

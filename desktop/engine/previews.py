@@ -20,6 +20,7 @@ the picture's size puts back in rows (unpack_tokens, token_grid).
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -97,16 +98,39 @@ def has_tiny_decoder(family: str) -> bool:
 def load_tiny_decoder(folder: Path, family: str, device: torch.device | str = "cpu",
                       dtype: torch.dtype = torch.float32):
     """The TAESD (AutoencoderTiny, diffusers layout) in `folder` on `device`; None when the family has none, its
-    files are not there (never downloaded) or they are another family's (a different number of latent channels)."""
+    files are not there (never downloaded) or they are another family's (a different number of latent channels).
+    Raises UnreadableTinyDecoder, saying why, when config.json is there but the files cannot be read."""
     family = family.removesuffix("-refiner")
     if not has_tiny_decoder(family) or not (folder / "config.json").is_file():
         return None
     from diffusers import AutoencoderTiny
 
-    decoder = AutoencoderTiny.from_pretrained(folder, local_files_only=True)
+    try:
+        json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UnreadableTinyDecoder(f"its config.json is not valid JSON: {_first_line(error, folder)}") from None
+    if not any((folder / name).is_file() for name in _WEIGHTS):
+        raise UnreadableTinyDecoder(f"it has config.json but no {_WEIGHTS[0]}")
+    try:
+        decoder = AutoencoderTiny.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError) as error:
+        raise UnreadableTinyDecoder(_first_line(error, folder)) from None
     if decoder.config.latent_channels != len(_FACTORS.get(family, _FACTORS["sd1"])[0]):
         return None
     return decoder.to(torch.device(device), dtype).eval()
+
+
+class UnreadableTinyDecoder(Exception):
+    """The TAESD's files are there but cannot be read (half downloaded or corrupt); the message says why."""
+
+
+_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+
+
+def _first_line(error: Exception, folder: Path) -> str:
+    """An error's first line, short and without the folder the sentence around it already names."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0].replace(str(folder), "the folder")
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def tiny_decode(decoder, latents: torch.Tensor) -> torch.Tensor:
@@ -171,7 +195,10 @@ class Previewer:
         self._bias = torch.tensor(bias, dtype=torch.float32)
         if method == "taesd":
             if decoder is None and taesd_path is not None:
-                decoder = load_tiny_decoder(taesd_path, family, device, dtype)
+                try:
+                    decoder = load_tiny_decoder(taesd_path, family, device, dtype)
+                except UnreadableTinyDecoder:
+                    decoder = None
             if decoder is None:
                 self.method = "approximate"  # weights not on disk: fall back, never download
             self._decoder = decoder
