@@ -32,7 +32,7 @@ from desktop.core.request import MAX_SEED, RANDOM_SEED
 
 from . import editing, generate, hires, inpaint
 from .models import ModelManager
-from .schedulers import make_scheduler
+from .schedulers import make_scheduler, pipeline_inputs
 from .upscale import starts
 
 TILE = {"sd1": 64, "sd2": 96, "sdxl": 128}  # latents a side: the size each family was trained at
@@ -76,7 +76,7 @@ def run(settings: DetailSettings, picture: np.ndarray, state: TaskState, models:
             encodings = models.span_embeddings(pipe, [c for _, c in spans], guided, embeddings)
             schedule = editing.Schedule(list(zip([end for end, _ in spans], encodings, strict=True)), guided, 1)
             latents = _denoise(pipe, loaded, schedule, picture, seed, sampling, side, overlap, state,
-                               models.previewer(loaded.family, preview_method))
+                               models.previewer(loaded.family, preview_method, loaded.info.path, state))
             decoded = hires.decode(pipe, latents)
     except (torch.OutOfMemoryError, RuntimeError) as error:
         if not generate._is_out_of_memory(error):
@@ -123,7 +123,8 @@ def _denoise(pipe, loaded, schedule: editing.Schedule, picture: np.ndarray, seed
 
     tiles = _tiles(latents.shape[-2], latents.shape[-1], side, overlap, device, dtype)
     accepted = set(inspect.signature(scheduler.step).parameters)
-    extra = {key: value for key, value in (("eta", 0.0), ("generator", generator)) if key in accepted}
+    inputs = {"eta": 0.0, **pipeline_inputs(sampling.sampler), "generator": generator}  # TCD: gamma as eta
+    extra = {key: value for key, value in inputs.items() if key in accepted}
     total, done = len(timesteps) * len(tiles), 0
     shown = previewer(latents) if len(tiles) > 1 else None  # the picture as it stands, the tile marked on it
     for index, timestep in enumerate(timesteps):

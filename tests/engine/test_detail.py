@@ -221,3 +221,24 @@ def test_an_upscale_with_a_flow_models_detail_stops_before_upscaling(tmp_path, t
         backend.run(UpscaleJob(request), TaskState())
     assert upscaled == []
     backend.close()
+
+
+def test_tcd_adds_detail_with_its_gamma_as_plain_img2img_does(cpu_manager, tiny_models):
+    """TCD's gamma (the pipeline's eta) is the same in the tiled loop as in a plain img2img run, not eta 0."""
+    model = str(tiny_models["sd1"].folder)
+    image = picture(1)
+    plain = generate.run(make_request(mode=Mode.IMG2IMG, model=model, init_image=image, width=64, height=64,
+                                      prompt="a lighthouse", negative_prompt="blurry", sampler="TCD",
+                                      schedule="Automatic", steps=4, cfg_scale=7.0, seed=3, strength=0.5),
+                         TaskState(), cpu_manager)[0].image
+    tiled = detail.run(settings(model, sampler="TCD"), image, TaskState(), cpu_manager).image
+    assert np.array_equal(tiled, plain)
+
+
+def test_a_demo_models_previews_use_its_own_taesd(cpu_manager, tiny_models):
+    """TAESD previews of a demo model come from the TAESD in its folder: picture-sized, not latent-sized."""
+    model = str(tiny_models["sd1"].folder)
+    previews = []
+    state = TaskState(on_step=lambda i, n, p: previews.append(p))
+    detail.run(settings(model, steps=2), picture(5, 64, 64), state, cpu_manager, preview_method="taesd")
+    assert previews and previews[0].shape == (64, 64, 3)
