@@ -164,6 +164,8 @@ def _convert_in_child(kind: str, model_class: tuple[str, str], config: dict, wor
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # "modules that should be kept in float32: []" on every conversion
+    if hasattr(os, "nice"):
+        os.nice(5)  # a background job: the window's thread gets the CPU first on a machine with few cores
     torch.set_num_threads(max(1, threads))
     folder = Path(work)
     cls = getattr(importlib.import_module(model_class[0]), model_class[1])
@@ -171,13 +173,15 @@ def _convert_in_child(kind: str, model_class: tuple[str, str], config: dict, wor
         model = cls.from_config(config)
     if kind == VAE_DECODER:
         model.encoder = model.quant_conv = None  # only the decoder is traced; its weights alone were written
-    weights = safetensors.torch.load_file(str(folder / _WEIGHTS))
+    # each tensor is read and made fp32 on its own: only the fp32 weights are ever held, not both copies
+    with safetensors.safe_open(str(folder / _WEIGHTS), "pt") as file:
+        weights = {name: file.get_tensor(name).to(torch.float32) for name in file.keys()}  # noqa: SIM118
     model.load_state_dict(weights, strict=False, assign=True)
     del weights
     missing = [name for name, tensor in [*model.named_parameters(), *model.named_buffers()] if tensor.is_meta]
     if missing:
         raise RuntimeError(f"the model's weights lack {missing[0]}")
-    model.to(torch.float32).eval()
+    model.eval()
     traced, example, shapes = (unet_module if kind == UNET else vae_decoder_module)(model)
     ov = import_openvino()
     with torch.no_grad(), _warnings_quiet():
