@@ -124,10 +124,10 @@ _STEPS = re.compile(r"(?<!\d)(\d{1,2})[ _.-]?(?:[Ss][Tt][Ee][Pp][Ss]?)(?![a-z])"
 _LIGHTNING_SUBJECTS = {"bolt", "bolts", "effect", "effects", "style", "storm", "storms", "strike", "strikes", "magic",
                        "element", "elemental", "aura", "fx", "vfx", "power", "powers", "sky", "thunder", "electric",
                        "electricity", "spell"}
-# kohya and modelspec metadata that name or describe what was trained (short texts only)
-# (not ss_sd_model_name: the model a LoRA was trained on says nothing of the LoRA)
-METADATA_KEYS = ("ss_output_name", "modelspec.title", "ss_training_comment", "modelspec.description",
-                 "modelspec.tags")
+# kohya and modelspec metadata that name what was trained (short texts only). Free text (descriptions, training
+# comments, tags) is not read: "Turbo-charged realism" or "works with the LCM LoRA" says nothing of the file, and
+# the user's mark covers a few-step file its name does not tell. (Not ss_sd_model_name: a LoRA's base model.)
+METADATA_KEYS = ("ss_output_name", "modelspec.title")
 MAX_METADATA_CHARS = 500
 
 

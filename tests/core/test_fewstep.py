@@ -90,8 +90,8 @@ def test_steps_in_name(name, steps):
 @pytest.mark.parametrize("metadata, kind", [
     ({"ss_output_name": "lcm-lora-sdxl"}, "lcm"),
     ({"modelspec.title": "Hyper-SD 8 steps"}, "hyper"),
-    ({"modelspec.description": "TCD LoRA for SDXL"}, "tcd"),
-    ({"ss_training_comment": "distilled with DMD2"}, "dmd2"),
+    ({"modelspec.title": "TCD LoRA for SDXL"}, "tcd"),
+    ({"ss_output_name": "dmd2_sdxl_4step_lora"}, "dmd2"),
     ({"ss_sd_model_name": "sdxl_lightning_4step.safetensors"}, ""),  # the base it was trained on, not the LoRA
     ({"ss_output_name": "lcm " + "x" * 600}, ""),  # a text that long is not a name
     ({"ss_output_name": "add_detail"}, ""),
@@ -99,6 +99,18 @@ def test_steps_in_name(name, steps):
 ])
 def test_metadata_says_the_kind(metadata, kind):
     assert recognise("my_lora", metadata) == kind
+
+
+@pytest.mark.parametrize("metadata", [
+    {"modelspec.description": "Turbo-charged realism for SDXL"},
+    {"modelspec.description": "Works great with LCM LoRA at 8 steps"},
+    {"ss_training_comment": "lightning fast neon look"},
+    {"modelspec.tags": "lcm, tcd"},
+])
+def test_free_text_metadata_does_not_make_a_model_few_step(metadata):
+    """Only name-like keys are read: descriptions, comments and tags talk about other things (the user's mark
+    covers a model they do not name)."""
+    assert recognise("realPhotoXL_v3", metadata) == ""
 
 
 def test_the_name_wins_over_metadata():
