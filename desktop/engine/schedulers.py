@@ -70,13 +70,15 @@ def make_scheduler(base_config: dict, sampler: str, schedule: str = AUTOMATIC, s
 class _AnyStepCount:
     """LCM's and TCD's timesteps are a subset of `original_inference_steps` (50) evenly spaced ones, and diffusers
     refuses more steps than that: a longer run (a hires fix's schedule is steps / denoise) takes them from a
-    finer grid of as many as it asks for."""
+    finer grid, the coarsest whose spacing divides the training timesteps (100 for 51 to 100 steps of 1000), so
+    it still starts from full noise at the last training timestep (999), as every shorter run does."""
 
     def set_timesteps(self, num_inference_steps=None, device=None, original_inference_steps=None, timesteps=None,
                       strength: float = 1.0):
         if (num_inference_steps and original_inference_steps is None
                 and num_inference_steps > self.config.original_inference_steps):
-            original_inference_steps = num_inference_steps
+            train = self.config.num_train_timesteps
+            original_inference_steps = next((n for n in range(num_inference_steps, train + 1) if train % n == 0), train)
         super().set_timesteps(num_inference_steps, device, original_inference_steps, timesteps, strength)
 
 

@@ -113,6 +113,17 @@ def test_lcm_takes_more_steps_than_its_distillation_schedule(cpu_manager, tiny_m
     assert len(scheduler.timesteps) == 60 and len(set(scheduler.timesteps.tolist())) == 60
 
 
+@pytest.mark.parametrize("sampler", ["LCM", "TCD"])
+@pytest.mark.parametrize("steps", [1, 4, 8, 50, 51, 60, 99, 100, 101, 137, 250, 999, 1000])
+def test_every_step_count_starts_from_full_noise(sampler, steps):
+    """More steps than the distillation schedule's 50 still start at the last training timestep, 999."""
+    scheduler = make_scheduler(BASE, sampler)
+    scheduler.set_timesteps(steps)
+    timesteps = scheduler.timesteps.tolist()
+    assert timesteps[0] == 999 and len(set(timesteps)) == steps == len(timesteps)
+    assert timesteps == sorted(timesteps, reverse=True)
+
+
 def test_few_step_samplers_run_on_sdxl(cpu_manager, tiny_models):
     for sampler in ("LCM", "TCD"):
         request = make_request(prompt="p", model=str(tiny_models["sdxl"].folder), width=64, height=64, steps=2,
