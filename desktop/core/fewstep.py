@@ -95,11 +95,15 @@ _RECIPES = {
     DMD2: _Kind("LCM", AUTOMATIC, 4, (1, 4)),
 }
 HYPER_GUIDED_CFG = (5.0, 8.0)  # Hyper-SD's "CFG" LoRAs
+# A full LCM checkpoint whose UNet takes the guidance as an embedding (time_cond_proj_dim: SimianLuo/
+# LCM_Dreamshaper_v7): the pipeline gives it CFG - 1 with one UNet batch, and its card runs guidance_scale 8.
+LCM_EMBEDDED_CFG, LCM_EMBEDDED_RANGE = 8.0, (3.0, 12.0)
 
 
 def recipe(kind: str, family: str = "sd1", steps_hint: int | None = None, *, guided: bool = False) -> Recipe:
     """The settings for a few-step `kind`; `steps_hint` is the step count its file's name says (steps_in_name),
-    `guided` that its name says it takes guidance (Hyper-SD's "CFG" LoRAs: guided_in_name). Raises ValueError for
+    `guided` that it takes guidance (Hyper-SD's "CFG" LoRAs: guided_in_name; a full LCM checkpoint whose UNet
+    embeds the guidance: ModelInfo.guidance_embedded, CFG 8). Raises ValueError for
     a kind not in KINDS. `family` is the model's ("sd1", "sdxl", ...); every kind's settings are the same in each."""
     if kind not in _RECIPES:
         raise ValueError(f"unknown few-step kind {kind!r}; known kinds: {', '.join(KINDS)}")
@@ -111,7 +115,10 @@ def recipe(kind: str, family: str = "sd1", steps_hint: int | None = None, *, gui
         sampler, schedule = "TCD", AUTOMATIC  # the card's 1-step "unified" LoRA runs with TCD
     if kind == HYPER and guided:
         cfg_range = HYPER_GUIDED_CFG
-    return Recipe(kind, LABELS[kind], sampler, schedule, steps, cfg_range[0], (lo, hi), cfg_range, base.size)
+    cfg = cfg_range[0]
+    if kind == LCM and guided:  # a full LCM checkpoint's guidance embedding (ModelInfo.guidance_embedded)
+        cfg, cfg_range = LCM_EMBEDDED_CFG, LCM_EMBEDDED_RANGE
+    return Recipe(kind, LABELS[kind], sampler, schedule, steps, cfg, (lo, hi), cfg_range, base.size)
 
 
 # ------------------------------------------------------------------ recognition

@@ -91,6 +91,9 @@ class ModelInfo:
     config_dir: Path | None = None  # sidecar diffusers config folder, if any
     variant: str = ""  # within a family (desktop/core/families.py VARIANTS): "dev", "schnell", "fill", "turbo", ...
     few_step: str = ""  # desktop/core/fewstep.py KINDS when the name or metadata says it is a few-step model/LoRA
+    # the UNet takes the CFG scale as an embedding (time_cond_proj_dim: a full LCM checkpoint such as
+    # SimianLuo/LCM_Dreamshaper_v7): one UNet batch, no negative prompt; fewstep.recipe(..., guided=True) gives CFG 8
+    guidance_embedded: bool = False
 
     @property
     def name(self) -> str:
@@ -117,6 +120,7 @@ def identify(path) -> ModelInfo:
         return _identify_diffusers(path)
     suffix = path.suffix.lower()
     metadata: Mapping[str, str] = {}
+    shapes: Mapping[str, tuple[int, ...] | None] = {}
     if suffix in (".safetensors", ".sft"):
         header = read_safetensors_header(path)
         metadata = header.metadata
@@ -140,8 +144,14 @@ def identify(path) -> ModelInfo:
             guess.note = f"architecture read from {config.name}"
         except ModelFileError as e:
             guess.note = f"{guess.note}; its config folder is unusable: {e.reason}".lstrip("; ")
+    embedded = guess.kind == "checkpoint" and any(key.endswith(GUIDANCE_EMBEDDING_KEYS) for key in shapes)
+    few_step = _few_step(path, guess, metadata) or (fewstep.LCM if embedded else "")
     return ModelInfo(path, fmt, guess.kind, guess.family, guess.inpaint, path.stat().st_size,
-                     guess.note, guess.prediction, config, guess.variant, _few_step(path, guess, metadata))
+                     guess.note, guess.prediction, config, guess.variant, few_step, embedded)
+
+
+# A UNet's weight that takes the guidance as an embedding (diffusers' and the original layout's names)
+GUIDANCE_EMBEDDING_KEYS = ("time_embedding.cond_proj.weight", "time_embed.cond_proj.weight")
 
 
 # The stems of files that only their folder names: the Hub's names for a LoRA's or a UNet's weights, as people keep
@@ -623,9 +633,10 @@ def _identify_diffusers(folder: Path) -> ModelInfo:
         _check_parts(folder, cls, family, index, unet)
     # LCM and TCD distillations ship their own scheduler (SimianLuo/LCM_Dreamshaper_v7's is an LCMScheduler)
     few_step = {"LCMScheduler": fewstep.LCM, "TCDScheduler": fewstep.TCD}.get(str(scheduler.get("_class_name")), "")
-    few_step = few_step or _few_step(folder, _Guess("checkpoint", family), {})
+    embedded = unet.get("time_cond_proj_dim") is not None  # a full LCM checkpoint's guidance embedding
+    few_step = few_step or _few_step(folder, _Guess("checkpoint", family), {}) or (fewstep.LCM if embedded else "")
     return ModelInfo(folder, "diffusers", "checkpoint", family, channels == 9, _folder_size(folder), note,
-                     scheduler.get("prediction_type"), few_step=few_step)
+                     scheduler.get("prediction_type"), few_step=few_step, guidance_embedded=embedded)
 
 
 def _folder_size(folder: Path) -> int:

@@ -125,8 +125,10 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
         flow.refuse_unsupported(request, family, len(editing.spans(request.conditioning, request.sampling.steps)))
         flow.refuse_sampler(family, request.sampling.sampler)
     loaded, extras = load_for(models, request.model, request.conditioning, addons, state)
-    references = reference.prepare(request.references, models, getattr(addons, "folders", ()), state,
-                                   request.sampling.cfg_scale > 1)
+    # CFG doubles the UNet's batch, except on a UNet that takes the guidance as an embedding (a full LCM
+    # checkpoint's): there the pipeline hands it CFG - 1 and runs one batch, with no negative prompt
+    guided = request.sampling.cfg_scale > 1 and not guidance_embedded(loaded)
+    references = reference.prepare(request.references, models, getattr(addons, "folders", ()), state, guided)
     embeddings = extras.embeddings
     guidance = controlnet.prepare(request, models, getattr(addons, "folders", ()), state, loaded)
     prepared = prepare(request, Traits.of(loaded))
@@ -142,7 +144,6 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     last: dict = {}  # the latents of the last step, to tell a broken model from a broken VAE decode
     done = {"steps": 0, "later": second.steps if second else 0}  # the steps of the passes before and after this
     ran_on: dict = {"params": ()}  # the runtime's infotext params (runtimes.serving), from the last pass
-    guided = sampling.cfg_scale > 1
     texts = _flow_texts(request.conditioning, loaded, state) if loaded.flow else None
 
     def denoise(prepared: Prepared, spans: list, steps: int, output_type: str):
@@ -271,6 +272,12 @@ def _run(request: GenerationRequest, state: TaskState, models: ModelManager, pre
     params += references.params if references is not None else ()
     params += (("Decoder", "TAESD"),) if tiny is not None else ()
     return [Result(finish(image), seed, request, params) for image, seed in zip(images, seeds, strict=True)]
+
+
+def guidance_embedded(loaded) -> bool:
+    """Whether the model's UNet takes the CFG scale as an embedding (time_cond_proj_dim: a full LCM checkpoint)."""
+    unet = getattr(next(iter(loaded.pipelines.values())), "unet", None)
+    return getattr(getattr(unet, "config", None), "time_cond_proj_dim", None) is not None
 
 
 def _tiny_decoder(request: GenerationRequest, models: ModelManager, loaded, state: TaskState):

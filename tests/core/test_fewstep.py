@@ -314,3 +314,30 @@ def test_the_backend_lists_few_step_models_with_the_users_marks(tmp_path):
     assert listed["dreamshaper_8"] == ""
     assert listed["Demo model (random weights)"] == "lcm"
     assert listed["Demo SDXL (random weights)"] == "lcm"
+
+
+def test_a_full_lcm_checkpoint_takes_cfg_8_as_its_guidance_embedding():
+    """SimianLuo/LCM_Dreamshaper_v7 (a UNet with time_cond_proj_dim) is run at guidance_scale 8 on its card: the
+    pipeline gives the UNet CFG - 1 as an embedding, so CFG 1 would be no guidance at all."""
+    made = recipe("lcm", "sd1", guided=True)
+    assert (made.sampler, made.steps, made.cfg_scale, made.cfg_range) == ("LCM", 4, 8.0, (3.0, 12.0))
+    assert recipe("lcm", "sd1").cfg_scale == 1.0
+
+
+def test_a_diffusers_folder_whose_unet_embeds_the_guidance_is_a_guided_lcm(tmp_path):
+    import json
+
+    from desktop.core.modelfiles import identify
+
+    folder = tmp_path / "dreamshaper-distilled"
+    for part, config in (("unet", {"in_channels": 4, "cross_attention_dim": 768, "time_cond_proj_dim": 256}),
+                         ("scheduler", {"_class_name": "PNDMScheduler"}), ("text_encoder", {}), ("vae", {}),
+                         ("tokenizer", {})):
+        (folder / part).mkdir(parents=True)
+        (folder / part / ("scheduler_config.json" if part == "scheduler" else "config.json")).write_text(
+            json.dumps(config))
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    info = identify(folder)
+    assert info.guidance_embedded and info.few_step == "lcm"
+    (folder / "unet" / "config.json").write_text(json.dumps({"in_channels": 4, "cross_attention_dim": 768}))
+    assert not identify(folder).guidance_embedded and identify(folder).few_step == ""

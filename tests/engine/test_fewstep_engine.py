@@ -273,3 +273,42 @@ def test_a_family_without_a_taesd_decodes_with_its_vae_and_says_so(cpu_manager, 
     assert "Decoder" not in dict(result.params)
     assert [n for n in notes if "TAESD" in n] == [
         "The full VAE decoded the picture: FLUX.2 [klein] has no TAESD decoder Sfumato can use."]
+
+
+def _guidance_embedded_model(root, folder):
+    """A copy of a demo folder whose UNet takes its guidance as an embedding (time_cond_proj_dim), as a full LCM
+    checkpoint's does (SimianLuo/LCM_Dreamshaper_v7)."""
+    import shutil
+
+    import torch
+
+    copy = root / "lcm-dreamshaper-tiny"
+    shutil.copytree(folder, copy)
+    config = dict(diffusers.UNet2DConditionModel.load_config(copy / "unet"), time_cond_proj_dim=16)
+    torch.manual_seed(0)
+    shutil.rmtree(copy / "unet")
+    diffusers.UNet2DConditionModel.from_config(config).save_pretrained(copy / "unet")
+    return copy
+
+
+def test_a_full_lcm_checkpoint_takes_cfg_as_its_embedding_in_one_unet_batch(cpu_manager, tiny_models, tmp_path,
+                                                                              monkeypatch):
+    """CFG 8 on a UNet with time_cond_proj_dim: one UNet batch a step (no CFG doubling), the guidance given as
+    its embedding, and the negative prompt unused, also when a prompt edit switches the encodings mid-run."""
+    model = str(_guidance_embedded_model(tmp_path, tiny_models["sd1"].folder))
+    seen = []
+    forward = diffusers.UNet2DConditionModel.forward
+
+    def counting(self, sample, timestep, encoder_hidden_states, *args, **kwargs):
+        seen.append((sample.shape[0], encoder_hidden_states.shape[0], kwargs.get("timestep_cond") is not None))
+        return forward(self, sample, timestep, encoder_hidden_states, *args, **kwargs)
+
+    monkeypatch.setattr(diffusers.UNet2DConditionModel, "forward", counting)
+    request = make_request(prompt="a [cat:dog:0.5] on a hill", negative_prompt="blurry", model=model, width=64,
+                           height=64, steps=4, seed=2, sampler="LCM", schedule="Automatic", cfg_scale=8.0)
+    first = generate.run(request, TaskState(), cpu_manager)[0].image
+    assert seen == [(1, 1, True)] * 4
+    other = generate.run(change(request, negative_prompt="ugly, watermark"), TaskState(), cpu_manager)[0].image
+    assert np.array_equal(first, other), "the negative prompt is not used"
+    weaker = generate.run(change(request, cfg_scale=3.0), TaskState(), cpu_manager)[0].image
+    assert not np.array_equal(first, weaker), "the CFG scale is the guidance embedding"
