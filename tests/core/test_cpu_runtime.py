@@ -5,6 +5,8 @@ import pytest
 from desktop.core import cpu_runtime, paths
 from desktop.core.cpu_runtime import Measurement
 
+pytestmark = pytest.mark.measures_cpu_runtime  # they measure, or read what was measured, themselves
+
 
 def measured(pytorch_s=2.0, openvino_s=1.5, note="", precision="bf16"):
     return Measurement(cpu_runtime.this_cpu(), pytorch_s, openvino_s, note, cpu_runtime.versions(), precision)

@@ -12,6 +12,8 @@ from desktop.core.settings import Settings
 from desktop.engine import devices, runtime_probe
 from desktop.engine.local import LocalBackend
 
+pytestmark = pytest.mark.measures_cpu_runtime  # they measure, or read what was measured, themselves
+
 SMALL = {"channels": 32, "size": 4, "runs": 1}  # the probe's network, small enough for a test
 
 

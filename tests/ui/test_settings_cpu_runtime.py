@@ -1,6 +1,8 @@
 """Settings > Engine: the CPU runtime (Automatic, PyTorch, OpenVINO) with what the measurement found, and the CPU
 threads; the window still fits a 1280x720 screen."""
 
+import pytest
+
 from PySide6.QtCore import Qt
 
 from desktop.core import cpu_runtime
@@ -46,6 +48,7 @@ def test_stored_values_are_shown_and_restore_defaults_puts_automatic_back(open_d
     assert (dialog.settings().cpu_runtime, dialog.settings().cpu_threads) == ("auto", 0)
 
 
+@pytest.mark.measures_cpu_runtime
 def test_what_the_measurement_found_is_said_in_the_engine_group(open_dialog, qtbot):
     assert open_dialog().cpu_measured.text() == ""  # nothing measured on this CPU yet
     cpu_runtime.save(measured(openvino_s=1.0))
