@@ -192,6 +192,30 @@ def _kind_of_words(ws: list[str], text: str) -> str:
     return ""
 
 
+# One-step distillations that need what the engine does not do: SDXL-Lightning's predicts x0, Hyper-SDXL's UNet
+# runs LCM at timestep 800 only, DMD2's at timestep 399 only. Their 2-, 4- and 8-step files (and the Hyper-SDXL 1-step
+# LoRA, which runs with TCD) work.
+_ONE_STEP_INSTEAD = {
+    LIGHTNING: "SDXL-Lightning's 1-step file predicts the picture (x0), which Sfumato cannot sample: use its 2- or "
+               "4-step file (sdxl_lightning_2step_unet, sdxl_lightning_4step_unet or their LoRAs) instead.",
+    HYPER: "Hyper-SDXL's 1-step UNet runs only at timestep 800, which Sfumato cannot sample: use "
+           "Hyper-SDXL-1step-lora or the 2-, 4- or 8-step Hyper-SD files instead.",
+    DMD2: "DMD2's 1-step model runs only at timestep 399, which Sfumato cannot sample: use its 4-step file "
+          "(dmd2_sdxl_4step_unet or dmd2_sdxl_4step_lora) instead.",
+}
+
+
+def unsupported(name: str) -> str:
+    """One sentence when `name` is a one-step distilled file the engine cannot run right (SDXL-Lightning's x0
+    file, Hyper-SDXL's 1-step UNet, DMD2's 1-step model), saying which file of its family to use; else ""."""
+    if steps_in_name(name) != 1:
+        return ""
+    kind = recognise(name)
+    if kind == HYPER and "unet" not in words(name):
+        return ""  # the 1-step LoRA runs with TCD
+    return _ONE_STEP_INSTEAD.get(kind, "")
+
+
 def kind_of(name: str, recognised: str, marks: Mapping[str, str] | None) -> str:
     """The few-step kind of the model or LoRA `name`: the user's mark (settings.few_step_marks) when there is one
     ("none": not few-step), else what its file says (`recognised`)."""
@@ -243,6 +267,8 @@ def fast_plan(family: str, model_few_step: str, loras: Mapping[str, object], *, 
     if family not in UNET_FAMILIES:
         return _flow_plan(family, variant)
     if model_few_step in KINDS:
+        if unsupported(model_name):
+            raise NoFastPath(unsupported(model_name))
         made = recipe(model_few_step, family, steps_in_name(model_name), guided=guided_in_name(model_name))
         return FastPlan(made, "", "tiny", f"Fast: {made.label} model, {_settings(made)}, TAESD decode")
     candidates = []

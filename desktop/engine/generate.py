@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from desktop.core.backend import Result
-from desktop.core import families, prompts
+from desktop.core import families, fewstep, prompts
 from desktop.core.errors import Cancelled, NoPicture, OutOfMemory, SfumatoError
 from desktop.core.geometry import Bounds, Extent, only_masked_area
 from desktop.core.progress import TaskState
@@ -120,7 +120,10 @@ def run(
 def _run(request: GenerationRequest, state: TaskState, models: ModelManager, preview_method: str,
          preview_every: int, addons: Addons | None) -> list[Result]:
     request = request.resolved()
-    family = models.identify(request.model, state).family
+    info = models.identify(request.model, state)
+    family = info.family
+    if fewstep.unsupported(info.name):  # a one-step distillation sampled wrong would make only noise
+        raise SfumatoError(fewstep.unsupported(info.name))
     if families.is_flow(family):  # what these models cannot do stops the run before their long load
         flow.refuse_unsupported(request, family, len(editing.spans(request.conditioning, request.sampling.steps)))
         flow.refuse_sampler(family, request.sampling.sampler)

@@ -1,6 +1,7 @@
 """Few-step models and LoRAs: recognised from real-world names and metadata, their settings, and the Fast plan."""
 
 import json
+import re
 
 import pytest
 
@@ -325,10 +326,6 @@ def test_a_full_lcm_checkpoint_takes_cfg_8_as_its_guidance_embedding():
 
 
 def test_a_diffusers_folder_whose_unet_embeds_the_guidance_is_a_guided_lcm(tmp_path):
-    import json
-
-    from desktop.core.modelfiles import identify
-
     folder = tmp_path / "dreamshaper-distilled"
     for part, config in (("unet", {"in_channels": 4, "cross_attention_dim": 768, "time_cond_proj_dim": 256}),
                          ("scheduler", {"_class_name": "PNDMScheduler"}), ("text_encoder", {}), ("vae", {}),
@@ -341,3 +338,23 @@ def test_a_diffusers_folder_whose_unet_embeds_the_guidance_is_a_guided_lcm(tmp_p
     assert info.guidance_embedded and info.few_step == "lcm"
     (folder / "unet" / "config.json").write_text(json.dumps({"in_channels": 4, "cross_attention_dim": 768}))
     assert not identify(folder).guidance_embedded and identify(folder).few_step == ""
+
+
+@pytest.mark.parametrize("name, instead", [
+    ("sdxl_lightning_1step_unet_x0", "2- or 4-step"),
+    ("sdxl_lightning_1step_x0", "2- or 4-step"),
+    ("Hyper-SDXL-1step-Unet", "Hyper-SDXL-1step-lora"),
+    ("Hyper-SDXL-1step-Unet-Comfyui.fp16", "Hyper-SDXL-1step-lora"),
+    ("dmd2_sdxl_1step_unet_fp16", "4-step"),
+])
+def test_one_step_files_the_engine_cannot_run_are_refused_with_the_file_to_use(name, instead):
+    said = fewstep.unsupported(name)
+    assert said.count(". ") == 0 and said.endswith(".") and instead in said
+    with pytest.raises(NoFastPath, match=re.escape(said)):
+        fast_plan("sdxl", recognise(name), {}, model_name=name)
+
+
+@pytest.mark.parametrize("name", ["sdxl_lightning_2step_unet", "sdxl_lightning_4step_lora", "Hyper-SDXL-1step-lora",
+                                  "dmd2_sdxl_4step_unet", "Hyper-SDXL-8steps-lora", "lcm-lora-sdxl", "x0_model"])
+def test_the_files_the_engine_runs_are_not_refused(name):
+    assert fewstep.unsupported(name) == ""

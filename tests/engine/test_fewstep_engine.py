@@ -312,3 +312,15 @@ def test_a_full_lcm_checkpoint_takes_cfg_as_its_embedding_in_one_unet_batch(cpu_
     assert np.array_equal(first, other), "the negative prompt is not used"
     weaker = generate.run(change(request, cfg_scale=3.0), TaskState(), cpu_manager)[0].image
     assert not np.array_equal(first, weaker), "the CFG scale is the guidance embedding"
+
+
+def test_a_one_step_file_the_engine_cannot_sample_is_refused_before_loading(cpu_manager, tiny_models, tmp_path):
+    import shutil
+
+    from desktop.core.errors import SfumatoError
+
+    model = tmp_path / "sdxl_lightning_1step_x0"
+    shutil.copytree(tiny_models["sd1"].folder, model)
+    with pytest.raises(SfumatoError, match=r"^SDXL-Lightning's 1-step file .* use its 2- or 4-step file"):
+        generate.run(make_request(prompt="p", model=str(model), width=64, height=64, steps=1), TaskState(),
+                     cpu_manager)
