@@ -89,6 +89,9 @@ class ModelDescriptor:
     kinds: frozenset[str] = frozenset({GENERATION})  # the job kinds it can run
     variant: str = ""  # within its family (desktop/core/families.py): "dev", "schnell", "turbo", ...; "" unknown
     few_step: str = ""  # desktop/core/fewstep.py KINDS ("lcm", "turbo", ...) when it is a few-step model; "" not
+    # a full LCM checkpoint whose UNet takes the CFG scale as an embedding (ModelInfo.guidance_embedded): its few-step
+    # settings are fewstep.recipe(..., guided=True), CFG 8; fast_plan(..., guidance_embedded=True)
+    guidance_embedded: bool = False
 
 
 @dataclass(frozen=True)

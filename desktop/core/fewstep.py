@@ -255,11 +255,13 @@ class FastPlan:
 
 
 def fast_plan(family: str, model_few_step: str, loras: Mapping[str, object], *, model_name: str = "",
-              variant: str = "", marks: Mapping[str, str] | None = None) -> FastPlan:
+              variant: str = "", marks: Mapping[str, str] | None = None,
+              guidance_embedded: bool = False) -> FastPlan:
     """How to make the chosen model fast: its own few-step settings when it is a few-step model, else the best
     few-step LoRA of its family among `loras` (name -> an object with .few_step and .family: LoraInfo,
     addons.AddonFile), with the TAESD decoder. `model_name` (its file's) gives the step count its name says;
-    `variant` a flow family's variant; `marks` the user's few-step marks (applied to the LoRAs and the model).
+    `variant` a flow family's variant; `marks` the user's few-step marks (applied to the LoRAs and the model);
+    `guidance_embedded` that the model's UNet takes the CFG scale as an embedding (a full LCM checkpoint: CFG 8).
     Raises NoFastPath with a sentence saying what to add and where."""
     family = str(getattr(family, "value", family))
     if model_name:
@@ -269,7 +271,8 @@ def fast_plan(family: str, model_few_step: str, loras: Mapping[str, object], *, 
     if model_few_step in KINDS:
         if unsupported(model_name):
             raise NoFastPath(unsupported(model_name))
-        made = recipe(model_few_step, family, steps_in_name(model_name), guided=guided_in_name(model_name))
+        made = recipe(model_few_step, family, steps_in_name(model_name),
+                      guided=guided_in_name(model_name) or guidance_embedded)
         return FastPlan(made, "", "tiny", f"Fast: {made.label} model, {_settings(made)}, TAESD decode")
     candidates = []
     for name, info in loras.items():

@@ -379,7 +379,8 @@ def model_event(descriptor: ModelDescriptor, public_ref: str) -> bytes:
 
 def describe_model(descriptor: ModelDescriptor, public_ref: str) -> dict:
     return {"ref": public_ref, "family": descriptor.family, "name": descriptor.name, "hash": descriptor.hash,
-            "kinds": sorted(descriptor.kinds), "variant": descriptor.variant, "few_step": descriptor.few_step}
+            "kinds": sorted(descriptor.kinds), "variant": descriptor.variant, "few_step": descriptor.few_step,
+            "guidance_embedded": descriptor.guidance_embedded}
 
 
 def read_model(data: dict) -> ModelDescriptor:
@@ -387,7 +388,8 @@ def read_model(data: dict) -> ModelDescriptor:
         return ModelDescriptor(str(data["ref"]), str(data["family"]), str(data["name"]), str(data.get("hash", "")),
                                frozenset(str(k) for k in data.get("kinds", [GENERATION])),
                                str(data.get("variant") or ""),  # a server before the flow families sends none
-                               few_step=str(data.get("few_step") or ""))  # nor one before the few-step models
+                               few_step=str(data.get("few_step") or ""),  # nor one before the few-step models
+                               guidance_embedded=data.get("guidance_embedded") is True)
     except (KeyError, TypeError):
         raise ProtocolError("The server described a model without its ref, family and name.") from None
 

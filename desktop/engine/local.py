@@ -134,7 +134,8 @@ class LocalBackend:
         and the demo upscaler and restorer; then the ControlNets (kind and family "controlnet") and the demo one; then
         the IP-Adapter files (kind and family "ipadapter"; the demo one is built in), so a server can name them."""
         found = [ModelDescriptor(str(entry.path), entry.info.family.value, entry.name, variant=entry.info.variant,
-                                 few_step=fewstep.kind_of(entry.info.name, entry.info.few_step, self.few_step_marks))
+                                 few_step=fewstep.kind_of(entry.info.name, entry.info.few_step, self.few_step_marks),
+                                 guidance_embedded=entry.info.guidance_embedded)
                  for entry in model_sources.list_models(self._folders) if entry.usable]
         demos = [ModelDescriptor(families.DEMO_PREFIX + spec.demo, spec.family.value,
                                  f"Demo {spec.label} (random weights)", variant=_DEMO_VARIANTS.get(spec.demo, ""),
@@ -182,7 +183,7 @@ class LocalBackend:
         few_step = fewstep.demo_kind(loaded.ref) or fewstep.kind_of(loaded.info.name, loaded.info.few_step,
                                                                     self.few_step_marks)
         described = ModelDescriptor(loaded.ref, loaded.family, loaded.name, model_hash, variant=loaded.info.variant,
-                                    few_step=few_step)
+                                    few_step=few_step, guidance_embedded=loaded.info.guidance_embedded)
         self._described[loaded.ref] = (weakref.ref(loaded), described)
         return described
 

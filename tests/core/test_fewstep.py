@@ -358,3 +358,18 @@ def test_one_step_files_the_engine_cannot_run_are_refused_with_the_file_to_use(n
                                   "dmd2_sdxl_4step_unet", "Hyper-SDXL-8steps-lora", "lcm-lora-sdxl", "x0_model"])
 def test_the_files_the_engine_runs_are_not_refused(name):
     assert fewstep.unsupported(name) == ""
+
+
+def test_fast_on_a_full_lcm_checkpoint_keeps_its_guidance():
+    plan = fast_plan("sd1", "lcm", {}, model_name="LCM_Dreamshaper_v7", guidance_embedded=True)
+    assert plan.recipe.cfg_scale == 8.0 and "CFG 8" in plan.note
+    assert fast_plan("sd1", "lcm", {}, model_name="LCM_Dreamshaper_v7").recipe.cfg_scale == 1.0
+
+
+def test_a_servers_model_list_says_which_models_embed_their_guidance():
+    from desktop.core.backend import ModelDescriptor
+    from desktop.core.remote_protocol import describe_model, read_model
+
+    full_lcm = ModelDescriptor("a", "sd1", "LCM_Dreamshaper_v7", few_step="lcm", guidance_embedded=True)
+    assert read_model(describe_model(full_lcm, "a")) == full_lcm
+    assert not read_model({**describe_model(full_lcm, "a"), "guidance_embedded": "yes"}).guidance_embedded

@@ -1,6 +1,8 @@
 """The few-step engine on tiny models: the LCM and TCD samplers, the SGM Uniform schedule, TAESD decoding of the
 final picture and the tiny few-step LoRAs."""
 
+from pathlib import Path
+
 import diffusers
 import numpy as np
 import pytest
@@ -324,3 +326,12 @@ def test_a_one_step_file_the_engine_cannot_sample_is_refused_before_loading(cpu_
     with pytest.raises(SfumatoError, match=r"^SDXL-Lightning's 1-step file .* use its 2- or 4-step file"):
         generate.run(make_request(prompt="p", model=str(model), width=64, height=64, steps=1), TaskState(),
                      cpu_manager)
+
+
+def test_the_model_list_says_a_full_lcm_checkpoint_embeds_its_guidance(tiny_models, tmp_path):
+    from desktop.engine.local import LocalBackend
+
+    folder = _guidance_embedded_model(tmp_path, tiny_models["sd1"].folder)
+    backend = LocalBackend("cpu", "fp32", models_folders=[tmp_path], hash_cache=tmp_path / "hashes.json")
+    listed = {Path(m.ref).name: m for m in backend.models()}
+    assert listed[folder.name].few_step == "lcm" and listed[folder.name].guidance_embedded
