@@ -73,7 +73,8 @@ class LocalBackend:
             self.measurement = runtime_probe.ensure(choice, self.cpu_runtime, state)
             on_cpu = choice.device.type == "cpu"  # OpenVINO only ever runs on the CPU
             runtime = cpu_runtime.chosen(self.cpu_runtime, self.measurement) if on_cpu else "pytorch"
-            self._manager = ModelManager(choice, self.weight_storage, runtime, self.cpu_threads)
+            self._manager = ModelManager(choice, self.weight_storage, runtime, self.cpu_threads,
+                                         runtime_measured=self.cpu_runtime == "auto")
         return self._manager.device.description
 
     def load(self, ref: str, state: TaskState) -> ModelDescriptor:

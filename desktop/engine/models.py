@@ -128,12 +128,16 @@ class Held:
 class ModelManager:
     """Owns the loaded models; `current` is the checkpoint the last load() chose. Used only from the worker thread."""
 
-    def __init__(self, device: DeviceChoice, weight_storage: str = "auto", runtime: str = "pytorch", threads: int = 0):
+    def __init__(self, device: DeviceChoice, weight_storage: str = "auto", runtime: str = "pytorch", threads: int = 0,
+                 runtime_measured: bool = False):
         self.device = device
         self.weight_storage = weight_storage  # tuning.STORAGES: int8 transformers where the plan says
         # "pytorch" or "openvino": what runs the UNet and VAE decoder on the CPU (desktop/engine/runtimes.py), with
         # `threads` threads (0: one per physical core)
         self.runtime, self.threads = runtime, threads
+        # the runtime came from the Auto setting's measurement, not the person's explicit choice: then the tiny demo
+        # models run on PyTorch, as converting a model of a few MB costs more than OpenVINO would ever save on it
+        self.runtime_measured = runtime_measured
         tuning.configure_backends(device)
         self.current: LoadedModel | None = None
         self._held: OrderedDict[tuple[str, str], Held] = OrderedDict()  # least recently used first

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from desktop.core import families
 from desktop.core.errors import Cancelled
 from desktop.core.progress import TaskState
 
@@ -28,8 +29,8 @@ _runtimes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # ModelManag
 def serving(pipe, models, loaded, task: str, state: TaskState) -> Iterator[tuple[tuple[str, str], ...]]:
     """Run `pipe` for one call on the runtime the model manager was set up with; yields the infotext params
     that say so (("Runtime", "OpenVINO"),) or () for PyTorch."""
-    if getattr(models, "runtime", PYTORCH) != OPENVINO:
-        yield ()
+    if getattr(models, "runtime", PYTORCH) != OPENVINO or (models.runtime_measured and families.demo_kind(loaded.ref)):
+        yield ()  # Auto runs a demo model on PyTorch: its conversion would take longer than all its pictures
         return
     why = _not_served(pipe, models, loaded)
     if why:

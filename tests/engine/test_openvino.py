@@ -9,6 +9,7 @@ import multiprocessing
 import shutil
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -254,6 +255,15 @@ def test_the_setting_reaches_the_model_manager(setting, openvino_s, runtime):
                                                   cpu_threads=1))
     backend.start(TaskState())
     assert backend._manager.runtime == runtime and backend._manager.threads == 1
+    assert backend._manager.runtime_measured == (setting == "auto")
+
+
+@pytest.mark.parametrize("ref", ["demo", "demo:sdxl"])
+def test_on_auto_a_demo_model_runs_on_pytorch(ref):
+    """Converting a model of a few MB would take longer than OpenVINO could ever save on it."""
+    manager = SimpleNamespace(runtime="openvino", runtime_measured=True)
+    with runtimes.serving(None, manager, SimpleNamespace(ref=ref), "txt2img", TaskState()) as params:
+        assert params == ()
 
 
 def tiny_unet(tiny_models):
