@@ -121,6 +121,8 @@ class _Runner(_WorkerSignals):
         self._current: TaskState | None = None  # a preload's
         self._changed = threading.Condition(self._lock)  # a job ended, or the worker is stopping
         self._running: dict[int, TaskState] = {}  # the jobs running now, by id
+        self._draft_said: set[str] = set()  # the status lines drafts said (said once)
+        self._stepped: set[int] = set()  # the running drafts that made a step (past loading and converting)
         self._order: deque[int] = deque()  # the jobs taken and not yet reported, oldest first
         self._reports: dict[int, Callable[[], None]] = {}  # what an ended job says, until the earlier ones said theirs
         self._reporting = threading.Lock()  # one thread reports at a time, so the order holds
@@ -168,14 +170,16 @@ class _Runner(_WorkerSignals):
         """Drop the waiting draft and cancel the running ones (live mode was turned off)."""
         with self._lock:
             dropped, self._draft = self._draft, None
-            self._cancel_drafts()
+            self._cancel_drafts(stepped_only=False)
         if dropped is not None:
             self.job_cancelled.emit(dropped[0])
 
-    def _cancel_drafts(self) -> None:
-        """Under the lock."""
+    def _cancel_drafts(self, stepped_only: bool = True) -> None:
+        """Under the lock. A draft that has not made its first step is still loading or converting the model (work
+        that a cancel would throw away, so the next draft would start it again): it runs on, and the newer draft
+        waits for it, unless `stepped_only` is False (live mode was turned off)."""
         for job_id, state in self._running.items():
-            if is_draft(job_id):
+            if is_draft(job_id) and (job_id in self._stepped or not stepped_only):
                 state.cancel()
 
     def remove(self, job_id: int) -> bool:
@@ -379,16 +383,34 @@ class _Runner(_WorkerSignals):
                     job_id, request = self._pending.popleft()
                 pending = list(self._pending)
                 said: list[str] = []  # the engine's status lines of this job, for the closing line
-                state = TaskState(
-                    on_step=lambda i, n, preview, job=job_id: self.step.emit(job, i, n, preview),
-                    on_status=lambda text, said=said: (said.append(text), self.status.emit(text)),
-                )
+                state = TaskState(on_step=lambda i, n, preview, job=job_id: self._stepped_one(job, i, n, preview),
+                                  on_status=self._draft_status(said) if is_draft(job_id)
+                                  else lambda text, said=said: (said.append(text), self.status.emit(text)))
                 self._running[job_id] = state
                 if not is_draft(job_id):  # a draft says what it made at once, never after the jobs taken before it
                     self._order.append(job_id)
                 settings = self._settings
             self.queue_changed.emit(pending)
             self._take(job_id, request, state, settings, said)
+
+    def _stepped_one(self, job_id: int, index: int, total: int, preview) -> None:
+        if is_draft(job_id):
+            with self._lock:
+                self._stepped.add(job_id)
+        self.step.emit(job_id, index, total, preview)
+
+    def _draft_status(self, said: list[str]) -> Callable[[str], None]:
+        """A draft's status lines: its per-run "Generating ..." line and what a draft before it said are kept from
+        the status bar (a draft every stroke would cover what the person's jobs said); one-time work (loading or
+        converting the model) is said, so the person knows why the first draft is slow."""
+        def status(text: str) -> None:
+            said.append(text)
+            with self._lock:
+                new = not text.startswith("Generating ") and text not in self._draft_said
+                self._draft_said.add(text)
+            if new:
+                self.status.emit(text)
+        return status
 
     def _waiting(self) -> bool:
         """Whether a job may start once a slot is free: a draft, or a queued job when the queue is not paused.
@@ -477,6 +499,7 @@ class _Runner(_WorkerSignals):
         earlier job's has been. A job cancelled because the app closes stays in the store, to run next time."""
         with self._lock:
             self._running.pop(job_id, None)
+            self._stepped.discard(job_id)
             store = None if self._stopping and isinstance(error, Cancelled) else self._store
             # its row goes once its report has run, so what it made is saved by then (a crash before: it comes back)
             if not is_draft(job_id):  # a draft is not in the order, nor in the store: it says its end at once

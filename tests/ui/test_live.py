@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 from desktop.core import settings as settings_store
+from desktop.core.errors import Cancelled
 from desktop.core.queue_store import QueueStore
 from desktop.ui.worker import GenerationWorker
 from tests.support.fake_backend import FakeBackend
@@ -37,8 +40,10 @@ def test_a_new_draft_cancels_the_running_one_and_drops_the_waiting_one(qtbot):
     worker = GenerationWorker(settings_store.load(), backend.factory)
     ends = Ends(worker)
     try:
+        stepped = []
+        worker.step.connect(lambda job, *_: stepped.append(job))
         first = worker.submit_draft(draft(steps=50))
-        qtbot.waitUntil(lambda: "started" in ends.said.get(first, []), timeout=10_000)
+        qtbot.waitUntil(lambda: first in stepped, timeout=10_000)  # past loading: it is drawing
         second = worker.submit_draft(draft(seed=2))  # waits for the first to stop...
         third = worker.submit_draft(draft(seed=3, steps=2))  # ...and is replaced by this one before it starts
         qtbot.waitUntil(lambda: ends.ended(third), timeout=10_000)
@@ -47,6 +52,63 @@ def test_a_new_draft_cancels_the_running_one_and_drops_the_waiting_one(qtbot):
         assert ends.said[third] == ["started", "finished"]
         assert [job.request.sampling.seed for job in backend.jobs] == [1, 3]
         assert all(worker.is_draft(job) for job in (first, second, third))
+    finally:
+        worker.cancel()
+        assert worker.shutdown(5000)
+
+
+class Converting(FakeBackend):
+    """A backend whose runs wait at `gate` before their first step, as a model loading or converting for OpenVINO
+    does; a cancel stops the wait (the converter is killed, and what it did is lost)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+        self.thrown_away = 0
+
+    def run(self, job, state):
+        while not self.gate.wait(0.01):
+            if state.cancelled():
+                self.thrown_away += 1
+                raise Cancelled(0)
+        return super().run(job, state)
+
+
+def test_a_new_draft_waits_for_one_still_loading_the_model_instead_of_throwing_the_conversion_away(qtbot):
+    backend = Converting()
+    worker = GenerationWorker(settings_store.load(), backend.factory)
+    ends = Ends(worker)
+    try:
+        first = worker.submit_draft(draft(steps=2))
+        qtbot.waitUntil(lambda: "started" in ends.said.get(first, []), timeout=10_000)
+        second = worker.submit_draft(draft(seed=2, steps=2))  # a stroke while the model converts
+        third = worker.submit_draft(draft(seed=3, steps=2))  # the newer draft replaces the waiting one
+        qtbot.wait(300)
+        assert ends.said[first] == ["started"] and ends.said[second] == ["cancelled"]
+        backend.gate.set()
+        qtbot.waitUntil(lambda: ends.ended(third), timeout=10_000)
+        assert ends.said[first] == ["started", "finished"] and ends.said[third] == ["started", "finished"]
+        assert backend.thrown_away == 0 and [job.request.sampling.seed for job in backend.jobs] == [1, 3]
+    finally:
+        worker.cancel()
+        backend.gate.set()
+        assert worker.shutdown(5000)
+
+
+def test_drafts_say_only_their_one_time_work_in_the_status_bar(qtbot):
+    worker = GenerationWorker(settings_store.load(), FakeBackend().factory)
+    ends = Ends(worker)
+    said = []
+    worker.status.connect(said.append)
+    try:
+        first = worker.submit_draft(draft(steps=2))
+        qtbot.waitUntil(lambda: ends.ended(first), timeout=10_000)
+        second = worker.submit_draft(draft(seed=2, steps=2))
+        qtbot.waitUntil(lambda: ends.ended(second), timeout=10_000)
+        qtbot.wait(100)
+        assert not any(line.startswith("Generating") for line in said)  # never the per-draft line
+        assert [line for line in said if line.startswith("Loading")] == ["Loading model..."]  # why the first is slow
+        assert len(said) == len(set(said))  # nothing a draft before said, again
     finally:
         worker.cancel()
         assert worker.shutdown(5000)
