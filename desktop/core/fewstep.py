@@ -254,6 +254,9 @@ class FastPlan:
     note: str  # one sentence saying what was chosen
 
 
+_TAG_BREAKERS = (":", "=", ">")  # a LoRA name with one of these breaks its <lora:name:weight> tag
+
+
 def fast_plan(family: str, model_few_step: str, loras: Mapping[str, object], *, model_name: str = "",
               variant: str = "", marks: Mapping[str, str] | None = None,
               guidance_embedded: bool = False) -> FastPlan:
@@ -274,16 +277,22 @@ def fast_plan(family: str, model_few_step: str, loras: Mapping[str, object], *, 
         made = recipe(model_few_step, family, steps_in_name(model_name),
                       guided=guided_in_name(model_name) or guidance_embedded)
         return FastPlan(made, "", "tiny", f"Fast: {made.label} model, {_settings(made)}, TAESD decode")
-    candidates = []
+    candidates, untaggable = [], []
     for name, info in loras.items():
         kind = kind_of(name, str(getattr(info, "few_step", "") or ""), marks)
         lora_family = str(getattr(getattr(info, "family", ""), "value", getattr(info, "family", "")))
         released = family in FAMILIES.get(kind, ())
         marked = (marks or {}).get(name) in KINDS  # the user's word holds for any family
         if kind in LORA_ORDER and lora_family == family and (released or marked):
+            if any(mark in name for mark in _TAG_BREAKERS):  # <lora:name:weight> cannot name it
+                untaggable.append(name)
+                continue
             steps, guided = steps_in_name(name), guided_in_name(name)
             # the kind's rank; then a LoRA without guidance (half the UNet calls), nearest 4 steps, by name
             candidates.append(((LORA_ORDER.index(kind), guided, abs((steps or 4) - 4), name.lower()), name, kind))
+    if not candidates and untaggable:
+        raise NoFastPath(f"The few-step LoRA {min(untaggable)} cannot be named in a prompt's <lora:...> tag: rename "
+                         f"its file without ':', '=' or '>' and Fast will use it.")
     if not candidates:
         raise NoFastPath(_refusal(family))
     _, name, kind = min(candidates)

@@ -28,6 +28,7 @@ from PIL import Image
 from . import addons, fewstep, modelfiles
 from .document import DocumentSnapshot
 from .fewstep import FastPlan, NoFastPath
+from .generation_settings import with_lora
 from .frame import frame_request
 from .geometry import Bounds, Extent
 from .layers import composite, mask_union
@@ -69,9 +70,8 @@ def draft_request(full: GenerationRequest, plan: FastPlan, size: int, seed: int,
     if mode in (Mode.IMG2IMG, Mode.INPAINT):  # diffusers runs steps x strength: run the plan's count
         sampling = sampling.replace(steps=min(MAX_STEPS, math.ceil(recipe.steps / max(sampling.strength, 0.01))))
     conditioning = full.conditioning
-    if plan.lora and f"<lora:{plan.lora}:" not in conditioning.prompt:
-        tag = f"<lora:{plan.lora}:{recipe.lora_weight:g}>"
-        conditioning = conditioning.replace(prompt=f"{conditioning.prompt} {tag}".strip())
+    if plan.lora:  # the panel's Fast may have added it already, in any case or without a weight
+        conditioning = conditioning.replace(prompt=with_lora(conditioning.prompt, plan.lora, recipe.lora_weight))
     return full.replace(mode=mode, width=extent.width, height=extent.height, images=images, sampling=sampling,
                         conditioning=conditioning, hires=full.hires.replace(enabled=False), decoder=plan.decoder)
 

@@ -40,9 +40,26 @@ def test_a_draft_takes_the_plans_settings_one_picture_a_fixed_seed_and_the_tiny_
 
 def test_a_few_step_lora_is_added_to_the_prompt_once():
     draft = live.draft_request(full(), LCM_LORA, 256, seed=1)
-    assert draft.conditioning.prompt == "a red kite <lora:lcm-lora-sdv1-5:1>"
+    assert draft.conditioning.prompt == "a red kite, <lora:lcm-lora-sdv1-5:1>"
     again = live.draft_request(draft, LCM_LORA, 256, seed=1)
     assert again.conditioning.prompt.count("<lora:") == 1
+
+
+@pytest.mark.parametrize("prompt", ["a cat <lora:lcm-lora-sdv1-5>", "a cat <lora:LCM-LoRA-SDv1-5:0.8>"])
+def test_the_lora_the_person_named_in_any_case_or_without_a_weight_is_not_added_again(prompt):
+    draft = live.draft_request(full().replace(conditioning=full().conditioning.replace(prompt=prompt)), LCM_LORA, 256,
+                               seed=1)
+    assert draft.conditioning.prompt == prompt  # the LoRA runs once
+
+
+def test_fast_skips_a_lora_whose_name_breaks_its_tag_and_says_to_rename_it_when_it_is_the_only_one():
+    broken = {"lcm:lora=sd15>": fewstep.LoraInfo("lcm", "sd1")}
+    plan = fewstep.fast_plan("sd1", "", {**broken, "lcm-lora-sdv1-5": fewstep.LoraInfo("lcm", "sd1")})
+    assert plan.lora == "lcm-lora-sdv1-5"
+    with pytest.raises(fewstep.NoFastPath) as refused:
+        fewstep.fast_plan("sd1", "", broken)
+    assert str(refused.value).startswith("The few-step LoRA lcm:lora=sd15> cannot be named") and \
+        "rename its file" in str(refused.value) and str(refused.value).endswith("Fast will use it.")
 
 
 def test_a_picture_in_the_frame_is_redrawn_at_the_live_strength_with_the_plans_step_count():
