@@ -184,6 +184,7 @@ import numpy as np  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from desktop.core.document import CanvasDocument  # noqa: E402
+from desktop.core.errors import SfumatoError  # noqa: E402
 from desktop.ui.canvas.tools import Tool  # noqa: E402
 from tests.ui.test_canvas import at, drag, quick  # noqa: E402
 
@@ -317,3 +318,72 @@ def test_a_model_without_a_few_step_path_says_what_to_add_and_live_stays_off(mak
     text = window.error_banner.text()
     assert text.startswith("Live mode needs a few-step model or LoRA.") and "LCM" in text
     assert not window.live.on and not window.live.controls.toggle.isChecked()
+
+
+def test_live_mode_plans_again_when_turned_on_again_and_after_a_draft_failed(make_window, fake_backend, qtbot,
+                                                                           monkeypatch):
+    from desktop.core import live as core_live  # noqa: PLC0415
+
+    planned = []
+    plan = core_live.model_plan
+    monkeypatch.setattr(core_live, "model_plan", lambda *args: planned.append(args) or plan(*args))
+    window = live_window(make_window, fake_backend)
+    turn_on(qtbot, window, fake_backend)
+    assert len(planned) == 1
+    qtbot.mouseClick(window.live.controls.toggle, Qt.MouseButton.LeftButton)  # off: a LoRA may go meanwhile
+    assert not window.live.on
+    qtbot.mouseClick(window.live.controls.toggle, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(window.live.latencies) == 2, timeout=TIMEOUT)
+    assert len(planned) == 2  # not the plan of before
+    assert window.live._plans  # kept while live mode draws
+    fake_backend.run_error = SfumatoError("The LoRA lcm-lora-sdv1-5 is gone.")
+    stroke(qtbot, window, 80)
+    qtbot.waitUntil(lambda: not window.live.on, timeout=TIMEOUT)  # the draft failed: live stops
+    assert window.live._plans == {}
+
+
+def held_builds(monkeypatch):
+    """Make the first draft build wait at the returned event (off the GUI thread), as a slow composite would."""
+    from desktop.core import live as core_live  # noqa: PLC0415
+
+    release, made = threading.Event(), core_live.frame_draft
+    calls = []
+
+    def frame_draft(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            release.wait(10)
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(core_live, "frame_draft", frame_draft)
+    return release, calls
+
+
+def test_an_older_build_landing_after_a_newer_one_is_dropped(make_window, fake_backend, qtbot, monkeypatch):
+    window = live_window(make_window, fake_backend)
+    release, calls = held_builds(monkeypatch)
+    qtbot.mouseClick(window.live.controls.toggle, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=TIMEOUT)  # the first build waits
+    stroke(qtbot, window, 80)  # a newer build, which lands first
+    qtbot.waitUntil(lambda: len(window.live.latencies) == 1, timeout=TIMEOUT)
+    release.set()
+    qtbot.wait(800)  # the older build lands now
+    assert len(drafts(fake_backend)) == 1 and len(window.live.latencies) == 1
+
+
+def test_a_build_or_a_draft_landing_after_live_was_turned_off_is_not_shown(make_window, fake_backend, qtbot,
+                                                                           monkeypatch):
+    window = live_window(make_window, fake_backend)
+    release, calls = held_builds(monkeypatch)
+    qtbot.mouseClick(window.live.controls.toggle, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=TIMEOUT)
+    qtbot.mouseClick(window.live.controls.toggle, Qt.MouseButton.LeftButton)  # off while it builds
+    release.set()
+    qtbot.wait(800)
+    assert drafts(fake_backend) == [] and window.canvas.picture("live") is None
+    turn_on(qtbot, window, fake_backend)  # a draft made, then live turned off: a late end of it is not shown
+    [job] = list(window.live._jobs)
+    qtbot.mouseClick(window.live.controls.toggle, Qt.MouseButton.LeftButton)
+    picture = np.zeros((64, 64, 3), np.uint8)
+    window.worker.job_finished.emit(job, [(picture, 1, None)])
+    assert window.canvas.picture("live") is None and len(window.live.latencies) == 1

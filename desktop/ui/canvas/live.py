@@ -138,6 +138,7 @@ class LiveMode(QObject):
             self.controls.show_state(on, self.controls.state.text())
             return
         self.on = on
+        self._plans = {}  # planned again when turned on (a draft failed: it turned off): the LoRAs may have changed
         if on:
             seed = self.base_request().sampling.seed
             self.seed = seed if seed != RANDOM_SEED else random.randint(0, 2**32 - 1)
@@ -184,9 +185,9 @@ class LiveMode(QObject):
                              lambda error: self._not_built(build, error), name="live-draft")
 
     def _built(self, build: int, inputs: PlanInputs, frame: Bounds, asked: float, plan, draft) -> None:
-        self._plans = {inputs: plan}
         if build != self._build_id or not self.on:
             return  # a newer one is being built, or live mode is off
+        self._plans = {inputs: plan}
         self._jobs[self.worker.submit_draft(draft)] = (frame, asked)
 
     def _not_built(self, build: int, error: BaseException) -> None:
