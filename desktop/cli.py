@@ -234,15 +234,16 @@ def few_step_recipe(model: str, on_server: bool = False) -> fewstep.Recipe | Non
     identified = _identified(model, on_server)
     if identified is None or is_flow(identified[0]):
         return None
-    family, _variant, kind = identified
-    return _recipe(kind, family, _model_name(model))
+    family, _variant, kind, embedded = identified
+    return _recipe(kind, family, _model_name(model), embedded)
 
 
-def _recipe(kind: str, family, name: str) -> fewstep.Recipe | None:
+def _recipe(kind: str, family, name: str, guidance_embedded: bool = False) -> fewstep.Recipe | None:
+    """A few-step kind's settings (`guidance_embedded`: a full LCM checkpoint, CFG 8); None for another kind."""
     if kind not in fewstep.KINDS:
         return None
     return fewstep.recipe(kind, str(getattr(family, "value", family)), fewstep.steps_in_name(name),
-                          guided=fewstep.guided_in_name(name))
+                          guided=fewstep.guided_in_name(name) or guidance_embedded)
 
 
 def _model_name(model: str) -> str:
@@ -257,16 +258,17 @@ def fast_plan(args: argparse.Namespace, loaded: ModelDescriptor | None = None) -
     on_server = bool(args.server)
     if loaded is not None:
         family, variant, kind, name = loaded.family, loaded.variant, loaded.few_step, loaded.name
+        embedded = loaded.guidance_embedded
     else:
         identified = _identified(args.model, on_server)
         if identified is None:
             return None
-        (family, variant, kind), name = identified, _model_name(args.model)
+        (family, variant, kind, embedded), name = identified, _model_name(args.model)
     kind = fewstep.demo_kind(args.model) or kind
     loras = {} if kind or on_server else {f.name: f for f in addons.list_addons(
         addons.LORA, settings.load(set_aside=False).models_folders)}
     return fewstep.fast_plan(str(getattr(family, "value", family)), kind, loras, model_name=name, variant=variant,
-                             marks=_marks())
+                             marks=_marks(), guidance_embedded=embedded)
 
 
 def _marks() -> dict[str, str]:
@@ -278,16 +280,17 @@ def recommended_settings(model: str, on_server: bool = False) -> Variant:
     """What the makers of the model's family and variant recommend (desktop/core/families.py): a demo model's, or a
     file's or folder's on this computer as its header says, a Hub id's already downloaded; SD's for anything else
     (a Hub id not downloaded yet, a server's model: `loaded_recommendation` tells theirs once loaded)."""
-    family, variant, _kind = _identified(model, on_server) or (Family.SD1, "", "")
+    family, variant, _kind, _embedded = _identified(model, on_server) or (Family.SD1, "", "", False)
     return (spec(family) or spec(Family.SD1)).variant(variant)
 
 
-def _identified(model: str, on_server: bool) -> tuple[Family | str, str, str] | None:
-    """The family, variant and few-step kind (the person's mark first) of a model known before loading it (a demo
-    model, a file or folder here, a Hub id in the Hub cache)."""
+def _identified(model: str, on_server: bool) -> tuple[Family | str, str, str, bool] | None:
+    """The family, variant, few-step kind (the person's mark first) and whether it takes the guidance as an
+    embedding (a full LCM checkpoint) of a model known before loading it (a demo model, a file or folder here, a
+    Hub id in the Hub cache)."""
     kind = demo_kind(model)
     if kind is not None:
-        return DEMO_KINDS[kind], "", ""
+        return DEMO_KINDS[kind], "", "", False
     if on_server:
         return None
     path = Path(model) if Path(model).exists() else _downloaded(model)
@@ -296,8 +299,8 @@ def _identified(model: str, on_server: bool) -> tuple[Family | str, str, str] | 
     try:
         info = identify(path)
     except ModelFileError:
-        return Family.SD1, "", ""  # the run says what is wrong with it
-    return info.family, info.variant, fewstep.kind_of(info.name, info.few_step, _marks())
+        return Family.SD1, "", "", False  # the run says what is wrong with it
+    return info.family, info.variant, fewstep.kind_of(info.name, info.few_step, _marks()), info.guidance_embedded
 
 
 def _downloaded(model: str) -> Path | None:
@@ -322,7 +325,7 @@ def loaded_recommendation(args: argparse.Namespace, loaded: ModelDescriptor) -> 
     if _identified(args.model, bool(args.server)) is not None or spec(loaded.family) is None:
         return None
     few_step = "" if demo_kind(loaded.ref) is not None or spec(loaded.family).flow else loaded.few_step
-    later = _recipe(few_step, loaded.family, loaded.name) or spec(loaded.family).variant(loaded.variant)
+    later = _recipe(few_step, loaded.family, loaded.name, loaded.guidance_embedded) or spec(loaded.family).variant(loaded.variant)
     return None if later == recommended_settings(args.model, bool(args.server)) else later
 
 

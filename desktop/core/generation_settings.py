@@ -177,6 +177,11 @@ def with_lora(prompt: str, name: str, weight: float) -> str:
     return f"{prompt}{lead}<lora:{name}:{weight:g}>"
 
 
+def without_lora(prompt: str, name: str) -> str:
+    """`prompt` without its tags of the LoRA `name` (any case, any weight) and the ", " that led to each."""
+    return re.sub(rf"(?:,\s*|\s+)?<lora:{re.escape(name)}(?::[^>]*)?>", "", prompt, flags=re.IGNORECASE).strip()
+
+
 def supported_schedules(sampler: str) -> tuple[str, ...]:
     """The schedules a sampler can run: Automatic and the ones it lists."""
     return (AUTOMATIC, *SAMPLERS.get(sampler, ()))

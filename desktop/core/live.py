@@ -100,9 +100,9 @@ class _Still:
 
 
 def model_plan(model: str, family: str, variant: str, folders: Iterable[str | os.PathLike],
-               marks: Mapping[str, str] | None = None) -> FastPlan:
-    """The Fast plan of the chosen model (its reference, family and variant) with the few-step LoRAs of
-    `folders`; raises NoFastPath with a sentence saying what to add. Reads the model's and the LoRAs' headers."""
+               marks: Mapping[str, str] | None = None, guidance_embedded: bool = False) -> FastPlan:
+    """The Fast plan of the chosen model (its reference, family and variant; `guidance_embedded`: a full LCM
+    checkpoint, CFG 8) with the few-step LoRAs of `folders`; raises NoFastPath with a sentence saying what to add. Reads the model's and the LoRAs' headers."""
     name = os.path.basename(str(model).rstrip("/\\")) if model else ""
     kind = fewstep.demo_kind(model) or _model_kind(model, name)
     loras = {}
@@ -110,7 +110,8 @@ def model_plan(model: str, family: str, variant: str, folders: Iterable[str | os
         for found in addons.list_addons(addons.LORA, folders):
             recognised = getattr(found, "few_step", "") or fewstep.recognise(found.name)
             loras[found.name] = fewstep.LoraInfo(recognised, str(getattr(found.family, "value", found.family)))
-    return fewstep.fast_plan(family, kind, loras, model_name=name, variant=variant, marks=marks)
+    return fewstep.fast_plan(family, kind, loras, model_name=name, variant=variant, marks=marks,
+                             guidance_embedded=guidance_embedded)
 
 
 def _model_kind(model: str, name: str) -> str:

@@ -627,14 +627,14 @@ class MainWindow(QMainWindow):
             try:
                 if server:  # one answer for the model picker and the add-on lists (the server's names)
                     models = remote_backend(settings).models()
-                    found = [(m.ref, m.name, m.family, m.variant, _few_step(m.ref, m.few_step)) for m in models
-                             if GENERATION in m.kinds]
+                    found = [(m.ref, m.name, m.family, m.variant, _few_step(m.ref, m.few_step), m.guidance_embedded)
+                             for m in models if GENERATION in m.kinds]
                     lists = model_lists.from_server(models, server)
                 else:
                     lists = model_lists.from_files(scan_postprocess_files(folders))
                     marks = dict(settings.few_step_marks)
                     found = [(str(e.path), e.name, e.info.family.value, e.info.variant,
-                              fewstep.kind_of(e.info.name, e.info.few_step, marks))
+                              fewstep.kind_of(e.info.name, e.info.few_step, marks), e.info.guidance_embedded)
                              for e in model_sources.list_models(folders) if e.usable]
             except Exception as error:  # noqa: BLE001 - a server's failure is a sentence (RemoteBackend's)
                 if not server:
@@ -944,7 +944,7 @@ class MainWindow(QMainWindow):
     def _live_plan_inputs(self):
         """What live mode's Fast plan depends on (desktop/ui/canvas/live.py PlanInputs)."""
         return (self.panel.model_ref(), self.panel.family(), self.panel.variant(), tuple(self.settings.models_folders),
-                tuple(sorted(self.settings.few_step_marks.items())))
+                tuple(sorted(self.settings.few_step_marks.items())), self.panel.guidance_embedded())
 
     @Slot(int, object)
     def _job_started(self, job_id: int, request: GenerationRequest | UpscaleRequest | PreprocessJob) -> None:

@@ -56,7 +56,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.core import families, fewstep
-from desktop.core.generation_settings import GenerationSettings, supported_schedules
+from desktop.core.generation_settings import GenerationSettings, has_lora, supported_schedules, without_lora
 from desktop.core.request import (HIRES_UPSCALERS, MAX_SIZE, MIN_SIZE, GenerationRequest, InpaintArea, MaskedContent,
                                   Mode)
 from desktop.core.prompts import EMPHASIS_MODES
@@ -79,6 +79,7 @@ SIZE_PRESETS.update({family: _MEGAPIXEL for family in ("zimage", "flux2-klein", 
 VARIANT_ROLE = Qt.ItemDataRole.UserRole + 1
 #: The model list's item data role of a model's few-step kind (fewstep.KINDS; "" when it is not a few-step model).
 FEWSTEP_ROLE = Qt.ItemDataRole.UserRole + 2
+GUIDANCE_ROLE = Qt.ItemDataRole.UserRole + 3  # True: the model takes the CFG scale as an embedding (full LCM: CFG 8)
 
 FAST_TIP = ("Fast: a few steps with the sampler, CFG and schedule this model's few-step kind wants (its own, or a "
             "few-step LoRA of its family added to the prompt), and the TAESD decoder")
@@ -169,6 +170,7 @@ class PromptPanel(QWidget):
         self.lora_source: Callable[[], Mapping[str, object] | None] = lambda: {}
         self.few_step_marks: Callable[[], Mapping[str, str]] = lambda: {}  # the settings' few_step_marks
         self._fast_waiting = False  # Fast was pressed while the LoRAs were being listed
+        self._fast_lora: tuple[str, str] | None = None  # (LoRA, family) of the tag Fast added to the prompt
         self.fast_note = ""  # what the last Fast did, or why it did nothing
         self._build()
         self.setAcceptDrops(True)
@@ -440,19 +442,19 @@ class PromptPanel(QWidget):
         box.blockSignals(False)
 
     def set_models(self, models: list[tuple], current: str) -> None:
-        """models: [(reference, label, family)], [(reference, label, family, variant)] or [(reference, label, family,
-        variant, few_step)], shown in order (the window lists the demo models, "demo" and "demo:<kind>", last: under
+        """models: [(reference, label, family)], [(reference, label, family, variant)], [(reference, label, family,
+        variant, few_step)] or [(..., few_step, guidance_embedded)], shown in order (the window lists the demo models, "demo" and "demo:<kind>", last: under
         the DEMO_HEADING when there are several); selects `current` if present. An item's data is (reference,
         family), its VARIANT_ROLE data the variant, its FEWSTEP_ROLE data the few-step kind (fewstep.KINDS or "").
 
         Another model than before, of another family or variant, takes that one's settings (see the module's notes);
         the first list (the window restoring its last settings) and the same model again keep the values."""
-        rows = [(ref, label, family, *(list(rest) + ["", ""])[:2]) for ref, label, family, *rest in models]
+        rows = [(ref, label, family, *(list(rest) + ["", "", False])[:3]) for ref, label, family, *rest in models]
         demos = sum(families.demo_kind(row[0]) is not None for row in rows)
         before = self.settings.model
         self.model.blockSignals(True)
         self.model.clear()
-        for ref, label, family, variant, few_step in rows:
+        for ref, label, family, variant, few_step, embedded in rows:
             if demos > 1 and families.demo_kind(ref) is not None and self.model.findText(DEMO_HEADING) < 0:
                 if self.model.count():
                     self.model.insertSeparator(self.model.count())
@@ -461,6 +463,7 @@ class PromptPanel(QWidget):
             self.model.addItem(label, (ref, family))
             self.model.setItemData(self.model.count() - 1, variant, VARIANT_ROLE)
             self.model.setItemData(self.model.count() - 1, few_step or "", FEWSTEP_ROLE)
+            self.model.setItemData(self.model.count() - 1, embedded is True, GUIDANCE_ROLE)
         index = next((i for i in range(self.model.count()) if (self.model.itemData(i) or ("",))[0] == current),
                      next((i for i in range(self.model.count()) if self.model.itemData(i)), -1))
         self.model.setCurrentIndex(index)
@@ -498,13 +501,18 @@ class PromptPanel(QWidget):
         """The chosen model's few-step kind (fewstep.KINDS), "" when it is not a few-step model."""
         return self.model.currentData(FEWSTEP_ROLE) or ""
 
+    def guidance_embedded(self) -> bool:
+        """Whether the chosen model takes the CFG scale as an embedding (a full LCM checkpoint: CFG 8, not 1)."""
+        return self.model.currentData(GUIDANCE_ROLE) is True
+
     def few_step_recipe(self) -> fewstep.Recipe | None:
         """The settings of the chosen few-step model (the step count its name says, where it says one)."""
         kind = self.few_step()
         if kind not in fewstep.KINDS or families.is_flow(self.family()):
             return None
         name = self._model_name()
-        return fewstep.recipe(kind, self.family(), fewstep.steps_in_name(name), guided=fewstep.guided_in_name(name))
+        return fewstep.recipe(kind, self.family(), fewstep.steps_in_name(name),
+                              guided=fewstep.guided_in_name(name) or self.guidance_embedded())
 
     def _model_name(self) -> str:
         """The chosen model's file or folder name (what its few-step kind and step count are read from)."""
@@ -533,6 +541,7 @@ class PromptPanel(QWidget):
             else:
                 self.settings.recommend(self.family(), self.variant())
         self._preset = key
+        self._drop_fast_lora()
         self.settings.fit(self.family(), self.variant())
         self._show_family()
 
@@ -553,14 +562,30 @@ class PromptPanel(QWidget):
         self._fast_waiting = False
         try:
             plan = fewstep.fast_plan(self.family(), kind, loras, model_name=self._model_name(),
-                                     variant=self.variant(), marks=self.few_step_marks())
+                                     variant=self.variant(), marks=self.few_step_marks(),
+                                     guidance_embedded=self.guidance_embedded())
         except fewstep.NoFastPath as error:
             self._say_fast(str(error))
             self.fast_button.setToolTip(f"{FAST_TIP}.\n{error}")
             return
+        self._drop_fast_lora(keep=plan.lora)
+        if plan.lora and not has_lora(self.settings.prompt, plan.lora):  # the person's own tag stays theirs
+            self._fast_lora = (plan.lora, self.family())
         self.settings.apply_fast(plan)
         self.fast_button.setToolTip(FAST_TIP)
         self._say_fast(plan.note)
+
+    def _drop_fast_lora(self, keep: str = "") -> None:
+        """Take out the few-step LoRA tag Fast added for another family than the chosen model's (SD 1.5's LCM LoRA
+        on an SDXL model), or another one than `keep`; the person's own tags stay."""
+        if self._fast_lora is None:
+            return
+        name, family = self._fast_lora
+        if family == self.family() and (not keep or keep.lower() == name.lower()):
+            return
+        self._fast_lora = None
+        if has_lora(self.settings.prompt, name):
+            self.settings.prompt = without_lora(self.settings.prompt, name)
 
     def loras_listed(self) -> None:
         """The LoRA list arrived: a Fast that waited for it runs now."""

@@ -196,3 +196,42 @@ def test_fast_in_the_window_finds_a_lora_in_the_lora_folder_and_says_what_it_cho
     qtbot.waitUntil(lambda: window.panel.settings.prompt == "a fox, <lora:lcm-lora-sdv1-5:1>")
     assert values(window.panel) == ("LCM", "Automatic", 4, 1.0, True)
     assert window.statusBar().currentMessage().startswith("Fast: LCM LoRA lcm-lora-sdv1-5 at weight 1")
+
+
+FAST_LORAS = {"lcm-lora-sdv1-5": LCM_LORA, "lcm-lora-sdxl": fewstep.LoraInfo("lcm", "sdxl")}
+
+
+def test_fasts_lora_tag_goes_when_the_model_of_another_family_is_chosen_or_made_fast(panel, qtbot):
+    panel.lora_source = lambda: FAST_LORAS
+    panel.settings.prompt = "a lighthouse at dusk"
+    click(qtbot, panel.fast_button)
+    assert panel.prompt.toPlainText() == "a lighthouse at dusk, <lora:lcm-lora-sdv1-5:1>"
+    pick(panel, "xl")  # SDXL: the SD 1.5 LoRA Fast added does not fit it
+    assert panel.prompt.toPlainText() == "a lighthouse at dusk"
+    click(qtbot, panel.fast_button)
+    assert panel.prompt.toPlainText() == "a lighthouse at dusk, <lora:lcm-lora-sdxl:1>"
+    panel.set_models([(ref, label, "sd1" if label == "xl" else family, *rest) for ref, label, family, *rest in MODELS],
+                     "/m/xl.safetensors")  # the scan tells the same file is SD 1.x after all
+    click(qtbot, panel.fast_button)
+    assert panel.prompt.toPlainText() == "a lighthouse at dusk, <lora:lcm-lora-sdv1-5:1>"
+
+
+def test_fast_never_takes_out_the_persons_own_lora_tags(panel, qtbot):
+    panel.lora_source = lambda: FAST_LORAS
+    panel.settings.prompt = "a fox <lora:LCM-LoRA-SDv1-5:0.7>, <lora:detail:0.5>"  # their own, at their weight
+    click(qtbot, panel.fast_button)
+    assert panel.prompt.toPlainText() == "a fox <lora:LCM-LoRA-SDv1-5:0.7>, <lora:detail:0.5>"
+    pick(panel, "xl")
+    assert panel.prompt.toPlainText() == "a fox <lora:LCM-LoRA-SDv1-5:0.7>, <lora:detail:0.5>"
+
+
+def test_a_full_lcm_checkpoint_gets_cfg_8_from_its_preset_and_from_fast(qtbot):
+    panel = PromptPanel()
+    qtbot.addWidget(panel)
+    panel.set_models([*MODELS, ("/m/dreamshaper-distilled", "dreamshaper-distilled", "sd1", "", "lcm", True)],
+                     "/m/painter.safetensors")
+    pick(panel, "dreamshaper-distilled")  # its UNet takes the CFG scale as an embedding: 1 would be no guidance
+    assert values(panel)[:4] == ("LCM", "Automatic", 4, 8.0)
+    panel.settings.cfg_scale = 5.0
+    click(qtbot, panel.fast_button)
+    assert values(panel) == ("LCM", "Automatic", 4, 8.0, True)

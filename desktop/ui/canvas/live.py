@@ -36,8 +36,9 @@ STROKE_DELAY_MS = 300  # after the last stroke (or frame move): a burst of strok
 PROMPT_DELAY_MS = 600  # after the last change in the panel (typing)
 LIVE = "live"  # the view's picture kind of the overlay
 
-#: What the plan needs to know of the chosen model: (reference, family, variant, model folders, few-step marks).
-PlanInputs = tuple[str, str, str, tuple[str, ...], tuple[tuple[str, str], ...]]
+#: What the plan needs to know of the chosen model: (reference, family, variant, model folders, few-step marks,
+#: whether it takes the guidance as an embedding: a full LCM checkpoint).
+PlanInputs = tuple[str, str, str, tuple[str, ...], tuple[tuple[str, str], ...], bool]
 
 
 class LiveControls(QWidget):
@@ -178,7 +179,7 @@ class LiveMode(QObject):
         plan, size, seed = self._plans.get(inputs), self.controls.size.currentData(), self.seed
 
         def work():
-            made = plan or live.model_plan(inputs[0], inputs[1], inputs[2], inputs[3], dict(inputs[4]))
+            made = plan or live.model_plan(*inputs[:4], dict(inputs[4]), guidance_embedded=inputs[5])
             return made, live.frame_draft(snapshot, base, made, size, seed).resolved()
 
         self._background.run(work, lambda result: self._built(build, inputs, snapshot.frame, asked, *result),
