@@ -109,11 +109,12 @@ def discard(found: Part) -> None:
 
 class ConverterDied(RuntimeError):
     """The converter's process ended without an answer: most likely it ran out of memory (it needs up to ~6 GB
-    for SD 1.5), or it was killed."""
+    for SD 1.5), or it was killed. `final`: it died twice in this session, so it is not tried again."""
 
     def __init__(self, kind: str):
         super().__init__(f"the converter of the {kind} ended without finishing (out of memory?)")
         self.kind = kind
+        self.final = False
 
 
 def convert(found: Part, model: torch.nn.Module, state: TaskState) -> None:

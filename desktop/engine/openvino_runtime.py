@@ -56,8 +56,16 @@ class Compiled:
         return self._compiled[shapes]
 
 
+class GaveUp(RuntimeError):
+    """This part failed to convert earlier in this session (once, or its converter died twice): it is not tried
+    again until Sfumato restarts, and the status said so when it failed."""
+
+
 class Runtime:
-    """The compiled parts of the loaded models for one ModelManager (models.openvino)."""
+    """The compiled parts of the loaded models for one ModelManager (models.openvino).
+
+    A part that fails to convert is remembered by its cache folder's name for the session (not tried on every
+    picture): a conversion error at once, a converter that died (out of memory?) after its second death."""
 
     def __init__(self, threads: int = 0, fp32: bool = False):
         self._core = convert.import_openvino().Core()
@@ -68,11 +76,15 @@ class Runtime:
             self._config["INFERENCE_PRECISION_HINT"] = "f32"
         self._parts: dict[str, Compiled] = {}  # part folder name -> compiled
         self._by_model: dict[int, dict[str, str]] = {}  # id(LoadedModel) -> kind -> its part's folder name
+        self._died: dict[str, int] = {}  # part folder name -> how often its converter died in this session
+        self.gave_up: set[str] = set()  # part folder names not converted again in this session
 
     def part(self, loaded, kind: str, module: torch.nn.Module, found: Part, state: TaskState,
              lora_names: tuple[str, ...] = ()) -> Compiled:
         """The compiled part for `found`: from memory, from the disk cache, or converted now (saying so)."""
         global conversions
+        if found.folder.name in self.gave_up:
+            raise GaveUp(found.folder.name)
         held = self._parts.get(found.folder.name)
         if held is not None:
             self._remember(loaded, kind, held)
@@ -92,7 +104,19 @@ class Runtime:
         if compiled is None:
             state.status(_converting(kind, lora_names))
             start = time.perf_counter()
-            convert.convert(found, module, state)  # in a child process: the window stays responsive
+            try:
+                convert.convert(found, module, state)  # in a child process: the window stays responsive
+            except Cancelled:
+                raise
+            except convert.ConverterDied as error:
+                self._died[found.folder.name] = self._died.get(found.folder.name, 0) + 1
+                if self._died[found.folder.name] >= 2:
+                    self.gave_up.add(found.folder.name)
+                    error.final = True
+                raise
+            except Exception:
+                self.gave_up.add(found.folder.name)
+                raise
             conversions += 1
             size = sum(f.stat().st_size for f in found.folder.iterdir()) / 2**20
             state.status(f"Converted {_LABELS[kind]} for OpenVINO in {time.perf_counter() - start:.0f} s "

@@ -43,10 +43,13 @@ def serving(pipe, models, loaded, task: str, state: TaskState) -> Iterator[tuple
         unet = _unet_part(pipe, models, loaded, state)
     except Cancelled:
         raise
+    except openvino_runtime.GaveUp:  # the status said so when it failed
+        yield ()
+        return
     except Exception as error:  # noqa: BLE001 - a model OpenVINO cannot take runs on PyTorch, said in a sentence
         state.status(_died(error, "the UNet", "the picture is made with PyTorch")
-                     or f"OpenVINO could not convert {loaded.name} ({_first_line(error)}): this picture is made "
-                        "with PyTorch.")
+                     or f"OpenVINO could not convert {loaded.name} ({_first_line(error)}): pictures are made "
+                        "with PyTorch until Sfumato restarts.")
         yield ()
         return
     torch_unet, vae = pipe.unet, pipe.vae
@@ -125,10 +128,12 @@ def _vae_stand_in(pipe, models, loaded, state: TaskState):
                 held["compiled"] = runtime_of(models).part(loaded, convert.VAE_DECODER, vae, found, state)
             except Cancelled:
                 raise
+            except openvino_runtime.GaveUp:  # the status said so when it failed
+                held["compiled"] = None
             except Exception as error:  # noqa: BLE001 - the picture is decoded on PyTorch instead
                 state.status(_died(error, "the VAE decoder", "the picture is decoded with PyTorch")
                              or f"OpenVINO could not convert the VAE decoder of {loaded.name} "
-                                f"({_first_line(error)}): it decodes on PyTorch.")
+                                f"({_first_line(error)}): it decodes on PyTorch until Sfumato restarts.")
                 held["compiled"] = None
         if held["compiled"] is None:
             return type(vae).decode(vae, z, return_dict=return_dict, generator=generator)
@@ -143,6 +148,10 @@ def _died(error: Exception, label: str, instead: str) -> str:
 
     if not isinstance(error, ConverterDied):
         return ""
+    if error.final:
+        return (f"Converting {label} for OpenVINO failed twice (the converter ran out of memory?): "
+                f"{instead.replace('the picture is', 'pictures are')} until Sfumato restarts; close other programs "
+                "before then, or choose PyTorch in Settings > Device.")
     return (f"Converting {label} for OpenVINO failed (the converter ran out of memory?): {instead}; close other "
             "programs and try again, or choose PyTorch in Settings > Device.")
 

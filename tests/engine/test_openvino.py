@@ -346,3 +346,36 @@ def test_a_converter_that_dies_falls_back_to_pytorch_in_one_sentence(tiny_models
     assert runtimes._died(ended[0], "the UNet", "the picture is made with PyTorch") == (
         "Converting the UNet for OpenVINO failed (the converter ran out of memory?): the picture is made with "
         "PyTorch; close other programs and try again, or choose PyTorch in Settings > Device.")
+
+
+def test_a_model_that_fails_to_convert_is_tried_once_per_session(tiny_models, monkeypatch):
+    tried: list[str] = []
+
+    def failing(found, model, state):
+        tried.append(found.kind)
+        raise RuntimeError("unsupported operation aten::frobnicate")
+
+    monkeypatch.setattr(openvino_convert, "convert", failing)
+    manager, states = ModelManager(devices.choose("cpu", "fp32"), runtime="openvino"), [Said(), Said(), Said()]
+    made = [run(manager, state, model=str(tiny_models["sd1"].folder))[0] for state in states]
+    assert tried == ["unet"] and all("Runtime" not in dict(m.params) for m in made)
+    assert [line for line in states[0].lines if "until Sfumato restarts" in line] == [
+        "OpenVINO could not convert tiny-sd1 (unsupported operation aten::frobnicate): pictures are made with PyTorch "
+        "until Sfumato restarts."]
+    assert not any("OpenVINO" in line for state in states[1:] for line in state.lines)
+
+
+def test_a_converter_that_dies_is_tried_again_once_per_session(tiny_models, monkeypatch):
+    tried: list[str] = []
+
+    def dying(found, model, state):
+        tried.append(found.kind)
+        raise openvino_convert.ConverterDied(found.kind)
+
+    monkeypatch.setattr(openvino_convert, "convert", dying)
+    manager, states = ModelManager(devices.choose("cpu", "fp32"), runtime="openvino"), [Said(), Said(), Said()]
+    for state in states:
+        run(manager, state, model=str(tiny_models["sd1"].folder))
+    assert tried.count("unet") == 2
+    assert any("failed twice" in line and "until Sfumato restarts" in line for line in states[1].lines)
+    assert not any("OpenVINO" in line for line in states[2].lines)
