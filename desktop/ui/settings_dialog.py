@@ -101,8 +101,9 @@ WEIGHT_STORAGE_CHOICES = [
 
 CPU_RUNTIME_CHOICES = [
     ("auto", "Automatic (measured on this CPU)",
-     "The faster of PyTorch and OpenVINO on this CPU, as measured once when the engine first starts here; PyTorch "
-     "until then."),
+     f"OpenVINO only where it measured at least {cpu_runtime.WORTH:g}x faster than PyTorch on this CPU (measured "
+     "once, when the engine first starts here), else PyTorch; PyTorch until then. The demo models run on PyTorch "
+     "(converting them would take longer than their pictures)."),
     ("pytorch", "PyTorch", "PyTorch runs the model: nothing to convert, every feature works."),
     ("openvino", "OpenVINO (faster; converts each model once)",
      "OpenVINO runs the model on the CPU: each model is converted once (1-5 minutes, kept beside the model cache), "
@@ -341,8 +342,9 @@ class SettingsDialog(QDialog):
         )
         self.cpu_runtime = self._combo(
             CPU_RUNTIME_CHOICES,
-            "What runs the model when the device is the CPU (a GPU always runs PyTorch).\nAutomatic: the faster of "
-            "the two on this CPU, measured once, never guessed.",
+            "What runs the model when the device is the CPU (a GPU always runs PyTorch).\nAutomatic: OpenVINO only "
+            f"where it measured at least {cpu_runtime.WORTH:g}x faster than PyTorch on this CPU (measured once, never "
+            "guessed), else PyTorch; the demo models run on PyTorch.",
         )
         self.cpu_threads = QSpinBox()
         self.cpu_threads.setRange(0, MAX_CPU_THREADS)

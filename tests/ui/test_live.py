@@ -388,3 +388,21 @@ def test_a_build_or_a_draft_landing_after_live_was_turned_off_is_not_shown(make_
     picture = np.zeros((64, 64, 3), np.uint8)
     window.worker.job_finished.emit(job, [(picture, 1, None)])
     assert window.canvas.picture("live") is None and len(window.live.latencies) == 1
+
+
+def test_the_mask_shows_over_the_live_draft(make_window, fake_backend, qtbot):
+    from desktop.ui.canvas.view import MASK_COLOUR, MASK_OPACITY  # noqa: PLC0415
+
+    window = live_window(make_window, fake_backend)
+    turn_on(qtbot, window, fake_backend)
+    window.tools.set_tool(Tool.MASK)
+    stroke(qtbot, window, 100)  # a mask stroke: an inpaint draft, shown over the frame
+    qtbot.waitUntil(lambda: len(window.live.latencies) == 2, timeout=TIMEOUT)
+    image, bounds = window.canvas.picture("live")
+    assert bounds == window.doc.frame == window.doc.bounds
+    shot = window.canvas.grab().toImage()
+    for x in (80, 120, 160):
+        draft_colour = image.scaled(bounds.width, bounds.height).pixelColor(x, 100).getRgb()[:3]
+        seen = shot.pixelColor(at(window, x, 100) * shot.devicePixelRatio()).getRgb()[:3]
+        masked = [d * (1 - MASK_OPACITY) + m * MASK_OPACITY for d, m in zip(draft_colour, MASK_COLOUR)]
+        assert sum(abs(s - m) for s, m in zip(seen, masked)) < sum(abs(s - d) for s, d in zip(seen, draft_colour))

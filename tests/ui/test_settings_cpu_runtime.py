@@ -92,3 +92,11 @@ def test_a_new_cpu_runtime_or_thread_count_loads_the_model_again(qtbot):
         assert made == [("auto", 0), ("openvino", 0), ("openvino", 2)] and backend.closed == 2
     finally:
         assert worker.shutdown(5000)
+
+
+def test_automatic_says_it_takes_openvino_only_when_it_measured_worth_it_and_the_demos_run_on_pytorch(open_dialog):
+    dialog = open_dialog(Settings())
+    said = (dialog.cpu_runtime.itemData(0, Qt.ItemDataRole.ToolTipRole), dialog.cpu_runtime.toolTip())
+    for text in said:
+        assert "faster of" not in text
+        assert f"at least {cpu_runtime.WORTH:g}x faster" in text and "demo models run on PyTorch" in text

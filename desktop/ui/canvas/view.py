@@ -290,8 +290,8 @@ class CanvasView(QWidget):
             source = QRectF(visible.x, visible.y, visible.width, visible.height)
             painter.drawImage(source, self._image, source)
             painter.drawImage(source, self._controls, source)
-            painter.drawImage(source, self._overlay, source)
             painter.restore()
+            self._draw_overlay(painter, visible)
         for kind in ("live", "staged", "preview"):
             if kind == "live" and isinstance(self._drag, _StrokeDrag):
                 continue  # the stroke shows as it is painted; the draft is back when it ends
@@ -305,9 +305,20 @@ class CanvasView(QWidget):
                     painter.setOpacity(0.5 if kind == "live" and self._live_faded else 1.0)
                     painter.drawImage(rect, image)
                     painter.setOpacity(1.0)
+                if kind == "live" and not visible.is_empty:  # the mask stays seen over the live draft
+                    self._draw_overlay(painter, visible)
         self._draw_layer_bounds(painter)
         self._draw_frame(painter)
         self._draw_brush(painter)
+
+    def _draw_overlay(self, painter: QPainter, visible) -> None:
+        """The mask overlay over the `visible` part of the document."""
+        painter.save()
+        painter.setTransform(QTransform(self._zoom, 0, 0, self._zoom, self._pan.x(), self._pan.y()))
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self._zoom < 2)
+        source = QRectF(visible.x, visible.y, visible.width, visible.height)
+        painter.drawImage(source, self._overlay, source)
+        painter.restore()
 
     def _draw_compared(self, painter: QPainter, rect: QRectF, image: QImage) -> None:
         """The result right of the split line only; left of it the picture under it shows."""
