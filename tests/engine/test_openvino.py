@@ -379,3 +379,44 @@ def test_a_converter_that_dies_is_tried_again_once_per_session(tiny_models, monk
     assert tried.count("unet") == 2
     assert any("failed twice" in line and "until Sfumato restarts" in line for line in states[1].lines)
     assert not any("OpenVINO" in line for line in states[2].lines)
+
+
+class FakeCore:
+    """Counts the compiled models alive: each holds its own copy of the weights."""
+
+    def __init__(self):
+        self.alive, self.most = 0, 0
+
+    def read_model(self, path):
+        return SimpleNamespace(clone=lambda: SimpleNamespace(reshape=lambda shapes: None))
+
+    def compile_model(self, model, device, config):
+        core = self
+
+        class Model:
+            def __init__(self):
+                core.alive += 1
+                core.most = max(core.most, core.alive)
+
+            def __del__(self):
+                core.alive -= 1
+
+            def create_infer_request(self):
+                return SimpleNamespace(model=self)
+
+        return Model()
+
+
+@pytest.mark.parametrize(("weights", "kept"), [(300 * 2**20, 1), (2**20, openvino_runtime.COMPILED_KEPT)])
+def test_a_large_part_keeps_one_copy_of_its_weights_compiled(tmp_path, weights, kept):
+    """A UNet's weights are copied into every compiled shape (+1.7 GB each for SD 1.5): a large part keeps one
+    compiled shape and releases it before compiling the next; a small one keeps several."""
+    folder = tmp_path / "unet-x"
+    folder.mkdir()
+    with open(folder / openvino_convert.BIN, "wb") as file:
+        file.truncate(weights)
+    core = FakeCore()
+    compiled = openvino_runtime.Compiled(core, openvino_convert.Part("unet", folder, {}), {})
+    for side in (8, 9, 10, 11, 8):
+        compiled.request(((2, 4, side, side),), TaskState())
+    assert core.alive == kept and core.most == kept
