@@ -103,7 +103,8 @@ def _unet_part(pipe, models, loaded, state: TaskState):
     fused = tuple((path, size, mtime, weight) for path, size, mtime, weight, _ in uses)
     variant = {"family": loaded.family, "in_channels": unet.config.in_channels,
                "sdxl": unet.config.addition_embed_type == "text_time",
-               "guidance_embedding": unet.config.time_cond_proj_dim}
+               "guidance_embedding": unet.config.time_cond_proj_dim, "dtype": str(unet.dtype)}  # bf16-rounded
+    # weights are not the fp32 ones: an IR made from a bf16 UNet is not reused after switching to fp32
     found = convert.part(convert.UNET, convert.model_identity(loaded.info.path), variant, fused)
     names = tuple(Path(path).stem for path, *_ in uses)
     return runtime_of(models).part(loaded, convert.UNET, unet, found, state, names)
@@ -123,7 +124,8 @@ def _vae_stand_in(pipe, models, loaded, state: TaskState):
     def decode(z, return_dict: bool = True, generator=None):
         if "compiled" not in held:
             found = convert.part(convert.VAE_DECODER, convert.model_identity(loaded.info.path),
-                                 {"family": loaded.family, "latent_channels": vae.config.latent_channels})
+                                 {"family": loaded.family, "latent_channels": vae.config.latent_channels,
+                                  "dtype": str(vae.dtype)})
             try:
                 held["compiled"] = runtime_of(models).part(loaded, convert.VAE_DECODER, vae, found, state)
             except Cancelled:

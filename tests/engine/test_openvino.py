@@ -420,3 +420,17 @@ def test_a_large_part_keeps_one_copy_of_its_weights_compiled(tmp_path, weights, 
     for side in (8, 9, 10, 11, 8):
         compiled.request(((2, 4, side, side),), TaskState())
     assert core.alive == kept and core.most == kept
+
+
+def test_the_ir_of_a_bf16_model_is_not_reused_in_fp32(tiny_models, monkeypatch):
+    made: list = []
+
+    def recording(found, model, state):
+        made.append((found.kind, found.folder.name))
+        raise RuntimeError("not converted in this test")
+
+    monkeypatch.setattr(openvino_convert, "convert", recording)
+    for precision in ("fp32", "bf16"):
+        run(ModelManager(devices.choose("cpu", precision), runtime="openvino"), model=str(tiny_models["sd1"].folder),
+            steps=1)
+    assert [kind for kind, _ in made] == ["unet", "unet"] and made[0][1] != made[1][1]
