@@ -141,10 +141,16 @@ def convert(found: Part, model: torch.nn.Module, state: TaskState) -> None:
         except child.ChildDied:
             raise ConverterDied(found.kind) from None
         weights.unlink()
+        if is_done(found):  # another Sfumato converted the same part meanwhile: its copy is as good as this one
+            return
         sizes = {name: (work / name).stat().st_size for name in (XML, BIN)}
         (work / MANIFEST).write_text(json.dumps({"fields": found.fields, "sizes": sizes}), encoding="utf-8")
         discard(found)
-        os.replace(work, found.folder)
+        try:
+            os.replace(work, found.folder)
+        except OSError:
+            if not is_done(found):  # not another process's copy that appeared just now
+                raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

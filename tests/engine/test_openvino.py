@@ -434,3 +434,26 @@ def test_the_ir_of_a_bf16_model_is_not_reused_in_fp32(tiny_models, monkeypatch):
         run(ModelManager(devices.choose("cpu", precision), runtime="openvino"), model=str(tiny_models["sd1"].folder),
             steps=1)
     assert [kind for kind, _ in made] == ["unet", "unet"] and made[0][1] != made[1][1]
+
+
+def test_a_part_another_process_converted_meanwhile_is_kept(monkeypatch):
+    """Two Sfumatos converting the same model: the second to finish uses the first one's copy, never deletes it
+    (the first may be reading it)."""
+    found = openvino_convert.part(openvino_convert.UNET, "twice", {})
+    model = torch.nn.Linear(2, 2)
+    model.config = {}
+
+    def other_process_finishes_first(target, args, state):
+        work = openvino_convert.Path(args[3])
+        for folder, text in ((work, "mine"), (found.folder, "theirs")):
+            folder.mkdir(exist_ok=True)
+            (folder / openvino_convert.XML).write_text(text)
+            (folder / openvino_convert.BIN).write_bytes(b"0" * 8)
+        sizes = {openvino_convert.XML: 6, openvino_convert.BIN: 8}
+        (found.folder / openvino_convert.MANIFEST).write_text(
+            openvino_convert.json.dumps({"fields": found.fields, "sizes": sizes}))
+
+    monkeypatch.setattr(openvino_convert.child, "run", other_process_finishes_first)
+    openvino_convert.convert(found, model, TaskState())
+    assert openvino_convert.is_done(found) and (found.folder / openvino_convert.XML).read_text() == "theirs"
+    assert [p.name for p in found.folder.parent.iterdir()] == [found.folder.name], "no work folder left"
