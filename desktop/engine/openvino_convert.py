@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import platform
 import shutil
 import tempfile
 import time
@@ -171,8 +172,7 @@ def _convert_in_child(kind: str, model_class: tuple[str, str], config: dict, wor
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # "modules that should be kept in float32: []" on every conversion
-    if hasattr(os, "nice"):
-        os.nice(5)  # a background job: the window's thread gets the CPU first on a machine with few cores
+    _lower_priority()
     torch.set_num_threads(max(1, threads))
     folder = Path(work)
     cls = getattr(importlib.import_module(model_class[0]), model_class[1])
@@ -194,6 +194,16 @@ def _convert_in_child(kind: str, model_class: tuple[str, str], config: dict, wor
     with torch.no_grad(), _warnings_quiet():
         graph = ov.convert_model(traced, example_input=example, input=[ov.PartialShape(s) for s in shapes])
     ov.save_model(graph, str(folder / XML), compress_to_fp16=True)
+
+
+def _lower_priority() -> None:
+    """A background job: the window's thread gets the CPU first on a machine with few cores."""
+    if platform.system() == "Windows":  # os.nice does not exist there
+        import psutil
+
+        psutil.Process().nice(psutil.BELOW_NORMAL_PRIORITY_CLASS)
+    else:
+        os.nice(5)
 
 
 def unet_module(unet) -> tuple[torch.nn.Module, tuple, list]:

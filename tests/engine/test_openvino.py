@@ -457,3 +457,22 @@ def test_a_part_another_process_converted_meanwhile_is_kept(monkeypatch):
     openvino_convert.convert(found, model, TaskState())
     assert openvino_convert.is_done(found) and (found.folder / openvino_convert.XML).read_text() == "theirs"
     assert [p.name for p in found.folder.parent.iterdir()] == [found.folder.name], "no work folder left"
+
+
+@pytest.mark.parametrize("system", ["Windows", "Linux"])
+def test_the_converter_runs_below_normal_priority_on_windows_too(monkeypatch, system):
+    import os
+    import platform
+
+    import psutil
+
+    set_to: list = []
+    monkeypatch.setattr(platform, "system", lambda: system)
+    if system == "Windows":
+        monkeypatch.delattr(os, "nice", raising=False)
+        monkeypatch.setattr(psutil, "BELOW_NORMAL_PRIORITY_CLASS", 16384, raising=False)
+        monkeypatch.setattr(psutil, "Process", lambda: SimpleNamespace(nice=set_to.append))
+    else:
+        monkeypatch.setattr(os, "nice", set_to.append)
+    openvino_convert._lower_priority()
+    assert set_to == [16384 if system == "Windows" else 5]
