@@ -81,19 +81,22 @@ class _Probe(nn.Module):
         return self.conv_out(F.silu(self.norm_out(x)))
 
 
+_TIMED_OUT, _STOPPED = "OpenVINO's measurement did not finish within", "OpenVINO's measurement stopped unexpectedly"
+
+
 def measure(choice: DeviceChoice, channels: int = 320, size: int = 32, runs: int = RUNS,
-            timeout: float = TIMEOUT_S) -> Measurement:
+            timeout: float = TIMEOUT_S, state: TaskState | None = None) -> Measurement:
     """Time the probe in PyTorch and in OpenVINO on this CPU (`channels` and `size`, the latent side, are smaller
     in tests), in a child process (child.py): converting the block holds the GIL for long stretches, which would
     freeze the window. A child that does not answer within `timeout` seconds, or dies, is noted and PyTorch is timed
-    here. The Measurement belongs to this CPU and these versions (cpu_runtime.this_cpu/versions)."""
+    here; the user's cancel (`state`) ends the child at once (Cancelled). The Measurement belongs to this CPU and
+    these versions (cpu_runtime.this_cpu/versions)."""
     args = (choice.dtype, channels, size, runs, torch.get_num_threads())
     try:
-        return child.run(_measure_in_child, args, timeout=timeout)
+        return child.run(_measure_in_child, args, state, timeout=timeout)
     except (child.ChildTimedOut, child.ChildDied, child.ChildFailed) as error:
         log.warning("The CPU runtime probe's process failed: %s", error)
-        why = (f"OpenVINO's measurement did not finish within {timeout:.0f} s" if isinstance(error, child.ChildTimedOut)
-               else "OpenVINO's measurement stopped unexpectedly")
+        why = (f"{_TIMED_OUT} {timeout:.0f} s" if isinstance(error, child.ChildTimedOut) else _STOPPED)
         measured = measure_here(choice, channels, size, runs, with_openvino=False)
         return dataclasses.replace(measured, note=f"{why}.")
 
@@ -142,17 +145,25 @@ def ensure(choice: DeviceChoice, setting: str, state: TaskState | None = None) -
     if choice.device.type != "cpu":
         return None
     saved = cpu_runtime.load(precision=choice.precision)
-    if saved is not None or setting != "auto":
+    if setting != "auto" or (saved is not None and not interrupted(saved)):
         return saved
     if state is not None:
         state.status(STATUS)
-    measurement = measure(choice)
+    measurement = measure(choice, state=state)
+    if interrupted(measurement):  # a busy machine or a killed process says nothing of this CPU: measured next start
+        return measurement
     try:
         cpu_runtime.save(measurement)
     except OSError:
         log.warning("Could not save the CPU runtime measurement", exc_info=True)  # measured again next start
     log.info("CPU runtime: %s", cpu_runtime.describe(measurement))
     return measurement
+
+
+def interrupted(measurement: Measurement) -> bool:
+    """Whether OpenVINO's part of the measurement timed out or its process died: it is not kept (nor one saved by an
+    older version), so the next start measures again."""
+    return measurement.openvino_s is None and measurement.note.startswith((_TIMED_OUT, _STOPPED))
 
 
 def _openvino(module: nn.Module, inputs: tuple[torch.Tensor, ...], precision: str):

@@ -3,11 +3,14 @@
 import dataclasses
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from desktop.core import cpu_runtime
+from desktop.core.errors import Cancelled
 from desktop.core.progress import TaskState
 from desktop.core.settings import Settings
 from desktop.engine import devices, runtime_probe
@@ -76,9 +79,9 @@ def probes(monkeypatch):
     """Counts the measurements made; each is a fixed, quick one."""
     made, real = [], runtime_probe.measure
 
-    def measure(choice):
+    def measure(choice, state=None):
         made.append(choice)
-        return real(choice, **SMALL)
+        return real(choice, **SMALL, state=state)
 
     monkeypatch.setattr(runtime_probe, "measure", measure)
     return made
@@ -115,3 +118,28 @@ def test_another_device_is_not_measured(probes):
     choice = devices.choose("cpu", "fp32")
     gpu = devices.DeviceChoice(devices.torch.device("cuda"), choice.dtype, "CUDA")
     assert runtime_probe.ensure(gpu, "auto", TaskState()) is None and probes == []
+
+
+def test_the_probe_is_cancelled_at_once():
+    state = TaskState()
+    threading.Timer(0.5, state.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        runtime_probe.measure(devices.choose("cpu", "fp32"), **SMALL, state=state)
+    assert time.monotonic() - started < 2 and not runtime_probe.child.multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("failure", [runtime_probe.child.ChildTimedOut("no answer within 180 s"),
+                                     runtime_probe.child.ChildDied(-9)])
+def test_a_probe_that_timed_out_or_died_is_measured_again_at_the_next_start(probes, monkeypatch, failure):
+    def failing(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(runtime_probe.child, "run", failing)
+    first = LocalBackend.from_settings(Settings(device="cpu", precision="fp32"))
+    first.start(TaskState())
+    assert first.measurement.openvino_s is None and first.measurement.pytorch_s > 0
+    assert cpu_runtime.load() is None, "a busy or killed probe says nothing lasting about this CPU"
+    cpu_runtime.save(first.measurement)  # as a version before this one saved it
+    LocalBackend.from_settings(Settings(device="cpu", precision="fp32")).start(TaskState())
+    assert len(probes) == 2
