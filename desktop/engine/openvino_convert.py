@@ -7,6 +7,11 @@ openvino version and CONVERTER. A folder is written beside its final place and r
 manifest of its files' sizes last, so a crash mid-write leaves no folder that looks done; a folder that does
 not match its manifest or that OpenVINO cannot read is discarded and converted again.
 
+The cache is kept under CACHE_LIMIT (8 GB: an SD 1.5 UNet is 1.7 GB, an SDXL one 5 GB; every set of LoRAs and
+weights, and every openvino version, makes new folders): after each conversion the least recently used folders
+go first (a folder's modification time is set whenever it is used: `hold`), never one a compiled model of this
+process holds, nor the one just made. `cache_size` and `clear_cache` are for the Settings window.
+
 Conversion runs in a child process (child.py: the converter holds the GIL for long stretches, which would
 freeze the window): this process writes the part's weights (LoRAs fused) with safetensors into the work folder,
 the child rebuilds the model from its diffusers config and those weights, traces it (TorchScript,
@@ -25,6 +30,8 @@ import platform
 import shutil
 import tempfile
 import time
+import weakref
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +45,7 @@ from desktop.core.progress import TaskState
 from . import child
 from .runtime_probe import import_openvino  # openvino with its converter's telemetry off
 
+CACHE_LIMIT = 8 * 2**30  # bytes of IR kept on disk (see the module's text)
 CONVERTER = 1  # bump when what a conversion writes changes: older folders are then never read again
 MANIFEST = "manifest.json"
 XML = "model.xml"
@@ -108,6 +116,71 @@ def discard(found: Part) -> None:
     shutil.rmtree(found.folder, ignore_errors=True)
 
 
+_in_use: Counter[str] = Counter()  # cache folder name -> compiled models of this process reading it
+
+
+def hold(found: Part, owner: object) -> None:
+    """Mark found's folder as used now (the cache evicts the least recently used) and in use while `owner` (its
+    compiled model) lives: it is never evicted or cleared meanwhile."""
+    _in_use[found.folder.name] += 1
+    weakref.finalize(owner, _release, found.folder.name)
+    touch(found)
+
+
+def touch(found: Part) -> None:
+    with contextlib.suppress(OSError):
+        os.utime(found.folder)
+
+
+def _release(name: str) -> None:
+    _in_use[name] -= 1
+    if _in_use[name] <= 0:
+        del _in_use[name]
+
+
+def _folders() -> list[Path]:
+    """The cache's part folders (not the work folders of conversions in progress), least recently used first."""
+    try:
+        found = [path for path in cache_root().iterdir() if path.is_dir() and not path.name.startswith(".")]
+    except OSError:
+        return []
+    return sorted(found, key=lambda path: path.stat().st_mtime)
+
+
+def _size(folder: Path) -> int:
+    return sum(file.stat().st_size for file in folder.rglob("*") if file.is_file())
+
+
+def cache_size() -> int:
+    """Bytes the OpenVINO cache takes on disk."""
+    return sum(_size(folder) for folder in _folders())
+
+
+def evict(keep: str = "", limit: int | None = None) -> None:
+    """Remove the least recently used folders until the cache is under `limit` (CACHE_LIMIT); never `keep` (a
+    folder name) nor one in use."""
+    limit = CACHE_LIMIT if limit is None else limit
+    folders = _folders()
+    total = sum(sizes := [_size(folder) for folder in folders])
+    for folder, size in zip(folders, sizes, strict=True):
+        if total <= limit:
+            return
+        if folder.name != keep and folder.name not in _in_use:
+            shutil.rmtree(folder, ignore_errors=True)
+            total -= size
+
+
+def clear_cache() -> int:
+    """Remove every converted part not in use now (they are converted again when next needed); the bytes freed."""
+    freed = 0
+    for folder in _folders():
+        if folder.name not in _in_use:
+            size = _size(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+            freed += size
+    return freed
+
+
 class ConverterDied(RuntimeError):
     """The converter's process ended without an answer: most likely it ran out of memory (it needs up to ~6 GB
     for SD 1.5), or it was killed. `final`: it died twice in this session, so it is not tried again."""
@@ -152,6 +225,7 @@ def convert(found: Part, model: torch.nn.Module, state: TaskState) -> None:
         except OSError:
             if not is_done(found):  # not another process's copy that appeared just now
                 raise
+        evict(keep=found.folder.name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -47,6 +47,7 @@ class Compiled:
         self.part = found
         self._core, self._config = core, config
         self._model = core.read_model(str(found.xml))
+        convert.hold(found, self)  # never evicted from the disk cache while compiled here
         self._compiled: OrderedDict[tuple, object] = OrderedDict()
         self.kept = 1 if (found.folder / convert.BIN).stat().st_size > LARGE_BYTES else COMPILED_KEPT
 
@@ -94,6 +95,7 @@ class Runtime:
             raise GaveUp(found.folder.name)
         held = self._parts.get(found.folder.name)
         if held is not None:
+            convert.touch(found)  # used now: the disk cache evicts the least recently used
             self._remember(loaded, kind, held)
             return held
         if found.folder.exists() and not convert.is_done(found):

@@ -476,3 +476,28 @@ def test_the_converter_runs_below_normal_priority_on_windows_too(monkeypatch, sy
         monkeypatch.setattr(os, "nice", set_to.append)
     openvino_convert._lower_priority()
     assert set_to == [16384 if system == "Windows" else 5]
+
+
+def test_the_ir_cache_keeps_the_recently_used_under_its_limit_and_never_one_in_use(monkeypatch):
+    import os
+
+    def made(name: str, age_s: float):
+        found = openvino_convert.Part("unet", openvino_convert.cache_root() / name, {})
+        found.folder.mkdir(parents=True)
+        (found.folder / openvino_convert.BIN).write_bytes(b"0" * 1000)
+        os.utime(found.folder, (time.time() - age_s, time.time() - age_s))
+        return found
+
+    in_use, used = made("unet-in-use", 0), made("unet-used", 500)
+    owner = Folder()  # anything weakly referenceable: a compiled model reading the folder
+    openvino_convert.hold(in_use, owner)
+    os.utime(in_use.folder, (time.time() - 400, time.time() - 400))  # in use, though the least recently used
+    made("unet-older", 350), made("unet-old", 300), made("unet-new", 450)  # "new": just converted
+    openvino_convert.touch(used)  # a picture used it just now
+    assert openvino_convert.cache_size() == 5000
+    monkeypatch.setattr(openvino_convert, "CACHE_LIMIT", 3000)
+    openvino_convert.evict(keep="unet-new")
+    assert sorted(p.name for p in openvino_convert.cache_root().iterdir()) == ["unet-in-use", "unet-new", "unet-used"]
+    assert openvino_convert.clear_cache() == 2000 and openvino_convert.cache_size() == 1000
+    del owner
+    assert openvino_convert.clear_cache() == 1000 and list(openvino_convert.cache_root().iterdir()) == []
