@@ -9,6 +9,7 @@ ControlNet, an IP-Adapter, a flow family) runs on PyTorch and the status says so
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,7 +100,8 @@ def _unet_part(pipe, models, loaded, state: TaskState):
     from . import openvino_convert as convert
 
     unet = pipe.unet
-    uses = [lora for lora in (loaded.loras.signature() if loaded.loras is not None else ()) if lora[3]]
+    uses = [lora for lora in (loaded.loras.signature() if loaded.loras is not None else ())
+            if lora[3] and _changes_unet(*lora[:3])]  # a text-encoder-only LoRA leaves the UNet's IR as it is
     fused = tuple((path, size, mtime, weight) for path, size, mtime, weight, _ in uses)
     variant = {"family": loaded.family, "in_channels": unet.config.in_channels,
                "sdxl": unet.config.addition_embed_type == "text_time",
@@ -108,6 +110,23 @@ def _unet_part(pipe, models, loaded, state: TaskState):
     found = convert.part(convert.UNET, convert.model_identity(loaded.info.path), variant, fused)
     names = tuple(Path(path).stem for path, *_ in uses)
     return runtime_of(models).part(loaded, convert.UNET, unet, found, state, names)
+
+
+_TEXT_ONLY = ("lora_te", "text_encoder.", "text_encoder_2.")  # kohya/A1111 and diffusers text encoder keys
+
+
+@functools.lru_cache(maxsize=256)
+def _changes_unet(path: str, size: int, mtime_ns: int) -> bool:
+    """Whether the LoRA file has any layer outside the text encoders (read from its header only); a file that
+    is not safetensors, or names it cannot tell, counts as changing the UNet."""
+    import safetensors
+
+    try:
+        with safetensors.safe_open(path, "pt") as file:
+            keys = list(file.keys())  # noqa: SIM118
+    except Exception:  # noqa: BLE001 - .pt/.ckpt or unreadable: assume it changes the UNet (the safe side)
+        return True
+    return not keys or not all(key.startswith(_TEXT_ONLY) for key in keys)
 
 
 def _vae_stand_in(pipe, models, loaded, state: TaskState):

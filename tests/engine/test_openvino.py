@@ -501,3 +501,23 @@ def test_the_ir_cache_keeps_the_recently_used_under_its_limit_and_never_one_in_u
     assert openvino_convert.clear_cache() == 2000 and openvino_convert.cache_size() == 1000
     del owner
     assert openvino_convert.clear_cache() == 1000 and list(openvino_convert.cache_root().iterdir()) == []
+
+
+def test_a_lora_that_changes_only_the_text_encoder_reuses_the_unets_ir(tiny_models, sd1_loras, tmp_path,  # noqa: F811
+                                                                        monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(sd1_loras[0])
+    save_file({k: v for k, v in weights.items() if k.startswith("lora_te_")}, tmp_path / "words.safetensors")
+    folder, unets = Folder(tmp_path / "words.safetensors", *sd1_loras), []
+
+    def recording(found, model, state):
+        if found.kind == "unet":
+            unets.append(found.folder.name)
+        raise RuntimeError("not converted in this test")
+
+    monkeypatch.setattr(openvino_convert, "convert", recording)
+    for prompt in ("a fox", "a fox <lora:words:1>", "a fox <lora:detail:1>"):
+        run(ModelManager(devices.choose("cpu", "fp32"), runtime="openvino"), model=str(tiny_models["sd1"].folder),
+            prompt=prompt, addons=folder, steps=1)
+    assert unets[0] == unets[1] != unets[2]
