@@ -461,7 +461,7 @@ def start_backend(args: argparse.Namespace, progress: _Progress):
     if window_settings.notice:
         print(f"sfumato: {window_settings.notice}", file=sys.stderr)
     window_settings.device, window_settings.precision = args.device, args.precision  # the options, for this run
-    if args.runtime:
+    if getattr(args, "runtime", None):  # generate, grid and batch take --runtime; upscale, restore do not
         window_settings.cpu_runtime = args.runtime
     backend = LocalBackend.from_settings(window_settings)
     try:
@@ -475,7 +475,7 @@ def start_backend(args: argparse.Namespace, progress: _Progress):
 def _start_remote(args: argparse.Namespace, progress: _Progress):
     from desktop.remote.backend import RemoteBackend
 
-    if args.device != "auto" or args.precision != "auto" or args.runtime:
+    if args.device != "auto" or args.precision != "auto" or getattr(args, "runtime", None):
         print("sfumato: --device, --precision and --runtime are chosen where the server starts (sfumato serve "
               "--device ...); leave them out with --server.", file=sys.stderr)
         return None
