@@ -20,8 +20,8 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def sfumato_home(tmp_path, monkeypatch, request):
-    home = tmp_path / "sfumato-home"
+def sfumato_home(tmp_path_factory, monkeypatch, request):
+    home = tmp_path_factory.mktemp("sfumato-home")  # beside tmp_path, not in it: tests list what they made there
     monkeypatch.setenv("SFUMATO_HOME", str(home))
     if request.node.get_closest_marker("measures_cpu_runtime") is None:
         _measured_already()
