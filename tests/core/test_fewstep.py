@@ -325,8 +325,8 @@ def test_a_full_lcm_checkpoint_takes_cfg_8_as_its_guidance_embedding():
     assert recipe("lcm", "sd1").cfg_scale == 1.0
 
 
-def test_a_diffusers_folder_whose_unet_embeds_the_guidance_is_a_guided_lcm(tmp_path):
-    folder = tmp_path / "dreamshaper-distilled"
+def write_guided_lcm_folder(folder):
+    """The configs of a diffusers folder whose UNet takes the guidance as an embedding (LCM_Dreamshaper_v7)."""
     for part, config in (("unet", {"in_channels": 4, "cross_attention_dim": 768, "time_cond_proj_dim": 256}),
                          ("scheduler", {"_class_name": "PNDMScheduler"}), ("text_encoder", {}), ("vae", {}),
                          ("tokenizer", {})):
@@ -334,6 +334,11 @@ def test_a_diffusers_folder_whose_unet_embeds_the_guidance_is_a_guided_lcm(tmp_p
         (folder / part / ("scheduler_config.json" if part == "scheduler" else "config.json")).write_text(
             json.dumps(config))
     (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return folder
+
+
+def test_a_diffusers_folder_whose_unet_embeds_the_guidance_is_a_guided_lcm(tmp_path):
+    folder = write_guided_lcm_folder(tmp_path / "dreamshaper-distilled")
     info = identify(folder)
     assert info.guidance_embedded and info.few_step == "lcm"
     (folder / "unet" / "config.json").write_text(json.dumps({"in_channels": 4, "cross_attention_dim": 768}))

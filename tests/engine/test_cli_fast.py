@@ -142,15 +142,8 @@ def test_fast_on_a_servers_model_waits_for_it_to_load_to_know_its_kind():
 
 
 def test_a_full_lcm_checkpoint_gets_cfg_8_by_default_and_with_fast(tmp_path):
-    import json  # noqa: PLC0415
+    from tests.core.test_fewstep import write_guided_lcm_folder  # noqa: PLC0415
 
-    folder = tmp_path / "dreamshaper-distilled"  # its UNet takes the guidance as an embedding (LCM_Dreamshaper_v7)
-    for part, config in (("unet", {"in_channels": 4, "cross_attention_dim": 768, "time_cond_proj_dim": 256}),
-                         ("scheduler", {"_class_name": "PNDMScheduler"}), ("text_encoder", {}), ("vae", {}),
-                         ("tokenizer", {})):
-        (folder / part).mkdir(parents=True)
-        (folder / part / ("scheduler_config.json" if part == "scheduler" else "config.json")).write_text(
-            json.dumps(config))
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    folder = write_guided_lcm_folder(tmp_path / "dreamshaper-distilled")
     assert sampling(request("--model", str(folder))) == ("LCM", "Automatic", 4, 8.0)
     assert sampling(request("--model", str(folder), "--fast")) == ("LCM", "Automatic", 4, 8.0)

@@ -14,6 +14,7 @@ from desktop.core.request import GenerationRequest
 from desktop.ui.models import ModelsDialog
 from desktop.ui.prompt_panel import FEWSTEP_ROLE, LISTING_LORAS, PromptPanel
 from tests.support.addon_files import write_lora
+from tests.ui.test_flow_panel import pick
 
 MODELS = [("/m/painter.safetensors", "painter", "sd1"),
           ("/m/sdxl_lightning_4step.safetensors", "sdxl_lightning_4step", "sdxl", "", "lightning"),
@@ -28,11 +29,6 @@ def panel(qtbot):
     qtbot.addWidget(panel)
     panel.set_models(MODELS, "/m/painter.safetensors")
     return panel
-
-
-def pick(panel: PromptPanel, label: str) -> None:
-    """A person's choice in the model list."""
-    panel.model.setCurrentIndex(panel.model.findText(label))
 
 
 def values(panel: PromptPanel) -> tuple:

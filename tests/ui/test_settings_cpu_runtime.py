@@ -8,17 +8,9 @@ from PySide6.QtCore import Qt
 from desktop.core import cpu_runtime
 from desktop.core.settings import Settings
 from desktop.ui.settings_dialog import AUTOMATIC_THREADS, ENGINE_RESTART_NOTE
+from tests.ui.test_settings_dialog import choose
 
 SCREEN_W, SCREEN_H, TITLE_BAR = 1280, 720, 30
-
-
-def choose(qtbot, combo, value: str) -> None:
-    qtbot.keyClick(combo, Qt.Key.Key_Home)
-    for _ in range(combo.count()):
-        if combo.currentData() == value:
-            return
-        qtbot.keyClick(combo, Qt.Key.Key_Down)
-    assert combo.currentData() == value
 
 
 def measured(openvino_s: float | None = 1.0) -> cpu_runtime.Measurement:
