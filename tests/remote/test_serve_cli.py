@@ -148,5 +148,5 @@ def test_a_server_that_is_not_there_and_a_device_for_it_are_one_sentence_each(ca
                                 "are right."]
     code, paths_, err = _generate(capsys, "--server", url, "--device", "cpu", *ARGS)
     assert (code, paths_) == (2, [])
-    assert err.splitlines() == ["sfumato: --device, --precision and --runtime are chosen where the server starts (sfumato serve "
-                                "--device ...); leave them out with --server."]
+    assert err.splitlines() == ["sfumato: --device, --precision and --runtime are chosen where the server starts "
+                                "(sfumato serve --device ...); leave them out with --server."]
