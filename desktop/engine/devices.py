@@ -102,9 +102,8 @@ def use_threads(threads: int = 0) -> int:
 
     OpenMP keeps the count per calling thread: call it on the thread that runs the model (the worker's)."""
     wanted = threads if threads > 0 else physical_cores()
-    if wanted != torch.get_num_threads():
-        torch.set_num_threads(wanted)
-    return wanted
+    torch.set_num_threads(wanted)  # always: it also sets the count new threads start with, which another thread's
+    return wanted  # call may have changed while this one's own count already read `wanted`
 
 
 def mps_available() -> bool:

@@ -90,6 +90,8 @@ class LocalBackend:
             raise SfumatoError(f"This version of Sfumato cannot run {job.kind} jobs on this computer.")
         with self._call.running(state):
             self.start(state)
+            if self._manager.device.device.type == "cpu":  # torch keeps the thread count per thread: a server or a
+                devices.use_threads(self.cpu_threads)  # replica may run jobs on a thread other than start()'s
             if job.kind == PREPROCESS:
                 from . import preprocess  # OpenCV, and transformers for depth, only when a control picture is made
 

@@ -56,3 +56,23 @@ def test_another_device_keeps_torch_threads(monkeypatch):
     before = run_on_a_thread(lambda: None)[1]
     _choice, threads = run_on_a_thread(lambda: devices.choose("cuda", threads=0))
     assert threads == before
+
+
+def test_a_job_runs_with_the_backends_threads_on_whatever_thread_runs_it(monkeypatch):
+    """torch keeps a thread count per thread: a server runs jobs on its engine thread, not where start() ran, and
+    that thread may hold another count (a picture then differs from the same one made here)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from desktop.core.backend import GenerationJob
+    from desktop.engine import generate
+    from tests.support.requests import make_request
+
+    monkeypatch.setattr(devices, "physical_cores", lambda: 2)
+    backend = LocalBackend.from_settings(Settings(device="cpu", cpu_runtime="pytorch", cpu_threads=0))
+    backend.start(TaskState())
+    seen = []
+    monkeypatch.setattr(generate, "run", lambda *args, **kwargs: seen.append(torch.get_num_threads()) or [])
+    with ThreadPoolExecutor(1) as engine:  # a server's engine thread, which ran something with 3 threads before
+        engine.submit(torch.set_num_threads, 3).result()
+        engine.submit(backend.run, GenerationJob(make_request(model="demo")), TaskState()).result()
+    assert seen == [2]
