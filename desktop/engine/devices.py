@@ -101,9 +101,17 @@ def use_threads(threads: int = 0) -> int:
     """Run torch's CPU work with `threads` threads (settings.cpu_threads; 0: one per physical core); returns it.
 
     OpenMP keeps the count per calling thread: call it on the thread that runs the model (the worker's)."""
-    wanted = threads if threads > 0 else physical_cores()
+    wanted = threads if threads > 0 else _omp_threads() or physical_cores()
     torch.set_num_threads(wanted)  # always: it also sets the count new threads start with, which another thread's
     return wanted  # call may have changed while this one's own count already read `wanted`
+
+
+def _omp_threads() -> int:
+    """OMP_NUM_THREADS when the environment sets it, as Ray does for a replica given its share of the CPUs; else 0."""
+    try:
+        return max(0, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return 0
 
 
 def mps_available() -> bool:

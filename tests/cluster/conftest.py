@@ -55,7 +55,7 @@ def local(tmp_path_factory):
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SFUMATO_HOME", str(tmp_path_factory.mktemp("local-home")))
-        backend = LocalBackend("cpu", "fp32")
+        backend = LocalBackend("cpu", "fp32", cpu_threads=1)  # as a replica given one CPU runs
         backend.start(TaskState())
         loaded = backend.load("demo", TaskState())
     yield backend, loaded

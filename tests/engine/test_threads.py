@@ -76,3 +76,13 @@ def test_a_job_runs_with_the_backends_threads_on_whatever_thread_runs_it(monkeyp
         engine.submit(torch.set_num_threads, 3).result()
         engine.submit(backend.run, GenerationJob(make_request(model="demo")), TaskState()).result()
     assert seen == [2]
+
+
+def test_a_ray_replicas_share_of_the_cpus_is_kept(monkeypatch):
+    """Ray sets OMP_NUM_THREADS to the CPUs a replica was given: two replicas on two cores use one thread each."""
+    monkeypatch.setattr(devices, "physical_cores", lambda: 5)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert run_on_a_thread(lambda: devices.use_threads(0)) == (1, 1)
+    assert run_on_a_thread(lambda: devices.use_threads(3)) == (3, 3)  # the person's own setting still wins
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert run_on_a_thread(lambda: devices.use_threads(0)) == (5, 5)
