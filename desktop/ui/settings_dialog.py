@@ -357,25 +357,11 @@ class SettingsDialog(QDialog):
         self.engine_note = _MessageLabel(_NOTE_STYLE)
         self.engine_problem = _MessageLabel(_MESSAGE_STYLE)
         self._row(form, "&Device:", self.device)
-        # beside the precision, on its row: the window keeps to a 720-pixel screen
-        precision_row = QWidget()
-        row = QHBoxLayout(precision_row)
-        row.setContentsMargins(0, 0, 0, 0)
-        storage_label = QLabel("&Weight storage:")
-        storage_label.setBuddy(self.weight_storage)
-        row.addWidget(self.precision, 1)
-        row.addWidget(storage_label)
-        row.addWidget(self.weight_storage, 1)
-        self._row(form, "&Precision:", precision_row, self.precision)
-        runtime_row = QWidget()  # the threads beside the runtime: the window keeps to a 720-pixel screen
-        row = QHBoxLayout(runtime_row)
-        row.setContentsMargins(0, 0, 0, 0)
-        threads_label = QLabel("CPU t&hreads:")
-        threads_label.setBuddy(self.cpu_threads)
-        row.addWidget(self.cpu_runtime, 1)
-        row.addWidget(threads_label)
-        row.addWidget(self.cpu_threads)
-        self._row(form, "CPU &runtime:", runtime_row, self.cpu_runtime)
+        # two settings on one row each: the window keeps to a 720-pixel screen
+        self._row(form, "&Precision:", _pair(self.precision, "&Weight storage:", self.weight_storage, 1),
+                  self.precision)
+        self._row(form, "CPU &runtime:", _pair(self.cpu_runtime, "CPU t&hreads:", self.cpu_threads, 0),
+                  self.cpu_runtime)
         form.addRow("", self.cpu_measured)
         form.addRow("", self.engine_problem)
         form.addRow("", self.engine_note)
@@ -757,3 +743,17 @@ class SettingsDialog(QDialog):
     @Slot(int)
     def _preview_every_suffix(self, value: int) -> None:
         self.preview_every.setSuffix(" step" if value == 1 else " steps")
+
+
+def _pair(first: QWidget, label: str, second: QWidget, second_stretch: int) -> QWidget:
+    """`first`, then `second` with its own label, on one row."""
+    row_widget = QWidget()
+    row = QHBoxLayout(row_widget)
+    row.setContentsMargins(0, 0, 0, 0)
+    buddy = QLabel(label)
+    buddy.setBuddy(second)
+    row.addWidget(first, 1)
+    row.addWidget(buddy)
+    row.addWidget(second, second_stretch)
+    return row_widget
+
